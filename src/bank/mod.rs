@@ -1,0 +1,2 @@
+//! All modems: discovery of ports, identity (IMEI, ICCID), health, hotplug
+//! and reset.

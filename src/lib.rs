@@ -1,0 +1,39 @@
+//! # simmask
+//!
+//! A number-masking appliance: a bank of GSM modems, each SIM a proxy number;
+//! sessions pair two real numbers through one proxy so that SMS and calls are
+//! relayed without either side learning the other's number.
+//!
+//! # Layout
+//!
+//! Data flows from the serial ports inwards and from the operator outwards:
+//!
+//! ```text
+//!  serial tty ──► modem (AT engine, URC demux, PDU codec, actor)
+//!                   │ ModemEvent                ▲ ModemCmd
+//!                   ▼                           │
+//!                 bank (discovery, identity, health, hotplug)
+//!                   │
+//!                   ▼
+//!                 router: masking rules ─► store (SQLite, one writer)
+//!                         sms relay / outbox, voice bridge
+//!                   │
+//!                   ▼
+//!                 api (axum, SSE, dashboard) ◄── operators
+//! ```
+//!
+//! - [`modem`]: one modem. [`modem::pdu`] is the pure SMS PDU codec,
+//!   [`modem::profile`] the per-model firmware profiles shared with the simulator.
+//! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
+//! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
+//! - [`number`]: phone numbers and their redacting `Debug`.
+//! - [`logging`]: tracing set-up (human or JSON).
+//!
+//! Pure layers (the PDU codec, the AT digester, the masking rules) never import
+//! tokio: they are plain functions over data, fast to test and easy to fuzz.
+
+pub mod bank;
+pub mod logging;
+pub mod modem;
+pub mod number;
+pub mod sim;

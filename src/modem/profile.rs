@@ -1,0 +1,430 @@
+//! Modem model profiles: quirks as data.
+//!
+//! One TOML file per model in `firmware-config/`. The simulator plays a model
+//! from its profile (identity strings, boot noise, echo default, storages,
+//! `+CNMI` modes, supplementary services); the driver reads the same file to
+//! recognise the model and initialise it. Unknown keys are refused, so a typo
+//! in a profile fails the test that loads every file instead of silently
+//! falling back to a default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The profiles compiled into the binary, so it works without the directory.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "generic",
+        include_str!("../../firmware-config/generic.toml"),
+    ),
+    (
+        "simcom-sim800",
+        include_str!("../../firmware-config/simcom-sim800.toml"),
+    ),
+    (
+        "quectel-ec25",
+        include_str!("../../firmware-config/quectel-ec25.toml"),
+    ),
+    (
+        "huawei-e173",
+        include_str!("../../firmware-config/huawei-e173.toml"),
+    ),
+];
+
+/// The name of the fallback profile (plain 3GPP TS 27.005/27.007).
+pub const GENERIC: &str = "generic";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("profile {name}: {source}")]
+    Parse {
+        name: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("profile file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "profile {file}: its name key says {declared:?}; the file name and the name must agree"
+    )]
+    NameMismatch { file: String, declared: String },
+    #[error("unknown modem profile {0:?} (known: {1})")]
+    Unknown(String, String),
+    #[error("profile {name}: {problem}")]
+    Invalid { name: String, problem: String },
+}
+
+/// One modem model.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// The file's name without `.toml`; the value of `simmask sim --profile`.
+    pub name: String,
+    pub description: String,
+    pub identity: Identity,
+    pub detect: Detect,
+    pub boot: Boot,
+    pub commands: Commands,
+    pub sms: Sms,
+    pub voice: Voice,
+    #[serde(default)]
+    pub noise: Noise,
+    #[serde(default)]
+    pub driver: Driver,
+}
+
+/// What the model answers about itself.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// `AT+CGMI` / `AT+GMI`.
+    pub manufacturer: String,
+    /// `AT+CGMM` / `AT+GMM`.
+    pub model: String,
+    /// `AT+CGMR` / `AT+GMR`.
+    pub revision: String,
+    /// The lines of `ATI`; `{imei}` is replaced by the modem's IMEI.
+    pub ati: Vec<String>,
+}
+
+/// How the driver recognises the model from what it reports: each list holds
+/// case-insensitive substrings, and a profile matches when one of `manufacturer`
+/// is in the `+CGMI` answer and (if `model` is not empty) one of `model` in `+CGMM`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detect {
+    pub manufacturer: Vec<String>,
+    #[serde(default)]
+    pub model: Vec<String>,
+}
+
+/// Power-on behaviour.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Boot {
+    /// Echo state after power-on and after `ATZ` / `AT&F`.
+    pub echo: bool,
+    /// Unsolicited lines the model prints after power-on or `AT+CFUN=1,1`.
+    pub urcs: Vec<String>,
+    /// How long the model takes to answer again after a reset, in milliseconds.
+    #[serde(default = "default_reset_ms")]
+    pub reset_ms: u64,
+}
+
+fn default_reset_ms() -> u64 {
+    1500
+}
+
+/// Vendor spellings of commands.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commands {
+    /// The command that reads the ICCID (`AT+CCID`, `AT+QCCID`, `AT^ICCID?`).
+    pub iccid: String,
+    /// What precedes the ICCID in the answer (`+CCID: `, `^ICCID: `, or empty
+    /// for the bare digits some SIMCom firmware prints).
+    pub iccid_prefix: String,
+    /// The ICCID comes with the digits of each octet swapped (raw EF_ICCID
+    /// BCD), as Huawei's `^ICCID` gives it.
+    #[serde(default)]
+    pub iccid_swapped: bool,
+    /// The final result for a command the model does not know (`ERROR`;
+    /// some Huawei firmware says `COMMAND NOT SUPPORT`).
+    #[serde(default = "default_unknown_command")]
+    pub unknown_command: String,
+    /// Vendor commands the model answers with fixed lines then `OK`.
+    #[serde(default)]
+    pub vendor: Vec<VendorCommand>,
+}
+
+fn default_unknown_command() -> String {
+    "ERROR".into()
+}
+
+/// A vendor command and its fixed answer.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorCommand {
+    /// The command as typed, without the trailing CR (e.g. `AT^CURC=0`).
+    pub command: String,
+    /// Information lines printed before `OK`.
+    #[serde(default)]
+    pub response: Vec<String>,
+}
+
+/// SMS storage and routing.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    /// Message storages and their capacity in messages, in the order
+    /// `AT+CPMS=?` lists them.
+    pub storages: Vec<Storage>,
+    /// The storage selected after power-on (mem1, mem2 and mem3).
+    pub default_storage: String,
+    /// The answer to `AT+CNMI=?` after `+CNMI: `.
+    pub cnmi_supported: String,
+    /// The `+CNMI` setting the driver asks for (mode,mt,bm,ds,bfr).
+    pub cnmi: String,
+    /// `+CMS ERROR` code when the storage is full (322, "memory full").
+    #[serde(default = "default_storage_full")]
+    pub storage_full_error: u16,
+}
+
+fn default_storage_full() -> u16 {
+    322
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    pub name: String,
+    pub capacity: u16,
+}
+
+/// Voice calls and the supplementary services of the SIM's network.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    /// The model can place and answer voice calls at all.
+    pub supported: bool,
+    /// The `+CHLD` values the network offers, as `AT+CHLD=?` lists them
+    /// (`0`, `1`, `1x`, `2`, `2x`, `3` multiparty, `4` explicit call transfer).
+    pub chld: Vec<String>,
+}
+
+impl Voice {
+    /// The network joins two calls into a multiparty call (`AT+CHLD=3`).
+    pub fn multiparty(&self) -> bool {
+        self.chld.iter().any(|v| v == "3")
+    }
+
+    /// The network connects two calls and drops the modem (`AT+CHLD=4`).
+    pub fn transfer(&self) -> bool {
+        self.chld.iter().any(|v| v == "4")
+    }
+}
+
+/// Periodic vendor noise (signal and mode reports) the model prints unasked.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Noise {
+    /// Lines printed every `interval_ms`; `{rssi}` is replaced by the current
+    /// `+CSQ` value.
+    #[serde(default)]
+    pub periodic: Vec<String>,
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// A command that stops the periodic noise (Huawei `AT^CURC=0`).
+    #[serde(default)]
+    pub off_command: Option<String>,
+}
+
+/// What the driver does beyond the standard 27.007/27.005 initialisation.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Driver {
+    /// Extra commands sent after the standard initialisation; a failing one
+    /// is logged, not fatal.
+    #[serde(default)]
+    pub init: Vec<String>,
+    /// Delete the message with `AT+CMGD=<index>` only; some firmware rejects
+    /// the delete-flag parameter.
+    #[serde(default)]
+    pub cmgd_without_flag: bool,
+}
+
+impl Profile {
+    /// Parses one profile file's text.
+    pub fn from_toml(name: &str, text: &str) -> Result<Self, ProfileError> {
+        let profile: Profile = toml::from_str(text).map_err(|source| ProfileError::Parse {
+            name: name.to_string(),
+            source: Box::new(source),
+        })?;
+        if profile.name != name {
+            return Err(ProfileError::NameMismatch {
+                file: name.to_string(),
+                declared: profile.name,
+            });
+        }
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    fn validate(&self) -> Result<(), ProfileError> {
+        let invalid = |problem: String| ProfileError::Invalid {
+            name: self.name.clone(),
+            problem,
+        };
+        if self.sms.storages.is_empty() {
+            return Err(invalid("sms.storages is empty".into()));
+        }
+        if !self
+            .sms
+            .storages
+            .iter()
+            .any(|s| s.name == self.sms.default_storage)
+        {
+            return Err(invalid(format!(
+                "sms.default_storage {:?} is not one of sms.storages",
+                self.sms.default_storage
+            )));
+        }
+        const CHLD: [&str; 7] = ["0", "1", "1x", "2", "2x", "3", "4"];
+        if let Some(bad) = self.voice.chld.iter().find(|v| !CHLD.contains(&v.as_str())) {
+            return Err(invalid(format!("voice.chld has unknown service {bad:?}")));
+        }
+        if self.detect.manufacturer.is_empty() {
+            return Err(invalid("detect.manufacturer is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The capacity of a storage, if the model has it.
+    pub fn storage_capacity(&self, name: &str) -> Option<u16> {
+        self.sms
+            .storages
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+            .map(|s| s.capacity)
+    }
+
+    /// Whether this profile describes a modem reporting these identity strings.
+    pub fn matches(&self, manufacturer: &str, model: &str) -> bool {
+        let contains_any = |haystack: &str, needles: &[String]| {
+            let haystack = haystack.to_ascii_lowercase();
+            needles
+                .iter()
+                .any(|n| haystack.contains(&n.to_ascii_lowercase()))
+        };
+        contains_any(manufacturer, &self.detect.manufacturer)
+            && (self.detect.model.is_empty() || contains_any(model, &self.detect.model))
+    }
+}
+
+/// A set of profiles by name.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    by_name: BTreeMap<String, Profile>,
+}
+
+impl Profiles {
+    /// The profiles compiled into the binary from `firmware-config/`.
+    pub fn builtin() -> Self {
+        let by_name = BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let profile = Profile::from_toml(name, text)
+                    .unwrap_or_else(|e| panic!("built-in profile is invalid: {e}"));
+                (name.to_string(), profile)
+            })
+            .collect();
+        Self { by_name }
+    }
+
+    /// Every `*.toml` in `dir`, on top of the built-in ones (a file replaces
+    /// the built-in profile of the same name).
+    pub fn load_dir(dir: &Path) -> Result<Self, ProfileError> {
+        let mut profiles = Self::builtin();
+        let read_error = |source| ProfileError::Read {
+            path: dir.display().to_string(),
+            source,
+        };
+        for entry in std::fs::read_dir(dir).map_err(read_error)? {
+            let path = entry.map_err(read_error)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let profile = Profile::from_toml(&name, &text)?;
+            profiles.by_name.insert(name, profile);
+        }
+        Ok(profiles)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Profile, ProfileError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown(name.to_string(), self.names().join(", ")))
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Profile> {
+        self.by_name.values()
+    }
+
+    /// The profile for a modem reporting these identity strings; the generic
+    /// 27.007 profile when no specific one matches.
+    pub fn detect(&self, manufacturer: &str, model: &str) -> &Profile {
+        self.by_name
+            .values()
+            .filter(|p| p.name != GENERIC)
+            .find(|p| p.matches(manufacturer, model))
+            .unwrap_or_else(|| &self.by_name[GENERIC])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_file_loads_with_no_unknown_key() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let name = path.file_stem().unwrap().to_str().unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            Profile::from_toml(name, &text).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                BUILTIN.iter().any(|(n, _)| *n == name),
+                "{name}.toml is not compiled into the binary: add it to BUILTIN"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, BUILTIN.len());
+        let names = Profiles::builtin().names();
+        for required in ["generic", "simcom-sim800", "quectel-ec25", "huawei-e173"] {
+            assert!(names.iter().any(|n| n == required), "{required} missing");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = BUILTIN[0]
+            .1
+            .replace("[identity]", "colour = \"red\"\n[identity]");
+        let error = Profile::from_toml("generic", &text).unwrap_err();
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    #[test]
+    fn detection_by_identity_falls_back_to_generic() {
+        let profiles = Profiles::builtin();
+        for profile in profiles.iter() {
+            let found = profiles.detect(&profile.identity.manufacturer, &profile.identity.model);
+            assert_eq!(found.name, profile.name);
+        }
+        assert_eq!(profiles.detect("ACME", "X1").name, GENERIC);
+        assert_eq!(profiles.detect("huawei", "E1752").name, "huawei-e173");
+    }
+}

@@ -1,0 +1,206 @@
+//! Phone numbers: real numbers are personal data.
+//!
+//! [`PhoneNumber`] holds a number normalised to E.164 (`+` and digits). Its
+//! `Debug` hides all but the last three digits, so `tracing` fields like
+//! `?number` never leak a real number into the logs; the real value is only
+//! reachable through the explicit [`PhoneNumber::e164`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string is not a usable phone number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("empty phone number")]
+    Empty,
+    #[error("phone number has a character that is not a digit: {0:?}")]
+    BadCharacter(char),
+    #[error("unknown default region {0:?} (expected an ISO 3166 code such as \"GB\")")]
+    UnknownRegion(String),
+    #[error("national number {redacted} needs a region to become international")]
+    NeedsRegion { redacted: String },
+    #[error("not a valid phone number: {redacted} ({reason})")]
+    Invalid { redacted: String, reason: String },
+}
+
+/// A phone number in E.164 form (`+4477009001234`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    /// Parses and normalises `input` to E.164 with the phone-number metadata
+    /// of libphonenumber. A number without `+` (or `00`) is read as national
+    /// in `default_region` (ISO 3166 alpha-2, e.g. `"GB"`).
+    pub fn parse(input: &str, default_region: Option<&str>) -> Result<Self, NumberError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(NumberError::Empty);
+        }
+        if let Some(bad) = trimmed
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.')))
+        {
+            return Err(NumberError::BadCharacter(bad));
+        }
+        let region = match default_region {
+            Some(code) => Some(
+                phonenumber::country::Id::from_str(&code.to_ascii_uppercase())
+                    .map_err(|_| NumberError::UnknownRegion(code.to_string()))?,
+            ),
+            None => None,
+        };
+        let international = trimmed.starts_with('+') || trimmed.starts_with("00");
+        if !international && region.is_none() {
+            return Err(NumberError::NeedsRegion {
+                redacted: redact(trimmed),
+            });
+        }
+        let parsed = phonenumber::parse(region, trimmed).map_err(|error| NumberError::Invalid {
+            redacted: redact(trimmed),
+            reason: error.to_string(),
+        })?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(NumberError::Invalid {
+                redacted: redact(trimmed),
+                reason: "no such number in the numbering plan".into(),
+            });
+        }
+        Ok(Self(
+            parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    /// Accepts a string already in E.164 syntax (`+` then 1 to 15 digits)
+    /// without consulting numbering-plan metadata: for numbers the network or
+    /// the store hands us that were validated when they came in.
+    pub fn from_e164(input: &str) -> Result<Self, NumberError> {
+        let digits = input
+            .strip_prefix('+')
+            .ok_or_else(|| NumberError::NeedsRegion {
+                redacted: redact(input),
+            })?;
+        if digits.is_empty() {
+            return Err(NumberError::Empty);
+        }
+        if let Some(bad) = digits.chars().find(|c| !c.is_ascii_digit()) {
+            return Err(NumberError::BadCharacter(bad));
+        }
+        if digits.len() > 15 || digits.starts_with('0') {
+            return Err(NumberError::Invalid {
+                redacted: redact(input),
+                reason: "E.164 numbers have 1 to 15 digits and no leading zero".into(),
+            });
+        }
+        Ok(Self(input.to_string()))
+    }
+
+    /// The real number. Call sites that use it are the places where personal
+    /// data leaves the process (the modem, the store, admin API responses).
+    pub fn e164(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to viewers: country code and last three digits
+    /// (`+44******789`).
+    pub fn masked(&self) -> String {
+        let digits = &self.0[1..];
+        let country_len = phonenumber::parse(None, &self.0)
+            .map(|n| n.code().value().to_string().len())
+            .unwrap_or(2)
+            .min(digits.len().saturating_sub(3));
+        let tail_start = digits.len().saturating_sub(3).max(country_len);
+        format!(
+            "+{}{}{}",
+            &digits[..country_len],
+            "*".repeat(tail_start - country_len),
+            &digits[tail_start..]
+        )
+    }
+}
+
+/// Replaces every digit but the last three with `*` (keeps `+`).
+pub fn redact(number: &str) -> String {
+    let digit_count = number.chars().filter(char::is_ascii_digit).count();
+    let mut seen = 0;
+    number
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if seen + 3 <= digit_count { '*' } else { c }
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", redact(&self.0))
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = NumberError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::from_e164(&value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_all_but_last_three_digits() {
+        let n = PhoneNumber::from_e164("+447700900123").unwrap();
+        assert_eq!(format!("{n:?}"), "+*********123");
+        assert!(!format!("{n:?}").contains("7700"));
+    }
+
+    #[test]
+    fn masked_keeps_country_code() {
+        let n = PhoneNumber::from_e164("+447700900789").unwrap();
+        assert_eq!(n.masked(), "+44*******789");
+        let us = PhoneNumber::from_e164("+14155550123").unwrap();
+        assert_eq!(us.masked(), "+1*******123");
+    }
+
+    #[test]
+    fn national_numbers_use_the_default_region() {
+        let n = PhoneNumber::parse("07911 123456", Some("GB")).unwrap();
+        assert_eq!(n.e164(), "+447911123456");
+        assert!(matches!(
+            PhoneNumber::parse("07700900123", None),
+            Err(NumberError::NeedsRegion { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_reason() {
+        assert_eq!(PhoneNumber::parse("", None), Err(NumberError::Empty));
+        assert_eq!(
+            PhoneNumber::parse("+44abc", None),
+            Err(NumberError::BadCharacter('a'))
+        );
+        assert!(PhoneNumber::parse("+999123", None).is_err());
+        assert!(PhoneNumber::from_e164("+0123").is_err());
+        assert!(PhoneNumber::from_e164("+1234567890123456").is_err());
+    }
+
+    #[test]
+    fn errors_do_not_leak_the_number() {
+        let error = PhoneNumber::parse("07700900123", None).unwrap_err();
+        assert!(!error.to_string().contains("7700900"), "{error}");
+    }
+}

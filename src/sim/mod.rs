@@ -1,0 +1,2 @@
+//! The virtual GSM network: a bank of virtual modems behind real
+//! pseudo-terminals, handsets, and the control API.
