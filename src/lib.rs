@@ -26,6 +26,7 @@
 //!   [`modem::profile`] the per-model firmware profiles shared with the simulator.
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
 //! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
+//! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
 //! - [`number`]: phone numbers and their redacting `Debug`.
 //! - [`logging`]: tracing set-up (human or JSON).
 //!
@@ -34,6 +35,7 @@
 
 pub mod bank;
 pub mod logging;
+pub mod masking;
 pub mod modem;
 pub mod number;
 pub mod sim;
