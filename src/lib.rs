@@ -27,6 +27,7 @@
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
 //! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
 //! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
+//! - [`store`]: SQLite behind one writer thread; the only home of SQL.
 //! - [`number`]: phone numbers and their redacting `Debug`.
 //! - [`logging`]: tracing set-up (human or JSON).
 //!
@@ -39,3 +40,4 @@ pub mod masking;
 pub mod modem;
 pub mod number;
 pub mod sim;
+pub mod store;

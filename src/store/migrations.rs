@@ -1,0 +1,139 @@
+//! The schema, as numbered migrations. Each runs in a transaction; a database
+//! written by a newer simmask (a higher `user_version`) is refused rather
+//! than used with a schema this binary does not know.
+//!
+//! Never edit a migration once released: add the next one.
+
+use rusqlite::Connection;
+use rusqlite_migration::{M, Migrations, SchemaVersion};
+
+use super::StoreError;
+
+/// Version 1: the pool (modems, SIMs), sessions and their participants, API
+/// tokens and the audit trail.
+const V1_POOL_AND_SESSIONS: &str = r#"
+CREATE TABLE modems (
+    imei          TEXT PRIMARY KEY,
+    manufacturer  TEXT NOT NULL DEFAULT '',
+    model         TEXT NOT NULL DEFAULT '',
+    revision      TEXT NOT NULL DEFAULT '',
+    profile       TEXT NOT NULL DEFAULT 'generic',
+    port          TEXT,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL
+) STRICT;
+
+-- The SIM, not the modem or the tty, is the unit of the pool: it keeps its
+-- sessions when moved to another port or modem.
+CREATE TABLE sims (
+    iccid         TEXT PRIMARY KEY,
+    msisdn        TEXT NOT NULL UNIQUE,
+    imsi          TEXT NOT NULL DEFAULT '',
+    modem_imei    TEXT REFERENCES modems(imei),
+    enabled       INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE sessions (
+    id               TEXT PRIMARY KEY,
+    proxy_iccid      TEXT NOT NULL REFERENCES sims(iccid),
+    mode             TEXT NOT NULL CHECK (mode IN ('sms', 'voice', 'both')),
+    status           TEXT NOT NULL CHECK (status IN ('open', 'closed', 'expired')),
+    label            TEXT,
+    opened_ms        INTEGER NOT NULL,
+    expires_ms       INTEGER,
+    idle_ttl_s       INTEGER CHECK (idle_ttl_s > 0),
+    last_activity_ms INTEGER NOT NULL,
+    ended_ms         INTEGER
+) STRICT;
+CREATE INDEX sessions_status_opened ON sessions(status, opened_ms);
+CREATE INDEX sessions_proxy_open ON sessions(proxy_iccid) WHERE status = 'open';
+
+-- One row per participant. `open` mirrors the session's status so that the
+-- masking rule is also a database constraint: on one proxy a number is in
+-- at most one open session.
+CREATE TABLE participants (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL CHECK (position IN (0, 1)),
+    number      TEXT NOT NULL,
+    proxy_iccid TEXT NOT NULL,
+    open        INTEGER NOT NULL CHECK (open IN (0, 1)),
+    PRIMARY KEY (session_id, position)
+) STRICT;
+CREATE UNIQUE INDEX participants_open_route
+    ON participants(proxy_iccid, number) WHERE open = 1;
+CREATE INDEX participants_number ON participants(number);
+
+CREATE TABLE api_tokens (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'viewer')),
+    hash         TEXT NOT NULL UNIQUE,
+    created_ms   INTEGER NOT NULL,
+    last_used_ms INTEGER,
+    revoked_ms   INTEGER
+) STRICT;
+
+CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY,
+    at_ms  INTEGER NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+) STRICT;
+"#;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(V1_POOL_AND_SESSIONS)])
+}
+
+/// The schema version this binary writes.
+pub fn latest_version() -> usize {
+    1
+}
+
+/// Brings the database to the latest schema, refusing a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let migrations = migrations();
+    match migrations.current_version(conn)? {
+        SchemaVersion::Outside(found) => {
+            return Err(StoreError::TooNew {
+                found: found.get(),
+                known: latest_version(),
+            });
+        }
+        SchemaVersion::NoneSet | SchemaVersion::Inside(_) => {}
+    }
+    migrations.to_latest(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid_and_reach_the_latest_version() {
+        assert!(migrations().validate().is_ok());
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version as usize, latest_version());
+        // Running again is a no-op.
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_simmask_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", latest_version() as i64 + 1)
+            .unwrap();
+        let error = migrate(&mut conn).unwrap_err();
+        assert!(error.to_string().contains("newer simmask"), "{error}");
+    }
+}

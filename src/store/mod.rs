@@ -1,0 +1,162 @@
+//! The store: the only module that speaks SQL.
+//!
+//! One SQLite file in WAL mode with `synchronous=FULL` (a committed row
+//! survives a power cut), versioned migrations, and one writer connection on
+//! its own thread. [`Store`] is the typed async handle to it: callers never
+//! see SQL, and every state change is one transaction on that thread.
+//!
+//! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
+//! second backend can implement the same calls.
+
+mod migrations;
+mod sessions;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+
+use rusqlite::Connection;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+pub use migrations::latest_version;
+pub use sessions::{
+    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
+};
+
+use crate::masking::allocation::AllocationError;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database schema version {found} is from a newer simmask (this one knows up to {known}): \
+         refusing to downgrade; run the newer simmask or restore a backup"
+    )]
+    TooNew { found: usize, known: usize },
+    #[error("database migration: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the store's writer thread has stopped")]
+    WriterGone,
+    #[error("no session {0}")]
+    NoSuchSession(String),
+    #[error("no SIM {0}")]
+    NoSuchSim(String),
+    #[error("session {id} is already {status}")]
+    SessionNotOpen { id: String, status: String },
+    #[error(transparent)]
+    Allocation(#[from] AllocationError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The typed handle to the database. Cheap to clone; the writer thread
+/// stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies the
+    /// migrations, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = open_connection(path)?;
+        migrations::migrate(&mut conn)?;
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || {
+                for job in inbox {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            jobs,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the writer connection and returns its result.
+    async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                // The caller may have gone away (cancelled); nothing to do then.
+                let _ = reply.send(f(conn));
+            }))
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Takes a consistent copy of the database into `out` with SQLite's
+    /// online backup, while the daemon keeps writing.
+    pub fn backup_file(database: &Path, out: &Path) -> Result<(), StoreError> {
+        let source = open_connection(database)?;
+        let mut copy = Connection::open(out).map_err(|source| StoreError::Open {
+            path: out.display().to_string(),
+            source,
+        })?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+        // All pages in one step: the copy is one snapshot of the source.
+        backup.step(-1)?;
+        Ok(())
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open_error = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_error)?;
+    Ok(conn)
+}
+
+/// Milliseconds since the Unix epoch, the store's time unit.
+fn to_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+#[cfg(test)]
+mod tests;

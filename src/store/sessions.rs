@@ -1,0 +1,543 @@
+//! The pool (modems, SIMs) and sessions: typed calls on the writer thread.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::masking::Mode;
+use crate::masking::allocation::{self, AllocationRequest, ProxyCandidate};
+use crate::masking::lifecycle::{Session, SessionStatus};
+use crate::number::PhoneNumber;
+
+use super::{Store, StoreError, from_ms, to_ms};
+
+/// The most sessions one listing returns.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+/// A SIM of the pool as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimRecord {
+    pub iccid: String,
+    pub msisdn: PhoneNumber,
+    pub imsi: String,
+    pub modem_imei: Option<String>,
+    pub enabled: bool,
+}
+
+/// A modem as stored (by IMEI).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModemRecord {
+    pub imei: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub revision: String,
+    pub profile: String,
+    pub port: String,
+}
+
+/// What the bank knows right now about a SIM and allocation needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveSim {
+    pub iccid: String,
+    pub healthy: bool,
+    pub signal_dbm: Option<i32>,
+    pub voice_capable: bool,
+}
+
+/// A request to open a session.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub participants: [PhoneNumber; 2],
+    pub mode: Mode,
+    pub ttl: Option<Duration>,
+    pub idle_ttl: Option<Duration>,
+    pub label: Option<String>,
+    /// Prefer a proxy one of the participants used before.
+    pub sticky: bool,
+    /// Who asked (a token name, `cli`), for the audit trail.
+    pub actor: String,
+}
+
+/// A session as stored, in the API's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub proxy_iccid: String,
+    pub proxy_number: PhoneNumber,
+    pub participants: [PhoneNumber; 2],
+    pub mode: Mode,
+    pub status: SessionStatus,
+    pub label: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub idle_ttl_seconds: Option<i64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_activity_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+impl SessionRecord {
+    /// The view the masking rules take.
+    pub fn rules_view(&self) -> Session {
+        Session {
+            id: self.id.clone(),
+            proxy_iccid: self.proxy_iccid.clone(),
+            participants: self.participants.clone(),
+            mode: self.mode,
+            status: self.status,
+            opened_at: self.opened_at,
+            expires_at: self.expires_at,
+            idle_ttl: self.idle_ttl_seconds.map(Duration::seconds),
+            last_activity_at: self.last_activity_at,
+        }
+    }
+}
+
+/// Which sessions a listing returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub status: Option<SessionStatus>,
+    /// Sessions whose label contains this text.
+    pub label: Option<String>,
+    /// Sessions with this participant.
+    pub participant: Option<PhoneNumber>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.proxy_iccid, sim.msisdn, s.mode, s.status, s.label, \
+     s.opened_ms, s.expires_ms, s.idle_ttl_s, s.last_activity_ms, s.ended_ms, \
+     (SELECT number FROM participants WHERE session_id = s.id AND position = 0), \
+     (SELECT number FROM participants WHERE session_id = s.id AND position = 1)";
+
+fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {error}"))
+}
+
+fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
+    let number = |i: usize| -> Result<PhoneNumber, StoreError> {
+        let text: String = row.get(i)?;
+        PhoneNumber::from_e164(&text).map_err(|e| corrupt("stored number", e))
+    };
+    let mode: String = row.get(3)?;
+    let status: String = row.get(4)?;
+    let optional_time = |i: usize| -> Result<Option<OffsetDateTime>, StoreError> {
+        row.get::<_, Option<i64>>(i)?.map(from_ms).transpose()
+    };
+    Ok(SessionRecord {
+        id: row.get(0)?,
+        proxy_iccid: row.get(1)?,
+        proxy_number: number(2)?,
+        mode: mode
+            .parse()
+            .map_err(|e: String| corrupt("session mode", e))?,
+        status: status
+            .parse()
+            .map_err(|e: String| corrupt("session status", e))?,
+        label: row.get(5)?,
+        opened_at: from_ms(row.get(6)?)?,
+        expires_at: optional_time(7)?,
+        idle_ttl_seconds: row.get(8)?,
+        last_activity_at: from_ms(row.get(9)?)?,
+        ended_at: optional_time(10)?,
+        participants: [number(11)?, number(12)?],
+    })
+}
+
+fn query_sessions(
+    conn: &Connection,
+    condition: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<SessionRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN sims sim ON sim.iccid = s.proxy_iccid \
+         WHERE {condition}"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(params)?;
+    let mut sessions = Vec::new();
+    while let Some(row) = rows.next()? {
+        sessions.push(session_from_row(row)?);
+    }
+    Ok(sessions)
+}
+
+fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord, StoreError> {
+    query_sessions(conn, "s.id = ?1", &[&id])?
+        .pop()
+        .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    now: OffsetDateTime,
+    actor: &str,
+    action: &str,
+    object: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at_ms, actor, action, object, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![to_ms(now), actor, action, object, detail])?;
+    Ok(())
+}
+
+fn end_session(
+    tx: &Transaction<'_>,
+    id: &str,
+    status: SessionStatus,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE sessions SET status = ?2, ended_ms = ?3 WHERE id = ?1")?
+        .execute(params![id, status.as_str(), to_ms(now)])?;
+    tx.prepare_cached("UPDATE participants SET open = 0 WHERE session_id = ?1")?
+        .execute(params![id])?;
+    Ok(())
+}
+
+fn allocate_and_insert(
+    conn: &mut Connection,
+    new: NewSession,
+    live: Vec<LiveSim>,
+    now: OffsetDateTime,
+) -> Result<SessionRecord, StoreError> {
+    let tx = conn.transaction()?;
+    let live: HashMap<String, LiveSim> = live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
+    let [a, b] = &new.participants;
+
+    let mut load: HashMap<String, usize> = HashMap::new();
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' GROUP BY proxy_iccid",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            load.insert(row.get(0)?, row.get::<_, i64>(1)? as usize);
+        }
+    }
+    let mut busy: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT proxy_iccid, number FROM participants WHERE open = 1 AND number IN (?1, ?2)",
+        )?;
+        let mut rows = statement.query(params![a.e164(), b.e164()])?;
+        while let Some(row) = rows.next()? {
+            let number: String = row.get(1)?;
+            let number =
+                PhoneNumber::from_e164(&number).map_err(|e| corrupt("stored number", e))?;
+            busy.entry(row.get(0)?).or_default().insert(number);
+        }
+    }
+    let mut candidates = Vec::new();
+    {
+        let mut statement = tx.prepare_cached("SELECT iccid, msisdn, enabled FROM sims")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let iccid: String = row.get(0)?;
+            let msisdn: String = row.get(1)?;
+            let state = live.get(&iccid);
+            candidates.push(ProxyCandidate {
+                number: PhoneNumber::from_e164(&msisdn).map_err(|e| corrupt("SIM number", e))?,
+                enabled: row.get(2)?,
+                healthy: state.is_some_and(|s| s.healthy),
+                voice_capable: state.is_some_and(|s| s.voice_capable),
+                open_sessions: load.get(&iccid).copied().unwrap_or(0),
+                signal_dbm: state.and_then(|s| s.signal_dbm),
+                busy_participants: busy.remove(&iccid).unwrap_or_default(),
+                iccid,
+            });
+        }
+    }
+    let preferred = if new.sticky {
+        let mut statement = tx.prepare_cached(
+            "SELECT p.proxy_iccid FROM participants p JOIN sessions s ON s.id = p.session_id \
+             WHERE p.number IN (?1, ?2) ORDER BY s.opened_ms DESC LIMIT 8",
+        )?;
+        statement
+            .query_map(params![a.e164(), b.e164()], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let request = AllocationRequest {
+        participants: new.participants.clone(),
+        mode: new.mode,
+        preferred,
+    };
+    let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
+
+    let id = format!("ses_{:016x}", rand::random::<u64>());
+    let expires = new.ttl.map(|ttl| to_ms(now + ttl));
+    tx.prepare_cached(
+        "INSERT INTO sessions (id, proxy_iccid, mode, status, label, opened_ms, expires_ms, \
+         idle_ttl_s, last_activity_ms) VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?5)",
+    )?
+    .execute(params![
+        id,
+        proxy,
+        new.mode.as_str(),
+        new.label,
+        to_ms(now),
+        expires,
+        new.idle_ttl.map(|d| d.whole_seconds()),
+    ])?;
+    for (position, number) in new.participants.iter().enumerate() {
+        tx.prepare_cached(
+            "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
+             VALUES (?1, ?2, ?3, ?4, 1)",
+        )?
+        .execute(params![id, position as i64, number.e164(), proxy])?;
+    }
+    audit(&tx, now, &new.actor, "session.open", &id, new.mode.as_str())?;
+    let record = session_by_id(&tx, &id)?;
+    tx.commit()?;
+    Ok(record)
+}
+
+impl Store {
+    /// Records a modem seen by the bank.
+    pub async fn upsert_modem(
+        &self,
+        modem: ModemRecord,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let ModemRecord {
+            imei,
+            manufacturer,
+            model,
+            revision,
+            profile,
+            port,
+        } = modem;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO modems (imei, manufacturer, model, revision, profile, port, \
+                 first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) \
+                 ON CONFLICT (imei) DO UPDATE SET manufacturer = ?2, model = ?3, revision = ?4, \
+                 profile = ?5, port = ?6, last_seen_ms = ?7",
+            )?
+            .execute(params![
+                imei,
+                manufacturer,
+                model,
+                revision,
+                profile,
+                port,
+                to_ms(now)
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a SIM seen by the bank. The ICCID is the identity: a SIM in a
+    /// new modem keeps its row (and so its sessions and enabled flag).
+    pub async fn upsert_sim(
+        &self,
+        iccid: String,
+        msisdn: PhoneNumber,
+        imsi: String,
+        modem_imei: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<SimRecord, StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sims (iccid, msisdn, imsi, modem_imei, first_seen_ms, last_seen_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) \
+                 ON CONFLICT (iccid) DO UPDATE SET msisdn = ?2, imsi = ?3, modem_imei = ?4, \
+                 last_seen_ms = ?5",
+            )?
+            .execute(params![iccid, msisdn.e164(), imsi, modem_imei, to_ms(now)])?;
+            sim_by_iccid(conn, &iccid)
+        })
+        .await
+    }
+
+    /// Every SIM of the pool.
+    pub async fn sims(&self) -> Result<Vec<SimRecord>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims ORDER BY iccid",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut sims = Vec::new();
+            while let Some(row) = rows.next()? {
+                sims.push(sim_from_row(row)?);
+            }
+            Ok(sims)
+        })
+        .await
+    }
+
+    /// Enables or disables a SIM for new sessions (open ones keep running).
+    pub async fn set_sim_enabled(
+        &self,
+        iccid: String,
+        enabled: bool,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SimRecord, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let changed = tx
+                .prepare_cached("UPDATE sims SET enabled = ?2 WHERE iccid = ?1")?
+                .execute(params![iccid, enabled])?;
+            if changed == 0 {
+                return Err(StoreError::NoSuchSim(iccid));
+            }
+            let action = if enabled { "sim.enable" } else { "sim.disable" };
+            audit(&tx, now, &actor, action, &iccid, "")?;
+            let sim = sim_by_iccid(&tx, &iccid)?;
+            tx.commit()?;
+            Ok(sim)
+        })
+        .await
+    }
+
+    /// Opens a session on the proxy the masking rules choose, atomically:
+    /// the writer thread serialises allocations, and the database refuses a
+    /// second open session of a number on one proxy.
+    pub async fn open_session(
+        &self,
+        new: NewSession,
+        live: Vec<LiveSim>,
+        now: OffsetDateTime,
+    ) -> Result<SessionRecord, StoreError> {
+        self.call(move |conn| allocate_and_insert(conn, new, live, now))
+            .await
+    }
+
+    pub async fn session(&self, id: String) -> Result<SessionRecord, StoreError> {
+        self.call(move |conn| session_by_id(conn, &id)).await
+    }
+
+    /// Sessions matching `filter`, newest first.
+    pub async fn sessions(&self, filter: SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        self.call(move |conn| {
+            let status = filter.status.map(|s| s.as_str().to_string());
+            let label = filter
+                .label
+                .map(|l| format!("%{}%", l.replace(['%', '_'], "")));
+            let participant = filter.participant.map(|p| p.e164().to_string());
+            let limit = filter.limit.clamp(1, MAX_PAGE_SIZE) as i64;
+            let offset = filter.offset as i64;
+            query_sessions(
+                conn,
+                "(?1 IS NULL OR s.status = ?1) AND (?2 IS NULL OR s.label LIKE ?2) \
+                 AND (?3 IS NULL OR EXISTS (SELECT 1 FROM participants p \
+                      WHERE p.session_id = s.id AND p.number = ?3)) \
+                 ORDER BY s.opened_ms DESC, s.id LIMIT ?4 OFFSET ?5",
+                &[&status, &label, &participant, &limit, &offset],
+            )
+        })
+        .await
+    }
+
+    /// Closes an open session (the operator's decision).
+    pub async fn close_session(
+        &self,
+        id: String,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SessionRecord, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let session = session_by_id(&tx, &id)?;
+            if session.status != SessionStatus::Open {
+                return Err(StoreError::SessionNotOpen {
+                    id,
+                    status: session.status.as_str().into(),
+                });
+            }
+            end_session(&tx, &id, SessionStatus::Closed, now)?;
+            audit(&tx, now, &actor, "session.close", &id, "")?;
+            let session = session_by_id(&tx, &id)?;
+            tx.commit()?;
+            Ok(session)
+        })
+        .await
+    }
+
+    /// The open session of `from` on the proxy `proxy_iccid` (at most one, by
+    /// the masking rule), for routing inbound traffic.
+    pub async fn open_session_of(
+        &self,
+        proxy_iccid: String,
+        from: PhoneNumber,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.call(move |conn| {
+            let id: Option<String> = conn
+                .prepare_cached(
+                    "SELECT session_id FROM participants \
+                     WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
+                )?
+                .query_row(params![proxy_iccid, from.e164()], |row| row.get(0))
+                .optional()?;
+            id.map(|id| session_by_id(conn, &id)).transpose()
+        })
+        .await
+    }
+
+    /// Marks a session active at `now` (its idle TTL restarts).
+    pub async fn touch_session(&self, id: String, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached("UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1")?
+                .execute(params![id, to_ms(now)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Ends every open session whose absolute or idle deadline has passed,
+    /// and returns them.
+    pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<SessionRecord>, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let now_ms = to_ms(now);
+            let due = query_sessions(
+                &tx,
+                "s.status = 'open' AND ((s.expires_ms IS NOT NULL AND s.expires_ms <= ?1) \
+                 OR (s.idle_ttl_s IS NOT NULL AND s.last_activity_ms + s.idle_ttl_s * 1000 <= ?1))",
+                &[&now_ms],
+            )?;
+            for session in &due {
+                end_session(&tx, &session.id, SessionStatus::Expired, now)?;
+            }
+            let mut expired = Vec::with_capacity(due.len());
+            for session in &due {
+                expired.push(session_by_id(&tx, &session.id)?);
+            }
+            tx.commit()?;
+            Ok(expired)
+        })
+        .await
+    }
+}
+
+fn sim_from_row(row: &Row<'_>) -> Result<SimRecord, StoreError> {
+    let msisdn: String = row.get(1)?;
+    Ok(SimRecord {
+        iccid: row.get(0)?,
+        msisdn: PhoneNumber::from_e164(&msisdn).map_err(|e| corrupt("SIM number", e))?,
+        imsi: row.get(2)?,
+        modem_imei: row.get(3)?,
+        enabled: row.get(4)?,
+    })
+}
+
+fn sim_by_iccid(conn: &Connection, iccid: &str) -> Result<SimRecord, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims WHERE iccid = ?1",
+    )?;
+    let mut rows = statement.query(params![iccid])?;
+    match rows.next()? {
+        Some(row) => sim_from_row(row),
+        None => Err(StoreError::NoSuchSim(iccid.to_string())),
+    }
+}
