@@ -26,6 +26,7 @@
 //!   [`modem::profile`] the per-model firmware profiles shared with the simulator.
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
 //! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
+//! - [`config`]: the daemon's TOML configuration and its defaults.
 //! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
 //! - [`store`]: SQLite behind one writer thread; the only home of SQL.
 //! - [`number`]: phone numbers and their redacting `Debug`.
@@ -35,6 +36,7 @@
 //! tokio: they are plain functions over data, fast to test and easy to fuzz.
 
 pub mod bank;
+pub mod config;
 pub mod logging;
 pub mod masking;
 pub mod modem;

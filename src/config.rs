@@ -1,0 +1,464 @@
+//! The daemon's configuration: one TOML file (`/etc/simmask/simmask.toml`).
+//!
+//! Only `[api] listen`, `[store] path` and `[modems] ports` matter to most
+//! installations; everything else has the default documented beside its
+//! field. Unknown keys are errors, and every error names the key and the
+//! line, so a typo never silently becomes a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::masking::policy::OutOfSessionPolicy;
+use crate::number::PhoneNumber;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// toml's message names the line, the column and the key.
+    #[error("config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config {path}: {key}: {problem}")]
+    Invalid {
+        path: String,
+        key: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub api: Api,
+    pub store: StoreConfig,
+    pub modems: Modems,
+    #[serde(default)]
+    pub numbers: Numbers,
+    #[serde(default)]
+    pub sessions: Sessions,
+    #[serde(default)]
+    pub sms: Sms,
+    #[serde(default)]
+    pub voice: Voice,
+    /// What happens to traffic from numbers with no open session on a proxy.
+    #[serde(default)]
+    pub out_of_session: OutOfSessionPolicy,
+    /// Per-SIM settings, by ICCID.
+    #[serde(default)]
+    pub sims: Vec<SimConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Address of the API and dashboard. Default loopback only: put TLS in
+    /// front before binding elsewhere.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database file (created if missing).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Modems {
+    /// Globs of serial ports to probe for modems, e.g.
+    /// `/dev/serial/by-id/*-if02-port0` or `/dev/ttyUSB*`.
+    pub ports: Vec<String>,
+    /// Extra model profiles (`*.toml`) on top of the built-in ones.
+    #[serde(default)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Seconds between health polls (signal, registration). Default 30.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_seconds: u64,
+    /// Baud rate of the serial ports. Default 115200.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// A shell command that power-cycles a modem's hub port, run after a
+    /// reset did not help; `{port}` is replaced by the port path.
+    #[serde(default)]
+    pub power_cycle_command: Option<String>,
+    /// Failed recoveries in a row before a modem is quarantined. Default 3.
+    #[serde(default = "default_quarantine_after")]
+    pub quarantine_after: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Numbers {
+    /// ISO 3166 region for numbers written without a country code. Default
+    /// none: such numbers are refused.
+    #[serde(default)]
+    pub default_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sessions {
+    /// Default absolute lifetime of a session when the request gives none;
+    /// 0 means no limit. Default 0.
+    #[serde(default)]
+    pub default_ttl_seconds: u64,
+    /// Prefer a proxy a participant used before. Default true.
+    #[serde(default = "yes")]
+    pub sticky: bool,
+    /// Seconds between sweeps that mark sessions expired (traffic enforces
+    /// expiry at once regardless). Default 30.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_seconds: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            default_ttl_seconds: 0,
+            sticky: true,
+            sweep_interval_seconds: default_sweep(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sms {
+    /// Messages a SIM may send per minute. Default 10.
+    #[serde(default = "default_per_minute")]
+    pub per_minute: u32,
+    /// Messages a SIM may send per day. Default 1000.
+    #[serde(default = "default_per_day")]
+    pub per_day: u32,
+    /// Seconds to wait for the missing parts of a multipart message before
+    /// relaying what arrived, marked incomplete. Default 120.
+    #[serde(default = "default_reassembly")]
+    pub reassembly_timeout_seconds: u64,
+    /// Days message bodies are kept before they are erased. Default 7.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// Send attempts before a message is marked failed. Default 5.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+impl Default for Sms {
+    fn default() -> Self {
+        Self {
+            per_minute: default_per_minute(),
+            per_day: default_per_day(),
+            reassembly_timeout_seconds: default_reassembly(),
+            retention_days: default_retention(),
+            max_attempts: default_attempts(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voice {
+    /// Seconds the other participant's phone may ring before the caller is
+    /// released. Default 30.
+    #[serde(default = "default_ring_timeout")]
+    pub ring_timeout_seconds: u64,
+}
+
+impl Default for Voice {
+    fn default() -> Self {
+        Self {
+            ring_timeout_seconds: default_ring_timeout(),
+        }
+    }
+}
+
+/// Settings of one SIM.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    pub iccid: String,
+    /// The SIM's own number, for SIMs that do not know it (`AT+CNUM` empty).
+    #[serde(default)]
+    pub msisdn: Option<PhoneNumber>,
+    /// The PIN to unlock the SIM with. Tried once: a wrong PIN is never
+    /// retried (a SIM locks after three).
+    #[serde(default)]
+    pub pin: Option<String>,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("iccid", &self.iccid)
+            .field("msisdn", &self.msisdn)
+            .field("pin", &self.pin.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_poll_interval() -> u64 {
+    30
+}
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_quarantine_after() -> u32 {
+    3
+}
+fn default_sweep() -> u64 {
+    30
+}
+fn default_per_minute() -> u32 {
+    10
+}
+fn default_per_day() -> u32 {
+    1000
+}
+fn default_reassembly() -> u64 {
+    120
+}
+fn default_retention() -> u32 {
+    7
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_ring_timeout() -> u64 {
+    30
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_string(),
+            message: error.to_string().trim_end().replace('\n', " "),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            path: path.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "api.listen",
+                format!(
+                    "{:?} is not an address and port such as \"127.0.0.1:8080\"",
+                    self.api.listen
+                ),
+            ));
+        }
+        if self.modems.ports.is_empty() {
+            return Err(invalid(
+                "modems.ports",
+                "no port globs: list the modems' serial ports, e.g. [\"/dev/ttyUSB*\"]".into(),
+            ));
+        }
+        for glob in &self.modems.ports {
+            if let Err(error) = glob::Pattern::new(glob) {
+                return Err(invalid("modems.ports", format!("{glob:?}: {error}")));
+            }
+        }
+        if self.modems.poll_interval_seconds == 0 {
+            return Err(invalid(
+                "modems.poll_interval_seconds",
+                "must be at least 1".into(),
+            ));
+        }
+        if let Some(region) = &self.numbers.default_region
+            && let Err(error) = PhoneNumber::parse("+447911123456", Some(region))
+        {
+            return Err(invalid("numbers.default_region", error.to_string()));
+        }
+        if self.sms.per_minute == 0 || self.sms.per_day == 0 {
+            return Err(invalid(
+                "sms.per_minute / sms.per_day",
+                "a SIM that may send nothing cannot relay: use at least 1".into(),
+            ));
+        }
+        if let OutOfSessionPolicy::AutoReply { text } = &self.out_of_session
+            && text.trim().is_empty()
+        {
+            return Err(invalid(
+                "out_of_session.text",
+                "the auto-reply is empty".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for sim in &self.sims {
+            if !seen.insert(&sim.iccid) {
+                return Err(invalid(
+                    "sims.iccid",
+                    format!("ICCID {} is configured twice", sim.iccid),
+                ));
+            }
+            if let Some(pin) = &sim.pin
+                && !(4..=8).contains(&pin.len())
+            {
+                return Err(invalid(
+                    "sims.pin",
+                    format!("the PIN of SIM {} must have 4 to 8 digits", sim.iccid),
+                ));
+            }
+            if sim
+                .pin
+                .as_ref()
+                .is_some_and(|p| !p.chars().all(|c| c.is_ascii_digit()))
+            {
+                return Err(invalid(
+                    "sims.pin",
+                    format!("the PIN of SIM {} must be digits only", sim.iccid),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-SIM settings of `iccid`, if configured.
+    pub fn sim(&self, iccid: &str) -> Option<&SimConfig> {
+        self.sims.iter().find(|s| s.iccid == iccid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[api]
+listen = "127.0.0.1:8080"
+
+[store]
+path = "/var/lib/simmask/simmask.db"
+
+[modems]
+ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
+"#;
+
+    #[test]
+    fn the_minimal_config_takes_documented_defaults() {
+        let config = Config::parse(MINIMAL, "simmask.toml").unwrap();
+        assert_eq!(config.modems.poll_interval_seconds, 30);
+        assert_eq!(config.modems.baud, 115_200);
+        assert_eq!(config.sms.per_minute, 10);
+        assert_eq!(config.sms.retention_days, 7);
+        assert!(config.sessions.sticky);
+        assert_eq!(config.out_of_session, OutOfSessionPolicy::Reject);
+        assert!(config.sims.is_empty());
+    }
+
+    #[test]
+    fn a_full_config_reads_every_section() {
+        let text = format!(
+            "{MINIMAL}
+[numbers]
+default_region = \"GB\"
+
+[sms]
+per_minute = 4
+per_day = 200
+
+[out_of_session]
+policy = \"forward\"
+to = \"+447911000100\"
+
+[[sims]]
+iccid = \"8944110000000000001\"
+msisdn = \"+447700900001\"
+pin = \"1234\"
+"
+        );
+        let config = Config::parse(&text, "simmask.toml").unwrap();
+        assert_eq!(config.sms.per_minute, 4);
+        assert!(matches!(
+            config.out_of_session,
+            OutOfSessionPolicy::Forward { .. }
+        ));
+        let sim = config.sim("8944110000000000001").unwrap();
+        assert_eq!(sim.pin.as_deref(), Some("1234"));
+        assert!(
+            !format!("{sim:?}").contains("1234"),
+            "the PIN stays out of logs"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let text = MINIMAL.replace("[modems]", "[modems]\npoll_intervall = 5");
+        let error = Config::parse(&text, "simmask.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("poll_intervall"), "{error}");
+        assert!(error.contains("line 9"), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_type_is_named_with_its_line() {
+        let text = MINIMAL.replace("[modems]", "[modems]\nbaud = \"fast\"");
+        let error = Config::parse(&text, "simmask.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 9"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            (MINIMAL.replace("127.0.0.1:8080", "localhost"), "api.listen"),
+            (
+                MINIMAL.replace(
+                    "ports = [\"/dev/serial/by-id/*-if02-port0\", \"/dev/ttyUSB*\"]",
+                    "ports = []",
+                ),
+                "modems.ports",
+            ),
+            (
+                format!("{MINIMAL}\n[numbers]\ndefault_region = \"XX\""),
+                "numbers.default_region",
+            ),
+            (
+                format!("{MINIMAL}\n[[sims]]\niccid = \"1\"\npin = \"12\""),
+                "sims.pin",
+            ),
+            (
+                format!("{MINIMAL}\n[out_of_session]\npolicy = \"auto-reply\"\ntext = \" \""),
+                "out_of_session.text",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = Config::parse(&text, "simmask.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_says_which() {
+        let error = Config::load(Path::new("/nonexistent/simmask.toml")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/simmask.toml"));
+    }
+}
