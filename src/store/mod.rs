@@ -10,6 +10,7 @@
 
 mod migrations;
 mod sessions;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -23,6 +24,7 @@ pub use migrations::latest_version;
 pub use sessions::{
     LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
 };
+pub use tokens::{Role, TokenError, TokenRecord};
 
 use crate::masking::allocation::AllocationError;
 

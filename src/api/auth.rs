@@ -1,0 +1,125 @@
+//! Bearer tokens. Tokens are random, shown once, and stored only as BLAKE3
+//! hashes (a fast hash suffices: the tokens carry 192 bits of entropy, so
+//! there is nothing to brute-force). `SIMMASK_ADMIN_TOKEN`, when set, is an
+//! admin token for bootstrap and automation, compared in constant time.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::ApiState;
+use super::error::ApiError;
+pub use crate::store::Role;
+
+/// The prefix that makes simmask tokens recognisable (in secret scanners too).
+const TOKEN_PREFIX: &str = "smk_";
+
+/// A new random token.
+pub fn generate_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{TOKEN_PREFIX}{hex}")
+}
+
+/// What the store keeps of a token.
+pub fn hash_token(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's name (`bootstrap` for `SIMMASK_ADMIN_TOKEN`), for the audit trail.
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// Refuses (403) a caller below `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs an {} token; token {:?} is a {}",
+                role.as_str(),
+                self.name,
+                self.role.as_str()
+            )))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        if let Some(bootstrap) = &state.admin_token
+            && bool::from(bootstrap.as_bytes().ct_eq(token.as_bytes()))
+        {
+            return Ok(Caller {
+                name: "bootstrap".into(),
+                role: Role::Admin,
+            });
+        }
+        match state
+            .store
+            .token_by_hash(hash_token(token), OffsetDateTime::now_utc())
+            .await?
+        {
+            Some((name, role)) => Ok(Caller { name, role }),
+            None => Err(ApiError::unauthorized("unknown or revoked token")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with("smk_") && a.len() == 4 + 48);
+        assert_eq!(hash_token(&a), hash_token(&a));
+        assert_ne!(hash_token(&a), hash_token(&b));
+        assert!(!hash_token(&a).contains(&a[4..]));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let viewer = Caller {
+            name: "v".into(),
+            role: Role::Viewer,
+        };
+        assert!(viewer.require(Role::Viewer).is_ok());
+        let refusal = viewer.require(Role::Admin).unwrap_err();
+        assert_eq!(refusal.status, axum::http::StatusCode::FORBIDDEN);
+        let admin = Caller {
+            name: "a".into(),
+            role: Role::Admin,
+        };
+        assert!(admin.require(Role::Admin).is_ok());
+    }
+}

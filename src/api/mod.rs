@@ -1,0 +1,140 @@
+//! The local web API (`/api/v1`, bearer tokens) and, later, the dashboard.
+//!
+//! A thin layer: this file lists every route; handlers mirror the URLs in
+//! their own files; [`error::ApiError`] is the one error type and knows its
+//! status code, so nothing a client sends can produce a 500.
+
+pub mod auth;
+pub mod error;
+mod extract;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use time::Duration;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+
+use crate::store::{LiveSim, Store};
+use auth::Caller;
+use error::ApiError;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The live state of the pool that the API needs from the bank.
+pub trait PoolView: Send + Sync {
+    /// Health, signal and voice capability of every SIM the bank sees now.
+    fn live_sims(&self) -> Vec<LiveSim>;
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub pool: Arc<dyn PoolView>,
+    /// `SIMMASK_ADMIN_TOKEN`, accepted as an admin token.
+    pub admin_token: Option<String>,
+    /// Region for numbers written without a country code.
+    pub default_region: Option<String>,
+    /// Lifetime of a session whose request gives none.
+    pub default_ttl: Option<Duration>,
+    /// Prefer the proxy a participant used before.
+    pub sticky: bool,
+}
+
+/// Every route of the API.
+pub fn router(state: ApiState) -> Router {
+    let v1 = Router::new()
+        .route("/sessions", get(sessions::list).post(sessions::open))
+        .route("/sessions/search", axum::routing::post(sessions::search))
+        .route("/sessions/{id}", get(sessions::get).delete(sessions::close))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listen` until `shutdown` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "the API listens beyond loopback without TLS: put a TLS proxy in front of it"
+        );
+    }
+    tracing::info!(%address, "api listening");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness, without a token.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
+    paths(healthz, sessions::open, sessions::list, sessions::search, sessions::get, sessions::close),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

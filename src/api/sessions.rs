@@ -1,0 +1,304 @@
+//! `/api/v1/sessions`: open, list, search, get, close.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+
+use super::ApiState;
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::masking::Mode;
+use crate::masking::lifecycle::SessionStatus;
+use crate::number::PhoneNumber;
+use crate::store::{MAX_PAGE_SIZE, NewSession, SessionFilter, SessionRecord};
+
+/// Longest label accepted, in characters.
+const MAX_LABEL: usize = 200;
+/// Longest TTL accepted: a year.
+const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
+
+/// A session as the API shows it. Participants are real numbers for admin
+/// tokens and masked (`+44*******789`) for viewers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    /// The proxy number both participants see.
+    pub proxy_number: String,
+    pub participants: [String; 2],
+    /// `sms`, `voice` or `both`.
+    #[schema(value_type = String, example = "both")]
+    pub mode: Mode,
+    /// `open`, `closed` or `expired`.
+    #[schema(value_type = String, example = "open")]
+    pub status: SessionStatus,
+    pub label: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub opened_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    pub idle_ttl_seconds: Option<i64>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_activity_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<OffsetDateTime>,
+}
+
+impl SessionView {
+    pub fn new(record: SessionRecord, caller: &Caller) -> Self {
+        let show = |number: &PhoneNumber| {
+            if caller.is_admin() {
+                number.e164().to_string()
+            } else {
+                number.masked()
+            }
+        };
+        let [a, b] = &record.participants;
+        Self {
+            participants: [show(a), show(b)],
+            id: record.id,
+            proxy_number: record.proxy_number.e164().to_string(),
+            mode: record.mode,
+            status: record.status,
+            label: record.label,
+            opened_at: record.opened_at,
+            expires_at: record.expires_at,
+            idle_ttl_seconds: record.idle_ttl_seconds,
+            last_activity_at: record.last_activity_at,
+            ended_at: record.ended_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSessionRequest {
+    /// The two real numbers, E.164 (`+447911123456`) or national in the
+    /// appliance's default region.
+    pub participants: Vec<String>,
+    /// Absolute lifetime in seconds.
+    pub ttl_seconds: Option<u64>,
+    /// The session ends this long after its last SMS or call.
+    pub idle_ttl_seconds: Option<u64>,
+    /// `sms`, `voice` or `both` (default).
+    #[schema(value_type = Option<String>, example = "both")]
+    pub mode: Option<Mode>,
+    pub label: Option<String>,
+    /// Prefer a proxy a participant used before (default from config).
+    pub sticky: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `open`, `closed` or `expired`.
+    pub status: Option<String>,
+    /// Sessions whose label contains this text.
+    pub label: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<usize>,
+    /// Sessions to skip.
+    pub offset: Option<usize>,
+}
+
+/// A search that may name a participant: a POST body, so that real numbers
+/// never travel in URLs (which end up in logs and browser history).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub participant: Option<String>,
+    pub status: Option<String>,
+    pub label: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionView>,
+    /// The `offset` of the next page, when there may be one.
+    pub next_offset: Option<usize>,
+}
+
+fn parse_number(state: &ApiState, text: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(text, state.default_region.as_deref())
+        .map_err(|error| ApiError::unprocessable("invalid_number", error.to_string()))
+}
+
+fn parse_status(text: Option<&str>) -> Result<Option<SessionStatus>, ApiError> {
+    text.map(|s| s.parse().map_err(ApiError::bad_request))
+        .transpose()
+}
+
+fn seconds(name: &str, value: Option<u64>) -> Result<Option<Duration>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(0) => Err(ApiError::unprocessable(
+            "invalid_ttl",
+            format!("{name} must be at least 1 second"),
+        )),
+        Some(s) if s > MAX_TTL_SECONDS => Err(ApiError::unprocessable(
+            "invalid_ttl",
+            format!("{name} {s} exceeds the maximum of {MAX_TTL_SECONDS} seconds"),
+        )),
+        Some(s) => Ok(Some(Duration::seconds(s as i64))),
+    }
+}
+
+fn page(records: Vec<SessionRecord>, limit: usize, offset: usize, caller: &Caller) -> SessionPage {
+    let next_offset = (records.len() == limit).then_some(offset + limit);
+    SessionPage {
+        sessions: records
+            .into_iter()
+            .map(|r| SessionView::new(r, caller))
+            .collect(),
+        next_offset,
+    }
+}
+
+/// Open a session between two participants on a free proxy.
+#[utoipa::path(post, path = "/api/v1/sessions", request_body = OpenSessionRequest,
+    responses(
+        (status = 201, body = SessionView),
+        (status = 409, description = "no free proxy", body = ErrorBody),
+        (status = 422, description = "invalid numbers or values", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn open(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<OpenSessionRequest>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    caller.require(Role::Admin)?;
+    let [a, b] = request.participants.as_slice() else {
+        return Err(ApiError::unprocessable(
+            "invalid_participants",
+            format!(
+                "a session has exactly 2 participants, got {}",
+                request.participants.len()
+            ),
+        ));
+    };
+    let participants = [parse_number(&state, a)?, parse_number(&state, b)?];
+    if let Some(label) = &request.label
+        && label.chars().count() > MAX_LABEL
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_label",
+            format!("label is longer than {MAX_LABEL} characters"),
+        ));
+    }
+    let ttl = seconds("ttl_seconds", request.ttl_seconds)?.or(state.default_ttl);
+    let new = NewSession {
+        participants,
+        mode: request.mode.unwrap_or_default(),
+        ttl,
+        idle_ttl: seconds("idle_ttl_seconds", request.idle_ttl_seconds)?,
+        label: request.label,
+        sticky: request.sticky.unwrap_or(state.sticky),
+        actor: caller.name.clone(),
+    };
+    let record = state
+        .store
+        .open_session(new, state.pool.live_sims(), OffsetDateTime::now_utc())
+        .await?;
+    tracing::info!(session = %record.id, proxy = ?record.proxy_number, mode = record.mode.as_str(), "session opened");
+    Ok((StatusCode::CREATED, Json(SessionView::new(record, &caller))))
+}
+
+/// List sessions, newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", params(ListQuery),
+    responses((status = 200, body = SessionPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<SessionPage>, ApiError> {
+    let search = SearchRequest {
+        participant: None,
+        status: query.status,
+        label: query.label,
+        limit: query.limit,
+        offset: query.offset,
+    };
+    find(&state, &caller, search).await.map(Json)
+}
+
+/// Search sessions, also by participant (in the body, never in the URL).
+#[utoipa::path(post, path = "/api/v1/sessions/search", request_body = SearchRequest,
+    responses((status = 200, body = SessionPage), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(search): ApiJson<SearchRequest>,
+) -> Result<Json<SessionPage>, ApiError> {
+    find(&state, &caller, search).await.map(Json)
+}
+
+async fn find(
+    state: &ApiState,
+    caller: &Caller,
+    search: SearchRequest,
+) -> Result<SessionPage, ApiError> {
+    let limit = search.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE_SIZE}"
+        )));
+    }
+    let offset = search.offset.unwrap_or(0);
+    let filter = SessionFilter {
+        status: parse_status(search.status.as_deref())?,
+        label: search.label,
+        participant: search
+            .participant
+            .as_deref()
+            .map(|p| parse_number(state, p))
+            .transpose()?,
+        limit,
+        offset,
+    };
+    let records = state.store.sessions(filter).await?;
+    Ok(page(records, limit, offset, caller))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = state.store.session(id).await?;
+    Ok(Json(SessionView::new(record, &caller)))
+}
+
+/// Close a session: its proxy stops relaying between the two at once.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
+        (status = 409, description = "already closed or expired", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn close(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionView>, ApiError> {
+    caller.require(Role::Admin)?;
+    let record = state
+        .store
+        .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
+        .await?;
+    tracing::info!(session = %record.id, "session closed");
+    Ok(Json(SessionView::new(record, &caller)))
+}
