@@ -28,6 +28,7 @@
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
 //! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
 //! - [`config`]: the daemon's TOML configuration and its defaults.
+//! - [`events`]: the event bus behind the live feed, metrics and callbacks.
 //! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
 //! - [`store`]: SQLite behind one writer thread; the only home of SQL.
 //! - [`number`]: phone numbers and their redacting `Debug`.
@@ -39,6 +40,7 @@
 pub mod api;
 pub mod bank;
 pub mod config;
+pub mod events;
 pub mod logging;
 pub mod masking;
 pub mod modem;

@@ -67,6 +67,7 @@ async fn start(sims: usize) -> Api {
     let state = ApiState {
         store,
         pool: Arc::new(FixedPool(live)),
+        events: simmask::events::EventBus::new(),
         admin_token: Some(BOOTSTRAP.into()),
         default_region: Some("GB".into()),
         default_ttl: None,
@@ -493,4 +494,74 @@ async fn the_openapi_document_lists_every_route() {
         }
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[tokio::test]
+async fn the_live_feed_and_metrics_see_sessions_open_and_close() {
+    let api = start(1).await;
+    let mut feed = api
+        .client
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(&api.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+    assert!(
+        feed.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let open = json!({"participants": ["+447911000001", "+447911000002"]});
+    let (_, session) = api
+        .send(
+            Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(open),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_string();
+    api.send(
+        Method::DELETE,
+        &format!("/api/v1/sessions/{id}"),
+        Some(&api.admin),
+        None,
+    )
+    .await;
+
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("event: session_closed") {
+        let chunk = tokio::time::timeout_at(deadline, feed.chunk())
+            .await
+            .expect("the feed went quiet")
+            .unwrap()
+            .expect("the feed ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: session_opened"), "{seen}");
+    assert!(seen.contains(&format!("\"session_id\":\"{id}\"")), "{seen}");
+    assert!(
+        !seen.contains("7911000001"),
+        "no real number in the feed: {seen}"
+    );
+
+    let (status, body) = api.send(Method::GET, "/metrics", None, None).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(&api.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("simmask_sessions_opened_total"), "{text}");
+    assert!(
+        text.contains("simmask_sessions_ended_total{how=\"closed\"}"),
+        "{text}"
+    );
 }

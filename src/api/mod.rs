@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod error;
+mod events;
 mod extract;
+pub mod metrics;
 pub mod sessions;
 
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use time::Duration;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
+use crate::events::EventBus;
 use crate::store::{LiveSim, Store};
 use auth::Caller;
 use error::ApiError;
@@ -38,6 +41,7 @@ pub trait PoolView: Send + Sync {
 pub struct ApiState {
     pub store: Store,
     pub pool: Arc<dyn PoolView>,
+    pub events: EventBus,
     /// `SIMMASK_ADMIN_TOKEN`, accepted as an admin token.
     pub admin_token: Option<String>,
     /// Region for numbers written without a country code.
@@ -54,9 +58,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/sessions", get(sessions::list).post(sessions::open))
         .route("/sessions/search", axum::routing::post(sessions::search))
         .route("/sessions/{id}", get(sessions::get).delete(sessions::close))
+        .route("/events", get(events::stream))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
         .nest("/api/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -116,7 +124,16 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 #[derive(OpenApi)]
 #[openapi(
     info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
-    paths(healthz, sessions::open, sessions::list, sessions::search, sessions::get, sessions::close),
+    paths(
+        healthz,
+        metrics::render,
+        events::stream,
+        sessions::open,
+        sessions::list,
+        sessions::search,
+        sessions::get,
+        sessions::close
+    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

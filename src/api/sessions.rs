@@ -10,6 +10,7 @@ use super::ApiState;
 use super::auth::{Caller, Role};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::events::Event;
 use crate::masking::Mode;
 use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
@@ -208,6 +209,11 @@ pub async fn open(
         .open_session(new, state.pool.live_sims(), OffsetDateTime::now_utc())
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, mode = record.mode.as_str(), "session opened");
+    state.events.publish(Event::SessionOpened {
+        session_id: record.id.clone(),
+        proxy_number: record.proxy_number.e164().to_string(),
+        mode: record.mode.as_str().to_string(),
+    });
     Ok((StatusCode::CREATED, Json(SessionView::new(record, &caller))))
 }
 
@@ -300,5 +306,8 @@ pub async fn close(
         .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
         .await?;
     tracing::info!(session = %record.id, "session closed");
+    state.events.publish(Event::SessionClosed {
+        session_id: record.id.clone(),
+    });
     Ok(Json(SessionView::new(record, &caller)))
 }

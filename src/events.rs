@@ -1,0 +1,152 @@
+//! The event bus: one place where the daemon says what happened, so the API's
+//! live feed (SSE), the metrics and the local callbacks all see the same
+//! facts. Events carry ids and proxy numbers, never participants' real
+//! numbers: viewers may subscribe.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::broadcast;
+
+/// Events kept for subscribers that fall behind before they miss some.
+const BACKLOG: usize = 1024;
+
+/// Something operators want to know about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    SessionOpened {
+        session_id: String,
+        proxy_number: String,
+        mode: String,
+    },
+    SessionClosed {
+        session_id: String,
+    },
+    SessionExpired {
+        session_id: String,
+    },
+    MessageRelayed {
+        session_id: Option<String>,
+        interaction_id: i64,
+        parts: u32,
+    },
+    MessageDelivered {
+        session_id: Option<String>,
+        interaction_id: i64,
+    },
+    MessageFailed {
+        session_id: Option<String>,
+        interaction_id: i64,
+        reason: String,
+    },
+    CallBridged {
+        session_id: String,
+        method: String,
+    },
+    CallEnded {
+        session_id: Option<String>,
+        outcome: String,
+        duration_seconds: Option<u64>,
+    },
+    ModemUp {
+        imei: String,
+        port: String,
+    },
+    ModemDown {
+        imei: String,
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The event's kind, as named in its JSON and the SSE `event:` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::SessionOpened { .. } => "session_opened",
+            Event::SessionClosed { .. } => "session_closed",
+            Event::SessionExpired { .. } => "session_expired",
+            Event::MessageRelayed { .. } => "message_relayed",
+            Event::MessageDelivered { .. } => "message_delivered",
+            Event::MessageFailed { .. } => "message_failed",
+            Event::CallBridged { .. } => "call_bridged",
+            Event::CallEnded { .. } => "call_ended",
+            Event::ModemUp { .. } => "modem_up",
+            Event::ModemDown { .. } => "modem_down",
+        }
+    }
+}
+
+/// An event with its sequence number and time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Envelope {
+    pub id: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Publishes events to every subscriber. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Envelope>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (sender, _) = broadcast::channel(BACKLOG);
+        Self {
+            sender,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// Publishes `event`; having no subscriber is normal.
+    pub fn publish(&self, event: Event) {
+        crate::api::metrics::count(&event);
+        let envelope = Envelope {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            at: OffsetDateTime::now_utc(),
+            event,
+        };
+        let _ = self.sender.send(envelope);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
+        self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn subscribers_get_events_in_order_with_ids() {
+        let bus = EventBus::new();
+        let mut first = bus.subscribe();
+        bus.publish(Event::SessionClosed {
+            session_id: "ses_1".into(),
+        });
+        bus.publish(Event::SessionExpired {
+            session_id: "ses_2".into(),
+        });
+        let a = first.recv().await.unwrap();
+        let b = first.recv().await.unwrap();
+        assert_eq!(b.id, a.id + 1);
+        assert_eq!(b.event.kind(), "session_expired");
+        let json = serde_json::to_value(&a).unwrap();
+        assert_eq!(json["kind"], "session_closed");
+        assert_eq!(json["session_id"], "ses_1");
+    }
+}
