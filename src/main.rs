@@ -29,12 +29,43 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The SMS PDU codec from the shell, JSON out.
+    Pdu {
+        #[command(subcommand)]
+        command: PduCommand,
+    },
     /// List the modem model profiles (firmware-config/) as JSON.
     Profiles,
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PduCommand {
+    /// Decode a PDU as AT+CMGR/AT+CMGL print it (with the SMSC field).
+    Decode {
+        /// The PDU has no leading SMSC field (a bare TPDU).
+        #[arg(long)]
+        no_smsc: bool,
+        /// The PDU in hexadecimal.
+        hex: String,
+    },
+    /// Encode a text as the SMS-SUBMIT PDUs AT+CMGS takes in PDU mode.
+    Encode {
+        /// The destination: `+` and digits for international, else as given.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// The service centre; without it the SIM's own is used (`00`).
+        #[arg(long)]
+        smsc: Option<String>,
+        /// Ask the network for a delivery report.
+        #[arg(long)]
+        status_report: bool,
     },
 }
 
@@ -75,7 +106,56 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&profiles)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pdu { command } => Ok(pdu(command)),
         Command::Token { command } => token(command),
+    }
+}
+
+/// Invalid input exits with status 2 and one line naming the problem.
+fn pdu(command: PduCommand) -> ExitCode {
+    use simmask::modem::pdu::{self, Address, SubmitOptions};
+    let result = match command {
+        PduCommand::Decode { no_smsc, hex } => pdu::decode_hex(&hex, !no_smsc)
+            .map(|decoded| pdu::decoded_json(&decoded))
+            .map_err(|e| format!("pdu decode: {e}")),
+        PduCommand::Encode {
+            to,
+            text,
+            smsc,
+            status_report,
+        } => (|| {
+            let destination = Address::from_number(&to).map_err(|e| format!("--to: {e}"))?;
+            let smsc = smsc
+                .map(|s| Address::from_number(&s))
+                .transpose()
+                .map_err(|e| format!("--smsc: {e}"))?;
+            let options = SubmitOptions {
+                smsc,
+                status_report,
+                ..SubmitOptions::default()
+            };
+            let encoding = pdu::segment(&text).encoding;
+            let parts =
+                pdu::encode_submit(&destination, &text, 1, &options).map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({
+                "encoding": encoding.as_str(),
+                "parts": parts
+                    .iter()
+                    .map(|p| serde_json::json!({"pdu": p.hex, "tpdu_length": p.tpdu_length}))
+                    .collect::<Vec<_>>(),
+            }))
+        })()
+        .map_err(|e: String| format!("pdu encode: {e}")),
+    };
+    match result {
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("simmask: {message}");
+            ExitCode::from(2)
+        }
     }
 }
 
