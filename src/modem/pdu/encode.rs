@@ -24,7 +24,13 @@ pub fn encode(pdu: &Pdu) -> Result<EncodedPdu, PduError> {
 }
 
 fn hex(octets: &[u8]) -> String {
-    octets.iter().map(|b| format!("{b:02X}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(octets.len() * 2);
+    for &b in octets {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0F)]));
+    }
+    out
 }
 
 fn has_header(user_data: &UserData) -> bool {

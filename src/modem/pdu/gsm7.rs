@@ -35,16 +35,29 @@ pub const EXTENSION: &[(u8, char)] = &[
     (0x65, '€'),
 ];
 
+/// ASCII characters to their septet (0xFF: not in the alphabet), built from
+/// [`DEFAULT`] at compile time: most texts are ASCII, and a table beats a
+/// search of the alphabet per character.
+const ASCII_SEPTETS: [u8; 128] = {
+    let mut table = [0xFF; 128];
+    let mut septet = 0;
+    while septet < 128 {
+        let c = DEFAULT[septet] as usize;
+        if septet != ESCAPE as usize && c < 128 && table[c] == 0xFF {
+            table[c] = septet as u8;
+        }
+        septet += 1;
+    }
+    table
+};
+
 /// The septet of `c` in the default alphabet.
 fn default_septet(c: char) -> Option<u8> {
-    if c == ' ' {
-        return Some(0x20);
+    if c.is_ascii() {
+        let septet = ASCII_SEPTETS[c as usize];
+        return (septet != 0xFF).then_some(septet);
     }
-    DEFAULT
-        .iter()
-        .position(|&d| d == c)
-        .filter(|&i| i != usize::from(ESCAPE))
-        .map(|i| i as u8)
+    DEFAULT.iter().position(|&d| d == c).map(|i| i as u8)
 }
 
 fn extension_septet(c: char) -> Option<u8> {
