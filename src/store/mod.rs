@@ -9,6 +9,7 @@
 //! second backend can implement the same calls.
 
 mod migrations;
+mod relay;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use migrations::latest_version;
+pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use sessions::{
     LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
 };
