@@ -6,3 +6,4 @@
 
 pub mod reassembly;
 pub mod schedule;
+pub mod worker;
