@@ -150,13 +150,15 @@ mod tests {
 
     const PROXY: &str = "8944000000000000000";
 
+    type SendResult = Result<Vec<u8>, SendError>;
+
     /// A sink that records what it sends and answers from a script
     /// (then `Ok` once the script is exhausted).
     #[derive(Clone, Default)]
     struct FakeSink {
         /// What was sent, with tokio's (paused, virtual) time of the send.
         sent: Arc<Mutex<Vec<(Instant, String)>>>,
-        script: Arc<Mutex<VecDeque<Result<Vec<u8>, SendError>>>>,
+        script: Arc<Mutex<VecDeque<SendResult>>>,
         unhealthy: Arc<AtomicBool>,
     }
 
