@@ -10,6 +10,7 @@
 
 mod migrations;
 mod relay;
+mod retention;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use tokio::sync::oneshot;
 
 pub use migrations::latest_version;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
+pub use retention::ErasureCounts;
 pub use sessions::{
     LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
 };
