@@ -4,6 +4,7 @@
 //! No tokio and no SQL here: the store loads what these rules need, calls
 //! them and writes the result, so the decisions are testable in isolation.
 
+pub mod inbound;
 pub mod reassembly;
 pub mod schedule;
 pub mod worker;
