@@ -8,6 +8,7 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod inbound;
 mod migrations;
 mod relay;
 mod retention;
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;

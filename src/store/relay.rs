@@ -242,7 +242,11 @@ impl Store {
     }
 }
 
-fn insert_outbound(tx: &Transaction<'_>, new: &NewOutbound, now: i64) -> Result<i64, StoreError> {
+pub(super) fn insert_outbound(
+    tx: &Transaction<'_>,
+    new: &NewOutbound,
+    now: i64,
+) -> Result<i64, StoreError> {
     tx.execute(
         "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position, to_number,
                                    status, body, created_ms, updated_ms)
