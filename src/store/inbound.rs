@@ -12,7 +12,9 @@ use crate::masking::lifecycle::SessionStatus;
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 use crate::sms::inbound::{InboundAction, decide};
-use crate::sms::reassembly::{Assembly, Concat, Grouping, MessageKey, Part, assemble, grouping};
+use crate::sms::reassembly::{
+    Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
+};
 
 /// One received part, decoded by the driver.
 #[derive(Debug, Clone)]
@@ -62,6 +64,76 @@ impl Store {
             Ok(outcome)
         })
         .await
+    }
+
+    /// Relays what arrived of every message whose first part is older than
+    /// `cutoff` and is still incomplete (the reassembly timeout); the
+    /// interactions are flagged incomplete.
+    pub async fn sweep_incomplete(
+        &self,
+        cutoff: OffsetDateTime,
+        policy: OutOfSessionPolicy,
+        now: OffsetDateTime,
+    ) -> Result<Vec<InboundOutcome>, StoreError> {
+        let cutoff = to_ms(cutoff);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let stale: Vec<(String, String, u16, u8)> = tx
+                .prepare(
+                    "SELECT proxy_iccid, sender, concat_ref, concat_total FROM inbound_parts
+                     WHERE interaction_id IS NULL AND concat_ref IS NOT NULL
+                     GROUP BY proxy_iccid, sender, concat_ref, concat_total
+                     HAVING MIN(received_ms) < ?1",
+                )?
+                .query_map(params![cutoff], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut outcomes = Vec::with_capacity(stale.len());
+            for (proxy_iccid, sender, reference, total) in stale {
+                let Ok(number) = PhoneNumber::from_e164(&sender) else {
+                    return Err(StoreError::Corrupt(format!("stored sender {sender:?}")));
+                };
+                let key = MessageKey {
+                    sender,
+                    reference,
+                    total,
+                };
+                let held = pending_parts(&tx, &proxy_iccid, &key)?;
+                let texts: Vec<(u8, &str)> = held
+                    .iter()
+                    .map(|(_, seq, text)| (*seq, text.as_str()))
+                    .collect();
+                let body = assemble_incomplete(&key, &texts);
+                let ids: Vec<i64> = held.iter().map(|(id, _, _)| *id).collect();
+                let parts = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                let outcome =
+                    route_message(&tx, &proxy_iccid, &number, body, parts, &ids, &policy, now)?;
+                if let Some(interaction) = outcome.interaction_id() {
+                    tx.execute(
+                        "UPDATE interactions SET incomplete = 1 WHERE id = ?1",
+                        params![interaction],
+                    )?;
+                }
+                outcomes.push(outcome);
+            }
+            tx.commit()?;
+            Ok(outcomes)
+        })
+        .await
+    }
+}
+
+impl InboundOutcome {
+    /// The interaction written, if any.
+    pub fn interaction_id(&self) -> Option<i64> {
+        match self {
+            InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => None,
+            InboundOutcome::Relayed { interaction_id }
+            | InboundOutcome::AutoReplied { interaction_id }
+            | InboundOutcome::Forwarded { interaction_id }
+            | InboundOutcome::Dropped { interaction_id, .. } => Some(*interaction_id),
+        }
     }
 }
 
@@ -131,10 +203,38 @@ fn accept(
         _ => (vec![tx.last_insert_rowid()], part.text.clone(), 1),
     };
 
+    route_message(
+        tx,
+        &part.proxy_iccid,
+        &part.sender,
+        body,
+        parts,
+        &part_ids,
+        policy,
+        now,
+    )
+}
+
+/// Routes one complete (or swept) message and writes its interaction and
+/// outbox row; links the parts to the interaction.
+#[allow(clippy::too_many_arguments)]
+fn route_message(
+    tx: &Transaction<'_>,
+    proxy_iccid: &str,
+    sender: &PhoneNumber,
+    body: String,
+    parts: u32,
+    part_ids: &[i64],
+    policy: &OutOfSessionPolicy,
+    now: OffsetDateTime,
+) -> Result<InboundOutcome, StoreError> {
+    let now_ms = to_ms(now);
+    let sender_e164 = sender.e164();
+
     let session = tx
         .query_row(
             "SELECT session_id FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
-            params![part.proxy_iccid, rules_part.sender],
+            params![proxy_iccid, sender_e164],
             |row| row.get::<_, String>(0),
         )
         .optional()?
@@ -144,13 +244,13 @@ fn accept(
     let last_auto_reply = tx
         .query_row(
             "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",
-            params![part.proxy_iccid, rules_part.sender],
+            params![proxy_iccid, sender_e164],
             |row| row.get::<_, i64>(0),
         )
         .optional()?
         .map(from_ms)
         .transpose()?;
-    let decision = decide(&sessions, &part.sender, &body, policy, last_auto_reply, now);
+    let decision = decide(&sessions, sender, &body, policy, last_auto_reply, now);
     if let Some(id) = &decision.expire_session {
         end_session(tx, id, SessionStatus::Expired, now)?;
     }
@@ -161,7 +261,7 @@ fn accept(
                 tx,
                 &NewOutbound {
                     session_id,
-                    proxy_iccid: part.proxy_iccid.clone(),
+                    proxy_iccid: proxy_iccid.to_string(),
                     from_position,
                     to,
                     body,
@@ -192,9 +292,9 @@ fn accept(
             tx.execute(
                 "INSERT INTO auto_replies (proxy_iccid, sender, last_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (proxy_iccid, sender) DO UPDATE SET last_ms = excluded.last_ms",
-                params![part.proxy_iccid, rules_part.sender, now_ms],
+                params![proxy_iccid, sender_e164, now_ms],
             )?;
-            let id = queue(None, None, part.sender.clone(), text)?;
+            let id = queue(None, None, sender.clone(), text)?;
             (id, InboundOutcome::AutoReplied { interaction_id: id })
         }
         InboundAction::Forward { to, body } => {
@@ -206,7 +306,7 @@ fn accept(
                 "INSERT INTO interactions (proxy_iccid, kind, from_number, status, reason, body,
                                            created_ms, updated_ms)
                  VALUES (?1, 'sms', ?2, 'dropped', ?3, ?4, ?5, ?5)",
-                params![part.proxy_iccid, rules_part.sender, reason, body, now_ms],
+                params![proxy_iccid, sender_e164, reason, body, now_ms],
             )?;
             let id = tx.last_insert_rowid();
             (
@@ -225,7 +325,7 @@ fn accept(
         // The interaction is the sent reply or forward; it came from the stranger.
         tx.execute(
             "UPDATE interactions SET from_number = ?2 WHERE id = ?1",
-            params![interaction_id, rules_part.sender],
+            params![interaction_id, sender_e164],
         )?;
     }
     tx.execute(
@@ -439,5 +539,35 @@ mod tests {
             store.claim_next_due(PROXY.into(), later).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn the_sweep_relays_an_incomplete_message_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        store
+            .accept_inbound(part(B, "01", Some((4, 3, 1)), "foo"), REJECT, NOW)
+            .await
+            .unwrap();
+        store
+            .accept_inbound(part(B, "03", Some((4, 3, 3)), "baz"), REJECT, NOW)
+            .await
+            .unwrap();
+        let too_early = store.sweep_incomplete(NOW, REJECT, NOW).await.unwrap();
+        assert!(too_early.is_empty());
+        let later = NOW + time::Duration::minutes(10);
+        let swept = store.sweep_incomplete(later, REJECT, later).await.unwrap();
+        assert!(matches!(swept[..], [InboundOutcome::Relayed { .. }]));
+        assert!(
+            store
+                .sweep_incomplete(later, REJECT, later)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let interactions = store.interactions(session).await.unwrap();
+        assert_eq!(interactions.len(), 1);
+        assert!(interactions[0].incomplete);
+        assert_eq!(interactions[0].body.as_deref(), Some("foo[…]baz"));
     }
 }
