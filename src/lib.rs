@@ -46,4 +46,5 @@ pub mod masking;
 pub mod modem;
 pub mod number;
 pub mod sim;
+pub mod sms;
 pub mod store;

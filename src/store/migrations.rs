@@ -85,13 +85,96 @@ CREATE TABLE audit (
 ) STRICT;
 "#;
 
+/// Version 2: the relay: interactions (one SMS or call through a proxy) with
+/// their status history, the received parts awaiting reassembly, the outbox,
+/// and the out-of-session auto-reply ledger.
+const V2_RELAY: &str = r#"
+CREATE TABLE interactions (
+    id              INTEGER PRIMARY KEY,
+    -- NULL for out-of-session traffic.
+    session_id      TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    proxy_iccid     TEXT NOT NULL,
+    kind            TEXT NOT NULL CHECK (kind IN ('sms', 'call')),
+    -- The sending participant's position, or NULL when out of session.
+    from_position   INTEGER CHECK (from_position IN (0, 1)),
+    from_number     TEXT,
+    to_number       TEXT,
+    status          TEXT NOT NULL,
+    reason          TEXT NOT NULL DEFAULT '',
+    -- Erased by retention; the metadata stays.
+    body            TEXT,
+    parts           INTEGER NOT NULL DEFAULT 1,
+    incomplete      INTEGER NOT NULL DEFAULT 0 CHECK (incomplete IN (0, 1)),
+    answered_ms     INTEGER,
+    ended_ms        INTEGER,
+    duration_ms     INTEGER,
+    outcome         TEXT,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX interactions_by_session ON interactions(session_id, created_ms);
+
+CREATE TABLE interaction_events (
+    id             INTEGER PRIMARY KEY,
+    interaction_id INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    at_ms          INTEGER NOT NULL,
+    status         TEXT NOT NULL,
+    detail         TEXT NOT NULL DEFAULT ''
+) STRICT;
+
+CREATE TABLE inbound_parts (
+    id             INTEGER PRIMARY KEY,
+    proxy_iccid    TEXT NOT NULL,
+    sender         TEXT,
+    -- NULL for direct +CMT delivery.
+    storage        TEXT,
+    storage_index  INTEGER,
+    pdu_hex        TEXT,
+    concat_ref     INTEGER,
+    concat_total   INTEGER,
+    concat_seq     INTEGER,
+    text           TEXT,
+    received_ms    INTEGER NOT NULL,
+    interaction_id INTEGER REFERENCES interactions(id) ON DELETE SET NULL
+) STRICT;
+-- The same PDU on the same SIM is one part: a message read again after a
+-- crash, before its delete, must not be relayed twice.
+CREATE UNIQUE INDEX inbound_parts_dedup ON inbound_parts(proxy_iccid, pdu_hex);
+CREATE INDEX inbound_parts_pending ON inbound_parts(proxy_iccid, sender, concat_ref)
+    WHERE interaction_id IS NULL;
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY,
+    interaction_id  INTEGER NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    proxy_iccid     TEXT NOT NULL,
+    to_number       TEXT,
+    body            TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT NOT NULL DEFAULT '',
+    -- Comma-separated TP-MR values, matched by delivery reports.
+    message_refs    TEXT NOT NULL DEFAULT '',
+    created_ms      INTEGER NOT NULL,
+    sent_ms         INTEGER
+) STRICT;
+CREATE INDEX outbox_due ON outbox(proxy_iccid, state, next_attempt_ms);
+
+CREATE TABLE auto_replies (
+    proxy_iccid TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    PRIMARY KEY (proxy_iccid, sender)
+) STRICT;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_POOL_AND_SESSIONS)])
+    Migrations::new(vec![M::up(V1_POOL_AND_SESSIONS), M::up(V2_RELAY)])
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    1
+    2
 }
 
 /// Brings the database to the latest schema, refusing a newer one.

@@ -8,7 +8,10 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod inbound;
 mod migrations;
+mod relay;
+mod retention;
 mod sessions;
 mod tokens;
 
@@ -20,7 +23,10 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
+pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
+pub use retention::ErasureCounts;
 pub use sessions::{
     LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
 };

@@ -167,7 +167,7 @@ fn query_sessions(
     Ok(sessions)
 }
 
-fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord, StoreError> {
+pub(super) fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord, StoreError> {
     query_sessions(conn, "s.id = ?1", &[&id])?
         .pop()
         .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))
@@ -188,7 +188,7 @@ fn audit(
     Ok(())
 }
 
-fn end_session(
+pub(super) fn end_session(
     tx: &Transaction<'_>,
     id: &str,
     status: SessionStatus,

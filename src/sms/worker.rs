@@ -1,0 +1,339 @@
+//! The outbox worker: one tokio task per SIM, draining that SIM's outbox
+//! through an [`SmsSink`] (the modem driver's handle plugs in here) within
+//! the rate limits, retrying transient failures with backoff.
+//!
+//! A message waits for its own proxy while the proxy is unhealthy: sending it
+//! from another SIM would reveal a different number to the recipient.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::schedule::{ErrorClass, RateLimiter, RetryDecision, classify_cms_error, retry_after};
+use crate::number::PhoneNumber;
+use crate::store::{Store, StoreError};
+
+/// Why a send failed, as the sending side reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("send rejected: +CMS ERROR: {0}")]
+    Cms(u16),
+    #[error("send timed out")]
+    Timeout,
+    #[error("the modem is unplugged")]
+    Unplugged,
+}
+
+impl SendError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Cms(code) => classify_cms_error(*code),
+            SendError::Timeout | SendError::Unplugged => ErrorClass::Transient,
+        }
+    }
+}
+
+/// The sending side of one SIM.
+pub trait SmsSink: Send + Sync {
+    /// Sends `text` to `to`; the message references of its parts on success.
+    fn send_sms(
+        &self,
+        to: &PhoneNumber,
+        text: &str,
+        status_report: bool,
+    ) -> impl Future<Output = Result<Vec<u8>, SendError>> + Send;
+    /// Whether the SIM is registered and usable now.
+    fn healthy(&self) -> bool;
+}
+
+/// How often an idle or unhealthy SIM's outbox is looked at again.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The worker for one SIM.
+pub struct OutboxWorker<S> {
+    pub store: Store,
+    pub sink: S,
+    pub proxy_iccid: String,
+    pub limiter: RateLimiter,
+    pub max_attempts: u32,
+    /// Wall-clock time at `started`; time then advances with tokio's clock,
+    /// so tests can drive it with `tokio::time::pause()`.
+    pub wall_at_start: OffsetDateTime,
+    pub started: Instant,
+}
+
+impl<S: SmsSink> OutboxWorker<S> {
+    /// Runs until the store's writer stops.
+    pub async fn run(mut self) -> Result<(), StoreError> {
+        loop {
+            if !self.sink.healthy() {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            let now = self.now_ms();
+            let allowed = self.limiter.next_allowed(now);
+            if allowed > now {
+                let wait = u64::try_from(allowed - now).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                continue;
+            }
+            let Some(item) = self
+                .store
+                .claim_next_due(self.proxy_iccid.clone(), self.now())
+                .await?
+            else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            let to = match PhoneNumber::from_e164(&item.to_number) {
+                Ok(to) => to,
+                Err(error) => {
+                    let reason = format!("invalid recipient: {error}");
+                    self.store.mark_failed(item.id, reason, self.now()).await?;
+                    continue;
+                }
+            };
+            self.limiter.record(self.now_ms());
+            match self.sink.send_sms(&to, &item.body, true).await {
+                Ok(refs) => self.store.mark_sent(item.id, refs, self.now()).await?,
+                Err(error) => {
+                    tracing::warn!(outbox = item.id, attempt = item.attempts, %error, "sms send failed");
+                    let decision = match error.class() {
+                        ErrorClass::Permanent => RetryDecision::GiveUp,
+                        ErrorClass::Transient => {
+                            retry_after(item.attempts, self.max_attempts, self.now_ms())
+                        }
+                    };
+                    match decision {
+                        RetryDecision::GiveUp => {
+                            self.store
+                                .mark_failed(item.id, error.to_string(), self.now())
+                                .await?
+                        }
+                        RetryDecision::RetryAt(at) => {
+                            let at = self.wall_at_start
+                                + (time::Duration::milliseconds(at - self.start_ms()));
+                            self.store
+                                .mark_retry(item.id, error.to_string(), at)
+                                .await?
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.wall_at_start + self.started.elapsed()
+    }
+
+    fn start_ms(&self) -> i64 {
+        (self.wall_at_start.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    fn now_ms(&self) -> i64 {
+        (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::store::NewOutbound;
+
+    const PROXY: &str = "8944000000000000000";
+
+    type SendResult = Result<Vec<u8>, SendError>;
+
+    /// A sink that records what it sends and answers from a script
+    /// (then `Ok` once the script is exhausted).
+    #[derive(Clone, Default)]
+    struct FakeSink {
+        /// What was sent, with tokio's (paused, virtual) time of the send.
+        sent: Arc<Mutex<Vec<(Instant, String)>>>,
+        script: Arc<Mutex<VecDeque<SendResult>>>,
+        unhealthy: Arc<AtomicBool>,
+    }
+
+    impl SmsSink for FakeSink {
+        async fn send_sms(
+            &self,
+            _to: &PhoneNumber,
+            text: &str,
+            _status_report: bool,
+        ) -> Result<Vec<u8>, SendError> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push((Instant::now(), text.to_string()));
+            self.script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Ok(vec![1]))
+        }
+
+        fn healthy(&self) -> bool {
+            !self.unhealthy.load(Ordering::SeqCst)
+        }
+    }
+
+    fn start(
+        dir: &tempfile::TempDir,
+        sink: FakeSink,
+        per_minute: u32,
+    ) -> (Store, tokio::task::JoinHandle<Result<(), StoreError>>) {
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        let worker = OutboxWorker {
+            store: store.clone(),
+            sink,
+            proxy_iccid: PROXY.into(),
+            limiter: RateLimiter::new(per_minute, 1000),
+            max_attempts: 3,
+            wall_at_start: datetime!(2026-11-25 12:00 UTC),
+            started: Instant::now(),
+        };
+        (store, tokio::spawn(worker.run()))
+    }
+
+    async fn queue(store: &Store, body: &str) {
+        let new = NewOutbound {
+            session_id: None,
+            proxy_iccid: PROXY.into(),
+            from_position: None,
+            to: PhoneNumber::from_e164("+447911000002").unwrap(),
+            body: body.into(),
+        };
+        store
+            .queue_sms(new, datetime!(2026-11-25 12:00 UTC))
+            .await
+            .unwrap();
+    }
+
+    fn statuses(dir: &tempfile::TempDir) -> Vec<String> {
+        let conn = rusqlite::Connection::open(dir.path().join("simmask.db")).unwrap();
+        let mut statement = conn
+            .prepare("SELECT status FROM interactions ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn texts(sink: &FakeSink) -> Vec<String> {
+        sink.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+
+    /// Lets virtual time run until `done` holds. The store answers from its
+    /// own thread, during which paused time may jump ahead, so tests wait for
+    /// outcomes and compare the virtual times the sink recorded.
+    async fn wait_until(mut done: impl FnMut() -> bool) {
+        for _ in 0..100_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("condition never held");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_error_is_retried_then_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        sink.script
+            .lock()
+            .unwrap()
+            .push_back(Err(SendError::Cms(42)));
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        queue(&store, "hello").await;
+        wait_until(|| statuses(&dir) == ["sent"]).await;
+        worker.abort();
+        assert_eq!(texts(&sink), ["hello", "hello"]);
+        let sent = sink.sent.lock().unwrap().clone();
+        assert!(sent[1].0 - sent[0].0 >= Duration::from_secs(5), "backoff");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_error_is_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        sink.script
+            .lock()
+            .unwrap()
+            .push_back(Err(SendError::Cms(21)));
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        queue(&store, "hello").await;
+        wait_until(|| statuses(&dir) == ["failed"]).await;
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        worker.abort();
+        assert_eq!(texts(&sink), ["hello"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_errors_give_up_after_max_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        for _ in 0..5 {
+            sink.script
+                .lock()
+                .unwrap()
+                .push_back(Err(SendError::Timeout));
+        }
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        queue(&store, "hello").await;
+        wait_until(|| statuses(&dir) == ["failed"]).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        worker.abort();
+        assert_eq!(texts(&sink).len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unhealthy_sim_holds_its_messages_until_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        sink.unhealthy.store(true, Ordering::SeqCst);
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        queue(&store, "hello").await;
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(sink.sent.lock().unwrap().is_empty());
+        assert_eq!(statuses(&dir), ["queued"]);
+        sink.unhealthy.store(false, Ordering::SeqCst);
+        wait_until(|| statuses(&dir) == ["sent"]).await;
+        worker.abort();
+        assert_eq!(texts(&sink), ["hello"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_limit_spreads_sends_over_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        let (store, worker) = start(&dir, sink.clone(), 2);
+        for body in ["one", "two", "three"] {
+            queue(&store, body).await;
+        }
+        wait_until(|| statuses(&dir) == ["sent", "sent", "sent"]).await;
+        worker.abort();
+        assert_eq!(texts(&sink), ["one", "two", "three"]);
+        let sent = sink.sent.lock().unwrap().clone();
+        assert!(sent[1].0 - sent[0].0 < Duration::from_secs(60));
+        assert!(
+            sent[2].0 - sent[0].0 >= Duration::from_secs(60),
+            "third waits"
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! The relay's tables: interactions with their status history, and the
+//! outbox. Every call is one transaction on the writer thread; the decisions
+//! (backoff, error classes) come from [`crate::sms::schedule`].
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
+
+use super::{Store, StoreError, to_ms};
+use crate::number::PhoneNumber;
+
+/// An SMS to send through a proxy, recorded as an interaction.
+#[derive(Debug, Clone)]
+pub struct NewOutbound {
+    pub session_id: Option<String>,
+    pub proxy_iccid: String,
+    /// The sending participant's position when in a session.
+    pub from_position: Option<u8>,
+    pub to: PhoneNumber,
+    pub body: String,
+}
+
+/// An outbox row claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub interaction_id: i64,
+    pub proxy_iccid: String,
+    pub to_number: String,
+    pub body: String,
+    /// Attempts including the one now starting.
+    pub attempts: u32,
+}
+
+/// One interaction as listed for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionRecord {
+    pub id: i64,
+    pub kind: String,
+    pub from_position: Option<u8>,
+    pub status: String,
+    pub reason: String,
+    pub body: Option<String>,
+    pub parts: u32,
+    pub incomplete: bool,
+    pub created_ms: i64,
+}
+
+/// The delivery status a report carries (3GPP TS 23.040 §9.2.3.15, TP-ST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Delivered,
+    Failed,
+}
+
+impl Store {
+    /// Records an outbound SMS: the interaction, its first event and the
+    /// outbox row, in one transaction. Returns the outbox row's id.
+    pub async fn queue_sms(
+        &self,
+        new: NewOutbound,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let id = insert_outbound(&tx, &new, now)?;
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Claims the oldest due row of one SIM for sending: state `sending`,
+    /// attempts + 1. Rows of other SIMs are never considered: a message waits
+    /// for its own proxy, as sending from another would unmask.
+    pub async fn claim_next_due(
+        &self,
+        proxy_iccid: String,
+        now: OffsetDateTime,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let row = tx
+                .query_row(
+                    "SELECT id, interaction_id, proxy_iccid, COALESCE(to_number, ''),
+                            COALESCE(body, ''), attempts
+                     FROM outbox
+                     WHERE proxy_iccid = ?1 AND state = 'queued' AND next_attempt_ms <= ?2
+                     ORDER BY next_attempt_ms, id LIMIT 1",
+                    params![proxy_iccid, now],
+                    |row| {
+                        Ok(OutboxItem {
+                            id: row.get(0)?,
+                            interaction_id: row.get(1)?,
+                            proxy_iccid: row.get(2)?,
+                            to_number: row.get(3)?,
+                            body: row.get(4)?,
+                            attempts: row.get::<_, u32>(5)? + 1,
+                        })
+                    },
+                )
+                .optional()?;
+            if let Some(item) = &row {
+                tx.execute(
+                    "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
+                    params![item.id, item.attempts],
+                )?;
+            }
+            tx.commit()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// The send was accepted by the network with these message references.
+    pub async fn mark_sent(
+        &self,
+        outbox_id: i64,
+        message_refs: Vec<u8>,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        let refs = message_refs
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE outbox SET state = 'sent', message_refs = ?2, sent_ms = ?3 WHERE id = ?1",
+                params![outbox_id, refs, now],
+            )?;
+            set_interaction_status(&tx, outbox_id, "sent", "", now)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A transient failure: back to `queued` until `next_attempt`.
+    pub async fn mark_retry(
+        &self,
+        outbox_id: i64,
+        error: String,
+        next_attempt: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let next = to_ms(next_attempt);
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_ms = ?3
+                 WHERE id = ?1",
+                params![outbox_id, error, next],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A permanent failure, or the attempts are exhausted.
+    pub async fn mark_failed(
+        &self,
+        outbox_id: i64,
+        reason: String,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+                params![outbox_id, reason],
+            )?;
+            set_interaction_status(&tx, outbox_id, "failed", &reason, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies a status report: the most recent sent row of that SIM with
+    /// that message reference. Returns the interaction updated, if any.
+    pub async fn record_delivery_report(
+        &self,
+        proxy_iccid: String,
+        message_reference: u8,
+        status: DeliveryStatus,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let reference = message_reference.to_string();
+            let outbox_id: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM outbox
+                     WHERE proxy_iccid = ?1 AND state = 'sent'
+                       AND (',' || message_refs || ',') LIKE ('%,' || ?2 || ',%')
+                     ORDER BY sent_ms DESC, id DESC LIMIT 1",
+                    params![proxy_iccid, reference],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let Some(outbox_id) = outbox_id else {
+                return Ok(None);
+            };
+            let status = match status {
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Failed => "failed",
+            };
+            let interaction = set_interaction_status(&tx, outbox_id, status, "status report", now)?;
+            tx.commit()?;
+            Ok(Some(interaction))
+        })
+        .await
+    }
+
+    /// On start-up: rows a crash left `sending` go back to `queued`. The
+    /// modem may have sent one already, so a crash costs at most one
+    /// duplicate per row, never a lost message. Returns how many were requeued.
+    pub async fn requeue_stuck_sending(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "UPDATE outbox SET state = 'queued', next_attempt_ms = ?1,
+                        last_error = 'interrupted while sending'
+                 WHERE state = 'sending'",
+                params![now],
+            )?)
+        })
+        .await
+    }
+
+    /// A session's interactions, oldest first.
+    pub async fn interactions(
+        &self,
+        session_id: String,
+    ) -> Result<Vec<InteractionRecord>, StoreError> {
+        self.call(move |conn| list_interactions(conn, &session_id))
+            .await
+    }
+}
+
+pub(super) fn insert_outbound(
+    tx: &Transaction<'_>,
+    new: &NewOutbound,
+    now: i64,
+) -> Result<i64, StoreError> {
+    tx.execute(
+        "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position, to_number,
+                                   status, body, created_ms, updated_ms)
+         VALUES (?1, ?2, 'sms', ?3, ?4, 'queued', ?5, ?6, ?6)",
+        params![
+            new.session_id,
+            new.proxy_iccid,
+            new.from_position,
+            new.to.e164(),
+            new.body,
+            now
+        ],
+    )?;
+    let interaction = tx.last_insert_rowid();
+    add_event(tx, interaction, "queued", "", now)?;
+    tx.execute(
+        "INSERT INTO outbox (interaction_id, proxy_iccid, to_number, body, state,
+                             next_attempt_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+        params![interaction, new.proxy_iccid, new.to.e164(), new.body, now],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Sets the status of the interaction behind an outbox row and records the
+/// event; returns the interaction's id.
+fn set_interaction_status(
+    tx: &Transaction<'_>,
+    outbox_id: i64,
+    status: &str,
+    detail: &str,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let interaction: i64 = tx
+        .query_row(
+            "SELECT interaction_id FROM outbox WHERE id = ?1",
+            params![outbox_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("no outbox row {outbox_id}")))?;
+    tx.execute(
+        "UPDATE interactions SET status = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1",
+        params![interaction, status, detail, now],
+    )?;
+    add_event(tx, interaction, status, detail, now)?;
+    Ok(interaction)
+}
+
+fn add_event(
+    tx: &Transaction<'_>,
+    interaction: i64,
+    status: &str,
+    detail: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO interaction_events (interaction_id, at_ms, status, detail)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![interaction, now, status, detail],
+    )?;
+    Ok(())
+}
+
+fn list_interactions(
+    conn: &Connection,
+    session_id: &str,
+) -> Result<Vec<InteractionRecord>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms
+         FROM interactions WHERE session_id = ?1 ORDER BY created_ms, id",
+    )?;
+    let rows = statement.query_map(params![session_id], |row| {
+        Ok(InteractionRecord {
+            id: row.get(0)?,
+            kind: row.get(1)?,
+            from_position: row.get(2)?,
+            status: row.get(3)?,
+            reason: row.get(4)?,
+            body: row.get(5)?,
+            parts: row.get(6)?,
+            incomplete: row.get(7)?,
+            created_ms: row.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+    const PROXY: &str = "8944000000000000000";
+
+    fn outbound(body: &str) -> NewOutbound {
+        NewOutbound {
+            session_id: None,
+            proxy_iccid: PROXY.into(),
+            from_position: None,
+            to: PhoneNumber::from_e164("+447911000002").unwrap(),
+            body: body.into(),
+        }
+    }
+
+    fn status_of(path: &std::path::Path, interaction: i64) -> String {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT status FROM interactions WHERE id = ?1",
+            params![interaction],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_is_claimed_once_then_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        let store = Store::open(&path).unwrap();
+        store.queue_sms(outbound("hello"), NOW).await.unwrap();
+
+        let other_sim = store
+            .claim_next_due("8944000000000000009".into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(other_sim, None, "a message never leaves by another SIM");
+
+        let item = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((item.body.as_str(), item.attempts), ("hello", 1));
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+        store.mark_sent(item.id, vec![42], NOW).await.unwrap();
+        assert_eq!(status_of(&path, item.interaction_id), "sent");
+    }
+
+    #[tokio::test]
+    async fn a_retry_waits_for_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        store.queue_sms(outbound("hello"), NOW).await.unwrap();
+        let item = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        let later = NOW + time::Duration::seconds(5);
+        store
+            .mark_retry(item.id, "+CMS ERROR: 42".into(), later)
+            .await
+            .unwrap();
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+        let again = store
+            .claim_next_due(PROXY.into(), later)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn after_a_crash_mid_send_the_message_is_sent_once_more_and_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.queue_sms(outbound("hello"), NOW).await.unwrap();
+            store
+                .claim_next_due(PROXY.into(), NOW)
+                .await
+                .unwrap()
+                .unwrap();
+            // The process dies here: claimed, never marked sent.
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+        assert_eq!(store.requeue_stuck_sending(NOW).await.unwrap(), 1);
+        let item = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.attempts, 2);
+        store.mark_sent(item.id, vec![7], NOW).await.unwrap();
+        assert_eq!(store.requeue_stuck_sending(NOW).await.unwrap(), 0);
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_report_updates_the_latest_message_with_that_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        let store = Store::open(&path).unwrap();
+        let mut interactions = Vec::new();
+        for (body, at) in [("old", NOW), ("new", NOW + time::Duration::minutes(1))] {
+            store.queue_sms(outbound(body), at).await.unwrap();
+            let item = store
+                .claim_next_due(PROXY.into(), at)
+                .await
+                .unwrap()
+                .unwrap();
+            // References wrap at 256: both got 9.
+            store.mark_sent(item.id, vec![8, 9], at).await.unwrap();
+            interactions.push(item.interaction_id);
+        }
+        let updated = store
+            .record_delivery_report(PROXY.into(), 9, DeliveryStatus::Delivered, NOW)
+            .await
+            .unwrap();
+        assert_eq!(updated, Some(interactions[1]));
+        assert_eq!(status_of(&path, interactions[1]), "delivered");
+        assert_eq!(status_of(&path, interactions[0]), "sent");
+        let unknown = store
+            .record_delivery_report(PROXY.into(), 99, DeliveryStatus::Failed, NOW)
+            .await
+            .unwrap();
+        assert_eq!(unknown, None);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_fails_the_interaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        let store = Store::open(&path).unwrap();
+        store.queue_sms(outbound("hello"), NOW).await.unwrap();
+        let item = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .mark_failed(item.id, "+CMS ERROR: 21".into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(status_of(&path, item.interaction_id), "failed");
+        assert_eq!(store.requeue_stuck_sending(NOW).await.unwrap(), 0);
+    }
+}
