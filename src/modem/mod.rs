@@ -1,4 +1,5 @@
 //! One modem: the SMS PDU codec, the model profiles, and (with the driver)
 //! the AT engine and the modem actor that owns a serial port.
 
+pub mod digest;
 pub mod profile;
