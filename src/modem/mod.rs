@@ -2,4 +2,6 @@
 //! the AT engine and the modem actor that owns a serial port.
 
 pub mod digest;
+pub mod error;
+pub mod parse;
 pub mod profile;
