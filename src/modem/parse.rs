@@ -164,3 +164,104 @@ mod tests {
         );
     }
 }
+
+/// One call from `+CLCC: <id>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>]`
+/// (3GPP TS 27.007 §7.18).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLine {
+    pub id: u8,
+    pub incoming: bool,
+    /// 0 active, 1 held, 2 dialling, 3 alerting, 4 incoming, 5 waiting.
+    pub state: u8,
+    pub voice: bool,
+    pub multiparty: bool,
+    pub number: Option<String>,
+}
+
+pub fn parse_clcc(line: &str) -> Result<CallLine, AtError> {
+    let f = fields(line, "+CLCC:").ok_or_else(|| parse_err("+CLCC", line, "no +CLCC: prefix"))?;
+    let id = num("+CLCC", line, f.first())?;
+    let dir: u8 = num("+CLCC", line, f.get(1))?;
+    let state = num("+CLCC", line, f.get(2))?;
+    let mode: u8 = num("+CLCC", line, f.get(3))?;
+    let mpty: u8 = num("+CLCC", line, f.get(4))?;
+    let number = f.get(5).filter(|n| !n.is_empty()).cloned();
+    Ok(CallLine {
+        id,
+        incoming: dir == 1,
+        state,
+        voice: mode == 0,
+        multiparty: mpty == 1,
+        number,
+    })
+}
+
+/// One storage in use: `(name, used, total)`.
+pub type Storage = (String, u32, u32);
+
+/// `+CPMS: <mem1>,<used1>,<total1>,<mem2>,...` (3GPP TS 27.005 §3.2.2).
+pub fn parse_cpms(line: &str) -> Result<Vec<Storage>, AtError> {
+    let f = fields(line, "+CPMS:").ok_or_else(|| parse_err("+CPMS", line, "no +CPMS: prefix"))?;
+    if f.len() % 3 != 0 {
+        return Err(parse_err("+CPMS", line, "fields not in triples"));
+    }
+    f.chunks(3)
+        .map(|t| {
+            Ok((
+                t[0].clone(),
+                num("+CPMS", line, t.get(1))?,
+                num("+CPMS", line, t.get(2))?,
+            ))
+        })
+        .collect()
+}
+
+/// `+CHLD: (0,1,1x,2,2x,3,4)` (3GPP TS 27.007 §7.13): supported services.
+pub fn parse_chld_test(line: &str) -> Result<Vec<String>, AtError> {
+    let rest = line
+        .strip_prefix("+CHLD:")
+        .ok_or_else(|| parse_err("+CHLD", line, "no +CHLD: prefix"))?
+        .trim();
+    let inner = rest
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| parse_err("+CHLD", line, "expected a parenthesised list"))?;
+    Ok(inner
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+#[cfg(test)]
+mod call_and_storage_tests {
+    use super::*;
+
+    // Shapes from 3GPP TS 27.007 §7.18, §7.13 and TS 27.005 §3.2.2.
+    #[test]
+    fn clcc_lines() {
+        let c = parse_clcc("+CLCC: 1,1,4,0,0,\"+15550001\",145").unwrap();
+        assert!(c.incoming && c.voice && !c.multiparty);
+        assert_eq!((c.id, c.state), (1, 4));
+        assert_eq!(c.number.as_deref(), Some("+15550001"));
+        let held = parse_clcc("+CLCC: 2,0,1,0,1,,128").unwrap();
+        assert_eq!((held.state, held.number), (1, None));
+        assert!(parse_clcc("+CLCC: 1,1").is_err());
+    }
+
+    #[test]
+    fn cpms_triples() {
+        let s = parse_cpms("+CPMS: \"SM\",3,30,\"SM\",3,30,\"ME\",0,100").unwrap();
+        assert_eq!(s[2], ("ME".to_string(), 0, 100));
+        assert!(parse_cpms("+CPMS: \"SM\",3").is_err());
+    }
+
+    #[test]
+    fn chld_services() {
+        assert_eq!(
+            parse_chld_test("+CHLD: (0,1,1x,2,2x,3,4)").unwrap(),
+            vec!["0", "1", "1x", "2", "2x", "3", "4"]
+        );
+        assert!(parse_chld_test("+CHLD: 0,1").is_err());
+    }
+}
