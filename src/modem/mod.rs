@@ -5,3 +5,4 @@ pub mod digest;
 pub mod error;
 pub mod parse;
 pub mod profile;
+pub mod urc;
