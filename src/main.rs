@@ -26,6 +26,12 @@ struct Cli {
 enum Command {
     /// List the modem model profiles (firmware-config/) as JSON.
     Profiles,
+    /// Probe one modem port and print its identity and capabilities as JSON
+    /// (exit status 2 when the port is absent or no modem answers).
+    Probe {
+        /// The serial port, e.g. /dev/ttyUSB2.
+        port: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,20 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let profiles: Vec<_> = Profiles::builtin().iter().cloned().collect();
             println!("{}", serde_json::to_string_pretty(&profiles)?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe { port } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let profiles = Profiles::builtin();
+            match runtime.block_on(simmask::modem::probe::probe(&port, &profiles)) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("simmask probe: {port}: no modem: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
     }
 }

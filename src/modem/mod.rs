@@ -4,5 +4,7 @@
 pub mod digest;
 pub mod error;
 pub mod parse;
+pub mod port;
+pub mod probe;
 pub mod profile;
 pub mod urc;

@@ -1,0 +1,88 @@
+//! One AT port over tokio-serial: sends a command line, feeds what comes back
+//! to the pure digester and collects the response until its final result.
+//! URCs seen meanwhile are kept for the caller (the modem actor) to type.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+use super::digest::{Digest, DigestState, FinalResult, digest_all};
+use super::error::AtError;
+
+pub struct AtPort {
+    stream: SerialStream,
+    buf: Vec<u8>,
+    /// URCs that arrived while waiting for responses, oldest first.
+    pub urcs: Vec<Vec<String>>,
+}
+
+impl AtPort {
+    /// Opens `path` exclusively at 115200 baud.
+    pub fn open(path: &str) -> Result<Self, AtError> {
+        let stream = tokio_serial::new(path, 115_200)
+            .open_native_async()
+            .map_err(|e| AtError::Io(format!("opening {path}: {e}")))?;
+        Ok(AtPort {
+            stream,
+            buf: Vec::new(),
+            urcs: Vec::new(),
+        })
+    }
+
+    /// Runs `line` (without `\r`); returns its information lines, those with
+    /// `prefix` or any unrecognised line. Times out after `timeout`.
+    pub async fn command(
+        &mut self,
+        line: &str,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Vec<String>, AtError> {
+        let state = DigestState {
+            command: Some(line.to_string()),
+            response_prefix: Some(prefix.to_string()),
+        };
+        let mut wire = line.as_bytes().to_vec();
+        wire.push(b'\r');
+        self.stream
+            .write_all(&wire)
+            .await
+            .map_err(|e| AtError::Io(e.to_string()))?;
+        match tokio::time::timeout(timeout, self.collect(&state)).await {
+            Ok(result) => result,
+            Err(_) => Err(AtError::Timeout(timeout)),
+        }
+    }
+
+    async fn collect(&mut self, state: &DigestState) -> Result<Vec<String>, AtError> {
+        let mut lines = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            let (found, used) = digest_all(&self.buf, state);
+            self.buf.drain(..used);
+            for d in found {
+                match d {
+                    Digest::Echo | Digest::Prompt => {}
+                    Digest::Line(l) => lines.push(l),
+                    Digest::Urc(u) => self.urcs.push(u),
+                    Digest::Final(FinalResult::Ok) | Digest::Final(FinalResult::Connect(_)) => {
+                        return Ok(lines);
+                    }
+                    Digest::Final(FinalResult::Cme(t)) => return Err(AtError::cme(&t)),
+                    Digest::Final(FinalResult::Cms(t)) => return Err(AtError::cms(&t)),
+                    Digest::Final(FinalResult::NotSupported) => return Err(AtError::NotSupported),
+                    Digest::Final(_) => return Err(AtError::Error),
+                }
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| AtError::Io(e.to_string()))?;
+            if n == 0 {
+                return Err(AtError::Unplugged);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
