@@ -1,2 +1,4 @@
 //! The virtual GSM network: a bank of virtual modems behind real
 //! pseudo-terminals, handsets, and the control API.
+
+pub mod identity;
