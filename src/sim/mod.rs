@@ -2,3 +2,4 @@
 //! pseudo-terminals, handsets, and the control API.
 
 pub mod identity;
+pub mod interpreter;
