@@ -350,4 +350,18 @@ mod tests {
         assert_eq!(swap_nibbles("8944"), "9844");
         assert_eq!(swap_nibbles("123"), "21F3");
     }
+
+    proptest::proptest! {
+        /// Any bytes on the port yield an answer without panicking, and the
+        /// modem still answers a plain `AT` afterwards.
+        #[test]
+        fn arbitrary_bytes_never_break_the_modem(input in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let mut m = modem("generic");
+            m.feed(&input);
+            // A CR ends whatever line the noise left open.
+            m.feed(b"\r");
+            m.feed(b"ATE0V1\r");
+            proptest::prop_assert_eq!(run(&mut m, "AT\r"), "\r\nOK\r\n");
+        }
+    }
 }
