@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// List the modem model profiles (firmware-config/) as JSON.
     Profiles,
+    /// Run the virtual GSM network: a bank of virtual modems behind ptys.
+    Sim(simmask::sim::cli::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Profiles => {
             let profiles: Vec<_> = Profiles::builtin().iter().cloned().collect();
             println!("{}", serde_json::to_string_pretty(&profiles)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(args) => {
+            tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }
