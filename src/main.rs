@@ -32,6 +32,8 @@ enum Command {
         /// The serial port, e.g. /dev/ttyUSB2.
         port: String,
     },
+    /// Run the virtual GSM network: a bank of virtual modems behind ptys.
+    Sim(simmask::sim::cli::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +68,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(2))
                 }
             }
+        }
+        Command::Sim(args) => {
+            tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::run(args))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
