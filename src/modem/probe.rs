@@ -64,12 +64,7 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         .await
         .ok()
         .map(|l| value(&l, "+CIMI:"));
-    let iccid = port
-        .command("AT+CCID", "+CCID:", SHORT)
-        .await
-        .ok()
-        .map(|l| value(&l, "+CCID:").trim_matches('"').to_string())
-        .filter(|c| !c.is_empty());
+    let iccid = read_iccid(&mut port).await;
     let msisdn = port
         .command("AT+CNUM", "+CNUM:", SHORT)
         .await
@@ -123,4 +118,52 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         chld,
         pin_state,
     })
+}
+
+/// The ICCID under whichever spelling the firmware uses: 3GPP has none, so
+/// vendors answer `+CCID`, `+ICCID` (SIMCom), `+QCCID` (Quectel) or `^ICCID`
+/// (Huawei).
+async fn read_iccid(port: &mut AtPort) -> Option<String> {
+    for (command, prefix) in [
+        ("AT+CCID", "+CCID:"),
+        ("AT+QCCID", "+QCCID:"),
+        ("AT^ICCID?", "^ICCID:"),
+        ("AT+ICCID", "+ICCID:"),
+    ] {
+        if let Ok(lines) = port.command(command, prefix, SHORT).await {
+            let raw = value(&lines, prefix).trim_matches('"').to_string();
+            let iccid = if prefix == "^ICCID:" {
+                unswap_nibbles(&raw)
+            } else {
+                raw
+            };
+            if !iccid.is_empty() {
+                return Some(iccid);
+            }
+        }
+    }
+    None
+}
+
+/// Huawei's `^ICCID` gives the ICCID as stored on the SIM: BCD with the digits
+/// of each byte swapped and `F` padding (3GPP TS 31.102 §4.2.2 EF_ICCID).
+fn unswap_nibbles(raw: &str) -> String {
+    let chars: Vec<char> = raw.chars().collect();
+    chars
+        .chunks(2)
+        .flat_map(|pair| pair.iter().rev())
+        .filter(|c| !c.eq_ignore_ascii_case(&'f'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn huawei_iccid_is_nibble_swapped() {
+        assert_eq!(
+            super::unswap_nibbles("984411663647862149F7"),
+            "8944116663746812947"
+        );
+        assert_eq!(super::unswap_nibbles("98"), "89");
+    }
 }
