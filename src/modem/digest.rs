@@ -162,6 +162,24 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
         return (Some(Digest::Final(result)), consumed);
     }
     if URC_PREFIXES.iter().any(|p| line.starts_with(p)) {
+        if line.starts_with("+CUSD:") && line.matches('"').count() % 2 == 1 {
+            // The quoted USSD text holds a line break: take lines until the
+            // quote closes (3GPP TS 27.007 §7.15 puts no limit on <str>).
+            let mut lines = vec![line];
+            let mut pos = consumed;
+            loop {
+                let Some((next_eol, next_len)) = find_eol(buf, pos) else {
+                    return (None, 0);
+                };
+                let next = String::from_utf8_lossy(&buf[pos..next_eol]).to_string();
+                pos = next_eol + next_len;
+                let closes = next.matches('"').count() % 2 == 1;
+                lines.push(next);
+                if closes {
+                    return (Some(Digest::Urc(lines)), pos);
+                }
+            }
+        }
         if has_pdu_line(&line) {
             let pdu_start = buf[consumed..]
                 .iter()
@@ -342,6 +360,22 @@ mod tests {
     fn garbage_nul_and_stray_terminators_are_skipped() {
         let got = both(b"\n\0\0\r\r\n\r\nOK\r\n", &cmd("AT", "+NONE"));
         assert_eq!(got, vec![Digest::Final(FinalResult::Ok)]);
+    }
+
+    // A USSD answer whose quoted text spans lines (3GPP TS 27.007 §7.15).
+    #[test]
+    fn cusd_spanning_lines() {
+        let got = both(
+            b"\r\n+CUSD: 0,\"Balance 5.00\r\nValid to 31/12\",15\r\n",
+            &DigestState::default(),
+        );
+        assert_eq!(
+            got,
+            vec![Digest::Urc(vec![
+                "+CUSD: 0,\"Balance 5.00".into(),
+                "Valid to 31/12\",15".into()
+            ])]
+        );
     }
 
     proptest! {
