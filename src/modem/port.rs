@@ -10,6 +10,10 @@ use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use super::digest::{Digest, DigestState, FinalResult, digest_all};
 use super::error::AtError;
 
+/// How long a port stays quiet after an answer before a missing final
+/// result is taken as the end of the response.
+const QUIET_AFTER_ANSWER: Duration = Duration::from_millis(300);
+
 pub struct AtPort {
     stream: SerialStream,
     buf: Vec<u8>,
@@ -48,13 +52,21 @@ impl AtPort {
             .write_all(&wire)
             .await
             .map_err(|e| AtError::Io(e.to_string()))?;
-        match tokio::time::timeout(timeout, self.collect(&state)).await {
+        // Wavecom answers `AT+CPIN?` with its `+CPIN:` line and no `OK`.
+        let final_optional = line.eq_ignore_ascii_case("AT+CPIN?");
+        match tokio::time::timeout(timeout, self.collect(&state, final_optional)).await {
             Ok(result) => result,
             Err(_) => Err(AtError::Timeout(timeout)),
         }
     }
 
-    async fn collect(&mut self, state: &DigestState) -> Result<Vec<String>, AtError> {
+    /// Reads until a final result; with `final_optional`, a quiet port after
+    /// the answer line also ends the response.
+    async fn collect(
+        &mut self,
+        state: &DigestState,
+        final_optional: bool,
+    ) -> Result<Vec<String>, AtError> {
         let mut lines = Vec::new();
         let mut chunk = [0u8; 512];
         loop {

@@ -51,7 +51,13 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
     let _ = port.command("AT+CMEE=2", "+NONE", SHORT).await;
     let manufacturer = value(&port.command("AT+CGMI", "+CGMI:", SHORT).await?, "+CGMI:");
     let model = value(&port.command("AT+CGMM", "+CGMM:", SHORT).await?, "+CGMM:");
-    let revision = value(&port.command("AT+CGMR", "+CGMR:", SHORT).await?, "+CGMR:");
+    // Some firmware (a recorded Wavecom) refuses +CGMR; the revision is
+    // informative only, so its absence does not fail the probe.
+    let revision = port
+        .command("AT+CGMR", "+CGMR:", SHORT)
+        .await
+        .map(|l| value(&l, "+CGMR:"))
+        .unwrap_or_default();
     let imei = value(&port.command("AT+CGSN", "+CGSN:", SHORT).await?, "+CGSN:");
     let profile = profiles.detect(&manufacturer, &model).name.clone();
     let pin_state = port
