@@ -86,11 +86,16 @@ impl AtPort {
                     Digest::Final(_) => return Err(AtError::Error),
                 }
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| AtError::Io(e.to_string()))?;
+            let read = self.stream.read(&mut chunk);
+            let n = if final_optional && !lines.is_empty() {
+                match tokio::time::timeout(QUIET_AFTER_ANSWER, read).await {
+                    Ok(n) => n,
+                    Err(_) => return Ok(lines),
+                }
+            } else {
+                read.await
+            }
+            .map_err(|e| AtError::Io(e.to_string()))?;
             if n == 0 {
                 return Err(AtError::Unplugged);
             }
