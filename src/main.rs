@@ -36,6 +36,14 @@ enum Command {
     },
     /// List the modem model profiles (firmware-config/) as JSON.
     Profiles,
+    /// Probe one modem port and print its identity and capabilities as JSON
+    /// (exit status 2 when the port is absent or no modem answers).
+    Probe {
+        /// The serial port, e.g. /dev/ttyUSB2.
+        port: String,
+    },
+    /// Run the virtual GSM network: a bank of virtual modems behind ptys.
+    Sim(simmask::sim::cli::SimArgs),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -108,6 +116,24 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Pdu { command } => Ok(pdu(command)),
         Command::Token { command } => token(command),
+        Command::Probe { port } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let profiles = Profiles::builtin();
+            match runtime.block_on(simmask::modem::probe::probe(&port, &profiles)) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("simmask probe: {port}: no modem: {error}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Sim(args) => {
+            tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,2 +1,189 @@
 //! The virtual GSM network: a bank of virtual modems behind real
 //! pseudo-terminals, handsets, and the control API.
+
+pub mod cli;
+pub mod control;
+pub mod identity;
+pub mod interpreter;
+pub mod pty;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::modem::profile::{ProfileError, Profiles};
+use identity::Identity;
+use interpreter::Interpreter;
+
+/// Errors starting or running the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A pseudo-terminal could not be opened or configured.
+    #[error("sim pty: {0}")]
+    Pty(String),
+    /// The requested model profile does not exist.
+    #[error("sim profile: {0}")]
+    Profile(#[from] ProfileError),
+    /// The link directory or a link could not be created.
+    #[error("sim link {path}: {source}")]
+    Link {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The bank description could not be serialised.
+    #[error("sim describe: {0}")]
+    Describe(#[from] serde_json::Error),
+    /// The control address could not be bound.
+    #[error("sim control {addr}: {source}")]
+    Control {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How to start a simulated bank.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of virtual modems.
+    pub modems: usize,
+    /// Profile names, cycled over the modems.
+    pub profiles: Vec<String>,
+    /// Control API address (port 0 picks a free port).
+    pub control: SocketAddr,
+    /// Directory for `modem0`… symlinks to the ptys, if any.
+    pub links: Option<PathBuf>,
+    /// Seed for the identities.
+    pub seed: u64,
+}
+
+/// One modem as the bank description shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModemInfo {
+    pub index: usize,
+    pub path: PathBuf,
+    pub link: Option<PathBuf>,
+    pub imei: String,
+    pub iccid: String,
+    pub imsi: String,
+    pub msisdn: String,
+    pub model: String,
+    pub profile: String,
+}
+
+/// The bank description printed as one JSON line when the simulator is ready.
+#[derive(Debug, Clone, Serialize)]
+pub struct BankDescription {
+    pub control: String,
+    pub modems: Vec<ModemInfo>,
+}
+
+/// A running simulator.
+pub struct Simulator {
+    description: BankDescription,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Opens the ptys, creates the links and serves the control API.
+    pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
+        let profiles = Profiles::builtin();
+        let names = if config.profiles.is_empty() {
+            vec!["generic".to_string()]
+        } else {
+            config.profiles.clone()
+        };
+        if let Some(dir) = &config.links {
+            std::fs::create_dir_all(dir).map_err(|source| SimError::Link {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut modems = Vec::new();
+        for index in 0..config.modems {
+            let name = &names[index % names.len()];
+            let profile = profiles.get(name)?.clone();
+            let identity = Identity::generate(config.seed, index);
+            let pty = pty::Pty::open()?;
+            let link = match &config.links {
+                Some(dir) => {
+                    let link = dir.join(format!("modem{index}"));
+                    // A stale link from an earlier run is replaced.
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(&pty.path, &link).map_err(|source| {
+                        SimError::Link {
+                            path: link.clone(),
+                            source,
+                        }
+                    })?;
+                    Some(link)
+                }
+                None => None,
+            };
+            modems.push(ModemInfo {
+                index,
+                path: pty.path.clone(),
+                link,
+                imei: identity.imei.clone(),
+                iccid: identity.iccid.clone(),
+                imsi: identity.imsi.clone(),
+                msisdn: identity.msisdn.clone(),
+                model: profile.identity.model.clone(),
+                profile: profile.name.clone(),
+            });
+            let interpreter = Interpreter::new(profile, identity);
+            tasks.push(tokio::spawn(pty.serve(interpreter, stop.child_token())));
+        }
+        let listener = tokio::net::TcpListener::bind(config.control)
+            .await
+            .map_err(|source| SimError::Control {
+                addr: config.control,
+                source,
+            })?;
+        let bound = listener.local_addr().map_err(|source| SimError::Control {
+            addr: config.control,
+            source,
+        })?;
+        tasks.push(tokio::spawn(control::serve(
+            listener,
+            modems.clone(),
+            stop.child_token(),
+        )));
+        Ok(Simulator {
+            description: BankDescription {
+                control: format!("http://{bound}"),
+                modems,
+            },
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bank as printed on start.
+    pub fn description(&self) -> &BankDescription {
+        &self.description
+    }
+
+    /// The control API base URL.
+    pub fn control_url(&self) -> &str {
+        &self.description.control
+    }
+
+    /// Stops every modem and the control API and removes the links.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        for modem in &self.description.modems {
+            if let Some(link) = &modem.link {
+                let _ = std::fs::remove_file(link);
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Unsolicited result codes as typed events, parsed from the lines the
+//! digester groups into `Digest::Urc`.
+
+use super::error::AtError;
+use super::parse::{CallLine, Registration, fields, parse_clcc, parse_cmti, parse_creg};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Urc {
+    /// `+CMTI: <mem>,<index>`: an SMS was stored (3GPP TS 27.005 §3.4.1).
+    SmsStored {
+        storage: String,
+        index: u32,
+    },
+    /// `+CMT: [<alpha>],<length>` + PDU: an SMS routed directly (TS 27.005 §3.4.1).
+    SmsDelivered {
+        pdu_hex: String,
+    },
+    /// `+CDS: <length>` + PDU: a status report routed directly (TS 27.005 §3.4.1).
+    StatusReport {
+        pdu_hex: String,
+    },
+    /// `+CDSI: <mem>,<index>`: a status report was stored.
+    StatusReportStored {
+        storage: String,
+        index: u32,
+    },
+    /// `RING` or `+CRING: <type>` (3GPP TS 27.007 §6.11).
+    Ring,
+    /// `+CLIP: <number>,<type>` (3GPP TS 27.007 §7.6); the number may be withheld.
+    CallerId {
+        number: Option<String>,
+    },
+    /// `+CCWA: <number>,<type>,<class>` (3GPP TS 27.007 §7.12).
+    CallWaiting {
+        number: Option<String>,
+    },
+    Call(CallLine),
+    /// `NO CARRIER` or `BUSY` with no command in flight: a call ended.
+    CallEnded {
+        busy: bool,
+    },
+    /// `+CUSD: <m>[,<str>,<dcs>]` (3GPP TS 27.007 §7.15).
+    Ussd {
+        status: u8,
+        text: Option<String>,
+    },
+    Registration(Registration),
+    /// Vendor noise recognised and ignored (`^RSSI`, `RDY`, `+QIND`, …).
+    Ignored,
+}
+
+fn quoted_number(line: &str, prefix: &str) -> Option<String> {
+    fields(line, prefix)?
+        .into_iter()
+        .next()
+        .filter(|n| !n.is_empty())
+}
+
+/// Types the URC in `lines` (one line, or two for `+CMT`/`+CDS`).
+pub fn parse_urc(lines: &[String]) -> Result<Urc, AtError> {
+    let Some(first) = lines.first() else {
+        return Ok(Urc::Ignored);
+    };
+    let line = first.as_str();
+    let pdu = || lines.get(1).cloned().unwrap_or_default();
+    Ok(if line.starts_with("+CMTI:") {
+        let (storage, index) = parse_cmti(line)?;
+        Urc::SmsStored { storage, index }
+    } else if line.starts_with("+CDSI:") {
+        let (storage, index) = parse_cmti(&line.replacen("+CDSI:", "+CMTI:", 1))?;
+        Urc::StatusReportStored { storage, index }
+    } else if line.starts_with("+CMT:") {
+        Urc::SmsDelivered { pdu_hex: pdu() }
+    } else if line.starts_with("+CDS:") {
+        Urc::StatusReport { pdu_hex: pdu() }
+    } else if line == "RING" || line.starts_with("+CRING:") {
+        Urc::Ring
+    } else if line.starts_with("+CLIP:") {
+        Urc::CallerId {
+            number: quoted_number(line, "+CLIP:"),
+        }
+    } else if line.starts_with("+CCWA:") {
+        Urc::CallWaiting {
+            number: quoted_number(line, "+CCWA:"),
+        }
+    } else if line.starts_with("+CLCC:") {
+        Urc::Call(parse_clcc(line)?)
+    } else if line == "NO CARRIER" || line == "BUSY" {
+        Urc::CallEnded {
+            busy: line == "BUSY",
+        }
+    } else if line.starts_with("+CUSD:") {
+        let joined = lines.join("\n");
+        let f = fields(&joined, "+CUSD:").unwrap_or_default();
+        let status = f
+            .first()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| AtError::Parse {
+                command: "+CUSD",
+                line: line.to_string(),
+                reason: "missing status".to_string(),
+            })?;
+        Urc::Ussd {
+            status,
+            text: f.get(1).cloned(),
+        }
+    } else if line.starts_with("+CREG:")
+        || line.starts_with("+CGREG:")
+        || line.starts_with("+CEREG:")
+    {
+        Urc::Registration(parse_creg(line)?)
+    } else {
+        Urc::Ignored
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urc(lines: &[&str]) -> Urc {
+        let owned: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        parse_urc(&owned).unwrap()
+    }
+
+    // Formats from 3GPP TS 27.005 §3.4.1 and TS 27.007 §6.11, §7.6, §7.12, §7.15.
+    #[test]
+    fn typed_urcs() {
+        assert_eq!(
+            urc(&["+CMTI: \"ME\",7"]),
+            Urc::SmsStored {
+                storage: "ME".into(),
+                index: 7
+            }
+        );
+        assert_eq!(
+            urc(&["+CDS: 25", "0006"]),
+            Urc::StatusReport {
+                pdu_hex: "0006".into()
+            }
+        );
+        assert_eq!(urc(&["+CRING: VOICE"]), Urc::Ring);
+        assert_eq!(
+            urc(&["+CLIP: \"+15550001\",145,,,,0"]),
+            Urc::CallerId {
+                number: Some("+15550001".into())
+            }
+        );
+        assert_eq!(
+            urc(&["+CLIP: \"\",128,,,,1"]),
+            Urc::CallerId { number: None }
+        );
+        assert_eq!(
+            urc(&["+CUSD: 0,\"Balance: 5.00\",15"]),
+            Urc::Ussd {
+                status: 0,
+                text: Some("Balance: 5.00".into())
+            }
+        );
+        assert_eq!(urc(&["BUSY"]), Urc::CallEnded { busy: true });
+        assert_eq!(urc(&["^RSSI: 17"]), Urc::Ignored);
+        assert_eq!(urc(&["+CREG: 1"]), Urc::Registration(Registration::Home));
+        assert!(parse_urc(&["+CMTI: \"SM\",x".to_string()]).is_err());
+    }
+}
