@@ -18,6 +18,12 @@ pub struct Interpreter {
     verbose: bool,
     cmee: u8,
     signal: u8,
+    /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
+    cfun: u8,
+    /// 3GPP TS 27.007 §7.2 +CREG unsolicited mode.
+    creg: u8,
+    /// 3GPP TS 27.007 §5.5 character set.
+    cscs: String,
     line: Vec<u8>,
     previous: Vec<u8>,
     overflowed: bool,
@@ -42,6 +48,9 @@ impl Interpreter {
             verbose: true,
             cmee: 0,
             signal: 20,
+            cfun: 1,
+            creg: 0,
+            cscs: "IRA".into(),
             line: Vec::new(),
             previous: Vec::new(),
             overflowed: false,
@@ -169,6 +178,57 @@ impl Interpreter {
             "+CPIN?" => info(self, out, "+CPIN: READY".into()),
             "+CSQ" => info(self, out, format!("+CSQ: {},99", self.signal)),
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
+            "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
+            "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
+            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.cfun = 0),
+            "+CFUN=1" | "+CFUN=1,0" | "+CFUN=1,1" => self.set(|s| s.cfun = 1),
+            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.cfun = 4),
+            "+CREG?" | "+CGREG?" | "+CEREG?" => {
+                let name = &upper[..upper.len() - 1];
+                // Stat 1: registered, home network; 0: not registered when
+                // the radio is off.
+                let stat = if self.cfun == 1 { 1 } else { 0 };
+                info(self, out, format!("{name}: {},{stat}", self.creg))
+            }
+            "+CREG=?" | "+CGREG=?" | "+CEREG=?" => {
+                let name = &upper[..upper.len() - 2];
+                info(self, out, format!("{name}: (0-2)"))
+            }
+            "+CREG=0" | "+CREG=1" | "+CREG=2" => {
+                let mode = upper.as_bytes()[6] - b'0';
+                self.set(|s| s.creg = mode)
+            }
+            "+CGREG=0" | "+CGREG=1" | "+CGREG=2" | "+CEREG=0" | "+CEREG=1" | "+CEREG=2" => {
+                Outcome::Ok
+            }
+            "+COPS?" => {
+                let line = if self.cfun == 1 {
+                    "+COPS: 0,0,\"SIMMASK TEST\",0".to_string()
+                } else {
+                    "+COPS: 0".to_string()
+                };
+                info(self, out, line)
+            }
+            "+COPS=?" => info(
+                self,
+                out,
+                "+COPS: (2,\"SIMMASK TEST\",\"SIMMASK\",\"00101\",0),,(0-4),(0-2)".into(),
+            ),
+            "+COPS" | "+COPS=0" => Outcome::Ok,
+            "+CSCS?" => info(self, out, format!("+CSCS: \"{}\"", self.cscs)),
+            "+CSCS=?" => info(
+                self,
+                out,
+                "+CSCS: (\"GSM\",\"IRA\",\"UCS2\",\"HEX\")".into(),
+            ),
+            _ if upper.starts_with("+CSCS=") => {
+                let wanted = upper["+CSCS=".len()..].trim_matches('"').to_string();
+                if ["GSM", "IRA", "UCS2", "HEX"].contains(&wanted.as_str()) {
+                    self.set(|s| s.cscs = wanted)
+                } else {
+                    Outcome::CmeError(4, "operation not supported")
+                }
+            }
             "+CMEE?" => info(self, out, format!("+CMEE: {}", self.cmee)),
             "+CMEE=?" => info(self, out, "+CMEE: (0-2)".into()),
             "+CMEE=0" | "+CMEE" => self.set(|s| s.cmee = 0),
