@@ -57,3 +57,58 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// Options of `simmask demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Number of virtual modems (profiles mixed).
+    #[arg(long, default_value_t = 4)]
+    pub modems: usize,
+    /// Simulator control API address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub sim_control: SocketAddr,
+    /// Directory for the modem links (default: a fresh temporary directory).
+    #[arg(long)]
+    pub links: Option<PathBuf>,
+}
+
+/// Runs the demo: a mixed bank in-process, its control URL and links
+/// printed, until SIGINT or SIGTERM.
+pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
+    // Without --links, a per-process directory under the system temp dir,
+    // removed again on exit.
+    let own_dir = args.links.is_none();
+    let links = args.links.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("simmask-demo-{}", std::process::id()))
+    });
+    let profiles = crate::modem::profile::Profiles::builtin()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let simulator = Simulator::start(SimConfig {
+        modems: args.modems,
+        profiles,
+        control: args.sim_control,
+        links: Some(links.clone()),
+        seed: 1,
+    })
+    .await?;
+    println!("simulator control: {}", simulator.control_url());
+    for modem in &simulator.description().modems {
+        let link = modem.link.as_ref().unwrap_or(&modem.path);
+        println!(
+            "modem{} {} ({}) {}",
+            modem.index,
+            link.display(),
+            modem.profile,
+            modem.msisdn
+        );
+    }
+    println!("press Ctrl-C to stop");
+    wait_for_signal().await;
+    simulator.shutdown().await;
+    if own_dir {
+        let _ = std::fs::remove_dir(&links);
+    }
+    Ok(())
+}
