@@ -28,6 +28,7 @@ pub struct SimArgs {
 
 /// Runs the simulator until SIGINT or SIGTERM.
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    let mut signals = StopSignals::install()?;
     let simulator = Simulator::start(SimConfig {
         modems: args.modems,
         profiles: args.profile,
@@ -38,22 +39,31 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     .await?;
     let line = serde_json::to_string(simulator.description())?;
     println!("{line}");
-    wait_for_signal().await;
+    signals.wait().await;
     simulator.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM handlers, installed before the ready line is printed
+/// so that a signal sent right after it is never missed.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, SimError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).map_err(SimError::Signal)?,
+            terminate: signal(SignalKind::terminate()).map_err(SimError::Signal)?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }
@@ -85,6 +95,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
         .iter()
         .map(|p| p.name.clone())
         .collect();
+    let mut signals = StopSignals::install()?;
     let simulator = Simulator::start(SimConfig {
         modems: args.modems,
         profiles,
@@ -105,7 +116,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
         );
     }
     println!("press Ctrl-C to stop");
-    wait_for_signal().await;
+    signals.wait().await;
     simulator.shutdown().await;
     if own_dir {
         let _ = std::fs::remove_dir(&links);
