@@ -69,5 +69,20 @@ fn gammu_identifies_every_profile() {
         let imsi = modem["imsi"].as_str().expect("imsi");
         assert!(text.contains(imei), "{}: {text}", modem["profile"]);
         assert!(text.contains(imsi), "{}: {text}", modem["profile"]);
+
+        // A fresh SIM holds no messages; gammu walks the storage and says so.
+        let output = Command::new("gammu")
+            .arg("-c")
+            .arg(&rc)
+            .arg("getallsms")
+            .output()
+            .expect("gammu is installed (apt-get install gammu)");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}: {text}", modem["profile"]);
+        assert!(
+            text.contains("0 SMS parts in 0 SMS sequences"),
+            "{}: {text}",
+            modem["profile"]
+        );
     }
 }

@@ -24,6 +24,12 @@ pub struct Interpreter {
     creg: u8,
     /// 3GPP TS 27.007 §5.5 character set.
     cscs: String,
+    /// 3GPP TS 27.005 §3.2.3 message format (0 PDU, 1 text).
+    cmgf: u8,
+    /// 3GPP TS 27.005 §3.2.1 message service (1 requires +CNMA).
+    csms: u8,
+    /// 3GPP TS 27.005 §3.4.1 new message indication modes.
+    cnmi: String,
     line: Vec<u8>,
     previous: Vec<u8>,
     overflowed: bool,
@@ -34,6 +40,7 @@ enum Outcome {
     Ok,
     Error,
     CmeError(u16, &'static str),
+    CmsError(u16),
     Unknown,
 }
 
@@ -41,7 +48,8 @@ impl Interpreter {
     /// A freshly booted modem with the profile's defaults.
     pub fn new(profile: Profile, identity: Identity) -> Self {
         let echo = profile.boot.echo;
-        Interpreter {
+        let cnmi = profile.sms.cnmi.clone();
+        let mut interpreter = Interpreter {
             profile,
             identity,
             echo,
@@ -51,10 +59,24 @@ impl Interpreter {
             cfun: 1,
             creg: 0,
             cscs: "IRA".into(),
+            cmgf: 0,
+            csms: 0,
+            cnmi: String::new(),
             line: Vec::new(),
             previous: Vec::new(),
             overflowed: false,
-        }
+        };
+        interpreter.cnmi = cnmi;
+        interpreter
+    }
+
+    /// `+CPMS` memory triple: used/total for the default storage (reading,
+    /// writing and receiving all use it here).
+    fn cpms_triple(&self) -> String {
+        let name = &self.profile.sms.default_storage;
+        let total = self.profile.storage_capacity(name).unwrap_or(0);
+        let one = format!("\"{name}\",0,{total}");
+        format!("{one},{one},{one}")
     }
 
     /// Feeds bytes received on the port; returns the bytes the modem sends back.
@@ -229,6 +251,59 @@ impl Interpreter {
                     Outcome::CmeError(4, "operation not supported")
                 }
             }
+            "+CMGF?" => info(self, out, format!("+CMGF: {}", self.cmgf)),
+            "+CMGF=?" => info(self, out, "+CMGF: (0,1)".into()),
+            "+CMGF=0" | "+CMGF" => self.set(|s| s.cmgf = 0),
+            "+CMGF=1" => self.set(|s| s.cmgf = 1),
+            "+CSMS?" => info(self, out, format!("+CSMS: {},1,1,1", self.csms)),
+            "+CSMS=?" => info(self, out, "+CSMS: (0,1)".into()),
+            "+CSMS=0" | "+CSMS=1" => {
+                let service = upper.as_bytes()[6] - b'0';
+                info(self, out, "+CSMS: 1,1,1".into());
+                self.set(|s| s.csms = service)
+            }
+            "+CPMS=?" => {
+                let names: Vec<String> = self
+                    .profile
+                    .sms
+                    .storages
+                    .iter()
+                    .map(|st| format!("\"{}\"", st.name))
+                    .collect();
+                let list = format!("({})", names.join(","));
+                info(self, out, format!("+CPMS: {list},{list},{list}"))
+            }
+            "+CPMS?" => info(self, out, format!("+CPMS: {}", self.cpms_triple())),
+            _ if upper.starts_with("+CPMS=") => {
+                let known = upper["+CPMS=".len()..].split(',').all(|name| {
+                    let name = name.trim_matches('"');
+                    self.profile.storage_capacity(name).is_some()
+                });
+                if known {
+                    let name = &self.profile.sms.default_storage;
+                    let total = self.profile.storage_capacity(name).unwrap_or(0);
+                    info(self, out, format!("+CPMS: 0,{total},0,{total},0,{total}"))
+                } else {
+                    // 3GPP TS 27.005 §3.2.5: 302 operation not allowed.
+                    Outcome::CmsError(302)
+                }
+            }
+            "+CNMI?" => info(self, out, format!("+CNMI: {}", self.cnmi)),
+            "+CNMI=?" => info(
+                self,
+                out,
+                format!("+CNMI: {}", self.profile.sms.cnmi_supported),
+            ),
+            _ if upper.starts_with("+CNMI=") => {
+                let modes = upper["+CNMI=".len()..].to_string();
+                self.set(|s| s.cnmi = modes)
+            }
+            "+CSCA?" => info(self, out, "+CSCA: \"+447700900999\",145".into()),
+            _ if upper.starts_with("+CSCA=") => Outcome::Ok,
+            "+CSDH?" => info(self, out, "+CSDH: 0".into()),
+            "+CSDH=0" | "+CSDH=1" | "+CSDH" => Outcome::Ok,
+            // Storage is empty until the network delivers messages.
+            _ if upper.starts_with("+CMGL") => Outcome::Ok,
             "+CMEE?" => info(self, out, format!("+CMEE: {}", self.cmee)),
             "+CMEE=?" => info(self, out, "+CMEE: (0-2)".into()),
             "+CMEE=0" | "+CMEE" => self.set(|s| s.cmee = 0),
@@ -268,6 +343,7 @@ impl Interpreter {
                 2 => (format!("+CME ERROR: {text}"), ""),
                 _ => ("ERROR".to_string(), "4"),
             },
+            Outcome::CmsError(code) => (format!("+CMS ERROR: {code}"), ""),
         };
         if self.verbose || numeric.is_empty() {
             out.extend_from_slice(b"\r\n");
