@@ -44,6 +44,8 @@ enum Command {
     },
     /// Run the virtual GSM network: a bank of virtual modems behind ptys.
     Sim(simmask::sim::cli::SimArgs),
+    /// Demo: a simulated bank of mixed modems, its control URL and links.
+    Demo(simmask::sim::cli::DemoArgs),
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -132,6 +134,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Sim(args) => {
             tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::demo(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -28,6 +28,7 @@ pub struct SimArgs {
 
 /// Runs the simulator until SIGINT or SIGTERM.
 pub async fn run(args: SimArgs) -> Result<(), SimError> {
+    let mut signals = StopSignals::install()?;
     let simulator = Simulator::start(SimConfig {
         modems: args.modems,
         profiles: args.profile,
@@ -38,22 +39,87 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
     .await?;
     let line = serde_json::to_string(simulator.description())?;
     println!("{line}");
-    wait_for_signal().await;
+    signals.wait().await;
     simulator.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM handlers, installed before the ready line is printed
+/// so that a signal sent right after it is never missed.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, SimError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).map_err(SimError::Signal)?,
+            terminate: signal(SignalKind::terminate()).map_err(SimError::Signal)?,
+        })
+    }
+
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
+}
+
+/// Options of `simmask demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Number of virtual modems (profiles mixed).
+    #[arg(long, default_value_t = 4)]
+    pub modems: usize,
+    /// Simulator control API address; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub sim_control: SocketAddr,
+    /// Directory for the modem links (default: a fresh temporary directory).
+    #[arg(long)]
+    pub links: Option<PathBuf>,
+}
+
+/// Runs the demo: a mixed bank in-process, its control URL and links
+/// printed, until SIGINT or SIGTERM.
+pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
+    // Without --links, a per-process directory under the system temp dir,
+    // removed again on exit.
+    let own_dir = args.links.is_none();
+    let links = args.links.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("simmask-demo-{}", std::process::id()))
+    });
+    let profiles = crate::modem::profile::Profiles::builtin()
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let mut signals = StopSignals::install()?;
+    let simulator = Simulator::start(SimConfig {
+        modems: args.modems,
+        profiles,
+        control: args.sim_control,
+        links: Some(links.clone()),
+        seed: 1,
+    })
+    .await?;
+    println!("simulator control: {}", simulator.control_url());
+    for modem in &simulator.description().modems {
+        let link = modem.link.as_ref().unwrap_or(&modem.path);
+        println!(
+            "modem{} {} ({}) {}",
+            modem.index,
+            link.display(),
+            modem.profile,
+            modem.msisdn
+        );
+    }
+    println!("press Ctrl-C to stop");
+    signals.wait().await;
+    simulator.shutdown().await;
+    if own_dir {
+        let _ = std::fs::remove_dir(&links);
+    }
+    Ok(())
 }

@@ -18,6 +18,18 @@ pub struct Interpreter {
     verbose: bool,
     cmee: u8,
     signal: u8,
+    /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
+    cfun: u8,
+    /// 3GPP TS 27.007 §7.2 +CREG unsolicited mode.
+    creg: u8,
+    /// 3GPP TS 27.007 §5.5 character set.
+    cscs: String,
+    /// 3GPP TS 27.005 §3.2.3 message format (0 PDU, 1 text).
+    cmgf: u8,
+    /// 3GPP TS 27.005 §3.2.1 message service (1 requires +CNMA).
+    csms: u8,
+    /// 3GPP TS 27.005 §3.4.1 new message indication modes.
+    cnmi: String,
     line: Vec<u8>,
     previous: Vec<u8>,
     overflowed: bool,
@@ -28,6 +40,7 @@ enum Outcome {
     Ok,
     Error,
     CmeError(u16, &'static str),
+    CmsError(u16),
     Unknown,
 }
 
@@ -35,17 +48,35 @@ impl Interpreter {
     /// A freshly booted modem with the profile's defaults.
     pub fn new(profile: Profile, identity: Identity) -> Self {
         let echo = profile.boot.echo;
-        Interpreter {
+        let cnmi = profile.sms.cnmi.clone();
+        let mut interpreter = Interpreter {
             profile,
             identity,
             echo,
             verbose: true,
             cmee: 0,
             signal: 20,
+            cfun: 1,
+            creg: 0,
+            cscs: "IRA".into(),
+            cmgf: 0,
+            csms: 0,
+            cnmi: String::new(),
             line: Vec::new(),
             previous: Vec::new(),
             overflowed: false,
-        }
+        };
+        interpreter.cnmi = cnmi;
+        interpreter
+    }
+
+    /// `+CPMS` memory triple: used/total for the default storage (reading,
+    /// writing and receiving all use it here).
+    fn cpms_triple(&self) -> String {
+        let name = &self.profile.sms.default_storage;
+        let total = self.profile.storage_capacity(name).unwrap_or(0);
+        let one = format!("\"{name}\",0,{total}");
+        format!("{one},{one},{one}")
     }
 
     /// Feeds bytes received on the port; returns the bytes the modem sends back.
@@ -169,6 +200,110 @@ impl Interpreter {
             "+CPIN?" => info(self, out, "+CPIN: READY".into()),
             "+CSQ" => info(self, out, format!("+CSQ: {},99", self.signal)),
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
+            "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
+            "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
+            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.cfun = 0),
+            "+CFUN=1" | "+CFUN=1,0" | "+CFUN=1,1" => self.set(|s| s.cfun = 1),
+            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.cfun = 4),
+            "+CREG?" | "+CGREG?" | "+CEREG?" => {
+                let name = &upper[..upper.len() - 1];
+                // Stat 1: registered, home network; 0: not registered when
+                // the radio is off.
+                let stat = if self.cfun == 1 { 1 } else { 0 };
+                info(self, out, format!("{name}: {},{stat}", self.creg))
+            }
+            "+CREG=?" | "+CGREG=?" | "+CEREG=?" => {
+                let name = &upper[..upper.len() - 2];
+                info(self, out, format!("{name}: (0-2)"))
+            }
+            "+CREG=0" | "+CREG=1" | "+CREG=2" => {
+                let mode = upper.as_bytes()[6] - b'0';
+                self.set(|s| s.creg = mode)
+            }
+            "+CGREG=0" | "+CGREG=1" | "+CGREG=2" | "+CEREG=0" | "+CEREG=1" | "+CEREG=2" => {
+                Outcome::Ok
+            }
+            "+COPS?" => {
+                let line = if self.cfun == 1 {
+                    "+COPS: 0,0,\"SIMMASK TEST\",0".to_string()
+                } else {
+                    "+COPS: 0".to_string()
+                };
+                info(self, out, line)
+            }
+            "+COPS=?" => info(
+                self,
+                out,
+                "+COPS: (2,\"SIMMASK TEST\",\"SIMMASK\",\"00101\",0),,(0-4),(0-2)".into(),
+            ),
+            "+COPS" | "+COPS=0" => Outcome::Ok,
+            "+CSCS?" => info(self, out, format!("+CSCS: \"{}\"", self.cscs)),
+            "+CSCS=?" => info(
+                self,
+                out,
+                "+CSCS: (\"GSM\",\"IRA\",\"UCS2\",\"HEX\")".into(),
+            ),
+            _ if upper.starts_with("+CSCS=") => {
+                let wanted = upper["+CSCS=".len()..].trim_matches('"').to_string();
+                if ["GSM", "IRA", "UCS2", "HEX"].contains(&wanted.as_str()) {
+                    self.set(|s| s.cscs = wanted)
+                } else {
+                    Outcome::CmeError(4, "operation not supported")
+                }
+            }
+            "+CMGF?" => info(self, out, format!("+CMGF: {}", self.cmgf)),
+            "+CMGF=?" => info(self, out, "+CMGF: (0,1)".into()),
+            "+CMGF=0" | "+CMGF" => self.set(|s| s.cmgf = 0),
+            "+CMGF=1" => self.set(|s| s.cmgf = 1),
+            "+CSMS?" => info(self, out, format!("+CSMS: {},1,1,1", self.csms)),
+            "+CSMS=?" => info(self, out, "+CSMS: (0,1)".into()),
+            "+CSMS=0" | "+CSMS=1" => {
+                let service = upper.as_bytes()[6] - b'0';
+                info(self, out, "+CSMS: 1,1,1".into());
+                self.set(|s| s.csms = service)
+            }
+            "+CPMS=?" => {
+                let names: Vec<String> = self
+                    .profile
+                    .sms
+                    .storages
+                    .iter()
+                    .map(|st| format!("\"{}\"", st.name))
+                    .collect();
+                let list = format!("({})", names.join(","));
+                info(self, out, format!("+CPMS: {list},{list},{list}"))
+            }
+            "+CPMS?" => info(self, out, format!("+CPMS: {}", self.cpms_triple())),
+            _ if upper.starts_with("+CPMS=") => {
+                let known = upper["+CPMS=".len()..].split(',').all(|name| {
+                    let name = name.trim_matches('"');
+                    self.profile.storage_capacity(name).is_some()
+                });
+                if known {
+                    let name = &self.profile.sms.default_storage;
+                    let total = self.profile.storage_capacity(name).unwrap_or(0);
+                    info(self, out, format!("+CPMS: 0,{total},0,{total},0,{total}"))
+                } else {
+                    // 3GPP TS 27.005 §3.2.5: 302 operation not allowed.
+                    Outcome::CmsError(302)
+                }
+            }
+            "+CNMI?" => info(self, out, format!("+CNMI: {}", self.cnmi)),
+            "+CNMI=?" => info(
+                self,
+                out,
+                format!("+CNMI: {}", self.profile.sms.cnmi_supported),
+            ),
+            _ if upper.starts_with("+CNMI=") => {
+                let modes = upper["+CNMI=".len()..].to_string();
+                self.set(|s| s.cnmi = modes)
+            }
+            "+CSCA?" => info(self, out, "+CSCA: \"+447700900999\",145".into()),
+            _ if upper.starts_with("+CSCA=") => Outcome::Ok,
+            "+CSDH?" => info(self, out, "+CSDH: 0".into()),
+            "+CSDH=0" | "+CSDH=1" | "+CSDH" => Outcome::Ok,
+            // Storage is empty until the network delivers messages.
+            _ if upper.starts_with("+CMGL") => Outcome::Ok,
             "+CMEE?" => info(self, out, format!("+CMEE: {}", self.cmee)),
             "+CMEE=?" => info(self, out, "+CMEE: (0-2)".into()),
             "+CMEE=0" | "+CMEE" => self.set(|s| s.cmee = 0),
@@ -208,6 +343,7 @@ impl Interpreter {
                 2 => (format!("+CME ERROR: {text}"), ""),
                 _ => ("ERROR".to_string(), "4"),
             },
+            Outcome::CmsError(code) => (format!("+CMS ERROR: {code}"), ""),
         };
         if self.verbose || numeric.is_empty() {
             out.extend_from_slice(b"\r\n");

@@ -33,6 +33,9 @@ pub enum SimError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The SIGINT/SIGTERM handlers could not be installed.
+    #[error("sim signal handlers: {0}")]
+    Signal(std::io::Error),
     /// The bank description could not be serialised.
     #[error("sim describe: {0}")]
     Describe(#[from] serde_json::Error),
