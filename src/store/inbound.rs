@@ -362,61 +362,11 @@ fn pending_parts(
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
 
     use super::*;
-    use crate::masking::Mode;
-    use crate::store::{LiveSim, NewSession};
+    use crate::store::fixtures::{A, B, NOW, PROXY, number, store_with_session};
 
-    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
-    const A: &str = "+447911000001";
-    const B: &str = "+447911000002";
     const X: &str = "+447911000009";
-    const PROXY: &str = "8944000000000000000";
-
-    fn number(s: &str) -> PhoneNumber {
-        PhoneNumber::from_e164(s).unwrap()
-    }
-
-    async fn store_with_session(
-        dir: &tempfile::TempDir,
-        ttl: Option<time::Duration>,
-    ) -> (Store, String) {
-        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
-        store
-            .upsert_sim(
-                PROXY.into(),
-                number("+447000000000"),
-                "234100000000000".into(),
-                None,
-                NOW,
-            )
-            .await
-            .unwrap();
-        let live = LiveSim {
-            iccid: PROXY.into(),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        };
-        let session = store
-            .open_session(
-                NewSession {
-                    participants: [number(A), number(B)],
-                    mode: Mode::Both,
-                    ttl,
-                    idle_ttl: None,
-                    label: None,
-                    sticky: false,
-                    actor: "test".into(),
-                },
-                vec![live],
-                NOW,
-            )
-            .await
-            .unwrap();
-        (store, session.id)
-    }
 
     fn part(from: &str, pdu: &str, concat: Option<(u16, u8, u8)>, text: &str) -> InboundPart {
         InboundPart {

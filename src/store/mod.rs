@@ -167,4 +167,6 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;

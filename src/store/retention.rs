@@ -118,59 +118,17 @@ impl Store {
 mod tests {
     use rusqlite::Connection;
     use rusqlite::types::Value;
-    use time::macros::datetime;
 
     use super::*;
-    use crate::masking::Mode;
-    use crate::store::{LiveSim, NewOutbound, NewSession};
-
-    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
-    const A: &str = "+447911000001";
-    const B: &str = "+447911000002";
-    const PROXY: &str = "8944000000000000000";
-
-    fn number(s: &str) -> PhoneNumber {
-        PhoneNumber::from_e164(s).unwrap()
-    }
+    use crate::store::NewOutbound;
+    use crate::store::fixtures::{self, A, B, NOW, PROXY, number};
 
     /// A store with one session A–B and one message each way.
     async fn store_with_traffic(dir: &tempfile::TempDir) -> (Store, String) {
-        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
-        store
-            .upsert_sim(
-                PROXY.into(),
-                number("+447000000000"),
-                "234100000000000".into(),
-                None,
-                NOW,
-            )
-            .await
-            .unwrap();
-        let live = LiveSim {
-            iccid: PROXY.into(),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        };
-        let session = store
-            .open_session(
-                NewSession {
-                    participants: [number(A), number(B)],
-                    mode: Mode::Both,
-                    ttl: None,
-                    idle_ttl: None,
-                    label: None,
-                    sticky: false,
-                    actor: "test".into(),
-                },
-                vec![live],
-                NOW,
-            )
-            .await
-            .unwrap();
+        let (store, session_id) = fixtures::store_with_session(dir, None).await;
         for (position, to) in [(0, B), (1, A)] {
             let new = NewOutbound {
-                session_id: Some(session.id.clone()),
+                session_id: Some(session_id.clone()),
                 proxy_iccid: PROXY.into(),
                 from_position: Some(position),
                 to: number(to),
@@ -178,7 +136,7 @@ mod tests {
             };
             store.queue_sms(new, NOW).await.unwrap();
         }
-        (store, session.id)
+        (store, session_id)
     }
 
     /// Every value of every table, as text.

@@ -105,12 +105,8 @@ fn write_status_report(out: &mut Vec<u8>, report: &StatusReport) -> Result<(), P
     write_timestamp(out, &report.discharge_time);
     out.push(report.status);
     if let Some(user_data) = &report.user_data {
-        let dcs = match user_data.encoding {
-            Encoding::Gsm7 => 0x00,
-            Encoding::EightBit => 0x04,
-            Encoding::Ucs2 => 0x08,
-        };
-        out.extend([0x06, dcs]);
+        // Parameter indicator: DCS and user data present (TS 23.040 §9.2.3.27).
+        out.extend([0x06, dcs_of(user_data.encoding)]);
         write_user_data(out, user_data)?;
     }
     Ok(())
