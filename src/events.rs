@@ -113,7 +113,7 @@ impl EventBus {
 
     /// Publishes `event`; having no subscriber is normal.
     pub fn publish(&self, event: Event) {
-        crate::api::metrics::count(&event);
+        crate::metrics::count(&event);
         let envelope = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             at: OffsetDateTime::now_utc(),

@@ -31,6 +31,7 @@
 //! - [`events`]: the event bus behind the live feed, metrics and callbacks.
 //! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
 //! - [`store`]: SQLite behind one writer thread; the only home of SQL.
+//! - [`metrics`]: Prometheus counters fed from the event bus.
 //! - [`number`]: phone numbers and their redacting `Debug`.
 //! - [`logging`]: tracing set-up (human or JSON).
 //!
@@ -43,6 +44,7 @@ pub mod config;
 pub mod events;
 pub mod logging;
 pub mod masking;
+pub mod metrics;
 pub mod modem;
 pub mod number;
 pub mod sim;

@@ -1,83 +1,9 @@
-//! `/metrics` in Prometheus text format. Counters are fed from the event bus
-//! in one place ([`count`]), so every component that publishes an event is
-//! counted the same way; gauges (signal, queue depth) are set by their owners.
-
-use std::sync::OnceLock;
+//! `/metrics`: the process's metrics ([`crate::metrics`]) in Prometheus text format.
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::auth::Caller;
-use crate::events::Event;
-
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-
-/// Installs the process-wide recorder on first use.
-pub fn handle() -> &'static PrometheusHandle {
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Only fails if another recorder is installed; ours then renders empty.
-        let _ = metrics::set_global_recorder(recorder);
-        describe();
-        handle
-    })
-}
-
-fn describe() {
-    metrics::describe_counter!("simmask_sessions_opened_total", "Sessions opened");
-    metrics::describe_counter!(
-        "simmask_sessions_ended_total",
-        "Sessions ended, by how (closed, expired)"
-    );
-    metrics::describe_counter!("simmask_messages_relayed_total", "SMS relayed");
-    metrics::describe_counter!(
-        "simmask_messages_delivered_total",
-        "Relayed SMS confirmed delivered"
-    );
-    metrics::describe_counter!(
-        "simmask_messages_failed_total",
-        "SMS that could not be relayed"
-    );
-    metrics::describe_counter!("simmask_calls_total", "Calls, by outcome");
-    metrics::describe_counter!("simmask_modem_events_total", "Modems up and down");
-}
-
-/// Counts one event.
-pub fn count(event: &Event) {
-    handle();
-    match event {
-        Event::SessionOpened { mode, .. } => {
-            metrics::counter!("simmask_sessions_opened_total", "mode" => mode.clone()).increment(1)
-        }
-        Event::SessionClosed { .. } => {
-            metrics::counter!("simmask_sessions_ended_total", "how" => "closed").increment(1)
-        }
-        Event::SessionExpired { .. } => {
-            metrics::counter!("simmask_sessions_ended_total", "how" => "expired").increment(1)
-        }
-        Event::MessageRelayed { .. } => {
-            metrics::counter!("simmask_messages_relayed_total").increment(1)
-        }
-        Event::MessageDelivered { .. } => {
-            metrics::counter!("simmask_messages_delivered_total").increment(1)
-        }
-        Event::MessageFailed { .. } => {
-            metrics::counter!("simmask_messages_failed_total").increment(1)
-        }
-        Event::CallBridged { .. } => {}
-        Event::CallEnded { outcome, .. } => {
-            metrics::counter!("simmask_calls_total", "outcome" => outcome.clone()).increment(1)
-        }
-        Event::ModemUp { .. } => {
-            metrics::counter!("simmask_modem_events_total", "event" => "up").increment(1)
-        }
-        Event::ModemDown { .. } => {
-            metrics::counter!("simmask_modem_events_total", "event" => "down").increment(1)
-        }
-    }
-}
 
 /// The metrics, for Prometheus (with `authorization: Bearer <token>`).
 #[utoipa::path(get, path = "/metrics",
@@ -86,6 +12,6 @@ pub fn count(event: &Event) {
 pub async fn render(_caller: Caller) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        handle().render(),
+        crate::metrics::handle().render(),
     )
 }
