@@ -31,6 +31,8 @@
 //! - [`events`]: the event bus behind the live feed, metrics and callbacks.
 //! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
 //! - [`store`]: SQLite behind one writer thread; the only home of SQL.
+//! - [`sms`]: the relay's rules: reassembly, inbound decisions, outbox
+//!   scheduling and the per-SIM outbox worker.
 //! - [`metrics`]: Prometheus counters fed from the event bus.
 //! - [`number`]: phone numbers and their redacting `Debug`.
 //! - [`logging`]: tracing set-up (human or JSON).
