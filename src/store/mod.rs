@@ -10,6 +10,7 @@
 
 mod inbound;
 mod migrations;
+mod pool;
 mod relay;
 mod retention;
 mod sessions;
@@ -25,6 +26,7 @@ use tokio::sync::oneshot;
 
 pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
+pub use pool::SimStatusRecord;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
