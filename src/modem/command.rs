@@ -28,7 +28,7 @@ pub fn timeout_for(line: &str) -> Duration {
     let upper = line.to_ascii_uppercase();
     let secs = if upper.starts_with("AT+CMGS") || upper.starts_with("AT+CMSS") {
         60
-    } else if ["AT+CUSD", "AT+COPS=", "AT+CMGL", "AT+CFUN"]
+    } else if ["AT+CUSD", "AT+COPS=", "AT+CMGL"]
         .iter()
         .any(|p| upper.starts_with(p))
     {
@@ -40,6 +40,7 @@ pub fn timeout_for(line: &str) -> Duration {
         || upper.starts_with("AT+CPIN=")
         || upper.starts_with("AT+CPMS")
         || upper.starts_with("AT+CNMA")
+        || upper.starts_with("AT+CFUN")
     {
         10
     } else if upper.starts_with("AT+CSQ") || upper == "AT" {

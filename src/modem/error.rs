@@ -29,12 +29,15 @@ pub enum AtError {
     #[error("invalid request: {0}")]
     Invalid(String),
     /// The SIM wants a PIN (or PUK) the configuration does not give.
-    #[error("sim locked: +CPIN: {0}, no pin configured")]
-    PinRequired(String),
+    #[error("sim locked: +CPIN: {state}, no usable pin configured")]
+    PinRequired {
+        iccid: Option<String>,
+        state: String,
+    },
     /// The configured PIN was refused once; it is never tried again, since
     /// three wrong tries block the SIM (3GPP TS 31.101 §9.5).
     #[error("sim pin refused; not retried (three wrong pins block the sim)")]
-    PinRefused,
+    PinRefused { iccid: String },
     /// The modem actor has stopped (shut down or its task ended).
     #[error("modem actor stopped")]
     Stopped,

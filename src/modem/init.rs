@@ -220,16 +220,24 @@ async fn unlock(
     }
     if !state.eq_ignore_ascii_case("SIM PIN") {
         // PUK, PH-SIM PIN …: nothing the driver may type on its own.
-        return Err(AtError::PinRequired(state));
+        return Err(AtError::PinRequired {
+            iccid: iccid.map(str::to_string),
+            state,
+        });
     }
     let Some(iccid) = iccid else {
-        return Err(AtError::PinRequired(state));
+        return Err(AtError::PinRequired { iccid: None, state });
     };
     if options.pin_refused(iccid) {
-        return Err(AtError::PinRefused);
+        return Err(AtError::PinRefused {
+            iccid: iccid.to_string(),
+        });
     }
     let Some(pin) = options.pin_for_iccid.get(iccid) else {
-        return Err(AtError::PinRequired(state));
+        return Err(AtError::PinRequired {
+            iccid: Some(iccid.to_string()),
+            state,
+        });
     };
     if pin.is_empty() || pin.len() > 8 || !pin.chars().all(|c| c.is_ascii_digit()) {
         return Err(AtError::Invalid(
@@ -246,7 +254,9 @@ async fn unlock(
         Err(error) => {
             tracing::warn!(%error, "sim pin refused; it will not be sent again");
             options.refuse_pin(iccid);
-            return Err(AtError::PinRefused);
+            return Err(AtError::PinRefused {
+                iccid: iccid.to_string(),
+            });
         }
     }
     // The SIM takes a moment to become ready after the PIN.
@@ -259,9 +269,10 @@ async fn unlock(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    Err(AtError::PinRequired(
-        "SIM PIN (not ready after unlocking)".into(),
-    ))
+    Err(AtError::PinRequired {
+        iccid: Some(iccid.to_string()),
+        state: "SIM PIN (not ready after unlocking)".into(),
+    })
 }
 
 /// Identifies the modem on `port`, picks its profile and initialises it.
