@@ -195,6 +195,10 @@ pub struct Voice {
     /// The `+CHLD` values the network offers, as `AT+CHLD=?` lists them
     /// (`0`, `1`, `1x`, `2`, `2x`, `3` multiparty, `4` explicit call transfer).
     pub chld: Vec<String>,
+    /// The model reports every call change as a `+CLCC` line after
+    /// `AT+CLCC=1` (SIMCom); others answer `AT+CLCC=1` with an error.
+    #[serde(default)]
+    pub clcc_urc: bool,
 }
 
 impl Voice {

@@ -8,6 +8,8 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod api_queries;
+mod import;
 mod inbound;
 mod migrations;
 mod pool;
@@ -24,6 +26,8 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+pub use api_queries::{SimCounters, TrafficHour};
+pub use import::ImportedSession;
 pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;
