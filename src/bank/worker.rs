@@ -74,7 +74,11 @@ pub(super) async fn run(
             },
             () = tokio::time::sleep_until(next_poll) => {
                 next_poll = Instant::now() + interval;
-                if worker.state() == Some(SimState::Quarantined) {
+                // Nothing to ask a modem that is away or given up on.
+                if matches!(
+                    worker.state(),
+                    Some(SimState::Quarantined | SimState::Unplugged)
+                ) {
                     continue;
                 }
                 if worker.relist {
@@ -132,6 +136,7 @@ impl Worker {
                 .await;
             }
             ModemEvent::Unplugged => {
+                self.bank.release(&self.iccid);
                 self.bank.update(&self.iccid, |s| {
                     s.state = SimState::Unplugged;
                     s.healthy = false;
@@ -146,6 +151,8 @@ impl Worker {
             ModemEvent::Replugged => {
                 self.unanswered = 0;
                 let identity = self.handle.identity();
+                self.bank
+                    .claim(&self.iccid, std::path::Path::new(&identity.path));
                 self.bank.update(&self.iccid, |s| {
                     s.state = SimState::Up;
                     s.healthy = true;
@@ -226,7 +233,9 @@ impl Worker {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "listing stored messages failed; trying again later");
+                if error != AtError::Unplugged {
+                    tracing::warn!(%error, "listing stored messages failed; trying again later");
+                }
                 self.relist = true;
             }
         }

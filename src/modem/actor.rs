@@ -472,8 +472,12 @@ impl Actor {
 
     /// Tries to open the path again and re-initialise; true when back.
     async fn reopen(&mut self) -> bool {
-        let Ok(mut port) = AtPort::open_with_baud(&self.path, self.options.baud) else {
-            return false;
+        let mut port = match AtPort::open_with_baud(&self.path, self.options.baud) {
+            Ok(port) => port,
+            Err(error) => {
+                tracing::trace!(path = %self.path, %error, "port not back yet");
+                return false;
+            }
         };
         match initialise(&mut port, &self.path, &self.options).await {
             Ok((identity, profile)) => {
