@@ -828,7 +828,7 @@ impl Actor {
                 self.ring_since = None;
                 ModemEvent::Ring { caller: number }
             }
-            Urc::Call(_) | Urc::CallEnded { .. } => ModemEvent::CallsChanged,
+            Urc::Call(_) | Urc::CallEnded { .. } | Urc::CallProgress => ModemEvent::CallsChanged,
             Urc::Ussd { text, .. } => ModemEvent::Ussd {
                 text: text.unwrap_or_default(),
             },

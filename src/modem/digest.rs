@@ -73,7 +73,26 @@ const URC_PREFIXES: &[&str] = &[
     "+QUSIM:",
     "+CFUN:",
     "+CPIN:",
+    // Huawei call progress (python-gsmmodem test/fakemodems.py, HuaweiK3715).
+    "^ORIG:",
+    "^CONF:",
+    "^CONN:",
+    "^CEND:",
+    // Wavecom indications (+WIND) and ZTE's call end (HANGUP: <id>).
+    "+WIND:",
+    "HANGUP:",
 ];
+
+fn is_call_result(line: &str) -> bool {
+    matches!(line, "NO CARRIER" | "BUSY" | "NO ANSWER")
+}
+
+/// `ATD`, `ATA` and `ATO` end with a call's result code (ITU-T V.250 §6.3.1,
+/// §6.3.5, §6.3.7).
+fn awaits_call_result(command: &str) -> bool {
+    let upper = command.trim().to_ascii_uppercase();
+    ["ATD", "ATA", "ATO"].iter().any(|p| upper.starts_with(p))
+}
 
 /// URCs whose PDU follows on the next line (3GPP TS 27.005 §3.4.1).
 fn has_pdu_line(line: &str) -> bool {
@@ -154,8 +173,9 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
     {
         return (Some(Digest::Line(line)), consumed);
     }
-    // NO CARRIER and BUSY end a call when no command waits for them.
-    if !in_flight && (line == "NO CARRIER" || line == "BUSY") {
+    // NO CARRIER, BUSY and NO ANSWER end a dial or answer; with anything
+    // else in flight (or nothing) they report a call that ended meanwhile.
+    if is_call_result(&line) && !state.command.as_deref().is_some_and(awaits_call_result) {
         return (Some(Digest::Urc(vec![line])), consumed);
     }
     if in_flight && let Some(result) = final_result(&line) {

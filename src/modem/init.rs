@@ -353,7 +353,13 @@ async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capa
                 .collect();
             [names.clone(), names.clone(), names]
         });
-    let storages: Vec<String> = readable.into_iter().filter(|s| s != "BM").collect();
+    // Broadcast storage holds no messages for us, and "MT" is SM and ME
+    // seen together: listing it besides them would list everything twice.
+    let has_sm_or_me = readable.iter().any(|s| s == "SM" || s == "ME");
+    let storages: Vec<String> = readable
+        .into_iter()
+        .filter(|s| s != "BM" && !(s == "MT" && has_sm_or_me))
+        .collect();
     let receive_storage = if receivable.contains(&profile.sms.default_storage) {
         profile.sms.default_storage.clone()
     } else {

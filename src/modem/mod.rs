@@ -11,4 +11,6 @@ pub mod pdu;
 pub mod port;
 pub mod probe;
 pub mod profile;
+#[cfg(test)]
+mod transcripts;
 pub mod urc;

@@ -363,9 +363,24 @@ pub fn parse_cpms_test(line: &str) -> Result<[Vec<String>; 3], AtError> {
     let rest = line
         .strip_prefix("+CPMS:")
         .ok_or_else(|| parse_err("+CPMS", line, "no +CPMS: prefix"))?;
-    let groups = test_groups(rest);
-    if groups.len() < 3 || groups.iter().any(|g| !g.starts_with('(')) {
-        return Err(parse_err("+CPMS", line, "expected three storage lists"));
+    let mut groups = test_groups(rest);
+    // Wavecom wraps its lists in one more pair and gives two of them:
+    // `+CPMS: (("SM","BM","SR"),("SM"))` (python-gsmmodem test/fakemodems.py).
+    if groups.len() == 1 && groups[0].starts_with("((") {
+        let inner = groups[0][1..groups[0].len().saturating_sub(1)].to_string();
+        groups = test_groups(&inner);
+    }
+    if groups.is_empty() || groups.len() > 3 || groups.iter().any(|g| !g.starts_with('(')) {
+        return Err(parse_err(
+            "+CPMS",
+            line,
+            "expected one to three storage lists",
+        ));
+    }
+    // A missing list means the same storages as the one before it.
+    while groups.len() < 3 {
+        let last = groups[groups.len() - 1].clone();
+        groups.push(last);
     }
     Ok([
         name_list(&groups[0]),

@@ -35,6 +35,9 @@ pub enum Urc {
         number: Option<String>,
     },
     Call(Call),
+    /// A vendor call-progress report (Huawei `^ORIG`, `^CONF`, `^CONN`):
+    /// the call list changed.
+    CallProgress,
     /// `NO CARRIER` or `BUSY` with no command in flight: a call ended.
     CallEnded {
         busy: bool,
@@ -85,10 +88,17 @@ pub fn parse_urc(lines: &[String]) -> Result<Urc, AtError> {
         }
     } else if line.starts_with("+CLCC:") {
         Urc::Call(parse_clcc(line)?)
-    } else if line == "NO CARRIER" || line == "BUSY" {
+    } else if line == "NO CARRIER" || line == "BUSY" || line == "NO ANSWER" {
         Urc::CallEnded {
             busy: line == "BUSY",
         }
+    } else if line.starts_with("^CEND:") || line.starts_with("HANGUP:") {
+        // Vendor call-end reports (Huawei ^CEND, ZTE HANGUP).
+        Urc::CallEnded { busy: false }
+    } else if line.starts_with("^ORIG:") || line.starts_with("^CONF:") || line.starts_with("^CONN:")
+    {
+        // Huawei call progress: dialled, alerting, connected.
+        Urc::CallProgress
     } else if line.starts_with("+CUSD:") {
         let joined = lines.join("\n");
         let f = fields(&joined, "+CUSD:").unwrap_or_default();
