@@ -266,6 +266,31 @@ impl Bank {
         sim.status != before
     }
 
+    /// Marks `path` (and the device it leads to) as owned by `iccid`'s actor.
+    fn claim(&self, iccid: &str, path: &Path) {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut claimed = self
+            .shared
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The SIM's old port (if any) is free again.
+        claimed.retain(|_, owner| owner != iccid);
+        claimed.insert(path.to_path_buf(), iccid.to_string());
+        claimed.insert(canonical, iccid.to_string());
+    }
+
+    /// Frees the ports of a SIM whose modem vanished: the device name may
+    /// come back for this modem or another one, and either actor or scan
+    /// may open it first.
+    fn release(&self, iccid: &str) {
+        self.shared
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, owner| owner != iccid);
+    }
+
     async fn emit(&self, event: BankEvent) {
         let _ = self.shared.events.send(event).await;
     }
