@@ -272,12 +272,14 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Writes a command's answer. Injected faults may delay or swallow it;
-    /// URCs that arrive while its information lines go out are written
-    /// before its final result code, as a real modem interleaves them.
+    /// URCs that arrive while its information lines go out (a slow line, a
+    /// delay) are written before its final result code, as a real modem
+    /// interleaves them. URCs the command itself caused come after it.
     async fn reply(&mut self, interpreter: &Interpreter, reply: &[u8]) -> std::io::Result<()> {
         if reply.is_empty() {
             return Ok(());
         }
+        let mark = self.network.urc_mark(self.index);
         let (delay_ms, dropped) = self
             .network
             .with_modem(self.index, |slot| {
@@ -297,7 +299,7 @@ impl Writer<'_> {
         let split = final_result_start(reply).unwrap_or(reply.len());
         self.write(&reply[..split]).await?;
         if split < reply.len() && interpreter.accepts_urcs() {
-            let urcs = self.network.take_urcs(self.index);
+            let urcs = self.network.take_urcs_since(self.index, mark);
             self.write(&urcs).await?;
         }
         self.write(&reply[split..]).await
