@@ -605,3 +605,77 @@ async fn the_control_api_refuses_bad_requests_with_reasons() {
     assert_eq!(body["error"], "malformed_json");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_line_paces_output_and_a_urc_lands_inside_a_long_listing() {
+    // 9600 baud at 8N1 carries 960 bytes a second.
+    let sim = Simulator::start(SimConfig {
+        modems: 1,
+        profiles: vec!["generic".into()],
+        seed: 12,
+        baud: Some(9600),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let modem = sim.description().modems[0].clone();
+    let control = Control::new(&sim);
+    let mut port = ready(&modem.path).await;
+    command(&mut port, "AT+CNMI=2,1,0,0,0").await;
+    for i in 0..20 {
+        control
+            .handset_sms(
+                HANDSET,
+                &modem.msisdn,
+                &format!("message number {i} of a long listing"),
+            )
+            .await;
+    }
+    read_until(&mut port, "+CMTI: \"SM\",20\r\n").await;
+
+    port.write_all(b"AT+CMGL=4\r").await.expect("write");
+    let started = std::time::Instant::now();
+    // The listing is on its way (about 1.9 kB, two seconds at this speed)
+    // when a new message arrives.
+    read_until(&mut port, "+CMGL: 1,").await;
+    control
+        .handset_sms(HANDSET, &modem.msisdn, "arrives mid-listing")
+        .await;
+    let listing = read_until(&mut port, "\r\nOK\r\n").await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500),
+        "1.9 kB took only {elapsed:?} at 9600 baud"
+    );
+    let urc = listing
+        .find("+CMTI: \"SM\",21")
+        .expect("the URC came inside the response");
+    let last_entry = listing.rfind("+CMGL: 20,").expect("all entries listed");
+    assert!(last_entry < urc, "{listing:?}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reset_boots_again_with_the_profiles_noise() {
+    let sim = start(&["quectel-ec25", "huawei-e173"], None).await;
+    let modems = sim.description().modems.clone();
+    let mut port = open(&modems[0].path);
+    // Power-on noise waits in the port for the first reader.
+    read_until(&mut port, "+QIND: PB DONE\r\n").await;
+    command(&mut port, "ATE0").await;
+    command(&mut port, "AT+CMGF=1").await;
+    assert!(command(&mut port, "AT+CFUN=1,1").await.ends_with("OK\r\n"));
+    read_until(&mut port, "RDY\r\n").await;
+    read_until(&mut port, "+QIND: PB DONE\r\n").await;
+    // Settings are back to the power-on defaults: echo on, PDU mode.
+    assert_eq!(
+        command(&mut port, "AT+CMGF?").await,
+        "AT+CMGF?\r\r\n+CMGF: 0\r\n\r\nOK\r\n"
+    );
+
+    // The Huawei stick reports signal unasked until AT^CURC=0.
+    let mut huawei = open(&modems[1].path);
+    read_until(&mut huawei, "^RSSI: 20\r\n").await;
+    assert!(command(&mut huawei, "AT^CURC=0").await.ends_with("OK\r\n"));
+    sim.shutdown().await;
+}
