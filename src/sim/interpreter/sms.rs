@@ -148,8 +148,12 @@ impl Interpreter {
                     self.select_storages(names, out)
                 } else if let Some(address) = argument("+CSCA") {
                     let address = address.split(',').next().unwrap_or("").trim_matches('"');
-                    self.csca = address.to_string();
-                    Outcome::Ok
+                    if Address::from_number(address).is_ok() {
+                        self.csca = address.to_string();
+                        Outcome::Ok
+                    } else {
+                        Outcome::Error
+                    }
                 } else if let Some(values) = argument("+CSMP") {
                     self.set_csmp(values)
                 } else if upper.starts_with("+CMGS=") {
