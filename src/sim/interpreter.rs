@@ -44,6 +44,9 @@ pub struct Interpreter {
     periodic_noise: bool,
     /// Set by `AT+CFUN=1,1`: the port task reboots the modem.
     reset_requested: bool,
+    /// Set when a message went to the network: the port task applies the
+    /// network's submit delay.
+    submitted: bool,
     prompt: Option<sms::Prompt>,
     line: Vec<u8>,
     previous: Vec<u8>,
@@ -83,6 +86,7 @@ impl Interpreter {
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],
             reset_requested: false,
+            submitted: false,
             prompt: None,
             line: Vec::new(),
             previous: Vec::new(),
@@ -128,6 +132,11 @@ impl Interpreter {
     /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them).
     pub fn accepts_urcs(&self) -> bool {
         self.prompt.is_none()
+    }
+
+    /// True once after a message was submitted to the network.
+    pub fn take_submitted(&mut self) -> bool {
+        std::mem::take(&mut self.submitted)
     }
 
     /// True once after `AT+CFUN=1,1`: the caller reboots the modem.
@@ -870,18 +879,75 @@ mod tests {
         assert!(last_info < urc && urc < ok, "{out:?}");
     }
 
+    #[test]
+    fn written_drafts_are_sent_from_storage_and_a_full_storage_says_so() {
+        let mut m = modem("generic");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CMGF=1\r");
+        assert_eq!(run(&mut m, "AT+CMGW=\"+447700900779\"\r"), "\r\n> ");
+        assert_eq!(run(&mut m, "draft\x1a"), "\r\n+CMGW: 1\r\n\r\nOK\r\n");
+        let listed = run(&mut m, "AT+CMGL=\"STO UNSENT\"\r");
+        assert!(
+            listed.contains("+CMGL: 1,\"STO UNSENT\",\"+447700900779\""),
+            "{listed:?}"
+        );
+        assert_eq!(run(&mut m, "AT+CMSS=1\r"), "\r\n+CMSS: 1\r\n\r\nOK\r\n");
+        let received = m
+            .network
+            .handset_messages("+447700900779")
+            .expect("handset");
+        assert_eq!(received[0].text, "draft");
+        assert!(run(&mut m, "AT+CMGR=1\r").contains("\"STO SENT\""));
+        // Fill the rest of SM: the profile's memory-full code answers.
+        let capacity = m.profile.storage_capacity("SM").expect("SM");
+        for _ in 1..capacity {
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r");
+            run(&mut m, "x\x1a");
+        }
+        let code = m.profile.sms.storage_full_error;
+        assert_eq!(
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r"),
+            format!("\r\n+CMS ERROR: {code}\r\n")
+        );
+    }
+
     /// Pieces of input a host (or line noise) produces: whole and half
     /// commands, the prompt's Ctrl-Z and Esc with and without a prompt,
     /// PDUs good and bad, huge lines and raw bytes.
     fn fragment() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         use proptest::prelude::*;
         let words: Vec<&'static str> = vec![
-            "AT", "AT\r", "ATE1\r", "ATV0\r", "AT+CMGF=1\r", "AT+CMGF=0\r", "AT+CMGS=",
-            "AT+CMGS=23\r", "AT+CMGS=\"+447700900123\"\r", "AT+CMGL=4\r", "AT+CMGL=\"ALL\"\r",
-            "AT+CMGR=1\r", "AT+CMGD=1,4\r", "AT+CNMI=2,2,0,1,0\r", "AT+CSMS=1\r", "AT+CNMA\r",
-            "AT+CPMS=\"ME\",\"SM\"\r", "AT+CSCS=\"UCS2\"\r", "AT+CSCS=\"HEX\"\r", "AT+CFUN=1,1\r",
-            "ATD+447700900123;\r", "AT+CHLD=?\r", "AT+CLIP=1\r", "A/",
-            "0011000B914477009001F20000AA05E8329BFD06", "\x1a", "\x1b", "\r", "\n", ";", "\"",
+            "AT",
+            "AT\r",
+            "ATE1\r",
+            "ATV0\r",
+            "AT+CMGF=1\r",
+            "AT+CMGF=0\r",
+            "AT+CMGS=",
+            "AT+CMGS=23\r",
+            "AT+CMGS=\"+447700900123\"\r",
+            "AT+CMGL=4\r",
+            "AT+CMGL=\"ALL\"\r",
+            "AT+CMGR=1\r",
+            "AT+CMGD=1,4\r",
+            "AT+CNMI=2,2,0,1,0\r",
+            "AT+CSMS=1\r",
+            "AT+CNMA\r",
+            "AT+CPMS=\"ME\",\"SM\"\r",
+            "AT+CSCS=\"UCS2\"\r",
+            "AT+CSCS=\"HEX\"\r",
+            "AT+CFUN=1,1\r",
+            "ATD+447700900123;\r",
+            "AT+CHLD=?\r",
+            "AT+CLIP=1\r",
+            "A/",
+            "0011000B914477009001F20000AA05E8329BFD06",
+            "\x1a",
+            "\x1b",
+            "\r",
+            "\n",
+            ";",
+            "\"",
         ];
         prop_oneof![
             4 => proptest::sample::select(words).prop_map(|w| w.as_bytes().to_vec()),

@@ -206,6 +206,8 @@ pub struct Faults {
     pub drop_responses: u32,
     /// Every response is held back this long.
     pub delay_ms: u64,
+    /// The network takes this long to accept a submit (`+CMGS` answers late).
+    pub submit_delay_ms: u64,
     /// Every submit fails with this `+CMS ERROR` code.
     pub cms_error_on_submit: Option<u16>,
     pub registration: Registration,
@@ -220,6 +222,7 @@ impl Default for Faults {
             noise: false,
             drop_responses: 0,
             delay_ms: 0,
+            submit_delay_ms: 0,
             cms_error_on_submit: None,
             registration: Registration::Home,
             urc_mid_response: false,
@@ -234,6 +237,7 @@ pub struct FaultsUpdate {
     pub noise: Option<bool>,
     pub drop_responses: Option<u32>,
     pub delay_ms: Option<u64>,
+    pub submit_delay_ms: Option<u64>,
     /// `null` clears it, a number sets it, absent leaves it.
     #[serde(default, with = "double_option")]
     pub cms_error_on_submit: Option<Option<u16>>,
@@ -679,6 +683,9 @@ impl Network {
             }
             if let Some(ms) = update.delay_ms {
                 faults.delay_ms = ms;
+            }
+            if let Some(ms) = update.submit_delay_ms {
+                faults.submit_delay_ms = ms;
             }
             if let Some(code) = update.cms_error_on_submit {
                 faults.cms_error_on_submit = code;
