@@ -73,10 +73,17 @@ fn network_error(e: NetworkError) -> Response {
     error(status, kind, &e.to_string())
 }
 
+/// A body that is not JSON (400), or JSON of the wrong shape (422).
 fn bad_json(rejection: JsonRejection) -> Response {
+    let status = rejection.status();
+    let kind = match &rejection {
+        JsonRejection::JsonDataError(_) => "invalid_body",
+        JsonRejection::MissingJsonContentType(_) => "not_json",
+        _ => "malformed_json",
+    };
     error(
-        StatusCode::BAD_REQUEST,
-        "malformed_json",
+        status,
+        kind,
         &format!("request body: {}", rejection.body_text()),
     )
 }

@@ -44,6 +44,9 @@ pub struct Interpreter {
     periodic_noise: bool,
     /// Set by `AT+CFUN=1,1`: the port task reboots the modem.
     reset_requested: bool,
+    /// Set when a message went to the network: the port task applies the
+    /// network's submit delay.
+    submitted: bool,
     prompt: Option<sms::Prompt>,
     line: Vec<u8>,
     previous: Vec<u8>,
@@ -83,6 +86,7 @@ impl Interpreter {
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],
             reset_requested: false,
+            submitted: false,
             prompt: None,
             line: Vec::new(),
             previous: Vec::new(),
@@ -128,6 +132,11 @@ impl Interpreter {
     /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them).
     pub fn accepts_urcs(&self) -> bool {
         self.prompt.is_none()
+    }
+
+    /// True once after a message was submitted to the network.
+    pub fn take_submitted(&mut self) -> bool {
+        std::mem::take(&mut self.submitted)
     }
 
     /// True once after `AT+CFUN=1,1`: the caller reboots the modem.
@@ -870,15 +879,102 @@ mod tests {
         assert!(last_info < urc && urc < ok, "{out:?}");
     }
 
+    #[test]
+    fn written_drafts_are_sent_from_storage_and_a_full_storage_says_so() {
+        let mut m = modem("generic");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CMGF=1\r");
+        assert_eq!(run(&mut m, "AT+CMGW=\"+447700900779\"\r"), "\r\n> ");
+        assert_eq!(run(&mut m, "draft\x1a"), "\r\n+CMGW: 1\r\n\r\nOK\r\n");
+        let listed = run(&mut m, "AT+CMGL=\"STO UNSENT\"\r");
+        assert!(
+            listed.contains("+CMGL: 1,\"STO UNSENT\",\"+447700900779\""),
+            "{listed:?}"
+        );
+        assert_eq!(run(&mut m, "AT+CMSS=1\r"), "\r\n+CMSS: 1\r\n\r\nOK\r\n");
+        let received = m
+            .network
+            .handset_messages("+447700900779")
+            .expect("handset");
+        assert_eq!(received[0].text, "draft");
+        assert!(run(&mut m, "AT+CMGR=1\r").contains("\"STO SENT\""));
+        // Fill the rest of SM: the profile's memory-full code answers.
+        let capacity = m.profile.storage_capacity("SM").expect("SM");
+        for _ in 1..capacity {
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r");
+            run(&mut m, "x\x1a");
+        }
+        let code = m.profile.sms.storage_full_error;
+        assert_eq!(
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r"),
+            format!("\r\n+CMS ERROR: {code}\r\n")
+        );
+    }
+
+    /// Pieces of input a host (or line noise) produces: whole and half
+    /// commands, the prompt's Ctrl-Z and Esc with and without a prompt,
+    /// PDUs good and bad, huge lines and raw bytes.
+    fn fragment() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let words: Vec<&'static str> = vec![
+            "AT",
+            "AT\r",
+            "ATE1\r",
+            "ATV0\r",
+            "AT+CMGF=1\r",
+            "AT+CMGF=0\r",
+            "AT+CMGS=",
+            "AT+CMGS=23\r",
+            "AT+CMGS=\"+447700900123\"\r",
+            "AT+CMGL=4\r",
+            "AT+CMGL=\"ALL\"\r",
+            "AT+CMGR=1\r",
+            "AT+CMGD=1,4\r",
+            "AT+CNMI=2,2,0,1,0\r",
+            "AT+CSMS=1\r",
+            "AT+CNMA\r",
+            "AT+CPMS=\"ME\",\"SM\"\r",
+            "AT+CSCS=\"UCS2\"\r",
+            "AT+CSCS=\"HEX\"\r",
+            "AT+CFUN=1,1\r",
+            "ATD+447700900123;\r",
+            "AT+CHLD=?\r",
+            "AT+CLIP=1\r",
+            "A/",
+            "0011000B914477009001F20000AA05E8329BFD06",
+            "\x1a",
+            "\x1b",
+            "\r",
+            "\n",
+            ";",
+            "\"",
+        ];
+        prop_oneof![
+            4 => proptest::sample::select(words).prop_map(|w| w.as_bytes().to_vec()),
+            2 => proptest::collection::vec(any::<u8>(), 0..64),
+            1 => (0usize..3000).prop_map(|n| vec![b'A'; n]),
+        ]
+    }
+
     proptest::proptest! {
-        /// Any bytes on the port yield an answer without panicking, and the
-        /// modem still answers a plain `AT` afterwards.
+        /// Any bytes on the port yield modem-like answers without
+        /// panicking: every byte written is printable ASCII, CR or LF, or an
+        /// echo of a byte received; the output stays bounded; and after an
+        /// Esc (leaving any prompt) and a CR, the modem answers a plain `AT`.
         #[test]
-        fn arbitrary_bytes_never_break_the_modem(input in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
-            let mut m = modem("generic");
-            m.feed(&input);
-            // A CR ends whatever line the noise left open.
-            m.feed(b"\r");
+        fn arbitrary_input_never_breaks_the_modem(
+            profile in proptest::sample::select(vec!["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"]),
+            fragments in proptest::collection::vec(fragment(), 0..40),
+        ) {
+            let mut m = modem(profile);
+            let input: Vec<u8> = fragments.concat();
+            let out = m.feed(&input);
+            for byte in &out {
+                let modem_like = byte.is_ascii_graphic() || matches!(byte, b' ' | b'\r' | b'\n');
+                proptest::prop_assert!(modem_like || input.contains(byte), "byte {byte:#04x} from nowhere");
+            }
+            proptest::prop_assert!(out.len() <= input.len() * 8 + 4096, "{} bytes out for {} in", out.len(), input.len());
+            m.feed(b"\x1b\r");
             m.feed(b"ATE0V1\r");
             proptest::prop_assert_eq!(run(&mut m, "AT\r"), "\r\nOK\r\n");
         }
