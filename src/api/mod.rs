@@ -1,4 +1,4 @@
-//! The local web API (`/api/v1`, bearer tokens) and, later, the dashboard.
+//! The local web API (`/api/v1`, bearer tokens) and the dashboard.
 //!
 //! A thin layer: this file lists every route; handlers mirror the URLs in
 //! their own files; [`error::ApiError`] is the one error type and knows its
@@ -8,32 +8,51 @@ pub mod auth;
 pub mod error;
 mod events;
 mod extract;
+pub mod history;
+pub mod limits;
 pub mod metrics;
+pub mod pool;
 pub mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::future::BoxFuture;
 use serde::Serialize;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::events::EventBus;
-use crate::store::{LiveSim, Store};
+use crate::store::{LiveSim, SimStatusRecord, Store};
 use auth::Caller;
 use error::ApiError;
+use history::SignalHistory;
+use limits::RateLimit;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The live state of the pool that the API needs from the bank.
 pub trait PoolView: Send + Sync {
-    /// Health, signal and voice capability of every SIM the bank sees now.
-    fn live_sims(&self) -> Vec<LiveSim>;
+    /// The live state of every SIM the bank sees now.
+    fn sim_statuses(&self) -> Vec<SimStatusRecord>;
+
+    /// Sends the USSD `code` from the SIM `iccid` and answers the network's
+    /// reply, or why there is none (no such SIM in the bank, modem error…).
+    fn ussd(&self, iccid: String, code: String) -> BoxFuture<'static, Result<String, String>>;
+
+    /// What allocation needs of every SIM the bank sees now.
+    fn live_sims(&self) -> Vec<LiveSim> {
+        let now = OffsetDateTime::now_utc();
+        self.sim_statuses()
+            .iter()
+            .map(|status| status.live(now, Duration::MAX))
+            .collect()
+    }
 }
 
 /// What every handler can reach.
@@ -50,26 +69,56 @@ pub struct ApiState {
     pub default_ttl: Option<Duration>,
     /// Prefer the proxy a participant used before.
     pub sticky: bool,
+    /// Each SIM's signal over the last day, sampled while [`serve`] runs.
+    pub signal_history: SignalHistory,
+    /// Requests per client address.
+    pub rate_limit: RateLimit,
+}
+
+impl ApiState {
+    /// A state with the documented defaults: no bootstrap token, no default
+    /// region or TTL, sticky proxies, the default rate limit.
+    pub fn new(store: Store, pool: Arc<dyn PoolView>, events: EventBus) -> Self {
+        Self {
+            store,
+            pool,
+            events,
+            admin_token: None,
+            default_region: None,
+            default_ttl: None,
+            sticky: true,
+            signal_history: SignalHistory::default(),
+            rate_limit: RateLimit::default(),
+        }
+    }
 }
 
 /// Every route of the API.
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
         .route("/sessions", get(sessions::list).post(sessions::open))
-        .route("/sessions/search", axum::routing::post(sessions::search))
+        .route("/sessions/search", post(sessions::search))
         .route("/sessions/{id}", get(sessions::get).delete(sessions::close))
+        .route("/sessions/{id}/interactions", get(sessions::interactions))
+        .route("/modems", get(pool::modems))
+        .route("/numbers", get(pool::numbers))
+        .route("/numbers/{iccid}", axum::routing::put(pool::set_enabled))
+        .route("/numbers/{iccid}/ussd", post(pool::ussd))
+        .route("/numbers/{iccid}/history", get(pool::history))
         .route("/events", get(events::stream))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi_json));
-    Router::new()
+    let rate_limit = state.rate_limit;
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    limits::apply(app, rate_limit)
 }
 
 /// Serves the API on `listen` until `shutdown` is cancelled.
@@ -86,6 +135,12 @@ pub async fn serve(
         );
     }
     tracing::info!(%address, "api listening");
+    tokio::spawn(
+        state
+            .signal_history
+            .clone()
+            .sample(state.pool.clone(), shutdown.clone()),
+    );
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
@@ -132,7 +187,13 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::list,
         sessions::search,
         sessions::get,
-        sessions::close
+        sessions::close,
+        sessions::interactions,
+        pool::modems,
+        pool::numbers,
+        pool::set_enabled,
+        pool::ussd,
+        pool::history
     ),
     modifiers(&BearerAuth)
 )]

@@ -1,4 +1,4 @@
-//! `/api/v1/sessions`: open, list, search, get, close.
+//! `/api/v1/sessions`: open, list, search, get, close, interactions.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +14,7 @@ use crate::events::Event;
 use crate::masking::Mode;
 use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
-use crate::store::{MAX_PAGE_SIZE, NewSession, SessionFilter, SessionRecord};
+use crate::store::{InteractionRecord, MAX_PAGE_SIZE, NewSession, SessionFilter, SessionRecord};
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
@@ -310,4 +310,65 @@ pub async fn close(
         session_id: record.id.clone(),
     });
     Ok(Json(SessionView::new(record, &caller)))
+}
+
+/// One SMS or call of a session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InteractionView {
+    pub id: i64,
+    /// `sms` or `call`.
+    pub kind: String,
+    /// Which participant (0 or 1, as listed in the session) sent or called.
+    pub from_participant: Option<u8>,
+    /// `queued`, `sending`, `sent`, `delivered`, `failed`, `dropped`…
+    pub status: String,
+    pub reason: String,
+    /// The text, for admin tokens only, until retention erases it.
+    pub body: Option<String>,
+    pub parts: u32,
+    /// A multipart message relayed without all its parts.
+    pub incomplete: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl InteractionView {
+    fn new(record: InteractionRecord, caller: &Caller) -> Self {
+        Self {
+            id: record.id,
+            kind: record.kind,
+            from_participant: record.from_position,
+            status: record.status,
+            reason: record.reason,
+            body: record.body.filter(|_| caller.is_admin()),
+            parts: record.parts,
+            incomplete: record.incomplete,
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(record.created_ms) * 1_000_000,
+            )
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+}
+
+/// A session's SMS and calls, oldest first.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/interactions",
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = Vec<InteractionView>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn interactions(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<InteractionView>>, ApiError> {
+    // A 404 for an unknown session rather than an empty list.
+    state.store.session(id.clone()).await?;
+    let records = state.store.interactions(id).await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| InteractionView::new(r, &caller))
+            .collect(),
+    ))
 }

@@ -240,6 +240,10 @@ pub struct Driver {
     /// the delete-flag parameter.
     #[serde(default)]
     pub cmgd_without_flag: bool,
+    /// The command that ends every call; `AT+CHUP` (3GPP TS 27.007 §6.5)
+    /// when absent, with `ATH` (ITU-T V.250 §6.3.6) tried when it fails.
+    #[serde(default)]
+    pub hangup: Option<String>,
 }
 
 impl Profile {

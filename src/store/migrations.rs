@@ -168,13 +168,36 @@ CREATE TABLE auto_replies (
 ) STRICT;
 "#;
 
+/// Version 3: the last known live state of each SIM, written by the daemon,
+/// so that tools run beside it (`simmask session open`, `doctor`) and a
+/// restarted daemon see the pool as it was.
+const V3_SIM_STATUS: &str = r#"
+CREATE TABLE sim_status (
+    iccid         TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    state         TEXT NOT NULL,
+    healthy       INTEGER NOT NULL CHECK (healthy IN (0, 1)),
+    signal_dbm    INTEGER,
+    registration  TEXT NOT NULL DEFAULT '',
+    roaming       INTEGER NOT NULL DEFAULT 0 CHECK (roaming IN (0, 1)),
+    operator      TEXT NOT NULL DEFAULT '',
+    voice_method  TEXT,
+    port          TEXT NOT NULL DEFAULT '',
+    last_error    TEXT NOT NULL DEFAULT '',
+    updated_ms    INTEGER NOT NULL
+) STRICT;
+"#;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(V1_POOL_AND_SESSIONS), M::up(V2_RELAY)])
+    Migrations::new(vec![
+        M::up(V1_POOL_AND_SESSIONS),
+        M::up(V2_RELAY),
+        M::up(V3_SIM_STATUS),
+    ])
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    2
+    3
 }
 
 /// Brings the database to the latest schema, refusing a newer one.

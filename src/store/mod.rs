@@ -8,8 +8,11 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod api_queries;
+mod import;
 mod inbound;
 mod migrations;
+mod pool;
 mod relay;
 mod retention;
 mod sessions;
@@ -23,8 +26,11 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
+pub use api_queries::{SimCounters, TrafficHour};
+pub use import::ImportedSession;
 pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
+pub use pool::SimStatusRecord;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{

@@ -1,0 +1,375 @@
+//! `/api/v1/modems` and `/api/v1/numbers`: the pool as stored, joined with
+//! what the bank sees now; enabling a SIM; USSD; per-SIM charts.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::ApiState;
+use super::auth::{Caller, Role};
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use crate::store::{SimCounters, SimRecord, SimStatusRecord};
+
+/// Longest USSD code accepted (GSM 02.90 strings are short: `*100#`).
+const MAX_USSD_LEN: usize = 32;
+/// How far back the charts look.
+const CHART_SPAN: time::Duration = time::Duration::hours(24);
+
+/// A SIM of the pool with its live state and counters.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NumberView {
+    pub iccid: String,
+    /// The proxy number (E.164): the appliance's own, shown to every role.
+    pub msisdn: String,
+    /// The modem holding the SIM now, if known.
+    pub imei: Option<String>,
+    /// The modem's model, e.g. `SIM800L`.
+    pub model: Option<String>,
+    /// Whether new sessions may be allocated to this SIM.
+    pub enabled: bool,
+    /// `up`, `unplugged`, `resetting`, `quarantined`, `locked`, or `unknown`
+    /// when the bank has not reported the SIM.
+    pub state: String,
+    pub healthy: bool,
+    pub signal_dbm: Option<i32>,
+    /// `home`, `roaming`, `searching`, `denied`… (empty when unknown).
+    pub registration: String,
+    pub operator: String,
+    /// `transfer`, `conference`, or null when the SIM cannot bridge calls.
+    pub voice_method: Option<String>,
+    pub port: String,
+    pub last_error: String,
+    /// Outbound SMS waiting or being sent.
+    pub queue_depth: u32,
+    pub sent: u32,
+    pub received: u32,
+    pub failed: u32,
+    pub open_sessions: u32,
+    /// When the live state was reported.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub updated_at: Option<OffsetDateTime>,
+}
+
+impl NumberView {
+    fn new(
+        sim: SimRecord,
+        status: Option<&SimStatusRecord>,
+        model: Option<String>,
+        counters: &SimCounters,
+    ) -> Self {
+        let text = |f: fn(&SimStatusRecord) -> &String| status.map(f).cloned().unwrap_or_default();
+        Self {
+            msisdn: sim.msisdn.e164().to_string(),
+            imei: sim.modem_imei,
+            model,
+            enabled: sim.enabled,
+            state: status.map_or_else(|| "unknown".to_string(), |s| s.state.clone()),
+            healthy: status.is_some_and(|s| s.healthy),
+            signal_dbm: status.and_then(|s| s.signal_dbm),
+            registration: text(|s| &s.registration),
+            operator: text(|s| &s.operator),
+            voice_method: status.and_then(|s| s.voice_method.clone()),
+            port: text(|s| &s.port),
+            last_error: text(|s| &s.last_error),
+            queue_depth: counters.queued,
+            sent: counters.sent,
+            received: counters.received,
+            failed: counters.failed,
+            open_sessions: counters.open_sessions,
+            updated_at: status.map(|s| s.updated_at),
+            iccid: sim.iccid,
+        }
+    }
+}
+
+/// A modem the bank has seen, with the SIM in it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModemView {
+    pub imei: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub revision: String,
+    /// The firmware profile driving it (`sim800`, `ec25`, `generic`…).
+    pub profile: String,
+    pub port: String,
+    /// The SIM in it, if any.
+    pub iccid: Option<String>,
+    pub state: String,
+    pub signal_dbm: Option<i32>,
+    pub registration: String,
+    pub operator: String,
+    pub last_error: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnabledRequest {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UssdRequest {
+    /// A USSD code such as `*100#` (digits, `*` and `#`).
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UssdReply {
+    pub reply: String,
+}
+
+/// One hour of a SIM's traffic.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrafficPoint {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub hour: OffsetDateTime,
+    pub sent: u32,
+    pub received: u32,
+}
+
+/// One signal sample.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignalPoint {
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    pub dbm: Option<i32>,
+}
+
+/// A SIM's last 24 hours, for the dashboard's charts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NumberHistory {
+    /// Hours with traffic, oldest first.
+    pub traffic: Vec<TrafficPoint>,
+    /// Signal samples, oldest first.
+    pub signal: Vec<SignalPoint>,
+}
+
+/// The live state of every SIM: the bank's view, or the store's last known
+/// one for SIMs the bank does not report now.
+async fn statuses(state: &ApiState) -> Result<HashMap<String, SimStatusRecord>, ApiError> {
+    let mut statuses: HashMap<String, SimStatusRecord> = state
+        .store
+        .sim_statuses()
+        .await?
+        .into_iter()
+        .map(|s| (s.iccid.clone(), s))
+        .collect();
+    for live in state.pool.sim_statuses() {
+        statuses.insert(live.iccid.clone(), live);
+    }
+    Ok(statuses)
+}
+
+async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
+    let statuses = statuses(state).await?;
+    let models: HashMap<String, String> = state
+        .store
+        .modems()
+        .await?
+        .into_iter()
+        .map(|m| (m.imei, m.model))
+        .collect();
+    let counters = state.store.sim_counters().await?;
+    let none = SimCounters::default();
+    Ok(state
+        .store
+        .sims()
+        .await?
+        .into_iter()
+        .map(|sim| {
+            let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
+            let counters = counters.get(&sim.iccid).unwrap_or(&none);
+            let status = statuses.get(&sim.iccid);
+            NumberView::new(sim, status, model, counters)
+        })
+        .collect())
+}
+
+/// The proxy pool: every SIM with its state, signal and counters.
+#[utoipa::path(get, path = "/api/v1/numbers",
+    responses((status = 200, body = Vec<NumberView>)),
+    security(("bearer" = [])))]
+pub async fn numbers(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Result<Json<Vec<NumberView>>, ApiError> {
+    numbers_now(&state).await.map(Json)
+}
+
+/// The modems the bank has seen, with the SIM in each.
+#[utoipa::path(get, path = "/api/v1/modems",
+    responses((status = 200, body = Vec<ModemView>)),
+    security(("bearer" = [])))]
+pub async fn modems(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Result<Json<Vec<ModemView>>, ApiError> {
+    let statuses = statuses(&state).await?;
+    let sims = state.store.sims().await?;
+    let modems = state.store.modems().await?;
+    Ok(Json(
+        modems
+            .into_iter()
+            .map(|modem| {
+                let iccid = sims
+                    .iter()
+                    .find(|s| s.modem_imei.as_deref() == Some(modem.imei.as_str()))
+                    .map(|s| s.iccid.clone());
+                let status = iccid.as_ref().and_then(|i| statuses.get(i));
+                let text =
+                    |f: fn(&SimStatusRecord) -> &String| status.map(f).cloned().unwrap_or_default();
+                ModemView {
+                    state: status.map_or_else(|| "unknown".to_string(), |s| s.state.clone()),
+                    signal_dbm: status.and_then(|s| s.signal_dbm),
+                    registration: text(|s| &s.registration),
+                    operator: text(|s| &s.operator),
+                    last_error: text(|s| &s.last_error),
+                    iccid,
+                    imei: modem.imei,
+                    manufacturer: modem.manufacturer,
+                    model: modem.model,
+                    revision: modem.revision,
+                    profile: modem.profile,
+                    port: modem.port,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Enable or disable a SIM for new sessions (open ones keep running).
+#[utoipa::path(put, path = "/api/v1/numbers/{iccid}", request_body = SetEnabledRequest,
+    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    responses((status = 200, body = NumberView), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_enabled(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(iccid): ApiPath<String>,
+    ApiJson(request): ApiJson<SetEnabledRequest>,
+) -> Result<Json<NumberView>, ApiError> {
+    caller.require(Role::Admin)?;
+    state
+        .store
+        .set_sim_enabled(
+            iccid.clone(),
+            request.enabled,
+            caller.name.clone(),
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+    tracing::info!(%iccid, enabled = request.enabled, by = %caller.name, "sim enabled flag set");
+    numbers_now(&state)
+        .await?
+        .into_iter()
+        .find(|n| n.iccid == iccid)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no SIM {iccid}")))
+}
+
+fn check_ussd(code: &str) -> Result<(), ApiError> {
+    let valid = !code.is_empty()
+        && code.len() <= MAX_USSD_LEN
+        && code
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_ussd",
+            format!("a USSD code is 1 to {MAX_USSD_LEN} of 0-9, * and # (e.g. *100#)"),
+        ))
+    }
+}
+
+/// Send a USSD code (a balance check such as `*100#`) from a SIM; answers the network's reply.
+#[utoipa::path(post, path = "/api/v1/numbers/{iccid}/ussd", request_body = UssdRequest,
+    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    responses((status = 200, body = UssdReply), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 502, description = "the modem or network refused", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn ussd(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(iccid): ApiPath<String>,
+    ApiJson(request): ApiJson<UssdRequest>,
+) -> Result<Json<UssdReply>, ApiError> {
+    caller.require(Role::Admin)?;
+    check_ussd(&request.code)?;
+    if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
+        return Err(ApiError::not_found(format!("no SIM {iccid}")));
+    }
+    tracing::info!(%iccid, code = %request.code, by = %caller.name, "ussd");
+    match state.pool.ussd(iccid.clone(), request.code).await {
+        Ok(reply) => Ok(Json(UssdReply { reply })),
+        Err(reason) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "ussd_failed",
+            format!("SIM {iccid}: ussd: {reason}"),
+        )),
+    }
+}
+
+/// A SIM's traffic per hour and its signal over the last 24 hours.
+#[utoipa::path(get, path = "/api/v1/numbers/{iccid}/history",
+    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    responses((status = 200, body = NumberHistory), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(state): State<ApiState>,
+    _caller: Caller,
+    ApiPath(iccid): ApiPath<String>,
+) -> Result<Json<NumberHistory>, ApiError> {
+    if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
+        return Err(ApiError::not_found(format!("no SIM {iccid}")));
+    }
+    let since = OffsetDateTime::now_utc() - CHART_SPAN;
+    let traffic = state
+        .store
+        .sim_traffic_by_hour(iccid.clone(), since)
+        .await?
+        .into_iter()
+        .filter_map(|h| {
+            let hour = OffsetDateTime::from_unix_timestamp(h.hour_ms / 1000).ok()?;
+            Some(TrafficPoint {
+                hour,
+                sent: h.sent,
+                received: h.received,
+            })
+        })
+        .collect();
+    let signal = state
+        .signal_history
+        .series(&iccid, since)
+        .into_iter()
+        .map(|(at, dbm)| SignalPoint { at, dbm })
+        .collect();
+    Ok(Json(NumberHistory { traffic, signal }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ussd_codes_are_short_strings_of_the_keypad() {
+        for good in ["*100#", "#123#", "*135*1#", "100"] {
+            assert!(check_ussd(good).is_ok(), "{good}");
+        }
+        for bad in ["", "*100#\"", "AT+CFUN=0", &"*".repeat(33), "*100#\r"] {
+            assert_eq!(check_ussd(bad).unwrap_err().code, "invalid_ussd", "{bad:?}");
+        }
+    }
+}

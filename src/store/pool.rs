@@ -1,0 +1,162 @@
+//! The live state of each SIM as the daemon last saw it: what tools running
+//! beside the daemon (`simmask session open`, `doctor`) allocate from.
+
+use rusqlite::params;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::sessions::LiveSim;
+use super::{Store, StoreError, from_ms, to_ms};
+
+/// One SIM's last known state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimStatusRecord {
+    pub iccid: String,
+    /// `up`, `unplugged`, `resetting`, `quarantined`, `locked`…
+    pub state: String,
+    pub healthy: bool,
+    pub signal_dbm: Option<i32>,
+    pub registration: String,
+    pub roaming: bool,
+    pub operator: String,
+    /// `transfer`, `conference`, or `None` when the SIM cannot bridge calls.
+    pub voice_method: Option<String>,
+    pub port: String,
+    pub last_error: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl SimStatusRecord {
+    /// What allocation needs. A status older than `max_age` is not trusted
+    /// as healthy: the daemon that wrote it may be gone.
+    pub fn live(&self, now: OffsetDateTime, max_age: time::Duration) -> LiveSim {
+        LiveSim {
+            iccid: self.iccid.clone(),
+            healthy: self.healthy && now - self.updated_at <= max_age,
+            signal_dbm: self.signal_dbm,
+            voice_capable: self.voice_method.is_some(),
+        }
+    }
+}
+
+impl Store {
+    /// Records a SIM's live state (the SIM must be in the pool).
+    pub async fn save_sim_status(&self, status: SimStatusRecord) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sim_status (iccid, state, healthy, signal_dbm, registration, roaming, \
+                 operator, voice_method, port, last_error, updated_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (iccid) DO UPDATE SET state = ?2, healthy = ?3, signal_dbm = ?4, \
+                 registration = ?5, roaming = ?6, operator = ?7, voice_method = ?8, port = ?9, \
+                 last_error = ?10, updated_ms = ?11",
+            )?
+            .execute(params![
+                status.iccid,
+                status.state,
+                status.healthy,
+                status.signal_dbm,
+                status.registration,
+                status.roaming,
+                status.operator,
+                status.voice_method,
+                status.port,
+                status.last_error,
+                to_ms(status.updated_at),
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every SIM's last known state.
+    pub async fn sim_statuses(&self) -> Result<Vec<SimStatusRecord>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT iccid, state, healthy, signal_dbm, registration, roaming, operator, \
+                 voice_method, port, last_error, updated_ms FROM sim_status ORDER BY iccid",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(SimStatusRecord {
+                    iccid: row.get(0)?,
+                    state: row.get(1)?,
+                    healthy: row.get(2)?,
+                    signal_dbm: row.get(3)?,
+                    registration: row.get(4)?,
+                    roaming: row.get(5)?,
+                    operator: row.get(6)?,
+                    voice_method: row.get(7)?,
+                    port: row.get(8)?,
+                    last_error: row.get(9)?,
+                    updated_at: from_ms(row.get(10)?)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::number::PhoneNumber;
+
+    fn status(iccid: &str, healthy: bool, at: OffsetDateTime) -> SimStatusRecord {
+        SimStatusRecord {
+            iccid: iccid.into(),
+            state: "up".into(),
+            healthy,
+            signal_dbm: Some(-71),
+            registration: "home".into(),
+            roaming: false,
+            operator: "Virtual".into(),
+            voice_method: Some("transfer".into()),
+            port: "/dev/ttyUSB0".into(),
+            last_error: String::new(),
+            updated_at: at,
+        }
+    }
+
+    #[tokio::test]
+    async fn status_is_saved_replaced_and_aged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        store
+            .upsert_sim(
+                "8944000000000000001".into(),
+                PhoneNumber::from_e164("+447700900001").unwrap(),
+                String::new(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .save_sim_status(status("8944000000000000001", false, now))
+            .await
+            .unwrap();
+        store
+            .save_sim_status(status("8944000000000000001", true, now))
+            .await
+            .unwrap();
+        let saved = store.sim_statuses().await.unwrap();
+        assert_eq!(saved, vec![status("8944000000000000001", true, now)]);
+        let age = time::Duration::minutes(5);
+        assert!(saved[0].live(now + time::Duration::minutes(1), age).healthy);
+        assert!(!saved[0].live(now + time::Duration::minutes(6), age).healthy);
+        assert!(saved[0].live(now, age).voice_capable);
+    }
+
+    #[tokio::test]
+    async fn status_of_an_unknown_sim_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = OffsetDateTime::now_utc();
+        assert!(store.save_sim_status(status("1", true, now)).await.is_err());
+    }
+}
