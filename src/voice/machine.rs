@@ -6,16 +6,8 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use super::method::{Method, NoMethod};
-use crate::modem::parse::CallLine;
+use crate::modem::parse::{Call as CallLine, CallState};
 use crate::number::{PhoneNumber, redact};
-
-/// 3GPP TS 27.007 §7.18 `<stat>` values.
-const ACTIVE: u8 = 0;
-const HELD: u8 = 1;
-const DIALING: u8 = 2;
-const ALERTING: u8 = 3;
-const INCOMING: u8 = 4;
-const WAITING: u8 = 5;
 
 /// The clocks of the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,7 +432,10 @@ fn idle(input: Input, now: OffsetDateTime) -> Decision {
         }
         Input::CallerId(None) => withheld(now, now),
         Input::Calls(lines) => {
-            if let Some(line) = lines.iter().find(|l| l.incoming && l.state == INCOMING) {
+            if let Some(line) = lines
+                .iter()
+                .find(|l| l.incoming && l.state == CallState::Incoming)
+            {
                 let caller = line.number.clone().map(Reported);
                 let commands = caller
                     .iter()
@@ -617,7 +612,9 @@ fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime
 fn reject_extras(lines: &[CallLine], ours: Option<u8>, now: OffsetDateTime) -> Vec<Command> {
     let mut commands = Vec::new();
     for line in lines.iter().filter(|l| {
-        l.incoming && matches!(l.state, INCOMING | WAITING) && ours.is_some_and(|id| id != l.id)
+        l.incoming
+            && matches!(l.state, CallState::Incoming | CallState::Waiting)
+            && ours.is_some_and(|id| id != l.id)
     }) {
         commands.push(Command::HangupCall(line.id));
         commands.push(Command::Record(CallRecord {
@@ -727,7 +724,9 @@ fn answered(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Dec
     match input {
         Input::Done(CommandKind::Answer) => holding(call),
         Input::Calls(lines) => {
-            let active = call.caller_leg(&lines).is_some_and(|l| l.state == ACTIVE);
+            let active = call
+                .caller_leg(&lines)
+                .is_some_and(|l| l.state == CallState::Active);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if active {
                 let (state, hold, reason) = holding(call);
@@ -762,7 +761,9 @@ fn holding(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Deci
     match input {
         Input::Done(CommandKind::Hold) => dial(call),
         Input::Calls(lines) => {
-            let held = call.caller_leg(&lines).is_some_and(|l| l.state == HELD);
+            let held = call
+                .caller_leg(&lines)
+                .is_some_and(|l| l.state == CallState::Held);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if held {
                 let (state, dial, reason) = dial(call);
@@ -843,13 +844,13 @@ fn connecting(
             };
             call.other_call = Some(outgoing.id);
             match outgoing.state {
-                DIALING => (State::DialingOther(call), commands, "dialing".into()),
-                ALERTING => (
+                CallState::Dialing => (State::DialingOther(call), commands, "dialing".into()),
+                CallState::Alerting => (
                     State::AlertingOther(call),
                     commands,
                     "the other side rings".into(),
                 ),
-                ACTIVE => {
+                CallState::Active => {
                     call.answered_at = Some(now);
                     let (state, bridge, reason) = bridge(call, now);
                     commands.extend(bridge);
