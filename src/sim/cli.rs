@@ -24,6 +24,9 @@ pub struct SimArgs {
     /// Seed for the modem identities.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Pace each pty like a serial line at this many bits per second.
+    #[arg(long)]
+    pub baud: Option<u32>,
 }
 
 /// Runs the simulator until SIGINT or SIGTERM.
@@ -35,6 +38,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         control: args.control,
         links: args.links,
         seed: args.seed,
+        baud: args.baud,
     })
     .await?;
     let line = serde_json::to_string(simulator.description())?;
@@ -102,6 +106,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
         control: args.sim_control,
         links: Some(links.clone()),
         seed: 1,
+        baud: None,
     })
     .await?;
     println!("simulator control: {}", simulator.control_url());
