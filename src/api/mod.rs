@@ -5,6 +5,7 @@
 //! status code, so nothing a client sends can produce a 500.
 
 pub mod auth;
+pub mod callbacks;
 pub mod error;
 mod events;
 mod extract;
