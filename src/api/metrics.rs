@@ -15,3 +15,11 @@ pub async fn render(_caller: Caller) -> impl IntoResponse {
         crate::metrics::handle().render(),
     )
 }
+
+/// The metrics (the same as `/metrics`).
+#[utoipa::path(get, path = "/api/v1/metrics",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")),
+    security(("bearer" = [])))]
+pub async fn render_v1(caller: Caller) -> impl IntoResponse {
+    render(caller).await
+}
