@@ -24,6 +24,7 @@
 //!
 //! - [`modem`]: one modem. [`modem::pdu`] is the pure SMS PDU codec,
 //!   [`modem::profile`] the per-model firmware profiles shared with the simulator.
+//! - [`admin`]: the operator's shell commands: sessions, backup, erasure, doctor.
 //! - [`api`]: the local web API: routes, auth, errors, OpenAPI.
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
 //! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
@@ -40,6 +41,7 @@
 //! Pure layers (the PDU codec, the AT digester, the masking rules) never import
 //! tokio: they are plain functions over data, fast to test and easy to fuzz.
 
+pub mod admin;
 pub mod api;
 pub mod bank;
 pub mod config;

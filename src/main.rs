@@ -7,9 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use simmask::admin;
 use simmask::api::auth;
 use simmask::config::Config;
 use simmask::logging::{self, LogFormat};
+use simmask::masking::Mode;
+use simmask::masking::lifecycle::SessionStatus;
 use simmask::modem::profile::Profiles;
 use simmask::store::{Role, Store};
 
@@ -51,6 +54,80 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Open, list and close masking sessions (JSON in the API's shape).
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// Copy the database consistently while the daemon runs.
+    Backup {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Where to write the copy.
+        out: PathBuf,
+    },
+    /// Erase a participant's number and messages (data-protection request).
+    Erase {
+        /// The participant's number.
+        number: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check the configuration, ports, store and SIMs; exit 1 on a problem.
+    Doctor {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+const DEFAULT_CONFIG: &str = "/etc/simmask/simmask.toml";
+
+#[derive(Debug, Subcommand)]
+enum SessionCommand {
+    /// Open a session between two numbers on a free proxy.
+    Open {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The first participant (E.164, or national in the default region).
+        a: String,
+        /// The second participant.
+        b: String,
+        /// Absolute lifetime, e.g. `2h`, `30m`, `1d`.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// End after this long without traffic.
+        #[arg(long)]
+        idle_ttl: Option<String>,
+        #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+        mode: ModeArg,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List sessions, newest first.
+    List {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// `open`, `closed` or `expired`.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Close a session.
+    Close {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Sms,
+    Voice,
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,12 +164,12 @@ enum TokenCommand {
         name: String,
         #[arg(long, value_enum, default_value_t = Role::Viewer)]
         role: Role,
-        #[arg(long, default_value = "/etc/simmask/simmask.toml")]
+        #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// List the tokens (names and roles, never the tokens).
     List {
-        #[arg(long, default_value = "/etc/simmask/simmask.toml")]
+        #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
 }
@@ -118,6 +195,28 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Pdu { command } => Ok(pdu(command)),
         Command::Token { command } => token(command),
+        Command::Session { command } => session(command),
+        Command::Backup { config, out } => {
+            let config = Config::load(&config)?;
+            print_json(&admin::backup(&config, &out)?)
+        }
+        Command::Erase { number, config } => {
+            let config = Config::load(&config)?;
+            let store = Store::open(&config.store.path).context("opening the store")?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            print_json(&runtime.block_on(admin::erase(&store, &config, &number))?)
+        }
+        Command::Doctor { config } => {
+            let config = Config::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let checks = runtime.block_on(admin::doctor::run(&config));
+            println!("{}", serde_json::to_string_pretty(&checks)?);
+            Ok(if checks.iter().all(|c| c.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Probe { port } => {
             let runtime = tokio::runtime::Runtime::new()?;
             let profiles = Profiles::builtin();
@@ -141,6 +240,63 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn session(command: SessionCommand) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let value = match command {
+            SessionCommand::Open {
+                config,
+                a,
+                b,
+                ttl,
+                idle_ttl,
+                mode,
+                label,
+            } => {
+                let config = Config::load(&config)?;
+                let store = Store::open(&config.store.path).context("opening the store")?;
+                let request = admin::OpenRequest {
+                    participants: [a, b],
+                    ttl: ttl.map(|t| admin::parse_duration("ttl", &t)).transpose()?,
+                    idle_ttl: idle_ttl
+                        .map(|t| admin::parse_duration("idle-ttl", &t))
+                        .transpose()?,
+                    mode: match mode {
+                        ModeArg::Sms => Mode::Sms,
+                        ModeArg::Voice => Mode::Voice,
+                        ModeArg::Both => Mode::Both,
+                    },
+                    label,
+                };
+                admin::open_session(&store, &config, request).await?
+            }
+            SessionCommand::List {
+                config,
+                status,
+                label,
+                limit,
+            } => {
+                let status = status
+                    .map(|s| s.parse::<SessionStatus>())
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?;
+                let store = open_store(&config)?;
+                admin::list_sessions(&store, status, label, limit).await?
+            }
+            SessionCommand::Close { config, id } => {
+                let store = open_store(&config)?;
+                admin::close_session(&store, id).await?
+            }
+        };
+        print_json(&value)
+    })
 }
 
 /// Invalid input exits with status 2 and one line naming the problem.

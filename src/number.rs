@@ -97,6 +97,17 @@ impl PhoneNumber {
         Ok(Self(input.to_string()))
     }
 
+    /// The ISO 3166 region the number belongs to (`"GB"`), when the
+    /// numbering plan knows it: the home country of a SIM, used to read the
+    /// national-format numbers its network delivers.
+    pub fn region(&self) -> Option<String> {
+        let parsed = phonenumber::parse(None, &self.0).ok()?;
+        // The calling code's main country (GB for +44, not Guernsey), which
+        // reads national numbers the same way as every region sharing it.
+        let regions = phonenumber::metadata::DATABASE.region(&parsed.code().value())?;
+        regions.first().map(|id| id.to_string())
+    }
+
     /// The real number. Call sites that use it are the places where personal
     /// data leaves the process (the modem, the store, admin API responses).
     pub fn e164(&self) -> &str {
@@ -154,6 +165,19 @@ impl TryFrom<String> for PhoneNumber {
 impl From<PhoneNumber> for String {
     fn from(value: PhoneNumber) -> Self {
         value.0
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::*;
+
+    #[test]
+    fn the_region_of_a_number_is_its_country() {
+        let gb = PhoneNumber::from_e164("+447911123456").unwrap();
+        assert_eq!(gb.region().as_deref(), Some("GB"));
+        let de = PhoneNumber::from_e164("+4915123456789").unwrap();
+        assert_eq!(de.region().as_deref(), Some("DE"));
     }
 }
 

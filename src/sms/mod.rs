@@ -5,6 +5,7 @@
 //! them and writes the result, so the decisions are testable in isolation.
 
 pub mod inbound;
+pub mod intake;
 pub mod reassembly;
 pub mod schedule;
 pub mod worker;

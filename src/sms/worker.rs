@@ -7,12 +7,17 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::schedule::{ErrorClass, RateLimiter, RetryDecision, classify_cms_error, retry_after};
+use crate::events::{Event, EventBus};
 use crate::number::PhoneNumber;
-use crate::store::{Store, StoreError};
+use crate::store::{OutboxItem, Store, StoreError};
 
 /// Why a send failed, as the sending side reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,21 +66,39 @@ pub struct OutboxWorker<S> {
     /// so tests can drive it with `tokio::time::pause()`.
     pub wall_at_start: OffsetDateTime,
     pub started: Instant,
+    /// Notified when something is queued for this SIM, so a relay does not
+    /// wait for the next poll.
+    pub wake: Arc<Notify>,
+    /// Cancelled at shutdown; a send in flight is finished first.
+    pub stop: CancellationToken,
+    pub events: EventBus,
 }
 
 impl<S: SmsSink> OutboxWorker<S> {
-    /// Runs until the store's writer stops.
+    /// Waits `duration`, or less when woken or stopped.
+    async fn pause(&self, duration: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.wake.notified() => {}
+            _ = self.stop.cancelled() => {}
+        }
+    }
+
+    /// Runs until stopped or the store's writer stops.
     pub async fn run(mut self) -> Result<(), StoreError> {
-        loop {
+        while !self.stop.is_cancelled() {
             if !self.sink.healthy() {
-                tokio::time::sleep(POLL).await;
+                self.pause(POLL).await;
                 continue;
             }
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
             if allowed > now {
                 let wait = u64::try_from(allowed - now).unwrap_or(0);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = self.stop.cancelled() => {}
+                }
                 continue;
             }
             let Some(item) = self
@@ -83,14 +106,14 @@ impl<S: SmsSink> OutboxWorker<S> {
                 .claim_next_due(self.proxy_iccid.clone(), self.now())
                 .await?
             else {
-                tokio::time::sleep(POLL).await;
+                self.pause(POLL).await;
                 continue;
             };
             let to = match PhoneNumber::from_e164(&item.to_number) {
                 Ok(to) => to,
                 Err(error) => {
                     let reason = format!("invalid recipient: {error}");
-                    self.store.mark_failed(item.id, reason, self.now()).await?;
+                    self.fail(&item, reason).await?;
                     continue;
                 }
             };
@@ -106,11 +129,7 @@ impl<S: SmsSink> OutboxWorker<S> {
                         }
                     };
                     match decision {
-                        RetryDecision::GiveUp => {
-                            self.store
-                                .mark_failed(item.id, error.to_string(), self.now())
-                                .await?
-                        }
+                        RetryDecision::GiveUp => self.fail(&item, error.to_string()).await?,
                         RetryDecision::RetryAt(at) => {
                             let at = self.wall_at_start
                                 + (time::Duration::milliseconds(at - self.start_ms()));
@@ -122,6 +141,19 @@ impl<S: SmsSink> OutboxWorker<S> {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn fail(&self, item: &OutboxItem, reason: String) -> Result<(), StoreError> {
+        self.store
+            .mark_failed(item.id, reason.clone(), self.now())
+            .await?;
+        self.events.publish(Event::MessageFailed {
+            session_id: item.session_id.clone(),
+            interaction_id: item.interaction_id,
+            reason,
+        });
+        Ok(())
     }
 
     fn now(&self) -> OffsetDateTime {
@@ -140,8 +172,8 @@ impl<S: SmsSink> OutboxWorker<S> {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
 
     use time::macros::datetime;
 
@@ -199,6 +231,9 @@ mod tests {
             max_attempts: 3,
             wall_at_start: datetime!(2026-11-25 12:00 UTC),
             started: Instant::now(),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+            events: EventBus::new(),
         };
         (store, tokio::spawn(worker.run()))
     }

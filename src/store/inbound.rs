@@ -17,7 +17,7 @@ use crate::sms::reassembly::{
 };
 
 /// One received part, decoded by the driver.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundPart {
     pub proxy_iccid: String,
     pub sender: PhoneNumber,

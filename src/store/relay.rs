@@ -24,6 +24,7 @@ pub struct NewOutbound {
 pub struct OutboxItem {
     pub id: i64,
     pub interaction_id: i64,
+    pub session_id: Option<String>,
     pub proxy_iccid: String,
     pub to_number: String,
     pub body: String,
@@ -83,11 +84,11 @@ impl Store {
             let tx = conn.transaction()?;
             let row = tx
                 .query_row(
-                    "SELECT id, interaction_id, proxy_iccid, COALESCE(to_number, ''),
-                            COALESCE(body, ''), attempts
-                     FROM outbox
-                     WHERE proxy_iccid = ?1 AND state = 'queued' AND next_attempt_ms <= ?2
-                     ORDER BY next_attempt_ms, id LIMIT 1",
+                    "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
+                            COALESCE(o.body, ''), o.attempts, i.session_id
+                     FROM outbox o JOIN interactions i ON i.id = o.interaction_id
+                     WHERE o.proxy_iccid = ?1 AND o.state = 'queued' AND o.next_attempt_ms <= ?2
+                     ORDER BY o.next_attempt_ms, o.id LIMIT 1",
                     params![proxy_iccid, now],
                     |row| {
                         Ok(OutboxItem {
@@ -97,6 +98,7 @@ impl Store {
                             to_number: row.get(3)?,
                             body: row.get(4)?,
                             attempts: row.get::<_, u32>(5)? + 1,
+                            session_id: row.get(6)?,
                         })
                     },
                 )

@@ -1,0 +1,105 @@
+//! `simmask doctor`: checks what an operator would check by hand, each with
+//! a verdict and a hint, as JSON.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// One check's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// Expands the configured port globs (without opening the ports: the daemon
+/// may hold them).
+pub fn matched_ports(config: &Config) -> Vec<String> {
+    let mut ports = Vec::new();
+    for pattern in &config.modems.ports {
+        match glob::glob(pattern) {
+            Ok(paths) => ports.extend(paths.flatten().map(|p| p.display().to_string())),
+            Err(_) => ports.push(pattern.clone()),
+        }
+    }
+    ports.sort();
+    ports.dedup();
+    ports
+}
+
+/// Runs every check.
+pub async fn run(config: &Config) -> Vec<Check> {
+    let mut checks = vec![check("config", true, "parsed and valid")];
+    let ports = matched_ports(config);
+    checks.push(check(
+        "ports",
+        !ports.is_empty(),
+        if ports.is_empty() {
+            format!(
+                "no device matches {:?}: are the modems plugged in, and the udev rules of hw/ installed?",
+                config.modems.ports
+            )
+        } else {
+            ports.join(", ")
+        },
+    ));
+    match Store::open(&config.store.path) {
+        Err(error) => checks.push(check("store", false, error.to_string())),
+        Ok(store) => {
+            checks.push(check(
+                "store",
+                true,
+                format!(
+                    "{} (schema {})",
+                    store.path().display(),
+                    crate::store::latest_version()
+                ),
+            ));
+            let now = OffsetDateTime::now_utc();
+            let max_age = super::status_max_age(config);
+            match store.sim_statuses().await {
+                Err(error) => checks.push(check("sims", false, error.to_string())),
+                Ok(statuses) if statuses.is_empty() => checks.push(check(
+                    "sims",
+                    false,
+                    "no SIM has been seen yet: start `simmask run`",
+                )),
+                Ok(statuses) => {
+                    for status in statuses {
+                        let live = status.live(now, max_age);
+                        let detail = if live.healthy {
+                            format!(
+                                "{} on {}, {} dBm, {}",
+                                status.state,
+                                status.port,
+                                status.signal_dbm.map_or("?".into(), |s| s.to_string()),
+                                status.registration
+                            )
+                        } else if status.healthy {
+                            format!("last seen {} (is the daemon running?)", status.updated_at)
+                        } else {
+                            format!("{}: {}", status.state, status.last_error)
+                        };
+                        checks.push(check(
+                            &format!("sim {}", status.iccid),
+                            live.healthy,
+                            detail,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    checks
+}
