@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod callbacks;
+mod dashboard;
 pub mod error;
 mod events;
 mod extract;
@@ -104,6 +105,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/healthz", get(healthz_v1)),
         ("/api/v1/metrics", get(metrics::render_v1)),
         ("/api/v1/openapi.json", get(openapi_json)),
+        ("/api/v1/me", get(me)),
         ("/api/v1/events", get(events::stream)),
         ("/api/v1/sessions", get(sessions::list).post(sessions::open)),
         ("/api/v1/sessions/search", post(sessions::search)),
@@ -129,6 +131,7 @@ pub fn router(state: ApiState) -> Router {
     let app = routes()
         .into_iter()
         .fold(Router::new(), |app, (path, route)| app.route(path, route))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -185,6 +188,24 @@ pub async fn healthz_v1() -> Json<Health> {
     healthz().await
 }
 
+/// Who the token belongs to and what it may do.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub name: String,
+    /// `admin` or `viewer`.
+    pub role: &'static str,
+}
+
+/// The caller's token name and role (the dashboard's sign-in check).
+#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Me)),
+    security(("bearer" = [])))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        role: caller.role.as_str(),
+        name: caller.name,
+    })
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {}", uri.path()))
 }
@@ -206,6 +227,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         metrics::render,
         metrics::render_v1,
         openapi_json,
+        me,
         events::stream,
         sessions::open,
         sessions::list,
