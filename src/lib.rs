@@ -45,6 +45,7 @@ pub mod admin;
 pub mod api;
 pub mod bank;
 pub mod config;
+pub mod daemon;
 pub mod events;
 pub mod logging;
 pub mod masking;

@@ -47,8 +47,14 @@ enum Command {
     },
     /// Run the virtual GSM network: a bank of virtual modems behind ptys.
     Sim(simmask::sim::cli::SimArgs),
-    /// Demo: a simulated bank of mixed modems, its control URL and links.
-    Demo(simmask::sim::cli::DemoArgs),
+    /// The whole appliance on a virtual bank: prints the dashboard URL, the
+    /// simulator control URL and the admin token.
+    Demo(simmask::daemon::demo::DemoArgs),
+    /// Run the daemon: modems, relay, API.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -236,7 +242,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
-            tokio::runtime::Runtime::new()?.block_on(simmask::sim::cli::demo(args))?;
+            tokio::runtime::Runtime::new()?.block_on(simmask::daemon::demo::demo(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let stop = tokio_util::sync::CancellationToken::new();
+                simmask::daemon::stop_on_signals(stop.clone())?;
+                let options = simmask::daemon::RunOptions {
+                    admin_token: std::env::var("SIMMASK_ADMIN_TOKEN").ok(),
+                    stop,
+                    ready: None,
+                };
+                simmask::daemon::run(config, options).await?;
+                anyhow::Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

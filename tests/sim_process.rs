@@ -1,4 +1,4 @@
-//! `simmask sim` and `simmask demo` as processes: the JSON line, clean stop
+//! `simmask sim` as a process: the JSON line, clean stop
 //! on SIGTERM with the links removed.
 
 use std::io::{BufRead, BufReader};
@@ -42,32 +42,5 @@ fn sim_prints_bank_and_removes_links_on_sigterm() {
     assert!(status.success(), "{status:?}");
     for index in 0..3 {
         assert!(!links.join(format!("modem{index}")).exists());
-    }
-}
-
-#[test]
-fn demo_with_no_arguments_starts_and_stops() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_simmask"))
-        .arg("demo")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("simmask runs");
-    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    reader.read_line(&mut first).expect("control line");
-    assert!(first.starts_with("simulator control: http://"), "{first}");
-    let mut links = Vec::new();
-    for _ in 0..4 {
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("modem line");
-        let link = line.split_whitespace().nth(1).expect("link").to_string();
-        assert!(std::path::Path::new(&link).exists(), "{line}");
-        links.push(link);
-    }
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
-    kill(pid, Signal::SIGINT).expect("signal demo");
-    assert!(child.wait().expect("demo exits").success());
-    for link in links {
-        assert!(!std::path::Path::new(&link).exists(), "{link}");
     }
 }

@@ -1,2 +1,508 @@
 //! All modems: discovery of ports, identity (IMEI, ICCID), health, hotplug
 //! and reset.
+//!
+//! The bank expands the configured globs, probes each new candidate port by
+//! spawning a modem actor on it (which answers `AT` only on a modem's AT
+//! interface), and keys everything by ICCID: a SIM that comes back on
+//! another tty is the same proxy number. One worker task per SIM (see
+//! [`worker`]) turns the actor's events into [`BankEvent`]s, polls health
+//! and resets a modem that stops answering.
+
+mod worker;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::modem::actor::{ModemEvent, ModemHandle, ModemOptions, spawn_modem};
+use crate::modem::error::AtError;
+use crate::modem::profile::Profiles;
+
+/// How the bank finds and looks after its modems.
+#[derive(Debug, Clone)]
+pub struct BankConfig {
+    /// Globs of candidate ports (`/dev/serial/by-id/*-if02-port0`, `/dev/ttyUSB*`).
+    pub ports: Vec<String>,
+    pub profiles: Profiles,
+    /// Health poll period per SIM; ports are re-scanned as often (within
+    /// 0.5 to 10 seconds).
+    pub poll_interval: Duration,
+    /// Run through `sh -c` with `{port}` replaced by the port path when a
+    /// reset does not bring a modem back (hubs with per-port power).
+    pub power_cycle_command: Option<String>,
+    /// Failed recoveries after which a modem is quarantined.
+    pub quarantine_after: u32,
+    /// SIM PINs by ICCID.
+    pub pins: HashMap<String, String>,
+    /// Numbers of SIMs that do not know their own (`AT+CNUM` empty).
+    pub msisdn_for_iccid: HashMap<String, String>,
+    pub baud: u32,
+}
+
+/// Where a SIM stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimState {
+    Up,
+    Resetting,
+    Quarantined,
+    Unplugged,
+    /// The SIM wants a PIN that is missing or was refused.
+    Locked,
+}
+
+impl SimState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimState::Up => "up",
+            SimState::Resetting => "resetting",
+            SimState::Quarantined => "quarantined",
+            SimState::Unplugged => "unplugged",
+            SimState::Locked => "locked",
+        }
+    }
+}
+
+impl PartialEq<&str> for SimState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One SIM as the bank sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimStatus {
+    pub iccid: String,
+    pub msisdn: Option<String>,
+    pub imsi: Option<String>,
+    pub imei: Option<String>,
+    /// The port path its modem was found on.
+    pub port: String,
+    pub profile: String,
+    /// Up, registered and answering.
+    pub healthy: bool,
+    pub signal_dbm: Option<i16>,
+    /// `home`, `roaming`, `searching`, `denied`, `not_searching`, `unknown`.
+    pub registration: Option<String>,
+    pub roaming: bool,
+    pub operator: Option<String>,
+    /// How calls are bridged: `transfer` (`+CHLD=4`), `join` (`+CHLD=3`),
+    /// or `None` when the SIM cannot bridge.
+    pub voice_method: Option<String>,
+    pub chld: Vec<String>,
+    pub last_error: Option<String>,
+    pub state: SimState,
+    /// Recoveries (reset, power cycle) tried since the SIM last answered.
+    pub recoveries: u32,
+}
+
+/// What the bank reports.
+#[derive(Debug)]
+pub enum BankEvent {
+    /// A SIM was seen for the first time, or is back.
+    SimUp {
+        iccid: String,
+    },
+    SimDown {
+        iccid: String,
+        reason: String,
+    },
+    /// Signal or registration changed; read [`Bank::sims`].
+    Health {
+        iccid: String,
+    },
+    /// A received message (or stored status report) to commit, then confirm.
+    Inbound {
+        iccid: String,
+        sms: InboundSms,
+    },
+    /// Calls, direct status reports, USSD.
+    Modem {
+        iccid: String,
+        event: ModemEvent,
+    },
+}
+
+/// A message taken from a modem. It stays on the SIM (or unacknowledged)
+/// until [`InboundSms::confirm_stored`] is called.
+#[derive(Debug)]
+pub struct InboundSms {
+    /// The PDU with its SMSC field: an SMS-DELIVER, or an
+    /// SMS-STATUS-REPORT when `status_report` is set.
+    pub pdu_hex: String,
+    /// `(storage, index)` when read from storage; `None` for a direct `+CMT`.
+    pub location: Option<(String, u32)>,
+    pub status_report: bool,
+    handle: ModemHandle,
+    outstanding: Arc<Mutex<HashSet<(String, u32)>>>,
+}
+
+impl InboundSms {
+    /// Deletes the message from the SIM (or acknowledges the direct
+    /// delivery with `AT+CNMA`); call it only once the message is durable.
+    pub async fn confirm_stored(self) -> Result<(), AtError> {
+        match &self.location {
+            Some((storage, index)) => {
+                self.handle.delete_sms(storage, *index).await?;
+                self.outstanding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(storage.clone(), *index));
+                Ok(())
+            }
+            // Only phase 2+ message service wants +CNMA (27.005 §3.2.1).
+            None if self.handle.identity().capabilities.sms_service == 1 => {
+                self.handle.ack_sms().await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The running bank. Cheap to clone.
+#[derive(Clone)]
+pub struct Bank {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: BankConfig,
+    options: ModemOptions,
+    sims: Mutex<BTreeMap<String, Sim>>,
+    /// Ports (as given and canonical) owned by a live actor.
+    claimed: Mutex<HashMap<PathBuf, String>>,
+    /// Ports being probed right now.
+    probing: Mutex<HashSet<PathBuf>>,
+    /// Ports that answered nothing useful: re-probed only now and then.
+    not_modems: Mutex<HashMap<PathBuf, u32>>,
+    events: mpsc::Sender<BankEvent>,
+    stop: CancellationToken,
+}
+
+struct Sim {
+    status: SimStatus,
+    handle: Option<ModemHandle>,
+    /// Stops this SIM's worker (when its modem is replaced).
+    worker_stop: CancellationToken,
+}
+
+/// Re-scans between which a port that is no modem is probed again.
+const NOT_MODEM_RESCANS: u32 = 10;
+
+impl Bank {
+    /// Starts discovery; modems come up in the background and announce
+    /// themselves with [`BankEvent::SimUp`].
+    pub async fn start(config: BankConfig) -> (Bank, mpsc::Receiver<BankEvent>) {
+        let (events, receiver) = mpsc::channel(1024);
+        let mut options = ModemOptions::new(config.profiles.clone());
+        options.pin_for_iccid = config.pins.clone();
+        options.baud = config.baud;
+        let bank = Bank {
+            shared: Arc::new(Shared {
+                config,
+                options,
+                sims: Mutex::default(),
+                claimed: Mutex::default(),
+                probing: Mutex::default(),
+                not_modems: Mutex::default(),
+                events,
+                stop: CancellationToken::new(),
+            }),
+        };
+        tokio::spawn(bank.clone().discover());
+        (bank, receiver)
+    }
+
+    /// Every SIM seen since start, by ICCID.
+    pub fn sims(&self) -> Vec<SimStatus> {
+        self.lock_sims()
+            .values()
+            .map(|sim| sim.status.clone())
+            .collect()
+    }
+
+    /// The modem holding this SIM, if one does.
+    pub fn handle(&self, iccid: &str) -> Option<ModemHandle> {
+        self.lock_sims()
+            .get(iccid)
+            .and_then(|sim| sim.handle.clone())
+    }
+
+    /// Stops discovery, every worker and every modem actor.
+    pub fn shutdown(&self) {
+        self.shared.stop.cancel();
+        for sim in self.lock_sims().values() {
+            if let Some(handle) = &sim.handle {
+                handle.shutdown();
+            }
+        }
+    }
+
+    fn lock_sims(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Sim>> {
+        self.shared.sims.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rescan_interval(&self) -> Duration {
+        self.shared
+            .config
+            .poll_interval
+            .clamp(Duration::from_millis(500), Duration::from_secs(10))
+    }
+
+    /// Updates one SIM's status; returns whether anything changed.
+    fn update(&self, iccid: &str, change: impl FnOnce(&mut SimStatus)) -> bool {
+        let mut sims = self.lock_sims();
+        let Some(sim) = sims.get_mut(iccid) else {
+            return false;
+        };
+        let before = sim.status.clone();
+        change(&mut sim.status);
+        sim.status != before
+    }
+
+    async fn emit(&self, event: BankEvent) {
+        let _ = self.shared.events.send(event).await;
+    }
+
+    async fn discover(self) {
+        let mut rescans: u64 = 0;
+        loop {
+            for candidate in self.candidates() {
+                self.consider(candidate);
+            }
+            rescans += 1;
+            tracing::trace!(rescans, "ports scanned");
+            tokio::select! {
+                () = self.shared.stop.cancelled() => return,
+                () = tokio::time::sleep(self.rescan_interval()) => {}
+            }
+        }
+    }
+
+    /// The paths the globs match now.
+    fn candidates(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for pattern in &self.shared.config.ports {
+            match glob::glob(pattern) {
+                Ok(paths) => out.extend(paths.flatten()),
+                Err(error) => tracing::warn!(%pattern, %error, "bad port glob"),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Starts probing `path` unless it is owned, being probed or known
+    /// not to be a modem.
+    fn consider(&self, path: PathBuf) {
+        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        {
+            let claimed = self
+                .shared
+                .claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if claimed.contains_key(&path) || claimed.contains_key(&canonical) {
+                return;
+            }
+        }
+        {
+            let mut not_modems = self
+                .shared
+                .not_modems
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(skipped) = not_modems.get_mut(&canonical) {
+                *skipped += 1;
+                if *skipped < NOT_MODEM_RESCANS {
+                    return;
+                }
+                not_modems.remove(&canonical);
+            }
+        }
+        if !self
+            .shared
+            .probing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(canonical.clone())
+        {
+            return;
+        }
+        let bank = self.clone();
+        tokio::spawn(async move {
+            bank.probe(&path, &canonical).await;
+            bank.shared
+                .probing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&canonical);
+        });
+    }
+
+    async fn probe(&self, path: &Path, canonical: &Path) {
+        let Some(text) = path.to_str() else {
+            tracing::warn!(?path, "port path is not UTF-8; skipped");
+            return;
+        };
+        let spawned = tokio::select! {
+            () = self.shared.stop.cancelled() => return,
+            spawned = spawn_modem(text, self.shared.options.clone()) => spawned,
+        };
+        match spawned {
+            Ok(spawned) => {
+                let Some(iccid) = spawned.handle.identity().iccid else {
+                    tracing::warn!(port = text, "modem without a SIM; ignored for now");
+                    spawned.handle.shutdown();
+                    self.not_a_modem(canonical);
+                    return;
+                };
+                self.adopt(iccid, path, canonical, spawned.handle, spawned.events)
+                    .await;
+            }
+            Err(error) => {
+                self.record_probe_failure(text, &error).await;
+                tracing::debug!(port = text, %error, "no usable modem");
+                self.not_a_modem(canonical);
+            }
+        }
+    }
+
+    fn not_a_modem(&self, canonical: &Path) {
+        self.shared
+            .not_modems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(canonical.to_path_buf(), 0);
+    }
+
+    /// A SIM that needs a PIN gets a status saying so.
+    async fn record_probe_failure(&self, port: &str, error: &AtError) {
+        let iccid = match error {
+            AtError::PinRequired {
+                iccid: Some(iccid), ..
+            }
+            | AtError::PinRefused { iccid } => iccid.clone(),
+            _ => return,
+        };
+        let reason = error.to_string();
+        let mut sims = self.lock_sims();
+        let sim = sims.entry(iccid.clone()).or_insert_with(|| Sim {
+            status: SimStatus {
+                iccid: iccid.clone(),
+                msisdn: self.shared.config.msisdn_for_iccid.get(&iccid).cloned(),
+                imsi: None,
+                imei: None,
+                port: port.to_string(),
+                profile: String::new(),
+                healthy: false,
+                signal_dbm: None,
+                registration: None,
+                roaming: false,
+                operator: None,
+                voice_method: None,
+                chld: Vec::new(),
+                last_error: None,
+                state: SimState::Locked,
+                recoveries: 0,
+            },
+            handle: None,
+            worker_stop: CancellationToken::new(),
+        });
+        if sim.handle.is_none() {
+            sim.status.state = SimState::Locked;
+            sim.status.last_error = Some(reason);
+            sim.status.port = port.to_string();
+        }
+    }
+
+    /// Takes a found modem into the bank: a SIM already known (moved to
+    /// another port, or back after re-enumeration) keeps its entry.
+    async fn adopt(
+        &self,
+        iccid: String,
+        path: &Path,
+        canonical: &Path,
+        handle: ModemHandle,
+        events: mpsc::Receiver<ModemEvent>,
+    ) {
+        let identity = handle.identity();
+        let capabilities = &identity.capabilities;
+        let voice_method = if !capabilities.voice {
+            None
+        } else if capabilities.transfer() {
+            Some("transfer".to_string())
+        } else if capabilities.multiparty() {
+            Some("join".to_string())
+        } else {
+            None
+        };
+        let msisdn = identity
+            .msisdn
+            .clone()
+            .or_else(|| self.shared.config.msisdn_for_iccid.get(&iccid).cloned());
+        let worker_stop = self.shared.stop.child_token();
+        let previous = {
+            let mut sims = self.lock_sims();
+            let status = SimStatus {
+                iccid: iccid.clone(),
+                msisdn,
+                imsi: identity.imsi.clone(),
+                imei: identity.imei.clone(),
+                port: identity.path.clone(),
+                profile: identity.profile.clone(),
+                healthy: true,
+                signal_dbm: None,
+                registration: None,
+                roaming: false,
+                operator: None,
+                voice_method,
+                chld: capabilities.chld.clone(),
+                last_error: None,
+                state: SimState::Up,
+                recoveries: 0,
+            };
+            sims.insert(
+                iccid.clone(),
+                Sim {
+                    status,
+                    handle: Some(handle.clone()),
+                    worker_stop: worker_stop.clone(),
+                },
+            )
+        };
+        {
+            let mut claimed = self
+                .shared
+                .claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            // The SIM's old port (if any) is free again.
+            claimed.retain(|_, owner| owner != &iccid);
+            claimed.insert(path.to_path_buf(), iccid.clone());
+            claimed.insert(canonical.to_path_buf(), iccid.clone());
+        }
+        if let Some(previous) = previous {
+            previous.worker_stop.cancel();
+            if let Some(old) = previous.handle {
+                tracing::info!(
+                    from = %previous.status.port,
+                    to = %identity.path,
+                    "sim found on another port; the old port is released"
+                );
+                old.shutdown();
+            }
+        }
+        let span = tracing::info_span!("sim", iccid = %worker::tail(&iccid));
+        tokio::spawn(
+            worker::run(self.clone(), iccid, handle, events, worker_stop).instrument(span),
+        );
+    }
+}

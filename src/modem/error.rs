@@ -16,8 +16,31 @@ pub enum AtError {
     Error,
     #[error("at command not supported by the modem")]
     NotSupported,
-    #[error("modem unplugged while a command was in flight")]
+    /// The port is gone (read error, EOF, device removed): retryable once
+    /// the modem is back.
+    #[error("modem unplugged")]
     Unplugged,
+    /// A call attempt ended with `NO CARRIER`, `BUSY`, `NO ANSWER` or
+    /// `NO DIALTONE` (ITU-T V.250 §5.7.1).
+    #[error("call ended: {0}")]
+    CallEnded(&'static str),
+    /// The request itself is unusable (a number, code or storage name that
+    /// cannot be sent to a modem).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The SIM wants a PIN (or PUK) the configuration does not give.
+    #[error("sim locked: +CPIN: {state}, no usable pin configured")]
+    PinRequired {
+        iccid: Option<String>,
+        state: String,
+    },
+    /// The configured PIN was refused once; it is never tried again, since
+    /// three wrong tries block the SIM (3GPP TS 31.101 §9.5).
+    #[error("sim pin refused; not retried (three wrong pins block the sim)")]
+    PinRefused { iccid: String },
+    /// The modem actor has stopped (shut down or its task ended).
+    #[error("modem actor stopped")]
+    Stopped,
     #[error("modem port i/o: {0}")]
     Io(String),
     #[error("parsing {command} response {line:?}: {reason}")]
@@ -29,6 +52,11 @@ pub enum AtError {
 }
 
 impl AtError {
+    /// Worth retrying later: the modem is gone or slow, not refusing.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AtError::Unplugged | AtError::Timeout(_))
+    }
+
     /// Builds a CME/CMS error from the text after `ERROR:`, numeric or verbose.
     pub fn cme(raw: &str) -> Self {
         let (code, text) = split_code(raw);

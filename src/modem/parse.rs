@@ -65,7 +65,7 @@ pub fn parse_csq(line: &str) -> Result<Signal, AtError> {
 /// Network registration status (3GPP TS 27.007 §7.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Registration {
+pub enum RegistrationStatus {
     NotSearching,
     Home,
     Searching,
@@ -75,7 +75,7 @@ pub enum Registration {
 }
 
 /// `+CREG: [<n>,]<stat>[,<lac>,<ci>[,<AcT>]]`, as answer or URC (also +CGREG/+CEREG).
-pub fn parse_creg(line: &str) -> Result<Registration, AtError> {
+pub fn parse_creg(line: &str) -> Result<RegistrationStatus, AtError> {
     let prefix = ["+CREG:", "+CGREG:", "+CEREG:"]
         .into_iter()
         .find(|p| line.starts_with(p))
@@ -93,12 +93,12 @@ pub fn parse_creg(line: &str) -> Result<Registration, AtError> {
     };
     let stat: u8 = num("+CREG", line, stat_field)?;
     Ok(match stat {
-        0 => Registration::NotSearching,
-        1 => Registration::Home,
-        2 => Registration::Searching,
-        3 => Registration::Denied,
-        5 => Registration::Roaming,
-        _ => Registration::Unknown,
+        0 => RegistrationStatus::NotSearching,
+        1 => RegistrationStatus::Home,
+        2 => RegistrationStatus::Searching,
+        3 => RegistrationStatus::Denied,
+        5 => RegistrationStatus::Roaming,
+        _ => RegistrationStatus::Unknown,
     })
 }
 
@@ -132,17 +132,12 @@ mod tests {
 
     #[test]
     fn creg_answer_and_urc() {
-        assert_eq!(parse_creg("+CREG: 0,1").unwrap(), Registration::Home);
-        assert_eq!(
-            parse_creg("+CREG: 2,5,\"1A2B\",\"00C3\"").unwrap(),
-            Registration::Roaming
-        );
-        assert_eq!(parse_creg("+CREG: 5").unwrap(), Registration::Roaming);
-        assert_eq!(
-            parse_creg("+CREG: 1,\"1A2B\",\"00C3\"").unwrap(),
-            Registration::Home
-        );
-        assert_eq!(parse_creg("+CGREG: 0,2").unwrap(), Registration::Searching);
+        use RegistrationStatus::*;
+        assert_eq!(parse_creg("+CREG: 0,1").unwrap(), Home);
+        assert_eq!(parse_creg("+CREG: 2,5,\"1A2B\",\"00C3\"").unwrap(), Roaming);
+        assert_eq!(parse_creg("+CREG: 5").unwrap(), Roaming);
+        assert_eq!(parse_creg("+CREG: 1,\"1A2B\",\"00C3\"").unwrap(), Home);
+        assert_eq!(parse_creg("+CGREG: 0,2").unwrap(), Searching);
         assert!(parse_creg("+CREG: x").is_err());
     }
 
@@ -165,28 +160,48 @@ mod tests {
     }
 }
 
+/// The state of one call (3GPP TS 27.007 §7.18 `<stat>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    Active,
+    Held,
+    Dialing,
+    Alerting,
+    Incoming,
+    Waiting,
+}
+
 /// One call from `+CLCC: <id>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>]`
 /// (3GPP TS 27.007 §7.18).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallLine {
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Call {
     pub id: u8,
     pub incoming: bool,
-    /// 0 active, 1 held, 2 dialling, 3 alerting, 4 incoming, 5 waiting.
-    pub state: u8,
+    pub state: CallState,
     pub voice: bool,
     pub multiparty: bool,
     pub number: Option<String>,
 }
 
-pub fn parse_clcc(line: &str) -> Result<CallLine, AtError> {
+pub fn parse_clcc(line: &str) -> Result<Call, AtError> {
     let f = fields(line, "+CLCC:").ok_or_else(|| parse_err("+CLCC", line, "no +CLCC: prefix"))?;
     let id = num("+CLCC", line, f.first())?;
     let dir: u8 = num("+CLCC", line, f.get(1))?;
-    let state = num("+CLCC", line, f.get(2))?;
+    let stat: u8 = num("+CLCC", line, f.get(2))?;
     let mode: u8 = num("+CLCC", line, f.get(3))?;
     let mpty: u8 = num("+CLCC", line, f.get(4))?;
+    let state = match stat {
+        0 => CallState::Active,
+        1 => CallState::Held,
+        2 => CallState::Dialing,
+        3 => CallState::Alerting,
+        4 => CallState::Incoming,
+        5 => CallState::Waiting,
+        _ => return Err(parse_err("+CLCC", line, "stat out of range 0..=5")),
+    };
     let number = f.get(5).filter(|n| !n.is_empty()).cloned();
-    Ok(CallLine {
+    Ok(Call {
         id,
         incoming: dir == 1,
         state,
@@ -242,11 +257,12 @@ mod call_and_storage_tests {
     fn clcc_lines() {
         let c = parse_clcc("+CLCC: 1,1,4,0,0,\"+15550001\",145").unwrap();
         assert!(c.incoming && c.voice && !c.multiparty);
-        assert_eq!((c.id, c.state), (1, 4));
+        assert_eq!((c.id, c.state), (1, CallState::Incoming));
         assert_eq!(c.number.as_deref(), Some("+15550001"));
         let held = parse_clcc("+CLCC: 2,0,1,0,1,,128").unwrap();
-        assert_eq!((held.state, held.number), (1, None));
+        assert_eq!((held.state, held.number), (CallState::Held, None));
         assert!(parse_clcc("+CLCC: 1,1").is_err());
+        assert!(parse_clcc("+CLCC: 1,0,9,0,0").is_err());
     }
 
     #[test]
@@ -263,5 +279,212 @@ mod call_and_storage_tests {
             vec!["0", "1", "1x", "2", "2x", "3", "4"]
         );
         assert!(parse_chld_test("+CHLD: 0,1").is_err());
+    }
+}
+
+/// Registration as the driver reports it: the status, whether the SIM is
+/// roaming, and the operator when known.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Registration {
+    pub status: RegistrationStatus,
+    pub roaming: bool,
+    pub operator: Option<String>,
+}
+
+impl Registration {
+    pub fn from_status(status: RegistrationStatus) -> Self {
+        Registration {
+            status,
+            roaming: status == RegistrationStatus::Roaming,
+            operator: None,
+        }
+    }
+
+    /// Registered on the home network or roaming.
+    pub fn registered(&self) -> bool {
+        matches!(
+            self.status,
+            RegistrationStatus::Home | RegistrationStatus::Roaming
+        )
+    }
+}
+
+/// `+COPS: <mode>[,<format>,<oper>[,<AcT>]]` (3GPP TS 27.007 §7.3): the
+/// operator, `None` when the modem is not registered.
+pub fn parse_cops(line: &str) -> Result<Option<String>, AtError> {
+    let f = fields(line, "+COPS:").ok_or_else(|| parse_err("+COPS", line, "no +COPS: prefix"))?;
+    let _mode: u8 = num("+COPS", line, f.first())?;
+    Ok(f.get(2).filter(|o| !o.is_empty()).cloned())
+}
+
+/// `+CNUM: [<alpha>],<number>,<type>` (3GPP TS 27.007 §7.1): the subscriber
+/// number, `None` when the SIM does not know it.
+pub fn parse_cnum(line: &str) -> Result<Option<String>, AtError> {
+    let f = fields(line, "+CNUM:").ok_or_else(|| parse_err("+CNUM", line, "no +CNUM: prefix"))?;
+    Ok(f.get(1).filter(|n| !n.is_empty()).cloned())
+}
+
+/// Splits a test-command answer into its top-level fields: commas inside
+/// parentheses or quotes do not split.
+fn test_groups(rest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut depth, mut quoted) = (0u32, false);
+    for c in rest.trim().chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            ',' if !quoted && depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_string());
+    out
+}
+
+/// The names in a parenthesised list: `("SM","ME")` → `["SM", "ME"]`.
+fn name_list(group: &str) -> Vec<String> {
+    group
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `+CPMS: (<mem1>s),(<mem2>s),(<mem3>s)` (3GPP TS 27.005 §3.2.2, test
+/// command): the storages usable for reading/deleting, writing, receiving.
+pub fn parse_cpms_test(line: &str) -> Result<[Vec<String>; 3], AtError> {
+    let rest = line
+        .strip_prefix("+CPMS:")
+        .ok_or_else(|| parse_err("+CPMS", line, "no +CPMS: prefix"))?;
+    let groups = test_groups(rest);
+    if groups.len() < 3 || groups.iter().any(|g| !g.starts_with('(')) {
+        return Err(parse_err("+CPMS", line, "expected three storage lists"));
+    }
+    Ok([
+        name_list(&groups[0]),
+        name_list(&groups[1]),
+        name_list(&groups[2]),
+    ])
+}
+
+/// The values a range list allows: `(0-2)`, `(0,2)`, `(0,1,2)`, `0`.
+fn range_values(group: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for item in group.trim_matches(|c| c == '(' || c == ')').split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        match item.split_once('-') {
+            Some((lo, hi)) => {
+                let (lo, hi): (u8, u8) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+                out.extend(lo..=hi);
+            }
+            None => out.push(item.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// `+CNMI: (<mode>s),(<mt>s),(<bm>s),(<ds>s),(<bfr>s)` (3GPP TS 27.005
+/// §3.4.1, test command): the values each parameter allows.
+pub fn parse_cnmi_test(line: &str) -> Result<Vec<Vec<u8>>, AtError> {
+    let rest = line
+        .strip_prefix("+CNMI:")
+        .ok_or_else(|| parse_err("+CNMI", line, "no +CNMI: prefix"))?;
+    test_groups(rest)
+        .iter()
+        .map(|g| range_values(g).ok_or_else(|| parse_err("+CNMI", line, "bad range list")))
+        .collect()
+}
+
+/// Whether a `+CNMI` setting such as `2,1,0,1,0` is within what the test
+/// command allows (a parameter the modem does not list is not checked).
+pub fn cnmi_allowed(setting: &str, allowed: &[Vec<u8>]) -> bool {
+    setting.split(',').enumerate().all(|(i, value)| {
+        let Ok(value) = value.trim().parse::<u8>() else {
+            return false;
+        };
+        allowed.get(i).is_none_or(|values| values.contains(&value))
+    })
+}
+
+/// `+CMGR: <stat>,[<alpha>],<length>` (3GPP TS 27.005 §3.4.3, PDU mode):
+/// the message status (0 received unread … 3 stored sent).
+pub fn parse_cmgr(line: &str) -> Result<u8, AtError> {
+    let f = fields(line, "+CMGR:").ok_or_else(|| parse_err("+CMGR", line, "no +CMGR: prefix"))?;
+    num("+CMGR", line, f.first())
+}
+
+/// `+CMGL: <index>,<stat>,[<alpha>],<length>` (3GPP TS 27.005 §3.4.2, PDU
+/// mode): the index and status of one listed message.
+pub fn parse_cmgl(line: &str) -> Result<(u32, u8), AtError> {
+    let f = fields(line, "+CMGL:").ok_or_else(|| parse_err("+CMGL", line, "no +CMGL: prefix"))?;
+    Ok((
+        num("+CMGL", line, f.first())?,
+        num("+CMGL", line, f.get(1))?,
+    ))
+}
+
+/// `+CSMS: <service>,<mt>,<mo>,<bm>` (answer to `AT+CSMS?`, 3GPP TS 27.005
+/// §3.2.1): service 1 means each `+CMT` and `+CDS` needs `AT+CNMA`.
+pub fn parse_csms(line: &str) -> Result<u8, AtError> {
+    let f = fields(line, "+CSMS:").ok_or_else(|| parse_err("+CSMS", line, "no +CSMS: prefix"))?;
+    num("+CSMS", line, f.first())
+}
+
+#[cfg(test)]
+mod sms_and_network_tests {
+    use super::*;
+
+    // `+CPMS=?` in the shape of 3GPP TS 27.005 §3.2.2 (test command).
+    #[test]
+    fn cpms_test_lists() {
+        let [r, w, x] =
+            parse_cpms_test("+CPMS: (\"SM\",\"ME\"),(\"SM\",\"ME\"),(\"SM\",\"ME\",\"MT\")")
+                .unwrap();
+        assert_eq!(r, vec!["SM", "ME"]);
+        assert_eq!(w, vec!["SM", "ME"]);
+        assert_eq!(x, vec!["SM", "ME", "MT"]);
+        assert!(parse_cpms_test("+CPMS: \"SM\",1,30").is_err());
+    }
+
+    // Test-command ranges in both spellings (3GPP TS 27.005 §3.4.1).
+    #[test]
+    fn cnmi_ranges() {
+        let allowed = parse_cnmi_test("+CNMI: (0-3),(0-3),(0,2),(0,1),(0,1)").unwrap();
+        assert_eq!(allowed[1], vec![0, 1, 2, 3]);
+        assert_eq!(allowed[2], vec![0, 2]);
+        assert!(cnmi_allowed("2,1,0,1,0", &allowed));
+        assert!(!cnmi_allowed("2,1,0,2,0", &allowed));
+        assert!(!cnmi_allowed("2,x", &allowed));
+        let huawei = parse_cnmi_test("+CNMI: (0,1,2),(0,1,2,3),(0,2),(0,1,2),(0,1)").unwrap();
+        assert!(cnmi_allowed("2,1,0,2,0", &huawei));
+        assert!(parse_cnmi_test("+CNMI: (0-x)").is_err());
+    }
+
+    #[test]
+    fn cmgr_cmgl_csms_cops_cnum() {
+        assert_eq!(parse_cmgr("+CMGR: 0,,24").unwrap(), 0);
+        assert_eq!(parse_cmgl("+CMGL: 3,1,,24").unwrap(), (3, 1));
+        assert!(parse_cmgl("+CMGL: x,1,,24").is_err());
+        assert_eq!(parse_csms("+CSMS: 1,1,1,1").unwrap(), 1);
+        assert_eq!(
+            parse_cops("+COPS: 0,0,\"SIMMASK TEST\",0").unwrap(),
+            Some("SIMMASK TEST".to_string())
+        );
+        assert_eq!(parse_cops("+COPS: 0").unwrap(), None);
+        assert_eq!(
+            parse_cnum("+CNUM: \"\",\"+15550100\",145").unwrap(),
+            Some("+15550100".to_string())
+        );
+        assert_eq!(parse_cnum("+CNUM: ,\"\",129").unwrap(), None);
     }
 }

@@ -1,18 +1,29 @@
 //! One AT port over tokio-serial: sends a command line, feeds what comes back
 //! to the pure digester and collects the response until its final result.
 //! URCs seen meanwhile are kept for the caller (the modem actor) to type.
+//!
+//! Any read or write failure, and end of file, means the device is gone:
+//! it is reported as [`AtError::Unplugged`] so callers can retry later.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
+use super::command::Command;
 use super::digest::{Digest, DigestState, FinalResult, digest_all};
 use super::error::AtError;
 
 /// How long a port stays quiet after an answer before a missing final
 /// result is taken as the end of the response.
 const QUIET_AFTER_ANSWER: Duration = Duration::from_millis(300);
+
+/// Ends the PDU after the `> ` prompt (3GPP TS 27.005 §3.5.1).
+const CTRL_Z: u8 = 0x1a;
+/// Abandons the PDU input when the send cannot go on.
+const ESC: u8 = 0x1b;
+
+pub const DEFAULT_BAUD: u32 = 115_200;
 
 pub struct AtPort {
     stream: SerialStream,
@@ -21,10 +32,31 @@ pub struct AtPort {
     pub urcs: Vec<Vec<String>>,
 }
 
+/// What ends the wait for a response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Final,
+    /// A final result, or a quiet port once an answer line came (Wavecom's
+    /// `AT+CPIN?` ends without `OK`).
+    FinalOrQuiet,
+    /// The `> ` prompt (or an error final result).
+    Prompt,
+}
+
+fn gone(error: std::io::Error) -> AtError {
+    tracing::debug!(%error, "port i/o failed: taking the modem as unplugged");
+    AtError::Unplugged
+}
+
 impl AtPort {
     /// Opens `path` exclusively at 115200 baud.
     pub fn open(path: &str) -> Result<Self, AtError> {
-        let stream = tokio_serial::new(path, 115_200)
+        Self::open_with_baud(path, DEFAULT_BAUD)
+    }
+
+    /// Opens `path` exclusively at `baud`.
+    pub fn open_with_baud(path: &str, baud: u32) -> Result<Self, AtError> {
+        let stream = tokio_serial::new(path, baud)
             .open_native_async()
             .map_err(|e| AtError::Io(format!("opening {path}: {e}")))?;
         Ok(AtPort {
@@ -46,27 +78,85 @@ impl AtPort {
             command: Some(line.to_string()),
             response_prefix: Some(prefix.to_string()),
         };
-        let mut wire = line.as_bytes().to_vec();
-        wire.push(b'\r');
-        self.stream
-            .write_all(&wire)
-            .await
-            .map_err(|e| AtError::Io(e.to_string()))?;
-        // Wavecom answers `AT+CPIN?` with its `+CPIN:` line and no `OK`.
-        let final_optional = line.eq_ignore_ascii_case("AT+CPIN?");
-        match tokio::time::timeout(timeout, self.collect(&state, final_optional)).await {
+        self.write_line(line).await?;
+        let until = if line.eq_ignore_ascii_case("AT+CPIN?") {
+            Until::FinalOrQuiet
+        } else {
+            Until::Final
+        };
+        match tokio::time::timeout(timeout, self.collect(&state, until)).await {
             Ok(result) => result,
             Err(_) => Err(AtError::Timeout(timeout)),
         }
     }
 
-    /// Reads until a final result; with `final_optional`, a quiet port after
-    /// the answer line also ends the response.
-    async fn collect(
+    /// Runs a typed command with its own prefix and timeout.
+    pub async fn run(&mut self, command: &Command) -> Result<Vec<String>, AtError> {
+        self.command(&command.line, command.prefix, command.timeout)
+            .await
+    }
+
+    /// Runs a command that takes a PDU after the `> ` prompt (`AT+CMGS`,
+    /// `AT+CMGW`, `AT+CNMA=0,<len>`): the line, the prompt, the PDU ended
+    /// with Ctrl-Z, then the response. `timeout` covers the whole exchange.
+    pub async fn command_with_pdu(
         &mut self,
-        state: &DigestState,
-        final_optional: bool,
+        command: &Command,
+        pdu_hex: &str,
     ) -> Result<Vec<String>, AtError> {
+        let exchange = async {
+            let mut state = DigestState {
+                command: Some(command.line.clone()),
+                response_prefix: Some(command.prefix.to_string()),
+            };
+            self.write_line(&command.line).await?;
+            self.collect(&state, Until::Prompt).await?;
+            let mut wire = pdu_hex.as_bytes().to_vec();
+            wire.push(CTRL_Z);
+            self.stream.write_all(&wire).await.map_err(gone)?;
+            // With echo on, the modem repeats the PDU before answering.
+            state.command = Some(pdu_hex.to_string());
+            self.collect(&state, Until::Final).await
+        };
+        match tokio::time::timeout(command.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Leave the modem's PDU input mode so the next command is read.
+                let _ = self.stream.write_all(&[ESC]).await;
+                Err(AtError::Timeout(command.timeout))
+            }
+        }
+    }
+
+    /// Waits for bytes with no command in flight and digests them: URCs go to
+    /// [`AtPort::urcs`], stray lines and late final results are dropped.
+    /// Cancel-safe: bytes are only taken once the read has completed.
+    pub async fn read_unsolicited(&mut self) -> Result<(), AtError> {
+        let mut chunk = [0u8; 512];
+        let n = self.stream.read(&mut chunk).await.map_err(gone)?;
+        if n == 0 {
+            return Err(AtError::Unplugged);
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        let (found, used) = digest_all(&self.buf, &DigestState::default());
+        self.buf.drain(..used);
+        for digest in found {
+            match digest {
+                Digest::Urc(lines) => self.urcs.push(lines),
+                other => tracing::trace!(?other, "unsolicited output dropped"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_line(&mut self, line: &str) -> Result<(), AtError> {
+        let mut wire = line.as_bytes().to_vec();
+        wire.push(b'\r');
+        self.stream.write_all(&wire).await.map_err(gone)
+    }
+
+    /// Reads until `until` is met; information lines are returned.
+    async fn collect(&mut self, state: &DigestState, until: Until) -> Result<Vec<String>, AtError> {
         let mut lines = Vec::new();
         let mut chunk = [0u8; 512];
         loop {
@@ -74,20 +164,16 @@ impl AtPort {
             self.buf.drain(..used);
             for d in found {
                 match d {
-                    Digest::Echo | Digest::Prompt => {}
+                    Digest::Echo => {}
+                    Digest::Prompt if until == Until::Prompt => return Ok(lines),
+                    Digest::Prompt => {}
                     Digest::Line(l) => lines.push(l),
                     Digest::Urc(u) => self.urcs.push(u),
-                    Digest::Final(FinalResult::Ok) | Digest::Final(FinalResult::Connect(_)) => {
-                        return Ok(lines);
-                    }
-                    Digest::Final(FinalResult::Cme(t)) => return Err(AtError::cme(&t)),
-                    Digest::Final(FinalResult::Cms(t)) => return Err(AtError::cms(&t)),
-                    Digest::Final(FinalResult::NotSupported) => return Err(AtError::NotSupported),
-                    Digest::Final(_) => return Err(AtError::Error),
+                    Digest::Final(result) => return final_outcome(result, lines),
                 }
             }
             let read = self.stream.read(&mut chunk);
-            let n = if final_optional && !lines.is_empty() {
+            let n = if until == Until::FinalOrQuiet && !lines.is_empty() {
                 match tokio::time::timeout(QUIET_AFTER_ANSWER, read).await {
                     Ok(n) => n,
                     Err(_) => return Ok(lines),
@@ -95,11 +181,25 @@ impl AtPort {
             } else {
                 read.await
             }
-            .map_err(|e| AtError::Io(e.to_string()))?;
+            .map_err(gone)?;
             if n == 0 {
                 return Err(AtError::Unplugged);
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+}
+
+fn final_outcome(result: FinalResult, lines: Vec<String>) -> Result<Vec<String>, AtError> {
+    match result {
+        FinalResult::Ok | FinalResult::Connect(_) => Ok(lines),
+        FinalResult::Cme(t) => Err(AtError::cme(&t)),
+        FinalResult::Cms(t) => Err(AtError::cms(&t)),
+        FinalResult::NotSupported => Err(AtError::NotSupported),
+        FinalResult::Error => Err(AtError::Error),
+        FinalResult::NoCarrier => Err(AtError::CallEnded("NO CARRIER")),
+        FinalResult::Busy => Err(AtError::CallEnded("BUSY")),
+        FinalResult::NoAnswer => Err(AtError::CallEnded("NO ANSWER")),
+        FinalResult::NoDialtone => Err(AtError::CallEnded("NO DIALTONE")),
     }
 }

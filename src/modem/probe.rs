@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::error::AtError;
-use super::parse::{Registration, fields, parse_chld_test, parse_cpms, parse_creg, parse_csq};
+use super::init::{read_iccid, value};
+use super::parse::{
+    RegistrationStatus, fields, parse_chld_test, parse_cpms, parse_creg, parse_csq,
+};
 use super::port::AtPort;
 use super::profile::Profiles;
 
@@ -23,20 +26,11 @@ pub struct ProbeReport {
     pub msisdn: Option<String>,
     pub profile: String,
     pub signal_dbm: Option<i16>,
-    pub registration: Option<Registration>,
+    pub registration: Option<RegistrationStatus>,
     pub operator: Option<String>,
     pub storages: Vec<(String, u32, u32)>,
     pub chld: Vec<String>,
     pub pin_state: Option<String>,
-}
-
-/// The first line of a response with its `prefix` removed, or the first line.
-fn value(lines: &[String], prefix: &str) -> String {
-    lines
-        .iter()
-        .find(|l| !l.is_empty())
-        .map(|l| l.strip_prefix(prefix).unwrap_or(l).trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Probes the modem on `path`. Fails when the port cannot be opened or does
@@ -59,7 +53,8 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         .map(|l| value(&l, "+CGMR:"))
         .unwrap_or_default();
     let imei = value(&port.command("AT+CGSN", "+CGSN:", SHORT).await?, "+CGSN:");
-    let profile = profiles.detect(&manufacturer, &model).name.clone();
+    let detected = profiles.detect(&manufacturer, &model);
+    let profile = detected.name.clone();
     let pin_state = port
         .command("AT+CPIN?", "+CPIN:", SHORT)
         .await
@@ -70,7 +65,7 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         .await
         .ok()
         .map(|l| value(&l, "+CIMI:"));
-    let iccid = read_iccid(&mut port).await;
+    let iccid = read_iccid(&mut port, Some(detected)).await?;
     let msisdn = port
         .command("AT+CNUM", "+CNUM:", SHORT)
         .await
@@ -124,52 +119,4 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         chld,
         pin_state,
     })
-}
-
-/// The ICCID under whichever spelling the firmware uses: 3GPP has none, so
-/// vendors answer `+CCID`, `+ICCID` (SIMCom), `+QCCID` (Quectel) or `^ICCID`
-/// (Huawei).
-async fn read_iccid(port: &mut AtPort) -> Option<String> {
-    for (command, prefix) in [
-        ("AT+CCID", "+CCID:"),
-        ("AT+QCCID", "+QCCID:"),
-        ("AT^ICCID?", "^ICCID:"),
-        ("AT+ICCID", "+ICCID:"),
-    ] {
-        if let Ok(lines) = port.command(command, prefix, SHORT).await {
-            let raw = value(&lines, prefix).trim_matches('"').to_string();
-            let iccid = if prefix == "^ICCID:" {
-                unswap_nibbles(&raw)
-            } else {
-                raw
-            };
-            if !iccid.is_empty() {
-                return Some(iccid);
-            }
-        }
-    }
-    None
-}
-
-/// Huawei's `^ICCID` gives the ICCID as stored on the SIM: BCD with the digits
-/// of each byte swapped and `F` padding (3GPP TS 31.102 §4.2.2 EF_ICCID).
-fn unswap_nibbles(raw: &str) -> String {
-    let chars: Vec<char> = raw.chars().collect();
-    chars
-        .chunks(2)
-        .flat_map(|pair| pair.iter().rev())
-        .filter(|c| !c.eq_ignore_ascii_case(&'f'))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn huawei_iccid_is_nibble_swapped() {
-        assert_eq!(
-            super::unswap_nibbles("984411663647862149F7"),
-            "8944116663746812947"
-        );
-        assert_eq!(super::unswap_nibbles("98"), "89");
-    }
 }

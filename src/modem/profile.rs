@@ -195,6 +195,10 @@ pub struct Voice {
     /// The `+CHLD` values the network offers, as `AT+CHLD=?` lists them
     /// (`0`, `1`, `1x`, `2`, `2x`, `3` multiparty, `4` explicit call transfer).
     pub chld: Vec<String>,
+    /// The model reports every call change as a `+CLCC` line after
+    /// `AT+CLCC=1` (SIMCom); others answer `AT+CLCC=1` with an error.
+    #[serde(default)]
+    pub clcc_urc: bool,
 }
 
 impl Voice {
@@ -236,6 +240,10 @@ pub struct Driver {
     /// the delete-flag parameter.
     #[serde(default)]
     pub cmgd_without_flag: bool,
+    /// The command that ends every call; `AT+CHUP` (3GPP TS 27.007 §6.5)
+    /// when absent, with `ATH` (ITU-T V.250 §6.3.6) tried when it fails.
+    #[serde(default)]
+    pub hangup: Option<String>,
 }
 
 impl Profile {

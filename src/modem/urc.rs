@@ -2,7 +2,7 @@
 //! digester groups into `Digest::Urc`.
 
 use super::error::AtError;
-use super::parse::{CallLine, Registration, fields, parse_clcc, parse_cmti, parse_creg};
+use super::parse::{Call, RegistrationStatus, fields, parse_clcc, parse_cmti, parse_creg};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Urc {
@@ -34,7 +34,7 @@ pub enum Urc {
     CallWaiting {
         number: Option<String>,
     },
-    Call(CallLine),
+    Call(Call),
     /// `NO CARRIER` or `BUSY` with no command in flight: a call ended.
     CallEnded {
         busy: bool,
@@ -44,7 +44,7 @@ pub enum Urc {
         status: u8,
         text: Option<String>,
     },
-    Registration(Registration),
+    Registration(RegistrationStatus),
     /// Vendor noise recognised and ignored (`^RSSI`, `RDY`, `+QIND`, …).
     Ignored,
 }
@@ -159,7 +159,10 @@ mod tests {
         );
         assert_eq!(urc(&["BUSY"]), Urc::CallEnded { busy: true });
         assert_eq!(urc(&["^RSSI: 17"]), Urc::Ignored);
-        assert_eq!(urc(&["+CREG: 1"]), Urc::Registration(Registration::Home));
+        assert_eq!(
+            urc(&["+CREG: 1"]),
+            Urc::Registration(RegistrationStatus::Home)
+        );
         assert!(parse_urc(&["+CMTI: \"SM\",x".to_string()]).is_err());
     }
 }

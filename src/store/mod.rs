@@ -9,6 +9,7 @@
 //! second backend can implement the same calls.
 
 mod api_queries;
+mod import;
 mod inbound;
 mod migrations;
 mod pool;
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use import::ImportedSession;
 pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;

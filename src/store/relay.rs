@@ -218,6 +218,21 @@ impl Store {
         .await
     }
 
+    /// The session an interaction belongs to, if any.
+    pub async fn interaction_session(
+        &self,
+        interaction_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
+                .query_row(params![interaction_id], |row| row.get(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
     /// On start-up: rows a crash left `sending` go back to `queued`. The
     /// modem may have sent one already, so a crash costs at most one
     /// duplicate per row, never a lost message. Returns how many were requeued.

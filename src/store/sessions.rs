@@ -173,7 +173,7 @@ pub(super) fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord
         .ok_or_else(|| StoreError::NoSuchSession(id.to_string()))
 }
 
-fn audit(
+pub(super) fn audit(
     tx: &Transaction<'_>,
     now: OffsetDateTime,
     actor: &str,

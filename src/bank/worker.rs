@@ -1,0 +1,388 @@
+//! One SIM's worker: turns its modem's events into bank events, reads
+//! stored messages (and lists what is already stored on start and after
+//! every re-plug), polls health, and resets a modem that stops answering:
+//! `AT+CFUN=1,1`, then the power-cycle command, then quarantine.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Bank, BankEvent, InboundSms, SimState};
+use crate::modem::actor::{ModemEvent, ModemHandle, StoredSms};
+use crate::modem::error::AtError;
+
+/// Consecutive unanswered polls after which the modem is taken as stuck.
+const UNANSWERED_BEFORE_RESET: u32 = 3;
+/// How long a reset or power cycle may take to bring the modem back.
+const RECOVERY_WAIT: Duration = Duration::from_secs(15);
+/// How long the power-cycle command may run.
+const POWER_CYCLE_LIMIT: Duration = Duration::from_secs(30);
+
+struct Worker {
+    bank: Bank,
+    iccid: String,
+    handle: ModemHandle,
+    /// Stored messages handed on and not yet confirmed: a `+CMTI` for one
+    /// already listed is not handed on twice.
+    outstanding: Arc<Mutex<HashSet<(String, u32)>>>,
+    unanswered: u32,
+    /// A read failed: list everything at the next poll.
+    relist: bool,
+}
+
+pub(super) async fn run(
+    bank: Bank,
+    iccid: String,
+    handle: ModemHandle,
+    mut events: mpsc::Receiver<ModemEvent>,
+    stop: CancellationToken,
+) {
+    let mut worker = Worker {
+        bank,
+        iccid,
+        handle,
+        outstanding: Arc::default(),
+        unanswered: 0,
+        relist: false,
+    };
+    worker
+        .bank
+        .emit(BankEvent::SimUp {
+            iccid: worker.iccid.clone(),
+        })
+        .await;
+    worker.hand_on_stored().await;
+    worker.poll().await;
+    let interval = worker
+        .bank
+        .shared
+        .config
+        .poll_interval
+        .max(Duration::from_millis(100));
+    let mut next_poll = Instant::now() + interval;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            event = events.recv() => match event {
+                Some(event) => worker.on_event(event).await,
+                // The actor stopped (shut down, replaced).
+                None => return,
+            },
+            () = tokio::time::sleep_until(next_poll) => {
+                next_poll = Instant::now() + interval;
+                if worker.state() == Some(SimState::Quarantined) {
+                    continue;
+                }
+                if worker.relist {
+                    worker.relist = false;
+                    worker.hand_on_stored().await;
+                }
+                worker.poll().await;
+            }
+        }
+    }
+}
+
+/// The last four digits of an ICCID, for log lines.
+pub(super) fn tail(id: &str) -> String {
+    let skip = id.chars().count().saturating_sub(4);
+    id.chars().skip(skip).collect()
+}
+
+impl Worker {
+    fn state(&self) -> Option<SimState> {
+        self.bank
+            .lock_sims()
+            .get(&self.iccid)
+            .map(|sim| sim.status.state)
+    }
+
+    async fn emit(&self, event: BankEvent) {
+        self.bank.emit(event).await;
+    }
+
+    async fn on_event(&mut self, event: ModemEvent) {
+        match event {
+            ModemEvent::SmsStored { storage, index }
+            | ModemEvent::StatusReportStored { storage, index } => {
+                match self.handle.read_sms(&storage, index).await {
+                    Ok(sms) => self.hand_on(sms).await,
+                    Err(error) => {
+                        tracing::warn!(%storage, index, %error, "stored message unreadable; listing later");
+                        self.relist = true;
+                    }
+                }
+            }
+            ModemEvent::SmsDirect { pdu_hex } => {
+                let sms = InboundSms {
+                    status_report: is_status_report(&pdu_hex),
+                    pdu_hex,
+                    location: None,
+                    handle: self.handle.clone(),
+                    outstanding: self.outstanding.clone(),
+                };
+                self.emit(BankEvent::Inbound {
+                    iccid: self.iccid.clone(),
+                    sms,
+                })
+                .await;
+            }
+            ModemEvent::Unplugged => {
+                self.bank.update(&self.iccid, |s| {
+                    s.state = SimState::Unplugged;
+                    s.healthy = false;
+                    s.last_error = Some("modem unplugged".into());
+                });
+                self.emit(BankEvent::SimDown {
+                    iccid: self.iccid.clone(),
+                    reason: "modem unplugged".into(),
+                })
+                .await;
+            }
+            ModemEvent::Replugged => {
+                self.unanswered = 0;
+                let identity = self.handle.identity();
+                self.bank.update(&self.iccid, |s| {
+                    s.state = SimState::Up;
+                    s.healthy = true;
+                    s.last_error = None;
+                    s.recoveries = 0;
+                    s.port = identity.path.clone();
+                });
+                self.emit(BankEvent::SimUp {
+                    iccid: self.iccid.clone(),
+                })
+                .await;
+                // What arrived while the modem was away is on the SIM now.
+                self.outstanding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
+                self.hand_on_stored().await;
+                self.poll().await;
+            }
+            ModemEvent::Registration(registration) => {
+                let changed = self.bank.update(&self.iccid, |s| {
+                    s.registration = Some(status_name(&registration));
+                    s.roaming = registration.roaming;
+                });
+                if changed {
+                    self.emit(BankEvent::Health {
+                        iccid: self.iccid.clone(),
+                    })
+                    .await;
+                }
+            }
+            event => {
+                self.emit(BankEvent::Modem {
+                    iccid: self.iccid.clone(),
+                    event,
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Hands on one stored message unless it is already waiting for its
+    /// confirmation.
+    async fn hand_on(&self, sms: StoredSms) {
+        let key = (sms.storage.clone(), sms.index);
+        if !self
+            .outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        let inbound = InboundSms {
+            status_report: is_status_report(&sms.pdu_hex),
+            pdu_hex: sms.pdu_hex,
+            location: Some((sms.storage, sms.index)),
+            handle: self.handle.clone(),
+            outstanding: self.outstanding.clone(),
+        };
+        self.emit(BankEvent::Inbound {
+            iccid: self.iccid.clone(),
+            sms: inbound,
+        })
+        .await;
+    }
+
+    /// Lists every stored message and hands on those not yet handed on:
+    /// nothing left on a SIM is forgotten.
+    async fn hand_on_stored(&mut self) {
+        match self.handle.list_sms().await {
+            Ok(stored) => {
+                for sms in stored {
+                    // Sent or unsent drafts are not inbound traffic.
+                    if sms.status <= 1 {
+                        self.hand_on(sms).await;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "listing stored messages failed; trying again later");
+                self.relist = true;
+            }
+        }
+    }
+
+    /// One health poll: signal and registration.
+    async fn poll(&mut self) {
+        let answer = async {
+            let signal = self.handle.signal().await?;
+            let registration = self.handle.registration().await?;
+            Ok::<_, AtError>((signal, registration))
+        }
+        .await;
+        match answer {
+            Ok((signal, registration)) => {
+                self.unanswered = 0;
+                let changed = self.bank.update(&self.iccid, |s| {
+                    s.signal_dbm = signal.dbm;
+                    s.registration = Some(status_name(&registration));
+                    s.roaming = registration.roaming;
+                    s.operator = registration.operator.clone();
+                    s.healthy = s.state == SimState::Up && registration.registered();
+                    s.recoveries = 0;
+                });
+                if changed {
+                    self.emit(BankEvent::Health {
+                        iccid: self.iccid.clone(),
+                    })
+                    .await;
+                }
+            }
+            // The actor is reopening the port; Replugged will follow.
+            Err(AtError::Unplugged) => {}
+            Err(AtError::Stopped) => {}
+            Err(error) => {
+                self.unanswered += 1;
+                tracing::debug!(%error, unanswered = self.unanswered, "health poll failed");
+                self.bank.update(&self.iccid, |s| {
+                    s.last_error = Some(error.to_string());
+                });
+                if self.unanswered >= UNANSWERED_BEFORE_RESET {
+                    self.unanswered = 0;
+                    self.recover().await;
+                }
+            }
+        }
+    }
+
+    /// Reset, then power cycle; quarantine after too many failed tries.
+    async fn recover(&mut self) {
+        let config = &self.bank.shared.config;
+        let reason = "modem stopped answering; resetting".to_string();
+        self.bank.update(&self.iccid, |s| {
+            s.state = SimState::Resetting;
+            s.healthy = false;
+        });
+        self.emit(BankEvent::SimDown {
+            iccid: self.iccid.clone(),
+            reason: reason.clone(),
+        })
+        .await;
+        tracing::warn!("modem stopped answering: AT+CFUN=1,1");
+        if let Err(error) = self.handle.reset().await {
+            tracing::debug!(%error, "reset command failed");
+        }
+        let mut back = self.wait_until_answering().await;
+        if !back && let Some(command) = config.power_cycle_command.clone() {
+            let port = self.handle.identity().path;
+            power_cycle(&command, &port).await;
+            back = self.wait_until_answering().await;
+        }
+        if back {
+            tracing::info!("modem answers again after recovery");
+            self.bank.update(&self.iccid, |s| {
+                s.state = SimState::Up;
+                s.healthy = true;
+                s.last_error = None;
+                s.recoveries = 0;
+            });
+            self.emit(BankEvent::SimUp {
+                iccid: self.iccid.clone(),
+            })
+            .await;
+            return;
+        }
+        let quarantine_after = config.quarantine_after.max(1);
+        let mut quarantined = false;
+        self.bank.update(&self.iccid, |s| {
+            s.recoveries += 1;
+            if s.recoveries >= quarantine_after {
+                quarantined = true;
+                s.state = SimState::Quarantined;
+                s.last_error = Some(format!(
+                    "quarantined: no answer after {} reset(s){}",
+                    s.recoveries,
+                    if config.power_cycle_command.is_some() {
+                        " and power cycle(s)"
+                    } else {
+                        ""
+                    }
+                ));
+            } else {
+                s.state = SimState::Up;
+                s.last_error = Some("reset did not bring the modem back".into());
+            }
+        });
+        if quarantined {
+            tracing::error!("modem quarantined after repeated failed recoveries");
+            self.emit(BankEvent::SimDown {
+                iccid: self.iccid.clone(),
+                reason: "quarantined after repeated failed recoveries".into(),
+            })
+            .await;
+        }
+    }
+
+    /// Pings until the modem answers or the recovery wait is over.
+    async fn wait_until_answering(&self) -> bool {
+        let deadline = Instant::now() + RECOVERY_WAIT;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.handle.ping().await.is_ok() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Runs the operator's power-cycle command with `{port}` substituted.
+async fn power_cycle(command: &str, port: &str) {
+    let line = command.replace("{port}", port);
+    tracing::warn!(command = %line, "power cycling the modem");
+    let run = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .kill_on_drop(true)
+        .status();
+    match tokio::time::timeout(POWER_CYCLE_LIMIT, run).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => tracing::warn!(%status, "power-cycle command failed"),
+        Ok(Err(error)) => tracing::warn!(%error, "power-cycle command did not run"),
+        Err(_) => tracing::warn!("power-cycle command timed out"),
+    }
+}
+
+fn status_name(registration: &crate::modem::parse::Registration) -> String {
+    serde_json::to_value(registration.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// TP-MTI `10` (3GPP TS 23.040 §9.2.3.1): an SMS-STATUS-REPORT.
+fn is_status_report(pdu_hex: &str) -> bool {
+    crate::modem::pdu::decode_hex(pdu_hex, true)
+        .map(|d| matches!(d.pdu.tpdu, crate::modem::pdu::Tpdu::StatusReport(_)))
+        .unwrap_or(false)
+}

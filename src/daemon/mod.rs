@@ -1,0 +1,183 @@
+//! `simmask run`: the appliance. Wires the bank of modems, the store, the
+//! relay (inbound intake and the per-SIM outbox workers), the periodic
+//! sweeps and the API, and shuts them down in order.
+//!
+//! ```text
+//! bank ──BankEvent──► router ──► store ──► outbox worker (per SIM) ──► bank
+//!                        │                       │
+//!                        └──────► event bus ◄────┘──► API / SSE / metrics
+//! ```
+
+pub mod demo;
+mod pool;
+mod router;
+mod sweeper;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::bank::{Bank, BankConfig};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::modem::profile::Profiles;
+use crate::store::{Store, StoreError};
+
+pub use pool::LivePool;
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("api listen {listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("modem profiles: {0}")]
+    Profiles(#[from] crate::modem::profile::ProfileError),
+}
+
+/// How the daemon is run.
+#[derive(Default)]
+pub struct RunOptions {
+    /// `SIMMASK_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Cancelled to shut down (SIGTERM in `simmask run`).
+    pub stop: CancellationToken,
+    /// Told the API's bound address once everything runs.
+    pub ready: Option<oneshot::Sender<SocketAddr>>,
+}
+
+/// The bank's settings from the configuration.
+pub fn bank_config(config: &Config) -> Result<BankConfig, DaemonError> {
+    let profiles = match &config.modems.profiles_dir {
+        Some(dir) => Profiles::load_dir(dir)?,
+        None => Profiles::builtin(),
+    };
+    Ok(BankConfig {
+        ports: config.modems.ports.clone(),
+        profiles,
+        poll_interval: Duration::from_secs(config.modems.poll_interval_seconds.max(1)),
+        power_cycle_command: config.modems.power_cycle_command.clone(),
+        quarantine_after: config.modems.quarantine_after,
+        pins: config
+            .sims
+            .iter()
+            .filter_map(|sim| Some((sim.iccid.clone(), sim.pin.clone()?)))
+            .collect(),
+        msisdn_for_iccid: config
+            .sims
+            .iter()
+            .filter_map(|sim| Some((sim.iccid.clone(), sim.msisdn.as_ref()?.e164().to_string())))
+            .collect(),
+        baud: config.modems.baud,
+    })
+}
+
+/// Runs the appliance until `options.stop` is cancelled.
+pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.store.path)?;
+    let requeued = store
+        .requeue_stuck_sending(OffsetDateTime::now_utc())
+        .await?;
+    if requeued > 0 {
+        tracing::warn!(
+            requeued,
+            "messages were being sent when simmask stopped: sending them again (at most one duplicate each)"
+        );
+    }
+    let events = EventBus::new();
+    let stop = options.stop;
+
+    // The API (and /healthz) first, so a supervisor sees the daemon alive
+    // while modems are still being found.
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            listen: config.api.listen.clone(),
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            listen: config.api.listen.clone(),
+            source,
+        })?;
+
+    let (bank, bank_events) = Bank::start(bank_config(&config)?).await;
+    let pool = Arc::new(LivePool::new(bank.clone()));
+    let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());
+    state.admin_token = options.admin_token;
+    state.default_region = config.numbers.default_region.clone();
+    state.default_ttl = (config.sessions.default_ttl_seconds > 0).then(|| {
+        time::Duration::seconds(
+            i64::try_from(config.sessions.default_ttl_seconds).unwrap_or(i64::MAX),
+        )
+    });
+    state.sticky = config.sessions.sticky;
+    let api_stop = CancellationToken::new();
+    let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
+
+    let workers_stop = CancellationToken::new();
+    let router = router::Router::new(
+        config.clone(),
+        store.clone(),
+        bank.clone(),
+        events.clone(),
+        workers_stop.clone(),
+    );
+    let sweeper = tokio::spawn(sweeper::run(
+        config.clone(),
+        store.clone(),
+        bank.clone(),
+        events.clone(),
+        router.wakers(),
+        stop.clone(),
+    ));
+
+    if let Some(ready) = options.ready {
+        let _ = ready.send(address);
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(%address, "simmask running");
+
+    let router_task = tokio::spawn(router.run(bank_events, stop.clone()));
+    stop.cancelled().await;
+    tracing::info!("shutting down: finishing sends in flight");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    workers_stop.cancel();
+    if let Ok(workers) = router_task.await {
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+    let _ = sweeper.await;
+    api_stop.cancel();
+    let _ = api_task.await;
+    tracing::info!("simmask stopped");
+    Ok(())
+}
+
+/// Cancels `stop` on SIGINT or SIGTERM. The handlers are installed before
+/// this returns, so a signal right after start-up is never missed.
+pub fn stop_on_signals(stop: CancellationToken) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        stop.cancel();
+    });
+    Ok(())
+}

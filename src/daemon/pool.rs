@@ -1,0 +1,112 @@
+//! The bank as the rest of the daemon sees it: the pool for allocation and
+//! the API, and each SIM as the sending side of its outbox worker.
+
+use futures::future::BoxFuture;
+use time::OffsetDateTime;
+
+use crate::api::PoolView;
+use crate::bank::{Bank, SimStatus};
+use crate::modem::error::AtError;
+use crate::number::PhoneNumber;
+use crate::sms::worker::{SendError, SmsSink};
+use crate::store::{LiveSim, SimStatusRecord};
+
+/// The live pool, read from the bank on each call.
+pub struct LivePool {
+    bank: Bank,
+}
+
+impl LivePool {
+    pub fn new(bank: Bank) -> Self {
+        Self { bank }
+    }
+}
+
+impl PoolView for LivePool {
+    fn sim_statuses(&self) -> Vec<SimStatusRecord> {
+        self.bank.sims().iter().map(status_record).collect()
+    }
+
+    fn ussd(&self, iccid: String, code: String) -> BoxFuture<'static, Result<String, String>> {
+        let handle = self.bank.handle(&iccid);
+        Box::pin(async move {
+            let Some(handle) = handle else {
+                return Err(format!("SIM {iccid} is not in a working modem now"));
+            };
+            handle.ussd(&code).await.map_err(|error| error.to_string())
+        })
+    }
+
+    fn live_sims(&self) -> Vec<LiveSim> {
+        self.bank
+            .sims()
+            .iter()
+            .map(|sim| LiveSim {
+                iccid: sim.iccid.clone(),
+                healthy: sim.healthy,
+                signal_dbm: sim.signal_dbm.map(i32::from),
+                voice_capable: sim.voice_method.is_some(),
+            })
+            .collect()
+    }
+}
+
+/// What the store keeps of a SIM's live state.
+pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
+    SimStatusRecord {
+        iccid: sim.iccid.clone(),
+        state: sim.state.as_str().to_string(),
+        healthy: sim.healthy,
+        signal_dbm: sim.signal_dbm.map(i32::from),
+        registration: sim.registration.clone().unwrap_or_default(),
+        roaming: sim.roaming,
+        operator: sim.operator.clone().unwrap_or_default(),
+        voice_method: sim.voice_method.clone(),
+        port: sim.port.clone(),
+        last_error: sim.last_error.clone().unwrap_or_default(),
+        updated_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// One SIM as its outbox worker's sending side. The handle is looked up on
+/// each send, so a SIM that comes back on another port keeps its worker.
+pub struct BankSink {
+    bank: Bank,
+    iccid: String,
+}
+
+impl BankSink {
+    pub fn new(bank: Bank, iccid: String) -> Self {
+        Self { bank, iccid }
+    }
+}
+
+impl SmsSink for BankSink {
+    async fn send_sms(
+        &self,
+        to: &PhoneNumber,
+        text: &str,
+        status_report: bool,
+    ) -> Result<Vec<u8>, SendError> {
+        let Some(handle) = self.bank.handle(&self.iccid) else {
+            return Err(SendError::Unplugged);
+        };
+        handle
+            .send_sms(to.e164(), text, status_report)
+            .await
+            .map_err(|error| match error {
+                // 500 is 27.005's "unknown error": a verbose error without
+                // its number is retried like one.
+                AtError::Cms { code, .. } => SendError::Cms(code.unwrap_or(500)),
+                AtError::Unplugged => SendError::Unplugged,
+                _ => SendError::Timeout,
+            })
+    }
+
+    fn healthy(&self) -> bool {
+        self.bank
+            .sims()
+            .iter()
+            .any(|sim| sim.iccid == self.iccid && sim.healthy)
+    }
+}

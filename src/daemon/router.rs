@@ -1,0 +1,381 @@
+//! Turns the bank's events into decisions: SIMs join the pool and get an
+//! outbox worker, received PDUs go through intake into the store (and only
+//! then are deleted from the SIM), delivery reports update interactions.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::pool::{BankSink, status_record};
+use crate::bank::{Bank, BankEvent, InboundSms};
+use crate::config::Config;
+use crate::events::{Event, EventBus};
+use crate::modem::actor::ModemEvent;
+use crate::number::PhoneNumber;
+use crate::sms::intake::{Intake, intake};
+use crate::sms::schedule::RateLimiter;
+use crate::sms::worker::OutboxWorker;
+use crate::store::{DeliveryStatus, InboundOutcome, ModemRecord, Store};
+
+/// The wake-up of each SIM's outbox worker, by ICCID.
+pub type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
+
+/// Wakes the worker of `iccid`, if it runs.
+pub fn wake(wakers: &Wakers, iccid: &str) {
+    if let Some(notify) = wakers.lock().ok().and_then(|w| w.get(iccid).cloned()) {
+        notify.notify_one();
+    }
+}
+
+pub struct Router {
+    config: Arc<Config>,
+    store: Store,
+    bank: Bank,
+    events: EventBus,
+    wakers: Wakers,
+    /// The SIM's own number, by ICCID, once known.
+    numbers: HashMap<String, PhoneNumber>,
+    workers: Vec<JoinHandle<()>>,
+    workers_stop: CancellationToken,
+}
+
+impl Router {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        bank: Bank,
+        events: EventBus,
+        workers_stop: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            bank,
+            events,
+            wakers: Wakers::default(),
+            numbers: HashMap::new(),
+            workers: Vec::new(),
+            workers_stop,
+        }
+    }
+
+    pub fn wakers(&self) -> Wakers {
+        self.wakers.clone()
+    }
+
+    /// Handles bank events until `stop`; returns the outbox workers so the
+    /// caller can wait for their sends in flight.
+    pub async fn run(
+        mut self,
+        mut bank_events: mpsc::Receiver<BankEvent>,
+        stop: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => break,
+                event = bank_events.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            self.handle(event).await;
+        }
+        self.workers
+    }
+
+    async fn handle(&mut self, event: BankEvent) {
+        match event {
+            BankEvent::SimUp { iccid } => self.sim_up(iccid).await,
+            BankEvent::SimDown { iccid, reason } => {
+                tracing::warn!(%iccid, %reason, "SIM down");
+                self.save_status(&iccid).await;
+                let imei = self
+                    .bank
+                    .sims()
+                    .into_iter()
+                    .find(|s| s.iccid == iccid)
+                    .and_then(|s| s.imei)
+                    .unwrap_or_default();
+                self.events.publish(Event::ModemDown { imei, reason });
+            }
+            BankEvent::Health { iccid } => self.save_status(&iccid).await,
+            BankEvent::Inbound { iccid, sms } => self.inbound(iccid, sms).await,
+            BankEvent::Modem { iccid, event } => self.modem_event(iccid, event).await,
+        }
+    }
+
+    async fn save_status(&self, iccid: &str) {
+        if !self.numbers.contains_key(iccid) {
+            return;
+        }
+        if let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid)
+            && let Err(error) = self.store.save_sim_status(status_record(&status)).await
+        {
+            tracing::error!(%iccid, %error, "cannot save the SIM's status");
+        }
+    }
+
+    async fn sim_up(&mut self, iccid: String) {
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
+            return;
+        };
+        let configured = self.config.sim(&iccid).and_then(|s| s.msisdn.clone());
+        let reported = status
+            .msisdn
+            .as_deref()
+            .and_then(|n| PhoneNumber::from_e164(n).ok());
+        // The configuration wins: SIMs often store a wrong or empty +CNUM.
+        let Some(msisdn) = configured.or(reported) else {
+            tracing::error!(
+                %iccid,
+                "the SIM does not know its own number: set it with [[sims]] iccid = \"{iccid}\", msisdn = \"+...\""
+            );
+            return;
+        };
+        let now = OffsetDateTime::now_utc();
+        if let Some(handle) = self.bank.handle(&iccid)
+            && let identity = handle.identity()
+            && let Some(imei) = identity.imei.clone()
+        {
+            let modem = ModemRecord {
+                imei,
+                manufacturer: identity.manufacturer.clone(),
+                model: identity.model.clone(),
+                revision: identity.revision.clone(),
+                profile: identity.profile.clone(),
+                port: status.port.clone(),
+            };
+            if let Err(error) = self.store.upsert_modem(modem, now).await {
+                tracing::error!(%iccid, %error, "cannot record the modem");
+            }
+        }
+        if let Err(error) = self
+            .store
+            .upsert_sim(
+                iccid.clone(),
+                msisdn.clone(),
+                status.imsi.clone().unwrap_or_default(),
+                status.imei.clone(),
+                now,
+            )
+            .await
+        {
+            tracing::error!(%iccid, %error, "cannot record the SIM");
+            return;
+        }
+        self.numbers.insert(iccid.clone(), msisdn);
+        self.save_status(&iccid).await;
+        self.ensure_worker(&iccid);
+        wake(&self.wakers, &iccid);
+        tracing::info!(%iccid, port = %status.port, "SIM up");
+        self.events.publish(Event::ModemUp {
+            imei: status.imei.unwrap_or_default(),
+            port: status.port,
+        });
+    }
+
+    fn ensure_worker(&mut self, iccid: &str) {
+        let Ok(mut wakers) = self.wakers.lock() else {
+            return;
+        };
+        if wakers.contains_key(iccid) {
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        wakers.insert(iccid.to_string(), wake.clone());
+        let sms = &self.config.sms;
+        let worker = OutboxWorker {
+            store: self.store.clone(),
+            sink: BankSink::new(self.bank.clone(), iccid.to_string()),
+            proxy_iccid: iccid.to_string(),
+            limiter: RateLimiter::new(sms.per_minute, sms.per_day),
+            max_attempts: sms.max_attempts,
+            wall_at_start: OffsetDateTime::now_utc(),
+            started: tokio::time::Instant::now(),
+            wake,
+            stop: self.workers_stop.clone(),
+            events: self.events.clone(),
+        };
+        let iccid = iccid.to_string();
+        self.workers.push(tokio::spawn(async move {
+            if let Err(error) = worker.run().await {
+                tracing::error!(%iccid, %error, "outbox worker stopped");
+            }
+        }));
+    }
+
+    fn home_region(&self, iccid: &str) -> Option<String> {
+        self.numbers
+            .get(iccid)
+            .and_then(PhoneNumber::region)
+            .or_else(|| self.config.numbers.default_region.clone())
+    }
+
+    /// One received PDU: committed to the store, then deleted from the SIM.
+    async fn inbound(&mut self, iccid: String, sms: InboundSms) {
+        let region = self.home_region(&iccid);
+        let stored = match intake(
+            &iccid,
+            region.as_deref(),
+            &sms.pdu_hex,
+            sms.location.clone(),
+        ) {
+            Ok(Intake::Part(part)) => self.accept(part).await,
+            Ok(Intake::StatusReport {
+                message_reference,
+                status,
+            }) => {
+                self.delivery_report(&iccid, message_reference, status)
+                    .await
+            }
+            Ok(Intake::Unroutable { reason }) => {
+                tracing::info!(%iccid, %reason, "received SMS not relayed");
+                true
+            }
+            Err(error) => {
+                // Left on the SIM: a later version may read it; deleting
+                // would lose it.
+                tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
+                false
+            }
+        };
+        if stored && let Err(error) = sms.confirm_stored().await {
+            // Stored but not deleted: it is read again later and
+            // recognised as a duplicate.
+            tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+        }
+    }
+
+    /// Accepts a part; `true` once it is durably stored.
+    async fn accept(&mut self, part: crate::store::InboundPart) -> bool {
+        let iccid = part.proxy_iccid.clone();
+        let policy = self.config.out_of_session.clone();
+        match self
+            .store
+            .accept_inbound(part, policy, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(outcome) => {
+                match &outcome {
+                    InboundOutcome::Relayed { interaction_id } => {
+                        wake(&self.wakers, &iccid);
+                        let session_id = self.session_of(*interaction_id).await;
+                        self.events.publish(Event::MessageRelayed {
+                            session_id,
+                            interaction_id: *interaction_id,
+                            parts: 1,
+                        });
+                    }
+                    InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
+                        wake(&self.wakers, &iccid);
+                    }
+                    InboundOutcome::Dropped { reason, .. } => {
+                        tracing::info!(%iccid, %reason, "inbound SMS not relayed");
+                    }
+                    InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
+                }
+                tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
+                true
+            }
+            Err(error) => {
+                tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
+                false
+            }
+        }
+    }
+
+    async fn session_of(&self, interaction_id: i64) -> Option<String> {
+        self.store
+            .interaction_session(interaction_id)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn delivery_report(
+        &self,
+        iccid: &str,
+        message_reference: u8,
+        status: Option<DeliveryStatus>,
+    ) -> bool {
+        let Some(status) = status else {
+            return true;
+        };
+        match self
+            .store
+            .record_delivery_report(
+                iccid.to_string(),
+                message_reference,
+                status,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        {
+            Ok(Some(interaction_id)) => {
+                let session_id = self.session_of(interaction_id).await;
+                self.events.publish(match status {
+                    DeliveryStatus::Delivered => Event::MessageDelivered {
+                        session_id,
+                        interaction_id,
+                    },
+                    DeliveryStatus::Failed => Event::MessageFailed {
+                        session_id,
+                        interaction_id,
+                        reason: "the network could not deliver it".into(),
+                    },
+                });
+                true
+            }
+            Ok(None) => true,
+            Err(error) => {
+                tracing::error!(%iccid, %error, "cannot record a delivery report");
+                false
+            }
+        }
+    }
+
+    async fn modem_event(&mut self, iccid: String, event: ModemEvent) {
+        match event {
+            ModemEvent::StatusReport { pdu_hex } => {
+                let region = self.home_region(&iccid);
+                if let Ok(Intake::StatusReport {
+                    message_reference,
+                    status,
+                }) = intake(&iccid, region.as_deref(), &pdu_hex, None)
+                {
+                    self.delivery_report(&iccid, message_reference, status)
+                        .await;
+                }
+            }
+            ModemEvent::StatusReportStored { storage, index } => {
+                let Some(handle) = self.bank.handle(&iccid) else {
+                    return;
+                };
+                match handle.read_sms(&storage, index).await {
+                    Ok(stored) => {
+                        let region = self.home_region(&iccid);
+                        let done = match intake(&iccid, region.as_deref(), &stored.pdu_hex, None) {
+                            Ok(Intake::StatusReport {
+                                message_reference,
+                                status,
+                            }) => {
+                                self.delivery_report(&iccid, message_reference, status)
+                                    .await
+                            }
+                            _ => true,
+                        };
+                        if done && let Err(error) = handle.delete_sms(&storage, index).await {
+                            tracing::warn!(%iccid, %error, "cannot delete a status report");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
+                }
+            }
+            other => tracing::debug!(%iccid, event = ?other, "modem event"),
+        }
+    }
+}

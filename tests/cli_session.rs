@@ -1,0 +1,187 @@
+//! `simmask session open|list|close`, `backup`, `erase` and `doctor` as
+//! processes over a store that a daemon filled (here seeded through the
+//! library, as the daemon does).
+
+use std::process::Command;
+
+use serde_json::Value;
+use simmask::number::PhoneNumber;
+use simmask::store::{SimStatusRecord, Store};
+use time::OffsetDateTime;
+
+fn simmask(config: &std::path::Path, args: &[&str]) -> (i32, Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("simmask runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        output.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+async fn seeded(dir: &std::path::Path, healthy: bool) -> std::path::PathBuf {
+    let db = dir.join("simmask.db");
+    let store = Store::open(&db).unwrap();
+    let now = OffsetDateTime::now_utc();
+    for (iccid, msisdn) in [
+        ("8944000000000000011", "+447700900111"),
+        ("8944000000000000022", "+447700900222"),
+    ] {
+        store
+            .upsert_sim(
+                iccid.into(),
+                PhoneNumber::from_e164(msisdn).unwrap(),
+                String::new(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .save_sim_status(SimStatusRecord {
+                iccid: iccid.into(),
+                state: "up".into(),
+                healthy,
+                signal_dbm: Some(-70),
+                registration: "home".into(),
+                roaming: false,
+                operator: "Virtual".into(),
+                voice_method: Some("transfer".into()),
+                port: "/dev/ttyUSB0".into(),
+                last_error: String::new(),
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+    }
+    let config = dir.join("simmask.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[modems]\nports = [\"{}/tty*\"]\n[numbers]\ndefault_region = \"GB\"\n",
+            db.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[tokio::test]
+async fn sessions_open_list_close_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = seeded(dir.path(), true).await;
+
+    let (code, first, stderr) = simmask(
+        &config,
+        &[
+            "session",
+            "open",
+            "07911123456",
+            "+447912345678",
+            "--ttl",
+            "2h",
+            "--mode",
+            "sms",
+            "--label",
+            "ride 7",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        first["participants"][0], "+447911123456",
+        "national number read in GB"
+    );
+    assert_eq!(first["mode"], "sms");
+    assert_eq!(first["status"], "open");
+    assert!(first["expires_at"].is_string(), "{first}");
+    assert!(
+        first["proxy_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("+447700900")
+    );
+
+    // The same person again goes to the other proxy; a third time there is none.
+    let (code, second, _) = simmask(
+        &config,
+        &["session", "open", "+447911123456", "+447911000111"],
+    );
+    assert_eq!(code, 0);
+    assert_ne!(second["proxy_number"], first["proxy_number"]);
+    let (code, _, stderr) = simmask(
+        &config,
+        &["session", "open", "+447911123456", "+447911000222"],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no free proxy"), "{stderr}");
+
+    let (code, _, stderr) = simmask(
+        &config,
+        &["session", "open", "+447911123456", "not-a-number"],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("participant"), "{stderr}");
+    let (_, _, stderr) = simmask(
+        &config,
+        &[
+            "session",
+            "open",
+            "+447911123456",
+            "+447911000333",
+            "--ttl",
+            "soon",
+        ],
+    );
+    assert!(stderr.contains("--ttl"), "{stderr}");
+
+    let (code, list, _) = simmask(&config, &["session", "list", "--status", "open"]);
+    assert_eq!(code, 0);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let id = first["id"].as_str().unwrap();
+    let (code, closed, _) = simmask(&config, &["session", "close", id]);
+    assert_eq!(code, 0);
+    assert_eq!(closed["status"], "closed");
+    let (code, _, stderr) = simmask(&config, &["session", "close", id]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("already closed"), "{stderr}");
+
+    // Backup while "running", then erase one participant everywhere.
+    let out = dir.path().join("copy.db");
+    let (code, backup, _) = simmask(&config, &["backup", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{backup}");
+    assert!(out.exists());
+    let (code, erased, _) = simmask(&config, &["erase", "+447911123456"]);
+    assert_eq!(code, 0);
+    assert_eq!(erased["erased"]["participants"], 2, "{erased}");
+}
+
+#[tokio::test]
+async fn stale_or_unhealthy_sims_get_no_sessions_and_doctor_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = seeded(dir.path(), false).await;
+    let (code, _, stderr) = simmask(
+        &config,
+        &["session", "open", "+447911123456", "+447912345678"],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no free proxy"), "{stderr}");
+    let (code, checks, _) = simmask(&config, &["doctor"]);
+    assert_eq!(code, 1);
+    let failing: Vec<&str> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(failing.contains(&"ports"), "{checks}");
+    assert!(failing.iter().any(|n| n.starts_with("sim ")), "{checks}");
+}

@@ -1,0 +1,266 @@
+//! Processes for end-to-end tests: `simmask sim` (the virtual network) and
+//! `simmask run` (the daemon), driven through their real doors: the
+//! simulator's control API, the daemon's HTTP API, ptys in between.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+pub const ADMIN_TOKEN: &str = "smk_test_admin_token_for_end_to_end_tests";
+
+/// A child process killed when dropped.
+pub struct Process {
+    pub child: Child,
+}
+
+impl Process {
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let _ = kill(pid, signal);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `simmask sim`.
+pub struct Sim {
+    pub process: Process,
+    pub control: String,
+    pub bank: Value,
+    pub links: PathBuf,
+}
+
+impl Sim {
+    pub fn start(dir: &Path, modems: usize, profile: &str) -> Sim {
+        Self::start_with(dir, modems, profile, &[])
+    }
+
+    pub fn start_with(dir: &Path, modems: usize, profile: &str, extra: &[&str]) -> Sim {
+        let links = dir.join("links");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+            .args(["sim", "--modems", &modems.to_string(), "--profile", profile])
+            .arg("--links")
+            .arg(&links)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("simmask sim runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("bank line");
+        let bank: Value = serde_json::from_str(&line).expect("bank JSON");
+        Sim {
+            process: Process { child },
+            control: bank["control"].as_str().expect("control").to_string(),
+            bank,
+            links,
+        }
+    }
+
+    pub fn msisdn(&self, index: usize) -> String {
+        self.bank["modems"][index]["msisdn"]
+            .as_str()
+            .expect("msisdn")
+            .to_string()
+    }
+
+    /// A handset sends an SMS.
+    pub async fn handset_sms(&self, from: &str, to: &str, text: &str) {
+        let response = client()
+            .post(format!("{}/handsets/{from}/sms", self.control))
+            .json(&json!({"to": to, "text": text}))
+            .send()
+            .await
+            .expect("sim control");
+        assert!(
+            response.status().is_success(),
+            "handset sms: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// What a handset has received.
+    pub async fn messages(&self, number: &str) -> Vec<Value> {
+        let response = client()
+            .get(format!("{}/handsets/{number}/messages", self.control))
+            .send()
+            .await
+            .expect("sim control");
+        response.json::<Vec<Value>>().await.expect("messages JSON")
+    }
+
+    /// Waits until `number` has at least `count` messages.
+    pub async fn wait_messages(&self, number: &str, count: usize, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let messages = self.messages(number).await;
+            if messages.len() >= count || Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        client()
+            .post(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim control")
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
+        client()
+            .put(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .expect("sim control")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A running `simmask run`.
+pub struct Daemon {
+    pub process: Process,
+    pub url: String,
+    pub config: PathBuf,
+}
+
+/// A daemon configuration for the simulator's links in `dir`.
+pub fn write_config(dir: &Path, sim: &Sim, port: u16, extra: &str) -> PathBuf {
+    let config = dir.join("simmask.toml");
+    let text = format!(
+        r#"
+[api]
+listen = "127.0.0.1:{port}"
+
+[store]
+path = "{db}"
+
+[modems]
+ports = ["{links}/modem*"]
+poll_interval_seconds = 2
+
+[sms]
+per_minute = 600
+per_day = 100000
+
+[sessions]
+sweep_interval_seconds = 1
+{extra}
+"#,
+        db = dir.join("simmask.db").display(),
+        links = sim.links.display(),
+    );
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Daemon {
+    /// Starts the daemon and waits for `/healthz` and for `sims` SIMs up.
+    pub async fn start(config: &Path, port: u16, sims: usize) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "simmask=debug")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("simmask run");
+        let daemon = Daemon {
+            process: Process { child },
+            url: format!("http://127.0.0.1:{port}"),
+            config: config.to_path_buf(),
+        };
+        daemon.wait_ready(sims).await;
+        daemon
+    }
+
+    pub async fn wait_ready(&self, sims: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "daemon never got {sims} SIMs up");
+            if let Ok(response) = client()
+                .get(format!("{}/api/v1/numbers", self.url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                && response.status().is_success()
+                && let Ok(body) = response.json::<Value>().await
+            {
+                let up = body
+                    .as_array()
+                    .or_else(|| body["numbers"].as_array())
+                    .map(|numbers| {
+                        numbers
+                            .iter()
+                            .filter(|n| n["healthy"] == json!(true))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if up >= sims {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn open_session(&self, a: &str, b: &str, extra: Value) -> Value {
+        let mut body = json!({"participants": [a, b]});
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        let response = client()
+            .post(format!("{}/api/v1/sessions", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("api");
+        let status = response.status();
+        let body: Value = response.json().await.expect("session JSON");
+        assert_eq!(status.as_u16(), 201, "{body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        client()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("api")
+            .json()
+            .await
+            .expect("JSON")
+    }
+}
