@@ -50,6 +50,7 @@ async fn every_modem_behind_the_glob_comes_up_once_by_iccid() {
         control: "127.0.0.1:0".parse().expect("address"),
         links: Some(links.path().to_path_buf()),
         seed: 11,
+        baud: None,
     })
     .await
     .expect("simulator");

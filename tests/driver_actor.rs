@@ -16,6 +16,7 @@ async fn simulator(profiles: &[&str]) -> Simulator {
         control: "127.0.0.1:0".parse().expect("address"),
         links: None,
         seed: 7,
+        baud: None,
     })
     .await
     .expect("simulator starts")

@@ -13,6 +13,7 @@ async fn start(modems: usize) -> Simulator {
         control: "127.0.0.1:0".parse().expect("address"),
         links: None,
         seed: 3,
+        baud: None,
     })
     .await
     .expect("simulator starts")

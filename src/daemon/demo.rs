@@ -87,6 +87,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         control: args.sim_control,
         links: Some(data.join("links")),
         seed: 1,
+        baud: None,
     })
     .await?;
 

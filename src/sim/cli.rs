@@ -24,6 +24,9 @@ pub struct SimArgs {
     /// Seed for the modem identities.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Pace each pty like a serial line at this many bits per second.
+    #[arg(long)]
+    pub baud: Option<u32>,
 }
 
 /// Runs the simulator until SIGINT or SIGTERM.
@@ -35,6 +38,7 @@ pub async fn run(args: SimArgs) -> Result<(), SimError> {
         control: args.control,
         links: args.links,
         seed: args.seed,
+        baud: args.baud,
     })
     .await?;
     let line = serde_json::to_string(simulator.description())?;
@@ -66,60 +70,4 @@ impl StopSignals {
             _ = self.terminate.recv() => {}
         }
     }
-}
-
-/// Options of `simmask demo`.
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Number of virtual modems (profiles mixed).
-    #[arg(long, default_value_t = 4)]
-    pub modems: usize,
-    /// Simulator control API address; port 0 picks a free port.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub sim_control: SocketAddr,
-    /// Directory for the modem links (default: a fresh temporary directory).
-    #[arg(long)]
-    pub links: Option<PathBuf>,
-}
-
-/// Runs the demo: a mixed bank in-process, its control URL and links
-/// printed, until SIGINT or SIGTERM.
-pub async fn demo(args: DemoArgs) -> Result<(), SimError> {
-    // Without --links, a per-process directory under the system temp dir,
-    // removed again on exit.
-    let own_dir = args.links.is_none();
-    let links = args.links.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("simmask-demo-{}", std::process::id()))
-    });
-    let profiles = crate::modem::profile::Profiles::builtin()
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
-    let mut signals = StopSignals::install()?;
-    let simulator = Simulator::start(SimConfig {
-        modems: args.modems,
-        profiles,
-        control: args.sim_control,
-        links: Some(links.clone()),
-        seed: 1,
-    })
-    .await?;
-    println!("simulator control: {}", simulator.control_url());
-    for modem in &simulator.description().modems {
-        let link = modem.link.as_ref().unwrap_or(&modem.path);
-        println!(
-            "modem{} {} ({}) {}",
-            modem.index,
-            link.display(),
-            modem.profile,
-            modem.msisdn
-        );
-    }
-    println!("press Ctrl-C to stop");
-    signals.wait().await;
-    simulator.shutdown().await;
-    if own_dir {
-        let _ = std::fs::remove_dir(&links);
-    }
-    Ok(())
 }

@@ -1,35 +1,37 @@
-//! The simulator's control API (JSON over HTTP).
+//! The simulator's control API (JSON over HTTP): the bank's modems, the
+//! handsets' side of the network, and fault injection. Every route is
+//! listed in [`router`]; every error is `{error, message}` with a 4xx status.
 
-use std::sync::Arc;
-
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::ModemInfo;
+use crate::sim::network::{FaultsUpdate, Network, NetworkError, PortCommand};
 
 #[derive(Clone)]
 struct Shared {
-    modems: Arc<Vec<ModemInfo>>,
+    network: Network,
+    modems: std::sync::Arc<Vec<ModemInfo>>,
 }
 
 /// Serves the control API until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     modems: Vec<ModemInfo>,
+    network: Network,
     stop: CancellationToken,
 ) {
-    let app = Router::new()
-        .route("/modems", get(list_modems))
-        .route("/modems/{index}", get(one_modem))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .with_state(Shared {
-            modems: Arc::new(modems),
-        });
+    let app = router(Shared {
+        network,
+        modems: std::sync::Arc::new(modems),
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
@@ -38,35 +40,304 @@ pub async fn serve(
     }
 }
 
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/modems", get(list_modems))
+        .route("/modems/{index}", get(one_modem))
+        .route("/modems/{index}/trace", get(trace))
+        .route("/modems/{index}/unplug", post(unplug))
+        .route("/modems/{index}/plug", post(plug))
+        .route("/modems/{index}/faults", get(faults).post(set_faults))
+        .route("/handsets/{number}/sms", post(handset_sms))
+        .route("/handsets/{number}/messages", get(handset_messages))
+        .route(
+            "/handsets/{number}/state",
+            get(handset_state).put(set_handset_state),
+        )
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(shared)
+}
+
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(json!({"error": kind, "message": message}))).into_response()
 }
 
-fn modem_json(modem: &ModemInfo) -> serde_json::Value {
-    let mut value = serde_json::to_value(modem).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("plugged".into(), json!(true));
-        object.insert("registered".into(), json!(true));
-        object.insert("signal".into(), json!(20));
+fn network_error(e: NetworkError) -> Response {
+    let (status, kind) = match &e {
+        NetworkError::InvalidNumber(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_number"),
+        NetworkError::NotAHandset(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_handset"),
+        NetworkError::UnknownHandset(_) => (StatusCode::NOT_FOUND, "unknown_handset"),
+        NetworkError::UnknownModem(_) => (StatusCode::NOT_FOUND, "unknown_modem"),
+        NetworkError::Encode(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cannot_encode"),
+    };
+    error(status, kind, &e.to_string())
+}
+
+fn bad_json(rejection: JsonRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        &format!("request body: {}", rejection.body_text()),
+    )
+}
+
+/// A path's modem index that names no modem of the bank.
+struct UnknownModem(String);
+
+impl IntoResponse for UnknownModem {
+    fn into_response(self) -> Response {
+        error(
+            StatusCode::NOT_FOUND,
+            "unknown_modem",
+            &format!("no modem with index {}", self.0),
+        )
+    }
+}
+
+/// The modem index in the path, if it names a modem of the bank.
+fn modem_index(shared: &Shared, index: &str) -> Result<usize, UnknownModem> {
+    index
+        .parse::<usize>()
+        .ok()
+        .filter(|&i| i < shared.network.modem_count())
+        .ok_or_else(|| UnknownModem(index.to_string()))
+}
+
+fn modem_json(shared: &Shared, index: usize) -> serde_json::Value {
+    let Some(info) = shared.modems.get(index) else {
+        return serde_json::Value::Null;
+    };
+    let live = shared.network.with_modem(index, |slot| {
+        (
+            slot.plugged,
+            slot.path.clone(),
+            slot.link.clone(),
+            slot.signal,
+            slot.faults.registration,
+        )
+    });
+    let mut value = serde_json::to_value(info).unwrap_or_default();
+    if let (Ok((plugged, path, link, signal, registration)), Some(object)) =
+        (live, value.as_object_mut())
+    {
+        object.insert("plugged".into(), json!(plugged));
+        object.insert("path".into(), json!(path));
+        object.insert("link".into(), json!(link));
+        object.insert("signal".into(), json!(signal));
+        object.insert("registration".into(), json!(registration));
+        object.insert(
+            "registered".into(),
+            json!(plugged && registration.registered()),
+        );
     }
     value
 }
 
 async fn list_modems(State(shared): State<Shared>) -> Json<Vec<serde_json::Value>> {
-    Json(shared.modems.iter().map(modem_json).collect())
+    Json(
+        (0..shared.network.modem_count())
+            .map(|i| modem_json(&shared, i))
+            .collect(),
+    )
 }
 
 async fn one_modem(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
-    match index
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| shared.modems.get(i))
+    match modem_index(&shared, &index) {
+        Ok(index) => Json(modem_json(&shared, index)).into_response(),
+        Err(unknown) => unknown.into_response(),
+    }
+}
+
+async fn trace(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    match shared.network.trace_of(index) {
+        Ok(entries) => Json(entries).into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+async fn unplug(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    match shared.network.port_command(index, PortCommand::Unplug) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"index": index, "plugged": false})),
+        )
+            .into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlugBody {
+    link: Option<String>,
+}
+
+async fn plug(
+    State(shared): State<Shared>,
+    Path(index): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    // The body is optional: none (or empty) plugs back under the same name.
+    let body: PlugBody = if body.iter().all(u8::is_ascii_whitespace) {
+        PlugBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    &format!("request body: {e}"),
+                );
+            }
+        }
+    };
+    if let Some(link) = &body.link {
+        let valid = !link.is_empty()
+            && link != "."
+            && link != ".."
+            && !link.contains('/')
+            && !link.contains('\0');
+        if !valid {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_link",
+                &format!("link {link:?} must be a plain file name such as \"modem7\""),
+            );
+        }
+    }
+    match shared
+        .network
+        .port_command(index, PortCommand::Plug { link: body.link })
     {
-        Some(modem) => Json(modem_json(modem)).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "unknown_modem",
-            &format!("no modem with index {index}"),
-        ),
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"index": index, "plugged": true})),
+        )
+            .into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+async fn faults(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    match shared.network.with_modem(index, |slot| slot.faults.clone()) {
+        Ok(faults) => Json(faults).into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+async fn set_faults(
+    State(shared): State<Shared>,
+    Path(index): Path<String>,
+    body: Result<Json<FaultsUpdate>, JsonRejection>,
+) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    let Json(update) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match shared.network.update_faults(index, update) {
+        Ok(faults) => Json(faults).into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsBody {
+    to: String,
+    text: String,
+}
+
+async fn handset_sms(
+    State(shared): State<Shared>,
+    Path(number): Path<String>,
+    body: Result<Json<SmsBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match shared.network.handset_sms(&number, &body.to, &body.text) {
+        Ok(parts) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"from": number, "to": body.to, "parts": parts})),
+        )
+            .into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+async fn handset_messages(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
+    match shared.network.handset_messages(&number) {
+        Ok(messages) => Json(messages).into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Power {
+    On,
+    Off,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateBody {
+    power: Option<Power>,
+    barred: Option<bool>,
+}
+
+fn state_json(number: &str, (power_on, barred): (bool, bool)) -> Json<serde_json::Value> {
+    Json(json!({
+        "number": number,
+        "power": if power_on { "on" } else { "off" },
+        "barred": barred,
+    }))
+}
+
+async fn handset_state(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
+    match shared.network.handset_state(&number) {
+        Ok(state) => state_json(&number, state).into_response(),
+        Err(e) => network_error(e),
+    }
+}
+
+async fn set_handset_state(
+    State(shared): State<Shared>,
+    Path(number): Path<String>,
+    body: Result<Json<StateBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    let power_on = body.power.map(|p| matches!(p, Power::On));
+    match shared
+        .network
+        .set_handset_state(&number, power_on, body.barred)
+    {
+        Ok(state) => state_json(&number, state).into_response(),
+        Err(e) => network_error(e),
     }
 }

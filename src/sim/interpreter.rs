@@ -1,35 +1,50 @@
 //! The AT command interpreter of one virtual modem (ITU-T V.250 framing,
-//! 3GPP TS 27.007 identity and status commands). Pure: bytes in, bytes out,
-//! no I/O, so it can be fed arbitrary input in tests.
+//! 3GPP TS 27.007 identity and status commands, TS 27.005 SMS commands in
+//! [`sms`]). Bytes in, bytes out, no I/O: it reaches the rest of the world
+//! only through the [`Network`] handle, so tests feed it arbitrary input.
+
+mod sms;
 
 use crate::modem::profile::Profile;
 use crate::sim::identity::Identity;
+use crate::sim::network::{ModemSettings, Network};
 
 /// V.250 §6.3.1: a command line may be at most this long; longer lines are
 /// discarded (with ERROR) rather than buffered without bound.
 const MAX_LINE: usize = 512;
 
-/// One modem's command state.
-#[derive(Debug, Clone)]
+/// Ctrl-Z ends the text after the `> ` prompt and sends it; Esc cancels
+/// (27.005 §3.5.1).
+const CTRL_Z: u8 = 0x1A;
+const ESC: u8 = 0x1B;
+
+/// One modem's command state. SMS routing settings (`+CNMI`, `+CSMS`,
+/// `+CMGF`…) live in the network's record of the modem, since the network
+/// needs them to deliver; the rest of the V.250 state lives here.
+#[derive(Debug)]
 pub struct Interpreter {
+    network: Network,
+    index: usize,
     profile: Profile,
     identity: Identity,
     echo: bool,
     verbose: bool,
     cmee: u8,
-    signal: u8,
     /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
     cfun: u8,
-    /// 3GPP TS 27.007 §7.2 +CREG unsolicited mode.
-    creg: u8,
-    /// 3GPP TS 27.007 §5.5 character set.
-    cscs: String,
-    /// 3GPP TS 27.005 §3.2.3 message format (0 PDU, 1 text).
-    cmgf: u8,
-    /// 3GPP TS 27.005 §3.2.1 message service (1 requires +CNMA).
-    csms: u8,
-    /// 3GPP TS 27.005 §3.4.1 new message indication modes.
-    cnmi: String,
+    /// 27.007 §7.6 `+CLIP`, §7.11 `+CRC`, §8.24 `+CMUT`: the call side's settings.
+    clip: u8,
+    crc: u8,
+    cmut: u8,
+    /// 27.005 §3.3.1 `+CSCA` as set by the host.
+    csca: String,
+    /// 27.005 §3.3.2 `+CSMP=<fo>,<vp>,<pid>,<dcs>` for text-mode submits.
+    csmp: [u8; 4],
+    /// The periodic vendor noise is on until the profile's off command.
+    periodic_noise: bool,
+    /// Set by `AT+CFUN=1,1`: the port task reboots the modem.
+    reset_requested: bool,
+    prompt: Option<sms::Prompt>,
     line: Vec<u8>,
     previous: Vec<u8>,
     overflowed: bool,
@@ -42,47 +57,104 @@ enum Outcome {
     CmeError(u16, &'static str),
     CmsError(u16),
     Unknown,
+    /// The command printed its own ending (the `> ` prompt, `NO CARRIER`).
+    Pending,
 }
 
 impl Interpreter {
-    /// A freshly booted modem with the profile's defaults.
-    pub fn new(profile: Profile, identity: Identity) -> Self {
-        let echo = profile.boot.echo;
-        let cnmi = profile.sms.cnmi.clone();
-        let mut interpreter = Interpreter {
+    /// A freshly booted modem `index` of `network`.
+    pub fn new(network: Network, index: usize) -> Self {
+        let (profile, identity) = network
+            .with_modem(index, |slot| (slot.profile.clone(), slot.identity.clone()))
+            .unwrap_or_else(|_| panic!("modem {index} is not part of the network"));
+        Interpreter {
+            echo: profile.boot.echo,
+            periodic_noise: !profile.noise.periodic.is_empty(),
+            network,
+            index,
             profile,
             identity,
-            echo,
             verbose: true,
             cmee: 0,
-            signal: 20,
             cfun: 1,
-            creg: 0,
-            cscs: "IRA".into(),
-            cmgf: 0,
-            csms: 0,
-            cnmi: String::new(),
+            clip: 0,
+            crc: 0,
+            cmut: 0,
+            csca: crate::sim::network::SMSC.to_string(),
+            csmp: [17, 167, 0, 0],
+            reset_requested: false,
+            prompt: None,
             line: Vec::new(),
             previous: Vec::new(),
             overflowed: false,
-        };
-        interpreter.cnmi = cnmi;
-        interpreter
+        }
     }
 
-    /// `+CPMS` memory triple: used/total for the default storage (reading,
-    /// writing and receiving all use it here).
-    fn cpms_triple(&self) -> String {
-        let name = &self.profile.sms.default_storage;
-        let total = self.profile.storage_capacity(name).unwrap_or(0);
-        let one = format!("\"{name}\",0,{total}");
-        format!("{one},{one},{one}")
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The lines the model prints when it powers on, as they arrive on the port.
+    pub fn boot_output(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for line in &self.profile.boot.urcs {
+            out.extend_from_slice(format!("\r\n{line}\r\n").as_bytes());
+        }
+        out
+    }
+
+    /// One round of the profile's periodic noise, if it is on.
+    pub fn periodic_output(&self) -> Option<Vec<u8>> {
+        if !self.periodic_noise || self.profile.noise.periodic.is_empty() {
+            return None;
+        }
+        let rssi = self
+            .network
+            .with_modem(self.index, |slot| slot.signal)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for line in &self.profile.noise.periodic {
+            let line = line.replace("{rssi}", &rssi.to_string());
+            out.extend_from_slice(format!("\r\n{line}\r\n").as_bytes());
+        }
+        Some(out)
+    }
+
+    /// Whether unsolicited output may be written now: not while the host is
+    /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them).
+    pub fn accepts_urcs(&self) -> bool {
+        self.prompt.is_none()
+    }
+
+    /// True once after `AT+CFUN=1,1`: the caller reboots the modem.
+    pub fn take_reset(&mut self) -> bool {
+        std::mem::take(&mut self.reset_requested)
+    }
+
+    fn settings(&self) -> ModemSettings {
+        self.network
+            .with_modem(self.index, |slot| slot.settings.clone())
+            .unwrap_or_else(|_| ModemSettings::from_profile(&self.profile))
+    }
+
+    fn update_settings(&self, change: impl FnOnce(&mut ModemSettings)) {
+        let _ = self
+            .network
+            .with_modem(self.index, |slot| change(&mut slot.settings));
     }
 
     /// Feeds bytes received on the port; returns the bytes the modem sends back.
     pub fn feed(&mut self, input: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         for &byte in input {
+            if self.prompt.is_some() {
+                self.prompt_byte(byte, &mut out);
+                continue;
+            }
             if self.echo {
                 out.push(byte);
             }
@@ -122,13 +194,23 @@ impl Interpreter {
         };
         let body = trimmed[start + 2..].to_string();
         self.previous = raw.to_vec();
+        let command_line = &trimmed[start..];
         if let Some(vendor) = self
             .profile
             .commands
             .vendor
             .iter()
-            .find(|v| v.command.eq_ignore_ascii_case(trimmed))
+            .find(|v| v.command.eq_ignore_ascii_case(command_line))
         {
+            if self
+                .profile
+                .noise
+                .off_command
+                .as_deref()
+                .is_some_and(|off| off.eq_ignore_ascii_case(command_line))
+            {
+                self.periodic_noise = false;
+            }
             let lines = vendor.response.clone();
             for line in &lines {
                 self.info(out, line);
@@ -142,6 +224,7 @@ impl Interpreter {
             rest = tail;
             match self.execute(command, out) {
                 Outcome::Ok => {}
+                Outcome::Pending => return,
                 failure => {
                     self.final_result(out, failure);
                     return;
@@ -164,6 +247,12 @@ impl Interpreter {
             self.info(out, &line);
             return Outcome::Ok;
         }
+        if let Some(outcome) = self.sms_command(command, &upper, out) {
+            return outcome;
+        }
+        if is_call_command(&upper) {
+            return self.call_command(&upper, out);
+        }
         let info = |this: &mut Self, out: &mut Vec<u8>, line: String| {
             this.info(out, &line);
             Outcome::Ok
@@ -181,7 +270,13 @@ impl Interpreter {
                 Outcome::Ok
             }
             "I" | "I0" => {
-                let lines = self.profile.identity.ati.clone();
+                let lines: Vec<String> = self
+                    .profile
+                    .identity
+                    .ati
+                    .iter()
+                    .map(|line| line.replace("{imei}", &self.identity.imei))
+                    .collect();
                 for line in &lines {
                     self.info(out, line);
                 }
@@ -191,6 +286,7 @@ impl Interpreter {
             "+CGMM" | "+GMM" => info(self, out, self.profile.identity.model.clone()),
             "+CGMR" | "+GMR" => info(self, out, self.profile.identity.revision.clone()),
             "+CGSN" | "+GSN" => info(self, out, self.identity.imei.clone()),
+            "+CGMI=?" | "+CGMM=?" | "+CGMR=?" | "+CGSN=?" | "+CIMI=?" | "+CNUM=?" => Outcome::Ok,
             "+CIMI" => info(self, out, self.identity.imsi.clone()),
             "+CNUM" => info(
                 self,
@@ -198,33 +294,62 @@ impl Interpreter {
                 format!("+CNUM: \"\",\"{}\",145", self.identity.msisdn),
             ),
             "+CPIN?" => info(self, out, "+CPIN: READY".into()),
-            "+CSQ" => info(self, out, format!("+CSQ: {},99", self.signal)),
+            "+CPIN=?" => Outcome::Ok,
+            "+CSQ" => {
+                let rssi = self
+                    .network
+                    .with_modem(self.index, |slot| slot.signal)
+                    .unwrap_or(99);
+                let rssi = if self.cfun == 1 { rssi } else { 99 };
+                info(self, out, format!("+CSQ: {rssi},99"))
+            }
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
             "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.cfun = 0),
-            "+CFUN=1" | "+CFUN=1,0" | "+CFUN=1,1" => self.set(|s| s.cfun = 1),
+            "+CFUN=1" | "+CFUN=1,0" => self.set(|s| s.cfun = 1),
             "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.cfun = 4),
+            // 27.007 §8.2 <rst>=1: reset the MT before setting the level;
+            // the port task reboots it (boot noise, defaults) after the OK.
+            "+CFUN=1,1" => {
+                self.reset();
+                self.reset_requested = true;
+                Outcome::Ok
+            }
             "+CREG?" | "+CGREG?" | "+CEREG?" => {
-                let name = &upper[..upper.len() - 1];
-                // Stat 1: registered, home network; 0: not registered when
-                // the radio is off.
-                let stat = if self.cfun == 1 { 1 } else { 0 };
-                info(self, out, format!("{name}: {},{stat}", self.creg))
+                let name = upper[..upper.len() - 1].to_string();
+                let settings = self.settings();
+                let mode = match name.as_str() {
+                    "+CREG" => settings.creg,
+                    "+CEREG" => settings.cereg,
+                    _ => 0,
+                };
+                let stat = self.registration_stat();
+                // Mode 2 adds the location area and cell (27.007 §7.2).
+                let line = if mode == 2 && (stat == 1 || stat == 5) {
+                    format!("{name}: {mode},{stat},\"1A2B\",\"00C3\"")
+                } else {
+                    format!("{name}: {mode},{stat}")
+                };
+                info(self, out, line)
             }
             "+CREG=?" | "+CGREG=?" | "+CEREG=?" => {
                 let name = &upper[..upper.len() - 2];
                 info(self, out, format!("{name}: (0-2)"))
             }
-            "+CREG=0" | "+CREG=1" | "+CREG=2" => {
-                let mode = upper.as_bytes()[6] - b'0';
-                self.set(|s| s.creg = mode)
-            }
-            "+CGREG=0" | "+CGREG=1" | "+CGREG=2" | "+CEREG=0" | "+CEREG=1" | "+CEREG=2" => {
+            "+CREG" | "+CREG=0" | "+CREG=1" | "+CREG=2" => {
+                let mode = upper.as_bytes().get(6).map_or(0, |b| b - b'0');
+                self.update_settings(|s| s.creg = mode);
                 Outcome::Ok
             }
+            "+CEREG" | "+CEREG=0" | "+CEREG=1" | "+CEREG=2" => {
+                let mode = upper.as_bytes().get(7).map_or(0, |b| b - b'0');
+                self.update_settings(|s| s.cereg = mode);
+                Outcome::Ok
+            }
+            "+CGREG" | "+CGREG=0" | "+CGREG=1" | "+CGREG=2" => Outcome::Ok,
             "+COPS?" => {
-                let line = if self.cfun == 1 {
+                let line = if self.registration_stat() == 1 || self.registration_stat() == 5 {
                     "+COPS: 0,0,\"SIMMASK TEST\",0".to_string()
                 } else {
                     "+COPS: 0".to_string()
@@ -236,74 +361,25 @@ impl Interpreter {
                 out,
                 "+COPS: (2,\"SIMMASK TEST\",\"SIMMASK\",\"00101\",0),,(0-4),(0-2)".into(),
             ),
-            "+COPS" | "+COPS=0" => Outcome::Ok,
-            "+CSCS?" => info(self, out, format!("+CSCS: \"{}\"", self.cscs)),
+            "+COPS" | "+COPS=0" | "+COPS=3,0" | "+COPS=3,1" | "+COPS=3,2" => Outcome::Ok,
+            "+CSCS?" => {
+                let charset = self.settings().charset;
+                info(self, out, format!("+CSCS: \"{}\"", charset.name()))
+            }
             "+CSCS=?" => info(
                 self,
                 out,
                 "+CSCS: (\"GSM\",\"IRA\",\"UCS2\",\"HEX\")".into(),
             ),
             _ if upper.starts_with("+CSCS=") => {
-                let wanted = upper["+CSCS=".len()..].trim_matches('"').to_string();
-                if ["GSM", "IRA", "UCS2", "HEX"].contains(&wanted.as_str()) {
-                    self.set(|s| s.cscs = wanted)
-                } else {
-                    Outcome::CmeError(4, "operation not supported")
+                match crate::sim::textmode::Charset::parse(&upper["+CSCS=".len()..]) {
+                    Some(charset) => {
+                        self.update_settings(|s| s.charset = charset);
+                        Outcome::Ok
+                    }
+                    None => Outcome::CmeError(4, "operation not supported"),
                 }
             }
-            "+CMGF?" => info(self, out, format!("+CMGF: {}", self.cmgf)),
-            "+CMGF=?" => info(self, out, "+CMGF: (0,1)".into()),
-            "+CMGF=0" | "+CMGF" => self.set(|s| s.cmgf = 0),
-            "+CMGF=1" => self.set(|s| s.cmgf = 1),
-            "+CSMS?" => info(self, out, format!("+CSMS: {},1,1,1", self.csms)),
-            "+CSMS=?" => info(self, out, "+CSMS: (0,1)".into()),
-            "+CSMS=0" | "+CSMS=1" => {
-                let service = upper.as_bytes()[6] - b'0';
-                info(self, out, "+CSMS: 1,1,1".into());
-                self.set(|s| s.csms = service)
-            }
-            "+CPMS=?" => {
-                let names: Vec<String> = self
-                    .profile
-                    .sms
-                    .storages
-                    .iter()
-                    .map(|st| format!("\"{}\"", st.name))
-                    .collect();
-                let list = format!("({})", names.join(","));
-                info(self, out, format!("+CPMS: {list},{list},{list}"))
-            }
-            "+CPMS?" => info(self, out, format!("+CPMS: {}", self.cpms_triple())),
-            _ if upper.starts_with("+CPMS=") => {
-                let known = upper["+CPMS=".len()..].split(',').all(|name| {
-                    let name = name.trim_matches('"');
-                    self.profile.storage_capacity(name).is_some()
-                });
-                if known {
-                    let name = &self.profile.sms.default_storage;
-                    let total = self.profile.storage_capacity(name).unwrap_or(0);
-                    info(self, out, format!("+CPMS: 0,{total},0,{total},0,{total}"))
-                } else {
-                    // 3GPP TS 27.005 §3.2.5: 302 operation not allowed.
-                    Outcome::CmsError(302)
-                }
-            }
-            "+CNMI?" => info(self, out, format!("+CNMI: {}", self.cnmi)),
-            "+CNMI=?" => info(
-                self,
-                out,
-                format!("+CNMI: {}", self.profile.sms.cnmi_supported),
-            ),
-            _ if upper.starts_with("+CNMI=") => {
-                let modes = upper["+CNMI=".len()..].to_string();
-                self.set(|s| s.cnmi = modes)
-            }
-            "+CSCA?" => info(self, out, "+CSCA: \"+447700900999\",145".into()),
-            _ if upper.starts_with("+CSCA=") => Outcome::Ok,
-            "+CSDH?" => info(self, out, "+CSDH: 0".into()),
-            "+CSDH=0" | "+CSDH=1" | "+CSDH" => Outcome::Ok,
-            // Storage is empty until the network delivers messages.
-            _ if upper.starts_with("+CMGL") => Outcome::Ok,
             "+CMEE?" => info(self, out, format!("+CMEE: {}", self.cmee)),
             "+CMEE=?" => info(self, out, "+CMEE: (0-2)".into()),
             "+CMEE=0" | "+CMEE" => self.set(|s| s.cmee = 0),
@@ -312,6 +388,98 @@ impl Interpreter {
             // 3GPP TS 27.007 §9.2.1 code 3.
             _ if upper.starts_with("+CMEE=") => Outcome::CmeError(3, "operation not allowed"),
             _ => Outcome::Unknown,
+        }
+    }
+
+    /// `<stat>` of `+CREG?` (27.007 §7.2): the network's registration, or
+    /// not registered while the radio is off.
+    fn registration_stat(&self) -> u8 {
+        if self.cfun != 1 {
+            return 0;
+        }
+        self.network
+            .with_modem(self.index, |slot| slot.faults.registration.stat())
+            .unwrap_or(0)
+    }
+
+    /// Back to power-on state (V.250 settings and the network's record).
+    fn reset(&mut self) {
+        self.echo = self.profile.boot.echo;
+        self.verbose = true;
+        self.cmee = 0;
+        self.cfun = 1;
+        self.clip = 0;
+        self.crc = 0;
+        self.cmut = 0;
+        self.csmp = [17, 167, 0, 0];
+        self.periodic_noise = !self.profile.noise.periodic.is_empty();
+        self.prompt = None;
+    }
+
+    /// The call commands. Calls are the call network's business; until it
+    /// is attached the SIM behaves as one with no call in progress: settings
+    /// are kept, queries answer, and a dial or answer finds no one.
+    fn call_command(&mut self, upper: &str, out: &mut Vec<u8>) -> Outcome {
+        let chld = self.profile.voice.chld.join(",");
+        match upper {
+            "+CLIP?" => {
+                self.info(out, &format!("+CLIP: {},1", self.clip));
+                Outcome::Ok
+            }
+            "+CLIP=?" => {
+                self.info(out, "+CLIP: (0,1)");
+                Outcome::Ok
+            }
+            "+CLIP=0" | "+CLIP=1" | "+CLIP" => {
+                self.clip = upper.as_bytes().get(6).map_or(0, |b| b - b'0');
+                Outcome::Ok
+            }
+            "+CRC?" => {
+                self.info(out, &format!("+CRC: {}", self.crc));
+                Outcome::Ok
+            }
+            "+CRC=?" => {
+                self.info(out, "+CRC: (0,1)");
+                Outcome::Ok
+            }
+            "+CRC=0" | "+CRC=1" | "+CRC" => {
+                self.crc = upper.as_bytes().get(5).map_or(0, |b| b - b'0');
+                Outcome::Ok
+            }
+            "+CMUT?" => {
+                self.info(out, &format!("+CMUT: {}", self.cmut));
+                Outcome::Ok
+            }
+            "+CMUT=?" => {
+                self.info(out, "+CMUT: (0,1)");
+                Outcome::Ok
+            }
+            "+CMUT=0" | "+CMUT=1" => {
+                self.cmut = upper.as_bytes()[6] - b'0';
+                Outcome::Ok
+            }
+            "+CHLD=?" => {
+                self.info(out, &format!("+CHLD: ({chld})"));
+                Outcome::Ok
+            }
+            "+CUSD?" => {
+                self.info(out, "+CUSD: 0");
+                Outcome::Ok
+            }
+            "+CUSD=?" => {
+                self.info(out, "+CUSD: (0-2)");
+                Outcome::Ok
+            }
+            // No call in progress: listing finds none, hanging up is a no-op.
+            "+CLCC" | "H" | "H0" | "+CHUP" => Outcome::Ok,
+            "+CLCC=?" | "+CHUP=?" => Outcome::Ok,
+            // V.250 §6.3.1/6.3.5: nobody to dial or answer.
+            _ if upper.starts_with('D') || upper == "A" => {
+                self.final_text(out, "NO CARRIER", "3");
+                Outcome::Pending
+            }
+            // 27.007 §9.2.1 code 3: operation not allowed (no call to act on).
+            _ => Outcome::CmeError(3, "operation not allowed"),
         }
     }
 
@@ -333,7 +501,29 @@ impl Interpreter {
         }
     }
 
-    fn final_result(&self, out: &mut Vec<u8>, outcome: Outcome) {
+    /// A final result in verbose or numeric form (V.250 §5.7.1).
+    fn final_text(&self, out: &mut Vec<u8>, verbose: &str, numeric: &str) {
+        if self.verbose || numeric.is_empty() {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(verbose.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(numeric.as_bytes());
+            out.extend_from_slice(b"\r");
+        }
+    }
+
+    fn final_result(&mut self, out: &mut Vec<u8>, outcome: Outcome) {
+        // With the fault flag set, URCs waiting in the network come out
+        // between the information lines and the final result, as they can
+        // on real hardware.
+        let mid_response = self
+            .network
+            .with_modem(self.index, |slot| slot.faults.urc_mid_response)
+            .unwrap_or(false);
+        if mid_response {
+            out.extend_from_slice(&self.network.take_urcs(self.index));
+        }
         let (verbose, numeric) = match outcome {
             Outcome::Ok => ("OK".to_string(), "0"),
             Outcome::Error => ("ERROR".to_string(), "4"),
@@ -344,29 +534,42 @@ impl Interpreter {
                 _ => ("ERROR".to_string(), "4"),
             },
             Outcome::CmsError(code) => (format!("+CMS ERROR: {code}"), ""),
+            Outcome::Pending => return,
         };
-        if self.verbose || numeric.is_empty() {
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(verbose.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.extend_from_slice(numeric.as_bytes());
-            out.extend_from_slice(b"\r");
-        }
+        self.final_text(out, &verbose, numeric);
     }
 }
 
+/// The commands the call side answers (27.007 §6, §7).
+fn is_call_command(upper: &str) -> bool {
+    const PREFIXES: [&str; 7] = ["+CLCC", "+CHLD", "+CLIP", "+CRC", "+CUSD", "+CMUT", "+CHUP"];
+    upper == "A"
+        || upper == "H"
+        || upper == "H0"
+        || upper.starts_with('D')
+        || PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
 /// Splits the first command off a command line body: a basic command (one
-/// letter or `&` + letter, then digits) or an extended one (`+`/`^`/`$`
-/// up to the next `;`).
+/// letter or `&` + letter, then digits), `D` with the rest of the line
+/// (V.250 §6.3.1: the dial string runs to the end), or an extended one
+/// (`+`/`^`/`$` up to the next `;` outside quotes).
 fn split_command(body: &str) -> (&str, &str) {
     let bytes = body.as_bytes();
     match bytes.first() {
-        Some(b'+' | b'^' | b'$' | b'%') => match body.find(';') {
-            Some(end) => (&body[..end], &body[end + 1..]),
-            None => (body, ""),
-        },
+        Some(b'+' | b'^' | b'$' | b'%') => {
+            let mut quoted = false;
+            for (i, &b) in bytes.iter().enumerate() {
+                match b {
+                    b'"' => quoted = !quoted,
+                    b';' if !quoted => return (&body[..i], &body[i + 1..]),
+                    _ => {}
+                }
+            }
+            (body, "")
+        }
         Some(b';') => ("", &body[1..]),
+        Some(b'D' | b'd') => (body, ""),
         Some(_) => {
             let mut end = body.chars().next().map_or(0, char::len_utf8);
             if bytes.first() == Some(&b'&') && bytes.len() > 1 && bytes[1].is_ascii() {
@@ -399,11 +602,15 @@ fn swap_nibbles(digits: &str) -> String {
 mod tests {
     use super::*;
     use crate::modem::profile::Profiles;
+    use crate::sim::textmode;
 
     fn modem(profile: &str) -> Interpreter {
         let profiles = Profiles::builtin();
         let profile = profiles.get(profile).expect("builtin profile").clone();
-        Interpreter::new(profile, Identity::generate(1, 0))
+        let network = Network::new(vec![(profile, Identity::generate(1, 0))]);
+        network.set_plugged(0, Some("/dev/null".into()), None);
+        network.boot(0);
+        Interpreter::new(network, 0)
     }
 
     fn run(modem: &mut Interpreter, input: &str) -> String {
@@ -485,6 +692,182 @@ mod tests {
     fn nibble_swap() {
         assert_eq!(swap_nibbles("8944"), "9844");
         assert_eq!(swap_nibbles("123"), "21F3");
+    }
+
+    fn sim_number(m: &Interpreter) -> String {
+        m.identity.msisdn.clone()
+    }
+
+    #[test]
+    fn pdu_submit_reaches_the_handset_with_the_modems_reference() {
+        let mut m = modem("generic");
+        run(&mut m, "ATE0\r");
+        let pdus = crate::modem::pdu::encode_submit(
+            &crate::modem::pdu::Address::international("447700900777"),
+            "hello handset",
+            0,
+            &crate::modem::pdu::SubmitOptions::default(),
+        )
+        .expect("encode");
+        let pdu = &pdus[0];
+        assert_eq!(
+            run(&mut m, &format!("AT+CMGS={}\r", pdu.tpdu_length)),
+            "\r\n> "
+        );
+        assert!(!m.accepts_urcs());
+        let out = run(&mut m, &format!("{}\x1a", pdu.hex));
+        assert_eq!(out, "\r\n+CMGS: 1\r\n\r\nOK\r\n");
+        let received = m
+            .network
+            .handset_messages("+447700900777")
+            .expect("handset");
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].text, "hello handset");
+        assert_eq!(received[0].from, sim_number(&m));
+        // A wrong length or a DELIVER instead of a SUBMIT is refused.
+        run(&mut m, &format!("AT+CMGS={}\r", pdu.tpdu_length + 1));
+        assert_eq!(
+            run(&mut m, &format!("{}\x1a", pdu.hex)),
+            "\r\n+CMS ERROR: 304\r\n"
+        );
+        // Esc cancels.
+        run(&mut m, "AT+CMGS=5\r");
+        assert_eq!(run(&mut m, "0011\x1b"), "\r\nOK\r\n");
+        assert!(m.accepts_urcs());
+    }
+
+    #[test]
+    fn stored_message_is_listed_read_and_deleted() {
+        let mut m = modem("simcom-sim800");
+        run(&mut m, "ATE0\r");
+        let sim = sim_number(&m);
+        m.network
+            .handset_sms("+447700900321", &sim, "stored one")
+            .expect("sms");
+        let urc = String::from_utf8_lossy(&m.network.take_urcs(0)).into_owned();
+        assert_eq!(urc, "\r\n+CMTI: \"SM\",1\r\n");
+        assert_eq!(
+            run(&mut m, "AT+CPMS?\r"),
+            "\r\n+CPMS: \"SM\",1,50,\"SM\",1,50,\"SM\",1,50\r\n\r\nOK\r\n"
+        );
+        let listed = run(&mut m, "AT+CMGL=4\r");
+        let lines: Vec<&str> = listed.split("\r\n").collect();
+        assert!(lines[1].starts_with("+CMGL: 1,0,,"), "{listed:?}");
+        let decoded = crate::modem::pdu::decode_hex(lines[2], true).expect("pdu");
+        let crate::modem::pdu::Tpdu::Deliver(deliver) = decoded.pdu.tpdu else {
+            panic!("not a deliver");
+        };
+        assert_eq!(deliver.user_data.text, "stored one");
+        assert_eq!(deliver.originator.to_string(), "+447700900321");
+        // Listing marked it read.
+        assert!(run(&mut m, "AT+CMGR=1\r").starts_with("\r\n+CMGR: 1,,"));
+        run(&mut m, "AT+CMGF=1\r");
+        let text = run(&mut m, "AT+CMGR=1\r");
+        assert!(
+            text.starts_with("\r\n+CMGR: \"REC READ\",\"+447700900321\",,\""),
+            "{text:?}"
+        );
+        assert!(text.contains("\r\nstored one\r\n"), "{text:?}");
+        assert_eq!(run(&mut m, "AT+CMGD=1\r"), "\r\nOK\r\n");
+        assert_eq!(run(&mut m, "AT+CMGR=1\r"), "\r\nOK\r\n");
+        assert_eq!(run(&mut m, "AT+CMGR=51\r"), "\r\n+CMS ERROR: 321\r\n");
+    }
+
+    #[test]
+    fn text_mode_submit_in_ucs2_charset() {
+        let mut m = modem("quectel-ec25");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CMGF=1\r");
+        run(&mut m, "AT+CSCS=\"UCS2\"\r");
+        let to = textmode::Charset::Ucs2.encode("+447700900778");
+        assert_eq!(run(&mut m, &format!("AT+CMGS=\"{to}\"\r")), "\r\n> ");
+        let text = textmode::Charset::Ucs2.encode("Grüße 👋");
+        let out = run(&mut m, &format!("{text}\x1a"));
+        assert_eq!(out, "\r\n+CMGS: 1\r\n\r\nOK\r\n");
+        let received = m
+            .network
+            .handset_messages("+447700900778")
+            .expect("handset");
+        assert_eq!(received[0].text, "Grüße 👋");
+    }
+
+    #[test]
+    fn every_query_form_answers() {
+        for name in ["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"] {
+            let mut m = modem(name);
+            run(&mut m, "ATE0\r");
+            for query in [
+                "AT+CREG?",
+                "AT+CREG=?",
+                "AT+CEREG?",
+                "AT+COPS?",
+                "AT+COPS=?",
+                "AT+CPMS?",
+                "AT+CPMS=?",
+                "AT+CNMI?",
+                "AT+CNMI=?",
+                "AT+CMGF?",
+                "AT+CMGF=?",
+                "AT+CSMS?",
+                "AT+CSMS=?",
+                "AT+CSCA?",
+                "AT+CSDH?",
+                "AT+CSDH=?",
+                "AT+CSMP?",
+                "AT+CMGL=?",
+                "AT+CMGD=?",
+                "AT+CMGS=?",
+                "AT+CMGR=?",
+                "AT+CNMA=?",
+                "AT+CHLD=?",
+                "AT+CLIP?",
+                "AT+CLIP=?",
+                "AT+CRC?",
+                "AT+CUSD=?",
+                "AT+CMUT?",
+                "AT+CSCS?",
+                "AT+CSCS=?",
+                "AT+CSQ",
+                "AT+CSQ=?",
+                "AT+CFUN?",
+                "AT+CMEE?",
+                "AT+CPIN?",
+                "AT+CLCC",
+            ] {
+                let out = run(&mut m, &format!("{query}\r"));
+                assert!(out.ends_with("\r\nOK\r\n"), "{name} {query}: {out:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn urc_between_information_lines_and_ok_when_asked() {
+        let mut m = modem("generic");
+        run(&mut m, "ATE0\r");
+        let sim = sim_number(&m);
+        m.network
+            .update_faults(
+                0,
+                crate::sim::network::FaultsUpdate {
+                    urc_mid_response: Some(true),
+                    ..Default::default()
+                },
+            )
+            .expect("faults");
+        m.network
+            .handset_sms("+447700900321", &sim, "one")
+            .expect("sms");
+        m.network.take_urcs(0);
+        m.network
+            .handset_sms("+447700900321", &sim, "two")
+            .expect("sms");
+        let out = run(&mut m, "AT+CMGL=4\r");
+        let urc = out
+            .find("+CMTI: \"SM\",2")
+            .expect("urc inside the response");
+        let last_info = out.rfind("+CMGL: 2").expect("second message listed");
+        let ok = out.rfind("OK").expect("final result");
+        assert!(last_info < urc && urc < ok, "{out:?}");
     }
 
     proptest::proptest! {

@@ -6,7 +6,10 @@ pub mod cli;
 pub mod control;
 pub mod identity;
 pub mod interpreter;
+pub mod network;
 pub mod pty;
+pub mod storage;
+pub mod textmode;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::modem::profile::{ProfileError, Profiles};
 use identity::Identity;
-use interpreter::Interpreter;
+use network::Network;
 
 /// Errors starting or running the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,22 @@ pub struct SimConfig {
     pub links: Option<PathBuf>,
     /// Seed for the identities.
     pub seed: u64,
+    /// Pace each pty at this many bits per second (`--baud`), as a real
+    /// serial line at 8N1 carries `baud / 10` bytes per second.
+    pub baud: Option<u32>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            modems: 1,
+            profiles: vec!["generic".into()],
+            control: SocketAddr::from(([127, 0, 0, 1], 0)),
+            links: None,
+            seed: 1,
+            baud: None,
+        }
+    }
 }
 
 /// One modem as the bank description shows it.
@@ -84,9 +103,14 @@ pub struct BankDescription {
     pub modems: Vec<ModemInfo>,
 }
 
+/// How often the network retries held messages and expires
+/// unacknowledged direct deliveries.
+const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A running simulator.
 pub struct Simulator {
     description: BankDescription,
+    network: Network,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -108,23 +132,23 @@ impl Simulator {
         }
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        let mut modems = Vec::new();
+        let mut bank = Vec::new();
         for index in 0..config.modems {
             let name = &names[index % names.len()];
-            let profile = profiles.get(name)?.clone();
-            let identity = Identity::generate(config.seed, index);
+            bank.push((
+                profiles.get(name)?.clone(),
+                Identity::generate(config.seed, index),
+            ));
+        }
+        let network = Network::new(bank.clone());
+        let mut modems = Vec::new();
+        for (index, (profile, identity)) in bank.into_iter().enumerate() {
             let pty = pty::Pty::open()?;
+            let link_name = format!("modem{index}");
             let link = match &config.links {
                 Some(dir) => {
-                    let link = dir.join(format!("modem{index}"));
-                    // A stale link from an earlier run is replaced.
-                    let _ = std::fs::remove_file(&link);
-                    std::os::unix::fs::symlink(&pty.path, &link).map_err(|source| {
-                        SimError::Link {
-                            path: link.clone(),
-                            source,
-                        }
-                    })?;
+                    let link = dir.join(&link_name);
+                    pty::make_link(&link, &pty.path)?;
                     Some(link)
                 }
                 None => None,
@@ -140,9 +164,36 @@ impl Simulator {
                 model: profile.identity.model.clone(),
                 profile: profile.name.clone(),
             });
-            let interpreter = Interpreter::new(profile, identity);
-            tasks.push(tokio::spawn(pty.serve(interpreter, stop.child_token())));
+            let (port_tx, port_rx) = tokio::sync::mpsc::unbounded_channel();
+            network.attach_port(index, port_tx);
+            // Recorded as plugged before the task runs, so that a client
+            // reading the description sees the port at once.
+            network.set_plugged(index, Some(pty.path.clone()), modems[index].link.clone());
+            let setup = pty::PortSetup {
+                network: network.clone(),
+                index,
+                links: config.links.clone(),
+                link_name,
+                baud: config.baud,
+            };
+            tasks.push(tokio::spawn(pty::run_port(
+                setup,
+                pty,
+                port_rx,
+                stop.child_token(),
+            )));
         }
+        let ticker = network.clone();
+        let ticker_stop = stop.child_token();
+        tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    () = ticker_stop.cancelled() => return,
+                    _ = interval.tick() => ticker.tick(),
+                }
+            }
+        }));
         let listener = tokio::net::TcpListener::bind(config.control)
             .await
             .map_err(|source| SimError::Control {
@@ -156,6 +207,7 @@ impl Simulator {
         tasks.push(tokio::spawn(control::serve(
             listener,
             modems.clone(),
+            network.clone(),
             stop.child_token(),
         )));
         Ok(Simulator {
@@ -163,6 +215,7 @@ impl Simulator {
                 control: format!("http://{bound}"),
                 modems,
             },
+            network,
             stop,
             tasks,
         })
@@ -171,6 +224,11 @@ impl Simulator {
     /// The bank as printed on start.
     pub fn description(&self) -> &BankDescription {
         &self.description
+    }
+
+    /// The network, for tests and the demo that drive it in-process.
+    pub fn network(&self) -> &Network {
+        &self.network
     }
 
     /// The control API base URL.
@@ -184,6 +242,8 @@ impl Simulator {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Each port task removed its current link; the first ones are
+        // removed too in case a task had already ended.
         for modem in &self.description.modems {
             if let Some(link) = &modem.link {
                 let _ = std::fs::remove_file(link);

@@ -1,19 +1,35 @@
 //! A virtual modem's serial port: the master side of a pseudo-terminal,
 //! driven by an [`Interpreter`], with the slave path exposed to clients.
+//!
+//! One port task per modem owns its pty across unplug and plug: it writes
+//! the interpreter's answers (paced at the configured baud rate), the
+//! network's unsolicited output, the profile's boot and periodic noise and
+//! injected faults, and records every byte in the network's trace.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::pty::openpty;
 use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::SimError;
 use crate::sim::interpreter::Interpreter;
+use crate::sim::network::{Direction, Network, PortCommand};
+
+/// How often injected noise bytes appear on a noisy line.
+const NOISE_INTERVAL: Duration = Duration::from_millis(700);
+
+/// Bytes a noisy line produces: framing errors read as 0x00/0xFF, and a
+/// stray high-bit character.
+const NOISE: &[u8] = &[0x00, 0xFF, 0xFE, 0x7F, 0xE0];
 
 /// An open pty pair. The slave is kept open by the simulator so that a
 /// client closing its side does not make the master read fail.
@@ -43,51 +59,289 @@ impl Pty {
             path,
         })
     }
+}
 
-    /// Serves the interpreter on this pty until `stop` is cancelled.
-    pub async fn serve(self, mut interpreter: Interpreter, stop: CancellationToken) {
-        let Pty {
-            master,
-            _slave,
-            path,
-        } = self;
-        // SAFETY: the `File` owns its descriptor and moves into the AsyncFd,
-        // so the descriptor stays open and unchanged for the AsyncFd's life.
-        let registered = unsafe { AsyncFd::register(master) };
-        let fd = match registered {
-            Ok(fd) => fd,
-            Err(error) => {
-                tracing::warn!(?path, error = %error, "cannot watch pty");
-                return;
+/// Creates (or replaces) the symlink `link` to `target`.
+pub fn make_link(link: &Path, target: &Path) -> Result<(), SimError> {
+    // A stale link from an earlier run or plug is replaced.
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(target, link).map_err(|source| SimError::Link {
+        path: link.to_path_buf(),
+        source,
+    })
+}
+
+/// Where and how one modem's port lives.
+pub struct PortSetup {
+    pub network: Network,
+    pub index: usize,
+    /// Directory for the links; `None` exposes only the pty path.
+    pub links: Option<PathBuf>,
+    /// The current link name (`modem3`), replaced by a plug with a new name.
+    pub link_name: String,
+    /// Bytes per second are `baud / 10` (8N1: ten bits per byte).
+    pub baud: Option<u32>,
+}
+
+/// Serves modem `setup.index` on `pty` until `stop`, unplugging and
+/// plugging as `commands` ask.
+pub async fn run_port(
+    mut setup: PortSetup,
+    pty: Pty,
+    mut commands: UnboundedReceiver<PortCommand>,
+    stop: CancellationToken,
+) {
+    let mut pty = Some(pty);
+    loop {
+        let Some(current) = pty.take() else {
+            // Unplugged: wait for a plug (or the end).
+            let command = tokio::select! {
+                () = stop.cancelled() => return,
+                command = commands.recv() => command,
+            };
+            match command {
+                Some(PortCommand::Plug { link }) => {
+                    if let Some(name) = link {
+                        setup.link_name = name;
+                    }
+                    match Pty::open() {
+                        Ok(fresh) => pty = Some(fresh),
+                        Err(error) => {
+                            tracing::warn!(modem = setup.index, %error, "cannot open a pty to plug");
+                        }
+                    }
+                    continue;
+                }
+                Some(PortCommand::Unplug) => continue,
+                None => return,
             }
         };
-        let mut buf = [0u8; 1024];
-        loop {
-            let read = tokio::select! {
-                () = stop.cancelled() => return,
-                guard = fd.readable() => guard,
-            };
-            let Ok(mut guard) = read else { return };
-            match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
-                Ok(Ok(0)) => return,
-                Ok(Ok(n)) => {
-                    let reply = interpreter.feed(&buf[..n]);
-                    if write_all(&fd, &reply).await.is_err() {
-                        return;
-                    }
+        let link = setup.links.as_ref().map(|dir| dir.join(&setup.link_name));
+        if let Some(link) = &link
+            && let Err(error) = make_link(link, &current.path)
+        {
+            tracing::warn!(modem = setup.index, %error, "cannot link the pty");
+        }
+        setup
+            .network
+            .set_plugged(setup.index, Some(current.path.clone()), link.clone());
+        setup.network.boot(setup.index);
+        let ended = serve(&setup, current, &mut commands, &stop).await;
+        setup.network.set_plugged(setup.index, None, None);
+        if let Some(link) = &link {
+            let _ = std::fs::remove_file(link);
+        }
+        match ended {
+            Ended::Stopped => return,
+            Ended::Unplugged => {}
+            Ended::Replugged(name) => {
+                if let Some(name) = name {
+                    setup.link_name = name;
                 }
-                // EIO while no client has the slave open: wait and retry.
-                Ok(Err(error)) if error.raw_os_error() == Some(nix::libc::EIO) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(?path, %error, "pty read failed");
-                    return;
-                }
-                Err(_would_block) => continue,
+                pty = Pty::open()
+                    .inspect_err(|error| {
+                        tracing::warn!(modem = setup.index, %error, "cannot open a pty to plug");
+                    })
+                    .ok();
             }
         }
     }
+}
+
+enum Ended {
+    Stopped,
+    Unplugged,
+    /// A plug while plugged: the device re-enumerates (optionally renamed).
+    Replugged(Option<String>),
+}
+
+/// One plugged session of the port: from boot to unplug or stop.
+async fn serve(
+    setup: &PortSetup,
+    pty: Pty,
+    commands: &mut UnboundedReceiver<PortCommand>,
+    stop: &CancellationToken,
+) -> Ended {
+    let Pty {
+        master,
+        _slave,
+        path,
+    } = pty;
+    let network = &setup.network;
+    let index = setup.index;
+    // SAFETY: the `File` owns its descriptor and moves into the AsyncFd,
+    // so the descriptor stays open and unchanged for the AsyncFd's life.
+    let registered = unsafe { AsyncFd::register(master) };
+    let fd = match registered {
+        Ok(fd) => fd,
+        Err(error) => {
+            tracing::warn!(?path, error = %error, "cannot watch pty");
+            return Ended::Unplugged;
+        }
+    };
+    let Some(waker) = network.waker(index) else {
+        return Ended::Stopped;
+    };
+    let mut port = Writer {
+        fd: &fd,
+        network,
+        index,
+        baud: setup.baud,
+    };
+    let mut interpreter = Interpreter::new(network.clone(), index);
+    if port.write(&interpreter.boot_output()).await.is_err() {
+        return Ended::Unplugged;
+    }
+    let periodic = Duration::from_millis(interpreter.profile().noise.interval_ms.max(100));
+    let mut next_periodic = Instant::now() + periodic;
+    let mut next_noise = Instant::now() + NOISE_INTERVAL;
+    let mut buf = [0u8; 1024];
+    loop {
+        let urcs_allowed = interpreter.accepts_urcs();
+        tokio::select! {
+            () = stop.cancelled() => return Ended::Stopped,
+            command = commands.recv() => match command {
+                Some(PortCommand::Unplug) | None => return Ended::Unplugged,
+                Some(PortCommand::Plug { link }) => return Ended::Replugged(link),
+            },
+            () = waker.notified(), if urcs_allowed => {
+                let urcs = network.take_urcs(index);
+                if port.write(&urcs).await.is_err() {
+                    return Ended::Unplugged;
+                }
+            }
+            () = tokio::time::sleep_until(next_periodic) => {
+                next_periodic = Instant::now() + periodic;
+                if urcs_allowed
+                    && let Some(noise) = interpreter.periodic_output()
+                    && port.write(&noise).await.is_err()
+                {
+                    return Ended::Unplugged;
+                }
+            }
+            () = tokio::time::sleep_until(next_noise) => {
+                next_noise = Instant::now() + NOISE_INTERVAL;
+                let noisy = network.with_modem(index, |slot| slot.faults.noise).unwrap_or(false);
+                if noisy && urcs_allowed && port.write(NOISE).await.is_err() {
+                    return Ended::Unplugged;
+                }
+            }
+            guard = fd.readable() => {
+                let Ok(mut guard) = guard else { return Ended::Unplugged };
+                match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
+                    Ok(Ok(0)) => return Ended::Unplugged,
+                    Ok(Ok(n)) => {
+                        network.trace(index, Direction::Rx, &buf[..n]);
+                        let reply = interpreter.feed(&buf[..n]);
+                        if port.reply(&interpreter, &reply).await.is_err() {
+                            return Ended::Unplugged;
+                        }
+                        if interpreter.take_reset() {
+                            // The modem is busy resetting, then boots again.
+                            let reset = Duration::from_millis(interpreter.profile().boot.reset_ms);
+                            tokio::time::sleep(reset).await;
+                            network.boot(index);
+                            interpreter = Interpreter::new(network.clone(), index);
+                            if port.write(&interpreter.boot_output()).await.is_err() {
+                                return Ended::Unplugged;
+                            }
+                        }
+                    }
+                    // EIO while no client has the slave open: wait and retry.
+                    Ok(Err(error)) if error.raw_os_error() == Some(nix::libc::EIO) => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(?path, %error, "pty read failed");
+                        return Ended::Unplugged;
+                    }
+                    Err(_would_block) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Writes to the port: paced, traced, with the injected response faults.
+struct Writer<'a> {
+    fd: &'a AsyncFd<File>,
+    network: &'a Network,
+    index: usize,
+    baud: Option<u32>,
+}
+
+impl Writer<'_> {
+    /// Writes a command's answer. Injected faults may delay or swallow it;
+    /// URCs that arrive while its information lines go out are written
+    /// before its final result code, as a real modem interleaves them.
+    async fn reply(&mut self, interpreter: &Interpreter, reply: &[u8]) -> std::io::Result<()> {
+        if reply.is_empty() {
+            return Ok(());
+        }
+        let (delay_ms, dropped) = self
+            .network
+            .with_modem(self.index, |slot| {
+                let dropped = slot.faults.drop_responses > 0 && has_final_result(reply);
+                if dropped {
+                    slot.faults.drop_responses -= 1;
+                }
+                (slot.faults.delay_ms, dropped)
+            })
+            .unwrap_or((0, false));
+        if dropped {
+            return Ok(());
+        }
+        if delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        }
+        let split = final_result_start(reply).unwrap_or(reply.len());
+        self.write(&reply[..split]).await?;
+        if split < reply.len() && interpreter.accepts_urcs() {
+            let urcs = self.network.take_urcs(self.index);
+            self.write(&urcs).await?;
+        }
+        self.write(&reply[split..]).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.network.trace(self.index, Direction::Tx, bytes);
+        match self.baud {
+            Some(baud) if baud > 0 => {
+                // 8N1: ten bits on the line per byte.
+                let per_second = (f64::from(baud) / 10.0).max(1.0);
+                let mut due = Instant::now();
+                for chunk in bytes.chunks(32) {
+                    write_all(self.fd, chunk).await?;
+                    due += Duration::from_secs_f64(chunk.len() as f64 / per_second);
+                    tokio::time::sleep_until(due).await;
+                }
+                Ok(())
+            }
+            _ => write_all(self.fd, bytes).await,
+        }
+    }
+}
+
+/// The start of the reply's last line if it is a final result code.
+fn final_result_start(reply: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(reply).ok()?;
+    let body = text.strip_suffix("\r\n")?;
+    let start = body.rfind("\r\n")?;
+    let last = &body[start + 2..];
+    let is_final = matches!(last, "OK" | "ERROR" | "NO CARRIER" | "COMMAND NOT SUPPORT")
+        || last.starts_with("+CMS ERROR")
+        || last.starts_with("+CME ERROR");
+    is_final.then_some(start)
+}
+
+fn has_final_result(reply: &[u8]) -> bool {
+    final_result_start(reply).is_some()
+        || reply.ends_with(b"0\r")
+        || reply.ends_with(b"4\r")
+        || reply.ends_with(b"> ")
 }
 
 async fn write_all(fd: &AsyncFd<File>, mut bytes: &[u8]) -> std::io::Result<()> {
@@ -100,4 +354,18 @@ async fn write_all(fd: &AsyncFd<File>, mut bytes: &[u8]) -> std::io::Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_result_is_found_after_information_lines() {
+        let reply = b"\r\n+CMGL: 1,0,,5\r\n0011\r\n\r\nOK\r\n";
+        assert_eq!(final_result_start(reply), Some(reply.len() - 6));
+        assert_eq!(final_result_start(b"\r\n+CMTI: \"SM\",1\r\n"), None);
+        assert!(has_final_result(b"\r\n+CMS ERROR: 21\r\n"));
+        assert!(!has_final_result(b"AT"));
+    }
 }

@@ -1,0 +1,1322 @@
+//! The virtual GSM network: the bank's SIMs (subscribers), the handsets
+//! outside the bank, and the SMSC between them.
+//!
+//! One [`Network`] is shared by every virtual modem, the control API and the
+//! background ticker. It is a cheap `Clone` around one `std::sync::Mutex`;
+//! no lock is ever held across an `.await`. Modems reach their pty task
+//! through a queue of unsolicited output plus a [`Notify`] that wakes it.
+//!
+//! Messages are never dropped: whatever cannot be delivered now (handset off,
+//! SIM storage full, modem unplugged or unregistered, `+CMT` not acknowledged)
+//! waits in the SMSC's held queue and is offered again when things change.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::modem::pdu::{
+    self, Address, ConcatReferences, Deliver, EncodedPdu, Encoding, Pdu, StatusReport, Submit,
+    Timestamp, Tpdu, UserData,
+};
+use crate::modem::profile::Profile;
+use crate::number::{PhoneNumber, redact};
+use crate::sim::identity::Identity;
+use crate::sim::storage::{Stat, Storages, StoredMessage};
+use crate::sim::textmode::{self, Charset};
+
+/// The service centre every SIM of the bank is provisioned with (Ofcom's
+/// drama range, so never a real number).
+pub const SMSC: &str = "+447700900999";
+
+/// How long a `+CMT` waits for `+CNMA` before the network takes it back and
+/// stores it instead (3GPP TS 24.011 TR1M is 35-45 s; shorter here so tests
+/// and operators see the fallback quickly).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Trace entries kept per modem; older ones are dropped first.
+const TRACE_CAPACITY: usize = 4096;
+
+/// Why the network refused something asked through the control API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("invalid number {0:?}: expected E.164 (+ and 1 to 15 digits)")]
+    InvalidNumber(String),
+    #[error("{0} is a SIM of the bank, not a handset")]
+    NotAHandset(String),
+    #[error("no handset {0} has used the network")]
+    UnknownHandset(String),
+    #[error("no modem with index {0}")]
+    UnknownModem(usize),
+    #[error("cannot encode the message: {0}")]
+    Encode(String),
+}
+
+/// Why the network refused a submitted message; each maps to a `+CMS ERROR`
+/// code (3GPP TS 27.005 §3.2.5: 0-127 are TS 24.011 Annex E-2 RP-causes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitRefused {
+    /// TS 24.011 E-2 cause 1: unassigned (unallocated) number.
+    #[error("unassigned number")]
+    Unassigned,
+    /// TS 24.011 E-2 cause 21: short message transfer rejected (the
+    /// destination is barred from receiving).
+    #[error("short message transfer rejected")]
+    Barred,
+    /// TS 27.005 §3.2.5 code 331: no network service.
+    #[error("no network service")]
+    NoService,
+    /// TS 27.005 §3.2.5 code 304: invalid PDU mode parameter.
+    #[error("invalid PDU")]
+    InvalidPdu,
+    /// A code injected by the fault API.
+    #[error("injected error {0}")]
+    Injected(u16),
+}
+
+impl SubmitRefused {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::Unassigned => 1,
+            Self::Barred => 21,
+            Self::NoService => 331,
+            Self::InvalidPdu => 304,
+            Self::Injected(code) => code,
+        }
+    }
+}
+
+/// 3GPP TS 27.005 §3.4.1 `+CNMI=<mode>,<mt>,<bm>,<ds>,<bfr>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cnmi {
+    pub mode: u8,
+    pub mt: u8,
+    pub bm: u8,
+    pub ds: u8,
+    pub bfr: u8,
+}
+
+impl Cnmi {
+    /// Parses `mode[,mt[,bm[,ds[,bfr]]]]`; omitted values are 0.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut values = [0u8; 5];
+        let fields: Vec<&str> = text.split(',').collect();
+        if fields.is_empty() || fields.len() > 5 {
+            return None;
+        }
+        for (slot, field) in values.iter_mut().zip(&fields) {
+            let field = field.trim();
+            if !field.is_empty() {
+                *slot = field.parse().ok()?;
+            }
+        }
+        let [mode, mt, bm, ds, bfr] = values;
+        Some(Self {
+            mode,
+            mt,
+            bm,
+            ds,
+            bfr,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.mode, self.mt, self.bm, self.ds, self.bfr
+        )
+    }
+}
+
+/// The settings of one modem that decide how the network reaches it.
+/// The interpreter changes them; they return to the profile's defaults on
+/// every boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModemSettings {
+    pub cnmi: Cnmi,
+    /// 27.005 §3.2.1 `+CSMS`: 1 makes `+CMT` need `+CNMA`.
+    pub csms: u8,
+    /// 27.005 §3.2.3 `+CMGF`: text mode.
+    pub text_mode: bool,
+    /// 27.005 §3.3.3 `+CSDH`: text-mode header details.
+    pub csdh: bool,
+    pub charset: Charset,
+    /// 27.007 §7.2 `+CREG` and §10.1.22 `+CEREG` unsolicited modes.
+    pub creg: u8,
+    pub cereg: u8,
+}
+
+impl ModemSettings {
+    pub fn from_profile(profile: &Profile) -> Self {
+        ModemSettings {
+            cnmi: Cnmi::parse(&profile.sms.cnmi).unwrap_or(Cnmi {
+                mode: 0,
+                mt: 0,
+                bm: 0,
+                ds: 0,
+                bfr: 0,
+            }),
+            csms: 0,
+            text_mode: false,
+            csdh: false,
+            charset: Charset::Ira,
+            creg: 0,
+            cereg: 0,
+        }
+    }
+}
+
+/// Registration as `+CREG?` reports it (27.007 §7.2 `<stat>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Home,
+    Roaming,
+    Searching,
+    Denied,
+}
+
+impl Registration {
+    pub fn stat(self) -> u8 {
+        match self {
+            Self::Home => 1,
+            Self::Searching => 2,
+            Self::Denied => 3,
+            Self::Roaming => 5,
+        }
+    }
+
+    pub fn registered(self) -> bool {
+        matches!(self, Self::Home | Self::Roaming)
+    }
+}
+
+/// Faults injected into one modem through the control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Faults {
+    /// Garbage bytes between responses, as a noisy USB serial line gives.
+    pub noise: bool,
+    /// The next this many responses are swallowed (the command still runs).
+    pub drop_responses: u32,
+    /// Every response is held back this long.
+    pub delay_ms: u64,
+    /// Every submit fails with this `+CMS ERROR` code.
+    pub cms_error_on_submit: Option<u16>,
+    pub registration: Registration,
+    /// Pending URCs come out between a command's information lines and its
+    /// final result code, as real hardware sometimes interleaves them.
+    pub urc_mid_response: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            noise: false,
+            drop_responses: 0,
+            delay_ms: 0,
+            cms_error_on_submit: None,
+            registration: Registration::Home,
+            urc_mid_response: false,
+        }
+    }
+}
+
+/// A partial change of [`Faults`]; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultsUpdate {
+    pub noise: Option<bool>,
+    pub drop_responses: Option<u32>,
+    pub delay_ms: Option<u64>,
+    /// `null` clears it, a number sets it, absent leaves it.
+    #[serde(default, with = "double_option")]
+    pub cms_error_on_submit: Option<Option<u16>>,
+    pub registration: Option<Registration>,
+    pub urc_mid_response: Option<bool>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u16>>, D::Error> {
+        Option::<u16>::deserialize(d).map(Some)
+    }
+}
+
+/// Which way bytes went on a port, from the modem's side of view of the host:
+/// `rx` the modem received, `tx` it sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Rx,
+    Tx,
+}
+
+/// One line (or fragment, such as the `> ` prompt) seen on a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TraceEntry {
+    /// Microseconds since the network started, from a monotonic clock.
+    pub t_us: u64,
+    pub dir: Direction,
+    pub line: String,
+}
+
+/// What the port task of a modem is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortCommand {
+    /// Close the pty: the client sees EOF/EIO and the link disappears.
+    Unplug,
+    /// Open a fresh pty and boot again, under `link` if given.
+    Plug { link: Option<String> },
+}
+
+/// A bank modem as the network knows it.
+#[derive(Debug)]
+pub struct ModemSlot {
+    pub profile: Profile,
+    pub identity: Identity,
+    /// The SIM's storages (and the modem's own, kept with it for simplicity).
+    pub storages: Storages,
+    pub settings: ModemSettings,
+    pub faults: Faults,
+    /// `+CSQ` rssi.
+    pub signal: u8,
+    pub plugged: bool,
+    /// The pty slave path and the link to it, while plugged.
+    pub path: Option<PathBuf>,
+    pub link: Option<PathBuf>,
+    next_mr: u8,
+    urcs: VecDeque<Vec<u8>>,
+    awaiting_ack: VecDeque<AwaitingAck>,
+    trace: VecDeque<TraceEntry>,
+    port: Option<tokio::sync::mpsc::UnboundedSender<PortCommand>>,
+}
+
+#[derive(Debug)]
+struct AwaitingAck {
+    delivery: ModemDelivery,
+    deadline: Instant,
+}
+
+/// A status report owed to the SIM that submitted a message.
+#[derive(Debug, Clone)]
+struct ReportTo {
+    modem: usize,
+    mr: u8,
+    recipient: Address,
+    submitted: Timestamp,
+}
+
+/// One DELIVER part on its way to a bank modem.
+#[derive(Debug, Clone)]
+struct ModemDelivery {
+    modem: usize,
+    pdu: EncodedPdu,
+    report: Option<ReportTo>,
+}
+
+/// One part on its way to a handset.
+#[derive(Debug, Clone)]
+struct HandsetDelivery {
+    to: String,
+    from: String,
+    user_data: UserData,
+    report: Option<ReportTo>,
+}
+
+#[derive(Debug, Clone)]
+enum Held {
+    Modem(ModemDelivery),
+    Handset(HandsetDelivery),
+}
+
+/// A message a handset received, whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandsetMessage {
+    pub from: String,
+    pub text: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A phone outside the bank.
+#[derive(Debug, Clone)]
+pub struct Handset {
+    pub power_on: bool,
+    pub barred: bool,
+    pub messages: Vec<HandsetMessage>,
+    /// Concatenated parts by (sender, reference, total): the texts so far.
+    partial: HashMap<(String, u16, u8), Vec<Option<String>>>,
+}
+
+impl Default for Handset {
+    fn default() -> Self {
+        Handset {
+            power_on: true,
+            barred: false,
+            messages: Vec::new(),
+            partial: HashMap::new(),
+        }
+    }
+}
+
+impl Handset {
+    /// Takes one part; a message is added once all its parts are in.
+    fn receive(&mut self, from: &str, user_data: &UserData) {
+        let at = now_rfc3339();
+        let Some(concat) = user_data.concat else {
+            self.messages.push(HandsetMessage {
+                from: from.to_string(),
+                text: user_data.text.clone(),
+                at,
+            });
+            return;
+        };
+        let total = concat.total.max(1);
+        let key = (from.to_string(), concat.reference, total);
+        let parts = self
+            .partial
+            .entry(key.clone())
+            .or_insert_with(|| vec![None; usize::from(total)]);
+        let slot = usize::from(concat.sequence.max(1) - 1);
+        if let Some(part) = parts.get_mut(slot) {
+            *part = Some(user_data.text.clone());
+        }
+        if parts.iter().all(Option::is_some) {
+            let text = parts.iter().flatten().cloned().collect::<String>();
+            self.partial.remove(&key);
+            self.messages.push(HandsetMessage {
+                from: from.to_string(),
+                text,
+                at,
+            });
+        }
+    }
+}
+
+/// The state behind the lock.
+#[derive(Debug)]
+pub struct NetworkState {
+    pub modems: Vec<ModemSlot>,
+    pub handsets: BTreeMap<String, Handset>,
+    held: VecDeque<Held>,
+    concat: ConcatReferences,
+    // The call side (`calls::CallNetwork`) joins here: it needs the same
+    // subscribers and handsets, and pushes RING/+CLIP through `push_urc`.
+}
+
+struct Inner {
+    state: Mutex<NetworkState>,
+    /// Wakes modem i's port task when it has unsolicited output.
+    wakers: Vec<Arc<Notify>>,
+    started: Instant,
+}
+
+/// The shared network. Cheap to clone.
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("modems", &self.inner.wakers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn now_timestamp() -> Timestamp {
+    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
+}
+
+fn smsc_address() -> Address {
+    Address::international(SMSC)
+}
+
+/// The number a TP address stands for: `+digits` when international,
+/// the digits as given otherwise.
+fn number_of(address: &Address) -> String {
+    address.to_string()
+}
+
+impl Network {
+    /// A network with these bank modems (profile and identity each), none
+    /// plugged yet.
+    pub fn new(modems: Vec<(Profile, Identity)>) -> Self {
+        let wakers = modems.iter().map(|_| Arc::new(Notify::new())).collect();
+        let modems = modems
+            .into_iter()
+            .map(|(profile, identity)| ModemSlot {
+                storages: Storages::from_profile(&profile),
+                settings: ModemSettings::from_profile(&profile),
+                faults: Faults::default(),
+                signal: 20,
+                plugged: false,
+                path: None,
+                link: None,
+                next_mr: 0,
+                urcs: VecDeque::new(),
+                awaiting_ack: VecDeque::new(),
+                trace: VecDeque::new(),
+                port: None,
+                profile,
+                identity,
+            })
+            .collect();
+        Network {
+            inner: Arc::new(Inner {
+                state: Mutex::new(NetworkState {
+                    modems,
+                    handsets: BTreeMap::new(),
+                    held: VecDeque::new(),
+                    concat: ConcatReferences::new(),
+                }),
+                wakers,
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The lock; a panic elsewhere while holding it does not make the
+    /// network unusable (the state is kept consistent per operation).
+    pub fn lock(&self) -> MutexGuard<'_, NetworkState> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn modem_count(&self) -> usize {
+        self.inner.wakers.len()
+    }
+
+    /// Runs `f` on modem `index`'s record.
+    pub fn with_modem<T>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut ModemSlot) -> T,
+    ) -> Result<T, NetworkError> {
+        let mut state = self.lock();
+        let slot = state
+            .modems
+            .get_mut(index)
+            .ok_or(NetworkError::UnknownModem(index))?;
+        Ok(f(slot))
+    }
+
+    /// The notifier the port task of modem `index` waits on.
+    pub fn waker(&self, index: usize) -> Option<Arc<Notify>> {
+        self.inner.wakers.get(index).cloned()
+    }
+
+    /// Queues unsolicited output for modem `index` and wakes its port task.
+    pub fn push_urc(&self, index: usize, bytes: Vec<u8>) {
+        if let Some(slot) = self.lock().modems.get_mut(index) {
+            slot.urcs.push_back(bytes);
+        }
+        self.wake(index);
+    }
+
+    fn wake(&self, index: usize) {
+        if let Some(waker) = self.inner.wakers.get(index) {
+            waker.notify_one();
+        }
+    }
+
+    /// Takes modem `index`'s pending unsolicited output.
+    pub fn take_urcs(&self, index: usize) -> Vec<u8> {
+        let mut state = self.lock();
+        let Some(slot) = state.modems.get_mut(index) else {
+            return Vec::new();
+        };
+        slot.urcs.drain(..).flatten().collect()
+    }
+
+    /// A modem came up (boot or re-plug): its settings return to the
+    /// profile's defaults, and held messages are offered again.
+    pub fn boot(&self, index: usize) {
+        {
+            let mut state = self.lock();
+            if let Some(slot) = state.modems.get_mut(index) {
+                slot.settings = ModemSettings::from_profile(&slot.profile);
+                slot.storages.select_default(&slot.profile);
+                slot.urcs.clear();
+                // Whatever waited for an acknowledgement is re-offered.
+                let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
+                for waiting in pending {
+                    state.held.push_back(Held::Modem(waiting.delivery));
+                }
+            }
+        }
+        self.retry_held();
+    }
+
+    /// Records the port of modem `index` as plugged at `path`/`link` (or not).
+    pub fn set_plugged(&self, index: usize, path: Option<PathBuf>, link: Option<PathBuf>) {
+        let _ = self.with_modem(index, |slot| {
+            slot.plugged = path.is_some();
+            slot.path = path;
+            slot.link = link;
+        });
+    }
+
+    /// Attaches the channel to modem `index`'s port task.
+    pub fn attach_port(&self, index: usize, port: tokio::sync::mpsc::UnboundedSender<PortCommand>) {
+        let _ = self.with_modem(index, |slot| slot.port = Some(port));
+    }
+
+    /// Asks modem `index`'s port task to unplug or plug.
+    pub fn port_command(&self, index: usize, command: PortCommand) -> Result<(), NetworkError> {
+        let port = self.with_modem(index, |slot| slot.port.clone())?;
+        match port {
+            Some(port) if port.send(command).is_ok() => Ok(()),
+            _ => Err(NetworkError::UnknownModem(index)),
+        }
+    }
+
+    /// Records bytes seen on modem `index`'s port, one entry per line.
+    pub fn trace(&self, index: usize, dir: Direction, bytes: &[u8]) {
+        let t_us = self.inner.started.elapsed().as_micros() as u64;
+        let text = String::from_utf8_lossy(bytes);
+        let mut state = self.lock();
+        let Some(slot) = state.modems.get_mut(index) else {
+            return;
+        };
+        let separator = match dir {
+            Direction::Rx => '\r',
+            Direction::Tx => '\n',
+        };
+        for line in text.split(separator) {
+            let line = line.trim_matches(['\r', '\n']);
+            if line.is_empty() {
+                continue;
+            }
+            if slot.trace.len() >= TRACE_CAPACITY {
+                slot.trace.pop_front();
+            }
+            slot.trace.push_back(TraceEntry {
+                t_us,
+                dir,
+                line: line.to_string(),
+            });
+        }
+    }
+
+    pub fn trace_of(&self, index: usize) -> Result<Vec<TraceEntry>, NetworkError> {
+        self.with_modem(index, |slot| slot.trace.iter().cloned().collect())
+    }
+
+    /// Applies a fault change; returns the faults now in force.
+    pub fn update_faults(
+        &self,
+        index: usize,
+        update: FaultsUpdate,
+    ) -> Result<Faults, NetworkError> {
+        let (faults, registration_changed) = self.with_modem(index, |slot| {
+            let before = slot.faults.registration;
+            let faults = &mut slot.faults;
+            if let Some(noise) = update.noise {
+                faults.noise = noise;
+            }
+            if let Some(n) = update.drop_responses {
+                faults.drop_responses = n;
+            }
+            if let Some(ms) = update.delay_ms {
+                faults.delay_ms = ms;
+            }
+            if let Some(code) = update.cms_error_on_submit {
+                faults.cms_error_on_submit = code;
+            }
+            if let Some(registration) = update.registration {
+                faults.registration = registration;
+            }
+            if let Some(flag) = update.urc_mid_response {
+                faults.urc_mid_response = flag;
+            }
+            (faults.clone(), before != faults.registration)
+        })?;
+        if registration_changed {
+            self.announce_registration(index);
+            if faults.registration.registered() {
+                self.retry_held();
+            }
+        }
+        Ok(faults)
+    }
+
+    /// `+CREG: <stat>` / `+CEREG: <stat>` when the modem asked for them.
+    fn announce_registration(&self, index: usize) {
+        let Ok((creg, cereg, stat)) = self.with_modem(index, |slot| {
+            (
+                slot.settings.creg,
+                slot.settings.cereg,
+                slot.faults.registration.stat(),
+            )
+        }) else {
+            return;
+        };
+        let mut urc = Vec::new();
+        if creg > 0 {
+            urc.extend_from_slice(format!("\r\n+CREG: {stat}\r\n").as_bytes());
+        }
+        if cereg > 0 {
+            urc.extend_from_slice(format!("\r\n+CEREG: {stat}\r\n").as_bytes());
+        }
+        if !urc.is_empty() {
+            self.push_urc(index, urc);
+        }
+    }
+
+    /// The bank SIM with this MSISDN, if any.
+    pub fn subscriber(&self, number: &str) -> Option<usize> {
+        self.lock()
+            .modems
+            .iter()
+            .position(|slot| slot.identity.msisdn == number)
+    }
+
+    /// A handset's number, checked: E.164 and not a bank SIM.
+    fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
+        let parsed = PhoneNumber::from_e164(number)
+            .map_err(|_| NetworkError::InvalidNumber(number.to_string()))?;
+        if self.subscriber(parsed.e164()).is_some() {
+            return Err(NetworkError::NotAHandset(number.to_string()));
+        }
+        Ok(parsed.e164().to_string())
+    }
+
+    /// A handset sends `text` to `to` (a bank SIM or another handset);
+    /// returns the number of parts the SMSC carries.
+    pub fn handset_sms(&self, from: &str, to: &str, text: &str) -> Result<usize, NetworkError> {
+        let from = self.handset_number(from)?;
+        let to = PhoneNumber::from_e164(to)
+            .map_err(|_| NetworkError::InvalidNumber(to.to_string()))?
+            .e164()
+            .to_string();
+        self.lock().handsets.entry(from.clone()).or_default();
+        let parts = match self.subscriber(&to) {
+            Some(modem) => {
+                let reference = self.lock().concat.next(&to);
+                let pdus = pdu::encode_deliver(
+                    &Address::international(&from),
+                    text,
+                    now_timestamp(),
+                    reference,
+                    Some(&smsc_address()),
+                )
+                .map_err(|e| NetworkError::Encode(e.to_string()))?;
+                let count = pdus.len();
+                tracing::debug!(from = %from, modem, parts = count, "handset sms to bank");
+                for pdu in pdus {
+                    self.offer(Held::Modem(ModemDelivery {
+                        modem,
+                        pdu,
+                        report: None,
+                    }));
+                }
+                count
+            }
+            None => {
+                self.offer(Held::Handset(HandsetDelivery {
+                    to,
+                    from,
+                    user_data: UserData::text(Encoding::Gsm7, text),
+                    report: None,
+                }));
+                1
+            }
+        };
+        Ok(parts)
+    }
+
+    /// Switches a handset on or off and bars or unbars it; switching on
+    /// delivers what the SMSC held.
+    pub fn set_handset_state(
+        &self,
+        number: &str,
+        power_on: Option<bool>,
+        barred: Option<bool>,
+    ) -> Result<(bool, bool), NetworkError> {
+        let number = self.handset_number(number)?;
+        let state = {
+            let mut state = self.lock();
+            let handset = state.handsets.entry(number).or_default();
+            if let Some(on) = power_on {
+                handset.power_on = on;
+            }
+            if let Some(barred) = barred {
+                handset.barred = barred;
+            }
+            (handset.power_on, handset.barred)
+        };
+        self.retry_held();
+        Ok(state)
+    }
+
+    /// What a handset has received, oldest first.
+    pub fn handset_messages(&self, number: &str) -> Result<Vec<HandsetMessage>, NetworkError> {
+        let number = self.handset_number(number)?;
+        Ok(self
+            .lock()
+            .handsets
+            .get(&number)
+            .map(|h| h.messages.clone())
+            .unwrap_or_default())
+    }
+
+    /// A handset's power and barring, if it has used the network.
+    pub fn handset_state(&self, number: &str) -> Result<(bool, bool), NetworkError> {
+        let number = self.handset_number(number)?;
+        self.lock()
+            .handsets
+            .get(&number)
+            .map(|h| (h.power_on, h.barred))
+            .ok_or(NetworkError::UnknownHandset(number))
+    }
+
+    /// Modem `index` submits one SMS-SUBMIT part; the answer is its
+    /// message reference (`+CMGS: <mr>`).
+    pub fn submit(&self, index: usize, submit: &Submit) -> Result<u8, SubmitRefused> {
+        let (from, mr) = {
+            let mut state = self.lock();
+            let Some(slot) = state.modems.get_mut(index) else {
+                return Err(SubmitRefused::NoService);
+            };
+            if let Some(code) = slot.faults.cms_error_on_submit {
+                return Err(SubmitRefused::Injected(code));
+            }
+            if !slot.faults.registration.registered() {
+                return Err(SubmitRefused::NoService);
+            }
+            // TS 23.040 §9.2.3.6: the mobile assigns TP-MR, one more each time.
+            slot.next_mr = slot.next_mr.wrapping_add(1);
+            (slot.identity.msisdn.clone(), slot.next_mr)
+        };
+        let to = number_of(&submit.destination);
+        let report = submit.status_report_request.then(|| ReportTo {
+            modem: index,
+            mr,
+            recipient: submit.destination.clone(),
+            submitted: now_timestamp(),
+        });
+        if let Some(target) = self.subscriber(&to) {
+            let pdu = deliver_for(&from, &submit.user_data, submit.dcs)
+                .map_err(|_| SubmitRefused::InvalidPdu)?;
+            tracing::debug!(modem = index, target, mr, "sms between bank SIMs");
+            let count = pdu.len();
+            for (i, pdu) in pdu.into_iter().enumerate() {
+                self.offer(Held::Modem(ModemDelivery {
+                    modem: target,
+                    pdu,
+                    // One report for the submit, on its last part.
+                    report: if i + 1 == count { report.clone() } else { None },
+                }));
+            }
+            return Ok(mr);
+        }
+        let Ok(number) = PhoneNumber::from_e164(&to) else {
+            return Err(SubmitRefused::Unassigned);
+        };
+        let to = number.e164().to_string();
+        {
+            let mut state = self.lock();
+            let handset = state.handsets.entry(to.clone()).or_default();
+            if handset.barred {
+                return Err(SubmitRefused::Barred);
+            }
+        }
+        tracing::debug!(modem = index, to = %redact(&to), mr, "sms to handset");
+        self.offer(Held::Handset(HandsetDelivery {
+            to,
+            from,
+            user_data: submit.user_data.clone(),
+            report,
+        }));
+        Ok(mr)
+    }
+
+    /// `+CNMA`: the host acknowledged the oldest `+CMT`. False when nothing
+    /// waited (27.005 §3.2.5 code 340).
+    pub fn acknowledge(&self, index: usize) -> bool {
+        let acked = {
+            let mut state = self.lock();
+            state
+                .modems
+                .get_mut(index)
+                .and_then(|slot| slot.awaiting_ack.pop_front())
+        };
+        match acked {
+            Some(waiting) => {
+                if let Some(report) = waiting.delivery.report {
+                    self.send_report(report);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Offers every held message again (after a delete, a power-on, a plug).
+    pub fn retry_held(&self) {
+        let held: Vec<Held> = self.lock().held.drain(..).collect();
+        for item in held {
+            self.offer(item);
+        }
+    }
+
+    /// `+CNMA=2`: the host refused the oldest `+CMT`; the network stores
+    /// it instead. False when nothing waited.
+    pub fn reject(&self, index: usize) -> bool {
+        let taken = self
+            .lock()
+            .modems
+            .get_mut(index)
+            .and_then(|slot| slot.awaiting_ack.pop_front());
+        match taken {
+            Some(waiting) => {
+                self.take_back(waiting.delivery);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A direct delivery the host did not take: stored this time, whatever
+    /// +CNMI says (27.005 §3.4.4: the message must not be lost), or held.
+    fn take_back(&self, delivery: ModemDelivery) {
+        let stored = store_received(&mut self.lock(), &delivery, true);
+        match stored {
+            Some(index) => {
+                self.wake(index);
+                if let Some(report) = delivery.report {
+                    self.send_report(report);
+                }
+            }
+            None => self.lock().held.push_back(Held::Modem(delivery)),
+        }
+    }
+
+    /// Periodic work: unacknowledged `+CMT`s past their deadline are taken
+    /// back; held messages are offered again.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for slot in &mut self.lock().modems {
+            while slot
+                .awaiting_ack
+                .front()
+                .is_some_and(|waiting| waiting.deadline <= now)
+            {
+                if let Some(waiting) = slot.awaiting_ack.pop_front() {
+                    expired.push(waiting.delivery);
+                }
+            }
+        }
+        for delivery in expired {
+            self.take_back(delivery);
+        }
+        self.retry_held();
+    }
+
+    /// Tries to deliver now; holds it if it cannot.
+    fn offer(&self, item: Held) {
+        let outcome = {
+            let mut state = self.lock();
+            match &item {
+                Held::Modem(delivery) => deliver_to_modem(&mut state, delivery),
+                Held::Handset(delivery) => deliver_to_handset(&mut state, delivery),
+            }
+        };
+        match outcome {
+            Offer::Delivered { report, wake } => {
+                if let Some(index) = wake {
+                    self.wake(index);
+                }
+                if let Some(report) = report {
+                    self.send_report(report);
+                }
+            }
+            Offer::AwaitingAck { wake } => self.wake(wake),
+            Offer::Held => self.lock().held.push_back(item),
+        }
+    }
+
+    /// A status report (delivered) to the SIM that asked, per its `+CNMI` ds.
+    fn send_report(&self, report: ReportTo) {
+        let status = StatusReport {
+            message_reference: report.mr,
+            recipient: report.recipient.clone(),
+            service_centre_timestamp: report.submitted,
+            discharge_time: now_timestamp(),
+            // TS 23.040 §9.2.3.15: 0 short message received by the SME.
+            status: 0,
+            user_data: None,
+        };
+        let Ok(pdu) = pdu::encode_status_report(&status, Some(&smsc_address())) else {
+            return;
+        };
+        let mut state = self.lock();
+        let Some(slot) = state.modems.get_mut(report.modem) else {
+            return;
+        };
+        if !slot.plugged {
+            return;
+        }
+        let settings = slot.settings.clone();
+        match settings.cnmi.ds {
+            1 => {
+                let urc = if settings.text_mode {
+                    let Ok(decoded) = pdu::decode_hex(&pdu.hex, true) else {
+                        return;
+                    };
+                    format!(
+                        "\r\n+CDS: {}\r\n",
+                        textmode::cds_fields(&decoded, report.mr, settings.charset)
+                    )
+                } else {
+                    format!("\r\n+CDS: {}\r\n{}\r\n", pdu.tpdu_length, pdu.hex)
+                };
+                slot.urcs.push_back(urc.into_bytes());
+            }
+            2 => {
+                let storage = slot.storages.receive_storage();
+                let name = storage.name.clone();
+                if let Some(i) = storage.insert(StoredMessage {
+                    stat: Stat::RecUnread,
+                    pdu: pdu.hex,
+                    tpdu_length: pdu.tpdu_length,
+                }) {
+                    slot.urcs
+                        .push_back(format!("\r\n+CDSI: \"{name}\",{i}\r\n").into_bytes());
+                }
+            }
+            _ => return,
+        }
+        drop(state);
+        self.wake(report.modem);
+    }
+}
+
+enum Offer {
+    Delivered {
+        report: Option<ReportTo>,
+        wake: Option<usize>,
+    },
+    AwaitingAck {
+        wake: usize,
+    },
+    Held,
+}
+
+/// DELIVER PDUs carrying a submitted part on to another bank SIM: the same
+/// user data (concatenation header included) when it fits one PDU, else
+/// re-split (a long text-mode submit).
+fn deliver_for(
+    from: &str,
+    user_data: &UserData,
+    dcs: u8,
+) -> Result<Vec<EncodedPdu>, pdu::PduError> {
+    let one = pdu::encode(&Pdu {
+        smsc: Some(smsc_address()),
+        tpdu: Tpdu::Deliver(Deliver {
+            originator: Address::international(from),
+            pid: 0,
+            dcs,
+            class: None,
+            timestamp: now_timestamp(),
+            more_messages_to_send: false,
+            status_report_indication: false,
+            reply_path: false,
+            user_data: user_data.clone(),
+        }),
+    });
+    match one {
+        Ok(pdu) => Ok(vec![pdu]),
+        Err(_) => pdu::encode_deliver(
+            &Address::international(from),
+            &user_data.text,
+            now_timestamp(),
+            0,
+            Some(&smsc_address()),
+        ),
+    }
+}
+
+/// Stores a received DELIVER in `<mem3>`, announcing it with `+CMTI` when
+/// `announce` (or when +CNMI asks). Returns the modem index on success.
+fn store_received(
+    state: &mut NetworkState,
+    delivery: &ModemDelivery,
+    announce: bool,
+) -> Option<usize> {
+    let slot = state.modems.get_mut(delivery.modem)?;
+    let storage = slot.storages.receive_storage();
+    let name = storage.name.clone();
+    let index = storage.insert(StoredMessage {
+        stat: Stat::RecUnread,
+        pdu: delivery.pdu.hex.clone(),
+        tpdu_length: delivery.pdu.tpdu_length,
+    })?;
+    if announce {
+        slot.urcs
+            .push_back(format!("\r\n+CMTI: \"{name}\",{index}\r\n").into_bytes());
+    }
+    Some(delivery.modem)
+}
+
+fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDelivery) -> Offer {
+    let Some(slot) = state.modems.get_mut(delivery.modem) else {
+        return Offer::Held;
+    };
+    if !slot.plugged || !slot.faults.registration.registered() {
+        return Offer::Held;
+    }
+    let settings = slot.settings.clone();
+    let cnmi = settings.cnmi;
+    // Mode 0 buffers indications in the TA: the message goes to storage
+    // and no URC is sent (27.005 §3.4.1).
+    if cnmi.mt == 2 && cnmi.mode != 0 {
+        let urc = if settings.text_mode {
+            let Ok(decoded) = pdu::decode_hex(&delivery.pdu.hex, true) else {
+                return Offer::Held;
+            };
+            format!(
+                "\r\n+CMT: {}\r\n{}\r\n",
+                textmode::cmt_header(&decoded, settings.charset, settings.csdh).unwrap_or_default(),
+                textmode::data(&decoded, settings.charset)
+            )
+        } else {
+            format!(
+                "\r\n+CMT: ,{}\r\n{}\r\n",
+                delivery.pdu.tpdu_length, delivery.pdu.hex
+            )
+        };
+        slot.urcs.push_back(urc.into_bytes());
+        if settings.csms == 1 {
+            slot.awaiting_ack.push_back(AwaitingAck {
+                delivery: delivery.clone(),
+                deadline: Instant::now() + ACK_TIMEOUT,
+            });
+            return Offer::AwaitingAck {
+                wake: delivery.modem,
+            };
+        }
+        return Offer::Delivered {
+            report: delivery.report.clone(),
+            wake: Some(delivery.modem),
+        };
+    }
+    let announce = matches!(cnmi.mt, 1 | 3) && cnmi.mode != 0;
+    match store_received(state, delivery, announce) {
+        Some(index) => Offer::Delivered {
+            report: delivery.report.clone(),
+            wake: Some(index),
+        },
+        // Memory capacity exceeded (TS 24.011 E-2 cause 22): the SMSC keeps it.
+        None => Offer::Held,
+    }
+}
+
+fn deliver_to_handset(state: &mut NetworkState, delivery: &HandsetDelivery) -> Offer {
+    let handset = state.handsets.entry(delivery.to.clone()).or_default();
+    if !handset.power_on {
+        return Offer::Held;
+    }
+    handset.receive(&delivery.from, &delivery.user_data);
+    Offer::Delivered {
+        report: delivery.report.clone(),
+        wake: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modem::profile::Profiles;
+
+    pub(crate) fn network(profiles: &[&str]) -> Network {
+        let builtin = Profiles::builtin();
+        Network::new(
+            profiles
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    (
+                        builtin.get(name).expect("profile").clone(),
+                        Identity::generate(5, i),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn plug(network: &Network, index: usize) {
+        network.set_plugged(index, Some(PathBuf::from("/dev/null")), None);
+        network.boot(index);
+    }
+
+    fn urcs(network: &Network, index: usize) -> String {
+        String::from_utf8_lossy(&network.take_urcs(index)).into_owned()
+    }
+
+    #[test]
+    fn handset_sms_is_stored_and_announced_with_cmti() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse("2,1,0,0,0").unwrap())
+            .unwrap();
+        let sim = net.lock().modems[0].identity.msisdn.clone();
+        assert_eq!(net.handset_sms("+447700900500", &sim, "hello").unwrap(), 1);
+        assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
+        let used = net
+            .with_modem(0, |m| m.storages.receive_storage().used())
+            .unwrap();
+        assert_eq!(used, 1);
+    }
+
+    #[test]
+    fn unplugged_modem_gets_its_messages_on_boot() {
+        let net = network(&["generic"]);
+        let sim = net.lock().modems[0].identity.msisdn.clone();
+        net.handset_sms("+447700900500", &sim, "queued").unwrap();
+        assert_eq!(urcs(&net, 0), "");
+        plug(&net, 0);
+        let cnmi = net.with_modem(0, |m| m.settings.cnmi).unwrap();
+        assert_eq!(cnmi.mt, 1, "generic profile routes to storage");
+        assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
+    }
+
+    #[test]
+    fn switched_off_handset_gets_held_messages_on_power_on() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        let handset = "+447700900600";
+        net.set_handset_state(handset, Some(false), None).unwrap();
+        let submit = Submit {
+            message_reference: 0,
+            destination: Address::international(handset),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            validity: None,
+            status_report_request: true,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, "are you there"),
+        };
+        net.with_modem(0, |m| m.settings.cnmi.ds = 1).unwrap();
+        assert_eq!(net.submit(0, &submit), Ok(1));
+        assert!(net.handset_messages(handset).unwrap().is_empty());
+        assert_eq!(urcs(&net, 0), "");
+        net.set_handset_state(handset, Some(true), None).unwrap();
+        let messages = net.handset_messages(handset).unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].text, "are you there");
+        let report = urcs(&net, 0);
+        assert!(report.starts_with("\r\n+CDS: "), "{report:?}");
+        let pdu_line = report.lines().nth(2).unwrap_or_default();
+        let decoded = pdu::decode_hex(pdu_line, true).unwrap();
+        let Tpdu::StatusReport(status) = decoded.pdu.tpdu else {
+            panic!("not a status report: {decoded:?}");
+        };
+        assert_eq!(status.message_reference, 1);
+        assert!(status.delivered());
+    }
+
+    #[test]
+    fn barred_handset_refuses_and_bad_numbers_are_errors() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        net.set_handset_state("+447700900601", None, Some(true))
+            .unwrap();
+        let mut submit = Submit {
+            message_reference: 0,
+            destination: Address::international("+447700900601"),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            validity: None,
+            status_report_request: false,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, "x"),
+        };
+        assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Barred));
+        submit.destination = Address::from_number("0123").unwrap();
+        assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Unassigned));
+        assert_eq!(
+            net.handset_sms("447700900500", "+447700900000", "x"),
+            Err(NetworkError::InvalidNumber("447700900500".into()))
+        );
+        let sim = net.lock().modems[0].identity.msisdn.clone();
+        assert_eq!(
+            net.handset_messages(&sim),
+            Err(NetworkError::NotAHandset(sim.clone()))
+        );
+    }
+
+    #[test]
+    fn full_storage_holds_until_space_is_freed() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        let sim = net.lock().modems[0].identity.msisdn.clone();
+        let capacity = net
+            .with_modem(0, |m| m.storages.receive_storage().capacity)
+            .unwrap();
+        for i in 0..=capacity {
+            net.handset_sms("+447700900500", &sim, &format!("m{i}"))
+                .unwrap();
+        }
+        let announced = urcs(&net, 0).matches("+CMTI").count();
+        assert_eq!(announced, usize::from(capacity));
+        net.with_modem(0, |m| m.storages.read_storage().delete(3))
+            .unwrap();
+        net.retry_held();
+        assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",3\r\n");
+    }
+
+    #[test]
+    fn direct_delivery_needs_cnma_under_csms_1() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        net.with_modem(0, |m| {
+            m.settings.cnmi = Cnmi::parse("2,2,0,0,0").unwrap();
+            m.settings.csms = 1;
+        })
+        .unwrap();
+        let sim = net.lock().modems[0].identity.msisdn.clone();
+        net.handset_sms("+447700900500", &sim, "direct").unwrap();
+        let urc = urcs(&net, 0);
+        assert!(urc.starts_with("\r\n+CMT: ,"), "{urc:?}");
+        assert!(net.acknowledge(0));
+        assert!(!net.acknowledge(0));
+    }
+
+    #[test]
+    fn concatenated_parts_reassemble_at_the_handset() {
+        let mut handset = Handset::default();
+        let part = |seq: u8, text: &str| UserData {
+            concat: Some(pdu::Concat {
+                reference: 7,
+                total: 2,
+                sequence: seq,
+            }),
+            ..UserData::text(Encoding::Gsm7, text)
+        };
+        handset.receive("+447700900001", &part(2, "world"));
+        assert!(handset.messages.is_empty());
+        handset.receive("+447700900001", &part(1, "hello "));
+        assert_eq!(handset.messages.len(), 1);
+        assert_eq!(handset.messages[0].text, "hello world");
+    }
+}
