@@ -170,6 +170,10 @@ impl Browser {
     }
 
     async fn screenshot(&self, name: &str) {
+        self.client()
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
         let png = self.client().screenshot().await.unwrap();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
         std::fs::create_dir_all(&dir).unwrap();
@@ -357,6 +361,194 @@ async fn viewers_see_masked_numbers_and_no_admin_controls_on_a_phone() {
         .await
         .unwrap();
     assert_eq!(stored, Value::Null);
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+/// `simmask demo` as a process: the whole appliance on a virtual bank.
+struct Demo {
+    child: Child,
+    dashboard: String,
+    api: String,
+    sim_control: String,
+    token: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // SIGINT lets the demo remove its temporary data; kill if it hangs.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the demo and reads its URLs and token from its first line.
+fn start_demo(modems: usize) -> Demo {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--modems",
+            &modems.to_string(),
+        ])
+        .env_remove("SIMMASK_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simmask demo starts");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    // Keep reading (and dropping) the rest so the demo never blocks on stdout.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    let first: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|error| panic!("the demo's first line {line:?}: {error}"));
+    let text = |key: &str| {
+        first[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} in {first}"))
+            .to_string()
+    };
+    Demo {
+        dashboard: text("dashboard"),
+        api: text("api"),
+        sim_control: text("sim_control"),
+        token: text("admin_token"),
+        child,
+    }
+}
+
+impl Demo {
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    /// A phone outside the bank sends an SMS (simulator control API).
+    async fn handset_sms(&self, from: &str, to: &str, text: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/handsets/{from}/sms", self.sim_control))
+            .json(&json!({"to": to, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    async fn wait_healthy(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let numbers = self.api(reqwest::Method::GET, "/numbers", None).await;
+            let healthy = numbers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["healthy"] == true)
+                .count();
+            if healthy >= count {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{numbers}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_relays_a_message_live_into_the_dashboard() {
+    let demo = start_demo(4);
+    demo.wait_healthy(4).await;
+    let browser = browser(1280, 1400, false).await;
+    browser.client().goto(&demo.dashboard).await.unwrap();
+    browser.fill("#token", &demo.token).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for_count(".card.sim", 4).await;
+    browser.wait_for("#live.on").await;
+
+    let (a, b) = ("+447911123456", "+447912345678");
+    browser.fill("#participant-a", a).await;
+    browser.fill("#participant-b", b).await;
+    browser.fill("#label", "ride demo").await;
+    // SMS only: the demo's virtual SIMs may not bridge calls.
+    browser.click("#mode option[value=sms]").await;
+    browser.click("#open-form button[type=submit]").await;
+    let opened = browser.wait_for("#session-list li[data-status=open]").await;
+    let id = opened.attr("data-session").await.unwrap().unwrap();
+    let session = demo
+        .api(reqwest::Method::GET, &format!("/sessions/{id}"), None)
+        .await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+
+    // A texts the proxy; the relay sends it on to B, and the feed shows it.
+    demo.handset_sms(a, &proxy, "hello from A").await;
+    browser
+        .wait_for("#feed-list li[data-kind=message_relayed]")
+        .await;
+
+    // A busier bank for the screenshot: more sessions and traffic.
+    for (n, label) in ["parcel 17", "ride 9002", "visit 3"].iter().enumerate() {
+        let (x, y) = (format!("+44791100010{n}"), format!("+44791100020{n}"));
+        let other = demo
+            .api(
+                reqwest::Method::POST,
+                "/sessions",
+                Some(json!({"participants": [x, y], "label": label, "mode": "sms"})),
+            )
+            .await;
+        let via = other["proxy_number"].as_str().unwrap();
+        demo.handset_sms(&x, via, "on my way").await;
+        demo.handset_sms(&y, via, "see you").await;
+    }
+    browser
+        .wait_for_count("#feed-list li[data-kind=message_relayed]", 3)
+        .await;
+    browser
+        .wait_for_count("#session-list li[data-status=open]", 4)
+        .await;
+    browser
+        .click(&format!(
+            "#session-list li[data-session='{id}'] .show-interactions"
+        ))
+        .await;
+    browser
+        .wait_for(&format!(
+            "#session-list li[data-session='{id}'] .interactions li.interaction"
+        ))
+        .await;
+    browser.screenshot("demo-busy-bank.png").await;
+
+    browser
+        .click(&format!(
+            "#session-list li[data-session='{id}'] .close-session"
+        ))
+        .await;
+    browser
+        .wait_for(&format!(
+            "#session-list li[data-session='{id}'][data-status=closed]"
+        ))
+        .await;
+    browser
+        .wait_for("#feed-list li[data-kind=session_closed]")
+        .await;
     browser.assert_clean_console().await;
     browser.close().await;
 }
