@@ -41,6 +41,120 @@ fn start_sim(profiles: &str, modems: usize, links: &std::path::Path) -> Sim {
     Sim { child, bank }
 }
 
+/// Runs gammu with the config `rc`; returns its stdout after checking it
+/// succeeded.
+fn gammu(rc: &std::path::Path, args: &[&str], what: &str) -> String {
+    let output = Command::new("gammu")
+        .arg("-c")
+        .arg(rc)
+        .args(args)
+        .output()
+        .expect("gammu is installed (apt-get install gammu)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what}: gammu {args:?}: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+/// One request to the simulator's control API.
+fn control(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("control API answers");
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
+        response.json().await.expect("JSON answer")
+    })
+}
+
+/// gammu sends, reads and deletes on every profile's modem, and what it
+/// does is checked on the network's side (the handset's messages) and on
+/// the SIM (what `getallsms` lists).
+#[test]
+fn gammu_sends_reads_and_deletes_on_every_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profiles = ["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"];
+    let sim = start_sim(
+        &profiles.join(","),
+        profiles.len(),
+        &dir.path().join("links"),
+    );
+    let control_url = sim.bank["control"].as_str().expect("control").to_string();
+    let modems = sim.bank["modems"].as_array().expect("modems array").clone();
+    // gammu pauses between its start-up commands, so the profiles run side
+    // by side, one thread and one handset each.
+    std::thread::scope(|scope| {
+        for modem in &modems {
+            let dir = dir.path();
+            let control_url = control_url.as_str();
+            scope.spawn(move || {
+                let profile = modem["profile"].as_str().expect("profile");
+                let index = modem["index"].as_u64().expect("index");
+                let msisdn = modem["msisdn"].as_str().expect("msisdn");
+                let handset = format!("+4477009005{index:02}");
+                let link = modem["link"].as_str().expect("link");
+                let rc = dir.join(format!("gammurc-send{index}"));
+                std::fs::write(&rc, format!("[gammu]\nconnection = at\ndevice = {link}\n"))
+                    .expect("write gammurc");
+
+                let text = format!("from gammu on {profile}");
+                gammu(&rc, &["sendsms", "TEXT", &handset, "-text", &text], profile);
+                let received = control(
+                    reqwest::Method::GET,
+                    &format!("{control_url}/handsets/{handset}/messages"),
+                    None,
+                );
+                assert_eq!(received[0]["text"], text.as_str(), "{profile}: {received}");
+                assert_eq!(received[0]["from"], msisdn, "{profile}: {received}");
+
+                let inbound = format!("to {profile}: ünïcödé ✓");
+                control(
+                    reqwest::Method::POST,
+                    &format!("{control_url}/handsets/{handset}/sms"),
+                    Some(serde_json::json!({"to": msisdn, "text": inbound})),
+                );
+                let listed = gammu(&rc, &["getallsms"], profile);
+                assert!(listed.contains(&inbound), "{profile}: {listed}");
+                assert!(listed.contains(&handset), "{profile}: {listed}");
+                assert!(
+                    listed.contains("1 SMS parts in 1 SMS sequences"),
+                    "{profile}: {listed}"
+                );
+
+                // gammu's folders: 1 is the SIM's inbox, 3 the phone's.
+                let folder = if listed.contains("phone memory") {
+                    "3"
+                } else {
+                    "1"
+                };
+                gammu(&rc, &["deleteallsms", folder], profile);
+                let listed = gammu(&rc, &["getallsms"], profile);
+                assert!(
+                    listed.contains("0 SMS parts in 0 SMS sequences"),
+                    "{profile}: {listed}"
+                );
+            });
+        }
+    });
+}
+
 #[test]
 fn gammu_identifies_every_profile() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::ApiState;
-use super::auth::{Caller, Role};
+use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::events::Event;
@@ -169,13 +169,12 @@ fn page(records: Vec<SessionRecord>, limit: usize, offset: usize, caller: &Calle
         (status = 201, body = SessionView),
         (status = 409, description = "no free proxy", body = ErrorBody),
         (status = 422, description = "invalid numbers or values", body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn open(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiJson(request): ApiJson<OpenSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    caller.require(Role::Admin)?;
     let [a, b] = request.participants.as_slice() else {
         return Err(ApiError::unprocessable(
             "invalid_participants",
@@ -294,13 +293,12 @@ pub async fn get(
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
         (status = 409, description = "already closed or expired", body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn close(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    caller.require(Role::Admin)?;
     let record = state
         .store
         .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())

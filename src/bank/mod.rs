@@ -334,7 +334,17 @@ impl Bank {
                 .claimed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if claimed.contains_key(&path) || claimed.contains_key(&canonical) {
+            if claimed.contains_key(&path) {
+                return;
+            }
+            // The same device under another name is skipped, unless its
+            // owner lost its port: a re-enumerated modem may get the tty
+            // number its old self had, under a new link.
+            if let Some(owner) = claimed.get(&canonical)
+                && self
+                    .handle(owner)
+                    .is_none_or(|handle| handle.is_connected())
+            {
                 return;
             }
         }

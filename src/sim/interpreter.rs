@@ -3,6 +3,7 @@
 //! [`sms`]). Bytes in, bytes out, no I/O: it reaches the rest of the world
 //! only through the [`Network`] handle, so tests feed it arbitrary input.
 
+mod calls;
 mod sms;
 
 use crate::modem::profile::Profile;
@@ -32,10 +33,6 @@ pub struct Interpreter {
     cmee: u8,
     /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
     cfun: u8,
-    /// 27.007 §7.6 `+CLIP`, §7.11 `+CRC`, §8.24 `+CMUT`: the call side's settings.
-    clip: u8,
-    crc: u8,
-    cmut: u8,
     /// 27.005 §3.3.1 `+CSCA` as set by the host.
     csca: String,
     /// 27.005 §3.3.2 `+CSMP=<fo>,<vp>,<pid>,<dcs>` for text-mode submits.
@@ -44,6 +41,9 @@ pub struct Interpreter {
     periodic_noise: bool,
     /// Set by `AT+CFUN=1,1`: the port task reboots the modem.
     reset_requested: bool,
+    /// Set when a message went to the network: the port task applies the
+    /// network's submit delay.
+    submitted: bool,
     prompt: Option<sms::Prompt>,
     line: Vec<u8>,
     previous: Vec<u8>,
@@ -77,12 +77,10 @@ impl Interpreter {
             verbose: true,
             cmee: 0,
             cfun: 1,
-            clip: 0,
-            crc: 0,
-            cmut: 0,
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],
             reset_requested: false,
+            submitted: false,
             prompt: None,
             line: Vec::new(),
             previous: Vec::new(),
@@ -128,6 +126,11 @@ impl Interpreter {
     /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them).
     pub fn accepts_urcs(&self) -> bool {
         self.prompt.is_none()
+    }
+
+    /// True once after a message was submitted to the network.
+    pub fn take_submitted(&mut self) -> bool {
+        std::mem::take(&mut self.submitted)
     }
 
     /// True once after `AT+CFUN=1,1`: the caller reboots the modem.
@@ -250,7 +253,7 @@ impl Interpreter {
         if let Some(outcome) = self.sms_command(command, &upper, out) {
             return outcome;
         }
-        if is_call_command(&upper) {
+        if calls::is_call_command(&upper) {
             return self.call_command(&upper, out);
         }
         let info = |this: &mut Self, out: &mut Vec<u8>, line: String| {
@@ -408,79 +411,10 @@ impl Interpreter {
         self.verbose = true;
         self.cmee = 0;
         self.cfun = 1;
-        self.clip = 0;
-        self.crc = 0;
-        self.cmut = 0;
+        self.network.reset_call_settings(self.index);
         self.csmp = [17, 167, 0, 0];
         self.periodic_noise = !self.profile.noise.periodic.is_empty();
         self.prompt = None;
-    }
-
-    /// The call commands. Calls are the call network's business; until it
-    /// is attached the SIM behaves as one with no call in progress: settings
-    /// are kept, queries answer, and a dial or answer finds no one.
-    fn call_command(&mut self, upper: &str, out: &mut Vec<u8>) -> Outcome {
-        let chld = self.profile.voice.chld.join(",");
-        match upper {
-            "+CLIP?" => {
-                self.info(out, &format!("+CLIP: {},1", self.clip));
-                Outcome::Ok
-            }
-            "+CLIP=?" => {
-                self.info(out, "+CLIP: (0,1)");
-                Outcome::Ok
-            }
-            "+CLIP=0" | "+CLIP=1" | "+CLIP" => {
-                self.clip = upper.as_bytes().get(6).map_or(0, |b| b - b'0');
-                Outcome::Ok
-            }
-            "+CRC?" => {
-                self.info(out, &format!("+CRC: {}", self.crc));
-                Outcome::Ok
-            }
-            "+CRC=?" => {
-                self.info(out, "+CRC: (0,1)");
-                Outcome::Ok
-            }
-            "+CRC=0" | "+CRC=1" | "+CRC" => {
-                self.crc = upper.as_bytes().get(5).map_or(0, |b| b - b'0');
-                Outcome::Ok
-            }
-            "+CMUT?" => {
-                self.info(out, &format!("+CMUT: {}", self.cmut));
-                Outcome::Ok
-            }
-            "+CMUT=?" => {
-                self.info(out, "+CMUT: (0,1)");
-                Outcome::Ok
-            }
-            "+CMUT=0" | "+CMUT=1" => {
-                self.cmut = upper.as_bytes()[6] - b'0';
-                Outcome::Ok
-            }
-            "+CHLD=?" => {
-                self.info(out, &format!("+CHLD: ({chld})"));
-                Outcome::Ok
-            }
-            "+CUSD?" => {
-                self.info(out, "+CUSD: 0");
-                Outcome::Ok
-            }
-            "+CUSD=?" => {
-                self.info(out, "+CUSD: (0-2)");
-                Outcome::Ok
-            }
-            // No call in progress: listing finds none, hanging up is a no-op.
-            "+CLCC" | "H" | "H0" | "+CHUP" => Outcome::Ok,
-            "+CLCC=?" | "+CHUP=?" => Outcome::Ok,
-            // V.250 §6.3.1/6.3.5: nobody to dial or answer.
-            _ if upper.starts_with('D') || upper == "A" => {
-                self.final_text(out, "NO CARRIER", "3");
-                Outcome::Pending
-            }
-            // 27.007 §9.2.1 code 3: operation not allowed (no call to act on).
-            _ => Outcome::CmeError(3, "operation not allowed"),
-        }
     }
 
     fn set(&mut self, change: impl FnOnce(&mut Self)) -> Outcome {
@@ -538,16 +472,6 @@ impl Interpreter {
         };
         self.final_text(out, &verbose, numeric);
     }
-}
-
-/// The commands the call side answers (27.007 §6, §7).
-fn is_call_command(upper: &str) -> bool {
-    const PREFIXES: [&str; 7] = ["+CLCC", "+CHLD", "+CLIP", "+CRC", "+CUSD", "+CMUT", "+CHUP"];
-    upper == "A"
-        || upper == "H"
-        || upper == "H0"
-        || upper.starts_with('D')
-        || PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
 /// Splits the first command off a command line body: a basic command (one
@@ -870,15 +794,102 @@ mod tests {
         assert!(last_info < urc && urc < ok, "{out:?}");
     }
 
+    #[test]
+    fn written_drafts_are_sent_from_storage_and_a_full_storage_says_so() {
+        let mut m = modem("generic");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CMGF=1\r");
+        assert_eq!(run(&mut m, "AT+CMGW=\"+447700900779\"\r"), "\r\n> ");
+        assert_eq!(run(&mut m, "draft\x1a"), "\r\n+CMGW: 1\r\n\r\nOK\r\n");
+        let listed = run(&mut m, "AT+CMGL=\"STO UNSENT\"\r");
+        assert!(
+            listed.contains("+CMGL: 1,\"STO UNSENT\",\"+447700900779\""),
+            "{listed:?}"
+        );
+        assert_eq!(run(&mut m, "AT+CMSS=1\r"), "\r\n+CMSS: 1\r\n\r\nOK\r\n");
+        let received = m
+            .network
+            .handset_messages("+447700900779")
+            .expect("handset");
+        assert_eq!(received[0].text, "draft");
+        assert!(run(&mut m, "AT+CMGR=1\r").contains("\"STO SENT\""));
+        // Fill the rest of SM: the profile's memory-full code answers.
+        let capacity = m.profile.storage_capacity("SM").expect("SM");
+        for _ in 1..capacity {
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r");
+            run(&mut m, "x\x1a");
+        }
+        let code = m.profile.sms.storage_full_error;
+        assert_eq!(
+            run(&mut m, "AT+CMGW=\"+447700900779\"\r"),
+            format!("\r\n+CMS ERROR: {code}\r\n")
+        );
+    }
+
+    /// Pieces of input a host (or line noise) produces: whole and half
+    /// commands, the prompt's Ctrl-Z and Esc with and without a prompt,
+    /// PDUs good and bad, huge lines and raw bytes.
+    fn fragment() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let words: Vec<&'static str> = vec![
+            "AT",
+            "AT\r",
+            "ATE1\r",
+            "ATV0\r",
+            "AT+CMGF=1\r",
+            "AT+CMGF=0\r",
+            "AT+CMGS=",
+            "AT+CMGS=23\r",
+            "AT+CMGS=\"+447700900123\"\r",
+            "AT+CMGL=4\r",
+            "AT+CMGL=\"ALL\"\r",
+            "AT+CMGR=1\r",
+            "AT+CMGD=1,4\r",
+            "AT+CNMI=2,2,0,1,0\r",
+            "AT+CSMS=1\r",
+            "AT+CNMA\r",
+            "AT+CPMS=\"ME\",\"SM\"\r",
+            "AT+CSCS=\"UCS2\"\r",
+            "AT+CSCS=\"HEX\"\r",
+            "AT+CFUN=1,1\r",
+            "ATD+447700900123;\r",
+            "AT+CHLD=?\r",
+            "AT+CLIP=1\r",
+            "A/",
+            "0011000B914477009001F20000AA05E8329BFD06",
+            "\x1a",
+            "\x1b",
+            "\r",
+            "\n",
+            ";",
+            "\"",
+        ];
+        prop_oneof![
+            4 => proptest::sample::select(words).prop_map(|w| w.as_bytes().to_vec()),
+            2 => proptest::collection::vec(any::<u8>(), 0..64),
+            1 => (0usize..3000).prop_map(|n| vec![b'A'; n]),
+        ]
+    }
+
     proptest::proptest! {
-        /// Any bytes on the port yield an answer without panicking, and the
-        /// modem still answers a plain `AT` afterwards.
+        /// Any bytes on the port yield modem-like answers without
+        /// panicking: every byte written is printable ASCII, CR or LF, or an
+        /// echo of a byte received; the output stays bounded; and after an
+        /// Esc (leaving any prompt) and a CR, the modem answers a plain `AT`.
         #[test]
-        fn arbitrary_bytes_never_break_the_modem(input in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
-            let mut m = modem("generic");
-            m.feed(&input);
-            // A CR ends whatever line the noise left open.
-            m.feed(b"\r");
+        fn arbitrary_input_never_breaks_the_modem(
+            profile in proptest::sample::select(vec!["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"]),
+            fragments in proptest::collection::vec(fragment(), 0..40),
+        ) {
+            let mut m = modem(profile);
+            let input: Vec<u8> = fragments.concat();
+            let out = m.feed(&input);
+            for byte in &out {
+                let modem_like = byte.is_ascii_graphic() || matches!(byte, b' ' | b'\r' | b'\n');
+                proptest::prop_assert!(modem_like || input.contains(byte), "byte {byte:#04x} from nowhere");
+            }
+            proptest::prop_assert!(out.len() <= input.len() * 8 + 4096, "{} bytes out for {} in", out.len(), input.len());
+            m.feed(b"\x1b\r");
             m.feed(b"ATE0V1\r");
             proptest::prop_assert_eq!(run(&mut m, "AT\r"), "\r\nOK\r\n");
         }

@@ -24,6 +24,7 @@ use crate::modem::pdu::{
 };
 use crate::modem::profile::Profile;
 use crate::number::{PhoneNumber, redact};
+use crate::sim::calls::{CallNetwork, CallTiming};
 use crate::sim::identity::Identity;
 use crate::sim::storage::{Stat, Storages, StoredMessage};
 use crate::sim::textmode::{self, Charset};
@@ -39,6 +40,9 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Trace entries kept per modem; older ones are dropped first.
 const TRACE_CAPACITY: usize = 4096;
+
+/// A traced line longer than this is cut into entries of this size.
+const MAX_TRACE_LINE: usize = 1024;
 
 /// Why the network refused something asked through the control API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,6 +207,8 @@ pub struct Faults {
     pub drop_responses: u32,
     /// Every response is held back this long.
     pub delay_ms: u64,
+    /// The network takes this long to accept a submit (`+CMGS` answers late).
+    pub submit_delay_ms: u64,
     /// Every submit fails with this `+CMS ERROR` code.
     pub cms_error_on_submit: Option<u16>,
     pub registration: Registration,
@@ -217,6 +223,7 @@ impl Default for Faults {
             noise: false,
             drop_responses: 0,
             delay_ms: 0,
+            submit_delay_ms: 0,
             cms_error_on_submit: None,
             registration: Registration::Home,
             urc_mid_response: false,
@@ -231,6 +238,7 @@ pub struct FaultsUpdate {
     pub noise: Option<bool>,
     pub drop_responses: Option<u32>,
     pub delay_ms: Option<u64>,
+    pub submit_delay_ms: Option<u64>,
     /// `null` clears it, a number sets it, absent leaves it.
     #[serde(default, with = "double_option")]
     pub cms_error_on_submit: Option<Option<u16>>,
@@ -290,9 +298,20 @@ pub struct ModemSlot {
     pub link: Option<PathBuf>,
     next_mr: u8,
     urcs: VecDeque<Vec<u8>>,
+    /// How many URCs were ever queued: a mark to tell later ones apart.
+    urcs_queued: u64,
     awaiting_ack: VecDeque<AwaitingAck>,
     trace: VecDeque<TraceEntry>,
+    /// The unfinished line in each direction (rx, tx).
+    trace_partial: [Vec<u8>; 2],
     port: Option<tokio::sync::mpsc::UnboundedSender<PortCommand>>,
+}
+
+impl ModemSlot {
+    fn queue_urc(&mut self, bytes: Vec<u8>) {
+        self.urcs.push_back(bytes);
+        self.urcs_queued += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -404,8 +423,8 @@ pub struct NetworkState {
     pub handsets: BTreeMap<String, Handset>,
     held: VecDeque<Held>,
     concat: ConcatReferences,
-    // The call side (`calls::CallNetwork`) joins here: it needs the same
-    // subscribers and handsets, and pushes RING/+CLIP through `push_urc`.
+    /// The call side; [`crate::sim::call_service`] drives it.
+    pub calls: CallNetwork,
 }
 
 struct Inner {
@@ -454,6 +473,10 @@ impl Network {
     /// plugged yet.
     pub fn new(modems: Vec<(Profile, Identity)>) -> Self {
         let wakers = modems.iter().map(|_| Arc::new(Notify::new())).collect();
+        let mut calls = CallNetwork::new(CallTiming::default());
+        for (index, (profile, identity)) in modems.iter().enumerate() {
+            calls.add_modem(index, &identity.msisdn, &profile.voice);
+        }
         let modems = modems
             .into_iter()
             .map(|(profile, identity)| ModemSlot {
@@ -466,8 +489,10 @@ impl Network {
                 link: None,
                 next_mr: 0,
                 urcs: VecDeque::new(),
+                urcs_queued: 0,
                 awaiting_ack: VecDeque::new(),
                 trace: VecDeque::new(),
+                trace_partial: [Vec::new(), Vec::new()],
                 port: None,
                 profile,
                 identity,
@@ -480,6 +505,7 @@ impl Network {
                     handsets: BTreeMap::new(),
                     held: VecDeque::new(),
                     concat: ConcatReferences::new(),
+                    calls,
                 }),
                 wakers,
                 started: Instant::now(),
@@ -522,7 +548,7 @@ impl Network {
     /// Queues unsolicited output for modem `index` and wakes its port task.
     pub fn push_urc(&self, index: usize, bytes: Vec<u8>) {
         if let Some(slot) = self.lock().modems.get_mut(index) {
-            slot.urcs.push_back(bytes);
+            slot.queue_urc(bytes);
         }
         self.wake(index);
     }
@@ -531,6 +557,24 @@ impl Network {
         if let Some(waker) = self.inner.wakers.get(index) {
             waker.notify_one();
         }
+    }
+
+    /// A mark for [`Network::take_urcs_since`]: how many URCs modem
+    /// `index` has had queued so far.
+    pub fn urc_mark(&self, index: usize) -> u64 {
+        self.with_modem(index, |slot| slot.urcs_queued).unwrap_or(0)
+    }
+
+    /// Takes the pending URCs of modem `index` queued after `mark`, leaving
+    /// older ones for the port's idle writer.
+    pub fn take_urcs_since(&self, index: usize, mark: u64) -> Vec<u8> {
+        let mut state = self.lock();
+        let Some(slot) = state.modems.get_mut(index) else {
+            return Vec::new();
+        };
+        let newer = usize::try_from(slot.urcs_queued.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let keep = slot.urcs.len().saturating_sub(newer);
+        slot.urcs.split_off(keep).into_iter().flatten().collect()
     }
 
     /// Takes modem `index`'s pending unsolicited output.
@@ -545,6 +589,7 @@ impl Network {
     /// A modem came up (boot or re-plug): its settings return to the
     /// profile's defaults, and held messages are offered again.
     pub fn boot(&self, index: usize) {
+        self.reboot_calls(index);
         {
             let mut state = self.lock();
             if let Some(slot) = state.modems.get_mut(index) {
@@ -563,6 +608,9 @@ impl Network {
 
     /// Records the port of modem `index` as plugged at `path`/`link` (or not).
     pub fn set_plugged(&self, index: usize, path: Option<PathBuf>, link: Option<PathBuf>) {
+        if path.is_none() {
+            self.drop_modem_calls(index);
+        }
         let _ = self.with_modem(index, |slot| {
             slot.plugged = path.is_some();
             slot.path = path;
@@ -584,31 +632,43 @@ impl Network {
         }
     }
 
-    /// Records bytes seen on modem `index`'s port, one entry per line.
+    /// Records bytes seen on modem `index`'s port. Bytes gather into lines
+    /// (clients like gammu write a byte at a time); an entry is made when
+    /// the line ends (CR received, LF sent, Ctrl-Z or Esc after a prompt,
+    /// or the `> ` prompt itself), stamped with the time it ended.
     pub fn trace(&self, index: usize, dir: Direction, bytes: &[u8]) {
         let t_us = self.inner.started.elapsed().as_micros() as u64;
-        let text = String::from_utf8_lossy(bytes);
         let mut state = self.lock();
         let Some(slot) = state.modems.get_mut(index) else {
             return;
         };
-        let separator = match dir {
-            Direction::Rx => '\r',
-            Direction::Tx => '\n',
+        let slot_dir = match dir {
+            Direction::Rx => 0,
+            Direction::Tx => 1,
         };
-        for line in text.split(separator) {
-            let line = line.trim_matches(['\r', '\n']);
-            if line.is_empty() {
-                continue;
+        for &byte in bytes {
+            let partial = &mut slot.trace_partial[slot_dir];
+            let ends = match dir {
+                Direction::Rx => matches!(byte, b'\r' | 0x1A | 0x1B),
+                Direction::Tx => byte == b'\n',
+            };
+            if !ends && partial.len() < MAX_TRACE_LINE {
+                partial.push(byte);
             }
-            if slot.trace.len() >= TRACE_CAPACITY {
-                slot.trace.pop_front();
+            let prompt = dir == Direction::Tx && partial.ends_with(b"> ");
+            if ends || prompt || partial.len() >= MAX_TRACE_LINE {
+                let line = String::from_utf8_lossy(partial)
+                    .trim_matches(['\r', '\n'])
+                    .to_string();
+                partial.clear();
+                if line.is_empty() {
+                    continue;
+                }
+                if slot.trace.len() >= TRACE_CAPACITY {
+                    slot.trace.pop_front();
+                }
+                slot.trace.push_back(TraceEntry { t_us, dir, line });
             }
-            slot.trace.push_back(TraceEntry {
-                t_us,
-                dir,
-                line: line.to_string(),
-            });
         }
     }
 
@@ -633,6 +693,9 @@ impl Network {
             }
             if let Some(ms) = update.delay_ms {
                 faults.delay_ms = ms;
+            }
+            if let Some(ms) = update.submit_delay_ms {
+                faults.submit_delay_ms = ms;
             }
             if let Some(code) = update.cms_error_on_submit {
                 faults.cms_error_on_submit = code;
@@ -686,7 +749,7 @@ impl Network {
     }
 
     /// A handset's number, checked: E.164 and not a bank SIM.
-    fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
+    pub(crate) fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
         let parsed = PhoneNumber::from_e164(number)
             .map_err(|_| NetworkError::InvalidNumber(number.to_string()))?;
         if self.subscriber(parsed.e164()).is_some() {
@@ -926,6 +989,7 @@ impl Network {
             self.take_back(delivery);
         }
         self.retry_held();
+        self.call_tick();
     }
 
     /// Tries to deliver now; holds it if it cannot.
@@ -986,7 +1050,7 @@ impl Network {
                 } else {
                     format!("\r\n+CDS: {}\r\n{}\r\n", pdu.tpdu_length, pdu.hex)
                 };
-                slot.urcs.push_back(urc.into_bytes());
+                slot.queue_urc(urc.into_bytes());
             }
             2 => {
                 let storage = slot.storages.receive_storage();
@@ -996,8 +1060,7 @@ impl Network {
                     pdu: pdu.hex,
                     tpdu_length: pdu.tpdu_length,
                 }) {
-                    slot.urcs
-                        .push_back(format!("\r\n+CDSI: \"{name}\",{i}\r\n").into_bytes());
+                    slot.queue_urc(format!("\r\n+CDSI: \"{name}\",{i}\r\n").into_bytes());
                 }
             }
             _ => return,
@@ -1068,8 +1131,7 @@ fn store_received(
         tpdu_length: delivery.pdu.tpdu_length,
     })?;
     if announce {
-        slot.urcs
-            .push_back(format!("\r\n+CMTI: \"{name}\",{index}\r\n").into_bytes());
+        slot.queue_urc(format!("\r\n+CMTI: \"{name}\",{index}\r\n").into_bytes());
     }
     Some(delivery.modem)
 }
@@ -1101,7 +1163,7 @@ fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDelivery) -> Offer
                 delivery.pdu.tpdu_length, delivery.pdu.hex
             )
         };
-        slot.urcs.push_back(urc.into_bytes());
+        slot.queue_urc(urc.into_bytes());
         if settings.csms == 1 {
             slot.awaiting_ack.push_back(AwaitingAck {
                 delivery: delivery.clone(),

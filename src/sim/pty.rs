@@ -233,7 +233,12 @@ async fn serve(
                     Ok(Ok(n)) => {
                         network.trace(index, Direction::Rx, &buf[..n]);
                         let reply = interpreter.feed(&buf[..n]);
-                        if port.reply(&interpreter, &reply).await.is_err() {
+                        let submit_delay = if interpreter.take_submitted() {
+                            network.with_modem(index, |slot| slot.faults.submit_delay_ms).unwrap_or(0)
+                        } else {
+                            0
+                        };
+                        if port.reply(&interpreter, &reply, submit_delay).await.is_err() {
                             return Ended::Unplugged;
                         }
                         if interpreter.take_reset() {
@@ -272,12 +277,19 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     /// Writes a command's answer. Injected faults may delay or swallow it;
-    /// URCs that arrive while its information lines go out are written
-    /// before its final result code, as a real modem interleaves them.
-    async fn reply(&mut self, interpreter: &Interpreter, reply: &[u8]) -> std::io::Result<()> {
+    /// URCs that arrive while its information lines go out (a slow line, a
+    /// delay) are written before its final result code, as a real modem
+    /// interleaves them. URCs the command itself caused come after it.
+    async fn reply(
+        &mut self,
+        interpreter: &Interpreter,
+        reply: &[u8],
+        extra_delay_ms: u64,
+    ) -> std::io::Result<()> {
         if reply.is_empty() {
             return Ok(());
         }
+        let mark = self.network.urc_mark(self.index);
         let (delay_ms, dropped) = self
             .network
             .with_modem(self.index, |slot| {
@@ -291,13 +303,14 @@ impl Writer<'_> {
         if dropped {
             return Ok(());
         }
+        let delay_ms = delay_ms.saturating_add(extra_delay_ms);
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
         let split = final_result_start(reply).unwrap_or(reply.len());
         self.write(&reply[..split]).await?;
         if split < reply.len() && interpreter.accepts_urcs() {
-            let urcs = self.network.take_urcs(self.index);
+            let urcs = self.network.take_urcs_since(self.index, mark);
             self.write(&urcs).await?;
         }
         self.write(&reply[split..]).await

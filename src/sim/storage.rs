@@ -147,6 +147,13 @@ impl Storage {
         listed
     }
 
+    /// Changes a stored message's status (a sent draft becomes STO SENT).
+    pub fn set_stat(&mut self, index: u16, stat: Stat) {
+        if let Some(message) = self.slots.get_mut(&index) {
+            message.stat = stat;
+        }
+    }
+
     pub fn delete(&mut self, index: u16) -> Option<StoredMessage> {
         self.slots.remove(&index)
     }
@@ -230,6 +237,12 @@ impl Storages {
     /// `<mem1>`: where `+CMGR`, `+CMGL` and `+CMGD` act.
     pub fn read_storage(&mut self) -> &mut Storage {
         let position = self.mem[0];
+        self.at_mut(position)
+    }
+
+    /// `<mem2>`: where `+CMGW` writes and `+CMSS` sends from.
+    pub fn write_storage(&mut self) -> &mut Storage {
+        let position = self.mem[1];
         self.at_mut(position)
     }
 

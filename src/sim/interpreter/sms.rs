@@ -16,8 +16,18 @@ const MAX_PROMPT: usize = 2048;
 #[derive(Debug)]
 pub(super) struct Prompt {
     kind: PromptKind,
+    action: Action,
     buffer: Vec<u8>,
     overflowed: bool,
+}
+
+/// What Ctrl-Z does with the typed message.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// `+CMGS`: hand it to the network.
+    Send,
+    /// `+CMGW`: store it in `<mem2>` with this status.
+    Write(Stat),
 }
 
 #[derive(Debug)]
@@ -123,7 +133,8 @@ impl Interpreter {
                     Outcome::Ok
                 }
             }
-            "+CMGS=?" | "+CMGR=?" | "+CNMA=?" => Outcome::Ok,
+            "+CMGS=?" | "+CMGR=?" | "+CNMA=?" | "+CMGW=?" | "+CMSS=?" => Outcome::Ok,
+            "+CMGW" => self.start_write("", out),
             "+CMGL=?" => {
                 let line = if self.settings().text_mode {
                     "+CMGL: (\"REC UNREAD\",\"REC READ\",\"STO UNSENT\",\"STO SENT\",\"ALL\")"
@@ -148,12 +159,20 @@ impl Interpreter {
                     self.select_storages(names, out)
                 } else if let Some(address) = argument("+CSCA") {
                     let address = address.split(',').next().unwrap_or("").trim_matches('"');
-                    self.csca = address.to_string();
-                    Outcome::Ok
+                    if Address::from_number(address).is_ok() {
+                        self.csca = address.to_string();
+                        Outcome::Ok
+                    } else {
+                        Outcome::Error
+                    }
                 } else if let Some(values) = argument("+CSMP") {
                     self.set_csmp(values)
                 } else if upper.starts_with("+CMGS=") {
                     self.start_send(&command["+CMGS=".len()..], out)
+                } else if upper.starts_with("+CMGW=") {
+                    self.start_write(&command["+CMGW=".len()..], out)
+                } else if upper.starts_with("+CMSS=") {
+                    self.send_stored(&command["+CMSS=".len()..], out)
                 } else if let Some(filter) = argument("+CMGL") {
                     self.list(Some(filter), out)
                 } else if let Some(index) = argument("+CMGR") {
@@ -403,32 +422,136 @@ impl Interpreter {
     /// `+CMGS=<length>` (PDU) or `+CMGS="<da>"[,<toda>]` (text): the `> `
     /// prompt, then the message until Ctrl-Z.
     fn start_send(&mut self, arguments: &str, out: &mut Vec<u8>) -> Outcome {
-        let settings = self.settings();
-        let kind = if settings.text_mode {
-            let typed = arguments.split(',').next().unwrap_or("").trim();
-            let typed = typed.trim_matches('"');
-            let destination = settings
+        let text_mode = self.settings().text_mode;
+        let fields: Vec<&str> = arguments.split(',').map(str::trim).collect();
+        match self.prompt_kind(fields.first().copied().unwrap_or(""), text_mode) {
+            Ok(kind) => self.open_prompt(kind, Action::Send, out),
+            Err(code) => Outcome::CmsError(code),
+        }
+    }
+
+    /// `+CMGW=<length>[,<stat>]` (PDU) or `+CMGW[="<da>"[,<toda>[,<stat>]]]`
+    /// (text), 27.005 §3.5.3: the message typed after the prompt is stored.
+    fn start_write(&mut self, arguments: &str, out: &mut Vec<u8>) -> Outcome {
+        let text_mode = self.settings().text_mode;
+        let fields: Vec<&str> = arguments.split(',').map(str::trim).collect();
+        let stat_field = if text_mode {
+            fields.get(2)
+        } else {
+            fields.get(1)
+        };
+        let stat = match stat_field.copied().filter(|f| !f.is_empty()) {
+            None => Stat::StoUnsent,
+            Some(field) => match crate::sim::storage::StatFilter::parse(field, text_mode) {
+                Some(crate::sim::storage::StatFilter::One(stat)) => stat,
+                _ => {
+                    return Outcome::CmsError(if text_mode {
+                        CMS_INVALID_TEXT
+                    } else {
+                        CMS_INVALID_PDU
+                    });
+                }
+            },
+        };
+        let full = self
+            .network
+            .with_modem(self.index, |slot| slot.storages.write_storage().is_full())
+            .unwrap_or(true);
+        if full {
+            // The profile's "memory full" code (27.005 §3.2.5: 322).
+            return Outcome::CmsError(self.profile.sms.storage_full_error);
+        }
+        let first = fields.first().copied().unwrap_or("");
+        // Text mode without a destination stores a draft to no one yet.
+        let kind = if text_mode && first.is_empty() {
+            Ok(PromptKind::Text {
+                destination: Address {
+                    ton: pdu::TypeOfNumber::Unknown,
+                    npi: 1,
+                    value: String::new(),
+                },
+            })
+        } else {
+            self.prompt_kind(first, text_mode)
+        };
+        match kind {
+            Ok(kind) => self.open_prompt(kind, Action::Write(stat), out),
+            Err(code) => Outcome::CmsError(code),
+        }
+    }
+
+    /// The first argument of `+CMGS`/`+CMGW`: a length (PDU) or a number (text).
+    fn prompt_kind(&self, first: &str, text_mode: bool) -> Result<PromptKind, u16> {
+        if text_mode {
+            let typed = first.trim_matches('"');
+            self.settings()
                 .charset
                 .decode(typed)
-                .and_then(|number| Address::from_number(&number).ok());
-            match destination {
-                Some(destination) => PromptKind::Text { destination },
-                None => return Outcome::CmsError(CMS_INVALID_TEXT),
-            }
+                .and_then(|number| Address::from_number(&number).ok())
+                .map(|destination| PromptKind::Text { destination })
+                .ok_or(CMS_INVALID_TEXT)
         } else {
-            match arguments.trim().parse::<usize>() {
+            match first.parse::<usize>() {
                 // TS 23.040: an SMS-SUBMIT TPDU is at most 164 octets.
-                Ok(length) if (1..=164).contains(&length) => PromptKind::Pdu { length },
-                _ => return Outcome::CmsError(CMS_INVALID_PDU),
+                Ok(length) if (1..=164).contains(&length) => Ok(PromptKind::Pdu { length }),
+                _ => Err(CMS_INVALID_PDU),
             }
-        };
+        }
+    }
+
+    fn open_prompt(&mut self, kind: PromptKind, action: Action, out: &mut Vec<u8>) -> Outcome {
         self.prompt = Some(Prompt {
             kind,
+            action,
             buffer: Vec::new(),
             overflowed: false,
         });
         out.extend_from_slice(b"\r\n> ");
         Outcome::Pending
+    }
+
+    /// `+CMSS=<index>[,<da>]` (27.005 §3.5.2): sends a stored message.
+    fn send_stored(&mut self, arguments: &str, out: &mut Vec<u8>) -> Outcome {
+        let mut fields = arguments.split(',').map(str::trim);
+        let Some(index) = fields.next().and_then(|i| i.parse::<u16>().ok()) else {
+            return Outcome::CmsError(CMS_INVALID_INDEX);
+        };
+        let destination = match fields.next().map(|d| d.trim_matches('"')) {
+            None | Some("") => None,
+            Some(number) => match Address::from_number(number) {
+                Ok(address) => Some(address),
+                Err(_) => return Outcome::CmsError(CMS_OPERATION_NOT_ALLOWED),
+            },
+        };
+        let stored = self
+            .network
+            .with_modem(self.index, |slot| {
+                slot.storages.write_storage().get(index).cloned()
+            })
+            .ok()
+            .flatten();
+        let Some(stored) = stored else {
+            return Outcome::CmsError(CMS_INVALID_INDEX);
+        };
+        let Some(Tpdu::Submit(mut submit)) =
+            pdu::decode_hex(&stored.pdu, true).ok().map(|d| d.pdu.tpdu)
+        else {
+            return Outcome::CmsError(CMS_OPERATION_NOT_ALLOWED);
+        };
+        if let Some(destination) = destination {
+            submit.destination = destination;
+        }
+        self.submitted = true;
+        match self.network.submit(self.index, &submit) {
+            Ok(mr) => {
+                let _ = self.network.with_modem(self.index, |slot| {
+                    slot.storages.write_storage().set_stat(index, Stat::StoSent)
+                });
+                self.info(out, &format!("+CMSS: {mr}"));
+                Outcome::Ok
+            }
+            Err(refused) => Outcome::CmsError(refused.code()),
+        }
     }
 
     /// One byte typed after the prompt.
@@ -519,12 +642,43 @@ impl Interpreter {
                 }
             }
         };
-        match self.network.submit(self.index, &submit) {
-            Ok(mr) => {
-                self.info(out, &format!("+CMGS: {mr}"));
+        match prompt.action {
+            Action::Send => {
+                self.submitted = true;
+                match self.network.submit(self.index, &submit) {
+                    Ok(mr) => {
+                        self.info(out, &format!("+CMGS: {mr}"));
+                        Outcome::Ok
+                    }
+                    Err(refused) => Outcome::CmsError(refused.code()),
+                }
+            }
+            Action::Write(stat) => self.write(&submit, stat, out),
+        }
+    }
+
+    /// Stores a SUBMIT in `<mem2>`, answering `+CMGW: <index>`.
+    fn write(&mut self, submit: &Submit, stat: Stat, out: &mut Vec<u8>) -> Outcome {
+        let encoded = pdu::encode(&pdu::Pdu {
+            smsc: None,
+            tpdu: Tpdu::Submit(submit.clone()),
+        });
+        let Ok(encoded) = encoded else {
+            return Outcome::CmsError(CMS_INVALID_TEXT);
+        };
+        let stored = self.network.with_modem(self.index, |slot| {
+            slot.storages.write_storage().insert(StoredMessage {
+                stat,
+                pdu: encoded.hex,
+                tpdu_length: encoded.tpdu_length,
+            })
+        });
+        match stored {
+            Ok(Some(index)) => {
+                self.info(out, &format!("+CMGW: {index}"));
                 Outcome::Ok
             }
-            Err(refused) => Outcome::CmsError(refused.code()),
+            _ => Outcome::CmsError(self.profile.sms.storage_full_error),
         }
     }
 }
