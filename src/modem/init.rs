@@ -382,6 +382,14 @@ async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capa
     // Caller ID with each RING (3GPP TS 27.007 §7.6), registration URCs (§7.2).
     optional(port, Command::plain("AT+CLIP=1")).await?;
     optional(port, Command::plain("AT+CREG=1")).await?;
+    if profile.voice.supported {
+        // A second call while one is up is announced by +CCWA (§7.12);
+        // models that can report every call change as +CLCC do so (§7.18).
+        optional(port, Command::plain("AT+CCWA=1")).await?;
+        if profile.voice.clcc_urc {
+            optional(port, Command::plain("AT+CLCC=1")).await?;
+        }
+    }
     let chld = optional(port, Command::new("AT+CHLD=?", "+CHLD:"))
         .await?
         .and_then(|l| l.first().and_then(|l| parse_chld_test(l).ok()))

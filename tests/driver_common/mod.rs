@@ -113,6 +113,44 @@ impl Sim {
         }
     }
 
+    pub async fn handset_dial(&self, from: &str, to: &str) {
+        self.post(&format!("/handsets/{from}/dial"), json!({ "to": to }))
+            .await;
+    }
+
+    pub async fn handset_answer(&self, number: &str) {
+        self.post(&format!("/handsets/{number}/answer"), json!({}))
+            .await;
+    }
+
+    pub async fn handset_hangup(&self, number: &str) {
+        self.post(&format!("/handsets/{number}/hangup"), json!({}))
+            .await;
+    }
+
+    /// `{state, caller_id, connected_to}` as the handset's screen shows it.
+    pub async fn handset_call(&self, number: &str) -> Value {
+        let url = format!("{}/handsets/{number}/call", self.sim.control_url());
+        let response = self.client.get(&url).send().await.expect("control API");
+        response.json().await.expect("call JSON")
+    }
+
+    /// Waits until the handset's call is in `state`.
+    pub async fn wait_handset_state(&self, number: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let call = self.handset_call(number).await;
+            if call["state"] == state {
+                return call;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{number} never reached {state}: {call}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn shutdown(self) {
         self.sim.shutdown().await;
     }
