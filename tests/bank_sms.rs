@@ -166,3 +166,68 @@ async fn every_profile_sends_receives_and_reports_delivery() {
     bank.shutdown();
     sim.shutdown().await;
 }
+
+/// The driver's profiles with `generic` routing new messages straight to
+/// the host (`+CNMI` mt=2), as an operator's profile file may ask.
+fn direct_routing_profiles(dir: &std::path::Path) -> Profiles {
+    let generic = Profiles::builtin().get("generic").expect("generic").clone();
+    let text = toml::to_string(&generic)
+        .expect("profile serialises")
+        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,2,0,1,0\"");
+    assert!(text.contains("2,2,0,1,0"), "{text}");
+    std::fs::write(dir.join("generic.toml"), text).expect("profile file");
+    Profiles::load_dir(dir).expect("profiles load")
+}
+
+#[tokio::test]
+async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = dir.path().join("links");
+    let profiles_dir = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles_dir).expect("profiles dir");
+    let sim = Sim::start(&["generic"], Some(&links), 33).await;
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/modem*", links.display())],
+        profiles: direct_routing_profiles(&profiles_dir),
+        poll_interval: Duration::from_secs(2),
+        power_cycle_command: None,
+        quarantine_after: 3,
+        pins: HashMap::new(),
+        msisdn_for_iccid: HashMap::new(),
+        baud: 115_200,
+    })
+    .await;
+    let modem = sim.modem(0).clone();
+    while !matches!(next(&mut events).await, BankEvent::SimUp { .. }) {}
+    let handle = bank.handle(&modem.iccid).expect("handle");
+    let capabilities = handle.identity().capabilities;
+    assert_eq!(capabilities.cnmi, "2,2,0,1,0");
+    assert_eq!(capabilities.sms_service, 1, "phase 2+: +CMT needs +CNMA");
+
+    sim.handset_sms("+15550500001", &modem.msisdn, SINGLE_GSM7)
+        .await;
+    let sms = loop {
+        if let BankEvent::Inbound { sms, .. } = next(&mut events).await {
+            break sms;
+        }
+    };
+    assert_eq!(sms.location, None, "routed directly, not stored");
+    assert_eq!(deliver_text(&sms).0, SINGLE_GSM7);
+    let acks = |trace: &[serde_json::Value]| {
+        trace
+            .iter()
+            .filter(|e| e["dir"] == "rx" && e["line"] == "AT+CNMA")
+            .count()
+    };
+    assert_eq!(
+        acks(&sim.trace(0).await),
+        0,
+        "not acknowledged before confirmed"
+    );
+    sms.confirm_stored().await.expect("+CNMA");
+    assert_eq!(acks(&sim.trace(0).await), 1);
+    // Acknowledged, so not stored on the SIM either.
+    assert_eq!(handle.list_sms().await.expect("list"), vec![]);
+    bank.shutdown();
+    sim.shutdown().await;
+}

@@ -337,10 +337,6 @@ pub(crate) async fn initialise(
 async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capabilities, AtError> {
     // 3GPP TS 27.005 §3.2.3: everything the driver sends and reads is PDU.
     port.run(&Command::plain("AT+CMGF=0")).await?;
-    let sms_service = optional(port, Command::new("AT+CSMS?", "+CSMS:"))
-        .await?
-        .and_then(|l| l.first().and_then(|l| parse_csms(l).ok()))
-        .unwrap_or(0);
     let [readable, _, receivable] = optional(port, Command::new("AT+CPMS=?", "+CPMS:"))
         .await?
         .and_then(|l| l.first().and_then(|l| parse_cpms_test(l).ok()))
@@ -379,6 +375,16 @@ async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capa
         optional(port, all).await?;
     }
     let cnmi = choose_cnmi(port, profile).await?;
+    if cnmi.split(',').nth(1).map(str::trim) == Some("2") {
+        // Messages routed straight to us (+CMT): with phase 2+ service the
+        // network keeps each one until AT+CNMA, so none is lost if we stop
+        // before it is stored (3GPP TS 27.005 §3.2.1, §3.4.4).
+        optional(port, Command::new("AT+CSMS=1", "+CSMS:")).await?;
+    }
+    let sms_service = optional(port, Command::new("AT+CSMS?", "+CSMS:"))
+        .await?
+        .and_then(|l| l.first().and_then(|l| parse_csms(l).ok()))
+        .unwrap_or(0);
     // Caller ID with each RING (3GPP TS 27.007 §7.6), registration URCs (§7.2).
     optional(port, Command::plain("AT+CLIP=1")).await?;
     optional(port, Command::plain("AT+CREG=1")).await?;

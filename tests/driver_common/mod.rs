@@ -151,6 +151,13 @@ impl Sim {
         }
     }
 
+    /// The lines on a modem's port: `[{t_us, dir, line}]`.
+    pub async fn trace(&self, index: usize) -> Vec<Value> {
+        let url = format!("{}/modems/{index}/trace", self.sim.control_url());
+        let response = self.client.get(&url).send().await.expect("control API");
+        response.json().await.expect("trace JSON")
+    }
+
     pub async fn shutdown(self) {
         self.sim.shutdown().await;
     }
