@@ -125,3 +125,38 @@ async fn the_bank_keeps_a_sim_that_returns_under_another_name() {
     bank.shutdown();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn after_a_reset_the_modem_is_initialised_again() {
+    for profile in ["quectel-ec25", "huawei-e173"] {
+        let sim = Sim::start(&[profile], None, 9).await;
+        let spawned = spawn_modem(&sim.port(0), ModemOptions::new(Profiles::builtin()))
+            .await
+            .expect("spawn");
+        let (handle, mut events) = (spawned.handle, spawned.events);
+        handle.reset().await.expect("AT+CFUN=1,1");
+        until_event(&mut events, ModemEvent::Replugged).await;
+        // PDU mode and new-message routing are back: sending and receiving work.
+        let handset = "+15550009002";
+        handle
+            .send_sms(handset, "after the reset", false)
+            .await
+            .unwrap_or_else(|e| panic!("{profile}: {e}"));
+        assert_eq!(sim.wait_messages(handset, 1).await.len(), 1);
+        sim.handset_sms(handset, &sim.modem(0).msisdn, "hello again")
+            .await;
+        let stored = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(ModemEvent::SmsStored { storage, index }) = events.recv().await {
+                    return (storage, index);
+                }
+            }
+        })
+        .await
+        .expect("+CMTI after the reset");
+        let sms = handle.read_sms(&stored.0, stored.1).await.expect("read");
+        assert!(!sms.pdu_hex.is_empty());
+        handle.shutdown();
+        sim.shutdown().await;
+    }
+}
