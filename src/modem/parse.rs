@@ -366,8 +366,11 @@ pub fn parse_cpms_test(line: &str) -> Result<[Vec<String>; 3], AtError> {
     let mut groups = test_groups(rest);
     // Wavecom wraps its lists in one more pair and gives two of them:
     // `+CPMS: (("SM","BM","SR"),("SM"))` (python-gsmmodem test/fakemodems.py).
-    if groups.len() == 1 && groups[0].starts_with("((") {
-        let inner = groups[0][1..groups[0].len().saturating_sub(1)].to_string();
+    if groups.len() == 1
+        && let Some(inner) = groups[0].strip_prefix('(')
+        && inner.starts_with('(')
+    {
+        let inner = inner.strip_suffix(')').unwrap_or(inner).to_string();
         groups = test_groups(&inner);
     }
     if groups.is_empty() || groups.len() > 3 || groups.iter().any(|g| !g.starts_with('(')) {
@@ -501,5 +504,50 @@ mod sms_and_network_tests {
             Some("+15550100".to_string())
         );
         assert_eq!(parse_cnum("+CNUM: ,\"\",129").unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a modem prints after a prefix, every parser answers with
+        /// a value or an error, never a panic.
+        #[test]
+        fn parsers_never_panic(
+            prefix in prop::sample::select(vec![
+                "+CSQ:", "+CREG:", "+CEREG:", "+CMTI:", "+CMGS:", "+CLCC:", "+CPMS:",
+                "+CHLD:", "+COPS:", "+CNUM:", "+CNMI:", "+CMGR:", "+CMGL:", "+CSMS:", "",
+            ]),
+            rest in "\\PC{0,60}",
+        ) {
+            let line = format!("{prefix}{rest}");
+            let _ = parse_csq(&line);
+            let _ = parse_creg(&line);
+            let _ = parse_cmti(&line);
+            let _ = parse_cmgs(&line);
+            let _ = parse_clcc(&line);
+            let _ = parse_cpms(&line);
+            let _ = parse_cpms_test(&line);
+            let _ = parse_chld_test(&line);
+            let _ = parse_cops(&line);
+            let _ = parse_cnum(&line);
+            if let Ok(allowed) = parse_cnmi_test(&line) {
+                let _ = cnmi_allowed(&rest, &allowed);
+            }
+            let _ = parse_cmgr(&line);
+            let _ = parse_cmgl(&line);
+            let _ = parse_csms(&line);
+        }
+
+        /// Parentheses, quotes and commas in any order.
+        #[test]
+        fn test_command_lists_never_panic(rest in "[()\",A-Z0-9é-]{0,40}") {
+            let _ = parse_cpms_test(&format!("+CPMS: {rest}"));
+            let _ = parse_cnmi_test(&format!("+CNMI: {rest}"));
+            let _ = parse_chld_test(&format!("+CHLD: {rest}"));
+        }
     }
 }

@@ -176,3 +176,25 @@ mod tests {
         assert!(parse_urc(&["+CMTI: \"SM\",x".to_string()]).is_err());
     }
 }
+
+#[cfg(test)]
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any line pair after any URC prefix types or errors, never panics.
+        #[test]
+        fn parse_urc_never_panics(
+            prefix in prop::sample::select(vec![
+                "+CMTI:", "+CDSI:", "+CMT:", "+CDS:", "+CLIP:", "+CCWA:", "+CLCC:",
+                "+CUSD:", "+CREG:", "+CEREG:", "^CEND:", "RING", "",
+            ]),
+            rest in "\\PC{0,60}",
+            second in "\\PC{0,60}",
+        ) {
+            let _ = parse_urc(&[format!("{prefix}{rest}"), second]);
+            let _ = parse_urc(&[format!("{prefix}{rest}")]);
+        }
+    }
+}
