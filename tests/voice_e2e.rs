@@ -142,8 +142,12 @@ async fn a_network_without_transfer_bridges_by_conference() {
     }
     let sim = Sim::start(dir.path(), 1, "generic");
     let port = free_port();
-    let extra = format!("[out_of_session]\npolicy = \"reject\"\n",);
-    let config = write_config(dir.path(), &sim, port, &extra);
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        "[out_of_session]\npolicy = \"reject\"\n",
+    );
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "[modems]\n",
         &format!("[modems]\nprofiles_dir = \"{}\"\n", profiles.display()),
