@@ -227,6 +227,11 @@ impl Bank {
             .collect()
     }
 
+    /// The model profile named `name`, as the bank's modems use it.
+    pub fn profile(&self, name: &str) -> Option<crate::modem::profile::Profile> {
+        self.shared.config.profiles.get(name).ok().cloned()
+    }
+
     /// The modem holding this SIM, if one does.
     pub fn handle(&self, iccid: &str) -> Option<ModemHandle> {
         self.lock_sims()
