@@ -737,7 +737,13 @@ impl Actor {
             {
                 let lines = port.urcs.remove(at);
                 return match parse_urc(&lines)? {
-                    Urc::Ussd { status, text } if status <= 1 => Ok(text.unwrap_or_default()),
+                    // 0 done, 1 more expected, 2 ended by the network: all
+                    // may carry the answer (3GPP TS 27.007 §7.15 <m>).
+                    Urc::Ussd {
+                        status: 0..=2,
+                        text: Some(text),
+                    } => Ok(text),
+                    Urc::Ussd { status: 0..=1, .. } => Ok(String::new()),
                     Urc::Ussd { status, .. } => Err(AtError::Cme {
                         code: None,
                         text: format!("ussd ended by the network (+CUSD status {status})"),
