@@ -160,3 +160,58 @@ async fn after_a_reset_the_modem_is_initialised_again() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn another_sim_on_a_sims_old_port_is_a_different_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&["generic", "generic"], Some(dir.path()), 8).await;
+    let (first, second) = (sim.modem(0).iccid.clone(), sim.modem(1).iccid.clone());
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/*", dir.path().display())],
+        profiles: Profiles::builtin(),
+        poll_interval: Duration::from_millis(300),
+        power_cycle_command: None,
+        quarantine_after: 2,
+        pins: HashMap::new(),
+        msisdn_for_iccid: HashMap::new(),
+        baud: 115_200,
+    })
+    .await;
+    let mut up = std::collections::HashSet::new();
+    while up.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(20), events.recv())
+            .await
+            .expect("in time")
+            .expect("bank alive");
+        if let BankEvent::SimUp { iccid } = event {
+            up.insert(iccid);
+        }
+    }
+    // Both modems out; the second comes back under the first one's name.
+    sim.unplug(0).await;
+    sim.unplug(1).await;
+    sim.plug(1, Some("modem0")).await;
+    let old_port = sim.port(0);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let sims = bank.sims();
+            let state = |iccid: &str| sims.iter().find(|s| s.iccid == iccid).cloned();
+            if let (Some(a), Some(b)) = (state(&first), state(&second))
+                && a.state == SimState::Unplugged
+                && b.state == SimState::Up
+                && b.port == old_port
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("statuses: {:?}", bank.sims()));
+    let handle = bank.handle(&second).expect("the second SIM's modem");
+    assert_eq!(handle.identity().iccid.as_deref(), Some(second.as_str()));
+    handle.ping().await.expect("answers");
+    assert!(bank.handle(&first).is_none_or(|h| !h.is_connected()));
+    bank.shutdown();
+    sim.shutdown().await;
+}
