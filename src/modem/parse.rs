@@ -373,6 +373,11 @@ pub fn parse_cpms_test(line: &str) -> Result<[Vec<String>; 3], AtError> {
         let inner = inner.strip_suffix(')').unwrap_or(inner).to_string();
         groups = test_groups(&inner);
     }
+    // Some phones leave the parentheses out: `"SM","SM","SM"` (noted in
+    // gammu libgammu/phone/at/at-sms.c, ATGEN_ReplyGetSMSMemories).
+    if groups.len() == 3 && groups.iter().all(|g| g.starts_with('"')) {
+        groups = groups.into_iter().map(|g| format!("({g})")).collect();
+    }
     if groups.is_empty() || groups.len() > 3 || groups.iter().any(|g| !g.starts_with('(')) {
         return Err(parse_err(
             "+CPMS",
@@ -472,6 +477,8 @@ mod sms_and_network_tests {
         assert_eq!(w, vec!["SM", "ME"]);
         assert_eq!(x, vec!["SM", "ME", "MT"]);
         assert!(parse_cpms_test("+CPMS: \"SM\",1,30").is_err());
+        let [r, _, x] = parse_cpms_test("+CPMS: \"SM\",\"SM\",\"SM\"").unwrap();
+        assert_eq!((r, x), (vec!["SM".to_string()], vec!["SM".to_string()]));
     }
 
     // Test-command ranges in both spellings (3GPP TS 27.005 §3.4.1).

@@ -357,6 +357,27 @@ fn recorded_answers_parse() {
     assert!(parse_cnmi_test("+CNMI: (0,1,2),(0,1,2,3),(0,2),(0,1,2),(0,1)").is_ok());
 }
 
+// A PDU-mode send and the reply that followed it, from the AT+CMGF example
+// in bangonkali/power-meter GSM-AT.md (after developershome.com): the +CMT
+// comes straight after the send's OK.
+#[test]
+fn a_message_arriving_right_after_a_send() {
+    let got = digest(
+        b"\r\n+CMGS: 212\r\n\r\nOK\r\n\r\n+CMT: ,34\r\n0791535880770101200C915358508282420000691170413375081154747A0E4ACF41F4F29C9E769F4121\r\n",
+        &in_flight("AT+CMGS=29", "+CMGS:"),
+    );
+    assert_eq!(got[0], Digest::Line("+CMGS: 212".into()));
+    assert_eq!(got[1], Digest::Final(FinalResult::Ok));
+    let Digest::Urc(lines) = &got[2] else {
+        panic!("{got:?}");
+    };
+    assert!(matches!(
+        parse_urc(lines).expect("typed"),
+        Urc::SmsDelivered { pdu_hex } if pdu_hex.ends_with("9E769F4121")
+    ));
+    assert_eq!(super::parse::parse_cmgs("+CMGS: 212").expect("mr"), 212);
+}
+
 #[test]
 fn a_call_result_inside_another_command_is_a_urc() {
     // The far end hung up while +CSQ was asked: NO CARRIER ends the call,
