@@ -7,10 +7,10 @@ pub enum AtError {
     #[error("at command timed out after {0:?}")]
     Timeout(std::time::Duration),
     /// `+CME ERROR` (3GPP TS 27.007 §9.2): mobile equipment error.
-    #[error("at command failed: +CME ERROR {code:?} {text}")]
+    #[error("at command failed: +CME ERROR: {}", code_or_text(.code, .text))]
     Cme { code: Option<u16>, text: String },
     /// `+CMS ERROR` (3GPP TS 27.005 §3.2.5): message service error.
-    #[error("at command failed: +CMS ERROR {code:?} {text}")]
+    #[error("at command failed: +CMS ERROR: {}", code_or_text(.code, .text))]
     Cms { code: Option<u16>, text: String },
     #[error("at command failed: ERROR")]
     Error,
@@ -69,9 +69,34 @@ impl AtError {
     }
 }
 
+/// The code as the modem gave it: the number, else the verbose text.
+fn code_or_text(code: &Option<u16>, text: &str) -> String {
+    match code {
+        Some(code) => code.to_string(),
+        None => text.to_string(),
+    }
+}
+
 fn split_code(raw: &str) -> (Option<u16>, String) {
     match raw.trim().parse::<u16>() {
         Ok(code) => (Some(code), String::new()),
         Err(_) => (None, raw.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AtError;
+
+    #[test]
+    fn errors_read_as_the_modem_said_them() {
+        assert_eq!(
+            AtError::cms("500").to_string(),
+            "at command failed: +CMS ERROR: 500"
+        );
+        assert_eq!(
+            AtError::cme("SIM PIN required").to_string(),
+            "at command failed: +CME ERROR: SIM PIN required"
+        );
     }
 }
