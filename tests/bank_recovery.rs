@@ -55,6 +55,8 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     let (bank, mut events) =
         Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
+    // The first poll is done: what follows is the fault, not start-up.
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
 
     // Noise on the line and no answer that ends a command.
     sim.faults(0, json!({ "noise": true, "drop_responses": FOREVER }))
@@ -86,6 +88,8 @@ async fn a_silent_modem_that_a_power_cycle_revives_comes_back_up() {
     let (bank, mut events) =
         Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
+    // The first poll is done: what follows is the fault, not start-up.
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
 
     sim.faults(0, json!({ "drop_responses": FOREVER })).await;
     wait_for(
