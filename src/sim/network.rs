@@ -197,6 +197,84 @@ impl Registration {
     }
 }
 
+/// The PUK that unblocks every simulated SIM after three wrong PINs.
+pub const PUK: &str = "12345678";
+
+/// A SIM's PIN lock. The PIN is the SIM's: it survives unplugging, and a
+/// newly set PIN takes effect at the next power-on, as on a real SIM.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimLock {
+    pub pin: Option<String>,
+    pub state: LockState,
+    /// Wrong PINs left before the SIM wants its PUK.
+    pub attempts_left: u8,
+}
+
+/// 27.007 §8.3 `<code>` of `+CPIN?`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockState {
+    #[default]
+    Ready,
+    Pin,
+    Puk,
+}
+
+impl LockState {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Ready => "READY",
+            Self::Pin => "SIM PIN",
+            Self::Puk => "SIM PUK",
+        }
+    }
+}
+
+impl SimLock {
+    /// Power-on: a SIM with a PIN asks for it (a blocked one stays blocked).
+    fn power_on(&mut self) {
+        if self.state == LockState::Puk {
+            return;
+        }
+        self.attempts_left = 3;
+        self.state = if self.pin.is_some() {
+            LockState::Pin
+        } else {
+            LockState::Ready
+        };
+    }
+
+    /// `+CPIN=<pin>[,<newpin>]`: true when the SIM is unlocked by it.
+    pub fn enter(&mut self, code: &str, new_pin: Option<&str>) -> bool {
+        match self.state {
+            LockState::Ready => true,
+            LockState::Pin => {
+                if self.pin.as_deref() == Some(code) {
+                    self.state = LockState::Ready;
+                    return true;
+                }
+                self.attempts_left = self.attempts_left.saturating_sub(1);
+                if self.attempts_left == 0 {
+                    self.state = LockState::Puk;
+                }
+                false
+            }
+            LockState::Puk => match new_pin {
+                Some(new_pin) if code == PUK && !new_pin.is_empty() => {
+                    self.pin = Some(new_pin.to_string());
+                    self.attempts_left = 3;
+                    self.state = LockState::Ready;
+                    true
+                }
+                _ => false,
+            },
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.state == LockState::Ready
+    }
+}
+
 /// Faults injected into one modem through the control API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Faults {
@@ -243,6 +321,19 @@ pub struct FaultsUpdate {
     pub cms_error_on_submit: Option<Option<u16>>,
     pub registration: Option<Registration>,
     pub urc_mid_response: Option<bool>,
+    /// The SIM's PIN (`null` removes it); it asks for it from the next boot.
+    #[serde(default, with = "double_option_string")]
+    pub sim_pin: Option<Option<String>>,
+}
+
+mod double_option_string {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
 }
 
 mod double_option {
@@ -289,6 +380,8 @@ pub struct ModemSlot {
     pub storages: Storages,
     pub settings: ModemSettings,
     pub faults: Faults,
+    /// The SIM's PIN lock (27.007 §8.3 `+CPIN`).
+    pub lock: SimLock,
     /// `+CSQ` rssi.
     pub signal: u8,
     pub plugged: bool,
@@ -478,6 +571,7 @@ impl Network {
                 storages: Storages::from_profile(&profile),
                 settings: ModemSettings::from_profile(&profile),
                 faults: Faults::default(),
+                lock: SimLock::default(),
                 signal: 20,
                 plugged: false,
                 path: None,
@@ -588,6 +682,7 @@ impl Network {
             if let Some(slot) = state.modems.get_mut(index) {
                 slot.settings = ModemSettings::from_profile(&slot.profile);
                 slot.storages.select_default(&slot.profile);
+                slot.lock.power_on();
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.
                 let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
@@ -696,6 +791,10 @@ impl Network {
             if let Some(flag) = update.urc_mid_response {
                 faults.urc_mid_response = flag;
             }
+            if let Some(pin) = update.sim_pin {
+                slot.lock.pin = pin;
+            }
+            let faults = &slot.faults;
             (faults.clone(), before != faults.registration)
         })?;
         if registration_changed {
@@ -1129,7 +1228,8 @@ fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDelivery) -> Offer
     let Some(slot) = state.modems.get_mut(delivery.modem) else {
         return Offer::Held;
     };
-    if !slot.plugged || !slot.faults.registration.registered() {
+    // A locked SIM is not attached to the network.
+    if !slot.plugged || !slot.faults.registration.registered() || !slot.lock.ready() {
         return Offer::Held;
     }
     let settings = slot.settings.clone();
