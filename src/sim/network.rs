@@ -37,6 +37,11 @@ pub const SMSC: &str = "+447700900999";
 /// and operators see the fallback quickly).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TS 23.040 §9.2.3.15 TP-Status: short message received by the SME.
+const DELIVERED: u8 = 0x00;
+/// TS 23.040 §9.2.3.15 TP-Status: permanent error, SM validity period expired.
+const VALIDITY_EXPIRED: u8 = 0x46;
+
 /// Trace entries kept per modem; older ones are dropped first.
 const TRACE_CAPACITY: usize = 4096;
 
@@ -436,6 +441,9 @@ struct HandsetDelivery {
     from: String,
     user_data: UserData,
     report: Option<ReportTo>,
+    /// The submit's validity period ends here; a message still held then
+    /// is given up (TS 23.040 §9.2.3.12).
+    expires: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -884,6 +892,7 @@ impl Network {
                     from,
                     user_data: UserData::text(Encoding::Gsm7, text),
                     report: None,
+                    expires: None,
                 }));
                 1
             }
@@ -993,6 +1002,10 @@ impl Network {
             from,
             user_data: submit.user_data.clone(),
             report,
+            expires: submit
+                .validity
+                .and_then(|validity| validity.seconds())
+                .map(|seconds| Instant::now() + Duration::from_secs(seconds)),
         }));
         Ok(mr)
     }
@@ -1010,7 +1023,7 @@ impl Network {
         match acked {
             Some(waiting) => {
                 if let Some(report) = waiting.delivery.report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
                 true
             }
@@ -1051,7 +1064,7 @@ impl Network {
             Some(index) => {
                 self.wake(index);
                 if let Some(report) = delivery.report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
             }
             None => self.lock().held.push_back(Held::Modem(delivery)),
@@ -1061,7 +1074,33 @@ impl Network {
     /// Periodic work: unacknowledged `+CMT`s past their deadline are taken
     /// back; held messages are offered again.
     pub fn tick(&self) {
-        let now = Instant::now();
+        self.tick_at(Instant::now());
+    }
+
+    /// [`Network::tick`] at a given time: messages to handsets whose
+    /// validity period has passed are given up, with a failed status report
+    /// when one was asked for.
+    pub fn tick_at(&self, now: Instant) {
+        let given_up: Vec<HandsetDelivery> = {
+            let mut state = self.lock();
+            let (expired, kept): (VecDeque<Held>, VecDeque<Held>) = state.held.drain(..).partition(
+                |held| matches!(held, Held::Handset(d) if d.expires.is_some_and(|at| at <= now)),
+            );
+            state.held = kept;
+            expired
+                .into_iter()
+                .filter_map(|held| match held {
+                    Held::Handset(delivery) => Some(delivery),
+                    Held::Modem(_) => None,
+                })
+                .collect()
+        };
+        for delivery in given_up {
+            tracing::debug!(to = %redact(&delivery.to), "validity period over; message given up");
+            if let Some(report) = delivery.report {
+                self.send_report(report, VALIDITY_EXPIRED);
+            }
+        }
         let mut expired = Vec::new();
         for slot in &mut self.lock().modems {
             while slot
@@ -1095,7 +1134,7 @@ impl Network {
                     self.wake(index);
                 }
                 if let Some(report) = report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
             }
             Offer::AwaitingAck { wake } => self.wake(wake),
@@ -1103,15 +1142,14 @@ impl Network {
         }
     }
 
-    /// A status report (delivered) to the SIM that asked, per its `+CNMI` ds.
-    fn send_report(&self, report: ReportTo) {
+    /// A status report to the SIM that asked, per its `+CNMI` ds.
+    fn send_report(&self, report: ReportTo, status: u8) {
         let status = StatusReport {
             message_reference: report.mr,
             recipient: report.recipient.clone(),
             service_centre_timestamp: report.submitted,
             discharge_time: now_timestamp(),
-            // TS 23.040 §9.2.3.15: 0 short message received by the SME.
-            status: 0,
+            status,
             user_data: None,
         };
         let Ok(pdu) = pdu::encode_status_report(&status, Some(&smsc_address())) else {
@@ -1382,6 +1420,42 @@ mod tests {
         };
         assert_eq!(status.message_reference, 1);
         assert!(status.delivered());
+    }
+
+    #[test]
+    fn a_message_held_past_its_validity_is_given_up_with_a_failed_report() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        net.with_modem(0, |m| m.settings.cnmi.ds = 1).unwrap();
+        let handset = "+447700900602";
+        net.set_handset_state(handset, Some(false), None).unwrap();
+        let submit = Submit {
+            message_reference: 0,
+            destination: Address::international(handset),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            // TS 23.040 §9.2.3.12.1: relative 0 is five minutes.
+            validity: Some(pdu::ValidityPeriod::Relative(0)),
+            status_report_request: true,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, "too late"),
+        };
+        assert_eq!(net.submit(0, &submit), Ok(1));
+        net.tick_at(Instant::now() + Duration::from_secs(4 * 60));
+        assert_eq!(urcs(&net, 0), "", "still within its validity");
+        net.tick_at(Instant::now() + Duration::from_secs(6 * 60));
+        let report = urcs(&net, 0);
+        let pdu_line = report.lines().nth(2).unwrap_or_default();
+        let Tpdu::StatusReport(status) = pdu::decode_hex(pdu_line, true).unwrap().pdu.tpdu else {
+            panic!("not a status report: {report:?}");
+        };
+        assert_eq!(status.message_reference, 1);
+        assert_eq!(status.status, VALIDITY_EXPIRED);
+        assert!(status.failed());
+        net.set_handset_state(handset, Some(true), None).unwrap();
+        assert!(net.handset_messages(handset).unwrap().is_empty());
     }
 
     #[test]
