@@ -4,12 +4,15 @@
 pub mod calls;
 pub mod cli;
 pub mod control;
+pub mod faults;
+pub mod handset;
 pub mod identity;
 pub mod interpreter;
 pub mod network;
 pub mod pty;
 pub mod storage;
 pub mod textmode;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,12 +10,11 @@
 //! SIM storage full, modem unplugged or unregistered, `+CMT` not acknowledged)
 //! waits in the SMSC's held queue and is offered again when things change.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::modem::pdu::{
@@ -24,9 +23,12 @@ use crate::modem::pdu::{
 };
 use crate::modem::profile::Profile;
 use crate::number::{PhoneNumber, redact};
+pub use crate::sim::faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
+pub use crate::sim::handset::{Handset, HandsetMessage};
 use crate::sim::identity::Identity;
 use crate::sim::storage::{Stat, Storages, StoredMessage};
 use crate::sim::textmode::{self, Charset};
+pub use crate::sim::trace::{Direction, Trace, TraceEntry};
 
 /// The service centre every SIM of the bank is provisioned with (Ofcom's
 /// drama range, so never a real number).
@@ -41,12 +43,6 @@ pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 const DELIVERED: u8 = 0x00;
 /// TS 23.040 §9.2.3.15 TP-Status: permanent error, SM validity period expired.
 const VALIDITY_EXPIRED: u8 = 0x46;
-
-/// Trace entries kept per modem; older ones are dropped first.
-const TRACE_CAPACITY: usize = 4096;
-
-/// A traced line longer than this is cut into entries of this size.
-const MAX_TRACE_LINE: usize = 1024;
 
 /// Why the network refused something asked through the control API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,196 +173,6 @@ impl ModemSettings {
     }
 }
 
-/// Registration as `+CREG?` reports it (27.007 §7.2 `<stat>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Registration {
-    Home,
-    Roaming,
-    Searching,
-    Denied,
-}
-
-impl Registration {
-    pub fn stat(self) -> u8 {
-        match self {
-            Self::Home => 1,
-            Self::Searching => 2,
-            Self::Denied => 3,
-            Self::Roaming => 5,
-        }
-    }
-
-    pub fn registered(self) -> bool {
-        matches!(self, Self::Home | Self::Roaming)
-    }
-}
-
-/// The PUK that unblocks every simulated SIM after three wrong PINs.
-pub const PUK: &str = "12345678";
-
-/// A SIM's PIN lock. The PIN is the SIM's: it survives unplugging, and a
-/// newly set PIN takes effect at the next power-on, as on a real SIM.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SimLock {
-    pub pin: Option<String>,
-    pub state: LockState,
-    /// Wrong PINs left before the SIM wants its PUK.
-    pub attempts_left: u8,
-}
-
-/// 27.007 §8.3 `<code>` of `+CPIN?`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LockState {
-    #[default]
-    Ready,
-    Pin,
-    Puk,
-}
-
-impl LockState {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Ready => "READY",
-            Self::Pin => "SIM PIN",
-            Self::Puk => "SIM PUK",
-        }
-    }
-}
-
-impl SimLock {
-    /// Power-on: a SIM with a PIN asks for it (a blocked one stays blocked).
-    fn power_on(&mut self) {
-        if self.state == LockState::Puk {
-            return;
-        }
-        self.attempts_left = 3;
-        self.state = if self.pin.is_some() {
-            LockState::Pin
-        } else {
-            LockState::Ready
-        };
-    }
-
-    /// `+CPIN=<pin>[,<newpin>]`: true when the SIM is unlocked by it.
-    pub fn enter(&mut self, code: &str, new_pin: Option<&str>) -> bool {
-        match self.state {
-            LockState::Ready => true,
-            LockState::Pin => {
-                if self.pin.as_deref() == Some(code) {
-                    self.state = LockState::Ready;
-                    return true;
-                }
-                self.attempts_left = self.attempts_left.saturating_sub(1);
-                if self.attempts_left == 0 {
-                    self.state = LockState::Puk;
-                }
-                false
-            }
-            LockState::Puk => match new_pin {
-                Some(new_pin) if code == PUK && !new_pin.is_empty() => {
-                    self.pin = Some(new_pin.to_string());
-                    self.attempts_left = 3;
-                    self.state = LockState::Ready;
-                    true
-                }
-                _ => false,
-            },
-        }
-    }
-
-    pub fn ready(&self) -> bool {
-        self.state == LockState::Ready
-    }
-}
-
-/// Faults injected into one modem through the control API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Faults {
-    /// Garbage bytes between responses, as a noisy USB serial line gives.
-    pub noise: bool,
-    /// The next this many responses are swallowed (the command still runs).
-    pub drop_responses: u32,
-    /// Every response is held back this long.
-    pub delay_ms: u64,
-    /// The network takes this long to accept a submit (`+CMGS` answers late).
-    pub submit_delay_ms: u64,
-    /// Every submit fails with this `+CMS ERROR` code.
-    pub cms_error_on_submit: Option<u16>,
-    pub registration: Registration,
-    /// Pending URCs come out between a command's information lines and its
-    /// final result code, as real hardware sometimes interleaves them.
-    pub urc_mid_response: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            noise: false,
-            drop_responses: 0,
-            delay_ms: 0,
-            submit_delay_ms: 0,
-            cms_error_on_submit: None,
-            registration: Registration::Home,
-            urc_mid_response: false,
-        }
-    }
-}
-
-/// A partial change of [`Faults`]; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultsUpdate {
-    pub noise: Option<bool>,
-    pub drop_responses: Option<u32>,
-    pub delay_ms: Option<u64>,
-    pub submit_delay_ms: Option<u64>,
-    /// `null` clears it, a number sets it, absent leaves it.
-    #[serde(default, with = "double_option")]
-    pub cms_error_on_submit: Option<Option<u16>>,
-    pub registration: Option<Registration>,
-    pub urc_mid_response: Option<bool>,
-    /// The SIM's PIN (`null` removes it); it asks for it from the next boot.
-    #[serde(default, with = "double_option_string")]
-    pub sim_pin: Option<Option<String>>,
-}
-
-mod double_option_string {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u16>>, D::Error> {
-        Option::<u16>::deserialize(d).map(Some)
-    }
-}
-
-/// Which way bytes went on a port, from the modem's side of view of the host:
-/// `rx` the modem received, `tx` it sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Rx,
-    Tx,
-}
-
-/// One line (or fragment, such as the `> ` prompt) seen on a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TraceEntry {
-    /// Microseconds since the network started, from a monotonic clock.
-    pub t_us: u64,
-    pub dir: Direction,
-    pub line: String,
-}
-
 /// What the port task of a modem is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortCommand {
@@ -398,9 +204,7 @@ pub struct ModemSlot {
     /// How many URCs were ever queued: a mark to tell later ones apart.
     urcs_queued: u64,
     awaiting_ack: VecDeque<AwaitingAck>,
-    trace: VecDeque<TraceEntry>,
-    /// The unfinished line in each direction (rx, tx).
-    trace_partial: [Vec<u8>; 2],
+    trace: Trace,
     port: Option<tokio::sync::mpsc::UnboundedSender<PortCommand>>,
 }
 
@@ -452,70 +256,6 @@ enum Held {
     Handset(HandsetDelivery),
 }
 
-/// A message a handset received, whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HandsetMessage {
-    pub from: String,
-    pub text: String,
-    /// RFC 3339.
-    pub at: String,
-}
-
-/// A phone outside the bank.
-#[derive(Debug, Clone)]
-pub struct Handset {
-    pub power_on: bool,
-    pub barred: bool,
-    pub messages: Vec<HandsetMessage>,
-    /// Concatenated parts by (sender, reference, total): the texts so far.
-    partial: HashMap<(String, u16, u8), Vec<Option<String>>>,
-}
-
-impl Default for Handset {
-    fn default() -> Self {
-        Handset {
-            power_on: true,
-            barred: false,
-            messages: Vec::new(),
-            partial: HashMap::new(),
-        }
-    }
-}
-
-impl Handset {
-    /// Takes one part; a message is added once all its parts are in.
-    fn receive(&mut self, from: &str, user_data: &UserData) {
-        let at = now_rfc3339();
-        let Some(concat) = user_data.concat else {
-            self.messages.push(HandsetMessage {
-                from: from.to_string(),
-                text: user_data.text.clone(),
-                at,
-            });
-            return;
-        };
-        let total = concat.total.max(1);
-        let key = (from.to_string(), concat.reference, total);
-        let parts = self
-            .partial
-            .entry(key.clone())
-            .or_insert_with(|| vec![None; usize::from(total)]);
-        let slot = usize::from(concat.sequence.max(1) - 1);
-        if let Some(part) = parts.get_mut(slot) {
-            *part = Some(user_data.text.clone());
-        }
-        if parts.iter().all(Option::is_some) {
-            let text = parts.iter().flatten().cloned().collect::<String>();
-            self.partial.remove(&key);
-            self.messages.push(HandsetMessage {
-                from: from.to_string(),
-                text,
-                at,
-            });
-        }
-    }
-}
-
 /// The state behind the lock.
 #[derive(Debug)]
 pub struct NetworkState {
@@ -546,12 +286,6 @@ impl std::fmt::Debug for Network {
             .field("modems", &self.inner.wakers.len())
             .finish_non_exhaustive()
     }
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn now_timestamp() -> Timestamp {
@@ -588,8 +322,7 @@ impl Network {
                 urcs: VecDeque::new(),
                 urcs_queued: 0,
                 awaiting_ack: VecDeque::new(),
-                trace: VecDeque::new(),
-                trace_partial: [Vec::new(), Vec::new()],
+                trace: Trace::default(),
                 port: None,
                 profile,
                 identity,
@@ -725,48 +458,16 @@ impl Network {
         }
     }
 
-    /// Records bytes seen on modem `index`'s port. Bytes gather into lines
-    /// (clients like gammu write a byte at a time); an entry is made when
-    /// the line ends (CR received, LF sent, Ctrl-Z or Esc after a prompt,
-    /// or the `> ` prompt itself), stamped with the time it ended.
+    /// Records bytes seen on modem `index`'s port (see [`Trace::record`]).
     pub fn trace(&self, index: usize, dir: Direction, bytes: &[u8]) {
         let t_us = self.inner.started.elapsed().as_micros() as u64;
-        let mut state = self.lock();
-        let Some(slot) = state.modems.get_mut(index) else {
-            return;
-        };
-        let slot_dir = match dir {
-            Direction::Rx => 0,
-            Direction::Tx => 1,
-        };
-        for &byte in bytes {
-            let partial = &mut slot.trace_partial[slot_dir];
-            let ends = match dir {
-                Direction::Rx => matches!(byte, b'\r' | 0x1A | 0x1B),
-                Direction::Tx => byte == b'\n',
-            };
-            if !ends && partial.len() < MAX_TRACE_LINE {
-                partial.push(byte);
-            }
-            let prompt = dir == Direction::Tx && partial.ends_with(b"> ");
-            if ends || prompt || partial.len() >= MAX_TRACE_LINE {
-                let line = String::from_utf8_lossy(partial)
-                    .trim_matches(['\r', '\n'])
-                    .to_string();
-                partial.clear();
-                if line.is_empty() {
-                    continue;
-                }
-                if slot.trace.len() >= TRACE_CAPACITY {
-                    slot.trace.pop_front();
-                }
-                slot.trace.push_back(TraceEntry { t_us, dir, line });
-            }
+        if let Some(slot) = self.lock().modems.get_mut(index) {
+            slot.trace.record(t_us, dir, bytes);
         }
     }
 
     pub fn trace_of(&self, index: usize) -> Result<Vec<TraceEntry>, NetworkError> {
-        self.with_modem(index, |slot| slot.trace.iter().cloned().collect())
+        self.with_modem(index, |slot| slot.trace.entries())
     }
 
     /// Applies a fault change; returns the faults now in force.
@@ -1525,23 +1226,5 @@ mod tests {
         assert!(urc.starts_with("\r\n+CMT: ,"), "{urc:?}");
         assert!(net.acknowledge(0));
         assert!(!net.acknowledge(0));
-    }
-
-    #[test]
-    fn concatenated_parts_reassemble_at_the_handset() {
-        let mut handset = Handset::default();
-        let part = |seq: u8, text: &str| UserData {
-            concat: Some(pdu::Concat {
-                reference: 7,
-                total: 2,
-                sequence: seq,
-            }),
-            ..UserData::text(Encoding::Gsm7, text)
-        };
-        handset.receive("+447700900001", &part(2, "world"));
-        assert!(handset.messages.is_empty());
-        handset.receive("+447700900001", &part(1, "hello "));
-        assert_eq!(handset.messages.len(), 1);
-        assert_eq!(handset.messages[0].text, "hello world");
     }
 }
