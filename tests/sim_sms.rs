@@ -472,6 +472,48 @@ async fn unplug_closes_the_port_and_plug_brings_it_back_renamed() {
     let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
     assert_eq!(listed[0]["plugged"], true);
     assert_eq!(listed[0]["link"], renamed.to_string_lossy().as_ref());
+
+    // A PIN set on the SIM is asked for from the next power-on.
+    control.faults(0, json!({"sim_pin": "2468"})).await;
+    drop(port);
+    let boots = listed[0]["boots"].as_u64().expect("boots");
+    let (status, _) = control
+        .send(reqwest::Method::POST, "/modems/0/plug", None)
+        .await;
+    assert_eq!(status, 202);
+    // The device re-enumerates on a fresh pty behind the same link and boots.
+    let replugged = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+            if listed[0]["plugged"] == true && listed[0]["boots"].as_u64() > Some(boots) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        replugged.is_ok(),
+        "the modem did not come back on a fresh pty"
+    );
+    let mut port = open(&renamed);
+    read_until(&mut port, "SMS Ready\r\n").await;
+    command(&mut port, "ATE0").await;
+    assert!(
+        command(&mut port, "AT+CPIN?")
+            .await
+            .contains("+CPIN: SIM PIN")
+    );
+    assert!(
+        command(&mut port, "AT+CPIN=\"2468\"")
+            .await
+            .ends_with("OK\r\n")
+    );
+    assert!(
+        command(&mut port, "AT+CPIN?")
+            .await
+            .contains("+CPIN: READY")
+    );
     sim.shutdown().await;
 }
 
@@ -498,6 +540,12 @@ async fn injected_faults_and_the_trace() {
     assert!(refused.contains("+CMS ERROR: 331"), "{refused:?}");
     control.faults(0, json!({"registration": "roaming"})).await;
     read_until(&mut port, "+CREG: 5\r\n").await;
+
+    control.faults(0, json!({"signal": 7})).await;
+    assert!(command(&mut port, "AT+CSQ").await.contains("+CSQ: 7,99"));
+    let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+    assert_eq!(listed[0]["signal"], 7);
+    assert_eq!(listed[0]["registration"], "roaming");
 
     // One dropped response: the first AT gets nothing, the next answers.
     control.faults(0, json!({"drop_responses": 1})).await;
@@ -584,6 +632,18 @@ async fn the_control_api_refuses_bad_requests_with_reasons() {
             "/modems/x/trace".to_string(),
             None,
             404,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
+            Some(json!({"signal": 50})),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
+            Some(json!({"sim_pin": "12a4"})),
+            422,
         ),
     ];
     for (method, path, body, expected) in cases {

@@ -69,6 +69,7 @@ fn network_error(e: NetworkError) -> Response {
         NetworkError::UnknownHandset(_) => (StatusCode::NOT_FOUND, "unknown_handset"),
         NetworkError::UnknownModem(_) => (StatusCode::NOT_FOUND, "unknown_modem"),
         NetworkError::Encode(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cannot_encode"),
+        NetworkError::InvalidFault(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fault"),
     };
     error(status, kind, &e.to_string())
 }
@@ -121,10 +122,11 @@ fn modem_json(shared: &Shared, index: usize) -> serde_json::Value {
             slot.link.clone(),
             slot.signal,
             slot.faults.registration,
+            slot.boots,
         )
     });
     let mut value = serde_json::to_value(info).unwrap_or_default();
-    if let (Ok((plugged, path, link, signal, registration)), Some(object)) =
+    if let (Ok((plugged, path, link, signal, registration, boots)), Some(object)) =
         (live, value.as_object_mut())
     {
         object.insert("plugged".into(), json!(plugged));
@@ -132,6 +134,7 @@ fn modem_json(shared: &Shared, index: usize) -> serde_json::Value {
         object.insert("link".into(), json!(link));
         object.insert("signal".into(), json!(signal));
         object.insert("registration".into(), json!(registration));
+        object.insert("boots".into(), json!(boots));
         object.insert(
             "registered".into(),
             json!(plugged && registration.registered()),

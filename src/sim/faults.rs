@@ -155,6 +155,8 @@ pub struct FaultsUpdate {
     /// The SIM's PIN (`null` removes it); it asks for it from the next boot.
     #[serde(default, with = "double_option_string")]
     pub sim_pin: Option<Option<String>>,
+    /// The radio's `+CSQ` rssi: 0..31, or 99 (not known).
+    pub signal: Option<u8>,
 }
 
 mod double_option_string {

@@ -7,8 +7,11 @@
 //! through a queue of unsolicited output plus a [`Notify`] that wakes it.
 //!
 //! Messages are never dropped: whatever cannot be delivered now (handset off,
-//! SIM storage full, modem unplugged or unregistered, `+CMT` not acknowledged)
-//! waits in the SMSC's held queue and is offered again when things change.
+//! SIM storage full, modem unplugged, unregistered or PIN-locked, `+CMT` not
+//! acknowledged) waits in the SMSC's held queue and is offered again when
+//! things change. The one exception is the SMSC's own rule: a message to a
+//! handset still held when its submit's validity period ends is given up,
+//! with a failed status report.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -57,6 +60,8 @@ pub enum NetworkError {
     UnknownModem(usize),
     #[error("cannot encode the message: {0}")]
     Encode(String),
+    #[error("invalid fault: {0}")]
+    InvalidFault(String),
 }
 
 /// Why the network refused a submitted message; each maps to a `+CMS ERROR`
@@ -196,6 +201,9 @@ pub struct ModemSlot {
     /// `+CSQ` rssi.
     pub signal: u8,
     pub plugged: bool,
+    /// Power-ons so far (start, plug, `AT+CFUN=1,1`): tells a client that
+    /// the modem has booted again.
+    pub boots: u64,
     /// The pty slave path and the link to it, while plugged.
     pub path: Option<PathBuf>,
     pub link: Option<PathBuf>,
@@ -316,6 +324,7 @@ impl Network {
                 lock: SimLock::default(),
                 signal: 20,
                 plugged: false,
+                boots: 0,
                 path: None,
                 link: None,
                 next_mr: 0,
@@ -424,6 +433,7 @@ impl Network {
                 slot.settings = ModemSettings::from_profile(&slot.profile);
                 slot.storages.select_default(&slot.profile);
                 slot.lock.power_on();
+                slot.boots += 1;
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.
                 let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
@@ -476,7 +486,26 @@ impl Network {
         index: usize,
         update: FaultsUpdate,
     ) -> Result<Faults, NetworkError> {
+        // 27.007 §8.5: rssi is 0..31, or 99 when not known.
+        if let Some(signal) = update.signal
+            && signal > 31
+            && signal != 99
+        {
+            return Err(NetworkError::InvalidFault(format!(
+                "signal {signal}: +CSQ rssi is 0 to 31, or 99"
+            )));
+        }
+        let bad_pin = matches!(&update.sim_pin, Some(Some(pin))
+            if !(4..=8).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()));
+        if bad_pin {
+            return Err(NetworkError::InvalidFault(
+                "sim_pin: a PIN is 4 to 8 digits (3GPP TS 31.101 §9.5)".into(),
+            ));
+        }
         let (faults, registration_changed) = self.with_modem(index, |slot| {
+            if let Some(signal) = update.signal {
+                slot.signal = signal;
+            }
             let before = slot.faults.registration;
             let faults = &mut slot.faults;
             if let Some(noise) = update.noise {
