@@ -325,9 +325,9 @@ impl Interpreter {
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
-            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.cfun = 0),
-            "+CFUN=1" | "+CFUN=1,0" => self.set(|s| s.cfun = 1),
-            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.cfun = 4),
+            "+CFUN=0" | "+CFUN=0,0" => self.set_functionality(0),
+            "+CFUN=1" | "+CFUN=1,0" => self.set_functionality(1),
+            "+CFUN=4" | "+CFUN=4,0" => self.set_functionality(4),
             // 27.007 §8.2 <rst>=1: reset the MT before setting the level;
             // the port task reboots it (boot noise, defaults) after the OK.
             "+CFUN=1,1" => {
@@ -488,12 +488,25 @@ impl Interpreter {
         }
     }
 
+    /// 27.007 §8.2: levels 0 and 4 switch the radio off; back at 1 the
+    /// network delivers what it held meanwhile.
+    fn set_functionality(&mut self, level: u8) -> Outcome {
+        self.cfun = level;
+        let on = level == 1;
+        self.update_settings(|s| s.radio_on = on);
+        if on {
+            self.network.retry_held();
+        }
+        Outcome::Ok
+    }
+
     /// Back to power-on state (V.250 settings and the network's record).
     fn reset(&mut self) {
         self.echo = self.profile.boot.echo;
         self.verbose = true;
         self.cmee = 0;
         self.cfun = 1;
+        self.update_settings(|s| s.radio_on = true);
         self.clip = 0;
         self.crc = 0;
         self.cmut = 0;
@@ -1032,6 +1045,25 @@ mod tests {
         let urc = String::from_utf8_lossy(&m.network.take_urcs(0)).into_owned();
         assert_eq!(urc, "\r\n+CMTI: \"SM\",1\r\n");
         assert_eq!(run(&mut m, "AT+CPIN=\"4321\"\r"), "\r\n+CME ERROR: 3\r\n");
+    }
+
+    #[test]
+    fn with_the_radio_off_nothing_is_sent_or_received() {
+        let mut m = modem("quectel-ec25");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CFUN=4\r");
+        assert!(run(&mut m, "AT+CREG?\r").contains("+CREG: 0,0"));
+        run(&mut m, "AT+CMGF=1\r");
+        run(&mut m, "AT+CMGS=\"+447700900780\"\r");
+        assert_eq!(run(&mut m, "x\x1a"), "\r\n+CMS ERROR: 331\r\n");
+        let sim = sim_number(&m);
+        m.network
+            .handset_sms("+447700900780", &sim, "wait for the radio")
+            .expect("sms");
+        assert!(m.network.take_urcs(0).is_empty());
+        run(&mut m, "AT+CFUN=1\r");
+        let urc = String::from_utf8_lossy(&m.network.take_urcs(0)).into_owned();
+        assert_eq!(urc, "\r\n+CMTI: \"ME\",1\r\n");
     }
 
     /// Pieces of input a host (or line noise) produces: whole and half

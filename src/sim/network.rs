@@ -156,6 +156,9 @@ pub struct ModemSettings {
     /// 27.007 §7.2 `+CREG` and §10.1.22 `+CEREG` unsolicited modes.
     pub creg: u8,
     pub cereg: u8,
+    /// 27.007 §8.2 `+CFUN=1`: the radio is on (off at levels 0 and 4, when
+    /// the modem neither sends nor receives).
+    pub radio_on: bool,
 }
 
 impl ModemSettings {
@@ -174,6 +177,7 @@ impl ModemSettings {
             charset: Charset::Ira,
             creg: 0,
             cereg: 0,
+            radio_on: true,
         }
     }
 }
@@ -686,7 +690,7 @@ impl Network {
             if let Some(code) = slot.faults.cms_error_on_submit {
                 return Err(SubmitRefused::Injected(code));
             }
-            if !slot.faults.registration.registered() {
+            if !slot.faults.registration.registered() || !slot.settings.radio_on {
                 return Err(SubmitRefused::NoService);
             }
             // TS 23.040 §9.2.3.6: the mobile assigns TP-MR, one more each time.
@@ -997,7 +1001,11 @@ fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDelivery) -> Offer
         return Offer::Held;
     };
     // A locked SIM is not attached to the network.
-    if !slot.plugged || !slot.faults.registration.registered() || !slot.lock.ready() {
+    let attached = slot.plugged
+        && slot.settings.radio_on
+        && slot.faults.registration.registered()
+        && slot.lock.ready();
+    if !attached {
         return Offer::Held;
     }
     let settings = slot.settings.clone();
