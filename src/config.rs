@@ -52,6 +52,9 @@ pub struct Config {
     /// Per-SIM settings, by ICCID.
     #[serde(default)]
     pub sims: Vec<SimConfig>,
+    /// Events POSTed to local URLs (see [`crate::api::callbacks`]).
+    #[serde(default)]
+    pub callbacks: crate::api::callbacks::CallbacksConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +309,9 @@ impl Config {
                 "out_of_session.text",
                 "the auto-reply is empty".into(),
             ));
+        }
+        if let Err(problem) = self.callbacks.validate() {
+            return Err(invalid("callbacks", problem));
         }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {

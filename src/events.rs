@@ -61,6 +61,20 @@ pub enum Event {
     },
 }
 
+/// Every event kind, as [`Event::kind`] names them.
+pub const KINDS: &[&str] = &[
+    "session_opened",
+    "session_closed",
+    "session_expired",
+    "message_relayed",
+    "message_delivered",
+    "message_failed",
+    "call_bridged",
+    "call_ended",
+    "modem_up",
+    "modem_down",
+];
+
 impl Event {
     /// The event's kind, as named in its JSON and the SSE `event:` field.
     pub fn kind(&self) -> &'static str {
@@ -130,6 +144,53 @@ impl EventBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_lists_every_variant_once() {
+        let s = String::new;
+        let every = [
+            Event::SessionOpened {
+                session_id: s(),
+                proxy_number: s(),
+                mode: s(),
+            },
+            Event::SessionClosed { session_id: s() },
+            Event::SessionExpired { session_id: s() },
+            Event::MessageRelayed {
+                session_id: None,
+                interaction_id: 0,
+                parts: 1,
+            },
+            Event::MessageDelivered {
+                session_id: None,
+                interaction_id: 0,
+            },
+            Event::MessageFailed {
+                session_id: None,
+                interaction_id: 0,
+                reason: s(),
+            },
+            Event::CallBridged {
+                session_id: s(),
+                method: s(),
+            },
+            Event::CallEnded {
+                session_id: None,
+                outcome: s(),
+                duration_seconds: None,
+            },
+            Event::ModemUp {
+                imei: s(),
+                port: s(),
+            },
+            Event::ModemDown {
+                imei: s(),
+                reason: s(),
+            },
+        ];
+        let kinds: Vec<&str> = every.iter().map(Event::kind).collect();
+        assert_eq!(kinds, KINDS);
+    }
 
     #[tokio::test]
     async fn subscribers_get_events_in_order_with_ids() {

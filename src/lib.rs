@@ -34,6 +34,8 @@
 //! - [`store`]: SQLite behind one writer thread; the only home of SQL.
 //! - [`sms`]: the relay's rules: reassembly, inbound decisions, outbox
 //!   scheduling and the per-SIM outbox worker.
+//! - [`voice`]: the call bridge's pure per-SIM state machine (transfer or
+//!   conference, never audio through the appliance).
 //! - [`metrics`]: Prometheus counters fed from the event bus.
 //! - [`number`]: phone numbers and their redacting `Debug`.
 //! - [`logging`]: tracing set-up (human or JSON).
@@ -55,3 +57,4 @@ pub mod number;
 pub mod sim;
 pub mod sms;
 pub mod store;
+pub mod voice;

@@ -40,6 +40,12 @@ fn describe() {
     );
     metrics::describe_counter!("simmask_calls_total", "Calls, by outcome");
     metrics::describe_counter!("simmask_modem_events_total", "Modems up and down");
+    metrics::describe_gauge!("simmask_sim_signal_dbm", "Signal of each SIM's modem, dBm");
+    metrics::describe_gauge!("simmask_sim_healthy", "1 when a SIM can serve sessions");
+    metrics::describe_gauge!(
+        "simmask_sim_queue_depth",
+        "Outbound SMS waiting or being sent, per SIM"
+    );
 }
 
 /// Counts one event.

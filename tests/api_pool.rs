@@ -329,3 +329,28 @@ async fn interactions_are_listed_with_bodies_for_admins_only() {
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn metrics_carry_each_sims_signal_health_and_queue() {
+    let api = start(1).await;
+    let response = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .bearer_auth(&api.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    let sim = iccid(0);
+    for line in [
+        format!("simmask_sim_signal_dbm{{iccid=\"{sim}\"}} -70"),
+        format!("simmask_sim_healthy{{iccid=\"{sim}\"}} 1"),
+    ] {
+        assert!(text.contains(&line), "{line} missing from {text}");
+    }
+    assert!(
+        text.contains(&format!("simmask_sim_queue_depth{{iccid=\"{sim}\"}}")),
+        "{text}"
+    );
+}

@@ -129,3 +129,129 @@ async fn two_sessions_of_one_person_route_independently_and_expiry_stops_relayin
     let session = daemon.get(&format!("/api/v1/sessions/{id}")).await;
     assert_eq!(session["status"], "expired", "{session}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_sim_storage_is_relayed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A SIM800 stores 50 messages on the SIM.
+    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    // While the daemon is stopped the SIM fills up and the network holds
+    // the rest; once it runs again everything comes through.
+    let mut daemon = daemon;
+    assert!(daemon.process.terminate(), "a clean exit on SIGTERM");
+    drop(daemon);
+    let burst = 70;
+    for i in 0..burst {
+        sim.handset_sms(A, &proxy, &format!("burst {i}")).await;
+    }
+    let _daemon = Daemon::start(&config, port, 1).await;
+    let at_b = sim.wait_messages(B, burst, Duration::from_secs(120)).await;
+    let mut texts: Vec<String> = received(&at_b).into_iter().map(|(_, t)| t).collect();
+    texts.sort();
+    let mut expected: Vec<String> = (0..burst).map(|i| format!("burst {i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_destination_delays_only_its_own_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    // Three sessions on the one proxy.
+    let d = "+447911000111";
+    let e = "+447911000222";
+    let f = "+447911000333";
+    let ab = daemon.open_session(A, B, json!({})).await;
+    let cd = daemon.open_session(C, d, json!({})).await;
+    daemon.open_session(e, f, json!({})).await;
+    let proxy = ab["proxy_number"].as_str().unwrap().to_string();
+
+    // B is switched off, D is barred.
+    let off = sim
+        .put(&format!("/handsets/{B}/state"), json!({"power": "off"}))
+        .await;
+    assert!(off.status().is_success());
+    let barred = sim
+        .put(&format!("/handsets/{d}/state"), json!({"barred": true}))
+        .await;
+    assert!(barred.status().is_success());
+
+    sim.handset_sms(A, &proxy, "for B, who is off").await;
+    sim.handset_sms(C, &proxy, "for D, who is barred").await;
+    sim.handset_sms(e, &proxy, "for F, all fine").await;
+    let at_f = sim.wait_messages(f, 1, Duration::from_secs(30)).await;
+    assert_eq!(received(&at_f), [(proxy.clone(), "for F, all fine".into())]);
+
+    // D's message fails with the network's reason in its interaction.
+    let id = cd["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = daemon
+            .get(&format!("/api/v1/sessions/{id}/interactions"))
+            .await;
+        let list = body
+            .as_array()
+            .or_else(|| body["interactions"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        let failed = list.iter().find(|i| i["status"] == "failed");
+        if let Some(failed) = failed {
+            let reason = failed["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("CMS"), "{failed}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(sim.messages(d).await.is_empty());
+
+    // B comes back and gets what the network held for it.
+    assert!(sim.messages(B).await.is_empty());
+    sim.put(&format!("/handsets/{B}/state"), json!({"power": "on"}))
+        .await;
+    let at_b = sim.wait_messages(B, 1, Duration::from_secs(30)).await;
+    assert_eq!(received(&at_b), [(proxy, "for B, who is off".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modem_replugged_under_a_new_name_keeps_relaying() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    sim.handset_sms(A, &proxy, "before").await;
+    sim.wait_messages(B, 1, Duration::from_secs(30)).await;
+
+    assert!(
+        sim.post("/modems/0/unplug", json!({}))
+            .await
+            .status()
+            .is_success()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let plugged = sim.post("/modems/0/plug", json!({"link": "modem7"})).await;
+    assert!(plugged.status().is_success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !sim.links.join("modem7").exists() {
+        assert!(std::time::Instant::now() < deadline, "the new link appears");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    sim.handset_sms(A, &proxy, "after").await;
+    sim.handset_sms(B, &proxy, "reply").await;
+    let at_b = sim.wait_messages(B, 2, Duration::from_secs(60)).await;
+    assert_eq!(received(&at_b)[1], (proxy.clone(), "after".into()));
+    let at_a = sim.wait_messages(A, 1, Duration::from_secs(60)).await;
+    assert_eq!(received(&at_a), [(proxy, "reply".into())]);
+}

@@ -92,6 +92,22 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// A caller with an admin token: as an extractor it refuses others (403)
+/// before the body is read, so a viewer learns its role is the problem
+/// whatever it sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Role::Admin)?;
+        Ok(Admin(caller))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

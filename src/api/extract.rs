@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
-/// `axum::Json` with API errors.
+/// `axum::Json` with API errors, for request bodies that are JSON objects.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -18,8 +18,18 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
-        Ok(Self(value))
+        let axum::Json(value) =
+            axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        // serde would take `[true]` for `{"enabled": true}`: bodies are objects.
+        if !value.is_object() {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "request body: expected a JSON object",
+            ));
+        }
+        serde_json::from_value(value).map(Self).map_err(|error| {
+            ApiError::unprocessable("invalid_body", format!("request body: {error}"))
+        })
     }
 }
 

@@ -5,6 +5,8 @@
 //! status code, so nothing a client sends can produce a 500.
 
 pub mod auth;
+pub mod callbacks;
+mod dashboard;
 pub mod error;
 mod events;
 mod extract;
@@ -18,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -93,27 +95,43 @@ impl ApiState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API, by full path. The OpenAPI document must list
+/// exactly these paths (a unit test holds it to that), and the route tests
+/// walk the document: a route cannot escape them.
+fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    vec![
+        ("/healthz", get(healthz)),
+        ("/metrics", get(metrics::render)),
+        ("/api/v1/healthz", get(healthz_v1)),
+        ("/api/v1/metrics", get(metrics::render_v1)),
+        ("/api/v1/openapi.json", get(openapi_json)),
+        ("/api/v1/me", get(me)),
+        ("/api/v1/events", get(events::stream)),
+        ("/api/v1/sessions", get(sessions::list).post(sessions::open)),
+        ("/api/v1/sessions/search", post(sessions::search)),
+        (
+            "/api/v1/sessions/{id}",
+            get(sessions::get).delete(sessions::close),
+        ),
+        (
+            "/api/v1/sessions/{id}/interactions",
+            get(sessions::interactions),
+        ),
+        ("/api/v1/modems", get(pool::modems)),
+        ("/api/v1/numbers", get(pool::numbers)),
+        ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
+        ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
+        ("/api/v1/numbers/{iccid}/history", get(pool::history)),
+    ]
+}
+
+/// The API and the dashboard.
 pub fn router(state: ApiState) -> Router {
-    let v1 = Router::new()
-        .route("/sessions", get(sessions::list).post(sessions::open))
-        .route("/sessions/search", post(sessions::search))
-        .route("/sessions/{id}", get(sessions::get).delete(sessions::close))
-        .route("/sessions/{id}/interactions", get(sessions::interactions))
-        .route("/modems", get(pool::modems))
-        .route("/numbers", get(pool::numbers))
-        .route("/numbers/{iccid}", axum::routing::put(pool::set_enabled))
-        .route("/numbers/{iccid}/ussd", post(pool::ussd))
-        .route("/numbers/{iccid}/history", get(pool::history))
-        .route("/events", get(events::stream))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(openapi_json));
     let rate_limit = state.rate_limit;
-    let app = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::render))
-        .nest("/api/v1", v1)
+    let app = routes()
+        .into_iter()
+        .fold(Router::new(), |app, (path, route)| app.route(path, route))
+        .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -164,6 +182,30 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
+/// Liveness, without a token (the same as `/healthz`).
+#[utoipa::path(get, path = "/api/v1/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz_v1() -> Json<Health> {
+    healthz().await
+}
+
+/// Who the token belongs to and what it may do.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Me {
+    pub name: String,
+    /// `admin` or `viewer`.
+    pub role: &'static str,
+}
+
+/// The caller's token name and role (the dashboard's sign-in check).
+#[utoipa::path(get, path = "/api/v1/me", responses((status = 200, body = Me)),
+    security(("bearer" = [])))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me {
+        role: caller.role.as_str(),
+        name: caller.name,
+    })
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {}", uri.path()))
 }
@@ -181,7 +223,11 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
     paths(
         healthz,
+        healthz_v1,
         metrics::render,
+        metrics::render_v1,
+        openapi_json,
+        me,
         events::stream,
         sessions::open,
         sessions::list,
@@ -213,6 +259,25 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.
-async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
+/// Operations whose `bearer` security lists `admin` need an admin token.
+#[utoipa::path(get, path = "/api/v1/openapi.json",
+    responses((status = 200, description = "this document", content_type = "application/json")),
+    security(("bearer" = [])))]
+pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_exactly_the_routes() {
+        let document = ApiDoc::openapi();
+        let documented: std::collections::BTreeSet<&str> =
+            document.paths.paths.keys().map(String::as_str).collect();
+        let routed: std::collections::BTreeSet<&str> =
+            routes().into_iter().map(|(path, _)| path).collect();
+        assert_eq!(documented, routed);
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::ApiState;
-use super::auth::{Caller, Role};
+use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use crate::store::{SimCounters, SimRecord, SimStatusRecord};
@@ -251,14 +251,13 @@ pub async fn modems(
     params(("iccid" = String, Path, description = "the SIM's ICCID")),
     responses((status = 200, body = NumberView), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn set_enabled(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiPath(iccid): ApiPath<String>,
     ApiJson(request): ApiJson<SetEnabledRequest>,
 ) -> Result<Json<NumberView>, ApiError> {
-    caller.require(Role::Admin)?;
     state
         .store
         .set_sim_enabled(
@@ -299,14 +298,13 @@ fn check_ussd(code: &str) -> Result<(), ApiError> {
     responses((status = 200, body = UssdReply), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "the modem or network refused", body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn ussd(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiPath(iccid): ApiPath<String>,
     ApiJson(request): ApiJson<UssdRequest>,
 ) -> Result<Json<UssdReply>, ApiError> {
-    caller.require(Role::Admin)?;
     check_ussd(&request.code)?;
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::ApiState;
-use super::auth::{Caller, Role};
+use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::events::Event;
@@ -169,13 +169,12 @@ fn page(records: Vec<SessionRecord>, limit: usize, offset: usize, caller: &Calle
         (status = 201, body = SessionView),
         (status = 409, description = "no free proxy", body = ErrorBody),
         (status = 422, description = "invalid numbers or values", body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn open(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiJson(request): ApiJson<OpenSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionView>), ApiError> {
-    caller.require(Role::Admin)?;
     let [a, b] = request.participants.as_slice() else {
         return Err(ApiError::unprocessable(
             "invalid_participants",
@@ -294,13 +293,12 @@ pub async fn get(
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
         (status = 409, description = "already closed or expired", body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["admin"])))]
 pub async fn close(
     State(state): State<ApiState>,
-    caller: Caller,
+    Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
-    caller.require(Role::Admin)?;
     let record = state
         .store
         .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
@@ -331,6 +329,24 @@ pub struct InteractionView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// Calls: how the call ended (`transferred`, `completed`, `busy`,
+    /// `no_answer`, `unreachable`, `caller_hung_up`, `rejected`…).
+    pub outcome: Option<String>,
+    /// Calls: when the other participant answered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub answered_at: Option<OffsetDateTime>,
+    /// Calls: when the call ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<OffsetDateTime>,
+    /// Calls: the conversation's length (to the transfer, for transfers).
+    pub duration_seconds: Option<f64>,
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl InteractionView {
@@ -344,10 +360,11 @@ impl InteractionView {
             body: record.body.filter(|_| caller.is_admin()),
             parts: record.parts,
             incomplete: record.incomplete,
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(record.created_ms) * 1_000_000,
-            )
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            created_at: from_ms(record.created_ms),
+            outcome: record.outcome,
+            answered_at: record.answered_ms.map(from_ms),
+            ended_at: record.ended_ms.map(from_ms),
+            duration_seconds: record.duration_ms.map(|ms| ms as f64 / 1000.0),
         }
     }
 }

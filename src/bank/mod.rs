@@ -227,6 +227,11 @@ impl Bank {
             .collect()
     }
 
+    /// The model profile named `name`, as the bank's modems use it.
+    pub fn profile(&self, name: &str) -> Option<crate::modem::profile::Profile> {
+        self.shared.config.profiles.get(name).ok().cloned()
+    }
+
     /// The modem holding this SIM, if one does.
     pub fn handle(&self, iccid: &str) -> Option<ModemHandle> {
         self.lock_sims()
@@ -264,6 +269,31 @@ impl Bank {
         let before = sim.status.clone();
         change(&mut sim.status);
         sim.status != before
+    }
+
+    /// Marks `path` (and the device it leads to) as owned by `iccid`'s actor.
+    fn claim(&self, iccid: &str, path: &Path) {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut claimed = self
+            .shared
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // The SIM's old port (if any) is free again.
+        claimed.retain(|_, owner| owner != iccid);
+        claimed.insert(path.to_path_buf(), iccid.to_string());
+        claimed.insert(canonical, iccid.to_string());
+    }
+
+    /// Frees the ports of a SIM whose modem vanished: the device name may
+    /// come back for this modem or another one, and either actor or scan
+    /// may open it first.
+    fn release(&self, iccid: &str) {
+        self.shared
+            .claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, owner| owner != iccid);
     }
 
     async fn emit(&self, event: BankEvent) {
@@ -309,7 +339,17 @@ impl Bank {
                 .claimed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if claimed.contains_key(&path) || claimed.contains_key(&canonical) {
+            if claimed.contains_key(&path) {
+                return;
+            }
+            // The same device under another name is skipped, unless its
+            // owner lost its port: a re-enumerated modem may get the tty
+            // number its old self had, under a new link.
+            if let Some(owner) = claimed.get(&canonical)
+                && self
+                    .handle(owner)
+                    .is_none_or(|handle| handle.is_connected())
+            {
                 return;
             }
         }

@@ -17,8 +17,9 @@ use crate::modem::error::AtError;
 
 /// Consecutive unanswered polls after which the modem is taken as stuck.
 const UNANSWERED_BEFORE_RESET: u32 = 3;
-/// How long a reset or power cycle may take to bring the modem back.
-const RECOVERY_WAIT: Duration = Duration::from_secs(15);
+/// How long past its profile's boot time a reset or power-cycled modem may
+/// take to answer again.
+const RECOVERY_GRACE: Duration = Duration::from_secs(3);
 /// How long the power-cycle command may run.
 const POWER_CYCLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -74,14 +75,18 @@ pub(super) async fn run(
             },
             () = tokio::time::sleep_until(next_poll) => {
                 next_poll = Instant::now() + interval;
-                if worker.state() == Some(SimState::Quarantined) {
+                // Nothing to ask a modem that is away or given up on.
+                if matches!(
+                    worker.state(),
+                    Some(SimState::Quarantined | SimState::Unplugged)
+                ) {
                     continue;
                 }
-                if worker.relist {
+                // Listing waits for a modem that answers polls again.
+                if worker.poll().await && worker.relist {
                     worker.relist = false;
                     worker.hand_on_stored().await;
                 }
-                worker.poll().await;
             }
         }
     }
@@ -132,6 +137,7 @@ impl Worker {
                 .await;
             }
             ModemEvent::Unplugged => {
+                self.bank.release(&self.iccid);
                 self.bank.update(&self.iccid, |s| {
                     s.state = SimState::Unplugged;
                     s.healthy = false;
@@ -146,6 +152,8 @@ impl Worker {
             ModemEvent::Replugged => {
                 self.unanswered = 0;
                 let identity = self.handle.identity();
+                self.bank
+                    .claim(&self.iccid, std::path::Path::new(&identity.path));
                 self.bank.update(&self.iccid, |s| {
                     s.state = SimState::Up;
                     s.healthy = true;
@@ -226,14 +234,16 @@ impl Worker {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, "listing stored messages failed; trying again later");
+                if error != AtError::Unplugged {
+                    tracing::warn!(%error, "listing stored messages failed; trying again later");
+                }
                 self.relist = true;
             }
         }
     }
 
-    /// One health poll: signal and registration.
-    async fn poll(&mut self) {
+    /// One health poll: signal and registration. True when the modem answered.
+    async fn poll(&mut self) -> bool {
         let answer = async {
             let signal = self.handle.signal().await?;
             let registration = self.handle.registration().await?;
@@ -257,10 +267,10 @@ impl Worker {
                     })
                     .await;
                 }
+                true
             }
             // The actor is reopening the port; Replugged will follow.
-            Err(AtError::Unplugged) => {}
-            Err(AtError::Stopped) => {}
+            Err(AtError::Unplugged | AtError::Stopped) => false,
             Err(error) => {
                 self.unanswered += 1;
                 tracing::debug!(%error, unanswered = self.unanswered, "health poll failed");
@@ -271,6 +281,7 @@ impl Worker {
                     self.unanswered = 0;
                     self.recover().await;
                 }
+                false
             }
         }
     }
@@ -343,9 +354,19 @@ impl Worker {
         }
     }
 
-    /// Pings until the modem answers or the recovery wait is over.
+    /// Pings until the modem answers or its boot time (from the profile)
+    /// and a grace period are over.
     async fn wait_until_answering(&self) -> bool {
-        let deadline = Instant::now() + RECOVERY_WAIT;
+        let profile = self.handle.identity().profile;
+        let boot = self
+            .bank
+            .shared
+            .config
+            .profiles
+            .get(&profile)
+            .map(|p| Duration::from_millis(p.boot.reset_ms))
+            .unwrap_or_default();
+        let deadline = Instant::now() + boot + RECOVERY_GRACE;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if self.handle.ping().await.is_ok() {

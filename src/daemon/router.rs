@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{BankSink, status_record};
+use super::voice::{self, VoiceInbox};
 use crate::bank::{Bank, BankEvent, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -41,6 +42,8 @@ pub struct Router {
     numbers: HashMap<String, PhoneNumber>,
     workers: Vec<JoinHandle<()>>,
     workers_stop: CancellationToken,
+    /// Each SIM's voice desk, by ICCID.
+    voice: HashMap<String, VoiceInbox>,
 }
 
 impl Router {
@@ -60,6 +63,7 @@ impl Router {
             numbers: HashMap::new(),
             workers: Vec::new(),
             workers_stop,
+            voice: HashMap::new(),
         }
     }
 
@@ -170,6 +174,18 @@ impl Router {
         self.numbers.insert(iccid.clone(), msisdn);
         self.save_status(&iccid).await;
         self.ensure_worker(&iccid);
+        if !self.voice.contains_key(&iccid) {
+            let desk = voice::spawn(
+                iccid.clone(),
+                self.home_region(&iccid),
+                self.config.clone(),
+                self.store.clone(),
+                self.bank.clone(),
+                self.events.clone(),
+                self.workers_stop.clone(),
+            );
+            self.voice.insert(iccid.clone(), desk);
+        }
         wake(&self.wakers, &iccid);
         tracing::info!(%iccid, port = %status.port, "SIM up");
         self.events.publish(Event::ModemUp {
@@ -373,6 +389,16 @@ impl Router {
                         }
                     }
                     Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
+                }
+            }
+            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
+                match self.voice.get(&iccid) {
+                    Some(desk) => {
+                        if desk.send(call).await.is_err() {
+                            tracing::warn!(%iccid, "the voice desk stopped");
+                        }
+                    }
+                    None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
                 }
             }
             other => tracing::debug!(%iccid, event = ?other, "modem event"),

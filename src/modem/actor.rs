@@ -332,12 +332,16 @@ impl ModemHandle {
     /// `AT+CFUN=1,1` (3GPP TS 27.007 §8.2): resets the modem. The port
     /// usually vanishes and comes back; the actor reopens it.
     pub async fn reset(&self) -> Result<(), AtError> {
-        self.run(Command::plain("AT+CFUN=1,1")).await.map(drop)
+        // Modems answer OK before rebooting; a stuck one will not answer.
+        let reset = Command::plain("AT+CFUN=1,1").with_timeout(Duration::from_secs(5));
+        self.run(reset).await.map(drop)
     }
 
-    /// `AT`: whether the modem answers at all.
+    /// `AT`, asked once: whether the modem answers at all.
     pub async fn ping(&self) -> Result<(), AtError> {
-        self.run(Command::plain("AT")).await.map(drop)
+        let mut ping = Command::plain("AT");
+        ping.idempotent = false;
+        self.run(ping).await.map(drop)
     }
 }
 
@@ -472,8 +476,12 @@ impl Actor {
 
     /// Tries to open the path again and re-initialise; true when back.
     async fn reopen(&mut self) -> bool {
-        let Ok(mut port) = AtPort::open_with_baud(&self.path, self.options.baud) else {
-            return false;
+        let mut port = match AtPort::open_with_baud(&self.path, self.options.baud) {
+            Ok(port) => port,
+            Err(error) => {
+                tracing::trace!(path = %self.path, %error, "port not back yet");
+                return false;
+            }
         };
         match initialise(&mut port, &self.path, &self.options).await {
             Ok((identity, profile)) => {

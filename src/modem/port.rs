@@ -149,6 +149,16 @@ impl AtPort {
         Ok(())
     }
 
+    /// Keeps the URCs among digests that follow the end of a response.
+    fn keep_urcs(&mut self, rest: impl Iterator<Item = Digest>) {
+        for digest in rest {
+            match digest {
+                Digest::Urc(lines) => self.urcs.push(lines),
+                other => tracing::trace!(?other, "output after the response dropped"),
+            }
+        }
+    }
+
     async fn write_line(&mut self, line: &str) -> Result<(), AtError> {
         let mut wire = line.as_bytes().to_vec();
         wire.push(b'\r');
@@ -162,14 +172,28 @@ impl AtPort {
         loop {
             let (found, used) = digest_all(&self.buf, state);
             self.buf.drain(..used);
-            for d in found {
-                match d {
-                    Digest::Echo => {}
-                    Digest::Prompt if until == Until::Prompt => return Ok(lines),
-                    Digest::Prompt => {}
-                    Digest::Line(l) => lines.push(l),
-                    Digest::Urc(u) => self.urcs.push(u),
-                    Digest::Final(result) => return final_outcome(result, lines),
+            let mut found = found.into_iter();
+            while let Some(d) = found.next() {
+                let done = match d {
+                    Digest::Echo | Digest::Prompt => until == Until::Prompt && d == Digest::Prompt,
+                    Digest::Line(l) => {
+                        lines.push(l);
+                        false
+                    }
+                    Digest::Urc(u) => {
+                        self.urcs.push(u);
+                        false
+                    }
+                    Digest::Final(result) => {
+                        // URCs that came in the same read, after the final
+                        // result, are the modem's news: keep them.
+                        self.keep_urcs(found);
+                        return final_outcome(result, lines);
+                    }
+                };
+                if done {
+                    self.keep_urcs(found);
+                    return Ok(lines);
                 }
             }
             let read = self.stream.read(&mut chunk);

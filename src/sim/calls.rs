@@ -169,20 +169,23 @@ pub enum CallError {
     AlreadyInCall,
     #[error("call: the modem does not report call changes (+CLCC=1)")]
     ClccUrcUnsupported,
+    #[error("call: {0:?} is not a number the network can route")]
+    Unroutable(String),
+    #[error("call: the modem is not registered (3GPP TS 27.007 §9.2.1 code 30)")]
+    NoService,
 }
 
 impl CallError {
-    /// The 27.007 §9.2 `+CME ERROR` code a modem answers with, if any
-    /// (`None`: a plain failure result such as `NO CARRIER`).
-    pub fn cme_code(&self) -> Option<u16> {
+    /// The 27.007 §9.2 `+CME ERROR` code and text a modem answers with;
+    /// `None` for a plain `NO CARRIER` (V.250 §6.3.1: nobody to connect to).
+    pub fn cme(&self) -> Option<(u16, &'static str)> {
         match self {
-            // 4: operation not supported.
+            CallError::NoIncomingCall | CallError::Unroutable(_) => None,
+            CallError::NoService => Some((30, "no network service")),
             CallError::InvalidChld(_) | CallError::ClccUrcUnsupported | CallError::NoVoice(_) => {
-                Some(4)
+                Some((4, "operation not supported"))
             }
-            CallError::NoIncomingCall => None,
-            // 3: operation not allowed.
-            _ => Some(3),
+            _ => Some((3, "operation not allowed")),
         }
     }
 }
@@ -194,6 +197,9 @@ pub struct CallTiming {
     pub ring_period: Duration,
     /// An unanswered call is released after this long (`[voice] ring timeout`).
     pub ring_timeout: Duration,
+    /// The network's call set-up time: [`CallNetwork::tick`] alerts the
+    /// callee of a call dialled at least this long ago.
+    pub setup_delay: Duration,
 }
 
 impl Default for CallTiming {
@@ -201,6 +207,7 @@ impl Default for CallTiming {
         CallTiming {
             ring_period: Duration::from_secs(3),
             ring_timeout: Duration::from_secs(30),
+            setup_delay: Duration::ZERO,
         }
     }
 }
@@ -294,7 +301,9 @@ struct ModemLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// The caller dialled; the callee is not alerted yet.
-    Dialing,
+    Dialing {
+        since: Instant,
+    },
     Alerting {
         since: Instant,
         last_ring: Instant,
@@ -393,6 +402,11 @@ impl CallNetwork {
         self.timing
     }
 
+    /// New clocks; calls in progress keep their start times.
+    pub fn set_timing(&mut self, timing: CallTiming) {
+        self.timing = timing;
+    }
+
     /// Adds (or replaces) a bank modem with its SIM's number and the voice
     /// services of its profile.
     pub fn add_modem(&mut self, index: usize, msisdn: &str, voice: &Voice) {
@@ -473,7 +487,7 @@ impl CallNetwork {
             }
             let end = &link.ends[side];
             let state = match link.phase {
-                Phase::Dialing => CallState::Dialing,
+                Phase::Dialing { .. } => CallState::Dialing,
                 Phase::Alerting { .. } if end.direction == Direction::MobileOriginated => {
                     CallState::Alerting
                 }
@@ -638,8 +652,8 @@ impl CallNetwork {
     }
 
     /// The caller starts a call (`ATD<number>;` or a handset's dial). The
-    /// callee is alerted by [`CallNetwork::alert`], at once or after the
-    /// network's set-up delay; [`CallNetwork::dial`] does both.
+    /// callee is alerted by [`CallNetwork::alert`], which [`CallNetwork::tick`]
+    /// calls after the set-up delay; [`CallNetwork::dial`] does both at once.
     ///
     /// A modem with an active call puts it on hold first (22.030 §6.5.5.1,
     /// "entering a number and SEND"), when its network offers hold.
@@ -648,6 +662,7 @@ impl CallNetwork {
         caller: &Party,
         callee: &Party,
         dialed: &str,
+        now: Instant,
     ) -> Result<(LinkId, Vec<Notice>), CallError> {
         self.modem(caller)?;
         if caller == callee || self.number_of(caller).as_deref() == Some(dialed) {
@@ -692,7 +707,7 @@ impl CallNetwork {
                 let caller_number = net.number_of(&caller_party).unwrap_or_default();
                 net.links.push(Link {
                     id,
-                    phase: Phase::Dialing,
+                    phase: Phase::Dialing { since: now },
                     ends: [
                         End {
                             party: caller_party,
@@ -723,7 +738,7 @@ impl CallNetwork {
             let Some(position) = net.links.iter().position(|l| l.id == link.0) else {
                 return;
             };
-            if net.links[position].phase != Phase::Dialing {
+            if !matches!(net.links[position].phase, Phase::Dialing { .. }) {
                 return;
             }
             let callee = net.links[position].ends[1].party.clone();
@@ -767,7 +782,7 @@ impl CallNetwork {
         reach: Reach,
         now: Instant,
     ) -> Result<Vec<Notice>, CallError> {
-        let (link, mut notices) = self.originate(caller, callee, dialed)?;
+        let (link, mut notices) = self.originate(caller, callee, dialed, now)?;
         notices.extend(self.alert(link, reach, now));
         Ok(notices)
     }
@@ -978,10 +993,25 @@ impl CallNetwork {
         }
     }
 
-    /// Releases timed-out calls and repeats `RING` at ringing modems.
-    pub fn tick(&mut self, now: Instant) -> Vec<Notice> {
+    /// Alerts the callees of calls past their set-up delay (`reach` says
+    /// whether each can be reached), releases unanswered calls past the ring
+    /// timeout, and repeats `RING` at ringing modems.
+    pub fn tick(&mut self, now: Instant, reach: impl Fn(&Party) -> Reach) -> Vec<Notice> {
         let timing = self.timing;
-        self.observe(|net, out| {
+        let due: Vec<(LinkId, Party)> = self
+            .links
+            .iter()
+            .filter(|l| {
+                matches!(l.phase, Phase::Dialing { since }
+                    if now.saturating_duration_since(since) >= timing.setup_delay)
+            })
+            .map(|l| (LinkId(l.id), l.ends[1].party.clone()))
+            .collect();
+        let mut notices = Vec::new();
+        for (link, callee) in due {
+            notices.extend(self.alert(link, reach(&callee), now));
+        }
+        notices.extend(self.observe(|net, out| {
             let expired: Vec<u64> = net
                 .links
                 .iter()
@@ -1016,7 +1046,8 @@ impl CallNetwork {
                     net.ring_lines(index, &callee.sees, out);
                 }
             }
-        })
+        }));
+        notices
     }
 
     fn ids(&self, positions: &[usize]) -> Vec<u64> {
@@ -1270,6 +1301,10 @@ mod tests {
         net.dial(from, to, &dialed, Reach::Reachable, now).unwrap()
     }
 
+    fn tick(net: &mut CallNetwork, now: Instant) -> Vec<Notice> {
+        net.tick(now, |_| Reach::Reachable)
+    }
+
     fn states(net: &CallNetwork, index: usize) -> Vec<(u8, CallState, bool, String)> {
         net.calls_of(&m(index))
             .into_iter()
@@ -1320,7 +1355,7 @@ mod tests {
     #[test]
     fn a_modem_calling_a_handset_presents_its_msisdn() {
         let (mut net, now) = network();
-        let (link, _) = net.originate(&m(0), &h(B), "+15550000002").unwrap();
+        let (link, _) = net.originate(&m(0), &h(B), "+15550000002", now).unwrap();
         assert_eq!(states(&net, 0), [(1, CallState::Dialing, false, B.into())]);
         assert_eq!(net.handset_call(B).state, "idle");
         net.alert(link, Reach::Reachable, now);
@@ -1332,6 +1367,27 @@ mod tests {
         assert!(notices.iter().any(|n| matches!(n,
             Notice::Handset { number, call } if number == B && call.state == "active")));
         assert_eq!(net.handset_call(B).connected_to, [P]);
+    }
+
+    #[test]
+    fn the_tick_alerts_after_the_setup_delay() {
+        let timing = CallTiming {
+            setup_delay: Duration::from_secs(2),
+            ..CallTiming::default()
+        };
+        let mut net = CallNetwork::new(timing);
+        net.add_modem(0, P, &voice(ALL, false));
+        let now = Instant::now();
+        net.originate(&m(0), &h(B), B, now).unwrap();
+        assert!(tick(&mut net, now + Duration::from_secs(1)).is_empty());
+        assert_eq!(net.handset_call(B).state, "idle");
+        tick(&mut net, now + Duration::from_secs(2));
+        assert_eq!(net.handset_call(B).state, "ringing");
+        net.hangup(&m(0)).unwrap();
+        net.originate(&m(0), &h(C), C, now).unwrap();
+        let notices = net.tick(now + Duration::from_secs(3), |_| Reach::SwitchedOff);
+        assert_eq!(lines(&notices, 0), ["NO CARRIER"]);
+        assert!(net.clcc_lines(0).is_empty());
     }
 
     #[test]
@@ -1349,9 +1405,12 @@ mod tests {
         let (mut net, now) = network();
         dial(&mut net, &h(A), &m(0), now);
         let timing = net.timing();
-        assert!(lines(&net.tick(now + Duration::from_secs(1)), 0).is_empty());
-        assert_eq!(lines(&net.tick(now + timing.ring_period), 0)[0], "RING");
-        let notices = net.tick(now + timing.ring_timeout);
+        assert!(lines(&tick(&mut net, now + Duration::from_secs(1)), 0).is_empty());
+        assert_eq!(
+            lines(&tick(&mut net, now + timing.ring_period), 0)[0],
+            "RING"
+        );
+        let notices = tick(&mut net, now + timing.ring_timeout);
         assert_eq!(lines(&notices, 0), ["NO CARRIER"]);
         assert!(net.clcc_lines(0).is_empty());
         let a = net.handset_call(A);
@@ -1362,7 +1421,8 @@ mod tests {
     fn an_unanswered_modem_call_gets_no_answer() {
         let (mut net, now) = network();
         dial(&mut net, &m(0), &h(B), now);
-        let notices = net.tick(now + net.timing().ring_timeout);
+        let timeout = net.timing().ring_timeout;
+        let notices = tick(&mut net, now + timeout);
         assert_eq!(lines(&notices, 0), ["NO ANSWER"]);
         assert_eq!(net.handset_call(B).state, "idle");
     }
@@ -1404,7 +1464,7 @@ mod tests {
         let notices = net.hangup(&h(A)).unwrap();
         assert_eq!(lines(&notices, 0), ["NO CARRIER"]);
         assert!(net.clcc_lines(0).is_empty());
-        assert!(lines(&net.tick(now + Duration::from_secs(10)), 0).is_empty());
+        assert!(lines(&tick(&mut net, now + Duration::from_secs(10)), 0).is_empty());
     }
 
     #[test]
@@ -1464,7 +1524,7 @@ mod tests {
             ]
         );
         // A waiting call never RINGs.
-        assert!(lines(&net.tick(now + Duration::from_secs(4)), 0).is_empty());
+        assert!(lines(&tick(&mut net, now + Duration::from_secs(4)), 0).is_empty());
         assert!(matches!(net.answer(&m(0)), Err(CallError::NotAllowed(_))));
         net.chld(0, "2").unwrap();
         assert_eq!(
@@ -1621,12 +1681,12 @@ mod tests {
         for value in ["3", "4"] {
             let error = net.chld(0, value).unwrap_err();
             assert_eq!(error, CallError::NotOffered(value.into()));
-            assert_eq!(error.cme_code(), Some(3));
+            assert_eq!(error.cme().map(|c| c.0), Some(3));
         }
         for value in ["5", "x", "18", "1a", "22222"] {
             let error = net.chld(0, value).unwrap_err();
             assert_eq!(error, CallError::InvalidChld(value.into()));
-            assert_eq!(error.cme_code(), Some(4));
+            assert_eq!(error.cme().map(|c| c.0), Some(4));
         }
     }
 

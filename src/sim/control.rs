@@ -13,6 +13,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::ModemInfo;
+use crate::sim::call_service::CallServiceError;
+use crate::sim::calls::{CallError, CallTiming, HandsetCall};
 use crate::sim::network::{FaultsUpdate, Network, NetworkError, PortCommand};
 
 #[derive(Clone)]
@@ -50,6 +52,11 @@ fn router(shared: Shared) -> Router {
         .route("/modems/{index}/faults", get(faults).post(set_faults))
         .route("/handsets/{number}/sms", post(handset_sms))
         .route("/handsets/{number}/messages", get(handset_messages))
+        .route("/calls/timing", get(call_timing).put(set_call_timing))
+        .route("/handsets/{number}/dial", post(handset_dial))
+        .route("/handsets/{number}/answer", post(handset_answer))
+        .route("/handsets/{number}/hangup", post(handset_hangup))
+        .route("/handsets/{number}/call", get(handset_call))
         .route(
             "/handsets/{number}/state",
             get(handset_state).put(set_handset_state),
@@ -295,6 +302,122 @@ async fn handset_sms(
             .into_response(),
         Err(e) => network_error(e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DialBody {
+    to: String,
+}
+
+/// A refused call operation: bad numbers as the network's errors, the rest
+/// (nothing to answer, already in a call, calling oneself) as 409.
+fn call_error(e: CallServiceError) -> Response {
+    match e {
+        CallServiceError::Network(e) => network_error(e),
+        CallServiceError::Call(e) => {
+            let kind = match e {
+                CallError::NoIncomingCall => "no_incoming_call",
+                CallError::AlreadyInCall => "already_in_call",
+                CallError::OwnNumber => "own_number",
+                _ => "call_refused",
+            };
+            error(StatusCode::CONFLICT, kind, &e.to_string())
+        }
+    }
+}
+
+fn call_json(number: &str, call: HandsetCall) -> Response {
+    let mut value = serde_json::to_value(call).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("number".into(), json!(number));
+    }
+    Json(value).into_response()
+}
+
+async fn handset_dial(
+    State(shared): State<Shared>,
+    Path(number): Path<String>,
+    body: Result<Json<DialBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match shared.network.handset_dial(&number, &body.to) {
+        Ok(call) => call_json(&number, call),
+        Err(e) => call_error(e),
+    }
+}
+
+async fn handset_answer(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
+    match shared.network.handset_answer(&number) {
+        Ok(call) => call_json(&number, call),
+        Err(e) => call_error(e),
+    }
+}
+
+async fn handset_hangup(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
+    match shared.network.handset_hangup(&number) {
+        Ok(call) => call_json(&number, call),
+        Err(e) => call_error(e),
+    }
+}
+
+async fn handset_call(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
+    match shared.network.handset_call(&number) {
+        Ok(call) => call_json(&number, call),
+        Err(e) => network_error(e),
+    }
+}
+
+/// The network's call clocks, in milliseconds.
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct TimingBody {
+    ring_period_ms: Option<u64>,
+    ring_timeout_ms: Option<u64>,
+    setup_delay_ms: Option<u64>,
+}
+
+fn timing_json(timing: CallTiming) -> Response {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    Json(TimingBody {
+        ring_period_ms: Some(ms(timing.ring_period)),
+        ring_timeout_ms: Some(ms(timing.ring_timeout)),
+        setup_delay_ms: Some(ms(timing.setup_delay)),
+    })
+    .into_response()
+}
+
+async fn call_timing(State(shared): State<Shared>) -> Response {
+    timing_json(shared.network.call_timing())
+}
+
+/// Changes the ringing rhythm, the no-answer timeout and the call set-up
+/// delay; calls in progress keep going.
+async fn set_call_timing(
+    State(shared): State<Shared>,
+    body: Result<Json<TimingBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    let mut timing = shared.network.call_timing();
+    let ms = std::time::Duration::from_millis;
+    if body.ring_period_ms == Some(0) || body.ring_timeout_ms == Some(0) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_timing",
+            "ring_period_ms and ring_timeout_ms must be positive",
+        );
+    }
+    timing.ring_period = body.ring_period_ms.map_or(timing.ring_period, ms);
+    timing.ring_timeout = body.ring_timeout_ms.map_or(timing.ring_timeout, ms);
+    timing.setup_delay = body.setup_delay_ms.map_or(timing.setup_delay, ms);
+    shared.network.set_call_timing(timing);
+    timing_json(timing)
 }
 
 async fn handset_messages(State(shared): State<Shared>, Path(number): Path<String>) -> Response {

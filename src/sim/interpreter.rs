@@ -3,6 +3,7 @@
 //! [`sms`]). Bytes in, bytes out, no I/O: it reaches the rest of the world
 //! only through the [`Network`] handle, so tests feed it arbitrary input.
 
+mod calls;
 mod sms;
 
 use crate::modem::profile::Profile;
@@ -32,10 +33,6 @@ pub struct Interpreter {
     cmee: u8,
     /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
     cfun: u8,
-    /// 27.007 §7.6 `+CLIP`, §7.11 `+CRC`, §8.24 `+CMUT`: the call side's settings.
-    clip: u8,
-    crc: u8,
-    cmut: u8,
     /// 27.005 §3.3.1 `+CSCA` as set by the host.
     csca: String,
     /// 27.005 §3.3.2 `+CSMP=<fo>,<vp>,<pid>,<dcs>` for text-mode submits.
@@ -80,9 +77,6 @@ impl Interpreter {
             verbose: true,
             cmee: 0,
             cfun: 1,
-            clip: 0,
-            crc: 0,
-            cmut: 0,
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],
             reset_requested: false,
@@ -262,7 +256,7 @@ impl Interpreter {
         if let Some(outcome) = self.sms_command(command, &upper, out) {
             return outcome;
         }
-        if is_call_command(&upper) {
+        if calls::is_call_command(&upper) {
             return self.call_command(&upper, out);
         }
         let info = |this: &mut Self, out: &mut Vec<u8>, line: String| {
@@ -507,79 +501,10 @@ impl Interpreter {
         self.cmee = 0;
         self.cfun = 1;
         self.update_settings(|s| s.radio_on = true);
-        self.clip = 0;
-        self.crc = 0;
-        self.cmut = 0;
+        self.network.reset_call_settings(self.index);
         self.csmp = [17, 167, 0, 0];
         self.periodic_noise = !self.profile.noise.periodic.is_empty();
         self.prompt = None;
-    }
-
-    /// The call commands. Calls are the call network's business; until it
-    /// is attached the SIM behaves as one with no call in progress: settings
-    /// are kept, queries answer, and a dial or answer finds no one.
-    fn call_command(&mut self, upper: &str, out: &mut Vec<u8>) -> Outcome {
-        let chld = self.profile.voice.chld.join(",");
-        match upper {
-            "+CLIP?" => {
-                self.info(out, &format!("+CLIP: {},1", self.clip));
-                Outcome::Ok
-            }
-            "+CLIP=?" => {
-                self.info(out, "+CLIP: (0,1)");
-                Outcome::Ok
-            }
-            "+CLIP=0" | "+CLIP=1" | "+CLIP" => {
-                self.clip = upper.as_bytes().get(6).map_or(0, |b| b - b'0');
-                Outcome::Ok
-            }
-            "+CRC?" => {
-                self.info(out, &format!("+CRC: {}", self.crc));
-                Outcome::Ok
-            }
-            "+CRC=?" => {
-                self.info(out, "+CRC: (0,1)");
-                Outcome::Ok
-            }
-            "+CRC=0" | "+CRC=1" | "+CRC" => {
-                self.crc = upper.as_bytes().get(5).map_or(0, |b| b - b'0');
-                Outcome::Ok
-            }
-            "+CMUT?" => {
-                self.info(out, &format!("+CMUT: {}", self.cmut));
-                Outcome::Ok
-            }
-            "+CMUT=?" => {
-                self.info(out, "+CMUT: (0,1)");
-                Outcome::Ok
-            }
-            "+CMUT=0" | "+CMUT=1" => {
-                self.cmut = upper.as_bytes()[6] - b'0';
-                Outcome::Ok
-            }
-            "+CHLD=?" => {
-                self.info(out, &format!("+CHLD: ({chld})"));
-                Outcome::Ok
-            }
-            "+CUSD?" => {
-                self.info(out, "+CUSD: 0");
-                Outcome::Ok
-            }
-            "+CUSD=?" => {
-                self.info(out, "+CUSD: (0-2)");
-                Outcome::Ok
-            }
-            // No call in progress: listing finds none, hanging up is a no-op.
-            "+CLCC" | "H" | "H0" | "+CHUP" => Outcome::Ok,
-            "+CLCC=?" | "+CHUP=?" => Outcome::Ok,
-            // V.250 §6.3.1/6.3.5: nobody to dial or answer.
-            _ if upper.starts_with('D') || upper == "A" => {
-                self.final_text(out, "NO CARRIER", "3");
-                Outcome::Pending
-            }
-            // 27.007 §9.2.1 code 3: operation not allowed (no call to act on).
-            _ => Outcome::CmeError(3, "operation not allowed"),
-        }
     }
 
     fn set(&mut self, change: impl FnOnce(&mut Self)) -> Outcome {
@@ -637,16 +562,6 @@ impl Interpreter {
         };
         self.final_text(out, &verbose, numeric);
     }
-}
-
-/// The commands the call side answers (27.007 §6, §7).
-fn is_call_command(upper: &str) -> bool {
-    const PREFIXES: [&str; 7] = ["+CLCC", "+CHLD", "+CLIP", "+CRC", "+CUSD", "+CMUT", "+CHUP"];
-    upper == "A"
-        || upper == "H"
-        || upper == "H0"
-        || upper.starts_with('D')
-        || PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
 /// Splits the first command off a command line body: a basic command (one

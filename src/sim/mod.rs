@@ -1,6 +1,7 @@
 //! The virtual GSM network: a bank of virtual modems behind real
 //! pseudo-terminals, handsets, and the control API.
 
+pub mod call_service;
 pub mod calls;
 pub mod cli;
 pub mod control;

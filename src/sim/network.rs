@@ -26,6 +26,7 @@ use crate::modem::pdu::{
 };
 use crate::modem::profile::Profile;
 use crate::number::{PhoneNumber, redact};
+use crate::sim::calls::{CallNetwork, CallTiming};
 pub use crate::sim::faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
 pub use crate::sim::handset::{Handset, HandsetMessage};
 use crate::sim::identity::Identity;
@@ -275,8 +276,8 @@ pub struct NetworkState {
     pub handsets: BTreeMap<String, Handset>,
     held: VecDeque<Held>,
     concat: ConcatReferences,
-    // The call side (`calls::CallNetwork`) joins here: it needs the same
-    // subscribers and handsets, and pushes RING/+CLIP through `push_urc`.
+    /// The call side; [`crate::sim::call_service`] drives it.
+    pub calls: CallNetwork,
 }
 
 struct Inner {
@@ -319,6 +320,10 @@ impl Network {
     /// plugged yet.
     pub fn new(modems: Vec<(Profile, Identity)>) -> Self {
         let wakers = modems.iter().map(|_| Arc::new(Notify::new())).collect();
+        let mut calls = CallNetwork::new(CallTiming::default());
+        for (index, (profile, identity)) in modems.iter().enumerate() {
+            calls.add_modem(index, &identity.msisdn, &profile.voice);
+        }
         let modems = modems
             .into_iter()
             .map(|(profile, identity)| ModemSlot {
@@ -348,6 +353,7 @@ impl Network {
                     handsets: BTreeMap::new(),
                     held: VecDeque::new(),
                     concat: ConcatReferences::new(),
+                    calls,
                 }),
                 wakers,
                 started: Instant::now(),
@@ -431,6 +437,7 @@ impl Network {
     /// A modem came up (boot or re-plug): its settings return to the
     /// profile's defaults, and held messages are offered again.
     pub fn boot(&self, index: usize) {
+        self.reboot_calls(index);
         {
             let mut state = self.lock();
             if let Some(slot) = state.modems.get_mut(index) {
@@ -451,6 +458,9 @@ impl Network {
 
     /// Records the port of modem `index` as plugged at `path`/`link` (or not).
     pub fn set_plugged(&self, index: usize, path: Option<PathBuf>, link: Option<PathBuf>) {
+        if path.is_none() {
+            self.drop_modem_calls(index);
+        }
         let _ = self.with_modem(index, |slot| {
             slot.plugged = path.is_some();
             slot.path = path;
@@ -580,7 +590,7 @@ impl Network {
     }
 
     /// A handset's number, checked: E.164 and not a bank SIM.
-    fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
+    pub(crate) fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
         let parsed = PhoneNumber::from_e164(number)
             .map_err(|_| NetworkError::InvalidNumber(number.to_string()))?;
         if self.subscriber(parsed.e164()).is_some() {
@@ -851,6 +861,7 @@ impl Network {
             self.take_back(delivery);
         }
         self.retry_held();
+        self.call_tick();
     }
 
     /// Tries to deliver now; holds it if it cannot.

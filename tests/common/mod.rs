@@ -26,6 +26,21 @@ impl Process {
     }
 }
 
+impl Process {
+    /// SIGTERM, then waits for the exit; `true` when it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,47 @@
+//! Masked calls: the per-SIM call-bridging state machine (pure, no tokio).
+//!
+//! A person X calls proxy P; if X has an open voice session on P with Y, the
+//! SIM answers X, holds X, dials Y from the same SIM (so Y sees P), and when
+//! Y answers joins the two legs in the network: explicit call transfer
+//! (`AT+CHLD=4`, the modem leaves) or multiparty (`AT+CHLD=3` with the modem
+//! muted, then clears the remaining leg when one side hangs up). No audio
+//! passes through the appliance.
+//!
+//! ```text
+//! Idle ─RING/+CLIP─► Ringing ─session─► Answered ─► HoldingCaller ─► DialingOther
+//!   ▲                  │ no session / withheld / no method: hang up    │
+//!   │                  ▼                                               ▼
+//!   └──────────── Clearing ◄── busy, no answer, unreachable ◄── AlertingOther
+//!                    ▲                                               │ Y answers
+//!                    └──── one side hangs up ◄── Bridged(Transfer | Conference)
+//! ```
+//!
+//! # How to drive it
+//! One [`Bridge`] per SIM, fed by the modem actor:
+//! - every call URC becomes an [`Input`] (`RING`/`+CRING` → [`Input::Ring`],
+//!   `+CLIP` → [`Input::CallerId`], `+CCWA` → [`Input::CallWaiting`],
+//!   `NO CARRIER` / `BUSY` / `NO ANSWER` → [`Input::NoCarrier`] … ),
+//! - every `AT+CLCC` answer becomes [`Input::Calls`] (the truth the URC hints
+//!   are reconciled with),
+//! - every command it asked for reports back as [`Input::Done`] or
+//!   [`Input::Failed`], in order,
+//! - a timer sends [`Input::Tick`] about once a second,
+//! - the router answers [`Command::LookupSession`] with [`Input::Session`].
+//!
+//! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT
+//! commands for the modem, a session lookup, and [`Command::Record`] when a
+//! call is over (the interaction: caller side, start, answer, end,
+//! duration, outcome). Each step that changes state returns a
+//! [`Transition`] to log as `old -> new (reason)`.
+
+mod machine;
+mod method;
+
+pub use machine::{
+    Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, Input, Lookup, Outcome,
+    Reported, Ringing, Setup, State, Step, Transition, step,
+};
+pub use method::{Method, NoMethod, choose_method};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,588 @@
+//! The call flows of issue 6, as tables of (second, input) → (state,
+//! commands). `+CLCC` lines follow 3GPP TS 27.007 §7.18.
+
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use super::*;
+use crate::modem::parse::parse_clcc;
+use crate::number::PhoneNumber;
+
+const X: &str = "+15550000001";
+const Y: &str = "+15550000002";
+const Z: &str = "+15550000003";
+const T0: OffsetDateTime = datetime!(2026-01-02 10:00:00 UTC);
+
+fn number(n: &str) -> PhoneNumber {
+    PhoneNumber::from_e164(n).unwrap()
+}
+
+fn setup(methods: &[Method]) -> Setup {
+    Setup {
+        methods: Ok(methods.to_vec()),
+        timing: BridgeTiming::default(),
+    }
+}
+
+fn calls(lines: &[&str]) -> Input {
+    Input::Calls(lines.iter().map(|l| parse_clcc(l).unwrap()).collect())
+}
+
+fn session() -> Input {
+    Input::Session(Lookup::Bridge {
+        session: Some("s1".into()),
+        caller: number(X),
+        other: number(Y),
+    })
+}
+
+/// A command as a short string: the AT command, or `lookup`/`record:<outcome>`.
+fn summary(command: &Command) -> String {
+    match command {
+        Command::LookupSession { caller } => format!("lookup {}", caller.0),
+        Command::Answer => "ATA".into(),
+        Command::Hold => "AT+CHLD=2".into(),
+        Command::Dial(n) => format!("ATD{};", n.e164()),
+        Command::Transfer => "AT+CHLD=4".into(),
+        Command::Join => "AT+CHLD=3".into(),
+        Command::Mute(on) => format!("AT+CMUT={}", u8::from(*on)),
+        Command::HangupAll => "ATH".into(),
+        Command::HangupCall(id) => format!("AT+CHLD=1{id}"),
+        Command::ListCalls => "AT+CLCC".into(),
+        Command::Record(r) => format!("record:{}", r.outcome.as_str()),
+    }
+}
+
+/// One row: at `second`, `input` leads to `state` with `commands`.
+type Row<'a> = (i64, Input, &'a str, &'a [&'a str]);
+
+/// Runs a flow and returns every record and every logged transition.
+fn run(setup: &Setup, rows: Vec<Row>) -> (Vec<CallRecord>, Vec<String>) {
+    let mut bridge = Bridge::new(setup.clone());
+    let mut records = Vec::new();
+    let mut log = Vec::new();
+    for (row, (second, input, state, expected)) in rows.into_iter().enumerate() {
+        let shown = format!("{input:?}");
+        let (commands, transition) = bridge.step(input, T0 + Duration::seconds(second));
+        let got: Vec<String> = commands.iter().map(summary).collect();
+        assert_eq!(
+            (bridge.state().name(), got.as_slice()),
+            (
+                state,
+                expected
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .as_slice()
+            ),
+            "row {row}: {shown}"
+        );
+        log.extend(transition.map(|t| t.to_string()));
+        records.extend(commands.into_iter().filter_map(|c| match c {
+            Command::Record(r) => Some(r),
+            _ => None,
+        }));
+    }
+    (records, log)
+}
+
+/// The rows up to the other side ringing, shared by most flows.
+fn to_alerting() -> Vec<Row<'static>> {
+    vec![
+        (0, Input::Ring, "ringing", &[]),
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            1,
+            Input::Done(CommandKind::Answer),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+        (
+            1,
+            Input::Done(CommandKind::Hold),
+            "dialing-other",
+            &["ATD+15550000002;"],
+        ),
+        (1, Input::Done(CommandKind::Dial), "dialing-other", &[]),
+        (
+            2,
+            calls(&[
+                "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
+                "+CLCC: 2,0,3,0,0,\"+15550000002\",145",
+            ]),
+            "alerting-other",
+            &[],
+        ),
+    ]
+}
+
+fn both_legs_up() -> Input {
+    calls(&[
+        "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
+        "+CLCC: 2,0,0,0,0,\"+15550000002\",145",
+    ])
+}
+
+#[test]
+fn transfer_bridges_and_frees_the_modem() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
+        (
+            10,
+            Input::Done(CommandKind::Transfer),
+            "idle",
+            &["record:transferred"][..],
+        ),
+    ]);
+    let (records, log) = run(&setup(&[Method::Transfer, Method::Conference]), rows);
+    let record = &records[0];
+    assert_eq!(record.session.as_deref(), Some("s1"));
+    assert_eq!(record.caller, Some(number(X)));
+    assert_eq!(record.other, Some(number(Y)));
+    assert_eq!(record.started_at, T0);
+    assert_eq!(record.answered_at, Some(T0 + Duration::seconds(10)));
+    assert_eq!(record.duration, Some(Duration::ZERO));
+    assert_eq!(
+        log,
+        [
+            "idle -> ringing (RING)",
+            "ringing -> answered (session found)",
+            "answered -> holding-caller (caller answered)",
+            "holding-caller -> dialing-other (caller on hold)",
+            "dialing-other -> alerting-other (the other side rings)",
+            "alerting-other -> bridged(transfer) (the other side answered; transferring)",
+            "bridged(transfer) -> idle (transferred; the modem is free)",
+        ]
+    );
+    // Numbers never appear in the transition log.
+    assert!(log.iter().all(|l| !l.contains("555")));
+}
+
+#[test]
+fn conference_clears_when_one_side_hangs_up() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            10,
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Join),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            20,
+            calls(&[
+                "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
+                "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
+            ]),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            70,
+            Input::NoCarrier,
+            "bridged(conference)",
+            &["AT+CLCC"][..],
+        ),
+        (
+            70,
+            calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            70,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:completed"][..],
+        ),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].duration, Some(Duration::seconds(60)));
+    assert_eq!(records[0].outcome, Outcome::Completed);
+}
+
+#[test]
+fn a_refused_transfer_falls_back_to_conference() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
+        (
+            10,
+            Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+    ]);
+    let (_, log) = run(&setup(&[Method::Transfer, Method::Conference]), rows);
+    assert_eq!(
+        log.last().unwrap(),
+        "bridged(transfer) -> bridged(conference) (transfer refused (+CME ERROR: 3); the other side answered; joining)"
+    );
+    // Without a conference to fall back to, the caller is released.
+    let mut rows = to_alerting();
+    rows.extend([
+        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
+        (
+            10,
+            Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:failed"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn busy_no_answer_and_unreachable_release_the_caller() {
+    let cases: [(Input, &[&str]); 2] = [
+        (Input::Busy, &["record:busy"]),
+        (Input::NoAnswer, &["record:no_answer"]),
+    ];
+    for (input, outcome) in cases {
+        let mut rows = to_alerting();
+        rows.extend([
+            (5, input, "clearing", &["ATH"][..]),
+            (5, calls(&[]), "idle", outcome),
+        ]);
+        run(&setup(&[Method::Transfer]), rows);
+    }
+    // NO CARRIER is only a hint; the snapshot shows the dialled leg gone.
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, Input::NoCarrier, "alerting-other", &["AT+CLCC"][..]),
+        (
+            5,
+            calls(&["+CLCC: 1,1,1,0,0,\"+15550000001\",145"]),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            5,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:unreachable"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn the_other_side_rings_too_long() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (20, Input::Tick, "alerting-other", &["AT+CLCC"][..]),
+        (31, Input::Tick, "clearing", &["ATH"][..]),
+        (
+            31,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:no_answer"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn the_caller_giving_up_cancels_the_outgoing_leg_at_once() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (4, Input::NoCarrier, "alerting-other", &["AT+CLCC"][..]),
+        (
+            4,
+            calls(&["+CLCC: 2,0,3,0,0,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            4,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:caller_hung_up"][..],
+        ),
+    ]);
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].answered_at, None);
+    assert_eq!(records[0].duration, None);
+}
+
+#[test]
+fn the_caller_hanging_up_before_the_bridge_dials() {
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (0, Input::NoCarrier, "answered", &["AT+CLCC"]),
+        (0, calls(&[]), "idle", &["record:caller_hung_up"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn ringing_that_stops_is_abandoned() {
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (3, Input::Ring, "ringing", &[]),
+        (6, Input::Tick, "ringing", &[]),
+        (10, Input::Tick, "idle", &["record:abandoned"]),
+    ];
+    let (_, log) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(log[1], "ringing -> idle (no RING for two ring periods)");
+}
+
+#[test]
+fn strangers_and_withheld_numbers_are_rejected() {
+    let stranger = Input::Session(Lookup::Reject {
+        caller: Some(number(Z)),
+        reason: "out of session".into(),
+    });
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (
+            0,
+            Input::CallerId(Some(Z.into())),
+            "ringing",
+            &["lookup +15550000003"],
+        ),
+        (0, stranger, "clearing", &["ATH"]),
+        (
+            0,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:rejected"],
+        ),
+    ];
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].outcome.reason(), "out of session");
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (0, Input::CallerId(None), "clearing", &["ATH"]),
+        (0, calls(&[]), "idle", &["record:rejected"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn a_sim_that_cannot_bridge_rejects_with_its_reason() {
+    let setup = Setup {
+        methods: choose_method(&["0".into(), "1".into(), "2".into()], None).map(|m| m.to_vec()),
+        timing: BridgeTiming::default(),
+    };
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "clearing", &["ATH"]),
+        (
+            0,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:no_method"],
+        ),
+    ];
+    let (records, _) = run(&setup, rows);
+    assert!(records[0].outcome.reason().contains("+CHLD=4"));
+}
+
+#[test]
+fn a_second_call_while_bridging_is_rejected_and_never_joins() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            3,
+            Input::CallWaiting(Some(Z.into())),
+            "alerting-other",
+            &["AT+CLCC"][..],
+        ),
+        (
+            3,
+            calls(&[
+                "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
+                "+CLCC: 2,0,3,0,0,\"+15550000002\",145",
+                "+CLCC: 3,1,5,0,0,\"+15550000003\",145",
+            ]),
+            "alerting-other",
+            &["AT+CHLD=13", "record:second_call_rejected"][..],
+        ),
+        (
+            9,
+            calls(&[
+                "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
+                "+CLCC: 2,0,0,0,0,\"+15550000002\",145",
+                "+CLCC: 3,1,5,0,0,\"+15550000003\",145",
+            ]),
+            "bridged(conference)",
+            &[
+                "AT+CHLD=13",
+                "record:second_call_rejected",
+                "AT+CMUT=1",
+                "AT+CHLD=3",
+            ][..],
+        ),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].caller, Some(number(Z)));
+}
+
+#[test]
+fn a_modem_without_clip_is_asked_who_calls() {
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (3, Input::Ring, "ringing", &["AT+CLCC"]),
+        (
+            3,
+            calls(&["+CLCC: 1,1,4,0,0,\"+15550000001\",145"]),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (3, session(), "answered", &["ATA"]),
+        // The answer is confirmed by the snapshot, not by OK.
+        (
+            4,
+            calls(&["+CLCC: 1,1,0,0,0,\"+15550000001\",145"]),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+        (
+            4,
+            calls(&["+CLCC: 1,1,1,0,0,\"+15550000001\",145"]),
+            "dialing-other",
+            &["ATD+15550000002;"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn commands_that_fail_or_hang_release_the_caller() {
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            0,
+            Input::Done(CommandKind::Answer),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+        (
+            0,
+            Input::Failed(CommandKind::Hold, "ERROR".into()),
+            "clearing",
+            &["ATH"],
+        ),
+        (30, Input::Tick, "idle", &["record:failed"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (16, Input::Tick, "clearing", &["ATH"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    let mut rows = to_alerting();
+    rows.truncate(4);
+    rows.extend([
+        (
+            1,
+            Input::Done(CommandKind::Hold),
+            "dialing-other",
+            &["ATD+15550000002;"][..],
+        ),
+        (
+            1,
+            Input::Failed(CommandKind::Dial, "NO CARRIER".into()),
+            "clearing",
+            &["ATH"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn stray_calls_while_idle_are_released() {
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            calls(&["+CLCC: 1,0,0,0,0,\"+15550000001\",145"]),
+            "clearing",
+            &["ATH"],
+        ),
+        (0, Input::Done(CommandKind::HangupAll), "idle", &[]),
+        (1, Input::NoCarrier, "idle", &[]),
+        (1, Input::Tick, "idle", &[]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn methods_come_from_the_profile_and_the_modem() {
+    let all: Vec<String> = ["0", "1", "1x", "2", "2x", "3", "4"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        choose_method(&all, None),
+        Ok(vec![Method::Transfer, Method::Conference])
+    );
+    let no_ect: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
+    assert_eq!(
+        choose_method(&all, Some(&no_ect)),
+        Ok(vec![Method::Conference])
+    );
+    assert_eq!(
+        choose_method(&all, Some(&["0".to_string()])),
+        Err(NoMethod::NoHold)
+    );
+    let huawei: Vec<String> = ["0", "1", "1x", "2", "2x"].map(String::from).to_vec();
+    assert_eq!(
+        choose_method(&huawei, None),
+        Err(NoMethod::NeitherTransferNorConference)
+    );
+}

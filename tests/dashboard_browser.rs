@@ -1,0 +1,554 @@
+//! The dashboard in a real browser: Debian's `chromium`, driven headless
+//! through `chromedriver` (WebDriver, with fantoccini). A missing browser
+//! fails the test (`scripts/test` installs `chromium chromium-driver`).
+//! Every test fails on any SEVERE entry of the browser's console log (a
+//! JavaScript error, a failed request), and leaves screenshots in
+//! `target/artifacts/`.
+
+#[path = "api_common/mod.rs"]
+mod api_common;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use simmask::events::Event;
+use simmask::number::PhoneNumber;
+use simmask::store::NewOutbound;
+use time::OffsetDateTime;
+
+/// How long the page may take to show what a step waits for.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// chromedriver and a headless chromium session; both end on drop.
+struct Browser {
+    client: Option<Client>,
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A desktop browser window, or with `phone` a 375 px wide phone screen
+/// (emulated: headless windows have a larger minimum width).
+async fn browser(width: u32, height: u32, phone: bool) -> Browser {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is not installed: apt-get install chromium chromium-driver");
+    let mut browser = Browser {
+        client: None,
+        driver,
+    };
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     format!("--window-size={width},{height}")],
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    });
+    let mut capabilities = capabilities.as_object().unwrap().clone();
+    if phone {
+        capabilities["goog:chromeOptions"]["mobileEmulation"] = json!({
+            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true},
+        });
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let client = loop {
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities.clone());
+        match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            Ok(client) => break client,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("chromedriver on port {port}: {error}"),
+        }
+    };
+    browser.client = Some(client);
+    browser
+}
+
+/// `url::ParseError`, named through reqwest's re-export of `Url`.
+type UrlError = <reqwest::Url as std::str::FromStr>::Err;
+
+/// `POST /session/{id}/se/log`: chromedriver's console log, drained.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &reqwest::Url,
+        session: Option<&str>,
+    ) -> Result<reqwest::Url, UrlError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (
+            axum::http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
+    }
+}
+
+impl Browser {
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.client()
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client()
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .len()
+    }
+
+    async fn wait_for_count(&self, css: &str, at_least: usize) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.count(css).await < at_least {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css}: fewer than {at_least}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.wait_for(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    /// Fails on any SEVERE console entry since the last call.
+    async fn assert_clean_console(&self) {
+        let log = self.client().issue_cmd(BrowserLog).await.unwrap();
+        let severe: Vec<&Value> = log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .collect();
+        assert!(severe.is_empty(), "the page logged errors: {severe:#?}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        self.client()
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        let png = self.client().screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+
+    /// The page fits the window's width (no sideways scrolling).
+    async fn assert_fits_width(&self) {
+        let overflow = self
+            .client()
+            .execute(
+                "return document.documentElement.scrollWidth - window.innerWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().unwrap_or(1) <= 0,
+            "{overflow} px wider than the window"
+        );
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+/// A busy bank for the in-process server: SIMs in every state, traffic.
+async fn make_busy(api: &api_common::Api) {
+    {
+        let mut statuses = api.pool.statuses.lock().unwrap();
+        statuses[1].signal_dbm = Some(-97);
+        statuses[2].state = "unplugged".into();
+        statuses[2].healthy = false;
+        statuses[2].signal_dbm = None;
+        statuses[2].registration = String::new();
+        statuses[2].last_error = "port vanished: /dev/ttyUSB2".into();
+        statuses[3].registration = "roaming".into();
+        statuses[3].signal_dbm = Some(-109);
+    }
+    api.store
+        .set_sim_enabled(
+            api_common::iccid(4),
+            false,
+            "test".into(),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    for hour in 0..24 {
+        for n in 0..(hour % 5) {
+            let at = now - time::Duration::hours(hour);
+            let outbox = api
+                .store
+                .queue_sms(
+                    NewOutbound {
+                        session_id: None,
+                        proxy_iccid: api_common::iccid((hour as usize + n as usize) % 2),
+                        from_position: None,
+                        to: PhoneNumber::from_e164("+447911000099").unwrap(),
+                        body: "traffic".into(),
+                    },
+                    at,
+                )
+                .await
+                .unwrap();
+            api.store.mark_sent(outbox, vec![1], at).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_signs_in_opens_sees_live_events_and_closes() {
+    let api = api_common::start(6).await;
+    make_busy(&api).await;
+    let browser = browser(1280, 1000, false).await;
+    browser.client().goto(&api.base).await.unwrap();
+
+    browser.fill("#token", &api.admin).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for_count(".card.sim", 6).await;
+    browser.wait_for_count(".card.sim svg.chart", 6).await;
+    assert_eq!(browser.count(".card.sim.unhealthy").await, 1);
+    browser.wait_for("#live.on").await;
+
+    browser.fill("#participant-a", "+447911000001").await;
+    browser.fill("#participant-b", "07911 000002").await;
+    browser.fill("#label", "ride 4521").await;
+    browser.fill("#ttl", "30").await;
+    browser.click("#open-form button[type=submit]").await;
+    let opened = browser.wait_for("#session-list li[data-status=open]").await;
+    let text = opened.text().await.unwrap();
+    assert!(text.contains("ride 4521"), "{text}");
+    assert!(
+        text.contains("+447911000002"),
+        "admins see real numbers: {text}"
+    );
+    browser
+        .wait_for("#feed-list li[data-kind=session_opened]")
+        .await;
+
+    // A relayed message reaches the feed live.
+    let session_id = opened.attr("data-session").await.unwrap().unwrap();
+    api.events.publish(Event::MessageRelayed {
+        session_id: Some(session_id.clone()),
+        interaction_id: 7,
+        parts: 2,
+    });
+    let relayed = browser
+        .wait_for("#feed-list li[data-kind=message_relayed]")
+        .await;
+    assert!(relayed.text().await.unwrap().contains(&session_id));
+    browser.screenshot("dashboard-desktop.png").await;
+
+    browser
+        .click("#session-list li[data-status=open] .show-interactions")
+        .await;
+    browser.wait_for("#session-list .interactions li").await;
+
+    browser
+        .click("#session-list li[data-status=open] .close-session")
+        .await;
+    browser
+        .wait_for("#session-list li[data-status=closed]")
+        .await;
+    browser
+        .wait_for("#feed-list li[data-kind=session_closed]")
+        .await;
+    assert_eq!(browser.count("#session-list li[data-status=open]").await, 0);
+
+    // Search by label.
+    browser.fill("#search-label", "nothing like it").await;
+    browser.click("#search-form button[type=submit]").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.count("#session-list li[data-session]").await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the search kept the session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_see_masked_numbers_and_no_admin_controls_on_a_phone() {
+    let api = api_common::start(6).await;
+    make_busy(&api).await;
+    let (status, _) = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(json!({"participants": ["+447911000001", "+447911000002"], "label": "parcel 9"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let browser = browser(375, 812, true).await;
+    browser.client().goto(&api.base).await.unwrap();
+    browser.fill("#token", &api.viewer).await;
+    browser.click("#signin-form button[type=submit]").await;
+    let session = browser.wait_for("#session-list li[data-status=open]").await;
+    let text = session.text().await.unwrap();
+    assert!(text.contains("+44*******001"), "{text}");
+    assert!(!text.contains("7911000001"), "{text}");
+    assert_eq!(browser.count(".close-session").await, 0);
+    let open_form = browser.wait_for("#open-form").await;
+    assert!(!open_form.is_displayed().await.unwrap());
+    browser.wait_for_count(".card.sim svg.chart", 6).await;
+    browser.assert_fits_width().await;
+    browser.screenshot("dashboard-phone-viewer.png").await;
+
+    // A reload keeps the tab signed in; signing out forgets the token.
+    browser.client().refresh().await.unwrap();
+    browser.wait_for("#session-list li[data-status=open]").await;
+    browser.click("#signout").await;
+    browser.wait_for("#signin-form").await;
+    let stored = browser
+        .client()
+        .execute("return sessionStorage.getItem('simmask.token');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(stored, Value::Null);
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
+/// `simmask demo` as a process: the whole appliance on a virtual bank.
+struct Demo {
+    child: Child,
+    dashboard: String,
+    api: String,
+    sim_control: String,
+    token: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        // SIGINT lets the demo remove its temporary data; kill if it hangs.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the demo and reads its URLs and token from its first line.
+fn start_demo(modems: usize) -> Demo {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--modems",
+            &modems.to_string(),
+        ])
+        .env_remove("SIMMASK_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simmask demo starts");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    // Keep reading (and dropping) the rest so the demo never blocks on stdout.
+    std::thread::spawn(move || for _ in reader.lines() {});
+    let first: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|error| panic!("the demo's first line {line:?}: {error}"));
+    let text = |key: &str| {
+        first[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} in {first}"))
+            .to_string()
+    };
+    Demo {
+        dashboard: text("dashboard"),
+        api: text("api"),
+        sim_control: text("sim_control"),
+        token: text("admin_token"),
+        child,
+    }
+}
+
+impl Demo {
+    async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    }
+
+    /// A phone outside the bank sends an SMS (simulator control API).
+    async fn handset_sms(&self, from: &str, to: &str, text: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/handsets/{from}/sms", self.sim_control))
+            .json(&json!({"to": to, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
+    async fn wait_healthy(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let numbers = self.api(reqwest::Method::GET, "/numbers", None).await;
+            let healthy = numbers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["healthy"] == true)
+                .count();
+            if healthy >= count {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{numbers}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_relays_a_message_live_into_the_dashboard() {
+    let demo = start_demo(4);
+    demo.wait_healthy(4).await;
+    let browser = browser(1280, 1400, false).await;
+    browser.client().goto(&demo.dashboard).await.unwrap();
+    browser.fill("#token", &demo.token).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for_count(".card.sim", 4).await;
+    browser.wait_for("#live.on").await;
+
+    let (a, b) = ("+447911123456", "+447912345678");
+    browser.fill("#participant-a", a).await;
+    browser.fill("#participant-b", b).await;
+    browser.fill("#label", "ride demo").await;
+    // SMS only: the demo's virtual SIMs may not bridge calls.
+    browser.click("#mode option[value=sms]").await;
+    browser.click("#open-form button[type=submit]").await;
+    let opened = browser.wait_for("#session-list li[data-status=open]").await;
+    let id = opened.attr("data-session").await.unwrap().unwrap();
+    let session = demo
+        .api(reqwest::Method::GET, &format!("/sessions/{id}"), None)
+        .await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+
+    // A texts the proxy; the relay sends it on to B, and the feed shows it.
+    demo.handset_sms(a, &proxy, "hello from A").await;
+    browser
+        .wait_for("#feed-list li[data-kind=message_relayed]")
+        .await;
+
+    // A busier bank for the screenshot: more sessions and traffic.
+    for (n, label) in ["parcel 17", "ride 9002", "visit 3"].iter().enumerate() {
+        let (x, y) = (format!("+44791100010{n}"), format!("+44791100020{n}"));
+        let other = demo
+            .api(
+                reqwest::Method::POST,
+                "/sessions",
+                Some(json!({"participants": [x, y], "label": label, "mode": "sms"})),
+            )
+            .await;
+        let via = other["proxy_number"].as_str().unwrap();
+        demo.handset_sms(&x, via, "on my way").await;
+        demo.handset_sms(&y, via, "see you").await;
+    }
+    browser
+        .wait_for_count("#feed-list li[data-kind=message_relayed]", 3)
+        .await;
+    browser
+        .wait_for_count("#session-list li[data-status=open]", 4)
+        .await;
+    browser
+        .click(&format!(
+            "#session-list li[data-session='{id}'] .show-interactions"
+        ))
+        .await;
+    browser
+        .wait_for(&format!(
+            "#session-list li[data-session='{id}'] .interactions li.interaction"
+        ))
+        .await;
+    browser.screenshot("demo-busy-bank.png").await;
+
+    browser
+        .click(&format!(
+            "#session-list li[data-session='{id}'] .close-session"
+        ))
+        .await;
+    browser
+        .wait_for(&format!(
+            "#session-list li[data-session='{id}'][data-status=closed]"
+        ))
+        .await;
+    browser
+        .wait_for("#feed-list li[data-kind=session_closed]")
+        .await;
+    browser.assert_clean_console().await;
+    browser.close().await;
+}
