@@ -570,6 +570,29 @@ async fn injected_faults_and_the_trace() {
     let answered = position("tx", "+CREG: 1,3");
     assert!(asked < answered);
     assert!(trace[asked]["t_us"].as_u64() <= trace[answered]["t_us"].as_u64());
+    // A poller asks only for what is newer than what it has seen.
+    let last = trace.last().expect("entries")["t_us"]
+        .as_u64()
+        .expect("t_us");
+    command(&mut port, "AT+CGMM").await;
+    let (status, newer) = control
+        .send(
+            reqwest::Method::GET,
+            &format!("/modems/0/trace?since={last}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let newer = newer.as_array().expect("array");
+    assert!(
+        newer.iter().all(|e| e["t_us"].as_u64() > Some(last)),
+        "{newer:?}"
+    );
+    assert!(newer.iter().any(|e| e["line"] == "AT+CGMM"), "{newer:?}");
+    let (status, _) = control
+        .send(reqwest::Method::GET, "/modems/0/trace?since=soon", None)
+        .await;
+    assert_eq!(status, 400);
     sim.shutdown().await;
 }
 

@@ -2,8 +2,8 @@
 //! handsets' side of the network, and fault injection. Every route is
 //! listed in [`router`]; every error is `{error, message}` with a 4xx status.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -165,13 +165,39 @@ async fn one_modem(State(shared): State<Shared>, Path(index): Path<String>) -> R
     }
 }
 
-async fn trace(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    /// Only entries after this time (µs), so a poller reads each once.
+    since: Option<u64>,
+}
+
+async fn trace(
+    State(shared): State<Shared>,
+    Path(index): Path<String>,
+    query: Result<Query<TraceQuery>, QueryRejection>,
+) -> Response {
     let index = match modem_index(&shared, &index) {
         Ok(index) => index,
         Err(unknown) => return unknown.into_response(),
     };
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &rejection.body_text(),
+            );
+        }
+    };
     match shared.network.trace_of(index) {
-        Ok(entries) => Json(entries).into_response(),
+        Ok(mut entries) => {
+            if let Some(since) = query.since {
+                entries.retain(|entry| entry.t_us > since);
+            }
+            Json(entries).into_response()
+        }
         Err(e) => network_error(e),
     }
 }
