@@ -124,6 +124,22 @@ fn gammu_sends_reads_and_deletes_on_every_profile() {
                 assert_eq!(received[0]["text"], text.as_str(), "{profile}: {received}");
                 assert_eq!(received[0]["from"], msisdn, "{profile}: {received}");
 
+                // A long text goes as concatenated parts; the handset puts
+                // them back together.
+                let long = format!("{} the end", "a long text from gammu ".repeat(12));
+                let length = long.len().to_string();
+                gammu(
+                    &rc,
+                    &["sendsms", "TEXT", &handset, "-len", &length, "-text", &long],
+                    profile,
+                );
+                let received = control(
+                    reqwest::Method::GET,
+                    &format!("{control_url}/handsets/{handset}/messages"),
+                    None,
+                );
+                assert_eq!(received[1]["text"], long.as_str(), "{profile}: {received}");
+
                 let inbound = format!("to {profile}: ünïcödé ✓");
                 control(
                     reqwest::Method::POST,
