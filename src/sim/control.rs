@@ -1,6 +1,6 @@
 //! The simulator's control API (JSON over HTTP): the bank's modems, the
 //! handsets' side of the network, and fault injection. Every route is
-//! listed in [`router`]; every error is `{error, message}` with a 4xx status.
+//! listed in `router`; every error is `{error, message}` with a 4xx status.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};

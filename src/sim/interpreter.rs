@@ -1,6 +1,6 @@
 //! The AT command interpreter of one virtual modem (ITU-T V.250 framing,
 //! 3GPP TS 27.007 identity and status commands, TS 27.005 SMS commands in
-//! [`sms`]). Bytes in, bytes out, no I/O: it reaches the rest of the world
+//! `sms`). Bytes in, bytes out, no I/O: it reaches the rest of the world
 //! only through the [`Network`] handle, so tests feed it arbitrary input.
 
 mod calls;
