@@ -715,7 +715,8 @@ impl Network {
             submitted: now_timestamp(),
         });
         if let Some(target) = self.subscriber(&to) {
-            let pdu = deliver_for(&from, &submit.user_data, submit.dcs)
+            let reference = self.lock().concat.next(&to);
+            let pdu = deliver_for(&from, &submit.user_data, submit.dcs, reference)
                 .map_err(|_| SubmitRefused::InvalidPdu)?;
             tracing::debug!(modem = index, target, mr, "sms between bank SIMs");
             let count = pdu.len();
@@ -954,11 +955,12 @@ enum Offer {
 
 /// DELIVER PDUs carrying a submitted part on to another bank SIM: the same
 /// user data (concatenation header included) when it fits one PDU, else
-/// re-split (a long text-mode submit).
+/// re-split under `reference` (a long text-mode submit).
 fn deliver_for(
     from: &str,
     user_data: &UserData,
     dcs: u8,
+    reference: u16,
 ) -> Result<Vec<EncodedPdu>, pdu::PduError> {
     let one = pdu::encode(&Pdu {
         smsc: Some(smsc_address()),
@@ -980,7 +982,7 @@ fn deliver_for(
             &Address::international(from),
             &user_data.text,
             now_timestamp(),
-            0,
+            reference,
             Some(&smsc_address()),
         ),
     }
@@ -1205,6 +1207,52 @@ mod tests {
         assert!(status.failed());
         net.set_handset_state(handset, Some(true), None).unwrap();
         assert!(net.handset_messages(handset).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_long_text_mode_submit_to_another_sim_arrives_in_parts() {
+        let net = network(&["generic", "simcom-sim800"]);
+        plug(&net, 0);
+        plug(&net, 1);
+        let target = net.lock().modems[1].identity.msisdn.clone();
+        let text = "x".repeat(200);
+        let submit = Submit {
+            message_reference: 0,
+            destination: Address::international(&target),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            validity: None,
+            status_report_request: false,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, &text),
+        };
+        assert_eq!(net.submit(0, &submit), Ok(1));
+        assert_eq!(
+            urcs(&net, 1),
+            "\r\n+CMTI: \"SM\",1\r\n\r\n+CMTI: \"SM\",2\r\n"
+        );
+        let parts: Vec<UserData> = net
+            .with_modem(1, |m| {
+                m.storages
+                    .read_storage()
+                    .list(crate::sim::storage::StatFilter::All)
+            })
+            .unwrap()
+            .into_iter()
+            .map(
+                |(_, stored)| match pdu::decode_hex(&stored.pdu, true).unwrap().pdu.tpdu {
+                    Tpdu::Deliver(deliver) => deliver.user_data,
+                    other => panic!("not a deliver: {other:?}"),
+                },
+            )
+            .collect();
+        let concat: Vec<_> = parts.iter().map(|p| p.concat.unwrap()).collect();
+        assert_eq!(concat[0].reference, concat[1].reference);
+        assert_eq!((concat[0].sequence, concat[1].sequence), (1, 2));
+        let joined: String = parts.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(joined, text);
     }
 
     #[test]
