@@ -1322,5 +1322,14 @@ mod tests {
         assert!(urc.starts_with("\r\n+CMT: ,"), "{urc:?}");
         assert!(net.acknowledge(0));
         assert!(!net.acknowledge(0));
+
+        // Unacknowledged past the timeout: the network stores it instead.
+        net.handset_sms("+447700900500", &sim, "not acked").unwrap();
+        assert!(urcs(&net, 0).starts_with("\r\n+CMT: ,"));
+        net.tick_at(Instant::now() + ACK_TIMEOUT / 2);
+        assert_eq!(urcs(&net, 0), "");
+        net.tick_at(Instant::now() + ACK_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
+        assert!(!net.acknowledge(0), "nothing waits any more");
     }
 }
