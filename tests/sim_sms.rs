@@ -665,6 +665,12 @@ async fn the_control_api_refuses_bad_requests_with_reasons() {
         (
             reqwest::Method::POST,
             "/modems/0/faults".to_string(),
+            Some(json!({"delay_ms": 86_400_000})),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
             Some(json!({"sim_pin": "12a4"})),
             422,
         ),
@@ -761,4 +767,33 @@ async fn a_reset_boots_again_with_the_profiles_noise() {
     read_until(&mut huawei, "^RSSI: 20\r\n").await;
     assert!(command(&mut huawei, "AT^CURC=0").await.ends_with("OK\r\n"));
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_nobody_reads_is_discarded_and_never_wedges_the_port() {
+    let sim = start(&["generic"], None).await;
+    let control = Control::new(&sim);
+    // Far more than a pty buffers, with no reader: a USB serial port with
+    // no one listening drops it too.
+    sim.network().push_urc(0, vec![b'x'; 512 * 1024]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The port task still takes commands: unplug is carried out.
+    let (status, _) = control
+        .send(reqwest::Method::POST, "/modems/0/unplug", None)
+        .await;
+    assert_eq!(status, 202);
+    let unplugged = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+            if listed[0]["plugged"] == false {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(unplugged.is_ok(), "the port task is stuck writing");
+    tokio::time::timeout(Duration::from_secs(10), sim.shutdown())
+        .await
+        .expect("shutdown does not hang on a full pty");
 }

@@ -509,6 +509,14 @@ impl Network {
                 "signal {signal}: +CSQ rssi is 0 to 31, or 99"
             )));
         }
+        // A longer delay would only wedge the port (unplug and stop wait
+        // for the answer to go out).
+        const MAX_DELAY_MS: u64 = 60_000;
+        if update.delay_ms.max(update.submit_delay_ms) > Some(MAX_DELAY_MS) {
+            return Err(NetworkError::InvalidFault(format!(
+                "delays are at most {MAX_DELAY_MS} ms"
+            )));
+        }
         let bad_pin = matches!(&update.sim_pin, Some(Some(pin))
             if !(4..=8).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()));
         if bad_pin {
