@@ -197,7 +197,8 @@ pub enum PortCommand {
 pub struct ModemSlot {
     pub profile: Profile,
     pub identity: Identity,
-    /// The SIM's storages (and the modem's own, kept with it for simplicity).
+    /// The SIM's storages and the modem's own; both keep their messages
+    /// across unplug and reset, as a SIM card and flash memory do.
     pub storages: Storages,
     pub settings: ModemSettings,
     pub faults: Faults,
