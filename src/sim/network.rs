@@ -1341,4 +1341,170 @@ mod tests {
         assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
         assert!(!net.acknowledge(0), "nothing waits any more");
     }
+
+    /// Operations on one SIM that may make the network hold, retry, store
+    /// or hand over a message.
+    #[derive(Debug, Clone)]
+    enum Step {
+        HandsetSends,
+        Delete(u16),
+        DeleteAll,
+        Cnmi(u8),
+        Csms(u8),
+        Ack,
+        Reject,
+        Replug,
+        Unplug,
+        Timeout,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => Just(Step::HandsetSends),
+            1 => (1u16..4).prop_map(Step::Delete),
+            1 => Just(Step::DeleteAll),
+            1 => (0u8..3).prop_map(Step::Cnmi),
+            1 => (0u8..2).prop_map(Step::Csms),
+            1 => Just(Step::Ack),
+            1 => Just(Step::Reject),
+            1 => Just(Step::Replug),
+            1 => Just(Step::Unplug),
+            1 => Just(Step::Timeout),
+        ]
+    }
+
+    /// The texts of the DELIVER PDUs in `+CMT` URCs (PDU mode).
+    fn direct_texts(urcs: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        let mut lines = urcs.split("\r\n");
+        while let Some(line) = lines.next() {
+            if line.starts_with("+CMT: ")
+                && let Some(Ok(decoded)) = lines.next().map(|hex| pdu::decode_hex(hex, true))
+                && let Tpdu::Deliver(deliver) = decoded.pdu.tpdu
+            {
+                texts.push(deliver.user_data.text);
+            }
+        }
+        texts
+    }
+
+    fn stored_texts(net: &Network) -> Vec<String> {
+        net.with_modem(0, |m| {
+            m.storages
+                .receive_storage()
+                .list(crate::sim::storage::StatFilter::All)
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(
+            |(_, stored)| match pdu::decode_hex(&stored.pdu, true).ok()?.pdu.tpdu {
+                Tpdu::Deliver(deliver) => Some(deliver.user_data.text),
+                _ => None,
+            },
+        )
+        .collect()
+    }
+
+    /// What the host has been handed: texts it has for sure, and direct
+    /// deliveries still waiting for its `+CNMA` (under `+CSMS=1`).
+    #[derive(Default)]
+    struct Host {
+        csms: u8,
+        seen: std::collections::BTreeSet<String>,
+        unacked: VecDeque<String>,
+    }
+
+    impl Host {
+        fn observe(&mut self, net: &Network) {
+            for text in direct_texts(&urcs(net, 0)) {
+                if self.csms == 1 {
+                    self.unacked.push_back(text);
+                } else {
+                    self.seen.insert(text);
+                }
+            }
+            self.seen.extend(stored_texts(net));
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the SIM does (a small storage filling up, deletes,
+        /// unacknowledged or rejected direct deliveries, unplugging), every
+        /// message a handset sends reaches the host in the end: never dropped.
+        #[test]
+        fn no_message_to_a_sim_is_ever_lost(steps in proptest::collection::vec(step(), 1..60)) {
+            let net = network(&["generic"]);
+            // A SIM of two slots is full most of the time.
+            net.with_modem(0, |m| m.storages.receive_storage().capacity = 2).unwrap();
+            plug(&net, 0);
+            let sim = net.lock().modems[0].identity.msisdn.clone();
+            let mut sent = Vec::new();
+            let mut model = Host::default();
+            let mut later = Instant::now();
+            for step in steps {
+                // What the modem printed so far reaches the host first.
+                model.observe(&net);
+                match step {
+                    Step::HandsetSends => {
+                        let text = format!("message {}", sent.len());
+                        net.handset_sms("+447700900500", &sim, &text).unwrap();
+                        sent.push(text);
+                    }
+                    Step::Delete(index) => {
+                        net.with_modem(0, |m| m.storages.read_storage().delete(index)).unwrap();
+                        net.retry_held();
+                    }
+                    Step::DeleteAll => {
+                        net.with_modem(0, |m| m.storages.read_storage().delete_by_flag(4)).unwrap();
+                        net.retry_held();
+                    }
+                    Step::Cnmi(mt) => {
+                        net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse(&format!("2,{mt},0,0,0")).unwrap()).unwrap();
+                    }
+                    Step::Csms(service) => {
+                        net.with_modem(0, |m| m.settings.csms = service).unwrap();
+                        model.csms = service;
+                    }
+                    Step::Ack => {
+                        if net.acknowledge(0) {
+                            let acked = model.unacked.pop_front();
+                            model.seen.extend(acked);
+                        }
+                    }
+                    Step::Reject => {
+                        if net.reject(0) {
+                            model.unacked.pop_front();
+                        }
+                    }
+                    Step::Replug => {
+                        model.unacked.clear();
+                        plug(&net, 0);
+                        model.csms = 0;
+                    }
+                    Step::Unplug => net.set_plugged(0, None, None),
+                    Step::Timeout => {
+                        later += ACK_TIMEOUT + Duration::from_secs(1);
+                        net.tick_at(later);
+                        model.unacked.clear();
+                    }
+                }
+            }
+            // Drain: back on, storage routing, read and empty until nothing is left.
+            model.observe(&net);
+            plug(&net, 0);
+            net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse("2,1,0,0,0").unwrap()).unwrap();
+            net.retry_held();
+            for _ in 0..=sent.len() {
+                model.observe(&net);
+                net.with_modem(0, |m| m.storages.read_storage().delete_by_flag(4)).unwrap();
+                net.retry_held();
+            }
+            model.observe(&net);
+            let seen = model.seen;
+            for text in &sent {
+                proptest::prop_assert!(seen.contains(text), "{text} was lost");
+            }
+        }
+    }
 }
