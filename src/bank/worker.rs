@@ -198,6 +198,7 @@ impl Worker {
                 let changed = self.bank.update(&self.iccid, |s| {
                     s.registration = Some(status_name(&registration));
                     s.roaming = registration.roaming;
+                    s.healthy = s.state == SimState::Up && registration.registered();
                 });
                 if changed {
                     self.emit(BankEvent::Health {
