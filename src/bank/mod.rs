@@ -5,7 +5,7 @@
 //! spawning a modem actor on it (which answers `AT` only on a modem's AT
 //! interface), and keys everything by ICCID: a SIM that comes back on
 //! another tty is the same proxy number. One worker task per SIM (see
-//! [`worker`]) turns the actor's events into [`BankEvent`]s, polls health
+//! `worker.rs`) turns the actor's events into [`BankEvent`]s, polls health
 //! and resets a modem that stops answering.
 
 mod worker;
