@@ -16,6 +16,7 @@ use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use simmask::modem::profile::Profiles;
 use simmask::sim::identity::Identity;
 use simmask::sim::interpreter::Interpreter;
+use simmask::sim::network::Network;
 use tokio::io::unix::AsyncFd;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +70,10 @@ impl VirtualModem {
         std::os::unix::fs::symlink(&path, link).expect("link");
         self.link = link.to_path_buf();
         self.stop = CancellationToken::new();
-        let interpreter = Interpreter::new(profile, self.identity.clone());
+        // A network of its own per plug: the SIM's storage is not what the
+        // hotplug tests look at.
+        let network = Network::new(vec![(profile, self.identity.clone())]);
+        let interpreter = Interpreter::new(network, 0);
         self.task = Some(tokio::spawn(serve(
             File::from(pair.master),
             pair.slave,
