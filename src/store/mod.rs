@@ -9,6 +9,7 @@
 //! second backend can implement the same calls.
 
 mod api_queries;
+mod calls;
 mod import;
 mod inbound;
 mod migrations;
@@ -27,6 +28,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use calls::CallInteraction;
 pub use import::ImportedSession;
 pub use inbound::{InboundOutcome, InboundPart};
 pub use migrations::latest_version;
