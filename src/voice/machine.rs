@@ -536,6 +536,9 @@ fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime
                 );
             };
             r.call_id = Some(line.id);
+            if r.caller.is_none() && line.number.is_none() {
+                return withheld(r.started_at, now);
+            }
             let mut commands = Vec::new();
             if r.caller.is_none()
                 && let Some(number) = &line.number
@@ -635,6 +638,11 @@ fn reject_extras(lines: &[CallLine], ours: Option<u8>, now: OffsetDateTime) -> V
 }
 
 impl Call {
+    /// The session this call belongs to (`None` when forwarded by policy).
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
         CallRecord {
             session: self.session.clone(),

@@ -33,7 +33,11 @@
 //! call is over (the interaction: caller side, start, answer, end,
 //! duration, outcome). Each step that changes state returns a
 //! [`Transition`] to log as `old -> new (reason)`.
+//!
+//! [`driver`] is that loop for the daemon (one task per SIM, fed by the
+//! router); everything else here is pure.
 
+pub mod driver;
 mod machine;
 mod method;
 

@@ -395,6 +395,13 @@ fn strangers_and_withheld_numbers_are_rejected() {
         (0, calls(&[]), "idle", &["record:rejected"]),
     ];
     run(&setup(&[Method::Transfer]), rows);
+    // No +CLIP at all, and +CLCC shows no number either.
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (3, Input::Ring, "ringing", &["AT+CLCC"]),
+        (3, calls(&["+CLCC: 1,1,4,0,0"]), "clearing", &["ATH"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
 }
 
 #[test]
