@@ -89,6 +89,15 @@ impl Network {
         self.lock().calls.timing()
     }
 
+    /// The `+CHLD` services modem `index`'s network offers.
+    pub fn call_services(&self, index: usize) -> Result<Vec<String>, CallError> {
+        self.lock().calls.services(index)
+    }
+
+    pub fn set_call_services(&self, index: usize, services: Vec<String>) -> Result<(), CallError> {
+        self.lock().calls.set_services(index, services)
+    }
+
     /// Periodic call work: alerting, no-answer timeouts, repeated `RING`s.
     pub fn call_tick(&self) {
         let notices = {

@@ -260,6 +260,13 @@ impl Chld {
         }
     }
 
+    /// Checks a service name as `AT+CHLD=?` lists it (`1x`, `3` …).
+    pub fn parse_service(name: &str) -> Option<&str> {
+        ["0", "1", "1x", "2", "2x", "3", "4"]
+            .into_iter()
+            .find(|s| *s == name)
+    }
+
     /// The service name as `AT+CHLD=?` and the profiles list it.
     pub fn service(self) -> &'static str {
         match self {
@@ -456,6 +463,28 @@ impl CallNetwork {
         }
         modem.settings = settings;
         Ok(())
+    }
+
+    /// Changes the supplementary services (`+CHLD` values) the SIM's
+    /// network offers, as a different operator or subscription would.
+    pub fn set_services(&mut self, index: usize, services: Vec<String>) -> Result<(), CallError> {
+        let modem = self
+            .modems
+            .get_mut(&index)
+            .ok_or(CallError::UnknownModem(index))?;
+        if let Some(bad) = services.iter().find(|s| Chld::parse_service(s).is_none()) {
+            return Err(CallError::InvalidChld(bad.clone()));
+        }
+        modem.services = services;
+        Ok(())
+    }
+
+    /// The services modem `index`'s network offers.
+    pub fn services(&self, index: usize) -> Result<Vec<String>, CallError> {
+        self.modems
+            .get(&index)
+            .map(|m| m.services.clone())
+            .ok_or(CallError::UnknownModem(index))
     }
 
     /// Back to power-on settings (after `ATZ`, a reset or a re-plug).
@@ -1688,6 +1717,21 @@ mod tests {
             assert_eq!(error, CallError::InvalidChld(value.into()));
             assert_eq!(error.cme().map(|c| c.0), Some(4));
         }
+    }
+
+    #[test]
+    fn the_network_may_withdraw_a_service() {
+        let (mut net, now) = network();
+        net.set_services(0, vec!["1".into(), "2".into(), "3".into()])
+            .unwrap();
+        assert_eq!(net.chld_test_line(0).unwrap(), "+CHLD: (1,2,3)");
+        assert_eq!(
+            net.set_services(0, vec!["5".into()]),
+            Err(CallError::InvalidChld("5".into()))
+        );
+        bridge_ready(&mut net, now);
+        assert_eq!(net.chld(0, "4"), Err(CallError::NotOffered("4".into())));
+        net.chld(0, "3").unwrap();
     }
 
     #[test]
