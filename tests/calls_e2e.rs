@@ -183,3 +183,86 @@ async fn a_sim_without_transfer_bridges_by_muted_conference() {
     masked_call(&sim, &proxy, B, A).await;
     calls_recorded(&daemon, &id, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let response = sim
+        .put(
+            "/modems/0/services",
+            json!({"chld": ["0", "1", "1x", "2", "2x", "3"]}),
+        )
+        .await;
+    assert!(response.status().is_success());
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    let id = session["id"].as_str().unwrap().to_string();
+    // C and D have their own session on the same proxy.
+    let other = daemon
+        .open_session(C, STRANGER, json!({"mode": "voice"}))
+        .await;
+    assert_eq!(other["proxy_number"], proxy.as_str());
+
+    // The caller gives up while B rings: B's phone stops at once.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "stopped ringing", |c| c["state"] == "idle").await;
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    assert_eq!(calls[0]["status"], "caller_hung_up", "{calls:?}");
+
+    // While A and B talk, C's call to the same proxy is refused and never
+    // joins them.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    handset(&sim, B, "answer", json!({})).await;
+    wait_call(&sim, A, "heard B", |c| c["connected_to"] == json!([B])).await;
+    handset(&sim, C, "dial", json!({"to": proxy})).await;
+    let refused = wait_call(&sim, C, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(refused["connected_to"], json!([]));
+    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    assert_eq!(call_of(&sim, B).await["connected_to"], json!([A]));
+    assert_eq!(call_of(&sim, STRANGER).await["state"], "idle");
+
+    // The modem is unplugged mid-call: both legs drop.
+    let response = sim.post("/modems/0/unplug", json!({})).await;
+    assert!(response.status().is_success());
+    for number in [A, B] {
+        let call = wait_call(&sim, number, "was dropped", |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sim_that_cannot_bridge_gets_no_voice_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "huawei-e173");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let response = client()
+        .post(format!("{}/api/v1/sessions", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"participants": [A, B], "mode": "voice"}))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot bridge calls"),
+        "{body}"
+    );
+    // SMS sessions still work on it.
+    daemon.open_session(A, B, json!({"mode": "sms"})).await;
+}

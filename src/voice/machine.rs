@@ -942,9 +942,12 @@ fn bridged(
             call.caller_leg(&lines);
             (wrap(call), commands, String::new())
         }
-        (Method::Conference, Input::NoCarrier | Input::CallWaiting(_) | Input::Ring) => {
-            (wrap(call), vec![Command::ListCalls], String::new())
-        }
+        // A hint, or the clock: not every model reports a second caller, so
+        // the conference is polled.
+        (
+            Method::Conference,
+            Input::NoCarrier | Input::CallWaiting(_) | Input::Ring | Input::Tick,
+        ) => (wrap(call), vec![Command::ListCalls], String::new()),
         (_, Input::Tick) if method == Method::Transfer && call.timed_out(setup, now) => {
             let record = call.record(Outcome::Failed("transfer not confirmed".into()), now);
             clear(Some(record), now, "transfer timed out")
