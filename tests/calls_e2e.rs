@@ -1,7 +1,7 @@
 //! Masked calls end to end, as separate processes: `simmask sim` (the
-//! virtual network) and `simmask run` (the daemon) talking AT through ptys.
-//! A calls the proxy, B's phone rings showing the proxy, they talk, and
-//! neither ever sees the other's number (issue 6).
+//! virtual network) and `simmask run` (the daemon) talking AT through ptys:
+//! the flows of issue 6 beyond `tests/voice_e2e.rs` (busy, caller gives up,
+//! a second caller, an unplug mid-call, a SIM that cannot bridge).
 
 mod common;
 
@@ -74,116 +74,6 @@ async fn calls_recorded(daemon: &Daemon, session: &str, count: usize) -> Vec<Val
     }
 }
 
-/// From `from` through the proxy to `to`, both ways masked; `from` hangs
-/// up and `to`'s call ends.
-async fn masked_call(sim: &Sim, proxy: &str, from: &str, to: &str) {
-    handset(sim, from, "dial", json!({"to": proxy})).await;
-    let ringing = wait_call(sim, to, "rang", |c| c["state"] == "ringing").await;
-    assert_eq!(ringing["caller_id"], proxy);
-    handset(sim, to, "answer", json!({})).await;
-    let heard = wait_call(sim, from, "heard the other side", |c| {
-        c["connected_to"] == json!([to])
-    })
-    .await;
-    assert_eq!(heard["caller_id"], proxy);
-    let other = call_of(sim, to).await;
-    assert_eq!(other["connected_to"], json!([from]));
-    assert_eq!(other["caller_id"], proxy);
-    handset(sim, from, "hangup", json!({})).await;
-    let ended = wait_call(sim, to, "hung up", |c| c["state"] == "idle").await;
-    assert_eq!(ended["last_end"], "remote_hung_up");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transfer_bridges_both_ways_and_strangers_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &sim,
-        port,
-        "[voice]\nring_timeout_seconds = 5\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
-    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
-    let proxy = session["proxy_number"].as_str().unwrap().to_string();
-    let id = session["id"].as_str().unwrap().to_string();
-
-    masked_call(&sim, &proxy, A, B).await;
-    masked_call(&sim, &proxy, B, A).await;
-    let calls = calls_recorded(&daemon, &id, 2).await;
-    assert!(
-        calls.iter().all(|c| c["status"] == "transferred"),
-        "{calls:?}"
-    );
-    assert_eq!(calls[0]["from_participant"], 0);
-    assert_eq!(calls[1]["from_participant"], 1);
-
-    // A stranger is hung up on; nobody else's phone rings.
-    handset(&sim, STRANGER, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, STRANGER, "was refused", |c| {
-        c["state"] == "idle" && !c["last_end"].is_null()
-    })
-    .await;
-    assert_eq!(call_of(&sim, A).await["state"], "idle");
-    assert_eq!(call_of(&sim, B).await["state"], "idle");
-
-    // B busy (in a call with C): A is released, the interaction says why.
-    handset(&sim, C, "dial", json!({"to": B})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, B, "answer", json!({})).await;
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    let released = wait_call(&sim, A, "was released", |c| {
-        c["state"] == "idle" && c["last_end"] == "remote_hung_up"
-    })
-    .await;
-    assert_eq!(released["connected_to"], json!([]));
-    let calls = calls_recorded(&daemon, &id, 3).await;
-    let status = calls[2]["status"].as_str().unwrap_or_default();
-    assert!(["busy", "unreachable"].contains(&status), "{calls:?}");
-    handset(&sim, B, "hangup", json!({})).await;
-
-    // B does not answer: released after the configured ring time.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    wait_call(&sim, A, "was released", |c| {
-        c["state"] == "idle" && c["last_end"] == "remote_hung_up"
-    })
-    .await;
-    assert_eq!(call_of(&sim, B).await["state"], "idle");
-    let calls = calls_recorded(&daemon, &id, 4).await;
-    assert_eq!(calls[3]["status"], "no_answer", "{calls:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sim_without_transfer_bridges_by_muted_conference() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    // This SIM's network offers multiparty but not explicit call transfer.
-    let response = sim
-        .put(
-            "/modems/0/services",
-            json!({"chld": ["0", "1", "1x", "2", "2x", "3"]}),
-        )
-        .await;
-    assert!(response.status().is_success());
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
-    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
-    let proxy = session["proxy_number"].as_str().unwrap().to_string();
-    let id = session["id"].as_str().unwrap().to_string();
-
-    masked_call(&sim, &proxy, A, B).await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
-    assert_eq!(calls[0]["status"], "completed", "{calls:?}");
-
-    // The modem cleared the remaining leg and takes the next call.
-    masked_call(&sim, &proxy, B, A).await;
-    calls_recorded(&daemon, &id, 2).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
     let dir = tempfile::tempdir().unwrap();
@@ -207,13 +97,30 @@ async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
         .await;
     assert_eq!(other["proxy_number"], proxy.as_str());
 
+    // B busy (in a call with a handset outside the session): A is released.
+    handset(&sim, C, "dial", json!({"to": B})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    handset(&sim, B, "answer", json!({})).await;
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    let released = wait_call(&sim, A, "was released", |c| {
+        c["state"] == "idle" && c["last_end"] == "remote_hung_up"
+    })
+    .await;
+    assert_eq!(released["connected_to"], json!([]));
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    // The modem's `BUSY` reaches the desk as "calls changed": the record
+    // says the other side could not be reached.
+    let outcome = calls[0]["outcome"].as_str().unwrap_or_default();
+    assert!(["busy", "unreachable"].contains(&outcome), "{calls:?}");
+    handset(&sim, B, "hangup", json!({})).await;
+
     // The caller gives up while B rings: B's phone stops at once.
     handset(&sim, A, "dial", json!({"to": proxy})).await;
     wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
     handset(&sim, A, "hangup", json!({})).await;
     wait_call(&sim, B, "stopped ringing", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
-    assert_eq!(calls[0]["status"], "caller_hung_up", "{calls:?}");
+    let calls = calls_recorded(&daemon, &id, 2).await;
+    assert_eq!(calls[1]["outcome"], "caller_hung_up", "{calls:?}");
 
     // While A and B talk, C's call to the same proxy is refused and never
     // joins them.

@@ -329,6 +329,24 @@ pub struct InteractionView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// Calls: how the call ended (`transferred`, `completed`, `busy`,
+    /// `no_answer`, `unreachable`, `caller_hung_up`, `rejected`…).
+    pub outcome: Option<String>,
+    /// Calls: when the other participant answered.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub answered_at: Option<OffsetDateTime>,
+    /// Calls: when the call ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub ended_at: Option<OffsetDateTime>,
+    /// Calls: the conversation's length (to the transfer, for transfers).
+    pub duration_seconds: Option<f64>,
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 impl InteractionView {
@@ -342,10 +360,11 @@ impl InteractionView {
             body: record.body.filter(|_| caller.is_admin()),
             parts: record.parts,
             incomplete: record.incomplete,
-            created_at: OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(record.created_ms) * 1_000_000,
-            )
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            created_at: from_ms(record.created_ms),
+            outcome: record.outcome,
+            answered_at: record.answered_ms.map(from_ms),
+            ended_at: record.ended_ms.map(from_ms),
+            duration_seconds: record.duration_ms.map(|ms| ms as f64 / 1000.0),
         }
     }
 }

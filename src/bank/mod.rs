@@ -227,6 +227,11 @@ impl Bank {
             .collect()
     }
 
+    /// The model profile named `name`, as the bank's modems use it.
+    pub fn profile(&self, name: &str) -> Option<crate::modem::profile::Profile> {
+        self.shared.config.profiles.get(name).ok().cloned()
+    }
+
     /// The modem holding this SIM, if one does.
     pub fn handle(&self, iccid: &str) -> Option<ModemHandle> {
         self.lock_sims()
@@ -470,10 +475,16 @@ impl Bank {
     ) {
         let identity = handle.identity();
         let capabilities = &identity.capabilities;
-        // The bridge's own choice (it needs hold, then transfer or multiparty).
+        // The bridge's own choice, as the voice desk makes it: the profile's
+        // services that the modem also reported (hold, then transfer or
+        // multiparty).
+        let offered = self
+            .profile(&identity.profile)
+            .map(|p| p.voice.chld)
+            .unwrap_or_default();
         let voice_method = capabilities
             .voice
-            .then(|| crate::voice::choose_method(&capabilities.chld, None).ok())
+            .then(|| crate::voice::choose_method(&offered, Some(&capabilities.chld)).ok())
             .flatten()
             .and_then(|methods| methods.first().copied())
             .map(|method| match method {

@@ -12,6 +12,7 @@ pub mod demo;
 mod pool;
 mod router;
 mod sweeper;
+mod voice;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     });
     state.sticky = config.sessions.sticky;
     let api_stop = CancellationToken::new();
+    let callbacks =
+        api::callbacks::spawn_callbacks(config.callbacks.clone(), &events, api_stop.clone());
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
@@ -162,6 +165,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let _ = sweeper.await;
     api_stop.cancel();
     let _ = api_task.await;
+    let _ = callbacks.await;
     tracing::info!("simmask stopped");
     Ok(())
 }

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::{BankSink, status_record};
+use super::voice::{self, VoiceInbox};
 use crate::bank::{Bank, BankEvent, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -20,7 +21,6 @@ use crate::sms::intake::{Intake, intake};
 use crate::sms::schedule::RateLimiter;
 use crate::sms::worker::OutboxWorker;
 use crate::store::{DeliveryStatus, InboundOutcome, ModemRecord, Store};
-use crate::voice;
 
 /// The wake-up of each SIM's outbox worker, by ICCID.
 pub type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
@@ -42,8 +42,8 @@ pub struct Router {
     numbers: HashMap<String, PhoneNumber>,
     workers: Vec<JoinHandle<()>>,
     workers_stop: CancellationToken,
-    /// Each SIM's call bridge, by ICCID, started at its first call.
-    voice: HashMap<String, mpsc::Sender<ModemEvent>>,
+    /// Each SIM's voice desk, by ICCID.
+    voice: HashMap<String, VoiceInbox>,
 }
 
 impl Router {
@@ -174,6 +174,18 @@ impl Router {
         self.numbers.insert(iccid.clone(), msisdn);
         self.save_status(&iccid).await;
         self.ensure_worker(&iccid);
+        if !self.voice.contains_key(&iccid) {
+            let desk = voice::spawn(
+                iccid.clone(),
+                self.home_region(&iccid),
+                self.config.clone(),
+                self.store.clone(),
+                self.bank.clone(),
+                self.events.clone(),
+                self.workers_stop.clone(),
+            );
+            self.voice.insert(iccid.clone(), desk);
+        }
         wake(&self.wakers, &iccid);
         tracing::info!(%iccid, port = %status.port, "SIM up");
         self.events.publish(Event::ModemUp {
@@ -379,60 +391,17 @@ impl Router {
                     Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
                 }
             }
-            event @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
-                self.voice_event(iccid, event).await;
+            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
+                match self.voice.get(&iccid) {
+                    Some(desk) => {
+                        if desk.send(call).await.is_err() {
+                            tracing::warn!(%iccid, "the voice desk stopped");
+                        }
+                    }
+                    None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
+                }
             }
             other => tracing::debug!(%iccid, event = ?other, "modem event"),
         }
-    }
-
-    /// Hands a call event to the SIM's bridge, starting it on first use.
-    async fn voice_event(&mut self, iccid: String, event: ModemEvent) {
-        if let Some(bridge) = self.voice.get(&iccid)
-            && bridge.send(event.clone()).await.is_ok()
-        {
-            return;
-        }
-        let Some(handle) = self.bank.handle(&iccid) else {
-            return;
-        };
-        let identity = handle.identity();
-        let reported = &identity.capabilities.chld;
-        let offered = crate::modem::profile::Profiles::builtin()
-            .get(&identity.profile)
-            .map(|profile| profile.voice.chld.clone())
-            .unwrap_or_else(|_| reported.clone());
-        let methods = voice::choose_method(
-            &offered,
-            (!reported.is_empty()).then_some(reported.as_slice()),
-        );
-        if let Err(reason) = &methods {
-            tracing::warn!(%iccid, %reason, "calls to this SIM will be refused");
-        }
-        let ring_timeout = i64::try_from(self.config.voice.ring_timeout_seconds).unwrap_or(30);
-        let setup = voice::Setup {
-            methods,
-            timing: voice::BridgeTiming {
-                answer_timeout: time::Duration::seconds(ring_timeout),
-                ..voice::BridgeTiming::default()
-            },
-        };
-        let context = voice::driver::VoiceContext {
-            store: self.store.clone(),
-            policy: self.config.out_of_session.clone(),
-            events: self.events.clone(),
-        };
-        let region = self.home_region(&iccid);
-        let (bridge, task) = voice::driver::spawn(
-            iccid.clone(),
-            region,
-            handle,
-            setup,
-            context,
-            self.workers_stop.clone(),
-        );
-        let _ = bridge.send(event).await;
-        self.voice.insert(iccid, bridge);
-        self.workers.push(task);
     }
 }

@@ -44,6 +44,12 @@ pub struct InteractionRecord {
     pub parts: u32,
     pub incomplete: bool,
     pub created_ms: i64,
+    /// Calls: when the other side answered, when it ended, how long the
+    /// conversation lasted, and how it ended (`transferred`, `no_answer`…).
+    pub answered_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub outcome: Option<String>,
 }
 
 /// The delivery status a report carries (3GPP TS 23.040 §9.2.3.15, TP-ST).
@@ -313,7 +319,7 @@ fn set_interaction_status(
     Ok(interaction)
 }
 
-fn add_event(
+pub(super) fn add_event(
     tx: &Transaction<'_>,
     interaction: i64,
     status: &str,
@@ -333,7 +339,8 @@ fn list_interactions(
     session_id: &str,
 ) -> Result<Vec<InteractionRecord>, StoreError> {
     let mut statement = conn.prepare(
-        "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms
+        "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms,
+                answered_ms, ended_ms, duration_ms, outcome
          FROM interactions WHERE session_id = ?1 ORDER BY created_ms, id",
     )?;
     let rows = statement.query_map(params![session_id], |row| {
@@ -347,6 +354,10 @@ fn list_interactions(
             parts: row.get(6)?,
             incomplete: row.get(7)?,
             created_ms: row.get(8)?,
+            answered_ms: row.get(9)?,
+            ended_ms: row.get(10)?,
+            duration_ms: row.get(11)?,
+            outcome: row.get(12)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -34,10 +34,9 @@
 //! duration, outcome). Each step that changes state returns a
 //! [`Transition`] to log as `old -> new (reason)`.
 //!
-//! [`driver`] is that loop for the daemon (one task per SIM, fed by the
-//! router); everything else here is pure.
+//! The daemon's loop is `crate::daemon::voice` (one desk per SIM, fed by the
+//! router); everything here is pure.
 
-pub mod driver;
 mod machine;
 mod method;
 
