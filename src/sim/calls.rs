@@ -1207,7 +1207,10 @@ impl CallNetwork {
         let after = self.snapshot();
         for (index, calls) in &after.modems {
             let old = before.modems.get(index).cloned().unwrap_or_default();
-            for call in calls.iter().filter(|c| !old.contains(c)) {
+            // Only what a +CLCC line shows counts as a change (not the
+            // other side's hold, which the modem does not see).
+            let changed = |c: &&CallInfo| old.iter().all(|o| o.clcc_line() != c.clcc_line());
+            for call in calls.iter().filter(changed) {
                 push_line(&mut out, *index, call.clcc_line());
             }
             for gone in old.iter().filter(|o| calls.iter().all(|c| c.id != o.id)) {
