@@ -1795,6 +1795,81 @@ mod tests {
         );
     }
 
+    /// One random operation on a network of modems 0-1 and handsets A-C.
+    fn apply(net: &mut CallNetwork, op: (u8, u8, u8), now: Instant) {
+        let parties = [m(0), m(1), h(A), h(B), h(C)];
+        let chld = ["0", "1", "11", "12", "2", "21", "22", "3", "4"];
+        let party = &parties[usize::from(op.1) % parties.len()];
+        let other = &parties[usize::from(op.2) % parties.len()];
+        let _ = match op.0 % 7 {
+            0 => {
+                let dialed = net.number_of(other).unwrap_or_default();
+                let reach = if op.2 % 5 == 0 {
+                    Reach::Barred
+                } else {
+                    Reach::Reachable
+                };
+                net.dial(party, other, &dialed, reach, now).map(drop)
+            }
+            1 => net.answer(party).map(drop),
+            2 => net.hangup(party).map(drop),
+            3 => net
+                .chld(usize::from(op.1 % 2), chld[usize::from(op.2) % chld.len()])
+                .map(drop),
+            4 => net.update_settings(usize::from(op.1 % 2), |s| s.muted = op.2 % 2 == 0),
+            5 => {
+                net.tick(now + Duration::from_secs(u64::from(op.2)), |_| {
+                    Reach::Reachable
+                });
+                Ok(())
+            }
+            _ => {
+                net.drop_party(&m(usize::from(op.1 % 2)));
+                Ok(())
+            }
+        };
+    }
+
+    proptest::proptest! {
+        /// Any sequence of operations keeps the network consistent: call
+        /// ids unique per party, at most one call being set up each way,
+        /// at most one held group and one active group per modem, and
+        /// handsets hear each other symmetrically.
+        #[test]
+        fn any_sequence_keeps_the_network_consistent(
+            ops in proptest::collection::vec((0u8..7, 0u8..5, 0u8..9), 0..60)
+        ) {
+            let (mut net, now) = network();
+            for op in ops {
+                apply(&mut net, op, now);
+                for party in [m(0), m(1), h(A), h(B), h(C)] {
+                    let calls = net.calls_of(&party);
+                    let ids: BTreeSet<u8> = calls.iter().map(|c| c.id).collect();
+                    proptest::prop_assert_eq!(ids.len(), calls.len());
+                    let count = |states: &[CallState]| {
+                        calls.iter().filter(|c| states.contains(&c.state)).count()
+                    };
+                    proptest::prop_assert!(count(&[CallState::Dialing, CallState::Alerting]) <= 1);
+                    proptest::prop_assert!(count(&[CallState::Incoming, CallState::Waiting]) <= 1);
+                    let active = count(&[CallState::Active]);
+                    let multiparty = calls.iter().filter(|c| c.multiparty).count();
+                    // Several active calls are one multiparty call.
+                    proptest::prop_assert!(active <= 1 || multiparty >= active);
+                    if let Party::Handset(number) = &party {
+                        proptest::prop_assert!(calls.len() <= 1);
+                        for heard in net.handset_call(number).connected_to {
+                            if [A, B, C].contains(&heard.as_str()) {
+                                proptest::prop_assert!(
+                                    net.handset_call(&heard).connected_to.contains(number)
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn national_numbers_have_type_129() {
         assert_eq!(number_type("07700900100"), 129);

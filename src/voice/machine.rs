@@ -952,6 +952,19 @@ fn bridged(
             let record = call.record(Outcome::Failed("transfer not confirmed".into()), now);
             clear(Some(record), now, "transfer timed out")
         }
+        (Method::Transfer, Input::Calls(lines))
+            if !lines
+                .iter()
+                .any(|l| Some(l.id) == call.caller_call || Some(l.id) == call.other_call) =>
+        {
+            // Both legs left the modem: the transfer happened (its OK lost).
+            let record = call.record(Outcome::Transferred, now);
+            (
+                State::Idle,
+                vec![Command::Record(record)],
+                "both legs gone from the modem".into(),
+            )
+        }
         (_, Input::Calls(lines)) => {
             // During a transfer only second callers matter here.
             let commands = reject_extras(&lines, call.caller_call, now);
