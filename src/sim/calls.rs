@@ -1804,7 +1804,7 @@ mod tests {
         let _ = match op.0 % 7 {
             0 => {
                 let dialed = net.number_of(other).unwrap_or_default();
-                let reach = if op.2 % 5 == 0 {
+                let reach = if op.2.is_multiple_of(5) {
                     Reach::Barred
                 } else {
                     Reach::Reachable
@@ -1816,7 +1816,7 @@ mod tests {
             3 => net
                 .chld(usize::from(op.1 % 2), chld[usize::from(op.2) % chld.len()])
                 .map(drop),
-            4 => net.update_settings(usize::from(op.1 % 2), |s| s.muted = op.2 % 2 == 0),
+            4 => net.update_settings(usize::from(op.1 % 2), |s| s.muted = op.2.is_multiple_of(2)),
             5 => {
                 net.tick(now + Duration::from_secs(u64::from(op.2)), |_| {
                     Reach::Reachable
