@@ -444,5 +444,27 @@ async fn ussd_dial_errors_and_control_api_errors() {
         )
         .await;
     assert_eq!(status, 422);
+    for (path, body) in [
+        ("/modems/0/services", json!({"chld": ["2", "9"]})),
+        ("/calls/timing", json!({"ring_timeout_ms": 0})),
+        ("/calls/timing", json!({"ring_timeout": 5})),
+    ] {
+        let response = control
+            .client
+            .put(format!("{}{path}", control.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(response.status(), 422, "{path} {body}");
+    }
+    let response = control
+        .client
+        .put(format!("{}/modems/9/services", control.url))
+        .json(&json!({"chld": []}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status(), 404);
     sim.shutdown().await;
 }
