@@ -117,6 +117,13 @@ impl Network {
         self.deliver_call_notices(notices);
     }
 
+    /// `AT+CFUN`: with the radio off the modem's calls end and calls to it
+    /// fail as unreachable.
+    pub fn set_modem_radio(&self, index: usize, on: bool) {
+        let notices = self.lock().calls.set_radio(index, on);
+        self.deliver_call_notices(notices);
+    }
+
     /// `ATZ` / `AT&F`: the call settings return to power-on values.
     pub fn reset_call_settings(&self, index: usize) {
         self.lock().calls.reset_settings(index);
@@ -126,7 +133,9 @@ impl Network {
     /// to power-on values.
     pub fn reboot_calls(&self, index: usize) {
         self.drop_modem_calls(index);
-        self.lock().calls.reset_settings(index);
+        let mut state = self.lock();
+        state.calls.reset_settings(index);
+        state.calls.set_radio(index, true);
     }
 
     /// `ATD<dial>;` from modem `index`: the call is set up; the callee rings

@@ -309,9 +309,10 @@ impl Interpreter {
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
-            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.cfun = 0),
-            "+CFUN=1" | "+CFUN=1,0" => self.set(|s| s.cfun = 1),
-            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.cfun = 4),
+            // Radio off ends the modem's calls; the network finds it unreachable.
+            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.set_cfun(0)),
+            "+CFUN=1" | "+CFUN=1,0" => self.set(|s| s.set_cfun(1)),
+            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.set_cfun(4)),
             // 27.007 §8.2 <rst>=1: reset the MT before setting the level;
             // the port task reboots it (boot noise, defaults) after the OK.
             "+CFUN=1,1" => {
@@ -415,6 +416,11 @@ impl Interpreter {
         self.csmp = [17, 167, 0, 0];
         self.periodic_noise = !self.profile.noise.periodic.is_empty();
         self.prompt = None;
+    }
+
+    fn set_cfun(&mut self, level: u8) {
+        self.cfun = level;
+        self.network.set_modem_radio(self.index, level == 1);
     }
 
     fn set(&mut self, change: impl FnOnce(&mut Self)) -> Outcome {
