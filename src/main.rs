@@ -50,6 +50,11 @@ enum Command {
     /// The whole appliance on a virtual bank: prints the dashboard URL, the
     /// simulator control URL and the admin token.
     Demo(simmask::daemon::demo::DemoArgs),
+    /// Benchmarks, JSON out.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Run the daemon: modems, relay, API.
     Run {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -127,6 +132,12 @@ enum SessionCommand {
         config: PathBuf,
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Relay overhead (inbound URC to relayed AT+CMGS) on a virtual bank.
+    Relay(simmask::daemon::bench::RelayBenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -243,6 +254,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => {
             tokio::runtime::Runtime::new()?.block_on(simmask::daemon::demo::demo(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            command: BenchCommand::Relay(args),
+        } => {
+            let report =
+                tokio::runtime::Runtime::new()?.block_on(simmask::daemon::bench::relay(args))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {

@@ -124,6 +124,22 @@ fn gammu_sends_reads_and_deletes_on_every_profile() {
                 assert_eq!(received[0]["text"], text.as_str(), "{profile}: {received}");
                 assert_eq!(received[0]["from"], msisdn, "{profile}: {received}");
 
+                // A long text goes as concatenated parts; the handset puts
+                // them back together.
+                let long = format!("{} the end", "a long text from gammu ".repeat(12));
+                let length = long.len().to_string();
+                gammu(
+                    &rc,
+                    &["sendsms", "TEXT", &handset, "-len", &length, "-text", &long],
+                    profile,
+                );
+                let received = control(
+                    reqwest::Method::GET,
+                    &format!("{control_url}/handsets/{handset}/messages"),
+                    None,
+                );
+                assert_eq!(received[1]["text"], long.as_str(), "{profile}: {received}");
+
                 let inbound = format!("to {profile}: ünïcödé ✓");
                 control(
                     reqwest::Method::POST,
@@ -166,37 +182,29 @@ fn gammu_identifies_every_profile() {
     );
     let modems = sim.bank["modems"].as_array().expect("modems array");
     assert_eq!(modems.len(), profiles.len());
-    for modem in modems {
-        let link = modem["link"].as_str().expect("link path");
-        let rc = dir.path().join(format!("gammurc{}", modem["index"]));
-        std::fs::write(&rc, format!("[gammu]\nconnection = at\ndevice = {link}\n"))
-            .expect("write gammurc");
-        let output = Command::new("gammu")
-            .arg("-c")
-            .arg(&rc)
-            .arg("identify")
-            .output()
-            .expect("gammu is installed (apt-get install gammu)");
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{}: {text}", modem["profile"]);
-        let imei = modem["imei"].as_str().expect("imei");
-        let imsi = modem["imsi"].as_str().expect("imsi");
-        assert!(text.contains(imei), "{}: {text}", modem["profile"]);
-        assert!(text.contains(imsi), "{}: {text}", modem["profile"]);
+    // gammu pauses between its start-up commands: the profiles run side by side.
+    std::thread::scope(|scope| {
+        for modem in modems {
+            let dir = dir.path();
+            scope.spawn(move || {
+                let profile = modem["profile"].as_str().expect("profile");
+                let link = modem["link"].as_str().expect("link path");
+                let rc = dir.join(format!("gammurc{}", modem["index"]));
+                std::fs::write(&rc, format!("[gammu]\nconnection = at\ndevice = {link}\n"))
+                    .expect("write gammurc");
+                let text = gammu(&rc, &["identify"], profile);
+                let imei = modem["imei"].as_str().expect("imei");
+                let imsi = modem["imsi"].as_str().expect("imsi");
+                assert!(text.contains(imei), "{profile}: {text}");
+                assert!(text.contains(imsi), "{profile}: {text}");
 
-        // A fresh SIM holds no messages; gammu walks the storage and says so.
-        let output = Command::new("gammu")
-            .arg("-c")
-            .arg(&rc)
-            .arg("getallsms")
-            .output()
-            .expect("gammu is installed (apt-get install gammu)");
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{}: {text}", modem["profile"]);
-        assert!(
-            text.contains("0 SMS parts in 0 SMS sequences"),
-            "{}: {text}",
-            modem["profile"]
-        );
-    }
+                // A fresh SIM holds no messages; gammu walks the storage and says so.
+                let text = gammu(&rc, &["getallsms"], profile);
+                assert!(
+                    text.contains("0 SMS parts in 0 SMS sequences"),
+                    "{profile}: {text}"
+                );
+            });
+        }
+    });
 }

@@ -472,6 +472,48 @@ async fn unplug_closes_the_port_and_plug_brings_it_back_renamed() {
     let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
     assert_eq!(listed[0]["plugged"], true);
     assert_eq!(listed[0]["link"], renamed.to_string_lossy().as_ref());
+
+    // A PIN set on the SIM is asked for from the next power-on.
+    control.faults(0, json!({"sim_pin": "2468"})).await;
+    drop(port);
+    let boots = listed[0]["boots"].as_u64().expect("boots");
+    let (status, _) = control
+        .send(reqwest::Method::POST, "/modems/0/plug", None)
+        .await;
+    assert_eq!(status, 202);
+    // The device re-enumerates on a fresh pty behind the same link and boots.
+    let replugged = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+            if listed[0]["plugged"] == true && listed[0]["boots"].as_u64() > Some(boots) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        replugged.is_ok(),
+        "the modem did not come back on a fresh pty"
+    );
+    let mut port = open(&renamed);
+    read_until(&mut port, "SMS Ready\r\n").await;
+    command(&mut port, "ATE0").await;
+    assert!(
+        command(&mut port, "AT+CPIN?")
+            .await
+            .contains("+CPIN: SIM PIN")
+    );
+    assert!(
+        command(&mut port, "AT+CPIN=\"2468\"")
+            .await
+            .ends_with("OK\r\n")
+    );
+    assert!(
+        command(&mut port, "AT+CPIN?")
+            .await
+            .contains("+CPIN: READY")
+    );
     sim.shutdown().await;
 }
 
@@ -499,6 +541,12 @@ async fn injected_faults_and_the_trace() {
     control.faults(0, json!({"registration": "roaming"})).await;
     read_until(&mut port, "+CREG: 5\r\n").await;
 
+    control.faults(0, json!({"signal": 7})).await;
+    assert!(command(&mut port, "AT+CSQ").await.contains("+CSQ: 7,99"));
+    let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+    assert_eq!(listed[0]["signal"], 7);
+    assert_eq!(listed[0]["registration"], "roaming");
+
     // One dropped response: the first AT gets nothing, the next answers.
     control.faults(0, json!({"drop_responses": 1})).await;
     port.write_all(b"AT+CGMI\r").await.expect("write");
@@ -522,6 +570,29 @@ async fn injected_faults_and_the_trace() {
     let answered = position("tx", "+CREG: 1,3");
     assert!(asked < answered);
     assert!(trace[asked]["t_us"].as_u64() <= trace[answered]["t_us"].as_u64());
+    // A poller asks only for what is newer than what it has seen.
+    let last = trace.last().expect("entries")["t_us"]
+        .as_u64()
+        .expect("t_us");
+    command(&mut port, "AT+CGMM").await;
+    let (status, newer) = control
+        .send(
+            reqwest::Method::GET,
+            &format!("/modems/0/trace?since={last}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let newer = newer.as_array().expect("array");
+    assert!(
+        newer.iter().all(|e| e["t_us"].as_u64() > Some(last)),
+        "{newer:?}"
+    );
+    assert!(newer.iter().any(|e| e["line"] == "AT+CGMM"), "{newer:?}");
+    let (status, _) = control
+        .send(reqwest::Method::GET, "/modems/0/trace?since=soon", None)
+        .await;
+    assert_eq!(status, 400);
     sim.shutdown().await;
 }
 
@@ -584,6 +655,24 @@ async fn the_control_api_refuses_bad_requests_with_reasons() {
             "/modems/x/trace".to_string(),
             None,
             404,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
+            Some(json!({"signal": 50})),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
+            Some(json!({"delay_ms": 86_400_000})),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/modems/0/faults".to_string(),
+            Some(json!({"sim_pin": "12a4"})),
+            422,
         ),
     ];
     for (method, path, body, expected) in cases {
@@ -678,4 +767,33 @@ async fn a_reset_boots_again_with_the_profiles_noise() {
     read_until(&mut huawei, "^RSSI: 20\r\n").await;
     assert!(command(&mut huawei, "AT^CURC=0").await.ends_with("OK\r\n"));
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_nobody_reads_is_discarded_and_never_wedges_the_port() {
+    let sim = start(&["generic"], None).await;
+    let control = Control::new(&sim);
+    // Far more than a pty buffers, with no reader: a USB serial port with
+    // no one listening drops it too.
+    sim.network().push_urc(0, vec![b'x'; 512 * 1024]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The port task still takes commands: unplug is carried out.
+    let (status, _) = control
+        .send(reqwest::Method::POST, "/modems/0/unplug", None)
+        .await;
+    assert_eq!(status, 202);
+    let unplugged = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, listed) = control.send(reqwest::Method::GET, "/modems", None).await;
+            if listed[0]["plugged"] == false {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(unplugged.is_ok(), "the port task is stuck writing");
+    tokio::time::timeout(Duration::from_secs(10), sim.shutdown())
+        .await
+        .expect("shutdown does not hang on a full pty");
 }

@@ -8,6 +8,7 @@
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
+pub mod bench;
 pub mod demo;
 mod pool;
 mod router;

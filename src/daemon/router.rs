@@ -15,6 +15,7 @@ use super::voice::{self, VoiceInbox};
 use crate::bank::{Bank, BankEvent, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
+use crate::masking::policy::OutOfSessionPolicy;
 use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
 use crate::sms::intake::{Intake, intake};
@@ -44,6 +45,7 @@ pub struct Router {
     workers_stop: CancellationToken,
     /// Each SIM's voice desk, by ICCID.
     voice: HashMap<String, VoiceInbox>,
+    desk: IntakeDesk,
 }
 
 impl Router {
@@ -54,16 +56,23 @@ impl Router {
         events: EventBus,
         workers_stop: CancellationToken,
     ) -> Self {
+        let wakers = Wakers::default();
         Self {
-            config,
-            store,
+            config: config.clone(),
+            store: store.clone(),
             bank,
-            events,
-            wakers: Wakers::default(),
+            events: events.clone(),
+            wakers: wakers.clone(),
             numbers: HashMap::new(),
             workers: Vec::new(),
             workers_stop,
             voice: HashMap::new(),
+            desk: IntakeDesk {
+                store: store.clone(),
+                events: events.clone(),
+                wakers: wakers.clone(),
+                policy: config.out_of_session.clone(),
+            },
         }
     }
 
@@ -231,9 +240,79 @@ impl Router {
             .or_else(|| self.config.numbers.default_region.clone())
     }
 
-    /// One received PDU: committed to the store, then deleted from the SIM.
+    /// One received PDU: handled on its own task, so that messages from
+    /// many SIMs are committed together (the store groups their fsyncs).
     async fn inbound(&mut self, iccid: String, sms: InboundSms) {
         let region = self.home_region(&iccid);
+        tokio::spawn(self.desk.clone().inbound(iccid, region, sms));
+    }
+
+    async fn modem_event(&mut self, iccid: String, event: ModemEvent) {
+        match event {
+            ModemEvent::StatusReport { pdu_hex } => {
+                let region = self.home_region(&iccid);
+                if let Ok(Intake::StatusReport {
+                    message_reference,
+                    status,
+                }) = intake(&iccid, region.as_deref(), &pdu_hex, None)
+                {
+                    self.desk
+                        .delivery_report(&iccid, message_reference, status)
+                        .await;
+                }
+            }
+            ModemEvent::StatusReportStored { storage, index } => {
+                let Some(handle) = self.bank.handle(&iccid) else {
+                    return;
+                };
+                match handle.read_sms(&storage, index).await {
+                    Ok(stored) => {
+                        let region = self.home_region(&iccid);
+                        let done = match intake(&iccid, region.as_deref(), &stored.pdu_hex, None) {
+                            Ok(Intake::StatusReport {
+                                message_reference,
+                                status,
+                            }) => {
+                                self.desk
+                                    .delivery_report(&iccid, message_reference, status)
+                                    .await
+                            }
+                            _ => true,
+                        };
+                        if done && let Err(error) = handle.delete_sms(&storage, index).await {
+                            tracing::warn!(%iccid, %error, "cannot delete a status report");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
+                }
+            }
+            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
+                match self.voice.get(&iccid) {
+                    Some(desk) => {
+                        if desk.send(call).await.is_err() {
+                            tracing::warn!(%iccid, "the voice desk stopped");
+                        }
+                    }
+                    None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
+                }
+            }
+            other => tracing::debug!(%iccid, event = ?other, "modem event"),
+        }
+    }
+}
+
+/// What handling a received message needs; cloned into a task per message.
+#[derive(Clone)]
+struct IntakeDesk {
+    store: Store,
+    events: EventBus,
+    wakers: Wakers,
+    policy: OutOfSessionPolicy,
+}
+
+impl IntakeDesk {
+    /// One received PDU: committed to the store, then deleted from the SIM.
+    async fn inbound(self, iccid: String, region: Option<String>, sms: InboundSms) {
         let stored = match intake(
             &iccid,
             region.as_deref(),
@@ -259,17 +338,23 @@ impl Router {
                 false
             }
         };
-        if stored && let Err(error) = sms.confirm_stored().await {
-            // Stored but not deleted: it is read again later and
-            // recognised as a duplicate.
-            tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+        if stored {
+            // The delete is the modem's work: the other SIMs' messages need
+            // not wait for it.
+            tokio::spawn(async move {
+                if let Err(error) = sms.confirm_stored().await {
+                    // Stored but not deleted: it is read again later and
+                    // recognised as a duplicate.
+                    tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+                }
+            });
         }
     }
 
     /// Accepts a part; `true` once it is durably stored.
-    async fn accept(&mut self, part: crate::store::InboundPart) -> bool {
+    async fn accept(&self, part: crate::store::InboundPart) -> bool {
         let iccid = part.proxy_iccid.clone();
-        let policy = self.config.out_of_session.clone();
+        let policy = self.policy.clone();
         match self
             .store
             .accept_inbound(part, policy, OffsetDateTime::now_utc())
@@ -351,57 +436,6 @@ impl Router {
                 tracing::error!(%iccid, %error, "cannot record a delivery report");
                 false
             }
-        }
-    }
-
-    async fn modem_event(&mut self, iccid: String, event: ModemEvent) {
-        match event {
-            ModemEvent::StatusReport { pdu_hex } => {
-                let region = self.home_region(&iccid);
-                if let Ok(Intake::StatusReport {
-                    message_reference,
-                    status,
-                }) = intake(&iccid, region.as_deref(), &pdu_hex, None)
-                {
-                    self.delivery_report(&iccid, message_reference, status)
-                        .await;
-                }
-            }
-            ModemEvent::StatusReportStored { storage, index } => {
-                let Some(handle) = self.bank.handle(&iccid) else {
-                    return;
-                };
-                match handle.read_sms(&storage, index).await {
-                    Ok(stored) => {
-                        let region = self.home_region(&iccid);
-                        let done = match intake(&iccid, region.as_deref(), &stored.pdu_hex, None) {
-                            Ok(Intake::StatusReport {
-                                message_reference,
-                                status,
-                            }) => {
-                                self.delivery_report(&iccid, message_reference, status)
-                                    .await
-                            }
-                            _ => true,
-                        };
-                        if done && let Err(error) = handle.delete_sms(&storage, index).await {
-                            tracing::warn!(%iccid, %error, "cannot delete a status report");
-                        }
-                    }
-                    Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
-                }
-            }
-            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
-                match self.voice.get(&iccid) {
-                    Some(desk) => {
-                        if desk.send(call).await.is_err() {
-                            tracing::warn!(%iccid, "the voice desk stopped");
-                        }
-                    }
-                    None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
-                }
-            }
-            other => tracing::debug!(%iccid, event = ?other, "modem event"),
         }
     }
 }

@@ -23,8 +23,9 @@ pub enum CallServiceError {
     Call(#[from] CallError),
 }
 
-/// Whether `party` can be called now: a modem plugged and registered, a
-/// handset switched on and not barred (handsets never seen are on).
+/// Whether `party` can be called now: a modem plugged, registered and with
+/// its radio on, a handset switched on and not barred (handsets never seen
+/// are on).
 fn reach(modems: &[ModemSlot], handsets: &BTreeMap<String, Handset>, party: &Party) -> Reach {
     match party {
         Party::Modem(index) => match modems.get(*index) {
@@ -117,13 +118,6 @@ impl Network {
         self.deliver_call_notices(notices);
     }
 
-    /// `AT+CFUN`: with the radio off the modem's calls end and calls to it
-    /// fail as unreachable.
-    pub fn set_modem_radio(&self, index: usize, on: bool) {
-        let notices = self.lock().calls.set_radio(index, on);
-        self.deliver_call_notices(notices);
-    }
-
     /// `ATZ` / `AT&F`: the call settings return to power-on values.
     pub fn reset_call_settings(&self, index: usize) {
         self.lock().calls.reset_settings(index);
@@ -133,9 +127,7 @@ impl Network {
     /// to power-on values.
     pub fn reboot_calls(&self, index: usize) {
         self.drop_modem_calls(index);
-        let mut state = self.lock();
-        state.calls.reset_settings(index);
-        state.calls.set_radio(index, true);
+        self.lock().calls.reset_settings(index);
     }
 
     /// `ATD<dial>;` from modem `index`: the call is set up; the callee rings

@@ -303,8 +303,6 @@ struct ModemLine {
     services: Vec<String>,
     clcc_urc: bool,
     settings: ModemCallSettings,
-    /// `AT+CFUN=1`: the radio is on.
-    radio: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,7 +425,6 @@ impl CallNetwork {
                 services: voice.chld.clone(),
                 clcc_urc: voice.clcc_urc,
                 settings: ModemCallSettings::default(),
-                radio: true,
             },
         );
     }
@@ -488,20 +485,6 @@ impl CallNetwork {
             .get(&index)
             .map(|m| m.services.clone())
             .ok_or(CallError::UnknownModem(index))
-    }
-
-    /// Switches a modem's radio (`AT+CFUN`): off, its calls end as if it
-    /// had left the network, and calls to it fail as unreachable.
-    pub fn set_radio(&mut self, index: usize, on: bool) -> Vec<Notice> {
-        let Some(modem) = self.modems.get_mut(&index) else {
-            return Vec::new();
-        };
-        modem.radio = on;
-        if on {
-            Vec::new()
-        } else {
-            self.drop_party(&Party::Modem(index))
-        }
     }
 
     /// Back to power-on settings (after `ATZ`, a reset or a re-plug).
@@ -792,7 +775,6 @@ impl CallNetwork {
                 (Reach::SwitchedOff | Reach::Barred, _) | (_, Err(_)) => {
                     Some(EndReason::Unreachable)
                 }
-                (_, Ok(Some(modem))) if !modem.radio => Some(EndReason::Unreachable),
                 (Reach::Reachable, Ok(_)) if net.busy(&callee) => Some(EndReason::Busy),
                 (Reach::Reachable, Ok(_)) => None,
             };
@@ -1753,19 +1735,6 @@ mod tests {
         bridge_ready(&mut net, now);
         assert_eq!(net.chld(0, "4"), Err(CallError::NotOffered("4".into())));
         net.chld(0, "3").unwrap();
-    }
-
-    #[test]
-    fn radio_off_ends_calls_and_makes_the_modem_unreachable() {
-        let (mut net, now) = network();
-        a_connected_to_p(&mut net, now);
-        net.set_radio(0, false);
-        assert_eq!(net.handset_call(A).last_end, Some(EndReason::RemoteHungUp));
-        dial(&mut net, &h(B), &m(0), now);
-        assert_eq!(net.handset_call(B).last_end, Some(EndReason::Unreachable));
-        net.set_radio(0, true);
-        dial(&mut net, &h(C), &m(0), now);
-        assert_eq!(net.handset_call(C).state, "alerting");
     }
 
     #[test]

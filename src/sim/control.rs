@@ -1,9 +1,9 @@
 //! The simulator's control API (JSON over HTTP): the bank's modems, the
 //! handsets' side of the network, and fault injection. Every route is
-//! listed in [`router`]; every error is `{error, message}` with a 4xx status.
+//! listed in `router`; every error is `{error, message}` with a 4xx status.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -80,6 +80,7 @@ fn network_error(e: NetworkError) -> Response {
         NetworkError::UnknownHandset(_) => (StatusCode::NOT_FOUND, "unknown_handset"),
         NetworkError::UnknownModem(_) => (StatusCode::NOT_FOUND, "unknown_modem"),
         NetworkError::Encode(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cannot_encode"),
+        NetworkError::InvalidFault(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fault"),
     };
     error(status, kind, &e.to_string())
 }
@@ -132,10 +133,11 @@ fn modem_json(shared: &Shared, index: usize) -> serde_json::Value {
             slot.link.clone(),
             slot.signal,
             slot.faults.registration,
+            slot.boots,
         )
     });
     let mut value = serde_json::to_value(info).unwrap_or_default();
-    if let (Ok((plugged, path, link, signal, registration)), Some(object)) =
+    if let (Ok((plugged, path, link, signal, registration, boots)), Some(object)) =
         (live, value.as_object_mut())
     {
         object.insert("plugged".into(), json!(plugged));
@@ -143,6 +145,7 @@ fn modem_json(shared: &Shared, index: usize) -> serde_json::Value {
         object.insert("link".into(), json!(link));
         object.insert("signal".into(), json!(signal));
         object.insert("registration".into(), json!(registration));
+        object.insert("boots".into(), json!(boots));
         object.insert(
             "registered".into(),
             json!(plugged && registration.registered()),
@@ -166,13 +169,39 @@ async fn one_modem(State(shared): State<Shared>, Path(index): Path<String>) -> R
     }
 }
 
-async fn trace(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    /// Only entries after this time (µs), so a poller reads each once.
+    since: Option<u64>,
+}
+
+async fn trace(
+    State(shared): State<Shared>,
+    Path(index): Path<String>,
+    query: Result<Query<TraceQuery>, QueryRejection>,
+) -> Response {
     let index = match modem_index(&shared, &index) {
         Ok(index) => index,
         Err(unknown) => return unknown.into_response(),
     };
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &rejection.body_text(),
+            );
+        }
+    };
     match shared.network.trace_of(index) {
-        Ok(entries) => Json(entries).into_response(),
+        Ok(mut entries) => {
+            if let Some(since) = query.since {
+                entries.retain(|entry| entry.t_us > since);
+            }
+            Json(entries).into_response()
+        }
         Err(e) => network_error(e),
     }
 }

@@ -1,6 +1,6 @@
 //! The AT command interpreter of one virtual modem (ITU-T V.250 framing,
 //! 3GPP TS 27.007 identity and status commands, TS 27.005 SMS commands in
-//! [`sms`]). Bytes in, bytes out, no I/O: it reaches the rest of the world
+//! `sms`). Bytes in, bytes out, no I/O: it reaches the rest of the world
 //! only through the [`Network`] handle, so tests feed it arbitrary input.
 
 mod calls;
@@ -250,6 +250,9 @@ impl Interpreter {
             self.info(out, &line);
             return Outcome::Ok;
         }
+        if let Some(locked) = self.locked_out(&upper) {
+            return locked;
+        }
         if let Some(outcome) = self.sms_command(command, &upper, out) {
             return outcome;
         }
@@ -296,8 +299,15 @@ impl Interpreter {
                 out,
                 format!("+CNUM: \"\",\"{}\",145", self.identity.msisdn),
             ),
-            "+CPIN?" => info(self, out, "+CPIN: READY".into()),
+            "+CPIN?" => {
+                let state = self
+                    .network
+                    .with_modem(self.index, |slot| slot.lock.state)
+                    .unwrap_or_default();
+                info(self, out, format!("+CPIN: {}", state.code()))
+            }
             "+CPIN=?" => Outcome::Ok,
+            _ if upper.starts_with("+CPIN=") => self.enter_pin(&command["+CPIN=".len()..]),
             "+CSQ" => {
                 let rssi = self
                     .network
@@ -309,10 +319,9 @@ impl Interpreter {
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
-            // Radio off ends the modem's calls; the network finds it unreachable.
-            "+CFUN=0" | "+CFUN=0,0" => self.set(|s| s.set_cfun(0)),
-            "+CFUN=1" | "+CFUN=1,0" => self.set(|s| s.set_cfun(1)),
-            "+CFUN=4" | "+CFUN=4,0" => self.set(|s| s.set_cfun(4)),
+            "+CFUN=0" | "+CFUN=0,0" => self.set_functionality(0),
+            "+CFUN=1" | "+CFUN=1,0" => self.set_functionality(1),
+            "+CFUN=4" | "+CFUN=4,0" => self.set_functionality(4),
             // 27.007 §8.2 <rst>=1: reset the MT before setting the level;
             // the port task reboots it (boot noise, defaults) after the OK.
             "+CFUN=1,1" => {
@@ -396,14 +405,96 @@ impl Interpreter {
     }
 
     /// `<stat>` of `+CREG?` (27.007 §7.2): the network's registration, or
-    /// not registered while the radio is off.
+    /// not registered while the radio is off or the SIM locked.
     fn registration_stat(&self) -> u8 {
         if self.cfun != 1 {
             return 0;
         }
         self.network
-            .with_modem(self.index, |slot| slot.faults.registration.stat())
+            .with_modem(self.index, |slot| {
+                if slot.lock.ready() {
+                    slot.faults.registration.stat()
+                } else {
+                    0
+                }
+            })
             .unwrap_or(0)
+    }
+
+    /// The answer to a command that needs the SIM while it waits for its
+    /// PIN or PUK: 27.005 §3.2.5 `+CMS ERROR: 311`/`316` for SMS commands,
+    /// 27.007 §9.2.1 `+CME ERROR: 11`/`12` for the rest. `None` when the
+    /// SIM is ready or the command works without it.
+    fn locked_out(&self, upper: &str) -> Option<Outcome> {
+        use crate::sim::network::LockState;
+        let state = self
+            .network
+            .with_modem(self.index, |slot| slot.lock.state)
+            .ok()?;
+        if state == LockState::Ready {
+            return None;
+        }
+        const WITHOUT_SIM: [&str; 14] = [
+            "+CPIN", "+CMEE", "+CFUN", "+CSQ", "+CREG", "+CEREG", "+CGREG", "+CGMI", "+CGMM",
+            "+CGMR", "+CGSN", "+GM", "+GSN", "+CSCS",
+        ];
+        let basic = !upper.starts_with(['+', '^', '$', '%']) && !upper.starts_with('D');
+        if basic || WITHOUT_SIM.iter().any(|p| upper.starts_with(p)) {
+            return None;
+        }
+        const SMS: [&str; 8] = [
+            "+CMG", "+CMS", "+CPMS", "+CNMI", "+CNMA", "+CSCA", "+CSMS", "+CSDH",
+        ];
+        let puk = state == LockState::Puk;
+        Some(
+            if SMS.iter().any(|p| upper.starts_with(p)) || upper.starts_with("+CSMP") {
+                Outcome::CmsError(if puk { 316 } else { 311 })
+            } else if puk {
+                Outcome::CmeError(12, "SIM PUK required")
+            } else {
+                Outcome::CmeError(11, "SIM PIN required")
+            },
+        )
+    }
+
+    /// `+CPIN=<pin>` or `+CPIN=<puk>,<newpin>` (27.007 §8.3).
+    fn enter_pin(&mut self, arguments: &str) -> Outcome {
+        let mut fields = arguments.split(',').map(|f| f.trim().trim_matches('"'));
+        let code = fields.next().unwrap_or("");
+        let new_pin = fields.next();
+        let unlocked = self
+            .network
+            .with_modem(self.index, |slot| {
+                let was_ready = slot.lock.ready();
+                (was_ready, slot.lock.enter(code, new_pin))
+            })
+            .unwrap_or((false, false));
+        match unlocked {
+            // 27.007 §9.2.1 code 3: no PIN is being asked for.
+            (true, _) => Outcome::CmeError(3, "operation not allowed"),
+            (false, true) => {
+                // Attached now: what the network held can come.
+                self.network.retry_held();
+                Outcome::Ok
+            }
+            // 27.007 §9.2.1 code 16: incorrect password.
+            (false, false) => Outcome::CmeError(16, "incorrect password"),
+        }
+    }
+
+    /// 27.007 §8.2: levels 0 and 4 switch the radio off; back at 1 the
+    /// network delivers what it held meanwhile.
+    fn set_functionality(&mut self, level: u8) -> Outcome {
+        self.cfun = level;
+        let on = level == 1;
+        self.update_settings(|s| s.radio_on = on);
+        if on {
+            self.network.retry_held();
+        } else {
+            // The calls end; the network finds the modem unreachable.
+            self.network.drop_modem_calls(self.index);
+        }
+        Outcome::Ok
     }
 
     /// Back to power-on state (V.250 settings and the network's record).
@@ -412,15 +503,11 @@ impl Interpreter {
         self.verbose = true;
         self.cmee = 0;
         self.cfun = 1;
+        self.update_settings(|s| s.radio_on = true);
         self.network.reset_call_settings(self.index);
         self.csmp = [17, 167, 0, 0];
         self.periodic_noise = !self.profile.noise.periodic.is_empty();
         self.prompt = None;
-    }
-
-    fn set_cfun(&mut self, level: u8) {
-        self.cfun = level;
-        self.network.set_modem_radio(self.index, level == 1);
     }
 
     fn set(&mut self, change: impl FnOnce(&mut Self)) -> Outcome {
@@ -830,6 +917,71 @@ mod tests {
             run(&mut m, "AT+CMGW=\"+447700900779\"\r"),
             format!("\r\n+CMS ERROR: {code}\r\n")
         );
+    }
+
+    #[test]
+    fn a_sim_with_a_pin_asks_for_it_and_blocks_after_three_wrong_ones() {
+        let mut m = modem("simcom-sim800");
+        m.network
+            .update_faults(
+                0,
+                crate::sim::network::FaultsUpdate {
+                    sim_pin: Some(Some("1234".into())),
+                    ..Default::default()
+                },
+            )
+            .expect("faults");
+        // The PIN takes effect at the next power-on.
+        assert!(run(&mut m, "AT+CPIN?\r").contains("+CPIN: READY"));
+        m.network.boot(0);
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CMEE=1\r");
+        assert_eq!(
+            run(&mut m, "AT+CPIN?\r"),
+            "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
+        );
+        assert_eq!(run(&mut m, "AT+CIMI\r"), "\r\n+CME ERROR: 11\r\n");
+        assert_eq!(run(&mut m, "AT+CMGL=4\r"), "\r\n+CMS ERROR: 311\r\n");
+        assert!(run(&mut m, "AT+CREG?\r").contains("+CREG: 0,0"));
+        let sim = sim_number(&m);
+        m.network
+            .handset_sms("+447700900321", &sim, "held while locked")
+            .expect("sms");
+        assert!(m.network.take_urcs(0).is_empty());
+        for _ in 0..3 {
+            assert_eq!(run(&mut m, "AT+CPIN=\"0000\"\r"), "\r\n+CME ERROR: 16\r\n");
+        }
+        assert!(run(&mut m, "AT+CPIN?\r").contains("+CPIN: SIM PUK"));
+        assert_eq!(run(&mut m, "AT+CIMI\r"), "\r\n+CME ERROR: 12\r\n");
+        assert_eq!(run(&mut m, "AT+CPIN=\"1234\"\r"), "\r\n+CME ERROR: 16\r\n");
+        let puk = crate::sim::network::PUK;
+        assert_eq!(
+            run(&mut m, &format!("AT+CPIN=\"{puk}\",\"4321\"\r")),
+            "\r\nOK\r\n"
+        );
+        assert!(run(&mut m, "AT+CPIN?\r").contains("+CPIN: READY"));
+        let urc = String::from_utf8_lossy(&m.network.take_urcs(0)).into_owned();
+        assert_eq!(urc, "\r\n+CMTI: \"SM\",1\r\n");
+        assert_eq!(run(&mut m, "AT+CPIN=\"4321\"\r"), "\r\n+CME ERROR: 3\r\n");
+    }
+
+    #[test]
+    fn with_the_radio_off_nothing_is_sent_or_received() {
+        let mut m = modem("quectel-ec25");
+        run(&mut m, "ATE0\r");
+        run(&mut m, "AT+CFUN=4\r");
+        assert!(run(&mut m, "AT+CREG?\r").contains("+CREG: 0,0"));
+        run(&mut m, "AT+CMGF=1\r");
+        run(&mut m, "AT+CMGS=\"+447700900780\"\r");
+        assert_eq!(run(&mut m, "x\x1a"), "\r\n+CMS ERROR: 331\r\n");
+        let sim = sim_number(&m);
+        m.network
+            .handset_sms("+447700900780", &sim, "wait for the radio")
+            .expect("sms");
+        assert!(m.network.take_urcs(0).is_empty());
+        run(&mut m, "AT+CFUN=1\r");
+        let urc = String::from_utf8_lossy(&m.network.take_urcs(0)).into_owned();
+        assert_eq!(urc, "\r\n+CMTI: \"ME\",1\r\n");
     }
 
     /// Pieces of input a host (or line noise) produces: whole and half

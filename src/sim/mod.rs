@@ -1,16 +1,37 @@
 //! The virtual GSM network: a bank of virtual modems behind real
 //! pseudo-terminals, handsets, and the control API.
+//!
+//! ```text
+//!  client ─pty─► pty (port task: pacing, trace, faults, boot/periodic noise)
+//!                 │ bytes                    ▲ URCs (queue + Notify)
+//!                 ▼                          │
+//!               interpreter (V.250, 27.007, 27.005; pure) ──► network
+//!                                                  (SIMs, handsets, SMSC,
+//!  control API (axum) ─────────────────────────────►  storages, calls)
+//! ```
+//!
+//! - [`network`]: the shared state: subscribers, handsets ([`handset`]),
+//!   the SMSC and its held messages, each SIM's storages ([`storage`]),
+//!   faults and PIN lock ([`faults`]), the port trace ([`trace`]), calls
+//!   ([`calls`], [`call_service`]).
+//! - [`interpreter`]: one modem's AT commands; text-mode renderings in
+//!   [`textmode`].
+//! - [`pty`]: one task per modem owning its pty across unplug and plug.
+//! - [`control`]: the HTTP control API; [`cli`]: `simmask sim` and `demo`.
 
 pub mod call_service;
 pub mod calls;
 pub mod cli;
 pub mod control;
+pub mod faults;
+pub mod handset;
 pub mod identity;
 pub mod interpreter;
 pub mod network;
 pub mod pty;
 pub mod storage;
 pub mod textmode;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -7,15 +7,17 @@
 //! through a queue of unsolicited output plus a [`Notify`] that wakes it.
 //!
 //! Messages are never dropped: whatever cannot be delivered now (handset off,
-//! SIM storage full, modem unplugged or unregistered, `+CMT` not acknowledged)
-//! waits in the SMSC's held queue and is offered again when things change.
+//! SIM storage full, modem unplugged, unregistered or PIN-locked, `+CMT` not
+//! acknowledged) waits in the SMSC's held queue and is offered again when
+//! things change. The one exception is the SMSC's own rule: a message to a
+//! handset still held when its submit's validity period ends is given up,
+//! with a failed status report.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::modem::pdu::{
@@ -25,9 +27,12 @@ use crate::modem::pdu::{
 use crate::modem::profile::Profile;
 use crate::number::{PhoneNumber, redact};
 use crate::sim::calls::{CallNetwork, CallTiming};
+pub use crate::sim::faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
+pub use crate::sim::handset::{Handset, HandsetMessage};
 use crate::sim::identity::Identity;
 use crate::sim::storage::{Stat, Storages, StoredMessage};
 use crate::sim::textmode::{self, Charset};
+pub use crate::sim::trace::{Direction, Trace, TraceEntry};
 
 /// The service centre every SIM of the bank is provisioned with (Ofcom's
 /// drama range, so never a real number).
@@ -38,11 +43,10 @@ pub const SMSC: &str = "+447700900999";
 /// and operators see the fallback quickly).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Trace entries kept per modem; older ones are dropped first.
-const TRACE_CAPACITY: usize = 4096;
-
-/// A traced line longer than this is cut into entries of this size.
-const MAX_TRACE_LINE: usize = 1024;
+/// TS 23.040 §9.2.3.15 TP-Status: short message received by the SME.
+const DELIVERED: u8 = 0x00;
+/// TS 23.040 §9.2.3.15 TP-Status: permanent error, SM validity period expired.
+const VALIDITY_EXPIRED: u8 = 0x46;
 
 /// Why the network refused something asked through the control API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +61,8 @@ pub enum NetworkError {
     UnknownModem(usize),
     #[error("cannot encode the message: {0}")]
     Encode(String),
+    #[error("invalid fault: {0}")]
+    InvalidFault(String),
 }
 
 /// Why the network refused a submitted message; each maps to a `+CMS ERROR`
@@ -151,6 +157,9 @@ pub struct ModemSettings {
     /// 27.007 §7.2 `+CREG` and §10.1.22 `+CEREG` unsolicited modes.
     pub creg: u8,
     pub cereg: u8,
+    /// 27.007 §8.2 `+CFUN=1`: the radio is on (off at levels 0 and 4, when
+    /// the modem neither sends nor receives).
+    pub radio_on: bool,
 }
 
 impl ModemSettings {
@@ -169,107 +178,9 @@ impl ModemSettings {
             charset: Charset::Ira,
             creg: 0,
             cereg: 0,
+            radio_on: true,
         }
     }
-}
-
-/// Registration as `+CREG?` reports it (27.007 §7.2 `<stat>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Registration {
-    Home,
-    Roaming,
-    Searching,
-    Denied,
-}
-
-impl Registration {
-    pub fn stat(self) -> u8 {
-        match self {
-            Self::Home => 1,
-            Self::Searching => 2,
-            Self::Denied => 3,
-            Self::Roaming => 5,
-        }
-    }
-
-    pub fn registered(self) -> bool {
-        matches!(self, Self::Home | Self::Roaming)
-    }
-}
-
-/// Faults injected into one modem through the control API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Faults {
-    /// Garbage bytes between responses, as a noisy USB serial line gives.
-    pub noise: bool,
-    /// The next this many responses are swallowed (the command still runs).
-    pub drop_responses: u32,
-    /// Every response is held back this long.
-    pub delay_ms: u64,
-    /// The network takes this long to accept a submit (`+CMGS` answers late).
-    pub submit_delay_ms: u64,
-    /// Every submit fails with this `+CMS ERROR` code.
-    pub cms_error_on_submit: Option<u16>,
-    pub registration: Registration,
-    /// Pending URCs come out between a command's information lines and its
-    /// final result code, as real hardware sometimes interleaves them.
-    pub urc_mid_response: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            noise: false,
-            drop_responses: 0,
-            delay_ms: 0,
-            submit_delay_ms: 0,
-            cms_error_on_submit: None,
-            registration: Registration::Home,
-            urc_mid_response: false,
-        }
-    }
-}
-
-/// A partial change of [`Faults`]; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultsUpdate {
-    pub noise: Option<bool>,
-    pub drop_responses: Option<u32>,
-    pub delay_ms: Option<u64>,
-    pub submit_delay_ms: Option<u64>,
-    /// `null` clears it, a number sets it, absent leaves it.
-    #[serde(default, with = "double_option")]
-    pub cms_error_on_submit: Option<Option<u16>>,
-    pub registration: Option<Registration>,
-    pub urc_mid_response: Option<bool>,
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u16>>, D::Error> {
-        Option::<u16>::deserialize(d).map(Some)
-    }
-}
-
-/// Which way bytes went on a port, from the modem's side of view of the host:
-/// `rx` the modem received, `tx` it sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Rx,
-    Tx,
-}
-
-/// One line (or fragment, such as the `> ` prompt) seen on a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TraceEntry {
-    /// Microseconds since the network started, from a monotonic clock.
-    pub t_us: u64,
-    pub dir: Direction,
-    pub line: String,
 }
 
 /// What the port task of a modem is asked to do.
@@ -286,13 +197,19 @@ pub enum PortCommand {
 pub struct ModemSlot {
     pub profile: Profile,
     pub identity: Identity,
-    /// The SIM's storages (and the modem's own, kept with it for simplicity).
+    /// The SIM's storages and the modem's own; both keep their messages
+    /// across unplug and reset, as a SIM card and flash memory do.
     pub storages: Storages,
     pub settings: ModemSettings,
     pub faults: Faults,
+    /// The SIM's PIN lock (27.007 §8.3 `+CPIN`).
+    pub lock: SimLock,
     /// `+CSQ` rssi.
     pub signal: u8,
     pub plugged: bool,
+    /// Power-ons so far (start, plug, `AT+CFUN=1,1`): tells a client that
+    /// the modem has booted again.
+    pub boots: u64,
     /// The pty slave path and the link to it, while plugged.
     pub path: Option<PathBuf>,
     pub link: Option<PathBuf>,
@@ -301,9 +218,7 @@ pub struct ModemSlot {
     /// How many URCs were ever queued: a mark to tell later ones apart.
     urcs_queued: u64,
     awaiting_ack: VecDeque<AwaitingAck>,
-    trace: VecDeque<TraceEntry>,
-    /// The unfinished line in each direction (rx, tx).
-    trace_partial: [Vec<u8>; 2],
+    trace: Trace,
     port: Option<tokio::sync::mpsc::UnboundedSender<PortCommand>>,
 }
 
@@ -344,76 +259,15 @@ struct HandsetDelivery {
     from: String,
     user_data: UserData,
     report: Option<ReportTo>,
+    /// The submit's validity period ends here; a message still held then
+    /// is given up (TS 23.040 §9.2.3.12).
+    expires: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
 enum Held {
     Modem(ModemDelivery),
     Handset(HandsetDelivery),
-}
-
-/// A message a handset received, whole.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct HandsetMessage {
-    pub from: String,
-    pub text: String,
-    /// RFC 3339.
-    pub at: String,
-}
-
-/// A phone outside the bank.
-#[derive(Debug, Clone)]
-pub struct Handset {
-    pub power_on: bool,
-    pub barred: bool,
-    pub messages: Vec<HandsetMessage>,
-    /// Concatenated parts by (sender, reference, total): the texts so far.
-    partial: HashMap<(String, u16, u8), Vec<Option<String>>>,
-}
-
-impl Default for Handset {
-    fn default() -> Self {
-        Handset {
-            power_on: true,
-            barred: false,
-            messages: Vec::new(),
-            partial: HashMap::new(),
-        }
-    }
-}
-
-impl Handset {
-    /// Takes one part; a message is added once all its parts are in.
-    fn receive(&mut self, from: &str, user_data: &UserData) {
-        let at = now_rfc3339();
-        let Some(concat) = user_data.concat else {
-            self.messages.push(HandsetMessage {
-                from: from.to_string(),
-                text: user_data.text.clone(),
-                at,
-            });
-            return;
-        };
-        let total = concat.total.max(1);
-        let key = (from.to_string(), concat.reference, total);
-        let parts = self
-            .partial
-            .entry(key.clone())
-            .or_insert_with(|| vec![None; usize::from(total)]);
-        let slot = usize::from(concat.sequence.max(1) - 1);
-        if let Some(part) = parts.get_mut(slot) {
-            *part = Some(user_data.text.clone());
-        }
-        if parts.iter().all(Option::is_some) {
-            let text = parts.iter().flatten().cloned().collect::<String>();
-            self.partial.remove(&key);
-            self.messages.push(HandsetMessage {
-                from: from.to_string(),
-                text,
-                at,
-            });
-        }
-    }
 }
 
 /// The state behind the lock.
@@ -448,12 +302,6 @@ impl std::fmt::Debug for Network {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 fn now_timestamp() -> Timestamp {
     Timestamp::from_datetime(time::OffsetDateTime::now_utc())
 }
@@ -483,16 +331,17 @@ impl Network {
                 storages: Storages::from_profile(&profile),
                 settings: ModemSettings::from_profile(&profile),
                 faults: Faults::default(),
+                lock: SimLock::default(),
                 signal: 20,
                 plugged: false,
+                boots: 0,
                 path: None,
                 link: None,
                 next_mr: 0,
                 urcs: VecDeque::new(),
                 urcs_queued: 0,
                 awaiting_ack: VecDeque::new(),
-                trace: VecDeque::new(),
-                trace_partial: [Vec::new(), Vec::new()],
+                trace: Trace::default(),
                 port: None,
                 profile,
                 identity,
@@ -595,6 +444,8 @@ impl Network {
             if let Some(slot) = state.modems.get_mut(index) {
                 slot.settings = ModemSettings::from_profile(&slot.profile);
                 slot.storages.select_default(&slot.profile);
+                slot.lock.power_on();
+                slot.boots += 1;
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.
                 let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
@@ -632,48 +483,16 @@ impl Network {
         }
     }
 
-    /// Records bytes seen on modem `index`'s port. Bytes gather into lines
-    /// (clients like gammu write a byte at a time); an entry is made when
-    /// the line ends (CR received, LF sent, Ctrl-Z or Esc after a prompt,
-    /// or the `> ` prompt itself), stamped with the time it ended.
+    /// Records bytes seen on modem `index`'s port (see [`Trace::record`]).
     pub fn trace(&self, index: usize, dir: Direction, bytes: &[u8]) {
         let t_us = self.inner.started.elapsed().as_micros() as u64;
-        let mut state = self.lock();
-        let Some(slot) = state.modems.get_mut(index) else {
-            return;
-        };
-        let slot_dir = match dir {
-            Direction::Rx => 0,
-            Direction::Tx => 1,
-        };
-        for &byte in bytes {
-            let partial = &mut slot.trace_partial[slot_dir];
-            let ends = match dir {
-                Direction::Rx => matches!(byte, b'\r' | 0x1A | 0x1B),
-                Direction::Tx => byte == b'\n',
-            };
-            if !ends && partial.len() < MAX_TRACE_LINE {
-                partial.push(byte);
-            }
-            let prompt = dir == Direction::Tx && partial.ends_with(b"> ");
-            if ends || prompt || partial.len() >= MAX_TRACE_LINE {
-                let line = String::from_utf8_lossy(partial)
-                    .trim_matches(['\r', '\n'])
-                    .to_string();
-                partial.clear();
-                if line.is_empty() {
-                    continue;
-                }
-                if slot.trace.len() >= TRACE_CAPACITY {
-                    slot.trace.pop_front();
-                }
-                slot.trace.push_back(TraceEntry { t_us, dir, line });
-            }
+        if let Some(slot) = self.lock().modems.get_mut(index) {
+            slot.trace.record(t_us, dir, bytes);
         }
     }
 
     pub fn trace_of(&self, index: usize) -> Result<Vec<TraceEntry>, NetworkError> {
-        self.with_modem(index, |slot| slot.trace.iter().cloned().collect())
+        self.with_modem(index, |slot| slot.trace.entries())
     }
 
     /// Applies a fault change; returns the faults now in force.
@@ -682,7 +501,34 @@ impl Network {
         index: usize,
         update: FaultsUpdate,
     ) -> Result<Faults, NetworkError> {
+        // 27.007 §8.5: rssi is 0..31, or 99 when not known.
+        if let Some(signal) = update.signal
+            && signal > 31
+            && signal != 99
+        {
+            return Err(NetworkError::InvalidFault(format!(
+                "signal {signal}: +CSQ rssi is 0 to 31, or 99"
+            )));
+        }
+        // A longer delay would only wedge the port (unplug and stop wait
+        // for the answer to go out).
+        const MAX_DELAY_MS: u64 = 60_000;
+        if update.delay_ms.max(update.submit_delay_ms) > Some(MAX_DELAY_MS) {
+            return Err(NetworkError::InvalidFault(format!(
+                "delays are at most {MAX_DELAY_MS} ms"
+            )));
+        }
+        let bad_pin = matches!(&update.sim_pin, Some(Some(pin))
+            if !(4..=8).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()));
+        if bad_pin {
+            return Err(NetworkError::InvalidFault(
+                "sim_pin: a PIN is 4 to 8 digits (3GPP TS 31.101 §9.5)".into(),
+            ));
+        }
         let (faults, registration_changed) = self.with_modem(index, |slot| {
+            if let Some(signal) = update.signal {
+                slot.signal = signal;
+            }
             let before = slot.faults.registration;
             let faults = &mut slot.faults;
             if let Some(noise) = update.noise {
@@ -706,6 +552,10 @@ impl Network {
             if let Some(flag) = update.urc_mid_response {
                 faults.urc_mid_response = flag;
             }
+            if let Some(pin) = update.sim_pin {
+                slot.lock.pin = pin;
+            }
+            let faults = &slot.faults;
             (faults.clone(), before != faults.registration)
         })?;
         if registration_changed {
@@ -795,6 +645,7 @@ impl Network {
                     from,
                     user_data: UserData::text(Encoding::Gsm7, text),
                     report: None,
+                    expires: None,
                 }));
                 1
             }
@@ -858,7 +709,7 @@ impl Network {
             if let Some(code) = slot.faults.cms_error_on_submit {
                 return Err(SubmitRefused::Injected(code));
             }
-            if !slot.faults.registration.registered() {
+            if !slot.faults.registration.registered() || !slot.settings.radio_on {
                 return Err(SubmitRefused::NoService);
             }
             // TS 23.040 §9.2.3.6: the mobile assigns TP-MR, one more each time.
@@ -873,7 +724,8 @@ impl Network {
             submitted: now_timestamp(),
         });
         if let Some(target) = self.subscriber(&to) {
-            let pdu = deliver_for(&from, &submit.user_data, submit.dcs)
+            let reference = self.lock().concat.next(&to);
+            let pdu = deliver_for(&from, &submit.user_data, submit.dcs, reference)
                 .map_err(|_| SubmitRefused::InvalidPdu)?;
             tracing::debug!(modem = index, target, mr, "sms between bank SIMs");
             let count = pdu.len();
@@ -904,6 +756,10 @@ impl Network {
             from,
             user_data: submit.user_data.clone(),
             report,
+            expires: submit
+                .validity
+                .and_then(|validity| validity.seconds())
+                .map(|seconds| Instant::now() + Duration::from_secs(seconds)),
         }));
         Ok(mr)
     }
@@ -921,7 +777,7 @@ impl Network {
         match acked {
             Some(waiting) => {
                 if let Some(report) = waiting.delivery.report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
                 true
             }
@@ -962,7 +818,7 @@ impl Network {
             Some(index) => {
                 self.wake(index);
                 if let Some(report) = delivery.report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
             }
             None => self.lock().held.push_back(Held::Modem(delivery)),
@@ -972,7 +828,33 @@ impl Network {
     /// Periodic work: unacknowledged `+CMT`s past their deadline are taken
     /// back; held messages are offered again.
     pub fn tick(&self) {
-        let now = Instant::now();
+        self.tick_at(Instant::now());
+    }
+
+    /// [`Network::tick`] at a given time: messages to handsets whose
+    /// validity period has passed are given up, with a failed status report
+    /// when one was asked for.
+    pub fn tick_at(&self, now: Instant) {
+        let given_up: Vec<HandsetDelivery> = {
+            let mut state = self.lock();
+            let (expired, kept): (VecDeque<Held>, VecDeque<Held>) = state.held.drain(..).partition(
+                |held| matches!(held, Held::Handset(d) if d.expires.is_some_and(|at| at <= now)),
+            );
+            state.held = kept;
+            expired
+                .into_iter()
+                .filter_map(|held| match held {
+                    Held::Handset(delivery) => Some(delivery),
+                    Held::Modem(_) => None,
+                })
+                .collect()
+        };
+        for delivery in given_up {
+            tracing::debug!(to = %redact(&delivery.to), "validity period over; message given up");
+            if let Some(report) = delivery.report {
+                self.send_report(report, VALIDITY_EXPIRED);
+            }
+        }
         let mut expired = Vec::new();
         for slot in &mut self.lock().modems {
             while slot
@@ -1007,7 +889,7 @@ impl Network {
                     self.wake(index);
                 }
                 if let Some(report) = report {
-                    self.send_report(report);
+                    self.send_report(report, DELIVERED);
                 }
             }
             Offer::AwaitingAck { wake } => self.wake(wake),
@@ -1015,15 +897,14 @@ impl Network {
         }
     }
 
-    /// A status report (delivered) to the SIM that asked, per its `+CNMI` ds.
-    fn send_report(&self, report: ReportTo) {
+    /// A status report to the SIM that asked, per its `+CNMI` ds.
+    fn send_report(&self, report: ReportTo, status: u8) {
         let status = StatusReport {
             message_reference: report.mr,
             recipient: report.recipient.clone(),
             service_centre_timestamp: report.submitted,
             discharge_time: now_timestamp(),
-            // TS 23.040 §9.2.3.15: 0 short message received by the SME.
-            status: 0,
+            status,
             user_data: None,
         };
         let Ok(pdu) = pdu::encode_status_report(&status, Some(&smsc_address())) else {
@@ -1083,11 +964,12 @@ enum Offer {
 
 /// DELIVER PDUs carrying a submitted part on to another bank SIM: the same
 /// user data (concatenation header included) when it fits one PDU, else
-/// re-split (a long text-mode submit).
+/// re-split under `reference` (a long text-mode submit).
 fn deliver_for(
     from: &str,
     user_data: &UserData,
     dcs: u8,
+    reference: u16,
 ) -> Result<Vec<EncodedPdu>, pdu::PduError> {
     let one = pdu::encode(&Pdu {
         smsc: Some(smsc_address()),
@@ -1109,7 +991,7 @@ fn deliver_for(
             &Address::international(from),
             &user_data.text,
             now_timestamp(),
-            0,
+            reference,
             Some(&smsc_address()),
         ),
     }
@@ -1140,7 +1022,12 @@ fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDelivery) -> Offer
     let Some(slot) = state.modems.get_mut(delivery.modem) else {
         return Offer::Held;
     };
-    if !slot.plugged || !slot.faults.registration.registered() {
+    // A locked SIM is not attached to the network.
+    let attached = slot.plugged
+        && slot.settings.radio_on
+        && slot.faults.registration.registered()
+        && slot.lock.ready();
+    if !attached {
         return Offer::Held;
     }
     let settings = slot.settings.clone();
@@ -1296,6 +1183,88 @@ mod tests {
     }
 
     #[test]
+    fn a_message_held_past_its_validity_is_given_up_with_a_failed_report() {
+        let net = network(&["generic"]);
+        plug(&net, 0);
+        net.with_modem(0, |m| m.settings.cnmi.ds = 1).unwrap();
+        let handset = "+447700900602";
+        net.set_handset_state(handset, Some(false), None).unwrap();
+        let submit = Submit {
+            message_reference: 0,
+            destination: Address::international(handset),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            // TS 23.040 §9.2.3.12.1: relative 0 is five minutes.
+            validity: Some(pdu::ValidityPeriod::Relative(0)),
+            status_report_request: true,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, "too late"),
+        };
+        assert_eq!(net.submit(0, &submit), Ok(1));
+        net.tick_at(Instant::now() + Duration::from_secs(4 * 60));
+        assert_eq!(urcs(&net, 0), "", "still within its validity");
+        net.tick_at(Instant::now() + Duration::from_secs(6 * 60));
+        let report = urcs(&net, 0);
+        let pdu_line = report.lines().nth(2).unwrap_or_default();
+        let Tpdu::StatusReport(status) = pdu::decode_hex(pdu_line, true).unwrap().pdu.tpdu else {
+            panic!("not a status report: {report:?}");
+        };
+        assert_eq!(status.message_reference, 1);
+        assert_eq!(status.status, VALIDITY_EXPIRED);
+        assert!(status.failed());
+        net.set_handset_state(handset, Some(true), None).unwrap();
+        assert!(net.handset_messages(handset).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_long_text_mode_submit_to_another_sim_arrives_in_parts() {
+        let net = network(&["generic", "simcom-sim800"]);
+        plug(&net, 0);
+        plug(&net, 1);
+        let target = net.lock().modems[1].identity.msisdn.clone();
+        let text = "x".repeat(200);
+        let submit = Submit {
+            message_reference: 0,
+            destination: Address::international(&target),
+            pid: 0,
+            dcs: 0,
+            class: None,
+            validity: None,
+            status_report_request: false,
+            reject_duplicates: false,
+            reply_path: false,
+            user_data: UserData::text(Encoding::Gsm7, &text),
+        };
+        assert_eq!(net.submit(0, &submit), Ok(1));
+        assert_eq!(
+            urcs(&net, 1),
+            "\r\n+CMTI: \"SM\",1\r\n\r\n+CMTI: \"SM\",2\r\n"
+        );
+        let parts: Vec<UserData> = net
+            .with_modem(1, |m| {
+                m.storages
+                    .read_storage()
+                    .list(crate::sim::storage::StatFilter::All)
+            })
+            .unwrap()
+            .into_iter()
+            .map(
+                |(_, stored)| match pdu::decode_hex(&stored.pdu, true).unwrap().pdu.tpdu {
+                    Tpdu::Deliver(deliver) => deliver.user_data,
+                    other => panic!("not a deliver: {other:?}"),
+                },
+            )
+            .collect();
+        let concat: Vec<_> = parts.iter().map(|p| p.concat.unwrap()).collect();
+        assert_eq!(concat[0].reference, concat[1].reference);
+        assert_eq!((concat[0].sequence, concat[1].sequence), (1, 2));
+        let joined: String = parts.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(joined, text);
+    }
+
+    #[test]
     fn barred_handset_refuses_and_bad_numbers_are_errors() {
         let net = network(&["generic"]);
         plug(&net, 0);
@@ -1362,23 +1331,180 @@ mod tests {
         assert!(urc.starts_with("\r\n+CMT: ,"), "{urc:?}");
         assert!(net.acknowledge(0));
         assert!(!net.acknowledge(0));
+
+        // Unacknowledged past the timeout: the network stores it instead.
+        net.handset_sms("+447700900500", &sim, "not acked").unwrap();
+        assert!(urcs(&net, 0).starts_with("\r\n+CMT: ,"));
+        net.tick_at(Instant::now() + ACK_TIMEOUT / 2);
+        assert_eq!(urcs(&net, 0), "");
+        net.tick_at(Instant::now() + ACK_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
+        assert!(!net.acknowledge(0), "nothing waits any more");
     }
 
-    #[test]
-    fn concatenated_parts_reassemble_at_the_handset() {
-        let mut handset = Handset::default();
-        let part = |seq: u8, text: &str| UserData {
-            concat: Some(pdu::Concat {
-                reference: 7,
-                total: 2,
-                sequence: seq,
-            }),
-            ..UserData::text(Encoding::Gsm7, text)
-        };
-        handset.receive("+447700900001", &part(2, "world"));
-        assert!(handset.messages.is_empty());
-        handset.receive("+447700900001", &part(1, "hello "));
-        assert_eq!(handset.messages.len(), 1);
-        assert_eq!(handset.messages[0].text, "hello world");
+    /// Operations on one SIM that may make the network hold, retry, store
+    /// or hand over a message.
+    #[derive(Debug, Clone)]
+    enum Step {
+        HandsetSends,
+        Delete(u16),
+        DeleteAll,
+        Cnmi(u8),
+        Csms(u8),
+        Ack,
+        Reject,
+        Replug,
+        Unplug,
+        Timeout,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => Just(Step::HandsetSends),
+            1 => (1u16..4).prop_map(Step::Delete),
+            1 => Just(Step::DeleteAll),
+            1 => (0u8..3).prop_map(Step::Cnmi),
+            1 => (0u8..2).prop_map(Step::Csms),
+            1 => Just(Step::Ack),
+            1 => Just(Step::Reject),
+            1 => Just(Step::Replug),
+            1 => Just(Step::Unplug),
+            1 => Just(Step::Timeout),
+        ]
+    }
+
+    /// The texts of the DELIVER PDUs in `+CMT` URCs (PDU mode).
+    fn direct_texts(urcs: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        let mut lines = urcs.split("\r\n");
+        while let Some(line) = lines.next() {
+            if line.starts_with("+CMT: ")
+                && let Some(Ok(decoded)) = lines.next().map(|hex| pdu::decode_hex(hex, true))
+                && let Tpdu::Deliver(deliver) = decoded.pdu.tpdu
+            {
+                texts.push(deliver.user_data.text);
+            }
+        }
+        texts
+    }
+
+    fn stored_texts(net: &Network) -> Vec<String> {
+        net.with_modem(0, |m| {
+            m.storages
+                .receive_storage()
+                .list(crate::sim::storage::StatFilter::All)
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(
+            |(_, stored)| match pdu::decode_hex(&stored.pdu, true).ok()?.pdu.tpdu {
+                Tpdu::Deliver(deliver) => Some(deliver.user_data.text),
+                _ => None,
+            },
+        )
+        .collect()
+    }
+
+    /// What the host has been handed: texts it has for sure, and direct
+    /// deliveries still waiting for its `+CNMA` (under `+CSMS=1`).
+    #[derive(Default)]
+    struct Host {
+        csms: u8,
+        seen: std::collections::BTreeSet<String>,
+        unacked: VecDeque<String>,
+    }
+
+    impl Host {
+        fn observe(&mut self, net: &Network) {
+            for text in direct_texts(&urcs(net, 0)) {
+                if self.csms == 1 {
+                    self.unacked.push_back(text);
+                } else {
+                    self.seen.insert(text);
+                }
+            }
+            self.seen.extend(stored_texts(net));
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the SIM does (a small storage filling up, deletes,
+        /// unacknowledged or rejected direct deliveries, unplugging), every
+        /// message a handset sends reaches the host in the end: never dropped.
+        #[test]
+        fn no_message_to_a_sim_is_ever_lost(steps in proptest::collection::vec(step(), 1..60)) {
+            let net = network(&["generic"]);
+            // A SIM of two slots is full most of the time.
+            net.with_modem(0, |m| m.storages.receive_storage().capacity = 2).unwrap();
+            plug(&net, 0);
+            let sim = net.lock().modems[0].identity.msisdn.clone();
+            let mut sent = Vec::new();
+            let mut model = Host::default();
+            let mut later = Instant::now();
+            for step in steps {
+                // What the modem printed so far reaches the host first.
+                model.observe(&net);
+                match step {
+                    Step::HandsetSends => {
+                        let text = format!("message {}", sent.len());
+                        net.handset_sms("+447700900500", &sim, &text).unwrap();
+                        sent.push(text);
+                    }
+                    Step::Delete(index) => {
+                        net.with_modem(0, |m| m.storages.read_storage().delete(index)).unwrap();
+                        net.retry_held();
+                    }
+                    Step::DeleteAll => {
+                        net.with_modem(0, |m| m.storages.read_storage().delete_by_flag(4)).unwrap();
+                        net.retry_held();
+                    }
+                    Step::Cnmi(mt) => {
+                        net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse(&format!("2,{mt},0,0,0")).unwrap()).unwrap();
+                    }
+                    Step::Csms(service) => {
+                        net.with_modem(0, |m| m.settings.csms = service).unwrap();
+                        model.csms = service;
+                    }
+                    Step::Ack => {
+                        if net.acknowledge(0) {
+                            let acked = model.unacked.pop_front();
+                            model.seen.extend(acked);
+                        }
+                    }
+                    Step::Reject => {
+                        if net.reject(0) {
+                            model.unacked.pop_front();
+                        }
+                    }
+                    Step::Replug => {
+                        model.unacked.clear();
+                        plug(&net, 0);
+                        model.csms = 0;
+                    }
+                    Step::Unplug => net.set_plugged(0, None, None),
+                    Step::Timeout => {
+                        later += ACK_TIMEOUT + Duration::from_secs(1);
+                        net.tick_at(later);
+                        model.unacked.clear();
+                    }
+                }
+            }
+            // Drain: back on, storage routing, read and empty until nothing is left.
+            model.observe(&net);
+            plug(&net, 0);
+            net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse("2,1,0,0,0").unwrap()).unwrap();
+            net.retry_held();
+            for _ in 0..=sent.len() {
+                model.observe(&net);
+                net.with_modem(0, |m| m.storages.read_storage().delete_by_flag(4)).unwrap();
+                net.retry_held();
+            }
+            model.observe(&net);
+            let seen = model.seen;
+            for text in &sent {
+                proptest::prop_assert!(seen.contains(text), "{text} was lost");
+            }
+        }
     }
 }

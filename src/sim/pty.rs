@@ -357,9 +357,21 @@ fn has_final_result(reply: &[u8]) -> bool {
         || reply.ends_with(b"> ")
 }
 
+/// How long a write may wait for room in the pty before the rest is
+/// dropped: a serial port that no one reads loses what it is sent, and the
+/// port task must stay free to serve unplug and stop.
+const STALLED_WRITE: Duration = Duration::from_secs(1);
+
 async fn write_all(fd: &AsyncFd<File>, mut bytes: &[u8]) -> std::io::Result<()> {
     while !bytes.is_empty() {
-        let mut guard = fd.writable().await?;
+        let Ok(writable) = tokio::time::timeout(STALLED_WRITE, fd.writable()).await else {
+            tracing::debug!(
+                dropped = bytes.len(),
+                "nobody reads the pty; output dropped"
+            );
+            return Ok(());
+        };
+        let mut guard = writable?;
         match guard.try_io(|inner| inner.get_ref().write(bytes)) {
             Ok(Ok(n)) => bytes = &bytes[n..],
             Ok(Err(error)) => return Err(error),

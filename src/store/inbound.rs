@@ -57,7 +57,7 @@ impl Store {
         policy: OutOfSessionPolicy,
         now: OffsetDateTime,
     ) -> Result<InboundOutcome, StoreError> {
-        self.call(move |conn| {
+        self.call_durable(move |conn| {
             let tx = conn.transaction()?;
             let outcome = accept(&tx, &part, &policy, now)?;
             tx.commit()?;

@@ -187,17 +187,27 @@ CREATE TABLE sim_status (
 ) STRICT;
 "#;
 
+/// Version 4: one row rewritten to end a group commit (see the writer
+/// thread in `store/mod.rs`).
+const V4_GROUP_COMMIT: &str = r#"
+CREATE TABLE durability (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    synced_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(V1_POOL_AND_SESSIONS),
         M::up(V2_RELAY),
         M::up(V3_SIM_STATUS),
+        M::up(V4_GROUP_COMMIT),
     ])
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    3
+    4
 }
 
 /// Brings the database to the latest schema, refusing a newer one.

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{Store, StoreError, to_ms};
+use super::{Store, StoreError, relaxed, to_ms};
 use crate::number::PhoneNumber;
 
 /// An SMS to send through a proxy, recorded as an interaction.
@@ -87,36 +87,38 @@ impl Store {
     ) -> Result<Option<OutboxItem>, StoreError> {
         let now = to_ms(now);
         self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let row = tx
-                .query_row(
-                    "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                let row = tx
+                    .query_row(
+                        "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
                             COALESCE(o.body, ''), o.attempts, i.session_id
                      FROM outbox o JOIN interactions i ON i.id = o.interaction_id
                      WHERE o.proxy_iccid = ?1 AND o.state = 'queued' AND o.next_attempt_ms <= ?2
                      ORDER BY o.next_attempt_ms, o.id LIMIT 1",
-                    params![proxy_iccid, now],
-                    |row| {
-                        Ok(OutboxItem {
-                            id: row.get(0)?,
-                            interaction_id: row.get(1)?,
-                            proxy_iccid: row.get(2)?,
-                            to_number: row.get(3)?,
-                            body: row.get(4)?,
-                            attempts: row.get::<_, u32>(5)? + 1,
-                            session_id: row.get(6)?,
-                        })
-                    },
-                )
-                .optional()?;
-            if let Some(item) = &row {
-                tx.execute(
-                    "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
-                    params![item.id, item.attempts],
-                )?;
-            }
-            tx.commit()?;
-            Ok(row)
+                        params![proxy_iccid, now],
+                        |row| {
+                            Ok(OutboxItem {
+                                id: row.get(0)?,
+                                interaction_id: row.get(1)?,
+                                proxy_iccid: row.get(2)?,
+                                to_number: row.get(3)?,
+                                body: row.get(4)?,
+                                attempts: row.get::<_, u32>(5)? + 1,
+                                session_id: row.get(6)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                if let Some(item) = &row {
+                    tx.execute(
+                        "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
+                        params![item.id, item.attempts],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(row)
+            })
         })
         .await
     }
@@ -135,14 +137,16 @@ impl Store {
             .collect::<Vec<_>>()
             .join(",");
         self.call(move |conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                tx.execute(
                 "UPDATE outbox SET state = 'sent', message_refs = ?2, sent_ms = ?3 WHERE id = ?1",
                 params![outbox_id, refs, now],
             )?;
-            set_interaction_status(&tx, outbox_id, "sent", "", now)?;
-            tx.commit()?;
-            Ok(())
+                set_interaction_status(&tx, outbox_id, "sent", "", now)?;
+                tx.commit()?;
+                Ok(())
+            })
         })
         .await
     }
@@ -156,12 +160,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let next = to_ms(next_attempt);
         self.call(move |conn| {
-            conn.execute(
-                "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_ms = ?3
+            relaxed(conn, |conn| {
+                conn.execute(
+                    "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_ms = ?3
                  WHERE id = ?1",
-                params![outbox_id, error, next],
-            )?;
-            Ok(())
+                    params![outbox_id, error, next],
+                )?;
+                Ok(())
+            })
         })
         .await
     }

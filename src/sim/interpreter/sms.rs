@@ -1,6 +1,7 @@
 //! The interpreter's SMS commands, 3GPP TS 27.005 §3 (text and PDU mode):
-//! settings, storage (`+CPMS`, `+CMGL`, `+CMGR`, `+CMGD`), sending with the
-//! `> ` prompt (`+CMGS`) and acknowledging direct deliveries (`+CNMA`).
+//! settings, storage (`+CPMS`, `+CMGL`, `+CMGR`, `+CMGD`, `+CMGW`), sending
+//! with the `> ` prompt (`+CMGS`, or `+CMSS` from storage) and acknowledging
+//! direct deliveries (`+CNMA`).
 
 use super::{CTRL_Z, ESC, Interpreter, Outcome};
 use crate::modem::pdu::{self, Address, Encoding, Submit, Tpdu, UserData, gsm7};
@@ -126,13 +127,8 @@ impl Interpreter {
                 self.line_ok(out, &format!("+CSMP: {fo},{vp},{pid},{dcs}"))
             }
             "+CSMP=?" => Outcome::Ok,
-            "+CMGS=?" | "+CMGR=?" | "+CNMA=?" if !self.settings().text_mode => {
-                if upper == "+CNMA=?" {
-                    self.line_ok(out, "+CNMA: (0-2)")
-                } else {
-                    Outcome::Ok
-                }
-            }
+            // 27.005 §3.4.4: PDU mode lists the <n> values; text mode has none.
+            "+CNMA=?" if !self.settings().text_mode => self.line_ok(out, "+CNMA: (0-2)"),
             "+CMGS=?" | "+CMGR=?" | "+CNMA=?" | "+CMGW=?" | "+CMSS=?" => Outcome::Ok,
             "+CMGW" => self.start_write("", out),
             "+CMGL=?" => {
@@ -442,8 +438,8 @@ impl Interpreter {
         };
         let stat = match stat_field.copied().filter(|f| !f.is_empty()) {
             None => Stat::StoUnsent,
-            Some(field) => match crate::sim::storage::StatFilter::parse(field, text_mode) {
-                Some(crate::sim::storage::StatFilter::One(stat)) => stat,
+            Some(field) => match StatFilter::parse(field, text_mode) {
+                Some(StatFilter::One(stat)) => stat,
                 _ => {
                     return Outcome::CmsError(if text_mode {
                         CMS_INVALID_TEXT
