@@ -29,7 +29,13 @@ pub enum CallServiceError {
 fn reach(modems: &[ModemSlot], handsets: &BTreeMap<String, Handset>, party: &Party) -> Reach {
     match party {
         Party::Modem(index) => match modems.get(*index) {
-            Some(slot) if slot.plugged && slot.faults.registration.registered() => Reach::Reachable,
+            Some(slot)
+                if slot.plugged
+                    && slot.settings.radio_on
+                    && slot.faults.registration.registered() =>
+            {
+                Reach::Reachable
+            }
             _ => Reach::SwitchedOff,
         },
         Party::Handset(number) => match handsets.get(number) {
