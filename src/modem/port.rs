@@ -184,6 +184,13 @@ impl AtPort {
                         self.urcs.push(u);
                         false
                     }
+                    // `AT+CMGS=<n>` answers with the prompt or an error, never
+                    // OK: an OK now is a late answer to an earlier command.
+                    Digest::Final(FinalResult::Ok) if until == Until::Prompt => {
+                        tracing::debug!("late OK while waiting for the prompt; ignored");
+                        lines.clear();
+                        false
+                    }
                     Digest::Final(result) => {
                         // URCs that came in the same read, after the final
                         // result, are the modem's news: keep them.
