@@ -77,6 +77,9 @@ pub enum ModemEvent {
     /// A call ended or changed (`NO CARRIER`, `BUSY`, `+CLCC`): re-read
     /// [`ModemHandle::list_calls`].
     CallsChanged,
+    /// `BUSY`: the call the SIM placed met a busy party (a call also ended,
+    /// as with [`ModemEvent::CallsChanged`]).
+    Busy,
     /// A network-initiated USSD message.
     Ussd {
         text: String,
@@ -867,6 +870,7 @@ impl Actor {
                 self.ring_since = None;
                 ModemEvent::Ring { caller: number }
             }
+            Urc::CallEnded { busy: true } => ModemEvent::Busy,
             Urc::Call(_) | Urc::CallEnded { .. } | Urc::CallProgress => ModemEvent::CallsChanged,
             Urc::Ussd { text, .. } => ModemEvent::Ussd {
                 text: text.unwrap_or_default(),
