@@ -169,7 +169,7 @@ async fn a_call_ending_in_the_same_read_as_the_dials_ok_is_reported() {
     let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
             match events.recv().await {
-                Some(ModemEvent::CallsChanged) => return,
+                Some(ModemEvent::Busy) => return,
                 Some(_) => {}
                 None => panic!("actor gone"),
             }
