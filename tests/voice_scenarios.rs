@@ -1,0 +1,160 @@
+//! Masked calls end to end, the flows of issue 6 that `voice_e2e` leaves
+//! out: a conference ended by the callee (the modem clears the caller's
+//! leg), conferences both ways, the call's record and live events in the
+//! API. `simmask sim` and `simmask run` run as processes talking AT through
+//! ptys; the handsets are driven through the simulator's control API.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Sim, client, free_port, write_config};
+use serde_json::{Value, json};
+
+const A: &str = "+447911123456";
+const B: &str = "+447912345678";
+
+async fn call_of(sim: &Sim, number: &str) -> Value {
+    client()
+        .get(format!("{}/handsets/{number}/call", sim.control))
+        .send()
+        .await
+        .expect("sim control")
+        .json()
+        .await
+        .expect("call JSON")
+}
+
+/// Polls a handset until `check` holds for its call (20 s at most).
+async fn wait_call(sim: &Sim, number: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let call = call_of(sim, number).await;
+        if check(&call) {
+            return call;
+        }
+        assert!(Instant::now() < deadline, "{number} never {what}: {call}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn handset(sim: &Sim, number: &str, action: &str, body: Value) {
+    let response = sim
+        .post(&format!("/handsets/{number}/{action}"), body)
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{action} by {number}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+/// The session's call interactions, once there are `count` of them.
+async fn calls_recorded(daemon: &Daemon, session: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = daemon
+            .get(&format!("/api/v1/sessions/{session}/interactions"))
+            .await;
+        let calls: Vec<Value> = body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["kind"] == "call")
+            .cloned()
+            .collect();
+        if calls.len() >= count {
+            return calls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {count} calls recorded: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A copy of the shipped profiles in which no network offers explicit call
+/// transfer (`+CHLD=4`), so every SIM bridges by conference.
+fn profiles_without_transfer(dir: &Path) -> std::path::PathBuf {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).expect("profiles dir");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/firmware-config");
+    for entry in std::fs::read_dir(shipped).expect("firmware-config") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("profile");
+        let text = text.replace(", \"3\", \"4\"]", ", \"3\"]");
+        std::fs::write(profiles.join(path.file_name().expect("name")), text).expect("write");
+    }
+    profiles
+}
+
+/// The simulator and the daemon on one SIM whose network bridges by
+/// conference only.
+async fn conference_bank(dir: &Path) -> (Sim, Daemon) {
+    let profiles = profiles_without_transfer(dir);
+    // The simulated network still offers transfer: the daemon's profile,
+    // which the operator controls, is what rules it out.
+    let sim = Sim::start(dir, 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(dir, &sim, port, "");
+    let text = std::fs::read_to_string(&config).expect("config").replace(
+        "[modems]\n",
+        &format!("[modems]\nprofiles_dir = \"{}\"\n", profiles.display()),
+    );
+    std::fs::write(&config, text).expect("config");
+    let daemon = Daemon::start(&config, port, 1).await;
+    (sim, daemon)
+}
+
+/// `caller` dials the proxy, `callee` rings showing the proxy and answers,
+/// and each hears only the other.
+async fn bridge(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
+    handset(sim, caller, "dial", json!({"to": proxy})).await;
+    let ringing = wait_call(sim, callee, "rang", |c| c["state"] == "ringing").await;
+    assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
+    handset(sim, callee, "answer", json!({})).await;
+    let at_caller = wait_call(sim, caller, "heard the callee", |c| {
+        c["connected_to"] == json!([callee])
+    })
+    .await;
+    assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
+    let at_callee = wait_call(sim, callee, "heard the caller", |c| {
+        c["connected_to"] == json!([caller])
+    })
+    .await;
+    assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_ends_for_both_whichever_side_hangs_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, daemon) = conference_bank(dir.path()).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // A calls, B answers, then B (the callee) hangs up: the modem, still in
+    // the conference, clears A's leg.
+    bridge(&sim, &proxy, A, B).await;
+    handset(&sim, B, "hangup", json!({})).await;
+    let released = wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
+    assert_eq!(released["last_end"], "remote_hung_up", "{released}");
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+    assert_eq!(calls[0]["from_participant"], 0, "{calls:?}");
+
+    // The modem is free again: B calls A the other way and hangs up first.
+    bridge(&sim, &proxy, B, A).await;
+    handset(&sim, B, "hangup", json!({})).await;
+    wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
+    let calls = calls_recorded(&daemon, &id, 2).await;
+    assert_eq!(calls[1]["outcome"], "completed", "{calls:?}");
+    assert_eq!(calls[1]["from_participant"], 1, "{calls:?}");
+    for call in &calls {
+        assert!(!call["answered_at"].is_null(), "{call}");
+        assert!(!call["ended_at"].is_null(), "{call}");
+        assert!(call["duration_seconds"].as_f64().is_some(), "{call}");
+    }
+}
