@@ -158,3 +158,99 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
         assert!(call["duration_seconds"].as_f64().is_some(), "{call}");
     }
 }
+
+/// Reads `/api/v1/events` until an event of `kind` arrives (20 s at most);
+/// returns the data of every event seen by then.
+async fn events_until(mut feed: reqwest::Response, kind: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, feed.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event; saw {seen:?}"))
+            .expect("event stream");
+        let chunk = chunk.unwrap_or_else(|| panic!("the feed ended before {kind}: {seen:?}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        // Server-sent events are separated by a blank line.
+        while let Some(end) = text.find("\n\n") {
+            let message: String = text.drain(..end + 2).collect();
+            let mut event = None;
+            let mut data = None;
+            for line in message.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    event = Some(value.trim().to_string());
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data = serde_json::from_str::<Value>(value.trim()).ok();
+                }
+            }
+            if let Some(data) = data {
+                seen.push(data);
+            }
+            if event.as_deref() == Some(kind) {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn subscribe(daemon: &Daemon) -> reqwest::Response {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/events", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("event feed");
+    assert!(response.status().is_success(), "{}", response.status());
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() {
+    const STRANGER: &str = "+447400123456";
+    const OPERATOR: &str = "+447911000100";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[out_of_session]\npolicy = \"forward\"\nto = \"{OPERATOR}\"\n"),
+    );
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let feed = subscribe(&daemon).await;
+
+    // The stranger reaches the operator, who sees the proxy, not the
+    // stranger; the session's participants are left alone.
+    bridge(&sim, &proxy, STRANGER, OPERATOR).await;
+    for number in [A, B] {
+        assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
+    }
+    let events = events_until(feed, "call_ended").await;
+    let ended = events.last().expect("call_ended");
+    assert!(
+        ended.to_string().contains("transferred"),
+        "the forwarded call was transferred: {ended}"
+    );
+    assert!(
+        !ended.to_string().contains(&STRANGER[4..]),
+        "no number in the event: {ended}"
+    );
+    handset(&sim, STRANGER, "hangup", json!({})).await;
+    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
+
+    // The operator calling the proxy is not forwarded to themselves.
+    handset(&sim, OPERATOR, "dial", json!({"to": proxy})).await;
+    let refused = wait_call(&sim, OPERATOR, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(refused["connected_to"], json!([]), "{refused}");
+    for number in [A, B, STRANGER] {
+        assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
+    }
+}
