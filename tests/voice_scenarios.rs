@@ -254,3 +254,51 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
         assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
     }
 }
+
+async fn set_state(sim: &Sim, number: &str, state: Value) {
+    let response = sim.put(&format!("/handsets/{number}/state"), state).await;
+    assert!(
+        response.status().is_success(),
+        "state of {number}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    let states = [
+        json!({"power": "off", "barred": false}),
+        json!({"power": "on", "barred": true}),
+    ];
+    for (n, state) in states.into_iter().enumerate() {
+        set_state(&sim, B, state.clone()).await;
+        handset(&sim, A, "dial", json!({"to": proxy})).await;
+        let released = wait_call(&sim, A, "was released", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
+        assert_eq!(released["connected_to"], json!([]), "{state}: {released}");
+        assert_eq!(call_of(&sim, B).await["state"], "idle", "{state}");
+        let calls = calls_recorded(&daemon, &id, n + 1).await;
+        assert_eq!(calls[n]["outcome"], "unreachable", "{state}: {calls:?}");
+        assert!(calls[n]["answered_at"].is_null(), "{calls:?}");
+        // The next dial must find the first call's end, not this one's.
+        handset(&sim, A, "hangup", json!({})).await;
+    }
+
+    // B back on and reachable: the same session bridges again.
+    set_state(&sim, B, json!({"power": "on", "barred": false})).await;
+    bridge(&sim, &proxy, A, B).await;
+    // A transfer ends the proxy's part of the call: it is recorded then.
+    let calls = calls_recorded(&daemon, &id, 3).await;
+    assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
+}
