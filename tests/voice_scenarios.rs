@@ -302,3 +302,88 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     let calls = calls_recorded(&daemon, &id, 3).await;
     assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
 }
+
+/// The AT commands the daemon sent to modem `index` (the simulator's trace).
+async fn commands_sent(sim: &Sim, index: usize) -> Vec<String> {
+    let trace: Value = client()
+        .get(format!("{}/modems/{index}/trace", sim.control))
+        .send()
+        .await
+        .expect("trace")
+        .json()
+        .await
+        .expect("trace JSON");
+    trace
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["dir"] == "rx")
+        .filter_map(|entry| entry["line"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// `caller` dials the proxy and is hung up on; the proxy dials nobody.
+async fn refused_without_dialing(sim: &Sim, proxy: &str, caller: &str, why: &str) {
+    handset(sim, caller, "dial", json!({"to": proxy})).await;
+    let refused = wait_call(sim, caller, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(refused["connected_to"], json!([]), "{why}: {refused}");
+    let dials: Vec<String> = commands_sent(sim, 0)
+        .await
+        .into_iter()
+        .filter(|line| line.starts_with("ATD"))
+        .collect();
+    assert_eq!(dials, Vec::<String>::new(), "{why}: the proxy dialled out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+
+    let sms_only = daemon.open_session(A, B, json!({"mode": "sms"})).await;
+    let proxy = sms_only["proxy_number"]
+        .as_str()
+        .expect("proxy")
+        .to_string();
+    refused_without_dialing(&sim, &proxy, A, "an SMS-only session").await;
+    assert_eq!(call_of(&sim, B).await["state"], "idle");
+
+    let response = client()
+        .delete(format!(
+            "{}/api/v1/sessions/{}",
+            daemon.url,
+            sms_only["id"].as_str().expect("id")
+        ))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("close");
+    assert!(response.status().is_success(), "{}", response.status());
+    refused_without_dialing(&sim, &proxy, B, "a closed session").await;
+
+    let short = daemon
+        .open_session(A, B, json!({"mode": "voice", "ttl_seconds": 1}))
+        .await;
+    assert_eq!(short["proxy_number"], proxy.as_str());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    refused_without_dialing(&sim, &proxy, A, "an expired session").await;
+    let session = daemon
+        .get(&format!(
+            "/api/v1/sessions/{}",
+            short["id"].as_str().expect("id")
+        ))
+        .await;
+    assert_eq!(session["status"], "expired", "{session}");
+
+    // A fresh voice session does dial out, as the trace shows.
+    daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    bridge(&sim, &proxy, A, B).await;
+    let sent = commands_sent(&sim, 0).await;
+    assert!(sent.iter().any(|line| line.starts_with("ATD")), "{sent:?}");
+}
