@@ -303,6 +303,16 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
 }
 
+async fn close(daemon: &Daemon, session: &str) {
+    let response = client()
+        .delete(format!("{}/api/v1/sessions/{session}", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("close");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
 /// The AT commands the daemon sent to modem `index` (the simulator's trace).
 async fn commands_sent(sim: &Sim, index: usize) -> Vec<String> {
     let trace: Value = client()
@@ -354,17 +364,7 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
     refused_without_dialing(&sim, &proxy, A, "an SMS-only session").await;
     assert_eq!(call_of(&sim, B).await["state"], "idle");
 
-    let response = client()
-        .delete(format!(
-            "{}/api/v1/sessions/{}",
-            daemon.url,
-            sms_only["id"].as_str().expect("id")
-        ))
-        .bearer_auth(common::ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("close");
-    assert!(response.status().is_success(), "{}", response.status());
+    close(&daemon, sms_only["id"].as_str().expect("id")).await;
     refused_without_dialing(&sim, &proxy, B, "a closed session").await;
 
     let short = daemon
@@ -386,4 +386,60 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
     bridge(&sim, &proxy, A, B).await;
     let sent = commands_sent(&sim, 0).await;
     assert!(sent.iter().any(|line| line.starts_with("ATD")), "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_two_proxies_at_once_never_cross() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 2, "quectel-ec25,simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 2).await;
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
+    let p1 = first["proxy_number"].as_str().expect("proxy").to_string();
+    let p2 = second["proxy_number"].as_str().expect("proxy").to_string();
+    assert_ne!(p1, p2, "the least loaded SIM takes the second session");
+
+    // A and C dial their proxies together; each callee sees its own proxy
+    // and talks only to its own caller.
+    tokio::join!(
+        handset(&sim, A, "dial", json!({"to": p1})),
+        handset(&sim, C, "dial", json!({"to": p2})),
+    );
+    let ring_b = wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    let ring_d = wait_call(&sim, D, "rang", |c| c["state"] == "ringing").await;
+    assert_eq!(ring_b["caller_id"], p1.as_str());
+    assert_eq!(ring_d["caller_id"], p2.as_str());
+    handset(&sim, D, "answer", json!({})).await;
+    handset(&sim, B, "answer", json!({})).await;
+    for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
+        wait_call(&sim, number, "heard its partner", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "hung up too", |c| c["state"] == "idle").await;
+    assert_eq!(call_of(&sim, D).await["connected_to"], json!([C]));
+    handset(&sim, D, "hangup", json!({})).await;
+    wait_call(&sim, C, "hung up too", |c| c["state"] == "idle").await;
+
+    // C and D are done; A and C open a session, which the masking rule
+    // keeps off A's proxy. Whoever calls A shows the proxy of their own
+    // session.
+    close(&daemon, second["id"].as_str().expect("id")).await;
+    let third = daemon.open_session(A, C, json!({"mode": "voice"})).await;
+    assert_eq!(third["proxy_number"], p2.as_str(), "A already uses {p1}");
+    for (caller, proxy) in [(B, &p1), (C, &p2)] {
+        handset(&sim, caller, "dial", json!({"to": proxy})).await;
+        let ringing = wait_call(&sim, A, "rang", |c| c["state"] == "ringing").await;
+        assert_eq!(ringing["caller_id"], proxy.as_str(), "call from {caller}");
+        handset(&sim, A, "answer", json!({})).await;
+        wait_call(&sim, caller, "heard A", |c| c["connected_to"] == json!([A])).await;
+        handset(&sim, A, "hangup", json!({})).await;
+        wait_call(&sim, caller, "hung up too", |c| c["state"] == "idle").await;
+    }
 }
