@@ -443,3 +443,63 @@ async fn calls_on_two_proxies_at_once_never_cross() {
         wait_call(&sim, caller, "hung up too", |c| c["state"] == "idle").await;
     }
 }
+
+async fn plug(sim: &Sim, index: usize, action: &str) {
+    let response = sim
+        .post(&format!("/modems/{index}/{action}"), json!({}))
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{action} modem {index}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // After the transfer the network carries the call without the modem:
+    // pulling the modem out does not cut A and B off.
+    bridge(&sim, &proxy, A, B).await;
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    plug(&sim, 0, "unplug").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (number, other) in [(A, B), (B, A)] {
+        let call = call_of(&sim, number).await;
+        assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
+    }
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "hung up too", |c| c["state"] == "idle").await;
+    plug(&sim, 0, "plug").await;
+    daemon.wait_ready(1).await;
+
+    // Unplugged while B's phone rings: both of the proxy's legs drop, and
+    // the call is recorded as failed.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    plug(&sim, 0, "unplug").await;
+    for number in [A, B] {
+        wait_call(&sim, number, "was dropped", |c| c["state"] == "idle").await;
+    }
+    let calls = calls_recorded(&daemon, &id, 2).await;
+    assert_eq!(calls[1]["outcome"], "failed", "{calls:?}");
+    assert_eq!(
+        calls[1]["reason"], "the modem went away mid-call",
+        "{calls:?}"
+    );
+    assert!(calls[1]["answered_at"].is_null(), "{calls:?}");
+
+    // Back in: the SIM bridges again.
+    plug(&sim, 0, "plug").await;
+    daemon.wait_ready(1).await;
+    bridge(&sim, &proxy, B, A).await;
+}

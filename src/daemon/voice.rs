@@ -309,6 +309,7 @@ fn inputs_of(event: ModemEvent) -> Vec<Input> {
     match event {
         ModemEvent::Ring { caller } => vec![Input::Ring, Input::CallerId(caller)],
         ModemEvent::CallsChanged => vec![Input::NoCarrier],
+        ModemEvent::Unplugged => vec![Input::ModemLost],
         _ => Vec::new(),
     }
 }

@@ -66,6 +66,9 @@ pub enum Input {
     Failed(CommandKind, String),
     /// About once a second.
     Tick,
+    /// The modem went away (unplugged, reset): its calls went with it, the
+    /// network dropped every leg, and no AT command will reach it.
+    ModemLost,
 }
 
 impl fmt::Debug for Input {
@@ -83,6 +86,7 @@ impl fmt::Debug for Input {
             Input::Done(kind) => write!(f, "Done({kind:?})"),
             Input::Failed(kind, error) => write!(f, "Failed({kind:?}, {error:?})"),
             Input::Tick => f.write_str("Tick"),
+            Input::ModemLost => f.write_str("ModemLost"),
         }
     }
 }
@@ -379,6 +383,19 @@ fn stay(state: State) -> Decision {
 /// The transition function: the next state and the commands for `input`.
 pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> Step {
     let from = state.name();
+    if input == Input::ModemLost {
+        let (next, commands, reason) = modem_lost(state, now);
+        let transition = (next.name() != from).then(|| Transition {
+            from,
+            to: next.name(),
+            reason,
+        });
+        return Step {
+            state: next,
+            commands,
+            transition,
+        };
+    }
     let (next, commands, reason) = match state {
         State::Idle => idle(input, now),
         State::Ringing(ringing) => ringing_step(setup, ringing, input, now),
@@ -400,6 +417,28 @@ pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> S
         commands,
         transition,
     }
+}
+
+/// Any state, once the modem is gone: nothing is left to release, so the
+/// call is over now and recorded as cut off.
+fn modem_lost(state: State, now: OffsetDateTime) -> Decision {
+    const WHY: &str = "the modem went away mid-call";
+    let record = match state {
+        State::Idle => return stay(State::Idle),
+        State::Ringing(r) => Some(r.record(Outcome::Failed(WHY.into()), now)),
+        State::Answered(call)
+        | State::HoldingCaller(call)
+        | State::DialingOther(call)
+        | State::AlertingOther(call)
+        | State::Bridged(call, _) => Some(call.record(Outcome::Failed(WHY.into()), now)),
+        // It was ending anyway: keep the outcome it was ending with.
+        State::Clearing(c) => c.record,
+    };
+    (
+        State::Idle,
+        record.into_iter().map(Command::Record).collect(),
+        WHY.into(),
+    )
 }
 
 fn idle(input: Input, now: OffsetDateTime) -> Decision {
@@ -486,19 +525,7 @@ fn clear(record: Option<CallRecord>, now: OffsetDateTime, reason: &str) -> Decis
 
 fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime) -> Decision {
     let over = |r: &Ringing, outcome: Outcome, reason: &str| -> Decision {
-        let record = CallRecord {
-            session: None,
-            caller: r
-                .caller
-                .as_ref()
-                .and_then(|c| PhoneNumber::from_e164(&c.0).ok()),
-            other: None,
-            started_at: r.started_at,
-            answered_at: None,
-            ended_at: now,
-            duration: None,
-            outcome,
-        };
+        let record = r.record(outcome, now);
         (State::Idle, vec![Command::Record(record)], reason.into())
     };
     match input {
@@ -632,6 +659,25 @@ fn reject_extras(lines: &[CallLine], ours: Option<u8>, now: OffsetDateTime) -> V
         }));
     }
     commands
+}
+
+impl Ringing {
+    /// The record of a call that ended before the router decided.
+    fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
+        CallRecord {
+            session: None,
+            caller: self
+                .caller
+                .as_ref()
+                .and_then(|c| PhoneNumber::from_e164(&c.0).ok()),
+            other: None,
+            started_at: self.started_at,
+            answered_at: None,
+            ended_at: now,
+            duration: None,
+            outcome,
+        }
+    }
 }
 
 impl Call {

@@ -586,3 +586,52 @@ fn methods_come_from_the_profile_and_the_modem() {
         Err(NoMethod::NeitherTransferNorConference)
     );
 }
+
+#[test]
+fn a_lost_modem_ends_the_call_at_once_whatever_the_state() {
+    let cut_off = Outcome::Failed("the modem went away mid-call".into());
+    // Idle: nothing to record.
+    run(
+        &setup(&[Method::Transfer]),
+        vec![(0, Input::ModemLost, "idle", &[])],
+    );
+    // Ringing, before the router decided.
+    let (records, log) = run(
+        &setup(&[Method::Transfer]),
+        vec![
+            (0, Input::Ring, "ringing", &[]),
+            (1, Input::ModemLost, "idle", &["record:failed"]),
+        ],
+    );
+    assert_eq!(records[0].outcome, cut_off);
+    assert_eq!(log[1], "ringing -> idle (the modem went away mid-call)");
+    // The other side ringing: no ATH (it could not reach the modem).
+    let mut rows = to_alerting();
+    rows.push((5, Input::ModemLost, "idle", &["record:failed"][..]));
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].outcome, cut_off);
+    assert_eq!(records[0].answered_at, None);
+    assert_eq!(records[0].other, Some(number(Y)));
+    // A conference under way: its length so far is kept.
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            10,
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (40, Input::ModemLost, "idle", &["record:failed"][..]),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].duration, Some(Duration::seconds(30)));
+    // Already clearing after a busy: the record keeps why it ended.
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, Input::Busy, "clearing", &["ATH"][..]),
+        (6, Input::ModemLost, "idle", &["record:busy"][..]),
+        // Whatever the port says later starts from idle.
+        (7, Input::Done(CommandKind::HangupAll), "idle", &[][..]),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
