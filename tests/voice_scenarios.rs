@@ -503,3 +503,66 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     daemon.wait_ready(1).await;
     bridge(&sim, &proxy, B, A).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_sessions_go_only_to_sims_that_can_bridge() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Modem 0's network offers neither multiparty nor transfer.
+    let sim = Sim::start(dir.path(), 2, "huawei-e173,quectel-ec25");
+    let cannot = sim.msisdn(0);
+    let can = sim.msisdn(1);
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 2).await;
+
+    // The API says which SIM bridges, and how.
+    let numbers = daemon.get("/api/v1/numbers").await;
+    let method_of = |msisdn: &str| {
+        numbers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["msisdn"] == msisdn)
+            .map(|n| n["voice_method"].clone())
+    };
+    assert_eq!(method_of(&cannot), Some(Value::Null), "{numbers}");
+    assert_eq!(method_of(&can), Some(json!("transfer")), "{numbers}");
+
+    // Two voice sessions both land on the SIM that can bridge, though it
+    // is then the busier one; an SMS session may use the other.
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "both"})).await;
+    assert_eq!(first["proxy_number"], can.as_str());
+    assert_eq!(second["proxy_number"], can.as_str());
+    let texts = daemon.open_session(A, C, json!({"mode": "sms"})).await;
+    assert_eq!(texts["proxy_number"], cannot.as_str());
+
+    // A voice session with A or B again has no proxy left: the reason says
+    // the other SIM cannot bridge.
+    let response = client()
+        .post(format!("{}/api/v1/sessions", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"participants": [A, D], "mode": "voice"}))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.expect("JSON");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot bridge calls")),
+        "{body}"
+    );
+
+    // A call to the SMS-only proxy reaches nobody; the voice proxy bridges.
+    handset(&sim, A, "dial", json!({"to": cannot})).await;
+    wait_call(&sim, A, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(call_of(&sim, C).await["state"], "idle");
+    bridge(&sim, &can, D, C).await;
+}
