@@ -566,3 +566,33 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
     assert_eq!(call_of(&sim, C).await["state"], "idle");
     bridge(&sim, &can, D, C).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_are_relayed_while_the_proxy_holds_a_conference() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, daemon) = conference_bank(dir.path()).await;
+    let session = daemon.open_session(A, B, json!({"mode": "both"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // The modem stays in the conference while A and B talk; their texts
+    // through the same proxy still go both ways.
+    bridge(&sim, &proxy, A, B).await;
+    sim.handset_sms(A, &proxy, "during the call, from A").await;
+    sim.handset_sms(B, &proxy, "during the call, from B").await;
+    let at_b = sim.wait_messages(B, 1, Duration::from_secs(20)).await;
+    let at_a = sim.wait_messages(A, 1, Duration::from_secs(20)).await;
+    assert_eq!(at_b[0]["from"], proxy.as_str(), "{at_b:?}");
+    assert_eq!(at_b[0]["text"], "during the call, from A");
+    assert_eq!(at_a[0]["from"], proxy.as_str(), "{at_a:?}");
+    assert_eq!(at_a[0]["text"], "during the call, from B");
+    for (number, other) in [(A, B), (B, A)] {
+        let call = call_of(&sim, number).await;
+        assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
+    }
+
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+}
