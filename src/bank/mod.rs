@@ -475,15 +475,22 @@ impl Bank {
     ) {
         let identity = handle.identity();
         let capabilities = &identity.capabilities;
-        let voice_method = if !capabilities.voice {
-            None
-        } else if capabilities.transfer() {
-            Some("transfer".to_string())
-        } else if capabilities.multiparty() {
-            Some("join".to_string())
-        } else {
-            None
-        };
+        // The bridge's own choice, as the voice desk makes it: the profile's
+        // services that the modem also reported (hold, then transfer or
+        // multiparty).
+        let offered = self
+            .profile(&identity.profile)
+            .map(|p| p.voice.chld)
+            .unwrap_or_default();
+        let voice_method = capabilities
+            .voice
+            .then(|| crate::voice::choose_method(&offered, Some(&capabilities.chld)).ok())
+            .flatten()
+            .and_then(|methods| methods.first().copied())
+            .map(|method| match method {
+                crate::voice::Method::Transfer => "transfer".to_string(),
+                crate::voice::Method::Conference => "join".to_string(),
+            });
         let msisdn = identity
             .msisdn
             .clone()
