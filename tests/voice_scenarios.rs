@@ -28,7 +28,17 @@ async fn call_of(sim: &Sim, number: &str) -> Value {
 
 /// Polls a handset until `check` holds for its call (20 s at most).
 async fn wait_call(sim: &Sim, number: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_call_within(sim, number, what, Duration::from_secs(20), check).await
+}
+
+async fn wait_call_within(
+    sim: &Sim,
+    number: &str,
+    what: &str,
+    within: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
     loop {
         let call = call_of(sim, number).await;
         if check(&call) {
@@ -595,4 +605,73 @@ async fn texts_are_relayed_while_the_proxy_holds_a_conference() {
     wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     let calls = calls_recorded(&daemon, &id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+}
+
+async fn set_faults(sim: &Sim, index: usize, faults: Value) {
+    let response = sim.post(&format!("/modems/{index}/faults"), faults).await;
+    assert!(
+        response.status().is_success(),
+        "faults: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    // No health polls: the next command after the fault is the call's own.
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("poll_interval_seconds = 2", "poll_interval_seconds = 3600");
+    std::fs::write(&config, text).expect("config");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // The modem answers A, but its `OK` to `ATA` is lost on a noisy line.
+    // The bridge waits the command out (20 s), then the `+CLCC` snapshot
+    // shows A answered, and it goes on.
+    set_faults(
+        &sim,
+        0,
+        json!({"drop_responses": 1, "noise": true, "urc_mid_response": true}),
+    )
+    .await;
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    let ringing = wait_call_within(&sim, B, "rang", Duration::from_secs(40), |c| {
+        c["state"] == "ringing"
+    })
+    .await;
+    assert_eq!(ringing["caller_id"], proxy.as_str());
+    handset(&sim, B, "answer", json!({})).await;
+    for (number, other) in [(A, B), (B, A)] {
+        wait_call(&sim, number, "heard the other", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    let faults: Value = client()
+        .get(format!("{}/modems/0/faults", sim.control))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("faults JSON");
+    assert_eq!(faults["drop_responses"], 0, "the fault was spent: {faults}");
+    // It was `ATA`'s answer that was lost: the snapshot came next.
+    let sent = commands_sent(&sim, 0).await;
+    let after_answer: Vec<&String> = sent
+        .iter()
+        .skip_while(|line| *line != "ATA")
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(after_answer, ["AT+CLCC", "AT+CHLD=2"], "{sent:?}");
 }

@@ -278,6 +278,9 @@ pub struct Call {
     answered_at: Option<OffsetDateTime>,
     /// Methods still to try, best first.
     methods: Vec<Method>,
+    /// A step the modem did not confirm (its `OK` lost, or an error after
+    /// the fact): the next `+CLCC` snapshot says whether it took effect.
+    unconfirmed: Option<String>,
 }
 
 /// Releasing every call; the record waits for the modem to be idle.
@@ -620,6 +623,7 @@ fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime
                     dialed_at: None,
                     dial_confirmed: false,
                     answered_at: None,
+                    unconfirmed: None,
                     methods: methods.clone(),
                 };
                 let reason = if call.session.is_some() {
@@ -783,19 +787,37 @@ fn answered(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Dec
                 .is_some_and(|l| l.state == CallState::Active);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if active {
+                call.unconfirmed = None;
                 let (state, hold, reason) = holding(call);
                 commands.extend(hold);
                 (state, commands, reason)
+            } else if let Some(why) = call.unconfirmed.take() {
+                unconfirmed(&call, why, now)
             } else {
                 (State::Answered(call), commands, String::new())
             }
         }
         Input::Failed(CommandKind::Answer, error) => {
-            let record = call.record(Outcome::Failed(format!("answer: {error}")), now);
-            clear(Some(record), now, "answer failed")
+            call.unconfirmed = Some(format!("answer: {error}"));
+            (
+                State::Answered(call),
+                vec![Command::ListCalls],
+                String::new(),
+            )
+        }
+        Input::Failed(CommandKind::ListCalls, _) if call.unconfirmed.is_some() => {
+            let why = call.unconfirmed.take().unwrap_or_default();
+            unconfirmed(&call, why, now)
         }
         _ => stay(State::Answered(call)),
     }
+}
+
+/// A step failed and the snapshot shows it did not take effect either:
+/// release the caller, recording the modem's error.
+fn unconfirmed(call: &Call, why: String, now: OffsetDateTime) -> Decision {
+    let reason = format!("{} failed", why.split(':').next().unwrap_or("a step"));
+    clear(Some(call.record(Outcome::Failed(why), now)), now, &reason)
 }
 
 fn holding(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Decision {
@@ -820,16 +842,27 @@ fn holding(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Deci
                 .is_some_and(|l| l.state == CallState::Held);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if held {
+                call.unconfirmed = None;
                 let (state, dial, reason) = dial(call);
                 commands.extend(dial);
                 (state, commands, reason)
+            } else if let Some(why) = call.unconfirmed.take() {
+                unconfirmed(&call, why, now)
             } else {
                 (State::HoldingCaller(call), commands, String::new())
             }
         }
         Input::Failed(CommandKind::Hold, error) => {
-            let record = call.record(Outcome::Failed(format!("hold: {error}")), now);
-            clear(Some(record), now, "hold failed")
+            call.unconfirmed = Some(format!("hold: {error}"));
+            (
+                State::HoldingCaller(call),
+                vec![Command::ListCalls],
+                String::new(),
+            )
+        }
+        Input::Failed(CommandKind::ListCalls, _) if call.unconfirmed.is_some() => {
+            let why = call.unconfirmed.take().unwrap_or_default();
+            unconfirmed(&call, why, now)
         }
         _ => stay(State::HoldingCaller(call)),
     }

@@ -517,12 +517,21 @@ fn commands_that_fail_or_hang_release_the_caller() {
         (
             0,
             Input::Failed(CommandKind::Hold, "ERROR".into()),
+            "holding-caller",
+            &["AT+CLCC"],
+        ),
+        // The snapshot shows the caller still active: the hold did not take.
+        (
+            0,
+            calls(&["+CLCC: 1,1,0,0,0,\"+15550000001\",145"]),
             "clearing",
             &["ATH"],
         ),
         (30, Input::Tick, "idle", &["record:failed"]),
     ];
-    run(&setup(&[Method::Transfer]), rows);
+    let (records, log) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].outcome, Outcome::Failed("hold: ERROR".into()));
+    assert_eq!(log[3], "holding-caller -> clearing (hold failed)");
     let rows: Vec<Row> = vec![
         (
             0,
@@ -703,4 +712,76 @@ fn a_transfer_whose_ok_was_lost_is_seen_in_the_snapshot() {
         (11, calls(&[]), "idle", &["record:transferred"][..]),
     ]);
     run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn a_step_whose_ok_was_lost_goes_on_when_the_snapshot_shows_it_done() {
+    let timeout = || "timed out after 20s".to_string();
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            20,
+            Input::Failed(CommandKind::Answer, timeout()),
+            "answered",
+            &["AT+CLCC"],
+        ),
+        (
+            20,
+            calls(&["+CLCC: 1,1,0,0,0,\"+15550000001\",145"]),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+        (
+            40,
+            Input::Failed(CommandKind::Hold, timeout()),
+            "holding-caller",
+            &["AT+CLCC"],
+        ),
+        (
+            40,
+            calls(&["+CLCC: 1,1,1,0,0,\"+15550000001\",145"]),
+            "dialing-other",
+            &["ATD+15550000002;"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    // No snapshot to be had either: the caller is released.
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            20,
+            Input::Failed(CommandKind::Answer, timeout()),
+            "answered",
+            &["AT+CLCC"],
+        ),
+        (
+            25,
+            Input::Failed(CommandKind::ListCalls, timeout()),
+            "clearing",
+            &["ATH"],
+        ),
+        (
+            25,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:failed"],
+        ),
+    ];
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::Failed("answer: timed out after 20s".into())
+    );
 }
