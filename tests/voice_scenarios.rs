@@ -675,3 +675,34 @@ async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
         .collect();
     assert_eq!(after_answer, ["AT+CLCC", "AT+CHLD=2"], "{sent:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (sim, mut daemon) = conference_bank(dir.path()).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+
+    // The daemon stops mid-conference; the network keeps the call up.
+    bridge(&sim, &proxy, A, B).await;
+    assert!(daemon.process.terminate(), "the daemon stops cleanly");
+    let port: u16 = daemon
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    // The restarted daemon is kept alive to the end of the test.
+    let _restarted = Daemon::start(&daemon.config, port, 1).await;
+    for (number, other) in [(A, B), (B, A)] {
+        let call = call_of(&sim, number).await;
+        assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
+    }
+
+    // A hangs up: the new daemon, which never saw the call begin, still
+    // clears B's leg rather than leaving B on the line with nobody.
+    handset(&sim, A, "hangup", json!({})).await;
+    let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
+    assert_eq!(released["last_end"], "remote_hung_up", "{released}");
+    bridge(&sim, &proxy, B, A).await;
+}

@@ -473,6 +473,10 @@ fn idle(input: Input, now: OffsetDateTime) -> Decision {
             (State::Ringing(ringing), commands, "+CLIP".into())
         }
         Input::CallerId(None) => withheld(now, now),
+        // A call ended that this bridge never saw begin (the daemon
+        // restarted mid-call): the snapshot shows what is left to clear, such
+        // as the other side of a conference, alone with the modem.
+        Input::NoCarrier => (State::Idle, vec![Command::ListCalls], String::new()),
         Input::Calls(lines) => {
             if let Some(line) = lines
                 .iter()
