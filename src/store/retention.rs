@@ -1,7 +1,7 @@
 //! Retention and data-protection erasure. Bodies go; the metadata (who by
 //! position, when, status, part counts) stays for the operator's records.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
 use super::{Store, StoreError, to_ms};
@@ -49,6 +49,7 @@ impl Store {
                 params![cutoff],
             )?;
             tx.commit()?;
+            empty_wal(conn)?;
             Ok(erased)
         })
         .await
@@ -80,7 +81,16 @@ impl Store {
                          SELECT session_id FROM participants WHERE number = ?1))",
                 params![number],
             )?;
-            let inbound_parts = tx.execute(
+            // The other party's parts in the number's sessions were
+            // exchanged with it too: their texts go, the row stays.
+            let scrubbed_parts = tx.execute(
+                "UPDATE inbound_parts SET text = NULL, pdu_hex = NULL
+                 WHERE sender IS NOT ?1 AND interaction_id IN (
+                     SELECT id FROM interactions WHERE session_id IN (
+                         SELECT session_id FROM participants WHERE number = ?1))",
+                params![number],
+            )?;
+            let deleted_parts = tx.execute(
                 "DELETE FROM inbound_parts WHERE sender = ?1",
                 params![number],
             )?;
@@ -101,9 +111,10 @@ impl Store {
                 params![number, ERASED],
             )?;
             tx.commit()?;
+            empty_wal(conn)?;
             Ok(ErasureCounts {
                 interactions,
-                inbound_parts,
+                inbound_parts: scrubbed_parts + deleted_parts,
                 outbox,
                 participants,
                 auto_replies,
@@ -114,14 +125,27 @@ impl Store {
     }
 }
 
+/// Copies the erased pages into the database file and empties the
+/// write-ahead log, whose older frames still hold those pages as they were
+/// before the erasure. (`secure_delete` zeroes the freed space itself.)
+fn empty_wal(conn: &Connection) -> Result<(), StoreError> {
+    // Waits (busy timeout) for readers of older snapshots to finish.
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(StoreError::WalBusy);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
     use rusqlite::types::Value;
 
     use super::*;
-    use crate::store::NewOutbound;
+    use crate::masking::policy::OutOfSessionPolicy;
     use crate::store::fixtures::{self, A, B, NOW, PROXY, number};
+    use crate::store::{InboundOutcome, InboundPart, NewOutbound};
 
     /// A store with one session A–B and one message each way.
     async fn store_with_traffic(dir: &tempfile::TempDir) -> (Store, String) {
@@ -203,5 +227,94 @@ mod tests {
         // The other party and the records themselves remain.
         assert!(values.iter().any(|v| v == B));
         assert_eq!(store.interactions(session).await.unwrap().len(), 2);
+    }
+
+    /// `number`'s digits as TP-address semi-octets in hex, the way a stored
+    /// PDU carries them (3GPP TS 23.040 §9.1.2.3: swapped nibbles, `F` pad).
+    fn semi_octets(number: &str) -> String {
+        let mut digits: Vec<char> = number.trim_start_matches('+').chars().collect();
+        if digits.len() % 2 == 1 {
+            digits.push('F');
+        }
+        digits
+            .chunks(2)
+            .flat_map(|pair| [pair[1], pair[0]])
+            .collect()
+    }
+
+    /// Whether `needle` occurs in any of the database's files (the main
+    /// file, its WAL and shared memory): what a disk image would reveal.
+    fn on_disk(dir: &tempfile::TempDir, needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes
+                .windows(needle.len())
+                .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn an_erased_number_and_its_texts_are_gone_from_the_files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_traffic(&dir).await;
+        // A writes to B and B answers; the received parts keep their PDUs.
+        let received = |from: &str, text: &str| InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(from),
+            location: None,
+            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(from)),
+            concat: None,
+            text: text.into(),
+        };
+        for (from, text) in [(A, "confidential from A"), (B, "confidential from B")] {
+            let outcome = store
+                .accept_inbound(received(from, text), OutOfSessionPolicy::Reject, NOW)
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, InboundOutcome::Relayed { .. }),
+                "{outcome:?}"
+            );
+        }
+        let digits = A.trim_start_matches('+');
+        for needle in [digits, &semi_octets(A), "confidential", "secret"] {
+            assert!(
+                !on_disk(&dir, needle).is_empty(),
+                "{needle} is stored first"
+            );
+        }
+
+        store.erase_participant(number(A)).await.unwrap();
+
+        // Not only unreachable through SQL: overwritten in the files, so no
+        // free page, stale WAL frame or disk image holds them any more.
+        for needle in [digits, &semi_octets(A), "confidential", "secret"] {
+            assert_eq!(on_disk(&dir, needle), Vec::<String>::new(), "{needle}");
+        }
+        // B's number stays, and so do the records.
+        assert!(!on_disk(&dir, B.trim_start_matches('+')).is_empty());
+        assert_eq!(store.interactions(session).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn bodies_past_retention_are_gone_from_the_files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _session) = store_with_traffic(&dir).await;
+        // Queued bodies are kept until sent: send both first.
+        while let Some(item) = store.claim_next_due(PROXY.into(), NOW).await.unwrap() {
+            store.mark_sent(item.id, vec![1], NOW).await.unwrap();
+        }
+        assert!(!on_disk(&dir, "secret").is_empty());
+        store
+            .erase_bodies_older_than(NOW + time::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(on_disk(&dir, "secret"), Vec::<String>::new());
     }
 }
