@@ -225,6 +225,9 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     assert!(erase.status.success(), "{erase_log}");
     let erased: Value = serde_json::from_slice(&erase.stdout).expect("erase JSON");
     assert_eq!(erased["erased"]["participants"], 1, "{erased}");
+    // The session's record stays, with A shown as erased.
+    let record = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(record["participants"], json!(["[erased]", B]), "{record}");
 
     // Nothing in the database's files holds A's number or the texts any more.
     for entry in std::fs::read_dir(dir.path()).unwrap() {

@@ -18,11 +18,14 @@ use crate::store::{InteractionRecord, MAX_PAGE_SIZE, NewSession, SessionFilter, 
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
+/// What an erased participant shows as.
+const ERASED: &str = "[erased]";
 /// Longest TTL accepted: a year.
 const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
 
 /// A session as the API shows it. Participants are real numbers for admin
-/// tokens and masked (`+44*******789`) for viewers.
+/// tokens and masked (`+44*******789`) for viewers; `[erased]` once erased
+/// on request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
@@ -53,12 +56,10 @@ pub struct SessionView {
 
 impl SessionView {
     pub fn new(record: SessionRecord, caller: &Caller) -> Self {
-        let show = |number: &PhoneNumber| {
-            if caller.is_admin() {
-                number.e164().to_string()
-            } else {
-                number.masked()
-            }
+        let show = |number: &Option<PhoneNumber>| match number {
+            Some(number) if caller.is_admin() => number.e164().to_string(),
+            Some(number) => number.masked(),
+            None => ERASED.to_string(),
         };
         let [a, b] = &record.participants;
         Self {

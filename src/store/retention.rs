@@ -4,12 +4,16 @@
 use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
+use super::sessions::{ERASED_PARTICIPANT, end_session};
 use super::{Store, StoreError, to_ms};
+use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
 
 /// What an erasure changed, table by table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErasureCounts {
+    /// Open sessions of the number, closed: nobody left to relay to.
+    pub sessions_closed: usize,
     pub interactions: usize,
     pub inbound_parts: usize,
     pub outbox: usize,
@@ -56,14 +60,23 @@ impl Store {
     }
 
     /// A data-protection request: removes every body exchanged with `number`
-    /// and every occurrence of the number itself, in one transaction.
+    /// and every occurrence of the number itself, in one transaction. Its
+    /// open sessions are closed at `now`.
     pub async fn erase_participant(
         &self,
         number: PhoneNumber,
+        now: OffsetDateTime,
     ) -> Result<ErasureCounts, StoreError> {
         self.call(move |conn| {
             let number = number.e164().to_string();
             let tx = conn.transaction()?;
+            let open: Vec<String> = tx
+                .prepare("SELECT session_id FROM participants WHERE number = ?1 AND open = 1")?
+                .query_map(params![number], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &open {
+                end_session(&tx, id, SessionStatus::Closed, now)?;
+            }
             // Interactions in the number's sessions, or from/to it directly.
             let interactions = tx.execute(
                 "UPDATE interactions
@@ -101,9 +114,9 @@ impl Store {
             // Unique per row: the open-route index must still hold.
             let participants = tx.execute(
                 "UPDATE participants
-                 SET number = 'erased:' || session_id || ':' || position
+                 SET number = ?2 || session_id || ':' || position
                  WHERE number = ?1",
-                params![number],
+                params![number, ERASED_PARTICIPANT],
             )?;
             let audit = tx.execute(
                 "UPDATE audit SET detail = REPLACE(detail, ?1, ?2), object = REPLACE(object, ?1, ?2)
@@ -113,6 +126,7 @@ impl Store {
             tx.commit()?;
             empty_wal(conn)?;
             Ok(ErasureCounts {
+                sessions_closed: open.len(),
                 interactions,
                 inbound_parts: scrubbed_parts + deleted_parts,
                 outbox,
@@ -145,7 +159,7 @@ mod tests {
     use super::*;
     use crate::masking::policy::OutOfSessionPolicy;
     use crate::store::fixtures::{self, A, B, NOW, PROXY, number};
-    use crate::store::{InboundOutcome, InboundPart, NewOutbound};
+    use crate::store::{InboundOutcome, InboundPart, NewOutbound, SessionFilter};
 
     /// A store with one session A–B and one message each way.
     async fn store_with_traffic(dir: &tempfile::TempDir) -> (Store, String) {
@@ -217,7 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
         assert!(all_values(&dir).iter().any(|v| v.contains(A)));
-        let counts = store.erase_participant(number(A)).await.unwrap();
+        let counts = store.erase_participant(number(A), NOW).await.unwrap();
         assert_eq!(counts.participants, 1);
         assert_eq!(counts.interactions, 2);
         assert_eq!(counts.outbox, 2);
@@ -226,7 +240,22 @@ mod tests {
         assert!(!values.iter().any(|v| v.contains("secret")), "{values:?}");
         // The other party and the records themselves remain.
         assert!(values.iter().any(|v| v == B));
-        assert_eq!(store.interactions(session).await.unwrap().len(), 2);
+        assert_eq!(store.interactions(session.clone()).await.unwrap().len(), 2);
+        // The open session is closed (nobody to relay to) and reads back
+        // with the erased participant as such, alone or in a list.
+        assert_eq!(counts.sessions_closed, 1);
+        let record = store.session(session).await.unwrap();
+        assert_eq!(record.status, SessionStatus::Closed);
+        assert_eq!(record.participants, [None, Some(number(B))]);
+        assert_eq!(record.rules_view(), None);
+        let filter = SessionFilter {
+            status: None,
+            label: None,
+            participant: None,
+            limit: 10,
+            offset: 0,
+        };
+        assert_eq!(store.sessions(filter).await.unwrap(), [record]);
     }
 
     /// `number`'s digits as TP-address semi-octets in hex, the way a stored
@@ -290,7 +319,7 @@ mod tests {
             );
         }
 
-        store.erase_participant(number(A)).await.unwrap();
+        store.erase_participant(number(A), NOW).await.unwrap();
 
         // Not only unreachable through SQL: overwritten in the files, so no
         // free page, stale WAL frame or disk image holds them any more.
