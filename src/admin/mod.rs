@@ -158,7 +158,7 @@ pub async fn erase(store: &Store, config: &Config, number: &str) -> Result<Value
             }
         })?;
     let counts = store
-        .erase_participant(number, OffsetDateTime::now_utc())
+        .erase_participant(number, "cli".into(), OffsetDateTime::now_utc())
         .await?;
     Ok(json!({
         "erased": {

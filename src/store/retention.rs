@@ -61,13 +61,16 @@ impl Store {
 
     /// A data-protection request: removes every body exchanged with `number`
     /// and every occurrence of the number itself, in one transaction. Its
-    /// open sessions are closed at `now`.
+    /// open sessions are closed at `now`. The audit trail records that
+    /// `actor` erased a number, by its redacted form only.
     pub async fn erase_participant(
         &self,
         number: PhoneNumber,
+        actor: String,
         now: OffsetDateTime,
     ) -> Result<ErasureCounts, StoreError> {
         self.call(move |conn| {
+            let redacted = format!("{number:?}");
             let number = number.e164().to_string();
             let tx = conn.transaction()?;
             let open: Vec<String> = tx
@@ -123,9 +126,7 @@ impl Store {
                  WHERE instr(detail, ?1) > 0 OR instr(object, ?1) > 0",
                 params![number, ERASED],
             )?;
-            tx.commit()?;
-            empty_wal(conn)?;
-            Ok(ErasureCounts {
+            let counts = ErasureCounts {
                 sessions_closed: open.len(),
                 interactions,
                 inbound_parts: scrubbed_parts + deleted_parts,
@@ -133,7 +134,18 @@ impl Store {
                 participants,
                 auto_replies,
                 audit,
-            })
+            };
+            super::sessions::audit(
+                &tx,
+                now,
+                &actor,
+                "participant.erase",
+                &redacted,
+                &format!("{counts:?}"),
+            )?;
+            tx.commit()?;
+            empty_wal(conn)?;
+            Ok(counts)
         })
         .await
     }
@@ -231,15 +243,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
         assert!(all_values(&dir).iter().any(|v| v.contains(A)));
-        let counts = store.erase_participant(number(A), NOW).await.unwrap();
+        let counts = store
+            .erase_participant(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
         assert_eq!(counts.participants, 1);
         assert_eq!(counts.interactions, 2);
         assert_eq!(counts.outbox, 2);
         let values = all_values(&dir);
         assert!(!values.iter().any(|v| v.contains(A)), "{values:?}");
         assert!(!values.iter().any(|v| v.contains("secret")), "{values:?}");
-        // The other party and the records themselves remain.
+        // The other party and the records themselves remain; the audit
+        // trail says a number was erased, not which.
         assert!(values.iter().any(|v| v == B));
+        assert!(values.iter().any(|v| v == "participant.erase"));
+        assert!(values.iter().any(|v| v == "+*********001"), "{values:?}");
         assert_eq!(store.interactions(session.clone()).await.unwrap().len(), 2);
         // The open session is closed (nobody to relay to) and reads back
         // with the erased participant as such, alone or in a list.
@@ -319,7 +337,10 @@ mod tests {
             );
         }
 
-        store.erase_participant(number(A), NOW).await.unwrap();
+        store
+            .erase_participant(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
 
         // Not only unreachable through SQL: overwritten in the files, so no
         // free page, stale WAL frame or disk image holds them any more.
