@@ -206,8 +206,42 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     )
     .await;
 
-    // The session ends; A asks to be forgotten while the daemon runs.
+    // A viewer sees the sessions with masked numbers, and cannot find
+    // them by a whole number either.
+    let created = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["token", "create", "watcher", "--role", "viewer", "--config"])
+        .arg(&config)
+        .output()
+        .expect("simmask token create");
+    assert!(created.status.success());
+    let shown: Value = serde_json::from_slice(&created.stdout).expect("token JSON");
+    let viewer = shown["token"].as_str().expect("token").to_string();
     let id = session["id"].as_str().unwrap();
+    let seen: Value = common::client()
+        .get(format!("{}/api/v1/sessions/{id}", daemon.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["participants"],
+        json!(["+44*******456", "+44*******678"])
+    );
+    for number in [A, B] {
+        let search = common::client()
+            .post(format!("{}/api/v1/sessions/search", daemon.url))
+            .bearer_auth(&viewer)
+            .json(&json!({"participant": number}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(search.status().as_u16(), 403, "a viewer searching {number}");
+    }
+
+    // The session ends; A asks to be forgotten while the daemon runs.
     let closed = common::client()
         .delete(format!("{}/api/v1/sessions/{id}", daemon.url))
         .bearer_auth(ADMIN_TOKEN)
