@@ -25,6 +25,9 @@ pub struct ErasureCounts {
 /// What replaces an erased number in free text.
 const ERASED: &str = "[erased]";
 
+/// Why a message queued before an erasure was never sent.
+const CANCELLED: &str = "erased on request before it was sent";
+
 impl Store {
     /// Erases the message bodies (interaction and outbox bodies, part texts
     /// and PDUs) of everything created before `cutoff`. Returns how many
@@ -80,22 +83,32 @@ impl Store {
             for id in &open {
                 end_session(&tx, id, SessionStatus::Closed, now)?;
             }
+            // First, while the interactions still name the number: what is
+            // queued or sent in its sessions, to it, or about it (a forward
+            // to the operator quotes the sender's number in the body). What
+            // is still queued is not sent any more.
+            let outbox = tx.execute(
+                "UPDATE outbox
+                 SET body = NULL, to_number = NULL,
+                     state = CASE WHEN state = 'queued' THEN 'failed' ELSE state END,
+                     last_error = CASE WHEN state = 'queued' THEN ?2 ELSE last_error END
+                 WHERE to_number = ?1 OR interaction_id IN (
+                     SELECT id FROM interactions
+                     WHERE from_number = ?1 OR to_number = ?1 OR session_id IN (
+                         SELECT session_id FROM participants WHERE number = ?1))",
+                params![number, CANCELLED],
+            )?;
             // Interactions in the number's sessions, or from/to it directly.
             let interactions = tx.execute(
                 "UPDATE interactions
                  SET body = NULL,
                      from_number = CASE WHEN from_number = ?1 THEN NULL ELSE from_number END,
-                     to_number = CASE WHEN to_number = ?1 THEN NULL ELSE to_number END
+                     to_number = CASE WHEN to_number = ?1 THEN NULL ELSE to_number END,
+                     status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END,
+                     reason = CASE WHEN status = 'queued' THEN ?2 ELSE reason END
                  WHERE from_number = ?1 OR to_number = ?1
                     OR session_id IN (SELECT session_id FROM participants WHERE number = ?1)",
-                params![number],
-            )?;
-            let outbox = tx.execute(
-                "UPDATE outbox SET body = NULL, to_number = NULL
-                 WHERE to_number = ?1 OR interaction_id IN (
-                     SELECT id FROM interactions WHERE session_id IN (
-                         SELECT session_id FROM participants WHERE number = ?1))",
-                params![number],
+                params![number, CANCELLED],
             )?;
             // The other party's parts in the number's sessions were
             // exchanged with it too: their texts go, the row stays.
@@ -262,6 +275,13 @@ mod tests {
         // The open session is closed (nobody to relay to) and reads back
         // with the erased participant as such, alone or in a list.
         assert_eq!(counts.sessions_closed, 1);
+        // The two queued messages will not be sent any more.
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+        let interactions = store.interactions(session.clone()).await.unwrap();
+        assert!(
+            interactions.iter().all(|i| i.status == "failed"),
+            "{interactions:?}"
+        );
         let record = store.session(session).await.unwrap();
         assert_eq!(record.status, SessionStatus::Closed);
         assert_eq!(record.participants, [None, Some(number(B))]);
@@ -275,6 +295,9 @@ mod tests {
         };
         assert_eq!(store.sessions(filter).await.unwrap(), [record]);
     }
+
+    /// Someone outside every session.
+    const STRANGER: &str = "+447911000077";
 
     /// `number`'s digits as TP-address semi-octets in hex, the way a stored
     /// PDU carries them (3GPP TS 23.040 §9.1.2.3: swapped nibbles, `F` pad).
@@ -329,22 +352,38 @@ mod tests {
                 "{outcome:?}"
             );
         }
+        // A stranger's message is forwarded to the operator, prefixed with
+        // the stranger's number.
+        let forward = OutOfSessionPolicy::Forward {
+            to: number("+447911000099"),
+        };
+        let outcome = store
+            .accept_inbound(received(STRANGER, "confidential too"), forward, NOW)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, InboundOutcome::Forwarded { .. }),
+            "{outcome:?}"
+        );
         let digits = A.trim_start_matches('+');
-        for needle in [digits, &semi_octets(A), "confidential", "secret"] {
+        let stranger = STRANGER.trim_start_matches('+');
+        for needle in [digits, &semi_octets(A), stranger, "confidential", "secret"] {
             assert!(
                 !on_disk(&dir, needle).is_empty(),
                 "{needle} is stored first"
             );
         }
 
-        store
-            .erase_participant(number(A), "test".into(), NOW)
-            .await
-            .unwrap();
+        for erased in [A, STRANGER] {
+            store
+                .erase_participant(number(erased), "test".into(), NOW)
+                .await
+                .unwrap();
+        }
 
         // Not only unreachable through SQL: overwritten in the files, so no
         // free page, stale WAL frame or disk image holds them any more.
-        for needle in [digits, &semi_octets(A), "confidential", "secret"] {
+        for needle in [digits, &semi_octets(A), stranger, "confidential", "secret"] {
             assert_eq!(on_disk(&dir, needle), Vec::<String>::new(), "{needle}");
         }
         // B's number stays, and so do the records.
