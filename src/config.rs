@@ -365,6 +365,32 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
 "#;
 
     #[test]
+    fn the_example_config_parses_and_states_the_defaults() {
+        let text = include_str!("../simmask.example.toml");
+        let example = Config::parse(text, "simmask.example.toml").unwrap();
+        let minimal = Config::parse(MINIMAL, "simmask.toml").unwrap();
+        assert_eq!(format!("{:?}", example.sms), format!("{:?}", minimal.sms));
+        assert_eq!(
+            format!("{:?}", example.sessions),
+            format!("{:?}", minimal.sessions)
+        );
+        assert_eq!(
+            format!("{:?}", example.voice),
+            format!("{:?}", minimal.voice)
+        );
+        assert_eq!(
+            example.modems.poll_interval_seconds,
+            minimal.modems.poll_interval_seconds
+        );
+        assert_eq!(example.modems.baud, minimal.modems.baud);
+        assert_eq!(
+            example.modems.quarantine_after,
+            minimal.modems.quarantine_after
+        );
+        assert_eq!(example.out_of_session, minimal.out_of_session);
+    }
+
+    #[test]
     fn the_minimal_config_takes_documented_defaults() {
         let config = Config::parse(MINIMAL, "simmask.toml").unwrap();
         assert_eq!(config.modems.poll_interval_seconds, 30);

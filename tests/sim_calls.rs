@@ -374,6 +374,28 @@ async fn unplugging_mid_call_hangs_up_the_other_side() {
 }
 
 #[tokio::test]
+async fn radio_off_ends_calls_and_makes_the_sim_unreachable() {
+    let sim = start(&["generic"], 1).await;
+    let control = Control::new(&sim);
+    let mut port = Port::open(&sim, 0).await;
+    let p = msisdn(&sim, 0);
+    control.dial(A, &p).await;
+    port.until("RING\r\n").await;
+    port.command("ATA").await;
+    control.wait_state(A, "active").await;
+    assert!(port.command("AT+CFUN=4").await.ends_with("OK\r\n"));
+    let a = control.wait_state(A, "idle").await;
+    assert_eq!(a["last_end"], "remote_hung_up");
+    control.dial(A, &p).await;
+    let a = control.wait_state(A, "idle").await;
+    assert_eq!(a["last_end"], "unreachable");
+    assert!(port.command("AT+CFUN=1").await.ends_with("OK\r\n"));
+    control.dial(A, &p).await;
+    port.until("RING\r\n").await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn two_sims_call_each_other_and_sim800_reports_changes() {
     let sim = start(&["simcom-sim800", "generic"], 2).await;
     let mut first = Port::open(&sim, 0).await;
@@ -444,5 +466,27 @@ async fn ussd_dial_errors_and_control_api_errors() {
         )
         .await;
     assert_eq!(status, 422);
+    for (path, body) in [
+        ("/modems/0/services", json!({"chld": ["2", "9"]})),
+        ("/calls/timing", json!({"ring_timeout_ms": 0})),
+        ("/calls/timing", json!({"ring_timeout": 5})),
+    ] {
+        let response = control
+            .client
+            .put(format!("{}{path}", control.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(response.status(), 422, "{path} {body}");
+    }
+    let response = control
+        .client
+        .put(format!("{}/modems/9/services", control.url))
+        .json(&json!({"chld": []}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(response.status(), 404);
     sim.shutdown().await;
 }

@@ -313,6 +313,7 @@ fn inputs_of(event: ModemEvent) -> Vec<Input> {
     match event {
         ModemEvent::Ring { caller } => vec![Input::Ring, Input::CallerId(caller)],
         ModemEvent::CallsChanged => vec![Input::NoCarrier],
+        ModemEvent::Busy => vec![Input::Busy],
         _ => Vec::new(),
     }
 }

@@ -23,12 +23,19 @@ pub enum CallServiceError {
     Call(#[from] CallError),
 }
 
-/// Whether `party` can be called now: a modem plugged and registered, a
-/// handset switched on and not barred (handsets never seen are on).
+/// Whether `party` can be called now: a modem plugged, registered and with
+/// its radio on, a handset switched on and not barred (handsets never seen
+/// are on).
 fn reach(modems: &[ModemSlot], handsets: &BTreeMap<String, Handset>, party: &Party) -> Reach {
     match party {
         Party::Modem(index) => match modems.get(*index) {
-            Some(slot) if slot.plugged && slot.faults.registration.registered() => Reach::Reachable,
+            Some(slot)
+                if slot.plugged
+                    && slot.settings.radio_on
+                    && slot.faults.registration.registered() =>
+            {
+                Reach::Reachable
+            }
             _ => Reach::SwitchedOff,
         },
         Party::Handset(number) => match handsets.get(number) {
@@ -87,6 +94,15 @@ impl Network {
 
     pub fn call_timing(&self) -> CallTiming {
         self.lock().calls.timing()
+    }
+
+    /// The `+CHLD` services modem `index`'s network offers.
+    pub fn call_services(&self, index: usize) -> Result<Vec<String>, CallError> {
+        self.lock().calls.services(index)
+    }
+
+    pub fn set_call_services(&self, index: usize, services: Vec<String>) -> Result<(), CallError> {
+        self.lock().calls.set_services(index, services)
     }
 
     /// Periodic call work: alerting, no-answer timeouts, repeated `RING`s.

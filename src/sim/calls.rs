@@ -260,6 +260,13 @@ impl Chld {
         }
     }
 
+    /// Checks a service name as `AT+CHLD=?` lists it (`1x`, `3` …).
+    pub fn parse_service(name: &str) -> Option<&str> {
+        ["0", "1", "1x", "2", "2x", "3", "4"]
+            .into_iter()
+            .find(|s| *s == name)
+    }
+
     /// The service name as `AT+CHLD=?` and the profiles list it.
     pub fn service(self) -> &'static str {
         match self {
@@ -456,6 +463,28 @@ impl CallNetwork {
         }
         modem.settings = settings;
         Ok(())
+    }
+
+    /// Changes the supplementary services (`+CHLD` values) the SIM's
+    /// network offers, as a different operator or subscription would.
+    pub fn set_services(&mut self, index: usize, services: Vec<String>) -> Result<(), CallError> {
+        let modem = self
+            .modems
+            .get_mut(&index)
+            .ok_or(CallError::UnknownModem(index))?;
+        if let Some(bad) = services.iter().find(|s| Chld::parse_service(s).is_none()) {
+            return Err(CallError::InvalidChld(bad.clone()));
+        }
+        modem.services = services;
+        Ok(())
+    }
+
+    /// The services modem `index`'s network offers.
+    pub fn services(&self, index: usize) -> Result<Vec<String>, CallError> {
+        self.modems
+            .get(&index)
+            .map(|m| m.services.clone())
+            .ok_or(CallError::UnknownModem(index))
     }
 
     /// Back to power-on settings (after `ATZ`, a reset or a re-plug).
@@ -1178,7 +1207,10 @@ impl CallNetwork {
         let after = self.snapshot();
         for (index, calls) in &after.modems {
             let old = before.modems.get(index).cloned().unwrap_or_default();
-            for call in calls.iter().filter(|c| !old.contains(c)) {
+            // Only what a +CLCC line shows counts as a change (not the
+            // other side's hold, which the modem does not see).
+            let changed = |c: &&CallInfo| old.iter().all(|o| o.clcc_line() != c.clcc_line());
+            for call in calls.iter().filter(changed) {
                 push_line(&mut out, *index, call.clcc_line());
             }
             for gone in old.iter().filter(|o| calls.iter().all(|c| c.id != o.id)) {
@@ -1691,6 +1723,21 @@ mod tests {
     }
 
     #[test]
+    fn the_network_may_withdraw_a_service() {
+        let (mut net, now) = network();
+        net.set_services(0, vec!["1".into(), "2".into(), "3".into()])
+            .unwrap();
+        assert_eq!(net.chld_test_line(0).unwrap(), "+CHLD: (1,2,3)");
+        assert_eq!(
+            net.set_services(0, vec!["5".into()]),
+            Err(CallError::InvalidChld("5".into()))
+        );
+        bridge_ready(&mut net, now);
+        assert_eq!(net.chld(0, "4"), Err(CallError::NotOffered("4".into())));
+        net.chld(0, "3").unwrap();
+    }
+
+    #[test]
     fn a_modem_without_hold_is_busy_while_in_a_call() {
         let mut net = CallNetwork::new(CallTiming::default());
         net.add_modem(0, P, &voice(&["0", "1"], false));
@@ -1746,6 +1793,81 @@ mod tests {
             lines(&notices, 1),
             ["NO CARRIER", "+CLCC: 1,1,6,0,0,\"+15550000001\",145"]
         );
+    }
+
+    /// One random operation on a network of modems 0-1 and handsets A-C.
+    fn apply(net: &mut CallNetwork, op: (u8, u8, u8), now: Instant) {
+        let parties = [m(0), m(1), h(A), h(B), h(C)];
+        let chld = ["0", "1", "11", "12", "2", "21", "22", "3", "4"];
+        let party = &parties[usize::from(op.1) % parties.len()];
+        let other = &parties[usize::from(op.2) % parties.len()];
+        let _ = match op.0 % 7 {
+            0 => {
+                let dialed = net.number_of(other).unwrap_or_default();
+                let reach = if op.2.is_multiple_of(5) {
+                    Reach::Barred
+                } else {
+                    Reach::Reachable
+                };
+                net.dial(party, other, &dialed, reach, now).map(drop)
+            }
+            1 => net.answer(party).map(drop),
+            2 => net.hangup(party).map(drop),
+            3 => net
+                .chld(usize::from(op.1 % 2), chld[usize::from(op.2) % chld.len()])
+                .map(drop),
+            4 => net.update_settings(usize::from(op.1 % 2), |s| s.muted = op.2.is_multiple_of(2)),
+            5 => {
+                net.tick(now + Duration::from_secs(u64::from(op.2)), |_| {
+                    Reach::Reachable
+                });
+                Ok(())
+            }
+            _ => {
+                net.drop_party(&m(usize::from(op.1 % 2)));
+                Ok(())
+            }
+        };
+    }
+
+    proptest::proptest! {
+        /// Any sequence of operations keeps the network consistent: call
+        /// ids unique per party, at most one call being set up each way,
+        /// at most one held group and one active group per modem, and
+        /// handsets hear each other symmetrically.
+        #[test]
+        fn any_sequence_keeps_the_network_consistent(
+            ops in proptest::collection::vec((0u8..7, 0u8..5, 0u8..9), 0..60)
+        ) {
+            let (mut net, now) = network();
+            for op in ops {
+                apply(&mut net, op, now);
+                for party in [m(0), m(1), h(A), h(B), h(C)] {
+                    let calls = net.calls_of(&party);
+                    let ids: BTreeSet<u8> = calls.iter().map(|c| c.id).collect();
+                    proptest::prop_assert_eq!(ids.len(), calls.len());
+                    let count = |states: &[CallState]| {
+                        calls.iter().filter(|c| states.contains(&c.state)).count()
+                    };
+                    proptest::prop_assert!(count(&[CallState::Dialing, CallState::Alerting]) <= 1);
+                    proptest::prop_assert!(count(&[CallState::Incoming, CallState::Waiting]) <= 1);
+                    let active = count(&[CallState::Active]);
+                    let multiparty = calls.iter().filter(|c| c.multiparty).count();
+                    // Several active calls are one multiparty call.
+                    proptest::prop_assert!(active <= 1 || multiparty >= active);
+                    if let Party::Handset(number) = &party {
+                        proptest::prop_assert!(calls.len() <= 1);
+                        for heard in net.handset_call(number).connected_to {
+                            if [A, B, C].contains(&heard.as_str()) {
+                                proptest::prop_assert!(
+                                    net.handset_call(&heard).connected_to.contains(number)
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -53,6 +53,10 @@ fn router(shared: Shared) -> Router {
         .route("/handsets/{number}/sms", post(handset_sms))
         .route("/handsets/{number}/messages", get(handset_messages))
         .route("/calls/timing", get(call_timing).put(set_call_timing))
+        .route(
+            "/modems/{index}/services",
+            get(call_services).put(set_call_services),
+        )
         .route("/handsets/{number}/dial", post(handset_dial))
         .route("/handsets/{number}/answer", post(handset_answer))
         .route("/handsets/{number}/hangup", post(handset_hangup))
@@ -444,6 +448,47 @@ async fn set_call_timing(
     timing.setup_delay = body.setup_delay_ms.map_or(timing.setup_delay, ms);
     shared.network.set_call_timing(timing);
     timing_json(timing)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServicesBody {
+    chld: Vec<String>,
+}
+
+/// The supplementary services (`+CHLD` values) a SIM's network offers.
+async fn call_services(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    match shared.network.call_services(index) {
+        Ok(chld) => Json(json!({"index": index, "chld": chld})).into_response(),
+        Err(e) => call_error(CallServiceError::Call(e)),
+    }
+}
+
+async fn set_call_services(
+    State(shared): State<Shared>,
+    Path(index): Path<String>,
+    body: Result<Json<ServicesBody>, JsonRejection>,
+) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    match shared.network.set_call_services(index, body.chld.clone()) {
+        Ok(()) => Json(json!({"index": index, "chld": body.chld})).into_response(),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_service",
+            &e.to_string(),
+        ),
+    }
 }
 
 async fn handset_messages(State(shared): State<Shared>, Path(number): Path<String>) -> Response {

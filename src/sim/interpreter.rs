@@ -490,6 +490,9 @@ impl Interpreter {
         self.update_settings(|s| s.radio_on = on);
         if on {
             self.network.retry_held();
+        } else {
+            // The calls end; the network finds the modem unreachable.
+            self.network.drop_modem_calls(self.index);
         }
         Outcome::Ok
     }

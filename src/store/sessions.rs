@@ -489,7 +489,7 @@ impl Store {
         proxy_iccid: String,
         from: PhoneNumber,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.call(move |conn| {
+        self.read(|conn| {
             let id: Option<String> = conn
                 .prepare_cached(
                     "SELECT session_id FROM participants \
@@ -499,7 +499,6 @@ impl Store {
                 .optional()?;
             id.map(|id| session_by_id(conn, &id)).transpose()
         })
-        .await
     }
 
     /// Marks a session active at `now` (its idle TTL restarts).

@@ -536,6 +536,9 @@ fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime
                 );
             };
             r.call_id = Some(line.id);
+            if r.caller.is_none() && line.number.is_none() {
+                return withheld(r.started_at, now);
+            }
             let mut commands = Vec::new();
             if r.caller.is_none()
                 && let Some(number) = &line.number
@@ -635,6 +638,11 @@ fn reject_extras(lines: &[CallLine], ours: Option<u8>, now: OffsetDateTime) -> V
 }
 
 impl Call {
+    /// The session this call belongs to (`None` when forwarded by policy).
+    pub fn session(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
     fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
         CallRecord {
             session: self.session.clone(),
@@ -934,12 +942,28 @@ fn bridged(
             call.caller_leg(&lines);
             (wrap(call), commands, String::new())
         }
-        (Method::Conference, Input::NoCarrier | Input::CallWaiting(_) | Input::Ring) => {
-            (wrap(call), vec![Command::ListCalls], String::new())
-        }
+        // A hint, or the clock: not every model reports a second caller, so
+        // the conference is polled.
+        (
+            Method::Conference,
+            Input::NoCarrier | Input::CallWaiting(_) | Input::Ring | Input::Tick,
+        ) => (wrap(call), vec![Command::ListCalls], String::new()),
         (_, Input::Tick) if method == Method::Transfer && call.timed_out(setup, now) => {
             let record = call.record(Outcome::Failed("transfer not confirmed".into()), now);
             clear(Some(record), now, "transfer timed out")
+        }
+        (Method::Transfer, Input::Calls(lines))
+            if !lines
+                .iter()
+                .any(|l| Some(l.id) == call.caller_call || Some(l.id) == call.other_call) =>
+        {
+            // Both legs left the modem: the transfer happened (its OK lost).
+            let record = call.record(Outcome::Transferred, now);
+            (
+                State::Idle,
+                vec![Command::Record(record)],
+                "both legs gone from the modem".into(),
+            )
         }
         (_, Input::Calls(lines)) => {
             // During a transfer only second callers matter here.

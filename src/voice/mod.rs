@@ -33,6 +33,9 @@
 //! call is over (the interaction: caller side, start, answer, end,
 //! duration, outcome). Each step that changes state returns a
 //! [`Transition`] to log as `old -> new (reason)`.
+//!
+//! The daemon's loop is `crate::daemon::voice` (one desk per SIM, fed by the
+//! router); everything here is pure.
 
 mod machine;
 mod method;

@@ -395,6 +395,13 @@ fn strangers_and_withheld_numbers_are_rejected() {
         (0, calls(&[]), "idle", &["record:rejected"]),
     ];
     run(&setup(&[Method::Transfer]), rows);
+    // No +CLIP at all, and +CLCC shows no number either.
+    let rows: Vec<Row> = vec![
+        (0, Input::Ring, "ringing", &[]),
+        (3, Input::Ring, "ringing", &["AT+CLCC"]),
+        (3, calls(&["+CLCC: 1,1,4,0,0"]), "clearing", &["ATH"]),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
 }
 
 #[test]
@@ -585,4 +592,65 @@ fn methods_come_from_the_profile_and_the_modem() {
         choose_method(&huawei, None),
         Err(NoMethod::NeitherTransferNorConference)
     );
+}
+
+/// A few inputs of every kind, for the property below.
+fn sample_input(pick: u8) -> Input {
+    match pick % 16 {
+        0 => Input::Ring,
+        1 => Input::CallerId(Some(X.into())),
+        2 => Input::CallerId(None),
+        3 => Input::CallWaiting(Some(Z.into())),
+        4 => Input::NoCarrier,
+        5 => Input::Busy,
+        6 => Input::NoAnswer,
+        7 => session(),
+        8 => Input::Session(Lookup::Reject {
+            caller: None,
+            reason: "out of session".into(),
+        }),
+        9 => calls(&["+CLCC: 1,1,4,0,0,\"+15550000001\",145"]),
+        10 => both_legs_up(),
+        11 => calls(&[]),
+        12 => Input::Done(CommandKind::Answer),
+        13 => Input::Done(CommandKind::Hold),
+        14 => Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
+        _ => Input::Tick,
+    }
+}
+
+proptest::proptest! {
+    /// Whatever the modem and the router say, in any order, the bridge
+    /// never panics, and once the modem has no call left it is idle again
+    /// within the clocks' limits, with every call it took on recorded.
+    #[test]
+    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..16, 0..40)) {
+        let mut bridge = Bridge::new(setup(&[Method::Transfer, Method::Conference]));
+        let mut second = 0;
+        for pick in picks {
+            bridge.step(sample_input(pick), T0 + Duration::seconds(second));
+            second += 1;
+        }
+        let end = T0 + Duration::seconds(second);
+        for (offset, input) in [
+            (0, calls(&[])),
+            (0, Input::Done(CommandKind::HangupAll)),
+            (60, Input::Tick),
+            (120, Input::Tick),
+            (180, Input::Tick),
+        ] {
+            bridge.step(input, end + Duration::seconds(offset));
+        }
+        proptest::prop_assert_eq!(bridge.state().name(), "idle");
+    }
+}
+
+#[test]
+fn a_transfer_whose_ok_was_lost_is_seen_in_the_snapshot() {
+    let mut rows = to_alerting();
+    rows.extend([
+        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
+        (11, calls(&[]), "idle", &["record:transferred"][..]),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
 }
