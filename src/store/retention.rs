@@ -25,13 +25,18 @@ pub struct ErasureCounts {
 /// What replaces an erased number in free text.
 const ERASED: &str = "[erased]";
 
+/// How long the auto-reply ledger must remember a sender (at most one
+/// auto-reply per sender per day).
+const AUTO_REPLY_MEMORY_MS: i64 = 24 * 3600 * 1000;
+
 /// Why a message queued before an erasure was never sent.
 const CANCELLED: &str = "erased on request before it was sent";
 
 impl Store {
     /// Erases the message bodies (interaction and outbox bodies, part texts
-    /// and PDUs) of everything created before `cutoff`. Returns how many
-    /// interactions lost their body.
+    /// and PDUs) of everything created before `cutoff`, and forgets the
+    /// strangers the auto-reply ledger remembers from a day before it.
+    /// Returns how many interactions lost their body.
     pub async fn erase_bodies_older_than(
         &self,
         cutoff: OffsetDateTime,
@@ -54,6 +59,12 @@ impl Store {
                 "UPDATE inbound_parts SET text = NULL, pdu_hex = NULL
                  WHERE received_ms < ?1 AND interaction_id IS NOT NULL",
                 params![cutoff],
+            )?;
+            // The ledger only answers "replied in the last day?": older
+            // rows are a list of strangers' numbers and nothing else.
+            tx.execute(
+                "DELETE FROM auto_replies WHERE last_ms < ?1",
+                params![cutoff - AUTO_REPLY_MEMORY_MS],
             )?;
             tx.commit()?;
             empty_wal(conn)?;
@@ -389,6 +400,46 @@ mod tests {
         // B's number stays, and so do the records.
         assert!(!on_disk(&dir, B.trim_start_matches('+')).is_empty());
         assert_eq!(store.interactions(session).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn retention_forgets_auto_replied_strangers_after_a_day_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _session) = store_with_traffic(&dir).await;
+        let policy = OutOfSessionPolicy::AutoReply {
+            text: "No conversation here.".into(),
+        };
+        let part = InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(STRANGER),
+            location: None,
+            pdu_hex: "00".into(),
+            concat: None,
+            text: "who is this?".into(),
+        };
+        let outcome = store.accept_inbound(part, policy, NOW).await.unwrap();
+        assert!(
+            matches!(outcome, InboundOutcome::AutoReplied { .. }),
+            "{outcome:?}"
+        );
+        let ledger = |dir: &tempfile::TempDir| -> i64 {
+            Connection::open(dir.path().join("simmask.db"))
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM auto_replies", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(ledger(&dir), 1);
+        // Within the day after the cutoff the ledger still counts.
+        store
+            .erase_bodies_older_than(NOW + time::Duration::hours(23))
+            .await
+            .unwrap();
+        assert_eq!(ledger(&dir), 1);
+        store
+            .erase_bodies_older_than(NOW + time::Duration::hours(25))
+            .await
+            .unwrap();
+        assert_eq!(ledger(&dir), 0);
     }
 
     #[tokio::test]
