@@ -43,7 +43,8 @@ pub enum AtError {
     Stopped,
     #[error("modem port i/o: {0}")]
     Io(String),
-    #[error("parsing {command} response {line:?}: {reason}")]
+    // The line may hold a caller's number or a whole PDU: shown redacted.
+    #[error("parsing {command} response {:?}: {reason}", crate::number::redact_text(.line))]
     Parse {
         command: &'static str,
         line: String,
@@ -133,7 +134,20 @@ fn split_code(raw: &str) -> (Option<u16>, String) {
 
 #[cfg(test)]
 mod tests {
-    use super::AtError;
+    use super::*;
+
+    #[test]
+    fn a_parse_error_names_the_command_but_not_the_caller() {
+        let error = AtError::Parse {
+            command: "+CLCC",
+            line: r#"+CLCC: 1,1,4,0,0,"+447911123456",145"#.into(),
+            reason: "bad state".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            r#"parsing +CLCC response "+CLCC: 1,1,4,0,0,\"+*********456\",145": bad state"#
+        );
+    }
 
     #[test]
     fn errors_read_as_the_modem_said_them() {
