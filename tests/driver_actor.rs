@@ -3,7 +3,7 @@
 
 mod driver_common;
 
-use simmask::modem::actor::{ModemOptions, spawn_modem};
+use simmask::modem::actor::{ModemEvent, ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
 use simmask::modem::parse::RegistrationStatus;
 use simmask::modem::profile::Profiles;
@@ -151,4 +151,31 @@ async fn a_refused_submit_is_a_typed_message_service_error() {
         .expect("the modem is fine after a refusal");
     assert_eq!(sim.wait_messages(handset, 1).await.len(), 1);
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_ending_in_the_same_read_as_the_dials_ok_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyUSB0");
+    let _modem = driver_common::scripted::ScriptedModem::plug(&link, "8944000000000000034", None);
+    let spawned = spawn_modem(
+        link.to_str().expect("path"),
+        ModemOptions::new(Profiles::builtin()),
+    )
+    .await
+    .expect("spawn");
+    let (handle, mut events) = (spawned.handle, spawned.events);
+    handle.dial("+15550700003").await.expect("the dial's OK");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(ModemEvent::Busy) => return,
+                Some(_) => {}
+                None => panic!("actor gone"),
+            }
+        }
+    })
+    .await;
+    assert!(event.is_ok(), "BUSY after the OK was lost");
+    handle.shutdown();
 }

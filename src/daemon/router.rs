@@ -105,6 +105,13 @@ impl Router {
             BankEvent::SimUp { iccid } => self.sim_up(iccid).await,
             BankEvent::SimDown { iccid, reason } => {
                 tracing::warn!(%iccid, %reason, "SIM down");
+                // Unplugged or reset, the modem lost its calls: the voice
+                // desk records the call in progress as cut off.
+                if let Some(desk) = self.voice.get(&iccid)
+                    && desk.send(ModemEvent::Unplugged).await.is_err()
+                {
+                    tracing::warn!(%iccid, "the voice desk stopped");
+                }
                 self.save_status(&iccid).await;
                 let imei = self
                     .bank

@@ -127,14 +127,16 @@ impl Desk {
                     queue.push_back(reply);
                 }
             }
-            if self
-                .bridge
-                .as_ref()
-                .is_some_and(|b| b.state().name() == "idle")
-            {
-                // The next call sees the SIM's capabilities as they are then.
-                self.bridge = None;
-            }
+        }
+        // Only once the replies are in: an idle bridge may still have asked
+        // for a snapshot (a call it never saw ended).
+        if self
+            .bridge
+            .as_ref()
+            .is_some_and(|b| b.state().name() == "idle")
+        {
+            // The next call sees the SIM's capabilities as they are then.
+            self.bridge = None;
         }
     }
 
@@ -314,6 +316,7 @@ fn inputs_of(event: ModemEvent) -> Vec<Input> {
         ModemEvent::Ring { caller } => vec![Input::Ring, Input::CallerId(caller)],
         ModemEvent::CallsChanged => vec![Input::NoCarrier],
         ModemEvent::Busy => vec![Input::Busy],
+        ModemEvent::Unplugged => vec![Input::ModemLost],
         _ => Vec::new(),
     }
 }

@@ -66,6 +66,9 @@ pub enum Input {
     Failed(CommandKind, String),
     /// About once a second.
     Tick,
+    /// The modem went away (unplugged, reset): its calls went with it, the
+    /// network dropped every leg, and no AT command will reach it.
+    ModemLost,
 }
 
 impl fmt::Debug for Input {
@@ -83,6 +86,7 @@ impl fmt::Debug for Input {
             Input::Done(kind) => write!(f, "Done({kind:?})"),
             Input::Failed(kind, error) => write!(f, "Failed({kind:?}, {error:?})"),
             Input::Tick => f.write_str("Tick"),
+            Input::ModemLost => f.write_str("ModemLost"),
         }
     }
 }
@@ -274,6 +278,9 @@ pub struct Call {
     answered_at: Option<OffsetDateTime>,
     /// Methods still to try, best first.
     methods: Vec<Method>,
+    /// A step the modem did not confirm (its `OK` lost, or an error after
+    /// the fact): the next `+CLCC` snapshot says whether it took effect.
+    unconfirmed: Option<String>,
 }
 
 /// Releasing every call; the record waits for the modem to be idle.
@@ -379,6 +386,19 @@ fn stay(state: State) -> Decision {
 /// The transition function: the next state and the commands for `input`.
 pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> Step {
     let from = state.name();
+    if input == Input::ModemLost {
+        let (next, commands, reason) = modem_lost(state, now);
+        let transition = (next.name() != from).then(|| Transition {
+            from,
+            to: next.name(),
+            reason,
+        });
+        return Step {
+            state: next,
+            commands,
+            transition,
+        };
+    }
     let (next, commands, reason) = match state {
         State::Idle => idle(input, now),
         State::Ringing(ringing) => ringing_step(setup, ringing, input, now),
@@ -400,6 +420,28 @@ pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> S
         commands,
         transition,
     }
+}
+
+/// Any state, once the modem is gone: nothing is left to release, so the
+/// call is over now and recorded as cut off.
+fn modem_lost(state: State, now: OffsetDateTime) -> Decision {
+    const WHY: &str = "the modem went away mid-call";
+    let record = match state {
+        State::Idle => return stay(State::Idle),
+        State::Ringing(r) => Some(r.record(Outcome::Failed(WHY.into()), now)),
+        State::Answered(call)
+        | State::HoldingCaller(call)
+        | State::DialingOther(call)
+        | State::AlertingOther(call)
+        | State::Bridged(call, _) => Some(call.record(Outcome::Failed(WHY.into()), now)),
+        // It was ending anyway: keep the outcome it was ending with.
+        State::Clearing(c) => c.record,
+    };
+    (
+        State::Idle,
+        record.into_iter().map(Command::Record).collect(),
+        WHY.into(),
+    )
 }
 
 fn idle(input: Input, now: OffsetDateTime) -> Decision {
@@ -431,6 +473,10 @@ fn idle(input: Input, now: OffsetDateTime) -> Decision {
             (State::Ringing(ringing), commands, "+CLIP".into())
         }
         Input::CallerId(None) => withheld(now, now),
+        // A call ended that this bridge never saw begin (the daemon
+        // restarted mid-call): the snapshot shows what is left to clear, such
+        // as the other side of a conference, alone with the modem.
+        Input::NoCarrier => (State::Idle, vec![Command::ListCalls], String::new()),
         Input::Calls(lines) => {
             if let Some(line) = lines
                 .iter()
@@ -486,19 +532,7 @@ fn clear(record: Option<CallRecord>, now: OffsetDateTime, reason: &str) -> Decis
 
 fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime) -> Decision {
     let over = |r: &Ringing, outcome: Outcome, reason: &str| -> Decision {
-        let record = CallRecord {
-            session: None,
-            caller: r
-                .caller
-                .as_ref()
-                .and_then(|c| PhoneNumber::from_e164(&c.0).ok()),
-            other: None,
-            started_at: r.started_at,
-            answered_at: None,
-            ended_at: now,
-            duration: None,
-            outcome,
-        };
+        let record = r.record(outcome, now);
         (State::Idle, vec![Command::Record(record)], reason.into())
     };
     match input {
@@ -593,6 +627,7 @@ fn ringing_step(setup: &Setup, mut r: Ringing, input: Input, now: OffsetDateTime
                     dialed_at: None,
                     dial_confirmed: false,
                     answered_at: None,
+                    unconfirmed: None,
                     methods: methods.clone(),
                 };
                 let reason = if call.session.is_some() {
@@ -635,6 +670,25 @@ fn reject_extras(lines: &[CallLine], ours: Option<u8>, now: OffsetDateTime) -> V
         }));
     }
     commands
+}
+
+impl Ringing {
+    /// The record of a call that ended before the router decided.
+    fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
+        CallRecord {
+            session: None,
+            caller: self
+                .caller
+                .as_ref()
+                .and_then(|c| PhoneNumber::from_e164(&c.0).ok()),
+            other: None,
+            started_at: self.started_at,
+            answered_at: None,
+            ended_at: now,
+            duration: None,
+            outcome,
+        }
+    }
 }
 
 impl Call {
@@ -737,19 +791,37 @@ fn answered(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Dec
                 .is_some_and(|l| l.state == CallState::Active);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if active {
+                call.unconfirmed = None;
                 let (state, hold, reason) = holding(call);
                 commands.extend(hold);
                 (state, commands, reason)
+            } else if let Some(why) = call.unconfirmed.take() {
+                unconfirmed(&call, why, now)
             } else {
                 (State::Answered(call), commands, String::new())
             }
         }
         Input::Failed(CommandKind::Answer, error) => {
-            let record = call.record(Outcome::Failed(format!("answer: {error}")), now);
-            clear(Some(record), now, "answer failed")
+            call.unconfirmed = Some(format!("answer: {error}"));
+            (
+                State::Answered(call),
+                vec![Command::ListCalls],
+                String::new(),
+            )
+        }
+        Input::Failed(CommandKind::ListCalls, _) if call.unconfirmed.is_some() => {
+            let why = call.unconfirmed.take().unwrap_or_default();
+            unconfirmed(&call, why, now)
         }
         _ => stay(State::Answered(call)),
     }
+}
+
+/// A step failed and the snapshot shows it did not take effect either:
+/// release the caller, recording the modem's error.
+fn unconfirmed(call: &Call, why: String, now: OffsetDateTime) -> Decision {
+    let reason = format!("{} failed", why.split(':').next().unwrap_or("a step"));
+    clear(Some(call.record(Outcome::Failed(why), now)), now, &reason)
 }
 
 fn holding(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Decision {
@@ -774,16 +846,27 @@ fn holding(setup: &Setup, call: Call, input: Input, now: OffsetDateTime) -> Deci
                 .is_some_and(|l| l.state == CallState::Held);
             let mut commands = reject_extras(&lines, call.caller_call, now);
             if held {
+                call.unconfirmed = None;
                 let (state, dial, reason) = dial(call);
                 commands.extend(dial);
                 (state, commands, reason)
+            } else if let Some(why) = call.unconfirmed.take() {
+                unconfirmed(&call, why, now)
             } else {
                 (State::HoldingCaller(call), commands, String::new())
             }
         }
         Input::Failed(CommandKind::Hold, error) => {
-            let record = call.record(Outcome::Failed(format!("hold: {error}")), now);
-            clear(Some(record), now, "hold failed")
+            call.unconfirmed = Some(format!("hold: {error}"));
+            (
+                State::HoldingCaller(call),
+                vec![Command::ListCalls],
+                String::new(),
+            )
+        }
+        Input::Failed(CommandKind::ListCalls, _) if call.unconfirmed.is_some() => {
+            let why = call.unconfirmed.take().unwrap_or_default();
+            unconfirmed(&call, why, now)
         }
         _ => stay(State::HoldingCaller(call)),
     }

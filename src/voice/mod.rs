@@ -26,6 +26,8 @@
 //! - every command it asked for reports back as [`Input::Done`] or
 //!   [`Input::Failed`], in order,
 //! - a timer sends [`Input::Tick`] about once a second,
+//! - the SIM going down (unplugged, reset) sends [`Input::ModemLost`]: the
+//!   call is recorded as cut off and the bridge is idle at once,
 //! - the router answers [`Command::LookupSession`] with [`Input::Session`].
 //!
 //! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT

@@ -517,12 +517,21 @@ fn commands_that_fail_or_hang_release_the_caller() {
         (
             0,
             Input::Failed(CommandKind::Hold, "ERROR".into()),
+            "holding-caller",
+            &["AT+CLCC"],
+        ),
+        // The snapshot shows the caller still active: the hold did not take.
+        (
+            0,
+            calls(&["+CLCC: 1,1,0,0,0,\"+15550000001\",145"]),
             "clearing",
             &["ATH"],
         ),
         (30, Input::Tick, "idle", &["record:failed"]),
     ];
-    run(&setup(&[Method::Transfer]), rows);
+    let (records, log) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].outcome, Outcome::Failed("hold: ERROR".into()));
+    assert_eq!(log[3], "holding-caller -> clearing (hold failed)");
     let rows: Vec<Row> = vec![
         (
             0,
@@ -563,8 +572,20 @@ fn stray_calls_while_idle_are_released() {
             &["ATH"],
         ),
         (0, Input::Done(CommandKind::HangupAll), "idle", &[]),
-        (1, Input::NoCarrier, "idle", &[]),
         (1, Input::Tick, "idle", &[]),
+        // One side of a call begun before a restart hangs up: the snapshot
+        // shows the other side still on the line, which is released.
+        (2, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            2,
+            calls(&["+CLCC: 2,0,0,0,1,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"],
+        ),
+        (2, Input::Done(CommandKind::HangupAll), "idle", &[]),
+        // Nothing left: nothing to do.
+        (3, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (3, calls(&[]), "idle", &[]),
     ];
     run(&setup(&[Method::Transfer]), rows);
 }
@@ -594,9 +615,58 @@ fn methods_come_from_the_profile_and_the_modem() {
     );
 }
 
+#[test]
+fn a_lost_modem_ends_the_call_at_once_whatever_the_state() {
+    let cut_off = Outcome::Failed("the modem went away mid-call".into());
+    // Idle: nothing to record.
+    run(
+        &setup(&[Method::Transfer]),
+        vec![(0, Input::ModemLost, "idle", &[])],
+    );
+    // Ringing, before the router decided.
+    let (records, log) = run(
+        &setup(&[Method::Transfer]),
+        vec![
+            (0, Input::Ring, "ringing", &[]),
+            (1, Input::ModemLost, "idle", &["record:failed"]),
+        ],
+    );
+    assert_eq!(records[0].outcome, cut_off);
+    assert_eq!(log[1], "ringing -> idle (the modem went away mid-call)");
+    // The other side ringing: no ATH (it could not reach the modem).
+    let mut rows = to_alerting();
+    rows.push((5, Input::ModemLost, "idle", &["record:failed"][..]));
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].outcome, cut_off);
+    assert_eq!(records[0].answered_at, None);
+    assert_eq!(records[0].other, Some(number(Y)));
+    // A conference under way: its length so far is kept.
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            10,
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (40, Input::ModemLost, "idle", &["record:failed"][..]),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].duration, Some(Duration::seconds(30)));
+    // Already clearing after a busy: the record keeps why it ended.
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, Input::Busy, "clearing", &["ATH"][..]),
+        (6, Input::ModemLost, "idle", &["record:busy"][..]),
+        // Whatever the port says later starts from idle.
+        (7, Input::Done(CommandKind::HangupAll), "idle", &[][..]),
+    ]);
+    run(&setup(&[Method::Transfer]), rows);
+}
+
 /// A few inputs of every kind, for the property below.
 fn sample_input(pick: u8) -> Input {
-    match pick % 16 {
+    match pick % 17 {
         0 => Input::Ring,
         1 => Input::CallerId(Some(X.into())),
         2 => Input::CallerId(None),
@@ -615,6 +685,7 @@ fn sample_input(pick: u8) -> Input {
         12 => Input::Done(CommandKind::Answer),
         13 => Input::Done(CommandKind::Hold),
         14 => Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
+        15 => Input::ModemLost,
         _ => Input::Tick,
     }
 }
@@ -624,7 +695,7 @@ proptest::proptest! {
     /// never panics, and once the modem has no call left it is idle again
     /// within the clocks' limits, with every call it took on recorded.
     #[test]
-    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..16, 0..40)) {
+    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..17, 0..40)) {
         let mut bridge = Bridge::new(setup(&[Method::Transfer, Method::Conference]));
         let mut second = 0;
         for pick in picks {
@@ -653,4 +724,76 @@ fn a_transfer_whose_ok_was_lost_is_seen_in_the_snapshot() {
         (11, calls(&[]), "idle", &["record:transferred"][..]),
     ]);
     run(&setup(&[Method::Transfer]), rows);
+}
+
+#[test]
+fn a_step_whose_ok_was_lost_goes_on_when_the_snapshot_shows_it_done() {
+    let timeout = || "timed out after 20s".to_string();
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            20,
+            Input::Failed(CommandKind::Answer, timeout()),
+            "answered",
+            &["AT+CLCC"],
+        ),
+        (
+            20,
+            calls(&["+CLCC: 1,1,0,0,0,\"+15550000001\",145"]),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+        (
+            40,
+            Input::Failed(CommandKind::Hold, timeout()),
+            "holding-caller",
+            &["AT+CLCC"],
+        ),
+        (
+            40,
+            calls(&["+CLCC: 1,1,1,0,0,\"+15550000001\",145"]),
+            "dialing-other",
+            &["ATD+15550000002;"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    // No snapshot to be had either: the caller is released.
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, session(), "answered", &["ATA"]),
+        (
+            20,
+            Input::Failed(CommandKind::Answer, timeout()),
+            "answered",
+            &["AT+CLCC"],
+        ),
+        (
+            25,
+            Input::Failed(CommandKind::ListCalls, timeout()),
+            "clearing",
+            &["ATH"],
+        ),
+        (
+            25,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:failed"],
+        ),
+    ];
+    let (records, _) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::Failed("answer: timed out after 20s".into())
+    );
 }

@@ -80,6 +80,9 @@ fn answer(line: &str, unlocked: &mut bool, script: &Script) -> String {
         _ if !*unlocked && (line.starts_with("AT+CIMI") || line.starts_with("AT+CM")) => {
             "\r\n+CME ERROR: SIM PIN required\r\n".into()
         }
+        // The callee is busy at once: the dial's OK and the call's end
+        // come out together.
+        _ if line.starts_with("ATD") => "\r\nOK\r\n\r\nBUSY\r\n".into(),
         _ => "\r\nOK\r\n".into(),
     }
 }
