@@ -99,8 +99,9 @@ impl Store {
                  WHERE to_number IS NOT NULL AND state IN ('sent', 'failed') AND created_ms < ?1",
                 params![cutoff],
             )?;
+            // A received PDU carries its sender too.
             tx.execute(
-                "UPDATE inbound_parts SET sender = NULL
+                "UPDATE inbound_parts SET sender = NULL, pdu_hex = NULL
                  WHERE sender IS NOT NULL AND interaction_id IS NOT NULL AND received_ms < ?1",
                 params![cutoff],
             )?;
