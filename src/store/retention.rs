@@ -492,6 +492,18 @@ mod tests {
     async fn numbers_of_sessions_ended_long_ago_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
+        let part = InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(A),
+            location: None,
+            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(A)),
+            concat: None,
+            text: "hello".into(),
+        };
+        store
+            .accept_inbound(part, OutOfSessionPolicy::Reject, NOW)
+            .await
+            .unwrap();
         while let Some(item) = store.claim_next_due(PROXY.into(), NOW).await.unwrap() {
             store.mark_sent(item.id, vec![1], NOW).await.unwrap();
         }
@@ -513,9 +525,10 @@ mod tests {
         for number in [A, B] {
             assert_eq!(on_disk(&dir, &digits(number)), Vec::<String>::new());
         }
+        assert_eq!(on_disk(&dir, &semi_octets(A)), Vec::<String>::new());
         let record = store.session(session.clone()).await.unwrap();
         assert_eq!(record.participants, [None, None]);
-        assert_eq!(store.interactions(session).await.unwrap().len(), 2);
+        assert_eq!(store.interactions(session).await.unwrap().len(), 3);
         assert_eq!(store.forget_numbers_older_than(later).await.unwrap(), 0);
     }
 
