@@ -119,6 +119,11 @@ pub struct Sessions {
     /// expiry at once regardless). Default 30.
     #[serde(default = "default_sweep")]
     pub sweep_interval_seconds: u64,
+    /// Days after a session ends before its participants' numbers are
+    /// forgotten (out-of-session senders likewise, counted from their
+    /// message); the records stay. Absent: kept until `simmask erase`.
+    #[serde(default)]
+    pub forget_numbers_days: Option<u32>,
 }
 
 impl Default for Sessions {
@@ -127,6 +132,7 @@ impl Default for Sessions {
             default_ttl_seconds: 0,
             sticky: true,
             sweep_interval_seconds: default_sweep(),
+            forget_numbers_days: None,
         }
     }
 }
@@ -398,6 +404,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
         assert_eq!(config.sms.per_minute, 10);
         assert_eq!(config.sms.retention_days, 7);
         assert!(config.sessions.sticky);
+        assert_eq!(config.sessions.forget_numbers_days, None);
         assert_eq!(config.out_of_session, OutOfSessionPolicy::Reject);
         assert!(config.sims.is_empty());
     }
@@ -408,6 +415,9 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             "{MINIMAL}
 [numbers]
 default_region = \"GB\"
+
+[sessions]
+forget_numbers_days = 90
 
 [sms]
 per_minute = 4
@@ -425,6 +435,7 @@ pin = \"1234\"
         );
         let config = Config::parse(&text, "simmask.toml").unwrap();
         assert_eq!(config.sms.per_minute, 4);
+        assert_eq!(config.sessions.forget_numbers_days, Some(90));
         assert!(matches!(
             config.out_of_session,
             OutOfSessionPolicy::Forward { .. }

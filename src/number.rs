@@ -168,15 +168,34 @@ pub fn redact_text(text: &str) -> String {
         let run = &rest[start..start + run_len];
         if run_len >= PDU_HEX_DIGITS {
             out.push_str(&format!("<{run_len} hex digits>"));
-        } else if run_len >= NUMBER_DIGITS && run.chars().all(|c| c.is_ascii_digit()) {
-            out.push_str(&redact(run));
         } else {
-            out.push_str(run);
+            // Digits glued to hex letters (`ATD4479…`) are still a number.
+            for (is_digit, piece) in split_digits(run) {
+                if is_digit && piece.len() >= NUMBER_DIGITS {
+                    out.push_str(&redact(piece));
+                } else {
+                    out.push_str(piece);
+                }
+            }
         }
         rest = &rest[start + run_len..];
     }
     out.push_str(rest);
     out
+}
+
+/// `text` cut into its runs of digits and of other characters, in order.
+fn split_digits(text: &str) -> impl Iterator<Item = (bool, &str)> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let digit = rest.chars().next()?.is_ascii_digit();
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() != digit)
+            .unwrap_or(rest.len());
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some((digit, piece))
+    })
 }
 
 impl fmt::Debug for PhoneNumber {
@@ -271,6 +290,8 @@ mod tests {
             ),
             "+CMGR: 0,,24 | <62 hex digits>"
         );
+        // Glued to a hex letter, still a number.
+        assert_eq!(redact_text("ATD447911123456;"), "ATD*********456;");
         // Short fields are not numbers.
         assert_eq!(
             redact_text("+CSQ: 99,99 | ERROR 500"),
@@ -283,5 +304,29 @@ mod tests {
     fn errors_do_not_leak_the_number() {
         let error = PhoneNumber::parse("07700900123", None).unwrap_err();
         assert!(!error.to_string().contains("7700900"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod redaction_properties {
+    use proptest::prelude::*;
+
+    use super::redact_text;
+
+    proptest! {
+        /// Wherever a number sits in modem text (digit-free around it, so
+        /// the prefix cannot come from elsewhere), all but its last three
+        /// digits are gone.
+        #[test]
+        fn no_number_survives_redaction(
+            before in "[ -/:-~]{0,30}",
+            digits in "[1-9][0-9]{6,14}",
+            after in "[ -/:-~]{0,30}",
+        ) {
+            let text = format!("{before}{digits}{after}");
+            let shown = redact_text(&text);
+            let hidden = &digits[..digits.len() - 3];
+            prop_assert!(!shown.contains(hidden), "{text:?} -> {shown:?}");
+        }
     }
 }

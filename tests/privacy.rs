@@ -312,3 +312,62 @@ fn the_leak_finder_sees_every_form_of_a_number() {
     );
     assert!(leaks(log, B).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_of_ended_sessions_are_forgotten_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    sim.handset_sms(A, &proxy, "see you").await;
+    assert_eq!(
+        sim.wait_messages(B, 1, Duration::from_secs(30)).await.len(),
+        1
+    );
+    let id = session["id"].as_str().unwrap();
+    let closed = common::client()
+        .delete(format!("{}/api/v1/sessions/{id}", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success());
+    let mut daemon = daemon;
+    assert!(daemon.process.terminate(), "a clean exit on SIGTERM");
+    drop(daemon);
+    // Kept by default, across a restart.
+    let daemon = Daemon::start(&config, port, 1).await;
+    let record = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(record["participants"], json!([A, B]), "{record}");
+    let mut daemon = daemon;
+    assert!(daemon.process.terminate());
+    drop(daemon);
+
+    // Configured to forget at once: the retention sweep at start-up does.
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        "forget_numbers_days = 0\n", // lands in [sessions], the last section
+    );
+    let daemon = Daemon::start(&config, port, 1).await;
+    let record = wait_until(
+        "the numbers are forgotten",
+        async || daemon.get(&format!("/api/v1/sessions/{id}")).await,
+        |record| record["participants"] == json!(["[erased]", "[erased]"]),
+    )
+    .await;
+    assert_eq!(record["status"], "closed", "{record}");
+    let interactions = daemon
+        .get(&format!("/api/v1/sessions/{id}/interactions"))
+        .await;
+    let list = interactions
+        .as_array()
+        .or_else(|| interactions["interactions"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(list.len(), 1, "the record stays: {interactions}");
+}

@@ -21,7 +21,9 @@ pub mod doctor;
 /// Errors of the shell commands, each naming what the operator gave.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
-    #[error("participant {input:?}: {reason}")]
+    // Shown redacted like every number (the reason already is): stderr
+    // of scripted runs ends up in the journal.
+    #[error("participant {:?}: {reason}", crate::number::redact(.input))]
     Number { input: String, reason: String },
     #[error("--{flag} {input:?}: {reason}")]
     Duration {
@@ -178,4 +180,21 @@ pub fn backup(config: &Config, out: &Path) -> Result<Value, AdminError> {
     Store::backup_file(&config.store.path, out)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(json!({"backup": out.display().to_string(), "bytes": bytes}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_number_is_named_without_being_repeated() {
+        let error = AdminError::Number {
+            input: "+44 7911 1234567".into(),
+            reason: "too long".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "participant \"+** **** ****567\": too long"
+        );
+    }
 }

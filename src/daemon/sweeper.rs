@@ -70,6 +70,14 @@ pub async fn run(
                     Ok(erased) => tracing::info!(erased, days, "message bodies past retention erased"),
                     Err(error) => tracing::error!(%error, "retention sweep failed"),
                 }
+                if let Some(days) = config.sessions.forget_numbers_days {
+                    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+                    match store.forget_numbers_older_than(cutoff).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, days, "numbers of sessions ended long ago forgotten"),
+                        Err(error) => tracing::error!(%error, "forgetting old numbers failed"),
+                    }
+                }
             }
         }
     }

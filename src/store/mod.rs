@@ -74,7 +74,7 @@ pub enum StoreError {
     Corrupt(String),
     #[error(
         "erasure committed, but the write-ahead log still holds the erased data \
-         (another connection kept reading); run the erasure again"
+         (another connection kept reading): run it again to overwrite it"
     )]
     WalBusy,
 }

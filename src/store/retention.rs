@@ -73,6 +73,52 @@ impl Store {
         .await
     }
 
+    /// Data minimisation: forgets who took part in sessions that ended before
+    /// `cutoff` and who sent or received out-of-session traffic before it.
+    /// The records stay (times, statuses, counts), their numbers go, as in
+    /// an erasure. Returns how many participants were forgotten.
+    pub async fn forget_numbers_older_than(
+        &self,
+        cutoff: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let cutoff = to_ms(cutoff);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            const ENDED: &str = "SELECT id FROM sessions WHERE status != 'open' AND ended_ms < ?1";
+            tx.execute(
+                &format!(
+                    "UPDATE interactions SET from_number = NULL, to_number = NULL
+                     WHERE (from_number IS NOT NULL OR to_number IS NOT NULL)
+                       AND (session_id IN ({ENDED})
+                            OR (session_id IS NULL AND created_ms < ?1))"
+                ),
+                params![cutoff],
+            )?;
+            tx.execute(
+                "UPDATE outbox SET to_number = NULL
+                 WHERE to_number IS NOT NULL AND state IN ('sent', 'failed') AND created_ms < ?1",
+                params![cutoff],
+            )?;
+            // A received PDU carries its sender too.
+            tx.execute(
+                "UPDATE inbound_parts SET sender = NULL, pdu_hex = NULL
+                 WHERE sender IS NOT NULL AND interaction_id IS NOT NULL AND received_ms < ?1",
+                params![cutoff],
+            )?;
+            let forgotten = tx.execute(
+                &format!(
+                    "UPDATE participants SET number = ?2 || session_id || ':' || position
+                     WHERE number NOT LIKE ?2 || '%' AND session_id IN ({ENDED})"
+                ),
+                params![cutoff, ERASED_PARTICIPANT],
+            )?;
+            tx.commit()?;
+            empty_wal(conn)?;
+            Ok(forgotten)
+        })
+        .await
+    }
+
     /// A data-protection request: removes every body exchanged with `number`
     /// and every occurrence of the number itself, in one transaction. Its
     /// open sessions are closed at `now`. The audit trail records that
@@ -440,6 +486,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ledger(&dir), 0);
+    }
+
+    #[tokio::test]
+    async fn numbers_of_sessions_ended_long_ago_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_traffic(&dir).await;
+        let part = InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(A),
+            location: None,
+            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(A)),
+            concat: None,
+            text: "hello".into(),
+        };
+        store
+            .accept_inbound(part, OutOfSessionPolicy::Reject, NOW)
+            .await
+            .unwrap();
+        while let Some(item) = store.claim_next_due(PROXY.into(), NOW).await.unwrap() {
+            store.mark_sent(item.id, vec![1], NOW).await.unwrap();
+        }
+        let digits = |number: &str| number.trim_start_matches('+').to_string();
+        // Still open: nothing is forgotten, however late the cutoff.
+        let later = NOW + time::Duration::days(30);
+        assert_eq!(store.forget_numbers_older_than(later).await.unwrap(), 0);
+        assert!(!on_disk(&dir, &digits(A)).is_empty());
+
+        store
+            .close_session(session.clone(), "test".into(), NOW)
+            .await
+            .unwrap();
+        // Ended after the cutoff: kept.
+        assert_eq!(store.forget_numbers_older_than(NOW).await.unwrap(), 0);
+        assert!(!on_disk(&dir, &digits(B)).is_empty());
+        // Ended before it: both numbers go, the records stay.
+        assert_eq!(store.forget_numbers_older_than(later).await.unwrap(), 2);
+        for number in [A, B] {
+            assert_eq!(on_disk(&dir, &digits(number)), Vec::<String>::new());
+        }
+        assert_eq!(on_disk(&dir, &semi_octets(A)), Vec::<String>::new());
+        let record = store.session(session.clone()).await.unwrap();
+        assert_eq!(record.participants, [None, None]);
+        assert_eq!(store.interactions(session).await.unwrap().len(), 3);
+        assert_eq!(store.forget_numbers_older_than(later).await.unwrap(), 0);
     }
 
     #[tokio::test]
