@@ -342,6 +342,15 @@ async fn commands_sent(sim: &Sim, index: usize) -> Vec<String> {
         .collect()
 }
 
+/// How many `AT+CLCC` the daemon sent to modem 0.
+async fn snapshots(sim: &Sim) -> usize {
+    commands_sent(sim, 0)
+        .await
+        .iter()
+        .filter(|line| *line == "AT+CLCC")
+        .count()
+}
+
 /// `caller` dials the proxy and is hung up on; the proxy dials nobody.
 async fn refused_without_dialing(sim: &Sim, proxy: &str, caller: &str, why: &str) {
     handset(sim, caller, "dial", json!({"to": proxy})).await;
@@ -686,6 +695,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     // The daemon stops mid-conference; the network keeps the call up.
     bridge(&sim, &proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
+    let snapshots_before = snapshots(&sim).await;
     let port: u16 = daemon
         .url
         .rsplit(':')
@@ -694,6 +704,17 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         .expect("port");
     // The restarted daemon is kept alive to the end of the test.
     let _restarted = Daemon::start(&daemon.config, port, 1).await;
+    // Back up, the daemon reads the modem's calls: a conference between the
+    // two sides is theirs, and is left alone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while snapshots(&sim).await <= snapshots_before {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted daemon never read the calls"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for (number, other) in [(A, B), (B, A)] {
         let call = call_of(&sim, number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
@@ -705,4 +726,31 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
     bridge(&sim, &proxy, B, A).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_half_made_when_the_daemon_died_is_released_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+
+    // The daemon dies while B's phone rings and A waits on hold.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    daemon.process.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(daemon);
+    assert_eq!(call_of(&sim, A).await["state"], "held");
+
+    // Back up, it finds the modem's calls that nobody bridges and releases
+    // them, rather than leaving A on hold and B ringing for nothing.
+    let _restarted = Daemon::start(&config, port, 1).await;
+    for number in [A, B] {
+        let call = wait_call(&sim, number, "was released", |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
+    }
+    bridge(&sim, &proxy, A, B).await;
 }
