@@ -149,6 +149,36 @@ pub fn redact(number: &str) -> String {
         .collect()
 }
 
+/// Hides the phone numbers and PDUs inside free text from a modem (an AT
+/// response line quoted in an error), so the text can be logged: a run of 7
+/// or more digits is a number (see [`redact`]), and a run of 16 or more
+/// hexadecimal digits is a PDU, which carries addresses and the message
+/// itself, so only its length is kept. Shorter fields (indices, codes,
+/// times) stay readable.
+pub fn redact_text(text: &str) -> String {
+    const NUMBER_DIGITS: usize = 7;
+    const PDU_HEX_DIGITS: usize = 16;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        out.push_str(&rest[..start]);
+        let run_len = rest[start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - start);
+        let run = &rest[start..start + run_len];
+        if run_len >= PDU_HEX_DIGITS {
+            out.push_str(&format!("<{run_len} hex digits>"));
+        } else if run_len >= NUMBER_DIGITS && run.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&redact(run));
+        } else {
+            out.push_str(run);
+        }
+        rest = &rest[start + run_len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", redact(&self.0))
@@ -220,6 +250,33 @@ mod tests {
         assert!(PhoneNumber::parse("+999123", None).is_err());
         assert!(PhoneNumber::from_e164("+0123").is_err());
         assert!(PhoneNumber::from_e164("+1234567890123456").is_err());
+    }
+
+    #[test]
+    fn numbers_and_pdus_in_modem_text_are_hidden_and_the_rest_kept() {
+        // 3GPP TS 27.007 §7.18 (+CLCC) and §7.6 (+CLIP) carry the number.
+        assert_eq!(
+            redact_text(r#"+CLCC: 1,1,4,0,0,"+447911123456",145"#),
+            r#"+CLCC: 1,1,4,0,0,"+*********456",145"#
+        );
+        assert_eq!(
+            redact_text(r#"+CLIP: "07911123456",129,,,,0"#),
+            r#"+CLIP: "********456",129,,,,0"#
+        );
+        // A received SMS PDU (3GPP TS 23.040 §9.2.2.1) from +27821234567
+        // saying "Test2": python-gsmmodem test/test_pdu.py, test_decode[0].
+        assert_eq!(
+            redact_text(
+                "+CMGR: 0,,24 | 06917228195339040B917228214365F700003130805120618005D4F29C2E03"
+            ),
+            "+CMGR: 0,,24 | <62 hex digits>"
+        );
+        // Short fields are not numbers.
+        assert_eq!(
+            redact_text("+CSQ: 99,99 | ERROR 500"),
+            "+CSQ: 99,99 | ERROR 500"
+        );
+        assert_eq!(redact_text(""), "");
     }
 
     #[test]

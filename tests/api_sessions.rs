@@ -163,12 +163,22 @@ async fn listing_filters_pages_and_searches_by_participant_in_the_body() {
         .send(
             Method::POST,
             "/api/v1/sessions/search",
-            Some(&api.viewer),
+            Some(&api.admin),
             Some(json!({"participant": "+447911000001"})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{found}");
     assert_eq!(found["sessions"].as_array().unwrap().len(), 2);
+    // A viewer, who sees numbers masked, cannot look one up whole.
+    let (status, refused) = api
+        .send(
+            Method::POST,
+            "/api/v1/sessions/search",
+            Some(&api.viewer),
+            Some(json!({"participant": "+447911000001"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
 }
 
 #[tokio::test]

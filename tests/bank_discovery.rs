@@ -4,6 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+mod driver_common;
+
+use driver_common::scripted::ScriptedModem;
 use simmask::bank::{Bank, BankConfig, BankEvent, SimState};
 use simmask::modem::profile::Profiles;
 use simmask::sim::{SimConfig, Simulator};
@@ -116,4 +119,45 @@ async fn every_modem_behind_the_glob_comes_up_once_by_iccid() {
     assert_eq!(bank.sims().len(), PROFILES.len());
     bank.shutdown();
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_modem_answering_on_two_interfaces_is_one_sim_on_one_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let iccid = "8944000000000000026";
+    // Two AT interfaces of one USB modem: same IMEI, same SIM.
+    let _if02 = ScriptedModem::plug(&dir.path().join("usb-modem-if02-port0"), iccid, None);
+    let _if03 = ScriptedModem::plug(&dir.path().join("usb-modem-if03-port0"), iccid, None);
+    let (bank, mut events) = Bank::start(config(format!(
+        "{}/usb-modem-if0*-port0",
+        dir.path().display()
+    )))
+    .await;
+    until(&mut events, Duration::from_secs(20), |e| {
+        matches!(e, BankEvent::SimUp { .. })
+    })
+    .await;
+    let port = bank.sims()[0].port.clone();
+    // Several rescans later the SIM still has one entry on the same port,
+    // and never went down or up again.
+    let watch = tokio::time::timeout(Duration::from_secs(4), async {
+        while let Some(event) = events.recv().await {
+            if matches!(event, BankEvent::SimUp { .. } | BankEvent::SimDown { .. }) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(watch.is_err(), "flapped: {watch:?}");
+    let sims = bank.sims();
+    assert_eq!(sims.len(), 1);
+    assert_eq!(sims[0].port, port);
+    assert_eq!(sims[0].state, SimState::Up);
+    bank.handle(iccid)
+        .expect("handle")
+        .ping()
+        .await
+        .expect("answers");
+    bank.shutdown();
 }

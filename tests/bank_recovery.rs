@@ -1,12 +1,14 @@
 //! A modem that stops answering is reset (`AT+CFUN=1,1`), then power cycled
-//! by the configured command, and quarantined when nothing helps.
+//! by the configured command, and quarantined when nothing helps; faults
+//! injected through the simulator's control API.
 
 mod driver_common;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use driver_common::{Fault, VirtualModem};
+use driver_common::Sim;
+use serde_json::json;
 use simmask::bank::{Bank, BankConfig, BankEvent, SimState};
 use simmask::modem::profile::Profiles;
 
@@ -39,22 +41,26 @@ async fn wait_for(
     .expect("bank event in time")
 }
 
+/// Far more responses than the test will ever ask for.
+const FOREVER: u32 = 1_000_000;
+
 #[tokio::test]
 async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let link = dir.path().join("ttyACM0");
-    let modem = VirtualModem::plug(&link, "generic", 21);
-    let iccid = modem.identity.iccid.clone();
+    let links = dir.path().join("links");
+    let sim = Sim::start(&["generic"], Some(&links), 21).await;
+    let iccid = sim.modem(0).iccid.clone();
     let record = dir.path().join("power-cycled");
     let command = format!("echo {{port}} >> {}", record.display());
-    let (bank, mut events) = Bank::start(config(
-        format!("{}/ttyACM*", dir.path().display()),
-        Some(command),
-    ))
-    .await;
+    let (bank, mut events) =
+        Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
+    // The first poll is done: what follows is the fault, not start-up.
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
 
-    modem.set_fault(Fault::Garbage);
+    // Noise on the line and no answer that ends a command.
+    sim.faults(0, json!({ "noise": true, "drop_responses": FOREVER }))
+        .await;
     wait_for(
         &mut events,
         |e| matches!(e, BankEvent::SimDown { reason, .. } if reason.contains("quarantined")),
@@ -67,25 +73,25 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     let error = status.last_error.expect("a reason");
     assert!(error.contains("quarantined"), "{error}");
     let cycled = std::fs::read_to_string(&record).expect("power-cycle command ran");
-    assert_eq!(cycled.trim(), link.to_str().expect("path"));
+    assert_eq!(cycled.trim(), sim.port(0));
     bank.shutdown();
+    sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_silent_modem_that_a_power_cycle_revives_comes_back_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let link = dir.path().join("ttyACM0");
-    let modem = VirtualModem::plug(&link, "simcom-sim800", 22);
+    let links = dir.path().join("links");
+    let sim = Sim::start(&["simcom-sim800"], Some(&links), 22).await;
     let marker = dir.path().join("cycled");
     let command = format!("touch {}", marker.display());
-    let (bank, mut events) = Bank::start(config(
-        format!("{}/ttyACM*", dir.path().display()),
-        Some(command),
-    ))
-    .await;
+    let (bank, mut events) =
+        Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
+    // The first poll is done: what follows is the fault, not start-up.
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
 
-    modem.set_fault(Fault::Silent);
+    sim.faults(0, json!({ "drop_responses": FOREVER })).await;
     wait_for(
         &mut events,
         |e| matches!(e, BankEvent::SimDown { reason, .. } if reason.contains("resetting")),
@@ -100,10 +106,11 @@ async fn a_silent_modem_that_a_power_cycle_revives_comes_back_up() {
     })
     .await
     .expect("power-cycle command ran");
-    modem.set_fault(Fault::None);
+    sim.faults(0, json!({ "drop_responses": 0 })).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
     let status = &bank.sims()[0];
     assert_eq!(status.state, SimState::Up);
     assert_eq!(status.recoveries, 0);
     bank.shutdown();
+    sim.shutdown().await;
 }

@@ -1,7 +1,9 @@
 //! The modem actor on the simulator, through real ptys: identity, profile,
 //! capabilities, health, and typed errors.
 
-use simmask::modem::actor::{ModemOptions, spawn_modem};
+mod driver_common;
+
+use simmask::modem::actor::{ModemEvent, ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
 use simmask::modem::parse::RegistrationStatus;
 use simmask::modem::profile::Profiles;
@@ -116,4 +118,64 @@ async fn a_port_that_is_no_modem_fails_to_spawn() {
         "{:?}",
         missing.err()
     );
+}
+
+#[tokio::test]
+async fn a_refused_submit_is_a_typed_message_service_error() {
+    let sim = driver_common::Sim::start(&["quectel-ec25"], None, 12).await;
+    let handle = spawn_modem(&sim.port(0), ModemOptions::new(Profiles::builtin()))
+        .await
+        .expect("spawn")
+        .handle;
+    let handset = "+15550700001";
+    // 3GPP TS 27.005 §3.2.5: 500 unknown error.
+    sim.faults(0, serde_json::json!({ "cms_error_on_submit": 500 }))
+        .await;
+    let refused = handle.send_sms(handset, "refused", false).await;
+    assert!(
+        matches!(
+            refused,
+            Err(AtError::Cms {
+                code: Some(500),
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(!refused.expect_err("refused").is_retryable());
+    sim.faults(0, serde_json::json!({ "cms_error_on_submit": null }))
+        .await;
+    handle
+        .send_sms(handset, "accepted", false)
+        .await
+        .expect("the modem is fine after a refusal");
+    assert_eq!(sim.wait_messages(handset, 1).await.len(), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_ending_in_the_same_read_as_the_dials_ok_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyUSB0");
+    let _modem = driver_common::scripted::ScriptedModem::plug(&link, "8944000000000000034", None);
+    let spawned = spawn_modem(
+        link.to_str().expect("path"),
+        ModemOptions::new(Profiles::builtin()),
+    )
+    .await
+    .expect("spawn");
+    let (handle, mut events) = (spawned.handle, spawned.events);
+    handle.dial("+15550700003").await.expect("the dial's OK");
+    let event = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(ModemEvent::Busy) => return,
+                Some(_) => {}
+                None => panic!("actor gone"),
+            }
+        }
+    })
+    .await;
+    assert!(event.is_ok(), "BUSY after the OK was lost");
+    handle.shutdown();
 }

@@ -157,9 +157,12 @@ pub async fn erase(store: &Store, config: &Config, number: &str) -> Result<Value
                 reason: e.to_string(),
             }
         })?;
-    let counts = store.erase_participant(number).await?;
+    let counts = store
+        .erase_participant(number, "cli".into(), OffsetDateTime::now_utc())
+        .await?;
     Ok(json!({
         "erased": {
+            "sessions_closed": counts.sessions_closed,
             "interactions": counts.interactions,
             "inbound_parts": counts.inbound_parts,
             "outbox": counts.outbox,

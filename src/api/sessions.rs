@@ -14,15 +14,20 @@ use crate::events::Event;
 use crate::masking::Mode;
 use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
-use crate::store::{InteractionRecord, MAX_PAGE_SIZE, NewSession, SessionFilter, SessionRecord};
+use crate::store::{
+    InteractionRecord, MAX_PAGE_SIZE, NewSession, Role, SessionFilter, SessionRecord,
+};
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
+/// What an erased participant shows as.
+const ERASED: &str = "[erased]";
 /// Longest TTL accepted: a year.
 const MAX_TTL_SECONDS: u64 = 366 * 24 * 3600;
 
 /// A session as the API shows it. Participants are real numbers for admin
-/// tokens and masked (`+44*******789`) for viewers.
+/// tokens and masked (`+44*******789`) for viewers; `[erased]` once erased
+/// on request.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
@@ -53,12 +58,10 @@ pub struct SessionView {
 
 impl SessionView {
     pub fn new(record: SessionRecord, caller: &Caller) -> Self {
-        let show = |number: &PhoneNumber| {
-            if caller.is_admin() {
-                number.e164().to_string()
-            } else {
-                number.masked()
-            }
+        let show = |number: &Option<PhoneNumber>| match number {
+            Some(number) if caller.is_admin() => number.e164().to_string(),
+            Some(number) => number.masked(),
+            None => ERASED.to_string(),
         };
         let [a, b] = &record.participants;
         Self {
@@ -235,9 +238,11 @@ pub async fn list(
     find(&state, &caller, search).await.map(Json)
 }
 
-/// Search sessions, also by participant (in the body, never in the URL).
+/// Search sessions, also by participant (in the body, never in the URL;
+/// admin tokens only).
 #[utoipa::path(post, path = "/api/v1/sessions/search", request_body = SearchRequest,
-    responses((status = 200, body = SessionPage), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = SessionPage), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search(
     State(state): State<ApiState>,
@@ -257,6 +262,11 @@ async fn find(
         return Err(ApiError::bad_request(format!(
             "limit must be 1 to {MAX_PAGE_SIZE}"
         )));
+    }
+    // Viewers see numbers masked; a search by a whole number would let
+    // them confirm who talks through the appliance all the same.
+    if search.participant.is_some() {
+        caller.require(Role::Admin)?;
     }
     let offset = search.offset.unwrap_or(0);
     let filter = SessionFilter {

@@ -5,7 +5,7 @@
 //! spawning a modem actor on it (which answers `AT` only on a modem's AT
 //! interface), and keys everything by ICCID: a SIM that comes back on
 //! another tty is the same proxy number. One worker task per SIM (see
-//! [`worker`]) turns the actor's events into [`BankEvent`]s, polls health
+//! `worker.rs`) turns the actor's events into [`BankEvent`]s, polls health
 //! and resets a modem that stops answering.
 
 mod worker;
@@ -474,6 +474,25 @@ impl Bank {
         events: mpsc::Receiver<ModemEvent>,
     ) {
         let identity = handle.identity();
+        // Many modems answer AT on two interfaces: while the SIM's actor is
+        // connected elsewhere, this port is the same modem's other door.
+        let connected_elsewhere = self
+            .lock_sims()
+            .get(&iccid)
+            .and_then(|sim| sim.handle.clone())
+            .is_some_and(|held| held.is_connected() && held.identity().path != identity.path);
+        if connected_elsewhere {
+            tracing::debug!(port = %identity.path, "another AT interface of a modem in use; left alone");
+            handle.shutdown();
+            let mut claimed = self
+                .shared
+                .claimed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            claimed.insert(path.to_path_buf(), iccid.clone());
+            claimed.insert(canonical.to_path_buf(), iccid);
+            return;
+        }
         let capabilities = &identity.capabilities;
         // The bridge's own choice, as the voice desk makes it: the profile's
         // services that the modem also reported (hold, then transfer or

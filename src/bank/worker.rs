@@ -152,6 +152,27 @@ impl Worker {
             ModemEvent::Replugged => {
                 self.unanswered = 0;
                 let identity = self.handle.identity();
+                if identity.iccid.as_deref() != Some(self.iccid.as_str()) {
+                    // Another modem or SIM came back under this port's name:
+                    // this SIM is away, and discovery adopts the newcomer.
+                    tracing::warn!(port = %identity.path, "another SIM is on the port now");
+                    self.handle.shutdown();
+                    if let Some(sim) = self.bank.lock_sims().get_mut(&self.iccid) {
+                        sim.handle = None;
+                    }
+                    self.bank.release(&self.iccid);
+                    self.bank.update(&self.iccid, |s| {
+                        s.state = SimState::Unplugged;
+                        s.healthy = false;
+                        s.last_error = Some("another SIM took its port".into());
+                    });
+                    self.emit(BankEvent::SimDown {
+                        iccid: self.iccid.clone(),
+                        reason: "another SIM took its port".into(),
+                    })
+                    .await;
+                    return;
+                }
                 self.bank
                     .claim(&self.iccid, std::path::Path::new(&identity.path));
                 self.bank.update(&self.iccid, |s| {
@@ -177,6 +198,7 @@ impl Worker {
                 let changed = self.bank.update(&self.iccid, |s| {
                     s.registration = Some(status_name(&registration));
                     s.roaming = registration.roaming;
+                    s.healthy = s.state == SimState::Up && registration.registered();
                 });
                 if changed {
                     self.emit(BankEvent::Health {

@@ -159,6 +159,16 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "  curl -s {}/handsets/+447912345678/messages   # B got it, from the proxy number",
         simulator.control_url()
     );
+    println!("And a masked call: A dials the proxy, B's phone rings showing the proxy, B answers:");
+    println!(
+        "  curl -s -d '{{\"to\":\"<proxy_number>\"}}' -H 'content-type: application/json' {}/handsets/+447911123456/dial",
+        simulator.control_url()
+    );
+    println!(
+        "  curl -s -X POST {}/handsets/+447912345678/answer; curl -s {}/handsets/+447912345678/call",
+        simulator.control_url(),
+        simulator.control_url()
+    );
     println!("Press Ctrl-C to stop.");
 
     let result = daemon.await;

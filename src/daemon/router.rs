@@ -300,7 +300,7 @@ impl Router {
                     Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
                 }
             }
-            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged) => {
+            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged | ModemEvent::Busy) => {
                 match self.voice.get(&iccid) {
                     Some(desk) => {
                         if desk.send(call).await.is_err() {

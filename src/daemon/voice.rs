@@ -207,7 +207,7 @@ impl Desk {
                 };
             }
         };
-        let sessions: Vec<_> = session.iter().map(|s| s.rules_view()).collect();
+        let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
         match lifecycle::route(&sessions, &caller, Traffic::Call, now) {
             Route::Relay { session, to } => Lookup::Bridge {
                 session: Some(session.id.clone()),
@@ -261,7 +261,11 @@ impl Desk {
                 .session(session.clone())
                 .await
                 .ok()
-                .and_then(|s| s.participants.iter().position(|p| p == caller))
+                .and_then(|s| {
+                    s.participants
+                        .iter()
+                        .position(|p| p.as_ref() == Some(caller))
+                })
                 .and_then(|p| u8::try_from(p).ok()),
             _ => None,
         };
@@ -311,6 +315,7 @@ fn inputs_of(event: ModemEvent) -> Vec<Input> {
     match event {
         ModemEvent::Ring { caller } => vec![Input::Ring, Input::CallerId(caller)],
         ModemEvent::CallsChanged => vec![Input::NoCarrier],
+        ModemEvent::Busy => vec![Input::Busy],
         ModemEvent::Unplugged => vec![Input::ModemLost],
         _ => Vec::new(),
     }

@@ -77,6 +77,9 @@ pub enum ModemEvent {
     /// A call ended or changed (`NO CARRIER`, `BUSY`, `+CLCC`): re-read
     /// [`ModemHandle::list_calls`].
     CallsChanged,
+    /// `BUSY`: the call the SIM placed met a busy party (a call also ended,
+    /// as with [`ModemEvent::CallsChanged`]).
+    Busy,
     /// A network-initiated USSD message.
     Ussd {
         text: String,
@@ -123,6 +126,7 @@ enum Request {
     },
     Signal(Reply<Signal>),
     Registration(Reply<Registration>),
+    Reset(Reply<()>),
     /// One command whose answer lines go back as they are.
     Run {
         command: Command,
@@ -143,6 +147,7 @@ impl Request {
             Request::Ussd { reply, .. } => drop(reply.send(Err(error))),
             Request::Signal(reply) => drop(reply.send(Err(error))),
             Request::Registration(reply) => drop(reply.send(Err(error))),
+            Request::Reset(reply) => drop(reply.send(Err(error))),
             Request::Run { reply, .. } => drop(reply.send(Err(error))),
         }
     }
@@ -331,10 +336,10 @@ impl ModemHandle {
 
     /// `AT+CFUN=1,1` (3GPP TS 27.007 §8.2): resets the modem. The port
     /// usually vanishes and comes back; the actor reopens it.
+    /// Once the modem is back it is initialised again (a reset forgets PDU
+    /// mode, routing and the rest); `Replugged` follows.
     pub async fn reset(&self) -> Result<(), AtError> {
-        // Modems answer OK before rebooting; a stuck one will not answer.
-        let reset = Command::plain("AT+CFUN=1,1").with_timeout(Duration::from_secs(5));
-        self.run(reset).await.map(drop)
+        self.request(Request::Reset).await
     }
 
     /// `AT`, asked once: whether the modem answers at all.
@@ -561,8 +566,39 @@ impl Actor {
             Request::Ussd { code, reply } => drop(reply.send(self.ussd(&code).await)),
             Request::Signal(reply) => drop(reply.send(self.signal().await)),
             Request::Registration(reply) => drop(reply.send(self.registration().await)),
+            Request::Reset(reply) => drop(reply.send(self.reset().await)),
             Request::Run { command, reply } => drop(reply.send(self.exec(&command).await)),
         }
+    }
+
+    /// `AT+CFUN=1,1`, the boot time the profile gives, then initialisation
+    /// again on the same port. A port that vanished meanwhile (USB
+    /// re-enumeration) is reopened by the main loop instead.
+    async fn reset(&mut self) -> Result<(), AtError> {
+        // Modems answer OK before rebooting; a stuck one will not answer.
+        let reset = Command::plain("AT+CFUN=1,1").with_timeout(Duration::from_secs(5));
+        self.exec(&reset).await?;
+        self.connected.store(false, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(self.profile.boot.reset_ms)).await;
+        let Some(port) = self.port.as_mut() else {
+            return Ok(());
+        };
+        // Boot noise (RDY, +CFUN: 1 …) is read and dropped with the answers.
+        match initialise(port, &self.path, &self.options).await {
+            Ok((identity, profile)) => {
+                *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
+                self.profile = profile;
+                self.selected_storage = None;
+                self.connected.store(true, Ordering::Release);
+                self.emit(ModemEvent::Replugged).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "modem did not come back from its reset; reopening");
+                self.port = None;
+                self.announce_unplug = true;
+            }
+        }
+        Ok(())
     }
 
     async fn send_sms(
@@ -704,7 +740,13 @@ impl Actor {
             {
                 let lines = port.urcs.remove(at);
                 return match parse_urc(&lines)? {
-                    Urc::Ussd { status, text } if status <= 1 => Ok(text.unwrap_or_default()),
+                    // 0 done, 1 more expected, 2 ended by the network: all
+                    // may carry the answer (3GPP TS 27.007 §7.15 <m>).
+                    Urc::Ussd {
+                        status: 0..=2,
+                        text: Some(text),
+                    } => Ok(text),
+                    Urc::Ussd { status: 0..=1, .. } => Ok(String::new()),
                     Urc::Ussd { status, .. } => Err(AtError::Cme {
                         code: None,
                         text: format!("ussd ended by the network (+CUSD status {status})"),
@@ -828,7 +870,8 @@ impl Actor {
                 self.ring_since = None;
                 ModemEvent::Ring { caller: number }
             }
-            Urc::Call(_) | Urc::CallEnded { .. } => ModemEvent::CallsChanged,
+            Urc::CallEnded { busy: true } => ModemEvent::Busy,
+            Urc::Call(_) | Urc::CallEnded { .. } | Urc::CallProgress => ModemEvent::CallsChanged,
             Urc::Ussd { text, .. } => ModemEvent::Ussd {
                 text: text.unwrap_or_default(),
             },

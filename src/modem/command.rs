@@ -2,6 +2,11 @@
 //! and how long the modem may take. The builders validate what they put on
 //! the line, so no caller input can end a command early or start another
 //! (`\r`, `;`, quotes).
+//!
+//! Lines are built with `format!` rather than `at-commands`' builder: that
+//! builder writes into a fixed caller buffer and does not escape quotes
+//! (CRATES.md), so it would add a length guess and still need the same
+//! validation; every value here is a digit string or a checked name.
 
 use std::time::Duration;
 

@@ -36,6 +36,15 @@ pub enum Digest {
     Urc(Vec<String>),
 }
 
+/// The longest line the digester waits for; longer runs without a line
+/// terminator are cut here (V.250 allows far shorter lines; a PDU line is at
+/// most 2 × 176 hex digits).
+pub const MAX_LINE: usize = 4096;
+
+/// The most lines a quoted `+CUSD` text may span before the quote is taken
+/// as never closing.
+const MAX_USSD_LINES: usize = 8;
+
 /// What the digester knows about the command in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DigestState {
@@ -73,7 +82,26 @@ const URC_PREFIXES: &[&str] = &[
     "+QUSIM:",
     "+CFUN:",
     "+CPIN:",
+    // Huawei call progress (python-gsmmodem test/fakemodems.py, HuaweiK3715).
+    "^ORIG:",
+    "^CONF:",
+    "^CONN:",
+    "^CEND:",
+    // Wavecom indications (+WIND) and ZTE's call end (HANGUP: <id>).
+    "+WIND:",
+    "HANGUP:",
 ];
+
+fn is_call_result(line: &str) -> bool {
+    matches!(line, "NO CARRIER" | "BUSY" | "NO ANSWER")
+}
+
+/// `ATD`, `ATA` and `ATO` end with a call's result code (ITU-T V.250 §6.3.1,
+/// §6.3.5, §6.3.7).
+fn awaits_call_result(command: &str) -> bool {
+    let upper = command.trim().to_ascii_uppercase();
+    ["ATD", "ATA", "ATO"].iter().any(|p| upper.starts_with(p))
+}
 
 /// URCs whose PDU follows on the next line (3GPP TS 27.005 §3.4.1).
 fn has_pdu_line(line: &str) -> bool {
@@ -136,8 +164,13 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
     if buf[start..].starts_with(b">") && start + 1 == buf.len() {
         return (None, start);
     }
-    let Some((eol, eol_len)) = find_eol(buf, start) else {
-        return (None, start);
+    // Only the first MAX_LINE bytes may hold the terminator: a longer run is
+    // cut there, so noise without line ends cannot grow the buffer forever.
+    let window = &buf[..buf.len().min(start + MAX_LINE)];
+    let (eol, eol_len) = match find_eol(window, start) {
+        Some(found) => found,
+        None if window.len() == start + MAX_LINE => (window.len(), 0),
+        None => return (None, start),
     };
     let line = String::from_utf8_lossy(&buf[start..eol]).trim().to_string();
     let consumed = eol + eol_len;
@@ -154,8 +187,9 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
     {
         return (Some(Digest::Line(line)), consumed);
     }
-    // NO CARRIER and BUSY end a call when no command waits for them.
-    if !in_flight && (line == "NO CARRIER" || line == "BUSY") {
+    // NO CARRIER, BUSY and NO ANSWER end a dial or answer; with anything
+    // else in flight (or nothing) they report a call that ended meanwhile.
+    if is_call_result(&line) && !state.command.as_deref().is_some_and(awaits_call_result) {
         return (Some(Digest::Urc(vec![line])), consumed);
     }
     if in_flight && let Some(result) = final_result(&line) {
@@ -165,9 +199,13 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
         if line.starts_with("+CUSD:") && line.matches('"').count() % 2 == 1 {
             // The quoted USSD text holds a line break: take lines until the
             // quote closes (3GPP TS 27.007 §7.15 puts no limit on <str>).
-            let mut lines = vec![line];
+            let mut lines = vec![line.clone()];
             let mut pos = consumed;
             loop {
+                if lines.len() > MAX_USSD_LINES {
+                    // The quote never closes: the first line is all there is.
+                    return (Some(Digest::Urc(vec![line])), consumed);
+                }
                 let Some((next_eol, next_len)) = find_eol(buf, pos) else {
                     return (None, 0);
                 };
@@ -375,6 +413,33 @@ mod tests {
                 "+CUSD: 0,\"Balance 5.00".into(),
                 "Valid to 31/12\",15".into()
             ])]
+        );
+    }
+
+    #[test]
+    fn noise_without_line_ends_is_cut_and_the_port_goes_on() {
+        let mut bytes = vec![b'x'; MAX_LINE + 10];
+        bytes.extend_from_slice(b"\r\nOK\r\n");
+        let got = both(&bytes, &cmd("AT", "+NONE"));
+        assert_eq!(got.len(), 3, "{:?}", &got[1..]);
+        assert_eq!(got[2], Digest::Final(FinalResult::Ok));
+    }
+
+    #[test]
+    fn an_unclosed_ussd_quote_does_not_swallow_the_port() {
+        let mut bytes = b"\r\n+CUSD: 0,\"never closed\r\n".to_vec();
+        for _ in 0..MAX_USSD_LINES {
+            bytes.extend_from_slice(b"more\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n+CMTI: \"SM\",1\r\n");
+        let got = both(&bytes, &DigestState::default());
+        assert_eq!(
+            got.first(),
+            Some(&Digest::Urc(vec!["+CUSD: 0,\"never closed".into()]))
+        );
+        assert_eq!(
+            got.last(),
+            Some(&Digest::Urc(vec!["+CMTI: \"SM\",1".into()]))
         );
     }
 

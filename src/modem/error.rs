@@ -7,10 +7,10 @@ pub enum AtError {
     #[error("at command timed out after {0:?}")]
     Timeout(std::time::Duration),
     /// `+CME ERROR` (3GPP TS 27.007 §9.2): mobile equipment error.
-    #[error("at command failed: +CME ERROR {code:?} {text}")]
+    #[error("at command failed: +CME ERROR: {}", code_or_text(.code, .text))]
     Cme { code: Option<u16>, text: String },
     /// `+CMS ERROR` (3GPP TS 27.005 §3.2.5): message service error.
-    #[error("at command failed: +CMS ERROR {code:?} {text}")]
+    #[error("at command failed: +CMS ERROR: {}", code_or_text(.code, .text))]
     Cms { code: Option<u16>, text: String },
     #[error("at command failed: ERROR")]
     Error,
@@ -43,7 +43,8 @@ pub enum AtError {
     Stopped,
     #[error("modem port i/o: {0}")]
     Io(String),
-    #[error("parsing {command} response {line:?}: {reason}")]
+    // The line may hold a caller's number or a whole PDU: shown redacted.
+    #[error("parsing {command} response {:?}: {reason}", crate::number::redact_text(.line))]
     Parse {
         command: &'static str,
         line: String,
@@ -63,9 +64,64 @@ impl AtError {
         AtError::Cme { code, text }
     }
 
+    /// A verbose `+CMS ERROR` text gets its 27.005 code too, so callers can
+    /// classify it either way.
     pub fn cms(raw: &str) -> Self {
         let (code, text) = split_code(raw);
+        let code = code.or_else(|| cms_code_of(&text));
         AtError::Cms { code, text }
+    }
+}
+
+/// The codes of 3GPP TS 27.005 §3.2.5 by their verbose text.
+const CMS_TEXTS: &[(u16, &str)] = &[
+    (300, "ME failure"),
+    (301, "SMS service of ME reserved"),
+    (302, "operation not allowed"),
+    (303, "operation not supported"),
+    (304, "invalid PDU mode parameter"),
+    (305, "invalid text mode parameter"),
+    (310, "(U)SIM not inserted"),
+    (310, "SIM not inserted"),
+    (311, "(U)SIM PIN required"),
+    (311, "SIM PIN required"),
+    (312, "PH-(U)SIM PIN required"),
+    (312, "PH-SIM PIN required"),
+    (313, "(U)SIM failure"),
+    (313, "SIM failure"),
+    (314, "(U)SIM busy"),
+    (314, "SIM busy"),
+    (315, "(U)SIM wrong"),
+    (315, "SIM wrong"),
+    (316, "(U)SIM PUK required"),
+    (316, "SIM PUK required"),
+    (317, "(U)SIM PIN2 required"),
+    (317, "SIM PIN2 required"),
+    (318, "(U)SIM PUK2 required"),
+    (318, "SIM PUK2 required"),
+    (320, "memory failure"),
+    (321, "invalid memory index"),
+    (322, "memory full"),
+    (330, "SMSC address unknown"),
+    (331, "no network service"),
+    (332, "network timeout"),
+    (340, "no +CNMA acknowledgement expected"),
+    (500, "unknown error"),
+];
+
+fn cms_code_of(text: &str) -> Option<u16> {
+    CMS_TEXTS
+        .iter()
+        .find(|(_, known)| known.eq_ignore_ascii_case(text))
+        .map(|(code, _)| *code)
+}
+
+/// The code as the modem gave it: the number and the verbose text.
+fn code_or_text(code: &Option<u16>, text: &str) -> String {
+    match code {
+        Some(code) if text.is_empty() => code.to_string(),
+        Some(code) => format!("{code} ({text})"),
+        None => text.to_string(),
     }
 }
 
@@ -73,5 +129,42 @@ fn split_code(raw: &str) -> (Option<u16>, String) {
     match raw.trim().parse::<u16>() {
         Ok(code) => (Some(code), String::new()),
         Err(_) => (None, raw.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parse_error_names_the_command_but_not_the_caller() {
+        let error = AtError::Parse {
+            command: "+CLCC",
+            line: r#"+CLCC: 1,1,4,0,0,"+447911123456",145"#.into(),
+            reason: "bad state".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            r#"parsing +CLCC response "+CLCC: 1,1,4,0,0,\"+*********456\",145": bad state"#
+        );
+    }
+
+    #[test]
+    fn errors_read_as_the_modem_said_them() {
+        assert_eq!(
+            AtError::cms("500").to_string(),
+            "at command failed: +CMS ERROR: 500"
+        );
+        assert_eq!(
+            AtError::cms("memory full"),
+            AtError::Cms {
+                code: Some(322),
+                text: "memory full".into()
+            }
+        );
+        assert_eq!(
+            AtError::cme("SIM PIN required").to_string(),
+            "at command failed: +CME ERROR: SIM PIN required"
+        );
     }
 }

@@ -337,10 +337,6 @@ pub(crate) async fn initialise(
 async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capabilities, AtError> {
     // 3GPP TS 27.005 §3.2.3: everything the driver sends and reads is PDU.
     port.run(&Command::plain("AT+CMGF=0")).await?;
-    let sms_service = optional(port, Command::new("AT+CSMS?", "+CSMS:"))
-        .await?
-        .and_then(|l| l.first().and_then(|l| parse_csms(l).ok()))
-        .unwrap_or(0);
     let [readable, _, receivable] = optional(port, Command::new("AT+CPMS=?", "+CPMS:"))
         .await?
         .and_then(|l| l.first().and_then(|l| parse_cpms_test(l).ok()))
@@ -353,7 +349,13 @@ async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capa
                 .collect();
             [names.clone(), names.clone(), names]
         });
-    let storages: Vec<String> = readable.into_iter().filter(|s| s != "BM").collect();
+    // Broadcast storage holds no messages for us, and "MT" is SM and ME
+    // seen together: listing it besides them would list everything twice.
+    let has_sm_or_me = readable.iter().any(|s| s == "SM" || s == "ME");
+    let storages: Vec<String> = readable
+        .into_iter()
+        .filter(|s| s != "BM" && !(s == "MT" && has_sm_or_me))
+        .collect();
     let receive_storage = if receivable.contains(&profile.sms.default_storage) {
         profile.sms.default_storage.clone()
     } else {
@@ -373,9 +375,27 @@ async fn init_sms_and_voice(port: &mut AtPort, profile: &Profile) -> Result<Capa
         optional(port, all).await?;
     }
     let cnmi = choose_cnmi(port, profile).await?;
+    if cnmi.split(',').nth(1).map(str::trim) == Some("2") {
+        // Messages routed straight to us (+CMT): with phase 2+ service the
+        // network keeps each one until AT+CNMA, so none is lost if we stop
+        // before it is stored (3GPP TS 27.005 §3.2.1, §3.4.4).
+        optional(port, Command::new("AT+CSMS=1", "+CSMS:")).await?;
+    }
+    let sms_service = optional(port, Command::new("AT+CSMS?", "+CSMS:"))
+        .await?
+        .and_then(|l| l.first().and_then(|l| parse_csms(l).ok()))
+        .unwrap_or(0);
     // Caller ID with each RING (3GPP TS 27.007 §7.6), registration URCs (§7.2).
     optional(port, Command::plain("AT+CLIP=1")).await?;
     optional(port, Command::plain("AT+CREG=1")).await?;
+    if profile.voice.supported {
+        // A second call while one is up is announced by +CCWA (§7.12);
+        // models that can report every call change as +CLCC do so (§7.18).
+        optional(port, Command::plain("AT+CCWA=1")).await?;
+        if profile.voice.clcc_urc {
+            optional(port, Command::plain("AT+CLCC=1")).await?;
+        }
+    }
     let chld = optional(port, Command::new("AT+CHLD=?", "+CHLD:"))
         .await?
         .and_then(|l| l.first().and_then(|l| parse_chld_test(l).ok()))

@@ -1,5 +1,18 @@
-//! One modem: the SMS PDU codec, the model profiles, and (with the driver)
-//! the AT engine and the modem actor that owns a serial port.
+//! One modem: the SMS PDU codec, the model profiles, the AT engine and the
+//! modem actor that owns a serial port.
+//!
+//! Bytes flow up through the layers, requests down:
+//!
+//! - [`digest`]: pure; splits bytes into echo, lines, final results, the
+//!   `> ` prompt and URCs (a URC may sit inside a response).
+//! - [`parse`], [`urc`]: pure; one parser per response, URCs typed.
+//! - [`command`]: commands as values with their timeout; builders that
+//!   validate what they put on the line.
+//! - [`port`]: one serial port (tokio-serial), one command at a time.
+//! - [`init`]: identity, profile, SIM PIN, capabilities probed.
+//! - [`actor`]: the task that owns a port, its [`actor::ModemHandle`] and
+//!   [`actor::ModemEvent`]s, reopening the port when it vanishes.
+//! - [`probe`]: `simmask probe`.
 
 pub mod actor;
 pub mod command;
@@ -11,4 +24,6 @@ pub mod pdu;
 pub mod port;
 pub mod probe;
 pub mod profile;
+#[cfg(test)]
+mod transcripts;
 pub mod urc;

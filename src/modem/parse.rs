@@ -363,9 +363,32 @@ pub fn parse_cpms_test(line: &str) -> Result<[Vec<String>; 3], AtError> {
     let rest = line
         .strip_prefix("+CPMS:")
         .ok_or_else(|| parse_err("+CPMS", line, "no +CPMS: prefix"))?;
-    let groups = test_groups(rest);
-    if groups.len() < 3 || groups.iter().any(|g| !g.starts_with('(')) {
-        return Err(parse_err("+CPMS", line, "expected three storage lists"));
+    let mut groups = test_groups(rest);
+    // Wavecom wraps its lists in one more pair and gives two of them:
+    // `+CPMS: (("SM","BM","SR"),("SM"))` (python-gsmmodem test/fakemodems.py).
+    if groups.len() == 1
+        && let Some(inner) = groups[0].strip_prefix('(')
+        && inner.starts_with('(')
+    {
+        let inner = inner.strip_suffix(')').unwrap_or(inner).to_string();
+        groups = test_groups(&inner);
+    }
+    // Some phones leave the parentheses out: `"SM","SM","SM"` (noted in
+    // gammu libgammu/phone/at/at-sms.c, ATGEN_ReplyGetSMSMemories).
+    if groups.len() == 3 && groups.iter().all(|g| g.starts_with('"')) {
+        groups = groups.into_iter().map(|g| format!("({g})")).collect();
+    }
+    if groups.is_empty() || groups.len() > 3 || groups.iter().any(|g| !g.starts_with('(')) {
+        return Err(parse_err(
+            "+CPMS",
+            line,
+            "expected one to three storage lists",
+        ));
+    }
+    // A missing list means the same storages as the one before it.
+    while groups.len() < 3 {
+        let last = groups[groups.len() - 1].clone();
+        groups.push(last);
     }
     Ok([
         name_list(&groups[0]),
@@ -454,6 +477,8 @@ mod sms_and_network_tests {
         assert_eq!(w, vec!["SM", "ME"]);
         assert_eq!(x, vec!["SM", "ME", "MT"]);
         assert!(parse_cpms_test("+CPMS: \"SM\",1,30").is_err());
+        let [r, _, x] = parse_cpms_test("+CPMS: \"SM\",\"SM\",\"SM\"").unwrap();
+        assert_eq!((r, x), (vec!["SM".to_string()], vec!["SM".to_string()]));
     }
 
     // Test-command ranges in both spellings (3GPP TS 27.005 §3.4.1).
@@ -486,5 +511,50 @@ mod sms_and_network_tests {
             Some("+15550100".to_string())
         );
         assert_eq!(parse_cnum("+CNUM: ,\"\",129").unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a modem prints after a prefix, every parser answers with
+        /// a value or an error, never a panic.
+        #[test]
+        fn parsers_never_panic(
+            prefix in prop::sample::select(vec![
+                "+CSQ:", "+CREG:", "+CEREG:", "+CMTI:", "+CMGS:", "+CLCC:", "+CPMS:",
+                "+CHLD:", "+COPS:", "+CNUM:", "+CNMI:", "+CMGR:", "+CMGL:", "+CSMS:", "",
+            ]),
+            rest in "\\PC{0,60}",
+        ) {
+            let line = format!("{prefix}{rest}");
+            let _ = parse_csq(&line);
+            let _ = parse_creg(&line);
+            let _ = parse_cmti(&line);
+            let _ = parse_cmgs(&line);
+            let _ = parse_clcc(&line);
+            let _ = parse_cpms(&line);
+            let _ = parse_cpms_test(&line);
+            let _ = parse_chld_test(&line);
+            let _ = parse_cops(&line);
+            let _ = parse_cnum(&line);
+            if let Ok(allowed) = parse_cnmi_test(&line) {
+                let _ = cnmi_allowed(&rest, &allowed);
+            }
+            let _ = parse_cmgr(&line);
+            let _ = parse_cmgl(&line);
+            let _ = parse_csms(&line);
+        }
+
+        /// Parentheses, quotes and commas in any order.
+        #[test]
+        fn test_command_lists_never_panic(rest in "[()\",A-Z0-9é-]{0,40}") {
+            let _ = parse_cpms_test(&format!("+CPMS: {rest}"));
+            let _ = parse_cnmi_test(&format!("+CNMI: {rest}"));
+            let _ = parse_chld_test(&format!("+CHLD: {rest}"));
+        }
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 
 use super::command::Command;
-use super::digest::{Digest, DigestState, FinalResult, digest_all};
+use super::digest::{Digest, DigestState, FinalResult, digest, digest_all};
 use super::error::AtError;
 
 /// How long a port stays quiet after an answer before a missing final
@@ -149,10 +149,26 @@ impl AtPort {
         Ok(())
     }
 
-    /// Keeps the URCs among digests that follow the end of a response.
-    fn keep_urcs(&mut self, rest: impl Iterator<Item = Digest>) {
-        for digest in rest {
-            match digest {
+    /// The next unit in the buffer, read as `state` says; `None` when the
+    /// buffer holds no complete unit.
+    fn next_digest(&mut self, state: &DigestState) -> Option<Digest> {
+        loop {
+            let (found, used) = digest(&self.buf, state);
+            self.buf.drain(..used);
+            match found {
+                Some(unit) => return Some(unit),
+                None if used == 0 || self.buf.is_empty() => return None,
+                None => {}
+            }
+        }
+    }
+
+    /// What came after a response's final result is read with no command in
+    /// flight (a `NO CARRIER` there ends a call, not the command); its URCs
+    /// are kept, the rest dropped.
+    fn digest_after_response(&mut self) {
+        while let Some(unit) = self.next_digest(&DigestState::default()) {
+            match unit {
                 Digest::Urc(lines) => self.urcs.push(lines),
                 other => tracing::trace!(?other, "output after the response dropped"),
             }
@@ -170,30 +186,23 @@ impl AtPort {
         let mut lines = Vec::new();
         let mut chunk = [0u8; 512];
         loop {
-            let (found, used) = digest_all(&self.buf, state);
-            self.buf.drain(..used);
-            let mut found = found.into_iter();
-            while let Some(d) = found.next() {
-                let done = match d {
-                    Digest::Echo | Digest::Prompt => until == Until::Prompt && d == Digest::Prompt,
-                    Digest::Line(l) => {
-                        lines.push(l);
-                        false
-                    }
-                    Digest::Urc(u) => {
-                        self.urcs.push(u);
-                        false
+            while let Some(unit) = self.next_digest(state) {
+                match unit {
+                    Digest::Echo => {}
+                    Digest::Prompt if until == Until::Prompt => return Ok(lines),
+                    Digest::Prompt => {}
+                    Digest::Line(l) => lines.push(l),
+                    Digest::Urc(u) => self.urcs.push(u),
+                    // `AT+CMGS=<n>` answers with the prompt or an error, never
+                    // OK: an OK now is a late answer to an earlier command.
+                    Digest::Final(FinalResult::Ok) if until == Until::Prompt => {
+                        tracing::debug!("late OK while waiting for the prompt; ignored");
+                        lines.clear();
                     }
                     Digest::Final(result) => {
-                        // URCs that came in the same read, after the final
-                        // result, are the modem's news: keep them.
-                        self.keep_urcs(found);
+                        self.digest_after_response();
                         return final_outcome(result, lines);
                     }
-                };
-                if done {
-                    self.keep_urcs(found);
-                    return Ok(lines);
                 }
             }
             let read = self.stream.read(&mut chunk);

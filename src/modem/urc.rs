@@ -35,6 +35,9 @@ pub enum Urc {
         number: Option<String>,
     },
     Call(Call),
+    /// A vendor call-progress report (Huawei `^ORIG`, `^CONF`, `^CONN`):
+    /// the call list changed.
+    CallProgress,
     /// `NO CARRIER` or `BUSY` with no command in flight: a call ended.
     CallEnded {
         busy: bool,
@@ -85,10 +88,17 @@ pub fn parse_urc(lines: &[String]) -> Result<Urc, AtError> {
         }
     } else if line.starts_with("+CLCC:") {
         Urc::Call(parse_clcc(line)?)
-    } else if line == "NO CARRIER" || line == "BUSY" {
+    } else if line == "NO CARRIER" || line == "BUSY" || line == "NO ANSWER" {
         Urc::CallEnded {
             busy: line == "BUSY",
         }
+    } else if line.starts_with("^CEND:") || line.starts_with("HANGUP:") {
+        // Vendor call-end reports (Huawei ^CEND, ZTE HANGUP).
+        Urc::CallEnded { busy: false }
+    } else if line.starts_with("^ORIG:") || line.starts_with("^CONF:") || line.starts_with("^CONN:")
+    {
+        // Huawei call progress: dialled, alerting, connected.
+        Urc::CallProgress
     } else if line.starts_with("+CUSD:") {
         let joined = lines.join("\n");
         let f = fields(&joined, "+CUSD:").unwrap_or_default();
@@ -164,5 +174,27 @@ mod tests {
             Urc::Registration(RegistrationStatus::Home)
         );
         assert!(parse_urc(&["+CMTI: \"SM\",x".to_string()]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod never_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any line pair after any URC prefix types or errors, never panics.
+        #[test]
+        fn parse_urc_never_panics(
+            prefix in prop::sample::select(vec![
+                "+CMTI:", "+CDSI:", "+CMT:", "+CDS:", "+CLIP:", "+CCWA:", "+CLCC:",
+                "+CUSD:", "+CREG:", "+CEREG:", "^CEND:", "RING", "",
+            ]),
+            rest in "\\PC{0,60}",
+            second in "\\PC{0,60}",
+        ) {
+            let _ = parse_urc(&[format!("{prefix}{rest}"), second]);
+            let _ = parse_urc(&[format!("{prefix}{rest}")]);
+        }
     }
 }

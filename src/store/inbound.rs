@@ -240,7 +240,7 @@ fn route_message(
         .optional()?
         .map(|id| session_by_id(tx, &id))
         .transpose()?;
-    let sessions: Vec<_> = session.iter().map(|s| s.rules_view()).collect();
+    let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
     let last_auto_reply = tx
         .query_row(
             "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",

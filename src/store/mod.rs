@@ -72,6 +72,11 @@ pub enum StoreError {
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "erasure committed, but the write-ahead log still holds the erased data \
+         (another connection kept reading); run the erasure again"
+    )]
+    WalBusy,
 }
 
 /// A job on the writer thread. A durable job commits without its own
@@ -213,6 +218,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_error)?;
+    // Deleted and overwritten content is zeroed, not left in free space:
+    // erased numbers and texts must not survive in the file.
+    conn.pragma_update(None, "secure_delete", "ON")
         .map_err(open_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_error)?;

@@ -1,15 +1,19 @@
 //! Retention and data-protection erasure. Bodies go; the metadata (who by
 //! position, when, status, part counts) stays for the operator's records.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
+use super::sessions::{ERASED_PARTICIPANT, end_session};
 use super::{Store, StoreError, to_ms};
+use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
 
 /// What an erasure changed, table by table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ErasureCounts {
+    /// Open sessions of the number, closed: nobody left to relay to.
+    pub sessions_closed: usize,
     pub interactions: usize,
     pub inbound_parts: usize,
     pub outbox: usize,
@@ -21,10 +25,18 @@ pub struct ErasureCounts {
 /// What replaces an erased number in free text.
 const ERASED: &str = "[erased]";
 
+/// How long the auto-reply ledger must remember a sender (at most one
+/// auto-reply per sender per day).
+const AUTO_REPLY_MEMORY_MS: i64 = 24 * 3600 * 1000;
+
+/// Why a message queued before an erasure was never sent.
+const CANCELLED: &str = "erased on request before it was sent";
+
 impl Store {
     /// Erases the message bodies (interaction and outbox bodies, part texts
-    /// and PDUs) of everything created before `cutoff`. Returns how many
-    /// interactions lost their body.
+    /// and PDUs) of everything created before `cutoff`, and forgets the
+    /// strangers the auto-reply ledger remembers from a day before it.
+    /// Returns how many interactions lost their body.
     pub async fn erase_bodies_older_than(
         &self,
         cutoff: OffsetDateTime,
@@ -48,39 +60,77 @@ impl Store {
                  WHERE received_ms < ?1 AND interaction_id IS NOT NULL",
                 params![cutoff],
             )?;
+            // The ledger only answers "replied in the last day?": older
+            // rows are a list of strangers' numbers and nothing else.
+            tx.execute(
+                "DELETE FROM auto_replies WHERE last_ms < ?1",
+                params![cutoff - AUTO_REPLY_MEMORY_MS],
+            )?;
             tx.commit()?;
+            empty_wal(conn)?;
             Ok(erased)
         })
         .await
     }
 
     /// A data-protection request: removes every body exchanged with `number`
-    /// and every occurrence of the number itself, in one transaction.
+    /// and every occurrence of the number itself, in one transaction. Its
+    /// open sessions are closed at `now`. The audit trail records that
+    /// `actor` erased a number, by its redacted form only.
     pub async fn erase_participant(
         &self,
         number: PhoneNumber,
+        actor: String,
+        now: OffsetDateTime,
     ) -> Result<ErasureCounts, StoreError> {
         self.call(move |conn| {
+            let redacted = format!("{number:?}");
             let number = number.e164().to_string();
             let tx = conn.transaction()?;
+            let open: Vec<String> = tx
+                .prepare("SELECT session_id FROM participants WHERE number = ?1 AND open = 1")?
+                .query_map(params![number], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in &open {
+                end_session(&tx, id, SessionStatus::Closed, now)?;
+            }
+            // First, while the interactions still name the number: what is
+            // queued or sent in its sessions, to it, or about it (a forward
+            // to the operator quotes the sender's number in the body). What
+            // is still queued is not sent any more.
+            let outbox = tx.execute(
+                "UPDATE outbox
+                 SET body = NULL, to_number = NULL,
+                     state = CASE WHEN state = 'queued' THEN 'failed' ELSE state END,
+                     last_error = CASE WHEN state = 'queued' THEN ?2 ELSE last_error END
+                 WHERE to_number = ?1 OR interaction_id IN (
+                     SELECT id FROM interactions
+                     WHERE from_number = ?1 OR to_number = ?1 OR session_id IN (
+                         SELECT session_id FROM participants WHERE number = ?1))",
+                params![number, CANCELLED],
+            )?;
             // Interactions in the number's sessions, or from/to it directly.
             let interactions = tx.execute(
                 "UPDATE interactions
                  SET body = NULL,
                      from_number = CASE WHEN from_number = ?1 THEN NULL ELSE from_number END,
-                     to_number = CASE WHEN to_number = ?1 THEN NULL ELSE to_number END
+                     to_number = CASE WHEN to_number = ?1 THEN NULL ELSE to_number END,
+                     status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END,
+                     reason = CASE WHEN status = 'queued' THEN ?2 ELSE reason END
                  WHERE from_number = ?1 OR to_number = ?1
                     OR session_id IN (SELECT session_id FROM participants WHERE number = ?1)",
-                params![number],
+                params![number, CANCELLED],
             )?;
-            let outbox = tx.execute(
-                "UPDATE outbox SET body = NULL, to_number = NULL
-                 WHERE to_number = ?1 OR interaction_id IN (
+            // The other party's parts in the number's sessions were
+            // exchanged with it too: their texts go, the row stays.
+            let scrubbed_parts = tx.execute(
+                "UPDATE inbound_parts SET text = NULL, pdu_hex = NULL
+                 WHERE sender IS NOT ?1 AND interaction_id IN (
                      SELECT id FROM interactions WHERE session_id IN (
                          SELECT session_id FROM participants WHERE number = ?1))",
                 params![number],
             )?;
-            let inbound_parts = tx.execute(
+            let deleted_parts = tx.execute(
                 "DELETE FROM inbound_parts WHERE sender = ?1",
                 params![number],
             )?;
@@ -91,27 +141,50 @@ impl Store {
             // Unique per row: the open-route index must still hold.
             let participants = tx.execute(
                 "UPDATE participants
-                 SET number = 'erased:' || session_id || ':' || position
+                 SET number = ?2 || session_id || ':' || position
                  WHERE number = ?1",
-                params![number],
+                params![number, ERASED_PARTICIPANT],
             )?;
             let audit = tx.execute(
                 "UPDATE audit SET detail = REPLACE(detail, ?1, ?2), object = REPLACE(object, ?1, ?2)
                  WHERE instr(detail, ?1) > 0 OR instr(object, ?1) > 0",
                 params![number, ERASED],
             )?;
-            tx.commit()?;
-            Ok(ErasureCounts {
+            let counts = ErasureCounts {
+                sessions_closed: open.len(),
                 interactions,
-                inbound_parts,
+                inbound_parts: scrubbed_parts + deleted_parts,
                 outbox,
                 participants,
                 auto_replies,
                 audit,
-            })
+            };
+            super::sessions::audit(
+                &tx,
+                now,
+                &actor,
+                "participant.erase",
+                &redacted,
+                &format!("{counts:?}"),
+            )?;
+            tx.commit()?;
+            empty_wal(conn)?;
+            Ok(counts)
         })
         .await
     }
+}
+
+/// Copies the erased pages into the database file and empties the
+/// write-ahead log, whose older frames still hold those pages as they were
+/// before the erasure. (`secure_delete` zeroes the freed space itself.)
+fn empty_wal(conn: &Connection) -> Result<(), StoreError> {
+    // Waits (busy timeout) for readers of older snapshots to finish.
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))?;
+    if busy != 0 {
+        return Err(StoreError::WalBusy);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -120,8 +193,9 @@ mod tests {
     use rusqlite::types::Value;
 
     use super::*;
-    use crate::store::NewOutbound;
+    use crate::masking::policy::OutOfSessionPolicy;
     use crate::store::fixtures::{self, A, B, NOW, PROXY, number};
+    use crate::store::{InboundOutcome, InboundPart, NewOutbound, SessionFilter};
 
     /// A store with one session A–B and one message each way.
     async fn store_with_traffic(dir: &tempfile::TempDir) -> (Store, String) {
@@ -193,15 +267,194 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
         assert!(all_values(&dir).iter().any(|v| v.contains(A)));
-        let counts = store.erase_participant(number(A)).await.unwrap();
+        let counts = store
+            .erase_participant(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
         assert_eq!(counts.participants, 1);
         assert_eq!(counts.interactions, 2);
         assert_eq!(counts.outbox, 2);
         let values = all_values(&dir);
         assert!(!values.iter().any(|v| v.contains(A)), "{values:?}");
         assert!(!values.iter().any(|v| v.contains("secret")), "{values:?}");
-        // The other party and the records themselves remain.
+        // The other party and the records themselves remain; the audit
+        // trail says a number was erased, not which.
         assert!(values.iter().any(|v| v == B));
-        assert_eq!(store.interactions(session).await.unwrap().len(), 2);
+        assert!(values.iter().any(|v| v == "participant.erase"));
+        assert!(values.iter().any(|v| v == "+*********001"), "{values:?}");
+        assert_eq!(store.interactions(session.clone()).await.unwrap().len(), 2);
+        // The open session is closed (nobody to relay to) and reads back
+        // with the erased participant as such, alone or in a list.
+        assert_eq!(counts.sessions_closed, 1);
+        // The two queued messages will not be sent any more.
+        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
+        let interactions = store.interactions(session.clone()).await.unwrap();
+        assert!(
+            interactions.iter().all(|i| i.status == "failed"),
+            "{interactions:?}"
+        );
+        let record = store.session(session).await.unwrap();
+        assert_eq!(record.status, SessionStatus::Closed);
+        assert_eq!(record.participants, [None, Some(number(B))]);
+        assert_eq!(record.rules_view(), None);
+        let filter = SessionFilter {
+            status: None,
+            label: None,
+            participant: None,
+            limit: 10,
+            offset: 0,
+        };
+        assert_eq!(store.sessions(filter).await.unwrap(), [record]);
+    }
+
+    /// Someone outside every session.
+    const STRANGER: &str = "+447911000077";
+
+    /// `number`'s digits as TP-address semi-octets in hex, the way a stored
+    /// PDU carries them (3GPP TS 23.040 §9.1.2.3: swapped nibbles, `F` pad).
+    fn semi_octets(number: &str) -> String {
+        let mut digits: Vec<char> = number.trim_start_matches('+').chars().collect();
+        if digits.len() % 2 == 1 {
+            digits.push('F');
+        }
+        digits
+            .chunks(2)
+            .flat_map(|pair| [pair[1], pair[0]])
+            .collect()
+    }
+
+    /// Whether `needle` occurs in any of the database's files (the main
+    /// file, its WAL and shared memory): what a disk image would reveal.
+    fn on_disk(dir: &tempfile::TempDir, needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes
+                .windows(needle.len())
+                .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn an_erased_number_and_its_texts_are_gone_from_the_files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_traffic(&dir).await;
+        // A writes to B and B answers; the received parts keep their PDUs.
+        let received = |from: &str, text: &str| InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(from),
+            location: None,
+            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(from)),
+            concat: None,
+            text: text.into(),
+        };
+        for (from, text) in [(A, "confidential from A"), (B, "confidential from B")] {
+            let outcome = store
+                .accept_inbound(received(from, text), OutOfSessionPolicy::Reject, NOW)
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, InboundOutcome::Relayed { .. }),
+                "{outcome:?}"
+            );
+        }
+        // A stranger's message is forwarded to the operator, prefixed with
+        // the stranger's number.
+        let forward = OutOfSessionPolicy::Forward {
+            to: number("+447911000099"),
+        };
+        let outcome = store
+            .accept_inbound(received(STRANGER, "confidential too"), forward, NOW)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, InboundOutcome::Forwarded { .. }),
+            "{outcome:?}"
+        );
+        let digits = A.trim_start_matches('+');
+        let stranger = STRANGER.trim_start_matches('+');
+        for needle in [digits, &semi_octets(A), stranger, "confidential", "secret"] {
+            assert!(
+                !on_disk(&dir, needle).is_empty(),
+                "{needle} is stored first"
+            );
+        }
+
+        for erased in [A, STRANGER] {
+            store
+                .erase_participant(number(erased), "test".into(), NOW)
+                .await
+                .unwrap();
+        }
+
+        // Not only unreachable through SQL: overwritten in the files, so no
+        // free page, stale WAL frame or disk image holds them any more.
+        for needle in [digits, &semi_octets(A), stranger, "confidential", "secret"] {
+            assert_eq!(on_disk(&dir, needle), Vec::<String>::new(), "{needle}");
+        }
+        // B's number stays, and so do the records.
+        assert!(!on_disk(&dir, B.trim_start_matches('+')).is_empty());
+        assert_eq!(store.interactions(session).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn retention_forgets_auto_replied_strangers_after_a_day_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _session) = store_with_traffic(&dir).await;
+        let policy = OutOfSessionPolicy::AutoReply {
+            text: "No conversation here.".into(),
+        };
+        let part = InboundPart {
+            proxy_iccid: PROXY.into(),
+            sender: number(STRANGER),
+            location: None,
+            pdu_hex: "00".into(),
+            concat: None,
+            text: "who is this?".into(),
+        };
+        let outcome = store.accept_inbound(part, policy, NOW).await.unwrap();
+        assert!(
+            matches!(outcome, InboundOutcome::AutoReplied { .. }),
+            "{outcome:?}"
+        );
+        let ledger = |dir: &tempfile::TempDir| -> i64 {
+            Connection::open(dir.path().join("simmask.db"))
+                .unwrap()
+                .query_row("SELECT COUNT(*) FROM auto_replies", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(ledger(&dir), 1);
+        // Within the day after the cutoff the ledger still counts.
+        store
+            .erase_bodies_older_than(NOW + time::Duration::hours(23))
+            .await
+            .unwrap();
+        assert_eq!(ledger(&dir), 1);
+        store
+            .erase_bodies_older_than(NOW + time::Duration::hours(25))
+            .await
+            .unwrap();
+        assert_eq!(ledger(&dir), 0);
+    }
+
+    #[tokio::test]
+    async fn bodies_past_retention_are_gone_from_the_files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _session) = store_with_traffic(&dir).await;
+        // Queued bodies are kept until sent: send both first.
+        while let Some(item) = store.claim_next_due(PROXY.into(), NOW).await.unwrap() {
+            store.mark_sent(item.id, vec![1], NOW).await.unwrap();
+        }
+        assert!(!on_disk(&dir, "secret").is_empty());
+        store
+            .erase_bodies_older_than(NOW + time::Duration::days(1))
+            .await
+            .unwrap();
+        assert_eq!(on_disk(&dir, "secret"), Vec::<String>::new());
     }
 }

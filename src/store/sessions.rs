@@ -66,7 +66,8 @@ pub struct SessionRecord {
     pub id: String,
     pub proxy_iccid: String,
     pub proxy_number: PhoneNumber,
-    pub participants: [PhoneNumber; 2],
+    /// `None` for a participant erased on request (`simmask erase`).
+    pub participants: [Option<PhoneNumber>; 2],
     pub mode: Mode,
     pub status: SessionStatus,
     pub label: Option<String>,
@@ -82,19 +83,23 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    /// The view the masking rules take.
-    pub fn rules_view(&self) -> Session {
-        Session {
+    /// The view the masking rules take; `None` once a participant is
+    /// erased (such a session was closed by the erasure: nothing to route).
+    pub fn rules_view(&self) -> Option<Session> {
+        let [Some(a), Some(b)] = &self.participants else {
+            return None;
+        };
+        Some(Session {
             id: self.id.clone(),
             proxy_iccid: self.proxy_iccid.clone(),
-            participants: self.participants.clone(),
+            participants: [a.clone(), b.clone()],
             mode: self.mode,
             status: self.status,
             opened_at: self.opened_at,
             expires_at: self.expires_at,
             idle_ttl: self.idle_ttl_seconds.map(Duration::seconds),
             last_activity_at: self.last_activity_at,
-        }
+        })
     }
 }
 
@@ -115,6 +120,10 @@ const SESSION_COLUMNS: &str = "s.id, s.proxy_iccid, sim.msisdn, s.mode, s.status
      (SELECT number FROM participants WHERE session_id = s.id AND position = 0), \
      (SELECT number FROM participants WHERE session_id = s.id AND position = 1)";
 
+/// How an erased participant's number starts in the `participants` table
+/// (followed by the session id and position, unique per row).
+pub(super) const ERASED_PARTICIPANT: &str = "erased:";
+
 fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
@@ -123,6 +132,15 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
     let number = |i: usize| -> Result<PhoneNumber, StoreError> {
         let text: String = row.get(i)?;
         PhoneNumber::from_e164(&text).map_err(|e| corrupt("stored number", e))
+    };
+    let participant = |i: usize| -> Result<Option<PhoneNumber>, StoreError> {
+        let text: String = row.get(i)?;
+        if text.starts_with(ERASED_PARTICIPANT) {
+            return Ok(None);
+        }
+        PhoneNumber::from_e164(&text)
+            .map(Some)
+            .map_err(|e| corrupt("stored number", e))
     };
     let mode: String = row.get(3)?;
     let status: String = row.get(4)?;
@@ -145,7 +163,7 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
         idle_ttl_seconds: row.get(8)?,
         last_activity_at: from_ms(row.get(9)?)?,
         ended_at: optional_time(10)?,
-        participants: [number(11)?, number(12)?],
+        participants: [participant(11)?, participant(12)?],
     })
 }
 

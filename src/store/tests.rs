@@ -66,7 +66,7 @@ async fn a_session_opens_on_a_free_proxy_and_routes_both_ways() {
         .await
         .unwrap();
     assert_eq!(session.status, SessionStatus::Open);
-    assert_eq!(session.participants, [number(A), number(B)]);
+    assert_eq!(session.participants, [Some(number(A)), Some(number(B))]);
     // Equal load: the strongest signal wins.
     assert_eq!(session.proxy_iccid, "8944000000000000000");
     assert_eq!(session.proxy_number, number("+447000000000"));

@@ -1,149 +1,166 @@
-//! A virtual modem a test can unplug, plug back (under the same or another
-//! link name) and make misbehave: the simulator's interpreter behind a real
-//! pty, served by a loop that can drop or garble its answers.
+//! The simulator in-process, reached through its real doors: ptys for the
+//! modems, its HTTP control API for handsets, unplug/plug and faults.
 
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+pub mod scripted;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::pty::openpty;
-use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-use simmask::modem::profile::Profiles;
-use simmask::sim::identity::Identity;
-use simmask::sim::interpreter::Interpreter;
-use simmask::sim::network::Network;
-use tokio::io::unix::AsyncFd;
-use tokio_util::sync::CancellationToken;
+use serde_json::{Value, json};
+use simmask::sim::{ModemInfo, SimConfig, Simulator};
 
-/// How the modem answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    None,
-    /// Reads commands, answers nothing (a hung firmware).
-    Silent,
-    /// Answers every command with line noise and no final result.
-    Garbage,
+pub const PROFILES: [&str; 4] = ["generic", "simcom-sim800", "quectel-ec25", "huawei-e173"];
+
+pub struct Sim {
+    pub sim: Simulator,
+    pub links: Option<PathBuf>,
+    client: reqwest::Client,
 }
 
-pub struct VirtualModem {
-    pub identity: Identity,
-    pub profile: String,
-    pub link: PathBuf,
-    fault: Arc<Mutex<Fault>>,
-    stop: CancellationToken,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+impl Sim {
+    /// One modem per profile, linked as `modem0`… under `links` if given.
+    pub async fn start(profiles: &[&str], links: Option<&Path>, seed: u64) -> Sim {
+        let sim = Simulator::start(SimConfig {
+            modems: profiles.len(),
+            profiles: profiles.iter().map(|p| p.to_string()).collect(),
+            links: links.map(Path::to_path_buf),
+            seed,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        Sim {
+            sim,
+            links: links.map(Path::to_path_buf),
+            client: reqwest::Client::new(),
+        }
+    }
 
-impl VirtualModem {
-    /// A freshly booted modem of `profile` behind `link`.
-    pub fn plug(link: &Path, profile: &str, seed: u64) -> VirtualModem {
-        let mut modem = VirtualModem {
-            identity: Identity::generate(seed, 0),
-            profile: profile.to_string(),
-            link: link.to_path_buf(),
-            fault: Arc::new(Mutex::new(Fault::None)),
-            stop: CancellationToken::new(),
-            task: None,
-        };
-        modem.plug_at(link);
+    pub fn modem(&self, index: usize) -> &ModemInfo {
+        &self.sim.description().modems[index]
+    }
+
+    /// The path a client opens: the link when there is one, else the pty.
+    pub fn port(&self, index: usize) -> String {
+        let modem = self.modem(index);
         modem
+            .link
+            .as_ref()
+            .unwrap_or(&modem.path)
+            .to_str()
+            .expect("utf-8 path")
+            .to_string()
     }
 
-    /// Plugs the same modem (same IMEI and SIM) back in at `link`.
-    pub fn plug_at(&mut self, link: &Path) {
-        let profile = Profiles::builtin()
-            .get(&self.profile)
-            .expect("profile")
-            .clone();
-        let pair = openpty(None, None).expect("openpty");
-        let path = nix::unistd::ttyname(&pair.slave).expect("ttyname");
-        let mut termios = tcgetattr(&pair.slave).expect("tcgetattr");
-        cfmakeraw(&mut termios);
-        tcsetattr(&pair.slave, SetArg::TCSANOW, &termios).expect("raw pty");
-        fcntl(&pair.master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).expect("non-blocking");
-        let _ = std::fs::remove_file(link);
-        std::os::unix::fs::symlink(&path, link).expect("link");
-        self.link = link.to_path_buf();
-        self.stop = CancellationToken::new();
-        // A network of its own per plug: the SIM's storage is not what the
-        // hotplug tests look at.
-        let network = Network::new(vec![(profile, self.identity.clone())]);
-        let interpreter = Interpreter::new(network, 0);
-        self.task = Some(tokio::spawn(serve(
-            File::from(pair.master),
-            pair.slave,
-            interpreter,
-            self.fault.clone(),
-            self.stop.clone(),
-        )));
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.sim.control_url());
+        let response = self
+            .client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("control API answers");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path}: {status} {body}");
+        body
     }
 
-    pub fn set_fault(&self, fault: Fault) {
-        *self.fault.lock().expect("fault lock") = fault;
+    pub async fn unplug(&self, index: usize) {
+        self.post(&format!("/modems/{index}/unplug"), json!({}))
+            .await;
     }
 
-    /// Pulls the modem out: the pty closes and its link goes away.
-    pub async fn unplug(&mut self) {
-        self.stop.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-        let _ = std::fs::remove_file(&self.link);
-    }
-}
-
-async fn serve(
-    master: File,
-    _slave: OwnedFd,
-    mut interpreter: Interpreter,
-    fault: Arc<Mutex<Fault>>,
-    stop: CancellationToken,
-) {
-    // SAFETY: the `File` owns its descriptor and moves into the AsyncFd, so
-    // the descriptor stays open and unchanged for the AsyncFd's life.
-    let Ok(fd) = (unsafe { AsyncFd::register(master) }) else {
-        return;
-    };
-    let mut buf = [0u8; 1024];
-    loop {
-        let guard = tokio::select! {
-            () = stop.cancelled() => return,
-            guard = fd.readable() => guard,
+    /// Plugs modem `index` back, under `link` (a new name) when given.
+    pub async fn plug(&self, index: usize, link: Option<&str>) {
+        let body = match link {
+            Some(link) => json!({ "link": link }),
+            None => json!({}),
         };
-        let Ok(mut guard) = guard else { return };
-        let n = match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
-            Ok(Ok(0)) => return,
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) if e.raw_os_error() == Some(nix::libc::EIO) => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
+        self.post(&format!("/modems/{index}/plug"), body).await;
+    }
+
+    pub async fn faults(&self, index: usize, update: Value) {
+        self.post(&format!("/modems/{index}/faults"), update).await;
+    }
+
+    /// A handset outside the bank sends `text` to `to`.
+    pub async fn handset_sms(&self, from: &str, to: &str, text: &str) {
+        self.post(
+            &format!("/handsets/{from}/sms"),
+            json!({ "to": to, "text": text }),
+        )
+        .await;
+    }
+
+    /// The messages a handset received.
+    pub async fn messages(&self, number: &str) -> Vec<Value> {
+        let url = format!("{}/handsets/{number}/messages", self.sim.control_url());
+        let response = self.client.get(&url).send().await.expect("control API");
+        response.json().await.expect("messages JSON")
+    }
+
+    /// Waits until a handset has received `count` messages.
+    pub async fn wait_messages(&self, number: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let messages = self.messages(number).await;
+            if messages.len() >= count || tokio::time::Instant::now() > deadline {
+                return messages;
             }
-            Ok(Err(_)) => return,
-            Err(_would_block) => continue,
-        };
-        let reply = interpreter.feed(&buf[..n]);
-        let current = *fault.lock().expect("fault lock");
-        let reply = match current {
-            Fault::None => reply,
-            Fault::Silent => continue,
-            Fault::Garbage if reply.is_empty() => continue,
-            Fault::Garbage => b"\r\n\x7f#?~ZX\xff\xfe12\r\n+++\r\n".to_vec(),
-        };
-        let mut rest = reply.as_slice();
-        while !rest.is_empty() {
-            let Ok(mut guard) = fd.writable().await else {
-                return;
-            };
-            match guard.try_io(|inner| inner.get_ref().write(rest)) {
-                Ok(Ok(n)) => rest = &rest[n..],
-                Ok(Err(_)) => return,
-                Err(_would_block) => continue,
-            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    pub async fn handset_dial(&self, from: &str, to: &str) {
+        self.post(&format!("/handsets/{from}/dial"), json!({ "to": to }))
+            .await;
+    }
+
+    pub async fn handset_answer(&self, number: &str) {
+        self.post(&format!("/handsets/{number}/answer"), json!({}))
+            .await;
+    }
+
+    pub async fn handset_hangup(&self, number: &str) {
+        self.post(&format!("/handsets/{number}/hangup"), json!({}))
+            .await;
+    }
+
+    /// `{state, caller_id, connected_to}` as the handset's screen shows it.
+    pub async fn handset_call(&self, number: &str) -> Value {
+        let url = format!("{}/handsets/{number}/call", self.sim.control_url());
+        let response = self.client.get(&url).send().await.expect("control API");
+        response.json().await.expect("call JSON")
+    }
+
+    /// Waits until the handset's call is in `state`.
+    pub async fn wait_handset_state(&self, number: &str, state: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let call = self.handset_call(number).await;
+            if call["state"] == state {
+                return call;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{number} never reached {state}: {call}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The lines on a modem's port: `[{t_us, dir, line}]`.
+    pub async fn trace(&self, index: usize) -> Vec<Value> {
+        let url = format!("{}/modems/{index}/trace", self.sim.control_url());
+        let response = self.client.get(&url).send().await.expect("control API");
+        response.json().await.expect("trace JSON")
+    }
+
+    pub async fn shutdown(self) {
+        self.sim.shutdown().await;
     }
 }

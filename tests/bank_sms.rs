@@ -1,0 +1,233 @@
+//! SMS end to end on the simulator with every profile, through the bank:
+//! sending single and multipart messages in GSM 7-bit and UCS2 (checked on
+//! the receiving handset), receiving them (`+CMTI` → read → `Inbound` →
+//! confirmed → gone from the SIM), and delivery reports.
+
+mod driver_common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use driver_common::{PROFILES, Sim};
+use simmask::bank::{Bank, BankConfig, BankEvent, InboundSms};
+use simmask::modem::actor::ModemEvent;
+use simmask::modem::pdu::{self, Tpdu};
+use simmask::modem::profile::Profiles;
+
+const SINGLE_GSM7: &str = "Hello from simmask";
+const SINGLE_UCS2: &str = "Привет, мир 👋";
+
+fn long_gsm7() -> String {
+    "The quick brown fox jumps over the lazy dog. ".repeat(5)
+}
+
+fn long_ucs2() -> String {
+    "Съешь же ещё этих мягких французских булок. ".repeat(3)
+}
+
+async fn next(events: &mut tokio::sync::mpsc::Receiver<BankEvent>) -> BankEvent {
+    tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("bank event in time")
+        .expect("bank alive")
+}
+
+fn deliver_text(sms: &InboundSms) -> (String, Option<pdu::Concat>) {
+    let decoded = pdu::decode_hex(&sms.pdu_hex, true).expect("inbound PDU decodes");
+    match decoded.pdu.tpdu {
+        Tpdu::Deliver(deliver) => (deliver.user_data.text, deliver.user_data.concat),
+        other => panic!("expected an SMS-DELIVER, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_profile_sends_receives_and_reports_delivery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&PROFILES, Some(dir.path()), 31).await;
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/modem*", dir.path().display())],
+        profiles: Profiles::builtin(),
+        poll_interval: Duration::from_secs(2),
+        power_cycle_command: None,
+        quarantine_after: 3,
+        pins: HashMap::new(),
+        msisdn_for_iccid: HashMap::new(),
+        baud: 115_200,
+    })
+    .await;
+    let expected: HashSet<String> = (0..PROFILES.len())
+        .map(|i| sim.modem(i).iccid.clone())
+        .collect();
+    let mut up = HashSet::new();
+    while up != expected {
+        if let BankEvent::SimUp { iccid } = next(&mut events).await {
+            up.insert(iccid);
+        }
+    }
+
+    for (index, profile) in PROFILES.iter().enumerate() {
+        let modem = sim.modem(index).clone();
+        let handle = bank.handle(&modem.iccid).expect("handle");
+        let handset = format!("+1555020{index:04}");
+
+        // Sending: the handset receives each text whole.
+        let texts = [
+            SINGLE_GSM7.to_string(),
+            long_gsm7(),
+            SINGLE_UCS2.to_string(),
+            long_ucs2(),
+        ];
+        for text in &texts {
+            let references = handle
+                .send_sms(&handset, text, false)
+                .await
+                .unwrap_or_else(|e| panic!("{profile}: send: {e}"));
+            let parts = pdu::segment(text).parts.len();
+            assert_eq!(references.len(), parts, "{profile}: one TP-MR per part");
+        }
+        let received = sim.wait_messages(&handset, texts.len()).await;
+        let got: Vec<&str> = received.iter().filter_map(|m| m["text"].as_str()).collect();
+        for text in &texts {
+            assert!(
+                got.contains(&text.as_str()),
+                "{profile}: {text:?} not in {got:?}"
+            );
+        }
+
+        // Receiving: stored, read, handed on, deleted only when confirmed.
+        sim.handset_sms(&handset, &modem.msisdn, SINGLE_GSM7).await;
+        sim.handset_sms(&handset, &modem.msisdn, &long_ucs2()).await;
+        let ucs2_parts = pdu::segment(&long_ucs2()).parts.len();
+        let mut single = None;
+        let mut parts = Vec::new();
+        while single.is_none() || parts.len() < ucs2_parts {
+            match next(&mut events).await {
+                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                    assert!(sms.location.is_some(), "{profile}: stored, not direct");
+                    assert!(!sms.status_report);
+                    let (text, concat) = deliver_text(&sms);
+                    match concat {
+                        None => single = Some((text, sms)),
+                        Some(concat) => parts.push((concat.sequence, text, sms)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let stored = handle.list_sms().await.expect("list");
+        assert_eq!(
+            stored.len(),
+            1 + ucs2_parts,
+            "{profile}: kept until confirmed"
+        );
+        let (text, sms) = single.expect("single");
+        assert_eq!(text, SINGLE_GSM7, "{profile}");
+        sms.confirm_stored().await.expect("confirm");
+        parts.sort_by_key(|(sequence, _, _)| *sequence);
+        let joined: String = parts.iter().map(|(_, text, _)| text.as_str()).collect();
+        assert_eq!(joined, long_ucs2(), "{profile}");
+        for (_, _, sms) in parts {
+            sms.confirm_stored().await.expect("confirm part");
+        }
+        assert_eq!(
+            handle.list_sms().await.expect("list"),
+            vec![],
+            "{profile}: confirmed messages are gone from the SIM"
+        );
+
+        // Delivery report: routed directly (+CDS) or stored (+CDSI) per the
+        // profile's +CNMI, with the TP-MR the send returned.
+        let references = handle
+            .send_sms(&handset, "report this", true)
+            .await
+            .expect("send with report");
+        let report_pdu = loop {
+            match next(&mut events).await {
+                BankEvent::Modem {
+                    iccid,
+                    event: ModemEvent::StatusReport { pdu_hex },
+                } if iccid == modem.iccid => break pdu_hex,
+                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                    assert!(sms.status_report, "{profile}: only the report is expected");
+                    let pdu_hex = sms.pdu_hex.clone();
+                    sms.confirm_stored().await.expect("confirm report");
+                    break pdu_hex;
+                }
+                _ => {}
+            }
+        };
+        let decoded = pdu::decode_hex(&report_pdu, true).expect("report decodes");
+        let Tpdu::StatusReport(report) = decoded.pdu.tpdu else {
+            panic!("{profile}: not a status report");
+        };
+        assert_eq!(vec![report.message_reference], references, "{profile}");
+        assert!(report.delivered(), "{profile}");
+    }
+    bank.shutdown();
+    sim.shutdown().await;
+}
+
+/// The driver's profiles with `generic` routing new messages straight to
+/// the host (`+CNMI` mt=2), as an operator's profile file may ask.
+fn direct_routing_profiles(dir: &std::path::Path) -> Profiles {
+    let generic = Profiles::builtin().get("generic").expect("generic").clone();
+    let text = toml::to_string(&generic)
+        .expect("profile serialises")
+        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,2,0,1,0\"");
+    assert!(text.contains("2,2,0,1,0"), "{text}");
+    std::fs::write(dir.join("generic.toml"), text).expect("profile file");
+    Profiles::load_dir(dir).expect("profiles load")
+}
+
+#[tokio::test]
+async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = dir.path().join("links");
+    let profiles_dir = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles_dir).expect("profiles dir");
+    let sim = Sim::start(&["generic"], Some(&links), 33).await;
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/modem*", links.display())],
+        profiles: direct_routing_profiles(&profiles_dir),
+        poll_interval: Duration::from_secs(2),
+        power_cycle_command: None,
+        quarantine_after: 3,
+        pins: HashMap::new(),
+        msisdn_for_iccid: HashMap::new(),
+        baud: 115_200,
+    })
+    .await;
+    let modem = sim.modem(0).clone();
+    while !matches!(next(&mut events).await, BankEvent::SimUp { .. }) {}
+    let handle = bank.handle(&modem.iccid).expect("handle");
+    let capabilities = handle.identity().capabilities;
+    assert_eq!(capabilities.cnmi, "2,2,0,1,0");
+    assert_eq!(capabilities.sms_service, 1, "phase 2+: +CMT needs +CNMA");
+
+    sim.handset_sms("+15550500001", &modem.msisdn, SINGLE_GSM7)
+        .await;
+    let sms = loop {
+        if let BankEvent::Inbound { sms, .. } = next(&mut events).await {
+            break sms;
+        }
+    };
+    assert_eq!(sms.location, None, "routed directly, not stored");
+    assert_eq!(deliver_text(&sms).0, SINGLE_GSM7);
+    let acks = |trace: &[serde_json::Value]| {
+        trace
+            .iter()
+            .filter(|e| e["dir"] == "rx" && e["line"] == "AT+CNMA")
+            .count()
+    };
+    assert_eq!(
+        acks(&sim.trace(0).await),
+        0,
+        "not acknowledged before confirmed"
+    );
+    sms.confirm_stored().await.expect("+CNMA");
+    assert_eq!(acks(&sim.trace(0).await), 1);
+    // Acknowledged, so not stored on the SIM either.
+    assert_eq!(handle.list_sms().await.expect("list"), vec![]);
+    bank.shutdown();
+    sim.shutdown().await;
+}

@@ -1,0 +1,314 @@
+//! Privacy from outside: `simmask sim` and `simmask run` as processes. After
+//! a day's worth of traffic (relayed SMS both ways, a long message, a
+//! stranger, a barred destination, a masked call, a refused request), the
+//! daemon's logs at info level hold no participant's number in any form;
+//! and `simmask erase` on the live database leaves no trace of the erased
+//! number in the database's files.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_TOKEN, Daemon, Process, Sim, free_port, write_config};
+use serde_json::{Value, json};
+
+const A: &str = "+447911123456";
+const B: &str = "+447912345678";
+const C: &str = "+447911777888";
+const D: &str = "+447911000111";
+const STRANGER: &str = "+447400123456";
+
+/// Starts `simmask run` with its logs at info level (the default an
+/// operator gets) written to `log`.
+async fn daemon_logging_to(config: &Path, port: u16, log: &Path) -> Daemon {
+    let stderr = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("simmask run");
+    let daemon = Daemon {
+        process: Process { child },
+        url: format!("http://127.0.0.1:{port}"),
+        config: config.to_path_buf(),
+    };
+    daemon.wait_ready(1).await;
+    daemon
+}
+
+/// Every form in which `number` could leak: E.164, international digits,
+/// the national number (the subscriber part any prefix would show), and
+/// the swapped semi-octets of a PDU's address field (3GPP TS 23.040
+/// §9.1.2.3) as a hex dump would show them.
+fn forms(number: &str) -> Vec<String> {
+    let digits = number.trim_start_matches('+');
+    // UK numbers here: country code 44, then the national significant number.
+    let national = &digits[2..];
+    let mut nibbles: Vec<char> = digits.chars().collect();
+    if nibbles.len() % 2 == 1 {
+        nibbles.push('F');
+    }
+    let semi_octets: String = nibbles.chunks(2).flat_map(|p| [p[1], p[0]]).collect();
+    vec![digits.to_string(), national.to_string(), semi_octets]
+}
+
+/// The lines of `text` that contain any form of `number`.
+fn leaks(text: &str, number: &str) -> Vec<String> {
+    let forms = forms(number);
+    text.lines()
+        .filter(|line| {
+            let upper = line.to_ascii_uppercase();
+            forms.iter().any(|form| upper.contains(form.as_str()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+async fn wait_until<F: Fn(&Value) -> bool>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Value,
+    done: F,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}; last {value}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn call_state(sim: &Sim, number: &str) -> Value {
+    common::client()
+        .get(format!("{}/handsets/{number}/call", sim.control))
+        .send()
+        .await
+        .expect("sim control")
+        .json()
+        .await
+        .expect("call JSON")
+}
+
+async fn handset(sim: &Sim, number: &str, action: &str, body: Value) {
+    let response = sim
+        .post(&format!("/handsets/{number}/{action}"), body)
+        .await;
+    assert!(response.status().is_success(), "{action} by {number}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        "[out_of_session]\npolicy = \"auto-reply\"\ntext = \"No conversation here.\"\n",
+    );
+    let log = dir.path().join("daemon.log");
+    let daemon = daemon_logging_to(&config, port, &log).await;
+
+    let session = daemon.open_session(A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    let other = daemon.open_session(C, D, json!({})).await;
+    assert_eq!(other["proxy_number"], proxy.as_str());
+
+    // A request with a bad number is refused, and says so without echoing it.
+    let refused = common::client()
+        .post(format!("{}/api/v1/sessions", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"participants": [A, "+4479111234567890"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+
+    // SMS both ways, one of them long; a stranger; a barred destination.
+    let put = sim
+        .put(&format!("/handsets/{D}/state"), json!({"barred": true}))
+        .await;
+    assert!(put.status().is_success());
+    sim.handset_sms(A, &proxy, "meet at the north gate").await;
+    sim.handset_sms(B, &proxy, &"on my way, ".repeat(30)).await;
+    sim.handset_sms(STRANGER, &proxy, "who is this?").await;
+    sim.handset_sms(C, &proxy, "for D, who is barred").await;
+    assert_eq!(
+        sim.wait_messages(B, 1, Duration::from_secs(30)).await.len(),
+        1
+    );
+    assert_eq!(
+        sim.wait_messages(A, 1, Duration::from_secs(30)).await.len(),
+        1
+    );
+    assert_eq!(
+        sim.wait_messages(STRANGER, 1, Duration::from_secs(30))
+            .await
+            .len(),
+        1
+    );
+    let cd = other["id"].as_str().unwrap().to_string();
+    wait_until(
+        "D's message fails",
+        async || {
+            daemon
+                .get(&format!("/api/v1/sessions/{cd}/interactions"))
+                .await
+        },
+        |body| {
+            body.as_array()
+                .or_else(|| body["interactions"].as_array())
+                .is_some_and(|list| list.iter().any(|i| i["status"] == "failed"))
+        },
+    )
+    .await;
+
+    // A masked call from A to B, and one from the stranger.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_until(
+        "B rings",
+        async || call_state(&sim, B).await,
+        |s| s["state"] == "ringing",
+    )
+    .await;
+    handset(&sim, B, "answer", json!({})).await;
+    wait_until(
+        "A talks to B",
+        async || call_state(&sim, A).await,
+        |s| {
+            s["connected_to"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|n| n == B))
+        },
+    )
+    .await;
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_until(
+        "B hung up",
+        async || call_state(&sim, B).await,
+        |s| s["state"] == "idle",
+    )
+    .await;
+    handset(&sim, STRANGER, "dial", json!({"to": proxy})).await;
+    wait_until(
+        "the stranger is hung up on",
+        async || call_state(&sim, STRANGER).await,
+        |s| s["state"] == "idle",
+    )
+    .await;
+
+    // A viewer sees the sessions with masked numbers, and cannot find
+    // them by a whole number either.
+    let created = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["token", "create", "watcher", "--role", "viewer", "--config"])
+        .arg(&config)
+        .output()
+        .expect("simmask token create");
+    assert!(created.status.success());
+    let shown: Value = serde_json::from_slice(&created.stdout).expect("token JSON");
+    let viewer = shown["token"].as_str().expect("token").to_string();
+    let id = session["id"].as_str().unwrap();
+    let seen: Value = common::client()
+        .get(format!("{}/api/v1/sessions/{id}", daemon.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["participants"],
+        json!(["+44*******456", "+44*******678"])
+    );
+    for number in [A, B] {
+        let search = common::client()
+            .post(format!("{}/api/v1/sessions/search", daemon.url))
+            .bearer_auth(&viewer)
+            .json(&json!({"participant": number}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(search.status().as_u16(), 403, "a viewer searching {number}");
+    }
+
+    // The session ends; A asks to be forgotten while the daemon runs.
+    let closed = common::client()
+        .delete(format!("{}/api/v1/sessions/{id}", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success());
+    let erase = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["erase", A, "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("simmask erase");
+    let erase_log = String::from_utf8_lossy(&erase.stderr).to_string();
+    assert!(erase.status.success(), "{erase_log}");
+    let erased: Value = serde_json::from_slice(&erase.stdout).expect("erase JSON");
+    assert_eq!(erased["erased"]["participants"], 1, "{erased}");
+    // The session's record stays, with A shown as erased.
+    let record = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(record["participants"], json!(["[erased]", B]), "{record}");
+
+    // Nothing in the database's files holds A's number or the texts any more.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("simmask.db") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_ascii_uppercase();
+        for needle in forms(A)
+            .into_iter()
+            .chain(["MEET AT THE NORTH GATE".into(), "ON MY WAY".into()])
+        {
+            assert!(!text.contains(&needle), "{needle} in {name}");
+        }
+    }
+
+    // The logs say what happened, and never to whom.
+    let mut daemon = daemon;
+    assert!(daemon.process.terminate(), "a clean exit on SIGTERM");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for expected in ["SIM up", "session opened", "session closed"] {
+        assert!(logged.contains(expected), "{expected}:\n{logged}");
+    }
+    for number in [A, B, C, D, STRANGER] {
+        let found = leaks(&logged, number);
+        assert!(
+            found.is_empty(),
+            "{number} in the daemon's log:\n{found:#?}"
+        );
+        let found = leaks(&erase_log, number);
+        assert!(found.is_empty(), "{number} in erase's log:\n{found:#?}");
+    }
+}
+
+#[test]
+fn the_leak_finder_sees_every_form_of_a_number() {
+    let log =
+        "a +447911123456 b\nnational 07911123456\npdu 0C91449711214365\nclean +*********456\n";
+    assert_eq!(
+        leaks(log, A),
+        [
+            "a +447911123456 b",
+            "national 07911123456",
+            "pdu 0C91449711214365"
+        ]
+    );
+    assert!(leaks(log, B).is_empty());
+}
