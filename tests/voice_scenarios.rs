@@ -762,3 +762,52 @@ async fn a_call_half_made_when_the_daemon_died_is_released_when_it_is_back() {
     }
     bridge(&sim, &proxy, A, B).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
+    let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
+    assert_eq!(
+        second["proxy_number"],
+        proxy.as_str(),
+        "one SIM, two sessions"
+    );
+
+    // A's call is being put through: B's phone rings, A waits on hold.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    // C calls the same proxy now: refused, and D's phone never rings.
+    handset(&sim, C, "dial", json!({"to": proxy})).await;
+    let refused = wait_call(&sim, C, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(refused["connected_to"], json!([]), "{refused}");
+    assert_eq!(call_of(&sim, D).await["state"], "idle");
+    let dials: Vec<String> = commands_sent(&sim, 0)
+        .await
+        .into_iter()
+        .filter(|line| line.starts_with("ATD"))
+        .collect();
+    assert_eq!(dials, [format!("ATD{B};")], "only B was dialled");
+
+    // B answers and talks to A alone.
+    assert_eq!(call_of(&sim, B).await["state"], "ringing");
+    handset(&sim, B, "answer", json!({})).await;
+    for (number, other) in [(A, B), (B, A)] {
+        wait_call(&sim, number, "heard the other", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
+    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+}
