@@ -382,6 +382,13 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
         .to_string();
     refused_without_dialing(&sim, &proxy, A, "an SMS-only session").await;
     assert_eq!(call_of(&sim, B).await["state"], "idle");
+    // The session's history says why.
+    let calls = calls_recorded(&daemon, sms_only["id"].as_str().expect("id"), 1).await;
+    assert_eq!(calls[0]["outcome"], "rejected", "{calls:?}");
+    assert_eq!(
+        calls[0]["reason"], "the session does not carry calls",
+        "{calls:?}"
+    );
 
     close(&daemon, sms_only["id"].as_str().expect("id")).await;
     refused_without_dialing(&sim, &proxy, B, "a closed session").await;
@@ -810,4 +817,8 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
     }
     let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
     assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    // C's session shows the refused call, as C's.
+    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 1).await;
+    assert_eq!(refused[0]["outcome"], "second_call_rejected", "{refused:?}");
+    assert_eq!(refused[0]["from_participant"], 0, "{refused:?}");
 }
