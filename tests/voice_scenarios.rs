@@ -822,3 +822,31 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
     assert_eq!(refused[0]["outcome"], "second_call_rejected", "{refused:?}");
     assert_eq!(refused[0]["from_participant"], 0, "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_call_releases_the_caller_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // B sees the proxy ringing and rejects it: A is released well before
+    // any ring timeout, and the record says B did not take the call.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    handset(&sim, B, "hangup", json!({})).await;
+    let released = wait_call_within(&sim, A, "was released", Duration::from_secs(10), |c| {
+        c["state"] == "idle"
+    })
+    .await;
+    assert_eq!(released["connected_to"], json!([]), "{released}");
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    // A rejected call comes back to the caller as user busy (TS 24.008
+    // cause 17), which the modem reports as `BUSY`.
+    assert_eq!(calls[0]["outcome"], "busy", "{calls:?}");
+    assert!(calls[0]["answered_at"].is_null(), "{calls:?}");
+}
