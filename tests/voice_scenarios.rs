@@ -148,12 +148,19 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     // A calls, B answers, then B (the callee) hangs up: the modem, still in
     // the conference, clears A's leg.
     bridge(&sim, &proxy, A, B).await;
+    // They talk for a while: the record's duration covers it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     handset(&sim, B, "hangup", json!({})).await;
     let released = wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
     let calls = calls_recorded(&daemon, &id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert_eq!(calls[0]["from_participant"], 0, "{calls:?}");
+    let talked = calls[0]["duration_seconds"].as_f64().unwrap_or_default();
+    assert!(
+        talked >= 1.0,
+        "a conference lasts until the hang-up: {calls:?}"
+    );
 
     // The modem is free again: B calls A the other way and hangs up first.
     bridge(&sim, &proxy, B, A).await;
