@@ -318,6 +318,22 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     // A transfer ends the proxy's part of the call: it is recorded then.
     let calls = calls_recorded(&daemon, &id, 3).await;
     assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
+    // The metrics count calls by outcome.
+    let metrics = client()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "simmask_calls_total{outcome=\"unreachable\"} 2",
+        "simmask_calls_total{outcome=\"transferred\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line}:\n{metrics}");
+    }
 }
 
 async fn close(daemon: &Daemon, session: &str) {
