@@ -873,3 +873,39 @@ async fn a_declined_call_releases_the_caller_at_once() {
     assert_eq!(calls[0]["outcome"], "busy", "{calls:?}");
     assert!(calls[0]["answered_at"].is_null(), "{calls:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
+    let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
+    assert_eq!(
+        second["proxy_number"],
+        proxy.as_str(),
+        "one SIM, two sessions"
+    );
+
+    // A and B talk through the network alone; the same SIM then puts C
+    // through to D, and the two conversations stay apart.
+    bridge(&sim, &proxy, A, B).await;
+    bridge(&sim, &proxy, C, D).await;
+    for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
+        let call = call_of(&sim, number).await;
+        assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
+        assert_eq!(call["caller_id"], proxy.as_str(), "{number}: {call}");
+    }
+    handset(&sim, B, "hangup", json!({})).await;
+    wait_call(&sim, A, "hung up too", |c| c["state"] == "idle").await;
+    assert_eq!(call_of(&sim, C).await["connected_to"], json!([D]));
+    for session in [&first, &second] {
+        let calls = calls_recorded(&daemon, session["id"].as_str().expect("id"), 1).await;
+        assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    }
+}
