@@ -909,3 +909,44 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
         assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_participants_calling_the_proxy_at_once_never_strands_anyone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+
+    // A and B call the proxy together: the SIM takes one call, refuses the
+    // other, and then rings whoever it refused.
+    tokio::join!(
+        handset(&sim, A, "dial", json!({"to": proxy})),
+        handset(&sim, B, "dial", json!({"to": proxy})),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (ringing, caller) = loop {
+        let (a, b) = (call_of(&sim, A).await, call_of(&sim, B).await);
+        if a["state"] == "ringing" {
+            break (A, B);
+        }
+        if b["state"] == "ringing" {
+            break (B, A);
+        }
+        assert!(Instant::now() < deadline, "nobody rang: {a} {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call_of(&sim, ringing).await["caller_id"], proxy.as_str());
+    handset(&sim, ringing, "answer", json!({})).await;
+    for (number, other) in [(caller, ringing), (ringing, caller)] {
+        wait_call(&sim, number, "heard the other", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    handset(&sim, caller, "hangup", json!({})).await;
+    wait_call(&sim, ringing, "hung up too", |c| c["state"] == "idle").await;
+    bridge(&sim, &proxy, A, B).await;
+}
