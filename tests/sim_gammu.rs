@@ -44,12 +44,20 @@ fn start_sim(profiles: &str, modems: usize, links: &std::path::Path) -> Sim {
 /// Runs gammu with the config `rc`; returns its stdout after checking it
 /// succeeded.
 fn gammu(rc: &std::path::Path, args: &[&str], what: &str) -> String {
-    let output = Command::new("gammu")
+    // A bound on every run: a client that hangs fails the test (exit 124)
+    // instead of stalling the suite.
+    let output = Command::new("timeout")
+        .args(["120", "gammu"])
         .arg("-c")
         .arg(rc)
         .args(args)
         .output()
-        .expect("gammu is installed (apt-get install gammu)");
+        .expect("coreutils' timeout runs");
+    assert_ne!(
+        output.status.code(),
+        Some(127),
+        "gammu is not installed (apt-get install gammu)"
+    );
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
