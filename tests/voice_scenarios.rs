@@ -1,8 +1,12 @@
-//! Masked calls end to end, the flows of issue 6 that `voice_e2e` leaves
-//! out: a conference ended by the callee (the modem clears the caller's
-//! leg), conferences both ways, the call's record and live events in the
-//! API. `simmask sim` and `simmask run` run as processes talking AT through
-//! ptys; the handsets are driven through the simulator's control API.
+//! Masked calls end to end, the flows of issue 6 that `voice_e2e` and
+//! `calls_e2e` leave out: conferences ended from either side, strangers
+//! forwarded to the operator, switched-off and barred participants, sessions
+//! that carry no calls, several proxies and sessions at once, mixed banks,
+//! unplugs, a lost `OK`, daemon restarts mid-call, and what the API, the
+//! live feed and the metrics say of it all. `simmask sim` and `simmask run`
+//! run as processes talking AT through ptys; the handsets are driven
+//! through the simulator's control API, and the modem's trace shows what
+//! the daemon sent.
 
 mod common;
 
