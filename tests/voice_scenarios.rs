@@ -1,8 +1,12 @@
-//! Masked calls end to end, the flows of issue 6 that `voice_e2e` leaves
-//! out: a conference ended by the callee (the modem clears the caller's
-//! leg), conferences both ways, the call's record and live events in the
-//! API. `simmask sim` and `simmask run` run as processes talking AT through
-//! ptys; the handsets are driven through the simulator's control API.
+//! Masked calls end to end, the flows of issue 6 that `voice_e2e` and
+//! `calls_e2e` leave out: conferences ended from either side, strangers
+//! forwarded to the operator, switched-off and barred participants, sessions
+//! that carry no calls, several proxies and sessions at once, mixed banks,
+//! unplugs, a lost `OK`, daemon restarts mid-call, and what the API, the
+//! live feed and the metrics say of it all. `simmask sim` and `simmask run`
+//! run as processes talking AT through ptys; the handsets are driven
+//! through the simulator's control API, and the modem's trace shows what
+//! the daemon sent.
 
 mod common;
 
@@ -148,12 +152,19 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     // A calls, B answers, then B (the callee) hangs up: the modem, still in
     // the conference, clears A's leg.
     bridge(&sim, &proxy, A, B).await;
+    // They talk for a while: the record's duration covers it.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     handset(&sim, B, "hangup", json!({})).await;
     let released = wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
     let calls = calls_recorded(&daemon, &id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert_eq!(calls[0]["from_participant"], 0, "{calls:?}");
+    let talked = calls[0]["duration_seconds"].as_f64().unwrap_or_default();
+    assert!(
+        talked >= 1.0,
+        "a conference lasts until the hang-up: {calls:?}"
+    );
 
     // The modem is free again: B calls A the other way and hangs up first.
     bridge(&sim, &proxy, B, A).await;
@@ -311,6 +322,22 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     // A transfer ends the proxy's part of the call: it is recorded then.
     let calls = calls_recorded(&daemon, &id, 3).await;
     assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
+    // The metrics count calls by outcome.
+    let metrics = client()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for line in [
+        "simmask_calls_total{outcome=\"unreachable\"} 2",
+        "simmask_calls_total{outcome=\"transferred\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line}:\n{metrics}");
+    }
 }
 
 async fn close(daemon: &Daemon, session: &str) {
@@ -340,6 +367,15 @@ async fn commands_sent(sim: &Sim, index: usize) -> Vec<String> {
         .filter(|entry| entry["dir"] == "rx")
         .filter_map(|entry| entry["line"].as_str().map(str::to_string))
         .collect()
+}
+
+/// How many `AT+CLCC` the daemon sent to modem 0.
+async fn snapshots(sim: &Sim) -> usize {
+    commands_sent(sim, 0)
+        .await
+        .iter()
+        .filter(|line| *line == "AT+CLCC")
+        .count()
 }
 
 /// `caller` dials the proxy and is hung up on; the proxy dials nobody.
@@ -373,6 +409,13 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
         .to_string();
     refused_without_dialing(&sim, &proxy, A, "an SMS-only session").await;
     assert_eq!(call_of(&sim, B).await["state"], "idle");
+    // The session's history says why.
+    let calls = calls_recorded(&daemon, sms_only["id"].as_str().expect("id"), 1).await;
+    assert_eq!(calls[0]["outcome"], "rejected", "{calls:?}");
+    assert_eq!(
+        calls[0]["reason"], "the session does not carry calls",
+        "{calls:?}"
+    );
 
     close(&daemon, sms_only["id"].as_str().expect("id")).await;
     refused_without_dialing(&sim, &proxy, B, "a closed session").await;
@@ -632,6 +675,14 @@ async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
 
+    // The daemon reads the modem's calls twice when it starts (the driver's
+    // init, then the voice desk): the fault must not hit those.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while snapshots(&sim).await < 2 {
+        assert!(Instant::now() < deadline, "the daemon never read the calls");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // The modem answers A, but its `OK` to `ATA` is lost on a noisy line.
     // The bridge waits the command out (20 s), then the `+CLCC` snapshot
     // shows A answered, and it goes on.
@@ -686,6 +737,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     // The daemon stops mid-conference; the network keeps the call up.
     bridge(&sim, &proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
+    let snapshots_before = snapshots(&sim).await;
     let port: u16 = daemon
         .url
         .rsplit(':')
@@ -694,6 +746,17 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         .expect("port");
     // The restarted daemon is kept alive to the end of the test.
     let _restarted = Daemon::start(&daemon.config, port, 1).await;
+    // Back up, the daemon reads the modem's calls: a conference between the
+    // two sides is theirs, and is left alone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while snapshots(&sim).await <= snapshots_before {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted daemon never read the calls"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for (number, other) in [(A, B), (B, A)] {
         let call = call_of(&sim, number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
@@ -705,4 +768,189 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
     bridge(&sim, &proxy, B, A).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_half_made_when_the_daemon_died_is_released_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+
+    // The daemon dies while B's phone rings and A waits on hold.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    daemon.process.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(daemon);
+    assert_eq!(call_of(&sim, A).await["state"], "held");
+
+    // Back up, it finds the modem's calls that nobody bridges and releases
+    // them, rather than leaving A on hold and B ringing for nothing.
+    let _restarted = Daemon::start(&config, port, 1).await;
+    for number in [A, B] {
+        let call = wait_call(&sim, number, "was released", |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
+    }
+    bridge(&sim, &proxy, A, B).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
+    let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
+    assert_eq!(
+        second["proxy_number"],
+        proxy.as_str(),
+        "one SIM, two sessions"
+    );
+
+    // A's call is being put through: B's phone rings, A waits on hold.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    // C calls the same proxy now: refused, and D's phone never rings.
+    handset(&sim, C, "dial", json!({"to": proxy})).await;
+    let refused = wait_call(&sim, C, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(refused["connected_to"], json!([]), "{refused}");
+    assert_eq!(call_of(&sim, D).await["state"], "idle");
+    let dials: Vec<String> = commands_sent(&sim, 0)
+        .await
+        .into_iter()
+        .filter(|line| line.starts_with("ATD"))
+        .collect();
+    assert_eq!(dials, [format!("ATD{B};")], "only B was dialled");
+
+    // B answers and talks to A alone.
+    assert_eq!(call_of(&sim, B).await["state"], "ringing");
+    handset(&sim, B, "answer", json!({})).await;
+    for (number, other) in [(A, B), (B, A)] {
+        wait_call(&sim, number, "heard the other", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
+    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    // C's session shows the refused call, as C's.
+    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 1).await;
+    assert_eq!(refused[0]["outcome"], "second_call_rejected", "{refused:?}");
+    assert_eq!(refused[0]["from_participant"], 0, "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_call_releases_the_caller_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+
+    // B sees the proxy ringing and rejects it: A is released well before
+    // any ring timeout, and the record says B did not take the call.
+    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    handset(&sim, B, "hangup", json!({})).await;
+    let released = wait_call_within(&sim, A, "was released", Duration::from_secs(10), |c| {
+        c["state"] == "idle"
+    })
+    .await;
+    assert_eq!(released["connected_to"], json!([]), "{released}");
+    let calls = calls_recorded(&daemon, &id, 1).await;
+    // A rejected call comes back to the caller as user busy (TS 24.008
+    // cause 17), which the modem reports as `BUSY`.
+    assert_eq!(calls[0]["outcome"], "busy", "{calls:?}");
+    assert!(calls[0]["answered_at"].is_null(), "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on() {
+    const C: &str = "+447913445566";
+    const D: &str = "+447400123456";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
+    let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
+    assert_eq!(
+        second["proxy_number"],
+        proxy.as_str(),
+        "one SIM, two sessions"
+    );
+
+    // A and B talk through the network alone; the same SIM then puts C
+    // through to D, and the two conversations stay apart.
+    bridge(&sim, &proxy, A, B).await;
+    bridge(&sim, &proxy, C, D).await;
+    for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
+        let call = call_of(&sim, number).await;
+        assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
+        assert_eq!(call["caller_id"], proxy.as_str(), "{number}: {call}");
+    }
+    handset(&sim, B, "hangup", json!({})).await;
+    wait_call(&sim, A, "hung up too", |c| c["state"] == "idle").await;
+    assert_eq!(call_of(&sim, C).await["connected_to"], json!([D]));
+    for session in [&first, &second] {
+        let calls = calls_recorded(&daemon, session["id"].as_str().expect("id"), 1).await;
+        assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_participants_calling_the_proxy_at_once_never_strands_anyone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+
+    // A and B call the proxy together: the SIM takes one call, refuses the
+    // other, and then rings whoever it refused.
+    tokio::join!(
+        handset(&sim, A, "dial", json!({"to": proxy})),
+        handset(&sim, B, "dial", json!({"to": proxy})),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (ringing, caller) = loop {
+        let (a, b) = (call_of(&sim, A).await, call_of(&sim, B).await);
+        if a["state"] == "ringing" {
+            break (A, B);
+        }
+        if b["state"] == "ringing" {
+            break (B, A);
+        }
+        assert!(Instant::now() < deadline, "nobody rang: {a} {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call_of(&sim, ringing).await["caller_id"], proxy.as_str());
+    handset(&sim, ringing, "answer", json!({})).await;
+    for (number, other) in [(caller, ringing), (ringing, caller)] {
+        wait_call(&sim, number, "heard the other", |c| {
+            c["connected_to"] == json!([other])
+        })
+        .await;
+    }
+    handset(&sim, caller, "hangup", json!({})).await;
+    wait_call(&sim, ringing, "hung up too", |c| c["state"] == "idle").await;
+    bridge(&sim, &proxy, A, B).await;
 }

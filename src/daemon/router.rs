@@ -202,6 +202,13 @@ impl Router {
             );
             self.voice.insert(iccid.clone(), desk);
         }
+        // Calls the modem kept from before (the daemon restarted mid-call):
+        // the desk reads them and releases what nobody bridges any more.
+        if let Some(desk) = self.voice.get(&iccid)
+            && desk.send(ModemEvent::CallsChanged).await.is_err()
+        {
+            tracing::warn!(%iccid, "the voice desk stopped");
+        }
         wake(&self.wakers, &iccid);
         tracing::info!(%iccid, port = %status.port, "SIM up");
         self.events.publish(Event::ModemUp {

@@ -233,6 +233,20 @@ impl Desk {
         }
     }
 
+    /// The caller's open session on this SIM, whatever its mode.
+    async fn session_of(&self, caller: &PhoneNumber) -> Option<String> {
+        let session = self
+            .store
+            .open_session_of(self.iccid.clone(), caller.clone())
+            .await
+            .ok()??;
+        let sessions: Vec<_> = session.rules_view().into_iter().collect();
+        match lifecycle::route(&sessions, caller, Traffic::Call, OffsetDateTime::now_utc()) {
+            Route::Relay { session, .. } | Route::WrongMode(session) => Some(session.id.clone()),
+            Route::Expired(_) | Route::OutOfSession => None,
+        }
+    }
+
     fn out_of_session(&self, caller: PhoneNumber) -> Lookup {
         let action = policy::out_of_session_action(
             &self.config.out_of_session,
@@ -254,7 +268,15 @@ impl Desk {
         }
     }
 
-    async fn record(&self, record: CallRecord) {
+    async fn record(&self, mut record: CallRecord) {
+        if record.session.is_none()
+            && let Some(caller) = &record.caller
+        {
+            // A refused call (a second caller, a session without calls)
+            // belongs to the caller's session on this SIM, if there is one,
+            // so that the session's history shows it.
+            record.session = self.session_of(caller).await;
+        }
         let from_position = match (&record.session, &record.caller) {
             (Some(session), Some(caller)) => self
                 .store

@@ -497,7 +497,9 @@ fn idle(input: Input, now: OffsetDateTime) -> Decision {
                     commands,
                     "+CLCC shows an incoming call".into(),
                 )
-            } else if lines.is_empty() {
+            } else if lines.is_empty() || is_conference(&lines) {
+                // A conference from before a restart is the two sides'
+                // conversation: it is cleared once one of them leaves.
                 stay(State::Idle)
             } else {
                 clear(None, now, "calls found while idle")
@@ -505,6 +507,15 @@ fn idle(input: Input, now: OffsetDateTime) -> Decision {
         }
         _ => stay(State::Idle),
     }
+}
+
+/// Two or more parties talking in one multiparty call (27.007 §7.18
+/// `<mpty>` 1), nobody ringing or on hold.
+fn is_conference(lines: &[CallLine]) -> bool {
+    lines.len() >= 2
+        && lines
+            .iter()
+            .all(|l| l.multiparty && l.state == CallState::Active)
 }
 
 fn withheld(started_at: OffsetDateTime, now: OffsetDateTime) -> Decision {

@@ -28,6 +28,8 @@
 //! - a timer sends [`Input::Tick`] about once a second,
 //! - the SIM going down (unplugged, reset) sends [`Input::ModemLost`]: the
 //!   call is recorded as cut off and the bridge is idle at once,
+//! - the SIM coming up sends [`Input::NoCarrier`], so the bridge reads the
+//!   modem's calls and releases any left half-made by an earlier run,
 //! - the router answers [`Command::LookupSession`] with [`Input::Session`].
 //!
 //! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT

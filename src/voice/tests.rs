@@ -797,3 +797,39 @@ fn a_step_whose_ok_was_lost_goes_on_when_the_snapshot_shows_it_done() {
         Outcome::Failed("answer: timed out after 20s".into())
     );
 }
+
+#[test]
+fn a_conference_from_before_a_restart_is_left_until_one_side_leaves() {
+    let rows: Vec<Row> = vec![
+        (0, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            0,
+            calls(&[
+                "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
+                "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
+            ]),
+            "idle",
+            &[],
+        ),
+        (9, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            9,
+            calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"],
+        ),
+        (9, Input::Done(CommandKind::HangupAll), "idle", &[]),
+        // Two calls not joined (one held) are not a conference.
+        (20, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            20,
+            calls(&[
+                "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
+                "+CLCC: 2,0,3,0,0,\"+15550000002\",145",
+            ]),
+            "clearing",
+            &["ATH"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+}
