@@ -65,5 +65,10 @@ fn probe_reports_the_identity_of_each_profile_on_sim_links() {
         }
         assert_eq!(report["pin_state"], "READY", "{profile}");
         assert!(report["signal_dbm"].is_i64(), "{profile}: {report}");
+        let storage = &report["storages"][0];
+        assert!(storage["name"].is_string(), "{profile}: {report}");
+        assert!(storage["total"].as_u64() > Some(0), "{profile}: {report}");
+        let supported = report["supported_storages"].as_array().expect("list");
+        assert!(supported.contains(&storage["name"]), "{profile}: {report}");
     }
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 use super::command::Command;
 use super::error::AtError;
 use super::parse::{
-    cnmi_allowed, parse_chld_test, parse_cnmi_test, parse_cnum, parse_cpms_test, parse_csms,
+    cnmi_allowed, parse_chld_test, parse_cnmi_test, parse_cnum, parse_cpms_test, parse_crsm,
+    parse_csms,
 };
 use super::port::AtPort;
 use super::profile::{Profile, Profiles};
@@ -189,7 +190,17 @@ pub(crate) async fn read_iccid(
             return Ok(Some(iccid));
         }
     }
-    Ok(None)
+    // Last resort, standard on any 27.007 modem: read EF_ICCID (file 2FE2,
+    // 10 bytes) through restricted SIM access (3GPP TS 27.007 §8.18).
+    let Some(lines) = optional(port, Command::new("AT+CRSM=176,12258,0,0,10", "+CRSM:")).await?
+    else {
+        return Ok(None);
+    };
+    Ok(lines
+        .iter()
+        .find_map(|line| parse_crsm(line).ok().flatten())
+        .map(|raw| unswap_nibbles(&raw))
+        .filter(|iccid| !iccid.is_empty() && iccid.chars().all(|c| c.is_ascii_digit())))
 }
 
 /// Huawei's `^ICCID` gives the ICCID as stored on the SIM: BCD with the digits

@@ -231,6 +231,17 @@ pub fn parse_cpms(line: &str) -> Result<Vec<Storage>, AtError> {
         .collect()
 }
 
+/// `+CRSM: <sw1>,<sw2>[,<response>]` (3GPP TS 27.007 §8.18): the response
+/// data when the SIM reports success (`sw1` 144 or 145), `None` otherwise.
+pub fn parse_crsm(line: &str) -> Result<Option<String>, AtError> {
+    let f = fields(line, "+CRSM:").ok_or_else(|| parse_err("+CRSM", line, "no +CRSM: prefix"))?;
+    let sw1: u8 = num("+CRSM", line, f.first())?;
+    if !matches!(sw1, 144 | 145) {
+        return Ok(None);
+    }
+    Ok(f.get(2).filter(|data| !data.is_empty()).cloned())
+}
+
 /// `+CHLD: (0,1,1x,2,2x,3,4)` (3GPP TS 27.007 §7.13): supported services.
 pub fn parse_chld_test(line: &str) -> Result<Vec<String>, AtError> {
     let rest = line
@@ -512,6 +523,19 @@ mod sms_and_network_tests {
         );
         assert_eq!(parse_cnum("+CNUM: ,\"\",129").unwrap(), None);
     }
+
+    // EF_ICCID read with `AT+CRSM=176,12258,0,0,10` (3GPP TS 27.007 §8.18):
+    // success carries the file's bytes; 148,4 is "file not found".
+    #[test]
+    fn crsm_answers() {
+        assert_eq!(
+            parse_crsm("+CRSM: 144,0,\"984411663647862149F7\"").unwrap(),
+            Some("984411663647862149F7".to_string())
+        );
+        assert_eq!(parse_crsm("+CRSM: 148,4").unwrap(), None);
+        assert_eq!(parse_crsm("+CRSM: 144,0,\"\"").unwrap(), None);
+        assert!(parse_crsm("+CRSM: x").is_err());
+    }
 }
 
 #[cfg(test)]
@@ -526,7 +550,7 @@ mod never_panic {
         fn parsers_never_panic(
             prefix in prop::sample::select(vec![
                 "+CSQ:", "+CREG:", "+CEREG:", "+CMTI:", "+CMGS:", "+CLCC:", "+CPMS:",
-                "+CHLD:", "+COPS:", "+CNUM:", "+CNMI:", "+CMGR:", "+CMGL:", "+CSMS:", "",
+                "+CHLD:", "+COPS:", "+CNUM:", "+CRSM:", "+CNMI:", "+CMGR:", "+CMGL:", "+CSMS:", "",
             ]),
             rest in "\\PC{0,60}",
         ) {
@@ -541,6 +565,7 @@ mod never_panic {
             let _ = parse_chld_test(&line);
             let _ = parse_cops(&line);
             let _ = parse_cnum(&line);
+            let _ = parse_crsm(&line);
             if let Ok(allowed) = parse_cnmi_test(&line) {
                 let _ = cnmi_allowed(&rest, &allowed);
             }

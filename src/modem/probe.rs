@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::error::AtError;
 use super::init::{read_iccid, value};
 use super::parse::{
-    RegistrationStatus, fields, parse_chld_test, parse_cpms, parse_creg, parse_csq,
+    RegistrationStatus, fields, parse_chld_test, parse_cpms, parse_cpms_test, parse_creg, parse_csq,
 };
 use super::port::AtPort;
 use super::profile::Profiles;
@@ -28,9 +28,21 @@ pub struct ProbeReport {
     pub signal_dbm: Option<i16>,
     pub registration: Option<RegistrationStatus>,
     pub operator: Option<String>,
-    pub storages: Vec<(String, u32, u32)>,
+    /// The storages selected now with their counts (`AT+CPMS?`).
+    pub storages: Vec<StorageUse>,
+    /// Every storage messages can be read from (`AT+CPMS=?`, first list):
+    /// known even on firmware that does not answer `AT+CPMS?`.
+    pub supported_storages: Vec<String>,
     pub chld: Vec<String>,
     pub pin_state: Option<String>,
+}
+
+/// One message storage and how full it is.
+#[derive(Debug, Serialize)]
+pub struct StorageUse {
+    pub name: String,
+    pub used: u32,
+    pub total: u32,
 }
 
 /// Probes the modem on `path`. Fails when the port cannot be opened or does
@@ -96,6 +108,16 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         .await
         .ok()
         .and_then(|l| l.first().and_then(|l| parse_cpms(l).ok()))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, used, total)| StorageUse { name, used, total })
+        .collect();
+    let supported_storages = port
+        .command("AT+CPMS=?", "+CPMS:", SHORT)
+        .await
+        .ok()
+        .and_then(|l| l.first().and_then(|l| parse_cpms_test(l).ok()))
+        .map(|[readable, _, _]| readable)
         .unwrap_or_default();
     let chld = port
         .command("AT+CHLD=?", "+CHLD:", SHORT)
@@ -116,6 +138,7 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         registration,
         operator,
         storages,
+        supported_storages,
         chld,
         pin_state,
     })
