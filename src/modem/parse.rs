@@ -172,6 +172,13 @@ pub enum CallState {
     Waiting,
 }
 
+/// SIMCom firmware (SIM800 series AT manual, `+CLCC`) reports a call being
+/// released with the non-standard `<stat>` 6, "disconnect": such a call is
+/// gone, so it is left out of snapshots rather than failing them.
+pub fn clcc_is_disconnect(line: &str) -> bool {
+    fields(line, "+CLCC:").is_some_and(|f| f.get(2).is_some_and(|stat| stat == "6"))
+}
+
 /// One call from `+CLCC: <id>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>]`
 /// (3GPP TS 27.007 §7.18).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -274,6 +281,8 @@ mod call_and_storage_tests {
         assert_eq!((held.state, held.number), (CallState::Held, None));
         assert!(parse_clcc("+CLCC: 1,1").is_err());
         assert!(parse_clcc("+CLCC: 1,0,9,0,0").is_err());
+        assert!(clcc_is_disconnect("+CLCC: 1,0,6,0,0,\"+15550001\",145"));
+        assert!(!clcc_is_disconnect("+CLCC: 1,0,0,0,0,\"+15550001\",145"));
     }
 
     #[test]
