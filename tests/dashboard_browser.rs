@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use simmask::events::Event;
@@ -153,8 +154,22 @@ impl Browser {
         field.send_keys(text).await.unwrap();
     }
 
+    /// Clicks the element, finding it again if the page re-rendered it
+    /// between finding and clicking (the lists redraw on live events), as a
+    /// person would simply click again.
     async fn click(&self, css: &str) {
-        self.wait_for(css).await.click().await.unwrap();
+        for _ in 0..5 {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(CmdError::Standard(error))
+                    if error.error == ErrorStatus::StaleElementReference =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("{css}: {error}"),
+            }
+        }
+        panic!("{css}: replaced by every redraw, five times over");
     }
 
     /// Fails on any SEVERE console entry since the last call.

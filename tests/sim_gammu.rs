@@ -61,7 +61,8 @@ fn gammu(rc: &std::path::Path, args: &[&str], what: &str) -> String {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "{what}: gammu {args:?}: {text}{}",
+        "{what}: gammu {args:?} ended with {} (124: hung past 120 s): {text}{}",
+        output.status,
         String::from_utf8_lossy(&output.stderr)
     );
     text

@@ -123,9 +123,12 @@ impl Interpreter {
     }
 
     /// Whether unsolicited output may be written now: not while the host is
-    /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them).
+    /// typing a message after `> ` (27.005 §3.4.1: the TA buffers them), nor
+    /// while a command line has arrived only in part. A URC between two
+    /// halves of a line's echo splits the echo, which gammu cannot read
+    /// (it gave up on a Huawei `AT+CSCS` echo cut by `^RSSI`).
     pub fn accepts_urcs(&self) -> bool {
-        self.prompt.is_none()
+        self.prompt.is_none() && self.line.is_empty()
     }
 
     /// True once after a message was submitted to the network.
@@ -750,6 +753,11 @@ mod tests {
         // Esc cancels.
         run(&mut m, "AT+CMGS=5\r");
         assert_eq!(run(&mut m, "0011\x1b"), "\r\nOK\r\n");
+        assert!(m.accepts_urcs());
+        // Half a command line holds them back until its end.
+        run(&mut m, "AT+CS");
+        assert!(!m.accepts_urcs());
+        run(&mut m, "Q\r");
         assert!(m.accepts_urcs());
     }
 
