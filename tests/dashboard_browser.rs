@@ -129,6 +129,25 @@ impl Browser {
             .unwrap_or_else(|error| panic!("{css} never appeared: {error}"))
     }
 
+    /// The text and `data-session` of the first match, read in one script
+    /// run so a live redraw between two WebDriver calls cannot stale them.
+    async fn text_and_session(&self, css: &str) -> (String, String) {
+        let found = self
+            .client()
+            .execute(
+                "const e = document.querySelector(arguments[0]);\
+                 return e ? [e.innerText, e.dataset.session || ''] : null;",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        let pair = found.as_array().unwrap_or_else(|| panic!("{css} is gone"));
+        (
+            pair[0].as_str().unwrap_or_default().to_string(),
+            pair[1].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
     async fn count(&self, css: &str) -> usize {
         self.client()
             .find_all(Locator::Css(css))
@@ -282,8 +301,9 @@ async fn the_dashboard_signs_in_opens_sees_live_events_and_closes() {
     browser.fill("#label", "ride 4521").await;
     browser.fill("#ttl", "30").await;
     browser.click("#open-form button[type=submit]").await;
-    let opened = browser.wait_for("#session-list li[data-status=open]").await;
-    let text = opened.text().await.unwrap();
+    let open_row = "#session-list li[data-status=open]";
+    browser.wait_for(open_row).await;
+    let (text, session_id) = browser.text_and_session(open_row).await;
     assert!(text.contains("ride 4521"), "{text}");
     assert!(
         text.contains("+447911000002"),
@@ -294,7 +314,6 @@ async fn the_dashboard_signs_in_opens_sees_live_events_and_closes() {
         .await;
 
     // A relayed message reaches the feed live.
-    let session_id = opened.attr("data-session").await.unwrap().unwrap();
     api.events.publish(Event::MessageRelayed {
         session_id: Some(session_id.clone()),
         interaction_id: 7,
@@ -506,8 +525,9 @@ async fn the_demo_relays_a_message_live_into_the_dashboard() {
     // SMS only: the demo's virtual SIMs may not bridge calls.
     browser.click("#mode option[value=sms]").await;
     browser.click("#open-form button[type=submit]").await;
-    let opened = browser.wait_for("#session-list li[data-status=open]").await;
-    let id = opened.attr("data-session").await.unwrap().unwrap();
+    let open_row = "#session-list li[data-status=open]";
+    browser.wait_for(open_row).await;
+    let (_, id) = browser.text_and_session(open_row).await;
     let session = demo
         .api(reqwest::Method::GET, &format!("/sessions/{id}"), None)
         .await;
