@@ -85,45 +85,28 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         .and_then(|l| l.first().and_then(|l| fields(l, "+CNUM:")))
         .and_then(|f| f.get(1).cloned())
         .filter(|n| !n.is_empty());
-    let signal_dbm = match port.command("AT+CSQ", "+CSQ:", SHORT).await {
-        Ok(l) => l
-            .first()
-            .and_then(|l| parse_csq(l).ok())
-            .and_then(|s| s.dbm),
-        Err(_) => None,
-    };
-    let registration = port
-        .command("AT+CREG?", "+CREG:", SHORT)
+    let signal_dbm = answer(&mut port, "AT+CSQ", "+CSQ:", parse_csq)
         .await
-        .ok()
-        .and_then(|l| l.first().and_then(|l| parse_creg(l).ok()));
+        .and_then(|s| s.dbm);
+    let registration = answer(&mut port, "AT+CREG?", "+CREG:", parse_creg).await;
     let operator = port
         .command("AT+COPS?", "+COPS:", SHORT)
         .await
         .ok()
         .and_then(|l| l.first().and_then(|l| fields(l, "+COPS:")))
         .and_then(|f| f.get(2).cloned());
-    let storages = port
-        .command("AT+CPMS?", "+CPMS:", SHORT)
+    let storages = answer(&mut port, "AT+CPMS?", "+CPMS:", parse_cpms)
         .await
-        .ok()
-        .and_then(|l| l.first().and_then(|l| parse_cpms(l).ok()))
         .unwrap_or_default()
         .into_iter()
         .map(|(name, used, total)| StorageUse { name, used, total })
         .collect();
-    let supported_storages = port
-        .command("AT+CPMS=?", "+CPMS:", SHORT)
+    let supported_storages = answer(&mut port, "AT+CPMS=?", "+CPMS:", parse_cpms_test)
         .await
-        .ok()
-        .and_then(|l| l.first().and_then(|l| parse_cpms_test(l).ok()))
         .map(|[readable, _, _]| readable)
         .unwrap_or_default();
-    let chld = port
-        .command("AT+CHLD=?", "+CHLD:", SHORT)
+    let chld = answer(&mut port, "AT+CHLD=?", "+CHLD:", parse_chld_test)
         .await
-        .ok()
-        .and_then(|l| l.first().and_then(|l| parse_chld_test(l).ok()))
         .unwrap_or_default();
     Ok(ProbeReport {
         manufacturer,
@@ -142,4 +125,17 @@ pub async fn probe(path: &str, profiles: &Profiles) -> Result<ProbeReport, AtErr
         chld,
         pin_state,
     })
+}
+
+/// The first answer line of `command`, parsed: `None` when the modem
+/// refuses the command or answers something unreadable (a probe reports
+/// what it can).
+async fn answer<T>(
+    port: &mut AtPort,
+    command: &str,
+    prefix: &str,
+    parse: impl Fn(&str) -> Result<T, AtError>,
+) -> Option<T> {
+    let lines = port.command(command, prefix, SHORT).await.ok()?;
+    lines.first().and_then(|line| parse(line).ok())
 }
