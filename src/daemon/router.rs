@@ -3,6 +3,7 @@
 //! then are deleted from the SIM), delivery reports update interactions.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
@@ -254,7 +255,8 @@ impl Router {
             .or_else(|| self.config.numbers.default_region.clone())
     }
 
-    /// One received PDU: handled on its own task, so that messages from
+    /// One received PDU: queued for the store here, in the order the SIM
+    /// delivered it, then awaited on its own task, so that messages from
     /// many SIMs are committed together (the store groups their fsyncs).
     async fn inbound(&mut self, iccid: String, sms: InboundSms) {
         let region = self.home_region(&iccid);
@@ -326,79 +328,94 @@ struct IntakeDesk {
 
 impl IntakeDesk {
     /// One received PDU: committed to the store, then deleted from the SIM.
-    async fn inbound(self, iccid: String, region: Option<String>, sms: InboundSms) {
-        let stored = match intake(
+    /// Decoding and queueing happen now; the returned future waits for the
+    /// commit and does the rest.
+    fn inbound(
+        self,
+        iccid: String,
+        region: Option<String>,
+        sms: InboundSms,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
             &iccid,
             region.as_deref(),
             &sms.pdu_hex,
             sms.location.clone(),
         ) {
-            Ok(Intake::Part(part)) => self.accept(part).await,
+            Ok(Intake::Part(part)) => Box::pin(self.accept(part)),
             Ok(Intake::StatusReport {
                 message_reference,
                 status,
             }) => {
-                self.delivery_report(&iccid, message_reference, status)
-                    .await
+                let iccid = iccid.clone();
+                Box::pin(async move {
+                    self.delivery_report(&iccid, message_reference, status)
+                        .await
+                })
             }
             Ok(Intake::Unroutable { reason }) => {
                 tracing::info!(%iccid, %reason, "received SMS not relayed");
-                true
+                Box::pin(std::future::ready(true))
             }
             Err(error) => {
                 // Left on the SIM: a later version may read it; deleting
                 // would lose it.
                 tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
-                false
+                Box::pin(std::future::ready(false))
             }
         };
-        if stored {
+        async move {
             // The delete is the modem's work: the other SIMs' messages need
             // not wait for it.
-            tokio::spawn(async move {
-                if let Err(error) = sms.confirm_stored().await {
-                    // Stored but not deleted: it is read again later and
-                    // recognised as a duplicate.
-                    tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
-                }
-            });
+            if stored.await
+                && let Err(error) = sms.confirm_stored().await
+            {
+                // Stored but not deleted: it is read again later and
+                // recognised as a duplicate.
+                tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+            }
         }
     }
 
-    /// Accepts a part; `true` once it is durably stored.
-    async fn accept(&self, part: crate::store::InboundPart) -> bool {
+    /// Accepts a part, queued now; the future is `true` once it is durably
+    /// stored.
+    fn accept(
+        &self,
+        part: crate::store::InboundPart,
+    ) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let policy = self.policy.clone();
-        match self
-            .store
-            .accept_inbound(part, policy, OffsetDateTime::now_utc())
-            .await
-        {
-            Ok(outcome) => {
-                match &outcome {
-                    InboundOutcome::Relayed { interaction_id } => {
-                        wake(&self.wakers, &iccid);
-                        let session_id = self.session_of(*interaction_id).await;
-                        self.events.publish(Event::MessageRelayed {
-                            session_id,
-                            interaction_id: *interaction_id,
-                            parts: 1,
-                        });
+        let accepted =
+            self.store
+                .accept_inbound(part, self.policy.clone(), OffsetDateTime::now_utc());
+        let desk = self.clone();
+        async move {
+            match accepted.await {
+                Ok(outcome) => {
+                    match &outcome {
+                        InboundOutcome::Relayed { interaction_id } => {
+                            wake(&desk.wakers, &iccid);
+                            let session_id = desk.session_of(*interaction_id).await;
+                            desk.events.publish(Event::MessageRelayed {
+                                session_id,
+                                interaction_id: *interaction_id,
+                                parts: 1,
+                            });
+                        }
+                        InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
+                            wake(&desk.wakers, &iccid);
+                        }
+                        InboundOutcome::Dropped { reason, .. } => {
+                            tracing::info!(%iccid, %reason, "inbound SMS not relayed");
+                        }
+                        InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
                     }
-                    InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
-                        wake(&self.wakers, &iccid);
-                    }
-                    InboundOutcome::Dropped { reason, .. } => {
-                        tracing::info!(%iccid, %reason, "inbound SMS not relayed");
-                    }
-                    InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
+                    tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
+                    true
                 }
-                tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
-                true
-            }
-            Err(error) => {
-                tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
-                false
+                Err(error) => {
+                    tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
+                    false
+                }
             }
         }
     }

@@ -50,20 +50,20 @@ pub enum InboundOutcome {
 }
 
 impl Store {
-    /// Accepts one inbound part (see the module docs).
-    pub async fn accept_inbound(
+    /// Accepts one inbound part (see the module docs). Queued at the call,
+    /// so parts accepted one after another are stored in that order.
+    pub fn accept_inbound(
         &self,
         part: InboundPart,
         policy: OutOfSessionPolicy,
         now: OffsetDateTime,
-    ) -> Result<InboundOutcome, StoreError> {
+    ) -> impl Future<Output = Result<InboundOutcome, StoreError>> + use<> {
         self.call_durable(move |conn| {
             let tx = conn.transaction()?;
             let outcome = accept(&tx, &part, &policy, now)?;
             tx.commit()?;
             Ok(outcome)
         })
-        .await
     }
 
     /// Relays what arrived of every message whose first part is older than

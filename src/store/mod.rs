@@ -175,21 +175,28 @@ impl Store {
     /// the caller acts on it (an inbound SMS before its delete from the
     /// SIM): the answer comes only after an fsync. Jobs queued together
     /// share that fsync, so a burst on 16 modems costs one, not 16.
-    async fn call_durable<R, F>(&self, f: F) -> Result<R, StoreError>
+    ///
+    /// The job is queued when this is called, not when the future is first
+    /// polled: callers that await on separate tasks keep their call order.
+    fn call_durable<R, F>(&self, f: F) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.jobs
+        let queued = self
+            .jobs
             .send(Job::Durable(Box::new(move |conn| {
                 let result = relaxed(conn, f);
                 Box::new(move || {
                     let _ = reply.send(result);
                 })
             })))
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone);
+        async move {
+            queued?;
+            answer.await.map_err(|_| StoreError::WriterGone)?
+        }
     }
 
     /// Takes a consistent copy of the database into `out` with SQLite's
