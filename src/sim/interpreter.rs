@@ -128,7 +128,17 @@ impl Interpreter {
     /// halves of a line's echo splits the echo, which gammu cannot read
     /// (it gave up on a Huawei `AT+CSCS` echo cut by `^RSSI`).
     pub fn accepts_urcs(&self) -> bool {
-        self.prompt.is_none() && self.line.is_empty()
+        self.prompt.is_none() && !self.typing_command()
+    }
+
+    /// A command line has begun: its `A` (or `AT`) has arrived. Stray bytes
+    /// without it (V.250 ignores them) do not hold URCs back, or a client
+    /// that sent one would never hear of a new message.
+    fn typing_command(&self) -> bool {
+        self.line
+            .last()
+            .is_some_and(|b| b.eq_ignore_ascii_case(&b'a'))
+            || self.line.windows(2).any(|w| w.eq_ignore_ascii_case(b"AT"))
     }
 
     /// True once after a message was submitted to the network.
@@ -759,6 +769,10 @@ mod tests {
         assert!(!m.accepts_urcs());
         run(&mut m, "Q\r");
         assert!(m.accepts_urcs());
+        // A stray byte without "AT" does not.
+        run(&mut m, "\x1b");
+        assert!(m.accepts_urcs());
+        run(&mut m, "\r");
     }
 
     #[test]
