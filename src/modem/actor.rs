@@ -21,8 +21,8 @@ use super::init::initialise;
 pub use super::init::{Capabilities, ModemIdentity, ModemOptions};
 pub use super::parse::{Call, CallState, Signal};
 use super::parse::{
-    Registration, RegistrationStatus, clcc_is_disconnect, parse_clcc, parse_cmgl, parse_cmgr,
-    parse_cmgs, parse_cops, parse_creg, parse_csq,
+    Registration, RegistrationStatus, parse_clcc, parse_cmgl, parse_cmgr, parse_cmgs, parse_cops,
+    parse_creg, parse_csq,
 };
 use super::pdu::{self, Address, SubmitOptions};
 use super::port::AtPort;
@@ -723,8 +723,8 @@ impl Actor {
         let lines = self.exec(&Command::new("AT+CLCC", "+CLCC:")).await?;
         lines
             .iter()
-            .filter(|l| l.starts_with("+CLCC:") && !clcc_is_disconnect(l))
-            .map(|l| parse_clcc(l))
+            .filter(|l| l.starts_with("+CLCC:"))
+            .filter_map(|l| parse_clcc(l).transpose())
             .collect()
     }
 

@@ -172,13 +172,6 @@ pub enum CallState {
     Waiting,
 }
 
-/// SIMCom firmware (SIM800 series AT manual, `+CLCC`) reports a call being
-/// released with the non-standard `<stat>` 6, "disconnect": such a call is
-/// gone, so it is left out of snapshots rather than failing them.
-pub fn clcc_is_disconnect(line: &str) -> bool {
-    fields(line, "+CLCC:").is_some_and(|f| f.get(2).is_some_and(|stat| stat == "6"))
-}
-
 /// One call from `+CLCC: <id>,<dir>,<stat>,<mode>,<mpty>[,<number>,<type>]`
 /// (3GPP TS 27.007 §7.18).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -191,7 +184,11 @@ pub struct Call {
     pub number: Option<String>,
 }
 
-pub fn parse_clcc(line: &str) -> Result<Call, AtError> {
+///
+/// `None` for a call being released: SIMCom firmware (SIM800 series AT
+/// manual, `+CLCC`) reports one with the non-standard `<stat>` 6,
+/// "disconnect". Such a call is gone, so a snapshot leaves it out.
+pub fn parse_clcc(line: &str) -> Result<Option<Call>, AtError> {
     let f = fields(line, "+CLCC:").ok_or_else(|| parse_err("+CLCC", line, "no +CLCC: prefix"))?;
     let id = num("+CLCC", line, f.first())?;
     let dir: u8 = num("+CLCC", line, f.get(1))?;
@@ -205,17 +202,18 @@ pub fn parse_clcc(line: &str) -> Result<Call, AtError> {
         3 => CallState::Alerting,
         4 => CallState::Incoming,
         5 => CallState::Waiting,
-        _ => return Err(parse_err("+CLCC", line, "stat out of range 0..=5")),
+        6 => return Ok(None),
+        _ => return Err(parse_err("+CLCC", line, "stat out of range 0..=6")),
     };
     let number = f.get(5).filter(|n| !n.is_empty()).cloned();
-    Ok(Call {
+    Ok(Some(Call {
         id,
         incoming: dir == 1,
         state,
         voice: mode == 0,
         multiparty: mpty == 1,
         number,
-    })
+    }))
 }
 
 /// One storage in use: `(name, used, total)`.
@@ -273,16 +271,20 @@ mod call_and_storage_tests {
     // Shapes from 3GPP TS 27.007 §7.18, §7.13 and TS 27.005 §3.2.2.
     #[test]
     fn clcc_lines() {
-        let c = parse_clcc("+CLCC: 1,1,4,0,0,\"+15550001\",145").unwrap();
+        let c = parse_clcc("+CLCC: 1,1,4,0,0,\"+15550001\",145")
+            .unwrap()
+            .unwrap();
         assert!(c.incoming && c.voice && !c.multiparty);
         assert_eq!((c.id, c.state), (1, CallState::Incoming));
         assert_eq!(c.number.as_deref(), Some("+15550001"));
-        let held = parse_clcc("+CLCC: 2,0,1,0,1,,128").unwrap();
+        let held = parse_clcc("+CLCC: 2,0,1,0,1,,128").unwrap().unwrap();
         assert_eq!((held.state, held.number), (CallState::Held, None));
         assert!(parse_clcc("+CLCC: 1,1").is_err());
         assert!(parse_clcc("+CLCC: 1,0,9,0,0").is_err());
-        assert!(clcc_is_disconnect("+CLCC: 1,0,6,0,0,\"+15550001\",145"));
-        assert!(!clcc_is_disconnect("+CLCC: 1,0,0,0,0,\"+15550001\",145"));
+        assert_eq!(
+            parse_clcc("+CLCC: 1,0,6,0,0,\"+15550001\",145").unwrap(),
+            None
+        );
     }
 
     #[test]

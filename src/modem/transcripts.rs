@@ -346,10 +346,14 @@ fn recorded_answers_parse() {
     let [read, _, _] = parse_cpms_test("+CPMS: (),(),()").expect("nokia +CPMS=?");
     assert!(read.is_empty());
     // GenericTestModem: a dialled call, then an active one.
-    let dialling = parse_clcc("+CLCC: 1,0,2,0,0,\"+27820001234\",129").expect("clcc");
+    let dialling = parse_clcc("+CLCC: 1,0,2,0,0,\"+27820001234\",129")
+        .expect("clcc")
+        .expect("a call");
     assert_eq!(dialling.state, CallState::Dialing);
     assert!(!dialling.incoming);
-    let active = parse_clcc("+CLCC: 1,0,0,0,0,\"+27820001234\",129").expect("clcc");
+    let active = parse_clcc("+CLCC: 1,0,0,0,0,\"+27820001234\",129")
+        .expect("clcc")
+        .expect("a call");
     assert_eq!(active.state, CallState::Active);
     // The +CSQ answer of CANDY-LINE candy-iot-service
     // systemd/emulator_serialport.py: rssi 4 is -105 dBm (27.007 §8.5).

@@ -2,9 +2,7 @@
 //! digester groups into `Digest::Urc`.
 
 use super::error::AtError;
-use super::parse::{
-    Call, RegistrationStatus, clcc_is_disconnect, fields, parse_clcc, parse_cmti, parse_creg,
-};
+use super::parse::{Call, RegistrationStatus, fields, parse_clcc, parse_cmti, parse_creg};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Urc {
@@ -88,10 +86,11 @@ pub fn parse_urc(lines: &[String]) -> Result<Urc, AtError> {
         Urc::CallWaiting {
             number: quoted_number(line, "+CCWA:"),
         }
-    } else if line.starts_with("+CLCC:") && clcc_is_disconnect(line) {
-        Urc::CallProgress
     } else if line.starts_with("+CLCC:") {
-        Urc::Call(parse_clcc(line)?)
+        match parse_clcc(line)? {
+            Some(call) => Urc::Call(call),
+            None => Urc::CallProgress,
+        }
     } else if line == "NO CARRIER" || line == "BUSY" || line == "NO ANSWER" {
         Urc::CallEnded {
             busy: line == "BUSY",

@@ -25,7 +25,12 @@ fn setup(methods: &[Method]) -> Setup {
 }
 
 fn calls(lines: &[&str]) -> Input {
-    Input::Calls(lines.iter().map(|l| parse_clcc(l).unwrap()).collect())
+    Input::Calls(
+        lines
+            .iter()
+            .filter_map(|l| parse_clcc(l).unwrap())
+            .collect(),
+    )
 }
 
 fn session() -> Input {
