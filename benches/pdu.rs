@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use simmask::modem::pdu::{self, Address, SubmitOptions};
+use simmask::pdu::{self, Address, SubmitOptions};
 
 const FLOOR_PARTS_PER_SECOND: f64 = 160_000.0;
 

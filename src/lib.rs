@@ -22,8 +22,9 @@
 //!                 api (axum, SSE, dashboard) ◄── operators
 //! ```
 //!
-//! - [`modem`]: one modem. [`modem::pdu`] is the pure SMS PDU codec,
-//!   [`modem::profile`] the per-model firmware profiles shared with the simulator.
+//! - [`pdu`]: the pure SMS PDU codec; [`profile`]: the per-model firmware
+//!   profiles. Foundations shared by the driver and the simulator.
+//! - [`modem`]: one modem: AT engine, URCs, the actor that owns a port.
 //! - [`admin`]: the operator's shell commands: sessions, backup, erasure, doctor.
 //! - [`api`]: the local web API: routes, auth, errors, OpenAPI.
 //! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
@@ -54,6 +55,8 @@ pub mod masking;
 pub mod metrics;
 pub mod modem;
 pub mod number;
+pub mod pdu;
+pub mod profile;
 pub mod sim;
 pub mod sms;
 pub mod store;

@@ -13,7 +13,7 @@ use simmask::config::Config;
 use simmask::logging::{self, LogFormat};
 use simmask::masking::Mode;
 use simmask::masking::lifecycle::SessionStatus;
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 use simmask::store::{Role, Store};
 
 #[derive(Debug, Parser)]
@@ -341,7 +341,7 @@ fn session(command: SessionCommand) -> anyhow::Result<ExitCode> {
 
 /// Invalid input exits with status 2 and one line naming the problem.
 fn pdu(command: PduCommand) -> ExitCode {
-    use simmask::modem::pdu::{self, Address, SubmitOptions};
+    use simmask::pdu::{self, Address, SubmitOptions};
     let result = match command {
         PduCommand::Decode { no_smsc, hex } => pdu::decode_hex(&hex, !no_smsc)
             .map(|decoded| pdu::decoded_json(&decoded))

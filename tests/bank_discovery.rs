@@ -8,7 +8,7 @@ mod driver_common;
 
 use driver_common::scripted::ScriptedModem;
 use simmask::bank::{Bank, BankConfig, BankEvent, SimState};
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 use simmask::sim::{SimConfig, Simulator};
 
 const PROFILES: [&str; 4] = ["generic", "simcom-sim800", "quectel-ec25", "huawei-e173"];

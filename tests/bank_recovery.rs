@@ -10,7 +10,7 @@ use std::time::Duration;
 use driver_common::Sim;
 use serde_json::json;
 use simmask::bank::{Bank, BankConfig, BankEvent, SimState};
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 
 fn config(glob: String, power_cycle_command: Option<String>) -> BankConfig {
     BankConfig {

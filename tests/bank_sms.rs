@@ -11,8 +11,8 @@ use std::time::Duration;
 use driver_common::{PROFILES, Sim};
 use simmask::bank::{Bank, BankConfig, BankEvent, InboundSms};
 use simmask::modem::actor::ModemEvent;
-use simmask::modem::pdu::{self, Tpdu};
-use simmask::modem::profile::Profiles;
+use simmask::pdu::{self, Tpdu};
+use simmask::profile::Profiles;
 
 const SINGLE_GSM7: &str = "Hello from simmask";
 const SINGLE_UCS2: &str = "Привет, мир 👋";

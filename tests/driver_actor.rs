@@ -6,7 +6,7 @@ mod driver_common;
 use simmask::modem::actor::{ModemEvent, ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
 use simmask::modem::parse::RegistrationStatus;
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 use simmask::sim::{SimConfig, Simulator};
 
 const PROFILES: [&str; 4] = ["generic", "simcom-sim800", "quectel-ec25", "huawei-e173"];

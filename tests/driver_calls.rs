@@ -9,7 +9,7 @@ use std::time::Duration;
 use driver_common::{PROFILES, Sim};
 use simmask::modem::actor::{CallState, ModemEvent, ModemHandle, ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 use tokio::sync::mpsc::Receiver;
 
 async fn wait_calls(handle: &ModemHandle, wanted: &[CallState]) {

@@ -13,7 +13,7 @@ use serde_json::json;
 use simmask::bank::{Bank, BankConfig, BankEvent, SimState};
 use simmask::modem::actor::{ModemEvent, ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 
 async fn next_event(events: &mut tokio::sync::mpsc::Receiver<ModemEvent>) -> ModemEvent {
     tokio::time::timeout(Duration::from_secs(20), events.recv())

@@ -12,7 +12,7 @@ use driver_common::scripted::ScriptedModem;
 use simmask::bank::{Bank, BankConfig, SimState};
 use simmask::modem::actor::{ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
-use simmask::modem::profile::Profiles;
+use simmask::profile::Profiles;
 
 const ICCID: &str = "8944000000000000018";
 const PIN: &str = "4321";

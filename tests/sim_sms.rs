@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use simmask::modem::pdu::{self, Address, SubmitOptions, Tpdu};
+use simmask::pdu::{self, Address, SubmitOptions, Tpdu};
 use simmask::sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialStream;

@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::modem::actor::{ModemEvent, ModemHandle, ModemOptions, spawn_modem};
 use crate::modem::error::AtError;
-use crate::modem::profile::Profiles;
+use crate::profile::Profiles;
 
 /// How the bank finds and looks after its modems.
 #[derive(Debug, Clone)]
@@ -228,7 +228,7 @@ impl Bank {
     }
 
     /// The model profile named `name`, as the bank's modems use it.
-    pub fn profile(&self, name: &str) -> Option<crate::modem::profile::Profile> {
+    pub fn profile(&self, name: &str) -> Option<crate::profile::Profile> {
         self.shared.config.profiles.get(name).ok().cloned()
     }
 

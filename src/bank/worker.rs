@@ -425,7 +425,7 @@ fn status_name(registration: &crate::modem::parse::Registration) -> String {
 
 /// TP-MTI `10` (3GPP TS 23.040 §9.2.3.1): an SMS-STATUS-REPORT.
 fn is_status_report(pdu_hex: &str) -> bool {
-    crate::modem::pdu::decode_hex(pdu_hex, true)
-        .map(|d| matches!(d.pdu.tpdu, crate::modem::pdu::Tpdu::StatusReport(_)))
+    crate::pdu::decode_hex(pdu_hex, true)
+        .map(|d| matches!(d.pdu.tpdu, crate::pdu::Tpdu::StatusReport(_)))
         .unwrap_or(false)
 }

@@ -77,7 +77,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     super::stop_on_signals(stop.clone())?;
 
-    let profiles = crate::modem::profile::Profiles::builtin()
+    let profiles = crate::profile::Profiles::builtin()
         .iter()
         .map(|p| p.name.clone())
         .collect();

@@ -27,7 +27,7 @@ use crate::api::{self, ApiState};
 use crate::bank::{Bank, BankConfig};
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::modem::profile::Profiles;
+use crate::profile::Profiles;
 use crate::store::{Store, StoreError};
 
 pub use pool::LivePool;
@@ -43,7 +43,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     #[error("modem profiles: {0}")]
-    Profiles(#[from] crate::modem::profile::ProfileError),
+    Profiles(#[from] crate::profile::ProfileError),
 }
 
 /// How the daemon is run.

@@ -24,10 +24,10 @@ use super::parse::{
     Registration, RegistrationStatus, parse_clcc, parse_cmgl, parse_cmgr, parse_cmgs, parse_cops,
     parse_creg, parse_csq,
 };
-use super::pdu::{self, Address, SubmitOptions};
 use super::port::AtPort;
-use super::profile::Profile;
 use super::urc::{Urc, parse_urc};
+use crate::pdu::{self, Address, SubmitOptions};
+use crate::profile::Profile;
 
 /// How long after `RING` a `+CLIP` may still come to name the caller.
 const CLIP_AFTER_RING: Duration = Duration::from_millis(500);

@@ -16,7 +16,7 @@ use super::parse::{
     parse_csms,
 };
 use super::port::AtPort;
-use super::profile::{Profile, Profiles};
+use crate::profile::{Profile, Profiles};
 
 /// What the actor learnt about its modem and SIM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

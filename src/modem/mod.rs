@@ -1,5 +1,6 @@
-//! One modem: the SMS PDU codec, the model profiles, the AT engine and the
-//! modem actor that owns a serial port.
+//! One modem: the AT engine and the modem actor that owns a serial port.
+//! The PDU codec and the model profiles it uses are foundations of their own
+//! ([`crate::pdu`], [`crate::profile`]), shared with the simulator.
 //!
 //! Bytes flow up through the layers, requests down:
 //!
@@ -20,10 +21,8 @@ pub mod digest;
 pub mod error;
 pub mod init;
 pub mod parse;
-pub mod pdu;
 pub mod port;
 pub mod probe;
-pub mod profile;
 #[cfg(test)]
 mod transcripts;
 pub mod urc;

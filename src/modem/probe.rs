@@ -11,7 +11,7 @@ use super::parse::{
     RegistrationStatus, fields, parse_chld_test, parse_cpms, parse_cpms_test, parse_creg, parse_csq,
 };
 use super::port::AtPort;
-use super::profile::Profiles;
+use crate::profile::Profiles;
 
 const SHORT: Duration = Duration::from_secs(2);
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::modem::profile::Voice;
+use crate::profile::Voice;
 
 /// 22.084 §1.2: a multiparty call has at most five remote parties.
 const MAX_MULTIPARTY: usize = 5;

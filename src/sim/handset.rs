@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::modem::pdu::UserData;
+use crate::pdu::UserData;
 
 /// The current time in RFC 3339, as `at` is reported.
 fn now_rfc3339() -> String {
@@ -81,7 +81,7 @@ impl Handset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::pdu::{self, Encoding};
+    use crate::pdu::{self, Encoding};
 
     #[test]
     fn concatenated_parts_reassemble_at_the_handset() {

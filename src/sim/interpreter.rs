@@ -6,7 +6,7 @@
 mod calls;
 mod sms;
 
-use crate::modem::profile::Profile;
+use crate::profile::Profile;
 use crate::sim::identity::Identity;
 use crate::sim::network::{ModemSettings, Network};
 
@@ -631,7 +631,7 @@ fn swap_nibbles(digits: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::profile::Profiles;
+    use crate::profile::Profiles;
     use crate::sim::textmode;
 
     fn modem(profile: &str) -> Interpreter {
@@ -732,11 +732,11 @@ mod tests {
     fn pdu_submit_reaches_the_handset_with_the_modems_reference() {
         let mut m = modem("generic");
         run(&mut m, "ATE0\r");
-        let pdus = crate::modem::pdu::encode_submit(
-            &crate::modem::pdu::Address::international("447700900777"),
+        let pdus = crate::pdu::encode_submit(
+            &crate::pdu::Address::international("447700900777"),
             "hello handset",
             0,
-            &crate::modem::pdu::SubmitOptions::default(),
+            &crate::pdu::SubmitOptions::default(),
         )
         .expect("encode");
         let pdu = &pdus[0];
@@ -792,8 +792,8 @@ mod tests {
         let listed = run(&mut m, "AT+CMGL=4\r");
         let lines: Vec<&str> = listed.split("\r\n").collect();
         assert!(lines[1].starts_with("+CMGL: 1,0,,"), "{listed:?}");
-        let decoded = crate::modem::pdu::decode_hex(lines[2], true).expect("pdu");
-        let crate::modem::pdu::Tpdu::Deliver(deliver) = decoded.pdu.tpdu else {
+        let decoded = crate::pdu::decode_hex(lines[2], true).expect("pdu");
+        let crate::pdu::Tpdu::Deliver(deliver) = decoded.pdu.tpdu else {
             panic!("not a deliver");
         };
         assert_eq!(deliver.user_data.text, "stored one");

@@ -40,7 +40,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::modem::profile::{ProfileError, Profiles};
+use crate::profile::{ProfileError, Profiles};
 use identity::Identity;
 use network::Network;
 

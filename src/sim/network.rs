@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::modem::pdu::{
+use crate::number::{PhoneNumber, redact};
+use crate::pdu::{
     self, Address, ConcatReferences, Deliver, EncodedPdu, Encoding, Pdu, StatusReport, Submit,
     Timestamp, Tpdu, UserData,
 };
-use crate::modem::profile::Profile;
-use crate::number::{PhoneNumber, redact};
+use crate::profile::Profile;
 use crate::sim::calls::{CallNetwork, CallTiming};
 pub use crate::sim::faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
 pub use crate::sim::handset::{Handset, HandsetMessage};
@@ -1091,7 +1091,7 @@ fn deliver_to_handset(state: &mut NetworkState, delivery: &HandsetDelivery) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::profile::Profiles;
+    use crate::profile::Profiles;
 
     pub(crate) fn network(profiles: &[&str]) -> Network {
         let builtin = Profiles::builtin();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::modem::profile::Profile;
+use crate::profile::Profile;
 
 /// 3GPP TS 27.005 §3.1 `<stat>` in PDU mode (0..3) and its text-mode name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,7 @@ impl Storages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::profile::Profiles;
+    use crate::profile::Profiles;
 
     fn message(stat: Stat) -> StoredMessage {
         StoredMessage {

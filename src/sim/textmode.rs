@@ -2,7 +2,7 @@
 //! 3GPP TS 27.005 §3.4.1 (`+CMT`, `+CDS`), §3.4.2 (`+CMGL`), §3.4.3 (`+CMGR`),
 //! and the `+CSCS` character sets text-mode data travels in.
 
-use crate::modem::pdu::{Address, Decoded, Encoding, Timestamp, Tpdu, TypeOfNumber};
+use crate::pdu::{Address, Decoded, Encoding, Timestamp, Tpdu, TypeOfNumber};
 
 /// 3GPP TS 27.007 §5.5 `+CSCS`: how text-mode strings are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +280,7 @@ fn text_length(decoded: &Decoded) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::pdu::{decode_hex, encode_deliver};
+    use crate::pdu::{decode_hex, encode_deliver};
 
     #[test]
     fn charsets_round_trip_and_reject_bad_hex() {

@@ -1,8 +1,8 @@
 //! What one PDU read from a SIM becomes: a part to relay, a delivery report,
 //! or something that cannot be routed (with the reason). Pure.
 
-use crate::modem::pdu::{self, PduError, Tpdu, TypeOfNumber};
 use crate::number::PhoneNumber;
+use crate::pdu::{self, PduError, Tpdu, TypeOfNumber};
 use crate::sms::reassembly::Concat;
 use crate::store::{DeliveryStatus, InboundPart};
 
@@ -98,9 +98,7 @@ pub fn intake(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modem::pdu::{
-        Address, StatusReport, Timestamp, encode_deliver, encode_status_report,
-    };
+    use crate::pdu::{Address, StatusReport, Timestamp, encode_deliver, encode_status_report};
 
     fn ts() -> Timestamp {
         Timestamp {

@@ -4,7 +4,7 @@
 //! direct deliveries (`+CNMA`).
 
 use super::{CTRL_Z, ESC, Interpreter, Outcome};
-use crate::modem::pdu::{self, Address, Encoding, Submit, Tpdu, UserData, gsm7};
+use crate::pdu::{self, Address, Encoding, Submit, Tpdu, UserData, gsm7};
 use crate::sim::network::Cnmi;
 use crate::sim::storage::{Stat, StatFilter, StoredMessage};
 use crate::sim::textmode;
