@@ -2,9 +2,13 @@
 //! live feed (SSE), the metrics and the local callbacks all see the same
 //! facts. Events carry ids and proxy numbers, never participants' real
 //! numbers: viewers may subscribe.
+//!
+//! The bus depends on nothing above it: what must see every event at once
+//! (the metrics' counters) registers an observer, called synchronously on
+//! publish, so a counter read right after an action already includes it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -103,11 +107,23 @@ pub struct Envelope {
     pub event: Event,
 }
 
+/// Called with every event as it is published.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Publishes events to every subscriber. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Envelope>,
     next_id: Arc<AtomicU64>,
+    observers: Arc<RwLock<Vec<(&'static str, Observer)>>>,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for EventBus {
@@ -122,12 +138,32 @@ impl EventBus {
         Self {
             sender,
             next_id: Arc::new(AtomicU64::new(1)),
+            observers: Arc::default(),
+        }
+    }
+
+    /// Registers `observer` under `name`, once: a second registration under
+    /// the same name is ignored, so every event is observed exactly once.
+    pub fn observe(&self, name: &'static str, observer: Observer) {
+        let mut observers = self
+            .observers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if observers.iter().all(|(existing, _)| *existing != name) {
+            observers.push((name, observer));
         }
     }
 
     /// Publishes `event`; having no subscriber is normal.
     pub fn publish(&self, event: Event) {
-        crate::metrics::count(&event);
+        let observers = self
+            .observers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for (_, observer) in &observers {
+            observer(&event);
+        }
         let envelope = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             at: OffsetDateTime::now_utc(),
@@ -209,5 +245,24 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["kind"], "session_closed");
         assert_eq!(json["session_id"], "ses_1");
+    }
+
+    #[test]
+    fn an_observer_sees_each_event_once_however_often_it_registers() {
+        let bus = EventBus::new();
+        let seen = Arc::new(AtomicU64::new(0));
+        for _ in 0..2 {
+            let seen = seen.clone();
+            bus.observe(
+                "count",
+                Arc::new(move |_| {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                }),
+            );
+        }
+        bus.publish(Event::SessionClosed {
+            session_id: "ses_1".into(),
+        });
+        assert_eq!(seen.load(Ordering::Relaxed), 1);
     }
 }

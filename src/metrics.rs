@@ -1,13 +1,14 @@
 //! Prometheus metrics. Counters are fed from the event bus in one place
-//! ([`count`]), so every component that publishes an event is counted the
-//! same way; gauges (signal, queue depth) are set by their owners. The API
-//! serves [`handle`]'s rendering at `/metrics`.
+//! ([`count`], registered on a bus by [`observe`]), so every component that
+//! publishes an event is counted the same way; gauges (signal, queue depth)
+//! are set by their owners. The API serves [`handle`]'s rendering at
+//! `/metrics`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::events::Event;
+use crate::events::{Event, EventBus};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -46,6 +47,12 @@ fn describe() {
         "simmask_sim_queue_depth",
         "Outbound SMS waiting or being sent, per SIM"
     );
+}
+
+/// Counts every event published on `bus` from now on (once per bus).
+pub fn observe(bus: &EventBus) {
+    handle();
+    bus.observe("metrics", Arc::new(count));
 }
 
 /// Counts one event.

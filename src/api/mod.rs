@@ -81,6 +81,8 @@ impl ApiState {
     /// A state with the documented defaults: no bootstrap token, no default
     /// region or TTL, sticky proxies, the default rate limit.
     pub fn new(store: Store, pool: Arc<dyn PoolView>, events: EventBus) -> Self {
+        // The API serves /metrics, so what is published on its bus is counted.
+        crate::metrics::observe(&events);
         Self {
             store,
             pool,

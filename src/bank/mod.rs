@@ -92,9 +92,12 @@ pub struct SimStatus {
     pub registration: Option<String>,
     pub roaming: bool,
     pub operator: Option<String>,
-    /// How calls are bridged: `transfer` (`+CHLD=4`), `join` (`+CHLD=3`),
-    /// or `None` when the SIM cannot bridge.
-    pub voice_method: Option<String>,
+    /// The modem takes calls (its profile has voice).
+    pub voice: bool,
+    /// The call-related supplementary services its profile lists (`+CHLD`
+    /// values); how calls are bridged is the voice layer's choice.
+    pub profile_chld: Vec<String>,
+    /// What the network answered to `AT+CHLD=?`.
     pub chld: Vec<String>,
     pub last_error: Option<String>,
     pub state: SimState,
@@ -447,7 +450,8 @@ impl Bank {
                 registration: None,
                 roaming: false,
                 operator: None,
-                voice_method: None,
+                voice: false,
+                profile_chld: Vec::new(),
                 chld: Vec::new(),
                 last_error: None,
                 state: SimState::Locked,
@@ -494,22 +498,10 @@ impl Bank {
             return;
         }
         let capabilities = &identity.capabilities;
-        // The bridge's own choice, as the voice desk makes it: the profile's
-        // services that the modem also reported (hold, then transfer or
-        // multiparty).
-        let offered = self
+        let profile_chld = self
             .profile(&identity.profile)
             .map(|p| p.voice.chld)
             .unwrap_or_default();
-        let voice_method = capabilities
-            .voice
-            .then(|| crate::voice::choose_method(&offered, Some(&capabilities.chld)).ok())
-            .flatten()
-            .and_then(|methods| methods.first().copied())
-            .map(|method| match method {
-                crate::voice::Method::Transfer => "transfer".to_string(),
-                crate::voice::Method::Conference => "join".to_string(),
-            });
         let msisdn = identity
             .msisdn
             .clone()
@@ -529,7 +521,8 @@ impl Bank {
                 registration: None,
                 roaming: false,
                 operator: None,
-                voice_method,
+                voice: capabilities.voice,
+                profile_chld,
                 chld: capabilities.chld.clone(),
                 last_error: None,
                 state: SimState::Up,

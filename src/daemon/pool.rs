@@ -45,10 +45,16 @@ impl PoolView for LivePool {
                 iccid: sim.iccid.clone(),
                 healthy: sim.healthy,
                 signal_dbm: sim.signal_dbm.map(i32::from),
-                voice_capable: sim.voice_method.is_some(),
+                voice_capable: voice_method(sim).is_some(),
             })
             .collect()
     }
+}
+
+/// How the SIM bridges calls, chosen by the voice layer from what the bank
+/// reports of its services.
+fn voice_method(sim: &SimStatus) -> Option<String> {
+    crate::voice::method_name(sim.voice, &sim.profile_chld, &sim.chld)
 }
 
 /// What the store keeps of a SIM's live state.
@@ -61,7 +67,7 @@ pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
         registration: sim.registration.clone().unwrap_or_default(),
         roaming: sim.roaming,
         operator: sim.operator.clone().unwrap_or_default(),
-        voice_method: sim.voice_method.clone(),
+        voice_method: voice_method(sim),
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
         updated_at: OffsetDateTime::now_utc(),

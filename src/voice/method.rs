@@ -26,6 +26,26 @@ pub enum NoMethod {
     NeitherTransferNorConference,
 }
 
+/// How a SIM bridges calls, as the pool and the API name it: `transfer`,
+/// `join`, or `None` when it cannot bridge. `voice` says the modem takes
+/// calls at all; the services are its profile's and the network's.
+pub fn method_name(voice: bool, profile_chld: &[String], reported: &[String]) -> Option<String> {
+    if !voice {
+        return None;
+    }
+    let best = choose_method(profile_chld, Some(reported))
+        .ok()?
+        .first()
+        .copied()?;
+    Some(
+        match best {
+            Method::Transfer => "transfer",
+            Method::Conference => "join",
+        }
+        .to_string(),
+    )
+}
+
 /// The bridging methods a SIM can use, best first: transfer (it frees the
 /// modem), then conference. A service counts when the profile lists it and,
 /// if the modem answered `AT+CHLD=?`, the answer lists it too.

@@ -48,7 +48,7 @@ pub use machine::{
     Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, Input, Lookup, Outcome,
     Reported, Ringing, Setup, State, Step, Transition, step,
 };
-pub use method::{Method, NoMethod, choose_method};
+pub use method::{Method, NoMethod, choose_method, method_name};
 
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,10 @@ use serde::Deserialize;
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 
+mod callbacks;
+
+pub use callbacks::CallbacksConfig;
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -52,9 +56,9 @@ pub struct Config {
     /// Per-SIM settings, by ICCID.
     #[serde(default)]
     pub sims: Vec<SimConfig>,
-    /// Events POSTed to local URLs (see [`crate::api::callbacks`]).
+    /// Events POSTed to local URLs.
     #[serde(default)]
-    pub callbacks: crate::api::callbacks::CallbacksConfig,
+    pub callbacks: CallbacksConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,7 +376,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
 
     #[test]
     fn the_example_config_parses_and_states_the_defaults() {
-        let text = include_str!("../simmask.example.toml");
+        let text = include_str!("../../simmask.example.toml");
         let example = Config::parse(text, "simmask.example.toml").unwrap();
         let minimal = Config::parse(MINIMAL, "simmask.toml").unwrap();
         assert_eq!(format!("{:?}", example.sms), format!("{:?}", minimal.sms));
