@@ -19,10 +19,11 @@ use crate::events::{Event, EventBus};
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
+use crate::sms::accept::{InboundOutcome, InboundPart, accept_inbound};
 use crate::sms::intake::{Intake, intake};
 use crate::sms::schedule::RateLimiter;
 use crate::sms::worker::OutboxWorker;
-use crate::store::{DeliveryStatus, InboundOutcome, ModemRecord, Store};
+use crate::store::{DeliveryStatus, ModemRecord, Store};
 
 /// The wake-up of each SIM's outbox worker, by ICCID.
 pub type Wakers = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
@@ -379,14 +380,14 @@ impl IntakeDesk {
 
     /// Accepts a part, queued now; the future is `true` once it is durably
     /// stored.
-    fn accept(
-        &self,
-        part: crate::store::InboundPart,
-    ) -> impl Future<Output = bool> + Send + 'static {
+    fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted =
-            self.store
-                .accept_inbound(part, self.policy.clone(), OffsetDateTime::now_utc());
+        let accepted = accept_inbound(
+            &self.store,
+            part,
+            self.policy.clone(),
+            OffsetDateTime::now_utc(),
+        );
         let desk = self.clone();
         async move {
             match accepted.await {

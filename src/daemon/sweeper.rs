@@ -100,8 +100,7 @@ async fn expire_sessions(store: &Store, events: &EventBus, now: OffsetDateTime) 
 async fn relay_incomplete(config: &Config, store: &Store, wakers: &Wakers, now: OffsetDateTime) {
     let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
     let cutoff = now - time::Duration::seconds(timeout);
-    match store
-        .sweep_incomplete(cutoff, config.out_of_session.clone(), now)
+    match crate::sms::accept::sweep_incomplete(store, cutoff, config.out_of_session.clone(), now)
         .await
     {
         Ok(outcomes) if !outcomes.is_empty() => {

@@ -3,13 +3,13 @@
 
 use crate::number::PhoneNumber;
 use crate::pdu::{self, PduError, Tpdu, TypeOfNumber};
-use crate::sms::reassembly::Concat;
-use crate::store::{DeliveryStatus, InboundPart};
+use crate::sms::accept::InboundPart;
+use crate::store::DeliveryStatus;
 
 /// The meaning of one received PDU.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Intake {
-    /// An SMS-DELIVER: a part for [`crate::store::Store::accept_inbound`].
+    /// An SMS-DELIVER: a part for [`crate::sms::accept::accept_inbound`].
     Part(InboundPart),
     /// An SMS-STATUS-REPORT for one of our sends; `None` while the network
     /// is still trying (TS 23.040 §9.2.3.15 status 0x20–0x3F).
@@ -71,11 +71,7 @@ pub fn intake(
                 sender,
                 location,
                 pdu_hex: pdu_hex.trim().to_ascii_uppercase(),
-                concat: user_data.concat.map(|c| Concat {
-                    reference: c.reference,
-                    total: c.total,
-                    sequence: c.sequence,
-                }),
+                concat: user_data.concat,
                 text,
             }))
         }

@@ -1,9 +1,18 @@
-//! The pure SMS relay rules: reassembly of concatenated parts and outbox
-//! scheduling (rate limits, retry backoff, which send errors are permanent).
+//! The SMS relay: what a SIM received becomes a relayed message, and the
+//! outbox sends it from the same proxy.
 //!
-//! No tokio and no SQL here: the store loads what these rules need, calls
-//! them and writes the result, so the decisions are testable in isolation.
+//! - [`intake`]: one PDU read from a SIM becomes a part, a delivery report,
+//!   or something unroutable (pure).
+//! - [`reassembly`], [`inbound`], [`schedule`]: the pure rules: concatenated
+//!   parts, the routing decision, rate limits and retry backoff.
+//! - [`accept`]: drives one store transaction per received part: kept,
+//!   reassembled, routed, its relay queued (the store only holds rows).
+//! - [`worker`]: the per-SIM outbox worker.
+//!
+//! The rules take no tokio and no SQL, so the decisions are testable in
+//! isolation; the store is asked only for rows.
 
+pub mod accept;
 pub mod inbound;
 pub mod intake;
 pub mod reassembly;

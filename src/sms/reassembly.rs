@@ -7,12 +7,7 @@
 use std::collections::BTreeMap;
 
 /// The concatenation header of one part, as decoded from the UDH.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Concat {
-    pub reference: u16,
-    pub total: u8,
-    pub sequence: u8,
-}
+pub use crate::pdu::Concat;
 
 /// One received part, as the pure rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

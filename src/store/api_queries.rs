@@ -136,9 +136,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::masking::policy::OutOfSessionPolicy;
-    use crate::store::fixtures::{A, B, NOW, PROXY, number, store_with_session};
-    use crate::store::{InboundPart, NewOutbound};
+    use crate::store::NewOutbound;
+    use crate::store::fixtures::{A, B, NOW, PROXY, Received, number, receive, store_with_session};
 
     fn outbound(session: &str, to: &str) -> NewOutbound {
         NewOutbound {
@@ -157,18 +156,12 @@ mod tests {
         let sent = store.queue_sms(outbound(&session, B), NOW).await.unwrap();
         store.queue_sms(outbound(&session, A), NOW).await.unwrap();
         store.mark_sent(sent, vec![7], NOW).await.unwrap();
-        let part = InboundPart {
-            proxy_iccid: PROXY.into(),
-            sender: number(A),
-            location: None,
-            pdu_hex: "00".into(),
-            concat: None,
-            text: "hi".into(),
+        let relayed = Received::Relayed {
+            session: session.clone(),
+            from_position: 0,
+            to: B,
         };
-        store
-            .accept_inbound(part, OutOfSessionPolicy::Reject, NOW)
-            .await
-            .unwrap();
+        receive(&store, A, "00".into(), "hi", relayed).await;
 
         let counters = store.sim_counters().await.unwrap();
         let sim = &counters[PROXY];

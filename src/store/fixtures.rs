@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use super::{LiveSim, NewSession, Store};
+use super::{LiveSim, NewOutbound, NewSession, ReceivedPart, Store};
 use crate::masking::Mode;
 use crate::number::PhoneNumber;
 
@@ -51,4 +51,75 @@ pub async fn store_with_session(
     };
     let session = store.open_session(new, vec![live], NOW).await.unwrap();
     (store, session.id)
+}
+
+/// How a received message is handled, as the relay (`crate::sms::accept`)
+/// would write it; the store's own tests need the rows, not the rules.
+pub enum Received {
+    /// Relayed within `session` to the other participant `to`.
+    Relayed {
+        session: String,
+        from_position: u8,
+        to: &'static str,
+    },
+    /// Out of session, forwarded to the operator `to` with the sender named.
+    Forwarded { to: &'static str },
+    /// Out of session, answered with `reply`.
+    AutoReplied { reply: &'static str },
+}
+
+/// Writes one received single-part message from `from` on `PROXY` and what
+/// was done with it; returns its interaction.
+pub async fn receive(store: &Store, from: &str, pdu_hex: String, text: &str, how: Received) -> i64 {
+    let sender = number(from);
+    let text = text.to_string();
+    store
+        .inbound_durable(move |tx| {
+            let part = ReceivedPart {
+                proxy_iccid: PROXY.into(),
+                sender: sender.clone(),
+                location: None,
+                pdu_hex,
+                concat: None,
+                text: text.clone(),
+            };
+            let part_id = tx.keep_part(&part, NOW)?.expect("a new part");
+            let outbound = |session_id, from_position, to, body| NewOutbound {
+                session_id,
+                proxy_iccid: PROXY.into(),
+                from_position,
+                to,
+                body,
+            };
+            let interaction = match how {
+                Received::Relayed {
+                    session,
+                    from_position,
+                    to,
+                } => {
+                    tx.touch_session(&session, NOW)?;
+                    tx.queue_sms(
+                        &outbound(Some(session), Some(from_position), number(to), text),
+                        NOW,
+                    )?
+                }
+                Received::Forwarded { to } => {
+                    let body = format!("{}: {text}", sender.e164());
+                    let id = tx.queue_sms(&outbound(None, None, number(to), body), NOW)?;
+                    tx.set_interaction_sender(id, &sender)?;
+                    id
+                }
+                Received::AutoReplied { reply } => {
+                    tx.note_auto_reply(PROXY, &sender, NOW)?;
+                    let id =
+                        tx.queue_sms(&outbound(None, None, sender.clone(), reply.into()), NOW)?;
+                    tx.set_interaction_sender(id, &sender)?;
+                    id
+                }
+            };
+            tx.link_parts(interaction, &[part_id], 1, false)?;
+            Ok(interaction)
+        })
+        .await
+        .unwrap()
 }

@@ -1,523 +1,326 @@
-//! Accepting an inbound SMS part: stored, deduplicated, reassembled, routed
-//! and its relay queued, all in one transaction, so that once the caller
-//! hears back it may delete the message from the SIM.
+//! The inbound relay's rows: received parts kept and deduplicated, the
+//! parts of a concatenated message found again, and what the relay decided
+//! written down, all inside one transaction that the relay (`crate::sms`)
+//! drives through [`InboundTx`]. The decisions are the relay's; this file
+//! only reads and writes rows, so a second backend implements the same
+//! calls without knowing the rules.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use super::relay::{NewOutbound, insert_outbound};
-use super::sessions::{end_session, session_by_id};
+use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::lifecycle::SessionStatus;
-use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
-use crate::sms::inbound::{InboundAction, decide};
-use crate::sms::reassembly::{
-    Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
-};
+use crate::pdu::Concat;
 
-/// One received part, decoded by the driver.
+/// One received part as it is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundPart {
+pub struct ReceivedPart {
     pub proxy_iccid: String,
     pub sender: PhoneNumber,
     /// SIM storage and index; `None` for direct `+CMT` delivery.
     pub location: Option<(String, u32)>,
+    /// Upper-case hex: the same PDU read twice is recognised.
     pub pdu_hex: String,
+    /// Only for a part the relay groups with others.
     pub concat: Option<Concat>,
     pub text: String,
 }
 
-/// What accepting a part did. In every case the part is durably stored (or
-/// was already), so the caller may delete it from the SIM.
+/// A part held for a concatenated message not yet relayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InboundOutcome {
-    /// The same PDU was already stored for this SIM: nothing new.
-    Duplicate,
-    /// A part of a longer message; waiting for the rest.
-    Waiting { missing: usize },
-    /// Complete and queued for the other participant.
-    Relayed { interaction_id: i64 },
-    /// Out of session: the auto-reply was queued to the sender.
-    AutoReplied { interaction_id: i64 },
-    /// Out of session: forwarded to the operator.
-    Forwarded { interaction_id: i64 },
-    /// Complete, recorded, not sent.
-    Dropped {
-        interaction_id: i64,
-        reason: &'static str,
-    },
+pub struct HeldPart {
+    pub id: i64,
+    pub sequence: u8,
+    pub text: String,
+}
+
+/// A concatenated message whose parts wait past a cutoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingMessage {
+    pub proxy_iccid: String,
+    pub sender: PhoneNumber,
+    pub reference: u16,
+    pub total: u8,
+}
+
+/// One transaction on the inbound rows, driven by the relay.
+pub struct InboundTx<'c> {
+    tx: Transaction<'c>,
 }
 
 impl Store {
-    /// Accepts one inbound part (see the module docs). Queued at the call,
-    /// so parts accepted one after another are stored in that order.
-    pub fn accept_inbound(
+    /// Runs `f` in one transaction that is on disk (fsynced) before the
+    /// answer comes: what `f` stored may then be deleted from the SIM.
+    /// Queued at the call, so transactions started one after another run in
+    /// that order; transactions queued together share one fsync.
+    pub fn inbound_durable<R, F>(
         &self,
-        part: InboundPart,
-        policy: OutOfSessionPolicy,
-        now: OffsetDateTime,
-    ) -> impl Future<Output = Result<InboundOutcome, StoreError>> + use<> {
+        f: F,
+    ) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
+    {
         self.call_durable(move |conn| {
-            let tx = conn.transaction()?;
-            let outcome = accept(&tx, &part, &policy, now)?;
-            tx.commit()?;
-            Ok(outcome)
+            let mut inbound = InboundTx {
+                tx: conn.transaction()?,
+            };
+            let result = f(&mut inbound)?;
+            inbound.tx.commit()?;
+            Ok(result)
         })
     }
 
-    /// Relays what arrived of every message whose first part is older than
-    /// `cutoff` and is still incomplete (the reassembly timeout); the
-    /// interactions are flagged incomplete.
-    pub async fn sweep_incomplete(
-        &self,
-        cutoff: OffsetDateTime,
-        policy: OutOfSessionPolicy,
-        now: OffsetDateTime,
-    ) -> Result<Vec<InboundOutcome>, StoreError> {
-        let cutoff = to_ms(cutoff);
+    /// Like [`Store::inbound_durable`] for work that deletes nothing from a
+    /// SIM afterwards (the reassembly sweep): committed without waiting for
+    /// its own fsync.
+    pub async fn inbound<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
+    {
         self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let stale: Vec<(String, String, u16, u8)> = tx
-                .prepare(
-                    "SELECT proxy_iccid, sender, concat_ref, concat_total FROM inbound_parts
-                     WHERE interaction_id IS NULL AND concat_ref IS NOT NULL
-                     GROUP BY proxy_iccid, sender, concat_ref, concat_total
-                     HAVING MIN(received_ms) < ?1",
-                )?
-                .query_map(params![cutoff], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })?
-                .collect::<Result<_, _>>()?;
-            let mut outcomes = Vec::with_capacity(stale.len());
-            for (proxy_iccid, sender, reference, total) in stale {
-                let Ok(number) = PhoneNumber::from_e164(&sender) else {
-                    return Err(StoreError::Corrupt(format!("stored sender {sender:?}")));
-                };
-                let key = MessageKey {
-                    sender,
-                    reference,
-                    total,
-                };
-                let held = pending_parts(&tx, &proxy_iccid, &key)?;
-                let texts: Vec<(u8, &str)> = held
-                    .iter()
-                    .map(|(_, seq, text)| (*seq, text.as_str()))
-                    .collect();
-                let body = assemble_incomplete(&key, &texts);
-                let ids: Vec<i64> = held.iter().map(|(id, _, _)| *id).collect();
-                let parts = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-                let outcome =
-                    route_message(&tx, &proxy_iccid, &number, body, parts, &ids, &policy, now)?;
-                if let Some(interaction) = outcome.interaction_id() {
-                    tx.execute(
-                        "UPDATE interactions SET incomplete = 1 WHERE id = ?1",
-                        params![interaction],
-                    )?;
-                }
-                outcomes.push(outcome);
-            }
-            tx.commit()?;
-            Ok(outcomes)
+            let mut inbound = InboundTx {
+                tx: conn.transaction()?,
+            };
+            let result = f(&mut inbound)?;
+            inbound.tx.commit()?;
+            Ok(result)
         })
         .await
     }
 }
 
-impl InboundOutcome {
-    /// The interaction written, if any.
-    pub fn interaction_id(&self) -> Option<i64> {
-        match self {
-            InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => None,
-            InboundOutcome::Relayed { interaction_id }
-            | InboundOutcome::AutoReplied { interaction_id }
-            | InboundOutcome::Forwarded { interaction_id }
-            | InboundOutcome::Dropped { interaction_id, .. } => Some(*interaction_id),
-        }
-    }
-}
-
-fn accept(
-    tx: &Transaction<'_>,
-    part: &InboundPart,
-    policy: &OutOfSessionPolicy,
-    now: OffsetDateTime,
-) -> Result<InboundOutcome, StoreError> {
-    let now_ms = to_ms(now);
-    let rules_part = Part {
-        sender: part.sender.e164().to_string(),
-        location: part.location.clone(),
-        pdu_hex: part.pdu_hex.to_ascii_uppercase(),
-        concat: part.concat,
-        text: part.text.clone(),
-    };
-    let group = grouping(&rules_part);
-    if let Grouping::SingleMalformed { reason } = &group {
-        tracing::warn!(proxy = %part.proxy_iccid, reason, "odd concatenation header; treated as one message");
-    }
-    let (storage, index) = part.location.clone().unzip();
-    let concat = match &group {
-        Grouping::Multi { .. } => part.concat,
-        _ => None,
-    };
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO inbound_parts (proxy_iccid, sender, storage, storage_index,
-             pdu_hex, concat_ref, concat_total, concat_seq, text, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            part.proxy_iccid,
-            rules_part.sender,
-            storage,
-            index,
-            rules_part.pdu_hex,
-            concat.map(|c| c.reference),
-            concat.map(|c| c.total),
-            concat.map(|c| c.sequence),
-            part.text,
-            now_ms
-        ],
-    )?;
-    if inserted == 0 {
-        return Ok(InboundOutcome::Duplicate);
-    }
-    let (part_ids, body, parts) = match group {
-        Grouping::Multi { key, .. } => {
-            let held = pending_parts(tx, &part.proxy_iccid, &key)?;
-            let texts: Vec<(u8, &str)> = held
-                .iter()
-                .map(|(_, seq, text)| (*seq, text.as_str()))
-                .collect();
-            match assemble(&key, &texts) {
-                Assembly::Waiting { missing } => {
-                    return Ok(InboundOutcome::Waiting {
-                        missing: missing.len(),
-                    });
-                }
-                Assembly::Complete(body) => (
-                    held.iter().map(|(id, _, _)| *id).collect(),
-                    body,
-                    u32::from(key.total),
-                ),
-            }
-        }
-        _ => (vec![tx.last_insert_rowid()], part.text.clone(), 1),
-    };
-
-    route_message(
-        tx,
-        &part.proxy_iccid,
-        &part.sender,
-        body,
-        parts,
-        &part_ids,
-        policy,
-        now,
-    )
-}
-
-/// Routes one complete (or swept) message and writes its interaction and
-/// outbox row; links the parts to the interaction.
-#[allow(clippy::too_many_arguments)]
-fn route_message(
-    tx: &Transaction<'_>,
-    proxy_iccid: &str,
-    sender: &PhoneNumber,
-    body: String,
-    parts: u32,
-    part_ids: &[i64],
-    policy: &OutOfSessionPolicy,
-    now: OffsetDateTime,
-) -> Result<InboundOutcome, StoreError> {
-    let now_ms = to_ms(now);
-    let sender_e164 = sender.e164();
-
-    let session = tx
-        .query_row(
-            "SELECT session_id FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
-            params![proxy_iccid, sender_e164],
-            |row| row.get::<_, String>(0),
-        )
-        .optional()?
-        .map(|id| session_by_id(tx, &id))
-        .transpose()?;
-    let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
-    let last_auto_reply = tx
-        .query_row(
-            "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",
-            params![proxy_iccid, sender_e164],
-            |row| row.get::<_, i64>(0),
-        )
-        .optional()?
-        .map(from_ms)
-        .transpose()?;
-    let decision = decide(&sessions, sender, &body, policy, last_auto_reply, now);
-    if let Some(id) = &decision.expire_session {
-        end_session(tx, id, SessionStatus::Expired, now)?;
+impl InboundTx<'_> {
+    /// Keeps `part`; `None` when the same PDU was already kept for this SIM
+    /// (read twice, or redelivered).
+    pub fn keep_part(
+        &self,
+        part: &ReceivedPart,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError> {
+        let (storage, index) = part.location.clone().unzip();
+        let concat = part.concat;
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO inbound_parts (proxy_iccid, sender, storage, storage_index,
+                 pdu_hex, concat_ref, concat_total, concat_seq, text, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                part.proxy_iccid,
+                part.sender.e164(),
+                storage,
+                index,
+                part.pdu_hex,
+                concat.map(|c| c.reference),
+                concat.map(|c| c.total),
+                concat.map(|c| c.sequence),
+                part.text,
+                to_ms(now)
+            ])?;
+        Ok((inserted > 0).then(|| self.tx.last_insert_rowid()))
     }
 
-    let queue =
-        |session_id: Option<String>, from_position: Option<u8>, to: PhoneNumber, body: String| {
-            let outbox = insert_outbound(
-                tx,
-                &NewOutbound {
-                    session_id,
-                    proxy_iccid: proxy_iccid.to_string(),
-                    from_position,
-                    to,
-                    body,
-                },
-                now_ms,
-            )?;
-            let interaction: i64 = tx.query_row(
-                "SELECT interaction_id FROM outbox WHERE id = ?1",
-                params![outbox],
-                |row| row.get(0),
-            )?;
-            Ok::<_, StoreError>(interaction)
-        };
-    let (interaction_id, outcome) = match decision.action {
-        InboundAction::Relay {
-            session_id,
-            from_position,
-            to,
-        } => {
-            tx.execute(
-                "UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1",
-                params![session_id, now_ms],
-            )?;
-            let id = queue(Some(session_id), Some(from_position), to, body)?;
-            (id, InboundOutcome::Relayed { interaction_id: id })
-        }
-        InboundAction::AutoReply { text } => {
-            tx.execute(
+    /// The parts held for one concatenated message, in sequence order.
+    pub fn held_parts(
+        &self,
+        proxy_iccid: &str,
+        sender: &PhoneNumber,
+        reference: u16,
+        total: u8,
+    ) -> Result<Vec<HeldPart>, StoreError> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts
+             WHERE proxy_iccid = ?1 AND sender = ?2 AND concat_ref = ?3 AND concat_total = ?4
+               AND interaction_id IS NULL
+             ORDER BY concat_seq, id",
+        )?;
+        let rows = statement.query_map(
+            params![proxy_iccid, sender.e164(), reference, total],
+            |row| {
+                Ok(HeldPart {
+                    id: row.get(0)?,
+                    sequence: row.get(1)?,
+                    text: row.get(2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Concatenated messages still incomplete whose first part arrived
+    /// before `cutoff`.
+    pub fn waiting_since(&self, cutoff: OffsetDateTime) -> Result<Vec<WaitingMessage>, StoreError> {
+        let rows: Vec<(String, String, u16, u8)> = self
+            .tx
+            .prepare(
+                "SELECT proxy_iccid, sender, concat_ref, concat_total FROM inbound_parts
+                 WHERE interaction_id IS NULL AND concat_ref IS NOT NULL
+                 GROUP BY proxy_iccid, sender, concat_ref, concat_total
+                 HAVING MIN(received_ms) < ?1",
+            )?
+            .query_map(params![to_ms(cutoff)], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        rows.into_iter()
+            .map(|(proxy_iccid, sender, reference, total)| {
+                let sender = PhoneNumber::from_e164(&sender)
+                    .map_err(|_| StoreError::Corrupt(format!("stored sender {sender:?}")))?;
+                Ok(WaitingMessage {
+                    proxy_iccid,
+                    sender,
+                    reference,
+                    total,
+                })
+            })
+            .collect()
+    }
+
+    /// The open session of `sender` on the proxy, if any (the masking rule
+    /// allows at most one).
+    pub fn open_session_of(
+        &self,
+        proxy_iccid: &str,
+        sender: &PhoneNumber,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT session_id FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
+            )?
+            .query_row(params![proxy_iccid, sender.e164()], |row| {
+                row.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|id| session_by_id(&self.tx, &id))
+            .transpose()
+    }
+
+    /// When `sender` last got the proxy's auto-reply.
+    pub fn last_auto_reply(
+        &self,
+        proxy_iccid: &str,
+        sender: &PhoneNumber,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.tx
+            .prepare_cached(
+                "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",
+            )?
+            .query_row(params![proxy_iccid, sender.e164()], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(from_ms)
+            .transpose()
+    }
+
+    /// Notes that `sender` got the proxy's auto-reply now.
+    pub fn note_auto_reply(
+        &self,
+        proxy_iccid: &str,
+        sender: &PhoneNumber,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
                 "INSERT INTO auto_replies (proxy_iccid, sender, last_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (proxy_iccid, sender) DO UPDATE SET last_ms = excluded.last_ms",
-                params![proxy_iccid, sender_e164, now_ms],
-            )?;
-            let id = queue(None, None, sender.clone(), text)?;
-            (id, InboundOutcome::AutoReplied { interaction_id: id })
-        }
-        InboundAction::Forward { to, body } => {
-            let id = queue(None, None, to, body)?;
-            (id, InboundOutcome::Forwarded { interaction_id: id })
-        }
-        InboundAction::Drop { reason } => {
-            tx.execute(
+            )?
+            .execute(params![proxy_iccid, sender.e164(), to_ms(now)])?;
+        Ok(())
+    }
+
+    /// Ends a session (it ran out of time).
+    pub fn end_session(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        end_session(&self.tx, id, status, now)
+    }
+
+    /// Records traffic on a session (its idle timer restarts).
+    pub fn touch_session(&self, id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, to_ms(now)])?;
+        Ok(())
+    }
+
+    /// Queues an SMS for the proxy's outbox; returns its interaction.
+    pub fn queue_sms(&self, new: &NewOutbound, now: OffsetDateTime) -> Result<i64, StoreError> {
+        let outbox = insert_outbound(&self.tx, new, to_ms(now))?;
+        Ok(self
+            .tx
+            .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
+            .query_row(params![outbox], |row| row.get(0))?)
+    }
+
+    /// Records a received SMS that is not sent on, with why; returns its
+    /// interaction.
+    pub fn record_dropped(
+        &self,
+        proxy_iccid: &str,
+        sender: &PhoneNumber,
+        reason: &str,
+        body: &str,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        self.tx
+            .prepare_cached(
                 "INSERT INTO interactions (proxy_iccid, kind, from_number, status, reason, body,
-                                           created_ms, updated_ms)
-                 VALUES (?1, 'sms', ?2, 'dropped', ?3, ?4, ?5, ?5)",
-                params![proxy_iccid, sender_e164, reason, body, now_ms],
-            )?;
-            let id = tx.last_insert_rowid();
-            (
-                id,
-                InboundOutcome::Dropped {
-                    interaction_id: id,
-                    reason,
-                },
-            )
+                                       created_ms, updated_ms)
+             VALUES (?1, 'sms', ?2, 'dropped', ?3, ?4, ?5, ?5)",
+            )?
+            .execute(params![
+                proxy_iccid,
+                sender.e164(),
+                reason,
+                body,
+                to_ms(now)
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Notes who an out-of-session interaction (the reply or forward sent
+    /// because of them) came from.
+    pub fn set_interaction_sender(
+        &self,
+        interaction: i64,
+        sender: &PhoneNumber,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE interactions SET from_number = ?2 WHERE id = ?1")?
+            .execute(params![interaction, sender.e164()])?;
+        Ok(())
+    }
+
+    /// Ties the received parts to the interaction they made, with their
+    /// count, flagged when parts were missing.
+    pub fn link_parts(
+        &self,
+        interaction: i64,
+        part_ids: &[i64],
+        parts: u32,
+        incomplete: bool,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE interactions SET parts = ?2, incomplete = ?3 OR incomplete WHERE id = ?1",
+            )?
+            .execute(params![interaction, parts, incomplete])?;
+        let mut link = self
+            .tx
+            .prepare_cached("UPDATE inbound_parts SET interaction_id = ?2 WHERE id = ?1")?;
+        for id in part_ids {
+            link.execute(params![id, interaction])?;
         }
-    };
-    if !matches!(
-        outcome,
-        InboundOutcome::Relayed { .. } | InboundOutcome::Dropped { .. }
-    ) {
-        // The interaction is the sent reply or forward; it came from the stranger.
-        tx.execute(
-            "UPDATE interactions SET from_number = ?2 WHERE id = ?1",
-            params![interaction_id, sender_e164],
-        )?;
-    }
-    tx.execute(
-        "UPDATE interactions SET parts = ?2 WHERE id = ?1",
-        params![interaction_id, parts],
-    )?;
-    for id in part_ids {
-        tx.execute(
-            "UPDATE inbound_parts SET interaction_id = ?2 WHERE id = ?1",
-            params![id, interaction_id],
-        )?;
-    }
-    Ok(outcome)
-}
-
-/// The parts held for `key` not yet assembled: (row id, sequence, text).
-fn pending_parts(
-    tx: &Transaction<'_>,
-    proxy_iccid: &str,
-    key: &MessageKey,
-) -> Result<Vec<(i64, u8, String)>, StoreError> {
-    let mut statement = tx.prepare(
-        "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts
-         WHERE proxy_iccid = ?1 AND sender = ?2 AND concat_ref = ?3 AND concat_total = ?4
-           AND interaction_id IS NULL
-         ORDER BY concat_seq, id",
-    )?;
-    let rows = statement.query_map(
-        params![proxy_iccid, key.sender, key.reference, key.total],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-#[cfg(test)]
-mod tests {
-
-    use super::*;
-    use crate::store::fixtures::{A, B, NOW, PROXY, number, store_with_session};
-
-    const X: &str = "+447911000009";
-
-    fn part(from: &str, pdu: &str, concat: Option<(u16, u8, u8)>, text: &str) -> InboundPart {
-        InboundPart {
-            proxy_iccid: PROXY.into(),
-            sender: number(from),
-            location: None,
-            pdu_hex: pdu.into(),
-            concat: concat.map(|(reference, total, sequence)| Concat {
-                reference,
-                total,
-                sequence,
-            }),
-            text: text.into(),
-        }
-    }
-
-    const REJECT: OutOfSessionPolicy = OutOfSessionPolicy::Reject;
-
-    #[tokio::test]
-    async fn a_message_is_relayed_once_even_when_read_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, session) = store_with_session(&dir, None).await;
-        let first = store
-            .accept_inbound(part(A, "01AA", None, "hi"), REJECT, NOW)
-            .await
-            .unwrap();
-        assert!(matches!(first, InboundOutcome::Relayed { .. }));
-        let again = store
-            .accept_inbound(part(A, "01aa", None, "hi"), REJECT, NOW)
-            .await
-            .unwrap();
-        assert_eq!(again, InboundOutcome::Duplicate);
-        let interactions = store.interactions(session).await.unwrap();
-        assert_eq!(interactions.len(), 1);
-        assert_eq!(interactions[0].from_position, Some(0));
-        let item = store
-            .claim_next_due(PROXY.into(), NOW)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((item.to_number.as_str(), item.body.as_str()), (B, "hi"));
-        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn parts_in_any_order_make_one_message_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, session) = store_with_session(&dir, None).await;
-        let outcome = store
-            .accept_inbound(part(B, "03", Some((9, 3, 3)), "baz"), REJECT, NOW)
-            .await
-            .unwrap();
-        assert_eq!(outcome, InboundOutcome::Waiting { missing: 2 });
-        store
-            .accept_inbound(part(B, "01", Some((9, 3, 1)), "foo"), REJECT, NOW)
-            .await
-            .unwrap();
-        let last = store
-            .accept_inbound(part(B, "02", Some((9, 3, 2)), "bar"), REJECT, NOW)
-            .await
-            .unwrap();
-        assert!(matches!(last, InboundOutcome::Relayed { .. }));
-        let interactions = store.interactions(session).await.unwrap();
-        assert_eq!(interactions.len(), 1);
-        assert_eq!(interactions[0].body.as_deref(), Some("foobarbaz"));
-        assert_eq!(interactions[0].parts, 3);
-    }
-
-    #[tokio::test]
-    async fn strangers_are_dropped_or_auto_replied_once_a_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = store_with_session(&dir, None).await;
-        let dropped = store
-            .accept_inbound(part(X, "10", None, "hi"), REJECT, NOW)
-            .await
-            .unwrap();
-        assert!(matches!(dropped, InboundOutcome::Dropped { .. }));
-        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
-
-        let policy = OutOfSessionPolicy::AutoReply {
-            text: "closed".into(),
-        };
-        let first = store
-            .accept_inbound(part(X, "11", None, "hi"), policy.clone(), NOW)
-            .await
-            .unwrap();
-        assert!(matches!(first, InboundOutcome::AutoReplied { .. }));
-        let second = store
-            .accept_inbound(part(X, "12", None, "hi"), policy, NOW)
-            .await
-            .unwrap();
-        assert!(matches!(second, InboundOutcome::Dropped { .. }));
-        let reply = store
-            .claim_next_due(PROXY.into(), NOW)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (reply.to_number.as_str(), reply.body.as_str()),
-            (X, "closed")
-        );
-        assert_eq!(store.claim_next_due(PROXY.into(), NOW).await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn an_expired_session_does_not_relay() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, session) = store_with_session(&dir, Some(time::Duration::minutes(5))).await;
-        let later = NOW + time::Duration::minutes(6);
-        let outcome = store
-            .accept_inbound(part(A, "20", None, "hi"), REJECT, later)
-            .await
-            .unwrap();
-        assert!(matches!(outcome, InboundOutcome::Dropped { .. }));
-        assert_eq!(
-            store.session(session).await.unwrap().status,
-            SessionStatus::Expired
-        );
-        assert_eq!(
-            store.claim_next_due(PROXY.into(), later).await.unwrap(),
-            None
-        );
-    }
-
-    #[tokio::test]
-    async fn the_sweep_relays_an_incomplete_message_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, session) = store_with_session(&dir, None).await;
-        store
-            .accept_inbound(part(B, "01", Some((4, 3, 1)), "foo"), REJECT, NOW)
-            .await
-            .unwrap();
-        store
-            .accept_inbound(part(B, "03", Some((4, 3, 3)), "baz"), REJECT, NOW)
-            .await
-            .unwrap();
-        let too_early = store.sweep_incomplete(NOW, REJECT, NOW).await.unwrap();
-        assert!(too_early.is_empty());
-        let later = NOW + time::Duration::minutes(10);
-        let swept = store.sweep_incomplete(later, REJECT, later).await.unwrap();
-        assert!(matches!(swept[..], [InboundOutcome::Relayed { .. }]));
-        assert!(
-            store
-                .sweep_incomplete(later, REJECT, later)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let interactions = store.interactions(session).await.unwrap();
-        assert_eq!(interactions.len(), 1);
-        assert!(interactions[0].incomplete);
-        assert_eq!(interactions[0].body.as_deref(), Some("foo[…]baz"));
+        Ok(())
     }
 }

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 pub use api_queries::{SimCounters, TrafficHour};
 pub use calls::CallInteraction;
 pub use import::ImportedSession;
-pub use inbound::{InboundOutcome, InboundPart};
+pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
@@ -300,6 +300,6 @@ fn from_ms(ms: i64) -> Result<OffsetDateTime, StoreError> {
 }
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! The relay's tables: interactions with their status history, and the
 //! outbox. Every call is one transaction on the writer thread; the decisions
-//! (backoff, error classes) come from [`crate::sms::schedule`].
+//! (backoff, error classes) are the relay's, made before it calls here.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;

@@ -239,9 +239,8 @@ mod tests {
     use rusqlite::types::Value;
 
     use super::*;
-    use crate::masking::policy::OutOfSessionPolicy;
-    use crate::store::fixtures::{self, A, B, NOW, PROXY, number};
-    use crate::store::{InboundOutcome, InboundPart, NewOutbound, SessionFilter};
+    use crate::store::fixtures::{self, A, B, NOW, PROXY, Received, number, receive};
+    use crate::store::{NewOutbound, SessionFilter};
 
     /// A store with one session A–B and one message each way.
     async fn store_with_traffic(dir: &tempfile::TempDir) -> (Store, String) {
@@ -391,37 +390,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
         // A writes to B and B answers; the received parts keep their PDUs.
-        let received = |from: &str, text: &str| InboundPart {
-            proxy_iccid: PROXY.into(),
-            sender: number(from),
-            location: None,
-            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(from)),
-            concat: None,
-            text: text.into(),
-        };
-        for (from, text) in [(A, "confidential from A"), (B, "confidential from B")] {
-            let outcome = store
-                .accept_inbound(received(from, text), OutOfSessionPolicy::Reject, NOW)
-                .await
-                .unwrap();
-            assert!(
-                matches!(outcome, InboundOutcome::Relayed { .. }),
-                "{outcome:?}"
-            );
+        let pdu = |from: &str| format!("0791447000000000040C91{}0000", semi_octets(from));
+        for (from, position, to, text) in [
+            (A, 0, B, "confidential from A"),
+            (B, 1, A, "confidential from B"),
+        ] {
+            let relayed = Received::Relayed {
+                session: session.clone(),
+                from_position: position,
+                to,
+            };
+            receive(&store, from, pdu(from), text, relayed).await;
         }
         // A stranger's message is forwarded to the operator, prefixed with
         // the stranger's number.
-        let forward = OutOfSessionPolicy::Forward {
-            to: number("+447911000099"),
+        let forwarded = Received::Forwarded {
+            to: "+447911000099",
         };
-        let outcome = store
-            .accept_inbound(received(STRANGER, "confidential too"), forward, NOW)
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, InboundOutcome::Forwarded { .. }),
-            "{outcome:?}"
-        );
+        receive(
+            &store,
+            STRANGER,
+            pdu(STRANGER),
+            "confidential too",
+            forwarded,
+        )
+        .await;
         let digits = A.trim_start_matches('+');
         let stranger = STRANGER.trim_start_matches('+');
         for needle in [digits, &semi_octets(A), stranger, "confidential", "secret"] {
@@ -452,22 +445,10 @@ mod tests {
     async fn retention_forgets_auto_replied_strangers_after_a_day_more() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _session) = store_with_traffic(&dir).await;
-        let policy = OutOfSessionPolicy::AutoReply {
-            text: "No conversation here.".into(),
+        let replied = Received::AutoReplied {
+            reply: "No conversation here.",
         };
-        let part = InboundPart {
-            proxy_iccid: PROXY.into(),
-            sender: number(STRANGER),
-            location: None,
-            pdu_hex: "00".into(),
-            concat: None,
-            text: "who is this?".into(),
-        };
-        let outcome = store.accept_inbound(part, policy, NOW).await.unwrap();
-        assert!(
-            matches!(outcome, InboundOutcome::AutoReplied { .. }),
-            "{outcome:?}"
-        );
+        receive(&store, STRANGER, "00".into(), "who is this?", replied).await;
         let ledger = |dir: &tempfile::TempDir| -> i64 {
             Connection::open(dir.path().join("simmask.db"))
                 .unwrap()
@@ -492,18 +473,13 @@ mod tests {
     async fn numbers_of_sessions_ended_long_ago_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_traffic(&dir).await;
-        let part = InboundPart {
-            proxy_iccid: PROXY.into(),
-            sender: number(A),
-            location: None,
-            pdu_hex: format!("0791447000000000040C91{}0000", semi_octets(A)),
-            concat: None,
-            text: "hello".into(),
+        let relayed = Received::Relayed {
+            session: session.clone(),
+            from_position: 0,
+            to: B,
         };
-        store
-            .accept_inbound(part, OutOfSessionPolicy::Reject, NOW)
-            .await
-            .unwrap();
+        let pdu = format!("0791447000000000040C91{}0000", semi_octets(A));
+        receive(&store, A, pdu, "hello", relayed).await;
         while let Some(item) = store.claim_next_due(PROXY.into(), NOW).await.unwrap() {
             store.mark_sent(item.id, vec![1], NOW).await.unwrap();
         }
