@@ -3,17 +3,16 @@
 //! sweeps and the API, and shuts them down in order.
 //!
 //! ```text
-//! bank ──BankEvent──► router ──► store ──► outbox worker (per SIM) ──► bank
+//! bank ──BankEvent──► dispatch ──► relay ──► store ──► outbox worker (per SIM) ──► bank
 //!                        │                       │
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
 pub mod bench;
 pub mod demo;
+mod dispatch;
 mod pool;
-mod router;
 mod sweeper;
-mod voice;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,7 +130,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
-    let router = router::Router::new(
+    let dispatch = dispatch::Dispatch::new(
         config.clone(),
         store.clone(),
         bank.clone(),
@@ -143,7 +142,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         store.clone(),
         bank.clone(),
         events.clone(),
-        router.wakers(),
+        dispatch.relay(),
         stop.clone(),
     ));
 
@@ -153,12 +152,12 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(%address, "simmask running");
 
-    let router_task = tokio::spawn(router.run(bank_events, stop.clone()));
+    let dispatch_task = tokio::spawn(dispatch.run(bank_events, stop.clone()));
     stop.cancelled().await;
     tracing::info!("shutting down: finishing sends in flight");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     workers_stop.cancel();
-    if let Ok(workers) = router_task.await {
+    if let Ok(workers) = dispatch_task.await {
         for worker in workers {
             let _ = worker.await;
         }

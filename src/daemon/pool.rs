@@ -1,14 +1,11 @@
-//! The bank as the rest of the daemon sees it: the pool for allocation and
-//! the API, and each SIM as the sending side of its outbox worker.
+//! Wiring: the bank as the API sees it (the pool for allocation and the
+//! number views), and a SIM's live state as the store keeps it.
 
 use futures::future::BoxFuture;
 use time::OffsetDateTime;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
-use crate::modem::error::AtError;
-use crate::number::PhoneNumber;
-use crate::sms::worker::{SendError, SmsSink};
 use crate::store::{LiveSim, SimStatusRecord};
 
 /// The live pool, read from the bank on each call.
@@ -71,48 +68,5 @@ pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
         updated_at: OffsetDateTime::now_utc(),
-    }
-}
-
-/// One SIM as its outbox worker's sending side. The handle is looked up on
-/// each send, so a SIM that comes back on another port keeps its worker.
-pub struct BankSink {
-    bank: Bank,
-    iccid: String,
-}
-
-impl BankSink {
-    pub fn new(bank: Bank, iccid: String) -> Self {
-        Self { bank, iccid }
-    }
-}
-
-impl SmsSink for BankSink {
-    async fn send_sms(
-        &self,
-        to: &PhoneNumber,
-        text: &str,
-        status_report: bool,
-    ) -> Result<Vec<u8>, SendError> {
-        let Some(handle) = self.bank.handle(&self.iccid) else {
-            return Err(SendError::Unplugged);
-        };
-        handle
-            .send_sms(to.e164(), text, status_report)
-            .await
-            .map_err(|error| match error {
-                // 500 is 27.005's "unknown error": a verbose error without
-                // its number is retried like one.
-                AtError::Cms { code, .. } => SendError::Cms(code.unwrap_or(500)),
-                AtError::Unplugged => SendError::Unplugged,
-                _ => SendError::Timeout,
-            })
-    }
-
-    fn healthy(&self) -> bool {
-        self.bank
-            .sims()
-            .iter()
-            .any(|sim| sim.iccid == self.iccid && sim.healthy)
     }
 }

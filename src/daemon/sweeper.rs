@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::pool::status_record;
-use super::router::Wakers;
 use crate::bank::Bank;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
+use crate::sms::relay::Relay;
 use crate::store::Store;
 
 /// Retention is enforced at most this often.
@@ -25,7 +25,7 @@ pub async fn run(
     store: Store,
     bank: Bank,
     events: EventBus,
-    wakers: Wakers,
+    relay: Relay,
     stop: CancellationToken,
 ) {
     let sweep_every = Duration::from_secs(config.sessions.sweep_interval_seconds.max(1));
@@ -54,7 +54,7 @@ pub async fn run(
                     last_sessions_sweep = tokio::time::Instant::now();
                     expire_sessions(&store, &events, now).await;
                 }
-                relay_incomplete(&config, &store, &wakers, now).await;
+                relay.sweep_incomplete(now).await;
             }
             _ = status.tick() => {
                 for sim in bank.sims() {
@@ -94,25 +94,5 @@ async fn expire_sessions(store: &Store, events: &EventBus, now: OffsetDateTime) 
             }
         }
         Err(error) => tracing::error!(%error, "session expiry sweep failed"),
-    }
-}
-
-async fn relay_incomplete(config: &Config, store: &Store, wakers: &Wakers, now: OffsetDateTime) {
-    let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
-    let cutoff = now - time::Duration::seconds(timeout);
-    match crate::sms::accept::sweep_incomplete(store, cutoff, config.out_of_session.clone(), now)
-        .await
-    {
-        Ok(outcomes) if !outcomes.is_empty() => {
-            tracing::info!(
-                messages = outcomes.len(),
-                "incomplete multipart messages relayed after the reassembly timeout"
-            );
-            if let Ok(wakers) = wakers.lock() {
-                wakers.values().for_each(|notify| notify.notify_one());
-            }
-        }
-        Ok(_) => {}
-        Err(error) => tracing::error!(%error, "reassembly sweep failed"),
     }
 }

@@ -8,6 +8,8 @@
 //! - [`accept`]: drives one store transaction per received part: kept,
 //!   reassembled, routed, its relay queued (the store only holds rows).
 //! - [`worker`]: the per-SIM outbox worker.
+//! - [`relay`]: the relay as the daemon runs it: received PDUs to the store
+//!   then off the SIM, delivery reports, one outbox worker per SIM.
 //!
 //! The rules take no tokio and no SQL, so the decisions are testable in
 //! isolation; the store is asked only for rows.
@@ -16,5 +18,6 @@ pub mod accept;
 pub mod inbound;
 pub mod intake;
 pub mod reassembly;
+pub mod relay;
 pub mod schedule;
 pub mod worker;

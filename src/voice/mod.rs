@@ -1,4 +1,5 @@
-//! Masked calls: the per-SIM call-bridging state machine (pure, no tokio).
+//! Masked calls: the per-SIM call-bridging state machine (pure, no tokio)
+//! and its desk, which carries out what the machine asks for.
 //!
 //! A person X calls proxy P; if X has an open voice session on P with Y, the
 //! SIM answers X, holds X, dials Y from the same SIM (so Y sees P), and when
@@ -30,7 +31,7 @@
 //!   call is recorded as cut off and the bridge is idle at once,
 //! - the SIM coming up sends [`Input::NoCarrier`], so the bridge reads the
 //!   modem's calls and releases any left half-made by an earlier run,
-//! - the router answers [`Command::LookupSession`] with [`Input::Session`].
+//! - the desk answers [`Command::LookupSession`] with [`Input::Session`].
 //!
 //! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT
 //! commands for the modem, a session lookup, and [`Command::Record`] when a
@@ -38,9 +39,10 @@
 //! duration, outcome). Each step that changes state returns a
 //! [`Transition`] to log as `old -> new (reason)`.
 //!
-//! The daemon's loop is `crate::daemon::voice` (one desk per SIM, fed by the
-//! router); everything here is pure.
+//! [`desk`] is that loop (one desk per SIM, fed with the SIM's call events);
+//! everything else here is pure.
 
+pub mod desk;
 mod machine;
 mod method;
 

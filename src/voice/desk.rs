@@ -12,6 +12,10 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::{
+    Bridge, BridgeTiming, CallRecord, Command, CommandKind, Input, Lookup, Outcome, Setup,
+    choose_method,
+};
 use crate::bank::Bank;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -22,10 +26,6 @@ use crate::modem::actor::ModemEvent;
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
 use crate::store::{CallInteraction, Store};
-use crate::voice::{
-    Bridge, BridgeTiming, CallRecord, Command, CommandKind, Input, Lookup, Outcome, Setup,
-    choose_method,
-};
 
 /// What the router hands to a SIM's voice desk.
 pub type VoiceInbox = mpsc::Sender<ModemEvent>;

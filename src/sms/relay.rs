@@ -1,0 +1,365 @@
+//! The SMS relay of the whole bank, as the daemon runs it: what each SIM
+//! receives is decoded, committed to the store (only then deleted from the
+//! SIM) and its relay queued; delivery reports update interactions; one
+//! outbox worker per SIM sends what is queued, from that SIM only.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
+use super::intake::{Intake, intake};
+use super::schedule::RateLimiter;
+use super::worker::{OutboxWorker, SendError, SmsSink};
+use crate::bank::{Bank, InboundSms};
+use crate::config::Config;
+use crate::events::{Event, EventBus};
+use crate::masking::policy::OutOfSessionPolicy;
+use crate::modem::error::AtError;
+use crate::number::PhoneNumber;
+use crate::store::{DeliveryStatus, Store};
+
+/// The relay. Cheap to clone: a task per received message holds a copy.
+#[derive(Clone)]
+pub struct Relay {
+    store: Store,
+    bank: Bank,
+    events: EventBus,
+    policy: OutOfSessionPolicy,
+    settings: crate::config::Sms,
+    /// The wake-up of each SIM's outbox worker, by ICCID.
+    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Cancelled at shutdown; each worker finishes its send in flight.
+    workers_stop: CancellationToken,
+}
+
+impl Relay {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        bank: Bank,
+        events: EventBus,
+        workers_stop: CancellationToken,
+    ) -> Self {
+        Self {
+            store,
+            bank,
+            events,
+            policy: config.out_of_session.clone(),
+            settings: config.sms.clone(),
+            wakers: Arc::default(),
+            workers: Arc::default(),
+            workers_stop,
+        }
+    }
+
+    /// Wakes the outbox worker of `iccid`, if it runs.
+    pub fn wake(&self, iccid: &str) {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(notify) = wakers.get(iccid) {
+            notify.notify_one();
+        }
+    }
+
+    /// Wakes every outbox worker (something was queued for several SIMs).
+    pub fn wake_all(&self) {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.values().for_each(|notify| notify.notify_one());
+    }
+
+    /// Starts the outbox worker of `iccid` unless it runs; a SIM that comes
+    /// back (on any port) keeps its worker.
+    pub fn start_worker(&self, iccid: &str) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if wakers.contains_key(iccid) {
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        wakers.insert(iccid.to_string(), wake.clone());
+        let worker = OutboxWorker {
+            store: self.store.clone(),
+            sink: BankSink {
+                bank: self.bank.clone(),
+                iccid: iccid.to_string(),
+            },
+            proxy_iccid: iccid.to_string(),
+            limiter: RateLimiter::new(self.settings.per_minute, self.settings.per_day),
+            max_attempts: self.settings.max_attempts,
+            wall_at_start: OffsetDateTime::now_utc(),
+            started: tokio::time::Instant::now(),
+            wake,
+            stop: self.workers_stop.clone(),
+            events: self.events.clone(),
+        };
+        let iccid = iccid.to_string();
+        let task = tokio::spawn(async move {
+            if let Err(error) = worker.run().await {
+                tracing::error!(%iccid, %error, "outbox worker stopped");
+            }
+        });
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// The outbox workers started so far, for the caller to wait for their
+    /// sends in flight at shutdown.
+    pub fn take_workers(&self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One PDU received on `iccid` (whose home region reads national
+    /// numbers): queued for the store now, in the order the SIM delivered
+    /// it, then awaited on its own task, so that messages from many SIMs
+    /// are committed together (the store groups their fsyncs).
+    pub fn inbound(&self, iccid: String, region: Option<String>, sms: InboundSms) {
+        tokio::spawn(self.clone().receive(iccid, region, sms));
+    }
+
+    /// A status report delivered directly (`+CDS`).
+    pub async fn status_report(&self, iccid: &str, region: Option<&str>, pdu_hex: &str) {
+        if let Ok(Intake::StatusReport {
+            message_reference,
+            status,
+        }) = intake(iccid, region, pdu_hex, None)
+        {
+            self.delivery_report(iccid, message_reference, status).await;
+        }
+    }
+
+    /// A status report stored on the SIM (`+CDSI`): read, recorded, then
+    /// deleted.
+    pub async fn status_report_stored(
+        &self,
+        iccid: &str,
+        region: Option<&str>,
+        storage: &str,
+        index: u32,
+    ) {
+        let Some(handle) = self.bank.handle(iccid) else {
+            return;
+        };
+        match handle.read_sms(storage, index).await {
+            Ok(stored) => {
+                let done = match intake(iccid, region, &stored.pdu_hex, None) {
+                    Ok(Intake::StatusReport {
+                        message_reference,
+                        status,
+                    }) => self.delivery_report(iccid, message_reference, status).await,
+                    _ => true,
+                };
+                if done && let Err(error) = handle.delete_sms(storage, index).await {
+                    tracing::warn!(%iccid, %error, "cannot delete a status report");
+                }
+            }
+            Err(error) => tracing::warn!(%iccid, %error, "cannot read a status report"),
+        }
+    }
+
+    /// Relays what arrived of multipart messages waiting longer than the
+    /// reassembly timeout, marked incomplete.
+    pub async fn sweep_incomplete(&self, now: OffsetDateTime) {
+        let timeout = i64::try_from(self.settings.reassembly_timeout_seconds).unwrap_or(i64::MAX);
+        let cutoff = now - time::Duration::seconds(timeout);
+        match sweep_incomplete(&self.store, cutoff, self.policy.clone(), now).await {
+            Ok(outcomes) if !outcomes.is_empty() => {
+                tracing::info!(
+                    messages = outcomes.len(),
+                    "incomplete multipart messages relayed after the reassembly timeout"
+                );
+                self.wake_all();
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "reassembly sweep failed"),
+        }
+    }
+
+    /// One received PDU: committed to the store, then deleted from the SIM.
+    /// Decoding and queueing happen now; the returned future waits for the
+    /// commit and does the rest.
+    fn receive(
+        self,
+        iccid: String,
+        region: Option<String>,
+        sms: InboundSms,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
+            &iccid,
+            region.as_deref(),
+            &sms.pdu_hex,
+            sms.location.clone(),
+        ) {
+            Ok(Intake::Part(part)) => Box::pin(self.accept(part)),
+            Ok(Intake::StatusReport {
+                message_reference,
+                status,
+            }) => {
+                let iccid = iccid.clone();
+                Box::pin(async move {
+                    self.delivery_report(&iccid, message_reference, status)
+                        .await
+                })
+            }
+            Ok(Intake::Unroutable { reason }) => {
+                tracing::info!(%iccid, %reason, "received SMS not relayed");
+                Box::pin(std::future::ready(true))
+            }
+            Err(error) => {
+                // Left on the SIM: a later version may read it; deleting
+                // would lose it.
+                tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
+                Box::pin(std::future::ready(false))
+            }
+        };
+        async move {
+            // The delete is the modem's work: the other SIMs' messages need
+            // not wait for it.
+            if stored.await
+                && let Err(error) = sms.confirm_stored().await
+            {
+                // Stored but not deleted: it is read again later and
+                // recognised as a duplicate.
+                tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+            }
+        }
+    }
+
+    /// Accepts a part, queued now; the future is `true` once it is durably
+    /// stored.
+    fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
+        let iccid = part.proxy_iccid.clone();
+        let accepted = accept_inbound(
+            &self.store,
+            part,
+            self.policy.clone(),
+            OffsetDateTime::now_utc(),
+        );
+        let desk = self.clone();
+        async move {
+            match accepted.await {
+                Ok(outcome) => {
+                    match &outcome {
+                        InboundOutcome::Relayed { interaction_id } => {
+                            desk.wake(&iccid);
+                            let session_id = desk.session_of(*interaction_id).await;
+                            desk.events.publish(Event::MessageRelayed {
+                                session_id,
+                                interaction_id: *interaction_id,
+                                parts: 1,
+                            });
+                        }
+                        InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
+                            desk.wake(&iccid);
+                        }
+                        InboundOutcome::Dropped { reason, .. } => {
+                            tracing::info!(%iccid, %reason, "inbound SMS not relayed");
+                        }
+                        InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
+                    }
+                    tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
+                    true
+                }
+                Err(error) => {
+                    tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
+                    false
+                }
+            }
+        }
+    }
+
+    async fn session_of(&self, interaction_id: i64) -> Option<String> {
+        self.store
+            .interaction_session(interaction_id)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Records a delivery report; `false` when it could not be stored (the
+    /// report then stays on the SIM).
+    async fn delivery_report(
+        &self,
+        iccid: &str,
+        message_reference: u8,
+        status: Option<DeliveryStatus>,
+    ) -> bool {
+        let Some(status) = status else {
+            return true;
+        };
+        match self
+            .store
+            .record_delivery_report(
+                iccid.to_string(),
+                message_reference,
+                status,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        {
+            Ok(Some(interaction_id)) => {
+                let session_id = self.session_of(interaction_id).await;
+                self.events.publish(match status {
+                    DeliveryStatus::Delivered => Event::MessageDelivered {
+                        session_id,
+                        interaction_id,
+                    },
+                    DeliveryStatus::Failed => Event::MessageFailed {
+                        session_id,
+                        interaction_id,
+                        reason: "the network could not deliver it".into(),
+                    },
+                });
+                true
+            }
+            Ok(None) => true,
+            Err(error) => {
+                tracing::error!(%iccid, %error, "cannot record a delivery report");
+                false
+            }
+        }
+    }
+}
+
+/// One SIM as its outbox worker's sending side. The handle is looked up on
+/// each send, so a SIM that comes back on another port keeps its worker.
+struct BankSink {
+    bank: Bank,
+    iccid: String,
+}
+
+impl SmsSink for BankSink {
+    async fn send_sms(
+        &self,
+        to: &PhoneNumber,
+        text: &str,
+        status_report: bool,
+    ) -> Result<Vec<u8>, SendError> {
+        let Some(handle) = self.bank.handle(&self.iccid) else {
+            return Err(SendError::Unplugged);
+        };
+        handle
+            .send_sms(to.e164(), text, status_report)
+            .await
+            .map_err(|error| match error {
+                // 500 is 27.005's "unknown error": a verbose error without
+                // its number is retried like one.
+                AtError::Cms { code, .. } => SendError::Cms(code.unwrap_or(500)),
+                AtError::Unplugged => SendError::Unplugged,
+                _ => SendError::Timeout,
+            })
+    }
+
+    fn healthy(&self) -> bool {
+        self.bank
+            .sims()
+            .iter()
+            .any(|sim| sim.iccid == self.iccid && sim.healthy)
+    }
+}
