@@ -44,9 +44,10 @@
 //! Pure layers (the PDU codec, the AT digester, the masking rules) never import
 //! tokio: they are plain functions over data, fast to test and easy to fuzz.
 
-pub mod admin;
 pub mod api;
 pub mod bank;
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod events;

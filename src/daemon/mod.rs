@@ -8,7 +8,6 @@
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
-pub mod bench;
 pub mod demo;
 mod dispatch;
 mod pool;

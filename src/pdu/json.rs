@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Decoded, Encoding, Timestamp, Tpdu, UserData, ValidityPeriod};
+use super::{Decoded, EncodedPdu, Encoding, Timestamp, Tpdu, UserData, ValidityPeriod};
 
 fn timestamp(t: &Timestamp) -> Value {
     if t.to_datetime().is_some() {
@@ -49,6 +49,18 @@ fn validity(v: &ValidityPeriod) -> Value {
             "seconds": v.seconds(),
         }),
     }
+}
+
+/// One JSON object describing the parts of an encoded SMS-SUBMIT, as
+/// `AT+CMGS` takes them in PDU mode: `{encoding, parts: [{pdu, tpdu_length}]}`.
+pub fn submit_json(encoding: Encoding, parts: &[EncodedPdu]) -> Value {
+    json!({
+        "encoding": encoding.as_str(),
+        "parts": parts
+            .iter()
+            .map(|p| json!({"pdu": p.hex, "tpdu_length": p.tpdu_length}))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// One JSON object describing a decoded PDU.

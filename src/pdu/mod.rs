@@ -23,7 +23,7 @@ mod udh;
 pub use address::{Address, TypeOfNumber};
 pub use decode::{decode, decode_hex};
 pub use encode::{encode, encode_deliver, encode_status_report, encode_submit};
-pub use json::decoded_json;
+pub use json::{decoded_json, submit_json};
 pub use segment::{ConcatReferences, Segmentation, segment};
 pub use udh::InformationElement;
 

@@ -21,7 +21,6 @@
 
 pub mod call_service;
 pub mod calls;
-pub mod cli;
 pub mod control;
 pub mod faults;
 pub mod handset;

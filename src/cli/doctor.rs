@@ -1,6 +1,9 @@
 //! `simmask doctor`: checks what an operator would check by hand, each with
 //! a verdict and a hint, as JSON.
 
+use std::path::Path;
+use std::process::ExitCode;
+
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -38,8 +41,20 @@ pub fn matched_ports(config: &Config) -> Vec<String> {
     ports
 }
 
+/// `simmask doctor`: every check as JSON; exit 1 when one fails.
+pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let checks = super::runtime()?.block_on(checks(&config));
+    println!("{}", serde_json::to_string_pretty(&checks)?);
+    Ok(if checks.iter().all(|c| c.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 /// Runs every check.
-pub async fn run(config: &Config) -> Vec<Check> {
+pub async fn checks(config: &Config) -> Vec<Check> {
     let mut checks = vec![check("config", true, "parsed and valid")];
     let ports = matched_ports(config);
     checks.push(check(
@@ -67,7 +82,7 @@ pub async fn run(config: &Config) -> Vec<Check> {
                 ),
             ));
             let now = OffsetDateTime::now_utc();
-            let max_age = super::status_max_age(config);
+            let max_age = super::session::status_max_age(config);
             match store.sim_statuses().await {
                 Err(error) => checks.push(check("sims", false, error.to_string())),
                 Ok(statuses) if statuses.is_empty() => checks.push(check(

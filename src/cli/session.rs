@@ -1,12 +1,17 @@
-//! The operator's commands from the shell: sessions, backup, erasure,
-//! doctor. They open the same SQLite file as the daemon (WAL lets both
-//! work at once; the database's constraints keep the masking rule).
+//! `simmask session open|list|close`: sessions from the shell. The commands
+//! open the same SQLite file as the daemon (WAL lets both work at once; the
+//! database's constraints keep the masking rule) and print the API's JSON.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use std::process::ExitCode;
+
+use clap::Subcommand;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
+
+use super::DEFAULT_CONFIG;
 
 use crate::api::auth::{Caller, Role};
 use crate::api::sessions::SessionView;
@@ -16,11 +21,122 @@ use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
 use crate::store::{NewSession, SessionFilter, Store, StoreError};
 
-pub mod doctor;
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Open a session between two numbers on a free proxy.
+    Open {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The first participant (E.164, or national in the default region).
+        a: String,
+        /// The second participant.
+        b: String,
+        /// Absolute lifetime, e.g. `2h`, `30m`, `1d`.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// End after this long without traffic.
+        #[arg(long)]
+        idle_ttl: Option<String>,
+        /// What the session carries.
+        #[arg(long, value_enum, default_value_t = ModeArg::Both)]
+        mode: ModeArg,
+        /// A label to find the session by (never a number).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List sessions, newest first.
+    List {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// `open`, `closed` or `expired`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only sessions whose label contains this text.
+        #[arg(long)]
+        label: Option<String>,
+        /// At most this many sessions.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Close a session.
+    Close {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The session's id.
+        id: String,
+    },
+}
+
+/// What a session carries, on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Sms,
+    Voice,
+    Both,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Self {
+        match mode {
+            ModeArg::Sms => Mode::Sms,
+            ModeArg::Voice => Mode::Voice,
+            ModeArg::Both => Mode::Both,
+        }
+    }
+}
+
+pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async {
+        let value = match command {
+            SessionCommand::Open {
+                config,
+                a,
+                b,
+                ttl,
+                idle_ttl,
+                mode,
+                label,
+            } => {
+                let (config, store) = super::open_store(&config)?;
+                let request = OpenRequest {
+                    participants: [a, b],
+                    ttl: ttl.map(|t| parse_duration("ttl", &t)).transpose()?,
+                    idle_ttl: idle_ttl
+                        .map(|t| parse_duration("idle-ttl", &t))
+                        .transpose()?,
+                    mode: mode.into(),
+                    label,
+                };
+                open_session(&store, &config, request).await?
+            }
+            SessionCommand::List {
+                config,
+                status,
+                label,
+                limit,
+            } => {
+                let status = status
+                    .map(|s| s.parse::<SessionStatus>())
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?;
+                let (_, store) = super::open_store(&config)?;
+                list_sessions(&store, status, label, limit).await?
+            }
+            SessionCommand::Close { config, id } => {
+                let (_, store) = super::open_store(&config)?;
+                close_session(&store, id).await?
+            }
+        };
+        super::print_json(&value)
+    })
+}
 
 /// Errors of the shell commands, each naming what the operator gave.
 #[derive(Debug, thiserror::Error)]
-pub enum AdminError {
+pub enum CliError {
     // Shown redacted like every number (the reason already is): stderr
     // of scripted runs ends up in the journal.
     #[error("participant {:?}: {reason}", crate::number::redact(.input))]
@@ -51,14 +167,14 @@ fn operator() -> Caller {
 }
 
 /// Parses `2h`, `90m`, `1d 12h` (humantime), refusing zero.
-pub fn parse_duration(flag: &'static str, input: &str) -> Result<Duration, AdminError> {
-    let duration = humantime::parse_duration(input).map_err(|e| AdminError::Duration {
+pub fn parse_duration(flag: &'static str, input: &str) -> Result<Duration, CliError> {
+    let duration = humantime::parse_duration(input).map_err(|e| CliError::Duration {
         flag,
         input: input.into(),
         reason: e.to_string(),
     })?;
     if duration.is_zero() {
-        return Err(AdminError::Duration {
+        return Err(CliError::Duration {
             flag,
             input: input.into(),
             reason: "must be longer than zero".into(),
@@ -82,10 +198,10 @@ pub async fn open_session(
     store: &Store,
     config: &Config,
     request: OpenRequest,
-) -> Result<Value, AdminError> {
+) -> Result<Value, CliError> {
     let region = config.numbers.default_region.as_deref();
     let parse = |input: &String| {
-        PhoneNumber::parse(input, region).map_err(|e| AdminError::Number {
+        PhoneNumber::parse(input, region).map_err(|e| CliError::Number {
             input: input.clone(),
             reason: e.to_string(),
         })
@@ -124,7 +240,7 @@ pub async fn list_sessions(
     status: Option<SessionStatus>,
     label: Option<String>,
     limit: usize,
-) -> Result<Value, AdminError> {
+) -> Result<Value, CliError> {
     let records = store
         .sessions(SessionFilter {
             status,
@@ -143,43 +259,11 @@ pub async fn list_sessions(
 }
 
 /// Closes a session.
-pub async fn close_session(store: &Store, id: String) -> Result<Value, AdminError> {
+pub async fn close_session(store: &Store, id: String) -> Result<Value, CliError> {
     let record = store
         .close_session(id, "cli".into(), OffsetDateTime::now_utc())
         .await?;
     Ok(json!(SessionView::new(record, &operator())))
-}
-
-/// Erases a participant for a data-protection request.
-pub async fn erase(store: &Store, config: &Config, number: &str) -> Result<Value, AdminError> {
-    let number =
-        PhoneNumber::parse(number, config.numbers.default_region.as_deref()).map_err(|e| {
-            AdminError::Number {
-                input: number.into(),
-                reason: e.to_string(),
-            }
-        })?;
-    let counts = store
-        .erase_participant(number, "cli".into(), OffsetDateTime::now_utc())
-        .await?;
-    Ok(json!({
-        "erased": {
-            "sessions_closed": counts.sessions_closed,
-            "interactions": counts.interactions,
-            "inbound_parts": counts.inbound_parts,
-            "outbox": counts.outbox,
-            "participants": counts.participants,
-            "auto_replies": counts.auto_replies,
-            "audit": counts.audit,
-        }
-    }))
-}
-
-/// Takes a consistent copy of the database while the daemon runs.
-pub fn backup(config: &Config, out: &Path) -> Result<Value, AdminError> {
-    Store::backup_file(&config.store.path, out)?;
-    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
-    Ok(json!({"backup": out.display().to_string(), "bytes": bytes}))
 }
 
 #[cfg(test)]
@@ -188,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_refused_number_is_named_without_being_repeated() {
-        let error = AdminError::Number {
+        let error = CliError::Number {
             input: "+44 7911 1234567".into(),
             reason: "too long".into(),
         };

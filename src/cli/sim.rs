@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::sim::{SimConfig, SimError, Simulator};
 
@@ -30,7 +31,12 @@ pub struct SimArgs {
 }
 
 /// Runs the simulator until SIGINT or SIGTERM.
-pub async fn run(args: SimArgs) -> Result<(), SimError> {
+pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: SimArgs) -> Result<(), SimError> {
     let mut signals = StopSignals::install()?;
     let simulator = Simulator::start(SimConfig {
         modems: args.modems,

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{RunOptions, run};
 use crate::config::Config;
+use crate::daemon::{RunOptions, run};
 use crate::sim::{SimConfig, Simulator};
 
 /// The ceiling the relay overhead's p99 must stay under.

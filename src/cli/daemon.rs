@@ -1,0 +1,49 @@
+//! `simmask run`, `simmask demo` and `simmask bench`: the appliance, on real
+//! or virtual modems, and measured.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::daemon::{self, RunOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Relay overhead (inbound URC to relayed AT+CMGS) on a virtual bank.
+    Relay(crate::bench::relay::RelayBenchArgs),
+}
+
+/// The daemon until SIGINT or SIGTERM; `SIMMASK_ADMIN_TOKEN` is accepted as
+/// an admin token.
+pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    super::runtime()?.block_on(async {
+        let stop = CancellationToken::new();
+        daemon::stop_on_signals(stop.clone())?;
+        let options = RunOptions {
+            admin_token: std::env::var("SIMMASK_ADMIN_TOKEN").ok(),
+            stop,
+            ready: None,
+        };
+        daemon::run(config, options).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn demo(args: daemon::demo::DemoArgs) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(daemon::demo::demo(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Relay(args) => {
+            let report = super::runtime()?.block_on(crate::bench::relay::relay(args))?;
+            super::print_json(&report)
+        }
+    }
+}

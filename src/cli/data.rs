@@ -1,0 +1,62 @@
+//! `simmask backup` and `simmask erase`: the data an appliance holds, copied
+//! consistently or erased for a data-protection request.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::session::CliError;
+use crate::config::Config;
+use crate::number::PhoneNumber;
+use crate::store::Store;
+
+/// `simmask erase NUMBER`.
+pub fn erase(config: &Path, number: &str) -> anyhow::Result<ExitCode> {
+    let (config, store) = super::open_store(config)?;
+    let erased = super::runtime()?.block_on(erase_participant(&store, &config, number))?;
+    super::print_json(&erased)
+}
+
+/// `simmask backup OUT`.
+pub fn backup(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    super::print_json(&backup_store(&config, out)?)
+}
+
+/// Erases a participant for a data-protection request.
+pub async fn erase_participant(
+    store: &Store,
+    config: &Config,
+    number: &str,
+) -> Result<Value, CliError> {
+    let number =
+        PhoneNumber::parse(number, config.numbers.default_region.as_deref()).map_err(|e| {
+            CliError::Number {
+                input: number.into(),
+                reason: e.to_string(),
+            }
+        })?;
+    let counts = store
+        .erase_participant(number, "cli".into(), OffsetDateTime::now_utc())
+        .await?;
+    Ok(json!({
+        "erased": {
+            "sessions_closed": counts.sessions_closed,
+            "interactions": counts.interactions,
+            "inbound_parts": counts.inbound_parts,
+            "outbox": counts.outbox,
+            "participants": counts.participants,
+            "auto_replies": counts.auto_replies,
+            "audit": counts.audit,
+        }
+    }))
+}
+
+/// Takes a consistent copy of the database while the daemon runs.
+pub fn backup_store(config: &Config, out: &Path) -> Result<Value, CliError> {
+    Store::backup_file(&config.store.path, out)?;
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({"backup": out.display().to_string(), "bytes": bytes}))
+}
