@@ -1,0 +1,272 @@
+//! The bridge before the caller is answered: idle, ringing (caller ID,
+//! the session lookup, a withheld number) and the extra calls it refuses.
+
+use time::OffsetDateTime;
+
+use super::*;
+pub(super) fn idle(input: Input, now: OffsetDateTime) -> Decision {
+    let ringing = Ringing {
+        caller: None,
+        call_id: None,
+        started_at: now,
+        last_ring: now,
+        rings: 0,
+    };
+    match input {
+        Input::Ring => (
+            State::Ringing(Ringing {
+                rings: 1,
+                ..ringing
+            }),
+            Vec::new(),
+            "RING".into(),
+        ),
+        Input::CallerId(Some(number)) => {
+            let caller = Reported(number);
+            let commands = vec![Command::LookupSession {
+                caller: caller.clone(),
+            }];
+            let ringing = Ringing {
+                caller: Some(caller),
+                ..ringing
+            };
+            (State::Ringing(ringing), commands, "+CLIP".into())
+        }
+        Input::CallerId(None) => withheld(now, now),
+        // A call ended that this bridge never saw begin (the daemon
+        // restarted mid-call): the snapshot shows what is left to clear, such
+        // as the other side of a conference, alone with the modem.
+        Input::NoCarrier => (State::Idle, vec![Command::ListCalls], String::new()),
+        Input::Calls(lines) => {
+            if let Some(line) = lines
+                .iter()
+                .find(|l| l.incoming && l.state == CallState::Incoming)
+            {
+                let caller = line.number.clone().map(Reported);
+                let commands = caller
+                    .iter()
+                    .map(|c| Command::LookupSession { caller: c.clone() })
+                    .collect();
+                let ringing = Ringing {
+                    caller,
+                    call_id: Some(line.id),
+                    ..ringing
+                };
+                (
+                    State::Ringing(ringing),
+                    commands,
+                    "+CLCC shows an incoming call".into(),
+                )
+            } else if lines.is_empty() || is_conference(&lines) {
+                // A conference from before a restart is the two sides'
+                // conversation: it is cleared once one of them leaves.
+                stay(State::Idle)
+            } else {
+                clear(None, now, "calls found while idle")
+            }
+        }
+        _ => stay(State::Idle),
+    }
+}
+
+/// Two or more parties talking in one multiparty call (27.007 §7.18
+/// `<mpty>` 1), nobody ringing or on hold.
+pub(super) fn is_conference(lines: &[CallLine]) -> bool {
+    lines.len() >= 2
+        && lines
+            .iter()
+            .all(|l| l.multiparty && l.state == CallState::Active)
+}
+
+pub(super) fn withheld(started_at: OffsetDateTime, now: OffsetDateTime) -> Decision {
+    let record = CallRecord {
+        session: None,
+        caller: None,
+        other: None,
+        started_at,
+        answered_at: None,
+        ended_at: now,
+        duration: None,
+        outcome: Outcome::Rejected("caller ID withheld".into()),
+    };
+    clear(Some(record), now, "caller ID withheld")
+}
+
+/// Release every call; the record is written once the modem is idle.
+pub(super) fn clear(record: Option<CallRecord>, now: OffsetDateTime, reason: &str) -> Decision {
+    (
+        State::Clearing(Clearing { record, since: now }),
+        vec![Command::HangupAll],
+        reason.into(),
+    )
+}
+
+pub(super) fn ringing_step(
+    setup: &Setup,
+    mut r: Ringing,
+    input: Input,
+    now: OffsetDateTime,
+) -> Decision {
+    let over = |r: &Ringing, outcome: Outcome, reason: &str| -> Decision {
+        let record = r.record(outcome, now);
+        (State::Idle, vec![Command::Record(record)], reason.into())
+    };
+    match input {
+        Input::Ring => {
+            r.last_ring = now;
+            r.rings += 1;
+            // No +CLIP after two RINGs: ask the modem who is calling.
+            let commands = if r.caller.is_none() && r.rings >= 2 {
+                vec![Command::ListCalls]
+            } else {
+                Vec::new()
+            };
+            (State::Ringing(r), commands, String::new())
+        }
+        Input::CallerId(Some(number)) if r.caller.is_none() => {
+            let caller = Reported(number);
+            r.caller = Some(caller.clone());
+            (
+                State::Ringing(r),
+                vec![Command::LookupSession { caller }],
+                String::new(),
+            )
+        }
+        Input::CallerId(None) if r.caller.is_none() => withheld(r.started_at, now),
+        Input::NoCarrier => (State::Ringing(r), vec![Command::ListCalls], String::new()),
+        Input::Calls(lines) => {
+            let ours = lines
+                .iter()
+                .find(|l| l.incoming && r.call_id.is_none_or(|id| id == l.id));
+            let Some(line) = ours else {
+                return over(
+                    &r,
+                    Outcome::CallerHungUp,
+                    "the caller hung up while ringing",
+                );
+            };
+            r.call_id = Some(line.id);
+            if r.caller.is_none() && line.number.is_none() {
+                return withheld(r.started_at, now);
+            }
+            let mut commands = Vec::new();
+            if r.caller.is_none()
+                && let Some(number) = &line.number
+            {
+                let caller = Reported(number.clone());
+                r.caller = Some(caller.clone());
+                commands.push(Command::LookupSession { caller });
+            }
+            commands.extend(reject_extras(&lines, Some(line.id), now));
+            (State::Ringing(r), commands, String::new())
+        }
+        Input::Session(Lookup::Reject { caller, reason }) => {
+            let record = CallRecord {
+                session: None,
+                caller,
+                other: None,
+                started_at: r.started_at,
+                answered_at: None,
+                ended_at: now,
+                duration: None,
+                outcome: Outcome::Rejected(reason.clone()),
+            };
+            clear(Some(record), now, &format!("rejected: {reason}"))
+        }
+        Input::Session(Lookup::Bridge {
+            session,
+            caller,
+            other,
+        }) => match &setup.methods {
+            Err(no_method) => {
+                let record = CallRecord {
+                    session,
+                    caller: Some(caller),
+                    other: Some(other),
+                    started_at: r.started_at,
+                    answered_at: None,
+                    ended_at: now,
+                    duration: None,
+                    outcome: Outcome::NoMethod(no_method.to_string()),
+                };
+                clear(Some(record), now, "this SIM cannot bridge calls")
+            }
+            Ok(methods) => {
+                let call = Call {
+                    session,
+                    caller,
+                    other,
+                    started_at: r.started_at,
+                    since: now,
+                    caller_call: r.call_id,
+                    other_call: None,
+                    dialed_at: None,
+                    dial_confirmed: false,
+                    answered_at: None,
+                    unconfirmed: None,
+                    methods: methods.clone(),
+                };
+                let reason = if call.session.is_some() {
+                    "session found"
+                } else {
+                    "forwarded by policy"
+                };
+                (State::Answered(call), vec![Command::Answer], reason.into())
+            }
+        },
+        Input::Tick if now - r.last_ring > setup.timing.ring_period * 2 => {
+            over(&r, Outcome::Abandoned, "no RING for two ring periods")
+        }
+        _ => stay(State::Ringing(r)),
+    }
+}
+
+/// Second callers (incoming or waiting calls other than `ours`) are
+/// released one by one: they hear busy and never join this conversation.
+pub(super) fn reject_extras(
+    lines: &[CallLine],
+    ours: Option<u8>,
+    now: OffsetDateTime,
+) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for line in lines.iter().filter(|l| {
+        l.incoming
+            && matches!(l.state, CallState::Incoming | CallState::Waiting)
+            && ours.is_some_and(|id| id != l.id)
+    }) {
+        commands.push(Command::HangupCall(line.id));
+        commands.push(Command::Record(CallRecord {
+            session: None,
+            caller: line
+                .number
+                .as_deref()
+                .and_then(|n| PhoneNumber::from_e164(n).ok()),
+            other: None,
+            started_at: now,
+            answered_at: None,
+            ended_at: now,
+            duration: None,
+            outcome: Outcome::SecondCallRejected,
+        }));
+    }
+    commands
+}
+
+impl Ringing {
+    /// The record of a call that ended before the router decided.
+    pub(super) fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
+        CallRecord {
+            session: None,
+            caller: self
+                .caller
+                .as_ref()
+                .and_then(|c| PhoneNumber::from_e164(&c.0).ok()),
+            other: None,
+            started_at: self.started_at,
+            answered_at: None,
+            ended_at: now,
+            duration: None,
+            outcome,
+        }
+    }
+}
