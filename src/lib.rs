@@ -4,45 +4,58 @@
 //! sessions pair two real numbers through one proxy so that SMS and calls are
 //! relayed without either side learning the other's number.
 //!
-//! # Layout
+//! # Data flow
 //!
-//! Data flows from the serial ports inwards and from the operator outwards:
+//! From the serial ports inwards, and from the operator outwards:
 //!
 //! ```text
-//!  serial tty ──► modem (AT engine, URC demux, PDU codec, actor)
-//!                   │ ModemEvent                ▲ ModemCmd
-//!                   ▼                           │
-//!                 bank (discovery, identity, health, hotplug)
-//!                   │
-//!                   ▼
-//!                 router: masking rules ─► store (SQLite, one writer)
-//!                         sms relay / outbox, voice bridge
-//!                   │
-//!                   ▼
-//!                 api (axum, SSE, dashboard) ◄── operators
+//!  serial tty ──► modem (AT engine, URCs, actor) ──► bank (discovery, health)
+//!                                                      │ BankEvent
+//!                                                      ▼
+//!                           daemon::dispatch ──► sms::relay ──► store (one writer)
+//!                                          └───► voice::desk      ▲
+//!                                                  │ masking rules │
+//!                                                  ▼               │
+//!                       operators ──► api (axum, SSE, dashboard) ──┘
 //! ```
 //!
-//! - [`pdu`]: the pure SMS PDU codec; [`profile`]: the per-model firmware
-//!   profiles. Foundations shared by the driver and the simulator.
-//! - [`modem`]: one modem: AT engine, URCs, the actor that owns a port.
-//! - [`admin`]: the operator's shell commands: sessions, backup, erasure, doctor.
-//! - [`api`]: the local web API: routes, auth, errors, OpenAPI.
-//! - [`bank`]: all modems: discovery, identity, health, hotplug, reset.
-//! - [`sim`]: the virtual GSM network with virtual modems behind real ptys.
-//! - [`config`]: the daemon's TOML configuration and its defaults.
-//! - [`events`]: the event bus behind the live feed, metrics and callbacks.
-//! - [`masking`]: the pure masking rules: allocation, session lifecycle, policies.
-//! - [`store`]: SQLite behind one writer thread; the only home of SQL.
-//! - [`sms`]: the relay's rules: reassembly, inbound decisions, outbox
-//!   scheduling and the per-SIM outbox worker.
-//! - [`voice`]: the call bridge's pure per-SIM state machine (transfer or
-//!   conference, never audio through the appliance).
-//! - [`metrics`]: Prometheus counters fed from the event bus.
-//! - [`number`]: phone numbers and their redacting `Debug`.
-//! - [`logging`]: tracing set-up (human or JSON).
+//! # Layout
 //!
-//! Pure layers (the PDU codec, the AT digester, the masking rules) never import
-//! tokio: they are plain functions over data, fast to test and easy to fuzz.
+//! Every arrow points down: a module uses only the layers below it, never
+//! one above or beside it (`tests/layering.rs` keeps it so). Bottom first:
+//!
+//! 1. Foundations that know nothing of the product: [`events`], the event
+//!    bus (observers such as the metrics register on it, so it imports
+//!    nothing above); [`number`], phone numbers and their redacting `Debug`.
+//! 2. [`logging`], tracing set-up (human or JSON); [`pdu`], the pure SMS PDU
+//!    codec; [`profile`], the per-model firmware profiles. The codec and the
+//!    profiles are shared by the driver and the simulator, which is why they
+//!    are foundations and not part of either: code tested on the simulator
+//!    meets real modems speaking the same format.
+//! 3. [`masking`], the pure masking rules (allocation, session lifecycle,
+//!    out-of-session policy); [`modem`], one modem (AT engine, URCs, the actor
+//!    that owns a port); [`sim`], the virtual GSM network behind real ptys.
+//!    The driver and the simulator share only the foundations.
+//! 4. [`bank`], all modems (discovery, identity, health, hotplug, reset; it
+//!    knows modems and SIMs only); [`store`], SQL and nothing else. The store
+//!    runs one writer connection on its own thread: SQLite allows one writer
+//!    at a time, and one thread that owns it can group the commits of many
+//!    SIMs into one fsync. It applies the pure masking rules inside its
+//!    transaction so that two openers can never break the rule.
+//! 5. [`config`], the TOML configuration and its defaults; [`metrics`],
+//!    Prometheus counters fed from the event bus.
+//! 6. [`sms`], the relay (decisions, reassembly, outbox workers; it drives
+//!    the store's inbound transaction); [`voice`], the call bridge (a pure
+//!    state machine per SIM and the desk that carries out what it asks).
+//! 7. [`api`]: the local web API, SSE, callbacks, OpenAPI and the dashboard.
+//! 8. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
+//! 9. [`bench`]: the product measured from outside on the virtual network.
+//! 10. [`cli`]: one file per command group, each a thin door; `main.rs` only
+//!     parses and dispatches.
+//!
+//! Pure layers (the PDU codec, the AT digester, the masking rules, the relay
+//! and bridge decisions) never import tokio: they are plain functions over
+//! data, fast to test and easy to fuzz.
 
 pub mod api;
 pub mod bank;
