@@ -41,6 +41,8 @@ const MAX_IN_FLIGHT: usize = 32;
 
 /// The signature header's value for `body`: `sha256=<hex HMAC-SHA256>`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
+    // Cannot fail: HMAC (RFC 2104) hashes keys longer than a block and pads
+    // shorter ones, so every length is accepted.
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(body);
