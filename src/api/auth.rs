@@ -7,7 +7,6 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
 use super::ApiState;
 use super::error::ApiError;
@@ -83,7 +82,7 @@ impl FromRequestParts<ApiState> for Caller {
         }
         match state
             .store
-            .token_by_hash(hash_token(token), OffsetDateTime::now_utc())
+            .token_by_hash(hash_token(token), crate::clock::now())
             .await?
         {
             Some((name, role)) => Ok(Caller { name, role }),

@@ -24,7 +24,7 @@ use axum::routing::{MethodRouter, get, post, put};
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde::Serialize;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
@@ -49,7 +49,7 @@ pub trait PoolView: Send + Sync {
 
     /// What allocation needs of every SIM the bank sees now.
     fn live_sims(&self) -> Vec<LiveSim> {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         self.sim_statuses()
             .iter()
             .map(|status| status.live(now, Duration::MAX))
@@ -173,14 +173,19 @@ pub async fn serve(
 pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
+    /// The system clock against the network's time (a Pi has no real-time
+    /// clock): `suspect` when they disagree and nothing synchronises it.
+    pub clock: crate::clock::ClockStatus,
 }
 
-/// Liveness, without a token.
+/// Liveness, without a token, and the clock.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
+    let sync = crate::clock::system_sync(std::path::Path::new("/"));
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        clock: crate::clock::status(sync),
     })
 }
 

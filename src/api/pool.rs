@@ -264,7 +264,7 @@ pub async fn set_enabled(
             iccid.clone(),
             request.enabled,
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(%iccid, enabled = request.enabled, by = %caller.name, "sim enabled flag set");
@@ -333,7 +333,7 @@ pub async fn history(
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));
     }
-    let since = OffsetDateTime::now_utc() - CHART_SPAN;
+    let since = crate::clock::now() - CHART_SPAN;
     let traffic = state
         .store
         .sim_traffic_by_hour(iccid.clone(), since)

@@ -59,6 +59,19 @@ pub struct Config {
     /// Events POSTed to local URLs.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    /// The system clock and the network's time.
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Set the system clock from the network's time (reported by the
+    /// modems and in received SMS) when nothing else synchronises it. Needs
+    /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
+    #[serde(default)]
+    pub set_system_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +411,10 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             minimal.modems.quarantine_after
         );
         assert_eq!(example.out_of_session, minimal.out_of_session);
+        assert_eq!(
+            format!("{:?}", example.clock),
+            format!("{:?}", minimal.clock)
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -143,7 +142,7 @@ impl Dispatch {
             );
             return;
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         if let Some(handle) = self.bank.handle(&iccid)
             && let identity = handle.identity()
             && let Some(imei) = identity.imei.clone()

@@ -8,6 +8,7 @@
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
+mod clock;
 pub mod demo;
 mod dispatch;
 mod pool;
@@ -17,7 +18,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let config = Arc::new(config);
     let store = Store::open(&config.store.path)?;
     let requeued = store
-        .requeue_stuck_sending(OffsetDateTime::now_utc())
+        .requeue_stuck_sending(crate::clock::now())
         .await?;
     if requeued > 0 {
         tracing::warn!(
@@ -145,6 +145,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         stop.clone(),
     ));
 
+    let clock_task = tokio::spawn(clock::run(config.clone(), store.clone(), stop.clone()));
+
     if let Some(ready) = options.ready {
         let _ = ready.send(address);
     }
@@ -162,6 +164,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         }
     }
     let _ = sweeper.await;
+    let _ = clock_task.await;
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;

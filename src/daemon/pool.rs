@@ -2,7 +2,6 @@
 //! number views), and a SIM's live state as the store keeps it.
 
 use futures::future::BoxFuture;
-use time::OffsetDateTime;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
@@ -67,6 +66,6 @@ pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
         voice_method: voice_method(sim),
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
-        updated_at: OffsetDateTime::now_utc(),
+        updated_at: crate::clock::now(),
     }
 }

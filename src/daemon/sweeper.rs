@@ -49,7 +49,7 @@ pub async fn run(
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             _ = sweep.tick() => {
-                let now = OffsetDateTime::now_utc();
+                let now = crate::clock::now();
                 if last_sessions_sweep.elapsed() >= sweep_every {
                     last_sessions_sweep = tokio::time::Instant::now();
                     expire_sessions(&store, &events, now).await;
@@ -64,14 +64,14 @@ pub async fn run(
             }
             _ = retention.tick() => {
                 let days = i64::from(config.sms.retention_days);
-                let cutoff = OffsetDateTime::now_utc() - time::Duration::days(days);
+                let cutoff = crate::clock::now() - time::Duration::days(days);
                 match store.erase_bodies_older_than(cutoff).await {
                     Ok(0) => {}
                     Ok(erased) => tracing::info!(erased, days, "message bodies past retention erased"),
                     Err(error) => tracing::error!(%error, "retention sweep failed"),
                 }
                 if let Some(days) = config.sessions.forget_numbers_days {
-                    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+                    let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));
                     match store.forget_numbers_older_than(cutoff).await {
                         Ok(0) => {}
                         Ok(forgotten) => tracing::info!(forgotten, days, "numbers of sessions ended long ago forgotten"),

@@ -91,7 +91,7 @@ impl Relay {
             proxy_iccid: iccid.to_string(),
             limiter: RateLimiter::new(self.settings.per_minute, self.settings.per_day),
             max_attempts: self.settings.max_attempts,
-            wall_at_start: OffsetDateTime::now_utc(),
+            wall_at_start: crate::clock::now(),
             started: tokio::time::Instant::now(),
             wake,
             stop: self.workers_stop.clone(),
@@ -190,6 +190,15 @@ impl Relay {
         region: Option<String>,
         sms: InboundSms,
     ) -> impl Future<Output = ()> + Send + 'static {
+        // Every SMSC timestamp is the network's time: the clock's evidence
+        // when the appliance has no other.
+        if let Some(network) = super::intake::network_time(&sms.pdu_hex) {
+            crate::clock::record_network_time(
+                crate::clock::Source::Smsc,
+                network,
+                &format!("sim {}", iccid_tail(&iccid)),
+            );
+        }
         let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
             &iccid,
             region.as_deref(),
@@ -239,7 +248,7 @@ impl Relay {
             &self.store,
             part,
             self.policy.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         );
         let desk = self.clone();
         async move {
@@ -299,7 +308,7 @@ impl Relay {
                 iccid.to_string(),
                 message_reference,
                 status,
-                OffsetDateTime::now_utc(),
+                crate::clock::now(),
             )
             .await
         {
@@ -362,4 +371,10 @@ impl SmsSink for BankSink {
             .iter()
             .any(|sim| sim.iccid == self.iccid && sim.healthy)
     }
+}
+
+/// The last four characters of an ICCID, as the log shows SIMs.
+fn iccid_tail(iccid: &str) -> String {
+    let skip = iccid.chars().count().saturating_sub(4);
+    iccid.chars().skip(skip).collect()
 }

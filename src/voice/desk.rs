@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -118,7 +117,7 @@ impl Desk {
             let Some(bridge) = self.bridge.as_mut() else {
                 return;
             };
-            let (commands, transition) = bridge.step(input, OffsetDateTime::now_utc());
+            let (commands, transition) = bridge.step(input, crate::clock::now());
             if let Some(transition) = transition {
                 tracing::info!(iccid = %self.iccid, "call {transition}");
             }
@@ -192,7 +191,7 @@ impl Desk {
                 reason: "the caller's number is withheld or unreadable".into(),
             };
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let session = match self
             .store
             .open_session_of(self.iccid.clone(), caller.clone())
@@ -241,7 +240,7 @@ impl Desk {
             .await
             .ok()??;
         let sessions: Vec<_> = session.rules_view().into_iter().collect();
-        match lifecycle::route(&sessions, caller, Traffic::Call, OffsetDateTime::now_utc()) {
+        match lifecycle::route(&sessions, caller, Traffic::Call, crate::clock::now()) {
             Route::Relay { session, .. } | Route::WrongMode(session) => Some(session.id.clone()),
             Route::Expired(_) | Route::OutOfSession => None,
         }
@@ -253,7 +252,7 @@ impl Desk {
             Traffic::Call,
             &caller,
             None,
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         );
         match action {
             Action::Forward { to } => Lookup::Bridge {

@@ -107,7 +107,7 @@ async function signIn(token) {
   $('whoami').hidden = false;
   await Promise.all([loadBank(), loadSessions(true)]);
   startStream();
-  state.chartsTimer = setInterval(loadCharts, 60000);
+  state.chartsTimer = setInterval(() => { loadCharts(); loadClock().catch(() => {}); }, 60000);
 }
 
 function signOut(message) {
@@ -199,7 +199,16 @@ function simCard(number) {
     admin ? reply : null);
 }
 
+// The appliance's clock against the network's (a Pi has no real-time clock).
+async function loadClock() {
+  const health = await (await fetch('/healthz')).json();
+  const clock = health.clock;
+  $('clock').textContent = 'Clock: ' + clock.summary;
+  $('clock').className = 'notice' + (clock.suspect ? ' bad' : '');
+}
+
 async function loadBank() {
+  loadClock().catch(() => {});
   const numbers = await call('GET', '/api/v1/numbers');
   const healthy = numbers.filter((n) => n.healthy).length;
   $('bank-summary').textContent = `${numbers.length} SIMs, ${healthy} healthy`;
