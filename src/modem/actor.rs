@@ -19,11 +19,9 @@ use super::command::Command;
 use super::error::AtError;
 use super::init::initialise;
 pub use super::init::{Capabilities, ModemIdentity, ModemOptions};
+use super::network::{self, AtExec};
 pub use super::parse::{Call, CallState, Signal};
-use super::parse::{
-    Registration, RegistrationStatus, parse_clcc, parse_cmgl, parse_cmgr, parse_cmgs, parse_cops,
-    parse_creg, parse_csq,
-};
+use super::parse::{Registration, parse_clcc, parse_cmgl, parse_cmgr, parse_cmgs};
 use super::port::AtPort;
 use super::urc::{Urc, parse_urc};
 use crate::pdu::{self, Address, SubmitOptions};
@@ -519,20 +517,6 @@ impl Actor {
         let _ = self.events.send(event).await;
     }
 
-    /// Runs one command; a vanished port is noted for the main loop.
-    async fn exec(&mut self, command: &Command) -> Result<Vec<String>, AtError> {
-        let port = self.port.as_mut().ok_or(AtError::Unplugged)?;
-        let mut result = port.run(command).await;
-        if command.idempotent && matches!(result, Err(AtError::Timeout(_))) {
-            tracing::debug!(command = %command.line, "timed out; asking once more");
-            result = port.run(command).await;
-        }
-        if matches!(result, Err(AtError::Unplugged)) {
-            self.lose_port();
-        }
-        result
-    }
-
     async fn exec_pdu(&mut self, command: &Command, pdu_hex: &str) -> Result<Vec<String>, AtError> {
         let port = self.port.as_mut().ok_or(AtError::Unplugged)?;
         let result = port.command_with_pdu(command, pdu_hex).await;
@@ -770,56 +754,14 @@ impl Actor {
     }
 
     async fn signal(&mut self) -> Result<Signal, AtError> {
-        let lines = self.exec(&Command::new("AT+CSQ", "+CSQ:")).await?;
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with("+CSQ:"))
-            .ok_or_else(|| AtError::Parse {
-                command: "+CSQ",
-                line: lines.join(" | "),
-                reason: "no +CSQ: line".into(),
-            })?;
-        parse_csq(line)
+        network::signal(self).await
     }
 
+    /// A failed `AT+COPS?` only leaves the operator unknown.
     async fn registration(&mut self) -> Result<Registration, AtError> {
-        let mut status = self.registration_status("AT+CREG?", "+CREG:").await?;
-        if !matches!(
-            status,
-            RegistrationStatus::Home | RegistrationStatus::Roaming
-        ) {
-            // An LTE-only registration shows in +CEREG, not +CREG (27.007 §10.1.22).
-            if let Ok(eps) = self.registration_status("AT+CEREG?", "+CEREG:").await
-                && matches!(eps, RegistrationStatus::Home | RegistrationStatus::Roaming)
-            {
-                status = eps;
-            }
-        }
-        let mut registration = Registration::from_status(status);
-        if registration.registered() {
-            let lines = self.exec(&Command::new("AT+COPS?", "+COPS:")).await;
-            registration.operator = lines
-                .ok()
-                .and_then(|l| l.iter().find_map(|l| parse_cops(l).ok().flatten()));
-        }
-        Ok(registration)
-    }
-
-    async fn registration_status(
-        &mut self,
-        line: &str,
-        prefix: &'static str,
-    ) -> Result<RegistrationStatus, AtError> {
-        let lines = self.exec(&Command::new(line, prefix)).await?;
-        let answer = lines
-            .iter()
-            .find(|l| l.starts_with(prefix))
-            .ok_or_else(|| AtError::Parse {
-                command: "+CREG",
-                line: lines.join(" | "),
-                reason: format!("no {prefix} line"),
-            })?;
-        parse_creg(answer)
+        network::registration(self)
+            .await
+            .map(|(registration, _)| registration)
     }
 
     /// Types the URCs the port collected and sends them on as events.
@@ -892,6 +834,22 @@ impl Actor {
             .unwrap_or_else(|e| e.into_inner())
             .capabilities
             .sms_service
+    }
+}
+
+impl AtExec for Actor {
+    /// Runs one command; a vanished port is noted for the main loop.
+    async fn exec(&mut self, command: &Command) -> Result<Vec<String>, AtError> {
+        let port = self.port.as_mut().ok_or(AtError::Unplugged)?;
+        let mut result = port.run(command).await;
+        if command.idempotent && matches!(result, Err(AtError::Timeout(_))) {
+            tracing::debug!(command = %command.line, "timed out; asking once more");
+            result = port.run(command).await;
+        }
+        if matches!(result, Err(AtError::Unplugged)) {
+            self.lose_port();
+        }
+        result
     }
 }
 

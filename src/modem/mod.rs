@@ -11,6 +11,8 @@
 //!   validate what they put on the line.
 //! - [`port`]: one serial port (tokio-serial), one command at a time.
 //! - [`init`]: identity, profile, SIM PIN, capabilities probed.
+//! - `network`: signal, registration and operator, read the same way at
+//!   bring-up and on request.
 //! - [`actor`]: the task that owns a port, its [`actor::ModemHandle`] and
 //!   [`actor::ModemEvent`]s, reopening the port when it vanishes.
 //! - [`probe`]: `simmask probe`.
@@ -20,6 +22,7 @@ pub mod command;
 pub mod digest;
 pub mod error;
 pub mod init;
+pub(crate) mod network;
 pub mod parse;
 pub mod port;
 pub mod probe;
