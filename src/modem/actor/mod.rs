@@ -5,10 +5,23 @@
 //! While the port is gone every request fails at once with
 //! [`AtError::Unplugged`]; a request interrupted by the unplug fails with it
 //! too, so callers can retry once [`ModemEvent::Replugged`] arrives.
+//!
+//! This file holds the handle, its requests and the actor's state; the
+//! actor's work is split by concern:
+//!
+//! - `lifecycle.rs`: the main loop, losing and reopening the port, reset.
+//! - `sms.rs`: sending, reading, listing and deleting messages.
+//! - `calls.rs`: hanging up and listing calls; `ussd.rs`: USSD requests.
+//! - `urcs.rs`: URCs typed into [`ModemEvent`]s.
+
+mod calls;
+mod lifecycle;
+mod sms;
+mod urcs;
+mod ussd;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -20,20 +33,10 @@ use super::error::AtError;
 use super::init::initialise;
 pub use super::init::{Capabilities, ModemIdentity, ModemOptions};
 use super::network::{self, AtExec};
+use super::parse::Registration;
 pub use super::parse::{Call, CallState, Signal};
-use super::parse::{Registration, parse_clcc, parse_cmgl, parse_cmgr, parse_cmgs};
 use super::port::AtPort;
-use super::urc::{Urc, parse_urc};
-use crate::pdu::{self, Address, SubmitOptions};
 use crate::profile::Profile;
-
-/// How long after `RING` a `+CLIP` may still come to name the caller.
-const CLIP_AFTER_RING: Duration = Duration::from_millis(500);
-/// How long the network may take to answer a USSD request.
-const USSD_ANSWER: Duration = Duration::from_secs(30);
-/// Reopening a vanished port: first wait, and the longest wait.
-const REOPEN_FIRST: Duration = Duration::from_millis(200);
-const REOPEN_MAX: Duration = Duration::from_secs(5);
 
 /// A message as stored on the SIM or in the modem.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -427,91 +430,6 @@ struct Actor {
 }
 
 impl Actor {
-    async fn run(mut self) {
-        self.dispatch_urcs().await;
-        let mut reopen_wait = REOPEN_FIRST;
-        loop {
-            if self.announce_unplug {
-                self.announce_unplug = false;
-                tracing::warn!(path = %self.path, "modem port gone; reopening with backoff");
-                self.emit(ModemEvent::Unplugged).await;
-            }
-            if self.port.is_none() {
-                tokio::select! {
-                    () = self.stop.cancelled() => return,
-                    request = self.inbox.recv() => match request {
-                        Some(request) => request.fail(AtError::Unplugged),
-                        None => return,
-                    },
-                    () = tokio::time::sleep(reopen_wait) => {
-                        if self.reopen().await {
-                            reopen_wait = REOPEN_FIRST;
-                        } else {
-                            reopen_wait = (reopen_wait * 2).min(REOPEN_MAX);
-                        }
-                    }
-                }
-                continue;
-            }
-            let ring_deadline = self.ring_since.map(|at| at + CLIP_AFTER_RING);
-            let Some(port) = self.port.as_mut() else {
-                continue;
-            };
-            tokio::select! {
-                () = self.stop.cancelled() => return,
-                request = self.inbox.recv() => match request {
-                    Some(request) => self.serve(request).await,
-                    None => return,
-                },
-                read = port.read_unsolicited() => {
-                    if read.is_err() {
-                        self.lose_port();
-                    }
-                }
-                () = sleep_until_or_forever(ring_deadline) => {
-                    self.ring_since = None;
-                    self.emit(ModemEvent::Ring { caller: None }).await;
-                }
-            }
-            self.dispatch_urcs().await;
-        }
-    }
-
-    /// Tries to open the path again and re-initialise; true when back.
-    async fn reopen(&mut self) -> bool {
-        let mut port = match AtPort::open_with_baud(&self.path, self.options.baud) {
-            Ok(port) => port,
-            Err(error) => {
-                tracing::trace!(path = %self.path, %error, "port not back yet");
-                return false;
-            }
-        };
-        match initialise(&mut port, &self.path, &self.options).await {
-            Ok((identity, profile)) => {
-                tracing::info!(path = %self.path, profile = %identity.profile, "modem back");
-                *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
-                self.profile = profile;
-                self.port = Some(port);
-                self.selected_storage = None;
-                self.connected.store(true, Ordering::Release);
-                self.emit(ModemEvent::Replugged).await;
-                self.dispatch_urcs().await;
-                true
-            }
-            Err(error) => {
-                tracing::debug!(path = %self.path, %error, "modem not back yet");
-                false
-            }
-        }
-    }
-
-    fn lose_port(&mut self) {
-        if self.port.take().is_some() {
-            self.connected.store(false, Ordering::Release);
-            self.announce_unplug = true;
-        }
-    }
-
     async fn emit(&self, event: ModemEvent) {
         // Nobody listening is not the modem's problem.
         let _ = self.events.send(event).await;
@@ -555,204 +473,6 @@ impl Actor {
         }
     }
 
-    /// `AT+CFUN=1,1`, the boot time the profile gives, then initialisation
-    /// again on the same port. A port that vanished meanwhile (USB
-    /// re-enumeration) is reopened by the main loop instead.
-    async fn reset(&mut self) -> Result<(), AtError> {
-        // Modems answer OK before rebooting; a stuck one will not answer.
-        let reset = Command::plain("AT+CFUN=1,1").with_timeout(Duration::from_secs(5));
-        self.exec(&reset).await?;
-        self.connected.store(false, Ordering::Release);
-        tokio::time::sleep(Duration::from_millis(self.profile.boot.reset_ms)).await;
-        let Some(port) = self.port.as_mut() else {
-            return Ok(());
-        };
-        // Boot noise (RDY, +CFUN: 1 …) is read and dropped with the answers.
-        match initialise(port, &self.path, &self.options).await {
-            Ok((identity, profile)) => {
-                *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity;
-                self.profile = profile;
-                self.selected_storage = None;
-                self.connected.store(true, Ordering::Release);
-                self.emit(ModemEvent::Replugged).await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "modem did not come back from its reset; reopening");
-                self.port = None;
-                self.announce_unplug = true;
-            }
-        }
-        Ok(())
-    }
-
-    async fn send_sms(
-        &mut self,
-        to: &str,
-        text: &str,
-        status_report: bool,
-    ) -> Result<Vec<u8>, AtError> {
-        let destination = Address::from_number(to).map_err(|e| {
-            AtError::Invalid(format!("destination {}: {e}", crate::number::redact(to)))
-        })?;
-        let reference = self.concat_reference;
-        self.concat_reference = self.concat_reference.wrapping_add(1);
-        let options = SubmitOptions {
-            status_report,
-            ..SubmitOptions::default()
-        };
-        let parts = pdu::encode_submit(&destination, text, reference, &options)
-            .map_err(|e| AtError::Invalid(format!("message text: {e}")))?;
-        let mut references = Vec::with_capacity(parts.len());
-        for part in parts {
-            let lines = self
-                .exec_pdu(&Command::send_pdu(part.tpdu_length), &part.hex)
-                .await?;
-            let line = lines
-                .iter()
-                .find(|l| l.starts_with("+CMGS:"))
-                .ok_or_else(|| AtError::Parse {
-                    command: "+CMGS",
-                    line: lines.join(" | "),
-                    reason: "no +CMGS: <mr> in the answer".into(),
-                })?;
-            references.push(parse_cmgs(line)?);
-        }
-        Ok(references)
-    }
-
-    /// Selects `storage` for reading and deleting unless it already is.
-    async fn select_storage(&mut self, storage: &str) -> Result<(), AtError> {
-        if self.selected_storage.as_deref() == Some(storage) {
-            return Ok(());
-        }
-        self.exec(&Command::select_storage(storage)?).await?;
-        self.selected_storage = Some(storage.to_string());
-        Ok(())
-    }
-
-    async fn read_sms(&mut self, storage: &str, index: u32) -> Result<StoredSms, AtError> {
-        self.select_storage(storage).await?;
-        let lines = self
-            .exec(&Command::new(format!("AT+CMGR={index}"), "+CMGR:"))
-            .await?;
-        let mut messages = pair_pdus(&lines, "+CMGR:", |line| {
-            parse_cmgr(line).map(|status| (index, status))
-        })?;
-        let (index, status, pdu_hex) = messages.pop().ok_or_else(|| AtError::Parse {
-            command: "+CMGR",
-            line: lines.join(" | "),
-            reason: format!("no message at {storage} {index}"),
-        })?;
-        Ok(StoredSms {
-            storage: storage.to_string(),
-            index,
-            pdu_hex,
-            status,
-        })
-    }
-
-    async fn list_sms(&mut self) -> Result<Vec<StoredSms>, AtError> {
-        let storages = self
-            .identity
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .capabilities
-            .storages
-            .clone();
-        let mut all = Vec::new();
-        for storage in storages {
-            self.select_storage(&storage).await?;
-            // 4: all messages, read or not (3GPP TS 27.005 §3.4.2, PDU mode).
-            let lines = self.exec(&Command::new("AT+CMGL=4", "+CMGL:")).await?;
-            for (index, status, pdu_hex) in pair_pdus(&lines, "+CMGL:", parse_cmgl)? {
-                all.push(StoredSms {
-                    storage: storage.clone(),
-                    index,
-                    pdu_hex,
-                    status,
-                });
-            }
-        }
-        Ok(all)
-    }
-
-    async fn delete_sms(&mut self, storage: &str, index: u32) -> Result<(), AtError> {
-        self.select_storage(storage).await?;
-        let line = if self.profile.driver.cmgd_without_flag {
-            format!("AT+CMGD={index}")
-        } else {
-            format!("AT+CMGD={index},0")
-        };
-        self.exec(&Command::plain(line)).await.map(drop)
-    }
-
-    async fn hangup(&mut self) -> Result<(), AtError> {
-        let command = self
-            .profile
-            .driver
-            .hangup
-            .clone()
-            .unwrap_or_else(|| "AT+CHUP".to_string());
-        match self.exec(&Command::plain(command)).await {
-            Ok(_) => Ok(()),
-            Err(AtError::Unplugged) => Err(AtError::Unplugged),
-            Err(error) => {
-                tracing::debug!(%error, "hang-up command refused; trying ATH");
-                self.exec(&Command::plain("ATH")).await.map(drop)
-            }
-        }
-    }
-
-    async fn list_calls(&mut self) -> Result<Vec<Call>, AtError> {
-        let lines = self.exec(&Command::new("AT+CLCC", "+CLCC:")).await?;
-        lines
-            .iter()
-            .filter(|l| l.starts_with("+CLCC:"))
-            .filter_map(|l| parse_clcc(l).transpose())
-            .collect()
-    }
-
-    async fn ussd(&mut self, code: &str) -> Result<String, AtError> {
-        self.exec(&Command::ussd(code)?).await?;
-        let deadline = Instant::now() + USSD_ANSWER;
-        loop {
-            let port = self.port.as_mut().ok_or(AtError::Unplugged)?;
-            if let Some(at) = port
-                .urcs
-                .iter()
-                .position(|u| u.first().is_some_and(|l| l.starts_with("+CUSD:")))
-            {
-                let lines = port.urcs.remove(at);
-                return match parse_urc(&lines)? {
-                    // 0 done, 1 more expected, 2 ended by the network: all
-                    // may carry the answer (3GPP TS 27.007 §7.15 <m>).
-                    Urc::Ussd {
-                        status: 0..=2,
-                        text: Some(text),
-                    } => Ok(text),
-                    Urc::Ussd { status: 0..=1, .. } => Ok(String::new()),
-                    Urc::Ussd { status, .. } => Err(AtError::Cme {
-                        code: None,
-                        text: format!("ussd ended by the network (+CUSD status {status})"),
-                    }),
-                    _ => Err(AtError::Parse {
-                        command: "+CUSD",
-                        line: lines.join(" | "),
-                        reason: "not a +CUSD answer".into(),
-                    }),
-                };
-            }
-            match tokio::time::timeout_at(deadline, port.read_unsolicited()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    self.lose_port();
-                    return Err(error);
-                }
-                Err(_) => return Err(AtError::Timeout(USSD_ANSWER)),
-            }
-        }
-    }
-
     async fn signal(&mut self) -> Result<Signal, AtError> {
         network::signal(self).await
     }
@@ -762,78 +482,6 @@ impl Actor {
         network::registration(self)
             .await
             .map(|(registration, _)| registration)
-    }
-
-    /// Types the URCs the port collected and sends them on as events.
-    async fn dispatch_urcs(&mut self) {
-        loop {
-            let Some(port) = self.port.as_mut() else {
-                return;
-            };
-            if port.urcs.is_empty() {
-                return;
-            }
-            let batch = std::mem::take(&mut port.urcs);
-            for lines in batch {
-                self.dispatch(&lines).await;
-            }
-        }
-    }
-
-    async fn dispatch(&mut self, lines: &[String]) {
-        let urc = match parse_urc(lines) {
-            Ok(urc) => urc,
-            Err(error) => {
-                tracing::debug!(%error, "unreadable URC dropped");
-                return;
-            }
-        };
-        let event = match urc {
-            Urc::SmsStored { storage, index } => ModemEvent::SmsStored { storage, index },
-            Urc::SmsDelivered { pdu_hex } => ModemEvent::SmsDirect { pdu_hex },
-            Urc::StatusReport { pdu_hex } => {
-                self.emit(ModemEvent::StatusReport { pdu_hex }).await;
-                if self.sms_service() == 1 {
-                    // Phase 2+ wants every +CDS acknowledged (27.005 §3.4.4).
-                    if let Err(error) = self.exec(&Command::plain("AT+CNMA")).await {
-                        tracing::debug!(%error, "status report acknowledgement failed");
-                    }
-                }
-                return;
-            }
-            Urc::StatusReportStored { storage, index } => {
-                ModemEvent::StatusReportStored { storage, index }
-            }
-            Urc::Ring => {
-                self.ring_since.get_or_insert_with(Instant::now);
-                return;
-            }
-            Urc::CallerId { number } | Urc::CallWaiting { number } => {
-                self.ring_since = None;
-                ModemEvent::Ring { caller: number }
-            }
-            Urc::CallEnded { busy: true } => ModemEvent::Busy,
-            Urc::Call(_) | Urc::CallEnded { .. } | Urc::CallProgress => ModemEvent::CallsChanged,
-            Urc::Ussd { text, .. } => ModemEvent::Ussd {
-                text: text.unwrap_or_default(),
-            },
-            Urc::Registration(status) => {
-                ModemEvent::Registration(Registration::from_status(status))
-            }
-            Urc::Ignored => {
-                tracing::trace!(?lines, "vendor noise ignored");
-                return;
-            }
-        };
-        self.emit(event).await;
-    }
-
-    fn sms_service(&self) -> u8 {
-        self.identity
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .capabilities
-            .sms_service
     }
 }
 
@@ -853,68 +501,9 @@ impl AtExec for Actor {
     }
 }
 
-/// Waits until `deadline`, or forever when there is none.
-async fn sleep_until_or_forever(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Pairs each header line (`+CMGL: …` / `+CMGR: …`) with the PDU line that
-/// follows it (3GPP TS 27.005 §3.4.2–3, PDU mode).
-fn pair_pdus<F>(
-    lines: &[String],
-    prefix: &str,
-    header: F,
-) -> Result<Vec<(u32, u8, String)>, AtError>
-where
-    F: Fn(&str) -> Result<(u32, u8), AtError>,
-{
-    let mut out = Vec::new();
-    let mut pending: Option<(u32, u8)> = None;
-    for line in lines {
-        if line.starts_with(prefix) {
-            pending = Some(header(line)?);
-        } else if let Some((index, status)) = pending.take() {
-            let pdu = line.trim().to_string();
-            if pdu.is_empty() || !pdu.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(AtError::Parse {
-                    command: "+CMGL",
-                    line: line.clone(),
-                    reason: "expected a hexadecimal PDU line".into(),
-                });
-            }
-            out.push((index, status, pdu));
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // PDU-mode listing shape of 3GPP TS 27.005 §3.4.2; the PDUs are the
-    // SMS-DELIVER examples of the digester tests.
-    #[test]
-    fn cmgl_headers_pair_with_their_pdus() {
-        let lines: Vec<String> = [
-            "+CMGL: 1,0,,24",
-            "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07",
-            "+CMGL: 4,1,,24",
-            "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD08",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let pairs = pair_pdus(&lines, "+CMGL:", parse_cmgl).unwrap();
-        assert_eq!(pairs.len(), 2);
-        assert_eq!((pairs[1].0, pairs[1].1), (4, 1));
-        assert!(pairs[1].2.ends_with("FD08"));
-        let broken: Vec<String> = vec!["+CMGL: 1,0,,24".into(), "not hex".into()];
-        assert!(pair_pdus(&broken, "+CMGL:", parse_cmgl).is_err());
-    }
 
     #[test]
     fn identifiers_are_cut_to_their_tail_for_logs() {
