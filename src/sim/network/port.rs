@@ -104,7 +104,7 @@ impl Network {
         }
     }
 
-    /// Records bytes seen on modem `index`'s port (see [`Trace::record`]).
+    /// Records bytes seen on modem `index`'s port (see [`super::Trace::record`]).
     pub fn trace(&self, index: usize, dir: Direction, bytes: &[u8]) {
         let t_us = self.inner.started.elapsed().as_micros() as u64;
         if let Some(slot) = self.lock().modems.get_mut(index) {

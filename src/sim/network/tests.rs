@@ -2,8 +2,11 @@
 //! storage and `+CMTI`, held messages, status reports, `+CNMA`.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use super::reports::VALIDITY_EXPIRED;
 use super::*;
+use crate::pdu::{self, Address, Encoding, Submit, Tpdu, UserData};
 use crate::profile::Profiles;
 
 pub(crate) fn network(profiles: &[&str]) -> Network {
