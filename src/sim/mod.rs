@@ -10,7 +10,7 @@
 //!  control API (axum) ─────────────────────────────►  storages, calls)
 //! ```
 //!
-//! - [`network`]: the shared state: subscribers, handsets ([`handset`]),
+//! - [`network`]: the shared state: subscribers, handsets,
 //!   the SMSC and its held messages, each SIM's storages ([`storage`]),
 //!   faults and PIN lock ([`faults`]), the port trace ([`trace`]), calls
 //!   ([`calls`], [`call_service`]).
@@ -24,7 +24,6 @@ pub mod calls;
 pub mod cli;
 pub mod control;
 pub mod faults;
-pub mod handset;
 pub mod identity;
 pub mod interpreter;
 pub mod network;

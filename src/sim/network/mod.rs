@@ -14,6 +14,7 @@
 //! with a failed status report.
 
 mod delivery;
+mod handset;
 mod modem;
 mod port;
 mod reports;
@@ -25,16 +26,15 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::number::PhoneNumber;
 use crate::pdu::ConcatReferences;
 use crate::profile::Profile;
 use crate::sim::calls::{CallNetwork, CallTiming};
 pub use crate::sim::faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
-pub use crate::sim::handset::{Handset, HandsetMessage};
 use crate::sim::identity::Identity;
 pub use crate::sim::trace::{Direction, Trace, TraceEntry};
 pub use delivery::ACK_TIMEOUT;
 use delivery::AwaitingAck;
+pub use handset::{Handset, HandsetMessage};
 pub use modem::{Cnmi, ModemSettings, ModemSlot, PortCommand};
 use smsc::Held;
 pub use smsc::{SMSC, SubmitRefused};
@@ -143,6 +143,14 @@ impl Network {
         Ok(f(slot))
     }
 
+    /// The bank SIM with this MSISDN, if any.
+    pub fn subscriber(&self, number: &str) -> Option<usize> {
+        self.lock()
+            .modems
+            .iter()
+            .position(|slot| slot.identity.msisdn == number)
+    }
+
     /// Applies a fault change; returns the faults now in force.
     pub fn update_faults(
         &self,
@@ -236,69 +244,6 @@ impl Network {
         if !urc.is_empty() {
             self.push_urc(index, urc);
         }
-    }
-
-    /// The bank SIM with this MSISDN, if any.
-    pub fn subscriber(&self, number: &str) -> Option<usize> {
-        self.lock()
-            .modems
-            .iter()
-            .position(|slot| slot.identity.msisdn == number)
-    }
-
-    /// A handset's number, checked: E.164 and not a bank SIM.
-    pub(crate) fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
-        let parsed = PhoneNumber::from_e164(number)
-            .map_err(|_| NetworkError::InvalidNumber(number.to_string()))?;
-        if self.subscriber(parsed.e164()).is_some() {
-            return Err(NetworkError::NotAHandset(number.to_string()));
-        }
-        Ok(parsed.e164().to_string())
-    }
-
-    /// Switches a handset on or off and bars or unbars it; switching on
-    /// delivers what the SMSC held.
-    pub fn set_handset_state(
-        &self,
-        number: &str,
-        power_on: Option<bool>,
-        barred: Option<bool>,
-    ) -> Result<(bool, bool), NetworkError> {
-        let number = self.handset_number(number)?;
-        let state = {
-            let mut state = self.lock();
-            let handset = state.handsets.entry(number).or_default();
-            if let Some(on) = power_on {
-                handset.power_on = on;
-            }
-            if let Some(barred) = barred {
-                handset.barred = barred;
-            }
-            (handset.power_on, handset.barred)
-        };
-        self.retry_held();
-        Ok(state)
-    }
-
-    /// What a handset has received, oldest first.
-    pub fn handset_messages(&self, number: &str) -> Result<Vec<HandsetMessage>, NetworkError> {
-        let number = self.handset_number(number)?;
-        Ok(self
-            .lock()
-            .handsets
-            .get(&number)
-            .map(|h| h.messages.clone())
-            .unwrap_or_default())
-    }
-
-    /// A handset's power and barring, if it has used the network.
-    pub fn handset_state(&self, number: &str) -> Result<(bool, bool), NetworkError> {
-        let number = self.handset_number(number)?;
-        self.lock()
-            .handsets
-            .get(&number)
-            .map(|h| (h.power_on, h.barred))
-            .ok_or(NetworkError::UnknownHandset(number))
     }
 
     /// Periodic work: unacknowledged `+CMT`s past their deadline are taken
