@@ -12,7 +12,7 @@
 //!
 //! - [`network`]: the shared state: subscribers, handsets,
 //!   the SMSC and its held messages, each SIM's storages ([`storage`]),
-//!   faults and PIN lock ([`faults`]), the port trace ([`trace`]), calls
+//!   faults and PIN lock, the port trace ([`trace`]), calls
 //!   ([`calls`], [`call_service`]).
 //! - [`interpreter`]: one modem's AT commands; text-mode renderings in
 //!   [`textmode`].
@@ -23,7 +23,6 @@ pub mod call_service;
 pub mod calls;
 pub mod cli;
 pub mod control;
-pub mod faults;
 pub mod identity;
 pub mod interpreter;
 pub mod network;
