@@ -13,13 +13,12 @@
 //! - [`network`]: the shared state: subscribers, handsets,
 //!   the SMSC and its held messages, each SIM's storages ([`storage`]),
 //!   faults and PIN lock, the port trace ([`trace`]), calls
-//!   ([`calls`], [`call_service`]).
+//!   ([`calls`]).
 //! - [`interpreter`]: one modem's AT commands; text-mode renderings in
 //!   [`textmode`].
 //! - [`pty`]: one task per modem owning its pty across unplug and plug.
 //! - [`control`]: the HTTP control API; [`cli`]: `simmask sim` and `demo`.
 
-pub mod call_service;
 pub mod calls;
 pub mod cli;
 pub mod control;

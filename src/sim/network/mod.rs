@@ -13,6 +13,7 @@
 //! handset still held when its submit's validity period ends is given up,
 //! with a failed status report.
 
+mod call_service;
 mod delivery;
 mod faults;
 mod handset;
@@ -32,6 +33,7 @@ use crate::profile::Profile;
 use crate::sim::calls::{CallNetwork, CallTiming};
 use crate::sim::identity::Identity;
 pub use crate::sim::trace::{Direction, Trace, TraceEntry};
+pub use call_service::{CallServiceError, USSD_BALANCE};
 pub use delivery::ACK_TIMEOUT;
 use delivery::AwaitingAck;
 pub use faults::{Faults, FaultsUpdate, LockState, PUK, Registration, SimLock};
@@ -64,7 +66,8 @@ pub struct NetworkState {
     pub handsets: BTreeMap<String, Handset>,
     held: VecDeque<Held>,
     concat: ConcatReferences,
-    /// The call side; [`crate::sim::call_service`] drives it.
+    /// The call side; [`Network::modem_dial`] and the network's other
+    /// call operations drive it.
     pub calls: CallNetwork,
 }
 
