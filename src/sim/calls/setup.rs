@@ -58,6 +58,7 @@ impl CallNetwork {
             LinkId(id),
             self.observe(move |net, _| {
                 for position in calls.active {
+                    // Cannot fail: `calls` came from these very links, for this party.
                     let side = net.links[position]
                         .end_of(&caller_party)
                         .expect("classified link has this party");

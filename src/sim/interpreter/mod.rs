@@ -67,7 +67,12 @@ enum Outcome {
 
 impl Interpreter {
     /// A freshly booted modem `index` of `network`.
+    ///
+    /// # Panics
+    ///
+    /// If `network` has no modem `index`: a caller's bug.
     pub fn new(network: Network, index: usize) -> Self {
+        // Cannot fail from the port task: it runs only for modems the network has.
         let (profile, identity) = network
             .with_modem(index, |slot| (slot.profile.clone(), slot.identity.clone()))
             .unwrap_or_else(|_| panic!("modem {index} is not part of the network"));
