@@ -12,6 +12,14 @@
 //! things change. The one exception is the SMSC's own rule: a message to a
 //! handset still held when its submit's validity period ends is given up,
 //! with a failed status report.
+//!
+//! By file: `modem` (a bank modem's record and the settings that decide how
+//! the network reaches it), `port` (its URC queue, boot, plug and trace),
+//! `smsc` (routing submits, concatenation, held messages, expiry),
+//! `delivery` (`+CMT` and `+CNMA`, storage with `+CMTI`), `reports`
+//! (status reports), `handset` (the phones outside the bank), `faults`
+//! (injected faults, registration, the PIN lock) and `call_service` (the
+//! call model behind the lock, its notices delivered as URCs).
 
 mod call_service;
 mod delivery;
