@@ -184,6 +184,18 @@ pub struct ClockStatus {
     pub suspect: bool,
     /// The above in one sentence, for people.
     pub summary: String,
+    /// Every source heard from, best first.
+    pub samples: Vec<SampleStatus>,
+}
+
+/// One network time source as last heard.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SampleStatus {
+    pub source: Source,
+    pub from: String,
+    /// How far the system clock is ahead of this source's time.
+    pub offset_seconds: i64,
+    pub age_seconds: u64,
 }
 
 /// Offsets up to this are the network's own imprecision and the age of
@@ -199,7 +211,7 @@ pub fn status(sync: Sync) -> ClockStatus {
         .samples
         .iter()
         .find(|(_, s)| s.taken.elapsed().as_secs() < SAMPLE_LIFETIME_SECONDS);
-    let offset_seconds = best.map(|(_, s)| -s.offset.whole_seconds());
+    let offset_seconds = best.map(|(_, s)| seconds_ahead(s.offset));
     let mut status = ClockStatus {
         system_time: rfc3339(system),
         sync,
@@ -211,6 +223,16 @@ pub fn status(sync: Sync) -> ClockStatus {
         suspect: sync != Sync::Synchronized
             && offset_seconds.is_some_and(|o| o.abs() > TOLERANCE_SECONDS),
         summary: String::new(),
+        samples: state
+            .samples
+            .iter()
+            .map(|(source, s)| SampleStatus {
+                source: *source,
+                from: s.from.clone(),
+                offset_seconds: seconds_ahead(s.offset),
+                age_seconds: s.taken.elapsed().as_secs(),
+            })
+            .collect(),
     };
     status.summary = status.describe();
     status
@@ -235,6 +257,12 @@ impl ClockStatus {
         };
         format!("system clock {sync}{network}")
     }
+}
+
+/// How far the system clock is ahead of the network, to the nearest
+/// second (network times come in whole seconds).
+fn seconds_ahead(network_minus_system: time::Duration) -> i64 {
+    -(network_minus_system.as_seconds_f64().round() as i64)
 }
 
 /// "3 h 2 min ahead of", "12 s behind", "within a minute of".
@@ -290,6 +318,7 @@ mod tests {
             jump_seconds: 0,
             suspect: false,
             summary: String::new(),
+            samples: Vec::new(),
         }
     }
 
@@ -299,7 +328,10 @@ mod tests {
         assert_eq!(step_to_make(&off, false), None);
         assert_eq!(step_to_make(&off, true), Some(time::Duration::hours(2)));
         let unknown = status_with(Sync::Unknown, Some(3600), Source::Ctzv);
-        assert_eq!(step_to_make(&unknown, true), Some(time::Duration::hours(-1)));
+        assert_eq!(
+            step_to_make(&unknown, true),
+            Some(time::Duration::hours(-1))
+        );
         let synced = status_with(Sync::Synchronized, Some(-7200), Source::Cclk);
         assert_eq!(step_to_make(&synced, true), None);
         let close = status_with(Sync::Unsynchronized, Some(30), Source::Cclk);
@@ -347,12 +379,23 @@ mod tests {
         let offset = s.offset_seconds.unwrap();
         assert!((3 * 3600 - 5..=3 * 3600 + 5).contains(&offset), "{offset}");
         assert!(s.suspect);
-        assert!(s.summary.contains("ahead of the network's time (smsc via sim 0001)"));
+        assert!(
+            s.summary
+                .contains("ahead of the network's time (smsc via sim 0001)")
+        );
 
         // A modem's unset clock is ignored; a network-set one wins.
-        record_network_time(Source::Cclk, time::macros::datetime!(2004-01-01 0:00 UTC), "x");
+        record_network_time(
+            Source::Cclk,
+            time::macros::datetime!(2004-01-01 0:00 UTC),
+            "x",
+        );
         assert_eq!(status(Sync::Unknown).network_source, Some(Source::Smsc));
-        record_network_time(Source::Cclk, system + time::Duration::minutes(10), "/dev/m0");
+        record_network_time(
+            Source::Cclk,
+            system + time::Duration::minutes(10),
+            "/dev/m0",
+        );
         let s = status(Sync::Unsynchronized);
         assert_eq!(s.network_source, Some(Source::Cclk));
         assert!((-605..=-595).contains(&s.offset_seconds.unwrap()));

@@ -27,9 +27,7 @@ fn binary() -> PathBuf {
 /// The arm64 binary under emulation.
 fn arm64() -> Command {
     let mut command = Command::new("qemu-aarch64");
-    command
-        .args(["-L", "/usr/aarch64-linux-gnu"])
-        .arg(binary());
+    command.args(["-L", "/usr/aarch64-linux-gnu"]).arg(binary());
     command
 }
 
@@ -56,12 +54,16 @@ fn the_arm64_build_is_aarch64_and_answers_like_the_native_one() {
 
     let pdu = "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07";
     let emulated = output_of(arm64().args(["pdu", "decode", pdu]));
-    let native = output_of(Command::new(env!("CARGO_BIN_EXE_simmask")).args(["pdu", "decode", pdu]));
+    let native =
+        output_of(Command::new(env!("CARGO_BIN_EXE_simmask")).args(["pdu", "decode", pdu]));
     assert_eq!(emulated, native);
     assert!(emulated.contains("How are you?"), "{emulated}");
 
     // A bad PDU is an error naming the problem, not a crash.
-    let bad = arm64().args(["pdu", "decode", "07911326"]).output().unwrap();
+    let bad = arm64()
+        .args(["pdu", "decode", "07911326"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
@@ -123,7 +125,10 @@ async fn the_arm64_daemon_serves_its_api_with_no_modems() {
             daemon.0.try_wait().unwrap().is_none(),
             "the arm64 daemon exited"
         );
-        assert!(Instant::now() < deadline, "no /healthz from the arm64 daemon");
+        assert!(
+            Instant::now() < deadline,
+            "no /healthz from the arm64 daemon"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 

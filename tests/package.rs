@@ -62,7 +62,10 @@ fn contents(deb: &Path) -> Vec<(String, String)> {
 /// The control archive (maintainer scripts, conffiles) unpacked.
 fn control(deb: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    run(Command::new("dpkg-deb").arg("--control").arg(deb).arg(dir.path()));
+    run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(deb)
+        .arg(dir.path()));
     dir
 }
 
@@ -99,8 +102,8 @@ fn check_package(arch: &str) {
     ] {
         mode(&format!("/usr/share/doc/simmask/{doc}"));
     }
-    for profile in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config"))
-        .unwrap()
+    for profile in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config")).unwrap()
     {
         let name = profile.unwrap().file_name();
         mode(&format!(
@@ -147,7 +150,10 @@ fn check_package(arch: &str) {
 
     // The binary is stripped: no symbol table, no debug sections.
     let root = tempfile::tempdir().unwrap();
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(root.path()));
+    run(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(root.path()));
     let binary = root.path().join("usr/bin/simmask");
     let sections = stdout(Command::new("readelf").arg("-S").arg("-W").arg(&binary));
     assert!(!sections.contains(".symtab"), "not stripped");
@@ -159,8 +165,8 @@ fn check_package(arch: &str) {
     );
 
     // The unit as installed: the packaged binary, and systemd accepts it.
-    let unit = std::fs::read_to_string(root.path().join("lib/systemd/system/simmask.service"))
-        .unwrap();
+    let unit =
+        std::fs::read_to_string(root.path().join("lib/systemd/system/simmask.service")).unwrap();
     assert!(unit.contains("\nExecStart=/usr/bin/simmask run "), "{unit}");
 }
 
@@ -179,7 +185,11 @@ fn the_arm64_package_holds_the_appliance() {
 fn install_and_run(arch: &str, runner: &[&str]) {
     let deb = deb(arch);
     let root = tempfile::tempdir().unwrap();
-    for dir in ["var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"] {
+    for dir in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+    ] {
         std::fs::create_dir_all(root.path().join(dir)).unwrap();
     }
     std::fs::write(root.path().join("var/lib/dpkg/status"), "").unwrap();
@@ -236,8 +246,8 @@ impl ScriptBench {
         std::fs::create_dir_all(root.path().join("etc/simmask")).unwrap();
         std::fs::write(root.path().join("etc/simmask/simmask.toml"), "").unwrap();
         // udevadm is only asked when udev runs: its control socket exists.
-        let socket = std::os::unix::net::UnixListener::bind(root.path().join("run/udev/control"))
-            .unwrap();
+        let socket =
+            std::os::unix::net::UnixListener::bind(root.path().join("run/udev/control")).unwrap();
         std::mem::forget(socket);
         let stubs = tempfile::tempdir().unwrap();
         let log = stubs.path().join("log");
@@ -281,7 +291,10 @@ impl ScriptBench {
             .env("DPKG_ROOT", self.root.path())
             .env(
                 "PATH",
-                format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", self.stubs.path().display()),
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.stubs.path().display()
+                ),
             ));
         std::fs::read_to_string(self.stubs.path().join("log"))
             .unwrap_or_default()
@@ -346,7 +359,10 @@ fn remove_keeps_the_state_and_purge_deletes_it() {
         bench.run("postrm", &["remove"]),
         ["udevadm control --reload-rules", "systemctl daemon-reload"]
     );
-    assert!(state.join("simmask.db").exists(), "remove keeps the database");
+    assert!(
+        state.join("simmask.db").exists(),
+        "remove keeps the database"
+    );
     assert!(
         bench.run("prerm", &["upgrade", "0.2.0-1"]).is_empty(),
         "an upgrade does not stop the service"

@@ -107,7 +107,11 @@ fn parse(text: &str) -> Vec<Vec<Key>> {
             if let Some(next) = rest.strip_prefix(',') {
                 rest = next.trim_start();
             } else {
-                assert!(rest.is_empty(), "line {}: keys are comma-separated", number + 1);
+                assert!(
+                    rest.is_empty(),
+                    "line {}: keys are comma-separated",
+                    number + 1
+                );
             }
         }
         rules.push(keys);
@@ -116,7 +120,11 @@ fn parse(text: &str) -> Vec<Vec<Key>> {
     let labels: Vec<(usize, &str)> = rules
         .iter()
         .enumerate()
-        .flat_map(|(i, r)| r.iter().filter(|k| k.name == "LABEL").map(move |k| (i, &*k.value)))
+        .flat_map(|(i, r)| {
+            r.iter()
+                .filter(|k| k.name == "LABEL")
+                .map(move |k| (i, &*k.value))
+        })
         .collect();
     for (i, rule) in rules.iter().enumerate() {
         for goto in rule.iter().filter(|k| k.name == "GOTO") {
@@ -199,7 +207,11 @@ fn usb_tty(vid: &str, pid: &str, usb_path: &str, interface: &str) -> Device {
             Parent {
                 kernel: usb_path.to_string(),
                 subsystem: "usb",
-                attrs: attrs(&[("idVendor", vid), ("idProduct", pid), ("bDeviceClass", "00")]),
+                attrs: attrs(&[
+                    ("idVendor", vid),
+                    ("idProduct", pid),
+                    ("bDeviceClass", "00"),
+                ]),
             },
         ],
         ..Device::default()
@@ -210,7 +222,11 @@ fn usb_device(vid: &str, pid: &str, class: &str) -> Device {
     Device {
         action: "add",
         subsystem: "usb",
-        attrs: attrs(&[("idVendor", vid), ("idProduct", pid), ("bDeviceClass", class)]),
+        attrs: attrs(&[
+            ("idVendor", vid),
+            ("idProduct", pid),
+            ("bDeviceClass", class),
+        ]),
         env: attrs(&[("DEVTYPE", "usb_device")]),
         ..Device::default()
     }
@@ -261,17 +277,25 @@ fn apply(rules: &[Vec<Key>], device: &Device) -> Outcome {
                 None => continue,
             }
         }
-        let own_match = rule.iter().filter(|k| k.op == "==" || k.op == "!=").all(|k| {
-            let value = match k.name.as_str() {
-                "ACTION" => Some(device.action.to_string()),
-                "SUBSYSTEM" => Some(device.subsystem.to_string()),
-                "ATTR" => device.attrs.get(k.attr.as_deref().unwrap()).cloned(),
-                "ENV" => Some(out.env.get(k.attr.as_deref().unwrap()).cloned().unwrap_or_default()),
-                _ => return true, // parent keys, checked above
-            };
-            let hit = value.is_some_and(|v| matches(&k.value, &v));
-            if k.op == "==" { hit } else { !hit }
-        });
+        let own_match = rule
+            .iter()
+            .filter(|k| k.op == "==" || k.op == "!=")
+            .all(|k| {
+                let value = match k.name.as_str() {
+                    "ACTION" => Some(device.action.to_string()),
+                    "SUBSYSTEM" => Some(device.subsystem.to_string()),
+                    "ATTR" => device.attrs.get(k.attr.as_deref().unwrap()).cloned(),
+                    "ENV" => Some(
+                        out.env
+                            .get(k.attr.as_deref().unwrap())
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                    _ => return true, // parent keys, checked above
+                };
+                let hit = value.is_some_and(|v| matches(&k.value, &v));
+                if k.op == "==" { hit } else { !hit }
+            });
         if !own_match {
             continue;
         }
@@ -303,7 +327,10 @@ fn apply(rules: &[Vec<Key>], device: &Device) -> Outcome {
 }
 
 fn is_at_port(out: &Outcome, usb_path: &str) {
-    assert_eq!(out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str), Some("1"));
+    assert_eq!(
+        out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str),
+        Some("1")
+    );
     assert_eq!(out.env.get("SIMMASK_PORT").map(String::as_str), Some("at"));
     assert_eq!(out.symlinks, [format!("simmask/usb-{usb_path}")]);
     assert_eq!(out.tags, ["simmask"]);
@@ -341,12 +368,18 @@ fn a_modems_other_ports_are_hidden_from_modemmanager_but_not_probed() {
     let rules = parse(&rules_text());
     for interface in ["00", "01", "03"] {
         let out = apply(&rules, &usb_tty("2c7c", "0125", "1-1.2", interface));
-        assert_eq!(out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str), Some("1"));
+        assert_eq!(
+            out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str),
+            Some("1")
+        );
         assert!(out.symlinks.is_empty() && out.tags.is_empty(), "{out:?}");
     }
     // ModemManager also looks at the USB device itself.
     let out = apply(&rules, &usb_device("2c7c", "0125", "ef"));
-    assert_eq!(out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str), Some("1"));
+    assert_eq!(
+        out.env.get("ID_MM_DEVICE_IGNORE").map(String::as_str),
+        Some("1")
+    );
 }
 
 #[test]
@@ -376,12 +409,12 @@ fn hubs_can_be_power_switched_by_dialout() {
 #[test]
 fn malformed_rules_are_refused() {
     for bad in [
-        "ATTRS{idVendor}=\"2c7c\"",      // ATTRS only matches
-        "SYMLINK==\"x\"",                // SYMLINK only assigns
-        "ENV{X}=\"1\" GOTO=\"end\"",     // no comma
-        "FOO==\"1\"",                    // unknown key
-        "GOTO=\"nowhere\"",              // no label
-        "ENV{X}==1",                     // unquoted
+        "ATTRS{idVendor}=\"2c7c\"",  // ATTRS only matches
+        "SYMLINK==\"x\"",            // SYMLINK only assigns
+        "ENV{X}=\"1\" GOTO=\"end\"", // no comma
+        "FOO==\"1\"",                // unknown key
+        "GOTO=\"nowhere\"",          // no label
+        "ENV{X}==1",                 // unquoted
     ] {
         let result = std::panic::catch_unwind(|| parse(bad));
         assert!(result.is_err(), "accepted: {bad}");
@@ -396,7 +429,11 @@ fn udevadm_verify_accepts_the_file_where_it_exists() {
         .output()
         .is_ok_and(|o| o.status.success());
     if has_verify {
-        let output = Command::new("udevadm").arg("verify").arg(&path).output().unwrap();
+        let output = Command::new("udevadm")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(
             output.status.success(),
             "{}",

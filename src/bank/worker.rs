@@ -264,7 +264,8 @@ impl Worker {
         }
     }
 
-    /// One health poll: signal and registration. True when the modem answered.
+    /// One health poll: signal and registration, and the modem's clock (the
+    /// network's time, for [`crate::clock`]). True when the modem answered.
     async fn poll(&mut self) -> bool {
         let answer = async {
             let signal = self.handle.signal().await?;
@@ -272,6 +273,15 @@ impl Worker {
             Ok::<_, AtError>((signal, registration))
         }
         .await;
+        if answer.is_ok()
+            && let Ok(Some(network)) = self.handle.clock().await
+        {
+            crate::clock::record_network_time(
+                crate::clock::Source::Cclk,
+                network,
+                &format!("sim {}", tail(&self.iccid)),
+            );
+        }
         match answer {
             Ok((signal, registration)) => {
                 self.unanswered = 0;

@@ -84,7 +84,8 @@ fn set_system_clock(by: time::Duration) -> nix::Result<()> {
     use nix::time::{ClockId, clock_gettime, clock_settime};
     const NANOS: i128 = 1_000_000_000;
     let now = clock_gettime(ClockId::CLOCK_REALTIME)?;
-    let target = i128::from(now.tv_sec()) * NANOS + i128::from(now.tv_nsec()) + by.whole_nanoseconds();
+    let target =
+        i128::from(now.tv_sec()) * NANOS + i128::from(now.tv_nsec()) + by.whole_nanoseconds();
     let seconds = i64::try_from(target.div_euclid(NANOS)).map_err(|_| nix::errno::Errno::EINVAL)?;
     let nanos = i64::try_from(target.rem_euclid(NANOS)).map_err(|_| nix::errno::Errno::EINVAL)?;
     clock_settime(ClockId::CLOCK_REALTIME, TimeSpec::new(seconds, nanos))

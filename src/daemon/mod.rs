@@ -85,9 +85,7 @@ pub fn bank_config(config: &Config) -> Result<BankConfig, DaemonError> {
 pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError> {
     let config = Arc::new(config);
     let store = Store::open(&config.store.path)?;
-    let requeued = store
-        .requeue_stuck_sending(crate::clock::now())
-        .await?;
+    let requeued = store.requeue_stuck_sending(crate::clock::now()).await?;
     if requeued > 0 {
         tracing::warn!(
             requeued,

@@ -244,12 +244,7 @@ impl Relay {
     /// stored.
     fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(
-            &self.store,
-            part,
-            self.policy.clone(),
-            crate::clock::now(),
-        );
+        let accepted = accept_inbound(&self.store, part, self.policy.clone(), crate::clock::now());
         let desk = self.clone();
         async move {
             match accepted.await {

@@ -330,6 +330,14 @@ impl ModemHandle {
         self.request(Request::Signal).await
     }
 
+    /// `AT+CCLK?` (3GPP TS 27.007 §8.15): the modem's clock, which the
+    /// network sets (NITZ) once `AT+CTZU=1` lets it; `None` when the answer
+    /// holds no time.
+    pub async fn clock(&self) -> Result<Option<time::OffsetDateTime>, AtError> {
+        let lines = self.run(Command::new("AT+CCLK?", "+CCLK:")).await?;
+        Ok(lines.iter().find_map(|line| super::parse::parse_cclk(line)))
+    }
+
     /// `AT+CREG?` (then `AT+CEREG?` on LTE) and `AT+COPS?`.
     pub async fn registration(&self) -> Result<Registration, AtError> {
         self.request(Request::Registration).await
