@@ -28,11 +28,13 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// Where a network time sample came from, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     /// `+CCLK?` of a modem whose clock the network set (`AT+CTZU=1`).
@@ -138,7 +140,7 @@ pub fn forget_network_time() {
 }
 
 /// Whether the system clock is synchronised, and who says so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sync {
     /// systemd-timesyncd has synchronised it since boot.
@@ -162,7 +164,7 @@ pub fn system_sync(root: &Path) -> Sync {
 }
 
 /// The clock as `/healthz`, the dashboard and `doctor` show it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClockStatus {
     /// The system clock now (RFC 3339).
     pub system_time: String,
@@ -189,7 +191,7 @@ pub struct ClockStatus {
 }
 
 /// One network time source as last heard.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SampleStatus {
     pub source: Source,
     pub from: String,

@@ -54,7 +54,10 @@
 //!    state machine per SIM and the desk that carries out what it asks).
 //! 7. [`api`]: the local web API, SSE, callbacks, OpenAPI and the dashboard.
 //! 8. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
-//! 9. [`bench`]: the product measured from outside on the virtual network.
+//! 9. [`bench`]: the product measured from outside on the virtual network;
+//!    [`doctor`]: the installation checked from outside (the service user,
+//!    udev, ModemManager, the clock, the disk, the store and each SIM),
+//!    reading the machine under a root a test can replace.
 //! 10. [`cli`]: one file per command group, each a thin door; `main.rs` only
 //!     parses and dispatches.
 //!
@@ -69,6 +72,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod events;
 pub mod logging;
 pub mod masking;

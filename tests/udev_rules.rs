@@ -387,15 +387,15 @@ fn other_devices_are_left_alone() {
     let rules = parse(&rules_text());
     // An FTDI adapter (a console cable) and a keyboard.
     let out = apply(&rules, &usb_tty("0403", "6001", "1-1.1", "00"));
-    assert!(out.env.get("ID_MM_DEVICE_IGNORE").is_none(), "{out:?}");
+    assert!(!out.env.contains_key("ID_MM_DEVICE_IGNORE"), "{out:?}");
     assert!(out.symlinks.is_empty() && out.tags.is_empty() && out.group.is_none());
     let out = apply(&rules, &usb_device("046d", "c31c", "00"));
-    assert!(out.group.is_none() && out.env.get("ID_MM_DEVICE_IGNORE").is_none());
+    assert!(out.group.is_none() && !out.env.contains_key("ID_MM_DEVICE_IGNORE"));
     // A removal changes nothing.
     let mut removed = usb_tty("2c7c", "0125", "1-1.2", "02");
     removed.action = "remove";
     let out = apply(&rules, &removed);
-    assert!(out.symlinks.is_empty() && out.env.get("SIMMASK_PORT").is_none());
+    assert!(out.symlinks.is_empty() && !out.env.contains_key("SIMMASK_PORT"));
 }
 
 #[test]

@@ -103,6 +103,9 @@ pub struct SimStatus {
     pub state: SimState,
     /// Recoveries (reset, power cycle) tried since the SIM last answered.
     pub recoveries: u32,
+    /// The storage new messages arrive in, as `(name, used, total)`: a
+    /// full one makes the network hold messages back.
+    pub storage: Option<(String, u32, u32)>,
 }
 
 /// What the bank reports.
@@ -456,6 +459,7 @@ impl Bank {
                 last_error: None,
                 state: SimState::Locked,
                 recoveries: 0,
+                storage: None,
             },
             handle: None,
             worker_stop: CancellationToken::new(),
@@ -527,6 +531,7 @@ impl Bank {
                 last_error: None,
                 state: SimState::Up,
                 recoveries: 0,
+                storage: None,
             };
             sims.insert(
                 iccid.clone(),

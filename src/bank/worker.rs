@@ -273,6 +273,16 @@ impl Worker {
             Ok::<_, AtError>((signal, registration))
         }
         .await;
+        // How full the receiving storage is (doctor warns before it fills).
+        let storage = match answer {
+            Ok(_) => self
+                .handle
+                .storage_use()
+                .await
+                .ok()
+                .and_then(|storages| storages.last().cloned()),
+            Err(_) => None,
+        };
         if answer.is_ok()
             && let Ok(Some(network)) = self.handle.clock().await
         {
@@ -292,6 +302,9 @@ impl Worker {
                     s.operator = registration.operator.clone();
                     s.healthy = s.state == SimState::Up && registration.registered();
                     s.recoveries = 0;
+                    if storage.is_some() {
+                        s.storage = storage.clone();
+                    }
                 });
                 if changed {
                     self.emit(BankEvent::Health {

@@ -101,12 +101,9 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Check the configuration, ports, store and SIMs; exit 1 on a problem.
-    Doctor {
-        /// The configuration file.
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
+    /// Check the installation: configuration, ports, service user, udev
+    /// rules, ModemManager, clock, disk, store and SIMs; exit 1 on a problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs one command; the exit status says how it went.
@@ -126,7 +123,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Session { command } => session::run(command),
         Command::Backup { config, out } => data::backup(&config, &out),
         Command::Erase { number, config } => data::erase(&config, &number),
-        Command::Doctor { config } => doctor::run(&config),
+        Command::Doctor(args) => doctor::run(&args),
     }
 }
 

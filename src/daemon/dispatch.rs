@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::status_record;
+use super::pool::{status_record, storage_record};
 use crate::bank::{Bank, BankEvent, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -118,10 +118,19 @@ impl Dispatch {
         if !self.numbers.contains_key(iccid) {
             return;
         }
-        if let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid)
-            && let Err(error) = self.store.save_sim_status(status_record(&status)).await
-        {
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
+            return;
+        };
+        if let Err(error) = self.store.save_sim_status(status_record(&status)).await {
             tracing::error!(%iccid, %error, "cannot save the SIM's status");
+        }
+        if let Some(storage) = storage_record(&status)
+            && let Err(error) = self
+                .store
+                .save_sim_storage(iccid.to_string(), storage)
+                .await
+        {
+            tracing::error!(%iccid, %error, "cannot save the SIM's storage fill");
         }
     }
 

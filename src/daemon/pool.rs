@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
-use crate::store::{LiveSim, SimStatusRecord};
+use crate::store::{LiveSim, SimStatusRecord, SimStorage};
 
 /// The live pool, read from the bank on each call.
 pub struct LivePool {
@@ -51,6 +51,18 @@ impl PoolView for LivePool {
 /// reports of its services.
 fn voice_method(sim: &SimStatus) -> Option<String> {
     crate::voice::method_name(sim.voice, &sim.profile_chld, &sim.chld)
+}
+
+/// How full the SIM's receiving storage is, when the bank has read it.
+pub fn storage_record(sim: &SimStatus) -> Option<SimStorage> {
+    sim.storage
+        .as_ref()
+        .map(|(storage, used, total)| SimStorage {
+            storage: storage.clone(),
+            used: *used,
+            total: *total,
+            updated_at: crate::clock::now(),
+        })
 }
 
 /// What the store keeps of a SIM's live state.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::status_record;
+use super::pool::{status_record, storage_record};
 use crate::bank::Bank;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -60,6 +60,9 @@ pub async fn run(
                 for sim in bank.sims() {
                     // SIMs not yet in the pool (no number) have no row.
                     let _ = store.save_sim_status(status_record(&sim)).await;
+                    if let Some(storage) = storage_record(&sim) {
+                        let _ = store.save_sim_storage(sim.iccid.clone(), storage).await;
+                    }
                 }
             }
             _ = retention.tick() => {

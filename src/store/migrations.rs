@@ -196,18 +196,34 @@ CREATE TABLE durability (
 ) STRICT;
 "#;
 
+/// How full each SIM's receiving storage is, for `doctor` (a full one makes
+/// the network hold messages back). Its version is its position in [`ALL`].
+const SIM_STORAGE: &str = r#"
+CREATE TABLE sim_storage (
+    iccid      TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    storage    TEXT NOT NULL,
+    used       INTEGER NOT NULL CHECK (used >= 0),
+    total      INTEGER NOT NULL CHECK (total >= 0),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Every migration in order: the position is the schema version (v1 first).
+const ALL: &[&str] = &[
+    V1_POOL_AND_SESSIONS,
+    V2_RELAY,
+    V3_SIM_STATUS,
+    V4_GROUP_COMMIT,
+    SIM_STORAGE,
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(V1_POOL_AND_SESSIONS),
-        M::up(V2_RELAY),
-        M::up(V3_SIM_STATUS),
-        M::up(V4_GROUP_COMMIT),
-    ])
+    Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    4
+    ALL.len()
 }
 
 /// Brings the database to the latest schema, refusing a newer one.

@@ -32,7 +32,7 @@ pub use calls::CallInteraction;
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
-pub use pool::SimStatusRecord;
+pub use pool::{SimStatusRecord, SimStorage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
