@@ -13,8 +13,10 @@ use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 
 mod callbacks;
+mod live;
 
 pub use callbacks::CallbacksConfig;
+pub use live::{LiveConfig, Reload};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -7,19 +7,18 @@
 //! it had left instead of expiring early or living on.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, ClockStatus};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::store::Store;
 
 /// How often the clock is looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(15);
 
-pub async fn run(config: Arc<Config>, store: Store, stop: CancellationToken) {
+pub async fn run(config: LiveConfig, store: Store, stop: CancellationToken) {
     let mut ticks = tokio::time::interval(CHECK_EVERY);
     let mut warned = false;
     let mut refused = false;
@@ -37,7 +36,7 @@ pub async fn run(config: Arc<Config>, store: Store, stop: CancellationToken) {
                 tracing::info!(summary = %status.summary, "the system clock agrees with the network");
             }
         }
-        if let Some(step) = clock::step_to_make(&status, config.clock.set_system_clock) {
+        if let Some(step) = clock::step_to_make(&status, config.get().clock.set_system_clock) {
             match set_system_clock(step) {
                 Ok(()) => tracing::warn!(
                     step_seconds = step.whole_seconds(),

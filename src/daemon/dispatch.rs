@@ -5,7 +5,6 @@
 //! voice desk ([`crate::voice::desk`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::pool::{status_record, storage_record};
 use crate::bank::{Bank, BankEvent, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
@@ -22,7 +21,7 @@ use crate::store::{ModemRecord, Store};
 use crate::voice::desk::{self as voice, VoiceInbox};
 
 pub struct Dispatch {
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -36,14 +35,14 @@ pub struct Dispatch {
 
 impl Dispatch {
     pub fn new(
-        config: Arc<Config>,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
         workers_stop: CancellationToken,
     ) -> Self {
         let relay = Relay::new(
-            &config,
+            config.clone(),
             store.clone(),
             bank.clone(),
             events.clone(),
@@ -138,7 +137,7 @@ impl Dispatch {
         let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
             return;
         };
-        let configured = self.config.sim(&iccid).and_then(|s| s.msisdn.clone());
+        let configured = self.config.get().sim(&iccid).and_then(|s| s.msisdn.clone());
         let reported = status
             .msisdn
             .as_deref()
@@ -216,7 +215,7 @@ impl Dispatch {
         self.numbers
             .get(iccid)
             .and_then(PhoneNumber::region)
-            .or_else(|| self.config.numbers.default_region.clone())
+            .or_else(|| self.config.get().numbers.default_region.clone())
     }
 
     /// One received PDU, handed to the relay in the order the SIM

@@ -17,9 +17,8 @@ use super::intake::{Intake, intake};
 use super::schedule::RateLimiter;
 use super::worker::{OutboxWorker, SendError, SmsSink};
 use crate::bank::{Bank, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
-use crate::masking::policy::OutOfSessionPolicy;
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
 use crate::store::{DeliveryStatus, Store};
@@ -30,8 +29,8 @@ pub struct Relay {
     store: Store,
     bank: Bank,
     events: EventBus,
-    policy: OutOfSessionPolicy,
-    settings: crate::config::Sms,
+    /// The policy and the SMS settings in force (a reload changes them).
+    config: LiveConfig,
     /// The wake-up of each SIM's outbox worker, by ICCID.
     wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -41,7 +40,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        config: &Config,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
@@ -51,8 +50,7 @@ impl Relay {
             store,
             bank,
             events,
-            policy: config.out_of_session.clone(),
-            settings: config.sms.clone(),
+            config,
             wakers: Arc::default(),
             workers: Arc::default(),
             workers_stop,
@@ -82,6 +80,7 @@ impl Relay {
         }
         let wake = Arc::new(Notify::new());
         wakers.insert(iccid.to_string(), wake.clone());
+        let settings = self.config.get().sms.clone();
         let worker = OutboxWorker {
             store: self.store.clone(),
             sink: BankSink {
@@ -89,13 +88,14 @@ impl Relay {
                 iccid: iccid.to_string(),
             },
             proxy_iccid: iccid.to_string(),
-            limiter: RateLimiter::new(self.settings.per_minute, self.settings.per_day),
-            max_attempts: self.settings.max_attempts,
+            limiter: RateLimiter::new(settings.per_minute, settings.per_day),
+            max_attempts: settings.max_attempts,
             wall_at_start: crate::clock::now(),
             started: tokio::time::Instant::now(),
             wake,
             stop: self.workers_stop.clone(),
             events: self.events.clone(),
+            config: Some(self.config.clone()),
         };
         let iccid = iccid.to_string();
         let task = tokio::spawn(async move {
@@ -166,9 +166,10 @@ impl Relay {
     /// Relays what arrived of multipart messages waiting longer than the
     /// reassembly timeout, marked incomplete.
     pub async fn sweep_incomplete(&self, now: OffsetDateTime) {
-        let timeout = i64::try_from(self.settings.reassembly_timeout_seconds).unwrap_or(i64::MAX);
+        let config = self.config.get();
+        let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
         let cutoff = now - time::Duration::seconds(timeout);
-        match sweep_incomplete(&self.store, cutoff, self.policy.clone(), now).await {
+        match sweep_incomplete(&self.store, cutoff, config.out_of_session.clone(), now).await {
             Ok(outcomes) if !outcomes.is_empty() => {
                 tracing::info!(
                     messages = outcomes.len(),
@@ -244,7 +245,12 @@ impl Relay {
     /// stored.
     fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(&self.store, part, self.policy.clone(), crate::clock::now());
+        let accepted = accept_inbound(
+            &self.store,
+            part,
+            self.config.get().out_of_session.clone(),
+            crate::clock::now(),
+        );
         let desk = self.clone();
         async move {
             match accepted.await {

@@ -72,6 +72,9 @@ pub struct OutboxWorker<S> {
     /// Cancelled at shutdown; a send in flight is finished first.
     pub stop: CancellationToken,
     pub events: EventBus,
+    /// Where the limits come from while the daemon runs (a reload changes
+    /// them); `None` keeps the limiter's own.
+    pub config: Option<crate::config::LiveConfig>,
 }
 
 impl<S: SmsSink> OutboxWorker<S> {
@@ -90,6 +93,10 @@ impl<S: SmsSink> OutboxWorker<S> {
             if !self.sink.healthy() {
                 self.pause(POLL).await;
                 continue;
+            }
+            if let Some(config) = &self.config {
+                let sms = &config.get().sms;
+                self.limiter.set_limits(sms.per_minute, sms.per_day);
             }
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
@@ -234,6 +241,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            config: None,
         };
         (store, tokio::spawn(worker.run()))
     }

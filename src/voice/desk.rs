@@ -5,7 +5,6 @@
 //! store) and feeds their outcomes back.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -16,7 +15,7 @@ use super::{
     choose_method,
 };
 use crate::bank::Bank;
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::masking::Traffic;
 use crate::masking::lifecycle::{self, Route};
@@ -33,7 +32,7 @@ pub type VoiceInbox = mpsc::Sender<ModemEvent>;
 pub fn spawn(
     iccid: String,
     home_region: Option<String>,
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -56,7 +55,7 @@ pub fn spawn(
 struct Desk {
     iccid: String,
     home_region: Option<String>,
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -88,7 +87,7 @@ impl Desk {
     fn setup(&self) -> Setup {
         let timing = BridgeTiming {
             answer_timeout: time::Duration::seconds(
-                i64::try_from(self.config.voice.ring_timeout_seconds).unwrap_or(30),
+                i64::try_from(self.config.get().voice.ring_timeout_seconds).unwrap_or(30),
             ),
             ..BridgeTiming::default()
         };
@@ -248,7 +247,7 @@ impl Desk {
 
     fn out_of_session(&self, caller: PhoneNumber) -> Lookup {
         let action = policy::out_of_session_action(
-            &self.config.out_of_session,
+            &self.config.get().out_of_session,
             Traffic::Call,
             &caller,
             None,
