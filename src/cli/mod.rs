@@ -5,7 +5,8 @@
 //! - [`pdu`]: the codec from the shell; [`probe`]: one modem identified.
 //! - [`sim`]: the virtual network; [`daemon`]: `run`, `demo`, `bench`.
 //! - [`session`], [`token`]: sessions and API tokens, on the store.
-//! - [`data`]: backup and erasure; [`doctor`]: the installation checked.
+//! - [`data`]: backup, restore and erasure; [`doctor`]: the installation
+//!   checked.
 
 pub mod daemon;
 pub mod data;
@@ -93,6 +94,19 @@ pub enum Command {
         /// Where to write the copy.
         out: PathBuf,
     },
+    /// Restore a backup onto this installation (the daemon stopped): the
+    /// sessions, their interactions and the API tokens come back.
+    Restore {
+        /// The configuration file (its [store] path receives the backup).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Set an existing database aside (as `<path>.before-restore-<time>`)
+        /// instead of refusing.
+        #[arg(long)]
+        replace: bool,
+        /// The backup, as `simmask backup` wrote it.
+        backup: PathBuf,
+    },
     /// Erase a participant's number and messages (data-protection request).
     Erase {
         /// The participant's number.
@@ -122,6 +136,11 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token::run(command),
         Command::Session { command } => session::run(command),
         Command::Backup { config, out } => data::backup(&config, &out),
+        Command::Restore {
+            config,
+            replace,
+            backup,
+        } => data::restore(&config, &backup, replace),
         Command::Erase { number, config } => data::erase(&config, &number),
         Command::Doctor(args) => doctor::run(&args),
     }
