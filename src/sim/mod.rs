@@ -27,7 +27,7 @@
 //!   renderings of messages; [`trace`]: the lines seen on each port;
 //!   [`identity`]: IMEI, IMSI, ICCID and MSISDN derived from the seed.
 //! - [`pty`]: one task per modem owning its pty across unplug and plug.
-//! - [`control`]: the HTTP control API; [`cli`]: `simmask sim` and `demo`.
+//! - [`control`]: the HTTP control API (`simmask sim` itself is `crate::cli::sim`).
 //!
 //! From the rest of the crate the simulator uses only [`crate::pdu`],
 //! [`crate::profile`] and [`crate::number`].
