@@ -9,8 +9,7 @@
 //!   TTL, an idle timeout or a rate-limit window. [`step`] moves it on
 //!   purpose, when the daemon itself set the clock.
 //! - The network's time comes from the modems: `+CCLK?` once `AT+CTZU=1`
-//!   lets the network (NITZ) set the modem's clock, `+CTZV`/`+CTZE`
-//!   time-zone reports, and the SMSC timestamp of every received SMS-DELIVER
+//!   lets the network (NITZ) set the modem's clock, and the SMSC timestamp of every received SMS-DELIVER
 //!   (TS 23.040 §9.2.3.11: when the network took the message, so never
 //!   later than now). [`record_network_time`] keeps the best sample per
 //!   source; [`status`] compares it with the system clock.
@@ -39,8 +38,6 @@ use time::OffsetDateTime;
 pub enum Source {
     /// `+CCLK?` of a modem whose clock the network set (`AT+CTZU=1`).
     Cclk,
-    /// A `+CTZV`/`+CTZE` network time report.
-    Ctzv,
     /// The SMSC timestamp of a received SMS (a lower bound: the message may
     /// have waited in the network).
     Smsc,
@@ -50,7 +47,6 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Cclk => "cclk",
-            Source::Ctzv => "ctzv",
             Source::Smsc => "smsc",
         }
     }
@@ -103,8 +99,14 @@ pub fn now() -> OffsetDateTime {
     state.wall_at_start + state.started.elapsed() + state.stepped
 }
 
-/// Moves [`now`] by `by` (after the daemon stepped the system clock by as
-/// much), so the two agree again.
+/// What [`step`] moved [`now`] by since start: clocks kept apart from
+/// [`now`] (an outbox worker's) add it to follow the same steps.
+pub fn stepped() -> time::Duration {
+    state().stepped
+}
+
+/// Moves [`now`] by `by` (after the system clock was stepped by as much),
+/// so the two agree again.
 pub fn step(by: time::Duration) {
     state().stepped += by;
 }
@@ -118,7 +120,13 @@ pub fn record_network_time(source: Source, network: OffsetDateTime, from: &str) 
         tracing::debug!(source = source.as_str(), %network, "implausible network time ignored");
         return;
     }
-    let offset = network - OffsetDateTime::now_utc();
+    // `+CCLK` shows whole seconds, cut short: on average the modem's clock
+    // is half a second past what it says.
+    let truncation = match source {
+        Source::Cclk => time::Duration::milliseconds(500),
+        Source::Smsc => time::Duration::ZERO,
+    };
+    let offset = network + truncation - OffsetDateTime::now_utc();
     let mut state = state();
     let sample = Sample {
         offset,
@@ -329,7 +337,7 @@ mod tests {
         let off = status_with(Sync::Unsynchronized, Some(-7200), Source::Cclk);
         assert_eq!(step_to_make(&off, false), None);
         assert_eq!(step_to_make(&off, true), Some(time::Duration::hours(2)));
-        let unknown = status_with(Sync::Unknown, Some(3600), Source::Ctzv);
+        let unknown = status_with(Sync::Unknown, Some(3600), Source::Cclk);
         assert_eq!(
             step_to_make(&unknown, true),
             Some(time::Duration::hours(-1))

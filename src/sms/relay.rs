@@ -90,7 +90,8 @@ impl Relay {
             proxy_iccid: iccid.to_string(),
             limiter: RateLimiter::new(settings.per_minute, settings.per_day),
             max_attempts: settings.max_attempts,
-            wall_at_start: crate::clock::now(),
+            // The worker adds the clock's steps itself (its `now`).
+            wall_at_start: crate::clock::now() - crate::clock::stepped(),
             started: tokio::time::Instant::now(),
             wake,
             stop: self.workers_stop.clone(),

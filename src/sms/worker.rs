@@ -163,8 +163,11 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(())
     }
 
+    /// The worker's clock: monotonic from its start, plus the steps the
+    /// daemon's clock followed since (see [`crate::clock`]), so rows queued
+    /// by the relay and retries agree on the time.
     fn now(&self) -> OffsetDateTime {
-        self.wall_at_start + self.started.elapsed()
+        self.wall_at_start + self.started.elapsed() + crate::clock::stepped()
     }
 
     fn start_ms(&self) -> i64 {
