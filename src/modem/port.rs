@@ -128,6 +128,18 @@ impl AtPort {
         }
     }
 
+    /// Sends Esc (leaving message input after a `> ` prompt, if the modem
+    /// is in it), then drops whatever it answers within a moment, so the
+    /// next command gets its own answer.
+    pub async fn cancel_input(&mut self) -> Result<(), AtError> {
+        self.stream.write_all(&[ESC]).await.map_err(gone)?;
+        let quiet = tokio::time::Instant::now() + Duration::from_millis(300);
+        while let Ok(read) = tokio::time::timeout_at(quiet, self.read_unsolicited()).await {
+            read?;
+        }
+        Ok(())
+    }
+
     /// Waits for bytes with no command in flight and digests them: URCs go to
     /// [`AtPort::urcs`], stray lines and late final results are dropped.
     /// Cancel-safe: bytes are only taken once the read has completed.

@@ -204,7 +204,13 @@ async fn wake(port: &mut AtPort) -> Result<(), AtError> {
                 return Ok(());
             }
             Err(AtError::Unplugged) => return Err(AtError::Unplugged),
-            Err(error) => last = error,
+            Err(error) => {
+                last = error;
+                // A daemon stopped after a `> ` prompt (killed mid-send)
+                // leaves the modem reading our `AT` as message text: Esc
+                // ends that input without sending (3GPP TS 27.005 §3.5.1).
+                port.cancel_input().await?;
+            }
         }
     }
     Err(last)
