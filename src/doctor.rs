@@ -122,18 +122,23 @@ pub fn modemmanager(system: &System, ports: &[String]) -> Check {
         .iter()
         .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p)))
         .collect();
-    let held: Vec<String> = pids
-        .iter()
-        .flat_map(|pid| {
-            std::fs::read_dir(pid.join("fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-        })
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .filter(|target| ports.contains(target))
-        .map(|target| target.display().to_string())
-        .collect();
+    let mut held = Vec::new();
+    for pid in &pids {
+        // Another user's descriptors are readable by root only.
+        let Ok(fds) = std::fs::read_dir(pid.join("fd")) else {
+            return check(
+                "modemmanager",
+                false,
+                "ModemManager is running and its open ports cannot be read: run doctor with sudo to see whether it holds a modem",
+            );
+        };
+        held.extend(
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter(|target| ports.contains(target))
+                .map(|target| target.display().to_string()),
+        );
+    }
     if held.is_empty() {
         check(
             "modemmanager",
