@@ -1,7 +1,8 @@
 //! Masked calls end to end: `simmask sim` and `simmask run` as processes.
 //! A dials the proxy, B's phone rings showing the proxy, B answers, the
-//! network joins them (transfer or conference), and neither sees the
-//! other's number.
+//! network joins them in a muted conference (the default) and neither is
+//! ever shown the other's number; with explicit call transfer opted in, the
+//! network's transfer notification shows it.
 
 mod common;
 
@@ -72,8 +73,21 @@ async fn wait_call_record(daemon: &Daemon, session: &str) -> Value {
     }
 }
 
-/// One masked call from `caller` to the other participant through the proxy.
-async fn masked_call(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
+/// What the network showed `number` for its call, as one string: its caller
+/// ID, its connected line and every notification with the number it carried
+/// (not `connected_to`, which is whose voice it hears).
+fn shown(call: &Value) -> String {
+    json!([
+        call["caller_id"],
+        call["connected_line"],
+        call["notifications"]
+    ])
+    .to_string()
+}
+
+/// One masked call from `caller` to the other participant through the
+/// proxy; returns what each side was shown while they talked.
+async fn masked_call(sim: &Sim, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
     act(sim, caller, "dial", json!({"to": proxy})).await;
     let ringing = wait_call(sim, callee, "rings", |s| s["state"] == "ringing").await;
     assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
@@ -85,22 +99,23 @@ async fn masked_call(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
     })
     .await;
     assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
-    let at_callee = call_state(sim, callee).await;
-    assert!(
-        at_callee["connected_to"]
+    let at_callee = wait_call(sim, callee, "talks to the caller", |s| {
+        s["connected_to"]
             .as_array()
-            .unwrap()
-            .iter()
-            .any(|n| n == caller),
-        "{at_callee}"
-    );
+            .is_some_and(|c| c.iter().any(|n| n == caller))
+    })
+    .await;
     assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
+    // Whatever the network tells them about the bridge has arrived by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let shown = (call_state(sim, caller).await, call_state(sim, callee).await);
     act(sim, caller, "hangup", json!({})).await;
     wait_call(sim, callee, "hung up too", |s| s["state"] == "idle").await;
+    shown
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_are_bridged_by_transfer_both_ways() {
+async fn calls_are_bridged_by_multiparty_both_ways_and_never_unmask() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1, "quectel-ec25");
     let port = free_port();
@@ -111,13 +126,57 @@ async fn calls_are_bridged_by_transfer_both_ways() {
         "[out_of_session]\npolicy = \"reject\"\n",
     );
     let daemon = Daemon::start(&config, port, 1).await;
+    let numbers = daemon.get("/api/v1/numbers").await;
+    assert_eq!(numbers[0]["voice_method"], "conference", "{numbers}");
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     let id = session["id"].as_str().unwrap().to_string();
 
-    masked_call(&sim, &proxy, A, B).await;
+    let (at_a, at_b) = masked_call(&sim, &proxy, A, B).await;
+    // Each is shown the proxy only: caller ID, connected line, and the
+    // network's multiparty notification, which carries no number.
+    assert!(!shown(&at_a).contains(B), "A was shown B: {at_a}");
+    assert!(!shown(&at_b).contains(A), "B was shown A: {at_b}");
+    assert_eq!(at_a["connected_line"], proxy.as_str(), "{at_a}");
+    assert!(shown(&at_b).contains("multiparty"), "{at_b}");
+    let record = wait_call_record(&daemon, &id).await;
+    assert_eq!(record["outcome"], "completed", "{record}");
+    let (at_b, at_a) = masked_call(&sim, &proxy, B, A).await;
+    assert!(!shown(&at_a).contains(B), "A was shown B: {at_a}");
+    assert!(!shown(&at_b).contains(A), "B was shown A: {at_b}");
+
+    // A stranger is hung up on and reaches nobody.
+    act(&sim, STRANGER, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, STRANGER, "rejected", |s| s["state"] == "idle").await;
+    assert_eq!(call_state(&sim, A).await["state"], "idle");
+    assert_eq!(call_state(&sim, B).await["state"], "idle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_bridged_by_transfer_where_opted_in_and_the_network_unmasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
+    let port = free_port();
+    let extra = format!(
+        "[out_of_session]\npolicy = \"reject\"\n{}",
+        sim.transfer_opt_in()
+    );
+    let config = write_config(dir.path(), &sim, port, &extra);
+    let daemon = Daemon::start(&config, port, 1).await;
+    let numbers = daemon.get("/api/v1/numbers").await;
+    assert_eq!(numbers[0]["voice_method"], "transfer", "{numbers}");
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    let id = session["id"].as_str().unwrap().to_string();
+
+    let (at_a, at_b) = masked_call(&sim, &proxy, A, B).await;
     let record = wait_call_record(&daemon, &id).await;
     assert_eq!(record["outcome"], "transferred", "{record}");
+    // The leak the README warns about: with the transfer the network told
+    // each side the other's number (3GPP TS 23.091 §3).
+    assert!(shown(&at_b).contains(A), "B was shown A: {at_b}");
+    assert!(shown(&at_a).contains(B), "A was shown B: {at_a}");
+    assert_eq!(at_b["notifications"][0]["kind"], "transferred", "{at_b}");
     masked_call(&sim, &proxy, B, A).await;
 
     // A stranger is hung up on and reaches nobody.

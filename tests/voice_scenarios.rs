@@ -251,18 +251,23 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
     for number in [A, B] {
         assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
     }
+    let operator = call_of(&sim, OPERATOR).await;
+    assert!(
+        !operator["notifications"].to_string().contains(STRANGER),
+        "the operator was shown the stranger: {operator}"
+    );
+    handset(&sim, STRANGER, "hangup", json!({})).await;
+    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
     let events = events_until(feed, "call_ended").await;
     let ended = events.last().expect("call_ended");
     assert!(
-        ended.to_string().contains("transferred"),
-        "the forwarded call was transferred: {ended}"
+        ended.to_string().contains("completed"),
+        "the forwarded call was a conference until the hang-up: {ended}"
     );
     assert!(
         !ended.to_string().contains(&STRANGER[4..]),
         "no number in the event: {ended}"
     );
-    handset(&sim, STRANGER, "hangup", json!({})).await;
-    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
 
     // The operator calling the proxy is not forwarded to themselves.
     handset(&sim, OPERATOR, "dial", json!({"to": proxy})).await;
@@ -316,12 +321,13 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
         handset(&sim, A, "hangup", json!({})).await;
     }
 
-    // B back on and reachable: the same session bridges again.
+    // B back on and reachable: the same session bridges again, and the
+    // conference is recorded when it ends.
     set_state(&sim, B, json!({"power": "on", "barred": false})).await;
     bridge(&sim, &proxy, A, B).await;
-    // A transfer ends the proxy's part of the call: it is recorded then.
+    handset(&sim, A, "hangup", json!({})).await;
     let calls = calls_recorded(&daemon, &id, 3).await;
-    assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
+    assert_eq!(calls[2]["outcome"], "completed", "{calls:?}");
     // The metrics count calls by outcome.
     let metrics = client()
         .get(format!("{}/metrics", daemon.url))
@@ -334,7 +340,7 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
         .expect("metrics text");
     for line in [
         "simmask_calls_total{outcome=\"unreachable\"} 2",
-        "simmask_calls_total{outcome=\"transferred\"} 1",
+        "simmask_calls_total{outcome=\"completed\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line}:\n{metrics}");
     }
@@ -513,7 +519,7 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "generic");
     let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
+    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
     let daemon = Daemon::start(&config, port, 1).await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
@@ -581,7 +587,7 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
             .map(|n| n["voice_method"].clone())
     };
     assert_eq!(method_of(&cannot), Some(Value::Null), "{numbers}");
-    assert_eq!(method_of(&can), Some(json!("transfer")), "{numbers}");
+    assert_eq!(method_of(&can), Some(json!("conference")), "{numbers}");
 
     // Two voice sessions both land on the SIM that can bridge, though it
     // is then the busier one; an SMS session may use the other.
@@ -705,8 +711,10 @@ async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
         })
         .await;
     }
+    handset(&sim, B, "hangup", json!({})).await;
+    wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
     let calls = calls_recorded(&daemon, &id, 1).await;
-    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     let faults: Value = client()
         .get(format!("{}/modems/0/faults", sim.control))
         .send()
@@ -842,12 +850,24 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
         })
         .await;
     }
+    // While they talk, C is refused again and D's phone stays quiet.
+    handset(&sim, C, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, C, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(call_of(&sim, D).await["state"], "idle");
+    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
-    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
-    // C's session shows the refused call, as C's.
-    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 1).await;
-    assert_eq!(refused[0]["outcome"], "second_call_rejected", "{refused:?}");
-    assert_eq!(refused[0]["from_participant"], 0, "{refused:?}");
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+    // C's session shows both refused calls, as C's.
+    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 2).await;
+    for call in &refused {
+        assert_eq!(call["outcome"], "second_call_rejected", "{refused:?}");
+        assert_eq!(call["from_participant"], 0, "{refused:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -885,7 +905,7 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "quectel-ec25");
     let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
+    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
     let daemon = Daemon::start(&config, port, 1).await;
     let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;

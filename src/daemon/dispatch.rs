@@ -120,7 +120,10 @@ impl Dispatch {
             return;
         }
         if let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid)
-            && let Err(error) = self.store.save_sim_status(status_record(&status)).await
+            && let Err(error) = self
+                .store
+                .save_sim_status(status_record(&self.config, &self.bank, &status))
+                .await
         {
             tracing::error!(%iccid, %error, "cannot save the SIM's status");
         }

@@ -113,7 +113,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         })?;
 
     let (bank, bank_events) = Bank::start(bank_config(&config)?).await;
-    let pool = Arc::new(LivePool::new(bank.clone()));
+    let pool = Arc::new(LivePool::new(bank.clone(), config.clone()));
     let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());
     state.admin_token = options.admin_token;
     state.default_region = config.numbers.default_region.clone();

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Bridge, BridgeTiming, CallRecord, Command, CommandKind, Input, Lookup, Outcome, Setup,
+    Bridge, BridgeTiming, CallRecord, Command, CommandKind, Input, Lookup, Method, Outcome, Setup,
     choose_method,
 };
 use crate::bank::Bank;
@@ -93,17 +93,17 @@ impl Desk {
             ),
             ..BridgeTiming::default()
         };
+        let chosen = self.config.sim(&self.iccid).and_then(|s| s.voice_method);
         let methods = match self.bank.handle(&self.iccid) {
             Some(handle) => {
                 let identity = handle.identity();
-                let profile_chld = self
-                    .bank
-                    .profile(&identity.profile)
-                    .map(|p| p.voice.chld.clone())
-                    .unwrap_or_default();
-                choose_method(&profile_chld, Some(&identity.capabilities.chld))
+                let profile = self.bank.profile(&identity.profile);
+                let preferred =
+                    Method::preferred(chosen, profile.as_ref().and_then(|p| p.voice.method));
+                let profile_chld = profile.map(|p| p.voice.chld).unwrap_or_default();
+                choose_method(&profile_chld, Some(&identity.capabilities.chld), preferred)
             }
-            None => choose_method(&[], None),
+            None => choose_method(&[], None, Method::preferred(chosen, None)),
         };
         Setup { methods, timing }
     }

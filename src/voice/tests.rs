@@ -412,7 +412,11 @@ fn strangers_and_withheld_numbers_are_rejected() {
 #[test]
 fn a_sim_that_cannot_bridge_rejects_with_its_reason() {
     let setup = Setup {
-        methods: choose_method(&["0".into(), "1".into(), "2".into()], None).map(|m| m.to_vec()),
+        methods: choose_method(
+            &["0".into(), "1".into(), "2".into()],
+            None,
+            Method::Conference,
+        ),
         timing: BridgeTiming::default(),
     };
     let rows: Vec<Row> = vec![
@@ -596,28 +600,68 @@ fn stray_calls_while_idle_are_released() {
 }
 
 #[test]
-fn methods_come_from_the_profile_and_the_modem() {
+fn methods_come_from_the_profile_the_modem_and_the_operator() {
     let all: Vec<String> = ["0", "1", "1x", "2", "2x", "3", "4"]
         .map(String::from)
         .to_vec();
+    // Multiparty unless the operator opted in to transfer; a transfer
+    // falls back to multiparty, never the other way.
     assert_eq!(
-        choose_method(&all, None),
+        choose_method(&all, None, Method::Conference),
+        Ok(vec![Method::Conference])
+    );
+    assert_eq!(
+        choose_method(&all, None, Method::Transfer),
         Ok(vec![Method::Transfer, Method::Conference])
     );
     let no_ect: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
     assert_eq!(
-        choose_method(&all, Some(&no_ect)),
+        choose_method(&all, Some(&no_ect), Method::Transfer),
         Ok(vec![Method::Conference])
     );
     assert_eq!(
-        choose_method(&all, Some(&["0".to_string()])),
+        choose_method(&all, Some(&["0".to_string()]), Method::Transfer),
         Err(NoMethod::NoHold)
     );
     let huawei: Vec<String> = ["0", "1", "1x", "2", "2x"].map(String::from).to_vec();
     assert_eq!(
-        choose_method(&huawei, None),
+        choose_method(&huawei, None, Method::Transfer),
         Err(NoMethod::NeitherTransferNorConference)
     );
+    // A network with transfer only bridges nothing unless the operator
+    // chose transfer, and says why.
+    let ect_only: Vec<String> = ["1", "2", "4"].map(String::from).to_vec();
+    let refused = choose_method(&all, Some(&ect_only), Method::Conference);
+    assert_eq!(refused, Err(NoMethod::TransferNotChosen));
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("voice_method = \"transfer\"")
+    );
+    assert_eq!(
+        choose_method(&all, Some(&ect_only), Method::Transfer),
+        Ok(vec![Method::Transfer])
+    );
+    // The choice: the SIM's, else its profile's, else multiparty.
+    use crate::profile::BridgeMethod::{Multiparty, Transfer};
+    assert_eq!(Method::preferred(None, None), Method::Conference);
+    assert_eq!(Method::preferred(None, Some(Transfer)), Method::Transfer);
+    assert_eq!(
+        Method::preferred(Some(Multiparty), Some(Transfer)),
+        Method::Conference
+    );
+    assert_eq!(Method::preferred(Some(Transfer), None), Method::Transfer);
+    // The pool's name for it.
+    assert_eq!(
+        method_name(true, &all, &all, Method::Conference).as_deref(),
+        Some("conference")
+    );
+    assert_eq!(
+        method_name(true, &all, &all, Method::Transfer).as_deref(),
+        Some("transfer")
+    );
+    assert_eq!(method_name(false, &all, &all, Method::Transfer), None);
 }
 
 #[test]

@@ -19,6 +19,7 @@ fn voice(chld: &[&str], clcc_urc: bool) -> Voice {
         supported: true,
         chld: chld.iter().map(|s| s.to_string()).collect(),
         clcc_urc,
+        method: None,
     }
 }
 
