@@ -245,3 +245,111 @@ async fn a_busy_or_silent_participant_releases_the_caller_with_the_reason() {
     let record = wait_call_record(&daemon, &id).await;
     assert_eq!(record["outcome"], "no_answer", "{record}");
 }
+
+/// Every shipped profile with an operator's copy in which the network
+/// offers both multiparty and transfer (`+CHLD` 0 to 4), as a carrier may
+/// for any model; written to `dir/profiles`.
+fn profiles_offering_both(dir: &std::path::Path) -> std::path::PathBuf {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/firmware-config")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("chld = ") {
+                    "chld = [\"0\", \"1\", \"1x\", \"2\", \"2x\", \"3\", \"4\"]".to_string()
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(profiles.join(path.file_name().unwrap()), text.join("\n")).unwrap();
+    }
+    profiles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_every_profile_only_an_opted_in_transfer_ever_shows_a_participant_the_other() {
+    // Every model that takes calls, twice: on even modems the default
+    // (multiparty), on odd ones transfer opted in.
+    let models: Vec<String> = simmask::profile::Profiles::builtin()
+        .iter()
+        .filter(|p| p.voice.supported)
+        .map(|p| p.name.clone())
+        .collect();
+    assert!(models.len() >= 4, "{models:?}");
+    let bank: Vec<String> = models.iter().flat_map(|m| [m.clone(), m.clone()]).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), bank.len(), &bank.join(","));
+    for index in 0..bank.len() {
+        let response = sim
+            .put(
+                &format!("/modems/{index}/services"),
+                json!({"chld": ["0", "1", "1x", "2", "2x", "3", "4"]}),
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    let profiles = profiles_offering_both(dir.path());
+    let opted_in: String = (0..bank.len())
+        .filter(|i| i % 2 == 1)
+        .map(|i| {
+            format!(
+                "\n[[sims]]\niccid = \"{}\"\nvoice_method = \"transfer\"\n",
+                sim.iccid(i)
+            )
+        })
+        .collect();
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, &opted_in);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[modems]\n",
+        &format!("[modems]\nprofiles_dir = \"{}\"\n", profiles.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&config, port, bank.len()).await;
+
+    // One session per SIM: the least loaded SIM takes each.
+    let mut sessions = Vec::new();
+    for n in 0..bank.len() {
+        let a = format!("+4479110{n:02}001");
+        let b = format!("+4479120{n:02}002");
+        let session = daemon.open_session(&a, &b, json!({"mode": "voice"})).await;
+        sessions.push((a, b, session));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (a, b, session) in &sessions {
+        let proxy = session["proxy_number"].as_str().unwrap().to_string();
+        let index = (0..bank.len())
+            .find(|&i| sim.msisdn(i) == proxy)
+            .expect("a bank SIM");
+        assert!(seen.insert(index), "two sessions on one SIM");
+        let (model, transfer) = (&bank[index], index % 2 == 1);
+        let id = session["id"].as_str().unwrap();
+        let (at_a, at_b) = masked_call(&sim, &proxy, a, b).await;
+        let record = wait_call_record(&daemon, id).await;
+        if transfer {
+            assert_eq!(record["outcome"], "transferred", "{model}: {record}");
+            // The leak the README warns about.
+            assert!(shown(&at_b).contains(a.as_str()), "{model}: {at_b}");
+            assert!(shown(&at_a).contains(b.as_str()), "{model}: {at_a}");
+        } else {
+            assert_eq!(record["outcome"], "completed", "{model}: {record}");
+            assert!(
+                !shown(&at_a).contains(b.as_str()),
+                "{model}: A saw B: {at_a}"
+            );
+            assert!(
+                !shown(&at_b).contains(a.as_str()),
+                "{model}: B saw A: {at_b}"
+            );
+            assert_eq!(at_a["caller_id"], proxy.as_str(), "{model}: {at_a}");
+            assert_eq!(at_a["connected_line"], proxy.as_str(), "{model}: {at_a}");
+            assert_eq!(at_b["caller_id"], proxy.as_str(), "{model}: {at_b}");
+        }
+    }
+    assert_eq!(seen.len(), bank.len());
+}

@@ -715,7 +715,8 @@ fn a_lost_modem_ends_the_call_at_once_whatever_the_state() {
 
 /// A few inputs of every kind, for the property below.
 fn sample_input(pick: u8) -> Input {
-    match pick % 17 {
+    match pick % 18 {
+        17 => Input::End(EndRequest::Operator("ops".into())),
         0 => Input::Ring,
         1 => Input::CallerId(Some(X.into())),
         2 => Input::CallerId(None),
@@ -744,7 +745,7 @@ proptest::proptest! {
     /// never panics, and once the modem has no call left it is idle again
     /// within the clocks' limits, with every call it took on recorded.
     #[test]
-    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..17, 0..40)) {
+    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..18, 0..40)) {
         let mut bridge = Bridge::new(setup(&[Method::Transfer, Method::Conference]));
         let mut second = 0;
         for pick in picks {
@@ -881,4 +882,144 @@ fn a_conference_from_before_a_restart_is_left_until_one_side_leaves() {
         ),
     ];
     run(&setup(&[Method::Transfer]), rows);
+}
+
+/// The rows of a conference up and joined, from [`to_alerting`].
+fn to_conference() -> Vec<Row<'static>> {
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            10,
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Join),
+            "bridged(conference)",
+            &[][..],
+        ),
+    ]);
+    rows
+}
+
+#[test]
+fn the_operator_ends_a_conference_for_both_sides() {
+    let mut rows = to_conference();
+    rows.extend([
+        (
+            40,
+            Input::End(EndRequest::Operator("ops".into())),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            40,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:ended_by_operator"][..],
+        ),
+    ]);
+    let (records, log) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::EndedByOperator("ended by the operator (ops)".into())
+    );
+    assert_eq!(records[0].duration, Some(Duration::seconds(30)));
+    assert_eq!(records[0].session.as_deref(), Some("s1"));
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("clearing -> idle (all calls released)")
+    );
+    assert!(log.contains(&"bridged(conference) -> clearing (ended by the operator)".into()));
+}
+
+#[test]
+fn a_conference_ends_at_its_maximum_duration() {
+    let setup = Setup {
+        methods: Ok(vec![Method::Conference]),
+        timing: BridgeTiming {
+            max_duration: Some(Duration::seconds(60)),
+            ..BridgeTiming::default()
+        },
+    };
+    let mut rows = to_conference();
+    rows.extend([
+        (69, Input::Tick, "bridged(conference)", &["AT+CLCC"][..]),
+        (70, Input::Tick, "clearing", &["ATH"][..]),
+        (70, calls(&[]), "idle", &["record:max_duration"][..]),
+    ]);
+    let (records, log) = run(&setup, rows);
+    assert_eq!(records[0].outcome, Outcome::MaxDuration);
+    assert_eq!(records[0].duration, Some(Duration::seconds(60)));
+    assert!(log.contains(
+        &"bridged(conference) -> clearing (the call reached its maximum duration)".into()
+    ));
+    // Without a limit the conference goes on.
+    let mut rows = to_conference();
+    rows.push((
+        100_000,
+        Input::Tick,
+        "bridged(conference)",
+        &["AT+CLCC"][..],
+    ));
+    run(&self::setup(&[Method::Conference]), rows);
+}
+
+#[test]
+fn a_session_ending_ends_the_call_at_any_step_the_modem_is_in() {
+    let closed = || Input::End(EndRequest::SessionEnded("the session was closed".into()));
+    // The other side still ringing: both legs are released.
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, closed(), "clearing", &["ATH"][..]),
+        (
+            5,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:session_ended"][..],
+        ),
+    ]);
+    let (records, log) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::SessionEnded("the session was closed".into())
+    );
+    assert_eq!(records[0].answered_at, None);
+    assert_eq!(log[5], "alerting-other -> clearing (the session ended)");
+    // A conference under way.
+    let mut rows = to_conference();
+    rows.extend([
+        (30, closed(), "clearing", &["ATH"][..]),
+        (30, calls(&[]), "idle", &["record:session_ended"][..]),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].duration, Some(Duration::seconds(20)));
+    // Nothing to end while idle, still ringing (the lookup decides), or
+    // already clearing (the outcome it was ending with stays).
+    let rows: Vec<Row> = vec![
+        (0, closed(), "idle", &[]),
+        (0, Input::Ring, "ringing", &[]),
+        (0, closed(), "ringing", &[]),
+    ];
+    run(&setup(&[Method::Conference]), rows);
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, Input::Busy, "clearing", &["ATH"][..]),
+        (5, closed(), "clearing", &[][..]),
+        (
+            5,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:busy"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
 }
