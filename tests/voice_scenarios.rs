@@ -753,7 +753,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         .and_then(|p| p.parse().ok())
         .expect("port");
     // The restarted daemon is kept alive to the end of the test.
-    let _restarted = Daemon::start(&daemon.config, port, 1).await;
+    let restarted = Daemon::start(&daemon.config, port, 1).await;
     // Back up, the daemon reads the modem's calls: a conference between the
     // two sides is theirs, and is left alone.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -769,13 +769,60 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         let call = call_of(&sim, number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
     }
+    // The new daemon found the call's session: the call is in its control
+    // again (the session shows it, and could end it).
+    let id = session["id"].as_str().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = restarted.get(&format!("/api/v1/sessions/{id}")).await;
+        if view["call"]["state"] == "bridged" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call was not taken back: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A hangs up: the new daemon, which never saw the call begin, still
     // clears B's leg rather than leaving B on the line with nobody.
     handset(&sim, A, "hangup", json!({})).await;
     let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
+    let calls = calls_recorded(&restarted, id, 1).await;
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     bridge(&sim, &proxy, B, A).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_whose_session_closed_while_the_daemon_was_down_ends_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let mut daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+    bridge(&sim, &proxy, A, B).await;
+    assert!(daemon.process.terminate(), "the daemon stops cleanly");
+    // The operator closes the session from the shell meanwhile.
+    let closed = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["session", "close", &id, "--config"])
+        .arg(&config)
+        .output()
+        .expect("simmask session close");
+    assert!(closed.status.success(), "{closed:?}");
+    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+
+    // Back up, the daemon finds the conference, finds no session for it,
+    // and ends it for both.
+    let _restarted = Daemon::start(&config, port, 1).await;
+    for number in [A, B] {
+        let call = wait_call(&sim, number, "was hung up on", |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -715,8 +715,9 @@ fn a_lost_modem_ends_the_call_at_once_whatever_the_state() {
 
 /// A few inputs of every kind, for the property below.
 fn sample_input(pick: u8) -> Input {
-    match pick % 18 {
+    match pick % 19 {
         17 => Input::End(EndRequest::Operator("ops".into())),
+        18 => conference_lines(),
         0 => Input::Ring,
         1 => Input::CallerId(Some(X.into())),
         2 => Input::CallerId(None),
@@ -745,7 +746,7 @@ proptest::proptest! {
     /// never panics, and once the modem has no call left it is idle again
     /// within the clocks' limits, with every call it took on recorded.
     #[test]
-    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..18, 0..40)) {
+    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..19, 0..40)) {
         let mut bridge = Bridge::new(setup(&[Method::Transfer, Method::Conference]));
         let mut second = 0;
         for pick in picks {
@@ -848,31 +849,104 @@ fn a_step_whose_ok_was_lost_goes_on_when_the_snapshot_shows_it_done() {
     );
 }
 
+fn conference_lines() -> Input {
+    calls(&[
+        "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
+        "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
+    ])
+}
+
 #[test]
-fn a_conference_from_before_a_restart_is_left_until_one_side_leaves() {
+fn a_conference_from_before_a_restart_is_taken_back_under_control() {
     let rows: Vec<Row> = vec![
         (0, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, session(), "bridged(conference)", &["AT+CMUT=1"]),
         (
-            0,
-            calls(&[
-                "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
-                "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
-            ]),
-            "idle",
+            1,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
             &[],
         ),
-        (9, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (5, Input::Tick, "bridged(conference)", &["AT+CLCC"]),
+        (5, conference_lines(), "bridged(conference)", &[]),
+        // The operator (or the session's end) reaches it like any other.
+        (
+            9,
+            Input::End(EndRequest::Operator("ops".into())),
+            "clearing",
+            &["ATH"],
+        ),
+        (
+            9,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:ended_by_operator"],
+        ),
+    ];
+    let (records, log) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].session.as_deref(), Some("s1"));
+    assert_eq!(records[0].duration, Some(Duration::seconds(9)));
+    assert_eq!(
+        log[1],
+        "adopting -> bridged(conference) (a conference from before a restart taken back)"
+    );
+    // One side leaving is seen as in any conference.
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, session(), "bridged(conference)", &["AT+CMUT=1"]),
+        (9, Input::NoCarrier, "bridged(conference)", &["AT+CLCC"]),
         (
             9,
             calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
             "clearing",
             &["ATH"],
         ),
-        (9, Input::Done(CommandKind::HangupAll), "idle", &[]),
-        // Two calls not joined (one held) are not a conference.
-        (20, Input::NoCarrier, "idle", &["AT+CLCC"]),
         (
-            20,
+            9,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:completed"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    // Its session ended while the daemon was down: the call ends too.
+    let gone = Input::Session(Lookup::Reject {
+        caller: Some(number(X)),
+        reason: "no open session for the caller on this number".into(),
+    });
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, gone, "clearing", &["ATH"]),
+        (0, calls(&[]), "idle", &["record:session_ended"]),
+    ];
+    run(&setup(&[Method::Conference]), rows);
+    // A session whose other participant is not the outgoing leg: not this
+    // bridge's call, left to its two sides.
+    let stranger = Input::Session(Lookup::Bridge {
+        session: Some("s2".into()),
+        caller: number(X),
+        other: number(Z),
+    });
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, stranger, "idle", &[]),
+        // No answer in time either.
+        (1, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (20, Input::Tick, "idle", &[]),
+        // A leg left before the lookup came back: the rest is released.
+        (21, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (
+            21,
+            calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"],
+        ),
+        (21, Input::Done(CommandKind::HangupAll), "idle", &[]),
+        // Two calls not joined (one held) are not a conference.
+        (30, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            30,
             calls(&[
                 "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
                 "+CLCC: 2,0,3,0,0,\"+15550000002\",145",

@@ -320,6 +320,20 @@ pub struct Call {
     unconfirmed: Option<String>,
 }
 
+/// A conference found on the modem that this bridge did not make (the
+/// daemon restarted mid-call), while its session is looked up so that the
+/// appliance takes control of it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adopting {
+    /// The incoming leg: the caller, as the modem reports it.
+    caller: Reported,
+    caller_call: u8,
+    /// The outgoing leg: the other participant, as the modem reports it.
+    other: Option<Reported>,
+    other_call: u8,
+    since: OffsetDateTime,
+}
+
 /// Releasing every call; the record waits for the modem to be idle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clearing {
@@ -338,6 +352,7 @@ pub enum State {
     AlertingOther(Call),
     Bridged(Call, Method),
     Clearing(Clearing),
+    Adopting(Adopting),
 }
 
 impl State {
@@ -350,7 +365,7 @@ impl State {
             | State::DialingOther(call)
             | State::AlertingOther(call)
             | State::Bridged(call, _) => Some(call),
-            State::Idle | State::Ringing(_) | State::Clearing(_) => None,
+            State::Idle | State::Ringing(_) | State::Clearing(_) | State::Adopting(_) => None,
         }
     }
 
@@ -366,6 +381,7 @@ impl State {
             State::Bridged(_, Method::Transfer) => "bridged(transfer)",
             State::Bridged(_, Method::Conference) => "bridged(conference)",
             State::Clearing(_) => "clearing",
+            State::Adopting(_) => "adopting",
         }
     }
 }
@@ -450,6 +466,7 @@ pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> S
             }
             State::Bridged(call, method) => bridged(setup, call, method, input, now),
             State::Clearing(clearing) => clearing_step(setup, clearing, input, now),
+            State::Adopting(adopting) => adopting_step(setup, adopting, input, now),
         },
     };
     let transition = (next.name() != from).then(|| Transition {
@@ -487,7 +504,7 @@ fn end_requested(state: State, request: EndRequest, now: OffsetDateTime) -> Deci
 fn modem_lost(state: State, now: OffsetDateTime) -> Decision {
     const WHY: &str = "the modem went away mid-call";
     let record = match state {
-        State::Idle => return stay(State::Idle),
+        State::Idle | State::Adopting(_) => return stay(State::Idle),
         State::Ringing(r) => Some(r.record(Outcome::Failed(WHY.into()), now)),
         State::Answered(call)
         | State::HoldingCaller(call)
