@@ -353,3 +353,67 @@ async fn on_every_profile_only_an_opted_in_transfer_ever_shows_a_participant_the
     }
     assert_eq!(seen.len(), bank.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_is_opted_in_per_profile_and_a_sim_may_opt_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's copy of the EC25 profile opts its SIMs in to transfer.
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/firmware-config/quectel-ec25.toml"
+    );
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("[voice]\n", "[voice]\nmethod = \"transfer\"\n");
+    std::fs::write(profiles.join("quectel-ec25.toml"), text).unwrap();
+    let sim = Sim::start(dir.path(), 3, "quectel-ec25,quectel-ec25,generic");
+    let port = free_port();
+    // The second EC25 SIM says otherwise: the SIM's word wins.
+    let extra = format!(
+        "[[sims]]\niccid = \"{}\"\nvoice_method = \"multiparty\"\n",
+        sim.iccid(1)
+    );
+    let config = write_config(dir.path(), &sim, port, &extra);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[modems]\n",
+        &format!("[modems]\nprofiles_dir = \"{}\"\n", profiles.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start(&config, port, 3).await;
+    let numbers = daemon.get("/api/v1/numbers").await;
+    let method_of = |index: usize| {
+        numbers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["msisdn"] == sim.msisdn(index).as_str())
+            .map(|n| n["voice_method"].clone())
+    };
+    assert_eq!(method_of(0), Some(json!("transfer")), "{numbers}");
+    assert_eq!(method_of(1), Some(json!("conference")), "{numbers}");
+    assert_eq!(method_of(2), Some(json!("conference")), "{numbers}");
+
+    // Each SIM bridges as it says.
+    let pairs = [
+        ("+447911000101", "+447912000102"),
+        ("+447911000201", "+447912000202"),
+        ("+447911000301", "+447912000302"),
+    ];
+    for (a, b) in pairs {
+        let session = daemon.open_session(a, b, json!({"mode": "voice"})).await;
+        let proxy = session["proxy_number"].as_str().unwrap().to_string();
+        let index = (0..3)
+            .find(|&i| sim.msisdn(i) == proxy)
+            .expect("a bank SIM");
+        masked_call(&sim, &proxy, a, b).await;
+        let record = wait_call_record(&daemon, session["id"].as_str().unwrap()).await;
+        let expected = if index == 0 {
+            "transferred"
+        } else {
+            "completed"
+        };
+        assert_eq!(record["outcome"], expected, "SIM {index}: {record}");
+    }
+}
