@@ -12,17 +12,23 @@
 //! A call is a *link* between two parties. Each side of a link (an *end*)
 //! has its own call id (27.007 numbering from 1, per party), direction,
 //! hold flag and multiparty flag, and the number that party sees for the
-//! call (the caller ID presented to it, or the number it dialled). Explicit
-//! call transfer replaces the modem's two links by one link between the two
-//! remote ends, each keeping what it saw, so masking holds after transfer.
+//! call (the caller ID presented to it, or the number it dialled), the
+//! connected line it was shown when its call was answered, and the
+//! supplementary-service notifications the network sent it. Explicit call
+//! transfer replaces the modem's two links by one link between the two
+//! remote ends; each keeps the number it saw, but is notified of the
+//! transfer with the other's number (3GPP TS 23.091 §3) unless that party
+//! restricts its presentation: a transfer can unmask, a conference cannot.
 //!
 //! By file: `links` (links, ends, and the classification of one party's
 //! calls), `settings` (each modem's line: number, voice, offered services,
 //! call settings), `setup` (dial, alert, answer), `release` (hang-up, and
 //! how the other side learns why), `supplementary` (`+CHLD`: hold and
 //! waiting, multiparty, transfer), `timers` (set-up delay, ring repetition,
-//! no-answer timeout), `views` (what a party sees and hears) and `notices`
-//! (what observers learn from each change).
+//! no-answer timeout), `views` (what a party sees and hears), `notices`
+//! (what observers learn from each change) and `notifications` (what the
+//! network tells a party of what was done to its call: `+CSSI`/`+CSSU`,
+//! presentation restriction).
 
 mod links;
 mod notices;
