@@ -108,6 +108,12 @@ pub fn plan(old: &Config, new: &Config) -> Reload {
         d(&new.voice.ring_timeout_seconds),
     );
     compare(
+        "voice.max_duration_seconds",
+        true,
+        d(&old.voice.max_duration_seconds),
+        d(&new.voice.max_duration_seconds),
+    );
+    compare(
         "sessions.sweep_interval_seconds",
         true,
         d(&old.sessions.sweep_interval_seconds),

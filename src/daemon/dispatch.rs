@@ -18,7 +18,8 @@ use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
 use crate::sms::relay::Relay;
 use crate::store::{ModemRecord, Store};
-use crate::voice::desk::{self as voice, VoiceInbox};
+use crate::voice::CallDesks;
+use crate::voice::desk::{self as voice, DeskContext, VoiceInbox};
 
 pub struct Dispatch {
     config: LiveConfig,
@@ -31,6 +32,8 @@ pub struct Dispatch {
     workers_stop: CancellationToken,
     /// Each SIM's voice desk, by ICCID.
     voice: HashMap<String, VoiceInbox>,
+    /// The desks as the API reaches them.
+    desks: CallDesks,
 }
 
 impl Dispatch {
@@ -39,6 +42,7 @@ impl Dispatch {
         store: Store,
         bank: Bank,
         events: EventBus,
+        desks: CallDesks,
         workers_stop: CancellationToken,
     ) -> Self {
         let relay = Relay::new(
@@ -57,6 +61,7 @@ impl Dispatch {
             numbers: HashMap::new(),
             workers_stop,
             voice: HashMap::new(),
+            desks,
         }
     }
 
@@ -120,7 +125,8 @@ impl Dispatch {
         let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
             return;
         };
-        if let Err(error) = self.store.save_sim_status(status_record(&status)).await {
+        let record = status_record(&self.config.get(), &self.bank, &status);
+        if let Err(error) = self.store.save_sim_status(record).await {
             tracing::error!(%iccid, %error, "cannot save the SIM's status");
         }
         if let Some(storage) = storage_record(&status)
@@ -185,13 +191,17 @@ impl Dispatch {
         self.save_status(&iccid).await;
         self.relay.start_worker(&iccid);
         if !self.voice.contains_key(&iccid) {
+            let context = DeskContext {
+                config: self.config.clone(),
+                store: self.store.clone(),
+                bank: self.bank.clone(),
+                events: self.events.clone(),
+                desks: self.desks.clone(),
+            };
             let desk = voice::spawn(
                 iccid.clone(),
                 self.home_region(&iccid),
-                self.config.clone(),
-                self.store.clone(),
-                self.bank.clone(),
-                self.events.clone(),
+                context,
                 self.workers_stop.clone(),
             );
             self.voice.insert(iccid.clone(), desk);

@@ -61,7 +61,8 @@ pub async fn run(
             _ = status.tick() => {
                 for sim in bank.sims() {
                     // SIMs not yet in the pool (no number) have no row.
-                    let _ = store.save_sim_status(status_record(&sim)).await;
+                    let record = status_record(&config.get(), &bank, &sim);
+                    let _ = store.save_sim_status(record).await;
                     if let Some(storage) = storage_record(&sim) {
                         let _ = store.save_sim_storage(sim.iccid.clone(), storage).await;
                     }
