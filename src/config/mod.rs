@@ -14,7 +14,7 @@ use crate::number::PhoneNumber;
 
 mod callbacks;
 
-pub use callbacks::CallbacksConfig;
+pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
