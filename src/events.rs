@@ -183,7 +183,10 @@ impl EventBus {
         for (_, observer) in &observers {
             observer(&event);
         }
-        let mut ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let envelope = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             at: OffsetDateTime::now_utc(),
@@ -204,7 +207,10 @@ impl EventBus {
     /// the events since, then everything new, with none missed or repeated.
     /// An id this bus never gave (from before a restart) replays the ring.
     pub fn subscribe_since(&self, last_seen: u64) -> (Replay, broadcast::Receiver<Envelope>) {
-        let ring = self.ring.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let receiver = self.sender.subscribe();
         let next = self.next_id.load(Ordering::Relaxed);
         let last_seen = if last_seen >= next { 0 } else { last_seen };

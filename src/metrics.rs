@@ -203,10 +203,19 @@ mod tests {
             sends_last_day: 9,
         };
         let text = render_sim_gauges(&[sim("1", Some(-71)), sim("2", None)]);
-        assert!(text.contains("simmask_sim_signal_dbm{iccid=\"1\"} -71\n"), "{text}");
-        assert!(!text.contains("simmask_sim_signal_dbm{iccid=\"2\"}"), "{text}");
+        assert!(
+            text.contains("simmask_sim_signal_dbm{iccid=\"1\"} -71\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("simmask_sim_signal_dbm{iccid=\"2\"}"),
+            "{text}"
+        );
         assert!(!text.contains("NaN"), "{text}");
-        assert!(text.contains("simmask_sim_sends_last_day{iccid=\"2\"} 9\n"), "{text}");
+        assert!(
+            text.contains("simmask_sim_sends_last_day{iccid=\"2\"} 9\n"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -214,8 +223,14 @@ mod tests {
         relay_latency(Duration::from_millis(300));
         call_setup(Duration::from_secs(4));
         let text = handle().render();
-        assert!(text.contains("simmask_relay_latency_seconds_bucket{le=\"0.5\"}"), "{text}");
-        assert!(text.contains("simmask_call_setup_seconds_bucket{le=\"5\"}"), "{text}");
+        assert!(
+            text.contains("simmask_relay_latency_seconds_bucket{le=\"0.5\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("simmask_call_setup_seconds_bucket{le=\"5\"}"),
+            "{text}"
+        );
         assert!(text.contains("simmask_build_info{version=\""), "{text}");
     }
 }

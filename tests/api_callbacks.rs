@@ -146,9 +146,7 @@ async fn tls_receiver(answers: Vec<(StatusCode, Option<&'static str>)>) -> Recei
         let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
         format!("sha256:{}", pairs.join(":"))
     };
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        certified.signing_key.serialize_der().into(),
-    );
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -157,7 +155,10 @@ async fn tls_receiver(answers: Vec<(StatusCode, Option<&'static str>)>) -> Recei
         .with_single_cert(vec![der], key)
         .unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://localhost:{}/hook", tcp.local_addr().unwrap().port());
+    let url = format!(
+        "https://localhost:{}/hook",
+        tcp.local_addr().unwrap().port()
+    );
     let listener = TlsListener {
         tcp,
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
@@ -241,8 +242,14 @@ async fn a_signed_event_is_retried_after_a_500() {
         assert_eq!(request.body["interaction_id"], 42);
         assert_eq!(request.body["session_id"], "ses_1");
     }
-    assert_eq!(seen[0].body, seen[1].body, "the retry carries the same event");
-    assert_eq!(seen[0].delivery, seen[1].delivery, "under the same delivery id");
+    assert_eq!(
+        seen[0].body, seen[1].body,
+        "the retry carries the same event"
+    );
+    assert_eq!(
+        seen[0].delivery, seen[1].delivery,
+        "under the same delivery id"
+    );
     assert!(receiver.answers.lock().unwrap().is_empty());
 
     shutdown.cancel();
@@ -333,12 +340,7 @@ async fn an_https_receiver_with_a_self_signed_certificate_is_reached_once_pinned
     // (and the delivery waits to be retried).
     let mut patient = config(receiver.url.as_str().into(), &["session_closed"]);
     patient.max_attempts = 1000;
-    let unpinned = spawn_callbacks(
-        patient,
-        &bus,
-        store(&dir),
-        shutdown.clone(),
-    );
+    let unpinned = spawn_callbacks(patient, &bus, store(&dir), shutdown.clone());
     // Pinned to another certificate: refused too.
     let other = "sha256:".to_string() + &["00"; 32].join(":");
     let wrong = spawn_callbacks(
@@ -376,7 +378,11 @@ async fn an_https_receiver_with_a_self_signed_certificate_is_reached_once_pinned
     wait_for(&receiver.seen, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = receiver.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 1, "only the pinned client got through: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the pinned client got through: {seen:?}"
+    );
     assert_eq!(seen[0].kind, "message_relayed");
     assert!(seen[0].valid);
     // The refused ones are still pending, to be retried.

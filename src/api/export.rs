@@ -136,9 +136,7 @@ fn encode(rows: &[ExportRow], format: ExportFormat, header: bool) -> Result<Vec<
                 .has_headers(header)
                 .from_writer(Vec::with_capacity(rows.len() * 200));
             if header && rows.is_empty() {
-                writer
-                    .write_record(CSV_HEADER)
-                    .map_err(|e| e.to_string())?;
+                writer.write_record(CSV_HEADER).map_err(|e| e.to_string())?;
             }
             for row in rows {
                 writer.serialize(row).map_err(|e| e.to_string())?;
@@ -311,7 +309,10 @@ pub async fn interactions(
     let content_type = range.format.content_type();
     let body = Body::from_stream(export_stream(state.store.clone(), range));
     Ok((
-        [(CONTENT_TYPE, content_type.to_string()), (CONTENT_DISPOSITION, disposition)],
+        [
+            (CONTENT_TYPE, content_type.to_string()),
+            (CONTENT_DISPOSITION, disposition),
+        ],
         body,
     )
         .into_response())
@@ -373,6 +374,10 @@ mod tests {
             parse_instant("2026-03-01T08:30:00+01:00").unwrap(),
             time::macros::datetime!(2026-03-01 07:30 UTC)
         );
-        assert!(parse_instant("yesterday").unwrap_err().contains("yesterday"));
+        assert!(
+            parse_instant("yesterday")
+                .unwrap_err()
+                .contains("yesterday")
+        );
     }
 }

@@ -48,7 +48,10 @@ pub async fn render(
     let mut text = crate::metrics::handle().render();
     text.push('\n');
     text.push_str(&crate::metrics::render_sim_gauges(&gauges));
-    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text))
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    ))
 }
 
 /// The metrics (the same as `/metrics`).

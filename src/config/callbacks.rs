@@ -180,12 +180,13 @@ impl CallbacksConfig {
                 }
             }
             if let Some(fingerprint) = &target.fingerprint {
-                parse_fingerprint(fingerprint).map_err(|e| format!("urls.{kind}.fingerprint: {e}"))?;
+                parse_fingerprint(fingerprint)
+                    .map_err(|e| format!("urls.{kind}.fingerprint: {e}"))?;
             }
         }
         if let Some(path) = &self.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("ca_file: {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("ca_file: {}: {e}", path.display()))?;
             let certificates = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("ca_file: {}: {e}", path.display()))?;
             if certificates.is_empty() {

@@ -92,7 +92,9 @@ pub struct Modems {
     #[serde(default = "default_baud")]
     pub baud: u32,
     /// A shell command that power-cycles a modem's hub port, run after a
-    /// reset did not help; `{port}` is replaced by the port path.
+    /// reset did not help: `{hub}` and `{port}` are replaced by the modem's
+    /// USB hub and port (from sysfs, as `uhubctl -l {hub} -p {port}` takes
+    /// them), `{tty}` by its serial port's path.
     #[serde(default)]
     pub power_cycle_command: Option<String>,
     /// Failed recoveries in a row before a modem is quarantined. Default 3.

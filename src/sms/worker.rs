@@ -399,7 +399,11 @@ mod tests {
         }
         wait_until(|| statuses(&dir).iter().filter(|s| *s == "sent").count() == 3).await;
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(texts(&sink), ["one", "two", "three"], "the fourth waits for tomorrow");
+        assert_eq!(
+            texts(&sink),
+            ["one", "two", "three"],
+            "the fourth waits for tomorrow"
+        );
         assert_eq!(statuses(&dir)[3], "queued");
         worker.abort();
     }

@@ -247,7 +247,11 @@ mod tests {
     async fn every_claim_is_logged_as_a_send_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_session(&dir, None).await;
-        for at in [NOW - time::Duration::hours(25), NOW - time::Duration::minutes(5), NOW] {
+        for at in [
+            NOW - time::Duration::hours(25),
+            NOW - time::Duration::minutes(5),
+            NOW,
+        ] {
             let new = NewOutbound {
                 session_id: Some(session.clone()),
                 proxy_iccid: PROXY.into(),
@@ -256,7 +260,11 @@ mod tests {
                 body: "hi".into(),
             };
             store.queue_sms(new, at).await.unwrap();
-            store.claim_next_due(PROXY.into(), at).await.unwrap().unwrap();
+            store
+                .claim_next_due(PROXY.into(), at)
+                .await
+                .unwrap()
+                .unwrap();
         }
         let sends = store
             .recent_sends(PROXY.into(), NOW - time::Duration::days(1))

@@ -219,9 +219,7 @@ impl Store {
     /// The schema version and the files' sizes, after a query answered.
     pub async fn health(&self) -> Result<StoreFiles, StoreError> {
         let path = self.path.clone();
-        let schema = self
-            .call(|conn| migrations::current_version(conn))
-            .await?;
+        let schema = self.call(|conn| migrations::current_version(conn)).await?;
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");

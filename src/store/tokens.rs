@@ -355,8 +355,17 @@ mod tests {
     async fn a_revoked_token_is_refused_and_its_name_can_be_reused() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("simmask.db")).unwrap();
-        let first = store.add_token(token("ops", "h1", None), NOW).await.unwrap();
-        assert!(store.token_by_hash("h1".into(), NOW).await.unwrap().is_some());
+        let first = store
+            .add_token(token("ops", "h1", None), NOW)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .token_by_hash("h1".into(), NOW)
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(matches!(
             store.add_token(token("ops", "h2", None), NOW).await,
             Err(TokenError::NameTaken(_))
@@ -369,7 +378,10 @@ mod tests {
         assert_eq!(revoked.state(NOW), "revoked");
         assert_eq!(store.token_by_hash("h1".into(), NOW).await.unwrap(), None);
         assert!(!store.token_is_live("h1", NOW).unwrap());
-        let second = store.add_token(token("ops", "h2", None), NOW).await.unwrap();
+        let second = store
+            .add_token(token("ops", "h2", None), NOW)
+            .await
+            .unwrap();
         // By number, the old one is already gone; the new one goes.
         assert!(matches!(
             store
@@ -378,7 +390,11 @@ mod tests {
             Err(TokenError::NotFound(_))
         ));
         store
-            .revoke_token(TokenRef::NameOrId(second.id.to_string()), "test".into(), NOW)
+            .revoke_token(
+                TokenRef::NameOrId(second.id.to_string()),
+                "test".into(),
+                NOW,
+            )
             .await
             .unwrap();
         assert!(store.tokens().await.unwrap().is_empty());
@@ -394,8 +410,18 @@ mod tests {
             .add_token(token("ci", "h", Some(expiry)), NOW)
             .await
             .unwrap();
-        assert!(store.token_by_hash("h".into(), NOW).await.unwrap().is_some());
-        assert!(store.token_is_live("h", expiry - time::Duration::milliseconds(1)).unwrap());
+        assert!(
+            store
+                .token_by_hash("h".into(), NOW)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .token_is_live("h", expiry - time::Duration::milliseconds(1))
+                .unwrap()
+        );
         assert_eq!(store.token_by_hash("h".into(), expiry).await.unwrap(), None);
         assert!(!store.token_is_live("h", expiry).unwrap());
         assert!(matches!(

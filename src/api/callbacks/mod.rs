@@ -88,7 +88,11 @@ pub fn verify(secret: &str, timestamp: &str, body: &[u8], signature: &str, now: 
     if (now - at).abs() > TIMESTAMP_TOLERANCE_SECONDS {
         return false;
     }
-    bool::from(sign(secret, at, body).as_bytes().ct_eq(signature.trim().as_bytes()))
+    bool::from(
+        sign(secret, at, body)
+            .as_bytes()
+            .ct_eq(signature.trim().as_bytes()),
+    )
 }
 
 /// The wait before attempt `attempt + 1` (attempt counts from 1), before jitter.
@@ -189,7 +193,11 @@ pub fn spawn_callbacks(
                 }
             };
             let now = OffsetDateTime::now_utc();
-            match dispatcher.store.queue_delivery(kind.into(), body, now).await {
+            match dispatcher
+                .store
+                .queue_delivery(kind.into(), body, now)
+                .await
+            {
                 Ok(delivery) => {
                     deliveries.spawn(dispatcher.clone().deliver(delivery, shutdown.clone()));
                 }
@@ -281,9 +289,8 @@ impl Dispatcher {
                         return;
                     }
                     let first = Duration::from_millis(self.config.retry_after_ms);
-                    let wait = after.unwrap_or_else(|| {
-                        jitter(backoff(first, attempt), rand::random::<f64>())
-                    });
+                    let wait = after
+                        .unwrap_or_else(|| jitter(backoff(first, attempt), rand::random::<f64>()));
                     (problem, wait)
                 }
             };
@@ -408,7 +415,13 @@ mod tests {
             &signature,
             1_700_000_600
         ));
-        assert!(!verify("Jefe", "1700000000", b"other", &signature, 1_700_000_000));
+        assert!(!verify(
+            "Jefe",
+            "1700000000",
+            b"other",
+            &signature,
+            1_700_000_000
+        ));
         assert!(!verify("Jefe", "soon", b"", &signature, 1_700_000_000));
     }
 

@@ -31,7 +31,10 @@ pub fn standard_client(config: &CallbacksConfig) -> Result<reqwest::Client, Stri
 
 /// A client that accepts only the certificate with this SHA-256
 /// fingerprint (a home server's self-signed one).
-pub fn pinned_client(config: &CallbacksConfig, fingerprint: &str) -> Result<reqwest::Client, String> {
+pub fn pinned_client(
+    config: &CallbacksConfig,
+    fingerprint: &str,
+) -> Result<reqwest::Client, String> {
     let fingerprint = parse_fingerprint(fingerprint)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
