@@ -114,7 +114,9 @@ async fn a_revoked_token_is_refused_at_once_and_its_event_stream_closed() {
     let (status, body) = api.send(Method::DELETE, &path, Some(&token), None).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let revoked_at = tokio::time::Instant::now();
-    let (status, body) = api.send(Method::DELETE, &path, Some(&api.admin), None).await;
+    let (status, body) = api
+        .send(Method::DELETE, &path, Some(&api.admin), None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["state"], "revoked");
 
@@ -128,11 +130,18 @@ async fn a_revoked_token_is_refused_at_once_and_its_event_stream_closed() {
     assert_eq!(events[0].0, "session_closed");
     assert_eq!(events.last().unwrap().0, "unauthorized");
     // Every route refuses it now.
-    for path in ["/api/v1/numbers", "/api/v1/me", "/api/v1/events", "/metrics"] {
+    for path in [
+        "/api/v1/numbers",
+        "/api/v1/me",
+        "/api/v1/events",
+        "/metrics",
+    ] {
         let (status, body) = api.send(Method::GET, path, Some(&token), None).await;
         assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    let (status, body) = api.send(Method::DELETE, &path, Some(&api.admin), None).await;
+    let (status, body) = api
+        .send(Method::DELETE, &path, Some(&api.admin), None)
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (_, listed) = api
         .send(Method::GET, "/api/v1/tokens", Some(&api.admin), None)
@@ -179,8 +188,14 @@ async fn an_expiring_token_stops_working_when_it_expires_even_mid_stream() {
     // Bad requests get precise answers.
     for (body, code) in [
         (json!({"name": "x y"}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"name": "a", "expires_in_seconds": 0}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"name": "a", "role": "root"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"name": "a", "expires_in_seconds": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"name": "a", "role": "root"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (json!({"name": "dash"}), StatusCode::CONFLICT),
     ] {
         let (status, answer) = create_token(&api, body.clone()).await;
@@ -233,7 +248,10 @@ async fn a_stream_resumed_with_last_event_id_has_no_gap() {
         .iter()
         .map(|(_, _, data)| data["session_id"].as_str().unwrap())
         .collect();
-    assert_eq!(sessions, ["ses_3", "ses_4", "ses_5", "ses_6", "ses_7", "ses_8"]);
+    assert_eq!(
+        sessions,
+        ["ses_3", "ses_4", "ses_5", "ses_6", "ses_7", "ses_8"]
+    );
     let ids: Vec<u64> = events.iter().map(|(_, id, _)| id.unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     assert_eq!(ids[0], last + 1);
@@ -296,7 +314,10 @@ async fn ten_thousand_interactions_export_as_a_stream_in_bounded_memory() {
     let from = (now - time::Duration::minutes(1))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
-    let path = format!("/api/v1/interactions?from={}&format=csv", from.replace('+', "%2B"));
+    let path = format!(
+        "/api/v1/interactions?from={}&format=csv",
+        from.replace('+', "%2B")
+    );
 
     let baseline = CURRENT.load(Ordering::Relaxed);
     PEAK.store(baseline, Ordering::Relaxed);
@@ -309,7 +330,10 @@ async fn ten_thousand_interactions_export_as_a_stream_in_bounded_memory() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.content_length().is_none(), "streamed, not sized up front");
+    assert!(
+        response.content_length().is_none(),
+        "streamed, not sized up front"
+    );
     assert!(
         response.headers()["content-disposition"]
             .to_str()
@@ -336,7 +360,10 @@ async fn ten_thousand_interactions_export_as_a_stream_in_bounded_memory() {
     assert!(bytes > 10_000_000);
     // The whole export is over 10 MB; server and client together never held
     // more than a few pages of it.
-    assert!(peak < 4_000_000, "peak extra heap {peak} bytes for {bytes} exported");
+    assert!(
+        peak < 4_000_000,
+        "peak extra heap {peak} bytes for {bytes} exported"
+    );
 
     // A viewer's JSON lines: masked numbers, no bodies.
     let (status, text) = api
@@ -357,9 +384,18 @@ async fn ten_thousand_interactions_export_as_a_stream_in_bounded_memory() {
 
     for (query, code) in [
         ("/api/v1/interactions", StatusCode::UNPROCESSABLE_ENTITY),
-        ("/api/v1/interactions?from=yesterday", StatusCode::UNPROCESSABLE_ENTITY),
-        ("/api/v1/interactions?from=2026-03-02&to=2026-03-01", StatusCode::UNPROCESSABLE_ENTITY),
-        ("/api/v1/interactions?from=2026-03-01&format=xml", StatusCode::BAD_REQUEST),
+        (
+            "/api/v1/interactions?from=yesterday",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/interactions?from=2026-03-02&to=2026-03-01",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/interactions?from=2026-03-01&format=xml",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (status, body) = api.send(Method::GET, query, Some(&api.viewer), None).await;
         assert_eq!(status, code, "{query}: {body}");
@@ -399,8 +435,14 @@ async fn the_status_shows_sims_sessions_and_the_store_and_metrics_tokens_only_sc
     assert!(text.contains("simmask_build_info{version=\""), "{text}");
     let first = api_common::iccid(0);
     let second = api_common::iccid(1);
-    assert!(text.contains(&format!("simmask_sim_signal_dbm{{iccid=\"{first}\"}} -70")), "{text}");
-    assert!(!text.contains(&format!("simmask_sim_signal_dbm{{iccid=\"{second}\"}}")), "{text}");
+    assert!(
+        text.contains(&format!("simmask_sim_signal_dbm{{iccid=\"{first}\"}} -70")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&format!("simmask_sim_signal_dbm{{iccid=\"{second}\"}}")),
+        "{text}"
+    );
     assert!(!text.contains("NaN"), "{text}");
     for path in ["/api/v1/numbers", "/api/v1/status", "/api/v1/events"] {
         let (status, body) = api.send(Method::GET, path, Some(&scraper), None).await;

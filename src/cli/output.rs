@@ -76,9 +76,7 @@ where
     S: Into<comfy_table::Cell>,
 {
     let mut table = Table::new();
-    table
-        .load_style(PLAIN)
-        .set_header(headers);
+    table.load_style(PLAIN).set_header(headers);
     table
 }
 
