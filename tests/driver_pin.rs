@@ -12,6 +12,8 @@ use driver_common::scripted::ScriptedModem;
 use simmask::bank::{Bank, BankConfig, SimState};
 use simmask::modem::actor::{ModemOptions, spawn_modem};
 use simmask::modem::error::AtError;
+use simmask::modem::init::{Step, bring_up};
+use simmask::modem::port::AtPort;
 use simmask::profile::Profiles;
 
 const ICCID: &str = "8944000000000000018";
@@ -69,6 +71,30 @@ async fn a_missing_pin_is_reported_with_the_sim() {
         other => panic!("expected PinRequired, got {:?}", other.err()),
     }
     assert_eq!(modem.attempts(), 0);
+}
+
+/// Bring-up goes on past a SIM it cannot unlock: the report keeps what
+/// was found, and each missing field says why.
+#[tokio::test]
+async fn bring_up_reports_a_locked_sim_field_by_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyUSB0");
+    let _modem = ScriptedModem::plug(&link, ICCID, Some(PIN));
+    let mut port = AtPort::open(link.to_str().expect("path")).expect("open");
+    let report = bring_up(&mut port, &options(None))
+        .await
+        .expect("a modem is there");
+    assert_eq!(report.identity.iccid.as_deref(), Some(ICCID));
+    assert_eq!(report.identity.imei.as_deref(), Some("356938035643809"));
+    assert_eq!(report.pin_state.as_deref(), Some("SIM PIN"));
+    assert_eq!(report.identity.imsi, None);
+    let why = report.failures_of(Step::Imsi).next().expect("why no IMSI");
+    assert_eq!(why.command, "AT+CIMI");
+    assert!(matches!(
+        report.driver_blocker(),
+        Some(AtError::PinRequired { state, .. }) if state == "SIM PIN"
+    ));
+    assert_eq!(report.failures_of(Step::Unlock).count(), 1);
 }
 
 #[tokio::test]

@@ -1,6 +1,11 @@
-//! `simmask probe` as a process on ports that hold no modem.
+//! `simmask probe` as a process: on ports that hold no modem, on the
+//! simulator's profiles, and on a PIN-locked SIM it must not unlock.
+
+mod driver_common;
 
 use std::process::Command;
+
+use driver_common::scripted::ScriptedModem;
 
 fn probe(port: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_simmask"))
@@ -71,4 +76,26 @@ fn probe_reports_the_identity_of_each_profile_on_sim_links() {
         let supported = report["supported_storages"].as_array().expect("list");
         assert!(supported.contains(&storage["name"]), "{profile}: {report}");
     }
+}
+
+/// The probe brings the modem up as the driver does but has no PIN to
+/// type: a locked SIM is reported as such, with what could be read.
+#[tokio::test]
+async fn a_locked_sim_is_probed_not_unlocked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let link = dir.path().join("ttyUSB0");
+    let iccid = "8944000000000000018";
+    let modem = ScriptedModem::plug(&link, iccid, Some("4321"));
+    let path = link.to_str().expect("path").to_string();
+    let out = tokio::task::spawn_blocking(move || probe(&path))
+        .await
+        .expect("probe ran");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    assert_eq!(report["pin_state"], "SIM PIN", "{report}");
+    assert_eq!(report["iccid"], iccid, "{report}");
+    assert_eq!(report["imei"], "356938035643809", "{report}");
+    assert_eq!(report["imsi"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["registration"], "home", "{report}");
+    assert_eq!(modem.attempts(), 0, "the probe typed a PIN");
 }

@@ -10,16 +10,23 @@
 //! - [`command`]: commands as values with their timeout; builders that
 //!   validate what they put on the line.
 //! - [`port`]: one serial port (tokio-serial), one command at a time.
-//! - [`init`]: identity, profile, SIM PIN, capabilities probed.
+//! - [`init`]: bringing a modem up, one path for the driver and the probe:
+//!   identity (each field found or missing on its own), profile, SIM PIN,
+//!   capabilities probed, storages and network, as an [`init::InitReport`]
+//!   that keeps what failed. The driver takes its identity from it.
+//! - `network`: signal, registration and operator, read the same way at
+//!   bring-up and on request.
 //! - [`actor`]: the task that owns a port, its [`actor::ModemHandle`] and
 //!   [`actor::ModemEvent`]s, reopening the port when it vanishes.
-//! - [`probe`]: `simmask probe`.
+//! - [`probe`]: `simmask probe`: brings the modem up as the driver does and
+//!   renders the report as JSON.
 
 pub mod actor;
 pub mod command;
 pub mod digest;
 pub mod error;
 pub mod init;
+pub(crate) mod network;
 pub mod parse;
 pub mod port;
 pub mod probe;

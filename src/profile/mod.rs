@@ -326,6 +326,7 @@ impl Profiles {
         let by_name = BUILTIN
             .iter()
             .map(|(name, text)| {
+                // cannot fail: compiled-in texts, each one loaded by a unit test below.
                 let profile = Profile::from_toml(name, text)
                     .unwrap_or_else(|e| panic!("built-in profile is invalid: {e}"));
                 (name.to_string(), profile)
@@ -383,6 +384,7 @@ impl Profiles {
             .values()
             .filter(|p| p.name != GENERIC)
             .find(|p| p.matches(manufacturer, model))
+            // cannot fail: sets start from the built-ins, generic among them; files only replace.
             .unwrap_or_else(|| &self.by_name[GENERIC])
     }
 }

@@ -13,9 +13,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::sim::ModemInfo;
-use crate::sim::call_service::CallServiceError;
 use crate::sim::calls::{CallError, CallTiming, HandsetCall};
-use crate::sim::network::{FaultsUpdate, Network, NetworkError, PortCommand};
+use crate::sim::network::{CallServiceError, FaultsUpdate, Network, NetworkError, PortCommand};
 
 #[derive(Clone)]
 struct Shared {

@@ -10,20 +10,30 @@
 //!  control API (axum) ─────────────────────────────►  storages, calls)
 //! ```
 //!
-//! - [`network`]: the shared state: subscribers, handsets ([`handset`]),
-//!   the SMSC and its held messages, each SIM's storages ([`storage`]),
-//!   faults and PIN lock ([`faults`]), the port trace ([`trace`]), calls
-//!   ([`calls`], [`call_service`]).
-//! - [`interpreter`]: one modem's AT commands; text-mode renderings in
-//!   [`textmode`].
+//! The modules:
+//!
+//! - [`network`]: the state every modem, the control API and the ticker
+//!   share, behind one lock, and what the network does with it: each bank
+//!   modem's record and port (URC queue, boot, plug, trace), the SMSC
+//!   (routing, held messages, concatenation, delivery as `+CMT`/`+CMTI`,
+//!   status reports), handsets, faults with registration and the PIN
+//!   lock, and the call service around [`calls`].
+//! - [`calls`]: the pure model of voice calls: set-up, release,
+//!   supplementary services (`+CHLD`), ring and set-up timers, and what
+//!   each party sees and hears.
+//! - [`interpreter`]: one modem's AT commands: V.250 framing, the general
+//!   27.007 commands, SMS commands, call commands.
+//! - [`storage`]: each SIM's message storages; [`textmode`]: text-mode
+//!   renderings of messages; [`trace`]: the lines seen on each port;
+//!   [`identity`]: IMEI, IMSI, ICCID and MSISDN derived from the seed.
 //! - [`pty`]: one task per modem owning its pty across unplug and plug.
-//! - [`control`]: the HTTP control API; [`cli`]: `simmask sim` and `demo`.
+//! - [`control`]: the HTTP control API (`simmask sim` itself is `crate::cli::sim`).
+//!
+//! From the rest of the crate the simulator uses only [`crate::pdu`],
+//! [`crate::profile`] and [`crate::number`].
 
-pub mod call_service;
 pub mod calls;
 pub mod control;
-pub mod faults;
-pub mod handset;
 pub mod identity;
 pub mod interpreter;
 pub mod network;

@@ -4,8 +4,8 @@
 //! calls themselves live in the network's [`crate::sim::calls`] model.
 
 use super::{Interpreter, Outcome};
-use crate::sim::call_service::USSD_BALANCE;
 use crate::sim::calls::CallError;
+use crate::sim::network::USSD_BALANCE;
 
 /// The commands the call side answers.
 pub(super) fn is_call_command(upper: &str) -> bool {

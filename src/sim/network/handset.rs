@@ -1,11 +1,15 @@
 //! A phone outside the bank: switched on or off, barred or not, and the
-//! messages it received, concatenated parts put back together.
+//! messages it received, concatenated parts put back together; the
+//! network's handsets are known by their E.164 number.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::number::PhoneNumber;
 use crate::pdu::UserData;
+
+use super::{Network, NetworkError};
 
 /// The current time in RFC 3339, as `at` is reported.
 fn now_rfc3339() -> String {
@@ -75,6 +79,63 @@ impl Handset {
                 at,
             });
         }
+    }
+}
+
+impl Network {
+    /// A handset's number, checked: E.164 and not a bank SIM.
+    pub(crate) fn handset_number(&self, number: &str) -> Result<String, NetworkError> {
+        let parsed = PhoneNumber::from_e164(number)
+            .map_err(|_| NetworkError::InvalidNumber(number.to_string()))?;
+        if self.subscriber(parsed.e164()).is_some() {
+            return Err(NetworkError::NotAHandset(number.to_string()));
+        }
+        Ok(parsed.e164().to_string())
+    }
+
+    /// Switches a handset on or off and bars or unbars it; switching on
+    /// delivers what the SMSC held.
+    pub fn set_handset_state(
+        &self,
+        number: &str,
+        power_on: Option<bool>,
+        barred: Option<bool>,
+    ) -> Result<(bool, bool), NetworkError> {
+        let number = self.handset_number(number)?;
+        let state = {
+            let mut state = self.lock();
+            let handset = state.handsets.entry(number).or_default();
+            if let Some(on) = power_on {
+                handset.power_on = on;
+            }
+            if let Some(barred) = barred {
+                handset.barred = barred;
+            }
+            (handset.power_on, handset.barred)
+        };
+        self.retry_held();
+        Ok(state)
+    }
+
+    /// What a handset has received, oldest first.
+    pub fn handset_messages(&self, number: &str) -> Result<Vec<HandsetMessage>, NetworkError> {
+        let number = self.handset_number(number)?;
+        Ok(self
+            .lock()
+            .handsets
+            .get(&number)
+            .map(|h| h.messages.clone())
+            .unwrap_or_default())
+    }
+
+    /// A handset's power and barring, if it has used the network.
+    pub fn handset_state(&self, number: &str) -> Result<(bool, bool), NetworkError> {
+        let number = self.handset_number(number)?;
+        self.lock()
+            .handsets
+            .get(&number)
+            .map(|h| (h.power_on, h.barred))
+            .ok_or(NetworkError::UnknownHandset(number))
     }
 }
 

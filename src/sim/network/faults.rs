@@ -1,7 +1,10 @@
-//! What the control API can do to one modem and its SIM: registration,
-//! injected faults, and the SIM's PIN lock.
+//! What the control API can do to one modem and its SIM: registration
+//! (announced with `+CREG`/`+CEREG` when it changes), injected faults, and
+//! the SIM's PIN lock.
 
 use serde::{Deserialize, Serialize};
+
+use super::{Network, NetworkError};
 
 /// Registration as `+CREG?` reports it (27.007 §7.2 `<stat>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +160,103 @@ pub struct FaultsUpdate {
     pub sim_pin: Option<Option<String>>,
     /// The radio's `+CSQ` rssi: 0..31, or 99 (not known).
     pub signal: Option<u8>,
+}
+
+impl Network {
+    /// Applies a fault change; returns the faults now in force.
+    pub fn update_faults(
+        &self,
+        index: usize,
+        update: FaultsUpdate,
+    ) -> Result<Faults, NetworkError> {
+        // 27.007 §8.5: rssi is 0..31, or 99 when not known.
+        if let Some(signal) = update.signal
+            && signal > 31
+            && signal != 99
+        {
+            return Err(NetworkError::InvalidFault(format!(
+                "signal {signal}: +CSQ rssi is 0 to 31, or 99"
+            )));
+        }
+        // A longer delay would only wedge the port (unplug and stop wait
+        // for the answer to go out).
+        const MAX_DELAY_MS: u64 = 60_000;
+        if update.delay_ms.max(update.submit_delay_ms) > Some(MAX_DELAY_MS) {
+            return Err(NetworkError::InvalidFault(format!(
+                "delays are at most {MAX_DELAY_MS} ms"
+            )));
+        }
+        let bad_pin = matches!(&update.sim_pin, Some(Some(pin))
+            if !(4..=8).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()));
+        if bad_pin {
+            return Err(NetworkError::InvalidFault(
+                "sim_pin: a PIN is 4 to 8 digits (3GPP TS 31.101 §9.5)".into(),
+            ));
+        }
+        let (faults, registration_changed) = self.with_modem(index, |slot| {
+            if let Some(signal) = update.signal {
+                slot.signal = signal;
+            }
+            let before = slot.faults.registration;
+            let faults = &mut slot.faults;
+            if let Some(noise) = update.noise {
+                faults.noise = noise;
+            }
+            if let Some(n) = update.drop_responses {
+                faults.drop_responses = n;
+            }
+            if let Some(ms) = update.delay_ms {
+                faults.delay_ms = ms;
+            }
+            if let Some(ms) = update.submit_delay_ms {
+                faults.submit_delay_ms = ms;
+            }
+            if let Some(code) = update.cms_error_on_submit {
+                faults.cms_error_on_submit = code;
+            }
+            if let Some(registration) = update.registration {
+                faults.registration = registration;
+            }
+            if let Some(flag) = update.urc_mid_response {
+                faults.urc_mid_response = flag;
+            }
+            if let Some(pin) = update.sim_pin {
+                slot.lock.pin = pin;
+            }
+            let faults = &slot.faults;
+            (faults.clone(), before != faults.registration)
+        })?;
+        if registration_changed {
+            self.announce_registration(index);
+            if faults.registration.registered() {
+                self.retry_held();
+            }
+        }
+        Ok(faults)
+    }
+
+    /// `+CREG: <stat>` / `+CEREG: <stat>` when the modem asked for them.
+    fn announce_registration(&self, index: usize) {
+        let Ok((creg, cereg, stat)) = self.with_modem(index, |slot| {
+            (
+                slot.settings.creg,
+                slot.settings.cereg,
+                slot.faults.registration.stat(),
+            )
+        }) else {
+            return;
+        };
+        let mut urc = Vec::new();
+        if creg > 0 {
+            urc.extend_from_slice(format!("\r\n+CREG: {stat}\r\n").as_bytes());
+        }
+        if cereg > 0 {
+            urc.extend_from_slice(format!("\r\n+CEREG: {stat}\r\n").as_bytes());
+        }
+        if !urc.is_empty() {
+            self.push_urc(index, urc);
+        }
+    }
 }
 
 mod double_option_string {

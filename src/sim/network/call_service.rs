@@ -1,6 +1,8 @@
 //! The network's call service: the pure [`CallNetwork`] kept behind the
 //! network's lock, asked by the modems' interpreters and the control API,
 //! its notices delivered to the modems' ports as unsolicited output.
+//!
+//! [`CallNetwork`]: crate::sim::calls::CallNetwork
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -9,7 +11,8 @@ use crate::number::PhoneNumber;
 use crate::sim::calls::{
     CallError, CallTiming, HandsetCall, ModemCallSettings, Notice, Party, Reach,
 };
-use crate::sim::network::{Handset, ModemSlot, Network, NetworkError, NetworkState};
+
+use super::{Handset, ModemSlot, Network, NetworkError, NetworkState};
 
 /// What a USSD balance request (`AT+CUSD=1,"*100#",15`) gets back.
 pub const USSD_BALANCE: &str = "Your balance is 12.34 EUR";
