@@ -7,7 +7,6 @@
 mod api_common;
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -24,7 +23,7 @@ fn at_terminal(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     command
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(OwnedFd::from(pty.slave.try_clone().unwrap())))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
         .stderr(Stdio::piped());
     for (key, value) in env {
         command.env(key, value);

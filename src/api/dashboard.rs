@@ -36,8 +36,23 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route(
             "/dashboard/lang/{file}",
-            get(|ApiPath(file): ApiPath<String>| async move { asset(&format!("lang/{file}")) }),
+            get(|ApiPath(file): ApiPath<String>| async move { catalogue(&file) }),
         )
+}
+
+/// `lang/<code>.json` for a language the dashboard has.
+fn catalogue(file: &str) -> Response {
+    let known = file
+        .strip_suffix(".json")
+        .is_some_and(|code| LANGUAGES.contains(&code));
+    if !known {
+        return ApiError::not_found(format!(
+            "no dashboard language {file} (there are {})",
+            LANGUAGES.join(", ")
+        ))
+        .into_response();
+    }
+    asset(&format!("lang/{file}"))
 }
 
 fn content_type(file: &str) -> &'static str {
