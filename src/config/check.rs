@@ -36,11 +36,14 @@ pub fn check(text: &str) -> Vec<Problem> {
             }
             Err(error) => error,
         };
-        let line = error.span().map(|span| line_at(&current, span.start));
+        let span = error.span();
+        let line = span.clone().map(|span| line_at(&current, span.start));
         let message = error.message().trim().to_string();
-        let key = line
-            .and_then(|l| key_at(&lines, l))
-            .or_else(|| missing_key(&message, line.and_then(|l| key_at(&lines, l))))
+        // An error spanning the whole file is about the top level.
+        let whole_file = span.is_some_and(|s| s.start == 0 && s.end >= current.trim_end().len());
+        let here = line.filter(|_| !whole_file).and_then(|l| key_at(&lines, l));
+        let key = missing_key(&message, here.clone())
+            .or(here)
             .unwrap_or_default();
         // A missing field, or an error on a table header, cannot be left
         // out without misreading what follows: the rest is not checked.
@@ -188,6 +191,13 @@ mod tests {
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].key, "api.listen");
         assert_eq!(problems[0].line, Some(1));
+    }
+
+    #[test]
+    fn a_missing_section_is_named() {
+        let text = MINIMAL.replace("[api]\nlisten = \"127.0.0.1:8080\"\n", "");
+        let problems = check(&text);
+        assert_eq!(problems[0].key, "api", "{problems:#?}");
     }
 
     #[test]
