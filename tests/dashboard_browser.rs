@@ -48,6 +48,12 @@ fn free_port() -> u16 {
 /// A desktop browser window, or with `phone` a 375 px wide phone screen
 /// (emulated: headless windows have a larger minimum width).
 async fn browser(width: u32, height: u32, phone: bool) -> Browser {
+    browser_in(width, height, phone, None).await
+}
+
+/// A browser whose language is `lang` (`--lang`, and the languages it
+/// asks pages for), as a person's set to French or Arabic would be.
+async fn browser_in(width: u32, height: u32, phone: bool, lang: Option<&str>) -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -68,6 +74,14 @@ async fn browser(width: u32, height: u32, phone: bool) -> Browser {
         "goog:loggingPrefs": {"browser": "ALL"},
     });
     let mut capabilities = capabilities.as_object().unwrap().clone();
+    if let Some(lang) = lang {
+        let options = &mut capabilities["goog:chromeOptions"];
+        options["args"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("--lang={lang}")));
+        options["prefs"] = json!({"intl.accept_languages": lang});
+    }
     if phone {
         capabilities["goog:chromeOptions"]["mobileEmulation"] = json!({
             "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true},
@@ -690,4 +704,147 @@ async fn the_operator_ends_a_call_from_the_dashboard() {
     assert!(text.contains("ended by the operator"), "{text}");
     browser.assert_clean_console().await;
     browser.close().await;
+}
+
+/// The catalogue of `lang`, as the binary serves it.
+fn catalogue(lang: &str) -> serde_json::Map<String, Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("src/api/dashboard/lang/{lang}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_speaks_the_browsers_language_and_arabic_right_to_left() {
+    let api = api_common::start(6).await;
+    make_busy(&api).await;
+    let (status, session) = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(json!({"participants": ["+447911000001", "+447911000002"], "label": "ride 12"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{session}");
+    let english = catalogue("en");
+    for (lang, dir) in [("fr", "ltr"), ("ar", "rtl")] {
+        let strings = catalogue(lang);
+        let browser = browser_in(1280, 1000, false, Some(lang)).await;
+        browser.client().goto(&api.base).await.unwrap();
+        // Chosen from the browser's language, with no switch touched.
+        let heading = browser.wait_for("#signin h2").await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while heading.text().await.unwrap() != strings["signin.title"] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: sign-in heading never translated"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let page = browser
+            .client()
+            .execute(
+                "return [document.documentElement.lang, document.documentElement.dir, \
+                 getComputedStyle(document.body).direction];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(page, json!([lang, dir, dir]), "{lang}");
+
+        browser.fill("#token", &api.admin).await;
+        browser.click("#signin-form button[type=submit]").await;
+        browser.wait_for_count(".card.sim svg.chart", 6).await;
+        browser.wait_for("#session-list li[data-status=open]").await;
+        browser.wait_for("#live.on").await;
+        api.events.publish(Event::MessageRelayed {
+            session_id: Some(session["id"].as_str().unwrap().into()),
+            interaction_id: 7,
+            parts: 2,
+        });
+        browser
+            .wait_for("#feed-list li[data-kind=message_relayed]")
+            .await;
+        browser
+            .click("#session-list li[data-status=open] .show-interactions")
+            .await;
+        browser.wait_for("#session-list .interactions li").await;
+        browser.screenshot(&format!("dashboard-{lang}.png")).await;
+
+        let text = browser
+            .client()
+            .execute("return document.body.innerText;", vec![])
+            .await
+            .unwrap();
+        let text = text.as_str().unwrap();
+        // No catalogue key shows, and no English where this language has
+        // its own words.
+        for key in english.keys() {
+            assert!(
+                !text.contains(key.as_str()),
+                "{lang}: key {key} visible:\n{text}"
+            );
+        }
+        for key in [
+            "top.signout",
+            "open.submit",
+            "activity.title",
+            "export.download",
+            "sim.disable",
+            "session.interactions",
+            "reg.roaming",
+        ] {
+            let native = strings[key].as_str().unwrap();
+            let foreign = english[key].as_str().unwrap();
+            assert!(
+                text.contains(native),
+                "{lang}: {native:?} ({key}) missing:\n{text}"
+            );
+            assert!(
+                !text.contains(foreign),
+                "{lang}: English {foreign:?} ({key}) visible:\n{text}"
+            );
+        }
+        // Phone numbers still read left to right inside right-to-left text.
+        let numbers = browser
+            .client()
+            .execute(
+                "return Array.from(document.querySelectorAll('#session-list bdi.ltr'))\
+                 .map((e) => [e.textContent, getComputedStyle(e).direction]);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            numbers
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == &json!(["+447911000001", "ltr"])),
+            "{lang}: {numbers}"
+        );
+        browser.assert_fits_width().await;
+        browser.assert_clean_console().await;
+
+        // The switch takes the page to English and back, data included.
+        browser.click("#lang option[value=en]").await;
+        browser.wait_for_count(".card.sim svg.chart", 6).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let dir_now = browser
+                .client()
+                .execute("return [document.documentElement.dir, document.querySelector('#signout').textContent];", vec![])
+                .await
+                .unwrap();
+            if dir_now == json!(["ltr", "Sign out"]) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: no switch to English: {dir_now}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        browser.close().await;
+    }
 }

@@ -169,7 +169,7 @@ async fn statuses(state: &ApiState) -> Result<HashMap<String, SimStatusRecord>, 
     Ok(statuses)
 }
 
-async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
+pub(super) async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
     let statuses = statuses(state).await?;
     let models: HashMap<String, String> = state
         .store

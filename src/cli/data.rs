@@ -8,21 +8,41 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::session::CliError;
+use super::{Output, output};
 use crate::config::Config;
 use crate::number::PhoneNumber;
 use crate::store::Store;
 
 /// `simmask erase NUMBER`.
-pub fn erase(config: &Path, number: &str) -> anyhow::Result<ExitCode> {
+pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCode> {
     let (config, store) = super::open_store(config)?;
     let erased = super::runtime()?.block_on(erase_participant(&store, &config, number))?;
-    super::print_json(&erased)
+    out.emit(&erased, |value, _| {
+        let counts = &value["erased"];
+        let rows: Vec<(&str, String)> = counts
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), output::text(v)))
+            .collect();
+        format!(
+            "Erased {}: open sessions closed, texts and every occurrence removed.\n{}",
+            crate::number::redact(number),
+            output::pairs(rows.iter().map(|(k, v)| (*k, v.replace('_', " "))))
+        )
+    })
 }
 
 /// `simmask backup OUT`.
-pub fn backup(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Path, file: &Path, out: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    super::print_json(&backup_store(&config, out)?)
+    out.emit(&backup_store(&config, file)?, |value, _| {
+        format!(
+            "Backed up to {} ({}).",
+            output::text(&value["backup"]),
+            output::bytes(value["bytes"].as_u64().unwrap_or(0))
+        )
+    })
 }
 
 /// Erases a participant for a data-protection request.

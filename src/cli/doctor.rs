@@ -41,11 +41,27 @@ pub fn matched_ports(config: &Config) -> Vec<String> {
     ports
 }
 
-/// `simmask doctor`: every check as JSON; exit 1 when one fails.
-pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
+/// `simmask doctor`: every check, as a table or JSON; exit 1 when one fails.
+pub fn run(config: &Path, out: super::Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     let checks = super::runtime()?.block_on(checks(&config));
-    println!("{}", serde_json::to_string_pretty(&checks)?);
+    out.emit(&checks, |_, _| {
+        let mut table = super::output::table(["check", "", "detail"]);
+        for check in &checks {
+            table.add_row(vec![
+                check.name.clone(),
+                if check.ok { "ok" } else { "FAIL" }.to_string(),
+                check.detail.clone(),
+            ]);
+        }
+        let failed = checks.iter().filter(|c| !c.ok).count();
+        let verdict = match failed {
+            0 => "Everything looks right.".to_string(),
+            1 => "1 problem.".to_string(),
+            n => format!("{n} problems."),
+        };
+        format!("{table}\n{verdict}")
+    })?;
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {
@@ -69,8 +85,18 @@ pub async fn checks(config: &Config) -> Vec<Check> {
             ports.join(", ")
         },
     ));
-    match Store::open(&config.store.path) {
-        Err(error) => checks.push(check("store", false, error.to_string())),
+    // Never created nor migrated here: a missing store is the finding.
+    let path = &config.store.path;
+    let opened = if path.exists() {
+        Store::open_existing(path).map_err(|e| e.to_string())
+    } else {
+        Err(format!(
+            "no database at {}: `simmask run` creates it when it first starts",
+            path.display()
+        ))
+    };
+    match opened {
+        Err(error) => checks.push(check("store", false, error)),
         Ok(store) => {
             checks.push(check(
                 "store",

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::DEFAULT_CONFIG;
+use super::{DEFAULT_CONFIG, Output, output};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::sessions::SessionView;
@@ -88,9 +88,9 @@ impl From<ModeArg> for Mode {
     }
 }
 
-pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
-        let value = match command {
+        let (value, one) = match command {
             SessionCommand::Open {
                 config,
                 a,
@@ -110,7 +110,7 @@ pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
                     mode: mode.into(),
                     label,
                 };
-                open_session(&store, &config, request).await?
+                (open_session(&store, &config, request).await?, true)
             }
             SessionCommand::List {
                 config,
@@ -123,15 +123,88 @@ pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
                     .transpose()
                     .map_err(anyhow::Error::msg)?;
                 let (_, store) = super::open_store(&config)?;
-                list_sessions(&store, status, label, limit).await?
+                (list_sessions(&store, status, label, limit).await?, false)
             }
             SessionCommand::Close { config, id } => {
                 let (_, store) = super::open_store(&config)?;
-                close_session(&store, id).await?
+                (close_session(&store, id).await?, true)
             }
         };
-        super::print_json(&value)
+        out.emit(&value, |value, out| {
+            if one {
+                session_card(value, out)
+            } else {
+                sessions_table(value, out)
+            }
+        })
     })
+}
+
+/// Sessions as a table, participants masked unless `--show-numbers`.
+pub fn sessions_table(value: &Value, out: &Output) -> String {
+    let sessions = value.as_array().cloned().unwrap_or_default();
+    if sessions.is_empty() {
+        return "No sessions.".into();
+    }
+    let mut table = output::table([
+        "session",
+        "label",
+        "participants",
+        "proxy",
+        "mode",
+        "status",
+        "opened",
+        "expires",
+    ]);
+    for session in sessions {
+        table.add_row(vec![
+            output::text(&session["id"]),
+            output::text(&session["label"]),
+            participants(&session, out),
+            output::text(&session["proxy_number"]),
+            output::text(&session["mode"]),
+            output::text(&session["status"]),
+            output::when(&session["opened_at"]),
+            if session["expires_at"].is_null() {
+                "never".into()
+            } else {
+                output::when(&session["expires_at"])
+            },
+        ]);
+    }
+    table.to_string()
+}
+
+/// `A ⇄ B`, as the output may show them.
+pub fn participants(session: &Value, out: &Output) -> String {
+    let number = |i: usize| out.number(session["participants"][i].as_str().unwrap_or("?"));
+    format!("{} ⇄ {}", number(0), number(1))
+}
+
+fn session_card(session: &Value, out: &Output) -> String {
+    let idle = session["idle_ttl_seconds"]
+        .as_u64()
+        .map_or("-".into(), output::duration);
+    output::pairs([
+        ("session", output::text(&session["id"])),
+        ("status", output::text(&session["status"])),
+        ("participants", participants(session, out)),
+        ("proxy", output::text(&session["proxy_number"])),
+        ("mode", output::text(&session["mode"])),
+        ("label", output::text(&session["label"])),
+        ("opened", output::when(&session["opened_at"])),
+        (
+            "expires",
+            if session["expires_at"].is_null() {
+                "never".into()
+            } else {
+                output::when(&session["expires_at"])
+            },
+        ),
+        ("idle limit", idle),
+        ("ended", output::when(&session["ended_at"])),
+    ])
+    .to_string()
 }
 
 /// Errors of the shell commands, each naming what the operator gave.

@@ -14,8 +14,10 @@ use crate::number::PhoneNumber;
 use crate::profile::BridgeMethod;
 
 mod callbacks;
+mod check;
 
-pub use callbacks::CallbacksConfig;
+pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
+pub use check::Problem;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +31,11 @@ pub enum ConfigError {
     /// toml's message names the line, the column and the key.
     #[error("config {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("config {path}: {key}: {problem}")]
+    #[error("config {path}: {key}{}: {problem}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Invalid {
         path: String,
         key: String,
+        line: Option<usize>,
         problem: String,
     },
 }
@@ -93,7 +96,9 @@ pub struct Modems {
     #[serde(default = "default_baud")]
     pub baud: u32,
     /// A shell command that power-cycles a modem's hub port, run after a
-    /// reset did not help; `{port}` is replaced by the port path.
+    /// reset did not help: `{hub}` and `{port}` are replaced by the modem's
+    /// USB hub and port (from sysfs, as `uhubctl -l {hub} -p {port}` takes
+    /// them), `{tty}` by its serial port's path.
     #[serde(default)]
     pub power_cycle_command: Option<String>,
     /// Failed recoveries in a row before a modem is quarantined. Default 3.
@@ -281,92 +286,114 @@ impl Config {
             path: path.to_string(),
             message: error.to_string().trim_end().replace('\n', " "),
         })?;
-        config.validate(path)?;
+        config.validate(path, text)?;
         Ok(config)
     }
 
-    fn validate(&self, path: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| ConfigError::Invalid {
-            path: path.to_string(),
-            key: key.to_string(),
-            problem,
-        };
+    fn validate(&self, path: &str, text: &str) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some((key, problem)) => Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line: check::line_of_key(text, &key),
+                key,
+                problem,
+            }),
+        }
+    }
+
+    /// Every value that cannot be used, as (key, problem).
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut invalid = |key: &str, problem: String| problems.push((key.to_string(), problem));
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
+            invalid(
                 "api.listen",
                 format!(
                     "{:?} is not an address and port such as \"127.0.0.1:8080\"",
                     self.api.listen
                 ),
-            ));
+            );
         }
         if self.modems.ports.is_empty() {
-            return Err(invalid(
+            invalid(
                 "modems.ports",
                 "no port globs: list the modems' serial ports, e.g. [\"/dev/ttyUSB*\"]".into(),
-            ));
+            );
         }
         for glob in &self.modems.ports {
             if let Err(error) = glob::Pattern::new(glob) {
-                return Err(invalid("modems.ports", format!("{glob:?}: {error}")));
+                invalid("modems.ports", format!("{glob:?}: {error}"));
             }
         }
         if self.modems.poll_interval_seconds == 0 {
-            return Err(invalid(
-                "modems.poll_interval_seconds",
-                "must be at least 1".into(),
-            ));
+            invalid("modems.poll_interval_seconds", "must be at least 1".into());
         }
         if let Some(region) = &self.numbers.default_region
             && let Err(error) = PhoneNumber::parse("+447911123456", Some(region))
         {
-            return Err(invalid("numbers.default_region", error.to_string()));
+            invalid("numbers.default_region", error.to_string());
         }
-        if self.sms.per_minute == 0 || self.sms.per_day == 0 {
-            return Err(invalid(
-                "sms.per_minute / sms.per_day",
-                "a SIM that may send nothing cannot relay: use at least 1".into(),
-            ));
+        for (key, value) in [
+            ("sms.per_minute", self.sms.per_minute),
+            ("sms.per_day", self.sms.per_day),
+        ] {
+            if value == 0 {
+                invalid(
+                    key,
+                    "a SIM that may send nothing cannot relay: use at least 1".into(),
+                );
+            }
         }
         if let OutOfSessionPolicy::AutoReply { text } = &self.out_of_session
             && text.trim().is_empty()
         {
-            return Err(invalid(
-                "out_of_session.text",
-                "the auto-reply is empty".into(),
-            ));
+            invalid("out_of_session.text", "the auto-reply is empty".into());
         }
         if let Err(problem) = self.callbacks.validate() {
-            return Err(invalid("callbacks", problem));
+            // The callbacks' own checks lead with their key (`urls.kind: …`).
+            let (key, problem) = match problem.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => {
+                    (format!("callbacks.{key}"), rest.to_string())
+                }
+                _ => ("callbacks".to_string(), problem),
+            };
+            invalid(&key, problem);
         }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
             if !seen.insert(&sim.iccid) {
-                return Err(invalid(
+                invalid(
                     "sims.iccid",
                     format!("ICCID {} is configured twice", sim.iccid),
-                ));
+                );
             }
             if let Some(pin) = &sim.pin
                 && !(4..=8).contains(&pin.len())
             {
-                return Err(invalid(
+                invalid(
                     "sims.pin",
                     format!("the PIN of SIM {} must have 4 to 8 digits", sim.iccid),
-                ));
+                );
             }
             if sim
                 .pin
                 .as_ref()
                 .is_some_and(|p| !p.chars().all(|c| c.is_ascii_digit()))
             {
-                return Err(invalid(
+                invalid(
                     "sims.pin",
                     format!("the PIN of SIM {} must be digits only", sim.iccid),
-                ));
+                );
             }
         }
-        Ok(())
+        problems
+    }
+
+    /// Every problem of configuration `text`, each with its key and line:
+    /// what `simmask config check` prints. Nothing is opened or created.
+    pub fn check(text: &str) -> Vec<Problem> {
+        check::check(text)
     }
 
     /// The per-SIM settings of `iccid`, if configured.

@@ -126,9 +126,17 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
+    state.send_limits = Some(api::status::SendLimits {
+        per_minute: config.sms.per_minute,
+        per_day: config.sms.per_day,
+    });
     let api_stop = CancellationToken::new();
-    let callbacks =
-        api::callbacks::spawn_callbacks(config.callbacks.clone(), &events, api_stop.clone());
+    let callbacks = api::callbacks::spawn_callbacks(
+        config.callbacks.clone(),
+        &events,
+        store.clone(),
+        api_stop.clone(),
+    );
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();

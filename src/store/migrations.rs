@@ -196,18 +196,92 @@ CREATE TABLE durability (
 ) STRICT;
 "#;
 
+/// Tokens that can be taken back: an optional expiry, a `metrics` role for
+/// scrapers, and a name that is unique among live tokens only (a revoked
+/// `ops` can be replaced by a new `ops`). SQLite cannot change a CHECK
+/// constraint in place, so the table is rebuilt with its rows.
+const TOKEN_LIFECYCLE: &str = r#"
+CREATE TABLE api_tokens_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'viewer', 'metrics')),
+    hash         TEXT NOT NULL UNIQUE,
+    created_ms   INTEGER NOT NULL,
+    last_used_ms INTEGER,
+    revoked_ms   INTEGER,
+    expires_ms   INTEGER
+) STRICT;
+INSERT INTO api_tokens_new (id, name, role, hash, created_ms, last_used_ms, revoked_ms)
+    SELECT id, name, role, hash, created_ms, last_used_ms, revoked_ms FROM api_tokens;
+DROP TABLE api_tokens;
+ALTER TABLE api_tokens_new RENAME TO api_tokens;
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_ms IS NULL;
+"#;
+
+/// Callback deliveries not yet made, so that a restart does not lose them.
+/// AUTOINCREMENT: the row id is the delivery id receivers deduplicate by,
+/// and must never be reused after a row is deleted.
+const CALLBACK_DELIVERIES: &str = r#"
+CREATE TABLE callback_deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind            TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT NOT NULL DEFAULT '',
+    created_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX callback_deliveries_due ON callback_deliveries(next_attempt_ms);
+"#;
+
+/// One row per send attempt in the last day, per SIM: the rate limiter is
+/// seeded from it at start, so a daemon restarted in a loop cannot push a
+/// SIM past its carrier's caps. Seeded with the sends the outbox recorded
+/// in the day before the upgrade.
+const SEND_LOG: &str = r#"
+CREATE TABLE outbox_sends (
+    proxy_iccid TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_sends_by_sim ON outbox_sends(proxy_iccid, at_ms);
+INSERT INTO outbox_sends (proxy_iccid, at_ms)
+    SELECT proxy_iccid, sent_ms FROM outbox
+    WHERE sent_ms IS NOT NULL
+      AND sent_ms > CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
+"#;
+
+/// Interactions by time across sessions, for exports by time range.
+const INTERACTIONS_BY_TIME: &str = r#"
+CREATE INDEX interactions_by_time ON interactions(created_ms, id);
+"#;
+
+/// Every migration in order: the position is the schema version (v1 first).
+const ALL: &[&str] = &[
+    V1_POOL_AND_SESSIONS,
+    V2_RELAY,
+    V3_SIM_STATUS,
+    V4_GROUP_COMMIT,
+    TOKEN_LIFECYCLE,
+    CALLBACK_DELIVERIES,
+    SEND_LOG,
+    INTERACTIONS_BY_TIME,
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(V1_POOL_AND_SESSIONS),
-        M::up(V2_RELAY),
-        M::up(V3_SIM_STATUS),
-        M::up(V4_GROUP_COMMIT),
-    ])
+    Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    4
+    ALL.len()
+}
+
+/// The schema version of the database at `conn` (0 when new).
+pub fn current_version(conn: &Connection) -> Result<usize, StoreError> {
+    match migrations().current_version(conn)? {
+        SchemaVersion::NoneSet => Ok(0),
+        SchemaVersion::Inside(version) | SchemaVersion::Outside(version) => Ok(version.get()),
+    }
 }
 
 /// Brings the database to the latest schema, refusing a newer one.

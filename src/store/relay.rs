@@ -30,6 +30,8 @@ pub struct OutboxItem {
     pub body: String,
     /// Attempts including the one now starting.
     pub attempts: u32,
+    /// When it was queued, ms since the epoch.
+    pub created_ms: i64,
 }
 
 /// One interaction as listed for a session.
@@ -78,7 +80,7 @@ impl Store {
     }
 
     /// Claims the oldest due row of one SIM for sending: state `sending`,
-    /// attempts + 1. Rows of other SIMs are never considered: a message waits
+    /// attempts + 1, and the attempt in the send log. Rows of other SIMs are never considered: a message waits
     /// for its own proxy, as sending from another would unmask.
     pub async fn claim_next_due(
         &self,
@@ -92,7 +94,7 @@ impl Store {
                 let row = tx
                     .query_row(
                         "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
-                            COALESCE(o.body, ''), o.attempts, i.session_id
+                            COALESCE(o.body, ''), o.attempts, i.session_id, o.created_ms
                      FROM outbox o JOIN interactions i ON i.id = o.interaction_id
                      WHERE o.proxy_iccid = ?1 AND o.state = 'queued' AND o.next_attempt_ms <= ?2
                      ORDER BY o.next_attempt_ms, o.id LIMIT 1",
@@ -106,6 +108,7 @@ impl Store {
                                 body: row.get(4)?,
                                 attempts: row.get::<_, u32>(5)? + 1,
                                 session_id: row.get(6)?,
+                                created_ms: row.get(7)?,
                             })
                         },
                     )
@@ -115,6 +118,8 @@ impl Store {
                         "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
                         params![item.id, item.attempts],
                     )?;
+                    // Each claim is an attempt the carrier may count.
+                    super::export::log_send(&tx, &proxy_iccid, now)?;
                 }
                 tx.commit()?;
                 Ok(row)

@@ -467,6 +467,11 @@ impl Desk {
         if let Err(error) = self.store.record_call(call).await {
             tracing::error!(iccid = %self.iccid, %error, "cannot record a call");
         }
+        if let Some(answered_at) = record.answered_at
+            && let Ok(setup) = std::time::Duration::try_from(answered_at - record.started_at)
+        {
+            crate::metrics::call_setup(setup);
+        }
         // A bridge whose confirmation was lost (seen in a snapshot) is
         // announced with its end.
         if let Some(session_id) = &record.session
