@@ -205,6 +205,9 @@ pub async fn open(
         label: request.label,
         sticky: request.sticky.unwrap_or(state.sticky),
         actor: caller.name.clone(),
+        fallback_number: None,
+        proxy: None,
+        limits: Default::default(),
     };
     let record = state
         .store

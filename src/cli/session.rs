@@ -229,6 +229,9 @@ pub async fn open_session(
         label: request.label,
         sticky: config.sessions.sticky,
         actor: "cli".into(),
+        fallback_number: None,
+        proxy: None,
+        limits: Default::default(),
     };
     let record = store.open_session(new, live, now).await?;
     Ok(json!(SessionView::new(record, &operator())))

@@ -12,7 +12,6 @@ use super::inbound::{InboundAction, decide};
 use super::reassembly::{
     Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
 };
-use crate::masking::lifecycle::SessionStatus;
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 use crate::store::{InboundTx, NewOutbound, ReceivedPart, Store, StoreError};
@@ -207,8 +206,8 @@ fn route_message(
     let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
     let last_auto_reply = tx.last_auto_reply(proxy_iccid, sender)?;
     let decision = decide(&sessions, sender, &body, policy, last_auto_reply, now);
-    if let Some(id) = &decision.expire_session {
-        tx.end_session(id, SessionStatus::Expired, now)?;
+    if let Some((id, reason)) = &decision.expire_session {
+        tx.end_session(id, *reason, now)?;
     }
     let queue = |tx: &mut InboundTx<'_>,
                  session_id: Option<String>,

@@ -6,15 +6,16 @@
 use time::OffsetDateTime;
 
 use crate::masking::Traffic;
-use crate::masking::lifecycle::{self, Route, Session};
+use crate::masking::lifecycle::{self, CloseReason, Route, Session};
 use crate::masking::policy::{self, Action, OutOfSessionPolicy};
 use crate::number::PhoneNumber;
 
 /// The decision for one complete inbound SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundDecision {
-    /// A session that ended by time just now: mark it expired first.
-    pub expire_session: Option<String>,
+    /// A session that ended by time just now, and why: mark it expired
+    /// first.
+    pub expire_session: Option<(String, CloseReason)>,
     pub action: InboundAction,
 }
 
@@ -70,7 +71,9 @@ pub fn decide(
                 },
             };
         }
-        Route::Expired(session) => expire_session = Some(session.id.clone()),
+        Route::Expired(session) => {
+            expire_session = Some((session.id.clone(), session.expiry_reason(now)))
+        }
         Route::OutOfSession => {}
     }
     let action = match policy::out_of_session_action(
@@ -164,7 +167,10 @@ mod tests {
             None,
             NOW,
         );
-        assert_eq!(decision.expire_session, Some("s1".into()));
+        assert_eq!(
+            decision.expire_session,
+            Some(("s1".into(), CloseReason::Ttl))
+        );
         assert!(matches!(decision.action, InboundAction::AutoReply { .. }));
     }
 

@@ -36,7 +36,8 @@ pub use pool::SimStatusRecord;
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
+    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
+    SimRecord,
 };
 pub use tokens::{Role, TokenError, TokenRecord};
 
@@ -68,6 +69,10 @@ pub enum StoreError {
     NoSuchSim(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
+    /// A rail refused the change (a 409 with `code`: `opted_out`,
+    /// `draining`, `reserved`, `participant_busy`, `session_open`…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]

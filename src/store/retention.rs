@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::sessions::{ERASED_PARTICIPANT, end_session};
 use super::{Store, StoreError, to_ms};
-use crate::masking::lifecycle::SessionStatus;
+use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 
 /// What an erasure changed, table by table.
@@ -138,7 +138,7 @@ impl Store {
                 .query_map(params![number], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &open {
-                end_session(&tx, id, SessionStatus::Closed, now)?;
+                end_session(&tx, id, CloseReason::Erased, now)?;
             }
             // First, while the interactions still name the number: what is
             // queued or sent in its sessions, to it, or about it (a forward
@@ -339,7 +339,11 @@ mod tests {
             "{interactions:?}"
         );
         let record = store.session(session).await.unwrap();
-        assert_eq!(record.status, SessionStatus::Closed);
+        assert_eq!(
+            record.status,
+            crate::masking::lifecycle::SessionStatus::Closed
+        );
+        assert_eq!(record.close_reason, Some(CloseReason::Erased));
         assert_eq!(record.participants, [None, Some(number(B))]);
         assert_eq!(record.rules_view(), None);
         let filter = SessionFilter {

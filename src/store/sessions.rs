@@ -2,13 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::masking::Mode;
-use crate::masking::allocation::{self, AllocationRequest, ProxyCandidate};
-use crate::masking::lifecycle::{Session, SessionStatus};
+use crate::masking::allocation::{self, AllocationRequest, Budget, PoolLimits, ProxyCandidate};
+use crate::masking::lifecycle::{self, CloseReason, ReopenProxy, Session, SessionStatus};
 use crate::number::PhoneNumber;
 
 use super::{Store, StoreError, from_ms, to_ms};
@@ -24,6 +24,23 @@ pub struct SimRecord {
     pub imsi: String,
     pub modem_imei: Option<String>,
     pub enabled: bool,
+    /// The participant this SIM is pinned to: nobody else gets it.
+    pub reserved_for: Option<PhoneNumber>,
+    /// No new sessions; the open ones run to their end.
+    pub draining: bool,
+    /// The staff number strangers are paired with (front desk).
+    pub front_desk: Option<PhoneNumber>,
+}
+
+/// A change to a SIM's settings; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct SimChange {
+    pub enabled: Option<bool>,
+    /// `Some(None)` releases the reservation.
+    pub reserved_for: Option<Option<PhoneNumber>>,
+    pub draining: Option<bool>,
+    /// `Some(None)` ends the front desk.
+    pub front_desk: Option<Option<PhoneNumber>>,
 }
 
 /// A modem as stored (by IMEI).
@@ -58,6 +75,13 @@ pub struct NewSession {
     pub sticky: bool,
     /// Who asked (a token name, `cli`), for the audit trail.
     pub actor: String,
+    /// Where a former participant's calls go once the session expired.
+    pub fallback_number: Option<PhoneNumber>,
+    /// Only this proxy (a front desk pairing a stranger on the SIM they
+    /// reached); allocation's rules still apply to it.
+    pub proxy: Option<String>,
+    /// The SIMs' budgets.
+    pub limits: PoolLimits,
 }
 
 /// A session as stored, in the API's shape.
@@ -80,6 +104,9 @@ pub struct SessionRecord {
     pub last_activity_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    /// Why it ended; `None` while open.
+    pub close_reason: Option<CloseReason>,
+    pub fallback_number: Option<PhoneNumber>,
 }
 
 impl SessionRecord {
@@ -118,7 +145,8 @@ pub struct SessionFilter {
 const SESSION_COLUMNS: &str = "s.id, s.proxy_iccid, sim.msisdn, s.mode, s.status, s.label, \
      s.opened_ms, s.expires_ms, s.idle_ttl_s, s.last_activity_ms, s.ended_ms, \
      (SELECT number FROM participants WHERE session_id = s.id AND position = 0), \
-     (SELECT number FROM participants WHERE session_id = s.id AND position = 1)";
+     (SELECT number FROM participants WHERE session_id = s.id AND position = 1), \
+     s.close_reason, s.fallback_number";
 
 /// How an erased participant's number starts in the `participants` table
 /// (followed by the session id and position, unique per row).
@@ -164,6 +192,14 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
         last_activity_at: from_ms(row.get(9)?)?,
         ended_at: optional_time(10)?,
         participants: [participant(11)?, participant(12)?],
+        close_reason: row
+            .get::<_, Option<String>>(13)?
+            .map(|r| r.parse().map_err(|e: String| corrupt("close reason", e)))
+            .transpose()?,
+        fallback_number: row
+            .get::<_, Option<String>>(14)?
+            .map(|n| PhoneNumber::from_e164(&n).map_err(|e| corrupt("fallback number", e)))
+            .transpose()?,
     })
 }
 
@@ -192,7 +228,7 @@ pub(super) fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord
 }
 
 pub(super) fn audit(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: OffsetDateTime,
     actor: &str,
     action: &str,
@@ -207,16 +243,94 @@ pub(super) fn audit(
 }
 
 pub(super) fn end_session(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
-    status: SessionStatus,
+    reason: CloseReason,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE sessions SET status = ?2, ended_ms = ?3 WHERE id = ?1")?
-        .execute(params![id, status.as_str(), to_ms(now)])?;
+    tx.prepare_cached(
+        "UPDATE sessions SET status = ?2, ended_ms = ?3, close_reason = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        reason.status().as_str(),
+        to_ms(now),
+        reason.as_str()
+    ])?;
     tx.prepare_cached("UPDATE participants SET open = 0 WHERE session_id = ?1")?
         .execute(params![id])?;
     Ok(())
+}
+
+/// `YYYY-MM` of `now` (UTC): the period of the recipients budget.
+pub(super) fn month_of(now: OffsetDateTime) -> String {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}", now.year(), u8::from(now.month()))
+}
+
+/// Maps the refusal of one of the database's rails (a trigger of schema
+/// version 5) to its conflict; other errors stay as they are.
+pub(super) fn rail(error: rusqlite::Error) -> StoreError {
+    let message = error.to_string();
+    for code in ["opted_out", "draining", "reserved"] {
+        if message.starts_with(&format!("{code}:")) {
+            return StoreError::Conflict {
+                code,
+                message: message[code.len() + 1..].trim().to_string(),
+            };
+        }
+    }
+    if let rusqlite::Error::SqliteFailure(failure, _) = &error
+        && failure.code == rusqlite::ErrorCode::ConstraintViolation
+        && message.contains("participants")
+    {
+        return StoreError::Conflict {
+            code: "participant_busy",
+            message: "a participant has another open session on this proxy (the masking rule)"
+                .into(),
+        };
+    }
+    StoreError::Sqlite(error)
+}
+
+/// Numbers among `numbers` that opted out.
+pub(super) fn opted_out_among(
+    conn: &Connection,
+    numbers: &[&PhoneNumber],
+) -> Result<Vec<PhoneNumber>, StoreError> {
+    let mut statement = conn.prepare_cached("SELECT 1 FROM opt_outs WHERE number = ?1")?;
+    let mut out = Vec::new();
+    for number in numbers {
+        if statement.exists(params![number.e164()])? {
+            out.push((*number).clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Each SIM's use of its budgets at `now`: distinct recipients this month
+/// and messages sent in the last 24 hours.
+pub(super) fn budget_use(
+    conn: &Connection,
+    now: OffsetDateTime,
+) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+    let mut used: HashMap<String, (u32, u32)> = HashMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT iccid, COUNT(*) FROM sim_recipients WHERE month = ?1 GROUP BY iccid",
+    )?;
+    let mut rows = statement.query(params![month_of(now)])?;
+    while let Some(row) = rows.next()? {
+        used.entry(row.get(0)?).or_default().0 = row.get(1)?;
+    }
+    let mut statement = conn.prepare_cached(
+        "SELECT proxy_iccid, COUNT(*) FROM outbox WHERE sent_ms IS NOT NULL AND sent_ms > ?1 \
+         GROUP BY proxy_iccid",
+    )?;
+    let mut rows = statement.query(params![to_ms(now - Duration::DAY)])?;
+    while let Some(row) = rows.next()? {
+        used.entry(row.get(0)?).or_default().1 = row.get(1)?;
+    }
+    Ok(used)
 }
 
 fn allocate_and_insert(
@@ -226,6 +340,19 @@ fn allocate_and_insert(
     now: OffsetDateTime,
 ) -> Result<SessionRecord, StoreError> {
     let tx = conn.transaction()?;
+    let record = allocate_in(&tx, new, live, now)?;
+    tx.commit()?;
+    Ok(record)
+}
+
+/// Allocates and writes a session inside the caller's transaction (which
+/// must be rolled back, or the savepoint, when this fails).
+pub(super) fn allocate_in(
+    tx: &Connection,
+    new: NewSession,
+    live: Vec<LiveSim>,
+    now: OffsetDateTime,
+) -> Result<SessionRecord, StoreError> {
     let live: HashMap<String, LiveSim> = live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
     let [a, b] = &new.participants;
 
@@ -239,6 +366,9 @@ fn allocate_and_insert(
             load.insert(row.get(0)?, row.get::<_, i64>(1)? as usize);
         }
     }
+    let number_of = |text: String| -> Result<PhoneNumber, StoreError> {
+        PhoneNumber::from_e164(&text).map_err(|e| corrupt("stored number", e))
+    };
     let mut busy: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
     {
         let mut statement = tx.prepare_cached(
@@ -246,31 +376,67 @@ fn allocate_and_insert(
         )?;
         let mut rows = statement.query(params![a.e164(), b.e164()])?;
         while let Some(row) = rows.next()? {
-            let number: String = row.get(1)?;
-            let number =
-                PhoneNumber::from_e164(&number).map_err(|e| corrupt("stored number", e))?;
-            busy.entry(row.get(0)?).or_default().insert(number);
+            busy.entry(row.get(0)?)
+                .or_default()
+                .insert(number_of(row.get(1)?)?);
         }
     }
+    let mut known: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
+    {
+        let mut statement = tx.prepare_cached(
+            "SELECT iccid, number FROM sim_recipients WHERE month = ?1 AND number IN (?2, ?3)",
+        )?;
+        let mut rows = statement.query(params![month_of(now), a.e164(), b.e164()])?;
+        while let Some(row) = rows.next()? {
+            known
+                .entry(row.get(0)?)
+                .or_default()
+                .insert(number_of(row.get(1)?)?);
+        }
+    }
+    let used = budget_use(&tx, now)?;
     let mut candidates = Vec::new();
     {
-        let mut statement = tx.prepare_cached("SELECT iccid, msisdn, enabled FROM sims")?;
-        let mut rows = statement.query([])?;
+        let mut statement = tx.prepare_cached(
+            "SELECT iccid, msisdn, enabled, reserved_for, draining FROM sims \
+             WHERE ?1 IS NULL OR iccid = ?1",
+        )?;
+        let mut rows = statement.query(params![new.proxy])?;
         while let Some(row) = rows.next()? {
             let iccid: String = row.get(0)?;
-            let msisdn: String = row.get(1)?;
             let state = live.get(&iccid);
+            let limits = new.limits.of(&iccid);
+            let (recipients, sent) = used.get(&iccid).copied().unwrap_or_default();
             candidates.push(ProxyCandidate {
-                number: PhoneNumber::from_e164(&msisdn).map_err(|e| corrupt("SIM number", e))?,
+                number: number_of(row.get(1)?)?,
                 enabled: row.get(2)?,
                 healthy: state.is_some_and(|s| s.healthy),
                 voice_capable: state.is_some_and(|s| s.voice_capable),
                 open_sessions: load.get(&iccid).copied().unwrap_or(0),
                 signal_dbm: state.and_then(|s| s.signal_dbm),
                 busy_participants: busy.remove(&iccid).unwrap_or_default(),
+                reserved_for: row
+                    .get::<_, Option<String>>(3)?
+                    .map(number_of)
+                    .transpose()?,
+                draining: row.get(4)?,
+                recipients: Budget {
+                    used: recipients,
+                    limit: limits.recipients_per_month,
+                },
+                sent_today: Budget {
+                    used: sent,
+                    limit: limits.per_day,
+                },
+                known_recipients: known.remove(&iccid).unwrap_or_default(),
                 iccid,
             });
         }
+    }
+    if let Some(proxy) = &new.proxy
+        && candidates.is_empty()
+    {
+        return Err(StoreError::NoSuchSim(proxy.clone()));
     }
     let preferred = if new.sticky {
         let mut statement = tx.prepare_cached(
@@ -287,6 +453,8 @@ fn allocate_and_insert(
         participants: new.participants.clone(),
         mode: new.mode,
         preferred,
+        opted_out: opted_out_among(&tx, &[a, b])?,
+        reserve_percent: new.limits.reserve_percent,
     };
     let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
 
@@ -294,7 +462,8 @@ fn allocate_and_insert(
     let expires = new.ttl.map(|ttl| to_ms(now + ttl));
     tx.prepare_cached(
         "INSERT INTO sessions (id, proxy_iccid, mode, status, label, opened_ms, expires_ms, \
-         idle_ttl_s, last_activity_ms) VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?5)",
+         idle_ttl_s, last_activity_ms, fallback_number) \
+         VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?5, ?8)",
     )?
     .execute(params![
         id,
@@ -304,16 +473,75 @@ fn allocate_and_insert(
         to_ms(now),
         expires,
         new.idle_ttl.map(|d| d.whole_seconds()),
-    ])?;
+        new.fallback_number.as_ref().map(PhoneNumber::e164),
+    ])
+    .map_err(rail)?;
     for (position, number) in new.participants.iter().enumerate() {
         tx.prepare_cached(
             "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
              VALUES (?1, ?2, ?3, ?4, 1)",
         )?
-        .execute(params![id, position as i64, number.e164(), proxy])?;
+        .execute(params![id, position as i64, number.e164(), proxy])
+        .map_err(rail)?;
     }
-    audit(&tx, now, &new.actor, "session.open", &id, new.mode.as_str())?;
-    let record = session_by_id(&tx, &id)?;
+    audit(tx, now, &new.actor, "session.open", &id, new.mode.as_str())?;
+    session_by_id(tx, &id)
+}
+
+fn reopen(
+    conn: &mut Connection,
+    id: &str,
+    ttl: Option<Duration>,
+    idle_ttl: Option<Duration>,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<SessionRecord, StoreError> {
+    let tx = conn.transaction()?;
+    let session = session_by_id(&tx, id)?;
+    let participants = match &session.participants {
+        [Some(a), Some(b)] => Some([a.clone(), b.clone()]),
+        _ => None,
+    };
+    let sim = sim_by_iccid(&tx, &session.proxy_iccid)?;
+    let mut proxy = ReopenProxy {
+        draining: sim.draining,
+        reserved_for: sim.reserved_for,
+        busy: Vec::new(),
+    };
+    let mut opted_out = Vec::new();
+    if let Some([a, b]) = &participants {
+        let mut statement = tx.prepare_cached(
+            "SELECT 1 FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
+        )?;
+        for number in [a, b] {
+            if statement.exists(params![session.proxy_iccid, number.e164()])? {
+                proxy.busy.push(number.clone());
+            }
+        }
+        opted_out = opted_out_among(&tx, &[a, b])?;
+    }
+    lifecycle::may_reopen(session.status, participants.as_ref(), &proxy, &opted_out).map_err(
+        |refusal| StoreError::Conflict {
+            code: refusal.code(),
+            message: format!("session {id} cannot be reopened: {refusal}"),
+        },
+    )?;
+    // The same lifetime again, from now, unless the request sets another.
+    let ttl = ttl.or_else(|| session.expires_at.map(|at| at - session.opened_at));
+    let idle = idle_ttl
+        .map(|d| d.whole_seconds())
+        .or(session.idle_ttl_seconds);
+    tx.prepare_cached(
+        "UPDATE sessions SET status = 'open', close_reason = NULL, ended_ms = NULL, \
+         expires_ms = ?2, idle_ttl_s = ?3, last_activity_ms = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, ttl.map(|t| to_ms(now + t)), idle, to_ms(now)])
+    .map_err(rail)?;
+    tx.prepare_cached("UPDATE participants SET open = 1 WHERE session_id = ?1")?
+        .execute(params![id])
+        .map_err(rail)?;
+    audit(&tx, now, actor, "session.reopen", id, "")?;
+    let record = session_by_id(&tx, id)?;
     tx.commit()?;
     Ok(record)
 }
@@ -381,7 +609,8 @@ impl Store {
     pub async fn sims(&self) -> Result<Vec<SimRecord>, StoreError> {
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims ORDER BY iccid",
+                "SELECT iccid, msisdn, imsi, modem_imei, enabled, reserved_for, draining, front_desk FROM sims \
+                 ORDER BY iccid",
             )?;
             let mut rows = statement.query([])?;
             let mut sims = Vec::new();
@@ -401,21 +630,115 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<SimRecord, StoreError> {
+        let change = SimChange {
+            enabled: Some(enabled),
+            ..SimChange::default()
+        };
+        self.update_sim(iccid, change, actor, now).await
+    }
+
+    /// Changes a SIM's settings (enabled, reserved, draining, front desk);
+    /// every change is audited. Open sessions keep running.
+    pub async fn update_sim(
+        &self,
+        iccid: String,
+        change: SimChange,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SimRecord, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let changed = tx
-                .prepare_cached("UPDATE sims SET enabled = ?2 WHERE iccid = ?1")?
-                .execute(params![iccid, enabled])?;
-            if changed == 0 {
-                return Err(StoreError::NoSuchSim(iccid));
+            sim_by_iccid(&tx, &iccid)?;
+            if let Some(enabled) = change.enabled {
+                tx.prepare_cached("UPDATE sims SET enabled = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, enabled])?;
+                let action = if enabled { "sim.enable" } else { "sim.disable" };
+                audit(&tx, now, &actor, action, &iccid, "")?;
             }
-            let action = if enabled { "sim.enable" } else { "sim.disable" };
-            audit(&tx, now, &actor, action, &iccid, "")?;
+            if let Some(owner) = &change.reserved_for {
+                tx.prepare_cached("UPDATE sims SET reserved_for = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, owner.as_ref().map(PhoneNumber::e164)])?;
+                // The audit trail names the owner by its redacted form only.
+                let (action, detail) = match owner {
+                    Some(owner) => ("sim.reserve", format!("{owner:?}")),
+                    None => ("sim.release", String::new()),
+                };
+                audit(&tx, now, &actor, action, &iccid, &detail)?;
+            }
+            if let Some(draining) = change.draining {
+                tx.prepare_cached("UPDATE sims SET draining = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, draining])?;
+                let action = if draining { "sim.drain" } else { "sim.undrain" };
+                audit(&tx, now, &actor, action, &iccid, "")?;
+            }
+            if let Some(staff) = &change.front_desk {
+                tx.prepare_cached("UPDATE sims SET front_desk = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, staff.as_ref().map(PhoneNumber::e164)])?;
+                let detail = staff.as_ref().map(|s| format!("{s:?}")).unwrap_or_default();
+                audit(&tx, now, &actor, "sim.front_desk", &iccid, &detail)?;
+            }
             let sim = sim_by_iccid(&tx, &iccid)?;
             tx.commit()?;
             Ok(sim)
         })
         .await
+    }
+
+    /// Retires a SIM: its open sessions end (`sim_retired`) and it is
+    /// disabled. Returns the sessions it ended.
+    pub async fn retire_sim(
+        &self,
+        iccid: String,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            sim_by_iccid(&tx, &iccid)?;
+            let open = query_sessions(&tx, "s.proxy_iccid = ?1 AND s.status = 'open'", &[&iccid])?;
+            let mut ended = Vec::with_capacity(open.len());
+            for session in &open {
+                end_session(&tx, &session.id, CloseReason::SimRetired, now)?;
+                ended.push(session_by_id(&tx, &session.id)?);
+            }
+            tx.prepare_cached("UPDATE sims SET enabled = 0 WHERE iccid = ?1")?
+                .execute(params![iccid])?;
+            audit(
+                &tx,
+                now,
+                &actor,
+                "sim.retire",
+                &iccid,
+                &format!("{} sessions ended", ended.len()),
+            )?;
+            tx.commit()?;
+            Ok(ended)
+        })
+        .await
+    }
+
+    /// Reopens a closed or expired session on its proxy when the masking
+    /// rule and the rails still allow it. Its lifetime starts again from
+    /// `now`: `ttl`/`idle_ttl` when given, else the ones it had.
+    pub async fn reopen_session(
+        &self,
+        id: String,
+        ttl: Option<Duration>,
+        idle_ttl: Option<Duration>,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SessionRecord, StoreError> {
+        self.call(move |conn| reopen(conn, &id, ttl, idle_ttl, &actor, now))
+            .await
+    }
+
+    /// Each SIM's use of its budgets at `now`: (distinct recipients this
+    /// month, messages sent in the last 24 hours), by ICCID.
+    pub async fn sim_budget_use(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+        self.call(move |conn| budget_use(conn, now)).await
     }
 
     /// Opens a session on the proxy the masking rules choose, atomically:
@@ -473,7 +796,7 @@ impl Store {
                     status: session.status.as_str().into(),
                 });
             }
-            end_session(&tx, &id, SessionStatus::Closed, now)?;
+            end_session(&tx, &id, CloseReason::Operator, now)?;
             audit(&tx, now, &actor, "session.close", &id, "")?;
             let session = session_by_id(&tx, &id)?;
             tx.commit()?;
@@ -524,7 +847,12 @@ impl Store {
                 &[&now_ms],
             )?;
             for session in &due {
-                end_session(&tx, &session.id, SessionStatus::Expired, now)?;
+                let reason = if session.expires_at.is_some_and(|at| at <= now) {
+                    CloseReason::Ttl
+                } else {
+                    CloseReason::Idle
+                };
+                end_session(&tx, &session.id, reason, now)?;
             }
             let mut expired = Vec::with_capacity(due.len());
             for session in &due {
@@ -545,12 +873,22 @@ fn sim_from_row(row: &Row<'_>) -> Result<SimRecord, StoreError> {
         imsi: row.get(2)?,
         modem_imei: row.get(3)?,
         enabled: row.get(4)?,
+        reserved_for: optional_number(row, 5)?,
+        draining: row.get(6)?,
+        front_desk: optional_number(row, 7)?,
     })
+}
+
+fn optional_number(row: &Row<'_>, i: usize) -> Result<Option<PhoneNumber>, StoreError> {
+    row.get::<_, Option<String>>(i)?
+        .map(|n| PhoneNumber::from_e164(&n).map_err(|e| corrupt("stored number", e)))
+        .transpose()
 }
 
 fn sim_by_iccid(conn: &Connection, iccid: &str) -> Result<SimRecord, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims WHERE iccid = ?1",
+        "SELECT iccid, msisdn, imsi, modem_imei, enabled, reserved_for, draining, front_desk FROM sims \
+         WHERE iccid = ?1",
     )?;
     let mut rows = statement.query(params![iccid])?;
     match rows.next()? {
