@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::events::EventBus;
+use crate::masking::allocation::PoolLimits;
+use crate::number::NumberValidation;
 use crate::store::{LiveSim, SimStatusRecord, Store};
 use auth::Caller;
 use error::ApiError;
@@ -75,6 +77,11 @@ pub struct ApiState {
     pub signal_history: SignalHistory,
     /// Requests per client address.
     pub rate_limit: RateLimit,
+    /// How much of the numbering plan a number typed by an operator must
+    /// match (`[numbers] validation`).
+    pub number_validation: NumberValidation,
+    /// The SIMs' budgets (`[sms]` and `[[sims]]`).
+    pub limits: PoolLimits,
 }
 
 impl ApiState {
@@ -93,6 +100,8 @@ impl ApiState {
             sticky: true,
             signal_history: SignalHistory::default(),
             rate_limit: RateLimit::default(),
+            number_validation: NumberValidation::default(),
+            limits: PoolLimits::default(),
         }
     }
 }
@@ -119,6 +128,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
             "/api/v1/sessions/{id}/interactions",
             get(sessions::interactions),
         ),
+        ("/api/v1/sessions/{id}/reopen", post(sessions::reopen)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
         ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
@@ -237,6 +247,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::get,
         sessions::close,
         sessions::interactions,
+        sessions::reopen,
         pool::modems,
         pool::numbers,
         pool::set_enabled,

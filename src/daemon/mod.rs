@@ -123,6 +123,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
+    state.number_validation = config.numbers.validation;
+    state.limits = config.pool_limits();
     let api_stop = CancellationToken::new();
     let callbacks =
         api::callbacks::spawn_callbacks(config.callbacks.clone(), &events, api_stop.clone());

@@ -16,6 +16,9 @@ pub struct InboundDecision {
     /// A session that ended by time just now, and why: mark it expired
     /// first.
     pub expire_session: Option<(String, CloseReason)>,
+    /// The sender has no open session here (or it just expired): the
+    /// action is the out-of-session policy's.
+    pub out_of_session: bool,
     pub action: InboundAction,
 }
 
@@ -56,6 +59,7 @@ pub fn decide(
             };
             return InboundDecision {
                 expire_session,
+                out_of_session: false,
                 action: InboundAction::Relay {
                     session_id: session.id.clone(),
                     from_position,
@@ -66,6 +70,7 @@ pub fn decide(
         Route::WrongMode(_) => {
             return InboundDecision {
                 expire_session,
+                out_of_session: false,
                 action: InboundAction::Drop {
                     reason: "the session does not carry SMS",
                 },
@@ -94,6 +99,7 @@ pub fn decide(
     };
     InboundDecision {
         expire_session,
+        out_of_session: true,
         action,
     }
 }

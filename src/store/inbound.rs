@@ -48,7 +48,7 @@ pub struct WaitingMessage {
 
 /// One transaction on the inbound rows, driven by the relay.
 pub struct InboundTx<'c> {
-    tx: Transaction<'c>,
+    pub(super) tx: Transaction<'c>,
 }
 
 impl Store {

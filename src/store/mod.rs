@@ -14,6 +14,7 @@ mod import;
 mod inbound;
 mod migrations;
 mod pool;
+mod rails;
 mod relay;
 mod retention;
 mod sessions;
@@ -33,6 +34,7 @@ pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;
+pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{

@@ -19,6 +19,8 @@ pub struct ErasureCounts {
     pub outbox: usize,
     pub participants: usize,
     pub auto_replies: usize,
+    /// Its opt-out, block-list entry and recipient rows.
+    pub rails: usize,
     pub audit: usize,
 }
 
@@ -184,6 +186,17 @@ impl Store {
                 "DELETE FROM auto_replies WHERE sender = ?1",
                 params![number],
             )?;
+            // The rails' lists name the number too: its opt-out, its block,
+            // the SIMs that sent to it this month.
+            let rails = tx.execute("DELETE FROM opt_outs WHERE number = ?1", params![number])?
+                + tx.execute(
+                    "DELETE FROM blocked_numbers WHERE number = ?1",
+                    params![number],
+                )?
+                + tx.execute(
+                    "DELETE FROM sim_recipients WHERE number = ?1",
+                    params![number],
+                )?;
             // Unique per row: the open-route index must still hold.
             let participants = tx.execute(
                 "UPDATE participants
@@ -203,6 +216,7 @@ impl Store {
                 outbox,
                 participants,
                 auto_replies,
+                rails,
                 audit,
             };
             super::sessions::audit(

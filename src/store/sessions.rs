@@ -203,7 +203,7 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
     })
 }
 
-fn query_sessions(
+pub(super) fn query_sessions(
     conn: &Connection,
     condition: &str,
     params: &[&dyn rusqlite::ToSql],
@@ -394,7 +394,7 @@ pub(super) fn allocate_in(
                 .insert(number_of(row.get(1)?)?);
         }
     }
-    let used = budget_use(&tx, now)?;
+    let used = budget_use(tx, now)?;
     let mut candidates = Vec::new();
     {
         let mut statement = tx.prepare_cached(
@@ -453,7 +453,7 @@ pub(super) fn allocate_in(
         participants: new.participants.clone(),
         mode: new.mode,
         preferred,
-        opted_out: opted_out_among(&tx, &[a, b])?,
+        opted_out: opted_out_among(tx, &[a, b])?,
         reserve_percent: new.limits.reserve_percent,
     };
     let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
