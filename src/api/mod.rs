@@ -5,6 +5,7 @@
 //! status code, so nothing a client sends can produce a 500.
 
 pub mod auth;
+pub mod blocks;
 pub mod callbacks;
 mod dashboard;
 pub mod error;
@@ -131,7 +132,10 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/sessions/{id}/reopen", post(sessions::reopen)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
-        ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
+        ("/api/v1/numbers/{iccid}", put(pool::update_number)),
+        ("/api/v1/numbers/{iccid}/retire", post(pool::retire)),
+        ("/api/v1/blocks", get(blocks::list).post(blocks::add)),
+        ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
     ]
@@ -250,7 +254,11 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::reopen,
         pool::modems,
         pool::numbers,
-        pool::set_enabled,
+        pool::update_number,
+        pool::retire,
+        blocks::list,
+        blocks::add,
+        blocks::remove,
         pool::ussd,
         pool::history
     ),

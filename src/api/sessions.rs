@@ -114,9 +114,9 @@ pub struct OpenSessionRequest {
     pub fallback_number: Option<String>,
 }
 
-/// Reopening a session: its lifetime starts again, the same as before
-/// unless given here.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+/// Reopening a session (`{}` keeps its lifetimes): its lifetime starts
+/// again, the same as before unless given here.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenRequest {
     pub ttl_seconds: Option<u64>,
@@ -361,7 +361,7 @@ pub async fn close(
 /// rule still allows it (neither participant has another open session on
 /// that proxy) and the proxy takes sessions (not draining, not reserved for
 /// someone else, no participant opted out).
-#[utoipa::path(post, path = "/api/v1/sessions/{id}/reopen", request_body = Option<ReopenRequest>,
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/reopen", request_body = ReopenRequest,
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
         (status = 409, description = "`session_open`, `participant_busy`, `opted_out`, \
@@ -372,20 +372,8 @@ pub async fn reopen(
     State(state): State<ApiState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
-    body: axum::body::Bytes,
+    ApiJson(request): ApiJson<ReopenRequest>,
 ) -> Result<Json<SessionView>, ApiError> {
-    // The body is optional: no body (or `{}`) keeps the session's lifetimes.
-    let request: ReopenRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReopenRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|error| {
-            if error.is_data() {
-                ApiError::unprocessable("invalid_body", format!("request body: {error}"))
-            } else {
-                ApiError::bad_request(format!("request body is not valid JSON: {error}"))
-            }
-        })?
-    };
     let record = state
         .store
         .reopen_session(
