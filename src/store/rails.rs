@@ -119,6 +119,15 @@ impl Store {
         .await
     }
 
+    /// Whether `number` is on the block list.
+    pub async fn is_blocked(&self, number: PhoneNumber) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT 1 FROM blocked_numbers WHERE number = ?1")?
+                .exists(params![number.e164()])?)
+        })
+    }
+
     /// Whether `number` opted out (sent STOP and not START since).
     pub async fn is_opted_out(&self, number: PhoneNumber) -> Result<bool, StoreError> {
         self.read(|conn| {

@@ -184,7 +184,11 @@ impl Desk {
         let caller = if reported.starts_with('+') {
             PhoneNumber::from_e164(reported)
         } else {
-            PhoneNumber::parse(reported, self.home_region.as_deref())
+            PhoneNumber::parse_as(
+                reported,
+                self.home_region.as_deref(),
+                self.config.numbers.validation,
+            )
         };
         let Ok(caller) = caller else {
             return Lookup::Reject {
@@ -227,9 +231,33 @@ impl Desk {
                     }
                 }
                 tracing::info!(session = %session.id, "call on an expired session");
-                self.out_of_session(caller)
+                self.before_policy(caller).await
             }
-            Route::OutOfSession => self.out_of_session(caller),
+            Route::OutOfSession => self.before_policy(caller).await,
+        }
+    }
+
+    /// The rails before the policy (block list, fallback after expiry,
+    /// front desk: [`super::front`]), then the policy.
+    async fn before_policy(&self, caller: PhoneNumber) -> Lookup {
+        match super::front::before_policy(
+            &self.store,
+            &self.config,
+            &self.events,
+            &self.iccid,
+            &caller,
+        )
+        .await
+        {
+            Ok(Some(lookup)) => lookup,
+            Ok(None) => self.out_of_session(caller),
+            Err(error) => {
+                tracing::error!(iccid = %self.iccid, %error, "session lookup failed");
+                Lookup::Reject {
+                    caller: Some(caller),
+                    reason: "the session store failed".into(),
+                }
+            }
         }
     }
 

@@ -43,6 +43,7 @@
 //! everything else here is pure.
 
 pub mod desk;
+pub mod front;
 mod machine;
 mod method;
 
