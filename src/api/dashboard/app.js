@@ -162,6 +162,18 @@ function simCard(number) {
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
   };
+  const change = async (body, done) => {
+    try {
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), body);
+      notice(done + ' ' + number.msisdn, 'good');
+      await loadBank();
+    } catch (error) { notice(error.message, 'bad'); }
+  };
+  const reserve = async (event) => {
+    event.preventDefault();
+    const input = event.target.querySelector('input');
+    await change({ reserved_for: input.value.trim() }, 'Reserved');
+  };
   const ussd = async (event) => {
     event.preventDefault();
     const input = event.target.querySelector('input');
@@ -176,6 +188,9 @@ function simCard(number) {
     el('div', { class: 'head' },
       el('span', { class: 'number' }, number.msisdn),
       el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? number.state : 'disabled'),
+      number.draining ? el('span', { class: 'badge off draining' },
+        `draining · ${number.sessions_left} left`) : null,
+      number.reserved_for ? el('span', { class: 'badge reserved' }, 'reserved') : null,
       signalBars(number.signal_dbm)),
     el('div', { class: 'meta' },
       [number.model || 'modem ?', number.port, number.signal_dbm === null ? 'no signal' : number.signal_dbm + ' dBm']
@@ -188,15 +203,37 @@ function simCard(number) {
       el('span', null, 'received ', el('b', null, number.received)),
       el('span', null, 'failed ', el('b', null, number.failed)),
       el('span', null, 'sessions ', el('b', null, number.open_sessions))),
+    number.reserved_for ? el('div', { class: 'meta reserved-for' }, 'reserved for ' + number.reserved_for) : null,
+    number.front_desk ? el('div', { class: 'meta' }, 'front desk for ' + number.front_desk) : null,
+    el('div', { class: 'budgets' },
+      budget('today', number.budgets.messages_today),
+      budget('recipients this month', number.budgets.recipients_this_month)),
     number.last_error ? el('div', { class: 'lasterror' }, number.last_error) : null,
     el('div', { class: 'chart-box', 'data-chart': number.iccid }),
     admin ? el('div', { class: 'actions' },
       el('button', { type: 'button', class: number.enabled ? 'danger' : 'quiet', onclick: toggle },
         number.enabled ? 'Disable' : 'Enable'),
+      el('button', { type: 'button', class: 'quiet drain', onclick: () =>
+        change({ draining: !number.draining }, number.draining ? 'Stopped draining' : 'Draining') },
+        number.draining ? 'Undrain' : 'Drain'),
+      number.reserved_for
+        ? el('button', { type: 'button', class: 'quiet release', onclick: () =>
+          change({ reserved_for: null }, 'Released') }, 'Release')
+        : el('form', { class: 'reserve', onsubmit: reserve },
+          el('input', { placeholder: '+44…', 'aria-label': 'reserve for number', required: true, autocomplete: 'off' }),
+          el('button', { type: 'submit', class: 'quiet' }, 'Reserve')),
       el('form', { onsubmit: ussd },
         el('input', { placeholder: '*100#', 'aria-label': 'USSD code', required: true, pattern: '[0-9*#]{1,32}' }),
         el('button', { type: 'submit', class: 'quiet' }, 'USSD'))) : null,
     admin ? reply : null);
+}
+
+// One budget's use: "today 12 / 1000", a bar when it has a limit.
+function budget(name, use) {
+  const text = use.limit === null ? `${name} ${use.used}` : `${name} ${use.used} / ${use.limit}`;
+  const share = use.limit ? Math.min(1, use.used / use.limit) : 0;
+  return el('span', { class: 'budget' + (share >= 0.9 ? ' near' : ''), title: text },
+    text, use.limit ? el('meter', { min: '0', max: String(use.limit), value: String(use.used) }) : null);
 }
 
 async function loadBank() {
@@ -263,7 +300,8 @@ function sessionItem(session) {
     try {
       const list = await call('GET', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/interactions');
       interactions.replaceChildren(...(list.length ? list.map((i) => el('li', { class: 'interaction' },
-        `${time(i.created_at)} ${i.kind} from ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${i.status}`,
+        `${time(i.created_at)} ${i.kind} from ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${i.status}` +
+          (i.rule ? ` [${i.rule}]` : ''),
         i.reason ? ` (${i.reason})` : '', i.body ? ` — ${i.body}` : '')) : [el('li', null, 'no SMS or calls yet')]));
       interactions.hidden = false;
     } catch (error) { notice(error.message, 'bad'); }
@@ -285,10 +323,18 @@ function sessionItem(session) {
       await loadSessions(true);
     } catch (error) { notice(error.message, 'bad'); }
   };
+  const reopen = async () => {
+    try {
+      await call('POST', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/reopen', {});
+      notice('Reopened ' + (session.label || session.id), 'good');
+      await loadSessions(true);
+    } catch (error) { notice(error.message, 'bad'); }
+  };
   return el('li', { 'data-session': session.id, 'data-status': session.status },
     el('div', { class: 'row' },
       el('span', { class: 'title' }, session.label || session.id),
-      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') }, session.status)),
+      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') },
+        session.close_reason ? `${session.status} · ${session.close_reason.replace('_', ' ')}` : session.status)),
     el('div', { class: 'meta' },
       `${session.participants[0]} ⇄ ${session.participants[1]} via ${session.proxy_number} · ${session.mode}`),
     el('div', { class: 'row' },
@@ -298,7 +344,9 @@ function sessionItem(session) {
       el('span', { class: 'buttons' },
         el('button', { type: 'button', class: 'quiet show-interactions', onclick: showInteractions }, 'Interactions'),
         state.role === 'admin' && session.status === 'open'
-          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, 'Close') : null)),
+          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, 'Close') : null,
+        state.role === 'admin' && session.status !== 'open'
+          ? el('button', { type: 'button', class: 'quiet reopen-session', onclick: reopen }, 'Reopen') : null)),
     interactions);
 }
 
@@ -356,6 +404,10 @@ function describe(event) {
       (event.duration_seconds ? ` after ${event.duration_seconds} s` : '') + session;
     case 'modem_up': return `modem ${event.imei} up on ${event.port}`;
     case 'modem_down': return `modem ${event.imei} down: ${event.reason}`;
+    case 'message_blocked': return `message blocked (${event.rule})${session}`;
+    case 'loop_detected': return `loop stopped: ${event.reason}${session}`;
+    case 'opted_out': return `a participant sent STOP to ${event.proxy_number}`;
+    case 'opted_in': return `a participant sent START to ${event.proxy_number}`;
     case 'lagged': return `feed skipped ${event.missed} events`;
     default: return event.kind;
   }
