@@ -344,4 +344,50 @@ mod tests {
         let error = migrate(&mut conn).unwrap_err();
         assert!(error.to_string().contains("newer simmask"), "{error}");
     }
+
+    #[test]
+    fn the_rails_are_database_constraints() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0), ('2', '+447000000002', 0, 0),
+                        ('3', '+447000000003', 0, 0);
+             UPDATE sims SET draining = 1 WHERE iccid = '1';
+             UPDATE sims SET reserved_for = '+447911000001' WHERE iccid = '2';
+             INSERT INTO opt_outs (number, keyword, at_ms) VALUES ('+447911000009', 'STOP', 0);",
+        )
+        .unwrap();
+        let session = |id: &str, sim: &str| {
+            format!(
+                "INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms)
+                 VALUES ('{id}', '{sim}', 'sms', 'open', 0, 0)"
+            )
+        };
+        let refused = |sql: &str| conn.execute_batch(sql).unwrap_err().to_string();
+        assert!(refused(&session("s1", "1")).starts_with("draining"));
+        conn.execute_batch(&session("s2", "2")).unwrap();
+        let participant = |id: &str, position: u8, number: &str, sim: &str| {
+            format!(
+                "INSERT INTO participants (session_id, position, number, proxy_iccid, open)
+                 VALUES ('{id}', {position}, '{number}', '{sim}', 1)"
+            )
+        };
+        conn.execute_batch(&participant("s2", 0, "+447911000002", "2"))
+            .unwrap();
+        assert!(refused(&participant("s2", 1, "+447911000003", "2")).starts_with("reserved"));
+        conn.execute_batch(&session("s3", "3")).unwrap();
+        assert!(refused(&participant("s3", 0, "+447911000009", "3")).starts_with("opted_out"));
+        conn.execute_batch(&participant("s2", 1, "+447911000001", "2"))
+            .unwrap();
+        // An ended session says why; an open one does not.
+        assert!(
+            refused("UPDATE sessions SET status = 'closed' WHERE id = 's2'")
+                .contains("close_reason")
+        );
+        conn.execute_batch(
+            "UPDATE sessions SET status = 'closed', close_reason = 'operator' WHERE id = 's2'",
+        )
+        .unwrap();
+    }
 }
