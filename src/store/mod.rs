@@ -8,6 +8,7 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod allocate;
 mod api_queries;
 mod calls;
 mod import;

@@ -8,10 +8,9 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
+use super::allocate::{allocate_in, month_of};
 use super::inbound::InboundTx;
-use super::sessions::{
-    LiveSim, NewSession, SessionRecord, allocate_in, audit, month_of, query_sessions,
-};
+use super::sessions::{LiveSim, NewSession, SessionRecord, audit, query_sessions};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::number::PhoneNumber;
 

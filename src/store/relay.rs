@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::sessions::month_of;
+use super::allocate::month_of;
 use super::{Store, StoreError, from_ms, relaxed, to_ms};
 use crate::number::PhoneNumber;
 
