@@ -59,12 +59,14 @@ pub struct Intercept {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoopProtection {
-    /// Near-identical messages (case, spacing and digits aside) one session
-    /// may carry within an hour before it is stopped; 0: never. Default 5.
+    /// Near-identical messages (case, spacing, digits and punctuation
+    /// aside), from both sides, one session may carry within an hour before
+    /// it is stopped; 0: never. Default 5.
     #[serde(default = "default_similar")]
     pub max_similar_per_hour: u32,
-    /// Messages one session may carry within `burst_seconds`, faster than
-    /// people type; 0: never. Default 8.
+    /// Replies back and forth (the sender changes) one session may carry
+    /// within `burst_seconds`, faster than people read and type; 0: never.
+    /// Default 8.
     #[serde(default = "default_burst")]
     pub max_burst: u32,
     /// Default 10.

@@ -122,6 +122,7 @@ pub(super) fn relay_or_block(
         recipient_known,
         recipients_limit: rules.limits.of(message.proxy_iccid).recipients_per_month,
         recent: tx.recent_messages(target.session_id, now - time::Duration::HOUR)?,
+        from_position: target.from_position,
     };
     let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
     match rails::intercept(

@@ -120,6 +120,8 @@ pub struct RelayFacts {
     pub recipients_limit: Option<u32>,
     /// The session's messages of the last hour, both directions.
     pub recent: Vec<RecentMessage>,
+    /// Which participant sends this one.
+    pub from_position: u8,
 }
 
 /// The verdict on one message.
@@ -184,51 +186,72 @@ pub fn intercept(
             format!("the proxy sent to its limit of {limit} distinct numbers this month"),
         );
     }
-    if let Some(reason) = loop_reason(&facts.recent, body, loops, now_ms) {
+    if let Some(reason) = loop_reason(&facts.recent, body, facts.from_position, loops, now_ms) {
         return block(Rule::Loop, reason);
     }
     Verdict::Relay
 }
 
 /// Why the session looks like two machines answering each other, if it
-/// does: more near-identical messages within an hour than people send, or
-/// a burst faster than people type. `recent` is the session's last hour.
+/// does. `recent` is the session's last hour; `body` comes from the
+/// participant at `from_position`.
+///
+/// A loop takes two: both sides must take part. A one-sided burst (a
+/// backlog delivered after downtime, a phone splitting a long text, a
+/// person sending several texts in a row) is not a loop; the intercept
+/// limits are for that. Two signs count:
+/// - more than `max_similar_per_hour` near-identical messages within an
+///   hour, from both sides (short texts such as "ok" are not compared:
+///   people repeat them, machines write sentences);
+/// - more than `max_burst` turns (the sender changes) within
+///   `burst_seconds`: answers faster than people read and type.
 pub fn loop_reason(
     recent: &[RecentMessage],
     body: &str,
+    from_position: u8,
     settings: &LoopProtection,
     now_ms: i64,
 ) -> Option<String> {
     let hour_ago = now_ms - 3_600_000;
     let max = settings.max_similar_per_hour;
-    if max > 0 {
-        let this = fingerprint(body);
-        let similar = recent
+    let this = fingerprint(body);
+    if max > 0 && this.chars().count() >= MIN_COMPARED_LETTERS {
+        let similar: Vec<&RecentMessage> = recent
             .iter()
             .filter(|m| m.created_ms > hour_ago)
             .filter(|m| m.body.as_deref().map(fingerprint).as_ref() == Some(&this))
-            .count();
-        if similar + 1 > usize::try_from(max).unwrap_or(usize::MAX) {
+            .collect();
+        let both_sides = similar.iter().any(|m| m.from_position != from_position);
+        if both_sides && similar.len() + 1 > usize::try_from(max).unwrap_or(usize::MAX) {
             return Some(format!(
-                "{} near-identical messages within an hour (at most {max})",
-                similar + 1
+                "{} near-identical messages within an hour, from both sides (at most {max})",
+                similar.len() + 1
             ));
         }
     }
     let max = settings.max_burst;
     if max > 0 {
         let since = now_ms - i64::from(settings.burst_seconds) * 1000;
-        let burst = recent.iter().filter(|m| m.created_ms > since).count();
-        if burst + 1 > usize::try_from(max).unwrap_or(usize::MAX) {
+        let mut positions: Vec<u8> = recent
+            .iter()
+            .filter(|m| m.created_ms > since)
+            .map(|m| m.from_position)
+            .collect();
+        positions.push(from_position);
+        let turns = positions.windows(2).filter(|w| w[0] != w[1]).count();
+        if turns > usize::try_from(max).unwrap_or(usize::MAX) {
             return Some(format!(
-                "{} messages within {} seconds, faster than people type (at most {max})",
-                burst + 1,
+                "{turns} replies back and forth within {} seconds, faster than people \
+                 type (at most {max})",
                 settings.burst_seconds
             ));
         }
     }
     None
 }
+
+/// Texts shorter than this (in letters) are not compared for loops.
+const MIN_COMPARED_LETTERS: usize = 10;
 
 /// A message as loop protection compares it: case, spacing, digits and
 /// punctuation aside, so that "Auto-reply #41" and "auto reply #42" match.
@@ -243,10 +266,12 @@ pub fn fingerprint(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn recent(at: &[(i64, &str)]) -> Vec<RecentMessage> {
+    /// Messages at (ms, sender position, text).
+    fn recent(at: &[(i64, u8, &str)]) -> Vec<RecentMessage> {
         at.iter()
-            .map(|(ms, body)| RecentMessage {
+            .map(|(ms, from, body)| RecentMessage {
                 created_ms: *ms,
+                from_position: *from,
                 body: Some((*body).to_string()),
             })
             .collect()
@@ -325,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn near_identical_messages_within_an_hour_are_a_loop() {
+    fn near_identical_messages_from_both_sides_within_an_hour_are_a_loop() {
         let settings = LoopProtection {
             max_similar_per_hour: 3,
             max_burst: 0,
@@ -333,42 +358,53 @@ mod tests {
         };
         let hour = 3_600_000;
         let bounces = recent(&[
-            (0, "Auto-reply: I'm driving #1"),
-            (300_000, "auto reply: i'm DRIVING #2"),
-            (600_000, "Auto-reply: I'm driving #3"),
+            (0, 0, "Auto-reply: I'm driving #1"),
+            (300_000, 1, "auto reply: i'm DRIVING #2"),
+            (600_000, 0, "Auto-reply: I'm driving #3"),
         ]);
         let now = 1_200_000;
-        assert!(loop_reason(&bounces[..2], "Auto-reply: I'm driving #4", &settings, now).is_none());
-        let reason = loop_reason(&bounces, "Auto-reply: I'm driving #4", &settings, now).unwrap();
+        let next = "Auto-reply: I'm driving #4";
+        assert!(loop_reason(&bounces[..2], next, 1, &settings, now).is_none());
+        let reason = loop_reason(&bounces, next, 1, &settings, now).unwrap();
         assert!(reason.contains("4 near-identical"), "{reason}");
-        assert!(loop_reason(&bounces, "ok see you", &settings, now).is_none());
+        assert!(loop_reason(&bounces, "ok see you at the station", 1, &settings, now).is_none());
         // An hour later the old ones no longer count.
-        assert!(
-            loop_reason(
-                &bounces,
-                "auto reply i'm driving",
-                &settings,
-                hour + 700_000
-            )
-            .is_none()
-        );
+        assert!(loop_reason(&bounces, next, 1, &settings, hour + 700_000).is_none());
+        // One side repeating itself is not a loop (a backlog, a person).
+        let one_sided = recent(&[
+            (0, 0, "burst of news"),
+            (1, 0, "burst of news"),
+            (2, 0, "burst of news"),
+        ]);
+        assert!(loop_reason(&one_sided, "burst of news", 0, &settings, 3).is_none());
+        // Short texts are not compared: people say "ok" a lot.
+        let oks = recent(&[(0, 0, "ok"), (1, 1, "ok"), (2, 0, "ok")]);
+        assert!(loop_reason(&oks, "OK", 1, &settings, 3).is_none());
     }
 
     #[test]
-    fn a_burst_faster_than_people_type_is_a_loop() {
+    fn answers_faster_than_people_type_are_a_loop() {
         let settings = LoopProtection {
             max_similar_per_hour: 0,
-            max_burst: 3,
+            max_burst: 2,
             burst_seconds: 10,
         };
-        let fast = recent(&[(1_000, "a"), (2_000, "b"), (3_000, "c")]);
+        let fast = recent(&[(1_000, 0, "a"), (2_000, 1, "b"), (3_000, 0, "c")]);
+        let reason = loop_reason(&fast, "d", 1, &settings, 4_000).unwrap();
         assert!(
-            loop_reason(&fast, "d", &settings, 4_000)
-                .unwrap()
-                .contains("4 messages within 10 seconds")
+            reason.contains("3 replies back and forth within 10 seconds"),
+            "{reason}"
         );
-        assert!(loop_reason(&fast, "d", &settings, 12_500).is_none());
-        assert!(loop_reason(&fast[..2], "d", &settings, 4_000).is_none());
+        assert!(loop_reason(&fast, "d", 1, &settings, 12_500).is_none());
+        assert!(loop_reason(&fast[..2], "d", 0, &settings, 4_000).is_none());
+        // A one-sided burst has no turns.
+        let burst = recent(&[
+            (1_000, 0, "a"),
+            (1_100, 0, "b"),
+            (1_200, 0, "c"),
+            (1_300, 0, "d"),
+        ]);
+        assert!(loop_reason(&burst, "e", 0, &settings, 1_400).is_none());
     }
 
     #[test]

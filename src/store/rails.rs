@@ -28,6 +28,8 @@ pub struct BlockRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentMessage {
     pub created_ms: i64,
+    /// Which participant sent it.
+    pub from_position: u8,
     /// `None` once retention erased it.
     pub body: Option<String>,
 }
@@ -296,14 +298,16 @@ impl InboundTx<'_> {
         since: OffsetDateTime,
     ) -> Result<Vec<RecentMessage>, StoreError> {
         let mut statement = self.tx.prepare_cached(
-            "SELECT created_ms, body FROM interactions WHERE session_id = ?1 AND kind = 'sms'
+            "SELECT created_ms, from_position, body FROM interactions
+             WHERE session_id = ?1 AND kind = 'sms'
                AND from_position IS NOT NULL AND rule IS NULL AND created_ms >= ?2
              ORDER BY created_ms, id",
         )?;
         let rows = statement.query_map(params![session_id, to_ms(since)], |row| {
             Ok(RecentMessage {
                 created_ms: row.get(0)?,
-                body: row.get(1)?,
+                from_position: row.get(1)?,
+                body: row.get(2)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
