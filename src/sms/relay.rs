@@ -181,6 +181,11 @@ impl Relay {
                     messages = outcomes.len(),
                     "incomplete multipart messages relayed after the reassembly timeout"
                 );
+                for outcome in &outcomes {
+                    if let Some(iccid) = self.iccid_of(outcome).await {
+                        self.publish_rails(&iccid, outcome);
+                    }
+                }
                 self.wake_all();
             }
             Ok(_) => {}
@@ -358,6 +363,15 @@ impl Relay {
             }
             _ => {}
         }
+    }
+
+    /// The proxy of a swept message's interaction, for its events.
+    async fn iccid_of(&self, outcome: &InboundOutcome) -> Option<String> {
+        self.store
+            .interaction_proxy(outcome.interaction_id()?)
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn session_of(&self, interaction_id: i64) -> Option<String> {

@@ -398,3 +398,63 @@ impl InboundTx<'_> {
 
 /// How far back the per-participant limit counts.
 pub const PARTICIPANT_WINDOW: Duration = Duration::DAY;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixtures::{A, B, NOW, PROXY, number, store_with_session};
+
+    #[tokio::test]
+    async fn erasure_and_retention_cover_the_rails_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_session(&dir, None).await;
+        let (a, b) = (number(A), number(B));
+        store
+            .block_number(a.clone(), "spam".into(), "test".into(), NOW)
+            .await
+            .unwrap();
+        let (opted, to) = (a.clone(), b.clone());
+        store
+            .inbound(move |tx| {
+                tx.opt_out(&opted, "STOP", NOW)?;
+                tx.queue_sms(
+                    &crate::store::NewOutbound {
+                        session_id: None,
+                        proxy_iccid: PROXY.into(),
+                        from_position: None,
+                        to,
+                        body: "hi".into(),
+                    },
+                    NOW,
+                )
+            })
+            .await
+            .unwrap();
+        assert!(store.is_opted_out(a.clone()).await.unwrap());
+        let counts = store
+            .erase_participant(a.clone(), "test".into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(counts.rails, 2, "{counts:?}");
+        assert!(!store.is_opted_out(a.clone()).await.unwrap());
+        assert!(!store.is_blocked(a).await.unwrap());
+        assert!(store.blocked_numbers().await.unwrap().is_empty());
+
+        // Retention: old entries and last month's recipients go.
+        store
+            .block_number(b.clone(), String::new(), "test".into(), NOW)
+            .await
+            .unwrap();
+        let later = NOW + Duration::days(40);
+        assert_eq!(store.sim_budget_use(NOW).await.unwrap()[PROXY].0, 1);
+        assert_eq!(store.forget_past_recipients(later).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .forget_rail_lists_older_than(later - Duration::days(30))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(!store.is_blocked(b).await.unwrap());
+    }
+}

@@ -248,6 +248,20 @@ impl Store {
         .await
     }
 
+    /// The proxy SIM an interaction went through.
+    pub async fn interaction_proxy(
+        &self,
+        interaction_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT proxy_iccid FROM interactions WHERE id = ?1")?
+                .query_row(params![interaction_id], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     /// On start-up: rows a crash left `sending` go back to `queued`. The
     /// modem may have sent one already, so a crash costs at most one
     /// duplicate per row, never a lost message. Returns how many were requeued.
