@@ -107,6 +107,16 @@ impl Store {
                  WHERE sender IS NOT NULL AND interaction_id IS NOT NULL AND received_ms < ?1",
                 params![cutoff],
             )?;
+            // This month's recipients name numbers too: those not in an open
+            // session and sent nothing since the cutoff are forgotten (the
+            // budget then counts them again if they come back).
+            tx.execute(
+                "DELETE FROM sim_recipients
+                 WHERE number NOT IN (SELECT number FROM participants WHERE open = 1)
+                   AND number NOT IN (SELECT to_number FROM interactions
+                                      WHERE to_number IS NOT NULL AND created_ms >= ?1)",
+                params![cutoff],
+            )?;
             let forgotten = tx.execute(
                 &format!(
                     "UPDATE participants SET number = ?2 || session_id || ':' || position
