@@ -123,6 +123,8 @@ pub struct Numbers {
     /// is accepted even when the built-in numbering plan does not know its
     /// range yet (carriers open new ranges; an appliance runs offline for
     /// years), and that is logged; `strict`: such numbers are refused.
+    /// For numbers operators type; numbers the network delivers (senders,
+    /// callers) are always read as possible.
     #[serde(default)]
     pub validation: NumberValidation,
 }

@@ -184,11 +184,9 @@ impl Desk {
         let caller = if reported.starts_with('+') {
             PhoneNumber::from_e164(reported)
         } else {
-            PhoneNumber::parse_as(
-                reported,
-                self.home_region.as_deref(),
-                self.config.numbers.validation,
-            )
+            // The network knows the number: read it as possible, whatever
+            // `[numbers] validation` asks of numbers operators type.
+            PhoneNumber::parse(reported, self.home_region.as_deref())
         };
         let Ok(caller) = caller else {
             return Lookup::Reject {
