@@ -447,3 +447,51 @@ async fn numbers_outside_the_plan_follow_the_validation_setting() {
     let (status, _) = open(&strict, A, B).await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_new_route_and_field() {
+    let api = start(1).await;
+    let (status, document) = api
+        .send(Method::GET, "/api/v1/openapi.json", Some(&api.viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/api/v1/sessions/{id}/reopen",
+        "/api/v1/numbers/{iccid}/retire",
+        "/api/v1/blocks",
+        "/api/v1/blocks/remove",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} undocumented");
+    }
+    let schemas = &document["components"]["schemas"];
+    for (schema, fields) in [
+        (
+            "UpdateNumberRequest",
+            &["enabled", "reserved_for", "draining", "front_desk"][..],
+        ),
+        (
+            "NumberView",
+            &[
+                "reserved_for",
+                "draining",
+                "sessions_left",
+                "front_desk",
+                "budgets",
+            ][..],
+        ),
+        ("SessionView", &["close_reason", "fallback_number"][..]),
+        ("OpenSessionRequest", &["fallback_number"][..]),
+        ("ReopenRequest", &["ttl_seconds", "idle_ttl_seconds"][..]),
+        ("InteractionView", &["rule"][..]),
+        ("Budgets", &["messages_today", "recipients_this_month"][..]),
+        ("BlockView", &["number", "reason", "actor", "at"][..]),
+    ] {
+        for field in fields {
+            assert!(
+                schemas[schema]["properties"][field].is_object(),
+                "{schema}.{field} undocumented: {}",
+                schemas[schema]
+            );
+        }
+    }
+}
