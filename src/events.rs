@@ -69,6 +69,29 @@ pub enum Event {
         imei: String,
         reason: String,
     },
+    /// An intercept rule stopped a message (`block_list`, `opt_out`,
+    /// `session_limit`, `participant_limit`, `keyword`, `recipient_budget`,
+    /// `loop`).
+    MessageBlocked {
+        session_id: Option<String>,
+        interaction_id: i64,
+        rule: String,
+    },
+    /// Loop protection stopped a session: two auto-responders were
+    /// answering each other through it.
+    LoopDetected {
+        session_id: String,
+        reason: String,
+    },
+    /// Someone sent STOP to `proxy_number`; their open sessions closed.
+    OptedOut {
+        proxy_number: String,
+        sessions_closed: Vec<String>,
+    },
+    /// Someone sent START to `proxy_number`.
+    OptedIn {
+        proxy_number: String,
+    },
 }
 
 /// Every event kind, as [`Event::kind`] names them.
@@ -83,6 +106,10 @@ pub const KINDS: &[&str] = &[
     "call_ended",
     "modem_up",
     "modem_down",
+    "message_blocked",
+    "loop_detected",
+    "opted_out",
+    "opted_in",
 ];
 
 impl Event {
@@ -99,6 +126,10 @@ impl Event {
             Event::CallEnded { .. } => "call_ended",
             Event::ModemUp { .. } => "modem_up",
             Event::ModemDown { .. } => "modem_down",
+            Event::MessageBlocked { .. } => "message_blocked",
+            Event::LoopDetected { .. } => "loop_detected",
+            Event::OptedOut { .. } => "opted_out",
+            Event::OptedIn { .. } => "opted_in",
         }
     }
 }
@@ -267,6 +298,20 @@ mod tests {
                 imei: s(),
                 reason: s(),
             },
+            Event::MessageBlocked {
+                session_id: None,
+                interaction_id: 0,
+                rule: s(),
+            },
+            Event::LoopDetected {
+                session_id: s(),
+                reason: s(),
+            },
+            Event::OptedOut {
+                proxy_number: s(),
+                sessions_closed: vec![],
+            },
+            Event::OptedIn { proxy_number: s() },
         ];
         let kinds: Vec<&str> = every.iter().map(Event::kind).collect();
         assert_eq!(kinds, KINDS);

@@ -185,6 +185,16 @@ pub fn count(event: &Event) {
         Event::ModemDown { .. } => {
             metrics::counter!("simmask_modem_events_total", "event" => "down").increment(1)
         }
+        Event::MessageBlocked { rule, .. } => {
+            metrics::counter!("simmask_messages_blocked_total", "rule" => rule.clone()).increment(1)
+        }
+        Event::LoopDetected { .. } => metrics::counter!("simmask_loops_total").increment(1),
+        Event::OptedOut { .. } => {
+            metrics::counter!("simmask_opt_outs_total", "keyword" => "stop").increment(1)
+        }
+        Event::OptedIn { .. } => {
+            metrics::counter!("simmask_opt_outs_total", "keyword" => "start").increment(1)
+        }
     }
 }
 

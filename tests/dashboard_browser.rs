@@ -848,3 +848,97 @@ async fn the_dashboard_speaks_the_browsers_language_and_arabic_right_to_left() {
         browser.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reserves_drains_releases_and_reopens_and_sees_the_budgets() {
+    use simmask::masking::allocation::PoolLimits;
+    let api = api_common::start_configured(2, |state| {
+        state.limits = PoolLimits {
+            per_day: Some(1000),
+            recipients_per_month: Some(100),
+            ..PoolLimits::default()
+        };
+    })
+    .await;
+    let browser = browser(1280, 1000, false).await;
+    browser.client().goto(&api.base).await.unwrap();
+    browser.fill("#token", &api.admin).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for_count(".card.sim", 2).await;
+    let card = format!(".card.sim[data-iccid='{}']", api_common::iccid(0));
+    let budgets = browser
+        .wait_for(&format!("{card} .budgets"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // Numbers in the locale (the browser is English here).
+    assert!(budgets.contains("today 0 / 1,000"), "{budgets}");
+    assert!(
+        budgets.contains("recipients this month 0 / 100"),
+        "{budgets}"
+    );
+
+    // Reserve: the number travels in the PUT body, never in a URL.
+    browser
+        .fill(&format!("{card} form.reserve input"), "07911 000001")
+        .await;
+    browser
+        .click(&format!("{card} form.reserve button[type=submit]"))
+        .await;
+    browser.wait_for(&format!("{card} .badge.reserved")).await;
+    let owner = browser
+        .wait_for(&format!("{card} .reserved-for"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(owner.contains("+447911000001"), "{owner}");
+    browser.click(&format!("{card} button.drain")).await;
+    browser.wait_for(&format!("{card} .badge.draining")).await;
+    let (_, numbers) = api
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/numbers",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(numbers[0]["draining"], true);
+    assert_eq!(numbers[0]["reserved_for"], "+447911000001");
+    browser.click(&format!("{card} button.release")).await;
+    browser.wait_for(&format!("{card} form.reserve")).await;
+    browser.click(&format!("{card} button.drain")).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.count(&format!("{card} .badge.draining")).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still draining");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A closed session shows why, and reopens from its row.
+    let (_, session) = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(json!({"participants": ["+447911000001", "+447911000002"], "label": "case 9"})),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap();
+    api.send(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/sessions/{id}"),
+        Some(&api.admin),
+        None,
+    )
+    .await;
+    let closed = "#session-list li[data-status=closed]";
+    browser.wait_for(closed).await;
+    let (text, _) = browser.text_and_session(closed).await;
+    assert!(text.contains("operator"), "{text}");
+    browser.click(&format!("{closed} .reopen-session")).await;
+    browser.wait_for("#session-list li[data-status=open]").await;
+    browser.assert_clean_console().await;
+    browser.screenshot("dashboard-rails.png").await;
+    browser.close().await;
+}

@@ -5,6 +5,7 @@
 //! status code, so nothing a client sends can produce a 500.
 
 pub mod auth;
+pub mod blocks;
 pub mod callbacks;
 pub mod calls;
 mod dashboard;
@@ -33,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::events::EventBus;
+use crate::masking::allocation::PoolLimits;
+use crate::number::NumberValidation;
 use crate::store::{LiveSim, SimStatusRecord, Store};
 use crate::voice::CallDesks;
 use auth::Caller;
@@ -88,6 +91,11 @@ pub struct ApiState {
     pub send_limits: Option<status::SendLimits>,
     /// When the daemon started.
     pub started_at: OffsetDateTime,
+    /// How much of the numbering plan a number typed by an operator must
+    /// match (`[numbers] validation`).
+    pub number_validation: NumberValidation,
+    /// The SIMs' budgets (`[sms]` and `[[sims]]`).
+    pub limits: PoolLimits,
 }
 
 impl ApiState {
@@ -110,6 +118,8 @@ impl ApiState {
             token_revoked: Arc::default(),
             send_limits: None,
             started_at: OffsetDateTime::now_utc(),
+            number_validation: NumberValidation::default(),
+            limits: PoolLimits::default(),
         }
     }
 }
@@ -141,9 +151,13 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
             get(sessions::interactions),
         ),
         ("/api/v1/sessions/{id}/calls/end", post(calls::end)),
+        ("/api/v1/sessions/{id}/reopen", post(sessions::reopen)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
-        ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
+        ("/api/v1/numbers/{iccid}", put(pool::update_number)),
+        ("/api/v1/numbers/{iccid}/retire", post(pool::retire)),
+        ("/api/v1/blocks", get(blocks::list).post(blocks::add)),
+        ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
     ]
@@ -288,9 +302,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::close,
         sessions::interactions,
         calls::end,
+        sessions::reopen,
         pool::modems,
         pool::numbers,
-        pool::set_enabled,
+        pool::update_number,
+        pool::retire,
+        blocks::list,
+        blocks::add,
+        blocks::remove,
         pool::ussd,
         pool::history
     ),

@@ -114,7 +114,7 @@ pub async fn status(
     let now = OffsetDateTime::now_utc();
     let store = store_health(&state).await;
     let sends = state.store.send_counts(now).await?;
-    let sims: Vec<SimLine> = numbers_now(&state)
+    let sims: Vec<SimLine> = numbers_now(&state, &caller)
         .await?
         .into_iter()
         .map(|number| {

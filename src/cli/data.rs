@@ -69,6 +69,7 @@ pub async fn erase_participant(
             "outbox": counts.outbox,
             "participants": counts.participants,
             "auto_replies": counts.auto_replies,
+            "opt_outs_blocks_and_recipients": counts.rails,
             "audit": counts.audit,
         }
     }))

@@ -1,4 +1,4 @@
-//! `simmask session open|list|close`: sessions from the shell. The commands
+//! `simmask session open|list|close|reopen`: sessions from the shell. The commands
 //! open the same SQLite file as the daemon (WAL lets both work at once; the
 //! database's constraints keep the masking rule) and print the API's JSON.
 
@@ -44,6 +44,9 @@ pub enum SessionCommand {
         /// A label to find the session by (never a number).
         #[arg(long)]
         label: Option<String>,
+        /// Where a participant's calls go once the session has expired.
+        #[arg(long)]
+        fallback: Option<String>,
     },
     /// List sessions, newest first.
     List {
@@ -67,6 +70,18 @@ pub enum SessionCommand {
         config: PathBuf,
         /// The session's id.
         id: String,
+    },
+    /// Reopen a closed or expired session on its proxy, when the masking
+    /// rule still allows it.
+    Reopen {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The session's id.
+        id: String,
+        /// A new absolute lifetime (default: the one it had).
+        #[arg(long)]
+        ttl: Option<String>,
     },
 }
 
@@ -99,9 +114,11 @@ pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
                 idle_ttl,
                 mode,
                 label,
+                fallback,
             } => {
                 let (config, store) = super::open_store(&config)?;
                 let request = OpenRequest {
+                    fallback,
                     participants: [a, b],
                     ttl: ttl.map(|t| parse_duration("ttl", &t)).transpose()?,
                     idle_ttl: idle_ttl
@@ -128,6 +145,15 @@ pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
             SessionCommand::Close { config, id } => {
                 let (_, store) = super::open_store(&config)?;
                 (close_session(&store, id).await?, true)
+            }
+            SessionCommand::Reopen { config, id, ttl } => {
+                let ttl = ttl.map(|t| parse_duration("ttl", &t)).transpose()?;
+                let (_, store) = super::open_store(&config)?;
+                let ttl = ttl.map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
+                let record = store
+                    .reopen_session(id, ttl, None, "cli".into(), OffsetDateTime::now_utc())
+                    .await?;
+                (json!(SessionView::new(record, &operator())), true)
             }
         };
         out.emit(&value, |value, out| {
@@ -264,6 +290,8 @@ pub struct OpenRequest {
     pub idle_ttl: Option<Duration>,
     pub mode: Mode,
     pub label: Option<String>,
+    /// Where calls go once it expired.
+    pub fallback: Option<String>,
 }
 
 /// Opens a session on the pool as the daemon last reported it.
@@ -274,9 +302,11 @@ pub async fn open_session(
 ) -> Result<Value, CliError> {
     let region = config.numbers.default_region.as_deref();
     let parse = |input: &String| {
-        PhoneNumber::parse(input, region).map_err(|e| CliError::Number {
-            input: input.clone(),
-            reason: e.to_string(),
+        PhoneNumber::parse_as(input, region, config.numbers.validation).map_err(|e| {
+            CliError::Number {
+                input: input.clone(),
+                reason: e.to_string(),
+            }
         })
     };
     let participants = [
@@ -302,6 +332,9 @@ pub async fn open_session(
         label: request.label,
         sticky: config.sessions.sticky,
         actor: "cli".into(),
+        fallback_number: request.fallback.as_ref().map(parse).transpose()?,
+        proxy: None,
+        limits: config.pool_limits(),
     };
     let record = store.open_session(new, live, now).await?;
     Ok(json!(SessionView::new(record, &operator())))

@@ -9,15 +9,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::masking::allocation::{PoolLimits, SimLimits};
 use crate::masking::policy::OutOfSessionPolicy;
-use crate::number::PhoneNumber;
+use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
 mod callbacks;
 mod check;
+mod rails;
 
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
+pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,15 @@ pub struct Config {
     /// Events POSTed to local URLs.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    /// STOP and START.
+    #[serde(default)]
+    pub opt_out: OptOut,
+    /// Rules evaluated before every relay.
+    #[serde(default)]
+    pub intercept: Intercept,
+    /// Auto-responders answering each other through a relay.
+    #[serde(default)]
+    pub loop_protection: LoopProtection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +125,14 @@ pub struct Numbers {
     /// none: such numbers are refused.
     #[serde(default)]
     pub default_region: Option<String>,
+    /// `possible` (default): a number of the right length for its country
+    /// is accepted even when the built-in numbering plan does not know its
+    /// range yet (carriers open new ranges; an appliance runs offline for
+    /// years), and that is logged; `strict`: such numbers are refused.
+    /// For numbers operators type; numbers the network delivers (senders,
+    /// callers) are always read as possible.
+    #[serde(default)]
+    pub validation: NumberValidation,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +154,11 @@ pub struct Sessions {
     /// message); the records stay. Absent: kept until `simmask erase`.
     #[serde(default)]
     pub forget_numbers_days: Option<u32>,
+    /// Where calls from a former participant to an expired session's proxy
+    /// go when the session names no fallback of its own. Absent: they
+    /// follow `[out_of_session]`.
+    #[serde(default)]
+    pub fallback_number: Option<PhoneNumber>,
 }
 
 impl Default for Sessions {
@@ -143,6 +168,7 @@ impl Default for Sessions {
             sticky: true,
             sweep_interval_seconds: default_sweep(),
             forget_numbers_days: None,
+            fallback_number: None,
         }
     }
 }
@@ -166,6 +192,16 @@ pub struct Sms {
     /// Send attempts before a message is marked failed. Default 5.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// Distinct numbers a SIM may send to per calendar month (many
+    /// "unlimited" plans cap them, often at 99 to 250); 0: no limit.
+    /// Default 0.
+    #[serde(default)]
+    pub recipients_per_month: u32,
+    /// Percent of each SIM budget (messages per day, recipients per month)
+    /// that allocation leaves for the sessions a SIM already has: a SIM
+    /// closer than this to a budget gets no new session. Default 10.
+    #[serde(default = "default_reserve")]
+    pub budget_reserve_percent: u8,
 }
 
 impl Default for Sms {
@@ -176,6 +212,8 @@ impl Default for Sms {
             reassembly_timeout_seconds: default_reassembly(),
             retention_days: default_retention(),
             max_attempts: default_attempts(),
+            recipients_per_month: 0,
+            budget_reserve_percent: default_reserve(),
         }
     }
 }
@@ -223,6 +261,13 @@ pub struct SimConfig {
     /// multiparty.
     #[serde(default)]
     pub voice_method: Option<BridgeMethod>,
+    /// This SIM's own messages per day (its country or plan may cap it
+    /// lower than `[sms] per_day`).
+    #[serde(default)]
+    pub per_day: Option<u32>,
+    /// This SIM's own distinct recipients per month.
+    #[serde(default)]
+    pub recipients_per_month: Option<u32>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -232,6 +277,8 @@ impl std::fmt::Debug for SimConfig {
             .field("msisdn", &self.msisdn)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
             .field("voice_method", &self.voice_method)
+            .field("per_day", &self.per_day)
+            .field("recipients_per_month", &self.recipients_per_month)
             .finish()
     }
 }
@@ -268,6 +315,9 @@ fn default_attempts() -> u32 {
 }
 fn default_ring_timeout() -> u64 {
     30
+}
+fn default_reserve() -> u8 {
+    10
 }
 
 impl Config {
@@ -360,6 +410,21 @@ impl Config {
             };
             invalid(&key, problem);
         }
+        if self.sms.budget_reserve_percent > 90 {
+            invalid(
+                "sms.budget_reserve_percent",
+                "at most 90: a SIM must be able to take sessions".into(),
+            );
+        }
+        if let Err(problem) = self.opt_out.validate() {
+            invalid("opt_out", problem);
+        }
+        if let Err(problem) = self.intercept.validate() {
+            invalid("intercept", problem);
+        }
+        if let Err(problem) = self.loop_protection.validate() {
+            invalid("loop_protection", problem);
+        }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
             if !seen.insert(&sim.iccid) {
@@ -394,6 +459,27 @@ impl Config {
     /// what `simmask config check` prints. Nothing is opened or created.
     pub fn check(text: &str) -> Vec<Problem> {
         check::check(text)
+    }
+
+    /// The SIMs' budgets, pool-wide and per SIM.
+    pub fn pool_limits(&self) -> PoolLimits {
+        let limit = |n: u32| (n > 0).then_some(n);
+        PoolLimits {
+            per_day: limit(self.sms.per_day),
+            recipients_per_month: limit(self.sms.recipients_per_month),
+            per_sim: self
+                .sims
+                .iter()
+                .map(|sim| {
+                    let own = SimLimits {
+                        per_day: sim.per_day,
+                        recipients_per_month: sim.recipients_per_month,
+                    };
+                    (sim.iccid.clone(), own)
+                })
+                .collect(),
+            reserve_percent: self.sms.budget_reserve_percent,
+        }
     }
 
     /// The per-SIM settings of `iccid`, if configured.
@@ -441,6 +527,19 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             minimal.modems.quarantine_after
         );
         assert_eq!(example.out_of_session, minimal.out_of_session);
+        assert_eq!(
+            format!("{:?}", example.opt_out),
+            format!("{:?}", minimal.opt_out)
+        );
+        assert_eq!(
+            format!("{:?}", example.intercept),
+            format!("{:?}", minimal.intercept)
+        );
+        assert_eq!(
+            format!("{:?}", example.loop_protection),
+            format!("{:?}", minimal.loop_protection)
+        );
+        assert_eq!(example.numbers.validation, minimal.numbers.validation);
     }
 
     #[test]
@@ -553,6 +652,26 @@ voice_method = \"multiparty\"
             (
                 format!("{MINIMAL}\n[out_of_session]\npolicy = \"auto-reply\"\ntext = \" \""),
                 "out_of_session.text",
+            ),
+            (
+                format!("{MINIMAL}\n[opt_out]\nstop_keywords = []"),
+                "opt_out",
+            ),
+            (
+                format!("{MINIMAL}\n[opt_out]\nstart_keywords = [\"stop\"]"),
+                "opt_out",
+            ),
+            (
+                format!("{MINIMAL}\n[intercept]\nblock_keywords = [\" \"]"),
+                "intercept",
+            ),
+            (
+                format!("{MINIMAL}\n[loop_protection]\nmax_burst = 1"),
+                "loop_protection",
+            ),
+            (
+                format!("{MINIMAL}\n[numbers]\nvalidation = \"lenient\""),
+                "validation",
             ),
         ];
         for (text, key) in cases {

@@ -130,6 +130,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         per_minute: config.sms.per_minute,
         per_day: config.sms.per_day,
     });
+    state.number_validation = config.numbers.validation;
+    state.limits = config.pool_limits();
     let api_stop = CancellationToken::new();
     let callbacks = api::callbacks::spawn_callbacks(
         config.callbacks.clone(),

@@ -70,6 +70,17 @@ pub async fn run(
                     Ok(erased) => tracing::info!(erased, days, "message bodies past retention erased"),
                     Err(error) => tracing::error!(%error, "retention sweep failed"),
                 }
+                if let Some(days) = config.intercept.forget_after_days {
+                    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+                    match store.forget_rail_lists_older_than(cutoff).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, days, "opt-outs and blocks past their time forgotten"),
+                        Err(error) => tracing::error!(%error, "forgetting opt-outs and blocks failed"),
+                    }
+                }
+                if let Err(error) = store.forget_past_recipients(OffsetDateTime::now_utc()).await {
+                    tracing::error!(%error, "forgetting last month's recipients failed");
+                }
                 if let Some(days) = config.sessions.forget_numbers_days {
                     let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
                     match store.forget_numbers_older_than(cutoff).await {

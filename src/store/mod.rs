@@ -8,6 +8,7 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod allocate;
 mod api_queries;
 mod callbacks;
 mod calls;
@@ -16,6 +17,7 @@ mod import;
 mod inbound;
 mod migrations;
 mod pool;
+mod rails;
 mod relay;
 mod retention;
 mod sessions;
@@ -37,10 +39,12 @@ pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;
+pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
+    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
+    SimRecord,
 };
 pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 
@@ -77,6 +81,10 @@ pub enum StoreError {
     NoSuchSim(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
+    /// A rail refused the change (a 409 with `code`: `opted_out`,
+    /// `draining`, `reserved`, `participant_busy`, `session_open`…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]

@@ -248,6 +248,18 @@ function simCard(number) {
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
   };
+  const change = async (body, done) => {
+    try {
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), body);
+      notice(t(done, { number: number.msisdn }), 'good');
+      await loadBank();
+    } catch (error) { notice(error.message, 'bad'); }
+  };
+  const reserve = async (event) => {
+    event.preventDefault();
+    const input = event.target.querySelector('input');
+    await change({ reserved_for: input.value.trim() }, 'notice.reserved');
+  };
   const ussd = async (event) => {
     event.preventDefault();
     const input = event.target.querySelector('input');
@@ -263,6 +275,9 @@ function simCard(number) {
     el('div', { class: 'head' },
       el('span', { class: 'number ltr', dir: 'ltr' }, number.msisdn),
       el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? word('state', number.state) : t('state.disabled')),
+      number.draining ? el('span', { class: 'badge off draining' },
+        t('sim.draining', { count: number.sessions_left })) : null,
+      number.reserved_for ? el('span', { class: 'badge reserved' }, t('sim.reserved')) : null,
       signalBars(number.signal_dbm)),
     el('div', { class: 'meta' },
       number.model || t('sim.modem_unknown'), number.port ? [' · ', ltr(number.port)] : null, ' · ',
@@ -275,15 +290,38 @@ function simCard(number) {
       count('sim.received', number.received),
       count('sim.failed', number.failed),
       count('sim.sessions', number.open_sessions)),
+    number.reserved_for ? el('div', { class: 'meta reserved-for' }, t('sim.reserved_for'), ' ', ltr(number.reserved_for)) : null,
+    number.front_desk ? el('div', { class: 'meta' }, t('sim.front_desk_for'), ' ', ltr(number.front_desk)) : null,
+    el('div', { class: 'budgets' },
+      budget(t('budget.today'), number.budgets.messages_today),
+      budget(t('budget.recipients_month'), number.budgets.recipients_this_month)),
     number.last_error ? el('div', { class: 'lasterror', dir: 'auto' }, number.last_error) : null,
     el('div', { class: 'chart-box', 'data-chart': number.iccid }),
     admin ? el('div', { class: 'actions' },
       el('button', { type: 'button', class: number.enabled ? 'danger' : 'quiet', onclick: toggle },
         t(number.enabled ? 'sim.disable' : 'sim.enable')),
+      el('button', { type: 'button', class: 'quiet drain', onclick: () =>
+        change({ draining: !number.draining }, number.draining ? 'notice.undrained' : 'notice.draining') },
+        t(number.draining ? 'sim.undrain' : 'sim.drain')),
+      number.reserved_for
+        ? el('button', { type: 'button', class: 'quiet release', onclick: () =>
+          change({ reserved_for: null }, 'notice.released') }, t('sim.release'))
+        : el('form', { class: 'reserve', onsubmit: reserve },
+          el('input', { placeholder: '+44…', 'aria-label': t('sim.reserve_for'), required: true, autocomplete: 'off', dir: 'ltr' }),
+          el('button', { type: 'submit', class: 'quiet' }, t('sim.reserve'))),
       el('form', { onsubmit: ussd },
         el('input', { placeholder: '*100#', 'aria-label': t('sim.ussd_code'), required: true, pattern: '[0-9*#]{1,32}', dir: 'ltr' }),
         el('button', { type: 'submit', class: 'quiet' }, t('sim.ussd')))) : null,
     admin ? reply : null);
+}
+
+// One budget's use: "today 12 / 1000", a bar when it has a limit.
+function budget(name, use) {
+  const text = use.limit === null ? `${name} ${formatNumber(use.used)}`
+    : `${name} ${formatNumber(use.used)} / ${formatNumber(use.limit)}`;
+  const share = use.limit ? Math.min(1, use.used / use.limit) : 0;
+  return el('span', { class: 'budget' + (share >= 0.9 ? ' near' : ''), title: text },
+    text, use.limit ? el('meter', { min: '0', max: String(use.limit), value: String(use.used) }) : null);
 }
 
 async function loadBank() {
@@ -350,7 +388,8 @@ function sessionItem(session) {
     try {
       const list = await call('GET', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/interactions');
       interactions.replaceChildren(...(list.length ? list.map((i) => el('li', { class: 'interaction' },
-        `${time(i.created_at)} ${word('kind', i.kind)} ${t('interaction.from')} ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${word('istatus', i.status)}`,
+        `${time(i.created_at)} ${word('kind', i.kind)} ${t('interaction.from')} ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${word('istatus', i.status)}` +
+          (i.rule ? ` [${word('rule', i.rule)}]` : ''),
         i.reason ? el('span', { dir: 'auto' }, ` (${i.reason})`) : '', i.body ? el('span', { dir: 'auto' }, ` — ${i.body}`) : '')) : [el('li', null, t('interaction.none'))]));
       interactions.hidden = false;
     } catch (error) { notice(error.message, 'bad'); }
@@ -372,10 +411,18 @@ function sessionItem(session) {
       await loadSessions(true);
     } catch (error) { notice(error.message, 'bad'); }
   };
+  const reopen = async () => {
+    try {
+      await call('POST', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/reopen', {});
+      notice(t('notice.reopened', { name: session.label || session.id }), 'good');
+      await loadSessions(true);
+    } catch (error) { notice(error.message, 'bad'); }
+  };
   return el('li', { 'data-session': session.id, 'data-status': session.status },
     el('div', { class: 'row' },
       el('span', { class: 'title', dir: 'auto' }, session.label || session.id),
-      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') }, word('status', session.status))),
+      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') },
+        word('status', session.status) + (session.close_reason ? ' · ' + word('close', session.close_reason) : ''))),
     el('div', { class: 'meta' },
       ltr(session.participants[0]), ' ⇄ ', ltr(session.participants[1]),
       ` ${t('session.via')} `, ltr(session.proxy_number), ' · ', word('mode', session.mode)),
@@ -386,7 +433,9 @@ function sessionItem(session) {
       el('span', { class: 'buttons' },
         el('button', { type: 'button', class: 'quiet show-interactions', onclick: showInteractions }, t('session.interactions')),
         state.role === 'admin' && session.status === 'open'
-          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, t('session.close')) : null)),
+          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, t('session.close')) : null,
+        state.role === 'admin' && session.status !== 'open'
+          ? el('button', { type: 'button', class: 'quiet reopen-session', onclick: reopen }, t('session.reopen')) : null)),
     session.call ? callLine(session) : null,
     interactions);
 }
@@ -472,6 +521,10 @@ function describe(event) {
       : t('feed.call_ended', { outcome: event.outcome })) + session;
     case 'modem_up': return t('feed.modem_up', { imei: event.imei, port: event.port });
     case 'modem_down': return t('feed.modem_down', { imei: event.imei, reason: event.reason });
+    case 'message_blocked': return t('feed.message_blocked', { rule: word('rule', event.rule) }) + session;
+    case 'loop_detected': return t('feed.loop_detected', { reason: event.reason }) + session;
+    case 'opted_out': return t('feed.opted_out', { proxy: event.proxy_number });
+    case 'opted_in': return t('feed.opted_in', { proxy: event.proxy_number });
     case 'lagged': return t('feed.lagged', { count: event.missed });
     case 'unauthorized': return t('feed.unauthorized');
     default: return event.kind;
