@@ -230,7 +230,7 @@ pub fn open_store(path: &Path) -> Result<Store, Check> {
             ),
         ));
     }
-    Store::open(path).map_err(|error| check("store", false, error.to_string()))
+    Store::open_existing(path).map_err(|error| check("store", false, error.to_string()))
 }
 
 /// A SIM's health, registration and storage fill; `live` says whether the

@@ -51,7 +51,7 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     let sim = Sim::start(&["generic"], Some(&links), 21).await;
     let iccid = sim.modem(0).iccid.clone();
     let record = dir.path().join("power-cycled");
-    let command = format!("echo {{port}} >> {}", record.display());
+    let command = format!("echo {{tty}} >> {}", record.display());
     let (bank, mut events) =
         Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;

@@ -8,6 +8,7 @@
 //! `worker.rs`) turns the actor's events into [`BankEvent`]s, polls health
 //! and resets a modem that stops answering.
 
+pub mod usb;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,8 +34,9 @@ pub struct BankConfig {
     /// Health poll period per SIM; ports are re-scanned as often (within
     /// 0.5 to 10 seconds).
     pub poll_interval: Duration,
-    /// Run through `sh -c` with `{port}` replaced by the port path when a
-    /// reset does not bring a modem back (hubs with per-port power).
+    /// Run through `sh -c` when a reset does not bring a modem back (hubs
+    /// with per-port power), with `{hub}` and `{port}` replaced by the
+    /// modem's USB hub and port and `{tty}` by its serial port's path.
     pub power_cycle_command: Option<String>,
     /// Failed recoveries after which a modem is quarantined.
     pub quarantine_after: u32,

@@ -422,9 +422,14 @@ impl Worker {
     }
 }
 
-/// Runs the operator's power-cycle command with `{port}` substituted.
-async fn power_cycle(command: &str, port: &str) {
-    let line = command.replace("{port}", port);
+/// Runs the operator's power-cycle command with `{tty}`, `{hub}` and
+/// `{port}` substituted (see [`super::usb`]).
+async fn power_cycle(command: &str, tty: &str) {
+    let usb = super::usb::locate(std::path::Path::new(tty), std::path::Path::new("/sys"));
+    let Some(line) = super::usb::power_cycle_line(command, tty, usb.as_ref()) else {
+        tracing::warn!(%tty, "power-cycle command not run: the modem's USB hub and port are unknown");
+        return;
+    };
     tracing::warn!(command = %line, "power cycling the modem");
     let run = tokio::process::Command::new("sh")
         .arg("-c")

@@ -40,11 +40,11 @@ pub fn demo(args: daemon::demo::DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn bench(command: BenchCommand, out: super::Output) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => {
             let report = super::runtime()?.block_on(crate::bench::relay::relay(args))?;
-            super::print_json(&report)
+            out.emit(&report, |value, _| super::output::generic(value))
         }
     }
 }

@@ -10,25 +10,50 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::session::CliError;
+use super::{Output, output};
 use crate::config::Config;
 use crate::number::PhoneNumber;
 use crate::store::Store;
 
 /// `simmask erase NUMBER`.
-pub fn erase(config: &Path, number: &str) -> anyhow::Result<ExitCode> {
+pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCode> {
     let (config, store) = super::open_store(config)?;
     let erased = super::runtime()?.block_on(erase_participant(&store, &config, number))?;
-    super::print_json(&erased)
+    out.emit(&erased, |value, _| {
+        let counts = &value["erased"];
+        let rows: Vec<(&str, String)> = counts
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), output::text(v)))
+            .collect();
+        format!(
+            "Erased {}: open sessions closed, texts and every occurrence removed.\n{}",
+            crate::number::redact(number),
+            output::pairs(rows.iter().map(|(k, v)| (*k, v.replace('_', " "))))
+        )
+    })
 }
 
 /// `simmask backup OUT`.
-pub fn backup(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Path, file: &Path, out: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    super::print_json(&backup_store(&config, out)?)
+    out.emit(&backup_store(&config, file)?, |value, _| {
+        format!(
+            "Backed up to {} ({}).",
+            output::text(&value["backup"]),
+            output::bytes(value["bytes"].as_u64().unwrap_or(0))
+        )
+    })
 }
 
 /// `simmask restore BACKUP`: onto a stopped appliance, into `[store] path`.
-pub fn restore(config: &Path, backup: &Path, replace: bool) -> anyhow::Result<ExitCode> {
+pub fn restore(
+    config: &Path,
+    backup: &Path,
+    replace: bool,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
     if super::runtime()?
         .block_on(crate::doctor::daemon_clock(&config))
@@ -67,13 +92,24 @@ pub fn restore(config: &Path, backup: &Path, replace: bool) -> anyhow::Result<Ex
     // state directory (the service user), so the service can write it.
     drop(Store::open(path)?);
     give_to_directory_owner(path)?;
-    super::print_json(&json!({
+    let report = json!({
         "restored": path.display().to_string(),
         "from": backup.display().to_string(),
         "backup_schema": version,
         "schema": crate::store::latest_version(),
         "set_aside": set_aside.map(|p| p.display().to_string()),
-    }))
+    });
+    out.emit(&report, |value, _| {
+        let aside = match value["set_aside"].as_str() {
+            Some(aside) => format!(" The database that was there is now {aside}."),
+            None => String::new(),
+        };
+        format!(
+            "Restored {} into {}.{aside} Start simmask now.",
+            output::text(&value["from"]),
+            output::text(&value["restored"])
+        )
+    })
 }
 
 /// Hands the database files to the owner of their directory (run as root,
@@ -119,6 +155,7 @@ pub async fn erase_participant(
             "outbox": counts.outbox,
             "participants": counts.participants,
             "auto_replies": counts.auto_replies,
+            "opt_outs_blocks_and_recipients": counts.rails,
             "audit": counts.audit,
         }
     }))

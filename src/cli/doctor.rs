@@ -1,5 +1,6 @@
-//! `simmask doctor`: every check of [`crate::doctor`] as JSON, each with a
-//! verdict and what to do; exit 1 when one fails.
+//! `simmask doctor`: every check of [`crate::doctor`] as a table at a
+//! terminal or JSON (piped, `--json`), each with a verdict and what to do;
+//! exit 1 when one fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,15 +41,31 @@ pub fn matched_ports(config: &Config) -> Vec<String> {
     ports
 }
 
-/// `simmask doctor`: every check as JSON; exit 1 when one fails.
-pub fn run(args: &DoctorArgs) -> anyhow::Result<ExitCode> {
+/// `simmask doctor`: every check, as a table or JSON; exit 1 when one fails.
+pub fn run(args: &DoctorArgs, out: super::Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let system = System {
         root: args.root.clone(),
         min_free_bytes: args.min_free_mib << 20,
     };
     let checks = super::runtime()?.block_on(checks(&config, &system));
-    println!("{}", serde_json::to_string_pretty(&checks)?);
+    out.emit(&checks, |_, _| {
+        let mut table = super::output::table(["check", "", "detail"]);
+        for check in &checks {
+            table.add_row(vec![
+                check.name.clone(),
+                if check.ok { "ok" } else { "FAIL" }.to_string(),
+                check.detail.clone(),
+            ]);
+        }
+        let failed = checks.iter().filter(|c| !c.ok).count();
+        let verdict = match failed {
+            0 => "Everything looks right.".to_string(),
+            1 => "1 problem.".to_string(),
+            n => format!("{n} problems."),
+        };
+        format!("{table}\n{verdict}")
+    })?;
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {

@@ -129,6 +129,14 @@ pub fn plan(old: &Config, new: &Config) -> Reload {
     let callbacks = |c: &Config| d(&(&c.callbacks, &c.callbacks.secret));
     compare("callbacks", true, callbacks(old), callbacks(new));
     compare("clock", true, d(&old.clock), d(&new.clock));
+    compare("opt_out", true, d(&old.opt_out), d(&new.opt_out));
+    compare("intercept", true, d(&old.intercept), d(&new.intercept));
+    compare(
+        "loop_protection",
+        true,
+        d(&old.loop_protection),
+        d(&new.loop_protection),
+    );
 
     compare("api.listen", false, d(&old.api), d(&new.api));
     compare("store.path", false, d(&old.store), d(&new.store));

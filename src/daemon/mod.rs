@@ -138,12 +138,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
+    state.send_limits = Some(api::status::SendLimits {
+        per_minute: config.sms.per_minute,
+        per_day: config.sms.per_day,
+    });
+    state.number_validation = config.numbers.validation;
+    state.limits = config.pool_limits();
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,
         live.clone(),
         bank.clone(),
         events.clone(),
+        store.clone(),
         hangups,
         api_stop.clone(),
     ));

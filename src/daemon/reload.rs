@@ -15,6 +15,7 @@ use crate::api;
 use crate::bank::Bank;
 use crate::config::{Config, LiveConfig};
 use crate::events::EventBus;
+use crate::store::Store;
 
 /// The callbacks task, restarted when its settings change.
 struct Callbacks {
@@ -23,9 +24,14 @@ struct Callbacks {
 }
 
 impl Callbacks {
-    fn start(config: &Config, events: &EventBus) -> Self {
+    fn start(config: &Config, events: &EventBus, store: &Store) -> Self {
         let stop = CancellationToken::new();
-        let task = api::callbacks::spawn_callbacks(config.callbacks.clone(), events, stop.clone());
+        let task = api::callbacks::spawn_callbacks(
+            config.callbacks.clone(),
+            events,
+            store.clone(),
+            stop.clone(),
+        );
         Callbacks { task, stop }
     }
 
@@ -41,10 +47,11 @@ pub async fn run(
     live: LiveConfig,
     bank: Bank,
     events: EventBus,
+    store: Store,
     mut hangups: Option<tokio::signal::unix::Signal>,
     stop: CancellationToken,
 ) {
-    let mut callbacks = Callbacks::start(&live.get(), &events);
+    let mut callbacks = Callbacks::start(&live.get(), &events, &store);
     loop {
         let hangup = async {
             match hangups.as_mut() {
@@ -71,7 +78,7 @@ pub async fn run(
         }
         if reload.applied.contains(&"callbacks") {
             callbacks.stop().await;
-            callbacks = Callbacks::start(&now, &events);
+            callbacks = Callbacks::start(&now, &events, &store);
         }
         tracing::info!(
             applied = ?reload.applied,

@@ -76,6 +76,17 @@ pub async fn run(
                     Ok(erased) => tracing::info!(erased, days, "message bodies past retention erased"),
                     Err(error) => tracing::error!(%error, "retention sweep failed"),
                 }
+                if let Some(days) = config.get().intercept.forget_after_days {
+                    let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));
+                    match store.forget_rail_lists_older_than(cutoff).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, days, "opt-outs and blocks past their time forgotten"),
+                        Err(error) => tracing::error!(%error, "forgetting opt-outs and blocks failed"),
+                    }
+                }
+                if let Err(error) = store.forget_past_recipients(crate::clock::now()).await {
+                    tracing::error!(%error, "forgetting last month's recipients failed");
+                }
                 if let Some(days) = config.get().sessions.forget_numbers_days {
                     let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));
                     match store.forget_numbers_older_than(cutoff).await {

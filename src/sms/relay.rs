@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
 use super::intake::{Intake, intake};
+use super::rails::Rules;
 use super::schedule::RateLimiter;
 use super::worker::{OutboxWorker, SendError, SmsSink};
 use crate::bank::{Bank, InboundSms};
@@ -57,6 +58,12 @@ impl Relay {
         }
     }
 
+    /// The relay's rules from the configuration in force (a reload changes
+    /// them; they are a few clones, taken per message).
+    fn rules(&self) -> Arc<Rules> {
+        Arc::new(Rules::from_config(&self.config.get()))
+    }
+
     /// Wakes the outbox worker of `iccid`, if it runs.
     pub fn wake(&self, iccid: &str) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,6 +88,7 @@ impl Relay {
         let wake = Arc::new(Notify::new());
         wakers.insert(iccid.to_string(), wake.clone());
         let settings = self.config.get().sms.clone();
+        let rules = self.rules();
         let worker = OutboxWorker {
             store: self.store.clone(),
             sink: BankSink {
@@ -88,7 +96,10 @@ impl Relay {
                 iccid: iccid.to_string(),
             },
             proxy_iccid: iccid.to_string(),
-            limiter: RateLimiter::new(settings.per_minute, settings.per_day),
+            limiter: RateLimiter::new(
+                settings.per_minute,
+                rules.limits.of(iccid).per_day.unwrap_or(settings.per_day),
+            ),
             max_attempts: settings.max_attempts,
             // The worker adds the clock's steps itself (its `now`).
             wall_at_start: crate::clock::now() - crate::clock::stepped(),
@@ -170,12 +181,17 @@ impl Relay {
         let config = self.config.get();
         let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
         let cutoff = now - time::Duration::seconds(timeout);
-        match sweep_incomplete(&self.store, cutoff, config.out_of_session.clone(), now).await {
+        match sweep_incomplete(&self.store, cutoff, self.rules(), now).await {
             Ok(outcomes) if !outcomes.is_empty() => {
                 tracing::info!(
                     messages = outcomes.len(),
                     "incomplete multipart messages relayed after the reassembly timeout"
                 );
+                for outcome in &outcomes {
+                    if let Some(iccid) = self.iccid_of(outcome).await {
+                        self.publish_rails(&iccid, outcome);
+                    }
+                }
                 self.wake_all();
             }
             Ok(_) => {}
@@ -246,12 +262,7 @@ impl Relay {
     /// stored.
     fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(
-            &self.store,
-            part,
-            self.config.get().out_of_session.clone(),
-            crate::clock::now(),
-        );
+        let accepted = accept_inbound(&self.store, part, self.rules(), crate::clock::now());
         let desk = self.clone();
         async move {
             match accepted.await {
@@ -272,7 +283,8 @@ impl Relay {
                         InboundOutcome::Dropped { reason, .. } => {
                             tracing::info!(%iccid, %reason, "inbound SMS not relayed");
                         }
-                        InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
+                        // Duplicates, waiting parts and the rails' outcomes.
+                        other => desk.publish_rails(&iccid, other),
                     }
                     tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
                     true
@@ -283,6 +295,93 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The events of what the rails did with a message, and a wake-up for
+    /// what they queued (confirmations, a front desk's first relay).
+    fn publish_rails(&self, iccid: &str, outcome: &InboundOutcome) {
+        let proxy_number = || {
+            self.bank
+                .sims()
+                .into_iter()
+                .find(|sim| sim.iccid == iccid)
+                .and_then(|sim| sim.msisdn)
+                .unwrap_or_default()
+        };
+        match outcome {
+            InboundOutcome::Blocked {
+                interaction_id,
+                rule,
+                stopped_session,
+            } => {
+                tracing::info!(%iccid, rule, "inbound SMS blocked by an intercept rule");
+                let session_id = stopped_session.as_ref().map(|(id, _)| id.clone());
+                self.events.publish(Event::MessageBlocked {
+                    session_id,
+                    interaction_id: *interaction_id,
+                    rule: (*rule).to_string(),
+                });
+                if let Some((session_id, reason)) = stopped_session {
+                    tracing::warn!(%iccid, session = %session_id, %reason, "loop detected: the session stops relaying");
+                    self.events.publish(Event::LoopDetected {
+                        session_id: session_id.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.events.publish(Event::SessionClosed {
+                        session_id: session_id.clone(),
+                    });
+                }
+            }
+            InboundOutcome::OptedOut {
+                sessions_closed, ..
+            } => {
+                tracing::info!(%iccid, sessions = sessions_closed.len(), "a participant opted out");
+                for session_id in sessions_closed {
+                    self.events.publish(Event::SessionClosed {
+                        session_id: session_id.clone(),
+                    });
+                }
+                self.events.publish(Event::OptedOut {
+                    proxy_number: proxy_number(),
+                    sessions_closed: sessions_closed.clone(),
+                });
+                self.wake(iccid);
+            }
+            InboundOutcome::OptedIn { .. } => {
+                tracing::info!(%iccid, "a participant opted back in");
+                self.events.publish(Event::OptedIn {
+                    proxy_number: proxy_number(),
+                });
+                self.wake(iccid);
+            }
+            InboundOutcome::FrontDesk {
+                interaction_id,
+                session_id,
+            } => {
+                tracing::info!(%iccid, session = %session_id, "front desk: a stranger's session with the staff number opened");
+                self.events.publish(Event::SessionOpened {
+                    session_id: session_id.clone(),
+                    proxy_number: proxy_number(),
+                    mode: "both".into(),
+                });
+                self.events.publish(Event::MessageRelayed {
+                    session_id: Some(session_id.clone()),
+                    interaction_id: *interaction_id,
+                    parts: 1,
+                });
+                self.wake(iccid);
+            }
+            _ => {}
+        }
+    }
+
+    /// The proxy of a swept message's interaction, for its events.
+    async fn iccid_of(&self, outcome: &InboundOutcome) -> Option<String> {
+        self.store
+            .interaction_proxy(outcome.interaction_id()?)
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn session_of(&self, interaction_id: i64) -> Option<String> {

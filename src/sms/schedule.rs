@@ -47,6 +47,15 @@ impl RateLimiter {
         allowed
     }
 
+    /// Starts from the sends already made (ms since the epoch, any order):
+    /// a restarted daemon keeps the budget its previous run used.
+    pub fn seed(&mut self, sent_at: &[i64]) {
+        let mut sent_at = sent_at.to_vec();
+        sent_at.extend(self.sent_at.drain(..));
+        sent_at.sort_unstable();
+        self.sent_at = sent_at.into();
+    }
+
     /// Records a send at `now`.
     pub fn record(&mut self, now: i64) {
         self.sent_at.push_back(now);
@@ -147,6 +156,14 @@ mod tests {
         limiter.record(120_000);
         assert_eq!(limiter.next_allowed(200_000), DAY_MS);
         assert_eq!(limiter.next_allowed(DAY_MS + 1), DAY_MS + 1);
+    }
+
+    #[test]
+    fn a_seeded_limiter_keeps_the_budget_of_a_previous_run() {
+        let mut limiter = RateLimiter::new(10, 3);
+        limiter.seed(&[5_000, 1_000]);
+        limiter.record(9_000);
+        assert_eq!(limiter.next_allowed(10_000), 1_000 + DAY_MS);
     }
 
     #[test]

@@ -87,16 +87,29 @@ impl<S: SmsSink> OutboxWorker<S> {
         }
     }
 
-    /// Runs until stopped or the store's writer stops.
+    /// Runs until stopped or the store's writer stops. The limiter starts
+    /// from the sends of the last day that the store recorded, so a restart
+    /// (or a crash loop) never resets a SIM's budget.
     pub async fn run(mut self) -> Result<(), StoreError> {
+        let since = self.now() - time::Duration::days(1);
+        let sent = self
+            .store
+            .recent_sends(self.proxy_iccid.clone(), since)
+            .await?;
+        if !sent.is_empty() {
+            tracing::debug!(iccid = %self.proxy_iccid, sends = sent.len(), "rate limiter seeded from the send log");
+        }
+        self.limiter.seed(&sent);
         while !self.stop.is_cancelled() {
             if !self.sink.healthy() {
                 self.pause(POLL).await;
                 continue;
             }
             if let Some(config) = &self.config {
-                let sms = &config.get().sms;
-                self.limiter.set_limits(sms.per_minute, sms.per_day);
+                let config = config.get();
+                let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
+                self.limiter
+                    .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
             }
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
@@ -126,7 +139,11 @@ impl<S: SmsSink> OutboxWorker<S> {
             };
             self.limiter.record(self.now_ms());
             match self.sink.send_sms(&to, &item.body, true).await {
-                Ok(refs) => self.store.mark_sent(item.id, refs, self.now()).await?,
+                Ok(refs) => {
+                    self.store.mark_sent(item.id, refs, self.now()).await?;
+                    let waited = self.now_ms().saturating_sub(item.created_ms).max(0);
+                    crate::metrics::relay_latency(Duration::from_millis(waited as u64));
+                }
                 Err(error) => {
                     tracing::warn!(outbox = item.id, attempt = item.attempts, %error, "sms send failed");
                     let decision = match error.class() {
@@ -362,6 +379,47 @@ mod tests {
         wait_until(|| statuses(&dir) == ["sent"]).await;
         worker.abort();
         assert_eq!(texts(&sink), ["hello"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_worker_keeps_the_day_budget_of_the_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        for body in ["one", "two"] {
+            queue(&store, body).await;
+        }
+        wait_until(|| statuses(&dir) == ["sent", "sent"]).await;
+        worker.abort();
+        let _ = worker.await;
+        // The daemon starts again, the same day, with a budget of three a day.
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        let again = OutboxWorker {
+            store: store.clone(),
+            sink: sink.clone(),
+            proxy_iccid: PROXY.into(),
+            limiter: RateLimiter::new(10, 3),
+            max_attempts: 3,
+            wall_at_start: datetime!(2026-11-25 12:00 UTC) + Duration::from_secs(120),
+            started: Instant::now(),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+            events: EventBus::new(),
+            config: None,
+        };
+        let worker = tokio::spawn(again.run());
+        for body in ["three", "four"] {
+            queue(&store, body).await;
+        }
+        wait_until(|| statuses(&dir).iter().filter(|s| *s == "sent").count() == 3).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            texts(&sink),
+            ["one", "two", "three"],
+            "the fourth waits for tomorrow"
+        );
+        assert_eq!(statuses(&dir)[3], "queued");
+        worker.abort();
     }
 
     #[tokio::test(start_paused = true)]

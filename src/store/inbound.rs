@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::relay::{NewOutbound, insert_outbound};
 use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
-use crate::masking::lifecycle::SessionStatus;
+use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 use crate::pdu::Concat;
 
@@ -48,7 +48,7 @@ pub struct WaitingMessage {
 
 /// One transaction on the inbound rows, driven by the relay.
 pub struct InboundTx<'c> {
-    tx: Transaction<'c>,
+    pub(super) tx: Transaction<'c>,
 }
 
 impl Store {
@@ -235,14 +235,14 @@ impl InboundTx<'_> {
         Ok(())
     }
 
-    /// Ends a session (it ran out of time).
+    /// Ends a session, for `reason`.
     pub fn end_session(
         &self,
         id: &str,
-        status: SessionStatus,
+        reason: CloseReason,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        end_session(&self.tx, id, status, now)
+        end_session(&self.tx, id, reason, now)
     }
 
     /// Records traffic on a session (its idle timer restarts).

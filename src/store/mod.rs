@@ -8,12 +8,16 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod allocate;
 mod api_queries;
+mod callbacks;
 mod calls;
+mod export;
 mod import;
 mod inbound;
 mod migrations;
 mod pool;
+mod rails;
 mod relay;
 mod retention;
 mod sessions;
@@ -28,17 +32,21 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use callbacks::PendingDelivery;
 pub use calls::CallInteraction;
+pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
 pub use pool::{SimStatusRecord, SimStorage};
+pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
+    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
+    SimRecord,
 };
-pub use tokens::{Role, TokenError, TokenRecord};
+pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 
 use crate::masking::allocation::AllocationError;
 
@@ -56,6 +64,11 @@ pub enum StoreError {
          refusing to downgrade; run the newer simmask or restore a backup"
     )]
     TooNew { found: usize, known: usize },
+    #[error(
+        "database schema version {found} is older than this simmask's ({known}): \
+         `simmask run` migrates it when it starts"
+    )]
+    Outdated { found: usize, known: usize },
     #[error("database migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("database: {0}")]
@@ -68,6 +81,10 @@ pub enum StoreError {
     NoSuchSim(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
+    /// A rail refused the change (a 409 with `code`: `opted_out`,
+    /// `draining`, `reserved`, `participant_busy`, `session_open`…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]
@@ -79,6 +96,14 @@ pub enum StoreError {
     WalBusy,
     #[error("{path} is not a simmask backup: {reason}")]
     NotABackup { path: String, reason: String },
+}
+
+/// The store's files and schema, for health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFiles {
+    pub schema: usize,
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
 }
 
 /// A job on the writer thread. A durable job commits without its own
@@ -199,6 +224,45 @@ impl Store {
             queued?;
             answer.await.map_err(|_| StoreError::WriterGone)?
         }
+    }
+
+    /// The schema version and the files' sizes, after a query answered.
+    pub async fn health(&self) -> Result<StoreFiles, StoreError> {
+        let path = self.path.clone();
+        let schema = self.call(|conn| migrations::current_version(conn)).await?;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(StoreFiles {
+            schema,
+            database_bytes: size(&path),
+            wal_bytes: size(Path::new(&wal)),
+        })
+    }
+
+    /// Opens the database at `path` only if it exists, and refuses one
+    /// whose schema is not the latest: for checks that must change nothing
+    /// (`simmask doctor` neither creates nor migrates a store).
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let missing = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(missing)?;
+        let found = migrations::current_version(&conn)?;
+        let known = latest_version();
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found < known {
+            return Err(StoreError::Outdated { found, known });
+        }
+        drop(conn);
+        Self::open(path)
     }
 
     /// Takes a consistent copy of the database into `out` with SQLite's

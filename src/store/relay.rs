@@ -5,7 +5,8 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{Store, StoreError, relaxed, to_ms};
+use super::allocate::month_of;
+use super::{Store, StoreError, from_ms, relaxed, to_ms};
 use crate::number::PhoneNumber;
 
 /// An SMS to send through a proxy, recorded as an interaction.
@@ -30,6 +31,8 @@ pub struct OutboxItem {
     pub body: String,
     /// Attempts including the one now starting.
     pub attempts: u32,
+    /// When it was queued, ms since the epoch.
+    pub created_ms: i64,
 }
 
 /// One interaction as listed for a session.
@@ -40,6 +43,8 @@ pub struct InteractionRecord {
     pub from_position: Option<u8>,
     pub status: String,
     pub reason: String,
+    /// The intercept rule that stopped it, if one did.
+    pub rule: Option<String>,
     pub body: Option<String>,
     pub parts: u32,
     pub incomplete: bool,
@@ -78,7 +83,7 @@ impl Store {
     }
 
     /// Claims the oldest due row of one SIM for sending: state `sending`,
-    /// attempts + 1. Rows of other SIMs are never considered: a message waits
+    /// attempts + 1, and the attempt in the send log. Rows of other SIMs are never considered: a message waits
     /// for its own proxy, as sending from another would unmask.
     pub async fn claim_next_due(
         &self,
@@ -92,7 +97,7 @@ impl Store {
                 let row = tx
                     .query_row(
                         "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
-                            COALESCE(o.body, ''), o.attempts, i.session_id
+                            COALESCE(o.body, ''), o.attempts, i.session_id, o.created_ms
                      FROM outbox o JOIN interactions i ON i.id = o.interaction_id
                      WHERE o.proxy_iccid = ?1 AND o.state = 'queued' AND o.next_attempt_ms <= ?2
                      ORDER BY o.next_attempt_ms, o.id LIMIT 1",
@@ -106,6 +111,7 @@ impl Store {
                                 body: row.get(4)?,
                                 attempts: row.get::<_, u32>(5)? + 1,
                                 session_id: row.get(6)?,
+                                created_ms: row.get(7)?,
                             })
                         },
                     )
@@ -115,6 +121,8 @@ impl Store {
                         "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
                         params![item.id, item.attempts],
                     )?;
+                    // Each claim is an attempt the carrier may count.
+                    super::export::log_send(&tx, &proxy_iccid, now)?;
                 }
                 tx.commit()?;
                 Ok(row)
@@ -245,6 +253,20 @@ impl Store {
         .await
     }
 
+    /// The proxy SIM an interaction went through.
+    pub async fn interaction_proxy(
+        &self,
+        interaction_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT proxy_iccid FROM interactions WHERE id = ?1")?
+                .query_row(params![interaction_id], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     /// On start-up: rows a crash left `sending` go back to `queued`. The
     /// modem may have sent one already, so a crash costs at most one
     /// duplicate per row, never a lost message. Returns how many were requeued.
@@ -297,7 +319,13 @@ pub(super) fn insert_outbound(
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
         params![interaction, new.proxy_iccid, new.to.e164(), new.body, now],
     )?;
-    Ok(tx.last_insert_rowid())
+    let outbox = tx.last_insert_rowid();
+    // The SIM's recipients this month, for its budget.
+    tx.execute(
+        "INSERT OR IGNORE INTO sim_recipients (iccid, month, number) VALUES (?1, ?2, ?3)",
+        params![new.proxy_iccid, month_of(from_ms(now)?), new.to.e164()],
+    )?;
+    Ok(outbox)
 }
 
 /// Sets the status of the interaction behind an outbox row and records the
@@ -346,7 +374,7 @@ fn list_interactions(
 ) -> Result<Vec<InteractionRecord>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms,
-                answered_ms, ended_ms, duration_ms, outcome
+                answered_ms, ended_ms, duration_ms, outcome, rule
          FROM interactions WHERE session_id = ?1 ORDER BY created_ms, id",
     )?;
     let rows = statement.query_map(params![session_id], |row| {
@@ -364,6 +392,7 @@ fn list_interactions(
             ended_ms: row.get(10)?,
             duration_ms: row.get(11)?,
             outcome: row.get(12)?,
+            rule: row.get(13)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

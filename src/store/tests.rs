@@ -30,6 +30,9 @@ fn new_session(a: &str, b: &str) -> NewSession {
         label: None,
         sticky: false,
         actor: "test".into(),
+        fallback_number: None,
+        proxy: None,
+        limits: Default::default(),
     }
 }
 

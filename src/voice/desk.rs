@@ -175,11 +175,17 @@ impl Desk {
             }
         };
         let Some(open) = open else {
-            let expired = self
-                .store
-                .session(session)
-                .await
-                .is_ok_and(|s| s.status == SessionStatus::Expired);
+            let record = self.store.session(session).await.ok();
+            // A call put through to a session's fallback number after it
+            // expired is not the session's conversation: its end is not
+            // this call's.
+            let between_participants = record
+                .as_ref()
+                .is_none_or(|s| s.participants.iter().flatten().any(|p| p == call.other()));
+            if !between_participants {
+                return None;
+            }
+            let expired = record.is_some_and(|s| s.status == SessionStatus::Expired);
             let why = if expired {
                 "the session expired"
             } else {
@@ -322,6 +328,8 @@ impl Desk {
         let caller = if reported.starts_with('+') {
             PhoneNumber::from_e164(reported)
         } else {
+            // The network knows the number: read it as possible, whatever
+            // `[numbers] validation` asks of numbers operators type.
             PhoneNumber::parse(reported, self.home_region.as_deref())
         };
         let Ok(caller) = caller else {
@@ -365,9 +373,33 @@ impl Desk {
                     }
                 }
                 tracing::info!(session = %session.id, "call on an expired session");
-                self.out_of_session(caller)
+                self.before_policy(caller).await
             }
-            Route::OutOfSession => self.out_of_session(caller),
+            Route::OutOfSession => self.before_policy(caller).await,
+        }
+    }
+
+    /// The rails before the policy (block list, fallback after expiry,
+    /// front desk: [`super::front`]), then the policy.
+    async fn before_policy(&self, caller: PhoneNumber) -> Lookup {
+        match super::front::before_policy(
+            &self.store,
+            &self.config.get(),
+            &self.events,
+            &self.iccid,
+            &caller,
+        )
+        .await
+        {
+            Ok(Some(lookup)) => lookup,
+            Ok(None) => self.out_of_session(caller),
+            Err(error) => {
+                tracing::error!(iccid = %self.iccid, %error, "session lookup failed");
+                Lookup::Reject {
+                    caller: Some(caller),
+                    reason: "the session store failed".into(),
+                }
+            }
         }
     }
 
@@ -468,6 +500,11 @@ impl Desk {
         };
         if let Err(error) = self.store.record_call(call).await {
             tracing::error!(iccid = %self.iccid, %error, "cannot record a call");
+        }
+        if let Some(answered_at) = record.answered_at
+            && let Ok(setup) = std::time::Duration::try_from(answered_at - record.started_at)
+        {
+            crate::metrics::call_setup(setup);
         }
         // A bridge whose confirmation was lost (seen in a snapshot) is
         // announced with its end.
