@@ -51,7 +51,8 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         power_cycle_command: None,
         quarantine_after: 3,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -60,7 +61,7 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         .collect();
     let mut up = HashSet::new();
     while up != expected {
-        if let BankEvent::SimUp { iccid } = next(&mut events).await {
+        if let BankEvent::SimUp { sim: iccid } = next(&mut events).await {
             up.insert(iccid);
         }
     }
@@ -102,7 +103,7 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         let mut parts = Vec::new();
         while single.is_none() || parts.len() < ucs2_parts {
             match next(&mut events).await {
-                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                BankEvent::Inbound { sim: iccid, sms } if iccid == modem.iccid => {
                     assert!(sms.location.is_some(), "{profile}: stored, not direct");
                     assert!(!sms.status_report);
                     let (text, concat) = deliver_text(&sms);
@@ -144,10 +145,10 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         let report_pdu = loop {
             match next(&mut events).await {
                 BankEvent::Modem {
-                    iccid,
+                    sim: iccid,
                     event: ModemEvent::StatusReport { pdu_hex },
                 } if iccid == modem.iccid => break pdu_hex,
-                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                BankEvent::Inbound { sim: iccid, sms } if iccid == modem.iccid => {
                     assert!(sms.status_report, "{profile}: only the report is expected");
                     let pdu_hex = sms.pdu_hex.clone();
                     sms.confirm_stored().await.expect("confirm report");
@@ -193,7 +194,8 @@ async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
         power_cycle_command: None,
         quarantine_after: 3,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;

@@ -39,7 +39,7 @@ impl PoolView for LivePool {
             .sims()
             .iter()
             .map(|sim| LiveSim {
-                iccid: sim.iccid.clone(),
+                iccid: sim.id.clone(),
                 healthy: sim.healthy,
                 signal_dbm: sim.signal_dbm.map(i32::from),
                 voice_capable: voice_method(sim).is_some(),
@@ -51,13 +51,13 @@ impl PoolView for LivePool {
 /// How the SIM bridges calls, chosen by the voice layer from what the bank
 /// reports of its services.
 fn voice_method(sim: &SimStatus) -> Option<String> {
-    crate::voice::method_name(sim.voice, &sim.profile_chld, &sim.chld)
+    crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref())
 }
 
 /// What the store keeps of a SIM's live state.
 pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
     SimStatusRecord {
-        iccid: sim.iccid.clone(),
+        iccid: sim.id.clone(),
         state: sim.state.as_str().to_string(),
         healthy: sim.healthy,
         signal_dbm: sim.signal_dbm.map(i32::from),

@@ -360,6 +360,6 @@ impl SmsSink for BankSink {
         self.bank
             .sims()
             .iter()
-            .any(|sim| sim.iccid == self.iccid && sim.healthy)
+            .any(|sim| sim.id == self.iccid && sim.healthy)
     }
 }

@@ -101,7 +101,7 @@ impl Desk {
                     .profile(&identity.profile)
                     .map(|p| p.voice.chld.clone())
                     .unwrap_or_default();
-                choose_method(&profile_chld, Some(&identity.capabilities.chld))
+                choose_method(&profile_chld, identity.capabilities.chld.as_deref())
             }
             None => choose_method(&[], None),
         };

@@ -28,12 +28,17 @@ pub enum NoMethod {
 
 /// How a SIM bridges calls, as the pool and the API name it: `transfer`,
 /// `join`, or `None` when it cannot bridge. `voice` says the modem takes
-/// calls at all; the services are its profile's and the network's.
-pub fn method_name(voice: bool, profile_chld: &[String], reported: &[String]) -> Option<String> {
+/// calls at all; the services are its profile's and the network's (`None`
+/// when the modem did not answer `AT+CHLD=?`: the profile's are tried).
+pub fn method_name(
+    voice: bool,
+    profile_chld: &[String],
+    reported: Option<&[String]>,
+) -> Option<String> {
     if !voice {
         return None;
     }
-    let best = choose_method(profile_chld, Some(reported))
+    let best = choose_method(profile_chld, reported)
         .ok()?
         .first()
         .copied()?;
