@@ -157,7 +157,7 @@ function simCard(number) {
   const reply = el('div', { class: 'reply' });
   const toggle = async () => {
     try {
-      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), { enabled: !number.enabled });
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.id), { enabled: !number.enabled });
       notice((number.enabled ? 'Disabled ' : 'Enabled ') + number.msisdn, 'good');
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
@@ -167,12 +167,12 @@ function simCard(number) {
     const input = event.target.querySelector('input');
     reply.textContent = '…';
     try {
-      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.iccid) + '/ussd',
+      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.id) + '/ussd',
         { code: input.value.trim() });
       reply.textContent = answer.reply;
     } catch (error) { reply.textContent = error.message; }
   };
-  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-iccid': number.iccid },
+  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-sim': number.id },
     el('div', { class: 'head' },
       el('span', { class: 'number' }, number.msisdn),
       el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? number.state : 'disabled'),
@@ -180,6 +180,9 @@ function simCard(number) {
     el('div', { class: 'meta' },
       [number.model || 'modem ?', number.port, number.signal_dbm === null ? 'no signal' : number.signal_dbm + ' dBm']
         .filter(Boolean).join(' · ')),
+    el('div', { class: 'meta simid', title: number.id_source === 'imsi'
+        ? 'the modem cannot read this SIM\'s ICCID: it is known by its IMSI' : 'ICCID' },
+      number.id_source === 'imsi' ? 'IMSI ' + number.id.slice('imsi:'.length) + ' (no ICCID)' : 'ICCID ' + number.id),
     el('div', { class: 'meta' },
       [number.registration || 'unregistered', number.operator].filter(Boolean).join(' · ')),
     el('div', { class: 'counts' },
@@ -189,7 +192,7 @@ function simCard(number) {
       el('span', null, 'failed ', el('b', null, number.failed)),
       el('span', null, 'sessions ', el('b', null, number.open_sessions))),
     number.last_error ? el('div', { class: 'lasterror' }, number.last_error) : null,
-    el('div', { class: 'chart-box', 'data-chart': number.iccid }),
+    el('div', { class: 'chart-box', 'data-chart': number.id }),
     admin ? el('div', { class: 'actions' },
       el('button', { type: 'button', class: number.enabled ? 'danger' : 'quiet', onclick: toggle },
         number.enabled ? 'Disable' : 'Enable'),
