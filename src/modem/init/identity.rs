@@ -193,11 +193,15 @@ pub(super) async fn read_iccid(
         "+ICCID:" => "+ICCID:",
         _ => "+CCID:",
     };
-    let mut tries = vec![(
-        profile.commands.iccid.clone(),
-        prefix,
-        profile.commands.iccid_swapped,
-    )];
+    // A profile without an ICCID command of its own names none.
+    let mut tries: Vec<(String, &str, bool)> = Vec::new();
+    if !profile.commands.iccid.trim().is_empty() {
+        tries.push((
+            profile.commands.iccid.clone(),
+            prefix,
+            profile.commands.iccid_swapped,
+        ));
+    }
     for (command, prefix, swapped) in [
         ("AT+CCID", "+CCID:", false),
         ("AT+QCCID", "+QCCID:", false),
