@@ -233,3 +233,70 @@ async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
     bank.shutdown();
     sim.shutdown().await;
 }
+
+/// Issue 16: a Quectel EC25/EG25 told to store status reports (`+CNMI`
+/// `<ds>`=2) keeps them in "SR" but announces `+CDSI: "SM",<n>` (the
+/// virtual EC25 does the same; asterisk-chan-quectel PR #75). The profile
+/// takes reports as `+CDS`; an operator's profile that stores them still
+/// gets every report, read from "SR".
+#[tokio::test]
+async fn a_quectel_status_report_misannounced_as_sm_is_read_from_sr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = dir.path().join("links");
+    let profiles_dir = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles_dir).expect("profiles dir");
+    let builtin = Profiles::builtin();
+    let quectel = builtin.get("quectel-ec25").expect("quectel");
+    assert_eq!(quectel.sms.cnmi, "2,1,0,1,0", "the profile takes +CDS");
+    let text = toml::to_string(quectel)
+        .expect("profile serialises")
+        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,1,0,2,0\"");
+    std::fs::write(profiles_dir.join("quectel-ec25.toml"), text).expect("profile file");
+    let sim = Sim::start(&["quectel-ec25"], Some(&links), 35).await;
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/modem*", links.display())],
+        profiles: Profiles::load_dir(&profiles_dir).expect("profiles load"),
+        poll_interval: Duration::from_secs(2),
+        power_cycle_command: None,
+        quarantine_after: 3,
+        pins: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
+        baud: 115_200,
+    })
+    .await;
+    let modem = sim.modem(0).clone();
+    while !matches!(next(&mut events).await, BankEvent::SimUp { .. }) {}
+    let handle = bank.handle(&modem.iccid).expect("handle");
+    assert_eq!(handle.identity().capabilities.cnmi, "2,1,0,2,0");
+    let references = handle
+        .send_sms("+15550500002", "report this", true)
+        .await
+        .expect("send with report");
+    let sms = loop {
+        if let BankEvent::Inbound { sms, .. } = next(&mut events).await {
+            break sms;
+        }
+    };
+    assert!(sms.status_report, "the report, not another message");
+    let (storage, _) = sms.location.clone().expect("stored");
+    assert_eq!(
+        storage, "SR",
+        "read where it was stored, not where announced"
+    );
+    let decoded = pdu::decode_hex(&sms.pdu_hex, true).expect("report decodes");
+    let Tpdu::StatusReport(report) = decoded.pdu.tpdu else {
+        panic!("not a status report");
+    };
+    assert_eq!(vec![report.message_reference], references);
+    sms.confirm_stored().await.expect("deleted from SR");
+    let trace = sim.trace(0).await;
+    assert!(
+        trace
+            .iter()
+            .any(|e| e["dir"] == "tx" && e["line"] == "+CDSI: \"SM\",1"),
+        "the modem announced \"SM\""
+    );
+    bank.shutdown();
+    sim.shutdown().await;
+}
