@@ -308,48 +308,70 @@ impl Worker {
         }
     }
 
-    /// One health poll: signal and registration. True when the modem answered.
+    /// One health poll: signal and registration, each read on its own.
+    /// True when the modem answered. Only silence (a timeout) counts
+    /// towards a reset: a modem that answers without the value (a bare
+    /// `OK` to `AT+CSQ`, an `ERROR`) is alive, and its error is shown.
     async fn poll(&mut self) -> bool {
-        let answer = async {
-            let signal = self.handle.signal().await?;
-            let registration = self.handle.registration().await?;
-            Ok::<_, AtError>((signal, registration))
+        let signal = self.handle.signal().await;
+        // A silent modem is not asked twice in one poll.
+        let registration = match &signal {
+            Err(error @ (AtError::Timeout(_) | AtError::Unplugged | AtError::Stopped)) => {
+                Err(error.clone())
+            }
+            _ => self.handle.registration().await,
+        };
+        let errors = [signal.as_ref().err(), registration.as_ref().err()];
+        // The actor is reopening the port; Replugged will follow.
+        if errors
+            .iter()
+            .flatten()
+            .any(|e| matches!(e, AtError::Unplugged | AtError::Stopped))
+        {
+            return false;
         }
-        .await;
-        match answer {
-            Ok((signal, registration)) => {
+        if let Some(silence) = errors
+            .iter()
+            .flatten()
+            .find(|e| matches!(e, AtError::Timeout(_)))
+        {
+            self.unanswered += 1;
+            tracing::debug!(error = %silence, unanswered = self.unanswered, "health poll unanswered");
+            let error = silence.to_string();
+            self.bank.update(&self.sim, |s| s.last_error = Some(error));
+            if self.unanswered >= UNANSWERED_BEFORE_RESET {
                 self.unanswered = 0;
-                let changed = self.bank.update(&self.sim, |s| {
-                    s.signal_dbm = signal.dbm;
-                    s.registration = Some(status_name(&registration));
-                    s.roaming = registration.roaming;
-                    s.operator = registration.operator.clone();
-                    s.healthy = s.state == SimState::Up && registration.registered();
-                    s.recoveries = 0;
-                });
-                if changed {
-                    self.emit(BankEvent::Health {
-                        sim: self.sim.clone(),
-                    })
-                    .await;
-                }
-                true
+                self.recover().await;
             }
-            // The actor is reopening the port; Replugged will follow.
-            Err(AtError::Unplugged | AtError::Stopped) => false,
-            Err(error) => {
-                self.unanswered += 1;
-                tracing::debug!(%error, unanswered = self.unanswered, "health poll failed");
-                self.bank.update(&self.sim, |s| {
-                    s.last_error = Some(error.to_string());
-                });
-                if self.unanswered >= UNANSWERED_BEFORE_RESET {
-                    self.unanswered = 0;
-                    self.recover().await;
-                }
-                false
-            }
+            return false;
         }
+        self.unanswered = 0;
+        let problem = errors.iter().flatten().next().map(|e| e.to_string());
+        if let Some(problem) = &problem {
+            tracing::debug!(error = %problem, "health poll answered without the value");
+        }
+        let changed = self.bank.update(&self.sim, |s| {
+            if let Ok(signal) = &signal {
+                s.signal_dbm = signal.dbm;
+            }
+            if let Ok(registration) = &registration {
+                s.registration = Some(status_name(registration));
+                s.roaming = registration.roaming;
+                s.operator = registration.operator.clone();
+                s.healthy = s.state == SimState::Up && registration.registered();
+            }
+            if problem.is_some() {
+                s.last_error = problem.clone();
+            }
+            s.recoveries = 0;
+        });
+        if changed {
+            self.emit(BankEvent::Health {
+                sim: self.sim.clone(),
+            })
+            .await;
+        }
+        true
     }
 
     /// Reset, then power cycle; quarantine after too many failed tries.
