@@ -587,3 +587,107 @@ async fn the_demo_relays_a_message_live_into_the_dashboard() {
     browser.assert_clean_console().await;
     browser.close().await;
 }
+
+impl Demo {
+    /// A handset acts on its phone (simulator control API).
+    async fn handset(&self, number: &str, action: &str, body: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/handsets/{number}/{action}", self.sim_control))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{action}: {}",
+            response.status()
+        );
+    }
+
+    /// Waits until a handset's call satisfies `check`.
+    async fn wait_handset(&self, number: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let call: Value = reqwest::Client::new()
+                .get(format!("{}/handsets/{number}/call", self.sim_control))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if check(&call) {
+                return call;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{number}: {call}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_ends_a_call_from_the_dashboard() {
+    let demo = start_demo(4);
+    demo.wait_healthy(4).await;
+    let browser = browser(1280, 1000, false).await;
+    browser.client().goto(&demo.dashboard).await.unwrap();
+    browser.fill("#token", &demo.token).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for("#live.on").await;
+
+    let (a, b) = ("+447911123456", "+447912345678");
+    let session = demo
+        .api(
+            reqwest::Method::POST,
+            "/sessions",
+            Some(json!({"participants": [a, b], "mode": "voice", "label": "call demo"})),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    demo.handset(a, "dial", json!({"to": proxy})).await;
+    demo.wait_handset(b, |c| c["state"] == "ringing").await;
+    demo.handset(b, "answer", json!({})).await;
+
+    // The bridge's live event redraws the list: the session shows its call.
+    let row = format!("#session-list li[data-session='{id}']");
+    browser
+        .wait_for(&format!("{row} .call[data-call-state=bridged]"))
+        .await;
+    browser.screenshot("call-in-progress.png").await;
+    browser.click(&format!("{row} .end-call")).await;
+    for number in [a, b] {
+        let call = demo.wait_handset(number, |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
+    }
+    browser
+        .wait_for("#feed-list li[data-kind=call_ended]")
+        .await;
+    let calls = demo
+        .api(
+            reqwest::Method::GET,
+            &format!("/sessions/{id}/interactions"),
+            None,
+        )
+        .await;
+    assert_eq!(calls[0]["outcome"], "ended_by_operator", "{calls}");
+    // Redrawn without the call, and its history says why it ended.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.count(&format!("{row} .call")).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call stays shown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.click(&format!("{row} .show-interactions")).await;
+    browser
+        .wait_for(&format!("{row} .interactions li.interaction"))
+        .await;
+    let (text, _) = browser
+        .text_and_session(&format!("{row} .interactions li.interaction"))
+        .await;
+    assert!(text.contains("ended by the operator"), "{text}");
+    browser.assert_clean_console().await;
+    browser.close().await;
+}

@@ -264,9 +264,13 @@ async fn transfer_connects_the_parties_and_frees_the_sim() {
     let (a, b) = (control.call(A).await, control.call(B).await);
     assert_eq!(a["connected_to"], json!([B]));
     assert_eq!(b["connected_to"], json!([A]));
-    // Neither saw the other's number.
+    // Their caller IDs stay the proxy's, but the network told each of them
+    // the other's number with the transfer (3GPP TS 23.091 §3): a transfer
+    // unmasks.
     assert_eq!(a["caller_id"], p.as_str());
     assert_eq!(b["caller_id"], p.as_str());
+    assert_eq!(b["notifications"][0]["number"], A, "{b}");
+    assert_eq!(a["notifications"][1]["number"], B, "{a}");
 
     control.act(A, "hangup").await;
     let b = control.call(B).await;
@@ -294,6 +298,13 @@ async fn a_muted_conference_connects_the_parties_until_one_leaves() {
     );
     assert_eq!(control.call(A).await["connected_to"], json!([B]));
     assert_eq!(control.call(B).await["connected_to"], json!([A]));
+    // In the conference each is shown only the proxy.
+    for number in [A, B] {
+        let call = control.call(number).await;
+        assert_eq!(call["caller_id"], p.as_str(), "{call}");
+        let shown = call["notifications"].to_string();
+        assert!(!shown.contains("+1555"), "{call}");
+    }
 
     control.act(B, "hangup").await;
     port.until("NO CARRIER\r\n").await;
@@ -488,5 +499,124 @@ async fn ussd_dial_errors_and_control_api_errors() {
         .await
         .expect("PUT");
     assert_eq!(response.status(), 404);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn supplementary_service_notifications_reach_modems_and_handsets() {
+    let sim = start(&["generic", "quectel-ec25"], 2).await;
+    let control = Control::new(&sim);
+    let mut served = Port::open(&sim, 0).await;
+    let mut remote = Port::open(&sim, 1).await;
+    let (p, q) = (msisdn(&sim, 0), msisdn(&sim, 1));
+    assert_eq!(
+        remote.command("AT+CSSN=?").await,
+        "\r\n+CSSN: (0,1),(0,1)\r\n\r\nOK\r\n"
+    );
+    assert!(remote.command("AT+CSSN=1,1").await.ends_with("OK\r\n"));
+    assert_eq!(
+        remote.command("AT+CSSN?").await,
+        "\r\n+CSSN: 1,1\r\n\r\nOK\r\n"
+    );
+    assert_eq!(remote.command("AT+CSSN=2").await, "\r\n+CME ERROR: 4\r\n");
+
+    // Q calls P; P answers and holds Q: Q's modem hears it (27.007 §7.17).
+    assert!(
+        remote
+            .command(&format!("ATD{p};"))
+            .await
+            .ends_with("OK\r\n")
+    );
+    served.until("RING\r\n").await;
+    assert!(served.command("ATA").await.ends_with("OK\r\n"));
+    assert!(served.command("AT+CHLD=2").await.ends_with("OK\r\n"));
+    remote.until("+CSSU: 2\r\n").await;
+    // P dials B, B answers, P joins them: Q is taken back into a multiparty.
+    assert!(
+        served
+            .command(&format!("ATD{B};"))
+            .await
+            .ends_with("OK\r\n")
+    );
+    control.wait_state(B, "ringing").await;
+    control.act(B, "answer").await;
+    assert!(served.command("AT+CHLD=3").await.ends_with("OK\r\n"));
+    remote.until("+CSSU: 3\r\n").await;
+    remote.until("+CSSU: 4\r\n").await;
+    let b = control.call(B).await;
+    assert_eq!(
+        b["notifications"],
+        json!([{"kind": "multiparty", "code": "+CSSU: 4", "number": null}])
+    );
+    assert_eq!(b["caller_id"], p.as_str());
+    // P splits off B privately, then transfers: each remote party is told
+    // the other's number (3GPP TS 23.091 §3).
+    assert!(served.command("AT+CHLD=22").await.ends_with("OK\r\n"));
+    remote.until("+CSSU: 2\r\n").await;
+    assert!(served.command("AT+CHLD=4").await.ends_with("OK\r\n"));
+    remote.until(&format!("+CSSU: 8,,\"{B}\",145\r\n")).await;
+    let b = control.call(B).await;
+    assert_eq!(
+        b["notifications"][1],
+        json!({"kind": "transferred", "code": "+CSSU: 8", "number": q})
+    );
+    assert_eq!(b["connected_to"], json!([q]));
+    control.act(B, "hangup").await;
+    remote.until("NO CARRIER\r\n").await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_handset_that_restricts_its_number_calls_withheld() {
+    let sim = start(&["simcom-sim800"], 1).await;
+    let control = Control::new(&sim);
+    let mut port = Port::open(&sim, 0).await;
+    let p = msisdn(&sim, 0);
+    let state = control
+        .put(&format!("/handsets/{A}/state"), json!({"clir": true}))
+        .await;
+    assert_eq!(state["clir"], true, "{state}");
+
+    control.dial(A, &p).await;
+    port.until("+CLIP: \"\",128,,,,1\r\n").await;
+    assert_eq!(
+        port.command("AT+CLCC").await,
+        "\r\n+CLCC: 1,1,4,0,0\r\n\r\nOK\r\n"
+    );
+    let calls: Value = control
+        .client
+        .get(format!("{}/modems/0/calls", control.url))
+        .send()
+        .await
+        .expect("GET calls")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        calls,
+        json!([{"id": 1, "direction": "mobile_terminated", "state": "incoming",
+                "multiparty": false, "number": null}])
+    );
+    assert!(port.command("ATA").await.ends_with("OK\r\n"));
+    // The handset dialled P and P answered: its connected line is P.
+    let a = control.wait_state(A, "active").await;
+    assert_eq!(a["connected_line"], p.as_str(), "{a}");
+    assert_eq!(a["notifications"], json!([]));
+    control.act(A, "hangup").await;
+    port.until("NO CARRIER\r\n").await;
+    let calls: Value = control
+        .client
+        .get(format!("{}/modems/0/calls", control.url))
+        .send()
+        .await
+        .expect("GET calls")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(calls, json!([]));
+    let state = control
+        .put(&format!("/handsets/{A}/state"), json!({"clir": false}))
+        .await;
+    assert_eq!(state["clir"], false, "{state}");
     sim.shutdown().await;
 }

@@ -251,18 +251,23 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
     for number in [A, B] {
         assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
     }
+    let operator = call_of(&sim, OPERATOR).await;
+    assert!(
+        !operator["notifications"].to_string().contains(STRANGER),
+        "the operator was shown the stranger: {operator}"
+    );
+    handset(&sim, STRANGER, "hangup", json!({})).await;
+    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
     let events = events_until(feed, "call_ended").await;
     let ended = events.last().expect("call_ended");
     assert!(
-        ended.to_string().contains("transferred"),
-        "the forwarded call was transferred: {ended}"
+        ended.to_string().contains("completed"),
+        "the forwarded call was a conference until the hang-up: {ended}"
     );
     assert!(
         !ended.to_string().contains(&STRANGER[4..]),
         "no number in the event: {ended}"
     );
-    handset(&sim, STRANGER, "hangup", json!({})).await;
-    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
 
     // The operator calling the proxy is not forwarded to themselves.
     handset(&sim, OPERATOR, "dial", json!({"to": proxy})).await;
@@ -316,12 +321,13 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
         handset(&sim, A, "hangup", json!({})).await;
     }
 
-    // B back on and reachable: the same session bridges again.
+    // B back on and reachable: the same session bridges again, and the
+    // conference is recorded when it ends.
     set_state(&sim, B, json!({"power": "on", "barred": false})).await;
     bridge(&sim, &proxy, A, B).await;
-    // A transfer ends the proxy's part of the call: it is recorded then.
+    handset(&sim, A, "hangup", json!({})).await;
     let calls = calls_recorded(&daemon, &id, 3).await;
-    assert_eq!(calls[2]["outcome"], "transferred", "{calls:?}");
+    assert_eq!(calls[2]["outcome"], "completed", "{calls:?}");
     // The metrics count calls by outcome.
     let metrics = client()
         .get(format!("{}/metrics", daemon.url))
@@ -334,7 +340,7 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
         .expect("metrics text");
     for line in [
         "simmask_calls_total{outcome=\"unreachable\"} 2",
-        "simmask_calls_total{outcome=\"transferred\"} 1",
+        "simmask_calls_total{outcome=\"completed\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "no {line}:\n{metrics}");
     }
@@ -513,7 +519,7 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "generic");
     let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
+    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
     let daemon = Daemon::start(&config, port, 1).await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
@@ -581,7 +587,7 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
             .map(|n| n["voice_method"].clone())
     };
     assert_eq!(method_of(&cannot), Some(Value::Null), "{numbers}");
-    assert_eq!(method_of(&can), Some(json!("transfer")), "{numbers}");
+    assert_eq!(method_of(&can), Some(json!("conference")), "{numbers}");
 
     // Two voice sessions both land on the SIM that can bridge, though it
     // is then the busier one; an SMS session may use the other.
@@ -705,8 +711,10 @@ async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
         })
         .await;
     }
+    handset(&sim, B, "hangup", json!({})).await;
+    wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
     let calls = calls_recorded(&daemon, &id, 1).await;
-    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     let faults: Value = client()
         .get(format!("{}/modems/0/faults", sim.control))
         .send()
@@ -745,7 +753,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         .and_then(|p| p.parse().ok())
         .expect("port");
     // The restarted daemon is kept alive to the end of the test.
-    let _restarted = Daemon::start(&daemon.config, port, 1).await;
+    let restarted = Daemon::start(&daemon.config, port, 1).await;
     // Back up, the daemon reads the modem's calls: a conference between the
     // two sides is theirs, and is left alone.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -761,13 +769,60 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
         let call = call_of(&sim, number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
     }
+    // The new daemon found the call's session: the call is in its control
+    // again (the session shows it, and could end it).
+    let id = session["id"].as_str().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = restarted.get(&format!("/api/v1/sessions/{id}")).await;
+        if view["call"]["state"] == "bridged" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call was not taken back: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A hangs up: the new daemon, which never saw the call begin, still
     // clears B's leg rather than leaving B on the line with nobody.
     handset(&sim, A, "hangup", json!({})).await;
     let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
+    let calls = calls_recorded(&restarted, id, 1).await;
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     bridge(&sim, &proxy, B, A).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_whose_session_closed_while_the_daemon_was_down_ends_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let mut daemon = Daemon::start(&config, port, 1).await;
+    let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
+    let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
+    let id = session["id"].as_str().expect("id").to_string();
+    bridge(&sim, &proxy, A, B).await;
+    assert!(daemon.process.terminate(), "the daemon stops cleanly");
+    // The operator closes the session from the shell meanwhile.
+    let closed = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["session", "close", &id, "--config"])
+        .arg(&config)
+        .output()
+        .expect("simmask session close");
+    assert!(closed.status.success(), "{closed:?}");
+    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+
+    // Back up, the daemon finds the conference, finds no session for it,
+    // and ends it for both.
+    let _restarted = Daemon::start(&config, port, 1).await;
+    for number in [A, B] {
+        let call = wait_call(&sim, number, "was hung up on", |c| c["state"] == "idle").await;
+        assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -842,12 +897,24 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
         })
         .await;
     }
+    // While they talk, C is refused again and D's phone stays quiet.
+    handset(&sim, C, "dial", json!({"to": proxy})).await;
+    wait_call(&sim, C, "was refused", |c| {
+        c["state"] == "idle" && !c["last_end"].is_null()
+    })
+    .await;
+    assert_eq!(call_of(&sim, D).await["state"], "idle");
+    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    handset(&sim, A, "hangup", json!({})).await;
+    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
     let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
-    assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
-    // C's session shows the refused call, as C's.
-    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 1).await;
-    assert_eq!(refused[0]["outcome"], "second_call_rejected", "{refused:?}");
-    assert_eq!(refused[0]["from_participant"], 0, "{refused:?}");
+    assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
+    // C's session shows both refused calls, as C's.
+    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 2).await;
+    for call in &refused {
+        assert_eq!(call["outcome"], "second_call_rejected", "{refused:?}");
+        assert_eq!(call["from_participant"], 0, "{refused:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -885,7 +952,7 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "quectel-ec25");
     let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
+    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
     let daemon = Daemon::start(&config, port, 1).await;
     let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;

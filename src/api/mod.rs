@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod callbacks;
+pub mod calls;
 mod dashboard;
 pub mod error;
 mod events;
@@ -30,6 +31,7 @@ use utoipa::OpenApi;
 
 use crate::events::EventBus;
 use crate::store::{LiveSim, SimStatusRecord, Store};
+use crate::voice::CallDesks;
 use auth::Caller;
 use error::ApiError;
 use history::SignalHistory;
@@ -75,6 +77,8 @@ pub struct ApiState {
     pub signal_history: SignalHistory,
     /// Requests per client address.
     pub rate_limit: RateLimit,
+    /// The calls the appliance holds, to show and end them.
+    pub calls: CallDesks,
 }
 
 impl ApiState {
@@ -93,6 +97,7 @@ impl ApiState {
             sticky: true,
             signal_history: SignalHistory::default(),
             rate_limit: RateLimit::default(),
+            calls: CallDesks::default(),
         }
     }
 }
@@ -119,6 +124,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
             "/api/v1/sessions/{id}/interactions",
             get(sessions::interactions),
         ),
+        ("/api/v1/sessions/{id}/calls/end", post(calls::end)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
         ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
@@ -237,6 +243,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::get,
         sessions::close,
         sessions::interactions,
+        calls::end,
         pool::modems,
         pool::numbers,
         pool::set_enabled,

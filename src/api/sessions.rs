@@ -17,6 +17,7 @@ use crate::number::PhoneNumber;
 use crate::store::{
     InteractionRecord, MAX_PAGE_SIZE, NewSession, Role, SessionFilter, SessionRecord,
 };
+use crate::voice::{CallDesks, EndRequest, LiveCall};
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
@@ -54,9 +55,19 @@ pub struct SessionView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub ended_at: Option<OffsetDateTime>,
+    /// The call in progress that the appliance holds on this session (from
+    /// the caller's answer until the call ends, when bridged as a
+    /// conference); `null` when there is none.
+    pub call: Option<LiveCall>,
 }
 
 impl SessionView {
+    /// The session with its call in progress, if any.
+    pub fn with_call(mut self, calls: &CallDesks) -> Self {
+        self.call = calls.call_of_session(&self.id);
+        self
+    }
+
     pub fn new(record: SessionRecord, caller: &Caller) -> Self {
         let show = |number: &Option<PhoneNumber>| match number {
             Some(number) if caller.is_admin() => number.e164().to_string(),
@@ -76,6 +87,7 @@ impl SessionView {
             idle_ttl_seconds: record.idle_ttl_seconds,
             last_activity_at: record.last_activity_at,
             ended_at: record.ended_at,
+            call: None,
         }
     }
 }
@@ -155,12 +167,18 @@ fn seconds(name: &str, value: Option<u64>) -> Result<Option<Duration>, ApiError>
     }
 }
 
-fn page(records: Vec<SessionRecord>, limit: usize, offset: usize, caller: &Caller) -> SessionPage {
+fn page(
+    records: Vec<SessionRecord>,
+    limit: usize,
+    offset: usize,
+    caller: &Caller,
+    calls: &CallDesks,
+) -> SessionPage {
     let next_offset = (records.len() == limit).then_some(offset + limit);
     SessionPage {
         sessions: records
             .into_iter()
-            .map(|r| SessionView::new(r, caller))
+            .map(|r| SessionView::new(r, caller).with_call(calls))
             .collect(),
         next_offset,
     }
@@ -281,7 +299,7 @@ async fn find(
         offset,
     };
     let records = state.store.sessions(filter).await?;
-    Ok(page(records, limit, offset, caller))
+    Ok(page(records, limit, offset, caller, &state.calls))
 }
 
 /// One session.
@@ -295,10 +313,14 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let record = state.store.session(id).await?;
-    Ok(Json(SessionView::new(record, &caller)))
+    Ok(Json(
+        SessionView::new(record, &caller).with_call(&state.calls),
+    ))
 }
 
-/// Close a session: its proxy stops relaying between the two at once.
+/// Close a session: its proxy stops relaying between the two at once, and
+/// a call in progress that the appliance holds on it ends for both sides
+/// (its interaction records `session_ended`).
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}",
     params(("id" = String, Path, description = "session id")),
     responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
@@ -317,6 +339,12 @@ pub async fn close(
     state.events.publish(Event::SessionClosed {
         session_id: record.id.clone(),
     });
+    // The desk would notice within a second; ending it here means the call
+    // is over when the operator gets the answer.
+    let closed = EndRequest::SessionEnded("the session was closed".into());
+    if let Ok(ended) = state.calls.end_call(&record.id, closed).await {
+        tracing::info!(session = %record.id, outcome = %ended.outcome, "its call ended");
+    }
     Ok(Json(SessionView::new(record, &caller)))
 }
 
@@ -339,8 +367,9 @@ pub struct InteractionView {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
-    /// Calls: how the call ended (`transferred`, `completed`, `busy`,
-    /// `no_answer`, `unreachable`, `caller_hung_up`, `rejected`…).
+    /// Calls: how the call ended (`completed`, `transferred`, `busy`,
+    /// `no_answer`, `unreachable`, `caller_hung_up`, `rejected`,
+    /// `ended_by_operator`, `max_duration`, `session_ended`…).
     pub outcome: Option<String>,
     /// Calls: when the other participant answered.
     #[serde(with = "time::serde::rfc3339::option")]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
+use crate::profile::BridgeMethod;
 
 mod callbacks;
 
@@ -181,12 +182,19 @@ pub struct Voice {
     /// released. Default 30.
     #[serde(default = "default_ring_timeout")]
     pub ring_timeout_seconds: u64,
+    /// The longest a bridged call may last, counted from the other
+    /// participant's answer; the appliance then ends it for both sides.
+    /// 0 means no limit. Default 0. It holds for calls the appliance stays
+    /// in (multiparty); a transferred call is the network's alone.
+    #[serde(default)]
+    pub max_duration_seconds: u64,
 }
 
 impl Default for Voice {
     fn default() -> Self {
         Self {
             ring_timeout_seconds: default_ring_timeout(),
+            max_duration_seconds: 0,
         }
     }
 }
@@ -209,6 +217,13 @@ pub struct SimConfig {
     /// retried (a SIM locks after three).
     #[serde(default)]
     pub pin: Option<String>,
+    /// How calls through this SIM are bridged: `"multiparty"` (a muted
+    /// conference: each side sees only the proxy) or `"transfer"` (explicit
+    /// call transfer: frees the modem, but the network may show each side
+    /// the other's number). Absent: the profile's `[voice] method`, else
+    /// multiparty.
+    #[serde(default)]
+    pub voice_method: Option<BridgeMethod>,
 }
 
 impl SimConfig {
@@ -229,6 +244,7 @@ impl std::fmt::Debug for SimConfig {
             .field("imsi", &self.imsi)
             .field("msisdn", &self.msisdn)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
+            .field("voice_method", &self.voice_method)
             .finish()
     }
 }
@@ -482,10 +498,18 @@ per_day = 200
 policy = \"forward\"
 to = \"+447911000100\"
 
+[voice]
+max_duration_seconds = 3600
+
 [[sims]]
 iccid = \"8944110000000000001\"
 msisdn = \"+447700900001\"
 pin = \"1234\"
+voice_method = \"transfer\"
+
+[[sims]]
+iccid = \"8944110000000000002\"
+voice_method = \"multiparty\"
 
 [[sims]]
 imsi = \"001010123456789\"
@@ -493,6 +517,15 @@ msisdn = \"+447700900002\"
 "
         );
         let config = Config::parse(&text, "simmask.toml").unwrap();
+        assert_eq!(config.voice.max_duration_seconds, 3600);
+        assert_eq!(
+            config.sim("8944110000000000001").unwrap().voice_method,
+            Some(BridgeMethod::Transfer)
+        );
+        assert_eq!(
+            config.sim("8944110000000000002").unwrap().voice_method,
+            Some(BridgeMethod::Multiparty)
+        );
         assert_eq!(config.sms.per_minute, 4);
         assert_eq!(config.sessions.forget_numbers_days, Some(90));
         assert!(matches!(
@@ -594,6 +627,16 @@ msisdn = \"+447700900002\"
                 .to_string();
             assert!(error.contains(key), "{key}: {error}");
         }
+    }
+
+    #[test]
+    fn an_unknown_voice_method_is_refused() {
+        let text = format!("{MINIMAL}\n[[sims]]\niccid = \"1\"\nvoice_method = \"relay\"");
+        let error = Config::parse(&text, "simmask.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("relay"), "{error}");
+        assert!(error.contains("multiparty"), "{error}");
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
 use crate::sms::relay::Relay;
 use crate::store::{ModemRecord, Store};
-use crate::voice::desk::{self as voice, VoiceInbox};
+use crate::voice::CallDesks;
+use crate::voice::desk::{self as voice, DeskContext, VoiceInbox};
 
 pub struct Dispatch {
     config: Arc<Config>,
@@ -34,6 +35,8 @@ pub struct Dispatch {
     workers_stop: CancellationToken,
     /// Each SIM's voice desk, by SIM id.
     voice: HashMap<String, VoiceInbox>,
+    /// The desks as the API reaches them.
+    desks: CallDesks,
 }
 
 impl Dispatch {
@@ -42,6 +45,7 @@ impl Dispatch {
         store: Store,
         bank: Bank,
         events: EventBus,
+        desks: CallDesks,
         workers_stop: CancellationToken,
     ) -> Self {
         let relay = Relay::new(
@@ -60,6 +64,7 @@ impl Dispatch {
             numbers: HashMap::new(),
             workers_stop,
             voice: HashMap::new(),
+            desks,
         }
     }
 
@@ -121,7 +126,10 @@ impl Dispatch {
             return;
         }
         if let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid)
-            && let Err(error) = self.store.save_sim_status(status_record(&status)).await
+            && let Err(error) = self
+                .store
+                .save_sim_status(status_record(&self.config, &self.bank, &status))
+                .await
         {
             tracing::error!(%iccid, %error, "cannot save the SIM's status");
         }
@@ -187,13 +195,17 @@ impl Dispatch {
         self.save_status(&iccid).await;
         self.relay.start_worker(&iccid);
         if !self.voice.contains_key(&iccid) {
+            let context = DeskContext {
+                config: self.config.clone(),
+                store: self.store.clone(),
+                bank: self.bank.clone(),
+                events: self.events.clone(),
+                desks: self.desks.clone(),
+            };
             let desk = voice::spawn(
                 iccid.clone(),
                 self.home_region(&iccid),
-                self.config.clone(),
-                self.store.clone(),
-                self.bank.clone(),
-                self.events.clone(),
+                context,
                 self.workers_stop.clone(),
             );
             self.voice.insert(iccid.clone(), desk);

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::profile::Profiles;
 use crate::store::{Store, StoreError};
+use crate::voice::CallDesks;
 
 pub use pool::LivePool;
 
@@ -126,8 +127,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         })
         .collect();
     let (bank, bank_events) = Bank::start(bank_setup).await;
-    let pool = Arc::new(LivePool::new(bank.clone()));
+    let pool = Arc::new(LivePool::new(bank.clone(), config.clone()));
+    let desks = CallDesks::default();
     let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());
+    state.calls = desks.clone();
     state.admin_token = options.admin_token;
     state.default_region = config.numbers.default_region.clone();
     state.default_ttl = (config.sessions.default_ttl_seconds > 0).then(|| {
@@ -147,6 +150,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         store.clone(),
         bank.clone(),
         events.clone(),
+        desks,
         workers_stop.clone(),
     );
     let sweeper = tokio::spawn(sweeper::run(

@@ -1,27 +1,36 @@
 //! Wiring: the bank as the API sees it (the pool for allocation and the
 //! number views), and a SIM's live state as the store keeps it.
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use time::OffsetDateTime;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
+use crate::config::Config;
 use crate::store::{LiveSim, SimStatusRecord};
+use crate::voice::Method;
 
 /// The live pool, read from the bank on each call.
 pub struct LivePool {
     bank: Bank,
+    config: Arc<Config>,
 }
 
 impl LivePool {
-    pub fn new(bank: Bank) -> Self {
-        Self { bank }
+    pub fn new(bank: Bank, config: Arc<Config>) -> Self {
+        Self { bank, config }
     }
 }
 
 impl PoolView for LivePool {
     fn sim_statuses(&self) -> Vec<SimStatusRecord> {
-        self.bank.sims().iter().map(status_record).collect()
+        self.bank
+            .sims()
+            .iter()
+            .map(|sim| status_record(&self.config, &self.bank, sim))
+            .collect()
     }
 
     fn ussd(&self, iccid: String, code: String) -> BoxFuture<'static, Result<String, String>> {
@@ -42,20 +51,26 @@ impl PoolView for LivePool {
                 iccid: sim.id.clone(),
                 healthy: sim.healthy,
                 signal_dbm: sim.signal_dbm.map(i32::from),
-                voice_capable: voice_method(sim).is_some(),
+                voice_capable: voice_method(&self.config, &self.bank, sim).is_some(),
             })
             .collect()
     }
 }
 
 /// How the SIM bridges calls, chosen by the voice layer from what the bank
-/// reports of its services.
-fn voice_method(sim: &SimStatus) -> Option<String> {
-    crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref())
+/// reports of its services and what the operator chose for it.
+fn voice_method(config: &Config, bank: &Bank, sim: &SimStatus) -> Option<String> {
+    let preferred = Method::preferred(
+        config
+            .sim_of(&sim.id, sim.iccid.as_deref(), sim.imsi.as_deref())
+            .and_then(|s| s.voice_method),
+        bank.profile(&sim.profile).and_then(|p| p.voice.method),
+    );
+    crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref(), preferred)
 }
 
 /// What the store keeps of a SIM's live state.
-pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
+pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatusRecord {
     SimStatusRecord {
         iccid: sim.id.clone(),
         state: sim.state.as_str().to_string(),
@@ -64,7 +79,7 @@ pub fn status_record(sim: &SimStatus) -> SimStatusRecord {
         registration: sim.registration.clone().unwrap_or_default(),
         roaming: sim.roaming,
         operator: sim.operator.clone().unwrap_or_default(),
-        voice_method: voice_method(sim),
+        voice_method: voice_method(config, bank, sim),
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
         updated_at: OffsetDateTime::now_utc(),

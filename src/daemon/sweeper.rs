@@ -59,7 +59,7 @@ pub async fn run(
             _ = status.tick() => {
                 for sim in bank.sims() {
                     // SIMs not yet in the pool (no number) have no row.
-                    let _ = store.save_sim_status(status_record(&sim)).await;
+                    let _ = store.save_sim_status(status_record(&config, &bank, &sim)).await;
                 }
             }
             _ = retention.tick() => {

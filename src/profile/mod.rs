@@ -284,6 +284,29 @@ pub struct Voice {
     /// `AT+CLCC=1` (SIMCom); others answer `AT+CLCC=1` with an error.
     #[serde(default)]
     pub clcc_urc: bool,
+    /// How the appliance joins a caller to the other participant on SIMs
+    /// in this model, when the operator chose it here: `"multiparty"` (the
+    /// default when absent: a muted conference, in which each side sees
+    /// only the proxy) or `"transfer"` (explicit call transfer, which frees
+    /// the modem but lets the network tell each side the other's number;
+    /// an opt-in for carriers the operator has checked). `[[sims]]
+    /// voice_method` in the daemon's configuration overrides it per SIM.
+    #[serde(default)]
+    pub method: Option<BridgeMethod>,
+}
+
+/// A bridging method an operator can choose (`[voice] method` in a profile,
+/// `voice_method` of a SIM in the daemon's configuration). Which one a SIM
+/// uses is the voice layer's decision; this is only the operator's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeMethod {
+    /// Multiparty with the appliance's leg muted (3GPP TS 22.084,
+    /// `AT+CHLD=3`).
+    #[serde(alias = "conference")]
+    Multiparty,
+    /// Explicit call transfer (3GPP TS 22.091, `AT+CHLD=4`).
+    Transfer,
 }
 
 impl Voice {

@@ -60,6 +60,7 @@ fn router(shared: Shared) -> Router {
         .route("/handsets/{number}/answer", post(handset_answer))
         .route("/handsets/{number}/hangup", post(handset_hangup))
         .route("/handsets/{number}/call", get(handset_call))
+        .route("/modems/{index}/calls", get(modem_calls))
         .route(
             "/handsets/{number}/state",
             get(handset_state).put(set_handset_state),
@@ -400,6 +401,31 @@ async fn handset_call(State(shared): State<Shared>, Path(number): Path<String>) 
     }
 }
 
+/// A modem's calls as the network has them, the lines of `AT+CLCC`:
+/// `[{id, direction, state, multiparty, number}]` (`number` null when
+/// withheld); empty when the modem is idle.
+async fn modem_calls(State(shared): State<Shared>, Path(index): Path<String>) -> Response {
+    let index = match modem_index(&shared, &index) {
+        Ok(index) => index,
+        Err(unknown) => return unknown.into_response(),
+    };
+    let calls: Vec<serde_json::Value> = shared
+        .network
+        .modem_call_list(index)
+        .into_iter()
+        .map(|call| {
+            json!({
+                "id": call.id,
+                "direction": call.direction,
+                "state": call.state,
+                "multiparty": call.multiparty,
+                "number": Some(call.number).filter(|n| !n.is_empty()),
+            })
+        })
+        .collect();
+    Json(calls).into_response()
+}
+
 /// The network's call clocks, in milliseconds.
 #[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -509,19 +535,26 @@ enum Power {
 struct StateBody {
     power: Option<Power>,
     barred: Option<bool>,
+    /// Restrict the presentation of the handset's number (CLIR).
+    clir: Option<bool>,
 }
 
-fn state_json(number: &str, (power_on, barred): (bool, bool)) -> Json<serde_json::Value> {
+fn state_json(
+    shared: &Shared,
+    number: &str,
+    (power_on, barred): (bool, bool),
+) -> Json<serde_json::Value> {
     Json(json!({
         "number": number,
         "power": if power_on { "on" } else { "off" },
         "barred": barred,
+        "clir": shared.network.handset_clir(number).unwrap_or(false),
     }))
 }
 
 async fn handset_state(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
     match shared.network.handset_state(&number) {
-        Ok(state) => state_json(&number, state).into_response(),
+        Ok(state) => state_json(&shared, &number, state).into_response(),
         Err(e) => network_error(e),
     }
 }
@@ -536,11 +569,16 @@ async fn set_handset_state(
         Err(rejection) => return bad_json(rejection),
     };
     let power_on = body.power.map(|p| matches!(p, Power::On));
+    if let Some(clir) = body.clir
+        && let Err(e) = shared.network.set_handset_clir(&number, clir)
+    {
+        return network_error(e);
+    }
     match shared
         .network
         .set_handset_state(&number, power_on, body.barred)
     {
-        Ok(state) => state_json(&number, state).into_response(),
+        Ok(state) => state_json(&shared, &number, state).into_response(),
         Err(e) => network_error(e),
     }
 }

@@ -19,8 +19,9 @@
 //!   status reports), handsets, faults with registration and the PIN
 //!   lock, and the call service around [`calls`].
 //! - [`calls`]: the pure model of voice calls: set-up, release,
-//!   supplementary services (`+CHLD`), ring and set-up timers, and what
-//!   each party sees and hears.
+//!   supplementary services (`+CHLD`) and the notifications the network
+//!   sends of them (`+CSSI`/`+CSSU`), ring and set-up timers, and what
+//!   each party is shown and hears.
 //! - [`interpreter`]: one modem's AT commands: V.250 framing, the general
 //!   27.007 commands, SMS commands, call commands.
 //! - [`storage`]: each SIM's message storages; [`textmode`]: text-mode

@@ -21,7 +21,7 @@ pub struct CallInteraction {
     pub answered_at: Option<OffsetDateTime>,
     pub ended_at: OffsetDateTime,
     pub duration_ms: Option<i64>,
-    /// `transferred`, `completed`, `busy`, `no_answer`…
+    /// `completed`, `transferred`, `busy`, `no_answer`, `ended_by_operator`…
     pub outcome: String,
     pub reason: String,
 }
@@ -35,6 +35,13 @@ impl Store {
             let ended = to_ms(call.ended_at);
             let status = match call.outcome.as_str() {
                 "transferred" | "completed" => "bridged",
+                // Ended by the appliance (operator, session, maximum
+                // duration): bridged if the two had talked.
+                "ended_by_operator" | "session_ended" | "max_duration"
+                    if call.answered_at.is_some() =>
+                {
+                    "bridged"
+                }
                 "rejected" | "second_call_rejected" => "rejected",
                 _ => "failed",
             };

@@ -3,6 +3,12 @@
 //! carries out the commands it returns (AT commands through the modem
 //! handle, session lookups through the masking rules, call records into the
 //! store) and feeds their outcomes back.
+//!
+//! While the SIM holds a call the desk is in control of it: each tick it
+//! checks that the call's session is still open (closed through the API or
+//! the command line, expired), keeps the session's idle clock from running
+//! out mid-call (a call is activity), and the operator's "end call" reaches
+//! it through [`CallDesks`]. Each of these ends the call for both sides.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,15 +18,16 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::desks::{CallDesks, DeskRequest, EndError, Ended, LiveCall};
 use super::{
-    Bridge, BridgeTiming, CallRecord, Command, CommandKind, Input, Lookup, Outcome, Setup,
-    choose_method,
+    Bridge, BridgeTiming, CallRecord, Command, CommandKind, EndRequest, Input, Lookup, Method,
+    Outcome, Setup, choose_method,
 };
 use crate::bank::Bank;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::masking::Traffic;
-use crate::masking::lifecycle::{self, Route};
+use crate::masking::lifecycle::{self, Route, SessionStatus};
 use crate::masking::policy::{self, Action};
 use crate::modem::actor::ModemEvent;
 use crate::modem::error::AtError;
@@ -30,27 +37,40 @@ use crate::store::{CallInteraction, Store};
 /// What the router hands to a SIM's voice desk.
 pub type VoiceInbox = mpsc::Sender<ModemEvent>;
 
+/// What a desk works with besides its SIM.
+#[derive(Clone)]
+pub struct DeskContext {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub bank: Bank,
+    pub events: EventBus,
+    /// Where the desk registers, so the API can see and end its calls.
+    pub desks: CallDesks,
+}
+
 /// Starts the desk of `iccid`; the router sends it the SIM's call events.
 pub fn spawn(
     iccid: String,
     home_region: Option<String>,
-    config: Arc<Config>,
-    store: Store,
-    bank: Bank,
-    events: EventBus,
+    context: DeskContext,
     stop: CancellationToken,
 ) -> VoiceInbox {
     let (inbox, receiver) = mpsc::channel(64);
+    let (requests, asked) = mpsc::channel(8);
+    context.desks.register(&iccid, requests);
     let desk = Desk {
         iccid,
         home_region,
-        config,
-        store,
-        bank,
-        events,
+        config: context.config,
+        store: context.store,
+        bank: context.bank,
+        events: context.events,
+        desks: context.desks,
         bridge: None,
+        ended: None,
+        bridged_announced: false,
     };
-    tokio::spawn(desk.run(receiver, stop));
+    tokio::spawn(desk.run(receiver, asked, stop));
     inbox
 }
 
@@ -61,12 +81,22 @@ struct Desk {
     store: Store,
     bank: Bank,
     events: EventBus,
+    desks: CallDesks,
     /// Built on the first call, from the SIM's capabilities then.
     bridge: Option<Bridge>,
+    /// The last call recorded, for the answer to an end request.
+    ended: Option<Ended>,
+    /// `call_bridged` was published for the call in progress.
+    bridged_announced: bool,
 }
 
 impl Desk {
-    async fn run(mut self, mut receiver: mpsc::Receiver<ModemEvent>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<ModemEvent>,
+        mut asked: mpsc::Receiver<DeskRequest>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let inputs = tokio::select! {
@@ -75,8 +105,17 @@ impl Desk {
                     Some(event) => inputs_of(event),
                     None => return,
                 },
+                Some(request) = asked.recv() => {
+                    self.answer(request).await;
+                    Vec::new()
+                }
                 _ = tick.tick() => match &self.bridge {
-                    Some(bridge) if bridge.state().name() != "idle" => vec![Input::Tick],
+                    Some(bridge) if bridge.state().name() != "idle" => {
+                        let mut inputs: Vec<Input> =
+                            self.watch_session().await.map(Input::End).into_iter().collect();
+                        inputs.push(Input::Tick);
+                        inputs
+                    }
                     _ => Vec::new(),
                 },
             };
@@ -86,24 +125,117 @@ impl Desk {
         }
     }
 
+    /// Ends the call of the session asked for, if this desk carries it.
+    async fn answer(&mut self, request: DeskRequest) {
+        let DeskRequest::End {
+            session,
+            request,
+            reply,
+        } = request;
+        let ours = self
+            .bridge
+            .as_ref()
+            .and_then(|b| b.state().call())
+            .is_some_and(|call| call.session() == Some(session.as_str()));
+        if !ours {
+            let _ = reply.send(Err(EndError::NoCall));
+            return;
+        }
+        let expected = match &request {
+            EndRequest::Operator(_) => "ended_by_operator",
+            EndRequest::SessionEnded(_) => "session_ended",
+        };
+        self.ended = None;
+        self.feed(Input::End(request)).await;
+        // The release may still be waiting for the modem: the outcome is
+        // known all the same, and the record follows.
+        let ended = self.ended.take().unwrap_or(Ended {
+            session_id: session,
+            outcome: expected.into(),
+            duration_seconds: None,
+        });
+        let _ = reply.send(Ok(ended));
+    }
+
+    /// While the SIM holds a call of a session: whether the session ended
+    /// under it (closed by the API or the command line, erased, expired).
+    /// A session still open has its idle clock kept from running out: the
+    /// call is activity.
+    async fn watch_session(&self) -> Option<EndRequest> {
+        let call = self.bridge.as_ref()?.state().call()?;
+        let session = call.session()?.to_string();
+        let caller = call.caller().clone();
+        let now = OffsetDateTime::now_utc();
+        let open = match self.store.open_session_of(self.iccid.clone(), caller).await {
+            Ok(open) => open.filter(|s| s.id == session),
+            Err(error) => {
+                tracing::warn!(iccid = %self.iccid, %error, "cannot check the call's session");
+                return None;
+            }
+        };
+        let Some(open) = open else {
+            let expired = self
+                .store
+                .session(session)
+                .await
+                .is_ok_and(|s| s.status == SessionStatus::Expired);
+            let why = if expired {
+                "the session expired"
+            } else {
+                "the session was closed"
+            };
+            return Some(EndRequest::SessionEnded(why.into()));
+        };
+        let rules = open.rules_view()?;
+        if rules.expires_at.is_some_and(|at| at <= now) {
+            self.expire_due(now).await;
+            return Some(EndRequest::SessionEnded("the session expired".into()));
+        }
+        if let Some(idle) = rules.idle_ttl
+            && now - rules.last_activity_at >= idle / 2
+            && let Err(error) = self.store.touch_session(open.id.clone(), now).await
+        {
+            tracing::warn!(iccid = %self.iccid, %error, "cannot keep the call's session active");
+        }
+        None
+    }
+
+    /// Marks the sessions past their deadline expired, as the sweep would.
+    async fn expire_due(&self, now: OffsetDateTime) {
+        if let Ok(expired) = self.store.expire_due(now).await {
+            for session in expired {
+                tracing::info!(session = %session.id, "session expired");
+                self.events.publish(Event::SessionExpired {
+                    session_id: session.id,
+                });
+            }
+        }
+    }
+
     fn setup(&self) -> Setup {
+        let seconds = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        let voice = &self.config.voice;
         let timing = BridgeTiming {
-            answer_timeout: time::Duration::seconds(
-                i64::try_from(self.config.voice.ring_timeout_seconds).unwrap_or(30),
-            ),
+            answer_timeout: seconds(voice.ring_timeout_seconds),
+            max_duration: (voice.max_duration_seconds > 0)
+                .then(|| seconds(voice.max_duration_seconds)),
             ..BridgeTiming::default()
         };
+        let chosen = self.config.sim(&self.iccid).and_then(|s| s.voice_method);
         let methods = match self.bank.handle(&self.iccid) {
             Some(handle) => {
                 let identity = handle.identity();
-                let profile_chld = self
-                    .bank
-                    .profile(&identity.profile)
-                    .map(|p| p.voice.chld.clone())
-                    .unwrap_or_default();
-                choose_method(&profile_chld, identity.capabilities.chld.as_deref())
+                let profile = self.bank.profile(&identity.profile);
+                let preferred =
+                    Method::preferred(chosen, profile.as_ref().and_then(|p| p.voice.method));
+                let profile_chld = profile.map(|p| p.voice.chld).unwrap_or_default();
+                choose_method(
+                    &profile_chld,
+                    identity.capabilities.chld.as_deref(),
+                    preferred,
+                )
             }
-            None => choose_method(&[], None),
+            None => choose_method(&[], None, Method::preferred(chosen, None)),
         };
         Setup { methods, timing }
     }
@@ -124,10 +256,18 @@ impl Desk {
             }
             for command in commands {
                 if let Some(reply) = self.carry_out(command).await {
+                    if matches!(
+                        reply,
+                        Input::Done(CommandKind::Join | CommandKind::Transfer)
+                    ) {
+                        self.announce_bridged();
+                    }
                     queue.push_back(reply);
                 }
             }
         }
+        let live = self.bridge.as_ref().and_then(|b| LiveCall::of(b.state()));
+        self.desks.set_call(&self.iccid, live);
         // Only once the replies are in: an idle bridge may still have asked
         // for a snapshot (a call it never saw ended).
         if self
@@ -268,7 +408,27 @@ impl Desk {
         }
     }
 
-    async fn record(&self, mut record: CallRecord) {
+    /// `call_bridged`, once per call, as soon as the network joined the
+    /// legs (the dashboard then shows the call and its "end call").
+    fn announce_bridged(&mut self) {
+        let Some(bridge) = &self.bridge else {
+            return;
+        };
+        let Some(live) = LiveCall::of(bridge.state()) else {
+            return;
+        };
+        if let (Some(session_id), Some(method)) = (live.session_id, live.method)
+            && !self.bridged_announced
+        {
+            self.bridged_announced = true;
+            self.events.publish(Event::CallBridged {
+                session_id,
+                method: method.into(),
+            });
+        }
+    }
+
+    async fn record(&mut self, mut record: CallRecord) {
         if record.session.is_none()
             && let Some(caller) = &record.caller
         {
@@ -311,8 +471,11 @@ impl Desk {
         if let Err(error) = self.store.record_call(call).await {
             tracing::error!(iccid = %self.iccid, %error, "cannot record a call");
         }
+        // A bridge whose confirmation was lost (seen in a snapshot) is
+        // announced with its end.
         if let Some(session_id) = &record.session
             && record.answered_at.is_some()
+            && !std::mem::take(&mut self.bridged_announced)
         {
             let method = if outcome == "transferred" {
                 "transfer"
@@ -322,6 +485,13 @@ impl Desk {
             self.events.publish(Event::CallBridged {
                 session_id: session_id.clone(),
                 method: method.into(),
+            });
+        }
+        if let Some(session_id) = &record.session {
+            self.ended = Some(Ended {
+                session_id: session_id.clone(),
+                outcome: outcome.clone(),
+                duration_seconds: duration_ms.map(|ms| ms as f64 / 1000.0),
             });
         }
         self.events.publish(Event::CallEnded {
@@ -358,6 +528,9 @@ fn describe(outcome: &Outcome) -> String {
         Outcome::CallerHungUp => "the caller hung up before the other participant answered",
         Outcome::Abandoned => "the caller gave up while the proxy rang",
         Outcome::SecondCallRejected => "a call was already being bridged on this number",
+        Outcome::MaxDuration => {
+            "the call reached its maximum duration ([voice] max_duration_seconds)"
+        }
         _ => "",
     }
     .to_string()

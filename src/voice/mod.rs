@@ -3,10 +3,14 @@
 //!
 //! A person X calls proxy P; if X has an open voice session on P with Y, the
 //! SIM answers X, holds X, dials Y from the same SIM (so Y sees P), and when
-//! Y answers joins the two legs in the network: explicit call transfer
-//! (`AT+CHLD=4`, the modem leaves) or multiparty (`AT+CHLD=3` with the modem
-//! muted, then clears the remaining leg when one side hangs up). No audio
-//! passes through the appliance.
+//! Y answers joins the two legs in the network: multiparty (`AT+CHLD=3`
+//! with the modem muted; it stays in the call and clears the remaining leg
+//! when one side hangs up), or, where the operator opted in, explicit call
+//! transfer (`AT+CHLD=4`, the modem leaves; the network may then show each
+//! side the other's number, see [`method`](choose_method)). No audio passes
+//! through the appliance. While the modem is in the call the appliance ends
+//! it for both sides when asked ([`Input::End`]: the operator, the session
+//! closed or expired) or at `[voice] max_duration_seconds`.
 //!
 //! ```text
 //! Idle ─RING/+CLIP─► Ringing ─session─► Answered ─► HoldingCaller ─► DialingOther
@@ -14,7 +18,8 @@
 //!   │                  ▼                                               ▼
 //!   └──────────── Clearing ◄── busy, no answer, unreachable ◄── AlertingOther
 //!                    ▲                                               │ Y answers
-//!                    └──── one side hangs up ◄── Bridged(Transfer | Conference)
+//!                    └──── one side hangs up ◄── Bridged(Conference | Transfer)
+//!                    └──── ended (operator, session, maximum duration)
 //! ```
 //!
 //! # How to drive it
@@ -31,7 +36,9 @@
 //!   call is recorded as cut off and the bridge is idle at once,
 //! - the SIM coming up sends [`Input::NoCarrier`], so the bridge reads the
 //!   modem's calls and releases any left half-made by an earlier run,
-//! - the desk answers [`Command::LookupSession`] with [`Input::Session`].
+//! - the desk answers [`Command::LookupSession`] with [`Input::Session`],
+//! - the operator's "end call", or the call's session closed or expired,
+//!   sends [`Input::End`].
 //!
 //! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT
 //! commands for the modem, a session lookup, and [`Command::Record`] when a
@@ -40,15 +47,18 @@
 //! [`Transition`] to log as `old -> new (reason)`.
 //!
 //! [`desk`] is that loop (one desk per SIM, fed with the SIM's call events);
-//! everything else here is pure.
+//! [`desks`] is how the API sees and ends the calls they carry; everything
+//! else here is pure.
 
 pub mod desk;
+pub mod desks;
 mod machine;
 mod method;
 
+pub use desks::{CallDesks, EndError, Ended, LiveCall};
 pub use machine::{
-    Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, Input, Lookup, Outcome,
-    Reported, Ringing, Setup, State, Step, Transition, step,
+    Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, EndRequest, Input,
+    Lookup, Outcome, Reported, Ringing, Setup, State, Step, Transition, step,
 };
 pub use method::{Method, NoMethod, choose_method, method_name};
 

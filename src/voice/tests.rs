@@ -412,7 +412,11 @@ fn strangers_and_withheld_numbers_are_rejected() {
 #[test]
 fn a_sim_that_cannot_bridge_rejects_with_its_reason() {
     let setup = Setup {
-        methods: choose_method(&["0".into(), "1".into(), "2".into()], None).map(|m| m.to_vec()),
+        methods: choose_method(
+            &["0".into(), "1".into(), "2".into()],
+            None,
+            Method::Conference,
+        ),
         timing: BridgeTiming::default(),
     };
     let rows: Vec<Row> = vec![
@@ -596,27 +600,72 @@ fn stray_calls_while_idle_are_released() {
 }
 
 #[test]
-fn methods_come_from_the_profile_and_the_modem() {
+fn methods_come_from_the_profile_the_modem_and_the_operator() {
     let all: Vec<String> = ["0", "1", "1x", "2", "2x", "3", "4"]
         .map(String::from)
         .to_vec();
+    // Multiparty unless the operator opted in to transfer; a transfer
+    // falls back to multiparty, never the other way.
     assert_eq!(
-        choose_method(&all, None),
+        choose_method(&all, None, Method::Conference),
+        Ok(vec![Method::Conference])
+    );
+    assert_eq!(
+        choose_method(&all, None, Method::Transfer),
         Ok(vec![Method::Transfer, Method::Conference])
     );
     let no_ect: Vec<String> = ["1", "2", "3"].map(String::from).to_vec();
     assert_eq!(
-        choose_method(&all, Some(&no_ect)),
+        choose_method(&all, Some(&no_ect), Method::Transfer),
         Ok(vec![Method::Conference])
     );
     assert_eq!(
-        choose_method(&all, Some(&["0".to_string()])),
+        choose_method(&all, Some(&["0".to_string()]), Method::Transfer),
         Err(NoMethod::NoHold)
     );
     let huawei: Vec<String> = ["0", "1", "1x", "2", "2x"].map(String::from).to_vec();
     assert_eq!(
-        choose_method(&huawei, None),
+        choose_method(&huawei, None, Method::Transfer),
         Err(NoMethod::NeitherTransferNorConference)
+    );
+    // A network with transfer only bridges nothing unless the operator
+    // chose transfer, and says why.
+    let ect_only: Vec<String> = ["1", "2", "4"].map(String::from).to_vec();
+    let refused = choose_method(&all, Some(&ect_only), Method::Conference);
+    assert_eq!(refused, Err(NoMethod::TransferNotChosen));
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("voice_method = \"transfer\"")
+    );
+    assert_eq!(
+        choose_method(&all, Some(&ect_only), Method::Transfer),
+        Ok(vec![Method::Transfer])
+    );
+    // The choice: the SIM's, else its profile's, else multiparty.
+    use crate::profile::BridgeMethod::{Multiparty, Transfer};
+    assert_eq!(Method::preferred(None, None), Method::Conference);
+    assert_eq!(Method::preferred(None, Some(Transfer)), Method::Transfer);
+    assert_eq!(
+        Method::preferred(Some(Multiparty), Some(Transfer)),
+        Method::Conference
+    );
+    assert_eq!(Method::preferred(Some(Transfer), None), Method::Transfer);
+    // The pool's name for it.
+    assert_eq!(
+        method_name(true, &all, Some(&all), Method::Conference).as_deref(),
+        Some("conference")
+    );
+    assert_eq!(
+        method_name(true, &all, Some(&all), Method::Transfer).as_deref(),
+        Some("transfer")
+    );
+    assert_eq!(method_name(false, &all, Some(&all), Method::Transfer), None);
+    // A modem that did not answer AT+CHLD=?: its profile's services are tried.
+    assert_eq!(
+        method_name(true, &all, None, Method::Conference).as_deref(),
+        Some("conference")
     );
 }
 
@@ -671,7 +720,9 @@ fn a_lost_modem_ends_the_call_at_once_whatever_the_state() {
 
 /// A few inputs of every kind, for the property below.
 fn sample_input(pick: u8) -> Input {
-    match pick % 17 {
+    match pick % 19 {
+        17 => Input::End(EndRequest::Operator("ops".into())),
+        18 => conference_lines(),
         0 => Input::Ring,
         1 => Input::CallerId(Some(X.into())),
         2 => Input::CallerId(None),
@@ -700,7 +751,7 @@ proptest::proptest! {
     /// never panics, and once the modem has no call left it is idle again
     /// within the clocks' limits, with every call it took on recorded.
     #[test]
-    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..17, 0..40)) {
+    fn any_input_sequence_ends_idle(picks in proptest::collection::vec(0u8..19, 0..40)) {
         let mut bridge = Bridge::new(setup(&[Method::Transfer, Method::Conference]));
         let mut second = 0;
         for pick in picks {
@@ -803,31 +854,104 @@ fn a_step_whose_ok_was_lost_goes_on_when_the_snapshot_shows_it_done() {
     );
 }
 
+fn conference_lines() -> Input {
+    calls(&[
+        "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
+        "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
+    ])
+}
+
 #[test]
-fn a_conference_from_before_a_restart_is_left_until_one_side_leaves() {
+fn a_conference_from_before_a_restart_is_taken_back_under_control() {
     let rows: Vec<Row> = vec![
         (0, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, session(), "bridged(conference)", &["AT+CMUT=1"]),
         (
-            0,
-            calls(&[
-                "+CLCC: 1,1,0,0,1,\"+15550000001\",145",
-                "+CLCC: 2,0,0,0,1,\"+15550000002\",145",
-            ]),
-            "idle",
+            1,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
             &[],
         ),
-        (9, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (5, Input::Tick, "bridged(conference)", &["AT+CLCC"]),
+        (5, conference_lines(), "bridged(conference)", &[]),
+        // The operator (or the session's end) reaches it like any other.
+        (
+            9,
+            Input::End(EndRequest::Operator("ops".into())),
+            "clearing",
+            &["ATH"],
+        ),
+        (
+            9,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:ended_by_operator"],
+        ),
+    ];
+    let (records, log) = run(&setup(&[Method::Transfer]), rows);
+    assert_eq!(records[0].session.as_deref(), Some("s1"));
+    assert_eq!(records[0].duration, Some(Duration::seconds(9)));
+    assert_eq!(
+        log[1],
+        "adopting -> bridged(conference) (a conference from before a restart taken back)"
+    );
+    // One side leaving is seen as in any conference.
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, session(), "bridged(conference)", &["AT+CMUT=1"]),
+        (9, Input::NoCarrier, "bridged(conference)", &["AT+CLCC"]),
         (
             9,
             calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
             "clearing",
             &["ATH"],
         ),
-        (9, Input::Done(CommandKind::HangupAll), "idle", &[]),
-        // Two calls not joined (one held) are not a conference.
-        (20, Input::NoCarrier, "idle", &["AT+CLCC"]),
         (
-            20,
+            9,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:completed"],
+        ),
+    ];
+    run(&setup(&[Method::Transfer]), rows);
+    // Its session ended while the daemon was down: the call ends too.
+    let gone = Input::Session(Lookup::Reject {
+        caller: Some(number(X)),
+        reason: "no open session for the caller on this number".into(),
+    });
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, gone, "clearing", &["ATH"]),
+        (0, calls(&[]), "idle", &["record:session_ended"]),
+    ];
+    run(&setup(&[Method::Conference]), rows);
+    // A session whose other participant is not the outgoing leg: not this
+    // bridge's call, left to its two sides.
+    let stranger = Input::Session(Lookup::Bridge {
+        session: Some("s2".into()),
+        caller: number(X),
+        other: number(Z),
+    });
+    let rows: Vec<Row> = vec![
+        (0, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (0, stranger, "idle", &[]),
+        // No answer in time either.
+        (1, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (20, Input::Tick, "idle", &[]),
+        // A leg left before the lookup came back: the rest is released.
+        (21, conference_lines(), "adopting", &["lookup +15550000001"]),
+        (
+            21,
+            calls(&["+CLCC: 2,0,0,0,0,\"+15550000002\",145"]),
+            "clearing",
+            &["ATH"],
+        ),
+        (21, Input::Done(CommandKind::HangupAll), "idle", &[]),
+        // Two calls not joined (one held) are not a conference.
+        (30, Input::NoCarrier, "idle", &["AT+CLCC"]),
+        (
+            30,
             calls(&[
                 "+CLCC: 1,1,1,0,0,\"+15550000001\",145",
                 "+CLCC: 2,0,3,0,0,\"+15550000002\",145",
@@ -837,4 +961,144 @@ fn a_conference_from_before_a_restart_is_left_until_one_side_leaves() {
         ),
     ];
     run(&setup(&[Method::Transfer]), rows);
+}
+
+/// The rows of a conference up and joined, from [`to_alerting`].
+fn to_conference() -> Vec<Row<'static>> {
+    let mut rows = to_alerting();
+    rows.extend([
+        (
+            10,
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Join),
+            "bridged(conference)",
+            &[][..],
+        ),
+    ]);
+    rows
+}
+
+#[test]
+fn the_operator_ends_a_conference_for_both_sides() {
+    let mut rows = to_conference();
+    rows.extend([
+        (
+            40,
+            Input::End(EndRequest::Operator("ops".into())),
+            "clearing",
+            &["ATH"][..],
+        ),
+        (
+            40,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:ended_by_operator"][..],
+        ),
+    ]);
+    let (records, log) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::EndedByOperator("ended by the operator (ops)".into())
+    );
+    assert_eq!(records[0].duration, Some(Duration::seconds(30)));
+    assert_eq!(records[0].session.as_deref(), Some("s1"));
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("clearing -> idle (all calls released)")
+    );
+    assert!(log.contains(&"bridged(conference) -> clearing (ended by the operator)".into()));
+}
+
+#[test]
+fn a_conference_ends_at_its_maximum_duration() {
+    let setup = Setup {
+        methods: Ok(vec![Method::Conference]),
+        timing: BridgeTiming {
+            max_duration: Some(Duration::seconds(60)),
+            ..BridgeTiming::default()
+        },
+    };
+    let mut rows = to_conference();
+    rows.extend([
+        (69, Input::Tick, "bridged(conference)", &["AT+CLCC"][..]),
+        (70, Input::Tick, "clearing", &["ATH"][..]),
+        (70, calls(&[]), "idle", &["record:max_duration"][..]),
+    ]);
+    let (records, log) = run(&setup, rows);
+    assert_eq!(records[0].outcome, Outcome::MaxDuration);
+    assert_eq!(records[0].duration, Some(Duration::seconds(60)));
+    assert!(log.contains(
+        &"bridged(conference) -> clearing (the call reached its maximum duration)".into()
+    ));
+    // Without a limit the conference goes on.
+    let mut rows = to_conference();
+    rows.push((
+        100_000,
+        Input::Tick,
+        "bridged(conference)",
+        &["AT+CLCC"][..],
+    ));
+    run(&self::setup(&[Method::Conference]), rows);
+}
+
+#[test]
+fn a_session_ending_ends_the_call_at_any_step_the_modem_is_in() {
+    let closed = || Input::End(EndRequest::SessionEnded("the session was closed".into()));
+    // The other side still ringing: both legs are released.
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, closed(), "clearing", &["ATH"][..]),
+        (
+            5,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:session_ended"][..],
+        ),
+    ]);
+    let (records, log) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(
+        records[0].outcome,
+        Outcome::SessionEnded("the session was closed".into())
+    );
+    assert_eq!(records[0].answered_at, None);
+    assert_eq!(log[5], "alerting-other -> clearing (the session ended)");
+    // A conference under way.
+    let mut rows = to_conference();
+    rows.extend([
+        (30, closed(), "clearing", &["ATH"][..]),
+        (30, calls(&[]), "idle", &["record:session_ended"][..]),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].duration, Some(Duration::seconds(20)));
+    // Nothing to end while idle, still ringing (the lookup decides), or
+    // already clearing (the outcome it was ending with stays).
+    let rows: Vec<Row> = vec![
+        (0, closed(), "idle", &[]),
+        (0, Input::Ring, "ringing", &[]),
+        (0, closed(), "ringing", &[]),
+    ];
+    run(&setup(&[Method::Conference]), rows);
+    let mut rows = to_alerting();
+    rows.extend([
+        (5, Input::Busy, "clearing", &["ATH"][..]),
+        (5, closed(), "clearing", &[][..]),
+        (
+            5,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:busy"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
 }

@@ -84,6 +84,27 @@ impl Sim {
         }
     }
 
+    pub fn iccid(&self, index: usize) -> String {
+        self.bank["modems"][index]["iccid"]
+            .as_str()
+            .expect("iccid")
+            .to_string()
+    }
+
+    /// `[[sims]]` entries opting every SIM of the bank in to bridging by
+    /// explicit call transfer (the default is multiparty).
+    pub fn transfer_opt_in(&self) -> String {
+        let count = self.bank["modems"].as_array().map_or(0, Vec::len);
+        (0..count)
+            .map(|i| {
+                format!(
+                    "\n[[sims]]\niccid = \"{}\"\nvoice_method = \"transfer\"\n",
+                    self.iccid(i)
+                )
+            })
+            .collect()
+    }
+
     pub fn msisdn(&self, index: usize) -> String {
         self.bank["modems"][index]["msisdn"]
             .as_str()

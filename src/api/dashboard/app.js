@@ -22,6 +22,17 @@ const state = {
   expanded: new Set(),
 };
 
+// What the call controls say, by key, in one place for translation.
+const CALL_TEXT = {
+  connecting: 'Call: putting the caller through',
+  ringing: 'Call: the other participant\'s phone rings',
+  bridged: 'Call in progress',
+  since: 'since',
+  endCall: 'End call',
+  endCallTitle: 'End this call for both participants',
+  ended: 'Call ended for both participants',
+};
+
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
@@ -302,7 +313,34 @@ function sessionItem(session) {
         el('button', { type: 'button', class: 'quiet show-interactions', onclick: showInteractions }, 'Interactions'),
         state.role === 'admin' && session.status === 'open'
           ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, 'Close') : null)),
+    session.call ? callLine(session) : null,
     interactions);
+}
+
+// The call the appliance holds on a session now, with its "end call" for
+// admins: both participants are hung up on.
+function callLine(session) {
+  const current = session.call;
+  const end = async (event) => {
+    event.target.disabled = true;
+    try {
+      await call('POST', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/calls/end');
+      notice(CALL_TEXT.ended, 'good');
+      await loadSessions(true);
+    } catch (error) {
+      notice(error.message, 'bad');
+      event.target.disabled = false;
+    }
+  };
+  const since = current.answered_at || current.started_at;
+  return el('div', { class: 'row call', 'data-call-state': current.state },
+    el('span', { class: 'meta' },
+      `${CALL_TEXT[current.state] || current.state}` +
+        (current.method ? ` (${current.method})` : '') +
+        (since ? ` · ${CALL_TEXT.since} ${time(since)}` : '')),
+    state.role === 'admin'
+      ? el('button', { type: 'button', class: 'danger end-call', title: CALL_TEXT.endCallTitle, onclick: end },
+        CALL_TEXT.endCall) : null);
 }
 
 async function loadSessions(fromStart) {

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use super::{CallError, CallNetwork, Direction, MAX_CALLS, Party};
+use super::notifications::{SsKind, SsNotification};
+use super::{CallError, CallNetwork, Direction, MAX_CALLS, Notice, Party};
 
 /// Where a link is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +34,30 @@ pub(super) struct End {
     /// This end put the call on hold.
     pub(super) held: bool,
     pub(super) multiparty: bool,
-    /// The other side's number as this party sees it.
+    /// The other side's number as this party sees it (empty when its
+    /// presentation is restricted).
     pub(super) sees: String,
+    /// The connected line presented when the callee answered (22.081
+    /// COLP), for the calling end.
+    pub(super) connected_line: Option<String>,
+    /// The supplementary-service notifications this party was sent.
+    pub(super) notifications: Vec<SsNotification>,
+}
+
+impl End {
+    /// A new end of a call being set up.
+    pub(super) fn new(party: Party, call_id: u8, direction: Direction, sees: String) -> Self {
+        End {
+            party,
+            call_id,
+            direction,
+            held: false,
+            multiparty: false,
+            sees,
+            connected_line: None,
+            notifications: Vec::new(),
+        }
+    }
 }
 
 /// One call between two parties.
@@ -138,17 +161,41 @@ impl CallNetwork {
             .ok_or(CallError::NoSuchCall(call))
     }
 
+    /// The callee answered: the call is connected, and the caller is shown
+    /// the line it is connected to (the callee's number, unless restricted).
     pub(super) fn connect(&mut self, id: u64) {
-        if let Some(link) = self.links.iter_mut().find(|l| l.id == id) {
-            link.phase = Phase::Connected;
-        }
+        let Some(position) = self.links.iter().position(|l| l.id == id) else {
+            return;
+        };
+        let answering = self.presented(&self.links[position].ends[1].party);
+        let link = &mut self.links[position];
+        link.phase = Phase::Connected;
+        link.ends[0].connected_line = answering;
     }
 
-    pub(super) fn set_held(&mut self, ids: &[u64], party: &Party, held: bool) {
+    /// `party` puts these calls on hold or takes them back; the other side
+    /// of each call that changes is notified (22.083).
+    pub(super) fn set_held(
+        &mut self,
+        ids: &[u64],
+        party: &Party,
+        held: bool,
+        out: &mut Vec<Notice>,
+    ) {
+        let mut changed = Vec::new();
         for link in self.links.iter_mut().filter(|l| ids.contains(&l.id)) {
-            if let Some(side) = link.end_of(party) {
+            if let Some(side) = link.end_of(party)
+                && link.ends[side].held != held
+            {
                 link.ends[side].held = held;
+                changed.push(link.id);
             }
         }
+        let kind = if held {
+            SsKind::Held
+        } else {
+            SsKind::Retrieved
+        };
+        self.notify_remote(&changed, party, kind, out);
     }
 }

@@ -12,20 +12,27 @@
 //! A call is a *link* between two parties. Each side of a link (an *end*)
 //! has its own call id (27.007 numbering from 1, per party), direction,
 //! hold flag and multiparty flag, and the number that party sees for the
-//! call (the caller ID presented to it, or the number it dialled). Explicit
-//! call transfer replaces the modem's two links by one link between the two
-//! remote ends, each keeping what it saw, so masking holds after transfer.
+//! call (the caller ID presented to it, or the number it dialled), the
+//! connected line it was shown when its call was answered, and the
+//! supplementary-service notifications the network sent it. Explicit call
+//! transfer replaces the modem's two links by one link between the two
+//! remote ends; each keeps the number it saw, but is notified of the
+//! transfer with the other's number (3GPP TS 23.091 §3) unless that party
+//! restricts its presentation: a transfer can unmask, a conference cannot.
 //!
 //! By file: `links` (links, ends, and the classification of one party's
 //! calls), `settings` (each modem's line: number, voice, offered services,
 //! call settings), `setup` (dial, alert, answer), `release` (hang-up, and
 //! how the other side learns why), `supplementary` (`+CHLD`: hold and
 //! waiting, multiparty, transfer), `timers` (set-up delay, ring repetition,
-//! no-answer timeout), `views` (what a party sees and hears) and `notices`
-//! (what observers learn from each change).
+//! no-answer timeout), `views` (what a party sees and hears), `notices`
+//! (what observers learn from each change) and `notifications` (what the
+//! network tells a party of what was done to its call: `+CSSI`/`+CSSU`,
+//! presentation restriction).
 
 mod links;
 mod notices;
+mod notifications;
 mod release;
 mod settings;
 mod setup;
@@ -33,13 +40,14 @@ mod supplementary;
 mod timers;
 mod views;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use links::Link;
 pub use links::LinkId;
+pub use notifications::{SsKind, SsNotification};
 pub use settings::ModemCallSettings;
 use settings::ModemLine;
 pub use supplementary::Chld;
@@ -104,12 +112,14 @@ impl CallInfo {
     }
 }
 
+/// A `+CLCC` line; a withheld number leaves the number fields out.
 fn clcc_line(id: u8, direction: u8, state: u8, multiparty: bool, number: &str) -> String {
-    format!(
-        "+CLCC: {id},{direction},{state},0,{},\"{number}\",{}",
-        u8::from(multiparty),
-        number_type(number)
-    )
+    let head = format!("+CLCC: {id},{direction},{state},0,{}", u8::from(multiparty));
+    if number.is_empty() {
+        head
+    } else {
+        format!("{head},\"{number}\",{}", number_type(number))
+    }
 }
 
 /// 3GPP TS 24.008 §10.5.4.7 type of number: 145 international, 129 unknown.
@@ -150,8 +160,15 @@ pub enum EndReason {
 pub struct HandsetCall {
     /// `idle`, `dialing`, `alerting`, `ringing`, `active` or `held`.
     pub state: &'static str,
-    /// The number this handset sees for its current call.
+    /// The number this handset sees for its current call: the caller ID
+    /// presented to it, or the number it dialled (`None` when withheld).
     pub caller_id: Option<String>,
+    /// The connected line presented to it when its call was answered
+    /// (COLP), for a call it placed.
+    pub connected_line: Option<String>,
+    /// The supplementary-service notifications the network sent it during
+    /// this call (hold, multiparty, transfer), with any number they carried.
+    pub notifications: Vec<SsNotification>,
     /// Everyone whose voice this handset hears.
     pub connected_to: Vec<String>,
     /// Why its last call ended, once one has.
@@ -241,6 +258,8 @@ pub struct CallNetwork {
     links: Vec<Link>,
     next_link: u64,
     last_end: BTreeMap<String, EndReason>,
+    /// Handsets that restrict the presentation of their number (CLIR).
+    restricted: BTreeSet<String>,
 }
 
 impl CallNetwork {
@@ -251,6 +270,7 @@ impl CallNetwork {
             links: Vec::new(),
             next_link: 1,
             last_end: BTreeMap::new(),
+            restricted: BTreeSet::new(),
         }
     }
 

@@ -20,6 +20,12 @@ pub struct ModemCallSettings {
     pub clcc: bool,
     /// `+CMUT=1`: the uplink is muted; the modem hears but is not heard.
     pub muted: bool,
+    /// `+CSSN=1,…`: `+CSSI` for supplementary services met by a call it
+    /// places (27.007 §7.17).
+    pub cssi: bool,
+    /// `+CSSN=…,1`: `+CSSU` for supplementary services the network applies
+    /// to its calls (held, multiparty, transferred by the other side).
+    pub cssu: bool,
 }
 
 /// One bank modem as the call side knows it.

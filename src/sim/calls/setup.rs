@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::links::{End, Link, LinkId, Phase};
 use super::notices::push_line;
+use super::notifications::{SsKind, SsNotification};
 use super::{
     CallError, CallNetwork, Direction, EndReason, MAX_CALLS, Notice, Party, Reach, number_type,
 };
@@ -56,36 +57,18 @@ impl CallNetwork {
         let id = self.next_link;
         Ok((
             LinkId(id),
-            self.observe(move |net, _| {
-                for position in calls.active {
-                    // Cannot fail: `calls` came from these very links, for this party.
-                    let side = net.links[position]
-                        .end_of(&caller_party)
-                        .expect("classified link has this party");
-                    net.links[position].ends[side].held = true;
-                }
+            self.observe(move |net, out| {
+                // The active call goes on hold first; its other side is told.
+                let active = net.ids(&calls.active);
+                net.set_held(&active, &caller_party, true, out);
                 net.next_link += 1;
-                let caller_number = net.number_of(&caller_party).unwrap_or_default();
+                let presented = net.presented(&caller_party).unwrap_or_default();
                 net.links.push(Link {
                     id,
                     phase: Phase::Dialing { since: now },
                     ends: [
-                        End {
-                            party: caller_party,
-                            call_id,
-                            direction: Direction::MobileOriginated,
-                            held: false,
-                            multiparty: false,
-                            sees: dialed,
-                        },
-                        End {
-                            party: callee_party,
-                            call_id: 0,
-                            direction: Direction::MobileTerminated,
-                            held: false,
-                            multiparty: false,
-                            sees: caller_number,
-                        },
+                        End::new(caller_party, call_id, Direction::MobileOriginated, dialed),
+                        End::new(callee_party, 0, Direction::MobileTerminated, presented),
                     ],
                 });
             }),
@@ -131,6 +114,12 @@ impl CallNetwork {
                     net.ring_lines(index, &presented, out);
                 }
             }
+            if waiting {
+                // 22.083 §1.1: the caller is told its call is waiting.
+                let mut caller = net.links[position].ends[0].clone();
+                net.notify(&mut caller, SsNotification::new(SsKind::Waiting, None), out);
+                net.links[position].ends[0] = caller;
+            }
         })
     }
 
@@ -174,23 +163,21 @@ impl CallNetwork {
         };
         push_line(out, index, ring.to_string());
         if modem.settings.clip {
-            // 27.007 §7.6: number, type, subaddr, satype, alpha, CLI validity.
-            push_line(
-                out,
-                index,
-                format!("+CLIP: \"{caller_id}\",{},,,,0", number_type(caller_id)),
-            );
+            // 27.007 §7.6: number, type, subaddr, satype, alpha, CLI validity
+            // (1: withheld by the caller).
+            push_line(out, index, format!("+CLIP: {}", presented(caller_id)));
         }
     }
 
     fn waiting_lines(&self, index: usize, caller_id: &str, out: &mut Vec<Notice>) {
         if self.modems.get(&index).is_some_and(|m| m.settings.ccwa) {
             // 27.007 §7.12: number, type, class (1 voice).
-            push_line(
-                out,
-                index,
-                format!("+CCWA: \"{caller_id}\",{},1", number_type(caller_id)),
-            );
+            let line = if caller_id.is_empty() {
+                "+CCWA: \"\",128,1,,1".to_string()
+            } else {
+                format!("+CCWA: \"{caller_id}\",{},1", number_type(caller_id))
+            };
+            push_line(out, index, line);
         }
     }
 
@@ -206,6 +193,18 @@ impl CallNetwork {
                 "a waiting call is accepted with +CHLD=1 or +CHLD=2",
             ));
         }
-        Ok(self.observe(|net, _| net.links[position].phase = Phase::Connected))
+        let id = self.links[position].id;
+        Ok(self.observe(|net, _| net.connect(id)))
+    }
+}
+
+/// A caller ID's number, type and the rest of `+CLIP`: the number with its
+/// type and validity 0, or an empty number of type 128 with validity 1 when
+/// the caller restricts its presentation.
+fn presented(caller_id: &str) -> String {
+    if caller_id.is_empty() {
+        "\"\",128,,,,1".into()
+    } else {
+        format!("\"{caller_id}\",{},,,,0", number_type(caller_id))
     }
 }

@@ -3,6 +3,7 @@
 //! and explicit call transfer (22.091).
 
 use super::links::{End, Link, Phase};
+use super::notifications::SsKind;
 use super::{CallError, CallNetwork, MAX_CALLS, MAX_MULTIPARTY, Notice, Party};
 
 /// The `+CHLD` operations of 27.007 §7.13 / 22.030 §6.5.5.1.
@@ -111,7 +112,7 @@ impl CallNetwork {
                     if let Some(id) = accept {
                         net.connect(id);
                     } else {
-                        net.set_held(&retrieve, &party, false);
+                        net.set_held(&retrieve, &party, false, out);
                     }
                 }))
             }
@@ -132,12 +133,12 @@ impl CallNetwork {
                 let hold = self.ids(&calls.active);
                 let retrieve = self.ids(&calls.held);
                 let accept = calls.incoming.map(|p| self.links[p].id);
-                Ok(self.observe(|net, _| {
-                    net.set_held(&hold, &party, true);
+                Ok(self.observe(|net, out| {
+                    net.set_held(&hold, &party, true, out);
                     if let Some(id) = accept {
                         net.connect(id);
                     } else {
-                        net.set_held(&retrieve, &party, false);
+                        net.set_held(&retrieve, &party, false, out);
                     }
                 }))
             }
@@ -158,7 +159,7 @@ impl CallNetwork {
                     .into_iter()
                     .filter(|&other| other != id)
                     .collect();
-                Ok(self.observe(|net, _| net.set_held(&others, &party, true)))
+                Ok(self.observe(|net, out| net.set_held(&others, &party, true, out)))
             }
             Chld::Join => {
                 if calls.active.is_empty() || calls.held.is_empty() {
@@ -168,7 +169,14 @@ impl CallNetwork {
                     return Err(not_allowed("a multiparty call has at most five parties"));
                 }
                 let held = self.ids(&calls.held);
-                Ok(self.observe(|net, _| net.set_held(&held, &party, false)))
+                let mut joined = self.ids(&calls.active);
+                joined.extend(&held);
+                // 24.084 §1.3: the held side is taken back, and every remote
+                // party learns it is in a multiparty call.
+                Ok(self.observe(|net, out| {
+                    net.set_held(&held, &party, false, out);
+                    net.notify_remote(&joined, &party, SsKind::Multiparty, out);
+                }))
             }
             Chld::Transfer => {
                 if calls.active.len() != 1 || calls.held.len() != 1 || calls.outgoing.is_some() {
@@ -176,14 +184,17 @@ impl CallNetwork {
                 }
                 let active = self.links[calls.active[0]].id;
                 let held = self.links[calls.held[0]].id;
-                Ok(self.observe(|net, _| net.transfer(&party, held, active)))
+                Ok(self.observe(|net, out| net.transfer(&party, held, active, out)))
             }
         }
     }
 
     /// 22.091 explicit call transfer: the remote ends of the modem's held
     /// and active calls are joined into one call and the modem leaves it.
-    fn transfer(&mut self, modem: &Party, held: u64, active: u64) {
+    /// Each remote party keeps the number it saw (its caller ID or the
+    /// number it dialled) but is notified of the transfer with the other's
+    /// number (23.091 §3), unless the other restricts its presentation.
+    fn transfer(&mut self, modem: &Party, held: u64, active: u64, out: &mut Vec<Notice>) {
         let take = |net: &mut Self, id: u64| -> Option<End> {
             let position = net.links.iter().position(|l| l.id == id)?;
             let link = net.links.remove(position);
@@ -198,11 +209,13 @@ impl CallNetwork {
         second.multiparty = false;
         let id = self.next_link;
         self.next_link += 1;
-        self.links.push(Link {
+        let mut link = Link {
             id,
             phase: Phase::Connected,
             ends: [first, second],
-        });
+        };
+        self.notify_transferred(&mut link, out);
+        self.links.push(link);
     }
 
     /// After any change: a modem's multiparty flag is set on its calls when

@@ -19,6 +19,7 @@ fn voice(chld: &[&str], clcc_urc: bool) -> Voice {
         supported: true,
         chld: chld.iter().map(|s| s.to_string()).collect(),
         clcc_urc,
+        method: None,
     }
 }
 
@@ -519,6 +520,123 @@ fn clcc_reports_are_only_for_models_that_have_them() {
         lines(&notices, 1),
         ["NO CARRIER", "+CLCC: 1,1,6,0,0,\"+15550000001\",145"]
     );
+}
+
+/// The notifications a handset was sent, as `kind` or `kind:number`.
+fn shown(net: &CallNetwork, number: &str) -> Vec<String> {
+    net.handset_call(number)
+        .notifications
+        .iter()
+        .map(|n| match &n.number {
+            Some(number) => format!("{}:{number}", n.code),
+            None => n.code.clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_muted_conference_notifies_without_numbers() {
+    let (mut net, now) = network();
+    bridge_ready(&mut net, now);
+    // A was put on hold to dial B: A is told.
+    assert_eq!(shown(&net, A), ["+CSSU: 2"]);
+    assert!(shown(&net, B).is_empty());
+    net.chld(0, "3").unwrap();
+    // 24.084: the held side is taken back, everyone learns of the multiparty.
+    assert_eq!(shown(&net, A), ["+CSSU: 2", "+CSSU: 3", "+CSSU: 4"]);
+    assert_eq!(shown(&net, B), ["+CSSU: 4"]);
+    let (a, b) = (net.handset_call(A), net.handset_call(B));
+    // A dialled P and P answered; B was called by P.
+    assert_eq!(
+        (a.caller_id.as_deref(), a.connected_line.as_deref()),
+        (Some(P), Some(P))
+    );
+    assert_eq!(
+        (b.caller_id.as_deref(), b.connected_line.as_deref()),
+        (Some(P), None)
+    );
+    assert!(a.notifications.iter().all(|n| n.number.is_none()));
+    assert!(b.notifications.iter().all(|n| n.number.is_none()));
+}
+
+#[test]
+fn a_transfer_tells_each_side_the_other_number() {
+    let (mut net, now) = network();
+    bridge_ready(&mut net, now);
+    net.chld(0, "4").unwrap();
+    // 23.091 §3: each remote party is given the other's directory number.
+    assert_eq!(shown(&net, A), ["+CSSU: 2", &format!("+CSSU: 8:{B}")]);
+    assert_eq!(shown(&net, B), [format!("+CSSU: 8:{A}")]);
+    // The caller IDs stay as they were: the leak is in the notification.
+    assert_eq!(net.handset_call(B).caller_id.as_deref(), Some(P));
+    let transferred = &net.handset_call(B).notifications[0];
+    assert_eq!(transferred.kind, SsKind::Transferred);
+    assert_eq!(transferred.line(), format!("+CSSU: 8,,\"{A}\",145"));
+}
+
+#[test]
+fn presentation_restriction_hides_the_number_in_a_transfer() {
+    let (mut net, now) = network();
+    // B restricts its number: after the transfer A is told nothing of it.
+    net.set_clir(B, true);
+    assert!(net.clir(B));
+    bridge_ready(&mut net, now);
+    net.chld(0, "4").unwrap();
+    assert_eq!(shown(&net, A), ["+CSSU: 2", "+CSSU: 8"]);
+    assert_eq!(shown(&net, B), [format!("+CSSU: 8:{A}")]);
+    // A caller that restricts its number rings withheld.
+    net.hangup(&h(A)).unwrap();
+    net.set_clir(C, true);
+    let notices = dial(&mut net, &h(C), &m(0), now);
+    assert_eq!(lines(&notices, 0), ["RING", "+CLIP: \"\",128,,,,1"]);
+    assert_eq!(net.clcc_lines(0), ["+CLCC: 1,1,4,0,0"]);
+    net.answer(&m(0)).unwrap();
+    assert_eq!(net.handset_call(C).connected_line.as_deref(), Some(P));
+    net.set_clir(C, false);
+    assert!(!net.clir(C));
+}
+
+#[test]
+fn a_modem_with_cssn_hears_what_is_done_to_its_calls() {
+    let (mut net, now) = network();
+    net.update_settings(1, |s| {
+        s.cssi = true;
+        s.cssu = true;
+    })
+    .unwrap();
+    // Q calls P; P holds Q: Q's modem reports it.
+    dial(&mut net, &m(1), &m(0), now);
+    net.answer(&m(0)).unwrap();
+    let notices = net.chld(0, "2").unwrap();
+    assert_eq!(lines(&notices, 1), ["+CSSU: 2"]);
+    // P dials B and transfers: Q is told it now talks to B.
+    dial(&mut net, &m(0), &h(B), now);
+    net.answer(&h(B)).unwrap();
+    let notices = net.chld(0, "4").unwrap();
+    assert_eq!(lines(&notices, 1), [format!("+CSSU: 8,,\"{B}\",145")]);
+    assert_eq!(shown(&net, B), [format!("+CSSU: 8:{Q}")]);
+    net.hangup(&h(B)).unwrap();
+    // Q calls P while P is in a call: Q's call waits, and Q is told so.
+    a_connected_to_p(&mut net, now);
+    let notices = dial(&mut net, &m(1), &m(0), now);
+    assert_eq!(lines(&notices, 1), ["+CSSI: 3"]);
+    // Without +CSSN nothing is printed.
+    net.update_settings(1, |s| s.cssu = false).unwrap();
+    assert!(lines(&net.chld(0, "2").unwrap(), 1).is_empty());
+}
+
+#[test]
+fn a_handset_calling_a_busy_modem_is_told_it_waits() {
+    let (mut net, now) = network();
+    a_connected_to_p(&mut net, now);
+    dial(&mut net, &h(B), &m(0), now);
+    assert_eq!(shown(&net, B), ["+CSSI: 3"]);
+    net.chld(0, "2").unwrap();
+    assert_eq!(shown(&net, A), ["+CSSU: 2"]);
+    // Swapping back takes A off hold and puts B on it.
+    net.chld(0, "2").unwrap();
+    assert_eq!(shown(&net, A), ["+CSSU: 2", "+CSSU: 3"]);
+    assert_eq!(shown(&net, B), ["+CSSI: 3", "+CSSU: 2"]);
 }
 
 /// One random operation on a network of modems 0-1 and handsets A-C.

@@ -66,10 +66,18 @@ impl CallNetwork {
             return HandsetCall {
                 state: "idle",
                 caller_id: None,
+                connected_line: None,
+                notifications: Vec::new(),
                 connected_to: Vec::new(),
                 last_end,
             };
         };
+        // A handset has one call: the end of it that is this handset's.
+        let end = self
+            .links
+            .iter()
+            .filter_map(|l| l.end_of(&party).map(|side| &l.ends[side]))
+            .find(|e| e.call_id == call.id);
         let state = match call.state {
             CallState::Dialing => "dialing",
             CallState::Alerting => "alerting",
@@ -80,7 +88,9 @@ impl CallNetwork {
         };
         HandsetCall {
             state,
-            caller_id: Some(call.number.clone()),
+            caller_id: Some(call.number.clone()).filter(|n| !n.is_empty()),
+            connected_line: end.and_then(|e| e.connected_line.clone()),
+            notifications: end.map(|e| e.notifications.clone()).unwrap_or_default(),
             connected_to: self.hears(&party),
             last_end,
         }

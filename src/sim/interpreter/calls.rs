@@ -1,14 +1,17 @@
 //! The interpreter's call commands, 3GPP TS 27.007 §6-§8 and V.250 §6.3:
 //! dial, answer, hang up, `+CHLD` supplementary services, `+CLCC`, and the
-//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`). The calls themselves
-//! live in the network's [`crate::sim::calls`] model; USSD is `ussd.rs`.
+//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`, `+CSSN`). The calls
+//! themselves live in the network's [`crate::sim::calls`] model; USSD is
+//! `ussd.rs`.
 
 use super::{Interpreter, Outcome};
-use crate::sim::calls::CallError;
+use crate::sim::calls::{CallError, ModemCallSettings};
 
 /// The commands the call side answers.
 pub(super) fn is_call_command(upper: &str) -> bool {
-    const PREFIXES: [&str; 7] = ["+CLCC", "+CHLD", "+CLIP", "+CRC", "+CCWA", "+CMUT", "+CHUP"];
+    const PREFIXES: [&str; 8] = [
+        "+CLCC", "+CHLD", "+CLIP", "+CRC", "+CCWA", "+CMUT", "+CHUP", "+CSSN",
+    ];
     upper == "A"
         || upper == "H"
         || upper == "H0"
@@ -67,6 +70,9 @@ impl Interpreter {
                 Err(error) => self.call_error(error, out),
             };
         }
+        if upper.starts_with("+CSSN") {
+            return self.cssn(upper, &settings, out);
+        }
         match upper {
             // 27.007 §7.6: <n> presentation, <m> 1 = CLIP provisioned.
             "+CLIP?" => query(self, out, format!("+CLIP: {},1", u8::from(settings.clip))),
@@ -122,6 +128,49 @@ impl Interpreter {
             }
             // 27.007 §9.2.1 code 3: operation not allowed.
             _ => Outcome::CmeError(3, "operation not allowed"),
+        }
+    }
+
+    /// `+CSSN=[<n>[,<m>]]` (27.007 §7.17): `<n>` turns `+CSSI` on, `<m>`
+    /// `+CSSU`; an absent value is left as it is.
+    fn cssn(&mut self, upper: &str, settings: &ModemCallSettings, out: &mut Vec<u8>) -> Outcome {
+        match upper {
+            "+CSSN?" => {
+                let line = format!(
+                    "+CSSN: {},{}",
+                    u8::from(settings.cssi),
+                    u8::from(settings.cssu)
+                );
+                self.info(out, &line);
+                Outcome::Ok
+            }
+            "+CSSN=?" => {
+                self.info(out, "+CSSN: (0,1),(0,1)");
+                Outcome::Ok
+            }
+            _ => {
+                let values = upper.strip_prefix("+CSSN=").unwrap_or("");
+                let mut fields = values.split(',').map(str::trim);
+                let parse = |field: Option<&str>| match field {
+                    None | Some("") => Ok(None),
+                    Some("0") => Ok(Some(false)),
+                    Some("1") => Ok(Some(true)),
+                    Some(_) => Err(()),
+                };
+                let (Ok(cssi), Ok(cssu), None) =
+                    (parse(fields.next()), parse(fields.next()), fields.next())
+                else {
+                    return Outcome::CmeError(4, "operation not supported");
+                };
+                let updated = self.network.update_call_settings(self.index, |s| {
+                    s.cssi = cssi.unwrap_or(s.cssi);
+                    s.cssu = cssu.unwrap_or(s.cssu);
+                });
+                match updated {
+                    Ok(()) => Outcome::Ok,
+                    Err(error) => self.call_error(error, out),
+                }
+            }
         }
     }
 

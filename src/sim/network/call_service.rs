@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::number::PhoneNumber;
 use crate::sim::calls::{
-    CallError, CallTiming, HandsetCall, ModemCallSettings, Notice, Party, Reach,
+    CallError, CallInfo, CallTiming, HandsetCall, ModemCallSettings, Notice, Party, Reach,
 };
 
 use super::{Handset, ModemSlot, Network, NetworkError, NetworkState};
@@ -186,6 +186,11 @@ impl Network {
         self.lock().calls.clcc_lines(index)
     }
 
+    /// Modem `index`'s calls as the network has them (what `AT+CLCC` shows).
+    pub fn modem_call_list(&self, index: usize) -> Vec<CallInfo> {
+        self.lock().calls.calls_of(&Party::Modem(index))
+    }
+
     /// `AT+CHLD=?` of modem `index`.
     pub fn modem_chld_test(&self, index: usize) -> Result<String, CallError> {
         self.lock().calls.chld_test_line(index)
@@ -246,6 +251,22 @@ impl Network {
         let party = Party::Handset(number.clone());
         self.with_calls(|state| Ok(((), state.calls.hangup(&party)?)))?;
         Ok(self.lock().calls.handset_call(&number))
+    }
+
+    /// Restricts (CLIR) or allows the presentation of a handset's number on
+    /// the calls it makes from now on, and to the other side of a transfer.
+    pub fn set_handset_clir(&self, number: &str, restricted: bool) -> Result<(), NetworkError> {
+        let number = self.handset_number(number)?;
+        let mut state = self.lock();
+        state.handsets.entry(number.clone()).or_default();
+        state.calls.set_clir(&number, restricted);
+        Ok(())
+    }
+
+    /// Whether a handset restricts the presentation of its number.
+    pub fn handset_clir(&self, number: &str) -> Result<bool, NetworkError> {
+        let number = self.handset_number(number)?;
+        Ok(self.lock().calls.clir(&number))
     }
 
     /// What a handset's screen shows.

@@ -42,6 +42,29 @@ impl Call {
     pub(super) fn timed_out(&self, setup: &Setup, now: OffsetDateTime) -> bool {
         now - self.since > setup.timing.command_timeout
     }
+
+    /// The conversation has lasted as long as it may.
+    fn over_max_duration(&self, setup: &Setup, now: OffsetDateTime) -> bool {
+        match (self.answered_at, setup.timing.max_duration) {
+            (Some(answered), Some(max)) => now - answered >= max,
+            _ => false,
+        }
+    }
+
+    /// The caller, as the session knows them.
+    pub fn caller(&self) -> &PhoneNumber {
+        &self.caller
+    }
+
+    /// The first `RING`.
+    pub fn started_at(&self) -> OffsetDateTime {
+        self.started_at
+    }
+
+    /// When the other side answered.
+    pub fn answered_at(&self) -> Option<OffsetDateTime> {
+        self.answered_at
+    }
 }
 
 /// Whether [`common`] decided, or passes the input on to the state's own
@@ -338,6 +361,10 @@ pub(super) fn bridged(
             }
             call.caller_leg(&lines);
             (wrap(call), commands, String::new())
+        }
+        (Method::Conference, Input::Tick) if call.over_max_duration(setup, now) => {
+            let record = call.record(Outcome::MaxDuration, now);
+            clear(Some(record), now, "the call reached its maximum duration")
         }
         // A hint, or the clock: not every model reports a second caller, so
         // the conference is polled.

@@ -26,6 +26,10 @@ pub struct BridgeTiming {
     pub answer_timeout: Duration,
     /// How long a step waits for the modem to confirm a command.
     pub command_timeout: Duration,
+    /// The longest a call the appliance stays in may last from the other
+    /// participant's answer (`[voice] max_duration_seconds`); `None`: no
+    /// limit.
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for BridgeTiming {
@@ -34,6 +38,7 @@ impl Default for BridgeTiming {
             ring_period: Duration::seconds(3),
             answer_timeout: Duration::seconds(30),
             command_timeout: Duration::seconds(15),
+            max_duration: None,
         }
     }
 }
@@ -75,6 +80,18 @@ pub enum Input {
     /// The modem went away (unplugged, reset): its calls went with it, the
     /// network dropped every leg, and no AT command will reach it.
     ModemLost,
+    /// The appliance ends the call it holds, for both sides.
+    End(EndRequest),
+}
+
+/// Why the appliance ends a call it holds (before or after the bridge, as
+/// long as the modem is in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndRequest {
+    /// The operator's "end call", naming who asked.
+    Operator(String),
+    /// The call's session was closed or expired (the reason says which).
+    SessionEnded(String),
 }
 
 impl fmt::Debug for Input {
@@ -93,6 +110,7 @@ impl fmt::Debug for Input {
             Input::Failed(kind, error) => write!(f, "Failed({kind:?}, {error:?})"),
             Input::Tick => f.write_str("Tick"),
             Input::ModemLost => f.write_str("ModemLost"),
+            Input::End(request) => write!(f, "End({request:?})"),
         }
     }
 }
@@ -211,6 +229,12 @@ pub enum Outcome {
     SecondCallRejected,
     /// The modem refused a step.
     Failed(String),
+    /// The operator ended the call (the reason names who).
+    EndedByOperator(String),
+    /// The call reached `[voice] max_duration_seconds`.
+    MaxDuration,
+    /// The call's session was closed or expired (the reason says which).
+    SessionEnded(String),
 }
 
 impl Outcome {
@@ -228,13 +252,20 @@ impl Outcome {
             Outcome::NoMethod(_) => "no_method",
             Outcome::SecondCallRejected => "second_call_rejected",
             Outcome::Failed(_) => "failed",
+            Outcome::EndedByOperator(_) => "ended_by_operator",
+            Outcome::MaxDuration => "max_duration",
+            Outcome::SessionEnded(_) => "session_ended",
         }
     }
 
     /// The detail beside the name, if any.
     pub fn reason(&self) -> &str {
         match self {
-            Outcome::Rejected(r) | Outcome::NoMethod(r) | Outcome::Failed(r) => r,
+            Outcome::Rejected(r)
+            | Outcome::NoMethod(r)
+            | Outcome::Failed(r)
+            | Outcome::EndedByOperator(r)
+            | Outcome::SessionEnded(r) => r,
             _ => "",
         }
     }
@@ -289,6 +320,20 @@ pub struct Call {
     unconfirmed: Option<String>,
 }
 
+/// A conference found on the modem that this bridge did not make (the
+/// daemon restarted mid-call), while its session is looked up so that the
+/// appliance takes control of it again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adopting {
+    /// The incoming leg: the caller, as the modem reports it.
+    caller: Reported,
+    caller_call: u8,
+    /// The outgoing leg: the other participant, as the modem reports it.
+    other: Option<Reported>,
+    other_call: u8,
+    since: OffsetDateTime,
+}
+
 /// Releasing every call; the record waits for the modem to be idle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clearing {
@@ -307,9 +352,23 @@ pub enum State {
     AlertingOther(Call),
     Bridged(Call, Method),
     Clearing(Clearing),
+    Adopting(Adopting),
 }
 
 impl State {
+    /// The call being bridged, in the states that have one (the caller
+    /// answered, up to the clearing).
+    pub fn call(&self) -> Option<&Call> {
+        match self {
+            State::Answered(call)
+            | State::HoldingCaller(call)
+            | State::DialingOther(call)
+            | State::AlertingOther(call)
+            | State::Bridged(call, _) => Some(call),
+            State::Idle | State::Ringing(_) | State::Clearing(_) | State::Adopting(_) => None,
+        }
+    }
+
     /// The state's name in logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -322,6 +381,7 @@ impl State {
             State::Bridged(_, Method::Transfer) => "bridged(transfer)",
             State::Bridged(_, Method::Conference) => "bridged(conference)",
             State::Clearing(_) => "clearing",
+            State::Adopting(_) => "adopting",
         }
     }
 }
@@ -392,29 +452,22 @@ fn stay(state: State) -> Decision {
 /// The transition function: the next state and the commands for `input`.
 pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> Step {
     let from = state.name();
-    if input == Input::ModemLost {
-        let (next, commands, reason) = modem_lost(state, now);
-        let transition = (next.name() != from).then(|| Transition {
-            from,
-            to: next.name(),
-            reason,
-        });
-        return Step {
-            state: next,
-            commands,
-            transition,
-        };
-    }
-    let (next, commands, reason) = match state {
-        State::Idle => idle(input, now),
-        State::Ringing(ringing) => ringing_step(setup, ringing, input, now),
-        State::Answered(call) => answered(setup, call, input, now),
-        State::HoldingCaller(call) => holding(setup, call, input, now),
-        State::DialingOther(call) | State::AlertingOther(call) => {
-            connecting(setup, from, call, input, now)
-        }
-        State::Bridged(call, method) => bridged(setup, call, method, input, now),
-        State::Clearing(clearing) => clearing_step(setup, clearing, input, now),
+    let (next, commands, reason) = match input {
+        // Whatever the state: the modem is gone, or the appliance ends it.
+        Input::ModemLost => modem_lost(state, now),
+        Input::End(request) => end_requested(state, request, now),
+        input => match state {
+            State::Idle => idle(input, now),
+            State::Ringing(ringing) => ringing_step(setup, ringing, input, now),
+            State::Answered(call) => answered(setup, call, input, now),
+            State::HoldingCaller(call) => holding(setup, call, input, now),
+            State::DialingOther(call) | State::AlertingOther(call) => {
+                connecting(setup, from, call, input, now)
+            }
+            State::Bridged(call, method) => bridged(setup, call, method, input, now),
+            State::Clearing(clearing) => clearing_step(setup, clearing, input, now),
+            State::Adopting(adopting) => adopting_step(setup, adopting, input, now),
+        },
     };
     let transition = (next.name() != from).then(|| Transition {
         from,
@@ -428,12 +481,30 @@ pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> S
     }
 }
 
+/// The appliance ends the call it holds: every call of the SIM is
+/// released, so both sides hear the end, and the call is recorded with why.
+/// A call still ringing at the SIM has no session yet (the lookup decides),
+/// and one being cleared is ending already: both are left as they are.
+fn end_requested(state: State, request: EndRequest, now: OffsetDateTime) -> Decision {
+    let Some(call) = state.call() else {
+        return stay(state);
+    };
+    let (outcome, reason) = match request {
+        EndRequest::Operator(who) => (
+            Outcome::EndedByOperator(format!("ended by the operator ({who})")),
+            "ended by the operator",
+        ),
+        EndRequest::SessionEnded(why) => (Outcome::SessionEnded(why), "the session ended"),
+    };
+    clear(Some(call.record(outcome, now)), now, reason)
+}
+
 /// Any state, once the modem is gone: nothing is left to release, so the
 /// call is over now and recorded as cut off.
 fn modem_lost(state: State, now: OffsetDateTime) -> Decision {
     const WHY: &str = "the modem went away mid-call";
     let record = match state {
-        State::Idle => return stay(State::Idle),
+        State::Idle | State::Adopting(_) => return stay(State::Idle),
         State::Ringing(r) => Some(r.record(Outcome::Failed(WHY.into()), now)),
         State::Answered(call)
         | State::HoldingCaller(call)

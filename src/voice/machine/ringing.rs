@@ -57,9 +57,18 @@ pub(super) fn idle(input: Input, now: OffsetDateTime) -> Decision {
                     commands,
                     "+CLCC shows an incoming call".into(),
                 )
+            } else if let Some(adopting) = adopt(&lines, now) {
+                // A conference from before a restart: the appliance takes
+                // control of it again once its session is known.
+                let caller = adopting.caller.clone();
+                (
+                    State::Adopting(adopting),
+                    vec![Command::LookupSession { caller }],
+                    "a conference from before a restart".into(),
+                )
             } else if lines.is_empty() || is_conference(&lines) {
-                // A conference from before a restart is the two sides'
-                // conversation: it is cleared once one of them leaves.
+                // A conference whose caller is not known: the two sides'
+                // conversation, cleared once one of them leaves.
                 stay(State::Idle)
             } else {
                 clear(None, now, "calls found while idle")
@@ -76,6 +85,99 @@ pub(super) fn is_conference(lines: &[CallLine]) -> bool {
         && lines
             .iter()
             .all(|l| l.multiparty && l.state == CallState::Active)
+}
+
+/// The conference in `lines` as this bridge makes them: one incoming leg
+/// (the caller, whose number is known) and one outgoing leg.
+fn adopt(lines: &[CallLine], now: OffsetDateTime) -> Option<Adopting> {
+    if lines.len() != 2 || !is_conference(lines) {
+        return None;
+    }
+    let incoming = lines.iter().find(|l| l.incoming)?;
+    let outgoing = lines.iter().find(|l| !l.incoming)?;
+    Some(Adopting {
+        caller: Reported(incoming.number.clone()?),
+        caller_call: incoming.id,
+        other: outgoing.number.clone().map(Reported),
+        other_call: outgoing.id,
+        since: now,
+    })
+}
+
+/// The same number, one written nationally perhaps: the last nine digits
+/// agree (enough to tell the two legs of one session apart).
+fn same_number(reported: &Reported, number: &PhoneNumber) -> bool {
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    let (a, b) = (digits(&reported.0), digits(number.e164()));
+    let tail = |s: &str| s[s.len().saturating_sub(9)..].to_string();
+    a.len() >= 6 && tail(&a) == tail(&b)
+}
+
+/// A conference from before a restart: with its session found (the
+/// outgoing leg is the session's other participant), the appliance is in
+/// control of it again, its length counted from now; with no open session
+/// left for the caller it ended while the daemon was down, and the call
+/// ends too. Anything else stays the two sides' conversation.
+pub(super) fn adopting_step(
+    setup: &Setup,
+    a: Adopting,
+    input: Input,
+    now: OffsetDateTime,
+) -> Decision {
+    match input {
+        Input::Session(Lookup::Bridge {
+            session,
+            caller,
+            other,
+        }) if a.other.as_ref().is_some_and(|o| same_number(o, &other)) => {
+            let call = Call {
+                session,
+                caller,
+                other,
+                started_at: now,
+                since: now,
+                caller_call: Some(a.caller_call),
+                other_call: Some(a.other_call),
+                dialed_at: None,
+                dial_confirmed: true,
+                answered_at: Some(now),
+                methods: vec![Method::Conference],
+                unconfirmed: None,
+            };
+            (
+                State::Bridged(call, Method::Conference),
+                // The modem may have been reset since: muted again.
+                vec![Command::Mute(true)],
+                "a conference from before a restart taken back".into(),
+            )
+        }
+        Input::Session(Lookup::Reject { caller, .. }) => {
+            let why = "no open session for this call after a restart";
+            let record = CallRecord {
+                session: None,
+                caller,
+                other: None,
+                started_at: a.since,
+                answered_at: Some(a.since),
+                ended_at: now,
+                duration: Some(now - a.since),
+                outcome: Outcome::SessionEnded(why.into()),
+            };
+            clear(
+                Some(record),
+                now,
+                "its session ended while the daemon was down",
+            )
+        }
+        Input::Session(_) => (State::Idle, Vec::new(), "not a call of this bridge".into()),
+        Input::NoCarrier => (State::Adopting(a), vec![Command::ListCalls], String::new()),
+        // A leg left before the lookup came back: as when idle.
+        Input::Calls(lines) if !is_conference(&lines) => idle(Input::Calls(lines), now),
+        Input::Tick if now - a.since > setup.timing.command_timeout => {
+            (State::Idle, Vec::new(), "no session found in time".into())
+        }
+        _ => stay(State::Adopting(a)),
+    }
 }
 
 pub(super) fn withheld(started_at: OffsetDateTime, now: OffsetDateTime) -> Decision {
