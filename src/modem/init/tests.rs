@@ -194,10 +194,12 @@ async fn numeric_result_codes_are_answers_and_atv1_restores_words() {
     assert_eq!(report.identity.imei.as_deref(), Some("356938035643809"));
 }
 
-// A USB modem's other interfaces: silence, or NMEA sentences that never end
-// in a result code. Three tries of three seconds (ModemManager's at_probing).
+// A USB modem's other interfaces: silence, NMEA sentences, or a QCDM port's
+// binary HDLC frames (a 0x13 "bad command" echoing the request, CRC, 0x7E),
+// none of which ends in a result code. Three tries of three seconds
+// (ModemManager's at_probing).
 #[tokio::test(start_paused = true)]
-async fn silence_and_nmea_are_no_at_port() {
+async fn silence_nmea_and_qcdm_are_no_at_port() {
     let silent = Scripted::start(|_, _| nothing());
     assert_eq!(
         silent.bring_up().await.err(),
@@ -218,6 +220,8 @@ async fn silence_and_nmea_are_no_at_port() {
         reply("$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n")
     });
     assert!(matches!(gps.bring_up().await, Err(AtError::NotAt { .. })));
+    let qcdm = Scripted::start(|_, _| reply("\u{13}AT\r\u{5a}\u{e1}\u{7e}"));
+    assert!(matches!(qcdm.bring_up().await, Err(AtError::NotAt { .. })));
 }
 
 // Nothing but a modem that stops answering ends bring-up: a refused or
