@@ -20,7 +20,8 @@ fn config(glob: String, power_cycle_command: Option<String>) -> BankConfig {
         power_cycle_command,
         quarantine_after: 1,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     }
 }
@@ -67,7 +68,7 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     )
     .await;
     let status = bank.sims().into_iter().next().expect("status");
-    assert_eq!(status.iccid, iccid);
+    assert_eq!(status.id, iccid);
     assert_eq!(status.state, SimState::Quarantined);
     assert!(!status.healthy);
     let error = status.last_error.expect("a reason");

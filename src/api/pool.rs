@@ -13,6 +13,7 @@ use super::ApiState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
+use crate::bank::{IdSource, SimId};
 use crate::events::Event;
 use crate::number::PhoneNumber;
 use crate::store::{SimChange, SimCounters, SimRecord, SimStatusRecord};
@@ -25,7 +26,14 @@ const CHART_SPAN: time::Duration = time::Duration::hours(24);
 /// A SIM of the pool with its live state and counters.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NumberView {
-    pub iccid: String,
+    /// What the pool knows the SIM by, and what the routes below take: its
+    /// ICCID, or `imsi:<IMSI>` when its modem could not read the ICCID.
+    pub id: String,
+    /// The ICCID, or null for a SIM known by its IMSI.
+    pub iccid: Option<String>,
+    /// `iccid` or `imsi`: where `id` comes from.
+    #[schema(value_type = String)]
+    pub id_source: IdSource,
     /// The proxy number (E.164): the appliance's own, shown to every role.
     pub msisdn: String,
     /// The modem holding the SIM now, if known.
@@ -132,7 +140,9 @@ impl NumberView {
             failed: counters.failed,
             open_sessions: counters.open_sessions,
             updated_at: status.map(|s| s.updated_at),
-            iccid: sim.iccid,
+            iccid: SimId::parse(&sim.iccid).iccid().map(str::to_string),
+            id_source: SimId::parse(&sim.iccid).source(),
+            id: sim.iccid,
         }
     }
 }
@@ -147,7 +157,10 @@ pub struct ModemView {
     /// The firmware profile driving it (`sim800`, `ec25`, `generic`…).
     pub profile: String,
     pub port: String,
-    /// The SIM in it, if any.
+    /// The id of the SIM in it, if any (see [`NumberView::id`]).
+    pub sim_id: Option<String>,
+    /// The ICCID of the SIM in it: null when there is none, or when the SIM
+    /// is known by its IMSI.
     pub iccid: Option<String>,
     pub state: String,
     pub signal_dbm: Option<i32>,
@@ -318,11 +331,14 @@ pub async fn modems(
         modems
             .into_iter()
             .map(|modem| {
-                let iccid = sims
+                let sim_id = sims
                     .iter()
                     .find(|s| s.modem_imei.as_deref() == Some(modem.imei.as_str()))
                     .map(|s| s.iccid.clone());
-                let status = iccid.as_ref().and_then(|i| statuses.get(i));
+                let status = sim_id.as_ref().and_then(|i| statuses.get(i));
+                let iccid = sim_id
+                    .as_deref()
+                    .and_then(|id| SimId::parse(id).iccid().map(str::to_string));
                 let text =
                     |f: fn(&SimStatusRecord) -> &String| status.map(f).cloned().unwrap_or_default();
                 ModemView {
@@ -331,6 +347,7 @@ pub async fn modems(
                     registration: text(|s| &s.registration),
                     operator: text(|s| &s.operator),
                     last_error: text(|s| &s.last_error),
+                    sim_id,
                     iccid,
                     imei: modem.imei,
                     manufacturer: modem.manufacturer,
@@ -348,7 +365,7 @@ pub async fn modems(
 /// release it with `null`), drain it before retirement, make it a front
 /// desk. Open sessions keep running whatever changes.
 #[utoipa::path(put, path = "/api/v1/numbers/{iccid}", request_body = UpdateNumberRequest,
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = NumberView), (status = 404, body = ErrorBody),
         (status = 422, description = "nothing to change, an invalid number, or a proxy \
             number of the pool", body = ErrorBody)),
@@ -418,14 +435,14 @@ async fn number_view(
     numbers_now(state, caller)
         .await?
         .into_iter()
-        .find(|n| n.iccid == iccid)
+        .find(|n| n.id == iccid)
         .ok_or_else(|| ApiError::not_found(format!("no SIM {iccid}")))
 }
 
 /// Retire a SIM (after draining it, or at once): its open sessions end
 /// with `close_reason: sim_retired` and it is disabled.
 #[utoipa::path(post, path = "/api/v1/numbers/{iccid}/retire",
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = Retired), (status = 404, body = ErrorBody)),
     security(("bearer" = ["admin"])))]
 pub async fn retire(
@@ -471,7 +488,7 @@ fn check_ussd(code: &str) -> Result<(), ApiError> {
 
 /// Send a USSD code (a balance check such as `*100#`) from a SIM; answers the network's reply.
 #[utoipa::path(post, path = "/api/v1/numbers/{iccid}/ussd", request_body = UssdRequest,
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = UssdReply), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "the modem or network refused", body = ErrorBody)),
@@ -499,7 +516,7 @@ pub async fn ussd(
 
 /// A SIM's traffic per hour and its signal over the last 24 hours.
 #[utoipa::path(get, path = "/api/v1/numbers/{iccid}/history",
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = NumberHistory), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn history(

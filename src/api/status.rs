@@ -118,7 +118,7 @@ pub async fn status(
         .await?
         .into_iter()
         .map(|number| {
-            let used = sends.get(&number.iccid).copied().unwrap_or_default();
+            let used = sends.get(&number.id).copied().unwrap_or_default();
             SimLine {
                 number,
                 sends_last_minute: used.last_minute,

@@ -89,6 +89,14 @@ pub enum Command {
     Profiles,
     /// Probe one modem port and print its identity and capabilities as JSON
     /// (exit status 2 when the port is absent or no modem answers).
+    ///
+    /// The probe brings the modem up exactly as the daemon does, so it also
+    /// configures it: echo off, verbose results and errors, the radio
+    /// switched on if it was off, PDU mode, the message storages, new-message
+    /// routing (+CNMI), caller ID, registration and call-waiting reports, and
+    /// the commands of the model's profile. It types no SIM PIN. A field the
+    /// modem cannot give is null, and "failures" lists every command that
+    /// failed, with its step and error.
     Probe {
         /// The serial port, e.g. /dev/ttyUSB2.
         port: String,

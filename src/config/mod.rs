@@ -258,11 +258,17 @@ impl Default for Voice {
     }
 }
 
-/// Settings of one SIM.
+/// Settings of one SIM, named by its ICCID, or by its IMSI when its
+/// modem cannot read the ICCID (one of the two).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
-    pub iccid: String,
+    #[serde(default)]
+    pub iccid: Option<String>,
+    /// For a SIM whose modem cannot read its ICCID (the pool knows it by
+    /// its IMSI then).
+    #[serde(default)]
+    pub imsi: Option<String>,
     /// The SIM's own number, for SIMs that do not know it (`AT+CNUM` empty).
     #[serde(default)]
     pub msisdn: Option<PhoneNumber>,
@@ -286,10 +292,22 @@ pub struct SimConfig {
     pub recipients_per_month: Option<u32>,
 }
 
+impl SimConfig {
+    /// The id the pool knows this SIM by: its ICCID, else `imsi:<IMSI>`.
+    pub fn id(&self) -> String {
+        match (&self.iccid, &self.imsi) {
+            (Some(iccid), _) => iccid.clone(),
+            (None, Some(imsi)) => format!("imsi:{imsi}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimConfig")
             .field("iccid", &self.iccid)
+            .field("imsi", &self.imsi)
             .field("msisdn", &self.msisdn)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
             .field("voice_method", &self.voice_method)
@@ -443,10 +461,28 @@ impl Config {
         }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
-            if !seen.insert(&sim.iccid) {
+            let id = match (&sim.iccid, &sim.imsi) {
+                (Some(_), Some(_)) | (None, None) => {
+                    invalid(
+                        "sims",
+                        "name each SIM by its iccid, or by its imsi when its modem cannot read the ICCID (one of the two)".into(),
+                    );
+                    continue;
+                }
+                _ => sim.id(),
+            };
+            if sim.imsi.as_ref().is_some_and(|imsi| {
+                !(6..=15).contains(&imsi.len()) || !imsi.chars().all(|c| c.is_ascii_digit())
+            }) {
+                invalid("sims.imsi", format!("IMSI {id}: expected 6 to 15 digits"));
+            }
+            if !seen.insert(id.clone()) {
+                invalid("sims", format!("SIM {id} is configured twice"));
+            }
+            if sim.pin.is_some() && sim.iccid.is_none() {
                 invalid(
-                    "sims.iccid",
-                    format!("ICCID {} is configured twice", sim.iccid),
+                    "sims.pin",
+                    format!("SIM {id}: a PIN needs the SIM's iccid (a locked SIM gives no IMSI)"),
                 );
             }
             if let Some(pin) = &sim.pin
@@ -454,7 +490,7 @@ impl Config {
             {
                 invalid(
                     "sims.pin",
-                    format!("the PIN of SIM {} must have 4 to 8 digits", sim.iccid),
+                    format!("the PIN of SIM {id} must have 4 to 8 digits"),
                 );
             }
             if sim
@@ -464,7 +500,7 @@ impl Config {
             {
                 invalid(
                     "sims.pin",
-                    format!("the PIN of SIM {} must be digits only", sim.iccid),
+                    format!("the PIN of SIM {id} must be digits only"),
                 );
             }
         }
@@ -491,16 +527,29 @@ impl Config {
                         per_day: sim.per_day,
                         recipients_per_month: sim.recipients_per_month,
                     };
-                    (sim.iccid.clone(), own)
+                    (sim.id(), own)
                 })
                 .collect(),
             reserve_percent: self.sms.budget_reserve_percent,
         }
     }
 
-    /// The per-SIM settings of `iccid`, if configured.
-    pub fn sim(&self, iccid: &str) -> Option<&SimConfig> {
-        self.sims.iter().find(|s| s.iccid == iccid)
+    /// The per-SIM settings of the SIM `id` (its ICCID, or `imsi:<IMSI>`),
+    /// if configured.
+    pub fn sim(&self, id: &str) -> Option<&SimConfig> {
+        self.sims.iter().find(|s| s.id() == id)
+    }
+
+    /// The settings of a SIM known as `id`, whose modem read `iccid` and
+    /// `imsi`: by its id, its ICCID or its IMSI (a SIM first known by its
+    /// IMSI keeps that id when a modem reads its ICCID, and the reverse).
+    pub fn sim_of(&self, id: &str, iccid: Option<&str>, imsi: Option<&str>) -> Option<&SimConfig> {
+        self.sim(id).or_else(|| {
+            self.sims.iter().find(|s| {
+                (iccid.is_some() && s.iccid.as_deref() == iccid)
+                    || (imsi.is_some() && s.imsi.as_deref() == imsi)
+            })
+        })
     }
 }
 
@@ -605,6 +654,10 @@ voice_method = \"transfer\"
 [[sims]]
 iccid = \"8944110000000000002\"
 voice_method = \"multiparty\"
+
+[[sims]]
+imsi = \"001010123456789\"
+msisdn = \"+447700900002\"
 "
         );
         let config = Config::parse(&text, "simmask.toml").unwrap();
@@ -629,6 +682,44 @@ voice_method = \"multiparty\"
             !format!("{sim:?}").contains("1234"),
             "the PIN stays out of logs"
         );
+        // A SIM whose ICCID its modem cannot read is named by its IMSI,
+        // and found so whatever id the pool gave it.
+        let by_imsi = config.sim("imsi:001010123456789").unwrap();
+        assert_eq!(by_imsi.msisdn.as_ref().unwrap().e164(), "+447700900002");
+        assert!(
+            config
+                .sim_of(
+                    "8944110000000000077",
+                    Some("8944110000000000077"),
+                    Some("001010123456789")
+                )
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_sim_is_named_by_its_iccid_or_its_imsi() {
+        for (sims, problem) in [
+            ("[[sims]]\nmsisdn = \"+447700900001\"", "one of the two"),
+            (
+                "[[sims]]\niccid = \"8944110000000000001\"\nimsi = \"001010123456789\"",
+                "one of the two",
+            ),
+            ("[[sims]]\nimsi = \"00101x\"", "6 to 15 digits"),
+            (
+                "[[sims]]\nimsi = \"001010123456789\"\npin = \"1234\"",
+                "needs the SIM's iccid",
+            ),
+            (
+                "[[sims]]\nimsi = \"001010123456789\"\n[[sims]]\nimsi = \"001010123456789\"",
+                "configured twice",
+            ),
+        ] {
+            let error = Config::parse(&format!("{MINIMAL}\n{sims}\n"), "simmask.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(problem), "{sims}: {error}");
+        }
     }
 
     #[test]

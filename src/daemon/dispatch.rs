@@ -27,10 +27,11 @@ pub struct Dispatch {
     bank: Bank,
     events: EventBus,
     relay: Relay,
-    /// The SIM's own number, by ICCID, once known.
+    /// The SIM's own number, by SIM id (its ICCID, else `imsi:<IMSI>`),
+    /// once known.
     numbers: HashMap<String, PhoneNumber>,
     workers_stop: CancellationToken,
-    /// Each SIM's voice desk, by ICCID.
+    /// Each SIM's voice desk, by SIM id.
     voice: HashMap<String, VoiceInbox>,
     /// The desks as the API reaches them.
     desks: CallDesks,
@@ -92,8 +93,8 @@ impl Dispatch {
 
     async fn handle(&mut self, event: BankEvent) {
         match event {
-            BankEvent::SimUp { iccid } => self.sim_up(iccid).await,
-            BankEvent::SimDown { iccid, reason } => {
+            BankEvent::SimUp { sim: iccid } => self.sim_up(iccid).await,
+            BankEvent::SimDown { sim: iccid, reason } => {
                 tracing::warn!(%iccid, %reason, "SIM down");
                 // Unplugged or reset, the modem lost its calls: the voice
                 // desk records the call in progress as cut off.
@@ -107,14 +108,14 @@ impl Dispatch {
                     .bank
                     .sims()
                     .into_iter()
-                    .find(|s| s.iccid == iccid)
+                    .find(|s| s.id == iccid)
                     .and_then(|s| s.imei)
                     .unwrap_or_default();
                 self.events.publish(Event::ModemDown { imei, reason });
             }
-            BankEvent::Health { iccid } => self.save_status(&iccid).await,
-            BankEvent::Inbound { iccid, sms } => self.inbound(iccid, sms),
-            BankEvent::Modem { iccid, event } => self.modem_event(iccid, event).await,
+            BankEvent::Health { sim: iccid } => self.save_status(&iccid).await,
+            BankEvent::Inbound { sim: iccid, sms } => self.inbound(iccid, sms),
+            BankEvent::Modem { sim: iccid, event } => self.modem_event(iccid, event).await,
         }
     }
 
@@ -122,7 +123,7 @@ impl Dispatch {
         if !self.numbers.contains_key(iccid) {
             return;
         }
-        let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid) else {
             return;
         };
         let record = status_record(&self.config.get(), &self.bank, &status);
@@ -140,19 +141,28 @@ impl Dispatch {
     }
 
     async fn sim_up(&mut self, iccid: String) {
-        let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid) else {
             return;
         };
-        let configured = self.config.get().sim(&iccid).and_then(|s| s.msisdn.clone());
+        let configured = self
+            .config
+            .get()
+            .sim_of(&iccid, status.iccid.as_deref(), status.imsi.as_deref())
+            .and_then(|s| s.msisdn.clone());
         let reported = status
             .msisdn
             .as_deref()
             .and_then(|n| PhoneNumber::from_e164(n).ok());
         // The configuration wins: SIMs often store a wrong or empty +CNUM.
         let Some(msisdn) = configured.or(reported) else {
+            let key = match (&status.iccid, &status.imsi) {
+                (Some(iccid), _) => format!("iccid = \"{iccid}\""),
+                (None, Some(imsi)) => format!("imsi = \"{imsi}\""),
+                (None, None) => format!("iccid = \"{iccid}\""),
+            };
             tracing::error!(
-                %iccid,
-                "the SIM does not know its own number: set it with [[sims]] iccid = \"{iccid}\", msisdn = \"+...\""
+                sim = %iccid,
+                "the SIM does not know its own number: set it with [[sims]] {key}, msisdn = \"+...\""
             );
             return;
         };

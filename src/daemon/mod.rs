@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::bank::{Bank, BankConfig};
+use crate::bank::{Bank, BankConfig, KnownSim};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::profile::Profiles;
@@ -76,13 +76,14 @@ pub fn bank_config(config: &Config) -> Result<BankConfig, DaemonError> {
         pins: config
             .sims
             .iter()
-            .filter_map(|sim| Some((sim.iccid.clone(), sim.pin.clone()?)))
+            .filter_map(|sim| Some((sim.iccid.clone()?, sim.pin.clone()?)))
             .collect(),
-        msisdn_for_iccid: config
+        msisdn_for_sim: config
             .sims
             .iter()
-            .filter_map(|sim| Some((sim.iccid.clone(), sim.msisdn.as_ref()?.e164().to_string())))
+            .filter_map(|sim| Some((sim.id(), sim.msisdn.as_ref()?.e164().to_string())))
             .collect(),
+        known_sims: Vec::new(),
         baud: config.modems.baud,
     })
 }
@@ -125,7 +126,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
             source,
         })?;
 
-    let (bank, bank_events) = Bank::start(bank_config(&config)?).await;
+    let mut bank_setup = bank_config(&config)?;
+    // The pool as stored: a SIM keeps its id whichever half of its
+    // identity its modem reads now.
+    bank_setup.known_sims = store
+        .sims()
+        .await?
+        .into_iter()
+        .map(|sim| KnownSim {
+            id: sim.iccid,
+            imsi: sim.imsi,
+        })
+        .collect();
+    let (bank, bank_events) = Bank::start(bank_setup).await;
     let pool = Arc::new(LivePool::new(bank.clone(), config.clone()));
     let desks = CallDesks::default();
     let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());

@@ -47,7 +47,7 @@ impl PoolView for LivePool {
             .sims()
             .iter()
             .map(|sim| LiveSim {
-                iccid: sim.iccid.clone(),
+                iccid: sim.id.clone(),
                 healthy: sim.healthy,
                 signal_dbm: sim.signal_dbm.map(i32::from),
                 voice_capable: voice_method(&self.config, &self.bank, sim).is_some(),
@@ -60,10 +60,12 @@ impl PoolView for LivePool {
 /// reports of its services and what the operator chose for it.
 fn voice_method(config: &Config, bank: &Bank, sim: &SimStatus) -> Option<String> {
     let preferred = Method::preferred(
-        config.sim(&sim.iccid).and_then(|s| s.voice_method),
+        config
+            .sim_of(&sim.id, sim.iccid.as_deref(), sim.imsi.as_deref())
+            .and_then(|s| s.voice_method),
         bank.profile(&sim.profile).and_then(|p| p.voice.method),
     );
-    crate::voice::method_name(sim.voice, &sim.profile_chld, &sim.chld, preferred)
+    crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref(), preferred)
 }
 
 /// How full the SIM's receiving storage is, when the bank has read it.
@@ -81,7 +83,7 @@ pub fn storage_record(sim: &SimStatus) -> Option<SimStorage> {
 /// What the store keeps of a SIM's live state.
 pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatusRecord {
     SimStatusRecord {
-        iccid: sim.iccid.clone(),
+        iccid: sim.id.clone(),
         state: sim.state.as_str().to_string(),
         healthy: sim.healthy,
         signal_dbm: sim.signal_dbm.map(i32::from),

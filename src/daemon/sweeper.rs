@@ -64,7 +64,7 @@ pub async fn run(
                     let record = status_record(&config.get(), &bank, &sim);
                     let _ = store.save_sim_status(record).await;
                     if let Some(storage) = storage_record(&sim) {
-                        let _ = store.save_sim_storage(sim.iccid.clone(), storage).await;
+                        let _ = store.save_sim_storage(sim.id.clone(), storage).await;
                     }
                 }
             }

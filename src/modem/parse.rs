@@ -6,6 +6,12 @@
 
 use super::error::AtError;
 
+mod identity;
+pub use identity::{
+    Ati, iccid_from_ef, parse_ati, parse_cfun, parse_cgmi, parse_cgmm, parse_cgmr, parse_cgsn,
+    parse_cimi, parse_cpms_set,
+};
+
 /// Splits the parameters after `prefix` on commas outside quotes; quoted
 /// fields lose their quotes. Empty fields stay as empty strings.
 pub fn fields(line: &str, prefix: &str) -> Option<Vec<String>> {

@@ -304,7 +304,7 @@ impl Relay {
             self.bank
                 .sims()
                 .into_iter()
-                .find(|sim| sim.iccid == iccid)
+                .find(|sim| sim.id == iccid)
                 .and_then(|sim| sim.msisdn)
                 .unwrap_or_default()
         };
@@ -470,7 +470,7 @@ impl SmsSink for BankSink {
         self.bank
             .sims()
             .iter()
-            .any(|sim| sim.iccid == self.iccid && sim.healthy)
+            .any(|sim| sim.id == self.iccid && sim.healthy)
     }
 }
 

@@ -237,7 +237,11 @@ impl Desk {
                 let preferred =
                     Method::preferred(chosen, profile.as_ref().and_then(|p| p.voice.method));
                 let profile_chld = profile.map(|p| p.voice.chld).unwrap_or_default();
-                choose_method(&profile_chld, Some(&identity.capabilities.chld), preferred)
+                choose_method(
+                    &profile_chld,
+                    identity.capabilities.chld.as_deref(),
+                    preferred,
+                )
             }
             None => choose_method(&[], None, Method::preferred(chosen, None)),
         };

@@ -243,14 +243,14 @@ function simCard(number) {
   const reply = el('div', { class: 'reply' });
   const toggle = async () => {
     try {
-      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), { enabled: !number.enabled });
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.id), { enabled: !number.enabled });
       notice(t(number.enabled ? 'notice.disabled' : 'notice.enabled', { number: number.msisdn }), 'good');
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
   };
   const change = async (body, done) => {
     try {
-      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), body);
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.id), body);
       notice(t(done, { number: number.msisdn }), 'good');
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
@@ -265,13 +265,13 @@ function simCard(number) {
     const input = event.target.querySelector('input');
     reply.textContent = '…';
     try {
-      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.iccid) + '/ussd',
+      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.id) + '/ussd',
         { code: input.value.trim() });
       reply.textContent = answer.reply;
     } catch (error) { reply.textContent = error.message; }
   };
   const count = (key, value) => el('span', null, t(key) + ' ', el('b', null, formatNumber(value)));
-  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-iccid': number.iccid },
+  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-sim': number.id, 'data-iccid': number.id },
     el('div', { class: 'head' },
       el('span', { class: 'number ltr', dir: 'ltr' }, number.msisdn),
       el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? word('state', number.state) : t('state.disabled')),
@@ -282,6 +282,10 @@ function simCard(number) {
     el('div', { class: 'meta' },
       number.model || t('sim.modem_unknown'), number.port ? [' · ', ltr(number.port)] : null, ' · ',
       number.signal_dbm === null ? t('sim.no_signal') : ltr(t('sim.dbm', { dbm: number.signal_dbm }))),
+    el('div', { class: 'meta simid', title: t(number.id_source === 'imsi' ? 'sim.id_imsi_title' : 'sim.id_iccid_title') },
+      number.id_source === 'imsi'
+        ? [t('sim.id_imsi') + ' ', ltr(number.id.slice('imsi:'.length)), ' ' + t('sim.no_iccid')]
+        : [t('sim.id_iccid') + ' ', ltr(number.id)]),
     el('div', { class: 'meta' },
       [number.registration ? word('reg', number.registration) : t('reg.none'), number.operator].filter(Boolean).join(' · ')),
     el('div', { class: 'counts' },
@@ -296,7 +300,7 @@ function simCard(number) {
       budget(t('budget.today'), number.budgets.messages_today),
       budget(t('budget.recipients_month'), number.budgets.recipients_this_month)),
     number.last_error ? el('div', { class: 'lasterror', dir: 'auto' }, number.last_error) : null,
-    el('div', { class: 'chart-box', 'data-chart': number.iccid }),
+    el('div', { class: 'chart-box', 'data-chart': number.id }),
     admin ? el('div', { class: 'actions' },
       el('button', { type: 'button', class: number.enabled ? 'danger' : 'quiet', onclick: toggle },
         t(number.enabled ? 'sim.disable' : 'sim.enable')),

@@ -51,8 +51,15 @@ impl Network {
                 slot.queue_urc(urc.into_bytes());
             }
             2 => {
-                let storage = slot.storages.receive_storage();
-                let name = storage.name.clone();
+                let storage = slot.storages.report_storage(&slot.profile);
+                // The name announced may not be the storage's (the EC25
+                // quirk the profile describes).
+                let name = slot
+                    .profile
+                    .sms
+                    .cdsi_announces
+                    .clone()
+                    .unwrap_or_else(|| storage.name.clone());
                 if let Some(i) = storage.insert(StoredMessage {
                     stat: Stat::RecUnread,
                     pdu: pdu.hex,
