@@ -275,6 +275,7 @@ pub(super) async fn numbers_now(
         .collect();
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
+    let pool_limits = state.limits();
     let used = state
         .store
         .sim_budget_use(OffsetDateTime::now_utc())
@@ -288,7 +289,7 @@ pub(super) async fn numbers_now(
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
-            let limits = state.limits.of(&sim.iccid);
+            let limits = pool_limits.of(&sim.iccid);
             let (recipients, sent) = used.get(&sim.iccid).copied().unwrap_or_default();
             let budgets = Budgets {
                 messages_today: BudgetUse {

@@ -259,7 +259,7 @@ pub async fn open(
             .map(|n| parse_number(&state, n))
             .transpose()?,
         proxy: None,
-        limits: state.limits.clone(),
+        limits: state.limits(),
     };
     let record = state
         .store
