@@ -276,10 +276,7 @@ pub(super) async fn numbers_now(
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
     let pool_limits = state.limits();
-    let used = state
-        .store
-        .sim_budget_use(OffsetDateTime::now_utc())
-        .await?;
+    let used = state.store.sim_budget_use(crate::clock::now()).await?;
     Ok(state
         .store
         .sims()

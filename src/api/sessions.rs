@@ -409,7 +409,7 @@ pub async fn reopen(
             seconds("ttl_seconds", request.ttl_seconds)?,
             seconds("idle_ttl_seconds", request.idle_ttl_seconds)?,
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session reopened");
