@@ -16,10 +16,12 @@ use crate::profile::BridgeMethod;
 
 mod callbacks;
 mod check;
+mod mqtt;
 mod rails;
 
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
+pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
@@ -75,6 +77,12 @@ pub struct Config {
     /// Auto-responders answering each other through a relay.
     #[serde(default)]
     pub loop_protection: LoopProtection,
+    /// The appliance's name.
+    #[serde(default)]
+    pub appliance: ApplianceConfig,
+    /// Events and health published to an MQTT broker (Home Assistant).
+    #[serde(default)]
+    pub mqtt: MqttConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -427,6 +435,27 @@ impl Config {
                 _ => ("callbacks".to_string(), problem),
             };
             invalid(&key, problem);
+        }
+        if let Err(problem) = self.mqtt.validate() {
+            // Like the callbacks' checks, these lead with their key.
+            let (key, problem) = match problem.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => {
+                    (format!("mqtt.{key}"), rest.to_string())
+                }
+                _ => ("mqtt".to_string(), problem),
+            };
+            invalid(&key, problem);
+        }
+        if self
+            .appliance
+            .name
+            .as_ref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            invalid(
+                "appliance.name",
+                "empty: leave it out to use the host name".into(),
+            );
         }
         if self.sms.budget_reserve_percent > 90 {
             invalid(
