@@ -5,7 +5,7 @@
 //! ```text
 //! bank ──BankEvent──► dispatch ──► relay ──► store ──► outbox worker (per SIM) ──► bank
 //!                        │                       │
-//!                        └──────► event bus ◄────┘──► API / SSE / metrics
+//!                        └──────► event bus ◄────┘──► API / SSE / metrics / MQTT
 //! ```
 
 pub mod demo;
@@ -152,6 +152,14 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         store.clone(),
         api_stop.clone(),
     );
+    // MQTT is another door beside the API; it stops with it.
+    let mqtt = crate::mqtt::spawn(
+        &config,
+        state.clone(),
+        // The network's time is not tracked yet: the offset is unknown.
+        Arc::new(|| None),
+        api_stop.clone(),
+    );
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
@@ -192,6 +200,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
     tracing::info!("simmask stopped");
     Ok(())
 }
