@@ -432,7 +432,8 @@ mod tests {
             config.validate()
         };
         assert_eq!(with(|_| {}), Ok(()));
-        let cases: [(fn(&mut MqttConfig), &str); 8] = [
+        type Change = fn(&mut MqttConfig);
+        let cases: [(Change, &str); 8] = [
             (|c| c.url = Some("http://x".into()), "url:"),
             (|c| c.password = Some("secret".into()), "password:"),
             (

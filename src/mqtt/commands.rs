@@ -43,9 +43,9 @@ pub enum Command {
 struct SimEnabled {
     sim: String,
     enabled: bool,
-    #[serde(default)]
-    #[allow(dead_code)]
-    id: Option<Value>,
+    /// The request's id, read from the whole payload: accepted here.
+    #[serde(default, rename = "id")]
+    _id: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -53,18 +53,18 @@ struct SimEnabled {
 struct Ussd {
     sim: String,
     code: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    id: Option<Value>,
+    /// The request's id, read from the whole payload: accepted here.
+    #[serde(default, rename = "id")]
+    _id: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SessionClose {
     session_id: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    id: Option<Value>,
+    /// The request's id, read from the whole payload: accepted here.
+    #[serde(default, rename = "id")]
+    _id: Option<Value>,
 }
 
 /// Every command's name.
