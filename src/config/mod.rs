@@ -618,6 +618,11 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             format!("{:?}", minimal.loop_protection)
         );
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
+        assert_eq!(
+            format!("{:?}", example.mqtt),
+            format!("{:?}", minimal.mqtt)
+        );
+        assert!(!example.mqtt.enabled());
     }
 
     #[test]
