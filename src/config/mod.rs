@@ -618,10 +618,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             format!("{:?}", minimal.loop_protection)
         );
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
-        assert_eq!(
-            format!("{:?}", example.mqtt),
-            format!("{:?}", minimal.mqtt)
-        );
+        assert_eq!(format!("{:?}", example.mqtt), format!("{:?}", minimal.mqtt));
         assert!(!example.mqtt.enabled());
     }
 

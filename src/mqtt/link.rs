@@ -179,7 +179,9 @@ pub async fn connection(
                 shared.outbox.requeue(undelivered(&mut eventloop));
                 failures += 1;
                 let wait = backoff(failures, rand::random::<f64>());
-                if was_connected || failures == 1 {
+                // Said once, and again now and then while it lasts (about
+                // every ten minutes once the backoff is at its longest).
+                if was_connected || failures == 1 || failures % 20 == 0 {
                     tracing::warn!(broker = %shared.broker, error = %describe(&error),
                         retry_in = ?wait, "mqtt: no connection to the broker; retrying with backoff");
                 } else {
