@@ -51,6 +51,85 @@ fn fields(template: &str) -> Vec<String> {
         .collect()
 }
 
+/// The keys Home Assistant's MQTT schemas know (its `mqtt/schemas.py` and
+/// each platform's): a discovery payload with another key is an error in a
+/// device or origin, and silently dropped in an entity.
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "unique_id",
+    "device",
+    "origin",
+    "availability",
+    "availability_mode",
+    "qos",
+    "entity_category",
+    "icon",
+    "enabled_by_default",
+    "json_attributes_topic",
+    "json_attributes_template",
+];
+const DEVICE_KEYS: &[&str] = &[
+    "identifiers",
+    "connections",
+    "manufacturer",
+    "model",
+    "model_id",
+    "name",
+    "hw_version",
+    "serial_number",
+    "sw_version",
+    "via_device",
+    "suggested_area",
+    "configuration_url",
+];
+
+fn platform_keys(component: &str) -> &'static [&'static str] {
+    match component {
+        "sensor" => &[
+            "state_topic",
+            "value_template",
+            "device_class",
+            "state_class",
+            "unit_of_measurement",
+            "expire_after",
+            "force_update",
+        ],
+        "binary_sensor" => &[
+            "state_topic",
+            "value_template",
+            "device_class",
+            "payload_on",
+            "payload_off",
+            "expire_after",
+            "off_delay",
+        ],
+        "switch" => &[
+            "state_topic",
+            "value_template",
+            "command_topic",
+            "payload_on",
+            "payload_off",
+            "state_on",
+            "state_off",
+            "device_class",
+            "optimistic",
+            "retain",
+        ],
+        "text" => &[
+            "state_topic",
+            "value_template",
+            "command_topic",
+            "command_template",
+            "min",
+            "max",
+            "pattern",
+            "mode",
+            "retain",
+        ],
+        other => panic!("no {other} here"),
+    }
+}
+
 /// Checks one configuration the way Home Assistant's discovery reads it.
 fn check_config(topic: &str, config: &Value, latest: &BTreeMap<String, String>) {
     let parts: Vec<&str> = topic.split('/').collect();
@@ -61,6 +140,42 @@ fn check_config(topic: &str, config: &Value, latest: &BTreeMap<String, String>) 
         "{topic}: component"
     );
     assert_eq!(parts[2], NODE, "{topic}: node id");
+    for key in config.as_object().expect("an object").keys() {
+        assert!(
+            COMMON_KEYS.contains(&key.as_str()) || platform_keys(parts[1]).contains(&key.as_str()),
+            "{topic}: Home Assistant has no {key}"
+        );
+    }
+    for key in config["device"].as_object().expect("device").keys() {
+        assert!(DEVICE_KEYS.contains(&key.as_str()), "{topic}: device {key}");
+    }
+    for key in config["origin"].as_object().expect("origin").keys() {
+        assert!(
+            ["name", "sw_version", "support_url"].contains(&key.as_str()),
+            "{topic}: origin {key}"
+        );
+    }
+    match (config["device_class"].as_str(), parts[1]) {
+        (None, _) => {}
+        (Some("signal_strength"), "sensor") => assert!(
+            ["dB", "dBm"].contains(&config["unit_of_measurement"].as_str().unwrap_or_default())
+        ),
+        (Some("duration"), "sensor") => assert!(
+            ["d", "h", "min", "s", "ms"]
+                .contains(&config["unit_of_measurement"].as_str().unwrap_or_default())
+        ),
+        (Some("problem"), "binary_sensor") => {}
+        (Some(other), component) => panic!("{topic}: {component} device class {other}?"),
+    }
+    if let Some(class) = config["state_class"].as_str() {
+        assert!(
+            ["measurement", "total", "total_increasing"].contains(&class),
+            "{topic}: {class}"
+        );
+    }
+    if let Some(category) = config["entity_category"].as_str() {
+        assert!(["config", "diagnostic"].contains(&category), "{topic}");
+    }
     assert!(
         parts[3]
             .chars()
