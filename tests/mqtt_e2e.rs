@@ -470,7 +470,7 @@ async fn commands_over_tls_work_only_when_enabled_and_allowed_and_are_audited() 
     let iccid = sim.iccid(0);
     let port = free_port();
     let extra = format!(
-        "[appliance]\nname = \"Attic\"\n\n[mqtt]\nurl = \"mqtts://localhost:{}\"\nusername = \"simmask\"\npassword = \"s3cret\"\nca_file = \"{}\"\ncommands = true\n",
+        "[appliance]\nname = \"Attic\"\n\n[mqtt]\nurl = \"mqtts://localhost:{}\"\nusername = \"simmask\"\npassword = \"s3cret\"\nca_file = \"{}\"\ncommands = true\npublish_numbers = true\npublish_bodies = true\n",
         broker.port,
         broker.ca.as_ref().unwrap().display()
     );
@@ -568,9 +568,22 @@ async fn commands_over_tls_work_only_when_enabled_and_allowed_and_are_audited() 
         .await;
     assert!(on_sim.contains("balance"), "{on_sim}");
 
-    // Closing a session; a bad command is refused with a reason.
+    // Configured so, events name the participants and carry the text.
     let session = daemon.open_session(A, B, json!({})).await;
     let id = session["id"].as_str().unwrap();
+    let proxy = session["proxy_number"].as_str().unwrap();
+    sim.handset_sms(A, proxy, "disclosed on purpose").await;
+    let received = ha
+        .wait("message_relayed", WAIT, |all| {
+            !events(all, "message_relayed").is_empty()
+        })
+        .await;
+    let relayed = &events(&received, "message_relayed")[0];
+    assert_eq!(relayed["interaction"]["from"], A, "{relayed}");
+    assert_eq!(relayed["interaction"]["to"], B, "{relayed}");
+    assert_eq!(relayed["interaction"]["body"], "disclosed on purpose");
+
+    // Closing a session; a bad command is refused with a reason.
     ha.publish(
         &format!("{PREFIX}/command/session_close"),
         &json!({"session_id": id}).to_string(),
