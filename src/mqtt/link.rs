@@ -181,7 +181,7 @@ pub async fn connection(
                 let wait = backoff(failures, rand::random::<f64>());
                 // Said once, and again now and then while it lasts (about
                 // every ten minutes once the backoff is at its longest).
-                if was_connected || failures == 1 || failures % 20 == 0 {
+                if was_connected || failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(broker = %shared.broker, error = %describe(&error),
                         retry_in = ?wait, "mqtt: no connection to the broker; retrying with backoff");
                 } else {

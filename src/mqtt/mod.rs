@@ -41,8 +41,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use commands::ACTOR;
-pub use topics::{Topics, sim_key};
+use topics::{Topics, sim_key};
 
 use crate::api::ApiState;
 use crate::config::{Broker, Config};
@@ -57,17 +56,17 @@ const COMMANDS_WAITING: usize = 16;
 pub type ClockOffset = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
 
 /// What the tasks share.
-pub struct Shared {
-    pub topics: Topics,
-    pub qos: QoS,
-    pub broker: Broker,
-    pub outbox: Outbox,
+struct Shared {
+    topics: Topics,
+    qos: QoS,
+    broker: Broker,
+    outbox: Outbox,
     /// True while the broker has accepted the connection.
-    pub connected: watch::Sender<bool>,
+    connected: watch::Sender<bool>,
     /// Everything is to be published again (Home Assistant came online).
-    pub refresh: Notify,
+    refresh: Notify,
     /// The state changed outside the bus's events (a command).
-    pub changed: Notify,
+    changed: Notify,
     /// Our discovery configurations the broker holds, by topic, with the
     /// SIM key they belong to (none: the appliance's).
     configs: Mutex<BTreeMap<String, Option<String>>>,

@@ -71,14 +71,6 @@ impl Queue {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
     /// Queues `message`; answers how many events were dropped for room.
     pub fn push(&mut self, message: Message) -> u64 {
         if message.class == Class::State
@@ -204,12 +196,9 @@ impl Outbox {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.lock().messages.is_empty()
     }
 
     /// The next message, waiting for one.
