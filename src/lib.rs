@@ -27,7 +27,12 @@
 //!
 //! 1. Foundations that know nothing of the product: [`events`], the event
 //!    bus (observers such as the metrics register on it, so it imports
-//!    nothing above); [`number`], phone numbers and their redacting `Debug`.
+//!    nothing above); [`number`], phone numbers and their redacting `Debug`;
+//!    [`clock`], the daemon's time on the monotonic clock and the network's
+//!    time as the modems report it (a Pi has no real-time clock). The clock
+//!    is a foundation, not part of the bank: the bank and the relay feed it
+//!    samples, and the daemon, the API and `doctor` read it, so it must sit
+//!    below all of them and know none.
 //! 2. [`logging`], tracing set-up (human or JSON); [`pdu`], the pure SMS PDU
 //!    codec; [`profile`], the per-model firmware profiles. The codec and the
 //!    profiles are shared by the driver and the simulator, which is why they
@@ -54,7 +59,10 @@
 //!    and actions (what a viewer sees is what is published; a command is
 //!    the admin route's own function), hence above it.
 //! 9. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
-//! 10. [`bench`]: the product measured from outside on the virtual network.
+//! 10. [`bench`]: the product measured from outside on the virtual network;
+//!     [`doctor`]: the installation checked from outside (the service user,
+//!     udev, ModemManager, the clock, the disk, the store and each SIM),
+//!     reading the machine under a root a test can replace.
 //! 11. [`cli`]: one file per command group, each a thin door; `main.rs` only
 //!     parses and dispatches.
 //!
@@ -66,8 +74,10 @@ pub mod api;
 pub mod bank;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod events;
 pub mod logging;
 pub mod masking;

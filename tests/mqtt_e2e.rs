@@ -245,7 +245,8 @@ fn events(received: &[Received], kind: &str) -> Vec<Value> {
 async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_network() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), &Setup::default());
-    let sim = Sim::start(dir.path(), 2, "generic");
+    // The network's time is two hours ahead of this machine's.
+    let sim = Sim::start_with(dir.path(), 2, "generic", &["--clock-offset", "7200"]);
     let (iccid0, iccid1) = (sim.iccid(0), sim.iccid(1));
     let port = free_port();
     let config = write_config(
@@ -257,12 +258,13 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
     let mut daemon = Daemon::start(&config, port, 2).await;
     let watcher = Watcher::connect(&broker, None, &["#"]).await;
 
-    // Everything appears, retained: 5 appliance sensors and 12 per SIM
-    // (11 sensors and a problem binary sensor), no command entity.
+    // Everything appears, retained: 6 appliance entities (5 sensors and
+    // the clock's problem binary sensor) and 12 per SIM (11 sensors and a
+    // problem binary sensor), no command entity.
     watcher
         .wait("discovery and state", WAIT, |_| {
             let latest = watcher.latest();
-            configs(&latest).len() == 29
+            configs(&latest).len() == 30
                 && latest.contains_key(&format!("{PREFIX}/sim/{iccid1}/state"))
                 && latest.contains_key(&format!("{PREFIX}/state"))
         })
@@ -288,7 +290,7 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
         all.iter()
             .filter(|m| m.retain && m.topic.ends_with("/config"))
             .count()
-            >= 29
+            >= 30
     })
     .await;
     drop(late);
@@ -349,6 +351,30 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
             state["open_sessions"] == 1 && state["messages_relayed_today"] == 1
         })
         .await;
+
+    // The clock offset is the one /healthz reports: the system clock two
+    // hours behind the network's.
+    let appliance = watcher
+        .wait_value(&format!("{PREFIX}/state"), WAIT, |p| {
+            let state: Value = serde_json::from_str(p).unwrap_or_default();
+            state["clock_offset_seconds"]
+                .as_i64()
+                .is_some_and(|o| (o + 7200).abs() <= 5)
+        })
+        .await;
+    let appliance: Value = serde_json::from_str(&appliance).unwrap();
+    let health = client()
+        .get(format!("{}/healthz", daemon.url))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        appliance["clock_suspect"], health["clock"]["suspect"],
+        "{appliance} {health}"
+    );
 
     // Commands are off: nothing happens.
     watcher
@@ -422,7 +448,7 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
     assert_eq!(latest[&format!("{PREFIX}/availability")], "online");
     assert_eq!(
         configs(&latest).len(),
-        17,
+        18,
         "the appliance and one SIM remain"
     );
     drop(daemon);

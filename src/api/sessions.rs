@@ -263,7 +263,7 @@ pub async fn open(
     };
     let record = state
         .store
-        .open_session(new, state.pool.live_sims(), OffsetDateTime::now_utc())
+        .open_session(new, state.pool.live_sims(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, mode = record.mode.as_str(), "session opened");
     state.events.publish(Event::SessionOpened {
@@ -382,7 +382,7 @@ pub async fn close_session(
     caller.require(Role::Admin)?;
     let record = state
         .store
-        .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
+        .close_session(id, caller.name.clone(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, by = %caller.name, "session closed");
     state.events.publish(Event::SessionClosed {

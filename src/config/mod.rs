@@ -15,6 +15,9 @@ use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
 mod callbacks;
+mod live;
+
+pub use live::{LiveConfig, Reload};
 mod check;
 mod mqtt;
 mod rails;
@@ -83,6 +86,19 @@ pub struct Config {
     /// Events and health published to an MQTT broker (Home Assistant).
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// The system clock and the network's time.
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Set the system clock from the network's time (reported by the
+    /// modems and in received SMS) when nothing else synchronises it. Needs
+    /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
+    #[serde(default)]
+    pub set_system_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -605,6 +621,10 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             minimal.modems.quarantine_after
         );
         assert_eq!(example.out_of_session, minimal.out_of_session);
+        assert_eq!(
+            format!("{:?}", example.clock),
+            format!("{:?}", minimal.clock)
+        );
         assert_eq!(
             format!("{:?}", example.opt_out),
             format!("{:?}", minimal.opt_out)

@@ -314,7 +314,7 @@ impl Discovery<'_> {
 
     /// The appliance's entities.
     pub fn appliance(&self) -> Vec<Entity> {
-        APPLIANCE_SENSORS
+        let mut entities: Vec<Entity> = APPLIANCE_SENSORS
             .iter()
             .map(|sensor| {
                 self.sensor(
@@ -325,7 +325,22 @@ impl Discovery<'_> {
                     None,
                 )
             })
-            .collect()
+            .collect();
+        let object = "appliance_clock_problem".to_string();
+        let mut clock = self.base(&object, "Clock", self.appliance_device(), None);
+        clock.insert("state_topic".into(), self.topics.state().into());
+        clock.insert(
+            "value_template".into(),
+            "{{ 'ON' if value_json.clock_suspect else 'OFF' }}".into(),
+        );
+        clock.insert("device_class".into(), "problem".into());
+        clock.insert("entity_category".into(), "diagnostic".into());
+        entities.push(Entity {
+            component: "binary_sensor",
+            object,
+            config: Value::Object(clock),
+        });
+        entities
     }
 
     /// One SIM's entities.

@@ -51,10 +51,6 @@ use outbox::{Message, Outbox};
 /// Commands waiting their turn; more are refused (`busy`).
 const COMMANDS_WAITING: usize = 16;
 
-/// How far the system clock is ahead of the network's, in seconds, when
-/// known (published as the appliance's clock offset).
-pub type ClockOffset = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
-
 /// What the tasks share.
 struct Shared {
     topics: Topics,
@@ -133,7 +129,6 @@ impl Shared {
 pub fn spawn(
     config: &Config,
     state: ApiState,
-    clock_offset: ClockOffset,
     shutdown: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let mqtt = config.mqtt.clone();
@@ -189,7 +184,7 @@ pub fn spawn(
         ));
         sender
     });
-    let reporter = report::Reporter::new(shared.clone(), state, mqtt, appliance, clock_offset);
+    let reporter = report::Reporter::new(shared.clone(), state, mqtt, appliance);
     tasks.spawn(reporter.run(events, shutdown.clone()));
     tasks.spawn(link::feed(shared.clone(), client.clone(), shutdown.clone()));
     tasks.spawn(link::connection(

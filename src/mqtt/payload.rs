@@ -103,6 +103,9 @@ pub struct ApplianceState {
     /// How far the system clock is ahead of the network's time (null:
     /// unknown).
     pub clock_offset_seconds: Option<i64>,
+    /// The system clock looks wrong: nothing synchronises it and the
+    /// network disagrees by more than a minute (as on `/healthz`).
+    pub clock_suspect: bool,
     /// Events not published since the daemon started (queue full).
     pub events_dropped: u64,
 }

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
+use super::Shared;
 use super::discovery::{Discovery, SimDevice};
 use super::outbox::Message;
 use super::payload::{self, ApplianceState, Disclosure, SimState};
 use super::topics::sim_key;
-use super::{ClockOffset, Shared};
 use crate::api::ApiState;
 use crate::api::auth::{Caller, Role};
 use crate::config::MqttConfig;
@@ -40,7 +40,6 @@ pub struct Reporter {
     pub state: ApiState,
     pub config: MqttConfig,
     pub appliance: String,
-    pub clock_offset: ClockOffset,
     pub started: Instant,
     /// The last payload queued per state topic.
     published: HashMap<String, Vec<u8>>,
@@ -64,14 +63,12 @@ impl Reporter {
         state: ApiState,
         config: MqttConfig,
         appliance: String,
-        clock_offset: ClockOffset,
     ) -> Self {
         Self {
             shared,
             state,
             config,
             appliance,
-            clock_offset,
             started: Instant::now(),
             published: HashMap::new(),
             live: Vec::new(),
@@ -121,7 +118,6 @@ impl Reporter {
             if everything {
                 self.published.clear();
                 self.announced_offline.clear();
-                self.put(self.shared.topics.availability(), b"online".to_vec());
             }
             let live = self.live_view();
             let due = everything
@@ -199,6 +195,7 @@ impl Reporter {
 
     /// Reads the state and queues what changed.
     async fn refresh(&mut self) {
+        self.put(self.shared.topics.availability(), b"online".to_vec());
         let numbers = match crate::api::pool::numbers_now(&self.state, &viewer()).await {
             Ok(numbers) => numbers,
             Err(error) => {
@@ -260,6 +257,9 @@ impl Reporter {
                 tracing::debug!(%error, "mqtt: cannot count today's relays");
                 0
             });
+        // The clock as /healthz reports it: the network's time against the
+        // system's, and whether that looks wrong.
+        let clock = crate::clock::status(crate::clock::system_sync(std::path::Path::new("/")));
         let appliance = ApplianceState {
             name: self.appliance.clone(),
             version: env!("CARGO_PKG_VERSION"),
@@ -267,7 +267,8 @@ impl Reporter {
             sims_up,
             open_sessions: numbers.iter().map(|n| n.open_sessions).sum(),
             messages_relayed_today: relayed,
-            clock_offset_seconds: (self.clock_offset)(),
+            clock_offset_seconds: clock.offset_seconds,
+            clock_suspect: clock.suspect,
             events_dropped: self.shared.outbox.dropped_total(),
         };
         self.put(
