@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
 use mqtt_common::{Mosquitto, Received, Setup, Watcher};
+use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
@@ -253,7 +254,7 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
         dir.path(),
         &sim,
         port,
-        &mqtt_config(&broker, "forget_missing_sims_seconds = 3"),
+        &mqtt_config(&broker, "forget_missing_sims_seconds = 6"),
     );
     let mut daemon = Daemon::start(&config, port, 2).await;
     let watcher = Watcher::connect(&broker, None, &["#"]).await;
@@ -424,25 +425,62 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
         "{metrics}"
     );
 
-    // A clean stop says offline; back without the unplugged SIM, the
-    // appliance removes that SIM's device once the grace is over.
-    assert!(daemon.process.terminate(), "a clean stop");
-    watcher
-        .wait_value(&format!("{PREFIX}/availability"), WAIT, |p| p == "offline")
-        .await;
-    daemon = Daemon::start(&config, port, 1).await;
+    // Unplugged for longer than the grace, the SIM has left the bank: its
+    // device is removed from Home Assistant while the appliance runs.
     let sim1_configs: Vec<String> = found
         .keys()
         .filter(|t| t.contains(&format!("/sim_{iccid1}_")))
         .cloned()
         .collect();
     assert_eq!(sim1_configs.len(), 12);
+    let removed = |watcher: &Watcher| {
+        let latest = watcher.latest();
+        sim1_configs.iter().all(|t| latest[t].is_empty())
+            && latest[&format!("{PREFIX}/sim/{iccid1}/state")].is_empty()
+            && latest[&format!("{PREFIX}/sim/{iccid1}/availability")].is_empty()
+    };
     watcher
-        .wait("the SIM that left removed", WAIT, |_| {
+        .wait("the unplugged SIM removed", WAIT, |_| removed(&watcher))
+        .await;
+    assert_eq!(configs(&watcher.latest()).len(), 18);
+
+    // Plugged in again, it comes back as it was.
+    assert!(
+        sim.post("/modems/1/plug", json!({}))
+            .await
+            .status()
+            .is_success()
+    );
+    watcher
+        .wait("the SIM back", WAIT, |_| {
             let latest = watcher.latest();
-            sim1_configs.iter().all(|t| latest[t].is_empty())
-                && latest[&format!("{PREFIX}/sim/{iccid1}/state")].is_empty()
+            sim1_configs
+                .iter()
+                .all(|t| latest.get(t).is_some_and(|p| !p.is_empty()))
+                && latest[&format!("{PREFIX}/sim/{iccid1}/availability")] == "online"
         })
+        .await;
+    assert_eq!(configs(&watcher.latest()).len(), 30);
+
+    // A clean stop says offline; back without SIM 1 (unplugged while the
+    // appliance was stopped), the appliance removes that SIM's device once
+    // the grace is over.
+    assert!(
+        sim.post("/modems/1/unplug", json!({}))
+            .await
+            .status()
+            .is_success()
+    );
+    assert!(daemon.process.terminate(), "a clean stop");
+    watcher
+        .wait_value(&format!("{PREFIX}/availability"), WAIT, |p| p == "offline")
+        .await;
+    daemon = Daemon::start(&config, port, 1).await;
+    watcher
+        .wait_value(&format!("{PREFIX}/availability"), WAIT, |p| p == "online")
+        .await;
+    watcher
+        .wait("the SIM that left removed", WAIT, |_| removed(&watcher))
         .await;
     let latest = watcher.latest();
     assert_eq!(latest[&format!("{PREFIX}/availability")], "online");
@@ -451,6 +489,13 @@ async fn home_assistant_discovers_the_appliance_and_its_state_follows_the_networ
         18,
         "the appliance and one SIM remain"
     );
+
+    // Killed outright, it cannot say goodbye: the broker says it for it,
+    // with the last will.
+    daemon.process.signal(Signal::SIGKILL);
+    watcher
+        .wait_value(&format!("{PREFIX}/availability"), WAIT, |p| p == "offline")
+        .await;
     drop(daemon);
 }
 

@@ -122,8 +122,9 @@ pub struct MqttConfig {
     #[serde(default = "default_keep_alive")]
     pub keep_alive_seconds: u64,
     /// A SIM with discovery on the broker that the bank has not seen this
-    /// long after the daemon started has left the bank: its Home Assistant
-    /// device is removed. 0: never. Default 600.
+    /// long after the daemon started, or that has been unplugged this long,
+    /// has left the bank: its Home Assistant device is removed (and comes
+    /// back if it does). 0: never. Default 600.
     #[serde(default = "default_forget")]
     pub forget_missing_sims_seconds: u64,
 }

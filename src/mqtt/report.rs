@@ -46,6 +46,10 @@ pub struct Reporter {
     live: Live,
     /// SIMs absent from the bank already announced offline.
     announced_offline: BTreeSet<String>,
+    /// When each SIM the bank shows unplugged was first seen so.
+    unplugged_since: HashMap<String, Instant>,
+    /// SIMs unplugged longer than the grace: they have left the bank.
+    departed: BTreeSet<String>,
 }
 
 /// The API's view for a viewer: participants masked (the state names none
@@ -73,6 +77,8 @@ impl Reporter {
             published: HashMap::new(),
             live: Vec::new(),
             announced_offline: BTreeSet::new(),
+            unplugged_since: HashMap::new(),
+            departed: BTreeSet::new(),
         }
     }
 
@@ -120,8 +126,10 @@ impl Reporter {
                 self.announced_offline.clear();
             }
             let live = self.live_view();
+            let departed = self.departed(&live);
             let due = everything
                 || live != self.live
+                || departed != self.departed
                 || last_refresh.is_none_or(|at| at.elapsed() >= interval)
                 || (dirty && last_refresh.is_none_or(|at| at.elapsed() >= EVENT_REFRESH));
             if due {
@@ -132,6 +140,7 @@ impl Reporter {
                     self.published.retain(|topic, _| topic.contains("/config"));
                 }
                 self.live = live;
+                self.departed = departed;
                 self.refresh().await;
                 last_refresh = Some(Instant::now());
                 dirty = false;
@@ -158,6 +167,34 @@ impl Reporter {
             .collect();
         live.sort();
         live
+    }
+
+    /// How long a SIM may be missing before its device is removed (none:
+    /// never).
+    fn grace(&self) -> Option<Duration> {
+        let seconds = self.config.forget_missing_sims_seconds;
+        (seconds > 0).then(|| Duration::from_secs(seconds))
+    }
+
+    /// The SIMs of `live` unplugged for longer than the grace: they have
+    /// left the bank (a SIM taken out for good, its modem with it).
+    fn departed(&mut self, live: &Live) -> BTreeSet<String> {
+        let now = Instant::now();
+        let unplugged: BTreeSet<&String> = live
+            .iter()
+            .filter(|sim| sim.1 == "unplugged")
+            .map(|sim| &sim.0)
+            .collect();
+        self.unplugged_since.retain(|id, _| unplugged.contains(id));
+        for id in unplugged {
+            self.unplugged_since.entry(id.clone()).or_insert(now);
+        }
+        let grace = self.grace();
+        self.unplugged_since
+            .iter()
+            .filter(|(_, since)| grace.is_some_and(|grace| since.elapsed() >= grace))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Queues `payload` for the state `topic` unless it is what was last
@@ -203,7 +240,13 @@ impl Reporter {
                 return;
             }
         };
-        let in_bank: BTreeSet<String> = self.live.iter().map(|l| l.0.clone()).collect();
+        // The SIMs the bank shows, less those that have left it.
+        let in_bank: BTreeSet<String> = self
+            .live
+            .iter()
+            .map(|l| l.0.clone())
+            .filter(|id| !self.departed.contains(id))
+            .collect();
         let topics = self.shared.topics.clone();
         let discovery = Discovery {
             topics: &topics,
@@ -279,8 +322,10 @@ impl Reporter {
         self.absent(&keys);
     }
 
-    /// SIMs with discovery on the broker that the bank has not seen since
-    /// the daemon started: offline at once, removed once the grace is over.
+    /// SIMs with discovery on the broker that are not in the bank: those
+    /// the bank has not seen since the daemon started go offline at once
+    /// and are removed once the grace is over; those unplugged for longer
+    /// than the grace are removed at once.
     fn absent(&mut self, in_bank: &BTreeSet<String>) {
         let mut absent: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (topic, key) in self.shared.configs_on_broker() {
@@ -288,11 +333,13 @@ impl Reporter {
                 absent.entry(key).or_default().push(topic);
             }
         }
-        let grace = self.config.forget_missing_sims_seconds;
-        let over = grace > 0 && self.started.elapsed() >= Duration::from_secs(grace);
+        let since_start = self
+            .grace()
+            .is_some_and(|grace| self.started.elapsed() >= grace);
+        let departed: BTreeSet<String> = self.departed.iter().map(|id| sim_key(id)).collect();
         let topics = self.shared.topics.clone();
         for (key, configs) in absent {
-            if over {
+            if since_start || departed.contains(&key) {
                 tracing::info!(sim = %key, "mqtt: a SIM left the bank; its Home Assistant device is removed");
                 for topic in configs
                     .into_iter()
