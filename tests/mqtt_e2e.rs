@@ -776,3 +776,146 @@ async fn a_broker_killed_mid_traffic_loses_no_relay_and_publishing_resumes() {
         "{metrics}"
     );
 }
+
+/// Every event's id among `received` (events carry the bus's sequence).
+fn event_ids(received: &[Received]) -> BTreeSet<u64> {
+    received
+        .iter()
+        .filter(|m| m.topic.starts_with(&format!("{PREFIX}/events/")))
+        .filter_map(|m| m.json()["id"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_away_costs_at_most_the_queue_and_every_event_dropped_is_counted() {
+    const QUEUE: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), &Setup::default());
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &mqtt_config(&broker, &format!("queue_size = {QUEUE}")),
+    );
+    let daemon = Daemon::start(&config, port, 1).await;
+    let before = Watcher::connect(&broker, None, &["simmask/#"]).await;
+    before
+        .wait_value(&format!("{PREFIX}/availability"), WAIT, |p| p == "online")
+        .await;
+    let session = daemon.open_session(A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+
+    // With the broker up: how long an event takes from the bus (its `at`)
+    // to a subscriber, printed (a figure, not a test).
+    for i in 1..=10 {
+        sim.handset_sms(A, &proxy, &format!("up {i}")).await;
+    }
+    assert_eq!(sim.wait_messages(B, 10, WAIT).await.len(), 10);
+    let received = before
+        .wait("ten relays", WAIT, |all| {
+            events(all, "message_relayed").len() == 10
+        })
+        .await;
+    let mut latencies: Vec<f64> = received
+        .iter()
+        .filter(|m| m.topic == format!("{PREFIX}/events/message_relayed"))
+        .map(|m| {
+            let at = time::OffsetDateTime::parse(
+                m.json()["at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            (m.arrived - at).as_seconds_f64() * 1000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "mqtt publish latency, event on the bus to a subscriber, 10 relays: median {:.1} ms, max {:.1} ms",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    let first = *event_ids(&received).first().unwrap();
+
+    // The broker goes away; far more events than the queue holds happen.
+    broker.kill();
+    for i in 1..=20 {
+        sim.handset_sms(A, &proxy, &format!("away {i}")).await;
+    }
+    assert_eq!(sim.wait_messages(B, 30, WAIT).await.len(), 30);
+
+    // Back: what the queue held is published, the newest events; each one
+    // dropped is counted, in the appliance's state and in the metrics.
+    broker.restart();
+    let restarted = time::OffsetDateTime::now_utc();
+    let after = Watcher::connect(&broker, None, &["simmask/#"]).await;
+    let state = after
+        .wait_value(&format!("{PREFIX}/state"), WAIT, |p| {
+            serde_json::from_str::<Value>(p).unwrap_or_default()["events_dropped"]
+                .as_u64()
+                .is_some_and(|n| n > 0)
+        })
+        .await;
+    let dropped = serde_json::from_str::<Value>(&state).unwrap()["events_dropped"]
+        .as_u64()
+        .unwrap();
+    // Let the queue drain, then read what arrived.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held: Vec<Received> = after
+        .all()
+        .into_iter()
+        .filter(|m| m.topic.starts_with(&format!("{PREFIX}/events/")))
+        .filter(|m| {
+            time::OffsetDateTime::parse(
+                m.json()["at"].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .is_ok_and(|at| at < restarted)
+        })
+        .collect();
+    let held_ids = event_ids(&held);
+    assert!(
+        held_ids.len() <= QUEUE,
+        "at most the queue is held: {held_ids:?}"
+    );
+    // Nothing lost uncounted: every event since the first seen either
+    // arrived or is counted as dropped.
+    let seen: BTreeSet<u64> = event_ids(&before.all())
+        .union(&event_ids(&after.all()))
+        .copied()
+        .collect();
+    let newest = *seen.last().unwrap();
+    let span = newest - first + 1;
+    assert_eq!(
+        seen.len() as u64 + dropped,
+        span,
+        "events {first}..={newest}: {} arrived, {dropped} counted as dropped",
+        seen.len()
+    );
+    // The oldest went first: what was held is the newest of the outage.
+    let missing: BTreeSet<u64> = (first..=newest).filter(|id| !seen.contains(id)).collect();
+    assert!(
+        held_ids
+            .iter()
+            .all(|held| missing.iter().all(|gone| gone < held)),
+        "held {held_ids:?}, dropped {missing:?}"
+    );
+    println!(
+        "mqtt outbox of {QUEUE} with the broker away for 20 relays: {} events held and published on return, {dropped} dropped and counted",
+        held_ids.len()
+    );
+    let metrics = client()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("simmask_mqtt_events_dropped_total {dropped}")),
+        "{metrics}"
+    );
+}

@@ -164,6 +164,8 @@ pub struct Received {
     pub topic: String,
     pub payload: String,
     pub retain: bool,
+    /// When this watcher got it.
+    pub arrived: time::OffsetDateTime,
 }
 
 impl Received {
@@ -253,6 +255,7 @@ impl Watcher {
                                 topic: publish.topic.clone(),
                                 payload: String::from_utf8_lossy(&publish.payload).into_owned(),
                                 retain: publish.retain,
+                                arrived: time::OffsetDateTime::now_utc(),
                             });
                         }
                         Ok(_) => {}
