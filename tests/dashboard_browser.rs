@@ -525,12 +525,45 @@ impl Demo {
 async fn the_demo_relays_a_message_live_into_the_dashboard() {
     let demo = start_demo(4);
     demo.wait_healthy(4).await;
+    // The network's clock two hours ahead of this machine's: the modems
+    // tell the daemon at their next poll.
+    let response = reqwest::Client::new()
+        .put(format!("{}/clock", demo.sim_control))
+        .json(&json!({"offset_seconds": 7200}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let clock = loop {
+        let health = demo.api(reqwest::Method::GET, "/healthz", None).await;
+        let offset = health["clock"]["offset_seconds"].as_i64();
+        if offset.is_some_and(|o| (o + 7200).abs() <= 5) {
+            break health["clock"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let browser = browser(1280, 1400, false).await;
     browser.client().goto(&demo.dashboard).await.unwrap();
     browser.fill("#token", &demo.token).await;
     browser.click("#signin-form button[type=submit]").await;
     browser.wait_for_count(".card.sim", 4).await;
     browser.wait_for("#live.on").await;
+    // The dashboard's clock line says so, red when the clock is suspect
+    // (not while timesyncd vouches for it).
+    let line = if clock["suspect"] == true {
+        browser.wait_for("#clock.bad").await
+    } else {
+        browser.wait_for("#clock").await
+    };
+    let text = line.text().await.unwrap();
+    assert!(
+        text.starts_with("Clock: ")
+            && (text.contains("2 h 0 min behind") || text.contains("1 h 59 min behind"))
+            && text.contains("the network's time (cclk via sim "),
+        "{text}"
+    );
 
     let (a, b) = ("+447911123456", "+447912345678");
     browser.fill("#participant-a", a).await;

@@ -274,10 +274,8 @@ pub async fn numbers_now(state: &ApiState, caller: &Caller) -> Result<Vec<Number
         .collect();
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
-    let used = state
-        .store
-        .sim_budget_use(OffsetDateTime::now_utc())
-        .await?;
+    let pool_limits = state.limits();
+    let used = state.store.sim_budget_use(crate::clock::now()).await?;
     Ok(state
         .store
         .sims()
@@ -287,7 +285,7 @@ pub async fn numbers_now(state: &ApiState, caller: &Caller) -> Result<Vec<Number
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
-            let limits = state.limits.of(&sim.iccid);
+            let limits = pool_limits.of(&sim.iccid);
             let (recipients, sent) = used.get(&sim.iccid).copied().unwrap_or_default();
             let budgets = Budgets {
                 messages_today: BudgetUse {
@@ -524,7 +522,7 @@ pub async fn send_ussd(
             "sim.ussd",
             iccid.clone(),
             code.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     state

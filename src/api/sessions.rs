@@ -259,7 +259,7 @@ pub async fn open(
             .map(|n| parse_number(&state, n))
             .transpose()?,
         proxy: None,
-        limits: state.limits.clone(),
+        limits: state.limits(),
     };
     let record = state
         .store
@@ -421,7 +421,7 @@ pub async fn reopen(
             seconds("ttl_seconds", request.ttl_seconds)?,
             seconds("idle_ttl_seconds", request.idle_ttl_seconds)?,
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session reopened");

@@ -151,12 +151,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
-    state.send_limits = Some(api::status::SendLimits {
-        per_minute: config.sms.per_minute,
-        per_day: config.sms.per_day,
-    });
+    // Send limits and budgets as the configuration in force says (a reload
+    // changes them).
+    state.live = Some(live.clone());
     state.number_validation = config.numbers.validation;
-    state.limits = config.pool_limits();
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,

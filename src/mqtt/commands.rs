@@ -17,7 +17,6 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use crate::api::ApiState;
 use crate::api::auth::{Caller, Role};
@@ -157,7 +156,7 @@ pub async fn run(state: &ApiState, command: Command) -> Result<Value, Refused> {
                     sim.clone(),
                     change,
                     caller.name.clone(),
-                    OffsetDateTime::now_utc(),
+                    crate::clock::now(),
                 )
                 .await
                 .map_err(|e| failed(e.into()))?;

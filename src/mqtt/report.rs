@@ -290,7 +290,7 @@ impl Reporter {
                 serde_json::to_vec(sim).unwrap_or_default(),
             );
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let relayed = self
             .state
             .store

@@ -114,9 +114,13 @@ impl<S: SmsSink> OutboxWorker<S> {
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
             if allowed > now {
-                let wait = u64::try_from(allowed - now).unwrap_or(0);
+                let mut wait = Duration::from_millis(u64::try_from(allowed - now).unwrap_or(0));
+                if self.config.is_some() {
+                    // A reload may raise the limits: look again soon.
+                    wait = wait.min(POLL);
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = self.stop.cancelled() => {}
                 }
                 continue;
