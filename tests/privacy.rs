@@ -21,11 +21,12 @@ const D: &str = "+447911000111";
 const STRANGER: &str = "+447400123456";
 
 /// Starts `simmask run` with its logs at info level (the default an
-/// operator gets) written to `log`.
+/// operator gets) in the journal's format (as the unit runs it) written to
+/// `log`.
 async fn daemon_logging_to(config: &Path, port: u16, log: &Path) -> Daemon {
     let stderr = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_simmask"))
-        .args(["run", "--config"])
+        .args(["run", "--log-format", "journald", "--config"])
         .arg(config)
         .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "info")
@@ -287,6 +288,39 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     for expected in ["SIM up", "session opened", "session closed"] {
         assert!(logged.contains(expected), "{expected}:\n{logged}");
     }
+    // The journal's format: each line's syslog priority first (info 6,
+    // warning 4, error 3), no time stamp of its own; each line names the
+    // modem, SIM or session it concerns.
+    for line in logged.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["<3>", "<4>", "<6>"].iter().any(|p| line.starts_with(p)),
+            "not a journal line: {line}"
+        );
+        assert!(!line[3..].starts_with("20"), "a time stamp: {line}");
+    }
+    let line_with = |words: &str| {
+        logged
+            .lines()
+            .find(|l| l.contains(words))
+            .unwrap_or_else(|| panic!("{words}:\n{logged}"))
+    };
+    let tail = &sim.iccid(0)[sim.iccid(0).len() - 4..];
+    let modem = line_with("modem initialised");
+    assert!(
+        modem.starts_with("<6>") && modem.contains(&format!(" iccid={tail}}}")),
+        "{modem}"
+    );
+    assert!(line_with("SIM up").contains(&sim.iccid(0)));
+    assert!(line_with("session opened").contains("session=ses_"));
+    // The barred destination: a warning, from the SIM's outbox, about a
+    // session.
+    let failed = line_with("sms send failed");
+    assert!(
+        failed.starts_with("<4>")
+            && failed.contains(&format!("sim{{id={tail}}}"))
+            && failed.contains("session=ses_"),
+        "{failed}"
+    );
     for number in [A, B, C, D, STRANGER] {
         let found = leaks(&logged, number);
         assert!(

@@ -687,9 +687,15 @@ impl Bank {
                 old.shutdown();
             }
         }
-        let span = tracing::info_span!("sim", id = %worker::tail(&id));
+        let span = sim_span(&id);
         tokio::spawn(worker::run(self.clone(), id, handle, events, worker_stop).instrument(span));
     }
+}
+
+/// The span of the tasks that work for one SIM: their log lines read
+/// `sim{id=3654}` (the id's last four digits).
+pub fn sim_span(id: &str) -> tracing::Span {
+    tracing::info_span!("sim", id = %worker::tail(id))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
 use super::intake::{Intake, intake};
@@ -109,12 +110,14 @@ impl Relay {
             events: self.events.clone(),
             config: Some(self.config.clone()),
         };
-        let iccid = iccid.to_string();
-        let task = tokio::spawn(async move {
-            if let Err(error) = worker.run().await {
-                tracing::error!(%iccid, %error, "outbox worker stopped");
+        let task = tokio::spawn(
+            async move {
+                if let Err(error) = worker.run().await {
+                    tracing::error!(%error, "outbox worker stopped");
+                }
             }
-        });
+            .instrument(crate::bank::sim_span(iccid)),
+        );
         self.workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -149,7 +149,7 @@ impl<S: SmsSink> OutboxWorker<S> {
                     crate::metrics::relay_latency(Duration::from_millis(waited as u64));
                 }
                 Err(error) => {
-                    tracing::warn!(outbox = item.id, attempt = item.attempts, %error, "sms send failed");
+                    tracing::warn!(outbox = item.id, session = %item.session_id.as_deref().unwrap_or("-"), attempt = item.attempts, %error, "sms send failed");
                     let decision = match error.class() {
                         ErrorClass::Permanent => RetryDecision::GiveUp,
                         ErrorClass::Transient => {
