@@ -17,6 +17,7 @@
 //!                                                  │ masking rules │
 //!                                                  ▼               │
 //!                       operators ──► api (axum, SSE, dashboard) ──┘
+//!                   home automation ──► mqtt (broker, discovery) ──► api
 //! ```
 //!
 //! # Layout
@@ -53,12 +54,16 @@
 //!    the store's inbound transaction); [`voice`], the call bridge (a pure
 //!    state machine per SIM and the desk that carries out what it asks).
 //! 7. [`api`]: the local web API, SSE, callbacks, OpenAPI and the dashboard.
-//! 8. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
-//! 9. [`bench`]: the product measured from outside on the virtual network;
-//!    [`doctor`]: the installation checked from outside (the service user,
-//!    udev, ModemManager, the clock, the disk, the store and each SIM),
-//!    reading the machine under a root a test can replace.
-//! 10. [`cli`]: one file per command group, each a thin door; `main.rs` only
+//! 8. [`mqtt`]: events and health on an MQTT broker with Home Assistant
+//!    discovery, and opt-in commands: another door, built on the API's views
+//!    and actions (what a viewer sees is what is published; a command is
+//!    the admin route's own function), hence above it.
+//! 9. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
+//! 10. [`bench`]: the product measured from outside on the virtual network;
+//!     [`doctor`]: the installation checked from outside (the service user,
+//!     udev, ModemManager, the clock, the disk, the store and each SIM),
+//!     reading the machine under a root a test can replace.
+//! 11. [`cli`]: one file per command group, each a thin door; `main.rs` only
 //!     parses and dispatches.
 //!
 //! Pure layers (the PDU codec, the AT digester, the masking rules, the relay
@@ -78,6 +83,7 @@ pub mod logging;
 pub mod masking;
 pub mod metrics;
 pub mod modem;
+pub mod mqtt;
 pub mod number;
 pub mod pdu;
 pub mod profile;

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["config", "metrics"],
     &["sms", "voice"],
     &["api"],
+    &["mqtt"],
     &["daemon"],
     &["bench", "doctor"],
     &["cli"],

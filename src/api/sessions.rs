@@ -368,11 +368,23 @@ pub async fn close(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
+    let record = close_session(&state, &caller, id).await?;
+    Ok(Json(SessionView::new(record, &caller)))
+}
+
+/// Closes the open session `id` for `caller` (an admin: the API's route
+/// and the MQTT command): audited, announced on the bus, its call ended.
+pub async fn close_session(
+    state: &ApiState,
+    caller: &Caller,
+    id: String,
+) -> Result<SessionRecord, ApiError> {
+    caller.require(Role::Admin)?;
     let record = state
         .store
         .close_session(id, caller.name.clone(), crate::clock::now())
         .await?;
-    tracing::info!(session = %record.id, "session closed");
+    tracing::info!(session = %record.id, by = %caller.name, "session closed");
     state.events.publish(Event::SessionClosed {
         session_id: record.id.clone(),
     });
@@ -382,7 +394,7 @@ pub async fn close(
     if let Ok(ended) = state.calls.end_call(&record.id, closed).await {
         tracing::info!(session = %record.id, outcome = %ended.outcome, "its call ended");
     }
-    Ok(Json(SessionView::new(record, &caller)))
+    Ok(record)
 }
 
 /// Reopen a closed or expired session on the same proxy, when the masking

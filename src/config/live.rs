@@ -60,6 +60,7 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
     let nothing = |_: &Config| String::new();
     let secret = |c: &Config| d(&c.callbacks.secret);
     let pins = |c: &Config| d(&c.sims.iter().map(|s| &s.pin).collect::<Vec<_>>());
+    let mqtt_password = |c: &Config| d(&c.mqtt.password);
     const LIVE: bool = true;
     const RESTART: bool = false;
     macro_rules! key {
@@ -152,6 +153,10 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
     key!("sessions.sticky", RESTART, sessions.sticky);
     key!("sms.max_attempts", RESTART, sms.max_attempts);
     key!("sims", RESTART, sims; pins);
+    // The MQTT connection, its topics and Home Assistant's devices are
+    // set up once.
+    key!("appliance.name", RESTART, appliance.name);
+    key!("mqtt", RESTART, mqtt; mqtt_password);
 
     if d(&named) != d(new) {
         reload.needs_restart.push(OTHER_KEYS);
@@ -249,5 +254,15 @@ ports = ["/dev/simmask/*"]
         assert_eq!(plan(&full, &pin).needs_restart, ["sims"]);
         let (effective, _) = apply(&full, &pin);
         assert_eq!(effective.sims[0].pin.as_deref(), Some("1234"));
+
+        // MQTT is set up once: a change, a new password alone too, is named
+        // for a restart.
+        let mut mqtt = full.clone();
+        mqtt.mqtt.commands = true;
+        mqtt.appliance.name = Some("attic".into());
+        assert_eq!(plan(&full, &mqtt).needs_restart, ["appliance.name", "mqtt"]);
+        let mut password = full.clone();
+        password.mqtt.password = Some("another".into());
+        assert_eq!(plan(&full, &password).needs_restart, ["mqtt"]);
     }
 }

@@ -19,10 +19,12 @@ mod live;
 
 pub use live::{LiveConfig, Reload};
 mod check;
+mod mqtt;
 mod rails;
 
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
+pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
@@ -78,6 +80,12 @@ pub struct Config {
     /// Auto-responders answering each other through a relay.
     #[serde(default)]
     pub loop_protection: LoopProtection,
+    /// The appliance's name.
+    #[serde(default)]
+    pub appliance: ApplianceConfig,
+    /// Events and health published to an MQTT broker (Home Assistant).
+    #[serde(default)]
+    pub mqtt: MqttConfig,
     /// The system clock and the network's time.
     #[serde(default)]
     pub clock: ClockConfig,
@@ -444,6 +452,27 @@ impl Config {
             };
             invalid(&key, problem);
         }
+        if let Err(problem) = self.mqtt.validate() {
+            // Like the callbacks' checks, these lead with their key.
+            let (key, problem) = match problem.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => {
+                    (format!("mqtt.{key}"), rest.to_string())
+                }
+                _ => ("mqtt".to_string(), problem),
+            };
+            invalid(&key, problem);
+        }
+        if self
+            .appliance
+            .name
+            .as_ref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            invalid(
+                "appliance.name",
+                "empty: leave it out to use the host name".into(),
+            );
+        }
         if self.sms.budget_reserve_percent > 90 {
             invalid(
                 "sms.budget_reserve_percent",
@@ -609,6 +638,8 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             format!("{:?}", minimal.loop_protection)
         );
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
+        assert_eq!(format!("{:?}", example.mqtt), format!("{:?}", minimal.mqtt));
+        assert!(!example.mqtt.enabled());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! ```text
 //! bank ──BankEvent──► dispatch ──► relay ──► store ──► outbox worker (per SIM) ──► bank
 //!                        │                       │
-//!                        └──────► event bus ◄────┘──► API / SSE / metrics
+//!                        └──────► event bus ◄────┘──► API / SSE / metrics / MQTT
 //! ```
 
 mod clock;
@@ -165,6 +165,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         hangups,
         api_stop.clone(),
     ));
+    // MQTT is another door beside the API; it stops with it.
+    let mqtt = crate::mqtt::spawn(&config, state.clone(), api_stop.clone());
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
@@ -208,6 +210,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
     tracing::info!("simmask stopped");
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 mod allocate;
 mod api_queries;
+mod audit;
 mod callbacks;
 mod calls;
 mod export;
@@ -32,6 +33,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use audit::AuditRecord;
 pub use callbacks::PendingDelivery;
 pub use calls::CallInteraction;
 pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
