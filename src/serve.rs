@@ -212,7 +212,10 @@ pub async fn serve(
             Err(error) => {
                 // EMFILE and the like: the descriptors free up as the
                 // timeouts close connections. Wait a little, not a second.
-                tracing::warn!(%error, "accept failed");
+                if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(%error, "accept failed");
+                    last_warning = Some(tokio::time::Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }

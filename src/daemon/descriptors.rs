@@ -51,3 +51,21 @@ pub fn fit(limits: &ServeLimits) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_allows_the_default_cap() {
+        let unit = include_str!("../../systemd/simmask.service");
+        let limit: u64 = unit
+            .lines()
+            .find_map(|line| line.strip_prefix("LimitNOFILE="))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("the unit sets LimitNOFILE");
+        assert!(limit >= needed(&ServeLimits::default()), "{limit}");
+        // The usual soft limit holds the defaults too.
+        assert!(needed(&ServeLimits::default()) <= 1024);
+    }
+}
