@@ -138,7 +138,15 @@ pub fn plan(old: &Config, new: &Config) -> Reload {
         d(&new.loop_protection),
     );
 
-    compare("api.listen", false, d(&old.api), d(&new.api));
+    compare("api.listen", false, d(&old.api.listen), d(&new.api.listen));
+    // The connection limits are the listener's: they need a restart too.
+    let limits = |api: &super::Api| {
+        d(&super::Api {
+            listen: String::new(),
+            ..api.clone()
+        })
+    };
+    compare("api", false, limits(&old.api), limits(&new.api));
     compare("store.path", false, d(&old.store), d(&new.store));
     let rest = |m: &super::Modems| {
         d(&(
