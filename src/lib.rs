@@ -32,7 +32,10 @@
 //!    time as the modems report it (a Pi has no real-time clock). The clock
 //!    is a foundation, not part of the bank: the bank and the relay feed it
 //!    samples, and the daemon, the API and `doctor` read it, so it must sit
-//!    below all of them and know none.
+//!    below all of them and know none. [`serve`], HTTP connections on a
+//!    network the appliance does not control (header and idle deadlines,
+//!    a connection cap with a reserve): the API and the simulator's
+//!    control API both serve through it.
 //! 2. [`logging`], tracing set-up (human or JSON); [`pdu`], the pure SMS PDU
 //!    codec; [`profile`], the per-model firmware profiles. The codec and the
 //!    profiles are shared by the driver and the simulator, which is why they
@@ -87,6 +90,7 @@ pub mod mqtt;
 pub mod number;
 pub mod pdu;
 pub mod profile;
+pub mod serve;
 pub mod sim;
 pub mod sms;
 pub mod store;

@@ -6,6 +6,12 @@
 //! `lagged` event. The stream checks its token every second and as soon as
 //! a token is revoked through the API: a revoked or expired token gets an
 //! `unauthorized` event and the stream ends.
+//!
+//! Streams are capped per token and overall (`[api] max_event_streams`,
+//! `max_event_streams_per_token`): the newest is refused 429
+//! `too_many_streams` and its connection closed, so a refused client does
+//! not keep a socket either. A stream's place is given back when it ends or
+//! its client goes away.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -21,6 +27,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::ApiState;
 use super::auth::{self, Caller};
+use super::error::ApiError;
+use super::guard::StreamPermit;
 use crate::events::Envelope;
 
 /// How often an open stream checks that its token still works.
@@ -49,6 +57,8 @@ struct Feed {
     check: tokio::time::Interval,
     revoked: Arc<Notify>,
     ended: bool,
+    /// This stream's place under the caps, held while it runs.
+    _permit: StreamPermit,
 }
 
 impl Feed {
@@ -91,14 +101,17 @@ impl Feed {
 #[utoipa::path(get, path = "/api/v1/events",
     params(("Last-Event-ID" = Option<u64>, Header,
         description = "the id of the last event received: the missed ones come first")),
-    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")),
+    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
+        (status = 429, description = "too many streams open on this token or overall \
+            (`too_many_streams`); the connection is closed", body = super::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     _caller: Caller,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let token = auth::bearer(&headers).unwrap_or_default().to_string();
+    let permit = state.streams.open(&auth::hash_token(&token))?;
     // A malformed Last-Event-ID is ignored: the client gets the live feed.
     let last_seen = headers
         .get("last-event-id")
@@ -126,10 +139,11 @@ pub async fn stream(
         live,
         check,
         ended: false,
+        _permit: permit,
     };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         Some((Ok(event), feed))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 pub mod export;
 mod extract;
+pub mod guard;
 pub mod history;
 pub mod limits;
 pub mod metrics;
@@ -21,7 +22,6 @@ pub mod sessions;
 pub mod status;
 pub mod tokens;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -97,6 +97,17 @@ pub struct ApiState {
     /// The SIMs' budgets (`[sms]` and `[[sims]]`), when no live
     /// configuration is given (see [`ApiState::limits`]).
     pub limits: PoolLimits,
+    /// How long a request may take to be answered (`[api]
+    /// request_timeout_seconds`).
+    pub request_timeout: std::time::Duration,
+    /// The connection limits (`[api]`).
+    pub serve_limits: crate::serve::ServeLimits,
+    /// Event streams open at once, overall and per token.
+    pub streams: guard::StreamCaps,
+    /// Failed authentications per client.
+    pub failed_auth: guard::FailedAuth,
+    /// Proxies whose forwarded client address the limits believe.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// The daemon's configuration, which a reload changes: where the send
     /// limits and budgets come from when set.
     pub live: Option<crate::config::LiveConfig>,
@@ -149,6 +160,11 @@ impl ApiState {
             started_at: OffsetDateTime::now_utc(),
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
+            request_timeout: REQUEST_TIMEOUT,
+            serve_limits: crate::serve::ServeLimits::default(),
+            streams: guard::StreamCaps::default(),
+            failed_auth: guard::FailedAuth::default(),
+            trusted_proxies: Arc::default(),
             live: None,
         }
     }
@@ -193,23 +209,34 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     ]
 }
 
-/// How long a handler may take to start answering. Streams (events,
-/// exports) answer at once and are not cut: the limit is on the headers.
+/// How long a handler may take to start answering, by default. Streams
+/// (events, exports) answer at once and are not cut: the limit is on the
+/// headers.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The API and the dashboard.
 ///
 /// tower-http does what it is good at around the routes: a span per
-/// request (method, path, status, latency; paths never hold numbers), and a
-/// timeout so that a request stuck behind a busy store gets a 408 instead
-/// of hanging. The body limit stays axum's `DefaultBodyLimit`, whose
-/// refusal reaches our JSON error (`body_too_large`) through the extractors.
+/// request (method, path, status, latency; paths never hold numbers), a
+/// timeout so that a request stuck behind a busy store or a client
+/// dripping its body gets a 408 instead of hanging, and `Cache-Control:
+/// no-store` on every API answer (they carry numbers and message bodies;
+/// the dashboard's files set their own). The body limit stays axum's
+/// `DefaultBodyLimit`, whose refusal reaches our JSON error
+/// (`body_too_large`) through the extractors. Outermost, the client's
+/// address is settled (see [`guard`]) before the rate limit keys on it.
 pub fn router(state: ApiState) -> Router {
     let rate_limit = state.rate_limit;
-    let app = routes()
+    let trusted = state.trusted_proxies.clone();
+    let api = routes()
         .into_iter()
         .fold(Router::new(), |app, (path, route)| app.route(path, route))
-        .merge(dashboard::routes())
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ));
+    let app = dashboard::routes()
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -222,15 +249,23 @@ pub fn router(state: ApiState) -> Router {
                 )
                 .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                     axum::http::StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
+                    state.request_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::reserve_gate,
+        ))
         .with_state(state);
-    limits::apply(app, rate_limit)
+    limits::apply(app, rate_limit).layer(axum::middleware::from_fn_with_state(
+        trusted,
+        guard::set_client_address,
+    ))
 }
 
-/// Serves the API on `listen` until `shutdown` is cancelled.
+/// Serves the API on `listen` until `shutdown` is cancelled, within the
+/// state's connection limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -243,19 +278,21 @@ pub async fn serve(
             "the API listens beyond loopback without TLS: put a TLS proxy in front of it"
         );
     }
-    tracing::info!(%address, "api listening");
+    tracing::info!(
+        %address,
+        max_connections = state.serve_limits.max_connections,
+        reserve_connections = state.serve_limits.reserve_connections,
+        "api listening"
+    );
     tokio::spawn(
         state
             .signal_history
             .clone()
             .sample(state.pool.clone(), shutdown.clone()),
     );
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    let limits = state.serve_limits;
+    crate::serve::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -21,6 +21,10 @@ use crate::voice::{CallDesks, EndRequest, LiveCall};
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
+
+/// The largest `offset` of a session listing: far beyond any appliance's
+/// history, and well within SQLite's signed 64-bit `OFFSET`.
+pub const MAX_OFFSET: usize = 1_000_000_000;
 /// What an erased participant shows as.
 const ERASED: &str = "[erased]";
 /// Longest TTL accepted: a year.
@@ -143,8 +147,10 @@ pub struct ListQuery {
     /// Sessions whose label contains this text.
     pub label: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// Sessions to skip.
+    /// Sessions to skip, at most 1,000,000,000 (default 0).
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<usize>,
 }
 
@@ -156,7 +162,11 @@ pub struct SearchRequest {
     pub participant: Option<String>,
     pub status: Option<String>,
     pub label: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+    /// Sessions to skip, at most 1,000,000,000 (default 0).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<usize>,
 }
 
@@ -203,7 +213,10 @@ fn page(
     caller: &Caller,
     calls: &CallDesks,
 ) -> SessionPage {
-    let next_offset = (records.len() == limit).then_some(offset + limit);
+    // `find` bounds both, so this cannot overflow; checked all the same.
+    let next_offset = (records.len() == limit)
+        .then(|| offset.checked_add(limit))
+        .flatten();
     SessionPage {
         sessions: records
             .into_iter()
@@ -276,7 +289,8 @@ pub async fn open(
 
 /// List sessions, newest first.
 #[utoipa::path(get, path = "/api/v1/sessions", params(ListQuery),
-    responses((status = 200, body = SessionPage), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = SessionPage), (status = 400, body = ErrorBody),
+        (status = 422, description = "`limit` or `offset` out of its bounds (`out_of_range`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -314,8 +328,14 @@ async fn find(
 ) -> Result<SessionPage, ApiError> {
     let limit = search.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_PAGE_SIZE}"
+        return Err(ApiError::out_of_range(format!(
+            "limit {limit} is out of range: 1 to {MAX_PAGE_SIZE}"
+        )));
+    }
+    let offset = search.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::out_of_range(format!(
+            "offset {offset} is out of range: 0 to {MAX_OFFSET}"
         )));
     }
     // Viewers see numbers masked; a search by a whole number would let
@@ -323,7 +343,6 @@ async fn find(
     if search.participant.is_some() {
         caller.require(Role::Admin)?;
     }
-    let offset = search.offset.unwrap_or(0);
     let filter = SessionFilter {
         status: parse_status(search.status.as_deref())?,
         label: search.label,

@@ -129,6 +129,28 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
     // Read once at start: the listener, the store, the bank's modems, the
     // API's session defaults, the SIMs' identities and PINs.
     key!("api.listen", RESTART, api.listen);
+    // The connection limits are the listener's: they need a restart too.
+    key!("api.max_connections", RESTART, api.max_connections);
+    key!("api.reserve_connections", RESTART, api.reserve_connections);
+    key!(
+        "api.header_read_timeout_seconds",
+        RESTART,
+        api.header_read_timeout_seconds
+    );
+    key!(
+        "api.request_timeout_seconds",
+        RESTART,
+        api.request_timeout_seconds
+    );
+    key!("api.max_event_streams", RESTART, api.max_event_streams);
+    key!(
+        "api.max_event_streams_per_token",
+        RESTART,
+        api.max_event_streams_per_token
+    );
+    key!("api.failed_auth_burst", RESTART, api.failed_auth_burst);
+    key!("api.failed_auth_per_minute", RESTART, api.failed_auth_per_minute);
+    key!("api.trusted_proxies", RESTART, api.trusted_proxies);
     key!("store.path", RESTART, store.path);
     key!("modems.baud", RESTART, modems.baud);
     key!("modems.profiles_dir", RESTART, modems.profiles_dir);

@@ -14,6 +14,7 @@ use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
+mod api;
 mod callbacks;
 mod live;
 
@@ -22,6 +23,7 @@ mod check;
 mod mqtt;
 mod rails;
 
+pub use api::{Api, MIN_TOKEN_LENGTH, check_token, parse_net};
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
 pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
@@ -99,14 +101,6 @@ pub struct ClockConfig {
     /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
     #[serde(default)]
     pub set_system_clock: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Api {
-    /// Address of the API and dashboard. Default loopback only: put TLS in
-    /// front before binding elsewhere.
-    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -407,6 +401,9 @@ impl Config {
                 ),
             );
         }
+        for (key, problem) in self.api.problems() {
+            invalid(&key, problem);
+        }
         if self.modems.ports.is_empty() {
             invalid(
                 "modems.ports",
@@ -640,6 +637,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
         assert_eq!(format!("{:?}", example.mqtt), format!("{:?}", minimal.mqtt));
         assert!(!example.mqtt.enabled());
+        assert_eq!(format!("{:?}", example.api), format!("{:?}", minimal.api));
     }
 
     #[test]

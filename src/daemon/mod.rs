@@ -10,6 +10,7 @@
 
 mod clock;
 pub mod demo;
+mod descriptors;
 mod dispatch;
 mod pool;
 mod reload;
@@ -46,6 +47,8 @@ pub enum DaemonError {
     Profiles(#[from] crate::profile::ProfileError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("SIMMASK_ADMIN_TOKEN: {0}")]
+    AdminToken(String),
 }
 
 /// How the daemon is run.
@@ -98,6 +101,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         ),
         None => None,
     };
+    if let Some(token) = &options.admin_token {
+        crate::config::check_token(token).map_err(DaemonError::AdminToken)?;
+    }
     let live = crate::config::LiveConfig::new(config);
     let config = live.get();
     let store = Store::open(&config.store.path)?;
@@ -155,6 +161,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     // changes them).
     state.live = Some(live.clone());
     state.number_validation = config.numbers.validation;
+    state.limits = config.pool_limits();
+    state.request_timeout = config.api.request_timeout();
+    state.serve_limits = config.api.serve_limits();
+    state.streams = api::guard::StreamCaps::new(
+        config.api.max_event_streams,
+        config.api.max_event_streams_per_token,
+    );
+    state.failed_auth = api::guard::FailedAuth::new(
+        config.api.failed_auth_burst,
+        config.api.failed_auth_per_minute,
+    );
+    state.trusted_proxies = Arc::new(config.api.trusted_proxies());
+    descriptors::fit(&state.serve_limits);
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,

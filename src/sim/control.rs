@@ -33,12 +33,9 @@ pub async fn serve(
         network,
         modems: std::sync::Arc::new(modems),
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::warn!(%error, "sim control API stopped");
-    }
+    // The same connection limits as the appliance's API: in `simmask demo`
+    // both share one process and its descriptors.
+    crate::serve::serve(listener, app, crate::serve::ServeLimits::default(), stop).await;
 }
 
 fn router(shared: Shared) -> Router {

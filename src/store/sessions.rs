@@ -484,7 +484,7 @@ impl Store {
                 .map(|l| format!("%{}%", l.replace(['%', '_'], "")));
             let participant = filter.participant.map(|p| p.e164().to_string());
             let limit = filter.limit.clamp(1, MAX_PAGE_SIZE) as i64;
-            let offset = filter.offset as i64;
+            let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
             query_sessions(
                 conn,
                 "(?1 IS NULL OR s.status = ?1) AND (?2 IS NULL OR s.label LIKE ?2) \
