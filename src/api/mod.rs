@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 pub mod export;
 mod extract;
+pub mod health;
 pub mod history;
 pub mod limits;
 pub mod metrics;
@@ -96,6 +97,8 @@ pub struct ApiState {
     pub number_validation: NumberValidation,
     /// The SIMs' budgets (`[sms]` and `[[sims]]`).
     pub limits: PoolLimits,
+    /// The store's integrity check at start, which the daemon runs.
+    pub integrity: health::IntegritySlot,
 }
 
 impl ApiState {
@@ -120,6 +123,7 @@ impl ApiState {
             started_at: OffsetDateTime::now_utc(),
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
+            integrity: health::IntegritySlot::default(),
         }
     }
 }
@@ -129,9 +133,9 @@ impl ApiState {
 /// walk the document: a route cannot escape them.
 fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     vec![
-        ("/healthz", get(healthz)),
+        ("/healthz", get(health::healthz)),
         ("/metrics", get(metrics::render)),
-        ("/api/v1/healthz", get(healthz_v1)),
+        ("/api/v1/healthz", get(health::healthz_v1)),
         ("/api/v1/metrics", get(metrics::render_v1)),
         ("/api/v1/openapi.json", get(openapi_json)),
         ("/api/v1/me", get(me)),
@@ -228,27 +232,6 @@ pub async fn serve(
     .await
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-    pub version: &'static str,
-}
-
-/// Liveness, without a token.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-    })
-}
-
-/// Liveness, without a token (the same as `/healthz`).
-#[utoipa::path(get, path = "/api/v1/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz_v1() -> Json<Health> {
-    healthz().await
-}
-
 /// Who the token belongs to and what it may do.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
@@ -283,8 +266,8 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 #[openapi(
     info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
     paths(
-        healthz,
-        healthz_v1,
+        health::healthz,
+        health::healthz_v1,
         metrics::render,
         metrics::render_v1,
         openapi_json,

@@ -69,6 +69,27 @@ pub fn run(config: &Path, out: super::Output) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `PRAGMA quick_check` on the database file (read-only: the daemon may be
+/// writing it).
+fn integrity(path: &Path) -> Check {
+    match crate::store::quick_check_file(path) {
+        Ok(found) if found.ok => check(
+            "integrity",
+            true,
+            format!("quick_check ok ({} ms)", found.took_ms),
+        ),
+        Ok(found) => check(
+            "integrity",
+            false,
+            format!(
+                "the database file is damaged ({}): stop simmask and restore a backup",
+                found.problems.join("; ")
+            ),
+        ),
+        Err(error) => check("integrity", false, format!("cannot be checked: {error}")),
+    }
+}
+
 /// Runs every check.
 pub async fn checks(config: &Config) -> Vec<Check> {
     let mut checks = vec![check("config", true, "parsed and valid")];
@@ -95,6 +116,9 @@ pub async fn checks(config: &Config) -> Vec<Check> {
             path.display()
         ))
     };
+    if path.exists() {
+        checks.push(integrity(path));
+    }
     match opened {
         Err(error) => checks.push(check("store", false, error)),
         Ok(store) => {
