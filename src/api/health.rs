@@ -1,5 +1,5 @@
-//! `/healthz`: liveness without a token, and what an operator must know of
-//! the store even when nothing else answers: whether the file checked
+//! `/healthz`: liveness without a token, the clock, and what an operator
+//! must know of the store even when nothing else answers: whether the file checked
 //! clean at start (`PRAGMA quick_check`) and whether the disk takes writes.
 //!
 //! It answers 200 while the process serves: a supervisor that restarted the
@@ -37,6 +37,9 @@ pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
     pub store: StoreCondition,
+    /// The system clock against the network's time (a Pi has no real-time
+    /// clock): `suspect` when they disagree and nothing synchronises it.
+    pub clock: crate::clock::ClockStatus,
 }
 
 /// The store's file and disk.
@@ -95,14 +98,16 @@ impl StoreCondition {
     }
 }
 
-/// Liveness, without a token, with the store's condition.
+/// Liveness, without a token, with the store's condition and the clock.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz(State(state): State<ApiState>) -> Json<Health> {
     let store = StoreCondition::now(&state);
+    let sync = crate::clock::system_sync(std::path::Path::new("/"));
     Json(Health {
         status: if store.degraded() { "degraded" } else { "ok" },
         version: env!("CARGO_PKG_VERSION"),
         store,
+        clock: crate::clock::status(sync),
     })
 }
 

@@ -58,7 +58,7 @@ pub trait PoolView: Send + Sync {
 
     /// What allocation needs of every SIM the bank sees now.
     fn live_sims(&self) -> Vec<LiveSim> {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         self.sim_statuses()
             .iter()
             .map(|status| status.live(now, Duration::MAX))
@@ -95,10 +95,39 @@ pub struct ApiState {
     /// How much of the numbering plan a number typed by an operator must
     /// match (`[numbers] validation`).
     pub number_validation: NumberValidation,
-    /// The SIMs' budgets (`[sms]` and `[[sims]]`).
+    /// The SIMs' budgets (`[sms]` and `[[sims]]`), when no live
+    /// configuration is given (see [`ApiState::limits`]).
     pub limits: PoolLimits,
     /// The store's integrity check at start, which the daemon runs.
     pub integrity: health::IntegritySlot,
+    /// The daemon's configuration, which a reload changes: where the send
+    /// limits and budgets come from when set.
+    pub live: Option<crate::config::LiveConfig>,
+}
+
+impl ApiState {
+    /// The SIMs' budgets in force: the live configuration's (a reload
+    /// changes them), else [`ApiState::limits`].
+    pub fn limits(&self) -> PoolLimits {
+        match &self.live {
+            Some(live) => live.get().pool_limits(),
+            None => self.limits.clone(),
+        }
+    }
+
+    /// The per-SIM send limits in force, likewise.
+    pub fn send_limits(&self) -> Option<status::SendLimits> {
+        match &self.live {
+            Some(live) => {
+                let sms = &live.get().sms;
+                Some(status::SendLimits {
+                    per_minute: sms.per_minute,
+                    per_day: sms.per_day,
+                })
+            }
+            None => self.send_limits,
+        }
+    }
 }
 
 impl ApiState {
@@ -124,6 +153,7 @@ impl ApiState {
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
             integrity: health::IntegritySlot::default(),
+            live: None,
         }
     }
 }

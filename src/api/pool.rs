@@ -275,6 +275,7 @@ pub(super) async fn numbers_now(
         .collect();
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
+    let pool_limits = state.limits();
     let used = state
         .store
         .sim_budget_use(OffsetDateTime::now_utc())
@@ -288,7 +289,7 @@ pub(super) async fn numbers_now(
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
-            let limits = state.limits.of(&sim.iccid);
+            let limits = pool_limits.of(&sim.iccid);
             let (recipients, sent) = used.get(&sim.iccid).copied().unwrap_or_default();
             let budgets = Budgets {
                 messages_today: BudgetUse {
@@ -412,7 +413,7 @@ pub async fn update_number(
             iccid.clone(),
             change.clone(),
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(
@@ -527,7 +528,7 @@ pub async fn history(
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));
     }
-    let since = OffsetDateTime::now_utc() - CHART_SPAN;
+    let since = crate::clock::now() - CHART_SPAN;
     let traffic = state
         .store
         .sim_traffic_by_hour(iccid.clone(), since)

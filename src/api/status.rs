@@ -161,7 +161,7 @@ pub async fn status(
         now,
         uptime_seconds: u64::try_from((now - state.started_at).whole_seconds()).unwrap_or(0),
         store,
-        limits: state.send_limits,
+        limits: state.send_limits(),
         open_sessions: sims.iter().map(|s| s.number.open_sessions as usize).sum(),
         sessions: open,
         recent,

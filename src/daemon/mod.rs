@@ -8,16 +8,17 @@
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
+mod clock;
 pub mod demo;
 mod dispatch;
 mod pool;
+mod reload;
 mod sweeper;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,8 @@ pub enum DaemonError {
     },
     #[error("modem profiles: {0}")]
     Profiles(#[from] crate::profile::ProfileError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// How the daemon is run.
@@ -54,6 +57,8 @@ pub struct RunOptions {
     pub stop: CancellationToken,
     /// Told the API's bound address once everything runs.
     pub ready: Option<oneshot::Sender<SocketAddr>>,
+    /// The configuration file, re-read on SIGHUP (`simmask run`).
+    pub reload_from: Option<std::path::PathBuf>,
 }
 
 /// The bank's settings from the configuration.
@@ -85,11 +90,18 @@ pub fn bank_config(config: &Config) -> Result<BankConfig, DaemonError> {
 
 /// Runs the appliance until `options.stop` is cancelled.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError> {
-    let config = Arc::new(config);
+    // Installed first, so a reload right after start-up is not a kill.
+    let hangups = match &options.reload_from {
+        Some(_) => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(DaemonError::Signal)?,
+        ),
+        None => None,
+    };
+    let live = crate::config::LiveConfig::new(config);
+    let config = live.get();
     let store = Store::open(&config.store.path)?;
-    let requeued = store
-        .requeue_stuck_sending(OffsetDateTime::now_utc())
-        .await?;
+    let requeued = store.requeue_stuck_sending(crate::clock::now()).await?;
     if requeued > 0 {
         tracing::warn!(
             requeued,
@@ -139,28 +151,29 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
-    state.send_limits = Some(api::status::SendLimits {
-        per_minute: config.sms.per_minute,
-        per_day: config.sms.per_day,
-    });
+    // Send limits and budgets as the configuration in force says (a reload
+    // changes them).
+    state.live = Some(live.clone());
     state.number_validation = config.numbers.validation;
-    state.limits = config.pool_limits();
     // A crash or power cut in the middle of a write must leave a file that
     // checks clean: check it at every start, beside everything else.
     *state.integrity.write().unwrap_or_else(|e| e.into_inner()) = api::health::Integrity::Checking;
     let integrity_check = tokio::spawn(check_integrity(store.clone(), state.integrity.clone()));
     let api_stop = CancellationToken::new();
-    let callbacks = api::callbacks::spawn_callbacks(
-        config.callbacks.clone(),
-        &events,
+    let callbacks = tokio::spawn(reload::run(
+        options.reload_from,
+        live.clone(),
+        bank.clone(),
+        events.clone(),
         store.clone(),
+        hangups,
         api_stop.clone(),
-    );
+    ));
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
     let dispatch = dispatch::Dispatch::new(
-        config.clone(),
+        live.clone(),
         store.clone(),
         bank.clone(),
         events.clone(),
@@ -168,13 +181,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         workers_stop.clone(),
     );
     let sweeper = tokio::spawn(sweeper::run(
-        config.clone(),
+        live.clone(),
         store.clone(),
         bank.clone(),
         events.clone(),
         dispatch.relay(),
         stop.clone(),
     ));
+
+    let clock_task = tokio::spawn(clock::run(live.clone(), store.clone(), stop.clone()));
 
     if let Some(ready) = options.ready {
         let _ = ready.send(address);
@@ -193,6 +208,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         }
     }
     let _ = sweeper.await;
+    let _ = clock_task.await;
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;
@@ -214,7 +230,7 @@ async fn check_integrity(store: Store, slot: api::health::IntegritySlot) {
                 took_ms = check.took_ms,
                 problems = ?check.problems,
                 "store integrity check FAILED: the database file is damaged; \
-                 restore a backup (`simmask backup`) or see `simmask doctor`"
+                 restore a backup (`simmask restore`) or see `simmask doctor`"
             );
             api::health::Integrity::Checked(check)
         }

@@ -74,6 +74,9 @@ pub struct OutboxWorker<S> {
     /// Cancelled at shutdown; a send in flight is finished first.
     pub stop: CancellationToken,
     pub events: EventBus,
+    /// Where the limits come from while the daemon runs (a reload changes
+    /// them); `None` keeps the limiter's own.
+    pub config: Option<crate::config::LiveConfig>,
 }
 
 impl<S: SmsSink> OutboxWorker<S> {
@@ -104,12 +107,22 @@ impl<S: SmsSink> OutboxWorker<S> {
                 self.pause(POLL).await;
                 continue;
             }
+            if let Some(config) = &self.config {
+                let config = config.get();
+                let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
+                self.limiter
+                    .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
+            }
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
             if allowed > now {
-                let wait = u64::try_from(allowed - now).unwrap_or(0);
+                let mut wait = Duration::from_millis(u64::try_from(allowed - now).unwrap_or(0));
+                if self.config.is_some() {
+                    // A reload may raise the limits: look again soon.
+                    wait = wait.min(POLL);
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = self.stop.cancelled() => {}
                 }
                 continue;
@@ -210,8 +223,11 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(())
     }
 
+    /// The worker's clock: monotonic from its start, plus the steps the
+    /// daemon's clock followed since (see [`crate::clock`]), so rows queued
+    /// by the relay and retries agree on the time.
     fn now(&self) -> OffsetDateTime {
-        self.wall_at_start + self.started.elapsed()
+        self.wall_at_start + self.started.elapsed() + crate::clock::stepped()
     }
 
     fn start_ms(&self) -> i64 {
@@ -288,6 +304,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            config: None,
         };
         (store, tokio::spawn(worker.run()))
     }
@@ -431,6 +448,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            config: None,
         };
         let worker = tokio::spawn(again.run());
         for body in ["three", "four"] {
