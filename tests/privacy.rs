@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Daemon, Process, Sim, free_port, write_config};
+use common::{
+    ADMIN_TOKEN, Daemon, Process, Sim, free_port, leaks, number_forms as forms, write_config,
+};
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
@@ -41,34 +43,6 @@ async fn daemon_logging_to(config: &Path, port: u16, log: &Path) -> Daemon {
     };
     daemon.wait_ready(1).await;
     daemon
-}
-
-/// Every form in which `number` could leak: E.164, international digits,
-/// the national number (the subscriber part any prefix would show), and
-/// the swapped semi-octets of a PDU's address field (3GPP TS 23.040
-/// §9.1.2.3) as a hex dump would show them.
-fn forms(number: &str) -> Vec<String> {
-    let digits = number.trim_start_matches('+');
-    // UK numbers here: country code 44, then the national significant number.
-    let national = &digits[2..];
-    let mut nibbles: Vec<char> = digits.chars().collect();
-    if nibbles.len() % 2 == 1 {
-        nibbles.push('F');
-    }
-    let semi_octets: String = nibbles.chunks(2).flat_map(|p| [p[1], p[0]]).collect();
-    vec![digits.to_string(), national.to_string(), semi_octets]
-}
-
-/// The lines of `text` that contain any form of `number`.
-fn leaks(text: &str, number: &str) -> Vec<String> {
-    let forms = forms(number);
-    text.lines()
-        .filter(|line| {
-            let upper = line.to_ascii_uppercase();
-            forms.iter().any(|form| upper.contains(form.as_str()))
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 async fn wait_until<F: Fn(&Value) -> bool>(

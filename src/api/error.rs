@@ -188,6 +188,20 @@ impl From<StoreError> for ApiError {
             StoreError::Allocation(
                 AllocationError::SameParticipants | AllocationError::ParticipantIsProxy(_),
             ) => Self::unprocessable("invalid_participants", error.to_string()),
+            // The disk, not the request: say so, and that nothing is lost.
+            full if full.is_disk_full() => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                format!(
+                    "the appliance's disk is full, so nothing can be stored ({full}); \
+                     received messages stay on the SIMs until space is freed"
+                ),
+            ),
+            failing if failing.is_write_failure() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the appliance cannot write to its store: {failing}"),
+            ),
             other => Self::internal(other.to_string()),
         }
     }

@@ -14,6 +14,7 @@ mod events;
 pub mod export;
 mod extract;
 pub mod guard;
+pub mod health;
 pub mod history;
 pub mod limits;
 pub mod metrics;
@@ -108,6 +109,8 @@ pub struct ApiState {
     pub failed_auth: guard::FailedAuth,
     /// Proxies whose forwarded client address the limits believe.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The store's integrity check at start, which the daemon runs.
+    pub integrity: health::IntegritySlot,
     /// The daemon's configuration, which a reload changes: where the send
     /// limits and budgets come from when set.
     pub live: Option<crate::config::LiveConfig>,
@@ -165,6 +168,7 @@ impl ApiState {
             streams: guard::StreamCaps::default(),
             failed_auth: guard::FailedAuth::default(),
             trusted_proxies: Arc::default(),
+            integrity: health::IntegritySlot::default(),
             live: None,
         }
     }
@@ -175,9 +179,9 @@ impl ApiState {
 /// walk the document: a route cannot escape them.
 fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     vec![
-        ("/healthz", get(healthz)),
+        ("/healthz", get(health::healthz)),
         ("/metrics", get(metrics::render)),
-        ("/api/v1/healthz", get(healthz_v1)),
+        ("/api/v1/healthz", get(health::healthz_v1)),
         ("/api/v1/metrics", get(metrics::render_v1)),
         ("/api/v1/openapi.json", get(openapi_json)),
         ("/api/v1/me", get(me)),
@@ -295,32 +299,6 @@ pub async fn serve(
     Ok(())
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-    pub version: &'static str,
-    /// The system clock against the network's time (a Pi has no real-time
-    /// clock): `suspect` when they disagree and nothing synchronises it.
-    pub clock: crate::clock::ClockStatus,
-}
-
-/// Liveness, without a token, and the clock.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    let sync = crate::clock::system_sync(std::path::Path::new("/"));
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        clock: crate::clock::status(sync),
-    })
-}
-
-/// Liveness, without a token (the same as `/healthz`).
-#[utoipa::path(get, path = "/api/v1/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz_v1() -> Json<Health> {
-    healthz().await
-}
-
 /// Who the token belongs to and what it may do.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
@@ -355,8 +333,8 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 #[openapi(
     info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
     paths(
-        healthz,
-        healthz_v1,
+        health::healthz,
+        health::healthz_v1,
         metrics::render,
         metrics::render_v1,
         openapi_json,

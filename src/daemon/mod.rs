@@ -174,6 +174,10 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     );
     state.trusted_proxies = Arc::new(config.api.trusted_proxies());
     descriptors::fit(&state.serve_limits);
+    // A crash or power cut in the middle of a write must leave a file that
+    // checks clean: check it at every start, beside everything else.
+    *state.integrity.write().unwrap_or_else(|e| e.into_inner()) = api::health::Integrity::Checking;
+    let integrity_check = tokio::spawn(check_integrity(store.clone(), state.integrity.clone()));
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,
@@ -232,8 +236,34 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     if let Some(mqtt) = mqtt {
         let _ = mqtt.await;
     }
+    integrity_check.abort();
     tracing::info!("simmask stopped");
     Ok(())
+}
+
+/// `PRAGMA quick_check` on the store, logged and kept for `/healthz` and
+/// `/api/v1/status`.
+async fn check_integrity(store: Store, slot: api::health::IntegritySlot) {
+    let outcome = match store.integrity().await {
+        Ok(check) if check.ok => {
+            tracing::info!(took_ms = check.took_ms, "store integrity check: ok");
+            api::health::Integrity::Checked(check)
+        }
+        Ok(check) => {
+            tracing::error!(
+                took_ms = check.took_ms,
+                problems = ?check.problems,
+                "store integrity check FAILED: the database file is damaged; \
+                 restore a backup (`simmask restore`) or see `simmask doctor`"
+            );
+            api::health::Integrity::Checked(check)
+        }
+        Err(error) => {
+            tracing::error!(%error, "store integrity check could not run");
+            api::health::Integrity::Failed(error.to_string())
+        }
+    };
+    *slot.write().unwrap_or_else(|e| e.into_inner()) = outcome;
 }
 
 /// Cancels `stop` on SIGINT or SIGTERM. The handlers are installed before

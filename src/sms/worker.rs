@@ -54,6 +54,8 @@ pub trait SmsSink: Send + Sync {
 
 /// How often an idle or unhealthy SIM's outbox is looked at again.
 const POLL: Duration = Duration::from_secs(1);
+/// The longest wait between tries of a write the store refused.
+const MAX_PERSIST_WAIT: Duration = Duration::from_secs(5);
 
 /// The worker for one SIM.
 pub struct OutboxWorker<S> {
@@ -125,11 +127,19 @@ impl<S: SmsSink> OutboxWorker<S> {
                 }
                 continue;
             }
-            let Some(item) = self
+            let claimed = self
                 .store
                 .claim_next_due(self.proxy_iccid.clone(), self.now())
-                .await?
-            else {
+                .await;
+            let Some(item) = (match claimed {
+                // A full disk: nothing is claimed until it takes writes.
+                Err(error) if error.is_write_failure() => {
+                    tracing::debug!(iccid = %self.proxy_iccid, %error, "outbox: the store refuses writes");
+                    self.pause(POLL).await;
+                    continue;
+                }
+                other => other?,
+            }) else {
                 self.pause(POLL).await;
                 continue;
             };
@@ -144,7 +154,10 @@ impl<S: SmsSink> OutboxWorker<S> {
             self.limiter.record(self.now_ms());
             match self.sink.send_sms(&to, &item.body, true).await {
                 Ok(refs) => {
-                    self.store.mark_sent(item.id, refs, self.now()).await?;
+                    // Sent: that must be recorded, or a restart would send
+                    // it again; a full disk is waited out.
+                    self.persist(|| self.store.mark_sent(item.id, refs.clone(), self.now()))
+                        .await?;
                     let waited = self.now_ms().saturating_sub(item.created_ms).max(0);
                     crate::metrics::relay_latency(Duration::from_millis(waited as u64));
                 }
@@ -161,8 +174,7 @@ impl<S: SmsSink> OutboxWorker<S> {
                         RetryDecision::RetryAt(at) => {
                             let at = self.wall_at_start
                                 + (time::Duration::milliseconds(at - self.start_ms()));
-                            self.store
-                                .mark_retry(item.id, error.to_string(), at)
+                            self.persist(|| self.store.mark_retry(item.id, error.to_string(), at))
                                 .await?
                         }
                     }
@@ -172,9 +184,36 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(())
     }
 
+    /// Runs a store write again, with a growing wait, while the disk
+    /// refuses it (full, failing): what it records has happened. Gives up
+    /// only at shutdown.
+    async fn persist<R, F, Fut>(&self, mut write: F) -> Result<R, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, StoreError>>,
+    {
+        let mut wait = Duration::from_millis(250);
+        let mut warned = false;
+        loop {
+            match write().await {
+                Err(error) if error.is_write_failure() && !self.stop.is_cancelled() => {
+                    if !warned {
+                        tracing::warn!(iccid = %self.proxy_iccid, %error, "outbox: cannot record a send; trying again until the store writes");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(MAX_PERSIST_WAIT);
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn fail(&self, item: &OutboxItem, reason: String) -> Result<(), StoreError> {
-        self.store
-            .mark_failed(item.id, reason.clone(), self.now())
+        self.persist(|| self.store.mark_failed(item.id, reason.clone(), self.now()))
             .await?;
         self.events.publish(Event::MessageFailed {
             session_id: item.session_id.clone(),
