@@ -20,6 +20,7 @@ pub mod pool;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
+pub mod twilio;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,6 +97,8 @@ pub struct ApiState {
     pub number_validation: NumberValidation,
     /// The SIMs' budgets (`[sms]` and `[[sims]]`).
     pub limits: PoolLimits,
+    /// `[twilio] account_sid`: the Twilio Proxy facade is on with one.
+    pub twilio_account_sid: Option<String>,
 }
 
 impl ApiState {
@@ -120,6 +123,7 @@ impl ApiState {
             started_at: OffsetDateTime::now_utc(),
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
+            twilio_account_sid: None,
         }
     }
 }
@@ -180,6 +184,7 @@ pub fn router(state: ApiState) -> Router {
         .into_iter()
         .fold(Router::new(), |app, (path, route)| app.route(path, route))
         .merge(dashboard::routes())
+        .merge(twilio::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(

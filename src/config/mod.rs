@@ -81,6 +81,27 @@ pub struct Config {
     /// The system clock and the network's time.
     #[serde(default)]
     pub clock: ClockConfig,
+    /// The Twilio Proxy v1 facade under `/twilio/v1` (off unless an
+    /// account SID is set).
+    #[serde(default)]
+    pub twilio: TwilioConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// The account SID clients send as the Basic auth user (`AC` + 32 hex
+    /// digits); their password is an appliance API token.
+    pub account_sid: Option<String>,
+}
+
+/// Whether `sid` is an account SID: `AC` and 32 lower-case hex digits.
+pub fn is_account_sid(sid: &str) -> bool {
+    sid.len() == 34
+        && sid.starts_with("AC")
+        && sid[2..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -397,6 +418,14 @@ impl Config {
                     "{:?} is not an address and port such as \"127.0.0.1:8080\"",
                     self.api.listen
                 ),
+            );
+        }
+        if let Some(sid) = &self.twilio.account_sid
+            && !is_account_sid(sid)
+        {
+            invalid(
+                "twilio.account_sid",
+                format!("{sid:?} is not an account SID: \"AC\" and 32 lower-case hex digits"),
             );
         }
         if self.modems.ports.is_empty() {
@@ -755,6 +784,10 @@ msisdn = \"+447700900002\"
             (
                 format!("{MINIMAL}\n[numbers]\ndefault_region = \"XX\""),
                 "numbers.default_region",
+            ),
+            (
+                format!("{MINIMAL}\n[twilio]\naccount_sid = \"AC123\""),
+                "twilio.account_sid",
             ),
             (
                 format!("{MINIMAL}\n[[sims]]\niccid = \"1\"\npin = \"12\""),

@@ -157,6 +157,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     });
     state.number_validation = config.numbers.validation;
     state.limits = config.pool_limits();
+    state.twilio_account_sid = config.twilio.account_sid.clone();
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,

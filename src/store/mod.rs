@@ -22,6 +22,7 @@ mod relay;
 mod retention;
 mod sessions;
 mod tokens;
+mod twilio;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -47,6 +48,9 @@ pub use sessions::{
     SimRecord,
 };
 pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
+pub use twilio::{
+    ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
+};
 
 use crate::masking::allocation::AllocationError;
 
