@@ -15,6 +15,7 @@ use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "a-secret-that-signs-callbacks";
 
 /// The virtual environment's Python, which `scripts/twilio-client` makes.
 fn python() -> PathBuf {
@@ -55,7 +56,7 @@ async fn the_official_twilio_library_drives_the_appliance() {
         dir.path(),
         &sim,
         port,
-        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\n"),
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
     );
     let daemon = Daemon::start(&config, port, 3).await;
     let admin = token(&daemon, "marketplace", "admin").await;
@@ -71,6 +72,7 @@ async fn the_official_twilio_library_drives_the_appliance() {
             .env("SIMMASK_URL", url)
             .env("SIM_CONTROL", sim_control)
             .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
             .env("ADMIN_TOKEN", admin)
             .env("VIEWER_TOKEN", viewer)
             .env("PROXIES", serde_json::to_string(&proxies).unwrap())

@@ -97,8 +97,8 @@ pub struct ApiState {
     pub number_validation: NumberValidation,
     /// The SIMs' budgets (`[sms]` and `[[sims]]`).
     pub limits: PoolLimits,
-    /// `[twilio] account_sid`: the Twilio Proxy facade is on with one.
-    pub twilio_account_sid: Option<String>,
+    /// `[twilio]`: the Twilio Proxy facade is on with an account SID.
+    pub twilio: Option<twilio::Settings>,
 }
 
 impl ApiState {
@@ -123,7 +123,7 @@ impl ApiState {
             started_at: OffsetDateTime::now_utc(),
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
-            twilio_account_sid: None,
+            twilio: None,
         }
     }
 }
@@ -219,6 +219,7 @@ pub async fn serve(
         );
     }
     tracing::info!(%address, "api listening");
+    twilio::spawn_callbacks(&state, shutdown.clone());
     tokio::spawn(
         state
             .signal_history

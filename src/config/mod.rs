@@ -93,6 +93,13 @@ pub struct TwilioConfig {
     /// The account SID clients send as the Basic auth user (`AC` + 32 hex
     /// digits); their password is an appliance API token.
     pub account_sid: Option<String>,
+    /// The secret that signs the services' callbacks (`X-Twilio-Signature`,
+    /// as Twilio signs with the account's auth token): give the receivers'
+    /// `RequestValidator` the same. Needed for a service's `CallbackUrl`.
+    pub auth_token: Option<String>,
+    /// How clients reach the appliance (`https://proxy.example`), for the
+    /// `url` fields of callbacks; default `http://` and `[api] listen`.
+    pub public_url: Option<String>,
 }
 
 /// Whether `sid` is an account SID: `AC` and 32 lower-case hex digits.
@@ -426,6 +433,25 @@ impl Config {
             invalid(
                 "twilio.account_sid",
                 format!("{sid:?} is not an account SID: \"AC\" and 32 lower-case hex digits"),
+            );
+        }
+        if self
+            .twilio
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            invalid(
+                "twilio.auth_token",
+                "at least 16 characters (it signs callbacks)".into(),
+            );
+        }
+        if let Some(url) = &self.twilio.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            invalid(
+                "twilio.public_url",
+                format!("{url:?} is not an http(s) URL"),
             );
         }
         if self.modems.ports.is_empty() {

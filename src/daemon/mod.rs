@@ -157,7 +157,23 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     });
     state.number_validation = config.numbers.validation;
     state.limits = config.pool_limits();
-    state.twilio_account_sid = config.twilio.account_sid.clone();
+    state.twilio = config
+        .twilio
+        .account_sid
+        .clone()
+        .map(|account_sid| api::twilio::Settings {
+            account_sid,
+            auth_token: config.twilio.auth_token.clone(),
+            base_url: format!(
+                "{}/twilio/v1",
+                config
+                    .twilio
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.api.listen))
+                    .trim_end_matches('/')
+            ),
+        });
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,

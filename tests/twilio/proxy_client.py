@@ -10,11 +10,15 @@ JSON line of what it saw when all hold.
 import json
 import os
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 API = os.environ["SIMMASK_URL"]  # http://127.0.0.1:PORT
@@ -23,6 +27,7 @@ ACCOUNT = os.environ["TWILIO_ACCOUNT_SID"]
 ADMIN = os.environ["ADMIN_TOKEN"]
 VIEWER = os.environ["VIEWER_TOKEN"]
 PROXIES = json.loads(os.environ["PROXIES"])  # the bank's numbers, E.164
+AUTH_TOKEN = os.environ["TWILIO_AUTH_TOKEN"]  # [twilio] auth_token: signs callbacks
 
 ALICE, BOB = "+447911223344", "+447912334455"
 CAROL, DAVE = "+447913445566", "+447914556677"
@@ -63,6 +68,23 @@ def native(method, path, body=None):
         return json.loads(response.read())
 
 
+class Receiver(BaseHTTPRequestHandler):
+    """The marketplace's callback endpoint: keeps what it is sent."""
+
+    received = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        Receiver.received.append(
+            (self.path, self.headers.get("X-Twilio-Signature"), dict(urllib.parse.parse_qsl(body)))
+        )
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 def messages(number):
     return control("GET", f"/handsets/{number}/messages")
 
@@ -101,7 +123,13 @@ def main():
     seen = {}
 
     # A service, and the bank's numbers in its pool: the last one reserved.
-    service = proxy.services.create(unique_name="market", default_ttl=3600)
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    callback_url = f"http://127.0.0.1:{receiver.server_port}/proxy/status"
+    service = proxy.services.create(
+        unique_name="market", default_ttl=3600, callback_url=callback_url
+    )
+    assert service.callback_url == callback_url
     assert service.sid.startswith("KS") and len(service.sid) == 34, service.sid
     assert service.account_sid == ACCOUNT
     assert service.default_ttl == 3600
@@ -155,6 +183,27 @@ def main():
     assert interactions(relayed.sid).fetch().sid == relayed.sid
     assert sessions(session.sid).fetch().status == "in-progress"
 
+    # The service's callback URL hears of it, signed as Twilio signs.
+    validator = RequestValidator(AUTH_TOKEN)
+    callback = wait_for(
+        "a callback for the relayed message",
+        lambda: [r for r in Receiver.received if r[2].get("interactionSid") == relayed.sid],
+    )[0]
+    path, signature, params = callback
+    assert path == "/proxy/status"
+    assert params["interactionType"] == "message", params
+    assert params["interactionSessionSid"] == session.sid
+    assert params["interactionServiceSid"] == service.sid
+    assert params["interactionAccountSid"] == ACCOUNT
+    assert params["inboundParticipantSid"] == alice.sid
+    assert params["outboundParticipantSid"] == bob.sid
+    assert json.loads(params["interactionData"]) == {"body": "Is it still for sale?"}
+    assert validator.validate(callback_url, params, signature), "RequestValidator accepts it"
+    tampered = dict(params, interactionData='{"body": "forged"}')
+    assert not validator.validate(callback_url, tampered, signature)
+    assert not RequestValidator("another token").validate(callback_url, params, signature)
+    seen["callbacks"] = len(Receiver.received)
+
     # The proxy itself texts a participant.
     sent = participants(alice.sid).message_interactions.create(body="Your order is confirmed")
     assert sent.sid.startswith("KI") and sent.participant_sid == alice.sid
@@ -196,6 +245,17 @@ def main():
     )[0]
     assert voice.inbound_participant_sid == bob.sid and voice.outbound_participant_sid == alice.sid
     assert voice.outbound_resource_status == "completed", voice.outbound_resource_status
+    voice_callback = wait_for(
+        "a callback for the call",
+        lambda: [
+            r
+            for r in Receiver.received
+            if r[2].get("interactionSid") == voice.sid
+            and r[2].get("outboundResourceStatus") == "completed"
+        ],
+    )[0]
+    assert voice_callback[2]["interactionType"] == "voice"
+    assert validator.validate(callback_url, voice_callback[2], voice_callback[1])
 
     # A session with both participants given at creation; then the pool's
     # other unreserved number, and the reserved one only when asked for.
@@ -255,6 +315,11 @@ def main():
     refused(lambda: sessions.create(mode="video"), 400, 20001)
     refused(lambda: participants.create(identifier="not a number"), 400)
     refused(lambda: proxy.services.create(unique_name="market"), 409)
+    refused(
+        lambda: proxy.services(service.sid).update(intercept_callback_url="http://127.0.0.1:9/x"),
+        400,
+        20001,
+    )
 
     # Closing stops relaying.
     closed = sessions(session.sid).update(status="closed")

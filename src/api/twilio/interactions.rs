@@ -148,6 +148,29 @@ async fn interactions_of(
     Ok((records, targets))
 }
 
+/// The view of interaction `id` of the session (its latest call when
+/// `None`), as a callback reports it.
+pub(super) async fn interaction_view_of(
+    state: &ApiState,
+    client: &Client,
+    resolved: &Resolved,
+    id: Option<i64>,
+) -> Result<Option<Value>, TwilioError> {
+    let (records, targets) = interactions_of(state, resolved).await?;
+    let record = match id {
+        Some(id) => records.iter().find(|r| r.id == id),
+        None => records.iter().find(|r| r.kind == "call"),
+    };
+    Ok(record.map(|record| {
+        let url = client.url(&format!(
+            "{}/Interactions/{}",
+            resolved.path(),
+            interaction_sid(record.id)
+        ));
+        interaction_view(client, resolved, &targets, record, url)
+    }))
+}
+
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,

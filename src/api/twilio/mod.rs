@@ -9,6 +9,7 @@
 //! keys, absolute `url`/`links`, lists in the `meta` envelope, errors as
 //! `{code, message, more_info, status}` with Twilio's numeric codes.
 
+mod callbacks;
 mod interactions;
 mod participants;
 mod services;
@@ -27,6 +28,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
 
 use super::ApiState;
 use super::auth::{Caller, authenticate};
@@ -40,6 +42,24 @@ pub const PREFIX: &str = "/twilio/v1";
 const MAX_PAGE_SIZE: usize = 1000;
 /// Twilio's page size when none is asked for.
 const DEFAULT_PAGE_SIZE: usize = 50;
+
+/// The facade's settings (`[twilio]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The account SID clients authenticate with.
+    pub account_sid: String,
+    /// The key of `X-Twilio-Signature` on callbacks.
+    pub auth_token: Option<String>,
+    /// `http(s)://host:port/twilio/v1` as callbacks' `url` fields show it.
+    pub base_url: String,
+}
+
+/// Starts the services' status callbacks (while the API serves).
+pub fn spawn_callbacks(state: &ApiState, shutdown: CancellationToken) {
+    if let Some(settings) = state.twilio.clone() {
+        callbacks::spawn(state.clone(), settings, shutdown);
+    }
+}
 
 /// The facade's routes (they answer 404 while it is off).
 pub fn routes() -> Router<ApiState> {
@@ -307,7 +327,11 @@ impl FromRequestParts<ApiState> for Client {
     type Rejection = TwilioError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, TwilioError> {
-        let Some(account) = &state.twilio_account_sid else {
+        let Some(Settings {
+            account_sid: account,
+            ..
+        }) = &state.twilio
+        else {
             return Err(TwilioError::not_found(
                 "The Twilio Proxy API is off: set [twilio] account_sid in the configuration",
             ));

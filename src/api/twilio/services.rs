@@ -83,7 +83,7 @@ fn url_param(form: &Form, key: &str) -> Result<Option<Option<String>>, TwilioErr
 }
 
 /// Applies the parameters of a create or update to `service`.
-fn apply(form: &Form, service: &mut TwilioService) -> Result<(), TwilioError> {
+fn apply(form: &Form, service: &mut TwilioService, signed: bool) -> Result<(), TwilioError> {
     form.only(SERVICE_PARAMS)?;
     if let Some(name) = form.get("UniqueName") {
         if name.is_empty() || name.chars().count() > MAX_UNIQUE_NAME {
@@ -102,13 +102,24 @@ fn apply(form: &Form, service: &mut TwilioService) -> Result<(), TwilioError> {
         service.default_ttl = (ttl > 0).then_some(ttl);
     }
     if let Some(url) = url_param(form, "CallbackUrl")? {
+        if url.is_some() && !signed {
+            return Err(TwilioError::invalid(
+                "Invalid parameter CallbackUrl: set [twilio] auth_token in the appliance's \
+                 configuration first (it signs the callbacks)",
+            ));
+        }
         service.callback_url = url;
     }
-    if let Some(url) = url_param(form, "InterceptCallbackUrl")? {
-        service.intercept_callback_url = url;
-    }
-    if let Some(url) = url_param(form, "OutOfSessionCallbackUrl")? {
-        service.out_of_session_callback_url = url;
+    // Intercept and out-of-session callbacks would hold the relay for an
+    // answer from the network; the appliance has its own rules for both
+    // ([intercept], [out_of_session]), so they are refused, not ignored.
+    for key in ["InterceptCallbackUrl", "OutOfSessionCallbackUrl"] {
+        if url_param(form, key)?.flatten().is_some() {
+            return Err(TwilioError::invalid(format!(
+                "Invalid parameter {key}: not supported by this appliance; its [intercept] \
+                 rules and [out_of_session] policy do this job"
+            )));
+        }
     }
     if let Some(behavior) = form.get("NumberSelectionBehavior") {
         if !matches!(behavior, "prefer-sticky" | "avoid-sticky") {
@@ -138,6 +149,14 @@ fn apply(form: &Form, service: &mut TwilioService) -> Result<(), TwilioError> {
     Ok(())
 }
 
+/// Whether callbacks can be signed (`[twilio] auth_token`).
+fn signs(state: &ApiState) -> bool {
+    state
+        .twilio
+        .as_ref()
+        .is_some_and(|t| t.auth_token.is_some())
+}
+
 pub async fn create(
     State(state): State<ApiState>,
     client: Client,
@@ -157,7 +176,7 @@ pub async fn create(
         created_ms: now,
         updated_ms: now,
     };
-    apply(&form, &mut service)?;
+    apply(&form, &mut service, signs(&state))?;
     if service.unique_name.is_none() {
         return Err(TwilioError::invalid(
             "Missing required parameter UniqueName",
@@ -199,7 +218,7 @@ pub async fn update(
 ) -> Result<Json<Value>, TwilioError> {
     client.require(Role::Admin)?;
     let mut service = service(&state, &key).await?;
-    apply(&form, &mut service)?;
+    apply(&form, &mut service, signs(&state))?;
     service.updated_ms = ms(crate::clock::now());
     state.store.twilio_update_service(service.clone()).await?;
     Ok(Json(service_view(&client, &service)))
