@@ -292,7 +292,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
+    info(title = "simmask", description = "Local API of the simmask number-masking appliance. The Twilio Proxy v1 facade under /twilio/v1 (on with [twilio] account_sid) is described by Twilio's own OpenAPI document for Proxy (twilio_proxy_v1); the README lists where it differs."),
     paths(
         healthz,
         healthz_v1,
