@@ -22,6 +22,7 @@ pub mod pool;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
+pub mod twilio;
 
 use std::sync::Arc;
 
@@ -114,6 +115,8 @@ pub struct ApiState {
     /// The daemon's configuration, which a reload changes: where the send
     /// limits and budgets come from when set.
     pub live: Option<crate::config::LiveConfig>,
+    /// `[twilio]`: the Twilio Proxy facade is on with an account SID.
+    pub twilio: Option<twilio::Settings>,
 }
 
 impl ApiState {
@@ -170,6 +173,7 @@ impl ApiState {
             trusted_proxies: Arc::default(),
             integrity: health::IntegritySlot::default(),
             live: None,
+            twilio: None,
         }
     }
 }
@@ -235,6 +239,7 @@ pub fn router(state: ApiState) -> Router {
     let api = routes()
         .into_iter()
         .fold(Router::new(), |app, (path, route)| app.route(path, route))
+        .merge(twilio::routes())
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),
@@ -288,6 +293,7 @@ pub async fn serve(
         reserve_connections = state.serve_limits.reserve_connections,
         "api listening"
     );
+    twilio::spawn_callbacks(&state, shutdown.clone());
     tokio::spawn(
         state
             .signal_history
@@ -331,7 +337,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
+    info(title = "simmask", description = "Local API of the simmask number-masking appliance. The Twilio Proxy v1 facade under /twilio/v1 (on with [twilio] account_sid) is described by Twilio's own OpenAPI document for Proxy (twilio_proxy_v1); the README lists where it differs."),
     paths(
         health::healthz,
         health::healthz_v1,

@@ -91,6 +91,34 @@ pub struct Config {
     /// The system clock and the network's time.
     #[serde(default)]
     pub clock: ClockConfig,
+    /// The Twilio Proxy v1 facade under `/twilio/v1` (off unless an
+    /// account SID is set).
+    #[serde(default)]
+    pub twilio: TwilioConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// The account SID clients send as the Basic auth user (`AC` + 32 hex
+    /// digits); their password is an appliance API token.
+    pub account_sid: Option<String>,
+    /// The secret that signs the services' callbacks (`X-Twilio-Signature`,
+    /// as Twilio signs with the account's auth token): give the receivers'
+    /// `RequestValidator` the same. Needed for a service's `CallbackUrl`.
+    pub auth_token: Option<String>,
+    /// How clients reach the appliance (`https://proxy.example`), for the
+    /// `url` fields of callbacks; default `http://` and `[api] listen`.
+    pub public_url: Option<String>,
+}
+
+/// Whether `sid` is an account SID: `AC` and 32 lower-case hex digits.
+pub fn is_account_sid(sid: &str) -> bool {
+    sid.len() == 34
+        && sid.starts_with("AC")
+        && sid[2..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -403,6 +431,33 @@ impl Config {
         }
         for (key, problem) in self.api.problems() {
             invalid(&key, problem);
+        }
+        if let Some(sid) = &self.twilio.account_sid
+            && !is_account_sid(sid)
+        {
+            invalid(
+                "twilio.account_sid",
+                format!("{sid:?} is not an account SID: \"AC\" and 32 lower-case hex digits"),
+            );
+        }
+        if self
+            .twilio
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            invalid(
+                "twilio.auth_token",
+                "at least 16 characters (it signs callbacks)".into(),
+            );
+        }
+        if let Some(url) = &self.twilio.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            invalid(
+                "twilio.public_url",
+                format!("{url:?} is not an http(s) URL"),
+            );
         }
         if self.modems.ports.is_empty() {
             invalid(
@@ -784,6 +839,10 @@ msisdn = \"+447700900002\"
             (
                 format!("{MINIMAL}\n[numbers]\ndefault_region = \"XX\""),
                 "numbers.default_region",
+            ),
+            (
+                format!("{MINIMAL}\n[twilio]\naccount_sid = \"AC123\""),
+                "twilio.account_sid",
             ),
             (
                 format!("{MINIMAL}\n[[sims]]\niccid = \"1\"\npin = \"12\""),

@@ -178,6 +178,23 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     // checks clean: check it at every start, beside everything else.
     *state.integrity.write().unwrap_or_else(|e| e.into_inner()) = api::health::Integrity::Checking;
     let integrity_check = tokio::spawn(check_integrity(store.clone(), state.integrity.clone()));
+    state.twilio = config
+        .twilio
+        .account_sid
+        .clone()
+        .map(|account_sid| api::twilio::Settings {
+            account_sid,
+            auth_token: config.twilio.auth_token.clone(),
+            base_url: format!(
+                "{}/twilio/v1",
+                config
+                    .twilio
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.api.listen))
+                    .trim_end_matches('/')
+            ),
+        });
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,

@@ -358,6 +358,67 @@ CREATE TABLE sim_storage (
 ) STRICT;
 "#;
 
+/// The Twilio Proxy facade's own objects: services (pools of SIMs with
+/// Proxy's settings), their numbers, and the sessions and participants
+/// created through it. A session that has both participants points at the
+/// appliance's session; one still waiting for its second has none.
+const TWILIO_PROXY: &str = r#"
+CREATE TABLE twilio_services (
+    sid                         TEXT PRIMARY KEY,
+    unique_name                 TEXT UNIQUE,
+    default_ttl                 INTEGER CHECK (default_ttl >= 0),
+    callback_url                TEXT,
+    intercept_callback_url      TEXT,
+    out_of_session_callback_url TEXT,
+    number_selection_behavior   TEXT NOT NULL DEFAULT 'prefer-sticky'
+        CHECK (number_selection_behavior IN ('prefer-sticky', 'avoid-sticky')),
+    geo_match_level             TEXT NOT NULL DEFAULT 'country',
+    created_ms                  INTEGER NOT NULL,
+    updated_ms                  INTEGER NOT NULL
+) STRICT;
+
+-- A SIM belongs to at most one service.
+CREATE TABLE twilio_numbers (
+    iccid       TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    is_reserved INTEGER NOT NULL DEFAULT 0 CHECK (is_reserved IN (0, 1)),
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_numbers_service ON twilio_numbers(service_sid);
+
+CREATE TABLE twilio_sessions (
+    sid         TEXT PRIMARY KEY,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    session_id  TEXT UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+    unique_name TEXT,
+    ttl         INTEGER CHECK (ttl >= 0),
+    expiry_ms   INTEGER,
+    mode        TEXT NOT NULL CHECK (mode IN ('sms', 'voice', 'both')),
+    -- A session closed before its second participant came.
+    closed_ms   INTEGER,
+    deleted_ms  INTEGER,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    UNIQUE (service_sid, unique_name)
+) STRICT;
+CREATE INDEX twilio_sessions_service ON twilio_sessions(service_sid, created_ms);
+
+CREATE TABLE twilio_participants (
+    sid           TEXT PRIMARY KEY,
+    session_sid   TEXT NOT NULL REFERENCES twilio_sessions(sid) ON DELETE CASCADE,
+    position      INTEGER NOT NULL CHECK (position IN (0, 1)),
+    -- Only while the session waits for its second participant; then the
+    -- appliance's participants table holds it.
+    identifier    TEXT,
+    friendly_name TEXT,
+    proxy_iccid   TEXT,
+    created_ms    INTEGER NOT NULL,
+    deleted_ms    INTEGER,
+    UNIQUE (session_sid, position)
+) STRICT;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -370,6 +431,7 @@ const ALL: &[&str] = &[
     INTERACTIONS_BY_TIME,
     SESSION_SEMANTICS,
     SIM_STORAGE,
+    TWILIO_PROXY,
 ];
 
 fn migrations() -> Migrations<'static> {

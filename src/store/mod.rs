@@ -24,6 +24,7 @@ mod relay;
 mod retention;
 mod sessions;
 mod tokens;
+mod twilio;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -51,6 +52,9 @@ pub use sessions::{
     SimRecord,
 };
 pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
+pub use twilio::{
+    ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
+};
 
 use crate::masking::allocation::AllocationError;
 
