@@ -126,7 +126,7 @@ impl From<PathRejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) => {
+            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) | StoreError::NoSuchHub(_) => {
                 Self::not_found(error.to_string())
             }
             StoreError::SessionNotOpen { .. } => {
@@ -142,7 +142,9 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "no_free_proxy", error.to_string())
             }
             StoreError::Allocation(
-                AllocationError::SameParticipants | AllocationError::ParticipantIsProxy(_),
+                AllocationError::SameParticipants
+                | AllocationError::ParticipantIsProxy(_)
+                | AllocationError::TwoHubs,
             ) => Self::unprocessable("invalid_participants", error.to_string()),
             other => Self::internal(other.to_string()),
         }
