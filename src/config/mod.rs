@@ -16,10 +16,12 @@ use crate::profile::BridgeMethod;
 
 mod callbacks;
 mod check;
+mod hubs;
 mod rails;
 
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
+pub use hubs::{Hubs, fill as fill_hub_notice};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
@@ -75,6 +77,9 @@ pub struct Config {
     /// Auto-responders answering each other through a relay.
     #[serde(default)]
     pub loop_protection: LoopProtection,
+    /// How hubs' messages look, and how long a hub has to key a code.
+    #[serde(default)]
+    pub hubs: Hubs,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -443,6 +448,9 @@ impl Config {
         if let Err(problem) = self.loop_protection.validate() {
             invalid("loop_protection", problem);
         }
+        if let Err(problem) = self.hubs.validate() {
+            invalid("hubs", problem);
+        }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
             let id = match (&sim.iccid, &sim.imsi) {
@@ -589,6 +597,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             format!("{:?}", minimal.loop_protection)
         );
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
+        assert_eq!(format!("{:?}", example.hubs), format!("{:?}", minimal.hubs));
     }
 
     #[test]
@@ -764,6 +773,7 @@ msisdn = \"+447700900002\"
                 format!("{MINIMAL}\n[numbers]\nvalidation = \"lenient\""),
                 "validation",
             ),
+            (format!("{MINIMAL}\n[hubs]\nformat = \"{{text}}\""), "hubs"),
         ];
         for (text, key) in cases {
             let error = Config::parse(&text, "simmask.toml")
