@@ -518,7 +518,7 @@ mod tests {
                  VALUES ('{id}', {position}, '{number}', '1', 1, {code})"
             )
         };
-        let mut run = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        let run = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
         for id in ["s1", "s2", "s3", "s4"] {
             run(&session(id)).unwrap();
         }
