@@ -14,6 +14,7 @@ mod events;
 pub mod export;
 mod extract;
 pub mod history;
+pub mod hubs;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
@@ -160,6 +161,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
+        ("/api/v1/hubs", get(hubs::list).post(hubs::create)),
+        ("/api/v1/hubs/{id}", delete(hubs::remove)),
     ]
 }
 
@@ -311,7 +314,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         blocks::add,
         blocks::remove,
         pool::ussd,
-        pool::history
+        pool::history,
+        hubs::list,
+        hubs::create,
+        hubs::remove
     ),
     modifiers(&BearerAuth)
 )]
