@@ -8,7 +8,6 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
 use super::ApiState;
 use super::error::ApiError;
@@ -87,7 +86,7 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<Caller
     }
     Ok(state
         .store
-        .token_by_hash(hash_token(token), OffsetDateTime::now_utc())
+        .token_by_hash(hash_token(token), crate::clock::now())
         .await?
         .map(|(name, role)| Caller { name, role }))
 }
@@ -103,7 +102,7 @@ pub fn still_valid(state: &ApiState, token: &str) -> bool {
     // A store that cannot answer keeps the stream: the next check decides.
     state
         .store
-        .token_is_live(&hash_token(token), OffsetDateTime::now_utc())
+        .token_is_live(&hash_token(token), crate::clock::now())
         .unwrap_or(true)
 }
 

@@ -58,7 +58,7 @@ pub trait PoolView: Send + Sync {
 
     /// What allocation needs of every SIM the bank sees now.
     fn live_sims(&self) -> Vec<LiveSim> {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         self.sim_statuses()
             .iter()
             .map(|status| status.live(now, Duration::MAX))
@@ -235,14 +235,19 @@ pub async fn serve(
 pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
+    /// The system clock against the network's time (a Pi has no real-time
+    /// clock): `suspect` when they disagree and nothing synchronises it.
+    pub clock: crate::clock::ClockStatus,
 }
 
-/// Liveness, without a token.
+/// Liveness, without a token, and the clock.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
+    let sync = crate::clock::system_sync(std::path::Path::new("/"));
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        clock: crate::clock::status(sync),
     })
 }
 

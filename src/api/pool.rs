@@ -412,7 +412,7 @@ pub async fn update_number(
             iccid.clone(),
             change.clone(),
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(
@@ -527,7 +527,7 @@ pub async fn history(
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));
     }
-    let since = OffsetDateTime::now_utc() - CHART_SPAN;
+    let since = crate::clock::now() - CHART_SPAN;
     let traffic = state
         .store
         .sim_traffic_by_hour(iccid.clone(), since)

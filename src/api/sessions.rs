@@ -272,7 +272,7 @@ pub async fn open(
     };
     let record = state
         .store
-        .open_session(new, state.pool.live_sims(), OffsetDateTime::now_utc())
+        .open_session(new, state.pool.live_sims(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, mode = record.mode.as_str(), "session opened");
     state.events.publish(Event::SessionOpened {
@@ -379,7 +379,7 @@ pub async fn close(
 ) -> Result<Json<SessionView>, ApiError> {
     let record = state
         .store
-        .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
+        .close_session(id, caller.name.clone(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, "session closed");
     state.events.publish(Event::SessionClosed {

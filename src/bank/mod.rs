@@ -157,6 +157,9 @@ pub struct SimStatus {
     pub state: SimState,
     /// Recoveries (reset, power cycle) tried since the SIM last answered.
     pub recoveries: u32,
+    /// The storage new messages arrive in, as `(name, used, total)`: a
+    /// full one makes the network hold messages back.
+    pub storage: Option<(String, u32, u32)>,
 }
 
 /// What the bank reports, each about one SIM by its id.
@@ -230,6 +233,8 @@ pub struct Bank {
 
 struct Shared {
     config: BankConfig,
+    /// The port globs in force: `config.ports` until [`Bank::set_ports`].
+    ports: Mutex<Vec<String>>,
     options: ModemOptions,
     sims: Mutex<BTreeMap<String, Sim>>,
     /// Ports (as given and canonical) owned by a live actor.
@@ -262,6 +267,7 @@ impl Bank {
         options.baud = config.baud;
         let bank = Bank {
             shared: Arc::new(Shared {
+                ports: Mutex::new(config.ports.clone()),
                 config,
                 options,
                 sims: Mutex::default(),
@@ -282,6 +288,12 @@ impl Bank {
             .values()
             .map(|sim| sim.status.clone())
             .collect()
+    }
+
+    /// Changes the port globs (a reload): the next scan probes what the new
+    /// ones match. Modems already up stay up, whether matched or not.
+    pub fn set_ports(&self, ports: Vec<String>) {
+        *self.shared.ports.lock().unwrap_or_else(|e| e.into_inner()) = ports;
     }
 
     /// The model profile named `name`, as the bank's modems use it.
@@ -415,7 +427,13 @@ impl Bank {
     /// The paths the globs match now.
     fn candidates(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for pattern in &self.shared.config.ports {
+        let ports = self
+            .shared
+            .ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for pattern in &ports {
             match glob::glob(pattern) {
                 Ok(paths) => out.extend(paths.flatten()),
                 Err(error) => tracing::warn!(%pattern, %error, "bad port glob"),
@@ -563,6 +581,7 @@ impl Bank {
                 last_error: None,
                 state: SimState::Locked,
                 recoveries: 0,
+                storage: None,
             },
             handle: None,
             worker_stop: CancellationToken::new(),
@@ -635,6 +654,7 @@ impl Bank {
                 last_error: None,
                 state: SimState::Up,
                 recoveries: 0,
+                storage: None,
             };
             sims.insert(
                 id.clone(),

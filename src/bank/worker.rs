@@ -346,6 +346,21 @@ impl Worker {
             return false;
         }
         self.unanswered = 0;
+        // How full the receiving storage is (doctor warns before it fills),
+        // and the modem's clock: the network's time, for crate::clock.
+        let storage = self
+            .handle
+            .storage_use()
+            .await
+            .ok()
+            .and_then(|storages| storages.last().cloned());
+        if let Ok(Some(network)) = self.handle.clock().await {
+            crate::clock::record_network_time(
+                crate::clock::Source::Cclk,
+                network,
+                &format!("sim {}", tail(&self.sim)),
+            );
+        }
         let problem = errors.iter().flatten().next().map(|e| e.to_string());
         if let Some(problem) = &problem {
             tracing::debug!(error = %problem, "health poll answered without the value");
@@ -362,6 +377,9 @@ impl Worker {
             }
             if problem.is_some() {
                 s.last_error = problem.clone();
+            }
+            if storage.is_some() {
+                s.storage = storage.clone();
             }
             s.recoveries = 0;
         });

@@ -95,6 +95,7 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<RelayReport> {
             admin_token: Some(TOKEN.into()),
             stop: stop.clone(),
             ready: Some(ready),
+            reload_from: None,
         },
     ));
     let address: SocketAddr = bound.await?;

@@ -18,8 +18,8 @@ pub enum BenchCommand {
 
 /// The daemon until SIGINT or SIGTERM; `SIMMASK_ADMIN_TOKEN` is accepted as
 /// an admin token.
-pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
     super::runtime()?.block_on(async {
         let stop = CancellationToken::new();
         daemon::stop_on_signals(stop.clone())?;
@@ -27,6 +27,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
             admin_token: std::env::var("SIMMASK_ADMIN_TOKEN").ok(),
             stop,
             ready: None,
+            reload_from: Some(path.to_path_buf()),
         };
         daemon::run(config, options).await?;
         anyhow::Ok(())

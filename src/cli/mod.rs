@@ -5,7 +5,7 @@
 //! - [`pdu`]: the codec from the shell; [`probe`]: one modem identified.
 //! - [`sim`]: the virtual network; [`daemon`]: `run`, `demo`, `bench`.
 //! - [`session`], [`token`]: sessions and API tokens, on the store.
-//! - [`data`]: backup and erasure; [`doctor`]: the installation checked;
+//! - [`data`]: backup, restore and erasure; [`doctor`]: the installation checked;
 //!   [`config`]: a configuration checked without touching anything.
 //! - [`status`]: a running appliance, through its API; [`export`]:
 //!   interactions by time range.
@@ -135,6 +135,19 @@ pub enum Command {
         /// Where to write the copy.
         out: PathBuf,
     },
+    /// Restore a backup onto this installation (the daemon stopped): the
+    /// sessions, their interactions and the API tokens come back.
+    Restore {
+        /// The configuration file (its [store] path receives the backup).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Set an existing database aside (as `<path>.before-restore-<time>`)
+        /// instead of refusing.
+        #[arg(long)]
+        replace: bool,
+        /// The backup, as `simmask backup` wrote it.
+        backup: PathBuf,
+    },
     /// Erase a participant's number and messages (data-protection request).
     Erase {
         /// The participant's number.
@@ -143,13 +156,9 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
-    /// Check the configuration, ports, store and SIMs; exit 1 on a problem
-    /// (a missing store is a problem: doctor never creates one).
-    Doctor {
-        /// The configuration file.
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
+    /// Check the installation: configuration, ports, service user, udev
+    /// rules, ModemManager, clock, disk, store and SIMs; exit 1 on a problem.
+    Doctor(doctor::DoctorArgs),
     /// A running appliance at a glance, read from its API: SIMs, sessions,
     /// the last relays and calls, clock and store (as `mmcli -m 0`).
     Status(status::StatusArgs),
@@ -193,8 +202,13 @@ pub fn run(command: Command, output: Output) -> anyhow::Result<ExitCode> {
         Command::Token { command } => token::run(command, output),
         Command::Session { command } => session::run(command, output),
         Command::Backup { config, out } => data::backup(&config, &out, output),
+        Command::Restore {
+            config,
+            replace,
+            backup,
+        } => data::restore(&config, &backup, replace, output),
         Command::Erase { number, config } => data::erase(&config, &number, output),
-        Command::Doctor { config } => doctor::run(&config, output),
+        Command::Doctor(args) => doctor::run(&args, output),
         Command::Status(args) => status::run(args, output),
         Command::Config { command } => config::run(command, output),
         Command::Export { command } => export::run(command, output),

@@ -28,7 +28,14 @@ pub struct SimArgs {
     /// Pace each pty like a serial line at this many bits per second.
     #[arg(long)]
     pub baud: Option<u32>,
+    /// Seconds the network's clock is ahead of this machine's (negative:
+    /// behind), as SMSC timestamps and `+CCLK?` tell it; also `PUT /clock`.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-(MAX as i64)..=(MAX as i64)))]
+    pub clock_offset: i64,
 }
+
+const MAX: u64 = crate::sim::control::MAX_CLOCK_OFFSET_SECONDS;
 
 /// Runs the simulator until SIGINT or SIGTERM.
 pub fn run(args: SimArgs, out: super::Output) -> anyhow::Result<ExitCode> {
@@ -73,6 +80,7 @@ async fn serve(args: SimArgs, out: super::Output) -> Result<(), SimError> {
         baud: args.baud,
     })
     .await?;
+    simulator.network().set_clock_offset(args.clock_offset);
     let line = serde_json::to_string(simulator.description())?;
     if out.json {
         println!("{line}");

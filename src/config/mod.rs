@@ -15,6 +15,9 @@ use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
 mod callbacks;
+mod live;
+
+pub use live::{LiveConfig, Reload};
 mod check;
 mod hubs;
 mod rails;
@@ -80,6 +83,19 @@ pub struct Config {
     /// How hubs' messages look, and how long a hub has to key a code.
     #[serde(default)]
     pub hubs: Hubs,
+    /// The system clock and the network's time.
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Set the system clock from the network's time (reported by the
+    /// modems and in received SMS) when nothing else synchronises it. Needs
+    /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
+    #[serde(default)]
+    pub set_system_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -584,6 +600,10 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             minimal.modems.quarantine_after
         );
         assert_eq!(example.out_of_session, minimal.out_of_session);
+        assert_eq!(
+            format!("{:?}", example.clock),
+            format!("{:?}", minimal.clock)
+        );
         assert_eq!(
             format!("{:?}", example.opt_out),
             format!("{:?}", minimal.opt_out)

@@ -5,16 +5,14 @@
 //! voice desk ([`crate::voice::desk`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::status_record;
+use super::pool::{status_record, storage_record};
 use crate::bank::{Bank, BankEvent, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
@@ -24,7 +22,7 @@ use crate::voice::CallDesks;
 use crate::voice::desk::{self as voice, DeskContext, VoiceInbox};
 
 pub struct Dispatch {
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -41,7 +39,7 @@ pub struct Dispatch {
 
 impl Dispatch {
     pub fn new(
-        config: Arc<Config>,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
@@ -49,7 +47,7 @@ impl Dispatch {
         workers_stop: CancellationToken,
     ) -> Self {
         let relay = Relay::new(
-            &config,
+            config.clone(),
             store.clone(),
             bank.clone(),
             events.clone(),
@@ -125,13 +123,20 @@ impl Dispatch {
         if !self.numbers.contains_key(iccid) {
             return;
         }
-        if let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid)
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid) else {
+            return;
+        };
+        let record = status_record(&self.config.get(), &self.bank, &status);
+        if let Err(error) = self.store.save_sim_status(record).await {
+            tracing::error!(%iccid, %error, "cannot save the SIM's status");
+        }
+        if let Some(storage) = storage_record(&status)
             && let Err(error) = self
                 .store
-                .save_sim_status(status_record(&self.config, &self.bank, &status))
+                .save_sim_storage(iccid.to_string(), storage)
                 .await
         {
-            tracing::error!(%iccid, %error, "cannot save the SIM's status");
+            tracing::error!(%iccid, %error, "cannot save the SIM's storage fill");
         }
     }
 
@@ -141,6 +146,7 @@ impl Dispatch {
         };
         let configured = self
             .config
+            .get()
             .sim_of(&iccid, status.iccid.as_deref(), status.imsi.as_deref())
             .and_then(|s| s.msisdn.clone());
         let reported = status
@@ -160,7 +166,7 @@ impl Dispatch {
             );
             return;
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         if let Some(handle) = self.bank.handle(&iccid)
             && let identity = handle.identity()
             && let Some(imei) = identity.imei.clone()
@@ -229,7 +235,7 @@ impl Dispatch {
         self.numbers
             .get(iccid)
             .and_then(PhoneNumber::region)
-            .or_else(|| self.config.numbers.default_region.clone())
+            .or_else(|| self.config.get().numbers.default_region.clone())
     }
 
     /// One received PDU, handed to the relay in the order the SIM

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use time::OffsetDateTime;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
 use crate::config::Config;
-use crate::store::{LiveSim, SimStatusRecord};
+use crate::store::{LiveSim, SimStatusRecord, SimStorage};
 use crate::voice::Method;
 
 /// The live pool, read from the bank on each call.
@@ -69,6 +68,18 @@ fn voice_method(config: &Config, bank: &Bank, sim: &SimStatus) -> Option<String>
     crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref(), preferred)
 }
 
+/// How full the SIM's receiving storage is, when the bank has read it.
+pub fn storage_record(sim: &SimStatus) -> Option<SimStorage> {
+    sim.storage
+        .as_ref()
+        .map(|(storage, used, total)| SimStorage {
+            storage: storage.clone(),
+            used: *used,
+            total: *total,
+            updated_at: crate::clock::now(),
+        })
+}
+
 /// What the store keeps of a SIM's live state.
 pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatusRecord {
     SimStatusRecord {
@@ -82,6 +93,6 @@ pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatus
         voice_method: voice_method(config, bank, sim),
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
-        updated_at: OffsetDateTime::now_utc(),
+        updated_at: crate::clock::now(),
     }
 }

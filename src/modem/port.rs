@@ -189,6 +189,14 @@ impl AtPort {
         }
     }
 
+    /// Sends Esc (leaving message input after a `> ` prompt, if the modem
+    /// is in it), then drops whatever it answers within a moment, so the
+    /// next command gets its own answer.
+    pub async fn cancel_input(&mut self) -> Result<(), AtError> {
+        self.stream.write_all(&[ESC]).await.map_err(gone)?;
+        self.settle(Duration::from_millis(300)).await
+    }
+
     /// Waits for bytes with no command in flight and digests them: URCs go to
     /// [`AtPort::urcs`], stray lines and late final results are dropped.
     /// Cancel-safe: bytes are only taken once the read has completed.

@@ -18,7 +18,7 @@ use super::rails::Rules;
 use super::schedule::RateLimiter;
 use super::worker::{OutboxWorker, SendError, SmsSink};
 use crate::bank::{Bank, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
@@ -30,8 +30,8 @@ pub struct Relay {
     store: Store,
     bank: Bank,
     events: EventBus,
-    rules: Arc<Rules>,
-    settings: crate::config::Sms,
+    /// The policy and the SMS settings in force (a reload changes them).
+    config: LiveConfig,
     /// The wake-up of each SIM's outbox worker, by ICCID.
     wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -41,7 +41,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        config: &Config,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
@@ -51,12 +51,17 @@ impl Relay {
             store,
             bank,
             events,
-            rules: Arc::new(Rules::from_config(config)),
-            settings: config.sms.clone(),
+            config,
             wakers: Arc::default(),
             workers: Arc::default(),
             workers_stop,
         }
+    }
+
+    /// The relay's rules from the configuration in force (a reload changes
+    /// them; they are a few clones, taken per message).
+    fn rules(&self) -> Arc<Rules> {
+        Arc::new(Rules::from_config(&self.config.get()))
     }
 
     /// Wakes the outbox worker of `iccid`, if it runs.
@@ -82,6 +87,8 @@ impl Relay {
         }
         let wake = Arc::new(Notify::new());
         wakers.insert(iccid.to_string(), wake.clone());
+        let settings = self.config.get().sms.clone();
+        let rules = self.rules();
         let worker = OutboxWorker {
             store: self.store.clone(),
             sink: BankSink {
@@ -90,19 +97,17 @@ impl Relay {
             },
             proxy_iccid: iccid.to_string(),
             limiter: RateLimiter::new(
-                self.settings.per_minute,
-                self.rules
-                    .limits
-                    .of(iccid)
-                    .per_day
-                    .unwrap_or(self.settings.per_day),
+                settings.per_minute,
+                rules.limits.of(iccid).per_day.unwrap_or(settings.per_day),
             ),
-            max_attempts: self.settings.max_attempts,
-            wall_at_start: OffsetDateTime::now_utc(),
+            max_attempts: settings.max_attempts,
+            // The worker adds the clock's steps itself (its `now`).
+            wall_at_start: crate::clock::now() - crate::clock::stepped(),
             started: tokio::time::Instant::now(),
             wake,
             stop: self.workers_stop.clone(),
             events: self.events.clone(),
+            config: Some(self.config.clone()),
         };
         let iccid = iccid.to_string();
         let task = tokio::spawn(async move {
@@ -173,9 +178,10 @@ impl Relay {
     /// Relays what arrived of multipart messages waiting longer than the
     /// reassembly timeout, marked incomplete.
     pub async fn sweep_incomplete(&self, now: OffsetDateTime) {
-        let timeout = i64::try_from(self.settings.reassembly_timeout_seconds).unwrap_or(i64::MAX);
+        let config = self.config.get();
+        let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
         let cutoff = now - time::Duration::seconds(timeout);
-        match sweep_incomplete(&self.store, cutoff, self.rules.clone(), now).await {
+        match sweep_incomplete(&self.store, cutoff, self.rules(), now).await {
             Ok(outcomes) if !outcomes.is_empty() => {
                 tracing::info!(
                     messages = outcomes.len(),
@@ -202,6 +208,15 @@ impl Relay {
         region: Option<String>,
         sms: InboundSms,
     ) -> impl Future<Output = ()> + Send + 'static {
+        // Every SMSC timestamp is the network's time: the clock's evidence
+        // when the appliance has no other.
+        if let Some(network) = super::intake::network_time(&sms.pdu_hex) {
+            crate::clock::record_network_time(
+                crate::clock::Source::Smsc,
+                network,
+                &format!("sim {}", iccid_tail(&iccid)),
+            );
+        }
         let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
             &iccid,
             region.as_deref(),
@@ -247,12 +262,7 @@ impl Relay {
     /// stored.
     fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(
-            &self.store,
-            part,
-            self.rules.clone(),
-            OffsetDateTime::now_utc(),
-        );
+        let accepted = accept_inbound(&self.store, part, self.rules(), crate::clock::now());
         let desk = self.clone();
         async move {
             match accepted.await {
@@ -403,7 +413,7 @@ impl Relay {
                 iccid.to_string(),
                 message_reference,
                 status,
-                OffsetDateTime::now_utc(),
+                crate::clock::now(),
             )
             .await
         {
@@ -466,4 +476,10 @@ impl SmsSink for BankSink {
             .iter()
             .any(|sim| sim.id == self.iccid && sim.healthy)
     }
+}
+
+/// The last four characters of an ICCID, as the log shows SIMs.
+fn iccid_tail(iccid: &str) -> String {
+    let skip = iccid.chars().count().saturating_sub(4);
+    iccid.chars().skip(skip).collect()
 }

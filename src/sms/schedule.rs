@@ -26,6 +26,12 @@ impl RateLimiter {
         }
     }
 
+    /// Changes the limits (a reload); the sends already made still count.
+    pub fn set_limits(&mut self, per_minute: u32, per_day: u32) {
+        self.per_minute = per_minute;
+        self.per_day = per_day;
+    }
+
     /// When a send may happen, at `now` or later.
     pub fn next_allowed(&mut self, now: i64) -> i64 {
         while self.sent_at.front().is_some_and(|&at| at <= now - DAY_MS) {

@@ -72,6 +72,9 @@ pub struct OutboxWorker<S> {
     /// Cancelled at shutdown; a send in flight is finished first.
     pub stop: CancellationToken,
     pub events: EventBus,
+    /// Where the limits come from while the daemon runs (a reload changes
+    /// them); `None` keeps the limiter's own.
+    pub config: Option<crate::config::LiveConfig>,
 }
 
 impl<S: SmsSink> OutboxWorker<S> {
@@ -101,6 +104,12 @@ impl<S: SmsSink> OutboxWorker<S> {
             if !self.sink.healthy() {
                 self.pause(POLL).await;
                 continue;
+            }
+            if let Some(config) = &self.config {
+                let config = config.get();
+                let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
+                self.limiter
+                    .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
             }
             let now = self.now_ms();
             let allowed = self.limiter.next_allowed(now);
@@ -171,8 +180,11 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(())
     }
 
+    /// The worker's clock: monotonic from its start, plus the steps the
+    /// daemon's clock followed since (see [`crate::clock`]), so rows queued
+    /// by the relay and retries agree on the time.
     fn now(&self) -> OffsetDateTime {
-        self.wall_at_start + self.started.elapsed()
+        self.wall_at_start + self.started.elapsed() + crate::clock::stepped()
     }
 
     fn start_ms(&self) -> i64 {
@@ -249,6 +261,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            config: None,
         };
         (store, tokio::spawn(worker.run()))
     }
@@ -392,6 +405,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            config: None,
         };
         let worker = tokio::spawn(again.run());
         for body in ["three", "four"] {

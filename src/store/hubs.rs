@@ -5,7 +5,7 @@
 //!
 //! A hub's side of a session is the participant row with a `hub_code`;
 //! the database keeps the masking rule for every row without one and the
-//! codes unique among a hub's open sessions on a proxy (schema v10).
+//! codes unique among a hub's open sessions on a proxy (schema v11).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;

@@ -346,6 +346,18 @@ INSERT OR IGNORE INTO sim_recipients (iccid, month, number)
 CREATE INDEX outbox_sent ON outbox(proxy_iccid, sent_ms) WHERE sent_ms IS NOT NULL;
 "#;
 
+/// How full each SIM's receiving storage is, for `doctor` (a full one makes
+/// the network hold messages back).
+const SIM_STORAGE: &str = r#"
+CREATE TABLE sim_storage (
+    iccid      TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    storage    TEXT NOT NULL,
+    used       INTEGER NOT NULL CHECK (used >= 0),
+    total      INTEGER NOT NULL CHECK (total >= 0),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
 /// Hubs: numbers that may be in many open sessions on one proxy, each
 /// session told apart by a code on the hub's participant row. The masking
 /// rule stays a database constraint for everyone else: the open-route
@@ -387,6 +399,7 @@ const ALL: &[&str] = &[
     SEND_LOG,
     INTERACTIONS_BY_TIME,
     SESSION_SEMANTICS,
+    SIM_STORAGE,
     HUBS,
 ];
 

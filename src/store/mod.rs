@@ -40,7 +40,7 @@ pub use hubs::{HubConversation, HubRecord};
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
-pub use pool::SimStatusRecord;
+pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
@@ -98,6 +98,8 @@ pub enum StoreError {
          (another connection kept reading): run it again to overwrite it"
     )]
     WalBusy,
+    #[error("{path} is not a simmask backup: {reason}")]
+    NotABackup { path: String, reason: String },
 }
 
 /// The store's files and schema, for health checks.
@@ -279,6 +281,63 @@ impl Store {
         // All pages in one step: the copy is one snapshot of the source.
         backup.step(-1)?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Copies the backup `backup` into a new database at `database` (which
+    /// must not exist), after checking that it is a sound simmask database
+    /// this binary can read; returns its schema version. [`Store::open`]
+    /// brings it to the latest schema afterwards.
+    pub fn restore_file(backup: &Path, database: &Path) -> Result<usize, StoreError> {
+        let (source, version) = Self::open_backup(backup)?;
+        let mut target = open_connection(database)?;
+        rusqlite::backup::Backup::new(&source, &mut target)?.step(-1)?;
+        Ok(version)
+    }
+
+    /// Checks that `backup` is a sound simmask database this binary can
+    /// read, without changing anything; returns its schema version.
+    pub fn check_backup(backup: &Path) -> Result<usize, StoreError> {
+        Self::open_backup(backup).map(|(_, version)| version)
+    }
+
+    fn open_backup(backup: &Path) -> Result<(Connection, usize), StoreError> {
+        let not_a_backup = |reason: String| StoreError::NotABackup {
+            path: backup.display().to_string(),
+            reason,
+        };
+        if !backup.is_file() {
+            return Err(not_a_backup("no such file".into()));
+        }
+        let source =
+            Connection::open_with_flags(backup, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| not_a_backup(e.to_string()))?;
+        let check: String = source
+            .pragma_query_value(None, "quick_check", |row| row.get(0))
+            .map_err(|e| not_a_backup(e.to_string()))?;
+        if check != "ok" {
+            return Err(not_a_backup(format!("the file is damaged ({check})")));
+        }
+        let version: i64 = source.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let has_sessions: bool = source.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions')",
+            [],
+            |row| row.get(0),
+        )?;
+        let version = usize::try_from(version).unwrap_or(0);
+        if version == 0 || !has_sessions {
+            return Err(not_a_backup(
+                "an SQLite file without simmask's tables".into(),
+            ));
+        }
+        if version > latest_version() {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: latest_version(),
+            });
+        }
+        Ok((source, version))
     }
 }
 

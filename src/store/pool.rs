@@ -27,6 +27,17 @@ pub struct SimStatusRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// How full a SIM's receiving storage was when last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimStorage {
+    /// `SM`, `ME`, `MT`…
+    pub storage: String,
+    pub used: u32,
+    pub total: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
 impl SimStatusRecord {
     /// What allocation needs. A status older than `max_age` is not trusted
     /// as healthy: the daemon that wrote it may be gone.
@@ -66,6 +77,57 @@ impl Store {
                 to_ms(status.updated_at),
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Records how full a SIM's receiving storage is (the SIM must be in
+    /// the pool).
+    pub async fn save_sim_storage(
+        &self,
+        iccid: String,
+        storage: SimStorage,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO sim_storage (iccid, storage, used, total, updated_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (iccid) DO UPDATE SET \
+                 storage = ?2, used = ?3, total = ?4, updated_ms = ?5",
+            )?
+            .execute(params![
+                iccid,
+                storage.storage,
+                storage.used,
+                storage.total,
+                to_ms(storage.updated_at)
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every SIM's last known storage fill, by ICCID.
+    pub async fn sim_storages(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, SimStorage>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT iccid, storage, used, total, updated_ms FROM sim_storage",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut out = std::collections::BTreeMap::new();
+            while let Some(row) = rows.next()? {
+                out.insert(
+                    row.get::<_, String>(0)?,
+                    SimStorage {
+                        storage: row.get(1)?,
+                        used: row.get(2)?,
+                        total: row.get(3)?,
+                        updated_at: from_ms(row.get(4)?)?,
+                    },
+                );
+            }
+            Ok(out)
         })
         .await
     }

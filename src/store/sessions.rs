@@ -573,6 +573,22 @@ impl Store {
         .await
     }
 
+    /// Moves the deadlines of every open session by `by` (after the clock
+    /// was stepped by as much), so each keeps the time it had left; returns
+    /// how many moved.
+    pub async fn shift_open_sessions(&self, by: time::Duration) -> Result<usize, StoreError> {
+        let by_ms = i64::try_from(by.whole_milliseconds()).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE sessions SET expires_ms = expires_ms + ?1, \
+                     last_activity_ms = last_activity_ms + ?1 WHERE status = 'open'",
+                )?
+                .execute(params![by_ms])?)
+        })
+        .await
+    }
+
     /// Ends every open session whose absolute or idle deadline has passed,
     /// and returns them.
     pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<SessionRecord>, StoreError> {

@@ -11,7 +11,6 @@
 //! it through [`CallDesks`]. Each of these ends the call for both sides.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -24,7 +23,7 @@ use super::{
     Method, Outcome, Setup, choose_method,
 };
 use crate::bank::Bank;
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::masking::Traffic;
 use crate::masking::lifecycle::{self, Route, SessionStatus};
@@ -41,7 +40,9 @@ pub type VoiceInbox = mpsc::Sender<ModemEvent>;
 /// What a desk works with besides its SIM.
 #[derive(Clone)]
 pub struct DeskContext {
-    pub config: Arc<Config>,
+    /// The configuration in force (a reload changes the ring timeout,
+    /// the call limit and the out-of-session policy).
+    pub config: LiveConfig,
     pub store: Store,
     pub bank: Bank,
     pub events: EventBus,
@@ -78,7 +79,7 @@ pub fn spawn(
 struct Desk {
     iccid: String,
     home_region: Option<String>,
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -165,7 +166,7 @@ impl Desk {
     async fn watch_session(&self) -> Option<EndRequest> {
         let call = self.bridge.as_ref()?.state().call()?;
         let session = call.session()?.to_string();
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         // By id: a hub's call has its session whichever of its many it is.
         let record = match self.store.session(session).await {
             Ok(record) => Some(record),
@@ -224,15 +225,16 @@ impl Desk {
 
     fn setup(&self) -> Setup {
         let seconds = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
-        let voice = &self.config.voice;
+        let config = self.config.get();
+        let voice = &config.voice;
         let timing = BridgeTiming {
             answer_timeout: seconds(voice.ring_timeout_seconds),
             max_duration: (voice.max_duration_seconds > 0)
                 .then(|| seconds(voice.max_duration_seconds)),
-            key_timeout: seconds(self.config.hubs.dtmf_timeout_seconds),
+            key_timeout: seconds(config.hubs.dtmf_timeout_seconds),
             ..BridgeTiming::default()
         };
-        let chosen = self.config.sim(&self.iccid).and_then(|s| s.voice_method);
+        let chosen = config.sim(&self.iccid).and_then(|s| s.voice_method);
         let methods = match self.bank.handle(&self.iccid) {
             Some(handle) => {
                 let identity = handle.identity();
@@ -271,7 +273,7 @@ impl Desk {
             let Some(bridge) = self.bridge.as_mut() else {
                 return;
             };
-            let (commands, transition) = bridge.step(input, OffsetDateTime::now_utc());
+            let (commands, transition) = bridge.step(input, crate::clock::now());
             if let Some(transition) = transition {
                 tracing::info!(iccid = %self.iccid, "call {transition}");
             }
@@ -359,7 +361,7 @@ impl Desk {
                 reason: "the caller's number is withheld or unreadable".into(),
             };
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let session = match self
             .store
             .open_session_of(self.iccid.clone(), caller.clone())
@@ -449,7 +451,7 @@ impl Desk {
     async fn before_policy(&self, caller: PhoneNumber) -> Lookup {
         match super::front::before_policy(
             &self.store,
-            &self.config,
+            &self.config.get(),
             &self.events,
             &self.iccid,
             &caller,
@@ -476,7 +478,7 @@ impl Desk {
             .await
             .ok()??;
         let sessions: Vec<_> = session.rules_view().into_iter().collect();
-        match lifecycle::route(&sessions, caller, Traffic::Call, OffsetDateTime::now_utc()) {
+        match lifecycle::route(&sessions, caller, Traffic::Call, crate::clock::now()) {
             Route::Relay { session, .. } | Route::WrongMode(session) => Some(session.id.clone()),
             Route::Expired(_) | Route::OutOfSession => None,
         }
@@ -484,11 +486,11 @@ impl Desk {
 
     fn out_of_session(&self, caller: PhoneNumber) -> Lookup {
         let action = policy::out_of_session_action(
-            &self.config.out_of_session,
+            &self.config.get().out_of_session,
             Traffic::Call,
             &caller,
             None,
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         );
         match action {
             Action::Forward { to } => Lookup::Bridge {

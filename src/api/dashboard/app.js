@@ -190,7 +190,7 @@ async function signIn(token) {
   setExportRange();
   await Promise.all([loadBank(), loadSessions(true)]);
   startStream();
-  state.chartsTimer = setInterval(loadCharts, 60000);
+  state.chartsTimer = setInterval(() => { loadCharts(); loadClock().catch(() => {}); }, 60000);
 }
 
 function signOut(message) {
@@ -319,6 +319,14 @@ function simCard(number) {
     admin ? reply : null);
 }
 
+// The appliance's clock against the network's (a Pi has no real-time clock).
+async function loadClock() {
+  const health = await (await fetch('/healthz')).json();
+  const clock = health.clock;
+  $('clock').textContent = t('clock.label') + ': ' + clock.summary;
+  $('clock').className = 'notice' + (clock.suspect ? ' bad' : '');
+}
+
 // One budget's use: "today 12 / 1000", a bar when it has a limit.
 function budget(name, use) {
   const text = use.limit === null ? `${name} ${formatNumber(use.used)}`
@@ -329,6 +337,7 @@ function budget(name, use) {
 }
 
 async function loadBank() {
+  loadClock().catch(() => {});
   const numbers = await call('GET', '/api/v1/numbers');
   const healthy = numbers.filter((n) => n.healthy).length;
   $('bank-summary').textContent = t('bank.summary', { count: numbers.length, healthy });

@@ -149,6 +149,12 @@ pub(super) async fn init_sms_and_voice(
     steps
         .ask(Step::RegistrationReports, Command::plain("AT+CREG=1"))
         .await?;
+    // The network may set the modem's clock (NITZ, 27.007 §8.41): the
+    // appliance's evidence of the time when offline. Modems without it
+    // refuse, which is no failure.
+    steps
+        .ask(Step::NetworkTime, Command::plain("AT+CTZU=1"))
+        .await?;
     if profile.voice.supported {
         // A second call while one is up is announced by +CCWA (§7.12);
         // models that can report every call change as +CLCC do so (§7.18).

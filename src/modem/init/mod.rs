@@ -253,7 +253,12 @@ async fn speaks_at(port: &mut AtPort) -> Result<(), AtError> {
                 }
                 return Ok(());
             }
-            Err(AtError::Timeout(_)) => {}
+            Err(AtError::Timeout(_)) => {
+                // A daemon stopped after a `> ` prompt (killed mid-send)
+                // leaves the modem reading our `AT` as message text: Esc
+                // ends that input without sending (3GPP TS 27.005 §3.5.1).
+                port.cancel_input().await?;
+            }
             Err(error) => return Err(error),
         }
     }

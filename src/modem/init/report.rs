@@ -227,6 +227,8 @@ pub enum Step {
     CallerId,
     /// `AT+CREG=1`.
     RegistrationReports,
+    /// `AT+CTZU=1`: the network sets the modem's clock.
+    NetworkTime,
     /// `AT+CCWA=1`.
     CallWaiting,
     /// `AT+CLCC=1`.

@@ -95,6 +95,20 @@ impl Interpreter {
                 info(self, out, format!("+CSQ: {rssi},99"))
             }
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
+            // 27.007 §8.41 and §8.15: with automatic time zone update the
+            // network's time (NITZ) sets the clock; without, the modem's
+            // own clock starts in 2004, as a SIM800's does.
+            "+CTZU=0" | "+CTZU=1" => self.set(|s| s.ctzu = upper.ends_with('1')),
+            "+CTZU?" => info(self, out, format!("+CTZU: {}", u8::from(self.ctzu))),
+            "+CTZU=?" => info(self, out, "+CTZU: (0-1)".into()),
+            "+CCLK?" => {
+                let time = if self.ctzu {
+                    self.network.time()
+                } else {
+                    time::macros::datetime!(2004-01-01 0:00 UTC) + self.network.uptime()
+                };
+                info(self, out, format!("+CCLK: \"{}\"", cclk(time)))
+            }
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
             "+CFUN=0" | "+CFUN=0,0" => self.set_functionality(0),
@@ -301,4 +315,21 @@ pub(super) fn swap_nibbles(digits: &str) -> String {
             _ => unreachable!("chunks(2) yields one or two items"),
         })
         .collect()
+}
+
+/// A time as `+CCLK` gives it: `yy/MM/dd,hh:mm:ss±zz`, the zone in quarter
+/// hours (27.007 §8.15).
+fn cclk(time: time::OffsetDateTime) -> String {
+    let quarters = time.offset().whole_minutes() / 15;
+    format!(
+        "{:02}/{:02}/{:02},{:02}:{:02}:{:02}{}{:02}",
+        time.year() % 100,
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        if quarters < 0 { '-' } else { '+' },
+        quarters.unsigned_abs()
+    )
 }

@@ -41,6 +41,8 @@ pub struct Interpreter {
     cmee: u8,
     /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
     cfun: u8,
+    /// `AT+CTZU=1`: the network sets the modem's clock (NITZ).
+    ctzu: bool,
     /// 27.005 §3.3.1 `+CSCA` as set by the host.
     csca: String,
     /// 27.005 §3.3.2 `+CSMP=<fo>,<vp>,<pid>,<dcs>` for text-mode submits.
@@ -97,6 +99,7 @@ impl Interpreter {
             identity,
             verbose: true,
             cmee: 0,
+            ctzu: false,
             slow_ms: 0,
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],

@@ -6,7 +6,7 @@ use crate::sim::storage::{Stat, StoredMessage};
 use crate::sim::textmode;
 
 use super::Network;
-use super::smsc::{ReportTo, now_timestamp, smsc_address};
+use super::smsc::{ReportTo, smsc_address};
 
 /// TS 23.040 §9.2.3.15 TP-Status: short message received by the SME.
 pub(super) const DELIVERED: u8 = 0x00;
@@ -20,7 +20,7 @@ impl Network {
             message_reference: report.mr,
             recipient: report.recipient.clone(),
             service_centre_timestamp: report.submitted,
-            discharge_time: now_timestamp(),
+            discharge_time: self.now_timestamp(),
             status,
             user_data: None,
         };
