@@ -1195,11 +1195,22 @@ fn a_hub_that_keys_nothing_reaches_the_last_counterpart() {
         ),
     ]);
     run(&setup(&[Method::Conference]), rows);
+    // A key no code starts with can be taken back with `*`.
     let mut rows = hub_answered();
     rows.extend([
-        (2, Input::Key('2'), "clearing", &["ATH"][..]),
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (2, Input::Key('*'), "keying-code", &[][..]),
+        (3, Input::Key('5'), "keying-code", &[][..]),
+        (3, Input::Key('7'), "holding-caller", &["AT+CHLD=2"][..]),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
+    // Keys no code has, then `#`: hung up, recorded as refused.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (3, Input::Key('#'), "clearing", &["ATH"][..]),
         (
-            2,
+            3,
             Input::Done(CommandKind::HangupAll),
             "idle",
             &["record:rejected"][..],
@@ -1211,6 +1222,14 @@ fn a_hub_that_keys_nothing_reaches_the_last_counterpart() {
         records[0].outcome.reason().contains("keyed 2"),
         "{records:?}"
     );
+    // The same when the time to key runs out after them.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (5, Input::Tick, "keying-code", &[][..]),
+        (12, Input::Tick, "clearing", &["ATH"][..]),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
 }
 
 #[test]

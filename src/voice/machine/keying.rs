@@ -10,8 +10,8 @@
 //!   keys name one code ─────────────────┐
 //!   # after the keys of a code ─────────┼─► HoldingCaller ─► … as any call
 //!   no key (or #) in time: the last ────┘
-//!   keys no code can start with, # after them: hang up (rejected)
-//!   * starts the keys again
+//!   # (or the time to key running out) after keys naming no code: hang up
+//!   * starts the keys again: a wrong or stray key (talk-off) is no hang-up
 //! ```
 //!
 //! A SIM whose modem cannot detect keys puts the hub through to the
@@ -202,8 +202,9 @@ pub(super) fn keying_step(
                     k.keys.push(digit);
                     match match_keys(&k.keys, &k.codes()) {
                         KeyMatch::Complete(index) => put_through(k, index, now),
-                        KeyMatch::Waiting => stay(State::Keying(k)),
-                        KeyMatch::NoMatch => reject_keys(k, now),
+                        // Keys no code starts with wait for `*` (start
+                        // again), `#` or the time to key: then hung up.
+                        KeyMatch::Waiting | KeyMatch::NoMatch => stay(State::Keying(k)),
                     }
                 }
                 _ => stay(State::Keying(k)),
