@@ -77,7 +77,8 @@ fn show(number: &PhoneNumber, caller: &Caller) -> String {
     }
 }
 
-fn view(hub: HubRecord, sessions: &[(String, SessionRecord)], caller: &Caller) -> HubView {
+/// `hub` as the API shows it to `caller`, with its sessions among `sessions`.
+pub fn view(hub: HubRecord, sessions: &[(String, SessionRecord)], caller: &Caller) -> HubView {
     let sessions = sessions
         .iter()
         .filter(|(id, _)| id == &hub.id)
