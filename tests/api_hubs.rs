@@ -207,6 +207,16 @@ async fn the_openapi_document_describes_hubs() {
     for path in ["/api/v1/hubs", "/api/v1/hubs/{id}"] {
         assert!(document["paths"][path].is_object(), "{path} undocumented");
     }
+    // The feed's start with the recent events, for the dashboard.
+    let params = &document["paths"]["/api/v1/events"]["get"]["parameters"];
+    assert!(
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "recent" && p["in"] == "query"),
+        "{params}"
+    );
     let schemas = &document["components"]["schemas"];
     for (schema, fields) in [
         ("SessionView", &["hub_code", "hub_participant"][..]),
@@ -228,5 +238,71 @@ async fn the_openapi_document_describes_hubs() {
                 schemas[schema]
             );
         }
+    }
+}
+
+/// Reads the feed until `count` events have come, returning their ids.
+async fn feed_ids(feed: &mut reqwest::Response, count: usize) -> Vec<u64> {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ids: Vec<u64> = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("id:"))
+            .filter_map(|id| id.trim().parse().ok())
+            .collect();
+        if ids.len() >= count {
+            return ids;
+        }
+        let chunk = tokio::time::timeout_at(deadline, feed.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the feed went quiet: {seen}"))
+            .unwrap()
+            .expect("the feed ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn the_feed_starts_with_the_recent_events_when_asked() {
+    let api = start(1).await;
+    for i in 0..5 {
+        api.events.publish(simmask::events::Event::SessionClosed {
+            session_id: format!("ses_{i}"),
+        });
+    }
+    let feed = |query: &str| {
+        api.client
+            .get(format!("{}/api/v1/events{query}", api.base))
+            .bearer_auth(&api.viewer)
+            .send()
+    };
+    // The last two, oldest first, then the live ones.
+    let mut recent = feed("?recent=2").await.unwrap();
+    assert_eq!(recent.status(), StatusCode::OK);
+    assert_eq!(feed_ids(&mut recent, 2).await, [4, 5]);
+    api.events.publish(simmask::events::Event::SessionClosed {
+        session_id: "ses_live".into(),
+    });
+    assert_eq!(feed_ids(&mut recent, 1).await, [6]);
+    // More than there are: all of them; resuming wins over `recent`.
+    let mut all = feed("?recent=500").await.unwrap();
+    assert_eq!(feed_ids(&mut all, 6).await, [1, 2, 3, 4, 5, 6]);
+    let mut resumed = api
+        .client
+        .get(format!("{}/api/v1/events?recent=50", api.base))
+        .bearer_auth(&api.viewer)
+        .header("Last-Event-ID", "5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed_ids(&mut resumed, 1).await, [6]);
+    // Bad input: a precise 4xx, never a stream.
+    for query in ["?recent=many", "?recent=-1", "?since=3"] {
+        let response = feed(query).await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_client_error(), "{query}: {status} {body}");
+        assert!(body["message"].is_string(), "{query}: {body}");
     }
 }
