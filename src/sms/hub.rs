@@ -298,4 +298,56 @@ mod tests {
         assert!(!store.is_opted_out(number(HUB)).await.unwrap());
         assert_eq!(queued(&store).await[0], (D.to_string(), "STOP".to_string()));
     }
+
+    #[tokio::test]
+    async fn a_front_desk_staffed_by_a_hub_gives_each_stranger_a_session_and_a_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_session(&dir, None).await;
+        hub_with(&store, &[]).await;
+        store
+            .update_sim(
+                PROXY.into(),
+                crate::store::SimChange {
+                    front_desk: Some(Some(number(HUB))),
+                    ..Default::default()
+                },
+                "test".into(),
+                NOW,
+            )
+            .await
+            .unwrap();
+        let mut codes = Vec::new();
+        for (stranger, pdu) in [(C, "11"), (D, "12")] {
+            let outcome = send(&store, stranger, pdu, "is anyone there?").await;
+            let InboundOutcome::FrontDesk { session_id, .. } = outcome else {
+                panic!("{stranger}: {outcome:?}");
+            };
+            let session = store.session(session_id).await.unwrap();
+            assert_eq!(
+                session.participants,
+                [Some(number(stranger)), Some(number(HUB))]
+            );
+            codes.push(session.hub.expect("the hub's side has a code").code);
+        }
+        assert_ne!(codes[0], codes[1]);
+        assert_eq!(
+            queued(&store).await,
+            [
+                (HUB.to_string(), format!("[{}] is anyone there?", codes[0])),
+                (HUB.to_string(), format!("[{}] is anyone there?", codes[1])),
+            ]
+        );
+        // The hub answers the first by its code: only that stranger hears.
+        send(
+            &store,
+            HUB,
+            "13",
+            &format!("{} yes, how can I help?", codes[0]),
+        )
+        .await;
+        assert_eq!(
+            queued(&store).await,
+            [(C.to_string(), "yes, how can I help?".to_string())]
+        );
+    }
 }
