@@ -170,7 +170,7 @@ impl From<PathRejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) => {
+            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) | StoreError::NoSuchHub(_) => {
                 Self::not_found(error.to_string())
             }
             StoreError::SessionNotOpen { .. } => {
@@ -186,7 +186,9 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "no_free_proxy", error.to_string())
             }
             StoreError::Allocation(
-                AllocationError::SameParticipants | AllocationError::ParticipantIsProxy(_),
+                AllocationError::SameParticipants
+                | AllocationError::ParticipantIsProxy(_)
+                | AllocationError::TwoHubs,
             ) => Self::unprocessable("invalid_participants", error.to_string()),
             // The disk, not the request: say so, and that nothing is lost.
             full if full.is_disk_full() => Self::new(

@@ -22,6 +22,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
+use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -29,7 +30,8 @@ use super::ApiState;
 use super::auth::{self, Caller};
 use super::error::ApiError;
 use super::guard::StreamPermit;
-use crate::events::Envelope;
+use super::extract::ApiQuery;
+use crate::events::{BACKLOG, Envelope};
 
 /// How often an open stream checks that its token still works.
 const TOKEN_CHECK: Duration = Duration::from_secs(1);
@@ -95,11 +97,24 @@ impl Feed {
     }
 }
 
+/// How a feed starts.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Start with up to this many of the most recent events the daemon
+    /// keeps (since it started, at most 1024), oldest first. Ignored when
+    /// `Last-Event-ID` resumes a feed.
+    #[param(maximum = 1024)]
+    pub recent: Option<usize>,
+}
+
 /// Live events (`session_opened`, `message_relayed`, `modem_down`…), each an
 /// SSE message whose `id` is the event's, `event` its kind and `data` its
-/// JSON. Send `Last-Event-ID` to get what was missed since.
+/// JSON. `?recent=50` starts with the latest events; `Last-Event-ID` gets
+/// what was missed since that event.
 #[utoipa::path(get, path = "/api/v1/events",
-    params(("Last-Event-ID" = Option<u64>, Header,
+    params(FeedQuery, ("Last-Event-ID" = Option<u64>, Header,
         description = "the id of the last event received: the missed ones come first")),
     responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
         (status = 429, description = "too many streams open on this token or overall \
@@ -109,6 +124,7 @@ pub async fn stream(
     State(state): State<ApiState>,
     _caller: Caller,
     headers: HeaderMap,
+    ApiQuery(query): ApiQuery<FeedQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let token = auth::bearer(&headers).unwrap_or_default().to_string();
     let permit = state.streams.open(&auth::hash_token(&token))?;
@@ -127,7 +143,13 @@ pub async fn stream(
             events.extend(replay.events.iter().map(sse_event));
             (events, live)
         }
-        None => (VecDeque::new(), state.events.subscribe()),
+        None => match query.recent {
+            Some(count) if count > 0 => {
+                let (recent, live) = state.events.subscribe_recent(count.min(BACKLOG));
+                (recent.iter().map(sse_event).collect(), live)
+            }
+            _ => (VecDeque::new(), state.events.subscribe()),
+        },
     };
     let mut check = tokio::time::interval(TOKEN_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -16,6 +16,7 @@ mod extract;
 pub mod guard;
 pub mod health;
 pub mod history;
+pub mod hubs;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
@@ -214,6 +215,8 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
+        ("/api/v1/hubs", get(hubs::list).post(hubs::create)),
+        ("/api/v1/hubs/{id}", delete(hubs::remove)),
     ]
 }
 
@@ -367,7 +370,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         blocks::add,
         blocks::remove,
         pool::ussd,
-        pool::history
+        pool::history,
+        hubs::list,
+        hubs::create,
+        hubs::remove
     ),
     modifiers(&BearerAuth)
 )]

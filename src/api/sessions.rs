@@ -70,6 +70,13 @@ pub struct SessionView {
     /// Where a former participant's calls go once it expired (masked for
     /// viewers).
     pub fallback_number: Option<String>,
+    /// With a hub: the session's code among the hub's sessions on its
+    /// proxy (`K7`); the hub's replies start with it, and counterparts'
+    /// messages reach the hub as `[K7] text`. `null` without a hub.
+    #[schema(example = "K7")]
+    pub hub_code: Option<String>,
+    /// With a hub: which participant (0 or 1) is the hub.
+    pub hub_participant: Option<u8>,
 }
 
 impl SessionView {
@@ -104,6 +111,8 @@ impl SessionView {
                 .fallback_number
                 .as_ref()
                 .map(|n| show(&Some(n.clone()))),
+            hub_code: record.hub.as_ref().map(|side| side.code.clone()),
+            hub_participant: record.hub.as_ref().map(|side| side.position),
         }
     }
 }

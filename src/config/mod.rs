@@ -21,12 +21,14 @@ mod live;
 pub use live::{LiveConfig, Reload};
 mod check;
 mod mqtt;
+mod hubs;
 mod rails;
 
 pub use api::{Api, MIN_TOKEN_LENGTH, check_token, parse_net};
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
 pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
+pub use hubs::{Hubs, fill as fill_hub_notice};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
@@ -88,6 +90,9 @@ pub struct Config {
     /// Events and health published to an MQTT broker (Home Assistant).
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// How hubs' messages look, and how long a hub has to key a code.
+    #[serde(default)]
+    pub hubs: Hubs,
     /// The system clock and the network's time.
     #[serde(default)]
     pub clock: ClockConfig,
@@ -540,6 +545,9 @@ impl Config {
         if let Err(problem) = self.loop_protection.validate() {
             invalid("loop_protection", problem);
         }
+        if let Err(problem) = self.hubs.validate() {
+            invalid("hubs", problem);
+        }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
             let id = match (&sim.iccid, &sim.imsi) {
@@ -693,6 +701,7 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
         assert_eq!(format!("{:?}", example.mqtt), format!("{:?}", minimal.mqtt));
         assert!(!example.mqtt.enabled());
         assert_eq!(format!("{:?}", example.api), format!("{:?}", minimal.api));
+        assert_eq!(format!("{:?}", example.hubs), format!("{:?}", minimal.hubs));
     }
 
     #[test]
@@ -872,6 +881,7 @@ msisdn = \"+447700900002\"
                 format!("{MINIMAL}\n[numbers]\nvalidation = \"lenient\""),
                 "validation",
             ),
+            (format!("{MINIMAL}\n[hubs]\nformat = \"{{text}}\""), "hubs"),
         ];
         for (text, key) in cases {
             let error = Config::parse(&text, "simmask.toml")

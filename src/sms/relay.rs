@@ -374,6 +374,10 @@ impl Relay {
                 });
                 self.wake(iccid);
             }
+            InboundOutcome::HubRefused { reason, .. } => {
+                tracing::info!(%iccid, %reason, "a hub's message not relayed; the hub is told why");
+                self.wake(iccid);
+            }
             _ => {}
         }
     }

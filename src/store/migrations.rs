@@ -419,6 +419,36 @@ CREATE TABLE twilio_participants (
 ) STRICT;
 "#;
 
+/// Hubs: numbers that may be in many open sessions on one proxy, each
+/// session told apart by a code on the hub's participant row. The masking
+/// rule stays a database constraint for everyone else: the open-route
+/// index leaves out only rows with a code, only a hub's rows may have one
+/// (and a hub's open rows always have one), and a code is unique among the
+/// hub's open sessions on the proxy.
+const HUBS: &str = r#"
+CREATE TABLE hubs (
+    id         TEXT PRIMARY KEY,
+    number     TEXT NOT NULL UNIQUE,
+    label      TEXT,
+    created_ms INTEGER NOT NULL
+) STRICT;
+
+ALTER TABLE participants ADD COLUMN hub_code TEXT;
+DROP INDEX participants_open_route;
+CREATE UNIQUE INDEX participants_open_route
+    ON participants(proxy_iccid, number) WHERE open = 1 AND hub_code IS NULL;
+CREATE UNIQUE INDEX participants_open_hub_code
+    ON participants(proxy_iccid, number, hub_code) WHERE open = 1 AND hub_code IS NOT NULL;
+CREATE TRIGGER participants_hub_insert BEFORE INSERT ON participants
+    WHEN NEW.open = 1
+     AND (NEW.hub_code IS NOT NULL) != EXISTS (SELECT 1 FROM hubs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
+CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON participants
+    WHEN NEW.open = 1
+     AND (NEW.hub_code IS NOT NULL) != EXISTS (SELECT 1 FROM hubs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -432,6 +462,7 @@ const ALL: &[&str] = &[
     SESSION_SEMANTICS,
     SIM_STORAGE,
     TWILIO_PROXY,
+    HUBS,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -538,5 +569,60 @@ mod tests {
             "UPDATE sessions SET status = 'closed', close_reason = 'operator' WHERE id = 's2'",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn only_a_hub_escapes_the_masking_rule() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0);
+             INSERT INTO hubs (id, number, created_ms) VALUES ('hub_1', '+447911000100', 0);",
+        )
+        .unwrap();
+        let session = |id: &str| {
+            format!(
+                "INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms)
+                 VALUES ('{id}', '1', 'sms', 'open', 0, 0)"
+            )
+        };
+        let participant = |id: &str, position: u8, number: &str, code: &str| {
+            format!(
+                "INSERT INTO participants (session_id, position, number, proxy_iccid, open, hub_code)
+                 VALUES ('{id}', {position}, '{number}', '1', 1, {code})"
+            )
+        };
+        let run = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        for id in ["s1", "s2", "s3", "s4"] {
+            run(&session(id)).unwrap();
+        }
+        // The hub in two sessions on one proxy, with two codes.
+        run(&participant("s1", 0, "+447911000001", "NULL")).unwrap();
+        run(&participant("s1", 1, "+447911000100", "'K7'")).unwrap();
+        run(&participant("s2", 0, "+447911000002", "NULL")).unwrap();
+        run(&participant("s2", 1, "+447911000100", "'W3'")).unwrap();
+        // The same code twice, a hub without a code, a code for someone
+        // else, a counterpart twice: all refused.
+        assert!(
+            run(&participant("s3", 1, "+447911000100", "'K7'"))
+                .unwrap_err()
+                .contains("UNIQUE")
+        );
+        assert!(
+            run(&participant("s3", 1, "+447911000100", "NULL"))
+                .unwrap_err()
+                .starts_with("hub")
+        );
+        assert!(
+            run(&participant("s3", 0, "+447911000003", "'E5'"))
+                .unwrap_err()
+                .starts_with("hub")
+        );
+        assert!(
+            run(&participant("s4", 0, "+447911000001", "NULL"))
+                .unwrap_err()
+                .contains("UNIQUE")
+        );
     }
 }

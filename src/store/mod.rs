@@ -14,6 +14,7 @@ mod audit;
 mod callbacks;
 mod calls;
 mod export;
+mod hubs;
 mod import;
 mod inbound;
 mod integrity;
@@ -39,6 +40,7 @@ pub use audit::AuditRecord;
 pub use callbacks::PendingDelivery;
 pub use calls::CallInteraction;
 pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
+pub use hubs::{HubConversation, HubRecord};
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file};
@@ -48,8 +50,8 @@ pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
-    SimRecord,
+    HubSide, LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord,
+    SimChange, SimRecord,
 };
 pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 pub use twilio::{
@@ -87,6 +89,8 @@ pub enum StoreError {
     NoSuchSession(String),
     #[error("no SIM {0}")]
     NoSuchSim(String),
+    #[error("no hub {0}")]
+    NoSuchHub(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
     /// A rail refused the change (a 409 with `code`: `opted_out`,
