@@ -29,8 +29,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use super::ApiState;
 use super::auth::{self, Caller};
 use super::error::ApiError;
-use super::guard::StreamPermit;
 use super::extract::ApiQuery;
+use super::guard::StreamPermit;
 use crate::events::{BACKLOG, Envelope};
 
 /// How often an open stream checks that its token still works.

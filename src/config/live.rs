@@ -149,7 +149,11 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
         api.max_event_streams_per_token
     );
     key!("api.failed_auth_burst", RESTART, api.failed_auth_burst);
-    key!("api.failed_auth_per_minute", RESTART, api.failed_auth_per_minute);
+    key!(
+        "api.failed_auth_per_minute",
+        RESTART,
+        api.failed_auth_per_minute
+    );
     key!("api.trusted_proxies", RESTART, api.trusted_proxies);
     key!("store.path", RESTART, store.path);
     key!("modems.baud", RESTART, modems.baud);

@@ -20,15 +20,15 @@ mod live;
 
 pub use live::{LiveConfig, Reload};
 mod check;
-mod mqtt;
 mod hubs;
+mod mqtt;
 mod rails;
 
 pub use api::{Api, MIN_TOKEN_LENGTH, check_token, parse_net};
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
-pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
 pub use hubs::{Hubs, fill as fill_hub_notice};
+pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
