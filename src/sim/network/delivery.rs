@@ -52,6 +52,8 @@ impl Network {
                 if let Some(report) = waiting.delivery.report {
                     self.send_report(report, DELIVERED);
                 }
+                // The next direct delivery may go now.
+                self.retry_held();
                 true
             }
             None => false,
@@ -69,6 +71,7 @@ impl Network {
         match taken {
             Some(waiting) => {
                 self.take_back(waiting.delivery);
+                self.retry_held();
                 true
             }
             None => false,
@@ -149,6 +152,12 @@ pub(super) fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDeliver
     // Mode 0 buffers indications in the TA: the message goes to storage
     // and no URC is sent (27.005 §3.4.1).
     if cnmi.mt == 2 && cnmi.mode != 0 {
+        // 27.005 §3.4.4: no new +CMT before the previous one is
+        // acknowledged; the network keeps the next one until then (so an
+        // acknowledgement always answers the +CMT its sender saw).
+        if settings.csms == 1 && !slot.awaiting_ack.is_empty() {
+            return Offer::Held;
+        }
         let urc = if settings.text_mode {
             let Ok(decoded) = pdu::decode_hex(&delivery.pdu.hex, true) else {
                 return Offer::Held;
