@@ -2,6 +2,14 @@
 //! receives is decoded, committed to the store (only then deleted from the
 //! SIM) and its relay queued; delivery reports update interactions; one
 //! outbox worker per SIM sends what is queued, from that SIM only.
+//!
+//! The hot path from a received message to its relayed send holds one
+//! store job: the durable transaction that stores the message also claims
+//! its relay when the SIM's worker is idle, and the worker gets it in memory
+//! as soon as that transaction is on disk. The received message leaves the
+//! SIM (`AT+CMGD`, or `AT+CNMA` for a direct delivery) after the relayed
+//! send, so the line carries the send first. Delivery reports are written in
+//! batches, off the path of received messages.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -12,17 +20,28 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
+use tokio::sync::mpsc;
+
+use super::accept::{InboundOutcome, InboundPart, accept_inbound_then, sweep_incomplete};
 use super::intake::{Intake, intake};
 use super::schedule::RateLimiter;
-use super::worker::{OutboxWorker, SendError, SmsSink};
+use super::worker::{Handed, Handoff, OutboxWorker, SendError, SmsSink, handoff};
 use crate::bank::{Bank, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
-use crate::store::{DeliveryStatus, Store};
+use crate::store::{DeliveryReport, DeliveryStatus, OutboxItem, Store};
+
+/// One SIM's outbox worker as the relay reaches it.
+#[derive(Clone)]
+struct WorkerLink {
+    /// Something was queued: look at the store.
+    wake: Arc<Notify>,
+    /// A message claimed for the idle worker goes this way.
+    handoff: Handoff,
+}
 
 /// The relay. Cheap to clone: a task per received message holds a copy.
 #[derive(Clone)]
@@ -32,11 +51,13 @@ pub struct Relay {
     events: EventBus,
     policy: OutOfSessionPolicy,
     settings: crate::config::Sms,
-    /// The wake-up of each SIM's outbox worker, by ICCID.
-    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Each SIM's outbox worker, by ICCID.
+    wakers: Arc<Mutex<HashMap<String, WorkerLink>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Cancelled at shutdown; each worker finishes its send in flight.
     workers_stop: CancellationToken,
+    /// Direct status reports, written in batches.
+    reports: mpsc::UnboundedSender<DeliveryReport>,
 }
 
 impl Relay {
@@ -47,6 +68,8 @@ impl Relay {
         events: EventBus,
         workers_stop: CancellationToken,
     ) -> Self {
+        let (reports, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write_reports(store.clone(), events.clone(), pending));
         Self {
             store,
             bank,
@@ -56,21 +79,27 @@ impl Relay {
             wakers: Arc::default(),
             workers: Arc::default(),
             workers_stop,
+            reports,
         }
     }
 
     /// Wakes the outbox worker of `iccid`, if it runs.
     pub fn wake(&self, iccid: &str) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(notify) = wakers.get(iccid) {
-            notify.notify_one();
+        if let Some(link) = wakers.get(iccid) {
+            link.wake.notify_one();
         }
     }
 
     /// Wakes every outbox worker (something was queued for several SIMs).
     pub fn wake_all(&self) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        wakers.values().for_each(|notify| notify.notify_one());
+        wakers.values().for_each(|link| link.wake.notify_one());
+    }
+
+    fn worker_link(&self, iccid: &str) -> Option<WorkerLink> {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.get(iccid).cloned()
     }
 
     /// Starts the outbox worker of `iccid` unless it runs; a SIM that comes
@@ -81,7 +110,14 @@ impl Relay {
             return;
         }
         let wake = Arc::new(Notify::new());
-        wakers.insert(iccid.to_string(), wake.clone());
+        let (handoff, inbox) = handoff();
+        wakers.insert(
+            iccid.to_string(),
+            WorkerLink {
+                wake: wake.clone(),
+                handoff,
+            },
+        );
         let worker = OutboxWorker {
             store: self.store.clone(),
             sink: BankSink {
@@ -96,6 +132,7 @@ impl Relay {
             wake,
             stop: self.workers_stop.clone(),
             events: self.events.clone(),
+            inbox,
         };
         let iccid = iccid.to_string();
         let task = tokio::spawn(async move {
@@ -123,14 +160,19 @@ impl Relay {
         tokio::spawn(self.clone().receive(iccid, region, sms));
     }
 
-    /// A status report delivered directly (`+CDS`).
-    pub async fn status_report(&self, iccid: &str, region: Option<&str>, pdu_hex: &str) {
+    /// A status report delivered directly (`+CDS`): written with others
+    /// in one store job, off the path of received messages.
+    pub fn status_report(&self, iccid: &str, region: Option<&str>, pdu_hex: &str) {
         if let Ok(Intake::StatusReport {
             message_reference,
-            status,
+            status: Some(status),
         }) = intake(iccid, region, pdu_hex, None)
         {
-            self.delivery_report(iccid, message_reference, status).await;
+            let _ = self.reports.send(DeliveryReport {
+                proxy_iccid: iccid.to_string(),
+                message_reference,
+                status,
+            });
         }
     }
 
@@ -181,7 +223,8 @@ impl Relay {
         }
     }
 
-    /// One received PDU: committed to the store, then deleted from the SIM.
+    /// One received PDU: committed to the store, then deleted from the SIM
+    /// (after its relayed send when the worker took that over).
     /// Decoding and queueing happen now; the returned future waits for the
     /// commit and does the rest.
     fn receive(
@@ -190,7 +233,7 @@ impl Relay {
         region: Option<String>,
         sms: InboundSms,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
+        let stored: Pin<Box<dyn Future<Output = Stored> + Send>> = match intake(
             &iccid,
             region.as_deref(),
             &sms.pdu_hex,
@@ -203,52 +246,94 @@ impl Relay {
             }) => {
                 let iccid = iccid.clone();
                 Box::pin(async move {
-                    self.delivery_report(&iccid, message_reference, status)
+                    if self
+                        .delivery_report(&iccid, message_reference, status)
                         .await
+                    {
+                        Stored::Yes
+                    } else {
+                        Stored::No
+                    }
                 })
             }
             Ok(Intake::Unroutable { reason }) => {
                 tracing::info!(%iccid, %reason, "received SMS not relayed");
-                Box::pin(std::future::ready(true))
+                Box::pin(std::future::ready(Stored::Yes))
             }
             Err(error) => {
                 // Left on the SIM: a later version may read it; deleting
                 // would lose it.
                 tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
-                Box::pin(std::future::ready(false))
+                Box::pin(std::future::ready(Stored::No))
             }
         };
         async move {
-            // The delete is the modem's work: the other SIMs' messages need
-            // not wait for it.
-            if stored.await
-                && let Err(error) = sms.confirm_stored().await
-            {
-                // Stored but not deleted: it is read again later and
-                // recognised as a duplicate.
-                tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+            match stored.await {
+                Stored::No => {}
+                // The delete is the modem's work: the other SIMs' messages
+                // need not wait for it.
+                Stored::Yes => confirm(iccid, sms).await,
+                // The worker deletes it after the relayed send.
+                Stored::Handed { handoff, item } => handoff.hand(Handed {
+                    item,
+                    after_send: Some(Box::pin(confirm(iccid, sms))),
+                }),
             }
         }
     }
 
-    /// Accepts a part, queued now; the future is `true` once it is durably
-    /// stored.
-    fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
+    /// Accepts a part, queued now; the future says once it is durably
+    /// stored, with its relay when that was claimed for the idle worker.
+    fn accept(&self, part: InboundPart) -> impl Future<Output = Stored> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(
+        let link = self.worker_link(&iccid);
+        let claimer = link.clone().map(|link| link.handoff);
+        let now = OffsetDateTime::now_utc();
+        let accepted = accept_inbound_then(
             &self.store,
             part,
             self.policy.clone(),
-            OffsetDateTime::now_utc(),
+            now,
+            move |tx, outcome| {
+                let queued = match outcome {
+                    InboundOutcome::Relayed { interaction_id }
+                    | InboundOutcome::AutoReplied { interaction_id }
+                    | InboundOutcome::Forwarded { interaction_id } => Some(*interaction_id),
+                    _ => None,
+                };
+                let session = match outcome {
+                    InboundOutcome::Relayed { interaction_id } => {
+                        tx.interaction_session(*interaction_id)?
+                    }
+                    _ => None,
+                };
+                let mut claimed = None;
+                if let (Some(interaction), Some(handoff)) = (queued, &claimer)
+                    && handoff.is_idle()
+                    && let Some(row) = tx.claimable(interaction, now)?
+                    && handoff.reserve()
+                {
+                    claimed = tx.claim(row)?;
+                }
+                Ok((session, claimed))
+            },
         );
         let desk = self.clone();
         async move {
             match accepted.await {
-                Ok(outcome) => {
+                Ok((outcome, (session_id, claimed))) => {
+                    let handed = match (claimed, &link) {
+                        (Some(item), Some(link)) => Some(Stored::Handed {
+                            handoff: link.handoff.clone(),
+                            item,
+                        }),
+                        _ => None,
+                    };
                     match &outcome {
                         InboundOutcome::Relayed { interaction_id } => {
-                            desk.wake(&iccid);
-                            let session_id = desk.session_of(*interaction_id).await;
+                            if handed.is_none() {
+                                desk.wake(&iccid);
+                            }
                             desk.events.publish(Event::MessageRelayed {
                                 session_id,
                                 interaction_id: *interaction_id,
@@ -256,7 +341,9 @@ impl Relay {
                             });
                         }
                         InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
-                            desk.wake(&iccid);
+                            if handed.is_none() {
+                                desk.wake(&iccid);
+                            }
                         }
                         InboundOutcome::Dropped { reason, .. } => {
                             tracing::info!(%iccid, %reason, "inbound SMS not relayed");
@@ -264,11 +351,11 @@ impl Relay {
                         InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
                     }
                     tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
-                    true
+                    handed.unwrap_or(Stored::Yes)
                 }
                 Err(error) => {
                     tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
-                    false
+                    Stored::No
                 }
             }
         }
@@ -361,5 +448,71 @@ impl SmsSink for BankSink {
             .sims()
             .iter()
             .any(|sim| sim.iccid == self.iccid && sim.healthy)
+    }
+}
+
+/// What became of a received PDU.
+enum Stored {
+    /// Not stored: it stays on the SIM.
+    No,
+    /// Durably stored (or nothing to store): it may leave the SIM.
+    Yes,
+    /// Durably stored and its relay claimed for the idle worker, which
+    /// lets it leave the SIM after the send.
+    Handed { handoff: Handoff, item: OutboxItem },
+}
+
+/// Deletes a stored message from the SIM (or acknowledges a direct one).
+async fn confirm(iccid: String, sms: InboundSms) {
+    if let Err(error) = sms.confirm_stored().await {
+        // Stored but not deleted: it is read again later and recognised
+        // as a duplicate.
+        tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+    }
+}
+
+/// Writes direct status reports in batches: whatever arrived while the
+/// last batch was written goes in the next, in one store job.
+async fn write_reports(
+    store: Store,
+    events: EventBus,
+    mut pending: mpsc::UnboundedReceiver<DeliveryReport>,
+) {
+    const BATCH: usize = 256;
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match pending.try_recv() {
+                Ok(report) => batch.push(report),
+                Err(_) => break,
+            }
+        }
+        let statuses: Vec<DeliveryStatus> = batch.iter().map(|r| r.status).collect();
+        match store
+            .record_delivery_reports(batch, OffsetDateTime::now_utc())
+            .await
+        {
+            Ok(found) => {
+                for (status, found) in statuses.into_iter().zip(found) {
+                    let Some((interaction_id, session_id)) = found else {
+                        continue;
+                    };
+                    events.publish(match status {
+                        DeliveryStatus::Delivered => Event::MessageDelivered {
+                            session_id,
+                            interaction_id,
+                        },
+                        DeliveryStatus::Failed => Event::MessageFailed {
+                            session_id,
+                            interaction_id,
+                            reason: "the network could not deliver it".into(),
+                        },
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, reports = statuses.len(), "cannot record delivery reports")
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::relay::{NewOutbound, insert_outbound};
+use super::relay::{NewOutbound, OutboxItem, claim, insert_outbound};
 use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::lifecycle::SessionStatus;
@@ -260,6 +260,49 @@ impl InboundTx<'_> {
             .tx
             .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
             .query_row(params![outbox], |row| row.get(0))?)
+    }
+
+    /// The outbox row of `interaction` if it is still queued and nothing
+    /// of its SIM is due before it: it may be claimed now.
+    pub fn claimable(
+        &self,
+        interaction: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, proxy_iccid FROM outbox WHERE interaction_id = ?1 AND state = 'queued'",
+            )?
+            .query_row(params![interaction], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((id, proxy_iccid)) = row else {
+            return Ok(None);
+        };
+        let earlier: bool = self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE proxy_iccid = ?1 AND state = 'queued'
+                                AND next_attempt_ms <= ?2 AND id < ?3)",
+            )?
+            .query_row(params![proxy_iccid, to_ms(now), id], |row| row.get(0))?;
+        Ok((!earlier).then_some(id))
+    }
+
+    /// Claims the queued outbox row `outbox_id` for sending, as
+    /// [`Store::claim_next_due`] would.
+    pub fn claim(&self, outbox_id: i64) -> Result<Option<OutboxItem>, StoreError> {
+        claim(&self.tx, outbox_id)
+    }
+
+    /// The session an interaction belongs to, if any.
+    pub fn interaction_session(&self, interaction: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
+            .query_row(params![interaction], |row| row.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// Records a received SMS that is not sent on, with why; returns its

@@ -17,10 +17,12 @@ use super::{Network, NetworkState};
 /// and operators see the fallback quickly).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `+CMT` shown to the host, waiting for its `+CNMA` until `deadline`.
+/// A `+CMT` (or, with `delivery` `None`, a `+CDS`) shown to the host,
+/// waiting for its `+CNMA` until `deadline`. Both are the network's one
+/// mobile-terminated transfer in progress: the next of either waits.
 #[derive(Debug)]
 pub(super) struct AwaitingAck {
-    pub(super) delivery: ModemDelivery,
+    pub(super) delivery: Option<ModemDelivery>,
     pub(super) deadline: Instant,
 }
 
@@ -49,7 +51,7 @@ impl Network {
         };
         match acked {
             Some(waiting) => {
-                if let Some(report) = waiting.delivery.report {
+                if let Some(report) = waiting.delivery.and_then(|delivery| delivery.report) {
                     self.send_report(report, DELIVERED);
                 }
                 // The next direct delivery may go now.
@@ -70,7 +72,9 @@ impl Network {
             .and_then(|slot| slot.awaiting_ack.pop_front());
         match taken {
             Some(waiting) => {
-                self.take_back(waiting.delivery);
+                if let Some(delivery) = waiting.delivery {
+                    self.take_back(delivery);
+                }
                 self.retry_held();
                 true
             }
@@ -103,8 +107,10 @@ impl Network {
                 .front()
                 .is_some_and(|waiting| waiting.deadline <= now)
             {
-                if let Some(waiting) = slot.awaiting_ack.pop_front() {
-                    expired.push(waiting.delivery);
+                // A report nobody acknowledged is not kept (it is not a
+                // message); a message is.
+                if let Some(delivery) = slot.awaiting_ack.pop_front().and_then(|w| w.delivery) {
+                    expired.push(delivery);
                 }
             }
         }
@@ -176,7 +182,7 @@ pub(super) fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDeliver
         slot.queue_urc(urc.into_bytes());
         if settings.csms == 1 {
             slot.awaiting_ack.push_back(AwaitingAck {
-                delivery: delivery.clone(),
+                delivery: Some(delivery.clone()),
                 deadline: Instant::now() + ACK_TIMEOUT,
             });
             return Offer::AwaitingAck {

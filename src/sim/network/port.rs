@@ -70,8 +70,8 @@ impl Network {
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.
                 let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
-                for waiting in pending {
-                    state.held.push_back(Held::Modem(waiting.delivery));
+                for delivery in pending.into_iter().filter_map(|waiting| waiting.delivery) {
+                    state.held.push_back(Held::Modem(delivery));
                 }
             }
         }

@@ -468,3 +468,37 @@ fn a_paced_line_stamps_each_line_when_its_last_byte_is_across() {
         ]
     );
 }
+
+#[test]
+fn under_csms_1_a_status_report_is_acknowledged_like_a_message_and_they_take_turns() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    net.with_modem(0, |m| {
+        m.settings.cnmi = Cnmi::parse("2,2,0,1,0").unwrap();
+        m.settings.csms = 1;
+    })
+    .unwrap();
+    let handset = "+447700900700";
+    let submit = Submit {
+        message_reference: 0,
+        destination: Address::international(handset),
+        pid: 0,
+        dcs: 0,
+        class: None,
+        validity: None,
+        status_report_request: true,
+        reject_duplicates: false,
+        reply_path: false,
+        user_data: UserData::text(Encoding::Gsm7, "report me"),
+    };
+    assert_eq!(net.submit(0, &submit), Ok(1));
+    assert!(urcs(&net, 0).starts_with("\r\n+CDS: "));
+    // The +CDS is unacknowledged: a new message waits for its +CNMA.
+    let sim = net.lock().modems[0].identity.msisdn.clone();
+    net.handset_sms(handset, &sim, "after the report").unwrap();
+    assert_eq!(urcs(&net, 0), "");
+    assert!(net.acknowledge(0));
+    assert!(urcs(&net, 0).starts_with("\r\n+CMT: ,"));
+    assert!(net.acknowledge(0));
+    assert!(!net.acknowledge(0));
+}
