@@ -75,26 +75,16 @@ pub fn accept_inbound(
     store.inbound_durable(move |tx| accept(tx, &part, &policy, now))
 }
 
-/// [`accept_inbound`], then `then` in the same transaction with the
-/// outcome (the relay claims the queued message there for its worker).
-pub fn accept_inbound_then<T, F>(
-    store: &Store,
-    part: InboundPart,
-    policy: OutOfSessionPolicy,
+/// Accepts one part inside a transaction the caller drives ([`accept_inbound`]
+/// is this in a transaction of its own); the relay adds its own work to the
+/// same transaction.
+pub fn accept_in(
+    tx: &mut InboundTx<'_>,
+    part: &InboundPart,
+    policy: &OutOfSessionPolicy,
     now: OffsetDateTime,
-    then: F,
-) -> impl Future<Output = Result<(InboundOutcome, T), StoreError>> + use<T, F>
-where
-    T: Send + 'static,
-    F: for<'c> FnOnce(&mut InboundTx<'c>, &InboundOutcome) -> Result<T, StoreError>
-        + Send
-        + 'static,
-{
-    store.inbound_durable(move |tx| {
-        let outcome = accept(tx, &part, &policy, now)?;
-        let more = then(tx, &outcome)?;
-        Ok((outcome, more))
-    })
+) -> Result<InboundOutcome, StoreError> {
+    accept(tx, part, policy, now)
 }
 
 /// Relays what arrived of every message whose first part is older than

@@ -22,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::sync::mpsc;
 
-use super::accept::{InboundOutcome, InboundPart, accept_inbound_then, sweep_incomplete};
+use super::accept::{InboundOutcome, InboundPart, accept_in, sweep_incomplete};
 use super::intake::{Intake, intake};
 use super::schedule::RateLimiter;
-use super::worker::{Handed, Handoff, OutboxWorker, SendError, SmsSink, handoff};
+use super::worker::{AfterSend, Handed, Handoff, OutboxWorker, SendError, SmsSink, handoff};
 use crate::bank::{Bank, InboundSms};
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -233,13 +233,21 @@ impl Relay {
         region: Option<String>,
         sms: InboundSms,
     ) -> impl Future<Output = ()> + Send + 'static {
+        let location = sms.location.clone();
+        // Taken by whoever lets it leave the SIM: the worker after the
+        // relayed send, or this task once the message is stored.
+        let pending = Arc::new(Mutex::new(Some(sms)));
+        let pdu_hex = lock(&pending)
+            .as_ref()
+            .map(|sms| sms.pdu_hex.clone())
+            .unwrap_or_default();
         let stored: Pin<Box<dyn Future<Output = Stored> + Send>> = match intake(
             &iccid,
             region.as_deref(),
-            &sms.pdu_hex,
-            sms.location.clone(),
+            &pdu_hex,
+            location.clone(),
         ) {
-            Ok(Intake::Part(part)) => Box::pin(self.accept(part)),
+            Ok(Intake::Part(part)) => Box::pin(self.accept(part, pending.clone())),
             Ok(Intake::StatusReport {
                 message_reference,
                 status,
@@ -263,47 +271,49 @@ impl Relay {
             Err(error) => {
                 // Left on the SIM: a later version may read it; deleting
                 // would lose it.
-                tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
+                tracing::warn!(%iccid, ?location, %error, "received PDU undecodable; left on the SIM");
                 Box::pin(std::future::ready(Stored::No))
             }
         };
         async move {
-            match stored.await {
-                Stored::No => {}
-                // The delete is the modem's work: the other SIMs' messages
-                // need not wait for it.
-                Stored::Yes => confirm(iccid, sms).await,
-                // The worker deletes it after the relayed send.
-                Stored::Handed { handoff, item } => handoff.hand(Handed {
-                    item,
-                    after_send: Some(Box::pin(confirm(iccid, sms))),
-                }),
+            // The delete is the modem's work: the other SIMs' messages need
+            // not wait for it. Handed to the worker, it follows the send.
+            if stored.await == Stored::Yes {
+                let sms = lock(&pending).take();
+                if let Some(sms) = sms {
+                    confirm(iccid, sms).await;
+                }
             }
         }
     }
 
     /// Accepts a part, queued now; the future says once it is durably
-    /// stored, with its relay when that was claimed for the idle worker.
-    fn accept(&self, part: InboundPart) -> impl Future<Output = Stored> + Send + 'static {
+    /// stored. When the SIM's worker is idle the same transaction claims
+    /// the relay, and the writer thread hands it over with `pending` (to
+    /// leave the SIM after the send) as soon as the transaction is on disk.
+    fn accept(
+        &self,
+        part: InboundPart,
+        pending: Arc<Mutex<Option<InboundSms>>>,
+    ) -> impl Future<Output = Stored> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let link = self.worker_link(&iccid);
-        let claimer = link.clone().map(|link| link.handoff);
+        let claimer = self.worker_link(&iccid).map(|link| link.handoff);
+        let giver = claimer.clone();
+        let policy = self.policy.clone();
         let now = OffsetDateTime::now_utc();
-        let accepted = accept_inbound_then(
-            &self.store,
-            part,
-            self.policy.clone(),
-            now,
-            move |tx, outcome| {
+        let confirm_iccid = iccid.clone();
+        let accepted = self.store.inbound_durable_then(
+            move |tx| {
+                let outcome = accept_in(tx, &part, &policy, now)?;
                 let queued = match outcome {
                     InboundOutcome::Relayed { interaction_id }
                     | InboundOutcome::AutoReplied { interaction_id }
-                    | InboundOutcome::Forwarded { interaction_id } => Some(*interaction_id),
+                    | InboundOutcome::Forwarded { interaction_id } => Some(interaction_id),
                     _ => None,
                 };
-                let session = match outcome {
+                let session_id = match outcome {
                     InboundOutcome::Relayed { interaction_id } => {
-                        tx.interaction_session(*interaction_id)?
+                        tx.interaction_session(interaction_id)?
                     }
                     _ => None,
                 };
@@ -315,23 +325,37 @@ impl Relay {
                 {
                     claimed = tx.claim(row)?;
                 }
-                Ok((session, claimed))
+                Ok(Accepted {
+                    outcome,
+                    session_id,
+                    claimed,
+                    handed: false,
+                })
+            },
+            move |result| {
+                if let (Ok(accepted), Some(handoff)) = (result, giver)
+                    && let Some(item) = accepted.claimed.take()
+                {
+                    let after_send = lock(&pending)
+                        .take()
+                        .map(|sms| Box::pin(confirm(confirm_iccid, sms)) as AfterSend);
+                    handoff.hand(Handed { item, after_send });
+                    accepted.handed = true;
+                }
             },
         );
         let desk = self.clone();
         async move {
             match accepted.await {
-                Ok((outcome, (session_id, claimed))) => {
-                    let handed = match (claimed, &link) {
-                        (Some(item), Some(link)) => Some(Stored::Handed {
-                            handoff: link.handoff.clone(),
-                            item,
-                        }),
-                        _ => None,
-                    };
+                Ok(Accepted {
+                    outcome,
+                    session_id,
+                    handed,
+                    ..
+                }) => {
                     match &outcome {
                         InboundOutcome::Relayed { interaction_id } => {
-                            if handed.is_none() {
+                            if !handed {
                                 desk.wake(&iccid);
                             }
                             desk.events.publish(Event::MessageRelayed {
@@ -341,7 +365,7 @@ impl Relay {
                             });
                         }
                         InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
-                            if handed.is_none() {
+                            if !handed {
                                 desk.wake(&iccid);
                             }
                         }
@@ -350,8 +374,8 @@ impl Relay {
                         }
                         InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
                     }
-                    tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
-                    handed.unwrap_or(Stored::Yes)
+                    tracing::debug!(%iccid, ?outcome, handed, "inbound SMS stored");
+                    Stored::Yes
                 }
                 Err(error) => {
                     tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
@@ -452,14 +476,26 @@ impl SmsSink for BankSink {
 }
 
 /// What became of a received PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stored {
     /// Not stored: it stays on the SIM.
     No,
-    /// Durably stored (or nothing to store): it may leave the SIM.
+    /// Durably stored (or nothing to store): it may leave the SIM, unless
+    /// the worker took that over with its relay.
     Yes,
-    /// Durably stored and its relay claimed for the idle worker, which
-    /// lets it leave the SIM after the send.
-    Handed { handoff: Handoff, item: OutboxItem },
+}
+
+/// What the inbound transaction did, with the relay it claimed.
+struct Accepted {
+    outcome: InboundOutcome,
+    session_id: Option<String>,
+    claimed: Option<OutboxItem>,
+    /// The claimed relay went to the worker.
+    handed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Deletes a stored message from the SIM (or acknowledges a direct one).

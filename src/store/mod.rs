@@ -175,20 +175,29 @@ impl Store {
     /// the caller acts on it (an inbound SMS before its delete from the
     /// SIM): the answer comes only after an fsync. Jobs queued together
     /// share that fsync, so a burst on 16 modems costs one, not 16.
+    /// `on_durable` runs on the writer thread as soon as the fsync is done,
+    /// before the answer is sent: for a hand-over that should not wait for
+    /// the caller's task to be scheduled.
     ///
     /// The job is queued when this is called, not when the future is first
     /// polled: callers that await on separate tasks keep their call order.
-    fn call_durable<R, F>(&self, f: F) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
+    fn call_durable<R, F, D>(
+        &self,
+        f: F,
+        on_durable: D,
+    ) -> impl Future<Output = Result<R, StoreError>> + use<R, F, D>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        D: FnOnce(&mut Result<R, StoreError>) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let queued = self
             .jobs
             .send(Job::Durable(Box::new(move |conn| {
-                let result = relaxed(conn, f);
+                let mut result = relaxed(conn, f);
                 Box::new(move || {
+                    on_durable(&mut result);
                     let _ = reply.send(result);
                 })
             })))
