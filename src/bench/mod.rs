@@ -3,10 +3,12 @@
 //! as two), timed from the simulator's port traces.
 //!
 //! - [`relay`]: relay overhead and throughput (`simmask bench relay`).
+//! - [`idle`]: the daemon's cost with idle modems (`simmask bench idle`).
 //! - [`rig`]: the simulator and the daemon started for a bench.
 //! - [`timing`], [`wire`]: what the traces say, and what a line can carry
 //!   (pure).
 
+pub mod idle;
 pub mod relay;
 pub mod rig;
 pub mod timing;

@@ -2,7 +2,9 @@
 //! process or as two separate processes (`simmask sim` and `simmask run`,
 //! the way an operator runs them), with the same handles to both: the
 //! simulator's control URL, the daemon's API, the modems, and the daemon's
-//! CPU time and peak memory as the kernel accounts them.
+//! CPU time and peak memory as the kernel accounts them. With separate
+//! processes, `SIMMASK_BENCH_DAEMON=/path/to/simmask` runs that build's
+//! daemon instead, to compare builds on the same bench.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -193,7 +195,7 @@ impl Rig {
                 }
             }
             Err(simulator) => {
-                let daemon = Command::new(std::env::current_exe()?)
+                let daemon = Command::new(daemon_binary()?)
                     .args(["run", "--config"])
                     .arg(&config_path)
                     .env("SIMMASK_ADMIN_TOKEN", TOKEN)
@@ -351,6 +353,16 @@ impl Rig {
                 .ok();
             }
         }
+    }
+}
+
+/// The `simmask` that runs the daemon apart: this one, or the build named
+/// by `SIMMASK_BENCH_DAEMON` (to measure an older or newer daemon on the
+/// same simulator and bench).
+fn daemon_binary() -> std::io::Result<PathBuf> {
+    match std::env::var_os("SIMMASK_BENCH_DAEMON") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => std::env::current_exe(),
     }
 }
 

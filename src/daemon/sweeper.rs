@@ -57,9 +57,15 @@ pub async fn run(
                 relay.sweep_incomplete(now).await;
             }
             _ = status.tick() => {
-                for sim in bank.sims() {
-                    // SIMs not yet in the pool (no number) have no row.
-                    let _ = store.save_sim_status(status_record(&config, &bank, &sim)).await;
+                // One job for the bank; SIMs not yet in the pool (no
+                // number) have no row and are skipped.
+                let statuses = bank
+                    .sims()
+                    .iter()
+                    .map(|sim| status_record(&config, &bank, sim))
+                    .collect();
+                if let Err(error) = store.save_sim_statuses(statuses).await {
+                    tracing::warn!(%error, "cannot save the SIMs' status");
                 }
             }
             _ = retention.tick() => {

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::schedule::{ErrorClass, RateLimiter, RetryDecision, classify_cms_error, retry_after};
 use crate::events::{Event, EventBus};
 use crate::number::PhoneNumber;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::store::{NextClaim, OutboxItem, Store, StoreError};
 
 /// Why a send failed, as the sending side reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,9 +63,10 @@ pub trait SmsSink: Send + Sync {
 /// How often an unhealthy SIM's outbox is looked at again.
 const POLL: Duration = Duration::from_secs(1);
 
-/// How often an idle SIM's outbox is looked at again. Whatever is queued
-/// wakes the worker at once; this only catches retries falling due.
-const IDLE_POLL: Duration = Duration::from_secs(5);
+/// How often an idle SIM's outbox is looked at again at the latest.
+/// Whatever is queued wakes the worker at once, and it sleeps until the
+/// next retry falls due; this is only a safety net.
+const IDLE_POLL: Duration = Duration::from_secs(60);
 
 /// How long a worker waits for a message the inbound transaction reserved
 /// for it (its fsync) before it looks in the store instead.
@@ -192,15 +193,23 @@ impl<S: SmsSink> OutboxWorker<S> {
         }
     }
 
-    /// Nothing is due: waits idle, taking a message handed over meanwhile.
-    async fn idle(&mut self) -> Option<Handed> {
+    /// Nothing is due: waits idle until `next_due` (or woken), taking a
+    /// message handed over meanwhile.
+    async fn idle(&mut self, next_due: Option<OffsetDateTime>) -> Option<Handed> {
+        let wait = next_due
+            .map(|due| {
+                let wait = due - self.now();
+                Duration::try_from(wait).unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(IDLE_POLL)
+            .min(IDLE_POLL);
         self.inbox.state.store(IDLE, Ordering::Release);
         tokio::select! {
             handed = self.inbox.receiver.recv() => {
                 self.inbox.state.store(BUSY, Ordering::Release);
                 return handed;
             }
-            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = self.wake.notified() => {}
             _ = self.stop.cancelled() => {}
         }
@@ -211,6 +220,8 @@ impl<S: SmsSink> OutboxWorker<S> {
     pub async fn run(mut self) -> Result<(), StoreError> {
         // Claimed and not yet sent, with what follows its send.
         let mut next: Option<Handed> = None;
+        // What the last claim found, when it found nothing due.
+        let mut nothing_due: Option<NextClaim> = None;
         while !self.stop.is_cancelled() {
             let handed = match next.take().or_else(|| self.inbox.try_take()) {
                 Some(handed) => handed,
@@ -222,17 +233,21 @@ impl<S: SmsSink> OutboxWorker<S> {
                     if self.wait_for_the_rate_limit().await {
                         continue;
                     }
-                    match self
-                        .store
-                        .claim_next_due(self.proxy_iccid.clone(), self.now())
-                        .await?
-                    {
-                        Some(item) => Handed {
+                    let claim = match nothing_due.take() {
+                        Some(known) => known,
+                        None => {
+                            self.store
+                                .claim_next(self.proxy_iccid.clone(), self.now())
+                                .await?
+                        }
+                    };
+                    match claim {
+                        NextClaim::Claimed(item) => Handed {
                             item,
                             after_send: None,
                         },
-                        None => {
-                            next = self.idle().await;
+                        NextClaim::NothingDue { next_due } => {
+                            next = self.idle(next_due).await;
                             continue;
                         }
                     }
@@ -250,7 +265,15 @@ impl<S: SmsSink> OutboxWorker<S> {
                 next = Some(handed);
                 break;
             }
-            next = self.send(handed).await?;
+            match self.send(handed).await? {
+                Some(NextClaim::Claimed(item)) => {
+                    next = Some(Handed {
+                        item,
+                        after_send: None,
+                    })
+                }
+                found => nothing_due = found,
+            }
         }
         // Stopped: what was claimed and not sent goes back to the queue.
         let mut unsent: Vec<i64> = next.into_iter().map(|handed| handed.item.id).collect();
@@ -280,8 +303,9 @@ impl<S: SmsSink> OutboxWorker<S> {
     }
 
     /// Sends one claimed message and records the outcome; on success the
-    /// same store job claims the SIM's next due message, returned.
-    async fn send(&mut self, handed: Handed) -> Result<Option<Handed>, StoreError> {
+    /// same store job claims the SIM's next due message (or says when the
+    /// next falls due), returned.
+    async fn send(&mut self, handed: Handed) -> Result<Option<NextClaim>, StoreError> {
         let Handed { item, after_send } = handed;
         let to = match PhoneNumber::from_e164(&item.to_number) {
             Ok(to) => to,
@@ -310,10 +334,7 @@ impl<S: SmsSink> OutboxWorker<S> {
                             self.now(),
                         )
                         .await?;
-                    return Ok(next.map(|item| Handed {
-                        item,
-                        after_send: None,
-                    }));
+                    return Ok(Some(next));
                 }
                 self.store.mark_sent(item.id, refs, self.now()).await?;
             }

@@ -33,7 +33,9 @@ pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
 pub use pool::SimStatusRecord;
-pub use relay::{DeliveryReport, DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
+pub use relay::{
+    DeliveryReport, DeliveryStatus, InteractionRecord, NewOutbound, NextClaim, OutboxItem,
+};
 pub use retention::ErasureCounts;
 pub use sessions::{
     LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,

@@ -32,6 +32,17 @@ pub struct OutboxItem {
     pub attempts: u32,
 }
 
+/// What a SIM's worker gets from the outbox: the message claimed, or when
+/// the next one falls due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextClaim {
+    Claimed(OutboxItem),
+    /// Nothing due now; the earliest retry queued, if any.
+    NothingDue {
+        next_due: Option<OffsetDateTime>,
+    },
+}
+
 /// One interaction as listed for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InteractionRecord {
@@ -105,8 +116,26 @@ impl Store {
         .await
     }
 
-    /// [`Store::mark_sent`] and, in the same job, [`Store::claim_next_due`]
-    /// on the same SIM: a SIM with a backlog goes from one send to the next
+    /// [`Store::claim_next_due`], or when the SIM's next message falls due.
+    pub async fn claim_next(
+        &self,
+        proxy_iccid: String,
+        now: OffsetDateTime,
+    ) -> Result<NextClaim, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
+                tx.commit()?;
+                Ok(next)
+            })
+        })
+        .await
+    }
+
+    /// [`Store::mark_sent`] and, in the same job, [`Store::claim_next`] on
+    /// the same SIM: a SIM with a backlog goes from one send to the next
     /// with one trip to the writer.
     pub async fn mark_sent_and_claim_next(
         &self,
@@ -114,13 +143,13 @@ impl Store {
         message_refs: Vec<u8>,
         proxy_iccid: String,
         now: OffsetDateTime,
-    ) -> Result<Option<OutboxItem>, StoreError> {
+    ) -> Result<NextClaim, StoreError> {
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 let tx = conn.transaction()?;
                 sent(&tx, outbox_id, &message_refs, now)?;
-                let next = claim_next(&tx, &proxy_iccid, now)?;
+                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
                 tx.commit()?;
                 Ok(next)
             })
@@ -320,6 +349,26 @@ fn claim_next(
         Some(id) => claim(tx, id),
         None => Ok(None),
     }
+}
+
+/// Claims the oldest due row of `proxy_iccid`, or says when the next
+/// queued one falls due.
+fn claim_or_next_due(
+    tx: &Transaction<'_>,
+    proxy_iccid: &str,
+    now: i64,
+) -> Result<NextClaim, StoreError> {
+    if let Some(item) = claim_next(tx, proxy_iccid, now)? {
+        return Ok(NextClaim::Claimed(item));
+    }
+    let next_due: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE proxy_iccid = ?1 AND state = 'queued'",
+        )?
+        .query_row(params![proxy_iccid], |row| row.get(0))?;
+    Ok(NextClaim::NothingDue {
+        next_due: next_due.map(super::from_ms).transpose()?,
+    })
 }
 
 /// Claims the `queued` row `outbox_id`: state `sending`, attempts + 1.
@@ -667,11 +716,13 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let second = store
+        let NextClaim::Claimed(second) = store
             .mark_sent_and_claim_next(first.id, vec![3], PROXY.into(), NOW)
             .await
             .unwrap()
-            .unwrap();
+        else {
+            panic!("the second is due");
+        };
         assert_eq!((second.body.as_str(), second.attempts), ("two", 1));
         assert_eq!(status_of(&path, first.interaction_id), "sent");
         store.unclaim(vec![second.id]).await.unwrap();
@@ -685,7 +736,7 @@ mod tests {
             .mark_sent_and_claim_next(again.id, vec![4], PROXY.into(), NOW)
             .await
             .unwrap();
-        assert_eq!(none, None);
+        assert_eq!(none, NextClaim::NothingDue { next_due: None });
         let found = store
             .record_delivery_reports(
                 vec![
