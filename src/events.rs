@@ -6,16 +6,22 @@
 //! The bus depends on nothing above it: what must see every event at once
 //! (the metrics' counters) registers an observer, called synchronously on
 //! publish, so a counter read right after an action already includes it.
+//!
+//! The last [`BACKLOG`] events are kept in a ring, so that a subscriber
+//! coming back (an SSE client with `Last-Event-ID`) gets what it missed
+//! ([`EventBus::subscribe_since`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-/// Events kept for subscribers that fall behind before they miss some.
-const BACKLOG: usize = 1024;
+/// Events kept for subscribers that fall behind before they miss some, and
+/// for those that come back.
+pub const BACKLOG: usize = 1024;
 
 /// Something operators want to know about.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +69,29 @@ pub enum Event {
         imei: String,
         reason: String,
     },
+    /// An intercept rule stopped a message (`block_list`, `opt_out`,
+    /// `session_limit`, `participant_limit`, `keyword`, `recipient_budget`,
+    /// `loop`).
+    MessageBlocked {
+        session_id: Option<String>,
+        interaction_id: i64,
+        rule: String,
+    },
+    /// Loop protection stopped a session: two auto-responders were
+    /// answering each other through it.
+    LoopDetected {
+        session_id: String,
+        reason: String,
+    },
+    /// Someone sent STOP to `proxy_number`; their open sessions closed.
+    OptedOut {
+        proxy_number: String,
+        sessions_closed: Vec<String>,
+    },
+    /// Someone sent START to `proxy_number`.
+    OptedIn {
+        proxy_number: String,
+    },
 }
 
 /// Every event kind, as [`Event::kind`] names them.
@@ -77,6 +106,10 @@ pub const KINDS: &[&str] = &[
     "call_ended",
     "modem_up",
     "modem_down",
+    "message_blocked",
+    "loop_detected",
+    "opted_out",
+    "opted_in",
 ];
 
 impl Event {
@@ -93,6 +126,10 @@ impl Event {
             Event::CallEnded { .. } => "call_ended",
             Event::ModemUp { .. } => "modem_up",
             Event::ModemDown { .. } => "modem_down",
+            Event::MessageBlocked { .. } => "message_blocked",
+            Event::LoopDetected { .. } => "loop_detected",
+            Event::OptedOut { .. } => "opted_out",
+            Event::OptedIn { .. } => "opted_in",
         }
     }
 }
@@ -110,12 +147,24 @@ pub struct Envelope {
 /// Called with every event as it is published.
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// What a subscriber coming back missed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replay {
+    /// The events after the one it last saw that the ring still holds, oldest first.
+    pub events: Vec<Envelope>,
+    /// Events it missed that the ring no longer holds (0: no gap).
+    pub lost: u64,
+}
+
 /// Publishes events to every subscriber. Cheap to clone.
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Envelope>,
     next_id: Arc<AtomicU64>,
     observers: Arc<RwLock<Vec<(&'static str, Observer)>>>,
+    /// The last [`BACKLOG`] events. Publishing holds its lock while it sends,
+    /// so a subscription taken under the lock neither misses nor repeats one.
+    ring: Arc<Mutex<VecDeque<Envelope>>>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -139,6 +188,7 @@ impl EventBus {
             sender,
             next_id: Arc::new(AtomicU64::new(1)),
             observers: Arc::default(),
+            ring: Arc::new(Mutex::new(VecDeque::with_capacity(BACKLOG))),
         }
     }
 
@@ -164,16 +214,41 @@ impl EventBus {
         for (_, observer) in &observers {
             observer(&event);
         }
+        let mut ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let envelope = Envelope {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             at: OffsetDateTime::now_utc(),
             event,
         };
+        if ring.len() == BACKLOG {
+            ring.pop_front();
+        }
+        ring.push_back(envelope.clone());
         let _ = self.sender.send(envelope);
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
         self.sender.subscribe()
+    }
+
+    /// Subscribes from the event after `last_seen`: what the ring holds of
+    /// the events since, then everything new, with none missed or repeated.
+    /// An id this bus never gave (from before a restart) replays the ring.
+    pub fn subscribe_since(&self, last_seen: u64) -> (Replay, broadcast::Receiver<Envelope>) {
+        let ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let receiver = self.sender.subscribe();
+        let next = self.next_id.load(Ordering::Relaxed);
+        let last_seen = if last_seen >= next { 0 } else { last_seen };
+        let events: Vec<Envelope> = ring.iter().filter(|e| e.id > last_seen).cloned().collect();
+        let first_kept = ring.front().map_or(next, |e| e.id);
+        let lost = first_kept.saturating_sub(last_seen + 1);
+        (Replay { events, lost }, receiver)
     }
 }
 
@@ -223,6 +298,20 @@ mod tests {
                 imei: s(),
                 reason: s(),
             },
+            Event::MessageBlocked {
+                session_id: None,
+                interaction_id: 0,
+                rule: s(),
+            },
+            Event::LoopDetected {
+                session_id: s(),
+                reason: s(),
+            },
+            Event::OptedOut {
+                proxy_number: s(),
+                sessions_closed: vec![],
+            },
+            Event::OptedIn { proxy_number: s() },
         ];
         let kinds: Vec<&str> = every.iter().map(Event::kind).collect();
         assert_eq!(kinds, KINDS);
@@ -245,6 +334,35 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["kind"], "session_closed");
         assert_eq!(json["session_id"], "ses_1");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_coming_back_gets_what_it_missed_and_no_more() {
+        let bus = EventBus::new();
+        let closed = |i: usize| Event::SessionClosed {
+            session_id: format!("ses_{i}"),
+        };
+        for i in 0..5 {
+            bus.publish(closed(i));
+        }
+        let (replay, mut live) = bus.subscribe_since(3);
+        assert_eq!(replay.lost, 0);
+        assert_eq!(
+            replay.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        bus.publish(closed(5));
+        assert_eq!(live.recv().await.unwrap().id, 6);
+        // Beyond the ring: the oldest are lost, and said to be.
+        for i in 0..BACKLOG + 10 {
+            bus.publish(closed(i));
+        }
+        let (replay, _) = bus.subscribe_since(2);
+        assert_eq!(replay.events.len(), BACKLOG);
+        assert_eq!(replay.lost, replay.events[0].id - 3);
+        // An id from a previous run of the daemon: everything kept is replayed.
+        let (replay, _) = bus.subscribe_since(1_000_000);
+        assert_eq!(replay.events.len(), BACKLOG);
     }
 
     #[test]

@@ -26,7 +26,12 @@
 //!
 //! 1. Foundations that know nothing of the product: [`events`], the event
 //!    bus (observers such as the metrics register on it, so it imports
-//!    nothing above); [`number`], phone numbers and their redacting `Debug`.
+//!    nothing above); [`number`], phone numbers and their redacting `Debug`;
+//!    [`clock`], the daemon's time on the monotonic clock and the network's
+//!    time as the modems report it (a Pi has no real-time clock). The clock
+//!    is a foundation, not part of the bank: the bank and the relay feed it
+//!    samples, and the daemon, the API and `doctor` read it, so it must sit
+//!    below all of them and know none.
 //! 2. [`logging`], tracing set-up (human or JSON); [`pdu`], the pure SMS PDU
 //!    codec; [`profile`], the per-model firmware profiles. The codec and the
 //!    profiles are shared by the driver and the simulator, which is why they
@@ -49,7 +54,10 @@
 //!    state machine per SIM and the desk that carries out what it asks).
 //! 7. [`api`]: the local web API, SSE, callbacks, OpenAPI and the dashboard.
 //! 8. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
-//! 9. [`bench`]: the product measured from outside on the virtual network.
+//! 9. [`bench`]: the product measured from outside on the virtual network;
+//!    [`doctor`]: the installation checked from outside (the service user,
+//!    udev, ModemManager, the clock, the disk, the store and each SIM),
+//!    reading the machine under a root a test can replace.
 //! 10. [`cli`]: one file per command group, each a thin door; `main.rs` only
 //!     parses and dispatches.
 //!
@@ -61,8 +69,10 @@ pub mod api;
 pub mod bank;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod events;
 pub mod logging;
 pub mod masking;

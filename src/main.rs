@@ -4,13 +4,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use simmask::cli::{self, Cli};
+use simmask::cli::{self, Cli, Output};
 use simmask::logging;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
-    match cli::run(cli.command) {
+    let output = Output::detect(cli.json, cli.show_numbers);
+    match cli::run(cli.command, output) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("simmask: {error:#}");

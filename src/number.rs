@@ -25,6 +25,18 @@ pub enum NumberError {
     Invalid { redacted: String, reason: String },
 }
 
+/// How much of the numbering plan a number must match to be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumberValidation {
+    /// The number has a possible length for its country; a range the
+    /// built-in plan does not know yet is accepted (and logged).
+    #[default]
+    Possible,
+    /// The number is in a range of the built-in plan.
+    Strict,
+}
+
 /// A phone number in E.164 form (`+4477009001234`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -34,7 +46,24 @@ impl PhoneNumber {
     /// Parses and normalises `input` to E.164 with the phone-number metadata
     /// of libphonenumber. A number without `+` (or `00`) is read as national
     /// in `default_region` (ISO 3166 alpha-2, e.g. `"GB"`).
+    ///
+    /// A number outside the built-in plan but of a possible length for its
+    /// country is accepted ([`NumberValidation::Possible`]): see
+    /// [`PhoneNumber::parse_as`].
     pub fn parse(input: &str, default_region: Option<&str>) -> Result<Self, NumberError> {
+        Self::parse_as(input, default_region, NumberValidation::default())
+    }
+
+    /// Like [`PhoneNumber::parse`], with the numbering-plan check
+    /// `validation` asks for. Carriers open new ranges while an appliance
+    /// runs offline for years, so by default a well-formed number of a
+    /// possible length for its country is accepted, and logged as unknown
+    /// to the plan; `Strict` refuses it.
+    pub fn parse_as(
+        input: &str,
+        default_region: Option<&str>,
+        validation: NumberValidation,
+    ) -> Result<Self, NumberError> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(NumberError::Empty);
@@ -63,10 +92,23 @@ impl PhoneNumber {
             reason: error.to_string(),
         })?;
         if !phonenumber::is_valid(&parsed) {
-            return Err(NumberError::Invalid {
-                redacted: redact(trimmed),
-                reason: "no such number in the numbering plan".into(),
-            });
+            if validation == NumberValidation::Strict {
+                return Err(NumberError::Invalid {
+                    redacted: redact(trimmed),
+                    reason: "no such number in the numbering plan".into(),
+                });
+            }
+            if !is_possible(&parsed) {
+                return Err(NumberError::Invalid {
+                    redacted: redact(trimmed),
+                    reason: "not a possible length for a number of its country".into(),
+                });
+            }
+            tracing::info!(
+                number = %redact(trimmed),
+                "number accepted though the built-in numbering plan does not know its range \
+                 (possible for its country: [numbers] validation = \"strict\" refuses such)"
+            );
         }
         Ok(Self(
             parsed.format().mode(phonenumber::Mode::E164).to_string(),
@@ -130,6 +172,40 @@ impl PhoneNumber {
             &digits[tail_start..]
         )
     }
+}
+
+/// Whether the national number has a length that numbers of its country
+/// can have (libphonenumber's "possible number" check).
+fn is_possible(parsed: &phonenumber::PhoneNumber) -> bool {
+    let Some(regions) = phonenumber::metadata::DATABASE.by_code(&parsed.code().value()) else {
+        return false;
+    };
+    let length = parsed.national().to_string().len();
+    // The general description's lengths are often left empty in the
+    // metadata: they are the union of the number types' lengths.
+    regions.iter().any(|meta| {
+        let d = meta.descriptors();
+        [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|desc| {
+            desc.possible_length()
+                .iter()
+                .any(|&possible| usize::from(possible) == length)
+        })
+    })
 }
 
 /// Replaces every digit but the last three with `*` (keeps `+`).
@@ -257,6 +333,37 @@ mod tests {
             PhoneNumber::parse("07700900123", None),
             Err(NumberError::NeedsRegion { .. })
         ));
+    }
+
+    #[test]
+    fn a_possible_number_outside_the_plan_is_accepted_unless_strict() {
+        // +44 6 is a range the built-in plan does not know (yet); ten
+        // national digits is a possible length in GB.
+        let unknown = "+446000000123";
+        assert_eq!(PhoneNumber::parse(unknown, None).unwrap().e164(), unknown);
+        assert_eq!(
+            PhoneNumber::parse("06000 000123", Some("GB"))
+                .unwrap()
+                .e164(),
+            unknown
+        );
+        let strict = PhoneNumber::parse_as(unknown, None, NumberValidation::Strict).unwrap_err();
+        assert!(
+            strict
+                .to_string()
+                .contains("no such number in the numbering plan"),
+            "{strict}"
+        );
+        assert!(
+            !strict.to_string().contains("6000000"),
+            "redacted: {strict}"
+        );
+        // A known number is fine either way; an impossible length never.
+        assert!(PhoneNumber::parse_as("+447911123456", None, NumberValidation::Strict).is_ok());
+        let short = PhoneNumber::parse("+4460001", None).unwrap_err();
+        assert!(short.to_string().contains("possible length"), "{short}");
+        let setting: NumberValidation = serde_json::from_str("\"strict\"").unwrap();
+        assert_eq!(setting, NumberValidation::Strict);
     }
 
     #[test]

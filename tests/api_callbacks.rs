@@ -1,67 +1,181 @@
-//! Local callbacks over real HTTP: a receiver on port 0 checks the HMAC
-//! signature, answers 500 once, and gets the event again.
+//! Callbacks over real HTTP and HTTPS: a receiver on port 0 checks the
+//! signature over the timestamp and the body, answers errors (with or
+//! without `Retry-After`), and gets the event again; an `https://` receiver
+//! with a self-signed certificate generated here is reached only when its
+//! fingerprint is pinned; a delivery pending at shutdown is made by the
+//! next start.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::post;
-use simmask::api::callbacks::{CallbacksConfig, SIGNATURE_HEADER, sign, spawn_callbacks};
+use simmask::api::callbacks::{
+    CallbacksConfig, SIGNATURE_HEADER, TIMESTAMP_HEADER, spawn_callbacks, verify,
+};
+use simmask::config::CallbackTarget;
 use simmask::events::{Event, EventBus};
+use simmask::store::Store;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "a-shared-secret-for-tests";
 
-/// What the receiver saw: (signature valid, event kind header, body JSON).
-type Seen = Arc<Mutex<Vec<(bool, String, serde_json::Value)>>>;
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Request {
+    /// The signature over the timestamp and body is valid and fresh.
+    valid: bool,
+    kind: String,
+    delivery: String,
+    body: serde_json::Value,
+    at: Instant,
+}
+
+type Seen = Arc<Mutex<Vec<Request>>>;
+/// Answers to give, in order (status, Retry-After); then 200.
+type Answers = Arc<Mutex<Vec<(StatusCode, Option<&'static str>)>>>;
 
 struct Receiver {
     url: String,
     seen: Seen,
-    /// Answers to give, in order; then 200.
-    answers: Arc<Mutex<Vec<StatusCode>>>,
+    answers: Answers,
+    /// The SHA-256 of the certificate, for an https receiver.
+    fingerprint: Option<String>,
 }
 
-async fn receiver(answers: Vec<StatusCode>) -> Receiver {
-    let seen: Seen = Arc::default();
-    let answers = Arc::new(Mutex::new(answers));
-    let app = axum::Router::new()
+fn app(seen: Seen, answers: Answers) -> axum::Router {
+    axum::Router::new()
         .route(
             "/hook",
             post(
-                |State((seen, answers)): State<(Seen, Arc<Mutex<Vec<StatusCode>>>)>,
+                |State((seen, answers)): State<(Seen, Answers)>,
                  headers: HeaderMap,
                  body: axum::body::Bytes| async move {
-                    let signature = headers
-                        .get(SIGNATURE_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    let valid = signature == sign(SECRET, &body);
-                    let kind = headers
-                        .get("x-simmask-event")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_string();
-                    let json = serde_json::from_slice(&body).unwrap_or_default();
-                    seen.lock().unwrap().push((valid, kind, json));
+                    let header = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let valid = verify(
+                        SECRET,
+                        &header(TIMESTAMP_HEADER),
+                        &body,
+                        &header(SIGNATURE_HEADER),
+                        now,
+                    );
+                    seen.lock().unwrap().push(Request {
+                        valid,
+                        kind: header("x-simmask-event"),
+                        delivery: header("x-simmask-delivery"),
+                        body: serde_json::from_slice(&body).unwrap_or_default(),
+                        at: Instant::now(),
+                    });
                     let mut answers = answers.lock().unwrap();
-                    if answers.is_empty() {
-                        StatusCode::OK
+                    let (status, retry_after) = if answers.is_empty() {
+                        (StatusCode::OK, None)
                     } else {
                         answers.remove(0)
+                    };
+                    let mut response = status.into_response();
+                    if let Some(after) = retry_after {
+                        response
+                            .headers_mut()
+                            .insert("retry-after", after.parse().unwrap());
                     }
+                    response
                 },
             ),
         )
-        .with_state((seen.clone(), answers.clone()));
+        .with_state((seen, answers))
+}
+
+async fn receiver(answers: Vec<(StatusCode, Option<&'static str>)>) -> Receiver {
+    let seen: Seen = Arc::default();
+    let answers = Arc::new(Mutex::new(answers));
+    let app = app(seen.clone(), answers.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, seen, answers }
+    Receiver {
+        url,
+        seen,
+        answers,
+        fingerprint: None,
+    }
 }
 
-fn config(url: &str, kinds: &[&str]) -> CallbacksConfig {
+/// TLS over a TCP listener, for `axum::serve`.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A client that refuses the certificate ends the handshake: next.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// An https receiver with a self-signed certificate made now.
+async fn tls_receiver(answers: Vec<(StatusCode, Option<&'static str>)>) -> Receiver {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = certified.cert.der().clone();
+    let fingerprint = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(der.as_ref());
+        let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+        format!("sha256:{}", pairs.join(":"))
+    };
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/hook",
+        tcp.local_addr().unwrap().port()
+    );
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let seen: Seen = Arc::default();
+    let answers = Arc::new(Mutex::new(answers));
+    let app = app(seen.clone(), answers.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver {
+        url,
+        seen,
+        answers,
+        fingerprint: Some(fingerprint),
+    }
+}
+
+fn config(target: CallbackTarget, kinds: &[&str]) -> CallbacksConfig {
     let mut config = CallbacksConfig {
         secret: Some(SECRET.into()),
         max_attempts: 3,
@@ -70,10 +184,14 @@ fn config(url: &str, kinds: &[&str]) -> CallbacksConfig {
         ..CallbacksConfig::default()
     };
     for kind in kinds {
-        config.urls.insert(kind.to_string(), url.to_string());
+        config.urls.insert(kind.to_string(), target.clone());
     }
     config.validate().unwrap();
     config
+}
+
+fn store(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("callbacks.db")).unwrap()
 }
 
 /// Waits until the receiver has seen `count` requests.
@@ -89,14 +207,24 @@ async fn wait_for(seen: &Seen, count: usize) {
     }
 }
 
+fn relayed() -> Event {
+    Event::MessageRelayed {
+        session_id: Some("ses_1".into()),
+        interaction_id: 42,
+        parts: 2,
+    }
+}
+
 #[tokio::test]
 async fn a_signed_event_is_retried_after_a_500() {
-    let receiver = receiver(vec![StatusCode::INTERNAL_SERVER_ERROR]).await;
+    let receiver = receiver(vec![(StatusCode::INTERNAL_SERVER_ERROR, None)]).await;
+    let dir = tempfile::tempdir().unwrap();
     let bus = EventBus::new();
     let shutdown = CancellationToken::new();
     let task = spawn_callbacks(
-        config(&receiver.url, &["message_relayed"]),
+        config(receiver.url.as_str().into(), &["message_relayed"]),
         &bus,
+        store(&dir),
         shutdown.clone(),
     );
 
@@ -104,21 +232,24 @@ async fn a_signed_event_is_retried_after_a_500() {
     bus.publish(Event::SessionClosed {
         session_id: "ses_1".into(),
     });
-    bus.publish(Event::MessageRelayed {
-        session_id: Some("ses_1".into()),
-        interaction_id: 42,
-        parts: 2,
-    });
+    bus.publish(relayed());
     wait_for(&receiver.seen, 2).await;
     let seen = receiver.seen.lock().unwrap().clone();
-    for (valid, kind, body) in &seen {
-        assert!(valid, "the HMAC matches the body");
-        assert_eq!(kind, "message_relayed");
-        assert_eq!(body["kind"], "message_relayed");
-        assert_eq!(body["interaction_id"], 42);
-        assert_eq!(body["session_id"], "ses_1");
+    for request in &seen {
+        assert!(request.valid, "the HMAC over timestamp.body matches");
+        assert_eq!(request.kind, "message_relayed");
+        assert_eq!(request.body["kind"], "message_relayed");
+        assert_eq!(request.body["interaction_id"], 42);
+        assert_eq!(request.body["session_id"], "ses_1");
     }
-    assert_eq!(seen[0].2, seen[1].2, "the retry carries the same event");
+    assert_eq!(
+        seen[0].body, seen[1].body,
+        "the retry carries the same event"
+    );
+    assert_eq!(
+        seen[0].delivery, seen[1].delivery,
+        "under the same delivery id"
+    );
     assert!(receiver.answers.lock().unwrap().is_empty());
 
     shutdown.cancel();
@@ -135,18 +266,21 @@ async fn a_signed_event_is_retried_after_a_500() {
 
 #[tokio::test]
 async fn a_4xx_is_final_and_attempts_are_bounded() {
+    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, None);
     let receiver = receiver(vec![
-        StatusCode::BAD_REQUEST,
-        StatusCode::SERVICE_UNAVAILABLE,
-        StatusCode::SERVICE_UNAVAILABLE,
-        StatusCode::SERVICE_UNAVAILABLE,
+        (StatusCode::BAD_REQUEST, None),
+        unavailable,
+        unavailable,
+        unavailable,
     ])
     .await;
+    let dir = tempfile::tempdir().unwrap();
     let bus = EventBus::new();
     let shutdown = CancellationToken::new();
     let _task = spawn_callbacks(
-        config(&receiver.url, &["modem_down", "modem_up"]),
+        config(receiver.url.as_str().into(), &["modem_down", "modem_up"]),
         &bus,
+        store(&dir),
         shutdown.clone(),
     );
     bus.publish(Event::ModemDown {
@@ -167,8 +301,145 @@ async fn a_4xx_is_final_and_attempts_are_bounded() {
         .lock()
         .unwrap()
         .iter()
-        .map(|(_, kind, _)| kind.clone())
+        .map(|r| r.kind.clone())
         .collect();
     assert_eq!(kinds, ["modem_down", "modem_up", "modem_up", "modem_up"]);
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let receiver = receiver(vec![(StatusCode::TOO_MANY_REQUESTS, Some("2"))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new();
+    let shutdown = CancellationToken::new();
+    let _task = spawn_callbacks(
+        config(receiver.url.as_str().into(), &["message_relayed"]),
+        &bus,
+        store(&dir),
+        shutdown.clone(),
+    );
+    bus.publish(relayed());
+    wait_for(&receiver.seen, 2).await;
+    let seen = receiver.seen.lock().unwrap().clone();
+    let waited = seen[1].at - seen[0].at;
+    // Without Retry-After the wait would be 10 to 20 ms.
+    assert!(waited >= Duration::from_millis(1900), "{waited:?}");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_https_receiver_with_a_self_signed_certificate_is_reached_once_pinned() {
+    let receiver = tls_receiver(vec![]).await;
+    let fingerprint = receiver.fingerprint.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new();
+    let shutdown = CancellationToken::new();
+
+    // Not pinned: the system's CAs do not know it, nothing is delivered
+    // (and the delivery waits to be retried).
+    let mut patient = config(receiver.url.as_str().into(), &["session_closed"]);
+    patient.max_attempts = 1000;
+    let unpinned = spawn_callbacks(patient, &bus, store(&dir), shutdown.clone());
+    // Pinned to another certificate: refused too.
+    let other = "sha256:".to_string() + &["00"; 32].join(":");
+    let wrong = spawn_callbacks(
+        config(
+            CallbackTarget {
+                url: receiver.url.clone(),
+                fingerprint: Some(other),
+            },
+            &["session_expired"],
+        ),
+        &bus,
+        Store::open(&dir.path().join("wrong.db")).unwrap(),
+        shutdown.clone(),
+    );
+    let pinned = spawn_callbacks(
+        config(
+            CallbackTarget {
+                url: receiver.url.clone(),
+                fingerprint: Some(fingerprint),
+            },
+            &["message_relayed"],
+        ),
+        &bus,
+        Store::open(&dir.path().join("pinned.db")).unwrap(),
+        shutdown.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bus.publish(Event::SessionClosed {
+        session_id: "ses_1".into(),
+    });
+    bus.publish(Event::SessionExpired {
+        session_id: "ses_2".into(),
+    });
+    bus.publish(relayed());
+    wait_for(&receiver.seen, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        1,
+        "only the pinned client got through: {seen:?}"
+    );
+    assert_eq!(seen[0].kind, "message_relayed");
+    assert!(seen[0].valid);
+    // The refused ones are still pending, to be retried.
+    let pending = Store::open(&dir.path().join("callbacks.db"))
+        .unwrap()
+        .pending_deliveries()
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, "session_closed");
+    shutdown.cancel();
+    for task in [unpinned, wrong, pinned] {
+        let _ = task.await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_pending_at_shutdown_is_made_by_the_next_start() {
+    let receiver = receiver(vec![(StatusCode::SERVICE_UNAVAILABLE, Some("3600"))]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new();
+    let first = CancellationToken::new();
+    let task = spawn_callbacks(
+        config(receiver.url.as_str().into(), &["message_relayed"]),
+        &bus,
+        store(&dir),
+        first.clone(),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bus.publish(relayed());
+    wait_for(&receiver.seen, 1).await;
+    // The receiver asked for an hour; the daemon stops meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.cancel();
+    task.await.unwrap();
+    let pending = store(&dir).pending_deliveries().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].attempts, 1);
+
+    // The next start, after the hour (the row is made due), delivers it.
+    let conn = rusqlite::Connection::open(dir.path().join("callbacks.db")).unwrap();
+    conn.execute("UPDATE callback_deliveries SET next_attempt_ms = 0", [])
+        .unwrap();
+    let second = CancellationToken::new();
+    let task = spawn_callbacks(
+        config(receiver.url.as_str().into(), &["message_relayed"]),
+        &EventBus::new(),
+        store(&dir),
+        second.clone(),
+    );
+    wait_for(&receiver.seen, 2).await;
+    let seen = receiver.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].delivery, seen[1].delivery);
+    assert_eq!(seen[1].body, seen[0].body);
+    assert!(seen[1].valid, "signed afresh at the new attempt's time");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store(&dir).pending_deliveries().await.unwrap().is_empty());
+    second.cancel();
+    task.await.unwrap();
 }

@@ -354,3 +354,45 @@ async fn metrics_carry_each_sims_signal_health_and_queue() {
         "{text}"
     );
 }
+
+/// Issue 16: a SIM whose modem cannot read its ICCID is a pool unit known
+/// by its IMSI; the number view says so, and its id works in the routes.
+#[tokio::test]
+async fn a_sim_known_by_its_imsi_shows_a_null_iccid_and_its_id() {
+    let api = start(1).await;
+    let id = "imsi:001010123456789";
+    let msisdn = PhoneNumber::from_e164("+447009000009").unwrap();
+    api.store
+        .upsert_sim(
+            id.to_string(),
+            msisdn,
+            "001010123456789".into(),
+            None,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    let (status, numbers) = api
+        .send(Method::GET, "/api/v1/numbers", Some(&api.viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{numbers}");
+    let numbers = numbers.as_array().unwrap();
+    let by_iccid = numbers.iter().find(|n| n["id"] == iccid(0)).unwrap();
+    assert_eq!(by_iccid["iccid"], iccid(0));
+    assert_eq!(by_iccid["id_source"], "iccid");
+    let by_imsi = numbers.iter().find(|n| n["id"] == id).unwrap();
+    assert_eq!(by_imsi["iccid"], serde_json::Value::Null, "{by_imsi}");
+    assert_eq!(by_imsi["id_source"], "imsi");
+    assert_eq!(by_imsi["msisdn"], "+447009000009");
+    let (status, sim) = api
+        .send(
+            Method::PUT,
+            &format!("/api/v1/numbers/{id}"),
+            Some(&api.admin),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sim}");
+    assert_eq!(sim["enabled"], false);
+    assert_eq!(sim["id"], id);
+}

@@ -21,7 +21,8 @@ fn config(glob: String) -> BankConfig {
         power_cycle_command: None,
         quarantine_after: 2,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     }
 }
@@ -70,7 +71,7 @@ async fn every_modem_behind_the_glob_comes_up_once_by_iccid() {
         .collect();
     let mut up = HashSet::new();
     until(&mut events, Duration::from_secs(30), |event| {
-        if let BankEvent::SimUp { iccid } = event {
+        if let BankEvent::SimUp { sim: iccid } = event {
             assert!(up.insert(iccid.clone()), "{iccid} came up twice");
         }
         up == expected
@@ -86,7 +87,7 @@ async fn every_modem_behind_the_glob_comes_up_once_by_iccid() {
                 .sims()
                 .into_iter()
                 .filter(|s| s.healthy && s.signal_dbm.is_some())
-                .map(|s| s.iccid)
+                .map(|s| s.id)
                 .collect();
         }
     })
@@ -97,7 +98,7 @@ async fn every_modem_behind_the_glob_comes_up_once_by_iccid() {
         let status = bank
             .sims()
             .into_iter()
-            .find(|s| s.iccid == modem.iccid)
+            .find(|s| s.id == modem.iccid)
             .expect("status");
         assert_eq!(status.state, SimState::Up);
         assert!(status.state == "up");

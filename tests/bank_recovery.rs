@@ -20,7 +20,8 @@ fn config(glob: String, power_cycle_command: Option<String>) -> BankConfig {
         power_cycle_command,
         quarantine_after: 1,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     }
 }
@@ -51,7 +52,7 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     let sim = Sim::start(&["generic"], Some(&links), 21).await;
     let iccid = sim.modem(0).iccid.clone();
     let record = dir.path().join("power-cycled");
-    let command = format!("echo {{port}} >> {}", record.display());
+    let command = format!("echo {{tty}} >> {}", record.display());
     let (bank, mut events) =
         Bank::start(config(format!("{}/modem*", links.display()), Some(command))).await;
     wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
@@ -67,7 +68,7 @@ async fn a_modem_answering_garbage_is_reset_power_cycled_then_quarantined() {
     )
     .await;
     let status = bank.sims().into_iter().next().expect("status");
-    assert_eq!(status.iccid, iccid);
+    assert_eq!(status.id, iccid);
     assert_eq!(status.state, SimState::Quarantined);
     assert!(!status.healthy);
     let error = status.last_error.expect("a reason");

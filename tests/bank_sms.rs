@@ -51,7 +51,8 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         power_cycle_command: None,
         quarantine_after: 3,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -60,7 +61,7 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         .collect();
     let mut up = HashSet::new();
     while up != expected {
-        if let BankEvent::SimUp { iccid } = next(&mut events).await {
+        if let BankEvent::SimUp { sim: iccid } = next(&mut events).await {
             up.insert(iccid);
         }
     }
@@ -102,7 +103,7 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         let mut parts = Vec::new();
         while single.is_none() || parts.len() < ucs2_parts {
             match next(&mut events).await {
-                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                BankEvent::Inbound { sim: iccid, sms } if iccid == modem.iccid => {
                     assert!(sms.location.is_some(), "{profile}: stored, not direct");
                     assert!(!sms.status_report);
                     let (text, concat) = deliver_text(&sms);
@@ -144,10 +145,10 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         let report_pdu = loop {
             match next(&mut events).await {
                 BankEvent::Modem {
-                    iccid,
+                    sim: iccid,
                     event: ModemEvent::StatusReport { pdu_hex },
                 } if iccid == modem.iccid => break pdu_hex,
-                BankEvent::Inbound { iccid, sms } if iccid == modem.iccid => {
+                BankEvent::Inbound { sim: iccid, sms } if iccid == modem.iccid => {
                     assert!(sms.status_report, "{profile}: only the report is expected");
                     let pdu_hex = sms.pdu_hex.clone();
                     sms.confirm_stored().await.expect("confirm report");
@@ -193,7 +194,8 @@ async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
         power_cycle_command: None,
         quarantine_after: 3,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -228,6 +230,73 @@ async fn a_direct_delivery_is_acknowledged_only_when_confirmed() {
     assert_eq!(acks(&sim.trace(0).await), 1);
     // Acknowledged, so not stored on the SIM either.
     assert_eq!(handle.list_sms().await.expect("list"), vec![]);
+    bank.shutdown();
+    sim.shutdown().await;
+}
+
+/// Issue 16: a Quectel EC25/EG25 told to store status reports (`+CNMI`
+/// `<ds>`=2) keeps them in "SR" but announces `+CDSI: "SM",<n>` (the
+/// virtual EC25 does the same; asterisk-chan-quectel PR #75). The profile
+/// takes reports as `+CDS`; an operator's profile that stores them still
+/// gets every report, read from "SR".
+#[tokio::test]
+async fn a_quectel_status_report_misannounced_as_sm_is_read_from_sr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = dir.path().join("links");
+    let profiles_dir = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles_dir).expect("profiles dir");
+    let builtin = Profiles::builtin();
+    let quectel = builtin.get("quectel-ec25").expect("quectel");
+    assert_eq!(quectel.sms.cnmi, "2,1,0,1,0", "the profile takes +CDS");
+    let text = toml::to_string(quectel)
+        .expect("profile serialises")
+        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,1,0,2,0\"");
+    std::fs::write(profiles_dir.join("quectel-ec25.toml"), text).expect("profile file");
+    let sim = Sim::start(&["quectel-ec25"], Some(&links), 35).await;
+    let (bank, mut events) = Bank::start(BankConfig {
+        ports: vec![format!("{}/modem*", links.display())],
+        profiles: Profiles::load_dir(&profiles_dir).expect("profiles load"),
+        poll_interval: Duration::from_secs(2),
+        power_cycle_command: None,
+        quarantine_after: 3,
+        pins: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
+        baud: 115_200,
+    })
+    .await;
+    let modem = sim.modem(0).clone();
+    while !matches!(next(&mut events).await, BankEvent::SimUp { .. }) {}
+    let handle = bank.handle(&modem.iccid).expect("handle");
+    assert_eq!(handle.identity().capabilities.cnmi, "2,1,0,2,0");
+    let references = handle
+        .send_sms("+15550500002", "report this", true)
+        .await
+        .expect("send with report");
+    let sms = loop {
+        if let BankEvent::Inbound { sms, .. } = next(&mut events).await {
+            break sms;
+        }
+    };
+    assert!(sms.status_report, "the report, not another message");
+    let (storage, _) = sms.location.clone().expect("stored");
+    assert_eq!(
+        storage, "SR",
+        "read where it was stored, not where announced"
+    );
+    let decoded = pdu::decode_hex(&sms.pdu_hex, true).expect("report decodes");
+    let Tpdu::StatusReport(report) = decoded.pdu.tpdu else {
+        panic!("not a status report");
+    };
+    assert_eq!(vec![report.message_reference], references);
+    sms.confirm_stored().await.expect("deleted from SR");
+    let trace = sim.trace(0).await;
+    assert!(
+        trace
+            .iter()
+            .any(|e| e["dir"] == "tx" && e["line"] == "+CDSI: \"SM\",1"),
+        "the modem announced \"SM\""
+    );
     bank.shutdown();
     sim.shutdown().await;
 }

@@ -185,3 +185,38 @@ async fn stale_or_unhealthy_sims_get_no_sessions_and_doctor_says_so() {
     assert!(failing.contains(&"ports"), "{checks}");
     assert!(failing.iter().any(|n| n.starts_with("sim ")), "{checks}");
 }
+
+#[tokio::test]
+async fn numbers_outside_the_plan_follow_the_setting_and_sessions_reopen_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = seeded(dir.path(), true).await;
+    // +44 6… is not in the built-in plan; ten national digits is possible.
+    let (code, session, stderr) = simmask(
+        &config,
+        &["session", "open", "+447911123456", "+446000000123"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(session["participants"][1], "+446000000123");
+    let id = session["id"].as_str().unwrap().to_string();
+
+    let (code, closed, stderr) = simmask(&config, &["session", "close", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(closed["close_reason"], "operator");
+    let (code, reopened, stderr) = simmask(&config, &["session", "reopen", &id, "--ttl", "1h"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(reopened["status"], "open");
+    assert_eq!(reopened["close_reason"], Value::Null);
+    let (code, _, stderr) = simmask(&config, &["session", "reopen", &id]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("open"), "{stderr}");
+
+    let strict = std::fs::read_to_string(&config).unwrap() + "validation = \"strict\"\n";
+    std::fs::write(&config, strict).unwrap();
+    let (code, _, stderr) = simmask(
+        &config,
+        &["session", "open", "+447911123457", "+446000000124"],
+    );
+    assert_ne!(code, 0, "strict refuses a number outside the plan");
+    assert!(stderr.contains("numbering plan"), "{stderr}");
+    assert!(!stderr.contains("6000000124"), "redacted: {stderr}");
+}

@@ -48,6 +48,12 @@ fn free_port() -> u16 {
 /// A desktop browser window, or with `phone` a 375 px wide phone screen
 /// (emulated: headless windows have a larger minimum width).
 async fn browser(width: u32, height: u32, phone: bool) -> Browser {
+    browser_in(width, height, phone, None).await
+}
+
+/// A browser whose language is `lang` (`--lang`, and the languages it
+/// asks pages for), as a person's set to French or Arabic would be.
+async fn browser_in(width: u32, height: u32, phone: bool, lang: Option<&str>) -> Browser {
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -68,6 +74,14 @@ async fn browser(width: u32, height: u32, phone: bool) -> Browser {
         "goog:loggingPrefs": {"browser": "ALL"},
     });
     let mut capabilities = capabilities.as_object().unwrap().clone();
+    if let Some(lang) = lang {
+        let options = &mut capabilities["goog:chromeOptions"];
+        options["args"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!(format!("--lang={lang}")));
+        options["prefs"] = json!({"intl.accept_languages": lang});
+    }
     if phone {
         capabilities["goog:chromeOptions"]["mobileEmulation"] = json!({
             "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true},
@@ -689,5 +703,242 @@ async fn the_operator_ends_a_call_from_the_dashboard() {
         .await;
     assert!(text.contains("ended by the operator"), "{text}");
     browser.assert_clean_console().await;
+    browser.close().await;
+}
+
+/// The catalogue of `lang`, as the binary serves it.
+fn catalogue(lang: &str) -> serde_json::Map<String, Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("src/api/dashboard/lang/{lang}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_speaks_the_browsers_language_and_arabic_right_to_left() {
+    let api = api_common::start(6).await;
+    make_busy(&api).await;
+    let (status, session) = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(json!({"participants": ["+447911000001", "+447911000002"], "label": "ride 12"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{session}");
+    let english = catalogue("en");
+    for (lang, dir) in [("fr", "ltr"), ("ar", "rtl")] {
+        let strings = catalogue(lang);
+        let browser = browser_in(1280, 1000, false, Some(lang)).await;
+        browser.client().goto(&api.base).await.unwrap();
+        // Chosen from the browser's language, with no switch touched.
+        let heading = browser.wait_for("#signin h2").await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while heading.text().await.unwrap() != strings["signin.title"] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: sign-in heading never translated"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let page = browser
+            .client()
+            .execute(
+                "return [document.documentElement.lang, document.documentElement.dir, \
+                 getComputedStyle(document.body).direction];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(page, json!([lang, dir, dir]), "{lang}");
+
+        browser.fill("#token", &api.admin).await;
+        browser.click("#signin-form button[type=submit]").await;
+        browser.wait_for_count(".card.sim svg.chart", 6).await;
+        browser.wait_for("#session-list li[data-status=open]").await;
+        browser.wait_for("#live.on").await;
+        api.events.publish(Event::MessageRelayed {
+            session_id: Some(session["id"].as_str().unwrap().into()),
+            interaction_id: 7,
+            parts: 2,
+        });
+        browser
+            .wait_for("#feed-list li[data-kind=message_relayed]")
+            .await;
+        browser
+            .click("#session-list li[data-status=open] .show-interactions")
+            .await;
+        browser.wait_for("#session-list .interactions li").await;
+        browser.screenshot(&format!("dashboard-{lang}.png")).await;
+
+        let text = browser
+            .client()
+            .execute("return document.body.innerText;", vec![])
+            .await
+            .unwrap();
+        let text = text.as_str().unwrap();
+        // No catalogue key shows, and no English where this language has
+        // its own words.
+        for key in english.keys() {
+            assert!(
+                !text.contains(key.as_str()),
+                "{lang}: key {key} visible:\n{text}"
+            );
+        }
+        for key in [
+            "top.signout",
+            "open.submit",
+            "activity.title",
+            "export.download",
+            "sim.disable",
+            "session.interactions",
+            "reg.roaming",
+        ] {
+            let native = strings[key].as_str().unwrap();
+            let foreign = english[key].as_str().unwrap();
+            assert!(
+                text.contains(native),
+                "{lang}: {native:?} ({key}) missing:\n{text}"
+            );
+            assert!(
+                !text.contains(foreign),
+                "{lang}: English {foreign:?} ({key}) visible:\n{text}"
+            );
+        }
+        // Phone numbers still read left to right inside right-to-left text.
+        let numbers = browser
+            .client()
+            .execute(
+                "return Array.from(document.querySelectorAll('#session-list bdi.ltr'))\
+                 .map((e) => [e.textContent, getComputedStyle(e).direction]);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            numbers
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n == &json!(["+447911000001", "ltr"])),
+            "{lang}: {numbers}"
+        );
+        browser.assert_fits_width().await;
+        browser.assert_clean_console().await;
+
+        // The switch takes the page to English and back, data included.
+        browser.click("#lang option[value=en]").await;
+        browser.wait_for_count(".card.sim svg.chart", 6).await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let dir_now = browser
+                .client()
+                .execute("return [document.documentElement.dir, document.querySelector('#signout').textContent];", vec![])
+                .await
+                .unwrap();
+            if dir_now == json!(["ltr", "Sign out"]) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{lang}: no switch to English: {dir_now}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        browser.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reserves_drains_releases_and_reopens_and_sees_the_budgets() {
+    use simmask::masking::allocation::PoolLimits;
+    let api = api_common::start_configured(2, |state| {
+        state.limits = PoolLimits {
+            per_day: Some(1000),
+            recipients_per_month: Some(100),
+            ..PoolLimits::default()
+        };
+    })
+    .await;
+    let browser = browser(1280, 1000, false).await;
+    browser.client().goto(&api.base).await.unwrap();
+    browser.fill("#token", &api.admin).await;
+    browser.click("#signin-form button[type=submit]").await;
+    browser.wait_for_count(".card.sim", 2).await;
+    let card = format!(".card.sim[data-iccid='{}']", api_common::iccid(0));
+    let budgets = browser
+        .wait_for(&format!("{card} .budgets"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    // Numbers in the locale (the browser is English here).
+    assert!(budgets.contains("today 0 / 1,000"), "{budgets}");
+    assert!(
+        budgets.contains("recipients this month 0 / 100"),
+        "{budgets}"
+    );
+
+    // Reserve: the number travels in the PUT body, never in a URL.
+    browser
+        .fill(&format!("{card} form.reserve input"), "07911 000001")
+        .await;
+    browser
+        .click(&format!("{card} form.reserve button[type=submit]"))
+        .await;
+    browser.wait_for(&format!("{card} .badge.reserved")).await;
+    let owner = browser
+        .wait_for(&format!("{card} .reserved-for"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(owner.contains("+447911000001"), "{owner}");
+    browser.click(&format!("{card} button.drain")).await;
+    browser.wait_for(&format!("{card} .badge.draining")).await;
+    let (_, numbers) = api
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/numbers",
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(numbers[0]["draining"], true);
+    assert_eq!(numbers[0]["reserved_for"], "+447911000001");
+    browser.click(&format!("{card} button.release")).await;
+    browser.wait_for(&format!("{card} form.reserve")).await;
+    browser.click(&format!("{card} button.drain")).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.count(&format!("{card} .badge.draining")).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still draining");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A closed session shows why, and reopens from its row.
+    let (_, session) = api
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            Some(&api.admin),
+            Some(json!({"participants": ["+447911000001", "+447911000002"], "label": "case 9"})),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap();
+    api.send(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/sessions/{id}"),
+        Some(&api.admin),
+        None,
+    )
+    .await;
+    let closed = "#session-list li[data-status=closed]";
+    browser.wait_for(closed).await;
+    let (text, _) = browser.text_and_session(closed).await;
+    assert!(text.contains("operator"), "{text}");
+    browser.click(&format!("{closed} .reopen-session")).await;
+    browser.wait_for("#session-list li[data-status=open]").await;
+    browser.assert_clean_console().await;
+    browser.screenshot("dashboard-rails.png").await;
     browser.close().await;
 }

@@ -87,7 +87,8 @@ async fn the_bank_keeps_a_sim_that_returns_under_another_name() {
         power_cycle_command: None,
         quarantine_after: 2,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -103,16 +104,16 @@ async fn the_bank_keeps_a_sim_that_returns_under_another_name() {
         .await
         .expect("bank event in time")
     };
-    wait_for(&|e| matches!(e, BankEvent::SimUp { iccid: i } if *i == iccid)).await;
+    wait_for(&|e| matches!(e, BankEvent::SimUp { sim: i } if *i == iccid)).await;
 
     // USB re-enumeration: the same modem comes back under another name.
     sim.unplug(0).await;
-    wait_for(&|e| matches!(e, BankEvent::SimDown { iccid: i, .. } if *i == iccid)).await;
+    wait_for(&|e| matches!(e, BankEvent::SimDown { sim: i, .. } if *i == iccid)).await;
     assert_eq!(bank.sims()[0].state, SimState::Unplugged);
     assert!(bank.handle(&iccid).is_some_and(|h| !h.is_connected()));
 
     sim.plug(0, Some("ttyUSB3")).await;
-    wait_for(&|e| matches!(e, BankEvent::SimUp { iccid: i } if *i == iccid)).await;
+    wait_for(&|e| matches!(e, BankEvent::SimUp { sim: i } if *i == iccid)).await;
     let sims = bank.sims();
     assert_eq!(sims.len(), 1, "one SIM, not two: {sims:?}");
     assert_eq!(sims[0].state, SimState::Up);
@@ -173,7 +174,8 @@ async fn another_sim_on_a_sims_old_port_is_a_different_proxy() {
         power_cycle_command: None,
         quarantine_after: 2,
         pins: HashMap::new(),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -183,7 +185,7 @@ async fn another_sim_on_a_sims_old_port_is_a_different_proxy() {
             .await
             .expect("in time")
             .expect("bank alive");
-        if let BankEvent::SimUp { iccid } = event {
+        if let BankEvent::SimUp { sim: iccid } = event {
             up.insert(iccid);
         }
     }
@@ -195,7 +197,7 @@ async fn another_sim_on_a_sims_old_port_is_a_different_proxy() {
     tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let sims = bank.sims();
-            let state = |iccid: &str| sims.iter().find(|s| s.iccid == iccid).cloned();
+            let state = |iccid: &str| sims.iter().find(|s| s.id == iccid).cloned();
             if let (Some(a), Some(b)) = (state(&first), state(&second))
                 && a.state == SimState::Unplugged
                 && b.state == SimState::Up

@@ -108,7 +108,8 @@ async fn the_bank_shows_a_sim_with_a_refused_pin_as_locked() {
         power_cycle_command: None,
         quarantine_after: 2,
         pins: HashMap::from([(ICCID.to_string(), "0000".to_string())]),
-        msisdn_for_iccid: HashMap::new(),
+        msisdn_for_sim: HashMap::new(),
+        known_sims: Vec::new(),
         baud: 115_200,
     })
     .await;
@@ -122,7 +123,7 @@ async fn the_bank_shows_a_sim_with_a_refused_pin_as_locked() {
     })
     .await
     .expect("the SIM shows up");
-    assert_eq!(status.iccid, ICCID);
+    assert_eq!(status.id, ICCID);
     assert_eq!(status.state, SimState::Locked);
     assert!(!status.healthy);
     let reason = status.last_error.expect("reason");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first. A module may use modules of lower layers only;
 /// modules of one layer are siblings and do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["events", "number"],
+    &["clock", "events", "number"],
     &["logging", "pdu", "profile"],
     &["masking", "modem", "sim"],
     &["bank", "store"],
@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["sms", "voice"],
     &["api"],
     &["daemon"],
-    &["bench"],
+    &["bench", "doctor"],
     &["cli"],
 ];
 

@@ -1,6 +1,14 @@
 //! Debian's gammu (a client no one here wrote) identifies every profile's
 //! virtual modem through the `simmask sim` process and its pty links.
 //! Fails, not skips, when gammu is absent (`scripts/test` installs it).
+//!
+//! Every profile but `terse`: gammu tells its replies apart by the echo of
+//! the command it sent (it switches echo on with `ATE1` for that, and says
+//! so in its log), and the terse firmware never echoes, whatever `ATE`
+//! says. Every reply then reads as "Frame not request now" and gammu gives
+//! up with a timeout. The rest of terse (a bare `AT` answered with ERROR,
+//! the radio off at boot, which gammu switches on with `AT+CFUN=1`) gammu
+//! copes with: given echo, it identifies the terse modem.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -99,6 +107,7 @@ fn control(
 #[test]
 fn gammu_sends_reads_and_deletes_on_every_profile() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Not `terse`: see the module doc.
     let profiles = ["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"];
     let sim = start_sim(
         &profiles.join(","),
@@ -183,6 +192,7 @@ fn gammu_sends_reads_and_deletes_on_every_profile() {
 #[test]
 fn gammu_identifies_every_profile() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Not `terse`: see the module doc.
     let profiles = ["generic", "huawei-e173", "quectel-ec25", "simcom-sim800"];
     let sim = start_sim(
         &profiles.join(","),

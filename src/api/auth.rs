@@ -4,10 +4,10 @@
 //! admin token for bootstrap and automation, compared in constant time.
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
 
 use super::ApiState;
 use super::error::ApiError;
@@ -42,10 +42,13 @@ impl Caller {
         if self.role >= role {
             Ok(())
         } else {
+            let article = |role: Role| if role == Role::Admin { "an" } else { "a" };
             Err(ApiError::forbidden(format!(
-                "this needs an {} token; token {:?} is a {}",
+                "this needs {} {} token; token {:?} is {} {}",
+                article(role),
                 role.as_str(),
                 self.name,
+                article(self.role),
                 self.role.as_str()
             )))
         }
@@ -56,39 +59,79 @@ impl Caller {
     }
 }
 
+/// The bearer token of a request.
+pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))
+}
+
+/// Whoever holds `token` now, whatever the role: `None` for an unknown,
+/// revoked or expired token.
+pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<Caller>, ApiError> {
+    if let Some(bootstrap) = &state.admin_token
+        && bool::from(bootstrap.as_bytes().ct_eq(token.as_bytes()))
+    {
+        return Ok(Some(Caller {
+            name: "bootstrap".into(),
+            role: Role::Admin,
+        }));
+    }
+    Ok(state
+        .store
+        .token_by_hash(hash_token(token), crate::clock::now())
+        .await?
+        .map(|(name, role)| Caller { name, role }))
+}
+
+/// Whether `token` still works: the bootstrap token always does (it lives
+/// in the environment), a stored one until revoked or expired.
+pub fn still_valid(state: &ApiState, token: &str) -> bool {
+    if let Some(bootstrap) = &state.admin_token
+        && bool::from(bootstrap.as_bytes().ct_eq(token.as_bytes()))
+    {
+        return true;
+    }
+    // A store that cannot answer keeps the stream: the next check decides.
+    state
+        .store
+        .token_is_live(&hash_token(token), crate::clock::now())
+        .unwrap_or(true)
+}
+
+/// A caller holding any valid token, a `metrics` one included: the
+/// extractor of `/metrics` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scraper(pub Caller);
+
+impl FromRequestParts<ApiState> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers)?;
+        match authenticate(state, token).await? {
+            Some(caller) => Ok(Scraper(caller)),
+            None => Err(ApiError::unauthorized("unknown, revoked or expired token")),
+        }
+    }
+}
+
+/// A viewer or an admin: a `metrics` token is refused (403) everywhere but
+/// `/metrics`.
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
-        if let Some(bootstrap) = &state.admin_token
-            && bool::from(bootstrap.as_bytes().ct_eq(token.as_bytes()))
-        {
-            return Ok(Caller {
-                name: "bootstrap".into(),
-                role: Role::Admin,
-            });
-        }
-        match state
-            .store
-            .token_by_hash(hash_token(token), OffsetDateTime::now_utc())
-            .await?
-        {
-            Some((name, role)) => Ok(Caller { name, role }),
-            None => Err(ApiError::unauthorized("unknown or revoked token")),
-        }
+        let Scraper(caller) = Scraper::from_request_parts(parts, state).await?;
+        caller.require(Role::Viewer)?;
+        Ok(caller)
     }
 }
 
@@ -137,5 +180,11 @@ mod tests {
             role: Role::Admin,
         };
         assert!(admin.require(Role::Admin).is_ok());
+        let scraper = Caller {
+            name: "prometheus".into(),
+            role: Role::Metrics,
+        };
+        assert!(scraper.require(Role::Metrics).is_ok());
+        assert!(scraper.require(Role::Viewer).is_err());
     }
 }

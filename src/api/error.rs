@@ -132,6 +132,12 @@ impl From<StoreError> for ApiError {
             StoreError::SessionNotOpen { .. } => {
                 Self::new(StatusCode::CONFLICT, "session_not_open", error.to_string())
             }
+            StoreError::Conflict { code, .. } => {
+                Self::new(StatusCode::CONFLICT, code, error.to_string())
+            }
+            StoreError::Allocation(AllocationError::OptedOut(_)) => {
+                Self::new(StatusCode::CONFLICT, "opted_out", error.to_string())
+            }
             StoreError::Allocation(AllocationError::NoFreeProxy(_)) => {
                 Self::new(StatusCode::CONFLICT, "no_free_proxy", error.to_string())
             }

@@ -1,39 +1,135 @@
 //! `/api/v1/events`: the live feed as server-sent events.
+//!
+//! A client that reconnects with `Last-Event-ID` first gets the events it
+//! missed that the bus still keeps (the last [`crate::events::BACKLOG`]),
+//! then the live feed; a gap the ring cannot fill is announced as a
+//! `lagged` event. The stream checks its token every second and as soon as
+//! a token is revoked through the API: a revoked or expired token gets an
+//! `unauthorized` event and the stream ends.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Notify;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{self, Caller};
+use crate::events::Envelope;
+
+/// How often an open stream checks that its token still works.
+const TOKEN_CHECK: Duration = Duration::from_secs(1);
+
+fn sse_event(envelope: &Envelope) -> SseEvent {
+    SseEvent::default()
+        .id(envelope.id.to_string())
+        .event(envelope.event.kind())
+        .data(serde_json::to_string(envelope).unwrap_or_default())
+}
+
+fn lagged(missed: u64) -> SseEvent {
+    SseEvent::default()
+        .event("lagged")
+        .data(format!("{{\"kind\":\"lagged\",\"missed\":{missed}}}"))
+}
+
+/// One subscriber's feed.
+struct Feed {
+    state: ApiState,
+    token: String,
+    /// Missed events to send before the live ones.
+    replay: VecDeque<SseEvent>,
+    live: broadcast::Receiver<Envelope>,
+    check: tokio::time::Interval,
+    revoked: Arc<Notify>,
+    ended: bool,
+}
+
+impl Feed {
+    /// The next event, or `None` once the stream is over.
+    async fn next(&mut self) -> Option<SseEvent> {
+        if self.ended {
+            return None;
+        }
+        if let Some(event) = self.replay.pop_front() {
+            return Some(event);
+        }
+        loop {
+            let check = tokio::select! {
+                received = self.live.recv() => {
+                    return match received {
+                        Ok(envelope) => Some(sse_event(&envelope)),
+                        // A slow client missed some: say so and carry on.
+                        Err(RecvError::Lagged(missed)) => Some(lagged(missed)),
+                        Err(RecvError::Closed) => None,
+                    };
+                }
+                _ = self.check.tick() => true,
+                () = self.revoked.notified() => true,
+            };
+            if check && !auth::still_valid(&self.state, &self.token) {
+                self.ended = true;
+                return Some(
+                    SseEvent::default().event("unauthorized").data(
+                        "{\"error\":\"unauthorized\",\"message\":\"the token was revoked or has expired\"}",
+                    ),
+                );
+            }
+        }
+    }
+}
 
 /// Live events (`session_opened`, `message_relayed`, `modem_down`…), each an
-/// SSE message whose `event` is the kind and whose `data` is the JSON.
+/// SSE message whose `id` is the event's, `event` its kind and `data` its
+/// JSON. Send `Last-Event-ID` to get what was missed since.
 #[utoipa::path(get, path = "/api/v1/events",
+    params(("Last-Event-ID" = Option<u64>, Header,
+        description = "the id of the last event received: the missed ones come first")),
     responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     _caller: Caller,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let receiver = state.events.subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        let event = match receiver.recv().await {
-            Ok(envelope) => SseEvent::default()
-                .id(envelope.id.to_string())
-                .event(envelope.event.kind())
-                .data(serde_json::to_string(&envelope).unwrap_or_default()),
-            // A slow client missed some: say so and carry on.
-            Err(RecvError::Lagged(missed)) => SseEvent::default()
-                .event("lagged")
-                .data(format!("{{\"missed\":{missed}}}")),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), receiver))
+    let token = auth::bearer(&headers).unwrap_or_default().to_string();
+    // A malformed Last-Event-ID is ignored: the client gets the live feed.
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (replay, live) = match last_seen {
+        Some(last) => {
+            let (replay, live) = state.events.subscribe_since(last);
+            let mut events: VecDeque<SseEvent> = VecDeque::new();
+            if replay.lost > 0 {
+                events.push_back(lagged(replay.lost));
+            }
+            events.extend(replay.events.iter().map(sse_event));
+            (events, live)
+        }
+        None => (VecDeque::new(), state.events.subscribe()),
+    };
+    let mut check = tokio::time::interval(TOKEN_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        revoked: state.token_revoked.clone(),
+        state,
+        token,
+        replay,
+        live,
+        check,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(feed, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok(event), feed))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

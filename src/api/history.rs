@@ -63,7 +63,7 @@ impl SignalHistory {
         let mut ticks = tokio::time::interval(SAMPLE_EVERY);
         loop {
             tokio::select! {
-                _ = ticks.tick() => self.record(pool.as_ref(), OffsetDateTime::now_utc()),
+                _ = ticks.tick() => self.record(pool.as_ref(), crate::clock::now()),
                 _ = shutdown.cancelled() => return,
             }
         }

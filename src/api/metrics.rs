@@ -1,60 +1,66 @@
-//! `/metrics`: the process's metrics ([`crate::metrics`]) in Prometheus text format.
+//! `/metrics`: the process's metrics ([`crate::metrics`]) in Prometheus
+//! text format, with the per-SIM gauges read at scrape time. Any token may
+//! scrape, `metrics` tokens (made for a Prometheus server) only this.
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use time::OffsetDateTime;
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::Scraper;
 use super::error::ApiError;
+use crate::metrics::SimGauges;
 
-/// Sets the per-SIM gauges from the bank and the store at scrape time, so
-/// they are never staler than the scrape.
-async fn collect(state: &ApiState) -> Result<(), ApiError> {
+/// Each SIM's gauges from the bank and the store now, so they are never
+/// staler than the scrape.
+async fn sim_gauges(state: &ApiState) -> Result<Vec<SimGauges>, ApiError> {
     let counters = state.store.sim_counters().await?;
-    for status in state.pool.sim_statuses() {
-        let iccid = status.iccid.clone();
-        match status.signal_dbm {
-            Some(dbm) => metrics::gauge!("simmask_sim_signal_dbm", "iccid" => iccid.clone())
-                .set(f64::from(dbm)),
-            None => {
-                metrics::gauge!("simmask_sim_signal_dbm", "iccid" => iccid.clone()).set(f64::NAN)
+    let sends = state.store.send_counts(OffsetDateTime::now_utc()).await?;
+    Ok(state
+        .pool
+        .sim_statuses()
+        .into_iter()
+        .map(|status| {
+            let sent = sends.get(&status.iccid).copied().unwrap_or_default();
+            SimGauges {
+                signal_dbm: status.signal_dbm,
+                healthy: status.healthy,
+                queue_depth: counters.get(&status.iccid).map_or(0, |c| c.queued),
+                sends_last_minute: sent.last_minute,
+                sends_last_day: sent.last_day,
+                iccid: status.iccid,
             }
-        }
-        metrics::gauge!("simmask_sim_healthy", "iccid" => iccid.clone()).set(if status.healthy {
-            1.0
-        } else {
-            0.0
-        });
-        let queued = counters.get(&iccid).map_or(0, |c| c.queued);
-        metrics::gauge!("simmask_sim_queue_depth", "iccid" => iccid).set(f64::from(queued));
-    }
-    Ok(())
+        })
+        .collect())
 }
 
-/// The metrics, for Prometheus (with `authorization: Bearer <token>`).
+/// The metrics, for Prometheus (with `authorization: Bearer <token>`; a
+/// `metrics` token suffices).
 #[utoipa::path(get, path = "/metrics",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")),
-    security(("bearer" = [])))]
+    security(("bearer" = ["metrics"])))]
 pub async fn render(
     State(state): State<ApiState>,
-    _caller: Caller,
+    _scraper: Scraper,
 ) -> Result<impl IntoResponse, ApiError> {
-    crate::metrics::handle();
-    collect(&state).await?;
+    let gauges = sim_gauges(&state).await?;
+    let mut text = crate::metrics::handle().render();
+    text.push('\n');
+    text.push_str(&crate::metrics::render_sim_gauges(&gauges));
     Ok((
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::handle().render(),
+        text,
     ))
 }
 
 /// The metrics (the same as `/metrics`).
 #[utoipa::path(get, path = "/api/v1/metrics",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")),
-    security(("bearer" = [])))]
+    security(("bearer" = ["metrics"])))]
 pub async fn render_v1(
     state: State<ApiState>,
-    caller: Caller,
+    scraper: Scraper,
 ) -> Result<impl IntoResponse, ApiError> {
-    render(state, caller).await
+    render(state, scraper).await
 }

@@ -5,23 +5,27 @@
 //! status code, so nothing a client sends can produce a 500.
 
 pub mod auth;
+pub mod blocks;
 pub mod callbacks;
 pub mod calls;
 mod dashboard;
 pub mod error;
 mod events;
+pub mod export;
 mod extract;
 pub mod history;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod sessions;
+pub mod status;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -30,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 
 use crate::events::EventBus;
+use crate::masking::allocation::PoolLimits;
+use crate::number::NumberValidation;
 use crate::store::{LiveSim, SimStatusRecord, Store};
 use crate::voice::CallDesks;
 use auth::Caller;
@@ -51,7 +57,7 @@ pub trait PoolView: Send + Sync {
 
     /// What allocation needs of every SIM the bank sees now.
     fn live_sims(&self) -> Vec<LiveSim> {
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         self.sim_statuses()
             .iter()
             .map(|status| status.live(now, Duration::MAX))
@@ -79,6 +85,17 @@ pub struct ApiState {
     pub rate_limit: RateLimit,
     /// The calls the appliance holds, to show and end them.
     pub calls: CallDesks,
+    /// Notified when a token is revoked, so open event streams check theirs.
+    pub token_revoked: Arc<tokio::sync::Notify>,
+    /// Each SIM's send limits, shown beside its use.
+    pub send_limits: Option<status::SendLimits>,
+    /// When the daemon started.
+    pub started_at: OffsetDateTime,
+    /// How much of the numbering plan a number typed by an operator must
+    /// match (`[numbers] validation`).
+    pub number_validation: NumberValidation,
+    /// The SIMs' budgets (`[sms]` and `[[sims]]`).
+    pub limits: PoolLimits,
 }
 
 impl ApiState {
@@ -98,6 +115,11 @@ impl ApiState {
             signal_history: SignalHistory::default(),
             rate_limit: RateLimit::default(),
             calls: CallDesks::default(),
+            token_revoked: Arc::default(),
+            send_limits: None,
+            started_at: OffsetDateTime::now_utc(),
+            number_validation: NumberValidation::default(),
+            limits: PoolLimits::default(),
         }
     }
 }
@@ -113,7 +135,11 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/metrics", get(metrics::render_v1)),
         ("/api/v1/openapi.json", get(openapi_json)),
         ("/api/v1/me", get(me)),
+        ("/api/v1/status", get(status::status)),
         ("/api/v1/events", get(events::stream)),
+        ("/api/v1/interactions", get(export::interactions)),
+        ("/api/v1/tokens", get(tokens::list).post(tokens::create)),
+        ("/api/v1/tokens/{id}", delete(tokens::revoke)),
         ("/api/v1/sessions", get(sessions::list).post(sessions::open)),
         ("/api/v1/sessions/search", post(sessions::search)),
         (
@@ -125,15 +151,29 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
             get(sessions::interactions),
         ),
         ("/api/v1/sessions/{id}/calls/end", post(calls::end)),
+        ("/api/v1/sessions/{id}/reopen", post(sessions::reopen)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
-        ("/api/v1/numbers/{iccid}", put(pool::set_enabled)),
+        ("/api/v1/numbers/{iccid}", put(pool::update_number)),
+        ("/api/v1/numbers/{iccid}/retire", post(pool::retire)),
+        ("/api/v1/blocks", get(blocks::list).post(blocks::add)),
+        ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
     ]
 }
 
+/// How long a handler may take to start answering. Streams (events,
+/// exports) answer at once and are not cut: the limit is on the headers.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The API and the dashboard.
+///
+/// tower-http does what it is good at around the routes: a span per
+/// request (method, path, status, latency; paths never hold numbers), and a
+/// timeout so that a request stuck behind a busy store gets a 408 instead
+/// of hanging. The body limit stays axum's `DefaultBodyLimit`, whose
+/// refusal reaches our JSON error (`body_too_large`) through the extractors.
 pub fn router(state: ApiState) -> Router {
     let rate_limit = state.rate_limit;
     let app = routes()
@@ -142,7 +182,20 @@ pub fn router(state: ApiState) -> Router {
         .merge(dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http()
+                        .make_span_with(|request: &axum::http::Request<_>| {
+                            tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
+                        }),
+                )
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .with_state(state);
     limits::apply(app, rate_limit)
 }
@@ -179,14 +232,19 @@ pub async fn serve(
 pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
+    /// The system clock against the network's time (a Pi has no real-time
+    /// clock): `suspect` when they disagree and nothing synchronises it.
+    pub clock: crate::clock::ClockStatus,
 }
 
-/// Liveness, without a token.
+/// Liveness, without a token, and the clock.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
+    let sync = crate::clock::system_sync(std::path::Path::new("/"));
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
+        clock: crate::clock::status(sync),
     })
 }
 
@@ -236,7 +294,12 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         metrics::render_v1,
         openapi_json,
         me,
+        status::status,
         events::stream,
+        export::interactions,
+        tokens::list,
+        tokens::create,
+        tokens::revoke,
         sessions::open,
         sessions::list,
         sessions::search,
@@ -244,9 +307,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::close,
         sessions::interactions,
         calls::end,
+        sessions::reopen,
         pool::modems,
         pool::numbers,
-        pool::set_enabled,
+        pool::update_number,
+        pool::retire,
+        blocks::list,
+        blocks::add,
+        blocks::remove,
         pool::ussd,
         pool::history
     ),

@@ -13,7 +13,10 @@ use super::ApiState;
 use super::auth::{Admin, Caller};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use crate::store::{SimCounters, SimRecord, SimStatusRecord};
+use crate::bank::{IdSource, SimId};
+use crate::events::Event;
+use crate::number::PhoneNumber;
+use crate::store::{SimChange, SimCounters, SimRecord, SimStatusRecord};
 
 /// Longest USSD code accepted (GSM 02.90 strings are short: `*100#`).
 const MAX_USSD_LEN: usize = 32;
@@ -23,7 +26,14 @@ const CHART_SPAN: time::Duration = time::Duration::hours(24);
 /// A SIM of the pool with its live state and counters.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NumberView {
-    pub iccid: String,
+    /// What the pool knows the SIM by, and what the routes below take: its
+    /// ICCID, or `imsi:<IMSI>` when its modem could not read the ICCID.
+    pub id: String,
+    /// The ICCID, or null for a SIM known by its IMSI.
+    pub iccid: Option<String>,
+    /// `iccid` or `imsi`: where `id` comes from.
+    #[schema(value_type = String)]
+    pub id_source: IdSource,
     /// The proxy number (E.164): the appliance's own, shown to every role.
     pub msisdn: String,
     /// The modem holding the SIM now, if known.
@@ -50,10 +60,50 @@ pub struct NumberView {
     pub received: u32,
     pub failed: u32,
     pub open_sessions: u32,
+    /// The participant this SIM is reserved for (masked for viewers):
+    /// automatic allocation gives it to nobody else, and their sessions
+    /// take it first.
+    pub reserved_for: Option<String>,
+    /// No new sessions; the open ones continue until they end.
+    pub draining: bool,
+    /// While draining: the open sessions left before it can be retired.
+    pub sessions_left: Option<u32>,
+    /// The staff number strangers are paired with (masked for viewers).
+    pub front_desk: Option<String>,
+    /// Each budget's use.
+    pub budgets: Budgets,
     /// When the live state was reported.
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<OffsetDateTime>,
+}
+
+/// A SIM's budgets and their use.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Budgets {
+    /// Messages sent in the last 24 hours against `[sms] per_day` (or the
+    /// SIM's own `per_day`).
+    pub messages_today: BudgetUse,
+    /// Distinct numbers sent to this calendar month against
+    /// `recipients_per_month`.
+    pub recipients_this_month: BudgetUse,
+}
+
+/// One budget: `limit` is null when there is none.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BudgetUse {
+    pub used: u32,
+    pub limit: Option<u32>,
+}
+
+fn show(number: &Option<PhoneNumber>, caller: &Caller) -> Option<String> {
+    number.as_ref().map(|n| {
+        if caller.is_admin() {
+            n.e164().to_string()
+        } else {
+            n.masked()
+        }
+    })
 }
 
 impl NumberView {
@@ -62,9 +112,16 @@ impl NumberView {
         status: Option<&SimStatusRecord>,
         model: Option<String>,
         counters: &SimCounters,
+        budgets: Budgets,
+        caller: &Caller,
     ) -> Self {
         let text = |f: fn(&SimStatusRecord) -> &String| status.map(f).cloned().unwrap_or_default();
         Self {
+            reserved_for: show(&sim.reserved_for, caller),
+            draining: sim.draining,
+            sessions_left: sim.draining.then_some(counters.open_sessions),
+            front_desk: show(&sim.front_desk, caller),
+            budgets,
             msisdn: sim.msisdn.e164().to_string(),
             imei: sim.modem_imei,
             model,
@@ -83,7 +140,9 @@ impl NumberView {
             failed: counters.failed,
             open_sessions: counters.open_sessions,
             updated_at: status.map(|s| s.updated_at),
-            iccid: sim.iccid,
+            iccid: SimId::parse(&sim.iccid).iccid().map(str::to_string),
+            id_source: SimId::parse(&sim.iccid).source(),
+            id: sim.iccid,
         }
     }
 }
@@ -98,7 +157,10 @@ pub struct ModemView {
     /// The firmware profile driving it (`sim800`, `ec25`, `generic`…).
     pub profile: String,
     pub port: String,
-    /// The SIM in it, if any.
+    /// The id of the SIM in it, if any (see [`NumberView::id`]).
+    pub sim_id: Option<String>,
+    /// The ICCID of the SIM in it: null when there is none, or when the SIM
+    /// is known by its IMSI.
     pub iccid: Option<String>,
     pub state: String,
     pub signal_dbm: Option<i32>,
@@ -107,10 +169,40 @@ pub struct ModemView {
     pub last_error: String,
 }
 
+/// A change to a SIM; absent fields stay as they are.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SetEnabledRequest {
-    pub enabled: bool,
+pub struct UpdateNumberRequest {
+    /// Take the SIM out of (or back into) allocation.
+    pub enabled: Option<bool>,
+    /// Reserve the SIM for this participant (E.164 or national in the
+    /// default region), or `null` to release it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub reserved_for: Option<Option<String>>,
+    /// Drain the SIM: no new sessions, the open ones run to their end.
+    pub draining: Option<bool>,
+    /// Make the SIM a front desk for this staff number, or `null` to stop.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub front_desk: Option<Option<String>>,
+}
+
+/// A field that may be `null` (`Some(None)`) or absent (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// What retiring a SIM did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Retired {
+    /// The sessions it ended (`close_reason: sim_retired`).
+    pub sessions_closed: Vec<String>,
+    pub number: NumberView,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -169,7 +261,10 @@ async fn statuses(state: &ApiState) -> Result<HashMap<String, SimStatusRecord>, 
     Ok(statuses)
 }
 
-async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
+pub(super) async fn numbers_now(
+    state: &ApiState,
+    caller: &Caller,
+) -> Result<Vec<NumberView>, ApiError> {
     let statuses = statuses(state).await?;
     let models: HashMap<String, String> = state
         .store
@@ -180,6 +275,10 @@ async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
         .collect();
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
+    let used = state
+        .store
+        .sim_budget_use(OffsetDateTime::now_utc())
+        .await?;
     Ok(state
         .store
         .sims()
@@ -189,7 +288,19 @@ async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
-            NumberView::new(sim, status, model, counters)
+            let limits = state.limits.of(&sim.iccid);
+            let (recipients, sent) = used.get(&sim.iccid).copied().unwrap_or_default();
+            let budgets = Budgets {
+                messages_today: BudgetUse {
+                    used: sent,
+                    limit: limits.per_day,
+                },
+                recipients_this_month: BudgetUse {
+                    used: recipients,
+                    limit: limits.recipients_per_month,
+                },
+            };
+            NumberView::new(sim, status, model, counters, budgets, caller)
         })
         .collect())
 }
@@ -200,9 +311,9 @@ async fn numbers_now(state: &ApiState) -> Result<Vec<NumberView>, ApiError> {
     security(("bearer" = [])))]
 pub async fn numbers(
     State(state): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<NumberView>>, ApiError> {
-    numbers_now(&state).await.map(Json)
+    numbers_now(&state, &caller).await.map(Json)
 }
 
 /// The modems the bank has seen, with the SIM in each.
@@ -220,11 +331,14 @@ pub async fn modems(
         modems
             .into_iter()
             .map(|modem| {
-                let iccid = sims
+                let sim_id = sims
                     .iter()
                     .find(|s| s.modem_imei.as_deref() == Some(modem.imei.as_str()))
                     .map(|s| s.iccid.clone());
-                let status = iccid.as_ref().and_then(|i| statuses.get(i));
+                let status = sim_id.as_ref().and_then(|i| statuses.get(i));
+                let iccid = sim_id
+                    .as_deref()
+                    .and_then(|id| SimId::parse(id).iccid().map(str::to_string));
                 let text =
                     |f: fn(&SimStatusRecord) -> &String| status.map(f).cloned().unwrap_or_default();
                 ModemView {
@@ -233,6 +347,7 @@ pub async fn modems(
                     registration: text(|s| &s.registration),
                     operator: text(|s| &s.operator),
                     last_error: text(|s| &s.last_error),
+                    sim_id,
                     iccid,
                     imei: modem.imei,
                     manufacturer: modem.manufacturer,
@@ -246,34 +361,113 @@ pub async fn modems(
     ))
 }
 
-/// Enable or disable a SIM for new sessions (open ones keep running).
-#[utoipa::path(put, path = "/api/v1/numbers/{iccid}", request_body = SetEnabledRequest,
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+/// Change a SIM: enable or disable it, reserve it for a participant (or
+/// release it with `null`), drain it before retirement, make it a front
+/// desk. Open sessions keep running whatever changes.
+#[utoipa::path(put, path = "/api/v1/numbers/{iccid}", request_body = UpdateNumberRequest,
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = NumberView), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)),
+        (status = 422, description = "nothing to change, an invalid number, or a proxy \
+            number of the pool", body = ErrorBody)),
     security(("bearer" = ["admin"])))]
-pub async fn set_enabled(
+pub async fn update_number(
     State(state): State<ApiState>,
     Admin(caller): Admin,
     ApiPath(iccid): ApiPath<String>,
-    ApiJson(request): ApiJson<SetEnabledRequest>,
+    ApiJson(request): ApiJson<UpdateNumberRequest>,
 ) -> Result<Json<NumberView>, ApiError> {
+    let sims = state.store.sims().await?;
+    let participant = |text: Option<Option<String>>| -> Result<_, ApiError> {
+        let Some(Some(text)) = text else {
+            return Ok(text.map(|_| None));
+        };
+        let number = super::sessions::parse_number(&state, &text)?;
+        if sims.iter().any(|s| s.msisdn == number) {
+            return Err(ApiError::unprocessable(
+                "invalid_number",
+                "that is a proxy number of this appliance, not a participant",
+            ));
+        }
+        Ok(Some(Some(number)))
+    };
+    let change = SimChange {
+        enabled: request.enabled,
+        reserved_for: participant(request.reserved_for)?,
+        draining: request.draining,
+        front_desk: participant(request.front_desk)?,
+    };
+    if change.enabled.is_none()
+        && change.reserved_for.is_none()
+        && change.draining.is_none()
+        && change.front_desk.is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "nothing to change: send enabled, reserved_for, draining or front_desk",
+        ));
+    }
     state
         .store
-        .set_sim_enabled(
+        .update_sim(
             iccid.clone(),
-            request.enabled,
+            change.clone(),
+            caller.name.clone(),
+            crate::clock::now(),
+        )
+        .await?;
+    tracing::info!(
+        %iccid,
+        enabled = ?change.enabled,
+        reserved = ?change.reserved_for,
+        draining = ?change.draining,
+        front_desk = ?change.front_desk,
+        by = %caller.name,
+        "sim changed"
+    );
+    number_view(&state, &caller, &iccid).await.map(Json)
+}
+
+async fn number_view(
+    state: &ApiState,
+    caller: &Caller,
+    iccid: &str,
+) -> Result<NumberView, ApiError> {
+    numbers_now(state, caller)
+        .await?
+        .into_iter()
+        .find(|n| n.id == iccid)
+        .ok_or_else(|| ApiError::not_found(format!("no SIM {iccid}")))
+}
+
+/// Retire a SIM (after draining it, or at once): its open sessions end
+/// with `close_reason: sim_retired` and it is disabled.
+#[utoipa::path(post, path = "/api/v1/numbers/{iccid}/retire",
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
+    responses((status = 200, body = Retired), (status = 404, body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn retire(
+    State(state): State<ApiState>,
+    Admin(caller): Admin,
+    ApiPath(iccid): ApiPath<String>,
+) -> Result<Json<Retired>, ApiError> {
+    let ended = state
+        .store
+        .retire_sim(
+            iccid.clone(),
             caller.name.clone(),
             OffsetDateTime::now_utc(),
         )
         .await?;
-    tracing::info!(%iccid, enabled = request.enabled, by = %caller.name, "sim enabled flag set");
-    numbers_now(&state)
-        .await?
-        .into_iter()
-        .find(|n| n.iccid == iccid)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no SIM {iccid}")))
+    tracing::info!(%iccid, sessions = ended.len(), by = %caller.name, "sim retired");
+    for session in &ended {
+        state.events.publish(Event::SessionClosed {
+            session_id: session.id.clone(),
+        });
+    }
+    Ok(Json(Retired {
+        sessions_closed: ended.into_iter().map(|s| s.id).collect(),
+        number: number_view(&state, &caller, &iccid).await?,
+    }))
 }
 
 fn check_ussd(code: &str) -> Result<(), ApiError> {
@@ -294,7 +488,7 @@ fn check_ussd(code: &str) -> Result<(), ApiError> {
 
 /// Send a USSD code (a balance check such as `*100#`) from a SIM; answers the network's reply.
 #[utoipa::path(post, path = "/api/v1/numbers/{iccid}/ussd", request_body = UssdRequest,
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = UssdReply), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 502, description = "the modem or network refused", body = ErrorBody)),
@@ -322,7 +516,7 @@ pub async fn ussd(
 
 /// A SIM's traffic per hour and its signal over the last 24 hours.
 #[utoipa::path(get, path = "/api/v1/numbers/{iccid}/history",
-    params(("iccid" = String, Path, description = "the SIM's ICCID")),
+    params(("iccid" = String, Path, description = "the SIM's id: its ICCID, or imsi:<IMSI>")),
     responses((status = 200, body = NumberHistory), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn history(
@@ -333,7 +527,7 @@ pub async fn history(
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));
     }
-    let since = OffsetDateTime::now_utc() - CHART_SPAN;
+    let since = crate::clock::now() - CHART_SPAN;
     let traffic = state
         .store
         .sim_traffic_by_hour(iccid.clone(), since)

@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::events::Event;
 use crate::masking::Mode;
-use crate::masking::lifecycle::SessionStatus;
+use crate::masking::lifecycle::{CloseReason, SessionStatus};
 use crate::number::PhoneNumber;
 use crate::store::{
     InteractionRecord, MAX_PAGE_SIZE, NewSession, Role, SessionFilter, SessionRecord,
@@ -59,6 +59,13 @@ pub struct SessionView {
     /// the caller's answer until the call ends, when bridged as a
     /// conference); `null` when there is none.
     pub call: Option<LiveCall>,
+    /// Why it ended (null while open): `operator`, `ttl`, `idle`,
+    /// `opt_out`, `erased`, `sim_retired` or `loop`.
+    #[schema(value_type = Option<String>, example = "ttl")]
+    pub close_reason: Option<CloseReason>,
+    /// Where a former participant's calls go once it expired (masked for
+    /// viewers).
+    pub fallback_number: Option<String>,
 }
 
 impl SessionView {
@@ -88,6 +95,11 @@ impl SessionView {
             last_activity_at: record.last_activity_at,
             ended_at: record.ended_at,
             call: None,
+            close_reason: record.close_reason,
+            fallback_number: record
+                .fallback_number
+                .as_ref()
+                .map(|n| show(&Some(n.clone()))),
         }
     }
 }
@@ -108,6 +120,19 @@ pub struct OpenSessionRequest {
     pub label: Option<String>,
     /// Prefer a proxy a participant used before (default from config).
     pub sticky: Option<bool>,
+    /// Where calls from a participant go once the session has expired
+    /// (default `[sessions] fallback_number`; without one they follow the
+    /// out-of-session policy).
+    pub fallback_number: Option<String>,
+}
+
+/// Reopening a session (`{}` keeps its lifetimes): its lifetime starts
+/// again, the same as before unless given here.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenRequest {
+    pub ttl_seconds: Option<u64>,
+    pub idle_ttl_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -142,9 +167,13 @@ pub struct SessionPage {
     pub next_offset: Option<usize>,
 }
 
-fn parse_number(state: &ApiState, text: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(text, state.default_region.as_deref())
-        .map_err(|error| ApiError::unprocessable("invalid_number", error.to_string()))
+pub(super) fn parse_number(state: &ApiState, text: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse_as(
+        text,
+        state.default_region.as_deref(),
+        state.number_validation,
+    )
+    .map_err(|error| ApiError::unprocessable("invalid_number", error.to_string()))
 }
 
 fn parse_status(text: Option<&str>) -> Result<Option<SessionStatus>, ApiError> {
@@ -188,7 +217,8 @@ fn page(
 #[utoipa::path(post, path = "/api/v1/sessions", request_body = OpenSessionRequest,
     responses(
         (status = 201, body = SessionView),
-        (status = 409, description = "no free proxy", body = ErrorBody),
+        (status = 409, description = "no free proxy (`no_free_proxy`, with the reason per SIM), \
+            or a participant opted out (`opted_out`)", body = ErrorBody),
         (status = 422, description = "invalid numbers or values", body = ErrorBody)),
     security(("bearer" = ["admin"])))]
 pub async fn open(
@@ -223,10 +253,17 @@ pub async fn open(
         label: request.label,
         sticky: request.sticky.unwrap_or(state.sticky),
         actor: caller.name.clone(),
+        fallback_number: request
+            .fallback_number
+            .as_deref()
+            .map(|n| parse_number(&state, n))
+            .transpose()?,
+        proxy: None,
+        limits: state.limits.clone(),
     };
     let record = state
         .store
-        .open_session(new, state.pool.live_sims(), OffsetDateTime::now_utc())
+        .open_session(new, state.pool.live_sims(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, mode = record.mode.as_str(), "session opened");
     state.events.publish(Event::SessionOpened {
@@ -333,7 +370,7 @@ pub async fn close(
 ) -> Result<Json<SessionView>, ApiError> {
     let record = state
         .store
-        .close_session(id, caller.name.clone(), OffsetDateTime::now_utc())
+        .close_session(id, caller.name.clone(), crate::clock::now())
         .await?;
     tracing::info!(session = %record.id, "session closed");
     state.events.publish(Event::SessionClosed {
@@ -348,6 +385,42 @@ pub async fn close(
     Ok(Json(SessionView::new(record, &caller)))
 }
 
+/// Reopen a closed or expired session on the same proxy, when the masking
+/// rule still allows it (neither participant has another open session on
+/// that proxy) and the proxy takes sessions (not draining, not reserved for
+/// someone else, no participant opted out).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/reopen", request_body = ReopenRequest,
+    params(("id" = String, Path, description = "session id")),
+    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody),
+        (status = 409, description = "`session_open`, `participant_busy`, `opted_out`, \
+            `draining`, `reserved` or `erased`, with the reason", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = ["admin"])))]
+pub async fn reopen(
+    State(state): State<ApiState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<ReopenRequest>,
+) -> Result<Json<SessionView>, ApiError> {
+    let record = state
+        .store
+        .reopen_session(
+            id,
+            seconds("ttl_seconds", request.ttl_seconds)?,
+            seconds("idle_ttl_seconds", request.idle_ttl_seconds)?,
+            caller.name.clone(),
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+    tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session reopened");
+    state.events.publish(Event::SessionOpened {
+        session_id: record.id.clone(),
+        proxy_number: record.proxy_number.e164().to_string(),
+        mode: record.mode.as_str().to_string(),
+    });
+    Ok(Json(SessionView::new(record, &caller)))
+}
+
 /// One SMS or call of a session.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InteractionView {
@@ -359,6 +432,10 @@ pub struct InteractionView {
     /// `queued`, `sending`, `sent`, `delivered`, `failed`, `dropped`…
     pub status: String,
     pub reason: String,
+    /// The intercept rule that stopped it (`block_list`, `opt_out`,
+    /// `session_limit`, `participant_limit`, `keyword`, `recipient_budget`,
+    /// `loop`), when one did.
+    pub rule: Option<String>,
     /// The text, for admin tokens only, until retention erases it.
     pub body: Option<String>,
     pub parts: u32,
@@ -396,6 +473,7 @@ impl InteractionView {
             from_participant: record.from_position,
             status: record.status,
             reason: record.reason,
+            rule: record.rule,
             body: record.body.filter(|_| caller.is_admin()),
             parts: record.parts,
             incomplete: record.incomplete,

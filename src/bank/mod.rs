@@ -1,13 +1,17 @@
-//! All modems: discovery of ports, identity (IMEI, ICCID), health, hotplug
+//! All modems: discovery of ports, identity (IMEI, SIM id), health, hotplug
 //! and reset.
 //!
 //! The bank expands the configured globs, probes each new candidate port by
-//! spawning a modem actor on it (which answers `AT` only on a modem's AT
-//! interface), and keys everything by ICCID: a SIM that comes back on
-//! another tty is the same proxy number. One worker task per SIM (see
+//! spawning a modem actor on it (which brings up only a port that speaks
+//! AT), and keys everything by SIM id: the ICCID, or the IMSI for a SIM
+//! whose ICCID the firmware cannot read (see [`SimId`]). A SIM that comes
+//! back on another tty, or in another modem, is the same proxy number; one
+//! once known by its IMSI keeps that id when a modem later reads its ICCID,
+//! and the reverse (`resolve_id`). One worker task per SIM (see
 //! `worker.rs`) turns the actor's events into [`BankEvent`]s, polls health
 //! and resets a modem that stops answering.
 
+pub mod usb;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -20,8 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::modem::actor::{ModemEvent, ModemHandle, ModemOptions, spawn_modem};
+use crate::modem::actor::{ModemEvent, ModemHandle, ModemIdentity, ModemOptions, spawn_modem};
 use crate::modem::error::AtError;
+pub use crate::modem::init::{IdSource, SimId};
 use crate::profile::Profiles;
 
 /// How the bank finds and looks after its modems.
@@ -33,16 +38,61 @@ pub struct BankConfig {
     /// Health poll period per SIM; ports are re-scanned as often (within
     /// 0.5 to 10 seconds).
     pub poll_interval: Duration,
-    /// Run through `sh -c` with `{port}` replaced by the port path when a
-    /// reset does not bring a modem back (hubs with per-port power).
+    /// Run through `sh -c` when a reset does not bring a modem back (hubs
+    /// with per-port power), with `{hub}` and `{port}` replaced by the
+    /// modem's USB hub and port and `{tty}` by its serial port's path.
     pub power_cycle_command: Option<String>,
     /// Failed recoveries after which a modem is quarantined.
     pub quarantine_after: u32,
-    /// SIM PINs by ICCID.
+    /// SIM PINs by ICCID (a locked SIM gives no IMSI).
     pub pins: HashMap<String, String>,
-    /// Numbers of SIMs that do not know their own (`AT+CNUM` empty).
-    pub msisdn_for_iccid: HashMap<String, String>,
+    /// Numbers of SIMs that do not know their own (`AT+CNUM` empty), by
+    /// SIM id (the ICCID, or `imsi:<IMSI>`).
+    pub msisdn_for_sim: HashMap<String, String>,
+    /// SIMs the pool knew before this start (from the store), so that a SIM
+    /// is found under the id it had even when its modem now reads the other
+    /// half of its identity.
+    pub known_sims: Vec<KnownSim>,
     pub baud: u32,
+}
+
+/// A SIM of the pool by its id and IMSI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownSim {
+    pub id: String,
+    /// Empty when never read.
+    pub imsi: String,
+}
+
+/// The id a SIM found with `iccid` and `imsi` has in the pool, given the
+/// SIMs already `known` (id, IMSI): a known ICCID is itself; a SIM first
+/// known by its IMSI keeps that id once its ICCID is read; a SIM whose
+/// ICCID cannot be read now is found by its IMSI under whatever id it has;
+/// a new SIM is its ICCID, else `imsi:<IMSI>`. `None` without either.
+pub fn resolve_id<'a>(
+    iccid: Option<&str>,
+    imsi: Option<&str>,
+    known: impl IntoIterator<Item = (&'a str, &'a str)> + Clone,
+) -> Option<String> {
+    let fresh = SimId::of(iccid, imsi)?.into_string();
+    if let Some(iccid) = iccid
+        && known.clone().into_iter().any(|(id, _)| id == iccid)
+    {
+        return Some(iccid.to_string());
+    }
+    let Some(imsi) = imsi.filter(|i| !i.is_empty()) else {
+        return Some(fresh);
+    };
+    let by_imsi = known
+        .into_iter()
+        .find(|&(id, known_imsi)| {
+            known_imsi == imsi
+                // With the ICCID read, only an IMSI-keyed entry is the same
+                // SIM: two ICCIDs are two SIMs whatever their IMSIs say.
+                && (iccid.is_none() || SimId::parse(id).source() == IdSource::Imsi)
+        })
+        .map(|(id, _)| id.to_string());
+    Some(by_imsi.unwrap_or(fresh))
 }
 
 /// Where a SIM stands.
@@ -78,7 +128,10 @@ impl PartialEq<&str> for SimState {
 /// One SIM as the bank sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimStatus {
-    pub iccid: String,
+    /// The SIM id the pool keys on (see [`SimId`]).
+    pub id: String,
+    /// The ICCID when its modem could read it.
+    pub iccid: Option<String>,
     pub msisdn: Option<String>,
     pub imsi: Option<String>,
     pub imei: Option<String>,
@@ -97,37 +150,41 @@ pub struct SimStatus {
     /// The call-related supplementary services its profile lists (`+CHLD`
     /// values); how calls are bridged is the voice layer's choice.
     pub profile_chld: Vec<String>,
-    /// What the network answered to `AT+CHLD=?`.
-    pub chld: Vec<String>,
+    /// What the network answered to `AT+CHLD=?`; `None` when the modem did
+    /// not answer it (the services are then tried, not assumed missing).
+    pub chld: Option<Vec<String>>,
     pub last_error: Option<String>,
     pub state: SimState,
     /// Recoveries (reset, power cycle) tried since the SIM last answered.
     pub recoveries: u32,
+    /// The storage new messages arrive in, as `(name, used, total)`: a
+    /// full one makes the network hold messages back.
+    pub storage: Option<(String, u32, u32)>,
 }
 
-/// What the bank reports.
+/// What the bank reports, each about one SIM by its id.
 #[derive(Debug)]
 pub enum BankEvent {
     /// A SIM was seen for the first time, or is back.
     SimUp {
-        iccid: String,
+        sim: String,
     },
     SimDown {
-        iccid: String,
+        sim: String,
         reason: String,
     },
     /// Signal or registration changed; read [`Bank::sims`].
     Health {
-        iccid: String,
+        sim: String,
     },
     /// A received message (or stored status report) to commit, then confirm.
     Inbound {
-        iccid: String,
+        sim: String,
         sms: InboundSms,
     },
     /// Calls, direct status reports, USSD.
     Modem {
-        iccid: String,
+        sim: String,
         event: ModemEvent,
     },
 }
@@ -176,6 +233,8 @@ pub struct Bank {
 
 struct Shared {
     config: BankConfig,
+    /// The port globs in force: `config.ports` until [`Bank::set_ports`].
+    ports: Mutex<Vec<String>>,
     options: ModemOptions,
     sims: Mutex<BTreeMap<String, Sim>>,
     /// Ports (as given and canonical) owned by a live actor.
@@ -208,6 +267,7 @@ impl Bank {
         options.baud = config.baud;
         let bank = Bank {
             shared: Arc::new(Shared {
+                ports: Mutex::new(config.ports.clone()),
                 config,
                 options,
                 sims: Mutex::default(),
@@ -222,7 +282,7 @@ impl Bank {
         (bank, receiver)
     }
 
-    /// Every SIM seen since start, by ICCID.
+    /// Every SIM seen since start, by id.
     pub fn sims(&self) -> Vec<SimStatus> {
         self.lock_sims()
             .values()
@@ -230,16 +290,62 @@ impl Bank {
             .collect()
     }
 
+    /// Changes the port globs (a reload): the next scan probes what the new
+    /// ones match. Modems already up stay up, whether matched or not.
+    pub fn set_ports(&self, ports: Vec<String>) {
+        *self.shared.ports.lock().unwrap_or_else(|e| e.into_inner()) = ports;
+    }
+
     /// The model profile named `name`, as the bank's modems use it.
     pub fn profile(&self, name: &str) -> Option<crate::profile::Profile> {
         self.shared.config.profiles.get(name).ok().cloned()
     }
 
-    /// The modem holding this SIM, if one does.
-    pub fn handle(&self, iccid: &str) -> Option<ModemHandle> {
-        self.lock_sims()
-            .get(iccid)
-            .and_then(|sim| sim.handle.clone())
+    /// The modem holding the SIM `id`, if one does.
+    pub fn handle(&self, id: &str) -> Option<ModemHandle> {
+        self.lock_sims().get(id).and_then(|sim| sim.handle.clone())
+    }
+
+    /// The id of the SIM a modem holds, as the pool knows it (see
+    /// [`resolve_id`]).
+    fn resolve(&self, identity: &ModemIdentity) -> Option<String> {
+        let sims = self.lock_sims();
+        let seen: Vec<(String, String)> = sims
+            .values()
+            .map(|sim| {
+                (
+                    sim.status.id.clone(),
+                    sim.status.imsi.clone().unwrap_or_default(),
+                )
+            })
+            .chain(
+                self.shared
+                    .config
+                    .known_sims
+                    .iter()
+                    .map(|k| (k.id.clone(), k.imsi.clone())),
+            )
+            .collect();
+        drop(sims);
+        resolve_id(
+            identity.iccid.as_deref(),
+            identity.imsi.as_deref(),
+            seen.iter().map(|(id, imsi)| (id.as_str(), imsi.as_str())),
+        )
+    }
+
+    /// The configured number of the SIM `id` (by its id, its ICCID or its
+    /// IMSI).
+    fn configured_msisdn(&self, id: &str, identity: &ModemIdentity) -> Option<String> {
+        let by = &self.shared.config.msisdn_for_sim;
+        let imsi_id = identity
+            .imsi
+            .as_deref()
+            .and_then(|imsi| SimId::of(None, Some(imsi)));
+        by.get(id)
+            .or_else(|| identity.iccid.as_ref().and_then(|iccid| by.get(iccid)))
+            .or_else(|| imsi_id.and_then(|imsi_id| by.get(imsi_id.as_str())))
+            .cloned()
     }
 
     /// Stops discovery, every worker and every modem actor.
@@ -264,9 +370,9 @@ impl Bank {
     }
 
     /// Updates one SIM's status; returns whether anything changed.
-    fn update(&self, iccid: &str, change: impl FnOnce(&mut SimStatus)) -> bool {
+    fn update(&self, id: &str, change: impl FnOnce(&mut SimStatus)) -> bool {
         let mut sims = self.lock_sims();
-        let Some(sim) = sims.get_mut(iccid) else {
+        let Some(sim) = sims.get_mut(id) else {
             return false;
         };
         let before = sim.status.clone();
@@ -274,8 +380,8 @@ impl Bank {
         sim.status != before
     }
 
-    /// Marks `path` (and the device it leads to) as owned by `iccid`'s actor.
-    fn claim(&self, iccid: &str, path: &Path) {
+    /// Marks `path` (and the device it leads to) as owned by SIM `id`'s actor.
+    fn claim(&self, id: &str, path: &Path) {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let mut claimed = self
             .shared
@@ -283,20 +389,20 @@ impl Bank {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // The SIM's old port (if any) is free again.
-        claimed.retain(|_, owner| owner != iccid);
-        claimed.insert(path.to_path_buf(), iccid.to_string());
-        claimed.insert(canonical, iccid.to_string());
+        claimed.retain(|_, owner| owner != id);
+        claimed.insert(path.to_path_buf(), id.to_string());
+        claimed.insert(canonical, id.to_string());
     }
 
     /// Frees the ports of a SIM whose modem vanished: the device name may
     /// come back for this modem or another one, and either actor or scan
     /// may open it first.
-    fn release(&self, iccid: &str) {
+    fn release(&self, id: &str) {
         self.shared
             .claimed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, owner| owner != iccid);
+            .retain(|_, owner| owner != id);
     }
 
     async fn emit(&self, event: BankEvent) {
@@ -321,7 +427,13 @@ impl Bank {
     /// The paths the globs match now.
     fn candidates(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
-        for pattern in &self.shared.config.ports {
+        let ports = self
+            .shared
+            .ports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for pattern in &ports {
             match glob::glob(pattern) {
                 Ok(paths) => out.extend(paths.flatten()),
                 Err(error) => tracing::warn!(%pattern, %error, "bad port glob"),
@@ -401,13 +513,24 @@ impl Bank {
         };
         match spawned {
             Ok(spawned) => {
-                let Some(iccid) = spawned.handle.identity().iccid else {
-                    tracing::warn!(port = text, "modem without a SIM; ignored for now");
+                let identity = spawned.handle.identity();
+                let Some(id) = self.resolve(&identity) else {
+                    tracing::warn!(
+                        port = text,
+                        "modem with no SIM it can name (neither ICCID nor IMSI); ignored for now"
+                    );
                     spawned.handle.shutdown();
                     self.not_a_modem(canonical);
                     return;
                 };
-                self.adopt(iccid, path, canonical, spawned.handle, spawned.events)
+                if identity.iccid.is_none() {
+                    tracing::info!(
+                        port = text,
+                        sim = %worker::tail(&id),
+                        "the modem cannot read its SIM's ICCID: the SIM is known by its IMSI"
+                    );
+                }
+                self.adopt(id, path, canonical, spawned.handle, spawned.events)
                     .await;
             }
             Err(error) => {
@@ -426,7 +549,8 @@ impl Bank {
             .insert(canonical.to_path_buf(), 0);
     }
 
-    /// A SIM that needs a PIN gets a status saying so.
+    /// A SIM that needs a PIN gets a status saying so. It is known by its
+    /// ICCID: a locked SIM gives no IMSI.
     async fn record_probe_failure(&self, port: &str, error: &AtError) {
         let iccid = match error {
             AtError::PinRequired {
@@ -439,8 +563,9 @@ impl Bank {
         let mut sims = self.lock_sims();
         let sim = sims.entry(iccid.clone()).or_insert_with(|| Sim {
             status: SimStatus {
-                iccid: iccid.clone(),
-                msisdn: self.shared.config.msisdn_for_iccid.get(&iccid).cloned(),
+                id: iccid.clone(),
+                iccid: Some(iccid.clone()),
+                msisdn: self.shared.config.msisdn_for_sim.get(&iccid).cloned(),
                 imsi: None,
                 imei: None,
                 port: port.to_string(),
@@ -452,10 +577,11 @@ impl Bank {
                 operator: None,
                 voice: false,
                 profile_chld: Vec::new(),
-                chld: Vec::new(),
+                chld: None,
                 last_error: None,
                 state: SimState::Locked,
                 recoveries: 0,
+                storage: None,
             },
             handle: None,
             worker_stop: CancellationToken::new(),
@@ -471,7 +597,7 @@ impl Bank {
     /// another port, or back after re-enumeration) keeps its entry.
     async fn adopt(
         &self,
-        iccid: String,
+        id: String,
         path: &Path,
         canonical: &Path,
         handle: ModemHandle,
@@ -482,7 +608,7 @@ impl Bank {
         // connected elsewhere, this port is the same modem's other door.
         let connected_elsewhere = self
             .lock_sims()
-            .get(&iccid)
+            .get(&id)
             .and_then(|sim| sim.handle.clone())
             .is_some_and(|held| held.is_connected() && held.identity().path != identity.path);
         if connected_elsewhere {
@@ -493,8 +619,8 @@ impl Bank {
                 .claimed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            claimed.insert(path.to_path_buf(), iccid.clone());
-            claimed.insert(canonical.to_path_buf(), iccid);
+            claimed.insert(path.to_path_buf(), id.clone());
+            claimed.insert(canonical.to_path_buf(), id);
             return;
         }
         let capabilities = &identity.capabilities;
@@ -505,12 +631,13 @@ impl Bank {
         let msisdn = identity
             .msisdn
             .clone()
-            .or_else(|| self.shared.config.msisdn_for_iccid.get(&iccid).cloned());
+            .or_else(|| self.configured_msisdn(&id, &identity));
         let worker_stop = self.shared.stop.child_token();
         let previous = {
             let mut sims = self.lock_sims();
             let status = SimStatus {
-                iccid: iccid.clone(),
+                id: id.clone(),
+                iccid: identity.iccid.clone(),
                 msisdn,
                 imsi: identity.imsi.clone(),
                 imei: identity.imei.clone(),
@@ -527,9 +654,10 @@ impl Bank {
                 last_error: None,
                 state: SimState::Up,
                 recoveries: 0,
+                storage: None,
             };
             sims.insert(
-                iccid.clone(),
+                id.clone(),
                 Sim {
                     status,
                     handle: Some(handle.clone()),
@@ -544,9 +672,9 @@ impl Bank {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             // The SIM's old port (if any) is free again.
-            claimed.retain(|_, owner| owner != &iccid);
-            claimed.insert(path.to_path_buf(), iccid.clone());
-            claimed.insert(canonical.to_path_buf(), iccid.clone());
+            claimed.retain(|_, owner| owner != &id);
+            claimed.insert(path.to_path_buf(), id.clone());
+            claimed.insert(canonical.to_path_buf(), id.clone());
         }
         if let Some(previous) = previous {
             previous.worker_stop.cancel();
@@ -559,9 +687,48 @@ impl Bank {
                 old.shutdown();
             }
         }
-        let span = tracing::info_span!("sim", iccid = %worker::tail(&iccid));
-        tokio::spawn(
-            worker::run(self.clone(), iccid, handle, events, worker_stop).instrument(span),
+        let span = tracing::info_span!("sim", id = %worker::tail(&id));
+        tokio::spawn(worker::run(self.clone(), id, handle, events, worker_stop).instrument(span));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_id;
+
+    const ICCID: &str = "8944000000000000018";
+    const IMSI: &str = "001010000000018";
+
+    #[test]
+    fn a_sim_keeps_the_id_it_was_first_known_by() {
+        let none: [(&str, &str); 0] = [];
+        // New SIMs: the ICCID, else the IMSI.
+        assert_eq!(
+            resolve_id(Some(ICCID), Some(IMSI), none).as_deref(),
+            Some(ICCID)
+        );
+        assert_eq!(
+            resolve_id(None, Some(IMSI), none).as_deref(),
+            Some("imsi:001010000000018")
+        );
+        assert_eq!(resolve_id(None, None, none), None);
+        // Known by its ICCID, now in a modem that cannot read it.
+        let by_iccid = [(ICCID, IMSI)];
+        assert_eq!(
+            resolve_id(None, Some(IMSI), by_iccid).as_deref(),
+            Some(ICCID)
+        );
+        // Known by its IMSI, now in a modem that reads its ICCID.
+        let by_imsi = [("imsi:001010000000018", IMSI)];
+        assert_eq!(
+            resolve_id(Some(ICCID), Some(IMSI), by_imsi).as_deref(),
+            Some("imsi:001010000000018")
+        );
+        // Two SIMs with ICCIDs are two SIMs, whatever their IMSIs say.
+        let other = [("8944000000000000026", IMSI)];
+        assert_eq!(
+            resolve_id(Some(ICCID), Some(IMSI), other).as_deref(),
+            Some(ICCID)
         );
     }
 }

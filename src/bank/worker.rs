@@ -15,6 +15,9 @@ use super::{Bank, BankEvent, InboundSms, SimState};
 use crate::modem::actor::{ModemEvent, ModemHandle, StoredSms};
 use crate::modem::error::AtError;
 
+/// The storage of status reports (3GPP TS 27.005 §3.1 `"SR"`).
+const STATUS_REPORTS: &str = "SR";
+
 /// Consecutive unanswered polls after which the modem is taken as stuck.
 const UNANSWERED_BEFORE_RESET: u32 = 3;
 /// How long past its profile's boot time a reset or power-cycled modem may
@@ -25,7 +28,7 @@ const POWER_CYCLE_LIMIT: Duration = Duration::from_secs(30);
 
 struct Worker {
     bank: Bank,
-    iccid: String,
+    sim: String,
     handle: ModemHandle,
     /// Stored messages handed on and not yet confirmed: a `+CMTI` for one
     /// already listed is not handed on twice.
@@ -37,14 +40,14 @@ struct Worker {
 
 pub(super) async fn run(
     bank: Bank,
-    iccid: String,
+    sim: String,
     handle: ModemHandle,
     mut events: mpsc::Receiver<ModemEvent>,
     stop: CancellationToken,
 ) {
     let mut worker = Worker {
         bank,
-        iccid,
+        sim,
         handle,
         outstanding: Arc::default(),
         unanswered: 0,
@@ -53,7 +56,7 @@ pub(super) async fn run(
     worker
         .bank
         .emit(BankEvent::SimUp {
-            iccid: worker.iccid.clone(),
+            sim: worker.sim.clone(),
         })
         .await;
     worker.hand_on_stored().await;
@@ -82,8 +85,11 @@ pub(super) async fn run(
                 ) {
                     continue;
                 }
+                // A modem that announces nothing new (it refused every
+                // +CNMI setting) is listed at every poll instead.
+                let silent = worker.handle.identity().capabilities.cnmi.is_empty();
                 // Listing waits for a modem that answers polls again.
-                if worker.poll().await && worker.relist {
+                if worker.poll().await && (worker.relist || silent) {
                     worker.relist = false;
                     worker.hand_on_stored().await;
                 }
@@ -92,7 +98,7 @@ pub(super) async fn run(
     }
 }
 
-/// The last four digits of an ICCID, for log lines.
+/// The last four characters of a SIM id, for log lines.
 pub(super) fn tail(id: &str) -> String {
     let skip = id.chars().count().saturating_sub(4);
     id.chars().skip(skip).collect()
@@ -102,7 +108,7 @@ impl Worker {
     fn state(&self) -> Option<SimState> {
         self.bank
             .lock_sims()
-            .get(&self.iccid)
+            .get(&self.sim)
             .map(|sim| sim.status.state)
     }
 
@@ -112,8 +118,7 @@ impl Worker {
 
     async fn on_event(&mut self, event: ModemEvent) {
         match event {
-            ModemEvent::SmsStored { storage, index }
-            | ModemEvent::StatusReportStored { storage, index } => {
+            ModemEvent::SmsStored { storage, index } => {
                 match self.handle.read_sms(&storage, index).await {
                     Ok(sms) => self.hand_on(sms).await,
                     Err(error) => {
@@ -121,6 +126,9 @@ impl Worker {
                         self.relist = true;
                     }
                 }
+            }
+            ModemEvent::StatusReportStored { storage, index } => {
+                self.read_status_report(&storage, index).await;
             }
             ModemEvent::SmsDirect { pdu_hex } => {
                 let sms = InboundSms {
@@ -131,20 +139,20 @@ impl Worker {
                     outstanding: self.outstanding.clone(),
                 };
                 self.emit(BankEvent::Inbound {
-                    iccid: self.iccid.clone(),
+                    sim: self.sim.clone(),
                     sms,
                 })
                 .await;
             }
             ModemEvent::Unplugged => {
-                self.bank.release(&self.iccid);
-                self.bank.update(&self.iccid, |s| {
+                self.bank.release(&self.sim);
+                self.bank.update(&self.sim, |s| {
                     s.state = SimState::Unplugged;
                     s.healthy = false;
                     s.last_error = Some("modem unplugged".into());
                 });
                 self.emit(BankEvent::SimDown {
-                    iccid: self.iccid.clone(),
+                    sim: self.sim.clone(),
                     reason: "modem unplugged".into(),
                 })
                 .await;
@@ -152,30 +160,30 @@ impl Worker {
             ModemEvent::Replugged => {
                 self.unanswered = 0;
                 let identity = self.handle.identity();
-                if identity.iccid.as_deref() != Some(self.iccid.as_str()) {
+                if self.bank.resolve(&identity).as_deref() != Some(self.sim.as_str()) {
                     // Another modem or SIM came back under this port's name:
                     // this SIM is away, and discovery adopts the newcomer.
                     tracing::warn!(port = %identity.path, "another SIM is on the port now");
                     self.handle.shutdown();
-                    if let Some(sim) = self.bank.lock_sims().get_mut(&self.iccid) {
+                    if let Some(sim) = self.bank.lock_sims().get_mut(&self.sim) {
                         sim.handle = None;
                     }
-                    self.bank.release(&self.iccid);
-                    self.bank.update(&self.iccid, |s| {
+                    self.bank.release(&self.sim);
+                    self.bank.update(&self.sim, |s| {
                         s.state = SimState::Unplugged;
                         s.healthy = false;
                         s.last_error = Some("another SIM took its port".into());
                     });
                     self.emit(BankEvent::SimDown {
-                        iccid: self.iccid.clone(),
+                        sim: self.sim.clone(),
                         reason: "another SIM took its port".into(),
                     })
                     .await;
                     return;
                 }
                 self.bank
-                    .claim(&self.iccid, std::path::Path::new(&identity.path));
-                self.bank.update(&self.iccid, |s| {
+                    .claim(&self.sim, std::path::Path::new(&identity.path));
+                self.bank.update(&self.sim, |s| {
                     s.state = SimState::Up;
                     s.healthy = true;
                     s.last_error = None;
@@ -183,7 +191,7 @@ impl Worker {
                     s.port = identity.path.clone();
                 });
                 self.emit(BankEvent::SimUp {
-                    iccid: self.iccid.clone(),
+                    sim: self.sim.clone(),
                 })
                 .await;
                 // What arrived while the modem was away is on the SIM now.
@@ -195,26 +203,62 @@ impl Worker {
                 self.poll().await;
             }
             ModemEvent::Registration(registration) => {
-                let changed = self.bank.update(&self.iccid, |s| {
+                let changed = self.bank.update(&self.sim, |s| {
                     s.registration = Some(status_name(&registration));
                     s.roaming = registration.roaming;
                     s.healthy = s.state == SimState::Up && registration.registered();
                 });
                 if changed {
                     self.emit(BankEvent::Health {
-                        iccid: self.iccid.clone(),
+                        sim: self.sim.clone(),
                     })
                     .await;
                 }
             }
             event => {
                 self.emit(BankEvent::Modem {
-                    iccid: self.iccid.clone(),
+                    sim: self.sim.clone(),
                     event,
                 })
                 .await;
             }
         }
+    }
+
+    /// A status report announced by `+CDSI: <storage>,<index>`. Quectel
+    /// EC25/EG25 announce reports as `"SM"` while storing them in `"SR"`
+    /// (asterisk-chan-quectel PR #75): a slot that holds no status report,
+    /// or nothing, is read again from `"SR"`, and whatever message does sit
+    /// in the slot named is left for its own announcement.
+    async fn read_status_report(&mut self, storage: &str, index: u32) {
+        let named = self.handle.read_sms(storage, index).await;
+        if let Ok(sms) = &named
+            && is_status_report(&sms.pdu_hex)
+        {
+            if let Ok(sms) = named {
+                self.hand_on(sms).await;
+            }
+            return;
+        }
+        if storage != STATUS_REPORTS {
+            tracing::debug!(
+                %storage,
+                index,
+                "no status report where +CDSI said; reading it from SR"
+            );
+            match self.handle.read_sms(STATUS_REPORTS, index).await {
+                Ok(sms) if is_status_report(&sms.pdu_hex) => {
+                    self.hand_on(sms).await;
+                    return;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(index, %error, "no status report in SR either");
+                }
+            }
+        }
+        tracing::warn!(%storage, index, "announced status report not found; listing later");
+        self.relist = true;
     }
 
     /// Hands on one stored message unless it is already waiting for its
@@ -237,7 +281,7 @@ impl Worker {
             outstanding: self.outstanding.clone(),
         };
         self.emit(BankEvent::Inbound {
-            iccid: self.iccid.clone(),
+            sim: self.sim.clone(),
             sms: inbound,
         })
         .await;
@@ -264,60 +308,100 @@ impl Worker {
         }
     }
 
-    /// One health poll: signal and registration. True when the modem answered.
+    /// One health poll: signal and registration, each read on its own.
+    /// True when the modem answered. Only silence (a timeout) counts
+    /// towards a reset: a modem that answers without the value (a bare
+    /// `OK` to `AT+CSQ`, an `ERROR`) is alive, and its error is shown.
     async fn poll(&mut self) -> bool {
-        let answer = async {
-            let signal = self.handle.signal().await?;
-            let registration = self.handle.registration().await?;
-            Ok::<_, AtError>((signal, registration))
+        let signal = self.handle.signal().await;
+        // A silent modem is not asked twice in one poll.
+        let registration = match &signal {
+            Err(error @ (AtError::Timeout(_) | AtError::Unplugged | AtError::Stopped)) => {
+                Err(error.clone())
+            }
+            _ => self.handle.registration().await,
+        };
+        let errors = [signal.as_ref().err(), registration.as_ref().err()];
+        // The actor is reopening the port; Replugged will follow.
+        if errors
+            .iter()
+            .flatten()
+            .any(|e| matches!(e, AtError::Unplugged | AtError::Stopped))
+        {
+            return false;
         }
-        .await;
-        match answer {
-            Ok((signal, registration)) => {
+        if let Some(silence) = errors
+            .iter()
+            .flatten()
+            .find(|e| matches!(e, AtError::Timeout(_)))
+        {
+            self.unanswered += 1;
+            tracing::debug!(error = %silence, unanswered = self.unanswered, "health poll unanswered");
+            let error = silence.to_string();
+            self.bank.update(&self.sim, |s| s.last_error = Some(error));
+            if self.unanswered >= UNANSWERED_BEFORE_RESET {
                 self.unanswered = 0;
-                let changed = self.bank.update(&self.iccid, |s| {
-                    s.signal_dbm = signal.dbm;
-                    s.registration = Some(status_name(&registration));
-                    s.roaming = registration.roaming;
-                    s.operator = registration.operator.clone();
-                    s.healthy = s.state == SimState::Up && registration.registered();
-                    s.recoveries = 0;
-                });
-                if changed {
-                    self.emit(BankEvent::Health {
-                        iccid: self.iccid.clone(),
-                    })
-                    .await;
-                }
-                true
+                self.recover().await;
             }
-            // The actor is reopening the port; Replugged will follow.
-            Err(AtError::Unplugged | AtError::Stopped) => false,
-            Err(error) => {
-                self.unanswered += 1;
-                tracing::debug!(%error, unanswered = self.unanswered, "health poll failed");
-                self.bank.update(&self.iccid, |s| {
-                    s.last_error = Some(error.to_string());
-                });
-                if self.unanswered >= UNANSWERED_BEFORE_RESET {
-                    self.unanswered = 0;
-                    self.recover().await;
-                }
-                false
-            }
+            return false;
         }
+        self.unanswered = 0;
+        // How full the receiving storage is (doctor warns before it fills),
+        // and the modem's clock: the network's time, for crate::clock.
+        let storage = self
+            .handle
+            .storage_use()
+            .await
+            .ok()
+            .and_then(|storages| storages.last().cloned());
+        if let Ok(Some(network)) = self.handle.clock().await {
+            crate::clock::record_network_time(
+                crate::clock::Source::Cclk,
+                network,
+                &format!("sim {}", tail(&self.sim)),
+            );
+        }
+        let problem = errors.iter().flatten().next().map(|e| e.to_string());
+        if let Some(problem) = &problem {
+            tracing::debug!(error = %problem, "health poll answered without the value");
+        }
+        let changed = self.bank.update(&self.sim, |s| {
+            if let Ok(signal) = &signal {
+                s.signal_dbm = signal.dbm;
+            }
+            if let Ok(registration) = &registration {
+                s.registration = Some(status_name(registration));
+                s.roaming = registration.roaming;
+                s.operator = registration.operator.clone();
+                s.healthy = s.state == SimState::Up && registration.registered();
+            }
+            if problem.is_some() {
+                s.last_error = problem.clone();
+            }
+            if storage.is_some() {
+                s.storage = storage.clone();
+            }
+            s.recoveries = 0;
+        });
+        if changed {
+            self.emit(BankEvent::Health {
+                sim: self.sim.clone(),
+            })
+            .await;
+        }
+        true
     }
 
     /// Reset, then power cycle; quarantine after too many failed tries.
     async fn recover(&mut self) {
         let config = &self.bank.shared.config;
         let reason = "modem stopped answering; resetting".to_string();
-        self.bank.update(&self.iccid, |s| {
+        self.bank.update(&self.sim, |s| {
             s.state = SimState::Resetting;
             s.healthy = false;
         });
         self.emit(BankEvent::SimDown {
-            iccid: self.iccid.clone(),
+            sim: self.sim.clone(),
             reason: reason.clone(),
         })
         .await;
@@ -333,21 +417,21 @@ impl Worker {
         }
         if back {
             tracing::info!("modem answers again after recovery");
-            self.bank.update(&self.iccid, |s| {
+            self.bank.update(&self.sim, |s| {
                 s.state = SimState::Up;
                 s.healthy = true;
                 s.last_error = None;
                 s.recoveries = 0;
             });
             self.emit(BankEvent::SimUp {
-                iccid: self.iccid.clone(),
+                sim: self.sim.clone(),
             })
             .await;
             return;
         }
         let quarantine_after = config.quarantine_after.max(1);
         let mut quarantined = false;
-        self.bank.update(&self.iccid, |s| {
+        self.bank.update(&self.sim, |s| {
             s.recoveries += 1;
             if s.recoveries >= quarantine_after {
                 quarantined = true;
@@ -369,7 +453,7 @@ impl Worker {
         if quarantined {
             tracing::error!("modem quarantined after repeated failed recoveries");
             self.emit(BankEvent::SimDown {
-                iccid: self.iccid.clone(),
+                sim: self.sim.clone(),
                 reason: "quarantined after repeated failed recoveries".into(),
             })
             .await;
@@ -399,9 +483,14 @@ impl Worker {
     }
 }
 
-/// Runs the operator's power-cycle command with `{port}` substituted.
-async fn power_cycle(command: &str, port: &str) {
-    let line = command.replace("{port}", port);
+/// Runs the operator's power-cycle command with `{tty}`, `{hub}` and
+/// `{port}` substituted (see [`super::usb`]).
+async fn power_cycle(command: &str, tty: &str) {
+    let usb = super::usb::locate(std::path::Path::new(tty), std::path::Path::new("/sys"));
+    let Some(line) = super::usb::power_cycle_line(command, tty, usb.as_ref()) else {
+        tracing::warn!(%tty, "power-cycle command not run: the modem's USB hub and port are unknown");
+        return;
+    };
     tracing::warn!(command = %line, "power cycling the modem");
     let run = tokio::process::Command::new("sh")
         .arg("-c")

@@ -185,6 +185,7 @@ impl Rig {
                         admin_token: Some(TOKEN.into()),
                         stop: stop.clone(),
                         ready: Some(ready),
+                        reload_from: None,
                     },
                 ));
                 bound.await.context("the daemon did not start")?;
@@ -407,7 +408,8 @@ async fn seed_store(db: &Path, modems: &[RigModem], sessions: usize) -> anyhow::
                 modem.iccid.clone(),
                 PhoneNumber::from_e164(&modem.msisdn)?,
                 modem.imsi.clone(),
-                Some(modem.imei.clone()),
+                // The daemon records the modem (and links it) when it finds it.
+                None,
                 now,
             )
             .await?;

@@ -21,8 +21,8 @@ pub enum BenchCommand {
 
 /// The daemon until SIGINT or SIGTERM; `SIMMASK_ADMIN_TOKEN` is accepted as
 /// an admin token.
-pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
+pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
     super::runtime()?.block_on(async {
         let stop = CancellationToken::new();
         daemon::stop_on_signals(stop.clone())?;
@@ -30,6 +30,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
             admin_token: std::env::var("SIMMASK_ADMIN_TOKEN").ok(),
             stop,
             ready: None,
+            reload_from: Some(path.to_path_buf()),
         };
         daemon::run(config, options).await?;
         anyhow::Ok(())
@@ -42,15 +43,15 @@ pub fn demo(args: daemon::demo::DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn bench(command: BenchCommand) -> anyhow::Result<ExitCode> {
+pub fn bench(command: BenchCommand, out: super::Output) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Relay(args) => {
             let report = super::runtime()?.block_on(crate::bench::relay::relay(args))?;
-            super::print_json(&report)
+            out.emit(&report, |value, _| super::output::generic(value))
         }
         BenchCommand::Idle(args) => {
             let report = super::runtime()?.block_on(crate::bench::idle::idle(args))?;
-            super::print_json(&report)
+            out.emit(&report, |value, _| super::output::generic(value))
         }
     }
 }

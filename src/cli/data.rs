@@ -1,28 +1,134 @@
-//! `simmask backup` and `simmask erase`: the data an appliance holds, copied
-//! consistently or erased for a data-protection request.
+//! `simmask backup`, `simmask restore` and `simmask erase`: the data an
+//! appliance holds, copied consistently, brought back onto a fresh
+//! installation, or erased for a data-protection request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::session::CliError;
+use super::{Output, output};
 use crate::config::Config;
 use crate::number::PhoneNumber;
 use crate::store::Store;
 
 /// `simmask erase NUMBER`.
-pub fn erase(config: &Path, number: &str) -> anyhow::Result<ExitCode> {
+pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCode> {
     let (config, store) = super::open_store(config)?;
     let erased = super::runtime()?.block_on(erase_participant(&store, &config, number))?;
-    super::print_json(&erased)
+    out.emit(&erased, |value, _| {
+        let counts = &value["erased"];
+        let rows: Vec<(&str, String)> = counts
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), output::text(v)))
+            .collect();
+        format!(
+            "Erased {}: open sessions closed, texts and every occurrence removed.\n{}",
+            crate::number::redact(number),
+            output::pairs(rows.iter().map(|(k, v)| (*k, v.replace('_', " "))))
+        )
+    })
 }
 
 /// `simmask backup OUT`.
-pub fn backup(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+pub fn backup(config: &Path, file: &Path, out: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    super::print_json(&backup_store(&config, out)?)
+    out.emit(&backup_store(&config, file)?, |value, _| {
+        format!(
+            "Backed up to {} ({}).",
+            output::text(&value["backup"]),
+            output::bytes(value["bytes"].as_u64().unwrap_or(0))
+        )
+    })
+}
+
+/// `simmask restore BACKUP`: onto a stopped appliance, into `[store] path`.
+pub fn restore(
+    config: &Path,
+    backup: &Path,
+    replace: bool,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    if super::runtime()?
+        .block_on(crate::doctor::daemon_clock(&config))
+        .is_some()
+    {
+        anyhow::bail!(
+            "simmask is running on {}: stop it first (sudo systemctl stop simmask), restore, then start it",
+            config.api.listen
+        );
+    }
+    // Nothing is moved before the backup is known to be good.
+    Store::check_backup(backup)?;
+    let path = &config.store.path;
+    let set_aside = if path.exists() {
+        if !replace {
+            anyhow::bail!(
+                "a database is already at {}: pass --replace to set it aside and restore over it",
+                path.display()
+            );
+        }
+        let stamp = OffsetDateTime::now_utc().unix_timestamp();
+        let aside = PathBuf::from(format!("{}.before-restore-{stamp}", path.display()));
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", path.display()));
+            if from.exists() {
+                std::fs::rename(&from, format!("{}{suffix}", aside.display()))
+                    .with_context(|| format!("setting {} aside", from.display()))?;
+            }
+        }
+        Some(aside)
+    } else {
+        None
+    };
+    let version = Store::restore_file(backup, path)?;
+    // Brought to this binary's schema, then given to whoever owns the
+    // state directory (the service user), so the service can write it.
+    drop(Store::open(path)?);
+    give_to_directory_owner(path)?;
+    let report = json!({
+        "restored": path.display().to_string(),
+        "from": backup.display().to_string(),
+        "backup_schema": version,
+        "schema": crate::store::latest_version(),
+        "set_aside": set_aside.map(|p| p.display().to_string()),
+    });
+    out.emit(&report, |value, _| {
+        let aside = match value["set_aside"].as_str() {
+            Some(aside) => format!(" The database that was there is now {aside}."),
+            None => String::new(),
+        };
+        format!(
+            "Restored {} into {}.{aside} Start simmask now.",
+            output::text(&value["from"]),
+            output::text(&value["restored"])
+        )
+    })
+}
+
+/// Hands the database files to the owner of their directory (run as root,
+/// a restore would otherwise leave them root's).
+fn give_to_directory_owner(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let owner = std::fs::metadata(dir)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            std::os::unix::fs::chown(&file, Some(owner.uid()), Some(owner.gid()))
+                .with_context(|| format!("giving {} to its directory's owner", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Erases a participant for a data-protection request.
@@ -49,6 +155,7 @@ pub async fn erase_participant(
             "outbox": counts.outbox,
             "participants": counts.participants,
             "auto_replies": counts.auto_replies,
+            "opt_outs_blocks_and_recipients": counts.rails,
             "audit": counts.audit,
         }
     }))

@@ -1,29 +1,29 @@
-//! `simmask doctor`: checks what an operator would check by hand, each with
-//! a verdict and a hint, as JSON.
+//! `simmask doctor`: every check of [`crate::doctor`] as a table at a
+//! terminal or JSON (piped, `--json`), each with a verdict and what to do;
+//! exit 1 when one fails.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::store::Store;
+use crate::doctor::{self, Check, System, check};
 
-/// One check's verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
-    Check {
-        name: name.into(),
-        ok,
-        detail: detail.into(),
-    }
+/// Options of `simmask doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The configuration file.
+    #[arg(long, default_value = super::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Free space wanted for the store, in MiB.
+    #[arg(long, default_value_t = 200)]
+    pub min_free_mib: u64,
+    /// Look at the system under this directory instead of `/` (its
+    /// /etc/passwd, /etc/group, udev rules, /proc and /run): for tests and
+    /// for checking a mounted SD card.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// Expands the configured port globs (without opening the ports: the daemon
@@ -41,11 +41,31 @@ pub fn matched_ports(config: &Config) -> Vec<String> {
     ports
 }
 
-/// `simmask doctor`: every check as JSON; exit 1 when one fails.
-pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
-    let checks = super::runtime()?.block_on(checks(&config));
-    println!("{}", serde_json::to_string_pretty(&checks)?);
+/// `simmask doctor`: every check, as a table or JSON; exit 1 when one fails.
+pub fn run(args: &DoctorArgs, out: super::Output) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&args.config)?;
+    let system = System {
+        root: args.root.clone(),
+        min_free_bytes: args.min_free_mib << 20,
+    };
+    let checks = super::runtime()?.block_on(checks(&config, &system));
+    out.emit(&checks, |_, _| {
+        let mut table = super::output::table(["check", "", "detail"]);
+        for check in &checks {
+            table.add_row(vec![
+                check.name.clone(),
+                if check.ok { "ok" } else { "FAIL" }.to_string(),
+                check.detail.clone(),
+            ]);
+        }
+        let failed = checks.iter().filter(|c| !c.ok).count();
+        let verdict = match failed {
+            0 => "Everything looks right.".to_string(),
+            1 => "1 problem.".to_string(),
+            n => format!("{n} problems."),
+        };
+        format!("{table}\n{verdict}")
+    })?;
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {
@@ -54,7 +74,7 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs every check.
-pub async fn checks(config: &Config) -> Vec<Check> {
+pub async fn checks(config: &Config, system: &System) -> Vec<Check> {
     let mut checks = vec![check("config", true, "parsed and valid")];
     let ports = matched_ports(config);
     checks.push(check(
@@ -62,57 +82,49 @@ pub async fn checks(config: &Config) -> Vec<Check> {
         !ports.is_empty(),
         if ports.is_empty() {
             format!(
-                "no device matches {:?}: are the modems plugged in, and the udev rules of hw/ installed?",
+                "no device matches {:?}: are the modems plugged in (lsusb), and the udev rules installed (ls /dev/simmask/)?",
                 config.modems.ports
             )
         } else {
             ports.join(", ")
         },
     ));
-    match Store::open(&config.store.path) {
-        Err(error) => checks.push(check("store", false, error.to_string())),
-        Ok(store) => {
-            checks.push(check(
-                "store",
-                true,
-                format!(
-                    "{} (schema {})",
-                    store.path().display(),
-                    crate::store::latest_version()
-                ),
-            ));
-            let now = OffsetDateTime::now_utc();
-            let max_age = super::session::status_max_age(config);
-            match store.sim_statuses().await {
-                Err(error) => checks.push(check("sims", false, error.to_string())),
-                Ok(statuses) if statuses.is_empty() => checks.push(check(
-                    "sims",
-                    false,
-                    "no SIM has been seen yet: start `simmask run`",
-                )),
-                Ok(statuses) => {
-                    for status in statuses {
-                        let live = status.live(now, max_age);
-                        let detail = if live.healthy {
-                            format!(
-                                "{} on {}, {} dBm, {}",
-                                status.state,
-                                status.port,
-                                status.signal_dbm.map_or("?".into(), |s| s.to_string()),
-                                status.registration
-                            )
-                        } else if status.healthy {
-                            format!("last seen {} (is the daemon running?)", status.updated_at)
-                        } else {
-                            format!("{}: {}", status.state, status.last_error)
-                        };
-                        checks.push(check(
-                            &format!("sim {}", status.iccid),
-                            live.healthy,
-                            detail,
-                        ));
-                    }
-                }
+    checks.push(doctor::service_user(system));
+    checks.push(doctor::udev_rules(system));
+    checks.push(doctor::modemmanager(system, &ports));
+    let daemon = doctor::daemon_clock(config).await;
+    checks.push(doctor::clock(system, daemon.as_ref()));
+    checks.push(doctor::disk(system, &config.store.path));
+    let store = match doctor::open_store(&config.store.path) {
+        Ok(store) => store,
+        Err(finding) => {
+            checks.push(finding);
+            return checks;
+        }
+    };
+    checks.push(check(
+        "store",
+        true,
+        format!(
+            "{} (schema {})",
+            store.path().display(),
+            crate::store::latest_version()
+        ),
+    ));
+    let now = OffsetDateTime::now_utc();
+    let max_age = super::session::status_max_age(config);
+    let storages = store.sim_storages().await.unwrap_or_default();
+    match store.sim_statuses().await {
+        Err(error) => checks.push(check("sims", false, error.to_string())),
+        Ok(statuses) if statuses.is_empty() => checks.push(check(
+            "sims",
+            false,
+            "no SIM has been seen yet: start the service (sudo systemctl enable --now simmask) with the modems plugged in",
+        )),
+        Ok(statuses) => {
+            for status in statuses {
+                let live = now - status.updated_at <= max_age;
+                checks.extend(doctor::sim(&status, live, storages.get(&status.iccid)));
             }
         }
     }

@@ -34,7 +34,7 @@ pub enum PduCommand {
     },
 }
 
-pub fn run(command: PduCommand) -> ExitCode {
+pub fn run(command: PduCommand, out: super::Output) -> ExitCode {
     let result = match command {
         PduCommand::Decode { no_smsc, hex } => pdu::decode_hex(&hex, !no_smsc)
             .map(|decoded| pdu::decoded_json(&decoded))
@@ -48,8 +48,12 @@ pub fn run(command: PduCommand) -> ExitCode {
             .map_err(|e| format!("pdu encode: {e}")),
     };
     match result {
-        Ok(value) => {
+        Ok(value) if out.json => {
             println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Ok(value) => {
+            println!("{}", super::output::generic(&value));
             ExitCode::SUCCESS
         }
         Err(message) => {

@@ -7,10 +7,16 @@ use std::process::ExitCode;
 use crate::modem::probe::probe;
 use crate::profile::Profiles;
 
-pub fn run(port: &str) -> anyhow::Result<ExitCode> {
+pub fn run(port: &str, out: super::Output) -> anyhow::Result<ExitCode> {
     let profiles = Profiles::builtin();
     match super::runtime()?.block_on(probe(port, &profiles)) {
-        Ok(report) => super::print_json(&report),
+        Ok(report) => out.emit(&report, |value, _| {
+            let mut text = format!("{port}:\n{}", super::output::generic(value));
+            if let Some(dbm) = value.get("signal_dbm") {
+                text.push_str(&format!("\nsignal: {}", super::output::signal(dbm)));
+            }
+            text
+        }),
         Err(error) => {
             eprintln!("simmask probe: {port}: no modem: {error}");
             Ok(ExitCode::from(2))

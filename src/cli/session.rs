@@ -1,4 +1,4 @@
-//! `simmask session open|list|close`: sessions from the shell. The commands
+//! `simmask session open|list|close|reopen`: sessions from the shell. The commands
 //! open the same SQLite file as the daemon (WAL lets both work at once; the
 //! database's constraints keep the masking rule) and print the API's JSON.
 
@@ -11,7 +11,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::DEFAULT_CONFIG;
+use super::{DEFAULT_CONFIG, Output, output};
 
 use crate::api::auth::{Caller, Role};
 use crate::api::sessions::SessionView;
@@ -44,6 +44,9 @@ pub enum SessionCommand {
         /// A label to find the session by (never a number).
         #[arg(long)]
         label: Option<String>,
+        /// Where a participant's calls go once the session has expired.
+        #[arg(long)]
+        fallback: Option<String>,
     },
     /// List sessions, newest first.
     List {
@@ -68,6 +71,18 @@ pub enum SessionCommand {
         /// The session's id.
         id: String,
     },
+    /// Reopen a closed or expired session on its proxy, when the masking
+    /// rule still allows it.
+    Reopen {
+        /// The configuration file.
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The session's id.
+        id: String,
+        /// A new absolute lifetime (default: the one it had).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
 }
 
 /// What a session carries, on the command line.
@@ -88,9 +103,9 @@ impl From<ModeArg> for Mode {
     }
 }
 
-pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
+pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
-        let value = match command {
+        let (value, one) = match command {
             SessionCommand::Open {
                 config,
                 a,
@@ -99,9 +114,11 @@ pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
                 idle_ttl,
                 mode,
                 label,
+                fallback,
             } => {
                 let (config, store) = super::open_store(&config)?;
                 let request = OpenRequest {
+                    fallback,
                     participants: [a, b],
                     ttl: ttl.map(|t| parse_duration("ttl", &t)).transpose()?,
                     idle_ttl: idle_ttl
@@ -110,7 +127,7 @@ pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
                     mode: mode.into(),
                     label,
                 };
-                open_session(&store, &config, request).await?
+                (open_session(&store, &config, request).await?, true)
             }
             SessionCommand::List {
                 config,
@@ -123,15 +140,97 @@ pub fn run(command: SessionCommand) -> anyhow::Result<ExitCode> {
                     .transpose()
                     .map_err(anyhow::Error::msg)?;
                 let (_, store) = super::open_store(&config)?;
-                list_sessions(&store, status, label, limit).await?
+                (list_sessions(&store, status, label, limit).await?, false)
             }
             SessionCommand::Close { config, id } => {
                 let (_, store) = super::open_store(&config)?;
-                close_session(&store, id).await?
+                (close_session(&store, id).await?, true)
+            }
+            SessionCommand::Reopen { config, id, ttl } => {
+                let ttl = ttl.map(|t| parse_duration("ttl", &t)).transpose()?;
+                let (_, store) = super::open_store(&config)?;
+                let ttl = ttl.map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
+                let record = store
+                    .reopen_session(id, ttl, None, "cli".into(), OffsetDateTime::now_utc())
+                    .await?;
+                (json!(SessionView::new(record, &operator())), true)
             }
         };
-        super::print_json(&value)
+        out.emit(&value, |value, out| {
+            if one {
+                session_card(value, out)
+            } else {
+                sessions_table(value, out)
+            }
+        })
     })
+}
+
+/// Sessions as a table, participants masked unless `--show-numbers`.
+pub fn sessions_table(value: &Value, out: &Output) -> String {
+    let sessions = value.as_array().cloned().unwrap_or_default();
+    if sessions.is_empty() {
+        return "No sessions.".into();
+    }
+    let mut table = output::table([
+        "session",
+        "label",
+        "participants",
+        "proxy",
+        "mode",
+        "status",
+        "opened",
+        "expires",
+    ]);
+    for session in sessions {
+        table.add_row(vec![
+            output::text(&session["id"]),
+            output::text(&session["label"]),
+            participants(&session, out),
+            output::text(&session["proxy_number"]),
+            output::text(&session["mode"]),
+            output::text(&session["status"]),
+            output::when(&session["opened_at"]),
+            if session["expires_at"].is_null() {
+                "never".into()
+            } else {
+                output::when(&session["expires_at"])
+            },
+        ]);
+    }
+    table.to_string()
+}
+
+/// `A ⇄ B`, as the output may show them.
+pub fn participants(session: &Value, out: &Output) -> String {
+    let number = |i: usize| out.number(session["participants"][i].as_str().unwrap_or("?"));
+    format!("{} ⇄ {}", number(0), number(1))
+}
+
+fn session_card(session: &Value, out: &Output) -> String {
+    let idle = session["idle_ttl_seconds"]
+        .as_u64()
+        .map_or("-".into(), output::duration);
+    output::pairs([
+        ("session", output::text(&session["id"])),
+        ("status", output::text(&session["status"])),
+        ("participants", participants(session, out)),
+        ("proxy", output::text(&session["proxy_number"])),
+        ("mode", output::text(&session["mode"])),
+        ("label", output::text(&session["label"])),
+        ("opened", output::when(&session["opened_at"])),
+        (
+            "expires",
+            if session["expires_at"].is_null() {
+                "never".into()
+            } else {
+                output::when(&session["expires_at"])
+            },
+        ),
+        ("idle limit", idle),
+        ("ended", output::when(&session["ended_at"])),
+    ])
+    .to_string()
 }
 
 /// Errors of the shell commands, each naming what the operator gave.
@@ -191,6 +290,8 @@ pub struct OpenRequest {
     pub idle_ttl: Option<Duration>,
     pub mode: Mode,
     pub label: Option<String>,
+    /// Where calls go once it expired.
+    pub fallback: Option<String>,
 }
 
 /// Opens a session on the pool as the daemon last reported it.
@@ -201,9 +302,11 @@ pub async fn open_session(
 ) -> Result<Value, CliError> {
     let region = config.numbers.default_region.as_deref();
     let parse = |input: &String| {
-        PhoneNumber::parse(input, region).map_err(|e| CliError::Number {
-            input: input.clone(),
-            reason: e.to_string(),
+        PhoneNumber::parse_as(input, region, config.numbers.validation).map_err(|e| {
+            CliError::Number {
+                input: input.clone(),
+                reason: e.to_string(),
+            }
         })
     };
     let participants = [
@@ -229,6 +332,9 @@ pub async fn open_session(
         label: request.label,
         sticky: config.sessions.sticky,
         actor: "cli".into(),
+        fallback_number: request.fallback.as_ref().map(parse).transpose()?,
+        proxy: None,
+        limits: config.pool_limits(),
     };
     let record = store.open_session(new, live, now).await?;
     Ok(json!(SessionView::new(record, &operator())))

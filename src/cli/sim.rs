@@ -28,15 +28,48 @@ pub struct SimArgs {
     /// Pace each pty like a serial line at this many bits per second.
     #[arg(long)]
     pub baud: Option<u32>,
+    /// Seconds the network's clock is ahead of this machine's (negative:
+    /// behind), as SMSC timestamps and `+CCLK?` tell it; also `PUT /clock`.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-(MAX as i64)..=(MAX as i64)))]
+    pub clock_offset: i64,
 }
 
+const MAX: u64 = crate::sim::control::MAX_CLOCK_OFFSET_SECONDS;
+
 /// Runs the simulator until SIGINT or SIGTERM.
-pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
-    super::runtime()?.block_on(serve(args))?;
+pub fn run(args: SimArgs, out: super::Output) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(serve(args, out))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: SimArgs) -> Result<(), SimError> {
+/// The bank for a person: where to control it, and each modem.
+fn bank_table(bank: &serde_json::Value) -> String {
+    let mut table =
+        super::output::table(["#", "link", "number", "model", "profile", "IMEI", "ICCID"]);
+    for modem in bank["modems"].as_array().into_iter().flatten() {
+        let link = if modem["link"].is_null() {
+            &modem["path"]
+        } else {
+            &modem["link"]
+        };
+        table.add_row(vec![
+            super::output::text(&modem["index"]),
+            super::output::text(link),
+            super::output::text(&modem["msisdn"]),
+            super::output::text(&modem["model"]),
+            super::output::text(&modem["profile"]),
+            super::output::text(&modem["imei"]),
+            super::output::text(&modem["iccid"]),
+        ]);
+    }
+    format!(
+        "Virtual GSM network running; control API at {}\n{table}\nPress Ctrl-C to stop.",
+        super::output::text(&bank["control"])
+    )
+}
+
+async fn serve(args: SimArgs, out: super::Output) -> Result<(), SimError> {
     let mut signals = StopSignals::install()?;
     let simulator = Simulator::start(SimConfig {
         modems: args.modems,
@@ -47,8 +80,13 @@ async fn serve(args: SimArgs) -> Result<(), SimError> {
         baud: args.baud,
     })
     .await?;
+    simulator.network().set_clock_offset(args.clock_offset);
     let line = serde_json::to_string(simulator.description())?;
-    println!("{line}");
+    if out.json {
+        println!("{line}");
+    } else {
+        println!("{}", bank_table(&serde_json::from_str(&line)?));
+    }
     signals.wait().await;
     simulator.shutdown().await;
     Ok(())

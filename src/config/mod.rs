@@ -9,13 +9,21 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::masking::allocation::{PoolLimits, SimLimits};
 use crate::masking::policy::OutOfSessionPolicy;
-use crate::number::PhoneNumber;
+use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
 mod callbacks;
+mod live;
 
-pub use callbacks::CallbacksConfig;
+pub use live::{LiveConfig, Reload};
+mod check;
+mod rails;
+
+pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
+pub use check::Problem;
+pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +37,11 @@ pub enum ConfigError {
     /// toml's message names the line, the column and the key.
     #[error("config {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("config {path}: {key}: {problem}")]
+    #[error("config {path}: {key}{}: {problem}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Invalid {
         path: String,
         key: String,
+        line: Option<usize>,
         problem: String,
     },
 }
@@ -60,6 +69,28 @@ pub struct Config {
     /// Events POSTed to local URLs.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
+    /// STOP and START.
+    #[serde(default)]
+    pub opt_out: OptOut,
+    /// Rules evaluated before every relay.
+    #[serde(default)]
+    pub intercept: Intercept,
+    /// Auto-responders answering each other through a relay.
+    #[serde(default)]
+    pub loop_protection: LoopProtection,
+    /// The system clock and the network's time.
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Set the system clock from the network's time (reported by the
+    /// modems and in received SMS) when nothing else synchronises it. Needs
+    /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
+    #[serde(default)]
+    pub set_system_clock: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,7 +124,9 @@ pub struct Modems {
     #[serde(default = "default_baud")]
     pub baud: u32,
     /// A shell command that power-cycles a modem's hub port, run after a
-    /// reset did not help; `{port}` is replaced by the port path.
+    /// reset did not help: `{hub}` and `{port}` are replaced by the modem's
+    /// USB hub and port (from sysfs, as `uhubctl -l {hub} -p {port}` takes
+    /// them), `{tty}` by its serial port's path.
     #[serde(default)]
     pub power_cycle_command: Option<String>,
     /// Failed recoveries in a row before a modem is quarantined. Default 3.
@@ -108,6 +141,14 @@ pub struct Numbers {
     /// none: such numbers are refused.
     #[serde(default)]
     pub default_region: Option<String>,
+    /// `possible` (default): a number of the right length for its country
+    /// is accepted even when the built-in numbering plan does not know its
+    /// range yet (carriers open new ranges; an appliance runs offline for
+    /// years), and that is logged; `strict`: such numbers are refused.
+    /// For numbers operators type; numbers the network delivers (senders,
+    /// callers) are always read as possible.
+    #[serde(default)]
+    pub validation: NumberValidation,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -129,6 +170,11 @@ pub struct Sessions {
     /// message); the records stay. Absent: kept until `simmask erase`.
     #[serde(default)]
     pub forget_numbers_days: Option<u32>,
+    /// Where calls from a former participant to an expired session's proxy
+    /// go when the session names no fallback of its own. Absent: they
+    /// follow `[out_of_session]`.
+    #[serde(default)]
+    pub fallback_number: Option<PhoneNumber>,
 }
 
 impl Default for Sessions {
@@ -138,6 +184,7 @@ impl Default for Sessions {
             sticky: true,
             sweep_interval_seconds: default_sweep(),
             forget_numbers_days: None,
+            fallback_number: None,
         }
     }
 }
@@ -161,6 +208,16 @@ pub struct Sms {
     /// Send attempts before a message is marked failed. Default 5.
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
+    /// Distinct numbers a SIM may send to per calendar month (many
+    /// "unlimited" plans cap them, often at 99 to 250); 0: no limit.
+    /// Default 0.
+    #[serde(default)]
+    pub recipients_per_month: u32,
+    /// Percent of each SIM budget (messages per day, recipients per month)
+    /// that allocation leaves for the sessions a SIM already has: a SIM
+    /// closer than this to a budget gets no new session. Default 10.
+    #[serde(default = "default_reserve")]
+    pub budget_reserve_percent: u8,
 }
 
 impl Default for Sms {
@@ -171,6 +228,8 @@ impl Default for Sms {
             reassembly_timeout_seconds: default_reassembly(),
             retention_days: default_retention(),
             max_attempts: default_attempts(),
+            recipients_per_month: 0,
+            budget_reserve_percent: default_reserve(),
         }
     }
 }
@@ -199,11 +258,17 @@ impl Default for Voice {
     }
 }
 
-/// Settings of one SIM.
+/// Settings of one SIM, named by its ICCID, or by its IMSI when its
+/// modem cannot read the ICCID (one of the two).
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
-    pub iccid: String,
+    #[serde(default)]
+    pub iccid: Option<String>,
+    /// For a SIM whose modem cannot read its ICCID (the pool knows it by
+    /// its IMSI then).
+    #[serde(default)]
+    pub imsi: Option<String>,
     /// The SIM's own number, for SIMs that do not know it (`AT+CNUM` empty).
     #[serde(default)]
     pub msisdn: Option<PhoneNumber>,
@@ -218,15 +283,36 @@ pub struct SimConfig {
     /// multiparty.
     #[serde(default)]
     pub voice_method: Option<BridgeMethod>,
+    /// This SIM's own messages per day (its country or plan may cap it
+    /// lower than `[sms] per_day`).
+    #[serde(default)]
+    pub per_day: Option<u32>,
+    /// This SIM's own distinct recipients per month.
+    #[serde(default)]
+    pub recipients_per_month: Option<u32>,
+}
+
+impl SimConfig {
+    /// The id the pool knows this SIM by: its ICCID, else `imsi:<IMSI>`.
+    pub fn id(&self) -> String {
+        match (&self.iccid, &self.imsi) {
+            (Some(iccid), _) => iccid.clone(),
+            (None, Some(imsi)) => format!("imsi:{imsi}"),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SimConfig")
             .field("iccid", &self.iccid)
+            .field("imsi", &self.imsi)
             .field("msisdn", &self.msisdn)
             .field("pin", &self.pin.as_ref().map(|_| "****"))
             .field("voice_method", &self.voice_method)
+            .field("per_day", &self.per_day)
+            .field("recipients_per_month", &self.recipients_per_month)
             .finish()
     }
 }
@@ -264,6 +350,9 @@ fn default_attempts() -> u32 {
 fn default_ring_timeout() -> u64 {
     30
 }
+fn default_reserve() -> u8 {
+    10
+}
 
 impl Config {
     /// Reads and validates the file at `path`.
@@ -281,97 +370,186 @@ impl Config {
             path: path.to_string(),
             message: error.to_string().trim_end().replace('\n', " "),
         })?;
-        config.validate(path)?;
+        config.validate(path, text)?;
         Ok(config)
     }
 
-    fn validate(&self, path: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| ConfigError::Invalid {
-            path: path.to_string(),
-            key: key.to_string(),
-            problem,
-        };
+    fn validate(&self, path: &str, text: &str) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some((key, problem)) => Err(ConfigError::Invalid {
+                path: path.to_string(),
+                line: check::line_of_key(text, &key),
+                key,
+                problem,
+            }),
+        }
+    }
+
+    /// Every value that cannot be used, as (key, problem).
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        let mut invalid = |key: &str, problem: String| problems.push((key.to_string(), problem));
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
+            invalid(
                 "api.listen",
                 format!(
                     "{:?} is not an address and port such as \"127.0.0.1:8080\"",
                     self.api.listen
                 ),
-            ));
+            );
         }
         if self.modems.ports.is_empty() {
-            return Err(invalid(
+            invalid(
                 "modems.ports",
                 "no port globs: list the modems' serial ports, e.g. [\"/dev/ttyUSB*\"]".into(),
-            ));
+            );
         }
         for glob in &self.modems.ports {
             if let Err(error) = glob::Pattern::new(glob) {
-                return Err(invalid("modems.ports", format!("{glob:?}: {error}")));
+                invalid("modems.ports", format!("{glob:?}: {error}"));
             }
         }
         if self.modems.poll_interval_seconds == 0 {
-            return Err(invalid(
-                "modems.poll_interval_seconds",
-                "must be at least 1".into(),
-            ));
+            invalid("modems.poll_interval_seconds", "must be at least 1".into());
         }
         if let Some(region) = &self.numbers.default_region
             && let Err(error) = PhoneNumber::parse("+447911123456", Some(region))
         {
-            return Err(invalid("numbers.default_region", error.to_string()));
+            invalid("numbers.default_region", error.to_string());
         }
-        if self.sms.per_minute == 0 || self.sms.per_day == 0 {
-            return Err(invalid(
-                "sms.per_minute / sms.per_day",
-                "a SIM that may send nothing cannot relay: use at least 1".into(),
-            ));
+        for (key, value) in [
+            ("sms.per_minute", self.sms.per_minute),
+            ("sms.per_day", self.sms.per_day),
+        ] {
+            if value == 0 {
+                invalid(
+                    key,
+                    "a SIM that may send nothing cannot relay: use at least 1".into(),
+                );
+            }
         }
         if let OutOfSessionPolicy::AutoReply { text } = &self.out_of_session
             && text.trim().is_empty()
         {
-            return Err(invalid(
-                "out_of_session.text",
-                "the auto-reply is empty".into(),
-            ));
+            invalid("out_of_session.text", "the auto-reply is empty".into());
         }
         if let Err(problem) = self.callbacks.validate() {
-            return Err(invalid("callbacks", problem));
+            // The callbacks' own checks lead with their key (`urls.kind: …`).
+            let (key, problem) = match problem.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => {
+                    (format!("callbacks.{key}"), rest.to_string())
+                }
+                _ => ("callbacks".to_string(), problem),
+            };
+            invalid(&key, problem);
+        }
+        if self.sms.budget_reserve_percent > 90 {
+            invalid(
+                "sms.budget_reserve_percent",
+                "at most 90: a SIM must be able to take sessions".into(),
+            );
+        }
+        if let Err(problem) = self.opt_out.validate() {
+            invalid("opt_out", problem);
+        }
+        if let Err(problem) = self.intercept.validate() {
+            invalid("intercept", problem);
+        }
+        if let Err(problem) = self.loop_protection.validate() {
+            invalid("loop_protection", problem);
         }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
-            if !seen.insert(&sim.iccid) {
-                return Err(invalid(
-                    "sims.iccid",
-                    format!("ICCID {} is configured twice", sim.iccid),
-                ));
+            let id = match (&sim.iccid, &sim.imsi) {
+                (Some(_), Some(_)) | (None, None) => {
+                    invalid(
+                        "sims",
+                        "name each SIM by its iccid, or by its imsi when its modem cannot read the ICCID (one of the two)".into(),
+                    );
+                    continue;
+                }
+                _ => sim.id(),
+            };
+            if sim.imsi.as_ref().is_some_and(|imsi| {
+                !(6..=15).contains(&imsi.len()) || !imsi.chars().all(|c| c.is_ascii_digit())
+            }) {
+                invalid("sims.imsi", format!("IMSI {id}: expected 6 to 15 digits"));
+            }
+            if !seen.insert(id.clone()) {
+                invalid("sims", format!("SIM {id} is configured twice"));
+            }
+            if sim.pin.is_some() && sim.iccid.is_none() {
+                invalid(
+                    "sims.pin",
+                    format!("SIM {id}: a PIN needs the SIM's iccid (a locked SIM gives no IMSI)"),
+                );
             }
             if let Some(pin) = &sim.pin
                 && !(4..=8).contains(&pin.len())
             {
-                return Err(invalid(
+                invalid(
                     "sims.pin",
-                    format!("the PIN of SIM {} must have 4 to 8 digits", sim.iccid),
-                ));
+                    format!("the PIN of SIM {id} must have 4 to 8 digits"),
+                );
             }
             if sim
                 .pin
                 .as_ref()
                 .is_some_and(|p| !p.chars().all(|c| c.is_ascii_digit()))
             {
-                return Err(invalid(
+                invalid(
                     "sims.pin",
-                    format!("the PIN of SIM {} must be digits only", sim.iccid),
-                ));
+                    format!("the PIN of SIM {id} must be digits only"),
+                );
             }
         }
-        Ok(())
+        problems
     }
 
-    /// The per-SIM settings of `iccid`, if configured.
-    pub fn sim(&self, iccid: &str) -> Option<&SimConfig> {
-        self.sims.iter().find(|s| s.iccid == iccid)
+    /// Every problem of configuration `text`, each with its key and line:
+    /// what `simmask config check` prints. Nothing is opened or created.
+    pub fn check(text: &str) -> Vec<Problem> {
+        check::check(text)
+    }
+
+    /// The SIMs' budgets, pool-wide and per SIM.
+    pub fn pool_limits(&self) -> PoolLimits {
+        let limit = |n: u32| (n > 0).then_some(n);
+        PoolLimits {
+            per_day: limit(self.sms.per_day),
+            recipients_per_month: limit(self.sms.recipients_per_month),
+            per_sim: self
+                .sims
+                .iter()
+                .map(|sim| {
+                    let own = SimLimits {
+                        per_day: sim.per_day,
+                        recipients_per_month: sim.recipients_per_month,
+                    };
+                    (sim.id(), own)
+                })
+                .collect(),
+            reserve_percent: self.sms.budget_reserve_percent,
+        }
+    }
+
+    /// The per-SIM settings of the SIM `id` (its ICCID, or `imsi:<IMSI>`),
+    /// if configured.
+    pub fn sim(&self, id: &str) -> Option<&SimConfig> {
+        self.sims.iter().find(|s| s.id() == id)
+    }
+
+    /// The settings of a SIM known as `id`, whose modem read `iccid` and
+    /// `imsi`: by its id, its ICCID or its IMSI (a SIM first known by its
+    /// IMSI keeps that id when a modem reads its ICCID, and the reverse).
+    pub fn sim_of(&self, id: &str, iccid: Option<&str>, imsi: Option<&str>) -> Option<&SimConfig> {
+        self.sim(id).or_else(|| {
+            self.sims.iter().find(|s| {
+                (iccid.is_some() && s.iccid.as_deref() == iccid)
+                    || (imsi.is_some() && s.imsi.as_deref() == imsi)
+            })
+        })
     }
 }
 
@@ -414,6 +592,23 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             minimal.modems.quarantine_after
         );
         assert_eq!(example.out_of_session, minimal.out_of_session);
+        assert_eq!(
+            format!("{:?}", example.clock),
+            format!("{:?}", minimal.clock)
+        );
+        assert_eq!(
+            format!("{:?}", example.opt_out),
+            format!("{:?}", minimal.opt_out)
+        );
+        assert_eq!(
+            format!("{:?}", example.intercept),
+            format!("{:?}", minimal.intercept)
+        );
+        assert_eq!(
+            format!("{:?}", example.loop_protection),
+            format!("{:?}", minimal.loop_protection)
+        );
+        assert_eq!(example.numbers.validation, minimal.numbers.validation);
     }
 
     #[test]
@@ -459,6 +654,10 @@ voice_method = \"transfer\"
 [[sims]]
 iccid = \"8944110000000000002\"
 voice_method = \"multiparty\"
+
+[[sims]]
+imsi = \"001010123456789\"
+msisdn = \"+447700900002\"
 "
         );
         let config = Config::parse(&text, "simmask.toml").unwrap();
@@ -483,6 +682,44 @@ voice_method = \"multiparty\"
             !format!("{sim:?}").contains("1234"),
             "the PIN stays out of logs"
         );
+        // A SIM whose ICCID its modem cannot read is named by its IMSI,
+        // and found so whatever id the pool gave it.
+        let by_imsi = config.sim("imsi:001010123456789").unwrap();
+        assert_eq!(by_imsi.msisdn.as_ref().unwrap().e164(), "+447700900002");
+        assert!(
+            config
+                .sim_of(
+                    "8944110000000000077",
+                    Some("8944110000000000077"),
+                    Some("001010123456789")
+                )
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_sim_is_named_by_its_iccid_or_its_imsi() {
+        for (sims, problem) in [
+            ("[[sims]]\nmsisdn = \"+447700900001\"", "one of the two"),
+            (
+                "[[sims]]\niccid = \"8944110000000000001\"\nimsi = \"001010123456789\"",
+                "one of the two",
+            ),
+            ("[[sims]]\nimsi = \"00101x\"", "6 to 15 digits"),
+            (
+                "[[sims]]\nimsi = \"001010123456789\"\npin = \"1234\"",
+                "needs the SIM's iccid",
+            ),
+            (
+                "[[sims]]\nimsi = \"001010123456789\"\n[[sims]]\nimsi = \"001010123456789\"",
+                "configured twice",
+            ),
+        ] {
+            let error = Config::parse(&format!("{MINIMAL}\n{sims}\n"), "simmask.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(problem), "{sims}: {error}");
+        }
     }
 
     #[test]
@@ -526,6 +763,26 @@ voice_method = \"multiparty\"
             (
                 format!("{MINIMAL}\n[out_of_session]\npolicy = \"auto-reply\"\ntext = \" \""),
                 "out_of_session.text",
+            ),
+            (
+                format!("{MINIMAL}\n[opt_out]\nstop_keywords = []"),
+                "opt_out",
+            ),
+            (
+                format!("{MINIMAL}\n[opt_out]\nstart_keywords = [\"stop\"]"),
+                "opt_out",
+            ),
+            (
+                format!("{MINIMAL}\n[intercept]\nblock_keywords = [\" \"]"),
+                "intercept",
+            ),
+            (
+                format!("{MINIMAL}\n[loop_protection]\nmax_burst = 1"),
+                "loop_protection",
+            ),
+            (
+                format!("{MINIMAL}\n[numbers]\nvalidation = \"lenient\""),
+                "validation",
             ),
         ];
         for (text, key) in cases {

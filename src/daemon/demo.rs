@@ -103,6 +103,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             admin_token: Some(token.clone()),
             stop: stop.clone(),
             ready: Some(ready),
+            reload_from: None,
         },
     ));
     let address = match bound.await {

@@ -5,16 +5,14 @@
 //! voice desk ([`crate::voice::desk`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::status_record;
+use super::pool::{status_record, storage_record};
 use crate::bank::{Bank, BankEvent, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::modem::actor::ModemEvent;
 use crate::number::PhoneNumber;
@@ -24,15 +22,16 @@ use crate::voice::CallDesks;
 use crate::voice::desk::{self as voice, DeskContext, VoiceInbox};
 
 pub struct Dispatch {
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
     relay: Relay,
-    /// The SIM's own number, by ICCID, once known.
+    /// The SIM's own number, by SIM id (its ICCID, else `imsi:<IMSI>`),
+    /// once known.
     numbers: HashMap<String, PhoneNumber>,
     workers_stop: CancellationToken,
-    /// Each SIM's voice desk, by ICCID.
+    /// Each SIM's voice desk, by SIM id.
     voice: HashMap<String, VoiceInbox>,
     /// The desks as the API reaches them.
     desks: CallDesks,
@@ -40,7 +39,7 @@ pub struct Dispatch {
 
 impl Dispatch {
     pub fn new(
-        config: Arc<Config>,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
@@ -48,7 +47,7 @@ impl Dispatch {
         workers_stop: CancellationToken,
     ) -> Self {
         let relay = Relay::new(
-            &config,
+            config.clone(),
             store.clone(),
             bank.clone(),
             events.clone(),
@@ -94,8 +93,8 @@ impl Dispatch {
 
     async fn handle(&mut self, event: BankEvent) {
         match event {
-            BankEvent::SimUp { iccid } => self.sim_up(iccid).await,
-            BankEvent::SimDown { iccid, reason } => {
+            BankEvent::SimUp { sim: iccid } => self.sim_up(iccid).await,
+            BankEvent::SimDown { sim: iccid, reason } => {
                 tracing::warn!(%iccid, %reason, "SIM down");
                 // Unplugged or reset, the modem lost its calls: the voice
                 // desk records the call in progress as cut off.
@@ -109,14 +108,14 @@ impl Dispatch {
                     .bank
                     .sims()
                     .into_iter()
-                    .find(|s| s.iccid == iccid)
+                    .find(|s| s.id == iccid)
                     .and_then(|s| s.imei)
                     .unwrap_or_default();
                 self.events.publish(Event::ModemDown { imei, reason });
             }
-            BankEvent::Health { iccid } => self.save_status(&iccid).await,
-            BankEvent::Inbound { iccid, sms } => self.inbound(iccid, sms),
-            BankEvent::Modem { iccid, event } => self.modem_event(iccid, event).await,
+            BankEvent::Health { sim: iccid } => self.save_status(&iccid).await,
+            BankEvent::Inbound { sim: iccid, sms } => self.inbound(iccid, sms),
+            BankEvent::Modem { sim: iccid, event } => self.modem_event(iccid, event).await,
         }
     }
 
@@ -124,34 +123,50 @@ impl Dispatch {
         if !self.numbers.contains_key(iccid) {
             return;
         }
-        if let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid)
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid) else {
+            return;
+        };
+        let record = status_record(&self.config.get(), &self.bank, &status);
+        if let Err(error) = self.store.save_sim_status(record).await {
+            tracing::error!(%iccid, %error, "cannot save the SIM's status");
+        }
+        if let Some(storage) = storage_record(&status)
             && let Err(error) = self
                 .store
-                .save_sim_status(status_record(&self.config, &self.bank, &status))
+                .save_sim_storage(iccid.to_string(), storage)
                 .await
         {
-            tracing::error!(%iccid, %error, "cannot save the SIM's status");
+            tracing::error!(%iccid, %error, "cannot save the SIM's storage fill");
         }
     }
 
     async fn sim_up(&mut self, iccid: String) {
-        let Some(status) = self.bank.sims().into_iter().find(|s| s.iccid == iccid) else {
+        let Some(status) = self.bank.sims().into_iter().find(|s| s.id == iccid) else {
             return;
         };
-        let configured = self.config.sim(&iccid).and_then(|s| s.msisdn.clone());
+        let configured = self
+            .config
+            .get()
+            .sim_of(&iccid, status.iccid.as_deref(), status.imsi.as_deref())
+            .and_then(|s| s.msisdn.clone());
         let reported = status
             .msisdn
             .as_deref()
             .and_then(|n| PhoneNumber::from_e164(n).ok());
         // The configuration wins: SIMs often store a wrong or empty +CNUM.
         let Some(msisdn) = configured.or(reported) else {
+            let key = match (&status.iccid, &status.imsi) {
+                (Some(iccid), _) => format!("iccid = \"{iccid}\""),
+                (None, Some(imsi)) => format!("imsi = \"{imsi}\""),
+                (None, None) => format!("iccid = \"{iccid}\""),
+            };
             tracing::error!(
-                %iccid,
-                "the SIM does not know its own number: set it with [[sims]] iccid = \"{iccid}\", msisdn = \"+...\""
+                sim = %iccid,
+                "the SIM does not know its own number: set it with [[sims]] {key}, msisdn = \"+...\""
             );
             return;
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         if let Some(handle) = self.bank.handle(&iccid)
             && let identity = handle.identity()
             && let Some(imei) = identity.imei.clone()
@@ -220,7 +235,7 @@ impl Dispatch {
         self.numbers
             .get(iccid)
             .and_then(PhoneNumber::region)
-            .or_else(|| self.config.numbers.default_region.clone())
+            .or_else(|| self.config.get().numbers.default_region.clone())
     }
 
     /// One received PDU, handed to the relay in the order the SIM

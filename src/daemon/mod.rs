@@ -8,21 +8,22 @@
 //!                        └──────► event bus ◄────┘──► API / SSE / metrics
 //! ```
 
+mod clock;
 pub mod demo;
 mod dispatch;
 mod pool;
+mod reload;
 mod sweeper;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
-use crate::bank::{Bank, BankConfig};
+use crate::bank::{Bank, BankConfig, KnownSim};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::profile::Profiles;
@@ -43,6 +44,8 @@ pub enum DaemonError {
     },
     #[error("modem profiles: {0}")]
     Profiles(#[from] crate::profile::ProfileError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
 }
 
 /// How the daemon is run.
@@ -54,6 +57,8 @@ pub struct RunOptions {
     pub stop: CancellationToken,
     /// Told the API's bound address once everything runs.
     pub ready: Option<oneshot::Sender<SocketAddr>>,
+    /// The configuration file, re-read on SIGHUP (`simmask run`).
+    pub reload_from: Option<std::path::PathBuf>,
 }
 
 /// The bank's settings from the configuration.
@@ -71,24 +76,32 @@ pub fn bank_config(config: &Config) -> Result<BankConfig, DaemonError> {
         pins: config
             .sims
             .iter()
-            .filter_map(|sim| Some((sim.iccid.clone(), sim.pin.clone()?)))
+            .filter_map(|sim| Some((sim.iccid.clone()?, sim.pin.clone()?)))
             .collect(),
-        msisdn_for_iccid: config
+        msisdn_for_sim: config
             .sims
             .iter()
-            .filter_map(|sim| Some((sim.iccid.clone(), sim.msisdn.as_ref()?.e164().to_string())))
+            .filter_map(|sim| Some((sim.id(), sim.msisdn.as_ref()?.e164().to_string())))
             .collect(),
+        known_sims: Vec::new(),
         baud: config.modems.baud,
     })
 }
 
 /// Runs the appliance until `options.stop` is cancelled.
 pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError> {
-    let config = Arc::new(config);
+    // Installed first, so a reload right after start-up is not a kill.
+    let hangups = match &options.reload_from {
+        Some(_) => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(DaemonError::Signal)?,
+        ),
+        None => None,
+    };
+    let live = crate::config::LiveConfig::new(config);
+    let config = live.get();
     let store = Store::open(&config.store.path)?;
-    let requeued = store
-        .requeue_stuck_sending(OffsetDateTime::now_utc())
-        .await?;
+    let requeued = store.requeue_stuck_sending(crate::clock::now()).await?;
     if requeued > 0 {
         tracing::warn!(
             requeued,
@@ -113,7 +126,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
             source,
         })?;
 
-    let (bank, bank_events) = Bank::start(bank_config(&config)?).await;
+    let mut bank_setup = bank_config(&config)?;
+    // The pool as stored: a SIM keeps its id whichever half of its
+    // identity its modem reads now.
+    bank_setup.known_sims = store
+        .sims()
+        .await?
+        .into_iter()
+        .map(|sim| KnownSim {
+            id: sim.iccid,
+            imsi: sim.imsi,
+        })
+        .collect();
+    let (bank, bank_events) = Bank::start(bank_setup).await;
     let pool = Arc::new(LivePool::new(bank.clone(), config.clone()));
     let desks = CallDesks::default();
     let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());
@@ -126,14 +151,27 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
+    state.send_limits = Some(api::status::SendLimits {
+        per_minute: config.sms.per_minute,
+        per_day: config.sms.per_day,
+    });
+    state.number_validation = config.numbers.validation;
+    state.limits = config.pool_limits();
     let api_stop = CancellationToken::new();
-    let callbacks =
-        api::callbacks::spawn_callbacks(config.callbacks.clone(), &events, api_stop.clone());
+    let callbacks = tokio::spawn(reload::run(
+        options.reload_from,
+        live.clone(),
+        bank.clone(),
+        events.clone(),
+        store.clone(),
+        hangups,
+        api_stop.clone(),
+    ));
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
     let dispatch = dispatch::Dispatch::new(
-        config.clone(),
+        live.clone(),
         store.clone(),
         bank.clone(),
         events.clone(),
@@ -141,13 +179,15 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         workers_stop.clone(),
     );
     let sweeper = tokio::spawn(sweeper::run(
-        config.clone(),
+        live.clone(),
         store.clone(),
         bank.clone(),
         events.clone(),
         dispatch.relay(),
         stop.clone(),
     ));
+
+    let clock_task = tokio::spawn(clock::run(live.clone(), store.clone(), stop.clone()));
 
     if let Some(ready) = options.ready {
         let _ = ready.send(address);
@@ -166,6 +206,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         }
     }
     let _ = sweeper.await;
+    let _ = clock_task.await;
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;

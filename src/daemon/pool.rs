@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use time::OffsetDateTime;
 
 use crate::api::PoolView;
 use crate::bank::{Bank, SimStatus};
 use crate::config::Config;
-use crate::store::{LiveSim, SimStatusRecord};
+use crate::store::{LiveSim, SimStatusRecord, SimStorage};
 use crate::voice::Method;
 
 /// The live pool, read from the bank on each call.
@@ -48,7 +47,7 @@ impl PoolView for LivePool {
             .sims()
             .iter()
             .map(|sim| LiveSim {
-                iccid: sim.iccid.clone(),
+                iccid: sim.id.clone(),
                 healthy: sim.healthy,
                 signal_dbm: sim.signal_dbm.map(i32::from),
                 voice_capable: voice_method(&self.config, &self.bank, sim).is_some(),
@@ -61,16 +60,30 @@ impl PoolView for LivePool {
 /// reports of its services and what the operator chose for it.
 fn voice_method(config: &Config, bank: &Bank, sim: &SimStatus) -> Option<String> {
     let preferred = Method::preferred(
-        config.sim(&sim.iccid).and_then(|s| s.voice_method),
+        config
+            .sim_of(&sim.id, sim.iccid.as_deref(), sim.imsi.as_deref())
+            .and_then(|s| s.voice_method),
         bank.profile(&sim.profile).and_then(|p| p.voice.method),
     );
-    crate::voice::method_name(sim.voice, &sim.profile_chld, &sim.chld, preferred)
+    crate::voice::method_name(sim.voice, &sim.profile_chld, sim.chld.as_deref(), preferred)
+}
+
+/// How full the SIM's receiving storage is, when the bank has read it.
+pub fn storage_record(sim: &SimStatus) -> Option<SimStorage> {
+    sim.storage
+        .as_ref()
+        .map(|(storage, used, total)| SimStorage {
+            storage: storage.clone(),
+            used: *used,
+            total: *total,
+            updated_at: crate::clock::now(),
+        })
 }
 
 /// What the store keeps of a SIM's live state.
 pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatusRecord {
     SimStatusRecord {
-        iccid: sim.iccid.clone(),
+        iccid: sim.id.clone(),
         state: sim.state.as_str().to_string(),
         healthy: sim.healthy,
         signal_dbm: sim.signal_dbm.map(i32::from),
@@ -80,6 +93,6 @@ pub fn status_record(config: &Config, bank: &Bank, sim: &SimStatus) -> SimStatus
         voice_method: voice_method(config, bank, sim),
         port: sim.port.clone(),
         last_error: sim.last_error.clone().unwrap_or_default(),
-        updated_at: OffsetDateTime::now_utc(),
+        updated_at: crate::clock::now(),
     }
 }

@@ -4,15 +4,14 @@
 //! live state is saved for the tools beside the daemon, and systemd's
 //! watchdog is fed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::pool::status_record;
+use super::pool::{status_record, storage_record};
 use crate::bank::Bank;
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::sms::relay::Relay;
 use crate::store::Store;
@@ -21,15 +20,15 @@ use crate::store::Store;
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 pub async fn run(
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
     relay: Relay,
     stop: CancellationToken,
 ) {
-    let sweep_every = Duration::from_secs(config.sessions.sweep_interval_seconds.max(1));
-    let status_every = Duration::from_secs(config.modems.poll_interval_seconds.max(1));
+    let sweep_every = Duration::from_secs(config.get().sessions.sweep_interval_seconds.max(1));
+    let status_every = Duration::from_secs(config.get().modems.poll_interval_seconds.max(1));
     let mut sweep = tokio::time::interval(sweep_every.min(Duration::from_secs(5)));
     let mut status = tokio::time::interval(status_every);
     let mut retention = tokio::time::interval(RETENTION_EVERY);
@@ -49,7 +48,10 @@ pub async fn run(
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
             _ = sweep.tick() => {
-                let now = OffsetDateTime::now_utc();
+                let now = crate::clock::now();
+                // Read each time: a reload may change it.
+                let sweep_every =
+                    Duration::from_secs(config.get().sessions.sweep_interval_seconds.max(1));
                 if last_sessions_sweep.elapsed() >= sweep_every {
                     last_sessions_sweep = tokio::time::Instant::now();
                     expire_sessions(&store, &events, now).await;
@@ -59,25 +61,41 @@ pub async fn run(
             _ = status.tick() => {
                 // One job for the bank; SIMs not yet in the pool (no
                 // number) have no row and are skipped.
-                let statuses = bank
-                    .sims()
+                let config = config.get();
+                let sims = bank.sims();
+                let statuses = sims
                     .iter()
                     .map(|sim| status_record(&config, &bank, sim))
                     .collect();
-                if let Err(error) = store.save_sim_statuses(statuses).await {
+                let storages = sims
+                    .iter()
+                    .filter_map(|sim| Some((sim.id.clone(), storage_record(sim)?)))
+                    .collect();
+                if let Err(error) = store.save_sim_statuses(statuses, storages).await {
                     tracing::warn!(%error, "cannot save the SIMs' status");
                 }
             }
             _ = retention.tick() => {
-                let days = i64::from(config.sms.retention_days);
-                let cutoff = OffsetDateTime::now_utc() - time::Duration::days(days);
+                let days = i64::from(config.get().sms.retention_days);
+                let cutoff = crate::clock::now() - time::Duration::days(days);
                 match store.erase_bodies_older_than(cutoff).await {
                     Ok(0) => {}
                     Ok(erased) => tracing::info!(erased, days, "message bodies past retention erased"),
                     Err(error) => tracing::error!(%error, "retention sweep failed"),
                 }
-                if let Some(days) = config.sessions.forget_numbers_days {
-                    let cutoff = OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+                if let Some(days) = config.get().intercept.forget_after_days {
+                    let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));
+                    match store.forget_rail_lists_older_than(cutoff).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, days, "opt-outs and blocks past their time forgotten"),
+                        Err(error) => tracing::error!(%error, "forgetting opt-outs and blocks failed"),
+                    }
+                }
+                if let Err(error) = store.forget_past_recipients(crate::clock::now()).await {
+                    tracing::error!(%error, "forgetting last month's recipients failed");
+                }
+                if let Some(days) = config.get().sessions.forget_numbers_days {
+                    let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));
                     match store.forget_numbers_older_than(cutoff).await {
                         Ok(0) => {}
                         Ok(forgotten) => tracing::info!(forgotten, days, "numbers of sessions ended long ago forgotten"),

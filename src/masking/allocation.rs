@@ -7,6 +7,20 @@
 //! the least loaded wins, ties broken by signal; a preferred proxy (one a
 //! participant used before, so people recognise the number) wins when it is
 //! eligible.
+//!
+//! Beyond the rule, the pool's own rails:
+//! - a SIM *reserved* for a participant (a caseworker's own public number)
+//!   is never given to a session without that participant, and a session
+//!   with them takes it first;
+//! - a *draining* SIM gets no new sessions (its open ones run to their end);
+//! - a SIM close to a *budget* (distinct recipients this month, messages
+//!   today) is avoided: the last `reserve_percent` of each budget is kept
+//!   for the traffic of the sessions it already has;
+//! - a participant who *opted out* (sent STOP) is put in no new session.
+//!
+//! A hub (one participant in many open sessions on one proxy) would relax
+//! only the `busy_participants` check for that participant; every other
+//! check is per SIM or per request and stays as it is.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +48,70 @@ pub struct ProxyCandidate {
     pub signal_dbm: Option<i32>,
     /// Every participant of an open session on this proxy.
     pub busy_participants: HashSet<PhoneNumber>,
+    /// The participant this SIM is pinned to, if any: nobody else gets it.
+    pub reserved_for: Option<PhoneNumber>,
+    /// Being emptied before retirement: no new sessions.
+    pub draining: bool,
+    /// Distinct numbers this SIM sent to this calendar month.
+    pub recipients: Budget,
+    /// Messages this SIM sent in the last 24 hours.
+    pub sent_today: Budget,
+    /// Which of the request's participants this SIM already sent to this
+    /// month (they cost nothing more of the recipients budget).
+    pub known_recipients: HashSet<PhoneNumber>,
+}
+
+/// The use of one budget of a SIM.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub used: u32,
+    /// `None`: no limit.
+    pub limit: Option<u32>,
+}
+
+impl Budget {
+    /// Whether `more` would leave less than `reserve_percent` of the limit.
+    pub fn too_close(&self, more: u32, reserve_percent: u8) -> bool {
+        let Some(limit) = self.limit else {
+            return false;
+        };
+        let reserve = (u64::from(limit) * u64::from(reserve_percent.min(100))).div_ceil(100);
+        let after = u64::from(self.used) + u64::from(more);
+        after > u64::from(limit) || u64::from(limit) - after < reserve
+    }
+}
+
+/// The budgets of the pool's SIMs, as configured: pool-wide limits and
+/// per-SIM overrides (by ICCID), and the share allocation leaves unused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Messages a SIM may send per day; `None`: no limit.
+    pub per_day: Option<u32>,
+    /// Distinct recipients a SIM may send to per calendar month.
+    pub recipients_per_month: Option<u32>,
+    /// Per-SIM overrides of the two, by ICCID.
+    pub per_sim: std::collections::HashMap<String, SimLimits>,
+    /// Percent of each budget that allocation leaves for the traffic of
+    /// the sessions a SIM already has.
+    pub reserve_percent: u8,
+}
+
+/// One SIM's own limits; `None` fields take the pool's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimLimits {
+    pub per_day: Option<u32>,
+    pub recipients_per_month: Option<u32>,
+}
+
+impl PoolLimits {
+    /// The limits of `iccid`: its own where set, else the pool's.
+    pub fn of(&self, iccid: &str) -> SimLimits {
+        let own = self.per_sim.get(iccid).copied().unwrap_or_default();
+        SimLimits {
+            per_day: own.per_day.or(self.per_day),
+            recipients_per_month: own.recipients_per_month.or(self.recipients_per_month),
+        }
+    }
 }
 
 /// What a new session needs.
@@ -44,6 +122,11 @@ pub struct AllocationRequest {
     /// Proxies a participant used before, most recent first: the first
     /// eligible one is taken before load balancing.
     pub preferred: Vec<String>,
+    /// Participants who opted out (sent STOP) and not back in (START).
+    pub opted_out: Vec<PhoneNumber>,
+    /// The share of each SIM budget (percent) that allocation leaves for
+    /// the sessions a SIM already has.
+    pub reserve_percent: u8,
 }
 
 /// Why a request cannot be served.
@@ -53,6 +136,8 @@ pub enum AllocationError {
     SameParticipants,
     #[error("participant {0:?} is a proxy number of this appliance")]
     ParticipantIsProxy(PhoneNumber),
+    #[error("participant {0:?} opted out (sent STOP) and has not sent START since")]
+    OptedOut(PhoneNumber),
     #[error("no free proxy: {0}")]
     NoFreeProxy(Ineligibility),
 }
@@ -65,6 +150,9 @@ pub struct Ineligibility {
     pub unhealthy: usize,
     pub not_voice_capable: usize,
     pub participant_busy: usize,
+    pub reserved: usize,
+    pub draining: usize,
+    pub near_budget: usize,
 }
 
 impl fmt::Display for Ineligibility {
@@ -76,6 +164,15 @@ impl fmt::Display for Ineligibility {
             (
                 self.participant_busy,
                 "already carry an open session with one of these participants",
+            ),
+            (self.reserved, "are reserved for another participant"),
+            (
+                self.draining,
+                "are draining (no new sessions before retirement)",
+            ),
+            (
+                self.near_budget,
+                "are close to a budget (recipients this month or messages today)",
             ),
             (self.disabled, "are disabled"),
             (self.unhealthy, "are unhealthy or unplugged"),
@@ -96,14 +193,30 @@ impl fmt::Display for Ineligibility {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     Disabled,
+    Reserved,
+    Draining,
     Unhealthy,
     NotVoiceCapable,
     ParticipantBusy,
+    NearBudget,
 }
 
 fn refusal(candidate: &ProxyCandidate, request: &AllocationRequest) -> Option<Refusal> {
+    let new_recipients = request
+        .participants
+        .iter()
+        .filter(|p| !candidate.known_recipients.contains(*p))
+        .count();
     if !candidate.enabled {
         Some(Refusal::Disabled)
+    } else if candidate
+        .reserved_for
+        .as_ref()
+        .is_some_and(|owner| !request.participants.contains(owner))
+    {
+        Some(Refusal::Reserved)
+    } else if candidate.draining {
+        Some(Refusal::Draining)
     } else if !candidate.healthy {
         Some(Refusal::Unhealthy)
     } else if request.mode.carries_voice() && !candidate.voice_capable {
@@ -114,6 +227,12 @@ fn refusal(candidate: &ProxyCandidate, request: &AllocationRequest) -> Option<Re
         .any(|p| candidate.busy_participants.contains(p))
     {
         Some(Refusal::ParticipantBusy)
+    } else if candidate.recipients.too_close(
+        u32::try_from(new_recipients).unwrap_or(u32::MAX),
+        request.reserve_percent,
+    ) || candidate.sent_today.too_close(1, request.reserve_percent)
+    {
+        Some(Refusal::NearBudget)
     } else {
         None
     }
@@ -135,6 +254,13 @@ pub fn allocate<'a>(
     {
         return Err(AllocationError::ParticipantIsProxy(proxy.clone()));
     }
+    if let Some(opted_out) = request
+        .participants
+        .iter()
+        .find(|p| request.opted_out.contains(p))
+    {
+        return Err(AllocationError::OptedOut(opted_out.clone()));
+    }
 
     let mut why = Ineligibility {
         total: candidates.len(),
@@ -148,7 +274,19 @@ pub fn allocate<'a>(
             Some(Refusal::Unhealthy) => why.unhealthy += 1,
             Some(Refusal::NotVoiceCapable) => why.not_voice_capable += 1,
             Some(Refusal::ParticipantBusy) => why.participant_busy += 1,
+            Some(Refusal::Reserved) => why.reserved += 1,
+            Some(Refusal::Draining) => why.draining += 1,
+            Some(Refusal::NearBudget) => why.near_budget += 1,
         }
+    }
+
+    // A participant's own reserved number comes first: that is what it is for.
+    if let Some(own) = eligible.iter().find(|c| {
+        c.reserved_for
+            .as_ref()
+            .is_some_and(|owner| request.participants.contains(owner))
+    }) {
+        return Ok(own);
     }
 
     if let Some(sticky) = request
@@ -193,6 +331,11 @@ mod tests {
             open_sessions: 0,
             signal_dbm: Some(-70),
             busy_participants: HashSet::new(),
+            reserved_for: None,
+            draining: false,
+            recipients: Budget::default(),
+            sent_today: Budget::default(),
+            known_recipients: HashSet::new(),
         }
     }
 
@@ -201,6 +344,8 @@ mod tests {
             participants: [number(a), number(b)],
             mode,
             preferred: vec![],
+            opted_out: vec![],
+            reserve_percent: 10,
         }
     }
 
@@ -335,5 +480,186 @@ mod tests {
             allocate(&request(B, C, Mode::Sms), &pool).unwrap().iccid,
             "3"
         );
+    }
+
+    #[test]
+    fn a_reserved_sim_serves_only_its_owner_and_is_their_first_choice() {
+        let mut own = candidate("own", "+447000000001");
+        own.reserved_for = Some(number(A));
+        own.open_sessions = 4;
+        own.signal_dbm = Some(-110);
+        let free = candidate("free", "+447000000002");
+        let pool = [own, free];
+        assert_eq!(
+            allocate(&request(A, B, Mode::Sms), &pool).unwrap().iccid,
+            "own",
+            "the owner's number first, however loaded"
+        );
+        assert_eq!(
+            allocate(&request(B, C, Mode::Sms), &pool).unwrap().iccid,
+            "free"
+        );
+        let error = allocate(&request(B, C, Mode::Sms), &pool[..1]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("1 are reserved for another participant"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_draining_sim_gets_no_new_session() {
+        let mut draining = candidate("1", "+447000000001");
+        draining.draining = true;
+        let pool = [draining];
+        let error = allocate(&request(A, B, Mode::Sms), &pool).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no free proxy: of 1 SIMs, 1 are draining (no new sessions before retirement)"
+        );
+    }
+
+    #[test]
+    fn a_sim_close_to_a_budget_is_avoided() {
+        let mut near = candidate("near", "+447000000001");
+        near.recipients = Budget {
+            used: 90,
+            limit: Some(100),
+        };
+        let mut roomy = candidate("roomy", "+447000000002");
+        roomy.open_sessions = 9;
+        roomy.recipients = Budget {
+            used: 10,
+            limit: Some(100),
+        };
+        let pool = [near.clone(), roomy];
+        assert_eq!(
+            allocate(&request(A, B, Mode::Sms), &pool).unwrap().iccid,
+            "roomy"
+        );
+        // Participants it already sent to this month cost nothing more.
+        near.recipients.used = 88;
+        near.known_recipients = [number(A), number(B)].into();
+        assert_eq!(
+            allocate(&request(A, B, Mode::Sms), &[near.clone()])
+                .unwrap()
+                .iccid,
+            "near"
+        );
+        let mut busy_today = candidate("today", "+447000000003");
+        busy_today.sent_today = Budget {
+            used: 995,
+            limit: Some(1000),
+        };
+        let error = allocate(&request(A, B, Mode::Sms), &[busy_today]).unwrap_err();
+        assert!(
+            error.to_string().contains("1 are close to a budget"),
+            "{error}"
+        );
+        assert!(!Budget::default().too_close(u32::MAX, 100), "no limit");
+    }
+
+    #[test]
+    fn an_opted_out_participant_gets_no_session() {
+        let pool = [candidate("1", "+447000000001")];
+        let mut req = request(A, B, Mode::Sms);
+        req.opted_out = vec![number(B)];
+        assert_eq!(
+            allocate(&req, &pool).unwrap_err(),
+            AllocationError::OptedOut(number(B))
+        );
+    }
+
+    mod property {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const PEOPLE: [&str; 6] = [
+            "+447911000001",
+            "+447911000002",
+            "+447911000003",
+            "+447911000004",
+            "+447911000005",
+            "+447911000006",
+        ];
+
+        fn person() -> impl Strategy<Value = PhoneNumber> {
+            (0..PEOPLE.len()).prop_map(|i| number(PEOPLE[i]))
+        }
+
+        fn sim(i: usize) -> impl Strategy<Value = ProxyCandidate> {
+            (
+                any::<(bool, bool, bool, bool)>(),
+                proptest::option::weighted(0.4, person()),
+                proptest::collection::hash_set(person(), 0..4),
+                0usize..5,
+                proptest::option::of(-110i32..-50),
+                (0u32..120, proptest::option::of(1u32..120)),
+            )
+                .prop_map(
+                    move |(
+                        (enabled, healthy, voice, draining),
+                        reserved_for,
+                        busy,
+                        load,
+                        signal,
+                        (used, limit),
+                    )| {
+                        let mut c = candidate(&i.to_string(), &format!("+44700000{i:04}"));
+                        c.enabled = enabled;
+                        c.healthy = healthy;
+                        c.voice_capable = voice;
+                        c.draining = draining;
+                        c.reserved_for = reserved_for;
+                        c.busy_participants = busy;
+                        c.open_sessions = load;
+                        c.signal_dbm = signal;
+                        c.recipients = Budget { used, limit };
+                        c
+                    },
+                )
+        }
+
+        fn pool() -> impl Strategy<Value = Vec<ProxyCandidate>> {
+            (0usize..8).prop_flat_map(|n| (0..n).map(sim).collect::<Vec<_>>())
+        }
+
+        proptest! {
+            #[test]
+            fn reserved_and_draining_sims_never_go_to_anyone_else(
+                pool in pool(),
+                a in person(),
+                b in person(),
+                sticky in proptest::collection::vec(0usize..8, 0..3),
+                mode in prop_oneof![Just(Mode::Sms), Just(Mode::Voice), Just(Mode::Both)],
+            ) {
+                let request = AllocationRequest {
+                    participants: [a.clone(), b.clone()],
+                    mode,
+                    preferred: sticky.iter().map(|i| i.to_string()).collect(),
+                    opted_out: vec![],
+                    reserve_percent: 10,
+                };
+                if let Ok(chosen) = allocate(&request, &pool) {
+                    prop_assert!(!chosen.draining, "a draining SIM was chosen");
+                    if let Some(owner) = &chosen.reserved_for {
+                        prop_assert!(
+                            owner == &a || owner == &b,
+                            "a SIM reserved for someone else was chosen"
+                        );
+                    }
+                    prop_assert!(chosen.enabled && chosen.healthy);
+                    prop_assert!(!chosen.busy_participants.contains(&a));
+                    prop_assert!(!chosen.busy_participants.contains(&b));
+                    prop_assert!(!mode.carries_voice() || chosen.voice_capable);
+                } else {
+                    // Refused only when no SIM could take it.
+                    let any_fits = a != b && pool.iter().any(|c| refusal(c, &request).is_none());
+                    prop_assert!(!any_fits, "refused although a SIM was eligible");
+                }
+            }
+        }
     }
 }

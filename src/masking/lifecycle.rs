@@ -43,6 +43,69 @@ impl std::str::FromStr for SessionStatus {
     }
 }
 
+/// Why a session ended. Every closed or expired session has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Closed by an operator (API, dashboard, CLI).
+    Operator,
+    /// Its absolute lifetime (`ttl_seconds`) ran out.
+    Ttl,
+    /// Nothing happened for `idle_ttl_seconds`.
+    Idle,
+    /// A participant sent STOP (or a configured equivalent).
+    OptOut,
+    /// A participant was erased on request (`simmask erase`).
+    Erased,
+    /// Its proxy SIM was retired.
+    SimRetired,
+    /// Loop protection stopped it: auto-responders answering each other.
+    Loop,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 7] = [
+        CloseReason::Operator,
+        CloseReason::Ttl,
+        CloseReason::Idle,
+        CloseReason::OptOut,
+        CloseReason::Erased,
+        CloseReason::SimRetired,
+        CloseReason::Loop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Operator => "operator",
+            CloseReason::Ttl => "ttl",
+            CloseReason::Idle => "idle",
+            CloseReason::OptOut => "opt_out",
+            CloseReason::Erased => "erased",
+            CloseReason::SimRetired => "sim_retired",
+            CloseReason::Loop => "loop",
+        }
+    }
+
+    /// The status a session ending for this reason takes: time ends it
+    /// as `expired`, everything else as `closed`.
+    pub fn status(self) -> SessionStatus {
+        match self {
+            CloseReason::Ttl | CloseReason::Idle => SessionStatus::Expired,
+            _ => SessionStatus::Closed,
+        }
+    }
+}
+
+impl std::str::FromStr for CloseReason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CloseReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown close reason {s:?}"))
+    }
+}
+
 /// A session as the rules see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -72,6 +135,16 @@ impl Session {
         }
     }
 
+    /// Why a session past its deadline at `now` ends: its absolute expiry
+    /// when that has come, else its idle timer.
+    pub fn expiry_reason(&self, now: OffsetDateTime) -> CloseReason {
+        if self.expires_at.is_some_and(|at| at <= now) {
+            CloseReason::Ttl
+        } else {
+            CloseReason::Idle
+        }
+    }
+
     /// Whether an open session is past its deadline at `now`.
     pub fn is_expired_at(&self, now: OffsetDateTime) -> bool {
         self.status == SessionStatus::Open && self.deadline().is_some_and(|d| d <= now)
@@ -85,6 +158,79 @@ impl Session {
             _ => None,
         }
     }
+}
+
+/// Why a session cannot be reopened: a 409's `error` code and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReopenRefusal {
+    #[error("the session is open")]
+    StillOpen,
+    #[error("a participant of the session was erased")]
+    Erased,
+    #[error("participant {0:?} has another open session on this proxy (the masking rule)")]
+    ParticipantBusy(PhoneNumber),
+    #[error("participant {0:?} opted out (sent STOP) and has not sent START since")]
+    OptedOut(PhoneNumber),
+    #[error("the proxy is draining: it takes no new sessions")]
+    Draining,
+    #[error("the proxy is reserved for another participant")]
+    Reserved,
+}
+
+impl ReopenRefusal {
+    /// The API's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReopenRefusal::StillOpen => "session_open",
+            ReopenRefusal::Erased => "erased",
+            ReopenRefusal::ParticipantBusy(_) => "participant_busy",
+            ReopenRefusal::OptedOut(_) => "opted_out",
+            ReopenRefusal::Draining => "draining",
+            ReopenRefusal::Reserved => "reserved",
+        }
+    }
+}
+
+/// The proxy of a session to reopen, as the rules need it.
+#[derive(Debug, Clone, Default)]
+pub struct ReopenProxy {
+    pub draining: bool,
+    pub reserved_for: Option<PhoneNumber>,
+    /// Participants of the other open sessions on the proxy (of those
+    /// asked about: the session's own two).
+    pub busy: Vec<PhoneNumber>,
+}
+
+/// Whether a closed or expired session may take its proxy again: the
+/// masking rule must still hold on it, and the rails of a new session too.
+/// `participants` is `None` once a participant was erased.
+pub fn may_reopen(
+    status: SessionStatus,
+    participants: Option<&[PhoneNumber; 2]>,
+    proxy: &ReopenProxy,
+    opted_out: &[PhoneNumber],
+) -> Result<(), ReopenRefusal> {
+    if status == SessionStatus::Open {
+        return Err(ReopenRefusal::StillOpen);
+    }
+    let participants = participants.ok_or(ReopenRefusal::Erased)?;
+    if let Some(busy) = participants.iter().find(|p| proxy.busy.contains(p)) {
+        return Err(ReopenRefusal::ParticipantBusy(busy.clone()));
+    }
+    if let Some(out) = participants.iter().find(|p| opted_out.contains(p)) {
+        return Err(ReopenRefusal::OptedOut(out.clone()));
+    }
+    if proxy.draining {
+        return Err(ReopenRefusal::Draining);
+    }
+    if proxy
+        .reserved_for
+        .as_ref()
+        .is_some_and(|owner| !participants.contains(owner))
+    {
+        return Err(ReopenRefusal::Reserved);
+    }
+    Ok(())
 }
 
 /// Where traffic from `from` on a proxy goes.
@@ -224,6 +370,73 @@ mod tests {
             route(&[idle], &number(A), Traffic::Sms, NOW),
             Route::Relay { .. }
         ));
+    }
+
+    #[test]
+    fn expiry_says_whether_time_or_idleness_ended_it() {
+        let mut s = session("s1", A, B);
+        s.expires_at = Some(NOW);
+        s.idle_ttl = Some(Duration::minutes(5));
+        assert_eq!(s.expiry_reason(NOW), CloseReason::Ttl);
+        s.expires_at = Some(NOW + Duration::hours(1));
+        assert_eq!(s.expiry_reason(NOW), CloseReason::Idle);
+        for reason in CloseReason::ALL {
+            assert_eq!(reason.as_str().parse::<CloseReason>(), Ok(reason));
+        }
+        assert_eq!(CloseReason::Ttl.status(), SessionStatus::Expired);
+        assert_eq!(CloseReason::OptOut.status(), SessionStatus::Closed);
+    }
+
+    #[test]
+    fn reopening_keeps_the_masking_rule_and_the_rails() {
+        let pair = [number(A), number(B)];
+        let free = ReopenProxy::default();
+        assert_eq!(
+            may_reopen(SessionStatus::Closed, Some(&pair), &free, &[]),
+            Ok(())
+        );
+        assert_eq!(
+            may_reopen(SessionStatus::Open, Some(&pair), &free, &[]),
+            Err(ReopenRefusal::StillOpen)
+        );
+        assert_eq!(
+            may_reopen(SessionStatus::Expired, None, &free, &[]),
+            Err(ReopenRefusal::Erased)
+        );
+        let busy = ReopenProxy {
+            busy: vec![number(B)],
+            ..ReopenProxy::default()
+        };
+        assert_eq!(
+            may_reopen(SessionStatus::Expired, Some(&pair), &busy, &[]),
+            Err(ReopenRefusal::ParticipantBusy(number(B)))
+        );
+        assert_eq!(
+            may_reopen(SessionStatus::Closed, Some(&pair), &free, &[number(A)])
+                .unwrap_err()
+                .code(),
+            "opted_out"
+        );
+        let draining = ReopenProxy {
+            draining: true,
+            ..ReopenProxy::default()
+        };
+        assert_eq!(
+            may_reopen(SessionStatus::Closed, Some(&pair), &draining, &[]),
+            Err(ReopenRefusal::Draining)
+        );
+        let reserved = |owner: &str| ReopenProxy {
+            reserved_for: Some(number(owner)),
+            ..ReopenProxy::default()
+        };
+        assert_eq!(
+            may_reopen(SessionStatus::Closed, Some(&pair), &reserved(X), &[]),
+            Err(ReopenRefusal::Reserved)
+        );
+        assert_eq!(
+            may_reopen(SessionStatus::Closed, Some(&pair), &reserved(A), &[]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The masking rules: pure functions over data, no I/O.
 //!
 //! - [`allocation`]: which proxy SIM a new session gets (DESIGN.md, "The
-//!   masking rule").
-//! - [`lifecycle`]: sessions, their expiry, and where inbound traffic on a
-//!   proxy goes.
+//!   masking rule"), and the pool's rails: reserved and draining SIMs,
+//!   budgets, opted-out participants.
+//! - [`lifecycle`]: sessions, their expiry, why they end, whether one may
+//!   reopen, and where inbound traffic on a proxy goes.
 //! - [`policy`]: what happens to traffic from someone with no open session.
 //!
 //! The router feeds these rules with rows from the store and carries out the

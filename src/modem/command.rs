@@ -42,7 +42,8 @@ pub fn timeout_for(line: &str) -> Duration {
         20
     } else if upper.starts_with("AT+CMGR")
         || upper.starts_with("AT+CMGD")
-        || upper.starts_with("AT+CPIN=")
+        // A SIM may take seconds to say how it is (`AT+CPIN?`).
+        || upper.starts_with("AT+CPIN")
         || upper.starts_with("AT+CPMS")
         || upper.starts_with("AT+CNMA")
         || upper.starts_with("AT+CFUN")

@@ -53,6 +53,10 @@ pub struct DigestState {
     /// Response prefix of the command in flight (e.g. `+CREG:`): a line with
     /// this prefix is the answer, not the URC of the same name.
     pub response_prefix: Option<String>,
+    /// The modem may be in numeric mode (`ATV0`, V.250 §6.2.6): a bare
+    /// digit is a result code and ends with a lone CR. Set only while
+    /// finding out whether a port speaks AT at all.
+    pub numeric_results: bool,
 }
 
 /// Prefixes of unsolicited result codes (3GPP TS 27.005 §3.4, 27.007 §6–§7)
@@ -132,18 +136,34 @@ fn final_result(line: &str) -> Option<FinalResult> {
 }
 
 /// Position and length of the next line terminator (`\r\n`, `\r` or `\n`)
-/// at or after `from`; a lone `\r` at the very end may still become `\r\n`.
-fn find_eol(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+/// at or after `from`; a lone `\r` at the very end may still become `\r\n`,
+/// unless `lone_cr_ends` (numeric mode ends its result codes with a CR).
+fn find_eol(buf: &[u8], from: usize, lone_cr_ends: bool) -> Option<(usize, usize)> {
     let pos = buf[from..].iter().position(|&b| b == b'\r' || b == b'\n')? + from;
     if buf[pos] == b'\r' {
         match buf.get(pos + 1) {
             Some(b'\n') => Some((pos, 2)),
             Some(_) => Some((pos, 1)),
+            None if lone_cr_ends => Some((pos, 1)),
             None => None,
         }
     } else {
         Some((pos, 1))
     }
+}
+
+/// A numeric result code (ITU-T V.250 §5.7.1, table 1) that ends a command.
+fn numeric_final(line: &str) -> Option<FinalResult> {
+    Some(match line {
+        "0" => FinalResult::Ok,
+        "1" => FinalResult::Connect(String::new()),
+        "3" => FinalResult::NoCarrier,
+        "4" => FinalResult::Error,
+        "6" => FinalResult::NoDialtone,
+        "7" => FinalResult::Busy,
+        "8" => FinalResult::NoAnswer,
+        _ => return None,
+    })
 }
 
 fn is_noise(b: u8) -> bool {
@@ -167,7 +187,7 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
     // Only the first MAX_LINE bytes may hold the terminator: a longer run is
     // cut there, so noise without line ends cannot grow the buffer forever.
     let window = &buf[..buf.len().min(start + MAX_LINE)];
-    let (eol, eol_len) = match find_eol(window, start) {
+    let (eol, eol_len) = match find_eol(window, start, state.numeric_results) {
         Some(found) => found,
         None if window.len() == start + MAX_LINE => (window.len(), 0),
         None => return (None, start),
@@ -195,6 +215,12 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
     if in_flight && let Some(result) = final_result(&line) {
         return (Some(Digest::Final(result)), consumed);
     }
+    if in_flight
+        && state.numeric_results
+        && let Some(result) = numeric_final(&line)
+    {
+        return (Some(Digest::Final(result)), consumed);
+    }
     if URC_PREFIXES.iter().any(|p| line.starts_with(p)) {
         if line.starts_with("+CUSD:") && line.matches('"').count() % 2 == 1 {
             // The quoted USSD text holds a line break: take lines until the
@@ -206,7 +232,7 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
                     // The quote never closes: the first line is all there is.
                     return (Some(Digest::Urc(vec![line])), consumed);
                 }
-                let Some((next_eol, next_len)) = find_eol(buf, pos) else {
+                let Some((next_eol, next_len)) = find_eol(buf, pos, false) else {
                     return (None, 0);
                 };
                 let next = String::from_utf8_lossy(&buf[pos..next_eol]).to_string();
@@ -226,7 +252,7 @@ pub fn digest(buf: &[u8], state: &DigestState) -> (Option<Digest>, usize) {
             let Some(pdu_start) = pdu_start else {
                 return (None, 0);
             };
-            let Some((pdu_eol, pdu_eol_len)) = find_eol(buf, pdu_start) else {
+            let Some((pdu_eol, pdu_eol_len)) = find_eol(buf, pdu_start, false) else {
                 return (None, 0);
             };
             let pdu = String::from_utf8_lossy(&buf[pdu_start..pdu_eol])
@@ -289,6 +315,7 @@ mod tests {
         DigestState {
             command: Some(line.to_string()),
             response_prefix: Some(prefix.to_string()),
+            numeric_results: false,
         }
     }
 
@@ -441,6 +468,28 @@ mod tests {
             got.last(),
             Some(&Digest::Urc(vec!["+CMTI: \"SM\",1".into()]))
         );
+    }
+
+    // ITU-T V.250 §5.7.1: after ATV0 the modem answers `0<CR>` for OK and
+    // `4<CR>` for ERROR, with no line feed and nothing after them.
+    #[test]
+    fn numeric_result_codes_end_a_probe() {
+        let probing = DigestState {
+            numeric_results: true,
+            ..cmd("AT", "+NONE")
+        };
+        assert_eq!(both(b"0\r", &probing), vec![Digest::Final(FinalResult::Ok)]);
+        assert_eq!(
+            both(b"AT\r4\r", &probing),
+            vec![Digest::Echo, Digest::Final(FinalResult::Error)]
+        );
+        // Verbose answers read the same in that mode.
+        assert_eq!(
+            both(b"\r\nERROR\r\n", &probing),
+            vec![Digest::Final(FinalResult::Error)]
+        );
+        // Outside it a bare digit is an information line (an `ATS0?` answer).
+        assert_eq!(both(b"0\r\n", &cmd("ATS0?", "+NONE")), vec![line("0")]);
     }
 
     proptest! {

@@ -43,6 +43,15 @@ pub enum AtError {
     Stopped,
     #[error("modem port i/o: {0}")]
     Io(String),
+    /// Nothing on the port answers like an AT command interpreter: no
+    /// result code at all, verbose or numeric (ITU-T V.250 §5.7), to
+    /// repeated `AT`s. A silent interface, or one sending binary (QCDM)
+    /// or NMEA sentences.
+    #[error("no AT result code to {tries} tries of AT, {timeout:?} each")]
+    NotAt {
+        tries: u32,
+        timeout: std::time::Duration,
+    },
     // The line may hold a caller's number or a whole PDU: shown redacted.
     #[error("parsing {command} response {:?}: {reason}", crate::number::redact_text(.line))]
     Parse {

@@ -6,6 +6,12 @@
 
 use super::error::AtError;
 
+mod identity;
+pub use identity::{
+    Ati, iccid_from_ef, parse_ati, parse_cfun, parse_cgmi, parse_cgmm, parse_cgmr, parse_cgsn,
+    parse_cimi, parse_cpms_set,
+};
+
 /// Splits the parameters after `prefix` on commas outside quotes; quoted
 /// fields lose their quotes. Empty fields stay as empty strings.
 pub fn fields(line: &str, prefix: &str) -> Option<Vec<String>> {
@@ -48,6 +54,36 @@ pub struct Signal {
     /// dBm = -113 + 2·rssi; `None` when the modem reports 99 (unknown).
     pub dbm: Option<i16>,
     pub ber: u8,
+}
+
+/// `+CCLK: "24/05/06,12:34:56+08"` (3GPP TS 27.007 §8.15): the modem's
+/// clock as local time and its zone in quarter hours (`+08` is UTC+2).
+/// Some SIMCom firmwares leave the zone out: read as UTC. `None` when the
+/// line is not a time.
+pub fn parse_cclk(line: &str) -> Option<time::OffsetDateTime> {
+    let field = fields(line, "+CCLK:")?.join(",");
+    let (date, rest) = field.split_once(',')?;
+    let (clock, zone_quarters) = match rest.find(['+', '-']) {
+        Some(at) => (&rest[..at], rest[at..].parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let numbers = |text: &str, separator: char| -> Option<Vec<u8>> {
+        text.split(separator)
+            .map(|n| n.trim().parse().ok())
+            .collect()
+    };
+    let (d, t) = (numbers(date, '/')?, numbers(clock, ':')?);
+    let ([yy, month, day], [hour, minute, second]): ([u8; 3], [u8; 3]) =
+        (d[..].try_into().ok()?, t[..].try_into().ok()?);
+    let date = time::Date::from_calendar_date(
+        2000 + i32::from(yy),
+        time::Month::try_from(month).ok()?,
+        day,
+    )
+    .ok()?;
+    let clock = time::Time::from_hms(hour, minute, second).ok()?;
+    let offset = time::UtcOffset::from_whole_seconds(zone_quarters * 15 * 60).ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_offset(offset))
 }
 
 pub fn parse_csq(line: &str) -> Result<Signal, AtError> {
@@ -119,6 +155,34 @@ pub fn parse_cmgs(line: &str) -> Result<u8, AtError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cclk_reads_local_time_and_its_zone_in_quarter_hours() {
+        use time::macros::datetime;
+        // Quectel EC25 after NITZ, in UTC+2.
+        assert_eq!(
+            parse_cclk("+CCLK: \"24/05/06,12:34:56+08\""),
+            Some(datetime!(2024-05-06 12:34:56 +2))
+        );
+        assert_eq!(
+            parse_cclk("+CCLK: \"26/12/31,23:59:59-20\""),
+            Some(datetime!(2026-12-31 23:59:59 -5))
+        );
+        // SIMCom firmware without the zone.
+        assert_eq!(
+            parse_cclk("+CCLK: \"25/01/02,03:04:05\""),
+            Some(datetime!(2025-01-02 03:04:05 UTC))
+        );
+        // A SIM800 that never heard the network: its own 2004 clock (the
+        // clock module ignores such times).
+        assert_eq!(
+            parse_cclk("+CCLK: \"04/01/01,00:00:11+00\""),
+            Some(datetime!(2004-01-01 00:00:11 UTC))
+        );
+        assert_eq!(parse_cclk("+CCLK: \"24/13/06,12:34:56+08\""), None);
+        assert_eq!(parse_cclk("+CCLK: \"garbage\""), None);
+        assert_eq!(parse_cclk("+CSQ: 20,99"), None);
+    }
 
     // Shapes from 3GPP TS 27.007 §8.5 and §7.2 and TS 27.005 §3.4.1 / §3.5.1.
     #[test]

@@ -77,6 +77,7 @@ impl AtPort {
         let state = DigestState {
             command: Some(line.to_string()),
             response_prefix: Some(prefix.to_string()),
+            numeric_results: false,
         };
         self.write_line(line).await?;
         let until = if line.eq_ignore_ascii_case("AT+CPIN?") {
@@ -88,6 +89,65 @@ impl AtPort {
             Ok(result) => result,
             Err(_) => Err(AtError::Timeout(timeout)),
         }
+    }
+
+    /// Sends `line` and waits up to `timeout` for any final result code,
+    /// verbose or numeric (ITU-T V.250 §5.7.1), and returns it: an `ERROR`
+    /// is an answer here, not a failure. Only silence (or output that never
+    /// ends in a result code, such as NMEA sentences or QCDM frames) times
+    /// out.
+    pub async fn probe(&mut self, line: &str, timeout: Duration) -> Result<FinalResult, AtError> {
+        let state = DigestState {
+            command: Some(line.to_string()),
+            response_prefix: Some("+NONE".to_string()),
+            numeric_results: true,
+        };
+        self.write_line(line).await?;
+        let wait = async {
+            let mut chunk = [0u8; 512];
+            loop {
+                while let Some(unit) = self.next_digest(&state) {
+                    match unit {
+                        Digest::Final(result) => return Ok(result),
+                        Digest::Urc(lines) => self.urcs.push(lines),
+                        other => tracing::trace!(?other, "probe: output before a result code"),
+                    }
+                }
+                let n = self.stream.read(&mut chunk).await.map_err(gone)?;
+                if n == 0 {
+                    return Err(AtError::Unplugged);
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(AtError::Timeout(timeout)),
+        }
+    }
+
+    /// Reads and drops what the modem still sends until it has been quiet
+    /// for `quiet` (a late answer to a command that timed out), keeping URCs;
+    /// a port that never goes quiet is left after ten such periods.
+    pub async fn settle(&mut self, quiet: Duration) -> Result<(), AtError> {
+        let mut chunk = [0u8; 512];
+        let give_up = tokio::time::Instant::now() + quiet * 10;
+        while tokio::time::Instant::now() < give_up {
+            match tokio::time::timeout(quiet, self.stream.read(&mut chunk)).await {
+                Err(_) => break,
+                Ok(read) => {
+                    let n = read.map_err(gone)?;
+                    if n == 0 {
+                        return Err(AtError::Unplugged);
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+        self.digest_after_response();
+        // What is left is a line cut short: nothing a command will answer.
+        self.buf.clear();
+        Ok(())
     }
 
     /// Runs a typed command with its own prefix and timeout.
@@ -108,6 +168,7 @@ impl AtPort {
             let mut state = DigestState {
                 command: Some(command.line.clone()),
                 response_prefix: Some(command.prefix.to_string()),
+                numeric_results: false,
             };
             self.write_line(&command.line).await?;
             self.collect(&state, Until::Prompt).await?;
@@ -126,6 +187,14 @@ impl AtPort {
                 Err(AtError::Timeout(command.timeout))
             }
         }
+    }
+
+    /// Sends Esc (leaving message input after a `> ` prompt, if the modem
+    /// is in it), then drops whatever it answers within a moment, so the
+    /// next command gets its own answer.
+    pub async fn cancel_input(&mut self) -> Result<(), AtError> {
+        self.stream.write_all(&[ESC]).await.map_err(gone)?;
+        self.settle(Duration::from_millis(300)).await
     }
 
     /// Waits for bytes with no command in flight and digests them: URCs go to

@@ -35,6 +35,7 @@ fn in_flight(command: &str, prefix: &str) -> DigestState {
     DigestState {
         command: Some(command.to_string()),
         response_prefix: Some(prefix.to_string()),
+        numeric_results: false,
     }
 }
 

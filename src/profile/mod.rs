@@ -30,6 +30,7 @@ const BUILTIN: &[(&str, &str)] = &[
         "huawei-e173",
         include_str!("../../firmware-config/huawei-e173.toml"),
     ),
+    ("terse", include_str!("../../firmware-config/terse.toml")),
 ];
 
 /// The name of the fallback profile (plain 3GPP TS 27.005/27.007).
@@ -114,6 +115,15 @@ pub struct Boot {
     /// How long the model takes to answer again after a reset, in milliseconds.
     #[serde(default = "default_reset_ms")]
     pub reset_ms: u64,
+    /// The functionality level after power-on (3GPP TS 27.007 §8.2): 1 full
+    /// (most models); 0 minimum, for firmware that waits for `AT+CFUN=1`
+    /// before it powers its SIM and radio.
+    #[serde(default = "default_cfun")]
+    pub cfun: u8,
+}
+
+fn default_cfun() -> u8 {
+    1
 }
 
 fn default_reset_ms() -> u64 {
@@ -140,6 +150,71 @@ pub struct Commands {
     /// Vendor commands the model answers with fixed lines then `OK`.
     #[serde(default)]
     pub vendor: Vec<VendorCommand>,
+    /// When present, the only commands the firmware knows; everything else
+    /// gets `unknown_command`. Each entry is a command as typed after `AT`:
+    /// a basic command by its letter (`E` takes `E0` and `E1`), an extended
+    /// one by its form (`+CPIN?` read, `+CPMS=?` test, `+CMGF=0` that exact
+    /// setting), or `+CPMS=` for every setting of it. The empty command (a
+    /// bare `AT`) is known only when listed as `""`.
+    #[serde(default)]
+    pub implemented: Option<Vec<String>>,
+    /// `ATE` is accepted but echo stays as it booted.
+    #[serde(default)]
+    pub echo_fixed: bool,
+    /// Commands the firmware answers only after a pause.
+    #[serde(default)]
+    pub slow: Vec<SlowCommand>,
+    /// USSD strings are GSM 7-bit packed and hex-coded (3GPP TS 23.038
+    /// §6.1.2.3) until `AT^USSDMODE=0`, as on Huawei sticks; `AT^USSDMODE=1`
+    /// brings that back.
+    #[serde(default)]
+    pub ussd_pdu: bool,
+}
+
+/// A command answered after a pause.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowCommand {
+    /// As typed after `AT` (`+CPIN?`).
+    pub command: String,
+    pub delay_ms: u64,
+}
+
+impl Commands {
+    /// Whether the firmware knows `command` (as typed after `AT`, upper
+    /// case) by [`Commands::implemented`].
+    pub fn implements(&self, command: &str) -> bool {
+        let Some(known) = &self.implemented else {
+            return true;
+        };
+        known.iter().any(|entry| {
+            let entry = entry.to_ascii_uppercase();
+            if entry == command {
+                return true;
+            }
+            if let Some(name) = entry.strip_suffix('=') {
+                // Every setting of it, not its test form.
+                return command
+                    .strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix('='))
+                    .is_some_and(|rest| rest != "?");
+            }
+            // A basic command with its number (`E0`, `V1`, `H0`) or a dial.
+            let basic = !entry.is_empty() && !entry.starts_with(['+', '^', '$', '%']);
+            basic
+                && command
+                    .strip_prefix(entry.as_str())
+                    .is_some_and(|rest| entry == "D" || rest.chars().all(|c| c.is_ascii_digit()))
+        })
+    }
+
+    /// The pause before the answer to `command` (upper case), if it is slow.
+    pub fn delay_of(&self, command: &str) -> Option<u64> {
+        self.slow
+            .iter()
+            .find(|s| s.command.eq_ignore_ascii_case(command))
+            .map(|s| s.delay_ms)
+    }
 }
 
 fn default_unknown_command() -> String {
@@ -173,6 +248,16 @@ pub struct Sms {
     /// `+CMS ERROR` code when the storage is full (322, "memory full").
     #[serde(default = "default_storage_full")]
     pub storage_full_error: u16,
+    /// Where status reports go when `+CNMI` `<ds>`=2 stores them (an `"SR"`
+    /// storage of their own, selectable with `AT+CPMS` though `AT+CPMS=?`
+    /// does not list it); absent, they go to the receiving storage.
+    #[serde(default)]
+    pub status_report_storage: Option<Storage>,
+    /// The storage name `+CDSI` announces a stored status report under,
+    /// when it is not the one that holds it: Quectel EC25/EG25 store in
+    /// `"SR"` and announce `"SM"` (asterisk-chan-quectel PR #75).
+    #[serde(default)]
+    pub cdsi_announces: Option<String>,
 }
 
 fn default_storage_full() -> u16 {
@@ -312,6 +397,12 @@ impl Profile {
         if self.detect.manufacturer.is_empty() {
             return Err(invalid("detect.manufacturer is empty".into()));
         }
+        if !matches!(self.boot.cfun, 0 | 1 | 4) {
+            return Err(invalid(format!(
+                "boot.cfun {}: a modem boots at level 0, 1 or 4 (3GPP TS 27.007 §8.2)",
+                self.boot.cfun
+            )));
+        }
         Ok(())
     }
 
@@ -436,7 +527,13 @@ mod tests {
         }
         assert_eq!(seen, BUILTIN.len());
         let names = Profiles::builtin().names();
-        for required in ["generic", "simcom-sim800", "quectel-ec25", "huawei-e173"] {
+        for required in [
+            "generic",
+            "simcom-sim800",
+            "quectel-ec25",
+            "huawei-e173",
+            "terse",
+        ] {
             assert!(names.iter().any(|n| n == required), "{required} missing");
         }
     }
@@ -459,5 +556,21 @@ mod tests {
         }
         assert_eq!(profiles.detect("ACME", "X1").name, GENERIC);
         assert_eq!(profiles.detect("huawei", "E1752").name, "huawei-e173");
+    }
+
+    #[test]
+    fn an_implemented_list_names_commands_by_their_form() {
+        let terse = Profiles::builtin().get("terse").unwrap().commands.clone();
+        assert!(!terse.implements(""), "a bare AT is refused");
+        assert!(terse.implements("E0") && terse.implements("E1"));
+        assert!(terse.implements("+CPIN?") && terse.implements("+CPIN=\"1234\""));
+        assert!(terse.implements("+CPMS=\"SM\",\"SM\",\"SM\""));
+        assert!(!terse.implements("+CPMS=?") && !terse.implements("+CPMS?"));
+        assert!(terse.implements("+CMGF=0") && !terse.implements("+CMGF=1"));
+        assert!(terse.implements("D+447700900123;"));
+        assert!(!terse.implements("+CCID") && !terse.implements("+CHLD=?"));
+        assert!(!terse.implements("EX"));
+        let generic = Profiles::builtin().get("generic").unwrap().commands.clone();
+        assert!(generic.implements("") && generic.implements("+ANYTHING"));
     }
 }

@@ -52,6 +52,7 @@ fn router(shared: Shared) -> Router {
         .route("/handsets/{number}/sms", post(handset_sms))
         .route("/handsets/{number}/messages", get(handset_messages))
         .route("/calls/timing", get(call_timing).put(set_call_timing))
+        .route("/clock", get(clock).put(set_clock))
         .route(
             "/modems/{index}/services",
             get(call_services).put(set_call_services),
@@ -434,6 +435,51 @@ struct TimingBody {
     ring_timeout_ms: Option<u64>,
     setup_delay_ms: Option<u64>,
 }
+
+/// The network's time and how far it is ahead of this machine's clock.
+async fn clock(State(shared): State<Shared>) -> Response {
+    clock_json(&shared)
+}
+
+fn clock_json(shared: &Shared) -> Response {
+    let time = shared
+        .network
+        .time()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Json(json!({"offset_seconds": shared.network.clock_offset(), "time": time})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    offset_seconds: i64,
+}
+
+/// Sets how far the network's clock is ahead of this machine's (negative:
+/// behind), at most ten years either way: what an appliance that booted at
+/// a stale time sees.
+async fn set_clock(
+    State(shared): State<Shared>,
+    body: Result<Json<ClockBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    if body.offset_seconds.unsigned_abs() > MAX_CLOCK_OFFSET_SECONDS {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_clock",
+            "offset_seconds must be within ten years (±315360000)",
+        );
+    }
+    shared.network.set_clock_offset(body.offset_seconds);
+    clock_json(&shared)
+}
+
+/// Ten years: the PDU timestamp has two digits of year.
+pub const MAX_CLOCK_OFFSET_SECONDS: u64 = 10 * 365 * 86_400;
 
 fn timing_json(timing: CallTiming) -> Response {
     let ms = |d: std::time::Duration| d.as_millis() as u64;

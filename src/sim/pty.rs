@@ -238,7 +238,7 @@ async fn serve(
                             network.with_modem(index, |slot| slot.faults.submit_delay_ms).unwrap_or(0)
                         } else {
                             0
-                        };
+                        } + interpreter.take_slowness();
                         if port.reply(&interpreter, &reply, submit_delay).await.is_err() {
                             return Ended::Unplugged;
                         }

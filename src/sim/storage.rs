@@ -187,12 +187,14 @@ pub struct Storages {
 }
 
 impl Storages {
-    /// The profile's storages, empty, with its default selected.
+    /// The profile's storages, empty, with its default selected; its
+    /// storage of status reports, if it has one, comes last.
     pub fn from_profile(profile: &Profile) -> Self {
         let storages: Vec<Storage> = profile
             .sms
             .storages
             .iter()
+            .chain(profile.sms.status_report_storage.iter())
             .map(|s| Storage {
                 name: s.name.clone(),
                 capacity: s.capacity,
@@ -243,6 +245,18 @@ impl Storages {
     /// `<mem2>`: where `+CMGW` writes and `+CMSS` sends from.
     pub fn write_storage(&mut self) -> &mut Storage {
         let position = self.mem[1];
+        self.at_mut(position)
+    }
+
+    /// Where stored status reports go: the storage of their own the
+    /// profile names, else `<mem3>`.
+    pub fn report_storage(&mut self, profile: &Profile) -> &mut Storage {
+        let position = profile
+            .sms
+            .status_report_storage
+            .as_ref()
+            .and_then(|s| self.position(&s.name))
+            .unwrap_or(self.mem[2]);
         self.at_mut(position)
     }
 

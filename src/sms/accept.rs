@@ -8,12 +8,14 @@
 
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use super::guard;
 use super::inbound::{InboundAction, decide};
+use super::rails::Rules;
 use super::reassembly::{
     Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
 };
-use crate::masking::lifecycle::SessionStatus;
-use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 use crate::store::{InboundTx, NewOutbound, ReceivedPart, Store, StoreError};
 
@@ -48,6 +50,28 @@ pub enum InboundOutcome {
         interaction_id: i64,
         reason: &'static str,
     },
+    /// An intercept rule stopped it; loop protection also stopped its
+    /// session (`stopped_session`).
+    Blocked {
+        interaction_id: i64,
+        rule: &'static str,
+        stopped_session: Option<(String, String)>,
+    },
+    /// STOP: the sender's open sessions were closed (their ids) and the
+    /// confirmation queued (`None` when they had opted out already).
+    OptedOut {
+        interaction_id: i64,
+        sessions_closed: Vec<String>,
+        confirmed: bool,
+    },
+    /// START from a number that had opted out: confirmed.
+    OptedIn { interaction_id: i64 },
+    /// A stranger reached a front desk: a session with its staff number
+    /// was opened and the message relayed in it.
+    FrontDesk {
+        interaction_id: i64,
+        session_id: String,
+    },
 }
 
 impl InboundOutcome {
@@ -58,7 +82,11 @@ impl InboundOutcome {
             InboundOutcome::Relayed { interaction_id }
             | InboundOutcome::AutoReplied { interaction_id }
             | InboundOutcome::Forwarded { interaction_id }
-            | InboundOutcome::Dropped { interaction_id, .. } => Some(*interaction_id),
+            | InboundOutcome::Dropped { interaction_id, .. }
+            | InboundOutcome::Blocked { interaction_id, .. }
+            | InboundOutcome::OptedOut { interaction_id, .. }
+            | InboundOutcome::OptedIn { interaction_id }
+            | InboundOutcome::FrontDesk { interaction_id, .. } => Some(*interaction_id),
         }
     }
 }
@@ -69,10 +97,10 @@ impl InboundOutcome {
 pub fn accept_inbound(
     store: &Store,
     part: InboundPart,
-    policy: OutOfSessionPolicy,
+    rules: Arc<Rules>,
     now: OffsetDateTime,
 ) -> impl Future<Output = Result<InboundOutcome, StoreError>> + use<> {
-    store.inbound_durable(move |tx| accept(tx, &part, &policy, now))
+    store.inbound_durable(move |tx| accept(tx, &part, &rules, now))
 }
 
 /// Accepts one part inside a transaction the caller drives ([`accept_inbound`]
@@ -81,10 +109,10 @@ pub fn accept_inbound(
 pub fn accept_in(
     tx: &mut InboundTx<'_>,
     part: &InboundPart,
-    policy: &OutOfSessionPolicy,
+    rules: &Rules,
     now: OffsetDateTime,
 ) -> Result<InboundOutcome, StoreError> {
-    accept(tx, part, policy, now)
+    accept(tx, part, rules, now)
 }
 
 /// Relays what arrived of every message whose first part is older than
@@ -93,7 +121,7 @@ pub fn accept_in(
 pub async fn sweep_incomplete(
     store: &Store,
     cutoff: OffsetDateTime,
-    policy: OutOfSessionPolicy,
+    rules: Arc<Rules>,
     now: OffsetDateTime,
 ) -> Result<Vec<InboundOutcome>, StoreError> {
     store
@@ -123,7 +151,7 @@ pub async fn sweep_incomplete(
                     part_ids: held.iter().map(|part| part.id).collect(),
                     incomplete: true,
                 };
-                outcomes.push(route_message(tx, message, &policy, now)?);
+                outcomes.push(route_message(tx, message, &rules, now)?);
             }
             Ok(outcomes)
         })
@@ -133,7 +161,7 @@ pub async fn sweep_incomplete(
 fn accept(
     tx: &mut InboundTx<'_>,
     part: &InboundPart,
-    policy: &OutOfSessionPolicy,
+    rules: &Rules,
     now: OffsetDateTime,
 ) -> Result<InboundOutcome, StoreError> {
     let rules_part = Part {
@@ -186,83 +214,31 @@ fn accept(
         part_ids,
         incomplete: false,
     };
-    route_message(tx, message, policy, now)
+    route_message(tx, message, rules, now)
 }
 
 /// One complete (or swept) message to route.
-struct Message<'a> {
-    proxy_iccid: &'a str,
-    sender: &'a PhoneNumber,
-    body: String,
+pub(super) struct Message<'a> {
+    pub(super) proxy_iccid: &'a str,
+    pub(super) sender: &'a PhoneNumber,
+    pub(super) body: String,
     /// The received parts that made it.
-    part_ids: Vec<i64>,
+    pub(super) part_ids: Vec<i64>,
     /// Parts were missing when the reassembly timeout swept it.
-    incomplete: bool,
+    pub(super) incomplete: bool,
 }
 
-/// Routes one message by the masking rules, writes its interaction (and its
-/// outbox row when something is sent) and links the parts to it.
+/// Routes one message: opt-out keywords first, then the masking rules;
+/// a relay passes the intercept rules, a stranger on a front desk gets a
+/// session, anyone else the out-of-session policy. Writes its interaction
+/// (and its outbox row when something is sent) and links the parts to it.
 fn route_message(
     tx: &mut InboundTx<'_>,
     message: Message<'_>,
-    policy: &OutOfSessionPolicy,
+    rules: &Rules,
     now: OffsetDateTime,
 ) -> Result<InboundOutcome, StoreError> {
-    let Message {
-        proxy_iccid,
-        sender,
-        body,
-        part_ids,
-        incomplete,
-    } = message;
-    let session = tx.open_session_of(proxy_iccid, sender)?;
-    let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
-    let last_auto_reply = tx.last_auto_reply(proxy_iccid, sender)?;
-    let decision = decide(&sessions, sender, &body, policy, last_auto_reply, now);
-    if let Some(id) = &decision.expire_session {
-        tx.end_session(id, SessionStatus::Expired, now)?;
-    }
-    let queue = |tx: &mut InboundTx<'_>,
-                 session_id: Option<String>,
-                 from_position: Option<u8>,
-                 to: PhoneNumber,
-                 body: String| {
-        let new = NewOutbound {
-            session_id,
-            proxy_iccid: proxy_iccid.to_string(),
-            from_position,
-            to,
-            body,
-        };
-        tx.queue_sms(&new, now)
-    };
-    let outcome = match decision.action {
-        InboundAction::Relay {
-            session_id,
-            from_position,
-            to,
-        } => {
-            tx.touch_session(&session_id, now)?;
-            let id = queue(tx, Some(session_id), Some(from_position), to, body)?;
-            InboundOutcome::Relayed { interaction_id: id }
-        }
-        InboundAction::AutoReply { text } => {
-            tx.note_auto_reply(proxy_iccid, sender, now)?;
-            let id = queue(tx, None, None, sender.clone(), text)?;
-            InboundOutcome::AutoReplied { interaction_id: id }
-        }
-        InboundAction::Forward { to, body } => {
-            let id = queue(tx, None, None, to, body)?;
-            InboundOutcome::Forwarded { interaction_id: id }
-        }
-        InboundAction::Drop { reason } => {
-            let id = tx.record_dropped(proxy_iccid, sender, reason, &body, now)?;
-            InboundOutcome::Dropped {
-                interaction_id: id,
-                reason,
-            }
-        }
-    };
+    let outcome = decide_and_write(tx, &message, rules, now)?;
     let Some(interaction) = outcome.interaction_id() else {
         return Ok(outcome);
     };
@@ -271,18 +247,116 @@ fn route_message(
         InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. }
     ) {
         // The interaction is the sent reply or forward; it came from the stranger.
-        tx.set_interaction_sender(interaction, sender)?;
+        tx.set_interaction_sender(interaction, message.sender)?;
     }
-    let parts = u32::try_from(part_ids.len()).unwrap_or(u32::MAX);
-    tx.link_parts(interaction, &part_ids, parts, incomplete)?;
+    let parts = u32::try_from(message.part_ids.len()).unwrap_or(u32::MAX);
+    tx.link_parts(interaction, &message.part_ids, parts, message.incomplete)?;
     Ok(outcome)
+}
+
+fn decide_and_write(
+    tx: &mut InboundTx<'_>,
+    message: &Message<'_>,
+    rules: &Rules,
+    now: OffsetDateTime,
+) -> Result<InboundOutcome, StoreError> {
+    let Message {
+        proxy_iccid,
+        sender,
+        body,
+        ..
+    } = message;
+    let (proxy_iccid, sender) = (*proxy_iccid, *sender);
+    let session = tx.open_session_of(proxy_iccid, sender)?;
+    if let Some(outcome) = guard::opt_out_keyword(tx, message, session.as_ref(), rules, now)? {
+        return Ok(outcome);
+    }
+    let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
+    let last_auto_reply = tx.last_auto_reply(proxy_iccid, sender)?;
+    let decision = decide(
+        &sessions,
+        sender,
+        body,
+        &rules.out_of_session,
+        last_auto_reply,
+        now,
+    );
+    if let Some((id, reason)) = &decision.expire_session {
+        tx.end_session(id, *reason, now)?;
+    }
+    if decision.out_of_session
+        && let Some(session) = guard::front_desk(tx, proxy_iccid, sender, rules, now)?
+    {
+        let target = guard::Target {
+            session_id: &session.id,
+            from_position: 0,
+            to: session.participants[1].as_ref().unwrap_or(sender),
+        };
+        let outcome = guard::relay_or_block(tx, message, &target, rules, now)?;
+        return Ok(match outcome {
+            InboundOutcome::Relayed { interaction_id } => InboundOutcome::FrontDesk {
+                interaction_id,
+                session_id: session.id,
+            },
+            other => other,
+        });
+    }
+    let queue = |tx: &mut InboundTx<'_>, to: PhoneNumber, body: String| {
+        let new = NewOutbound {
+            session_id: None,
+            proxy_iccid: proxy_iccid.to_string(),
+            from_position: None,
+            to,
+            body,
+        };
+        tx.queue_sms(&new, now)
+    };
+    Ok(match decision.action {
+        InboundAction::Relay {
+            session_id,
+            from_position,
+            to,
+        } => {
+            let target = guard::Target {
+                session_id: &session_id,
+                from_position,
+                to: &to,
+            };
+            guard::relay_or_block(tx, message, &target, rules, now)?
+        }
+        InboundAction::AutoReply { .. } if tx.is_opted_out(sender)? => {
+            let reason = "out of session; the sender opted out, so no auto-reply";
+            let id = tx.record_dropped(proxy_iccid, sender, reason, body, now)?;
+            InboundOutcome::Dropped {
+                interaction_id: id,
+                reason,
+            }
+        }
+        InboundAction::AutoReply { text } => {
+            tx.note_auto_reply(proxy_iccid, sender, now)?;
+            let id = queue(tx, sender.clone(), text)?;
+            InboundOutcome::AutoReplied { interaction_id: id }
+        }
+        InboundAction::Forward { to, body } => {
+            let id = queue(tx, to, body)?;
+            InboundOutcome::Forwarded { interaction_id: id }
+        }
+        InboundAction::Drop { reason } => {
+            let id = tx.record_dropped(proxy_iccid, sender, reason, body, now)?;
+            InboundOutcome::Dropped {
+                interaction_id: id,
+                reason,
+            }
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
 
     use super::*;
-    use crate::masking::lifecycle::SessionStatus;
+    use crate::masking::lifecycle::{CloseReason, SessionStatus};
+    use crate::masking::policy::OutOfSessionPolicy;
     use crate::store::fixtures::{A, B, NOW, PROXY, number, store_with_session};
 
     const X: &str = "+447911000009";
@@ -302,17 +376,23 @@ mod tests {
         }
     }
 
-    const REJECT: OutOfSessionPolicy = OutOfSessionPolicy::Reject;
+    fn reject() -> Arc<Rules> {
+        Arc::new(Rules::default())
+    }
+
+    fn rules(policy: OutOfSessionPolicy) -> Arc<Rules> {
+        Arc::new(Rules::with_policy(policy))
+    }
 
     #[tokio::test]
     async fn a_message_is_relayed_once_even_when_read_twice() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_session(&dir, None).await;
-        let first = accept_inbound(&store, part(A, "01AA", None, "hi"), REJECT, NOW)
+        let first = accept_inbound(&store, part(A, "01AA", None, "hi"), reject(), NOW)
             .await
             .unwrap();
         assert!(matches!(first, InboundOutcome::Relayed { .. }));
-        let again = accept_inbound(&store, part(A, "01aa", None, "hi"), REJECT, NOW)
+        let again = accept_inbound(&store, part(A, "01aa", None, "hi"), reject(), NOW)
             .await
             .unwrap();
         assert_eq!(again, InboundOutcome::Duplicate);
@@ -332,14 +412,14 @@ mod tests {
     async fn parts_in_any_order_make_one_message_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_session(&dir, None).await;
-        let outcome = accept_inbound(&store, part(B, "03", Some((9, 3, 3)), "baz"), REJECT, NOW)
+        let outcome = accept_inbound(&store, part(B, "03", Some((9, 3, 3)), "baz"), reject(), NOW)
             .await
             .unwrap();
         assert_eq!(outcome, InboundOutcome::Waiting { missing: 2 });
-        accept_inbound(&store, part(B, "01", Some((9, 3, 1)), "foo"), REJECT, NOW)
+        accept_inbound(&store, part(B, "01", Some((9, 3, 1)), "foo"), reject(), NOW)
             .await
             .unwrap();
-        let last = accept_inbound(&store, part(B, "02", Some((9, 3, 2)), "bar"), REJECT, NOW)
+        let last = accept_inbound(&store, part(B, "02", Some((9, 3, 2)), "bar"), reject(), NOW)
             .await
             .unwrap();
         assert!(matches!(last, InboundOutcome::Relayed { .. }));
@@ -353,7 +433,7 @@ mod tests {
     async fn strangers_are_dropped_or_auto_replied_once_a_day() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = store_with_session(&dir, None).await;
-        let dropped = accept_inbound(&store, part(X, "10", None, "hi"), REJECT, NOW)
+        let dropped = accept_inbound(&store, part(X, "10", None, "hi"), reject(), NOW)
             .await
             .unwrap();
         assert!(matches!(dropped, InboundOutcome::Dropped { .. }));
@@ -362,11 +442,16 @@ mod tests {
         let policy = OutOfSessionPolicy::AutoReply {
             text: "closed".into(),
         };
-        let first = accept_inbound(&store, part(X, "11", None, "hi"), policy.clone(), NOW)
-            .await
-            .unwrap();
+        let first = accept_inbound(
+            &store,
+            part(X, "11", None, "hi"),
+            rules(policy.clone()),
+            NOW,
+        )
+        .await
+        .unwrap();
         assert!(matches!(first, InboundOutcome::AutoReplied { .. }));
-        let second = accept_inbound(&store, part(X, "12", None, "hi"), policy, NOW)
+        let second = accept_inbound(&store, part(X, "12", None, "hi"), rules(policy), NOW)
             .await
             .unwrap();
         assert!(matches!(second, InboundOutcome::Dropped { .. }));
@@ -387,7 +472,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_session(&dir, Some(time::Duration::minutes(5))).await;
         let later = NOW + time::Duration::minutes(6);
-        let outcome = accept_inbound(&store, part(A, "20", None, "hi"), REJECT, later)
+        let outcome = accept_inbound(&store, part(A, "20", None, "hi"), reject(), later)
             .await
             .unwrap();
         assert!(matches!(outcome, InboundOutcome::Dropped { .. }));
@@ -405,21 +490,21 @@ mod tests {
     async fn the_sweep_relays_an_incomplete_message_once() {
         let dir = tempfile::tempdir().unwrap();
         let (store, session) = store_with_session(&dir, None).await;
-        accept_inbound(&store, part(B, "01", Some((4, 3, 1)), "foo"), REJECT, NOW)
+        accept_inbound(&store, part(B, "01", Some((4, 3, 1)), "foo"), reject(), NOW)
             .await
             .unwrap();
-        accept_inbound(&store, part(B, "03", Some((4, 3, 3)), "baz"), REJECT, NOW)
+        accept_inbound(&store, part(B, "03", Some((4, 3, 3)), "baz"), reject(), NOW)
             .await
             .unwrap();
-        let too_early = sweep_incomplete(&store, NOW, REJECT, NOW).await.unwrap();
+        let too_early = sweep_incomplete(&store, NOW, reject(), NOW).await.unwrap();
         assert!(too_early.is_empty());
         let later = NOW + time::Duration::minutes(10);
-        let swept = sweep_incomplete(&store, later, REJECT, later)
+        let swept = sweep_incomplete(&store, later, reject(), later)
             .await
             .unwrap();
         assert!(matches!(swept[..], [InboundOutcome::Relayed { .. }]));
         assert!(
-            sweep_incomplete(&store, later, REJECT, later)
+            sweep_incomplete(&store, later, reject(), later)
                 .await
                 .unwrap()
                 .is_empty()
@@ -428,5 +513,192 @@ mod tests {
         assert_eq!(interactions.len(), 1);
         assert!(interactions[0].incomplete);
         assert_eq!(interactions[0].body.as_deref(), Some("foo[…]baz"));
+    }
+
+    fn settings(f: impl FnOnce(&mut Rules)) -> Arc<Rules> {
+        let mut rules = Rules::default();
+        f(&mut rules);
+        Arc::new(rules)
+    }
+
+    async fn queued(store: &Store, at: OffsetDateTime) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Some(item) = store.claim_next_due(PROXY.into(), at).await.unwrap() {
+            out.push((item.to_number, item.body));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn stop_ends_the_senders_sessions_confirms_once_and_start_undoes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        let rules = settings(|r| r.opt_out.stop_keywords.push("ARRET".into()));
+        let stop = accept_inbound(&store, part(B, "30", None, " arret "), rules.clone(), NOW)
+            .await
+            .unwrap();
+        let InboundOutcome::OptedOut {
+            sessions_closed,
+            confirmed,
+            ..
+        } = stop
+        else {
+            panic!("{stop:?}");
+        };
+        assert_eq!((sessions_closed, confirmed), (vec![session.clone()], true));
+        let closed = store.session(session.clone()).await.unwrap();
+        assert_eq!(closed.close_reason, Some(CloseReason::OptOut));
+        // The keyword is not relayed; the confirmation goes to B only.
+        let sent = queued(&store, NOW).await;
+        assert_eq!(sent, [(B.to_string(), rules.opt_out.stop_reply.clone())]);
+        let again = accept_inbound(&store, part(B, "31", None, "STOP"), rules.clone(), NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            again,
+            InboundOutcome::OptedOut {
+                confirmed: false,
+                ..
+            }
+        ));
+        assert!(queued(&store, NOW).await.is_empty(), "one confirmation");
+        assert!(store.is_opted_out(number(B)).await.unwrap());
+        let start = accept_inbound(&store, part(B, "32", None, "Start"), rules.clone(), NOW)
+            .await
+            .unwrap();
+        assert!(matches!(start, InboundOutcome::OptedIn { .. }));
+        assert_eq!(
+            queued(&store, NOW).await,
+            [(B.to_string(), rules.opt_out.start_reply.clone())]
+        );
+        assert!(!store.is_opted_out(number(B)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn intercept_rules_block_and_record_their_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        store
+            .block_number(number(A), "spam".into(), "test".into(), NOW)
+            .await
+            .unwrap();
+        let blocked = accept_inbound(&store, part(A, "40", None, "hi"), reject(), NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            blocked,
+            InboundOutcome::Blocked {
+                rule: "block_list",
+                ..
+            }
+        ));
+        store
+            .unblock_number(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
+        let rules = settings(|r| r.intercept.max_messages_per_session = 1);
+        let first = accept_inbound(&store, part(A, "41", None, "one"), rules.clone(), NOW)
+            .await
+            .unwrap();
+        assert!(matches!(first, InboundOutcome::Relayed { .. }));
+        let second = accept_inbound(&store, part(B, "42", None, "two"), rules, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(
+            second,
+            InboundOutcome::Blocked {
+                rule: "session_limit",
+                ..
+            }
+        ));
+        let history = store.interactions(session).await.unwrap();
+        let rules: Vec<_> = history.iter().map(|i| i.rule.as_deref()).collect();
+        assert_eq!(rules, [Some("block_list"), None, Some("session_limit")]);
+        assert_eq!(queued(&store, NOW).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_ping_pong_of_auto_replies_stops_the_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        let rules = settings(|r| r.loop_protection.max_similar_per_hour = 3);
+        for (i, from) in [A, B, A].into_iter().enumerate() {
+            let at = NOW + time::Duration::seconds(30 * i as i64);
+            let pdu = format!("5{i}");
+            let outcome = accept_inbound(
+                &store,
+                part(from, &pdu, None, "I'm driving, reply later"),
+                rules.clone(),
+                at,
+            )
+            .await
+            .unwrap();
+            assert!(
+                matches!(outcome, InboundOutcome::Relayed { .. }),
+                "{i}: {outcome:?}"
+            );
+        }
+        let later = NOW + time::Duration::seconds(120);
+        let fourth = accept_inbound(
+            &store,
+            part(B, "59", None, "I'm DRIVING, reply later!"),
+            rules,
+            later,
+        )
+        .await
+        .unwrap();
+        let InboundOutcome::Blocked {
+            rule: "loop",
+            stopped_session: Some((stopped, reason)),
+            ..
+        } = fourth
+        else {
+            panic!("{fourth:?}");
+        };
+        assert_eq!(stopped, session);
+        assert!(reason.contains("near-identical"), "{reason}");
+        let record = store.session(session).await.unwrap();
+        assert_eq!(record.close_reason, Some(CloseReason::Loop));
+    }
+
+    #[tokio::test]
+    async fn a_stranger_on_a_front_desk_gets_a_session_with_the_staff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_session(&dir, None).await;
+        const STAFF: &str = "+447911000100";
+        const Y: &str = "+447911000010";
+        store
+            .update_sim(
+                PROXY.into(),
+                crate::store::SimChange {
+                    front_desk: Some(Some(number(STAFF))),
+                    ..Default::default()
+                },
+                "test".into(),
+                NOW,
+            )
+            .await
+            .unwrap();
+        let first = accept_inbound(&store, part(X, "60", None, "hello desk"), reject(), NOW)
+            .await
+            .unwrap();
+        let InboundOutcome::FrontDesk { session_id, .. } = first else {
+            panic!("{first:?}");
+        };
+        let session = store.session(session_id).await.unwrap();
+        assert_eq!(session.participants, [Some(number(X)), Some(number(STAFF))]);
+        assert_eq!(
+            queued(&store, NOW).await,
+            [(STAFF.to_string(), "hello desk".to_string())]
+        );
+        // The staff number is busy on this proxy now: a second stranger
+        // gets the out-of-session policy (hubs will lift this).
+        let second = accept_inbound(&store, part(Y, "61", None, "me too"), reject(), NOW)
+            .await
+            .unwrap();
+        assert!(
+            matches!(second, InboundOutcome::Dropped { .. }),
+            "{second:?}"
+        );
     }
 }

@@ -6,15 +6,19 @@
 use time::OffsetDateTime;
 
 use crate::masking::Traffic;
-use crate::masking::lifecycle::{self, Route, Session};
+use crate::masking::lifecycle::{self, CloseReason, Route, Session};
 use crate::masking::policy::{self, Action, OutOfSessionPolicy};
 use crate::number::PhoneNumber;
 
 /// The decision for one complete inbound SMS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundDecision {
-    /// A session that ended by time just now: mark it expired first.
-    pub expire_session: Option<String>,
+    /// A session that ended by time just now, and why: mark it expired
+    /// first.
+    pub expire_session: Option<(String, CloseReason)>,
+    /// The sender has no open session here (or it just expired): the
+    /// action is the out-of-session policy's.
+    pub out_of_session: bool,
     pub action: InboundAction,
 }
 
@@ -55,6 +59,7 @@ pub fn decide(
             };
             return InboundDecision {
                 expire_session,
+                out_of_session: false,
                 action: InboundAction::Relay {
                     session_id: session.id.clone(),
                     from_position,
@@ -65,12 +70,15 @@ pub fn decide(
         Route::WrongMode(_) => {
             return InboundDecision {
                 expire_session,
+                out_of_session: false,
                 action: InboundAction::Drop {
                     reason: "the session does not carry SMS",
                 },
             };
         }
-        Route::Expired(session) => expire_session = Some(session.id.clone()),
+        Route::Expired(session) => {
+            expire_session = Some((session.id.clone(), session.expiry_reason(now)))
+        }
         Route::OutOfSession => {}
     }
     let action = match policy::out_of_session_action(
@@ -91,6 +99,7 @@ pub fn decide(
     };
     InboundDecision {
         expire_session,
+        out_of_session: true,
         action,
     }
 }
@@ -164,7 +173,10 @@ mod tests {
             None,
             NOW,
         );
-        assert_eq!(decision.expire_session, Some("s1".into()));
+        assert_eq!(
+            decision.expire_session,
+            Some(("s1".into(), CloseReason::Ttl))
+        );
         assert!(matches!(decision.action, InboundAction::AutoReply { .. }));
     }
 

@@ -22,6 +22,15 @@ pub enum Intake {
     Unroutable { reason: String },
 }
 
+/// The network's time in a received PDU: the SMSC timestamp of an
+/// SMS-DELIVER (TS 23.040 §9.2.3.11), when the network took the message.
+pub fn network_time(pdu_hex: &str) -> Option<time::OffsetDateTime> {
+    match pdu::decode_hex(pdu_hex, true).ok()?.pdu.tpdu {
+        Tpdu::Deliver(deliver) => deliver.timestamp.to_datetime(),
+        _ => None,
+    }
+}
+
 /// Reads `pdu_hex` (as `+CMGR`/`+CMGL`/`+CMT` give it, with the SMSC field)
 /// received on the SIM `proxy_iccid`, whose home region reads national
 /// sender numbers.

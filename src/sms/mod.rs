@@ -7,6 +7,10 @@
 //!   parts, the routing decision, rate limits and retry backoff.
 //! - [`accept`]: drives one store transaction per received part: kept,
 //!   reassembled, routed, its relay queued (the store only holds rows).
+//! - [`rails`]: the safety rails, pure: STOP/START keywords, the intercept
+//!   rules before every relay, loop protection; `guard` gathers their facts
+//!   in the inbound transaction and carries out the verdicts (and a front
+//!   desk's new session).
 //! - [`worker`]: the per-SIM outbox worker.
 //! - [`relay`]: the relay as the daemon runs it: received PDUs to the store
 //!   then off the SIM, delivery reports, one outbox worker per SIM.
@@ -15,8 +19,10 @@
 //! isolation; the store is asked only for rows.
 
 pub mod accept;
+mod guard;
 pub mod inbound;
 pub mod intake;
+pub mod rails;
 pub mod reassembly;
 pub mod relay;
 pub mod schedule;

@@ -24,12 +24,12 @@ use tokio::sync::mpsc;
 
 use super::accept::{InboundOutcome, InboundPart, accept_in, sweep_incomplete};
 use super::intake::{Intake, intake};
+use super::rails::Rules;
 use super::schedule::RateLimiter;
 use super::worker::{AfterSend, Handed, Handoff, OutboxWorker, SendError, SmsSink, handoff};
 use crate::bank::{Bank, InboundSms};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
-use crate::masking::policy::OutOfSessionPolicy;
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
 use crate::store::{DeliveryReport, DeliveryStatus, OutboxItem, Store};
@@ -49,8 +49,8 @@ pub struct Relay {
     store: Store,
     bank: Bank,
     events: EventBus,
-    policy: OutOfSessionPolicy,
-    settings: crate::config::Sms,
+    /// The policy and the SMS settings in force (a reload changes them).
+    config: LiveConfig,
     /// Each SIM's outbox worker, by ICCID.
     wakers: Arc<Mutex<HashMap<String, WorkerLink>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
@@ -62,7 +62,7 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        config: &Config,
+        config: LiveConfig,
         store: Store,
         bank: Bank,
         events: EventBus,
@@ -74,13 +74,18 @@ impl Relay {
             store,
             bank,
             events,
-            policy: config.out_of_session.clone(),
-            settings: config.sms.clone(),
+            config,
             wakers: Arc::default(),
             workers: Arc::default(),
             workers_stop,
             reports,
         }
+    }
+
+    /// The relay's rules from the configuration in force (a reload changes
+    /// them; they are a few clones, taken per message).
+    fn rules(&self) -> Arc<Rules> {
+        Arc::new(Rules::from_config(&self.config.get()))
     }
 
     /// Wakes the outbox worker of `iccid`, if it runs.
@@ -118,6 +123,8 @@ impl Relay {
                 handoff,
             },
         );
+        let settings = self.config.get().sms.clone();
+        let rules = self.rules();
         let worker = OutboxWorker {
             store: self.store.clone(),
             sink: BankSink {
@@ -125,14 +132,19 @@ impl Relay {
                 iccid: iccid.to_string(),
             },
             proxy_iccid: iccid.to_string(),
-            limiter: RateLimiter::new(self.settings.per_minute, self.settings.per_day),
-            max_attempts: self.settings.max_attempts,
-            wall_at_start: OffsetDateTime::now_utc(),
+            limiter: RateLimiter::new(
+                settings.per_minute,
+                rules.limits.of(iccid).per_day.unwrap_or(settings.per_day),
+            ),
+            max_attempts: settings.max_attempts,
+            // The worker adds the clock's steps itself (its `now`).
+            wall_at_start: crate::clock::now() - crate::clock::stepped(),
             started: tokio::time::Instant::now(),
             wake,
             stop: self.workers_stop.clone(),
             events: self.events.clone(),
             inbox,
+            config: Some(self.config.clone()),
         };
         let iccid = iccid.to_string();
         let task = tokio::spawn(async move {
@@ -208,14 +220,20 @@ impl Relay {
     /// Relays what arrived of multipart messages waiting longer than the
     /// reassembly timeout, marked incomplete.
     pub async fn sweep_incomplete(&self, now: OffsetDateTime) {
-        let timeout = i64::try_from(self.settings.reassembly_timeout_seconds).unwrap_or(i64::MAX);
+        let config = self.config.get();
+        let timeout = i64::try_from(config.sms.reassembly_timeout_seconds).unwrap_or(i64::MAX);
         let cutoff = now - time::Duration::seconds(timeout);
-        match sweep_incomplete(&self.store, cutoff, self.policy.clone(), now).await {
+        match sweep_incomplete(&self.store, cutoff, self.rules(), now).await {
             Ok(outcomes) if !outcomes.is_empty() => {
                 tracing::info!(
                     messages = outcomes.len(),
                     "incomplete multipart messages relayed after the reassembly timeout"
                 );
+                for outcome in &outcomes {
+                    if let Some(iccid) = self.iccid_of(outcome).await {
+                        self.publish_rails(&iccid, outcome);
+                    }
+                }
                 self.wake_all();
             }
             Ok(_) => {}
@@ -233,6 +251,15 @@ impl Relay {
         region: Option<String>,
         sms: InboundSms,
     ) -> impl Future<Output = ()> + Send + 'static {
+        // Every SMSC timestamp is the network's time: the clock's evidence
+        // when the appliance has no other.
+        if let Some(network) = super::intake::network_time(&sms.pdu_hex) {
+            crate::clock::record_network_time(
+                crate::clock::Source::Smsc,
+                network,
+                &format!("sim {}", iccid_tail(&iccid)),
+            );
+        }
         let location = sms.location.clone();
         // Taken by whoever lets it leave the SIM: the worker after the
         // relayed send, or this task once the message is stored.
@@ -299,12 +326,12 @@ impl Relay {
         let iccid = part.proxy_iccid.clone();
         let claimer = self.worker_link(&iccid).map(|link| link.handoff);
         let giver = claimer.clone();
-        let policy = self.policy.clone();
-        let now = OffsetDateTime::now_utc();
+        let rules = self.rules();
+        let now = crate::clock::now();
         let confirm_iccid = iccid.clone();
         let accepted = self.store.inbound_durable_then(
             move |tx| {
-                let outcome = accept_in(tx, &part, &policy, now)?;
+                let outcome = accept_in(tx, &part, &rules, now)?;
                 let queued = match outcome {
                     InboundOutcome::Relayed { interaction_id }
                     | InboundOutcome::AutoReplied { interaction_id }
@@ -323,7 +350,7 @@ impl Relay {
                     && let Some(row) = tx.claimable(interaction, now)?
                     && handoff.reserve()
                 {
-                    claimed = tx.claim(row)?;
+                    claimed = tx.claim(row, now)?;
                 }
                 Ok(Accepted {
                     outcome,
@@ -372,7 +399,8 @@ impl Relay {
                         InboundOutcome::Dropped { reason, .. } => {
                             tracing::info!(%iccid, %reason, "inbound SMS not relayed");
                         }
-                        InboundOutcome::Duplicate | InboundOutcome::Waiting { .. } => {}
+                        // Duplicates, waiting parts and the rails' outcomes.
+                        other => desk.publish_rails(&iccid, other),
                     }
                     tracing::debug!(%iccid, ?outcome, handed, "inbound SMS stored");
                     Stored::Yes
@@ -383,6 +411,93 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// The events of what the rails did with a message, and a wake-up for
+    /// what they queued (confirmations, a front desk's first relay).
+    fn publish_rails(&self, iccid: &str, outcome: &InboundOutcome) {
+        let proxy_number = || {
+            self.bank
+                .sims()
+                .into_iter()
+                .find(|sim| sim.id == iccid)
+                .and_then(|sim| sim.msisdn)
+                .unwrap_or_default()
+        };
+        match outcome {
+            InboundOutcome::Blocked {
+                interaction_id,
+                rule,
+                stopped_session,
+            } => {
+                tracing::info!(%iccid, rule, "inbound SMS blocked by an intercept rule");
+                let session_id = stopped_session.as_ref().map(|(id, _)| id.clone());
+                self.events.publish(Event::MessageBlocked {
+                    session_id,
+                    interaction_id: *interaction_id,
+                    rule: (*rule).to_string(),
+                });
+                if let Some((session_id, reason)) = stopped_session {
+                    tracing::warn!(%iccid, session = %session_id, %reason, "loop detected: the session stops relaying");
+                    self.events.publish(Event::LoopDetected {
+                        session_id: session_id.clone(),
+                        reason: reason.clone(),
+                    });
+                    self.events.publish(Event::SessionClosed {
+                        session_id: session_id.clone(),
+                    });
+                }
+            }
+            InboundOutcome::OptedOut {
+                sessions_closed, ..
+            } => {
+                tracing::info!(%iccid, sessions = sessions_closed.len(), "a participant opted out");
+                for session_id in sessions_closed {
+                    self.events.publish(Event::SessionClosed {
+                        session_id: session_id.clone(),
+                    });
+                }
+                self.events.publish(Event::OptedOut {
+                    proxy_number: proxy_number(),
+                    sessions_closed: sessions_closed.clone(),
+                });
+                self.wake(iccid);
+            }
+            InboundOutcome::OptedIn { .. } => {
+                tracing::info!(%iccid, "a participant opted back in");
+                self.events.publish(Event::OptedIn {
+                    proxy_number: proxy_number(),
+                });
+                self.wake(iccid);
+            }
+            InboundOutcome::FrontDesk {
+                interaction_id,
+                session_id,
+            } => {
+                tracing::info!(%iccid, session = %session_id, "front desk: a stranger's session with the staff number opened");
+                self.events.publish(Event::SessionOpened {
+                    session_id: session_id.clone(),
+                    proxy_number: proxy_number(),
+                    mode: "both".into(),
+                });
+                self.events.publish(Event::MessageRelayed {
+                    session_id: Some(session_id.clone()),
+                    interaction_id: *interaction_id,
+                    parts: 1,
+                });
+                self.wake(iccid);
+            }
+            _ => {}
+        }
+    }
+
+    /// The proxy of a swept message's interaction, for its events.
+    async fn iccid_of(&self, outcome: &InboundOutcome) -> Option<String> {
+        self.store
+            .interaction_proxy(outcome.interaction_id()?)
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn session_of(&self, interaction_id: i64) -> Option<String> {
@@ -410,7 +525,7 @@ impl Relay {
                 iccid.to_string(),
                 message_reference,
                 status,
-                OffsetDateTime::now_utc(),
+                crate::clock::now(),
             )
             .await
         {
@@ -471,7 +586,7 @@ impl SmsSink for BankSink {
         self.bank
             .sims()
             .iter()
-            .any(|sim| sim.iccid == self.iccid && sim.healthy)
+            .any(|sim| sim.id == self.iccid && sim.healthy)
     }
 }
 
@@ -525,7 +640,7 @@ async fn write_reports(
         }
         let statuses: Vec<DeliveryStatus> = batch.iter().map(|r| r.status).collect();
         match store
-            .record_delivery_reports(batch, OffsetDateTime::now_utc())
+            .record_delivery_reports(batch, crate::clock::now())
             .await
         {
             Ok(found) => {
@@ -551,4 +666,10 @@ async fn write_reports(
             }
         }
     }
+}
+
+/// The last four characters of an ICCID, as the log shows SIMs.
+fn iccid_tail(iccid: &str) -> String {
+    let skip = iccid.chars().count().saturating_sub(4);
+    iccid.chars().skip(skip).collect()
 }

@@ -26,6 +26,12 @@ impl RateLimiter {
         }
     }
 
+    /// Changes the limits (a reload); the sends already made still count.
+    pub fn set_limits(&mut self, per_minute: u32, per_day: u32) {
+        self.per_minute = per_minute;
+        self.per_day = per_day;
+    }
+
     /// When a send may happen, at `now` or later.
     pub fn next_allowed(&mut self, now: i64) -> i64 {
         while self.sent_at.front().is_some_and(|&at| at <= now - DAY_MS) {
@@ -39,6 +45,15 @@ impl RateLimiter {
             allowed = allowed.max(at + DAY_MS);
         }
         allowed
+    }
+
+    /// Starts from the sends already made (ms since the epoch, any order):
+    /// a restarted daemon keeps the budget its previous run used.
+    pub fn seed(&mut self, sent_at: &[i64]) {
+        let mut sent_at = sent_at.to_vec();
+        sent_at.extend(self.sent_at.drain(..));
+        sent_at.sort_unstable();
+        self.sent_at = sent_at.into();
     }
 
     /// Records a send at `now`.
@@ -141,6 +156,14 @@ mod tests {
         limiter.record(120_000);
         assert_eq!(limiter.next_allowed(200_000), DAY_MS);
         assert_eq!(limiter.next_allowed(DAY_MS + 1), DAY_MS + 1);
+    }
+
+    #[test]
+    fn a_seeded_limiter_keeps_the_budget_of_a_previous_run() {
+        let mut limiter = RateLimiter::new(10, 3);
+        limiter.seed(&[5_000, 1_000]);
+        limiter.record(9_000);
+        assert_eq!(limiter.next_allowed(10_000), 1_000 + DAY_MS);
     }
 
     #[test]

@@ -181,6 +181,9 @@ pub struct OutboxWorker<S> {
     pub events: EventBus,
     /// Messages claimed for this worker by the inbound transaction.
     pub inbox: HandoffInbox,
+    /// Where the limits come from while the daemon runs (a reload changes
+    /// them); `None` keeps the limiter's own.
+    pub config: Option<crate::config::LiveConfig>,
 }
 
 impl<S: SmsSink> OutboxWorker<S> {
@@ -216,8 +219,19 @@ impl<S: SmsSink> OutboxWorker<S> {
         self.inbox.leave_idle().await
     }
 
-    /// Runs until stopped or the store's writer stops.
+    /// Runs until stopped or the store's writer stops. The limiter starts
+    /// from the sends of the last day that the store recorded, so a restart
+    /// (or a crash loop) never resets a SIM's budget.
     pub async fn run(mut self) -> Result<(), StoreError> {
+        let since = self.now() - time::Duration::days(1);
+        let sent = self
+            .store
+            .recent_sends(self.proxy_iccid.clone(), since)
+            .await?;
+        if !sent.is_empty() {
+            tracing::debug!(iccid = %self.proxy_iccid, sends = sent.len(), "rate limiter seeded from the send log");
+        }
+        self.limiter.seed(&sent);
         // Claimed and not yet sent, with what follows its send.
         let mut next: Option<Handed> = None;
         // What the last claim found, when it found nothing due.
@@ -289,6 +303,12 @@ impl<S: SmsSink> OutboxWorker<S> {
     /// Sleeps until the rate limit allows a send (or the worker stops);
     /// true when it had to wait.
     async fn wait_for_the_rate_limit(&mut self) -> bool {
+        if let Some(config) = &self.config {
+            let config = config.get();
+            let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
+            self.limiter
+                .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
+        }
         let now = self.now_ms();
         let allowed = self.limiter.next_allowed(now);
         if allowed <= now {
@@ -323,6 +343,8 @@ impl<S: SmsSink> OutboxWorker<S> {
         match result {
             Ok(refs) => {
                 let now_ms = self.now_ms();
+                let waited = now_ms.saturating_sub(item.created_ms).max(0);
+                crate::metrics::relay_latency(Duration::from_millis(waited as u64));
                 let more = self.sink.healthy() && self.limiter.next_allowed(now_ms) <= now_ms;
                 if more {
                     let next = self
@@ -373,8 +395,11 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(())
     }
 
+    /// The worker's clock: monotonic from its start, plus the steps the
+    /// daemon's clock followed since (see [`crate::clock`]), so rows queued
+    /// by the relay and retries agree on the time.
     fn now(&self) -> OffsetDateTime {
-        self.wall_at_start + self.started.elapsed()
+        self.wall_at_start + self.started.elapsed() + crate::clock::stepped()
     }
 
     fn start_ms(&self) -> i64 {
@@ -459,6 +484,7 @@ mod tests {
             stop: CancellationToken::new(),
             events: EventBus::new(),
             inbox: handoff().1,
+            config: None,
         };
         (store, tokio::spawn(worker.run()))
     }
@@ -579,6 +605,48 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_restarted_worker_keeps_the_day_budget_of_the_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        let (store, worker) = start(&dir, sink.clone(), 10);
+        for body in ["one", "two"] {
+            queue(&store, body).await;
+        }
+        wait_until(|| statuses(&dir) == ["sent", "sent"]).await;
+        worker.abort();
+        let _ = worker.await;
+        // The daemon starts again, the same day, with a budget of three a day.
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        let again = OutboxWorker {
+            store: store.clone(),
+            sink: sink.clone(),
+            proxy_iccid: PROXY.into(),
+            limiter: RateLimiter::new(10, 3),
+            max_attempts: 3,
+            wall_at_start: datetime!(2026-11-25 12:00 UTC) + Duration::from_secs(120),
+            started: Instant::now(),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+            events: EventBus::new(),
+            inbox: handoff().1,
+            config: None,
+        };
+        let worker = tokio::spawn(again.run());
+        for body in ["three", "four"] {
+            queue(&store, body).await;
+        }
+        wait_until(|| statuses(&dir).iter().filter(|s| *s == "sent").count() == 3).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            texts(&sink),
+            ["one", "two", "three"],
+            "the fourth waits for tomorrow"
+        );
+        assert_eq!(statuses(&dir)[3], "queued");
+        worker.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_rate_limit_spreads_sends_over_minutes() {
         let dir = tempfile::tempdir().unwrap();
         let sink = FakeSink::default();
@@ -615,6 +683,7 @@ mod tests {
             stop: CancellationToken::new(),
             events: EventBus::new(),
             inbox,
+            config: None,
         };
         let task = tokio::spawn(worker.run());
         // Due an hour after the worker's clock: only the handoff brings it.

@@ -48,6 +48,9 @@ pub async fn store_with_session(
         label: None,
         sticky: false,
         actor: "test".into(),
+        fallback_number: None,
+        proxy: None,
+        limits: Default::default(),
     };
     let session = store.open_session(new, vec![live], NOW).await.unwrap();
     (store, session.id)

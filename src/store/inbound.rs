@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use super::relay::{NewOutbound, OutboxItem, claim, insert_outbound};
 use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
-use crate::masking::lifecycle::SessionStatus;
+use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 use crate::pdu::Concat;
 
@@ -48,7 +48,7 @@ pub struct WaitingMessage {
 
 /// One transaction on the inbound rows, driven by the relay.
 pub struct InboundTx<'c> {
-    tx: Transaction<'c>,
+    pub(super) tx: Transaction<'c>,
     /// The last message queued in it: (interaction, outbox row).
     last_queued: Option<(i64, i64)>,
 }
@@ -257,14 +257,14 @@ impl InboundTx<'_> {
         Ok(())
     }
 
-    /// Ends a session (it ran out of time).
+    /// Ends a session, for `reason`.
     pub fn end_session(
         &self,
         id: &str,
-        status: SessionStatus,
+        reason: CloseReason,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        end_session(&self.tx, id, status, now)
+        end_session(&self.tx, id, reason, now)
     }
 
     /// Records traffic on a session (its idle timer restarts).
@@ -323,8 +323,12 @@ impl InboundTx<'_> {
 
     /// Claims the queued outbox row `outbox_id` for sending, as
     /// [`Store::claim_next_due`] would.
-    pub fn claim(&self, outbox_id: i64) -> Result<Option<OutboxItem>, StoreError> {
-        claim(&self.tx, outbox_id)
+    pub fn claim(
+        &self,
+        outbox_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        claim(&self.tx, outbox_id, to_ms(now))
     }
 
     /// The session an interaction belongs to, if any.

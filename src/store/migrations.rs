@@ -196,18 +196,197 @@ CREATE TABLE durability (
 ) STRICT;
 "#;
 
+/// Tokens that can be taken back: an optional expiry, a `metrics` role for
+/// scrapers, and a name that is unique among live tokens only (a revoked
+/// `ops` can be replaced by a new `ops`). SQLite cannot change a CHECK
+/// constraint in place, so the table is rebuilt with its rows.
+const TOKEN_LIFECYCLE: &str = r#"
+CREATE TABLE api_tokens_new (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'viewer', 'metrics')),
+    hash         TEXT NOT NULL UNIQUE,
+    created_ms   INTEGER NOT NULL,
+    last_used_ms INTEGER,
+    revoked_ms   INTEGER,
+    expires_ms   INTEGER
+) STRICT;
+INSERT INTO api_tokens_new (id, name, role, hash, created_ms, last_used_ms, revoked_ms)
+    SELECT id, name, role, hash, created_ms, last_used_ms, revoked_ms FROM api_tokens;
+DROP TABLE api_tokens;
+ALTER TABLE api_tokens_new RENAME TO api_tokens;
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_ms IS NULL;
+"#;
+
+/// Callback deliveries not yet made, so that a restart does not lose them.
+/// AUTOINCREMENT: the row id is the delivery id receivers deduplicate by,
+/// and must never be reused after a row is deleted.
+const CALLBACK_DELIVERIES: &str = r#"
+CREATE TABLE callback_deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind            TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL,
+    last_error      TEXT NOT NULL DEFAULT '',
+    created_ms      INTEGER NOT NULL
+) STRICT;
+CREATE INDEX callback_deliveries_due ON callback_deliveries(next_attempt_ms);
+"#;
+
+/// One row per send attempt in the last day, per SIM: the rate limiter is
+/// seeded from it at start, so a daemon restarted in a loop cannot push a
+/// SIM past its carrier's caps. Seeded with the sends the outbox recorded
+/// in the day before the upgrade.
+const SEND_LOG: &str = r#"
+CREATE TABLE outbox_sends (
+    proxy_iccid TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_sends_by_sim ON outbox_sends(proxy_iccid, at_ms);
+INSERT INTO outbox_sends (proxy_iccid, at_ms)
+    SELECT proxy_iccid, sent_ms FROM outbox
+    WHERE sent_ms IS NOT NULL
+      AND sent_ms > CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 86400000;
+"#;
+
+/// Interactions by time across sessions, for exports by time range.
+const INTERACTIONS_BY_TIME: &str = r#"
+CREATE INDEX interactions_by_time ON interactions(created_ms, id);
+"#;
+
+/// Proxy-grade session semantics and safety rails. SIMs can be
+/// reserved for one participant, drained before retirement, or made a front
+/// desk; every ended session says why; opt-outs (STOP), the block list and
+/// each SIM's recipients this month are kept; a blocked interaction names
+/// its rule. The rules that protect people are database constraints, like
+/// the masking rule: no open session on a draining SIM, none on a reserved
+/// SIM without its owner, none with a number that opted out.
+const SESSION_SEMANTICS: &str = r#"
+ALTER TABLE sims ADD COLUMN reserved_for TEXT;
+ALTER TABLE sims ADD COLUMN draining INTEGER NOT NULL DEFAULT 0 CHECK (draining IN (0, 1));
+-- The staff number a stranger's first SMS or call is paired with.
+ALTER TABLE sims ADD COLUMN front_desk TEXT;
+
+ALTER TABLE sessions ADD COLUMN close_reason TEXT CHECK (close_reason IN
+    ('operator', 'ttl', 'idle', 'opt_out', 'erased', 'sim_retired', 'loop'));
+-- Where a former participant's calls go once the session has expired.
+ALTER TABLE sessions ADD COLUMN fallback_number TEXT;
+UPDATE sessions SET close_reason = 'operator' WHERE status = 'closed';
+UPDATE sessions SET close_reason =
+    CASE WHEN expires_ms IS NOT NULL AND expires_ms <= ended_ms THEN 'ttl' ELSE 'idle' END
+    WHERE status = 'expired';
+CREATE TRIGGER sessions_close_reason_insert BEFORE INSERT ON sessions
+    WHEN (NEW.status = 'open') = (NEW.close_reason IS NOT NULL)
+    BEGIN SELECT RAISE(ABORT, 'close_reason: an ended session has one, an open one none'); END;
+CREATE TRIGGER sessions_close_reason_update BEFORE UPDATE OF status, close_reason ON sessions
+    WHEN (NEW.status = 'open') = (NEW.close_reason IS NOT NULL)
+    BEGIN SELECT RAISE(ABORT, 'close_reason: an ended session has one, an open one none'); END;
+CREATE TRIGGER sessions_not_on_draining_insert BEFORE INSERT ON sessions
+    WHEN NEW.status = 'open'
+     AND (SELECT draining FROM sims WHERE iccid = NEW.proxy_iccid) = 1
+    BEGIN SELECT RAISE(ABORT, 'draining: the SIM takes no new sessions'); END;
+CREATE TRIGGER sessions_not_on_draining_update BEFORE UPDATE OF status ON sessions
+    WHEN NEW.status = 'open' AND OLD.status != 'open'
+     AND (SELECT draining FROM sims WHERE iccid = NEW.proxy_iccid) = 1
+    BEGIN SELECT RAISE(ABORT, 'draining: the SIM takes no new sessions'); END;
+
+-- Numbers that sent STOP (or an equivalent) and not START since.
+CREATE TABLE opt_outs (
+    number  TEXT PRIMARY KEY,
+    keyword TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER participants_opted_out_insert BEFORE INSERT ON participants
+    WHEN NEW.open = 1 AND EXISTS (SELECT 1 FROM opt_outs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'opted_out: the number sent STOP'); END;
+CREATE TRIGGER participants_opted_out_update BEFORE UPDATE OF open ON participants
+    WHEN NEW.open = 1 AND EXISTS (SELECT 1 FROM opt_outs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'opted_out: the number sent STOP'); END;
+-- Participants are written in position order: the second row completes
+-- the session, and a reserved SIM's session must include its owner.
+CREATE TRIGGER participants_reserved_insert BEFORE INSERT ON participants
+    WHEN NEW.open = 1 AND NEW.position = 1
+     AND (SELECT reserved_for FROM sims WHERE iccid = NEW.proxy_iccid) IS NOT NULL
+     AND (SELECT reserved_for FROM sims WHERE iccid = NEW.proxy_iccid) NOT IN (NEW.number,
+         (SELECT number FROM participants WHERE session_id = NEW.session_id AND position = 0))
+    BEGIN SELECT RAISE(ABORT, 'reserved: the SIM is reserved for another participant'); END;
+CREATE TRIGGER participants_reserved_update BEFORE UPDATE OF open ON participants
+    WHEN NEW.open = 1
+     AND (SELECT reserved_for FROM sims WHERE iccid = NEW.proxy_iccid) IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM participants p JOIN sims s ON s.iccid = p.proxy_iccid
+                     WHERE p.session_id = NEW.session_id AND p.number = s.reserved_for)
+    BEGIN SELECT RAISE(ABORT, 'reserved: the SIM is reserved for another participant'); END;
+
+-- Numbers whose messages are never relayed (personal data: erased with
+-- the number, forgotten after [intercept] forget_after_days).
+CREATE TABLE blocked_numbers (
+    number TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    actor  TEXT NOT NULL,
+    at_ms  INTEGER NOT NULL
+) STRICT;
+
+-- The intercept rule that stopped an interaction (`block_list`, `loop`…).
+ALTER TABLE interactions ADD COLUMN rule TEXT;
+CREATE INDEX interactions_by_sender ON interactions(from_number, created_ms);
+
+-- The distinct numbers each SIM sent to, per calendar month (UTC,
+-- `YYYY-MM`): carriers cap them.
+CREATE TABLE sim_recipients (
+    iccid  TEXT NOT NULL,
+    month  TEXT NOT NULL,
+    number TEXT NOT NULL,
+    PRIMARY KEY (iccid, month, number)
+) STRICT, WITHOUT ROWID;
+INSERT OR IGNORE INTO sim_recipients (iccid, month, number)
+    SELECT proxy_iccid, strftime('%Y-%m', created_ms / 1000, 'unixepoch'), to_number
+    FROM outbox WHERE to_number IS NOT NULL
+      AND created_ms >= CAST(strftime('%s', 'now', 'start of month') AS INTEGER) * 1000;
+CREATE INDEX outbox_sent ON outbox(proxy_iccid, sent_ms) WHERE sent_ms IS NOT NULL;
+"#;
+
+/// How full each SIM's receiving storage is, for `doctor` (a full one makes
+/// the network hold messages back).
+const SIM_STORAGE: &str = r#"
+CREATE TABLE sim_storage (
+    iccid      TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    storage    TEXT NOT NULL,
+    used       INTEGER NOT NULL CHECK (used >= 0),
+    total      INTEGER NOT NULL CHECK (total >= 0),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// Every migration in order: the position is the schema version (v1 first).
+const ALL: &[&str] = &[
+    V1_POOL_AND_SESSIONS,
+    V2_RELAY,
+    V3_SIM_STATUS,
+    V4_GROUP_COMMIT,
+    TOKEN_LIFECYCLE,
+    CALLBACK_DELIVERIES,
+    SEND_LOG,
+    INTERACTIONS_BY_TIME,
+    SESSION_SEMANTICS,
+    SIM_STORAGE,
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(V1_POOL_AND_SESSIONS),
-        M::up(V2_RELAY),
-        M::up(V3_SIM_STATUS),
-        M::up(V4_GROUP_COMMIT),
-    ])
+    Migrations::new(ALL.iter().map(|sql| M::up(sql)).collect())
 }
 
 /// The schema version this binary writes.
 pub fn latest_version() -> usize {
-    4
+    ALL.len()
+}
+
+/// The schema version of the database at `conn` (0 when new).
+pub fn current_version(conn: &Connection) -> Result<usize, StoreError> {
+    match migrations().current_version(conn)? {
+        SchemaVersion::NoneSet => Ok(0),
+        SchemaVersion::Inside(version) | SchemaVersion::Outside(version) => Ok(version.get()),
+    }
 }
 
 /// Brings the database to the latest schema, refusing a newer one.
@@ -251,5 +430,51 @@ mod tests {
             .unwrap();
         let error = migrate(&mut conn).unwrap_err();
         assert!(error.to_string().contains("newer simmask"), "{error}");
+    }
+
+    #[test]
+    fn the_rails_are_database_constraints() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0), ('2', '+447000000002', 0, 0),
+                        ('3', '+447000000003', 0, 0);
+             UPDATE sims SET draining = 1 WHERE iccid = '1';
+             UPDATE sims SET reserved_for = '+447911000001' WHERE iccid = '2';
+             INSERT INTO opt_outs (number, keyword, at_ms) VALUES ('+447911000009', 'STOP', 0);",
+        )
+        .unwrap();
+        let session = |id: &str, sim: &str| {
+            format!(
+                "INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms)
+                 VALUES ('{id}', '{sim}', 'sms', 'open', 0, 0)"
+            )
+        };
+        let refused = |sql: &str| conn.execute_batch(sql).unwrap_err().to_string();
+        assert!(refused(&session("s1", "1")).starts_with("draining"));
+        conn.execute_batch(&session("s2", "2")).unwrap();
+        let participant = |id: &str, position: u8, number: &str, sim: &str| {
+            format!(
+                "INSERT INTO participants (session_id, position, number, proxy_iccid, open)
+                 VALUES ('{id}', {position}, '{number}', '{sim}', 1)"
+            )
+        };
+        conn.execute_batch(&participant("s2", 0, "+447911000002", "2"))
+            .unwrap();
+        assert!(refused(&participant("s2", 1, "+447911000003", "2")).starts_with("reserved"));
+        conn.execute_batch(&session("s3", "3")).unwrap();
+        assert!(refused(&participant("s3", 0, "+447911000009", "3")).starts_with("opted_out"));
+        conn.execute_batch(&participant("s2", 1, "+447911000001", "2"))
+            .unwrap();
+        // An ended session says why; an open one does not.
+        assert!(
+            refused("UPDATE sessions SET status = 'closed' WHERE id = 's2'")
+                .contains("close_reason")
+        );
+        conn.execute_batch(
+            "UPDATE sessions SET status = 'closed', close_reason = 'operator' WHERE id = 's2'",
+        )
+        .unwrap();
     }
 }

@@ -8,12 +8,16 @@
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
 //! second backend can implement the same calls.
 
+mod allocate;
 mod api_queries;
+mod callbacks;
 mod calls;
+mod export;
 mod import;
 mod inbound;
 mod migrations;
 mod pool;
+mod rails;
 mod relay;
 mod retention;
 mod sessions;
@@ -28,19 +32,23 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use callbacks::PendingDelivery;
 pub use calls::CallInteraction;
+pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use migrations::latest_version;
-pub use pool::SimStatusRecord;
+pub use pool::{SimStatusRecord, SimStorage};
+pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{
     DeliveryReport, DeliveryStatus, InteractionRecord, NewOutbound, NextClaim, OutboxItem,
 };
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimRecord,
+    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
+    SimRecord,
 };
-pub use tokens::{Role, TokenError, TokenRecord};
+pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 
 use crate::masking::allocation::AllocationError;
 
@@ -58,6 +66,11 @@ pub enum StoreError {
          refusing to downgrade; run the newer simmask or restore a backup"
     )]
     TooNew { found: usize, known: usize },
+    #[error(
+        "database schema version {found} is older than this simmask's ({known}): \
+         `simmask run` migrates it when it starts"
+    )]
+    Outdated { found: usize, known: usize },
     #[error("database migration: {0}")]
     Migration(#[from] rusqlite_migration::Error),
     #[error("database: {0}")]
@@ -70,6 +83,10 @@ pub enum StoreError {
     NoSuchSim(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
+    /// A rail refused the change (a 409 with `code`: `opted_out`,
+    /// `draining`, `reserved`, `participant_busy`, `session_open`…).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]
@@ -79,6 +96,16 @@ pub enum StoreError {
          (another connection kept reading): run it again to overwrite it"
     )]
     WalBusy,
+    #[error("{path} is not a simmask backup: {reason}")]
+    NotABackup { path: String, reason: String },
+}
+
+/// The store's files and schema, for health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFiles {
+    pub schema: usize,
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
 }
 
 /// A job on the writer thread. A durable job commits without its own
@@ -210,6 +237,45 @@ impl Store {
         }
     }
 
+    /// The schema version and the files' sizes, after a query answered.
+    pub async fn health(&self) -> Result<StoreFiles, StoreError> {
+        let path = self.path.clone();
+        let schema = self.call(|conn| migrations::current_version(conn)).await?;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(StoreFiles {
+            schema,
+            database_bytes: size(&path),
+            wal_bytes: size(Path::new(&wal)),
+        })
+    }
+
+    /// Opens the database at `path` only if it exists, and refuses one
+    /// whose schema is not the latest: for checks that must change nothing
+    /// (`simmask doctor` neither creates nor migrates a store).
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let missing = |source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(missing)?;
+        let found = migrations::current_version(&conn)?;
+        let known = latest_version();
+        if found > known {
+            return Err(StoreError::TooNew { found, known });
+        }
+        if found < known {
+            return Err(StoreError::Outdated { found, known });
+        }
+        drop(conn);
+        Self::open(path)
+    }
+
     /// Takes a consistent copy of the database into `out` with SQLite's
     /// online backup, while the daemon keeps writing.
     pub fn backup_file(database: &Path, out: &Path) -> Result<(), StoreError> {
@@ -222,6 +288,63 @@ impl Store {
         // All pages in one step: the copy is one snapshot of the source.
         backup.step(-1)?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Copies the backup `backup` into a new database at `database` (which
+    /// must not exist), after checking that it is a sound simmask database
+    /// this binary can read; returns its schema version. [`Store::open`]
+    /// brings it to the latest schema afterwards.
+    pub fn restore_file(backup: &Path, database: &Path) -> Result<usize, StoreError> {
+        let (source, version) = Self::open_backup(backup)?;
+        let mut target = open_connection(database)?;
+        rusqlite::backup::Backup::new(&source, &mut target)?.step(-1)?;
+        Ok(version)
+    }
+
+    /// Checks that `backup` is a sound simmask database this binary can
+    /// read, without changing anything; returns its schema version.
+    pub fn check_backup(backup: &Path) -> Result<usize, StoreError> {
+        Self::open_backup(backup).map(|(_, version)| version)
+    }
+
+    fn open_backup(backup: &Path) -> Result<(Connection, usize), StoreError> {
+        let not_a_backup = |reason: String| StoreError::NotABackup {
+            path: backup.display().to_string(),
+            reason,
+        };
+        if !backup.is_file() {
+            return Err(not_a_backup("no such file".into()));
+        }
+        let source =
+            Connection::open_with_flags(backup, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| not_a_backup(e.to_string()))?;
+        let check: String = source
+            .pragma_query_value(None, "quick_check", |row| row.get(0))
+            .map_err(|e| not_a_backup(e.to_string()))?;
+        if check != "ok" {
+            return Err(not_a_backup(format!("the file is damaged ({check})")));
+        }
+        let version: i64 = source.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        let has_sessions: bool = source.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions')",
+            [],
+            |row| row.get(0),
+        )?;
+        let version = usize::try_from(version).unwrap_or(0);
+        if version == 0 || !has_sessions {
+            return Err(not_a_backup(
+                "an SQLite file without simmask's tables".into(),
+            ));
+        }
+        if version > latest_version() {
+            return Err(StoreError::TooNew {
+                found: version,
+                known: latest_version(),
+            });
+        }
+        Ok((source, version))
     }
 }
 

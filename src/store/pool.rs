@@ -27,6 +27,17 @@ pub struct SimStatusRecord {
     pub updated_at: OffsetDateTime,
 }
 
+/// How full a SIM's receiving storage was when last seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimStorage {
+    /// `SM`, `ME`, `MT`…
+    pub storage: String,
+    pub used: u32,
+    pub total: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
 impl SimStatusRecord {
     /// What allocation needs. A status older than `max_age` is not trusted
     /// as healthy: the daemon that wrote it may be gone.
@@ -52,12 +63,14 @@ impl Store {
         .await
     }
 
-    /// Records the live state of many SIMs in one job; those not in the
-    /// pool are skipped. Bookkeeping for the tools beside the daemon, made
-    /// durable by the next fsync: the daemon writes it again every poll.
+    /// Records the live state and storage fill of many SIMs in one job;
+    /// those not in the pool are skipped. Bookkeeping for the tools beside
+    /// the daemon, made durable by the next fsync: the daemon writes it
+    /// again every poll.
     pub async fn save_sim_statuses(
         &self,
         statuses: Vec<SimStatusRecord>,
+        storages: Vec<(String, SimStorage)>,
     ) -> Result<(), StoreError> {
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -66,9 +79,49 @@ impl Store {
                     // A SIM not yet in the pool has no row to refer to.
                     let _ = upsert_status(&tx, status);
                 }
+                for (iccid, storage) in &storages {
+                    let _ = upsert_storage(&tx, iccid, storage);
+                }
                 tx.commit()?;
                 Ok(())
             })
+        })
+        .await
+    }
+
+    /// Records how full a SIM's receiving storage is (the SIM must be in
+    /// the pool).
+    pub async fn save_sim_storage(
+        &self,
+        iccid: String,
+        storage: SimStorage,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| upsert_storage(conn, &iccid, &storage))
+            .await
+    }
+
+    /// Every SIM's last known storage fill, by ICCID.
+    pub async fn sim_storages(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, SimStorage>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT iccid, storage, used, total, updated_ms FROM sim_storage",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut out = std::collections::BTreeMap::new();
+            while let Some(row) = rows.next()? {
+                out.insert(
+                    row.get::<_, String>(0)?,
+                    SimStorage {
+                        storage: row.get(1)?,
+                        used: row.get(2)?,
+                        total: row.get(3)?,
+                        updated_at: from_ms(row.get(4)?)?,
+                    },
+                );
+            }
+            Ok(out)
         })
         .await
     }
@@ -124,6 +177,26 @@ fn upsert_status(conn: &rusqlite::Connection, status: &SimStatusRecord) -> Resul
         status.port,
         status.last_error,
         to_ms(status.updated_at),
+    ])?;
+    Ok(())
+}
+
+fn upsert_storage(
+    conn: &rusqlite::Connection,
+    iccid: &str,
+    storage: &SimStorage,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO sim_storage (iccid, storage, used, total, updated_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (iccid) DO UPDATE SET \
+         storage = ?2, used = ?3, total = ?4, updated_ms = ?5",
+    )?
+    .execute(params![
+        iccid,
+        storage.storage,
+        storage.used,
+        storage.total,
+        to_ms(storage.updated_at)
     ])?;
     Ok(())
 }

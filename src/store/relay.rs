@@ -5,7 +5,8 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::{Store, StoreError, relaxed, to_ms};
+use super::allocate::month_of;
+use super::{Store, StoreError, from_ms, relaxed, to_ms};
 use crate::number::PhoneNumber;
 
 /// An SMS to send through a proxy, recorded as an interaction.
@@ -30,6 +31,8 @@ pub struct OutboxItem {
     pub body: String,
     /// Attempts including the one now starting.
     pub attempts: u32,
+    /// When it was queued, ms since the epoch.
+    pub created_ms: i64,
 }
 
 /// What a SIM's worker gets from the outbox: the message claimed, or when
@@ -51,6 +54,8 @@ pub struct InteractionRecord {
     pub from_position: Option<u8>,
     pub status: String,
     pub reason: String,
+    /// The intercept rule that stopped it, if one did.
+    pub rule: Option<String>,
     pub body: Option<String>,
     pub parts: u32,
     pub incomplete: bool,
@@ -97,7 +102,7 @@ impl Store {
     }
 
     /// Claims the oldest due row of one SIM for sending: state `sending`,
-    /// attempts + 1. Rows of other SIMs are never considered: a message waits
+    /// attempts + 1, and the attempt in the send log. Rows of other SIMs are never considered: a message waits
     /// for its own proxy, as sending from another would unmask.
     pub async fn claim_next_due(
         &self,
@@ -305,6 +310,20 @@ impl Store {
         .await
     }
 
+    /// The proxy SIM an interaction went through.
+    pub async fn interaction_proxy(
+        &self,
+        interaction_id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT proxy_iccid FROM interactions WHERE id = ?1")?
+                .query_row(params![interaction_id], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     /// On start-up: rows a crash left `sending` go back to `queued`. The
     /// modem may have sent one already, so a crash costs at most one
     /// duplicate per row, never a lost message. Returns how many were requeued.
@@ -346,7 +365,7 @@ fn claim_next(
         .query_row(params![proxy_iccid, now], |row| row.get(0))
         .optional()?;
     match id {
-        Some(id) => claim(tx, id),
+        Some(id) => claim(tx, id, now),
         None => Ok(None),
     }
 }
@@ -375,13 +394,14 @@ fn claim_or_next_due(
 pub(super) fn claim(
     tx: &Transaction<'_>,
     outbox_id: i64,
+    now: i64,
 ) -> Result<Option<OutboxItem>, StoreError> {
     let claimed = tx
         .prepare_cached(
             "UPDATE outbox SET state = 'sending', attempts = attempts + 1
              WHERE id = ?1 AND state = 'queued'
              RETURNING id, interaction_id, proxy_iccid, COALESCE(to_number, ''),
-                       COALESCE(body, ''), attempts",
+                       COALESCE(body, ''), attempts, created_ms",
         )?
         .query_row(params![outbox_id], |row| {
             Ok(OutboxItem {
@@ -392,6 +412,7 @@ pub(super) fn claim(
                 body: row.get(4)?,
                 attempts: row.get(5)?,
                 session_id: None,
+                created_ms: row.get(6)?,
             })
         })
         .optional()?;
@@ -401,6 +422,8 @@ pub(super) fn claim(
     item.session_id = tx
         .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
         .query_row(params![item.interaction_id], |row| row.get(0))?;
+    // Each claim is an attempt the carrier may count.
+    super::export::log_send(tx, &item.proxy_iccid, now)?;
     Ok(Some(item))
 }
 
@@ -479,7 +502,17 @@ pub(super) fn insert_outbound(
         new.body,
         now
     ])?;
-    Ok(tx.last_insert_rowid())
+    let outbox = tx.last_insert_rowid();
+    // The SIM's recipients this month, for its budget.
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO sim_recipients (iccid, month, number) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        new.proxy_iccid,
+        month_of(from_ms(now)?),
+        new.to.e164()
+    ])?;
+    Ok(outbox)
 }
 
 /// Sets the status of the interaction behind an outbox row and records the
@@ -525,7 +558,7 @@ fn list_interactions(
 ) -> Result<Vec<InteractionRecord>, StoreError> {
     let mut statement = conn.prepare(
         "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms,
-                answered_ms, ended_ms, duration_ms, outcome
+                answered_ms, ended_ms, duration_ms, outcome, rule
          FROM interactions WHERE session_id = ?1 ORDER BY created_ms, id",
     )?;
     let rows = statement.query_map(params![session_id], |row| {
@@ -543,6 +576,7 @@ fn list_interactions(
             ended_ms: row.get(10)?,
             duration_ms: row.get(11)?,
             outcome: row.get(12)?,
+            rule: row.get(13)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::sessions::{ERASED_PARTICIPANT, end_session};
 use super::{Store, StoreError, to_ms};
-use crate::masking::lifecycle::SessionStatus;
+use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 
 /// What an erasure changed, table by table.
@@ -19,6 +19,8 @@ pub struct ErasureCounts {
     pub outbox: usize,
     pub participants: usize,
     pub auto_replies: usize,
+    /// Its opt-out, block-list entry and recipient rows.
+    pub rails: usize,
     pub audit: usize,
 }
 
@@ -105,6 +107,16 @@ impl Store {
                  WHERE sender IS NOT NULL AND interaction_id IS NOT NULL AND received_ms < ?1",
                 params![cutoff],
             )?;
+            // This month's recipients name numbers too: those not in an open
+            // session and sent nothing since the cutoff are forgotten (the
+            // budget then counts them again if they come back).
+            tx.execute(
+                "DELETE FROM sim_recipients
+                 WHERE number NOT IN (SELECT number FROM participants WHERE open = 1)
+                   AND number NOT IN (SELECT to_number FROM interactions
+                                      WHERE to_number IS NOT NULL AND created_ms >= ?1)",
+                params![cutoff],
+            )?;
             let forgotten = tx.execute(
                 &format!(
                     "UPDATE participants SET number = ?2 || session_id || ':' || position
@@ -138,7 +150,7 @@ impl Store {
                 .query_map(params![number], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             for id in &open {
-                end_session(&tx, id, SessionStatus::Closed, now)?;
+                end_session(&tx, id, CloseReason::Erased, now)?;
             }
             // First, while the interactions still name the number: what is
             // queued or sent in its sessions, to it, or about it (a forward
@@ -184,6 +196,17 @@ impl Store {
                 "DELETE FROM auto_replies WHERE sender = ?1",
                 params![number],
             )?;
+            // The rails' lists name the number too: its opt-out, its block,
+            // the SIMs that sent to it this month.
+            let rails = tx.execute("DELETE FROM opt_outs WHERE number = ?1", params![number])?
+                + tx.execute(
+                    "DELETE FROM blocked_numbers WHERE number = ?1",
+                    params![number],
+                )?
+                + tx.execute(
+                    "DELETE FROM sim_recipients WHERE number = ?1",
+                    params![number],
+                )?;
             // Unique per row: the open-route index must still hold.
             let participants = tx.execute(
                 "UPDATE participants
@@ -203,6 +226,7 @@ impl Store {
                 outbox,
                 participants,
                 auto_replies,
+                rails,
                 audit,
             };
             super::sessions::audit(
@@ -339,7 +363,11 @@ mod tests {
             "{interactions:?}"
         );
         let record = store.session(session).await.unwrap();
-        assert_eq!(record.status, SessionStatus::Closed);
+        assert_eq!(
+            record.status,
+            crate::masking::lifecycle::SessionStatus::Closed
+        );
+        assert_eq!(record.close_reason, Some(CloseReason::Erased));
         assert_eq!(record.participants, [None, Some(number(B))]);
         assert_eq!(record.rules_view(), None);
         let filter = SessionFilter {

@@ -1,16 +1,17 @@
 //! The pool (modems, SIMs) and sessions: typed calls on the writer thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use crate::masking::Mode;
-use crate::masking::allocation::{self, AllocationRequest, ProxyCandidate};
-use crate::masking::lifecycle::{Session, SessionStatus};
+use crate::masking::allocation::PoolLimits;
+use crate::masking::lifecycle::{CloseReason, Session, SessionStatus};
 use crate::number::PhoneNumber;
 
+use super::allocate::{allocate_and_insert, budget_use, reopen};
 use super::{Store, StoreError, from_ms, to_ms};
 
 /// The most sessions one listing returns.
@@ -24,6 +25,23 @@ pub struct SimRecord {
     pub imsi: String,
     pub modem_imei: Option<String>,
     pub enabled: bool,
+    /// The participant this SIM is pinned to: nobody else gets it.
+    pub reserved_for: Option<PhoneNumber>,
+    /// No new sessions; the open ones run to their end.
+    pub draining: bool,
+    /// The staff number strangers are paired with (front desk).
+    pub front_desk: Option<PhoneNumber>,
+}
+
+/// A change to a SIM's settings; `None` fields stay as they are.
+#[derive(Debug, Clone, Default)]
+pub struct SimChange {
+    pub enabled: Option<bool>,
+    /// `Some(None)` releases the reservation.
+    pub reserved_for: Option<Option<PhoneNumber>>,
+    pub draining: Option<bool>,
+    /// `Some(None)` ends the front desk.
+    pub front_desk: Option<Option<PhoneNumber>>,
 }
 
 /// A modem as stored (by IMEI).
@@ -58,6 +76,13 @@ pub struct NewSession {
     pub sticky: bool,
     /// Who asked (a token name, `cli`), for the audit trail.
     pub actor: String,
+    /// Where a former participant's calls go once the session expired.
+    pub fallback_number: Option<PhoneNumber>,
+    /// Only this proxy (a front desk pairing a stranger on the SIM they
+    /// reached); allocation's rules still apply to it.
+    pub proxy: Option<String>,
+    /// The SIMs' budgets.
+    pub limits: PoolLimits,
 }
 
 /// A session as stored, in the API's shape.
@@ -80,6 +105,9 @@ pub struct SessionRecord {
     pub last_activity_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub ended_at: Option<OffsetDateTime>,
+    /// Why it ended; `None` while open.
+    pub close_reason: Option<CloseReason>,
+    pub fallback_number: Option<PhoneNumber>,
 }
 
 impl SessionRecord {
@@ -118,13 +146,14 @@ pub struct SessionFilter {
 const SESSION_COLUMNS: &str = "s.id, s.proxy_iccid, sim.msisdn, s.mode, s.status, s.label, \
      s.opened_ms, s.expires_ms, s.idle_ttl_s, s.last_activity_ms, s.ended_ms, \
      (SELECT number FROM participants WHERE session_id = s.id AND position = 0), \
-     (SELECT number FROM participants WHERE session_id = s.id AND position = 1)";
+     (SELECT number FROM participants WHERE session_id = s.id AND position = 1), \
+     s.close_reason, s.fallback_number";
 
 /// How an erased participant's number starts in the `participants` table
 /// (followed by the session id and position, unique per row).
 pub(super) const ERASED_PARTICIPANT: &str = "erased:";
 
-fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
 
@@ -164,10 +193,18 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
         last_activity_at: from_ms(row.get(9)?)?,
         ended_at: optional_time(10)?,
         participants: [participant(11)?, participant(12)?],
+        close_reason: row
+            .get::<_, Option<String>>(13)?
+            .map(|r| r.parse().map_err(|e: String| corrupt("close reason", e)))
+            .transpose()?,
+        fallback_number: row
+            .get::<_, Option<String>>(14)?
+            .map(|n| PhoneNumber::from_e164(&n).map_err(|e| corrupt("fallback number", e)))
+            .transpose()?,
     })
 }
 
-fn query_sessions(
+pub(super) fn query_sessions(
     conn: &Connection,
     condition: &str,
     params: &[&dyn rusqlite::ToSql],
@@ -192,7 +229,7 @@ pub(super) fn session_by_id(conn: &Connection, id: &str) -> Result<SessionRecord
 }
 
 pub(super) fn audit(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     now: OffsetDateTime,
     actor: &str,
     action: &str,
@@ -207,115 +244,23 @@ pub(super) fn audit(
 }
 
 pub(super) fn end_session(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: &str,
-    status: SessionStatus,
+    reason: CloseReason,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached("UPDATE sessions SET status = ?2, ended_ms = ?3 WHERE id = ?1")?
-        .execute(params![id, status.as_str(), to_ms(now)])?;
-    tx.prepare_cached("UPDATE participants SET open = 0 WHERE session_id = ?1")?
-        .execute(params![id])?;
-    Ok(())
-}
-
-fn allocate_and_insert(
-    conn: &mut Connection,
-    new: NewSession,
-    live: Vec<LiveSim>,
-    now: OffsetDateTime,
-) -> Result<SessionRecord, StoreError> {
-    let tx = conn.transaction()?;
-    let live: HashMap<String, LiveSim> = live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
-    let [a, b] = &new.participants;
-
-    let mut load: HashMap<String, usize> = HashMap::new();
-    {
-        let mut statement = tx.prepare_cached(
-            "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' GROUP BY proxy_iccid",
-        )?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            load.insert(row.get(0)?, row.get::<_, i64>(1)? as usize);
-        }
-    }
-    let mut busy: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
-    {
-        let mut statement = tx.prepare_cached(
-            "SELECT proxy_iccid, number FROM participants WHERE open = 1 AND number IN (?1, ?2)",
-        )?;
-        let mut rows = statement.query(params![a.e164(), b.e164()])?;
-        while let Some(row) = rows.next()? {
-            let number: String = row.get(1)?;
-            let number =
-                PhoneNumber::from_e164(&number).map_err(|e| corrupt("stored number", e))?;
-            busy.entry(row.get(0)?).or_default().insert(number);
-        }
-    }
-    let mut candidates = Vec::new();
-    {
-        let mut statement = tx.prepare_cached("SELECT iccid, msisdn, enabled FROM sims")?;
-        let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let iccid: String = row.get(0)?;
-            let msisdn: String = row.get(1)?;
-            let state = live.get(&iccid);
-            candidates.push(ProxyCandidate {
-                number: PhoneNumber::from_e164(&msisdn).map_err(|e| corrupt("SIM number", e))?,
-                enabled: row.get(2)?,
-                healthy: state.is_some_and(|s| s.healthy),
-                voice_capable: state.is_some_and(|s| s.voice_capable),
-                open_sessions: load.get(&iccid).copied().unwrap_or(0),
-                signal_dbm: state.and_then(|s| s.signal_dbm),
-                busy_participants: busy.remove(&iccid).unwrap_or_default(),
-                iccid,
-            });
-        }
-    }
-    let preferred = if new.sticky {
-        let mut statement = tx.prepare_cached(
-            "SELECT p.proxy_iccid FROM participants p JOIN sessions s ON s.id = p.session_id \
-             WHERE p.number IN (?1, ?2) ORDER BY s.opened_ms DESC LIMIT 8",
-        )?;
-        statement
-            .query_map(params![a.e164(), b.e164()], |row| row.get(0))?
-            .collect::<Result<Vec<String>, _>>()?
-    } else {
-        Vec::new()
-    };
-    let request = AllocationRequest {
-        participants: new.participants.clone(),
-        mode: new.mode,
-        preferred,
-    };
-    let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
-
-    let id = format!("ses_{:016x}", rand::random::<u64>());
-    let expires = new.ttl.map(|ttl| to_ms(now + ttl));
     tx.prepare_cached(
-        "INSERT INTO sessions (id, proxy_iccid, mode, status, label, opened_ms, expires_ms, \
-         idle_ttl_s, last_activity_ms) VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?5)",
+        "UPDATE sessions SET status = ?2, ended_ms = ?3, close_reason = ?4 WHERE id = ?1",
     )?
     .execute(params![
         id,
-        proxy,
-        new.mode.as_str(),
-        new.label,
+        reason.status().as_str(),
         to_ms(now),
-        expires,
-        new.idle_ttl.map(|d| d.whole_seconds()),
+        reason.as_str()
     ])?;
-    for (position, number) in new.participants.iter().enumerate() {
-        tx.prepare_cached(
-            "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
-             VALUES (?1, ?2, ?3, ?4, 1)",
-        )?
-        .execute(params![id, position as i64, number.e164(), proxy])?;
-    }
-    audit(&tx, now, &new.actor, "session.open", &id, new.mode.as_str())?;
-    let record = session_by_id(&tx, &id)?;
-    tx.commit()?;
-    Ok(record)
+    tx.prepare_cached("UPDATE participants SET open = 0 WHERE session_id = ?1")?
+        .execute(params![id])?;
+    Ok(())
 }
 
 impl Store {
@@ -381,7 +326,8 @@ impl Store {
     pub async fn sims(&self) -> Result<Vec<SimRecord>, StoreError> {
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
-                "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims ORDER BY iccid",
+                "SELECT iccid, msisdn, imsi, modem_imei, enabled, reserved_for, draining, front_desk FROM sims \
+                 ORDER BY iccid",
             )?;
             let mut rows = statement.query([])?;
             let mut sims = Vec::new();
@@ -401,21 +347,115 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<SimRecord, StoreError> {
+        let change = SimChange {
+            enabled: Some(enabled),
+            ..SimChange::default()
+        };
+        self.update_sim(iccid, change, actor, now).await
+    }
+
+    /// Changes a SIM's settings (enabled, reserved, draining, front desk);
+    /// every change is audited. Open sessions keep running.
+    pub async fn update_sim(
+        &self,
+        iccid: String,
+        change: SimChange,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SimRecord, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let changed = tx
-                .prepare_cached("UPDATE sims SET enabled = ?2 WHERE iccid = ?1")?
-                .execute(params![iccid, enabled])?;
-            if changed == 0 {
-                return Err(StoreError::NoSuchSim(iccid));
+            sim_by_iccid(&tx, &iccid)?;
+            if let Some(enabled) = change.enabled {
+                tx.prepare_cached("UPDATE sims SET enabled = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, enabled])?;
+                let action = if enabled { "sim.enable" } else { "sim.disable" };
+                audit(&tx, now, &actor, action, &iccid, "")?;
             }
-            let action = if enabled { "sim.enable" } else { "sim.disable" };
-            audit(&tx, now, &actor, action, &iccid, "")?;
+            if let Some(owner) = &change.reserved_for {
+                tx.prepare_cached("UPDATE sims SET reserved_for = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, owner.as_ref().map(PhoneNumber::e164)])?;
+                // The audit trail names the owner by its redacted form only.
+                let (action, detail) = match owner {
+                    Some(owner) => ("sim.reserve", format!("{owner:?}")),
+                    None => ("sim.release", String::new()),
+                };
+                audit(&tx, now, &actor, action, &iccid, &detail)?;
+            }
+            if let Some(draining) = change.draining {
+                tx.prepare_cached("UPDATE sims SET draining = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, draining])?;
+                let action = if draining { "sim.drain" } else { "sim.undrain" };
+                audit(&tx, now, &actor, action, &iccid, "")?;
+            }
+            if let Some(staff) = &change.front_desk {
+                tx.prepare_cached("UPDATE sims SET front_desk = ?2 WHERE iccid = ?1")?
+                    .execute(params![iccid, staff.as_ref().map(PhoneNumber::e164)])?;
+                let detail = staff.as_ref().map(|s| format!("{s:?}")).unwrap_or_default();
+                audit(&tx, now, &actor, "sim.front_desk", &iccid, &detail)?;
+            }
             let sim = sim_by_iccid(&tx, &iccid)?;
             tx.commit()?;
             Ok(sim)
         })
         .await
+    }
+
+    /// Retires a SIM: its open sessions end (`sim_retired`) and it is
+    /// disabled. Returns the sessions it ended.
+    pub async fn retire_sim(
+        &self,
+        iccid: String,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            sim_by_iccid(&tx, &iccid)?;
+            let open = query_sessions(&tx, "s.proxy_iccid = ?1 AND s.status = 'open'", &[&iccid])?;
+            let mut ended = Vec::with_capacity(open.len());
+            for session in &open {
+                end_session(&tx, &session.id, CloseReason::SimRetired, now)?;
+                ended.push(session_by_id(&tx, &session.id)?);
+            }
+            tx.prepare_cached("UPDATE sims SET enabled = 0 WHERE iccid = ?1")?
+                .execute(params![iccid])?;
+            audit(
+                &tx,
+                now,
+                &actor,
+                "sim.retire",
+                &iccid,
+                &format!("{} sessions ended", ended.len()),
+            )?;
+            tx.commit()?;
+            Ok(ended)
+        })
+        .await
+    }
+
+    /// Reopens a closed or expired session on its proxy when the masking
+    /// rule and the rails still allow it. Its lifetime starts again from
+    /// `now`: `ttl`/`idle_ttl` when given, else the ones it had.
+    pub async fn reopen_session(
+        &self,
+        id: String,
+        ttl: Option<Duration>,
+        idle_ttl: Option<Duration>,
+        actor: String,
+        now: OffsetDateTime,
+    ) -> Result<SessionRecord, StoreError> {
+        self.call(move |conn| reopen(conn, &id, ttl, idle_ttl, &actor, now))
+            .await
+    }
+
+    /// Each SIM's use of its budgets at `now`: (distinct recipients this
+    /// month, messages sent in the last 24 hours), by ICCID.
+    pub async fn sim_budget_use(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+        self.call(move |conn| budget_use(conn, now)).await
     }
 
     /// Opens a session on the proxy the masking rules choose, atomically:
@@ -473,7 +513,7 @@ impl Store {
                     status: session.status.as_str().into(),
                 });
             }
-            end_session(&tx, &id, SessionStatus::Closed, now)?;
+            end_session(&tx, &id, CloseReason::Operator, now)?;
             audit(&tx, now, &actor, "session.close", &id, "")?;
             let session = session_by_id(&tx, &id)?;
             tx.commit()?;
@@ -511,6 +551,22 @@ impl Store {
         .await
     }
 
+    /// Moves the deadlines of every open session by `by` (after the clock
+    /// was stepped by as much), so each keeps the time it had left; returns
+    /// how many moved.
+    pub async fn shift_open_sessions(&self, by: time::Duration) -> Result<usize, StoreError> {
+        let by_ms = i64::try_from(by.whole_milliseconds()).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE sessions SET expires_ms = expires_ms + ?1, \
+                     last_activity_ms = last_activity_ms + ?1 WHERE status = 'open'",
+                )?
+                .execute(params![by_ms])?)
+        })
+        .await
+    }
+
     /// Ends every open session whose absolute or idle deadline has passed,
     /// and returns them.
     pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<SessionRecord>, StoreError> {
@@ -524,7 +580,12 @@ impl Store {
                 &[&now_ms],
             )?;
             for session in &due {
-                end_session(&tx, &session.id, SessionStatus::Expired, now)?;
+                let reason = if session.expires_at.is_some_and(|at| at <= now) {
+                    CloseReason::Ttl
+                } else {
+                    CloseReason::Idle
+                };
+                end_session(&tx, &session.id, reason, now)?;
             }
             let mut expired = Vec::with_capacity(due.len());
             for session in &due {
@@ -545,12 +606,22 @@ fn sim_from_row(row: &Row<'_>) -> Result<SimRecord, StoreError> {
         imsi: row.get(2)?,
         modem_imei: row.get(3)?,
         enabled: row.get(4)?,
+        reserved_for: optional_number(row, 5)?,
+        draining: row.get(6)?,
+        front_desk: optional_number(row, 7)?,
     })
 }
 
-fn sim_by_iccid(conn: &Connection, iccid: &str) -> Result<SimRecord, StoreError> {
+fn optional_number(row: &Row<'_>, i: usize) -> Result<Option<PhoneNumber>, StoreError> {
+    row.get::<_, Option<String>>(i)?
+        .map(|n| PhoneNumber::from_e164(&n).map_err(|e| corrupt("stored number", e)))
+        .transpose()
+}
+
+pub(super) fn sim_by_iccid(conn: &Connection, iccid: &str) -> Result<SimRecord, StoreError> {
     let mut statement = conn.prepare_cached(
-        "SELECT iccid, msisdn, imsi, modem_imei, enabled FROM sims WHERE iccid = ?1",
+        "SELECT iccid, msisdn, imsi, modem_imei, enabled, reserved_for, draining, front_desk FROM sims \
+         WHERE iccid = ?1",
     )?;
     let mut rows = statement.query(params![iccid])?;
     match rows.next()? {

@@ -30,6 +30,9 @@ fn new_session(a: &str, b: &str) -> NewSession {
         label: None,
         sticky: false,
         actor: "test".into(),
+        fallback_number: None,
+        proxy: None,
+        limits: Default::default(),
     }
 }
 
@@ -217,6 +220,48 @@ async fn sessions_expire_by_absolute_and_idle_ttl() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn a_clock_step_moves_open_deadlines_so_sessions_keep_their_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, pool) = store_with_sims(&dir, 2).await;
+    let mut absolute = new_session(A, B);
+    absolute.ttl = Some(Duration::minutes(30));
+    let absolute = store
+        .open_session(absolute, pool.clone(), NOW)
+        .await
+        .unwrap();
+    let mut idle = new_session(A, C);
+    idle.idle_ttl = Some(Duration::minutes(10));
+    let idle = store.open_session(idle, pool, NOW).await.unwrap();
+    store
+        .close_session(idle.id.clone(), "test".into(), NOW)
+        .await
+        .unwrap();
+
+    // The clock was two hours behind and is stepped forward.
+    let step = Duration::hours(2);
+    assert_eq!(store.shift_open_sessions(step).await.unwrap(), 1);
+    assert!(
+        store
+            .expire_due(NOW + step + Duration::minutes(29))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the session keeps its 30 minutes in the new time"
+    );
+    let expired = store
+        .expire_due(NOW + step + Duration::minutes(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        expired.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&absolute.id]
+    );
+    // A closed session is history: its times stay.
+    let closed = store.session(idle.id).await.unwrap();
+    assert_eq!(closed.status, SessionStatus::Closed);
 }
 
 #[tokio::test]

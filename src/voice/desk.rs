@@ -11,7 +11,6 @@
 //! it through [`CallDesks`]. Each of these ends the call for both sides.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -24,7 +23,7 @@ use super::{
     Outcome, Setup, choose_method,
 };
 use crate::bank::Bank;
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::masking::Traffic;
 use crate::masking::lifecycle::{self, Route, SessionStatus};
@@ -40,7 +39,9 @@ pub type VoiceInbox = mpsc::Sender<ModemEvent>;
 /// What a desk works with besides its SIM.
 #[derive(Clone)]
 pub struct DeskContext {
-    pub config: Arc<Config>,
+    /// The configuration in force (a reload changes the ring timeout,
+    /// the call limit and the out-of-session policy).
+    pub config: LiveConfig,
     pub store: Store,
     pub bank: Bank,
     pub events: EventBus,
@@ -77,7 +78,7 @@ pub fn spawn(
 struct Desk {
     iccid: String,
     home_region: Option<String>,
-    config: Arc<Config>,
+    config: LiveConfig,
     store: Store,
     bank: Bank,
     events: EventBus,
@@ -169,7 +170,7 @@ impl Desk {
         let call = self.bridge.as_ref()?.state().call()?;
         let session = call.session()?.to_string();
         let caller = call.caller().clone();
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let open = match self.store.open_session_of(self.iccid.clone(), caller).await {
             Ok(open) => open.filter(|s| s.id == session),
             Err(error) => {
@@ -178,11 +179,17 @@ impl Desk {
             }
         };
         let Some(open) = open else {
-            let expired = self
-                .store
-                .session(session)
-                .await
-                .is_ok_and(|s| s.status == SessionStatus::Expired);
+            let record = self.store.session(session).await.ok();
+            // A call put through to a session's fallback number after it
+            // expired is not the session's conversation: its end is not
+            // this call's.
+            let between_participants = record
+                .as_ref()
+                .is_none_or(|s| s.participants.iter().flatten().any(|p| p == call.other()));
+            if !between_participants {
+                return None;
+            }
+            let expired = record.is_some_and(|s| s.status == SessionStatus::Expired);
             let why = if expired {
                 "the session expired"
             } else {
@@ -218,14 +225,15 @@ impl Desk {
 
     fn setup(&self) -> Setup {
         let seconds = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
-        let voice = &self.config.voice;
+        let config = self.config.get();
+        let voice = &config.voice;
         let timing = BridgeTiming {
             answer_timeout: seconds(voice.ring_timeout_seconds),
             max_duration: (voice.max_duration_seconds > 0)
                 .then(|| seconds(voice.max_duration_seconds)),
             ..BridgeTiming::default()
         };
-        let chosen = self.config.sim(&self.iccid).and_then(|s| s.voice_method);
+        let chosen = config.sim(&self.iccid).and_then(|s| s.voice_method);
         let methods = match self.bank.handle(&self.iccid) {
             Some(handle) => {
                 let identity = handle.identity();
@@ -233,7 +241,11 @@ impl Desk {
                 let preferred =
                     Method::preferred(chosen, profile.as_ref().and_then(|p| p.voice.method));
                 let profile_chld = profile.map(|p| p.voice.chld).unwrap_or_default();
-                choose_method(&profile_chld, Some(&identity.capabilities.chld), preferred)
+                choose_method(
+                    &profile_chld,
+                    identity.capabilities.chld.as_deref(),
+                    preferred,
+                )
             }
             None => choose_method(&[], None, Method::preferred(chosen, None)),
         };
@@ -250,7 +262,7 @@ impl Desk {
             let Some(bridge) = self.bridge.as_mut() else {
                 return;
             };
-            let (commands, transition) = bridge.step(input, OffsetDateTime::now_utc());
+            let (commands, transition) = bridge.step(input, crate::clock::now());
             if let Some(transition) = transition {
                 tracing::info!(iccid = %self.iccid, "call {transition}");
             }
@@ -324,6 +336,8 @@ impl Desk {
         let caller = if reported.starts_with('+') {
             PhoneNumber::from_e164(reported)
         } else {
+            // The network knows the number: read it as possible, whatever
+            // `[numbers] validation` asks of numbers operators type.
             PhoneNumber::parse(reported, self.home_region.as_deref())
         };
         let Ok(caller) = caller else {
@@ -332,7 +346,7 @@ impl Desk {
                 reason: "the caller's number is withheld or unreadable".into(),
             };
         };
-        let now = OffsetDateTime::now_utc();
+        let now = crate::clock::now();
         let session = match self
             .store
             .open_session_of(self.iccid.clone(), caller.clone())
@@ -367,9 +381,33 @@ impl Desk {
                     }
                 }
                 tracing::info!(session = %session.id, "call on an expired session");
-                self.out_of_session(caller)
+                self.before_policy(caller).await
             }
-            Route::OutOfSession => self.out_of_session(caller),
+            Route::OutOfSession => self.before_policy(caller).await,
+        }
+    }
+
+    /// The rails before the policy (block list, fallback after expiry,
+    /// front desk: [`super::front`]), then the policy.
+    async fn before_policy(&self, caller: PhoneNumber) -> Lookup {
+        match super::front::before_policy(
+            &self.store,
+            &self.config.get(),
+            &self.events,
+            &self.iccid,
+            &caller,
+        )
+        .await
+        {
+            Ok(Some(lookup)) => lookup,
+            Ok(None) => self.out_of_session(caller),
+            Err(error) => {
+                tracing::error!(iccid = %self.iccid, %error, "session lookup failed");
+                Lookup::Reject {
+                    caller: Some(caller),
+                    reason: "the session store failed".into(),
+                }
+            }
         }
     }
 
@@ -381,7 +419,7 @@ impl Desk {
             .await
             .ok()??;
         let sessions: Vec<_> = session.rules_view().into_iter().collect();
-        match lifecycle::route(&sessions, caller, Traffic::Call, OffsetDateTime::now_utc()) {
+        match lifecycle::route(&sessions, caller, Traffic::Call, crate::clock::now()) {
             Route::Relay { session, .. } | Route::WrongMode(session) => Some(session.id.clone()),
             Route::Expired(_) | Route::OutOfSession => None,
         }
@@ -389,11 +427,11 @@ impl Desk {
 
     fn out_of_session(&self, caller: PhoneNumber) -> Lookup {
         let action = policy::out_of_session_action(
-            &self.config.out_of_session,
+            &self.config.get().out_of_session,
             Traffic::Call,
             &caller,
             None,
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         );
         match action {
             Action::Forward { to } => Lookup::Bridge {
@@ -470,6 +508,11 @@ impl Desk {
         };
         if let Err(error) = self.store.record_call(call).await {
             tracing::error!(iccid = %self.iccid, %error, "cannot record a call");
+        }
+        if let Some(answered_at) = record.answered_at
+            && let Ok(setup) = std::time::Duration::try_from(answered_at - record.started_at)
+        {
+            crate::metrics::call_setup(setup);
         }
         // A bridge whose confirmation was lost (seen in a snapshot) is
         // announced with its end.

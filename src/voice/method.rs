@@ -62,18 +62,20 @@ pub enum NoMethod {
 
 /// How a SIM bridges calls, as the pool and the API name it: `transfer`,
 /// `conference`, or `None` when it cannot bridge. `voice` says the modem
-/// takes calls at all; the services are its profile's and the network's;
-/// `preferred` is the operator's choice ([`Method::preferred`]).
+/// takes calls at all; the services are its profile's and the network's
+/// (`reported` is `None` when the modem did not answer `AT+CHLD=?`: the
+/// profile's are tried); `preferred` is the operator's choice
+/// ([`Method::preferred`]).
 pub fn method_name(
     voice: bool,
     profile_chld: &[String],
-    reported: &[String],
+    reported: Option<&[String]>,
     preferred: Method,
 ) -> Option<String> {
     if !voice {
         return None;
     }
-    let best = choose_method(profile_chld, Some(reported), preferred)
+    let best = choose_method(profile_chld, reported, preferred)
         .ok()?
         .first()
         .copied()?;

@@ -52,6 +52,7 @@
 
 pub mod desk;
 pub mod desks;
+pub mod front;
 mod machine;
 mod method;
 

@@ -654,14 +654,19 @@ fn methods_come_from_the_profile_the_modem_and_the_operator() {
     assert_eq!(Method::preferred(Some(Transfer), None), Method::Transfer);
     // The pool's name for it.
     assert_eq!(
-        method_name(true, &all, &all, Method::Conference).as_deref(),
+        method_name(true, &all, Some(&all), Method::Conference).as_deref(),
         Some("conference")
     );
     assert_eq!(
-        method_name(true, &all, &all, Method::Transfer).as_deref(),
+        method_name(true, &all, Some(&all), Method::Transfer).as_deref(),
         Some("transfer")
     );
-    assert_eq!(method_name(false, &all, &all, Method::Transfer), None);
+    assert_eq!(method_name(false, &all, Some(&all), Method::Transfer), None);
+    // A modem that did not answer AT+CHLD=?: its profile's services are tried.
+    assert_eq!(
+        method_name(true, &all, None, Method::Conference).as_deref(),
+        Some("conference")
+    );
 }
 
 #[test]

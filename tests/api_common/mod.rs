@@ -98,6 +98,11 @@ pub async fn start(sims: usize) -> Api {
 }
 
 pub async fn start_with(sims: usize, rate_limit: RateLimit) -> Api {
+    start_configured(sims, |state| state.rate_limit = rate_limit).await
+}
+
+/// An API over `sims` SIMs whose state `configure` adjusts before serving.
+pub async fn start_configured(sims: usize, configure: impl FnOnce(&mut ApiState)) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("api.db")).unwrap();
     let now = OffsetDateTime::now_utc();
@@ -137,7 +142,7 @@ pub async fn start_with(sims: usize, rate_limit: RateLimit) -> Api {
     let mut state = ApiState::new(store.clone(), pool.clone(), events.clone());
     state.admin_token = Some(BOOTSTRAP.into());
     state.default_region = Some("GB".into());
-    state.rate_limit = rate_limit;
+    configure(&mut state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = CancellationToken::new();

@@ -1,18 +1,99 @@
 // The simmask dashboard: plain JavaScript over the local API.
 // The token lives in sessionStorage (this tab only) and goes out as a
 // bearer header; the live feed is read with fetch streaming because
-// EventSource cannot send headers. Real numbers only ever travel in
-// request bodies, never in URLs; everything shown is set as text.
+// EventSource cannot send headers; it resumes from the last event id it
+// saw (Last-Event-ID), so a dropped connection leaves no gap. Real numbers
+// only ever travel in request bodies, never in URLs; everything shown is
+// set as text.
+//
+// Every string comes from a catalogue per language (lang/<code>.json),
+// chosen from the browser's languages or the switch on the page; dates
+// and numbers are formatted in that locale (Intl), Arabic is laid out
+// right to left, and phone numbers always read left to right.
 'use strict';
 
 const TOKEN_KEY = 'simmask.token';
+const LANG_KEY = 'simmask.lang';
 const PAGE_SIZE = 50;
 const FEED_MAX = 200;
+const LANGUAGES = { en: 'English', fr: 'Français', es: 'Español', pt: 'Português', ar: 'العربية' };
+const RIGHT_TO_LEFT = new Set(['ar']);
+
+const i18n = { lang: 'en', strings: {}, english: {} };
+
+async function catalogue(lang) {
+  const response = await fetch('/dashboard/lang/' + lang + '.json');
+  if (!response.ok) throw new Error('language ' + lang + ': ' + response.status);
+  return response.json();
+}
+
+// The browser's first language we have, else English.
+function preferredLanguage() {
+  const stored = localStorage.getItem(LANG_KEY);
+  if (stored && LANGUAGES[stored]) return stored;
+  for (const tag of navigator.languages || [navigator.language || 'en']) {
+    const base = String(tag).toLowerCase().split('-')[0];
+    if (LANGUAGES[base]) return base;
+  }
+  return 'en';
+}
+
+function formatNumber(value) {
+  return typeof value === 'number' ? new Intl.NumberFormat(i18n.lang).format(value) : value;
+}
+
+// A string of the catalogue with {name} filled in; a plural entry is
+// picked by Intl.PluralRules from params.count. English stands in for a
+// string a catalogue lacks.
+function t(key, params) {
+  params = params || {};
+  let entry = i18n.strings[key];
+  if (entry === undefined) entry = i18n.english[key];
+  if (entry === undefined) return key;
+  if (typeof entry === 'object') {
+    const category = new Intl.PluralRules(i18n.lang).select(Number(params.count) || 0);
+    entry = entry[category] !== undefined ? entry[category] : entry.other;
+  }
+  return entry.replace(/\{(\w+)\}/g, (whole, name) =>
+    params[name] === undefined || params[name] === null ? whole : String(formatNumber(params[name])));
+}
+
+// A word from the API (a state, a status) in the page's language, or as
+// it came when the catalogue has no word for it.
+function word(group, value) {
+  if (value === null || value === undefined || value === '') return '';
+  const key = group + '.' + value;
+  return i18n.strings[key] !== undefined || i18n.english[key] !== undefined ? t(key) : String(value);
+}
+
+async function setLanguage(lang) {
+  if (!LANGUAGES[lang]) lang = 'en';
+  const [strings, english] = await Promise.all([catalogue(lang), lang === 'en' ? null : catalogue('en')]);
+  i18n.lang = lang;
+  i18n.strings = strings;
+  i18n.english = english || strings;
+  document.documentElement.lang = lang;
+  document.documentElement.dir = RIGHT_TO_LEFT.has(lang) ? 'rtl' : 'ltr';
+  for (const node of document.querySelectorAll('[data-i18n]')) node.textContent = t(node.dataset.i18n);
+  for (const node of document.querySelectorAll('[data-i18n-placeholder]')) node.placeholder = t(node.dataset.i18nPlaceholder);
+  for (const node of document.querySelectorAll('[data-i18n-title]')) node.title = t(node.dataset.i18nTitle);
+  for (const node of document.querySelectorAll('[data-i18n-aria-label]')) node.setAttribute('aria-label', t(node.dataset.i18nAriaLabel));
+  $('lang').value = lang;
+}
+
+// A phone number (or anything that must read left to right) in running text.
+function ltr(text) {
+  return el('bdi', { class: 'ltr', dir: 'ltr' }, text);
+}
 
 const state = {
   token: sessionStorage.getItem(TOKEN_KEY),
   role: null,
   stream: null,
+  // The id of the last event received, to resume the feed from.
+  lastEventId: null,
+  // The feed's events, to draw again in another language.
+  feed: [],
   refreshTimer: null,
   chartsTimer: null,
   sessionOffset: 0,
@@ -23,16 +104,6 @@ const state = {
 };
 
 // What the call controls say, by key, in one place for translation.
-const CALL_TEXT = {
-  connecting: 'Call: putting the caller through',
-  ringing: 'Call: the other participant\'s phone rings',
-  bridged: 'Call in progress',
-  since: 'since',
-  endCall: 'End call',
-  endCallTitle: 'End this call for both participants',
-  ended: 'Call ended for both participants',
-};
-
 const $ = (id) => document.getElementById(id);
 
 class ApiError extends Error {
@@ -94,13 +165,13 @@ function notice(text, kind) {
 function time(iso) {
   if (!iso) return '';
   const date = new Date(iso);
-  return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  return date.toLocaleTimeString(i18n.lang, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 function dateTime(iso) {
   if (!iso) return '';
   const date = new Date(iso);
-  return date.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+  return date.toLocaleString(i18n.lang, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 }
 
 // ---- sign-in -------------------------------------------------------------
@@ -116,9 +187,10 @@ async function signIn(token) {
   $('signin').hidden = true;
   $('app').hidden = false;
   $('whoami').hidden = false;
+  setExportRange();
   await Promise.all([loadBank(), loadSessions(true)]);
   startStream();
-  state.chartsTimer = setInterval(loadCharts, 60000);
+  state.chartsTimer = setInterval(() => { loadCharts(); loadClock().catch(() => {}); }, 60000);
 }
 
 function signOut(message) {
@@ -127,6 +199,9 @@ function signOut(message) {
   state.role = null;
   if (state.stream) state.stream.abort();
   state.stream = null;
+  state.lastEventId = null;
+  state.feed = [];
+  $('feed-list').replaceChildren();
   clearInterval(state.chartsTimer);
   $('app').hidden = true;
   $('whoami').hidden = true;
@@ -149,7 +224,7 @@ function signalLevel(dbm) {
 function signalBars(dbm) {
   const level = signalLevel(dbm);
   const bars = svg('svg', { class: 'bars', viewBox: '0 0 20 14', width: '24', height: '16',
-    role: 'img', 'aria-label': dbm === null ? 'no signal' : dbm + ' dBm' });
+    role: 'img', 'aria-label': dbm === null ? t('sim.no_signal') : t('sim.dbm', { dbm }) });
   for (let i = 0; i < 4; i++) {
     const height = 4 + i * 3;
     bars.append(svg('rect', { x: String(i * 5), y: String(14 - height), width: '4',
@@ -168,52 +243,104 @@ function simCard(number) {
   const reply = el('div', { class: 'reply' });
   const toggle = async () => {
     try {
-      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.iccid), { enabled: !number.enabled });
-      notice((number.enabled ? 'Disabled ' : 'Enabled ') + number.msisdn, 'good');
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.id), { enabled: !number.enabled });
+      notice(t(number.enabled ? 'notice.disabled' : 'notice.enabled', { number: number.msisdn }), 'good');
       await loadBank();
     } catch (error) { notice(error.message, 'bad'); }
+  };
+  const change = async (body, done) => {
+    try {
+      await call('PUT', '/api/v1/numbers/' + encodeURIComponent(number.id), body);
+      notice(t(done, { number: number.msisdn }), 'good');
+      await loadBank();
+    } catch (error) { notice(error.message, 'bad'); }
+  };
+  const reserve = async (event) => {
+    event.preventDefault();
+    const input = event.target.querySelector('input');
+    await change({ reserved_for: input.value.trim() }, 'notice.reserved');
   };
   const ussd = async (event) => {
     event.preventDefault();
     const input = event.target.querySelector('input');
     reply.textContent = '…';
     try {
-      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.iccid) + '/ussd',
+      const answer = await call('POST', '/api/v1/numbers/' + encodeURIComponent(number.id) + '/ussd',
         { code: input.value.trim() });
       reply.textContent = answer.reply;
     } catch (error) { reply.textContent = error.message; }
   };
-  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-iccid': number.iccid },
+  const count = (key, value) => el('span', null, t(key) + ' ', el('b', null, formatNumber(value)));
+  return el('article', { class: 'card sim' + (number.healthy ? '' : ' unhealthy'), 'data-sim': number.id, 'data-iccid': number.id },
     el('div', { class: 'head' },
-      el('span', { class: 'number' }, number.msisdn),
-      el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? number.state : 'disabled'),
+      el('span', { class: 'number ltr', dir: 'ltr' }, number.msisdn),
+      el('span', { class: 'badge ' + stateClass(number) }, number.enabled ? word('state', number.state) : t('state.disabled')),
+      number.draining ? el('span', { class: 'badge off draining' },
+        t('sim.draining', { count: number.sessions_left })) : null,
+      number.reserved_for ? el('span', { class: 'badge reserved' }, t('sim.reserved')) : null,
       signalBars(number.signal_dbm)),
     el('div', { class: 'meta' },
-      [number.model || 'modem ?', number.port, number.signal_dbm === null ? 'no signal' : number.signal_dbm + ' dBm']
-        .filter(Boolean).join(' · ')),
+      number.model || t('sim.modem_unknown'), number.port ? [' · ', ltr(number.port)] : null, ' · ',
+      number.signal_dbm === null ? t('sim.no_signal') : ltr(t('sim.dbm', { dbm: number.signal_dbm }))),
+    el('div', { class: 'meta simid', title: t(number.id_source === 'imsi' ? 'sim.id_imsi_title' : 'sim.id_iccid_title') },
+      number.id_source === 'imsi'
+        ? [t('sim.id_imsi') + ' ', ltr(number.id.slice('imsi:'.length)), ' ' + t('sim.no_iccid')]
+        : [t('sim.id_iccid') + ' ', ltr(number.id)]),
     el('div', { class: 'meta' },
-      [number.registration || 'unregistered', number.operator].filter(Boolean).join(' · ')),
+      [number.registration ? word('reg', number.registration) : t('reg.none'), number.operator].filter(Boolean).join(' · ')),
     el('div', { class: 'counts' },
-      el('span', null, 'queue ', el('b', null, number.queue_depth)),
-      el('span', null, 'sent ', el('b', null, number.sent)),
-      el('span', null, 'received ', el('b', null, number.received)),
-      el('span', null, 'failed ', el('b', null, number.failed)),
-      el('span', null, 'sessions ', el('b', null, number.open_sessions))),
-    number.last_error ? el('div', { class: 'lasterror' }, number.last_error) : null,
-    el('div', { class: 'chart-box', 'data-chart': number.iccid }),
+      count('sim.queue', number.queue_depth),
+      count('sim.sent', number.sent),
+      count('sim.received', number.received),
+      count('sim.failed', number.failed),
+      count('sim.sessions', number.open_sessions)),
+    number.reserved_for ? el('div', { class: 'meta reserved-for' }, t('sim.reserved_for'), ' ', ltr(number.reserved_for)) : null,
+    number.front_desk ? el('div', { class: 'meta' }, t('sim.front_desk_for'), ' ', ltr(number.front_desk)) : null,
+    el('div', { class: 'budgets' },
+      budget(t('budget.today'), number.budgets.messages_today),
+      budget(t('budget.recipients_month'), number.budgets.recipients_this_month)),
+    number.last_error ? el('div', { class: 'lasterror', dir: 'auto' }, number.last_error) : null,
+    el('div', { class: 'chart-box', 'data-chart': number.id }),
     admin ? el('div', { class: 'actions' },
       el('button', { type: 'button', class: number.enabled ? 'danger' : 'quiet', onclick: toggle },
-        number.enabled ? 'Disable' : 'Enable'),
+        t(number.enabled ? 'sim.disable' : 'sim.enable')),
+      el('button', { type: 'button', class: 'quiet drain', onclick: () =>
+        change({ draining: !number.draining }, number.draining ? 'notice.undrained' : 'notice.draining') },
+        t(number.draining ? 'sim.undrain' : 'sim.drain')),
+      number.reserved_for
+        ? el('button', { type: 'button', class: 'quiet release', onclick: () =>
+          change({ reserved_for: null }, 'notice.released') }, t('sim.release'))
+        : el('form', { class: 'reserve', onsubmit: reserve },
+          el('input', { placeholder: '+44…', 'aria-label': t('sim.reserve_for'), required: true, autocomplete: 'off', dir: 'ltr' }),
+          el('button', { type: 'submit', class: 'quiet' }, t('sim.reserve'))),
       el('form', { onsubmit: ussd },
-        el('input', { placeholder: '*100#', 'aria-label': 'USSD code', required: true, pattern: '[0-9*#]{1,32}' }),
-        el('button', { type: 'submit', class: 'quiet' }, 'USSD'))) : null,
+        el('input', { placeholder: '*100#', 'aria-label': t('sim.ussd_code'), required: true, pattern: '[0-9*#]{1,32}', dir: 'ltr' }),
+        el('button', { type: 'submit', class: 'quiet' }, t('sim.ussd')))) : null,
     admin ? reply : null);
 }
 
+// The appliance's clock against the network's (a Pi has no real-time clock).
+async function loadClock() {
+  const health = await (await fetch('/healthz')).json();
+  const clock = health.clock;
+  $('clock').textContent = t('clock.label') + ': ' + clock.summary;
+  $('clock').className = 'notice' + (clock.suspect ? ' bad' : '');
+}
+
+// One budget's use: "today 12 / 1000", a bar when it has a limit.
+function budget(name, use) {
+  const text = use.limit === null ? `${name} ${formatNumber(use.used)}`
+    : `${name} ${formatNumber(use.used)} / ${formatNumber(use.limit)}`;
+  const share = use.limit ? Math.min(1, use.used / use.limit) : 0;
+  return el('span', { class: 'budget' + (share >= 0.9 ? ' near' : ''), title: text },
+    text, use.limit ? el('meter', { min: '0', max: String(use.limit), value: String(use.used) }) : null);
+}
+
 async function loadBank() {
+  loadClock().catch(() => {});
   const numbers = await call('GET', '/api/v1/numbers');
   const healthy = numbers.filter((n) => n.healthy).length;
-  $('bank-summary').textContent = `${numbers.length} SIMs, ${healthy} healthy`;
+  $('bank-summary').textContent = t('bank.summary', { count: numbers.length, healthy });
   $('sims').replaceChildren(...numbers.map(simCard));
   await loadCharts();
 }
@@ -224,7 +351,7 @@ function chart(history) {
   const end = Math.floor(Date.now() / hourMs) * hourMs + hourMs;
   const start = end - 24 * hourMs;
   const box = svg('svg', { class: 'chart', viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: 'none',
-    role: 'img', 'aria-label': 'traffic and signal, last 24 hours' });
+    role: 'img', 'aria-label': t('chart.aria') });
   box.append(svg('rect', { class: 'frame', x: '0', y: '0', width: String(width), height: String(height) }));
   const peak = Math.max(1, ...history.traffic.map((h) => h.sent + h.received));
   const slot = width / 24;
@@ -250,8 +377,8 @@ function chart(history) {
   if (points.length === 1) points.push(`${width},${points[0].split(',')[1]}`);
   if (points.length) box.append(svg('polyline', { class: 'signal', points: points.join(' ') }));
   const total = history.traffic.reduce((sum, h) => sum + h.sent + h.received, 0);
-  return [box, el('div', { class: 'chart-label' }, el('span', null, '24 h'),
-    el('span', null, `${total} SMS · signal line`))];
+  return [box, el('div', { class: 'chart-label' }, el('span', null, t('chart.span')),
+    el('span', null, t('chart.total', { count: total })))];
 }
 
 async function loadCharts() {
@@ -261,7 +388,7 @@ async function loadCharts() {
       const history = await call('GET', '/api/v1/numbers/' + encodeURIComponent(box.dataset.chart) + '/history');
       box.replaceChildren(...chart(history));
     } catch (error) {
-      box.replaceChildren(el('span', { class: 'meta' }, 'chart: ' + error.message));
+      box.replaceChildren(el('span', { class: 'meta' }, t('chart.error', { message: error.message })));
     }
   }));
 }
@@ -274,8 +401,9 @@ function sessionItem(session) {
     try {
       const list = await call('GET', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/interactions');
       interactions.replaceChildren(...(list.length ? list.map((i) => el('li', { class: 'interaction' },
-        `${time(i.created_at)} ${i.kind} from ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${i.status}`,
-        i.reason ? ` (${i.reason})` : '', i.body ? ` — ${i.body}` : '')) : [el('li', null, 'no SMS or calls yet')]));
+        `${time(i.created_at)} ${word('kind', i.kind)} ${t('interaction.from')} ${i.from_participant === null ? '?' : i.from_participant === 0 ? 'A' : 'B'}: ${word('istatus', i.status)}` +
+          (i.rule ? ` [${word('rule', i.rule)}]` : ''),
+        i.reason ? el('span', { dir: 'auto' }, ` (${i.reason})`) : '', i.body ? el('span', { dir: 'auto' }, ` — ${i.body}`) : '')) : [el('li', null, t('interaction.none'))]));
       interactions.hidden = false;
     } catch (error) { notice(error.message, 'bad'); }
   };
@@ -292,24 +420,35 @@ function sessionItem(session) {
   const close = async () => {
     try {
       await call('DELETE', '/api/v1/sessions/' + encodeURIComponent(session.id));
-      notice('Closed ' + (session.label || session.id), 'good');
+      notice(t('notice.closed', { name: session.label || session.id }), 'good');
+      await loadSessions(true);
+    } catch (error) { notice(error.message, 'bad'); }
+  };
+  const reopen = async () => {
+    try {
+      await call('POST', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/reopen', {});
+      notice(t('notice.reopened', { name: session.label || session.id }), 'good');
       await loadSessions(true);
     } catch (error) { notice(error.message, 'bad'); }
   };
   return el('li', { 'data-session': session.id, 'data-status': session.status },
     el('div', { class: 'row' },
-      el('span', { class: 'title' }, session.label || session.id),
-      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') }, session.status)),
+      el('span', { class: 'title', dir: 'auto' }, session.label || session.id),
+      el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') },
+        word('status', session.status) + (session.close_reason ? ' · ' + word('close', session.close_reason) : ''))),
     el('div', { class: 'meta' },
-      `${session.participants[0]} ⇄ ${session.participants[1]} via ${session.proxy_number} · ${session.mode}`),
+      ltr(session.participants[0]), ' ⇄ ', ltr(session.participants[1]),
+      ` ${t('session.via')} `, ltr(session.proxy_number), ' · ', word('mode', session.mode)),
     el('div', { class: 'row' },
-      el('span', { class: 'meta' }, `opened ${dateTime(session.opened_at)}` +
-        (session.expires_at ? ` · expires ${dateTime(session.expires_at)}` : '') +
-        (session.ended_at ? ` · ended ${dateTime(session.ended_at)}` : '')),
+      el('span', { class: 'meta' }, t('session.opened', { when: dateTime(session.opened_at) }) +
+        (session.expires_at ? ' · ' + t('session.expires', { when: dateTime(session.expires_at) }) : '') +
+        (session.ended_at ? ' · ' + t('session.ended', { when: dateTime(session.ended_at) }) : '')),
       el('span', { class: 'buttons' },
-        el('button', { type: 'button', class: 'quiet show-interactions', onclick: showInteractions }, 'Interactions'),
+        el('button', { type: 'button', class: 'quiet show-interactions', onclick: showInteractions }, t('session.interactions')),
         state.role === 'admin' && session.status === 'open'
-          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, 'Close') : null)),
+          ? el('button', { type: 'button', class: 'danger close-session', onclick: close }, t('session.close')) : null,
+        state.role === 'admin' && session.status !== 'open'
+          ? el('button', { type: 'button', class: 'quiet reopen-session', onclick: reopen }, t('session.reopen')) : null)),
     session.call ? callLine(session) : null,
     interactions);
 }
@@ -322,7 +461,7 @@ function callLine(session) {
     event.target.disabled = true;
     try {
       await call('POST', '/api/v1/sessions/' + encodeURIComponent(session.id) + '/calls/end');
-      notice(CALL_TEXT.ended, 'good');
+      notice(t('call.ended'), 'good');
       await loadSessions(true);
     } catch (error) {
       notice(error.message, 'bad');
@@ -332,12 +471,12 @@ function callLine(session) {
   const since = current.answered_at || current.started_at;
   return el('div', { class: 'row call', 'data-call-state': current.state },
     el('span', { class: 'meta' },
-      `${CALL_TEXT[current.state] || current.state}` +
-        (current.method ? ` (${current.method})` : '') +
-        (since ? ` · ${CALL_TEXT.since} ${time(since)}` : '')),
+      word('call', current.state) +
+        (current.method ? ` (${word('method', current.method)})` : '') +
+        (since ? ' · ' + t('call.since', { when: time(since) }) : '')),
     state.role === 'admin'
-      ? el('button', { type: 'button', class: 'danger end-call', title: CALL_TEXT.endCallTitle, onclick: end },
-        CALL_TEXT.endCall) : null);
+      ? el('button', { type: 'button', class: 'danger end-call', title: t('call.end_title'), onclick: end },
+        t('call.end')) : null);
 }
 
 async function loadSessions(fromStart) {
@@ -351,7 +490,7 @@ async function loadSessions(fromStart) {
   else $('session-list').append(...items);
   $('more-sessions').hidden = page.next_offset === null;
   if (page.next_offset !== null) state.sessionOffset = page.next_offset;
-  if (fromStart && !items.length) $('session-list').append(el('li', { class: 'meta' }, 'no sessions'));
+  if (fromStart && !items.length) $('session-list').append(el('li', { class: 'meta' }, t('sessions.none')));
 }
 
 async function openSession(event) {
@@ -368,7 +507,7 @@ async function openSession(event) {
   button.disabled = true;
   try {
     const session = await call('POST', '/api/v1/sessions', body);
-    notice(`Opened ${session.label || session.id} on ${session.proxy_number}`, 'good');
+    notice(t('notice.opened', { name: session.label || session.id, proxy: session.proxy_number }), 'good');
     event.target.reset();
     await Promise.all([loadSessions(true), loadBank()]);
   } catch (error) {
@@ -381,29 +520,42 @@ async function openSession(event) {
 // ---- the live feed -------------------------------------------------------
 
 function describe(event) {
-  const session = event.session_id ? ` · session ${event.session_id}` : '';
+  const session = event.session_id ? ' · ' + t('feed.session', { id: event.session_id }) : '';
   switch (event.kind) {
-    case 'session_opened': return `session opened on ${event.proxy_number} (${event.mode})${session}`;
-    case 'session_closed': return `session closed${session}`;
-    case 'session_expired': return `session expired${session}`;
-    case 'message_relayed': return `message relayed (${event.parts} part${event.parts === 1 ? '' : 's'})${session}`;
-    case 'message_delivered': return `message delivered${session}`;
-    case 'message_failed': return `message failed: ${event.reason}${session}`;
-    case 'call_bridged': return `call bridged (${event.method})${session}`;
-    case 'call_ended': return `call ended: ${event.outcome}` +
-      (event.duration_seconds ? ` after ${event.duration_seconds} s` : '') + session;
-    case 'modem_up': return `modem ${event.imei} up on ${event.port}`;
-    case 'modem_down': return `modem ${event.imei} down: ${event.reason}`;
-    case 'lagged': return `feed skipped ${event.missed} events`;
+    case 'session_opened': return t('feed.session_opened', { proxy: event.proxy_number, mode: word('mode', event.mode) }) + session;
+    case 'session_closed': return t('feed.session_closed') + session;
+    case 'session_expired': return t('feed.session_expired') + session;
+    case 'message_relayed': return t('feed.message_relayed', { count: event.parts }) + session;
+    case 'message_delivered': return t('feed.message_delivered') + session;
+    case 'message_failed': return t('feed.message_failed', { reason: event.reason }) + session;
+    case 'call_bridged': return t('feed.call_bridged', { method: event.method }) + session;
+    case 'call_ended': return (event.duration_seconds
+      ? t('feed.call_ended_after', { outcome: event.outcome, seconds: event.duration_seconds })
+      : t('feed.call_ended', { outcome: event.outcome })) + session;
+    case 'modem_up': return t('feed.modem_up', { imei: event.imei, port: event.port });
+    case 'modem_down': return t('feed.modem_down', { imei: event.imei, reason: event.reason });
+    case 'message_blocked': return t('feed.message_blocked', { rule: word('rule', event.rule) }) + session;
+    case 'loop_detected': return t('feed.loop_detected', { reason: event.reason }) + session;
+    case 'opted_out': return t('feed.opted_out', { proxy: event.proxy_number });
+    case 'opted_in': return t('feed.opted_in', { proxy: event.proxy_number });
+    case 'lagged': return t('feed.lagged', { count: event.missed });
+    case 'unauthorized': return t('feed.unauthorized');
     default: return event.kind;
   }
 }
 
+function feedItem(event) {
+  return el('li', { class: 'kind-' + event.kind, 'data-kind': event.kind },
+    el('time', { datetime: event.at || '' }, time(event.at)),
+    el('span', { class: 'text', dir: 'auto' }, describe(event)));
+}
+
 function addFeed(event) {
+  if (!event.at) event.at = new Date().toISOString();
+  state.feed.unshift(event);
+  state.feed.length = Math.min(state.feed.length, FEED_MAX);
   const list = $('feed-list');
-  list.prepend(el('li', { class: 'kind-' + event.kind, 'data-kind': event.kind },
-    el('time', { datetime: event.at || '' }, time(event.at || new Date().toISOString())),
-    el('span', { class: 'text' }, describe(event))));
+  list.prepend(feedItem(event));
   while (list.children.length > FEED_MAX) list.lastElementChild.remove();
 }
 
@@ -416,7 +568,7 @@ function scheduleRefresh() {
 
 function setLive(on) {
   $('live').className = 'live ' + (on ? 'on' : 'off');
-  $('live').title = on ? 'live feed connected' : 'live feed reconnecting';
+  $('live').title = t(on ? 'live.on' : 'live.off');
 }
 
 // Parses one server-sent event block ("event: …\ndata: …").
@@ -426,6 +578,7 @@ function handleBlock(block) {
   for (const line of block.split('\n')) {
     if (line.startsWith('event:')) kind = line.slice(6).trim();
     else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    else if (line.startsWith('id:')) state.lastEventId = line.slice(3).trim();
   }
   if (!data.length) return;
   let event;
@@ -441,11 +594,11 @@ function startStream() {
   (async () => {
     while (!controller.signal.aborted) {
       try {
-        const response = await fetch('/api/v1/events', {
-          headers: { Authorization: 'Bearer ' + state.token, Accept: 'text/event-stream' },
-          signal: controller.signal,
-        });
-        if (response.status === 401) { signOut('The token is no longer valid.'); return; }
+        const headers = { Authorization: 'Bearer ' + state.token, Accept: 'text/event-stream' };
+        // Back after a drop: the server sends what was missed first.
+        if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
+        const response = await fetch('/api/v1/events', { headers, signal: controller.signal });
+        if (response.status === 401) { signOut(t('signin.expired')); return; }
         if (!response.ok || !response.body) throw new Error('feed: ' + response.status);
         setLive(true);
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -469,16 +622,81 @@ function startStream() {
   })();
 }
 
+// ---- export --------------------------------------------------------------
+
+function isoDate(date) {
+  return date.toISOString().slice(0, 10);
+}
+
+function setExportRange() {
+  if ($('export-to').value) return;
+  const tomorrow = new Date(Date.now() + 86400000);
+  $('export-to').value = isoDate(tomorrow);
+  $('export-from').value = isoDate(new Date(Date.now() - 7 * 86400000));
+}
+
+// Fetched with the token (a plain link cannot send it), saved as a file.
+async function downloadExport(event) {
+  event.preventDefault();
+  const query = new URLSearchParams({
+    from: $('export-from').value, to: $('export-to').value, format: $('export-format').value,
+  });
+  const button = event.target.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const response = await fetch('/api/v1/interactions?' + query, {
+      headers: { Authorization: 'Bearer ' + state.token },
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      throw new Error(body.message || response.statusText);
+    }
+    const disposition = response.headers.get('content-disposition') || '';
+    const match = disposition.match(/filename="([^"]+)"/);
+    const name = match ? match[1] : 'simmask-interactions.' + $('export-format').value;
+    const url = URL.createObjectURL(await response.blob());
+    const link = el('a', { href: url, download: name, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    notice(t('export.done', { name }), 'good');
+  } catch (error) {
+    notice(error.message, 'bad');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Everything drawn from data, drawn again in the new language.
+async function switchLanguage(lang) {
+  localStorage.setItem(LANG_KEY, lang);
+  await setLanguage(lang);
+  $('feed-list').replaceChildren(...state.feed.map(feedItem));
+  if (state.role) {
+    setLive($('live').classList.contains('on'));
+    await Promise.all([loadBank(), loadSessions(true)]);
+  }
+}
+
 // ---- start ---------------------------------------------------------------
 
-document.addEventListener('DOMContentLoaded', () => {
+document.addEventListener('DOMContentLoaded', async () => {
+  for (const [code, name] of Object.entries(LANGUAGES)) {
+    $('lang').append(el('option', { value: code, lang: code }, name));
+  }
+  try { await setLanguage(preferredLanguage()); } catch (error) { notice(error.message, 'bad'); }
+  $('lang').addEventListener('change', (event) => {
+    switchLanguage(event.target.value).catch((error) => notice(error.message, 'bad'));
+  });
+  $('export-form').addEventListener('submit', downloadExport);
   $('signin-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     $('signin-error').textContent = '';
     try {
       await signIn($('token').value.trim());
     } catch (error) {
-      signOut(error.status === 401 ? 'That token is not valid.' : error.message);
+      signOut(error.status === 401 ? t('signin.invalid') : error.message);
     }
   });
   $('signout').addEventListener('click', () => signOut());

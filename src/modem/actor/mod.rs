@@ -330,6 +330,24 @@ impl ModemHandle {
         self.request(Request::Signal).await
     }
 
+    /// `AT+CPMS?` (3GPP TS 27.005 §3.2.2): each selected storage as
+    /// `(name, used, total)`, the one new messages go to last.
+    pub async fn storage_use(&self) -> Result<Vec<super::parse::Storage>, AtError> {
+        let lines = self.run(Command::new("AT+CPMS?", "+CPMS:")).await?;
+        match lines.iter().find(|line| line.starts_with("+CPMS:")) {
+            Some(line) => super::parse::parse_cpms(line),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// `AT+CCLK?` (3GPP TS 27.007 §8.15): the modem's clock, which the
+    /// network sets (NITZ) once `AT+CTZU=1` lets it; `None` when the answer
+    /// holds no time.
+    pub async fn clock(&self) -> Result<Option<time::OffsetDateTime>, AtError> {
+        let lines = self.run(Command::new("AT+CCLK?", "+CCLK:")).await?;
+        Ok(lines.iter().find_map(|line| super::parse::parse_cclk(line)))
+    }
+
     /// `AT+CREG?` (then `AT+CEREG?` on LTE) and `AT+COPS?`.
     pub async fn registration(&self) -> Result<Registration, AtError> {
         self.request(Request::Registration).await

@@ -7,7 +7,8 @@ use super::{BringUp, Capabilities, Step, StorageUse};
 use crate::modem::command::Command;
 use crate::modem::error::AtError;
 use crate::modem::parse::{
-    cnmi_allowed, parse_chld_test, parse_cnmi_test, parse_cpms, parse_cpms_test, parse_csms,
+    cnmi_allowed, parse_chld_test, parse_cnmi_test, parse_cpms, parse_cpms_set, parse_cpms_test,
+    parse_csms,
 };
 use crate::profile::Profile;
 
@@ -16,6 +17,54 @@ pub(super) struct Setup {
     pub capabilities: Capabilities,
     /// `AT+CPMS=?`'s first list as the modem gave it.
     pub readable_storages: Vec<String>,
+    /// What selecting the receiving storage reported of it, when the
+    /// modem answered the selection with its counts (27.005 §3.2.2).
+    selected: Vec<StorageUse>,
+}
+
+/// The storage firmware that tells nothing of its storages is tried with:
+/// the SIM's own, which every GSM modem has (3GPP TS 27.005 §3.1 `"SM"`).
+const SIM_STORAGE: &str = "SM";
+
+/// `AT+CPMS=<mem>,<mem>,<mem>`: `storage` for reading, writing and
+/// receiving, and the counts the modem reported with it, if any.
+async fn select_all(
+    steps: &mut BringUp<'_>,
+    storage: &str,
+) -> Result<Option<Vec<StorageUse>>, AtError> {
+    let select = match Command::select_storage(storage) {
+        Ok(select) => select,
+        Err(error) => {
+            steps.fail(Step::ReceiveStorage, "AT+CPMS", error);
+            return Ok(None);
+        }
+    };
+    let all = Command::new(
+        format!("{line},\"{storage}\",\"{storage}\"", line = select.line),
+        "+CPMS:",
+    );
+    let Some(lines) = steps.ask(Step::ReceiveStorage, all).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        lines
+            .iter()
+            .find_map(|line| parse_cpms_set(line).ok())
+            .map(|counts| named(storage, &counts))
+            .unwrap_or_default(),
+    ))
+}
+
+/// Counts of a selection, each under the name selected.
+fn named(storage: &str, counts: &[(u32, u32)]) -> Vec<StorageUse> {
+    counts
+        .iter()
+        .map(|&(used, total)| StorageUse {
+            name: storage.to_string(),
+            used,
+            total,
+        })
+        .collect()
 }
 
 /// PDU mode, storages, new-message routing, caller ID, registration URCs
@@ -35,47 +84,47 @@ pub(super) async fn init_sms_and_voice(
             parse_cpms_test,
         )
         .await?;
-    let readable_storages = listed
-        .as_ref()
-        .map(|[readable, _, _]| readable.clone())
-        .unwrap_or_default();
-    let [readable, _, receivable] = listed.unwrap_or_else(|| {
-        let names: Vec<String> = profile
-            .sms
-            .storages
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
-        [names.clone(), names.clone(), names]
-    });
-    // Broadcast storage holds no messages for us, and "MT" is SM and ME
-    // seen together: listing it besides them would list everything twice.
-    let has_sm_or_me = readable.iter().any(|s| s == "SM" || s == "ME");
-    let storages: Vec<String> = readable
-        .into_iter()
-        .filter(|s| s != "BM" && !(s == "MT" && has_sm_or_me))
-        .collect();
-    let receive_storage = if receivable.contains(&profile.sms.default_storage) {
-        profile.sms.default_storage.clone()
-    } else {
-        receivable
-            .first()
-            .cloned()
-            .unwrap_or_else(|| profile.sms.default_storage.clone())
-    };
-    match Command::select_storage(&receive_storage) {
-        Ok(select) => {
-            let all = Command::new(
-                format!(
-                    "{line},\"{receive_storage}\",\"{receive_storage}\"",
-                    line = select.line
-                ),
-                "+CPMS:",
-            );
-            steps.ask(Step::ReceiveStorage, all).await?;
+    let (storages, receive_storage, readable_storages, selected) = match listed {
+        Some(lists) => {
+            let readable_storages = lists[0].clone();
+            let (storages, receive_storage) = from_lists(lists, profile);
+            let selected = select_all(steps, &receive_storage)
+                .await?
+                .unwrap_or_default();
+            (storages, receive_storage, readable_storages, selected)
         }
-        Err(error) => steps.fail(Step::ReceiveStorage, "AT+CPMS", error),
-    }
+        None => {
+            // The modem keeps its storages to itself: its SIM's storage,
+            // selected explicitly, is the one it surely has; then the
+            // profile's own.
+            let mut candidates = vec![SIM_STORAGE, profile.sms.default_storage.as_str()];
+            candidates.dedup();
+            let mut found = None;
+            for candidate in candidates {
+                if let Some(selected) = select_all(steps, candidate).await? {
+                    found = Some((candidate.to_string(), selected));
+                    break;
+                }
+            }
+            match found {
+                Some((storage, selected)) => (vec![storage.clone()], storage, Vec::new(), selected),
+                None => {
+                    let names = profile
+                        .sms
+                        .storages
+                        .iter()
+                        .map(|s| s.name.clone())
+                        .collect();
+                    (
+                        names,
+                        profile.sms.default_storage.clone(),
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                }
+            }
+        }
+    };
     let cnmi = choose_cnmi(steps, profile).await?;
     if cnmi.split(',').nth(1).map(str::trim) == Some("2") {
         // Messages routed straight to us (+CMT): with phase 2+ service the
@@ -100,6 +149,12 @@ pub(super) async fn init_sms_and_voice(
     steps
         .ask(Step::RegistrationReports, Command::plain("AT+CREG=1"))
         .await?;
+    // The network may set the modem's clock (NITZ, 27.007 §8.41): the
+    // appliance's evidence of the time when offline. Modems without it
+    // refuse, which is no failure.
+    steps
+        .ask(Step::NetworkTime, Command::plain("AT+CTZU=1"))
+        .await?;
     if profile.voice.supported {
         // A second call while one is up is announced by +CCWA (§7.12);
         // models that can report every call change as +CLCC do so (§7.18).
@@ -112,14 +167,15 @@ pub(super) async fn init_sms_and_voice(
                 .await?;
         }
     }
+    // A modem that does not list its services is not taken to have none:
+    // the services are tried when a call needs them.
     let chld = steps
         .ask_parsed(
             Step::CallServices,
             Command::new("AT+CHLD=?", "+CHLD:"),
             parse_chld_test,
         )
-        .await?
-        .unwrap_or_default();
+        .await?;
     let voice = profile.voice.supported
         && steps
             .ask(Step::Voice, Command::new("AT+CLCC", "+CLCC:"))
@@ -135,12 +191,38 @@ pub(super) async fn init_sms_and_voice(
             voice,
         },
         readable_storages,
+        selected,
     })
+}
+
+/// The storages to read and the one to receive in, from `AT+CPMS=?`'s
+/// lists: the profile's default when the modem lets messages be received
+/// there, else the first it allows.
+fn from_lists(lists: [Vec<String>; 3], profile: &Profile) -> (Vec<String>, String) {
+    let [readable, _, receivable] = lists;
+    // Broadcast storage holds no messages for us, and "MT" is SM and ME
+    // seen together: listing it besides them would list everything twice.
+    let has_sm_or_me = readable.iter().any(|s| s == "SM" || s == "ME");
+    let storages: Vec<String> = readable
+        .into_iter()
+        .filter(|s| s != "BM" && !(s == "MT" && has_sm_or_me))
+        .collect();
+    let receive_storage = if receivable.contains(&profile.sms.default_storage) {
+        profile.sms.default_storage.clone()
+    } else {
+        receivable
+            .first()
+            .cloned()
+            .unwrap_or_else(|| profile.sms.default_storage.clone())
+    };
+    (storages, receive_storage)
 }
 
 /// The profile's `+CNMI` if the modem allows it, else the first of the
 /// plain settings it allows: new messages stored and announced by `+CMTI`.
-/// Empty when the modem refused the setting.
+/// A setting the modem refuses is followed by the next one. Empty when it
+/// refused them all: nothing is announced, and the driver lists stored
+/// messages at every poll instead.
 async fn choose_cnmi(steps: &mut BringUp<'_>, profile: &Profile) -> Result<String, AtError> {
     let allowed = steps
         .ask_parsed(
@@ -149,45 +231,75 @@ async fn choose_cnmi(steps: &mut BringUp<'_>, profile: &Profile) -> Result<Strin
             parse_cnmi_test,
         )
         .await?;
-    let candidates = [
+    let mut candidates = vec![
         profile.sms.cnmi.as_str(),
         "2,1,0,1,0",
         "2,1,0,0,0",
         "1,1,0,0,0",
     ];
-    let setting = match &allowed {
-        Some(allowed) => candidates
+    candidates.dedup();
+    if let Some(allowed) = &allowed {
+        let fits: Vec<&str> = candidates
             .iter()
-            .find(|c| cnmi_allowed(c, allowed))
             .copied()
-            .unwrap_or(candidates[0]),
-        None => candidates[0],
-    };
-    let applied = steps
-        .ask(
-            Step::MessageRouting,
-            Command::plain(format!("AT+CNMI={setting}")),
-        )
-        .await?;
-    Ok(if applied.is_some() {
-        setting.to_string()
-    } else {
-        String::new()
-    })
+            .filter(|c| cnmi_allowed(c, allowed))
+            .collect();
+        if !fits.is_empty() {
+            candidates = fits;
+        }
+    }
+    for setting in candidates {
+        let applied = steps
+            .ask(
+                Step::MessageRouting,
+                Command::plain(format!("AT+CNMI={setting}")),
+            )
+            .await?;
+        if applied.is_some() {
+            return Ok(setting.to_string());
+        }
+    }
+    Ok(String::new())
 }
 
 /// `AT+CPMS?` (3GPP TS 27.005 §3.2.2): the storages selected and how full
-/// each is.
-pub(super) async fn storage_use(steps: &mut BringUp<'_>) -> Result<Vec<StorageUse>, AtError> {
-    Ok(steps
+/// each is. A modem that does not answer it is asked to select its
+/// receiving storage for reading and writing, and reports the counts with
+/// that (the answer to the selection at set-up is used when it had them).
+pub(super) async fn storage_use(
+    steps: &mut BringUp<'_>,
+    setup: &Setup,
+) -> Result<Vec<StorageUse>, AtError> {
+    let read = steps
         .ask_parsed(
             Step::StorageUse,
             Command::new("AT+CPMS?", "+CPMS:"),
             parse_cpms,
         )
-        .await?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, used, total)| StorageUse { name, used, total })
-        .collect())
+        .await?;
+    if let Some(read) = read {
+        return Ok(read
+            .into_iter()
+            .map(|(name, used, total)| StorageUse { name, used, total })
+            .collect());
+    }
+    if !setup.selected.is_empty() {
+        return Ok(setup.selected.clone());
+    }
+    let storage = setup.capabilities.receive_storage.as_str();
+    let Ok(select) = Command::select_storage(storage) else {
+        return Ok(Vec::new());
+    };
+    let two = Command::new(format!("{},\"{storage}\"", select.line), "+CPMS:");
+    let Some(lines) = steps.ask(Step::StorageUse, two.clone()).await? else {
+        return Ok(Vec::new());
+    };
+    match lines.iter().find_map(|line| parse_cpms_set(line).ok()) {
+        Some(counts) => Ok(named(storage, &counts)),
+        None => {
+            let error = super::no_value(&two, &lines, "no counts in the answer");
+            steps.fail(Step::StorageUse, &two.line, error);
+            Ok(Vec::new())
+        }
+    }
 }

@@ -1,39 +1,158 @@
-//! Who the modem and its SIM are: what the modem says of itself, the ICCID
-//! under whichever command the firmware knows, and what the SIM says once
-//! unlocked. Each field is found or missing on its own.
+//! Who the modem and its SIM are: what the modem says of itself, each field
+//! through every command that can give it (`+CGMx`, then V.250's `+GMx`,
+//! then `ATI`, as ModemManager asks), the ICCID under whichever command the
+//! firmware knows, and what the SIM says once unlocked. Each field is found
+//! or missing on its own.
 
 use super::{BringUp, Identity, Step, no_value, value};
 use crate::modem::command::Command;
 use crate::modem::error::AtError;
-use crate::modem::parse::{parse_cnum, parse_crsm};
+use crate::modem::parse::{
+    iccid_from_ef, parse_ati, parse_cgmi, parse_cgmm, parse_cgmr, parse_cgsn, parse_cimi,
+    parse_cnum, parse_crsm,
+};
 use crate::profile::Profile;
 
-/// Manufacturer, model, revision and IMEI.
+/// A text answer parsed into a value, or the answer as the step's failure.
+fn text(
+    parse: fn(&[String]) -> Option<String>,
+) -> impl Fn(&Command, &[String]) -> Result<String, AtError> {
+    move |command, lines| {
+        parse(lines).ok_or_else(|| no_value(command, lines, "no value in the answer"))
+    }
+}
+
+/// An answer checked by `parse`, its error naming the command asked.
+fn checked(
+    parse: fn(&[String]) -> Result<String, AtError>,
+) -> impl Fn(&Command, &[String]) -> Result<String, AtError> {
+    move |command, lines| {
+        parse(lines).map_err(|error| match error {
+            AtError::Parse { line, reason, .. } => AtError::Parse {
+                command: command.prefix.trim_end_matches(':'),
+                line,
+                reason,
+            },
+            other => other,
+        })
+    }
+}
+
+/// Manufacturer, model, revision and IMEI: each from its 27.007 command,
+/// then the V.250 one, then what `ATI` says (asked once, only when a field
+/// is still missing).
 pub(super) async fn read_modem(steps: &mut BringUp<'_>) -> Result<Identity, AtError> {
     let manufacturer = steps
-        .field(
+        .first_of(
             Step::Manufacturer,
-            Command::new("AT+CGMI", "+CGMI:"),
-            as_given,
+            &[
+                Command::new("AT+CGMI", "+CGMI:"),
+                Command::new("AT+GMI", "+GMI:"),
+            ],
+            text(parse_cgmi),
         )
         .await?;
     let model = steps
-        .field(Step::Model, Command::new("AT+CGMM", "+CGMM:"), as_given)
+        .first_of(
+            Step::Model,
+            &[
+                Command::new("AT+CGMM", "+CGMM:"),
+                Command::new("AT+GMM", "+GMM:"),
+            ],
+            text(parse_cgmm),
+        )
         .await?;
     // Some firmware (a recorded Wavecom) refuses +CGMR.
     let revision = steps
-        .field(Step::Revision, Command::new("AT+CGMR", "+CGMR:"), as_given)
+        .first_of(
+            Step::Revision,
+            &[
+                Command::new("AT+CGMR", "+CGMR:"),
+                Command::new("AT+GMR", "+GMR:"),
+            ],
+            text(parse_cgmr),
+        )
         .await?;
     let imei = steps
-        .field(Step::Imei, Command::new("AT+CGSN", "+CGSN:"), unquoted)
+        .first_of(
+            Step::Imei,
+            &[
+                Command::new("AT+CGSN", "+CGSN:"),
+                Command::new("AT+GSN", "+GSN:"),
+            ],
+            checked(parse_cgsn),
+        )
         .await?;
-    Ok(Identity {
+    let mut identity = Identity {
         manufacturer,
         model,
         revision,
         imei,
         ..Identity::default()
-    })
+    };
+    if identity.manufacturer.is_none()
+        || identity.model.is_none()
+        || identity.revision.is_none()
+        || identity.imei.is_none()
+    {
+        from_ati(steps, &mut identity).await?;
+    }
+    Ok(identity)
+}
+
+/// Fills what is still missing from `ATI` (ITU-T V.250 §6.1.3); each field
+/// it does not give gets a failure of its own.
+async fn from_ati(steps: &mut BringUp<'_>, identity: &mut Identity) -> Result<(), AtError> {
+    let missing = [
+        (Step::Manufacturer, identity.manufacturer.is_none()),
+        (Step::Model, identity.model.is_none()),
+        (Step::Revision, identity.revision.is_none()),
+        (Step::Imei, identity.imei.is_none()),
+    ];
+    let ati = Command::new("ATI", "+NONE");
+    // One answer serves every field: asked under the first one missing.
+    let first = missing
+        .iter()
+        .find(|(_, missing)| *missing)
+        .map_or(Step::Manufacturer, |(step, _)| *step);
+    let Some(lines) = steps.ask(first, ati.clone()).await? else {
+        // The same refusal stands for the other fields missing.
+        let refusal = steps.failures.last().map(|f| f.error.clone());
+        for (step, missing) in missing {
+            if missing && step != first {
+                steps.fail(step, &ati.line, refusal.clone().unwrap_or(AtError::Error));
+            }
+        }
+        return Ok(());
+    };
+    let found = parse_ati(&lines);
+    for (step, slot, value) in [
+        (
+            Step::Manufacturer,
+            &mut identity.manufacturer,
+            found.manufacturer,
+        ),
+        (Step::Model, &mut identity.model, found.model),
+        (Step::Revision, &mut identity.revision, found.revision),
+        (Step::Imei, &mut identity.imei, found.imei),
+    ] {
+        if slot.is_some() {
+            continue;
+        }
+        match value {
+            Some(value) => *slot = Some(value),
+            None => steps.fail(
+                step,
+                &ati.line,
+                AtError::Parse {
+                    command: "ATI",
+                    line: lines.join(" | "),
+                    reason: "not in the answer".into(),
+                },
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// IMSI and MSISDN: what the SIM says once unlocked.
@@ -42,7 +161,11 @@ pub(super) async fn read_subscriber(
     identity: &mut Identity,
 ) -> Result<(), AtError> {
     identity.imsi = steps
-        .field(Step::Imsi, Command::new("AT+CIMI", "+CIMI:"), as_given)
+        .first_of(
+            Step::Imsi,
+            &[Command::new("AT+CIMI", "+CIMI:")],
+            checked(parse_cimi),
+        )
         .await?;
     let cnum = Command::new("AT+CNUM", "+CNUM:");
     let Some(lines) = steps.ask(Step::Msisdn, cnum.clone()).await? else {
@@ -70,11 +193,15 @@ pub(super) async fn read_iccid(
         "+ICCID:" => "+ICCID:",
         _ => "+CCID:",
     };
-    let mut tries = vec![(
-        profile.commands.iccid.clone(),
-        prefix,
-        profile.commands.iccid_swapped,
-    )];
+    // A profile without an ICCID command of its own names none.
+    let mut tries: Vec<(String, &str, bool)> = Vec::new();
+    if !profile.commands.iccid.trim().is_empty() {
+        tries.push((
+            profile.commands.iccid.clone(),
+            prefix,
+            profile.commands.iccid_swapped,
+        ));
+    }
     for (command, prefix, swapped) in [
         ("AT+CCID", "+CCID:", false),
         ("AT+QCCID", "+QCCID:", false),
@@ -94,7 +221,11 @@ pub(super) async fn read_iccid(
             continue;
         };
         let raw = value(&lines, prefix).trim_matches('"').to_string();
-        let iccid = if swapped { unswap_nibbles(&raw) } else { raw };
+        let iccid = if swapped {
+            iccid_from_ef(&raw).unwrap_or_default()
+        } else {
+            raw
+        };
         if !iccid.is_empty() && iccid.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(Some(iccid));
         }
@@ -110,42 +241,10 @@ pub(super) async fn read_iccid(
     let iccid = lines
         .iter()
         .find_map(|line| parse_crsm(line).ok().flatten())
-        .map(|raw| unswap_nibbles(&raw))
-        .filter(|iccid| !iccid.is_empty() && iccid.chars().all(|c| c.is_ascii_digit()));
+        .and_then(|raw| iccid_from_ef(&raw));
     if iccid.is_none() {
         let error = no_value(&crsm, &lines, "no EF_ICCID in the answer");
         steps.fail(Step::Iccid, &crsm.line, error);
     }
     Ok(iccid)
-}
-
-fn as_given(value: &str) -> &str {
-    value
-}
-
-fn unquoted(value: &str) -> &str {
-    value.trim_matches('"')
-}
-
-/// Huawei's `^ICCID` gives the ICCID as stored on the SIM: BCD with the digits
-/// of each byte swapped and `F` padding (3GPP TS 31.102 §4.2.2 EF_ICCID).
-fn unswap_nibbles(raw: &str) -> String {
-    let chars: Vec<char> = raw.chars().collect();
-    chars
-        .chunks(2)
-        .flat_map(|pair| pair.iter().rev())
-        .filter(|c| !c.eq_ignore_ascii_case(&'f'))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn huawei_iccid_is_nibble_swapped() {
-        assert_eq!(
-            super::unswap_nibbles("984411663647862149F7"),
-            "8944116663746812947"
-        );
-        assert_eq!(super::unswap_nibbles("98"), "89");
-    }
 }

@@ -6,21 +6,26 @@
 //! and how the network looks.
 //!
 //! [`bring_up`] goes on past what fails: each field of its [`InitReport`]
-//! is found or missing on its own, and [`InitReport::failures`] keeps why.
-//! Only a modem that is not there (no answer to `AT`, the port gone) or a
-//! step that [`Step::ends_bring_up`] stops it. Whether the driver can run
-//! the modem is the driver's verdict on the report
+//! is found or missing on its own, through every command that can give it,
+//! and [`InitReport::failures`] keeps why each command did not. Only a port
+//! that is gone, or that does not speak AT (no result code of any kind to
+//! `AT`, or a modem that stops answering altogether), stops it. Whether
+//! the driver can run the modem is the driver's verdict on the report
 //! ([`InitReport::into_driver`]); the probe prints the report as it is.
 //!
-//! - `identity.rs`: manufacturer, model, revision, IMEI; ICCID and its
-//!   fallbacks; IMSI and MSISDN.
-//! - `pin.rs`: the SIM PIN state, and unlocking with the configured PIN.
+//! - `power.rs`: a modem that boots with its radio off is switched on.
+//! - `identity.rs`: manufacturer, model, revision, IMEI, each with its
+//!   fallbacks (`+CGMx`, `+GMx`, `ATI`); ICCID (vendor commands, then
+//!   EF_ICCID); IMSI and MSISDN.
+//! - `pin.rs`: the SIM's state, waited for while it wakes, and unlocking
+//!   with the configured PIN.
 //! - `capabilities.rs`: PDU mode, storages, message routing, call services.
 //! - `report.rs`: the report, its fields and what failed.
 
 mod capabilities;
 mod identity;
 mod pin;
+mod power;
 mod report;
 
 use std::collections::{HashMap, HashSet};
@@ -29,7 +34,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use self::report::{Capabilities, Failure, Identity, InitReport, Network, Step, StorageUse};
+pub use self::report::{
+    Capabilities, Failure, IdSource, Identity, InitReport, Network, SimId, Step, StorageUse,
+};
 use super::command::Command;
 use super::error::AtError;
 use super::network;
@@ -54,6 +61,13 @@ pub struct ModemIdentity {
     /// The `+CPIN` answer once initialised (`READY`), if the modem gave one.
     pub pin_state: Option<String>,
     pub capabilities: Capabilities,
+}
+
+impl ModemIdentity {
+    /// What the pool knows the SIM by: its ICCID, else its IMSI.
+    pub fn sim_id(&self) -> Option<SimId> {
+        SimId::of(self.iccid.as_deref(), self.imsi.as_deref())
+    }
 }
 
 /// How to open and initialise modems.
@@ -114,10 +128,17 @@ fn no_value(command: &Command, lines: &[String], reason: &str) -> AtError {
     }
 }
 
+/// Commands in a row that may time out before the modem is taken as gone
+/// quiet (it answered `AT` a moment ago, so it is no port that never
+/// spoke): bring-up ends then rather than wait out every command left.
+const TIMEOUTS_IN_A_ROW: u32 = 3;
+
 /// The port during bring-up, and the failures met so far.
 struct BringUp<'p> {
     port: &'p mut AtPort,
     failures: Vec<Failure>,
+    /// Commands in a row that timed out.
+    timeouts: u32,
 }
 
 impl BringUp<'_> {
@@ -131,14 +152,29 @@ impl BringUp<'_> {
     }
 
     /// Runs `command` for `step`: its answer lines, or `None` with the
-    /// failure kept. The port gone, or a step bring-up cannot go on
-    /// without, ends bring-up instead.
+    /// failure kept. Only the port gone, or a modem that stopped answering
+    /// altogether, ends bring-up.
     async fn ask(&mut self, step: Step, command: Command) -> Result<Option<Vec<String>>, AtError> {
         match self.port.run(&command).await {
-            Ok(lines) => Ok(Some(lines)),
+            Ok(lines) => {
+                self.timeouts = 0;
+                Ok(Some(lines))
+            }
             Err(AtError::Unplugged) => Err(AtError::Unplugged),
-            Err(error) if step.ends_bring_up() => Err(error),
+            Err(error @ AtError::Timeout(_)) => {
+                self.timeouts += 1;
+                self.fail(step, &command.line, error.clone());
+                if self.timeouts >= TIMEOUTS_IN_A_ROW {
+                    tracing::warn!(
+                        command = %command.line,
+                        "{TIMEOUTS_IN_A_ROW} commands in a row unanswered: the modem went quiet"
+                    );
+                    return Err(error);
+                }
+                Ok(None)
+            }
             Err(error) => {
+                self.timeouts = 0;
                 self.fail(step, &command.line, error);
                 Ok(None)
             }
@@ -169,45 +205,67 @@ impl BringUp<'_> {
         }
     }
 
-    /// Runs `command` for one identity field: the answer's value as
-    /// `clean` leaves it, `None` with the failure kept when there is none.
-    async fn field(
+    /// Tries `commands` in order for one value: the first answer `parse`
+    /// accepts. Each command that fails, or answers without the value, is
+    /// the step's failure; `None` when none gave it.
+    async fn first_of<T>(
         &mut self,
         step: Step,
-        command: Command,
-        clean: impl Fn(&str) -> &str,
-    ) -> Result<Option<String>, AtError> {
-        let Some(lines) = self.ask(step, command.clone()).await? else {
-            return Ok(None);
-        };
-        let value = clean(&value(&lines, command.prefix)).to_string();
-        if value.is_empty() {
-            self.fail(
-                step,
-                &command.line,
-                no_value(&command, &lines, "no value in the answer"),
-            );
-            return Ok(None);
+        commands: &[Command],
+        parse: impl Fn(&Command, &[String]) -> Result<T, AtError>,
+    ) -> Result<Option<T>, AtError> {
+        for command in commands {
+            let Some(lines) = self.ask(step, command.clone()).await? else {
+                continue;
+            };
+            match parse(command, &lines) {
+                Ok(value) => return Ok(Some(value)),
+                Err(error) => self.fail(step, &command.line, error),
+            }
         }
-        Ok(Some(value))
+        Ok(None)
     }
 }
 
-/// Talks a freshly opened port into a known state: answers `AT`, echo off.
-async fn wake(port: &mut AtPort) -> Result<(), AtError> {
-    // A modem left mid-command or still booting may miss the first `AT`s.
-    let mut last = AtError::Timeout(Duration::ZERO);
-    for _ in 0..3 {
-        match port.run(&Command::plain("AT")).await {
-            Ok(_) => {
-                port.run(&Command::plain("ATE0")).await?;
+/// How often and how long `AT` is tried before a port is taken as no AT
+/// port, as ModemManager probes (src/mm-port-probe.c, `at_probing`: three
+/// `AT`s of three seconds each).
+const AT_PROBE_TRIES: u32 = 3;
+const AT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a port must stay quiet after a late answer before the next
+/// command, so that no answer is taken for the next command's.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Whether anything on `port` speaks AT: any result code, verbose or
+/// numeric, to a bare `AT`. An `ERROR` counts: some firmware refuses the
+/// empty command line, and ModemManager's rule is the right one
+/// (src/mm-port-probe-at.c: "if the modem returned a recognizable error,
+/// it can do AT commands"). Silence, binary (QCDM) or NMEA sentences with
+/// no result code after three tries do not.
+async fn speaks_at(port: &mut AtPort) -> Result<(), AtError> {
+    for attempt in 0..AT_PROBE_TRIES {
+        match port.probe("AT", AT_PROBE_TIMEOUT).await {
+            Ok(result) => {
+                tracing::debug!(?result, attempt, "the port answers AT");
+                if attempt > 0 {
+                    // The answer to an earlier try may still be on its way.
+                    port.settle(SETTLE).await?;
+                }
                 return Ok(());
             }
-            Err(AtError::Unplugged) => return Err(AtError::Unplugged),
-            Err(error) => last = error,
+            Err(AtError::Timeout(_)) => {
+                // A daemon stopped after a `> ` prompt (killed mid-send)
+                // leaves the modem reading our `AT` as message text: Esc
+                // ends that input without sending (3GPP TS 27.005 §3.5.1).
+                port.cancel_input().await?;
+            }
+            Err(error) => return Err(error),
         }
     }
-    Err(last)
+    Err(AtError::NotAt {
+        tries: AT_PROBE_TRIES,
+        timeout: AT_PROBE_TIMEOUT,
+    })
 }
 
 /// Identifies the modem on `port`, picks its profile and initialises it,
@@ -215,11 +273,16 @@ async fn wake(port: &mut AtPort) -> Result<(), AtError> {
 /// only when there is no modem to speak of (see the module doc); what else
 /// failed is in the report.
 pub async fn bring_up(port: &mut AtPort, options: &ModemOptions) -> Result<InitReport, AtError> {
-    wake(port).await?;
+    speaks_at(port).await?;
     let mut steps = BringUp {
         port,
         failures: Vec::new(),
+        timeouts: 0,
     };
+    // Echo off and verbose result codes (V.250 §6.2.4, §6.2.6): the
+    // digester copes with echo, but not every firmware lets it go.
+    steps.ask(Step::Echo, Command::plain("ATE0")).await?;
+    steps.ask(Step::Verbose, Command::plain("ATV1")).await?;
     // Verbose +CME errors (3GPP TS 27.007 §9.1); some firmware lacks mode 2.
     if steps
         .ask(Step::ErrorReports, Command::plain("AT+CMEE=2"))
@@ -230,6 +293,8 @@ pub async fn bring_up(port: &mut AtPort, options: &ModemOptions) -> Result<InitR
             .ask(Step::ErrorReports, Command::plain("AT+CMEE=1"))
             .await?;
     }
+    let (functionality, powered_on) = power::radio_on(&mut steps).await?;
+    let sim_state = pin::sim_state(&mut steps, powered_on).await?;
     let mut identity = identity::read_modem(&mut steps).await?;
     let profile = options
         .profiles
@@ -244,15 +309,17 @@ pub async fn bring_up(port: &mut AtPort, options: &ModemOptions) -> Result<InitR
             .await?;
     }
     identity.iccid = identity::read_iccid(&mut steps, &profile).await?;
-    let pin_state = pin::unlock(&mut steps, identity.iccid.as_deref(), options).await?;
+    let pin_state = pin::unlock(&mut steps, sim_state, identity.iccid.as_deref(), options).await?;
     identity::read_subscriber(&mut steps, &mut identity).await?;
     let setup = capabilities::init_sms_and_voice(&mut steps, &profile).await?;
-    let storage_use = capabilities::storage_use(&mut steps).await?;
+    let storage_use = capabilities::storage_use(&mut steps, &setup).await?;
     let network = read_network(&mut steps).await?;
     Ok(InitReport {
         identity,
         profile,
         pin_state,
+        functionality,
+        powered_on,
         capabilities: setup.capabilities,
         readable_storages: setup.readable_storages,
         storage_use,
@@ -309,3 +376,6 @@ pub(crate) async fn initialise(
     );
     report.into_driver(path)
 }
+
+#[cfg(test)]
+mod tests;

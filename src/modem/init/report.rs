@@ -19,6 +19,12 @@ pub struct InitReport {
     /// The `+CPIN` state last read: `READY` once unlocked, else what the SIM
     /// asks for (`SIM PIN`, `SIM PUK` …); `None` when the modem gave none.
     pub pin_state: Option<String>,
+    /// The functionality level the modem was found at (`AT+CFUN?`: 1 full,
+    /// 0 minimum, 4 radio off), if it said.
+    pub functionality: Option<u8>,
+    /// The modem was found with its radio off (`+CFUN: 0` or `4`) and
+    /// switched on.
+    pub powered_on: bool,
     pub capabilities: Capabilities,
     /// The storages messages can be read from as the modem lists them
     /// (`AT+CPMS=?`, first list, broadcast storage included); empty when
@@ -35,13 +41,13 @@ pub struct InitReport {
 /// Who the modem and its SIM are. Each field is found (or not) on its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
-    /// `AT+CGMI`.
+    /// `AT+CGMI`, `AT+GMI` or `ATI`.
     pub manufacturer: Option<String>,
-    /// `AT+CGMM`.
+    /// `AT+CGMM`, `AT+GMM` or `ATI`.
     pub model: Option<String>,
-    /// `AT+CGMR`.
+    /// `AT+CGMR`, `AT+GMR` or `ATI`.
     pub revision: Option<String>,
-    /// `AT+CGSN`.
+    /// `AT+CGSN`, `AT+GSN` or `ATI`.
     pub imei: Option<String>,
     /// The vendor's ICCID command, the others known, then EF_ICCID.
     pub iccid: Option<String>,
@@ -49,6 +55,80 @@ pub struct Identity {
     pub imsi: Option<String>,
     /// `AT+CNUM`, when the SIM knows its number.
     pub msisdn: Option<String>,
+}
+
+impl Identity {
+    /// What the pool knows the SIM by (see [`SimId`]).
+    pub fn sim_id(&self) -> Option<SimId> {
+        SimId::of(self.iccid.as_deref(), self.imsi.as_deref())
+    }
+}
+
+/// What a SIM is known by: its ICCID, or its IMSI when the ICCID cannot be
+/// read (firmware without a vendor ICCID command or `AT+CRSM`). The id is a
+/// plain string so the store and the API key on it as they always did: the
+/// ICCID itself, or `imsi:` and the IMSI (ICCIDs are digits, so the two
+/// never meet).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SimId(String);
+
+/// Where a [`SimId`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdSource {
+    Iccid,
+    Imsi,
+}
+
+impl SimId {
+    const IMSI: &'static str = "imsi:";
+
+    /// The ICCID when there is one, else the IMSI; `None` with neither.
+    pub fn of(iccid: Option<&str>, imsi: Option<&str>) -> Option<SimId> {
+        match (iccid, imsi) {
+            (Some(iccid), _) if !iccid.is_empty() => Some(SimId(iccid.to_string())),
+            (_, Some(imsi)) if !imsi.is_empty() => Some(SimId(format!("{}{imsi}", Self::IMSI))),
+            _ => None,
+        }
+    }
+
+    /// Reads an id as the store and the API hold it.
+    pub fn parse(id: &str) -> SimId {
+        SimId(id.to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    pub fn source(&self) -> IdSource {
+        if self.0.starts_with(Self::IMSI) {
+            IdSource::Imsi
+        } else {
+            IdSource::Iccid
+        }
+    }
+
+    /// The ICCID, when the id is one.
+    pub fn iccid(&self) -> Option<&str> {
+        (self.source() == IdSource::Iccid).then_some(self.0.as_str())
+    }
+
+    /// The IMSI, when the id is one.
+    pub fn imsi(&self) -> Option<&str> {
+        self.0.strip_prefix(Self::IMSI)
+    }
+}
+
+impl std::fmt::Display for SimId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What the modem and its network were found able to do.
@@ -63,19 +143,21 @@ pub struct Capabilities {
     pub cnmi: String,
     /// `AT+CSMS` service: 1 means each `+CMT`/`+CDS` needs `AT+CNMA`.
     pub sms_service: u8,
-    /// `AT+CHLD=?` services (`1x`, `2`, `3` multiparty, `4` transfer, …).
-    pub chld: Vec<String>,
+    /// `AT+CHLD=?` services (`1x`, `2`, `3` multiparty, `4` transfer, …);
+    /// `None` when the modem did not say (the services are then tried, not
+    /// assumed missing).
+    pub chld: Option<Vec<String>>,
     /// The modem places and answers voice calls.
     pub voice: bool,
 }
 
 impl Capabilities {
     pub fn multiparty(&self) -> bool {
-        self.chld.iter().any(|s| s == "3")
+        self.chld.iter().flatten().any(|s| s == "3")
     }
 
     pub fn transfer(&self) -> bool {
-        self.chld.iter().any(|s| s == "4")
+        self.chld.iter().flatten().any(|s| s == "4")
     }
 }
 
@@ -110,8 +192,14 @@ pub struct Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// `ATE0`.
+    Echo,
+    /// `ATV1`.
+    Verbose,
     /// `AT+CMEE`: verbose error reports.
     ErrorReports,
+    /// `AT+CFUN?`, and `AT+CFUN=1` when the radio is off.
+    Functionality,
     Manufacturer,
     Model,
     Revision,
@@ -139,6 +227,8 @@ pub enum Step {
     CallerId,
     /// `AT+CREG=1`.
     RegistrationReports,
+    /// `AT+CTZU=1`: the network sets the modem's clock.
+    NetworkTime,
     /// `AT+CCWA=1`.
     CallWaiting,
     /// `AT+CLCC=1`.
@@ -155,14 +245,6 @@ pub enum Step {
 }
 
 impl Step {
-    /// A failed command here ends bring-up: the profile is chosen from the
-    /// manufacturer and model, and the driver and the probe have always
-    /// required both. (An empty answer does not end it.) Fallbacks for
-    /// them will let these fail alone like every other field.
-    pub fn ends_bring_up(self) -> bool {
-        matches!(self, Step::Manufacturer | Step::Model)
-    }
-
     /// The driver cannot run the modem when this failed: a SIM still
     /// locked answers nothing useful, and everything the driver sends and
     /// reads is PDU (3GPP TS 27.005 §3.2.3).
@@ -231,6 +313,8 @@ mod tests {
             },
             profile: Profiles::builtin().detect("", "").clone(),
             pin_state: Some("SIM PIN".into()),
+            functionality: Some(1),
+            powered_on: false,
             capabilities: Capabilities::default(),
             readable_storages: Vec::new(),
             storage_use: Vec::new(),
@@ -275,5 +359,20 @@ mod tests {
         assert_eq!(identity.iccid, None);
         assert_eq!(identity.profile, profile.name);
         assert_eq!(identity.path, "/dev/ttyUSB0");
+    }
+
+    #[test]
+    fn a_sim_is_known_by_its_iccid_else_by_its_imsi() {
+        let by_iccid = SimId::of(Some("8944000000000000018"), Some("001010000000001")).unwrap();
+        assert_eq!(by_iccid.as_str(), "8944000000000000018");
+        assert_eq!(by_iccid.source(), IdSource::Iccid);
+        assert_eq!(by_iccid.iccid(), Some("8944000000000000018"));
+        let by_imsi = SimId::of(None, Some("001010000000001")).unwrap();
+        assert_eq!(by_imsi.as_str(), "imsi:001010000000001");
+        assert_eq!(by_imsi.source(), IdSource::Imsi);
+        assert_eq!(by_imsi.iccid(), None);
+        assert_eq!(by_imsi.imsi(), Some("001010000000001"));
+        assert_eq!(SimId::parse("imsi:001010000000001"), by_imsi);
+        assert_eq!(SimId::of(Some(""), None), None);
     }
 }

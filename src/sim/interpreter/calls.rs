@@ -1,16 +1,16 @@
 //! The interpreter's call commands, 3GPP TS 27.007 §6-§8 and V.250 §6.3:
 //! dial, answer, hang up, `+CHLD` supplementary services, `+CLCC`, and the
-//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`, `+CSSN`), plus `+CUSD`. The
-//! calls themselves live in the network's [`crate::sim::calls`] model.
+//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`, `+CSSN`). The calls
+//! themselves live in the network's [`crate::sim::calls`] model; USSD is
+//! `ussd.rs`.
 
 use super::{Interpreter, Outcome};
 use crate::sim::calls::{CallError, ModemCallSettings};
-use crate::sim::network::USSD_BALANCE;
 
 /// The commands the call side answers.
 pub(super) fn is_call_command(upper: &str) -> bool {
-    const PREFIXES: [&str; 9] = [
-        "+CLCC", "+CHLD", "+CLIP", "+CRC", "+CCWA", "+CUSD", "+CMUT", "+CHUP", "+CSSN",
+    const PREFIXES: [&str; 8] = [
+        "+CLCC", "+CHLD", "+CLIP", "+CRC", "+CCWA", "+CMUT", "+CHUP", "+CSSN",
     ];
     upper == "A"
         || upper == "H"
@@ -126,9 +126,6 @@ impl Interpreter {
                     Err(error) => self.call_error(error, out),
                 }
             }
-            "+CUSD?" => query(self, out, "+CUSD: 0".into()),
-            "+CUSD=?" => query(self, out, "+CUSD: (0-2)".into()),
-            _ if upper.starts_with("+CUSD=") => self.ussd(&upper["+CUSD=".len()..], out),
             // 27.007 §9.2.1 code 3: operation not allowed.
             _ => Outcome::CmeError(3, "operation not allowed"),
         }
@@ -174,28 +171,6 @@ impl Interpreter {
                     Err(error) => self.call_error(error, out),
                 }
             }
-        }
-    }
-
-    /// `+CUSD=<n>[,<str>[,<dcs>]]` (27.007 §7.15): a request gets `OK` and
-    /// then the network's answer as `+CUSD: 0,<str>,<dcs>`.
-    fn ussd(&mut self, arguments: &str, out: &mut Vec<u8>) -> Outcome {
-        let mut fields = arguments.splitn(3, ',');
-        let mode = fields.next().unwrap_or_default().trim();
-        let request = fields.next().map(|s| s.trim().trim_matches('"'));
-        match (mode, request) {
-            ("0" | "1" | "2", None) => Outcome::Ok,
-            ("0" | "1", Some(code)) if !code.is_empty() => {
-                self.final_text(out, "OK", "0");
-                let answer = if code == "*100#" {
-                    USSD_BALANCE
-                } else {
-                    "Unknown service code"
-                };
-                self.info(out, &format!("+CUSD: 0,\"{answer}\",15"));
-                Outcome::Pending
-            }
-            _ => Outcome::CmeError(4, "operation not supported"),
         }
     }
 

@@ -6,23 +6,28 @@
 use super::{Interpreter, Outcome, calls};
 
 impl Interpreter {
-    /// Runs one command of a line: the vendor's ICCID command and the SIM
-    /// lock first, then the SMS and call commands, then the general ones.
+    /// Runs one command of a line: what the firmware does not implement is
+    /// refused first; then the SIM (powered, its ICCID and files, its
+    /// lock), then USSD, the SMS and call commands, then the general ones.
     pub(super) fn execute(&mut self, command: &str, out: &mut Vec<u8>) -> Outcome {
         let upper = command.to_ascii_uppercase();
-        let iccid_command = self.profile.commands.iccid.to_ascii_uppercase();
-        if !iccid_command.is_empty() && Some(upper.as_str()) == iccid_command.strip_prefix("AT") {
-            let iccid = if self.profile.commands.iccid_swapped {
-                swap_nibbles(&self.identity.iccid)
-            } else {
-                self.identity.iccid.clone()
-            };
-            let line = format!("{}{}", self.profile.commands.iccid_prefix, iccid);
-            self.info(out, &line);
-            return Outcome::Ok;
+        if !self.profile.commands.implements(&upper) {
+            return Outcome::Unknown;
+        }
+        if let Some(delay) = self.profile.commands.delay_of(&upper) {
+            self.slow_ms = self.slow_ms.max(delay);
+        }
+        if let Some(off) = self.sim_off(&upper) {
+            return off;
+        }
+        if let Some(outcome) = self.sim_access(&upper, out) {
+            return outcome;
         }
         if let Some(locked) = self.locked_out(&upper) {
             return locked;
+        }
+        if let Some(outcome) = self.ussd_command(&upper, out) {
+            return outcome;
         }
         if let Some(outcome) = self.sms_command(command, &upper, out) {
             return outcome;
@@ -36,6 +41,8 @@ impl Interpreter {
         };
         match upper.as_str() {
             "" => Outcome::Ok,
+            // Some firmware accepts ATE but never changes its echo.
+            "E" | "E0" | "E1" if self.profile.commands.echo_fixed => Outcome::Ok,
             "E" | "E0" => self.set(|s| s.echo = false),
             "E1" => self.set(|s| s.echo = true),
             "V" | "V0" => self.set(|s| s.verbose = false),
@@ -88,6 +95,20 @@ impl Interpreter {
                 info(self, out, format!("+CSQ: {rssi},99"))
             }
             "+CSQ=?" => info(self, out, "+CSQ: (0-31,99),(0-7,99)".into()),
+            // 27.007 §8.41 and §8.15: with automatic time zone update the
+            // network's time (NITZ) sets the clock; without, the modem's
+            // own clock starts in 2004, as a SIM800's does.
+            "+CTZU=0" | "+CTZU=1" => self.set(|s| s.ctzu = upper.ends_with('1')),
+            "+CTZU?" => info(self, out, format!("+CTZU: {}", u8::from(self.ctzu))),
+            "+CTZU=?" => info(self, out, "+CTZU: (0-1)".into()),
+            "+CCLK?" => {
+                let time = if self.ctzu {
+                    self.network.time()
+                } else {
+                    time::macros::datetime!(2004-01-01 0:00 UTC) + self.network.uptime()
+                };
+                info(self, out, format!("+CCLK: \"{}\"", cclk(time)))
+            }
             "+CFUN?" => info(self, out, format!("+CFUN: {}", self.cfun)),
             "+CFUN=?" => info(self, out, "+CFUN: (0,1,4),(0-1)".into()),
             "+CFUN=0" | "+CFUN=0,0" => self.set_functionality(0),
@@ -213,12 +234,9 @@ impl Interpreter {
         if basic || WITHOUT_SIM.iter().any(|p| upper.starts_with(p)) {
             return None;
         }
-        const SMS: [&str; 8] = [
-            "+CMG", "+CMS", "+CPMS", "+CNMI", "+CNMA", "+CSCA", "+CSMS", "+CSDH",
-        ];
         let puk = state == LockState::Puk;
         Some(
-            if SMS.iter().any(|p| upper.starts_with(p)) || upper.starts_with("+CSMP") {
+            if super::sim_access::SMS.iter().any(|p| upper.starts_with(p)) {
                 Outcome::CmsError(if puk { 316 } else { 311 })
             } else if puk {
                 Outcome::CmeError(12, "SIM PUK required")
@@ -273,10 +291,13 @@ impl Interpreter {
         self.echo = self.profile.boot.echo;
         self.verbose = true;
         self.cmee = 0;
-        self.cfun = 1;
-        self.update_settings(|s| s.radio_on = true);
+        // 27.007 §8.2 <rst>=1 restarts the modem: it boots as it always does.
+        self.cfun = self.profile.boot.cfun;
+        let on = self.cfun == 1;
+        self.update_settings(|s| s.radio_on = on);
         self.network.reset_call_settings(self.index);
         self.csmp = [17, 167, 0, 0];
+        self.ussd_pdu = self.profile.commands.ussd_pdu;
         self.periodic_noise = !self.profile.noise.periodic.is_empty();
         self.prompt = None;
     }
@@ -294,4 +315,21 @@ pub(super) fn swap_nibbles(digits: &str) -> String {
             _ => unreachable!("chunks(2) yields one or two items"),
         })
         .collect()
+}
+
+/// A time as `+CCLK` gives it: `yy/MM/dd,hh:mm:ss±zz`, the zone in quarter
+/// hours (27.007 §8.15).
+fn cclk(time: time::OffsetDateTime) -> String {
+    let quarters = time.offset().whole_minutes() / 15;
+    format!(
+        "{:02}/{:02}/{:02},{:02}:{:02}:{:02}{}{:02}",
+        time.year() % 100,
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second(),
+        if quarters < 0 { '-' } else { '+' },
+        quarters.unsigned_abs()
+    )
 }

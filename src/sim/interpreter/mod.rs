@@ -1,13 +1,17 @@
 //! The AT command interpreter of one virtual modem: ITU-T V.250 framing
 //! and result codes in `v250`, the 3GPP TS 27.007 identity, status and
-//! registration commands in `general`, TS 27.005 SMS commands in `sms`,
-//! call commands in `calls`. Bytes in, bytes out, no I/O: it reaches the
-//! rest of the world only through the [`Network`] handle, so tests feed it
-//! arbitrary input.
+//! registration commands in `general` (which also refuses what a profile's
+//! firmware does not implement), the SIM's ICCID, `+CRSM` and power in
+//! `sim_access`, TS 27.005 SMS commands in `sms`, call commands in `calls`,
+//! USSD (and Huawei's `^USSDMODE`) in `ussd`. Bytes in, bytes out, no
+//! I/O: it reaches the rest of the world only through the [`Network`]
+//! handle, so tests feed it arbitrary input.
 
 mod calls;
 mod general;
+mod sim_access;
 mod sms;
+mod ussd;
 mod v250;
 
 use crate::profile::Profile;
@@ -37,6 +41,8 @@ pub struct Interpreter {
     cmee: u8,
     /// 3GPP TS 27.007 §8.2 functionality level (0 minimum, 1 full, 4 radio off).
     cfun: u8,
+    /// `AT+CTZU=1`: the network sets the modem's clock (NITZ).
+    ctzu: bool,
     /// 27.005 §3.3.1 `+CSCA` as set by the host.
     csca: String,
     /// 27.005 §3.3.2 `+CSMP=<fo>,<vp>,<pid>,<dcs>` for text-mode submits.
@@ -48,6 +54,12 @@ pub struct Interpreter {
     /// Set when a message went to the network: the port task applies the
     /// network's submit delay.
     submitted: bool,
+    /// How long the firmware takes over the line just run (the profile's
+    /// slow commands): the port task holds the answer back that long.
+    slow_ms: u64,
+    /// USSD strings are 7-bit packed hex (`^USSDMODE=1` on Huawei) rather
+    /// than text.
+    ussd_pdu: bool,
     prompt: Option<sms::Prompt>,
     line: Vec<u8>,
     previous: Vec<u8>,
@@ -79,13 +91,16 @@ impl Interpreter {
         Interpreter {
             echo: profile.boot.echo,
             periodic_noise: !profile.noise.periodic.is_empty(),
+            cfun: profile.boot.cfun,
+            ussd_pdu: profile.commands.ussd_pdu,
             network,
             index,
             profile,
             identity,
             verbose: true,
             cmee: 0,
-            cfun: 1,
+            ctzu: false,
+            slow_ms: 0,
             csca: crate::sim::network::SMSC.to_string(),
             csmp: [17, 167, 0, 0],
             reset_requested: false,
@@ -153,6 +168,11 @@ impl Interpreter {
     /// True once after a message was submitted to the network.
     pub fn take_submitted(&mut self) -> bool {
         std::mem::take(&mut self.submitted)
+    }
+
+    /// How long to hold back the answer to what was just fed (once).
+    pub fn take_slowness(&mut self) -> u64 {
+        std::mem::take(&mut self.slow_ms)
     }
 
     /// True once after `AT+CFUN=1,1`: the caller reboots the modem.

@@ -447,3 +447,119 @@ proptest::proptest! {
         proptest::prop_assert_eq!(run(&mut m, "AT\r"), "\r\nOK\r\n");
     }
 }
+
+// 3GPP TS 27.007 §8.18 and TS 31.102 §4.2.2: EF_ICCID read through
+// restricted SIM access on every profile, 10 bytes of swapped BCD; EF_IMSI
+// too; another file is 3GPP TS 51.011 SW 9404 (file ID not found).
+#[test]
+fn every_profile_reads_ef_iccid_through_crsm() {
+    for name in Profiles::builtin().names() {
+        let mut m = modem(&name);
+        run(&mut m, "AT+CFUN=1\r");
+        run(&mut m, "ATE0\r");
+        let out = run(&mut m, "AT+CRSM=176,12258,0,0,10\r");
+        let expected = format!("+CRSM: 144,0,\"{}\"", swap_nibbles(&m.identity.iccid));
+        assert!(out.contains(&expected), "{name}: {out:?}");
+        let imsi = run(&mut m, "AT+CRSM=176,28423,0,0,9\r");
+        assert!(imsi.contains("+CRSM: 144,0,\"08"), "{name}: {imsi:?}");
+        let missing = run(&mut m, "AT+CRSM=176,28472,0,0,10\r");
+        assert!(missing.contains("+CRSM: 148,4"), "{name}: {missing:?}");
+    }
+    let mut m = modem("generic");
+    m.network
+        .update_faults(
+            0,
+            crate::sim::network::FaultsUpdate {
+                iccid_unreadable: Some(true),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    run(&mut m, "ATE0\r");
+    assert_eq!(run(&mut m, "AT+CRSM=176,12258,0,0,10\r"), "\r\nERROR\r\n");
+    assert_eq!(run(&mut m, "AT+CCID\r"), "\r\nERROR\r\n");
+}
+
+// The terse profile: only the mandatory core, ERROR to the rest, a bare AT
+// refused, no echo whatever ATE says, radio and SIM off until AT+CFUN=1,
+// and a slow AT+CPIN?.
+#[test]
+fn the_terse_firmware_knows_only_the_core() {
+    let mut m = modem("terse");
+    assert_eq!(run(&mut m, "AT\r"), "\r\nERROR\r\n");
+    assert_eq!(run(&mut m, "ATE1\r"), "\r\nOK\r\n");
+    assert_eq!(run(&mut m, "ATE1\r"), "\r\nOK\r\n", "still no echo");
+    assert_eq!(run(&mut m, "AT+CFUN?\r"), "\r\n+CFUN: 0\r\n\r\nOK\r\n");
+    assert_eq!(run(&mut m, "AT+CIMI\r"), "\r\nERROR\r\n", "+CMEE=0");
+    run(&mut m, "AT+CMEE=1\r");
+    assert_eq!(run(&mut m, "AT+CIMI\r"), "\r\n+CME ERROR: 13\r\n");
+    assert_eq!(run(&mut m, "AT+CPMS=\"SM\"\r"), "\r\n+CMS ERROR: 313\r\n");
+    assert!(run(&mut m, "AT+CREG?\r").contains("+CREG: 0,0"));
+    assert_eq!(run(&mut m, "AT+CFUN=1\r"), "\r\nOK\r\n");
+    assert_eq!(
+        run(&mut m, "AT+CIMI\r"),
+        format!("\r\n{}\r\n\r\nOK\r\n", m.identity.imsi)
+    );
+    assert!(run(&mut m, "AT+CREG?\r").contains("+CREG: 0,1"));
+    assert_eq!(m.take_slowness(), 0);
+    assert!(run(&mut m, "AT+CPIN?\r").contains("+CPIN: READY"));
+    assert_eq!(m.take_slowness(), 2000);
+    for refused in [
+        "AT+CCID",
+        "AT+QCCID",
+        "AT^ICCID?",
+        "AT+CNUM",
+        "AT+CPMS?",
+        "AT+CPMS=?",
+        "AT+CHLD=?",
+        "AT+CNMI=?",
+        "AT+CMGF=1",
+        "AT+CUSD=1,\"*100#\",15",
+        "AT+GMI",
+        "AT+CCWA=1",
+    ] {
+        assert_eq!(
+            run(&mut m, &format!("{refused}\r")),
+            "\r\nERROR\r\n",
+            "{refused}"
+        );
+    }
+    assert!(
+        run(&mut m, "AT+CPMS=\"SM\",\"SM\",\"SM\"\r").contains("+CPMS: 0,30,0,30,0,30"),
+        "the set command answers with the counts"
+    );
+    assert_eq!(run(&mut m, "AT+CMGF=0;+CNMI=2,1,0,1,0\r"), "\r\nOK\r\n");
+    assert_eq!(
+        run(&mut m, "ATI\r"),
+        "\r\nSIMMASK TERSE-27007\r\n\r\nOK\r\n"
+    );
+}
+
+// Huawei E173: USSD strings are 7-bit packed hex until AT^USSDMODE=0; a
+// text request in that mode gets ERROR.
+#[test]
+fn a_huawei_answers_ussd_in_the_mode_set() {
+    let mut m = modem("huawei-e173");
+    run(&mut m, "ATE0\r");
+    assert_eq!(
+        run(&mut m, "AT^USSDMODE?\r"),
+        "\r\n^USSDMODE: 1\r\n\r\nOK\r\n"
+    );
+    assert_eq!(run(&mut m, "AT+CUSD=1,\"*100#\",15\r"), "\r\nERROR\r\n");
+    let packed = run(&mut m, "AT+CUSD=1,\"AA180C3602\",15\r");
+    assert!(
+        packed.starts_with("\r\nOK\r\n\r\n+CUSD: 0,\""),
+        "{packed:?}"
+    );
+    assert!(!packed.contains("balance"), "{packed:?}");
+    assert_eq!(run(&mut m, "AT^USSDMODE=0\r"), "\r\nOK\r\n");
+    let text = run(&mut m, "AT+CUSD=1,\"*100#\",15\r");
+    assert!(
+        text.contains("+CUSD: 0,\"Your balance is 12.34 EUR\",15"),
+        "{text:?}"
+    );
+    // Other models know no such command.
+    let mut generic = modem("generic");
+    run(&mut generic, "ATE0\r");
+    assert_eq!(run(&mut generic, "AT^USSDMODE=0\r"), "\r\nERROR\r\n");
+}

@@ -53,6 +53,11 @@ impl Interpreter {
         };
         let body = trimmed[start + 2..].to_string();
         self.previous = raw.to_vec();
+        // The empty command line (a bare `AT`), which some firmware refuses.
+        if body.trim().is_empty() && !self.profile.commands.implements("") {
+            self.final_result(out, Outcome::Unknown);
+            return;
+        }
         let command_line = &trimmed[start..];
         if let Some(vendor) = self
             .profile

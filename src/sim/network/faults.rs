@@ -126,6 +126,9 @@ pub struct Faults {
     /// Pending URCs come out between a command's information lines and its
     /// final result code, as real hardware sometimes interleaves them.
     pub urc_mid_response: bool,
+    /// The firmware cannot read the SIM's ICCID: its vendor ICCID command
+    /// and `AT+CRSM` answer as unknown commands.
+    pub iccid_unreadable: bool,
 }
 
 impl Default for Faults {
@@ -138,6 +141,7 @@ impl Default for Faults {
             cms_error_on_submit: None,
             registration: Registration::Home,
             urc_mid_response: false,
+            iccid_unreadable: false,
         }
     }
 }
@@ -155,6 +159,7 @@ pub struct FaultsUpdate {
     pub cms_error_on_submit: Option<Option<u16>>,
     pub registration: Option<Registration>,
     pub urc_mid_response: Option<bool>,
+    pub iccid_unreadable: Option<bool>,
     /// The SIM's PIN (`null` removes it); it asks for it from the next boot.
     #[serde(default, with = "double_option_string")]
     pub sim_pin: Option<Option<String>>,
@@ -219,6 +224,9 @@ impl Network {
             }
             if let Some(flag) = update.urc_mid_response {
                 faults.urc_mid_response = flag;
+            }
+            if let Some(flag) = update.iccid_unreadable {
+                faults.iccid_unreadable = flag;
             }
             if let Some(pin) = update.sim_pin {
                 slot.lock.pin = pin;

@@ -31,6 +31,7 @@ mod reports;
 mod smsc;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -84,6 +85,8 @@ struct Inner {
     /// Wakes modem i's port task when it has unsolicited output.
     wakers: Vec<Arc<Notify>>,
     started: Instant,
+    /// Seconds the network's clock is ahead of this machine's.
+    clock_offset: AtomicI64,
 }
 
 /// The shared network. Cheap to clone.
@@ -124,8 +127,35 @@ impl Network {
                 }),
                 wakers,
                 started: Instant::now(),
+                clock_offset: AtomicI64::new(0),
             }),
         }
+    }
+
+    /// The network's time: this machine's clock plus the offset set with
+    /// `--clock-offset` or `PUT /clock`. Every SMSC timestamp and every
+    /// `+CCLK?` of a modem that lets the network set its clock tell it.
+    pub fn time(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset())
+    }
+
+    /// Time since the network started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Seconds the network's clock is ahead of this machine's.
+    pub fn clock_offset(&self) -> i64 {
+        self.inner.clock_offset.load(Ordering::Relaxed)
+    }
+
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.inner.clock_offset.store(seconds, Ordering::Relaxed);
+    }
+
+    /// [`Network::time`] as a PDU timestamp.
+    pub(super) fn now_timestamp(&self) -> crate::pdu::Timestamp {
+        crate::pdu::Timestamp::from_datetime(self.time())
     }
 
     /// The lock; a panic elsewhere while holding it does not make the

@@ -91,7 +91,7 @@ impl ModemSettings {
             charset: Charset::Ira,
             creg: 0,
             cereg: 0,
-            radio_on: true,
+            radio_on: profile.boot.cfun == 1,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Network;
 use super::delivery::{ACK_TIMEOUT, AwaitingAck};
-use super::smsc::{Held, ReportTo, now_timestamp, smsc_address};
+use super::smsc::{Held, ReportTo, smsc_address};
 
 /// TS 23.040 §9.2.3.15 TP-Status: short message received by the SME.
 pub(super) const DELIVERED: u8 = 0x00;
@@ -37,7 +37,7 @@ impl Network {
             message_reference: report.mr,
             recipient: report.recipient.clone(),
             service_centre_timestamp: report.submitted,
-            discharge_time: now_timestamp(),
+            discharge_time: self.now_timestamp(),
             status,
             user_data: None,
         };
@@ -74,8 +74,15 @@ impl Network {
                 }
             }
             2 => {
-                let storage = slot.storages.receive_storage();
-                let name = storage.name.clone();
+                let storage = slot.storages.report_storage(&slot.profile);
+                // The name announced may not be the storage's (the EC25
+                // quirk the profile describes).
+                let name = slot
+                    .profile
+                    .sms
+                    .cdsi_announces
+                    .clone()
+                    .unwrap_or_else(|| storage.name.clone());
                 if let Some(i) = storage.insert(StoredMessage {
                     stat: Stat::RecUnread,
                     pdu: pdu.hex,

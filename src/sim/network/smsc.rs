@@ -92,10 +92,6 @@ pub(super) enum Held {
     Report(ReportTo, u8),
 }
 
-pub(super) fn now_timestamp() -> Timestamp {
-    Timestamp::from_datetime(time::OffsetDateTime::now_utc())
-}
-
 pub(super) fn smsc_address() -> Address {
     Address::international(SMSC)
 }
@@ -130,12 +126,18 @@ impl Network {
             modem: index,
             mr,
             recipient: submit.destination.clone(),
-            submitted: now_timestamp(),
+            submitted: self.now_timestamp(),
         });
         if let Some(target) = self.subscriber(&to) {
             let reference = self.lock().concat.next(&to);
-            let pdu = deliver_for(&from, &submit.user_data, submit.dcs, reference)
-                .map_err(|_| SubmitRefused::InvalidPdu)?;
+            let pdu = deliver_for(
+                &from,
+                &submit.user_data,
+                submit.dcs,
+                reference,
+                self.now_timestamp(),
+            )
+            .map_err(|_| SubmitRefused::InvalidPdu)?;
             tracing::debug!(modem = index, target, mr, "sms between bank SIMs");
             let count = pdu.len();
             for (i, pdu) in pdu.into_iter().enumerate() {
@@ -188,7 +190,7 @@ impl Network {
                 let pdus = pdu::encode_deliver(
                     &Address::international(&from),
                     text,
-                    now_timestamp(),
+                    self.now_timestamp(),
                     reference,
                     Some(&smsc_address()),
                 )
@@ -291,6 +293,7 @@ fn deliver_for(
     user_data: &UserData,
     dcs: u8,
     reference: u16,
+    timestamp: Timestamp,
 ) -> Result<Vec<EncodedPdu>, pdu::PduError> {
     let one = pdu::encode(&Pdu {
         smsc: Some(smsc_address()),
@@ -299,7 +302,7 @@ fn deliver_for(
             pid: 0,
             dcs,
             class: None,
-            timestamp: now_timestamp(),
+            timestamp,
             more_messages_to_send: false,
             status_report_indication: false,
             reply_path: false,
@@ -311,7 +314,7 @@ fn deliver_for(
         Err(_) => pdu::encode_deliver(
             &Address::international(from),
             &user_data.text,
-            now_timestamp(),
+            timestamp,
             reference,
             Some(&smsc_address()),
         ),

@@ -502,3 +502,44 @@ fn under_csms_1_a_status_report_is_acknowledged_like_a_message_and_they_take_tur
     assert!(net.acknowledge(0));
     assert!(!net.acknowledge(0));
 }
+
+/// The EC25/EG25 quirk the quectel profile reproduces (asterisk-chan-quectel
+/// PR #75): with <ds>=2 a status report is stored in "SR" but announced as
+/// +CDSI: "SM",<n>; "SM" holds nothing at that index.
+#[test]
+fn a_quectel_stores_status_reports_in_sr_and_announces_sm() {
+    let net = network(&["quectel-ec25", "generic"]);
+    plug(&net, 0);
+    net.with_modem(0, |m| m.settings.cnmi.ds = 2).unwrap();
+    let submit = Submit {
+        message_reference: 0,
+        destination: Address::international("+447700900601"),
+        pid: 0,
+        dcs: 0,
+        class: None,
+        validity: None,
+        status_report_request: true,
+        reject_duplicates: false,
+        reply_path: false,
+        user_data: UserData::text(Encoding::Gsm7, "report, please"),
+    };
+    assert_eq!(net.submit(0, &submit), Ok(1));
+    assert_eq!(urcs(&net, 0), "\r\n+CDSI: \"SM\",1\r\n");
+    let (in_sm, in_sr) = net
+        .with_modem(0, |m| {
+            let sm = m.storages.position("SM").unwrap();
+            let sr = m.storages.position("SR").unwrap();
+            (m.storages.at(sm).used(), m.storages.at(sr).used())
+        })
+        .unwrap();
+    assert_eq!((in_sm, in_sr), (0, 1));
+    // Any other model stores and names the same storage.
+    plug(&net, 1);
+    net.with_modem(1, |m| m.settings.cnmi.ds = 2).unwrap();
+    assert_eq!(net.submit(1, &submit), Ok(1));
+    assert_eq!(urcs(&net, 1), "\r\n+CDSI: \"SM\",1\r\n");
+    let in_sm = net
+        .with_modem(1, |m| m.storages.receive_storage().used())
+        .unwrap();
+    assert_eq!(in_sm, 1);
+}

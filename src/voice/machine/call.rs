@@ -52,6 +52,12 @@ impl Call {
     }
 
     /// The caller, as the session knows them.
+    /// Who the caller was put through to: the other participant, a
+    /// session's fallback number, or the operator.
+    pub fn other(&self) -> &PhoneNumber {
+        &self.other
+    }
+
     pub fn caller(&self) -> &PhoneNumber {
         &self.caller
     }

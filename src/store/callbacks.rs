@@ -1,0 +1,143 @@
+//! Callback deliveries not yet made: a row per event to POST, kept until it
+//! is delivered or given up, so that a restart resumes them.
+
+use rusqlite::params;
+use time::OffsetDateTime;
+
+use super::{Store, StoreError, to_ms};
+
+/// A delivery waiting for its next attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelivery {
+    /// Unique for ever (never reused): receivers deduplicate by it.
+    pub id: i64,
+    /// The event kind, which names the URL in the configuration.
+    pub kind: String,
+    /// The JSON body, as first encoded.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the next attempt is due, ms since the epoch.
+    pub next_attempt_ms: i64,
+}
+
+impl Store {
+    /// Records a delivery to make now; returns it.
+    pub async fn queue_delivery(
+        &self,
+        kind: String,
+        body: String,
+        now: OffsetDateTime,
+    ) -> Result<PendingDelivery, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO callback_deliveries (kind, body, next_attempt_ms, created_ms) \
+                 VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![kind, body, now])?;
+            Ok(PendingDelivery {
+                id: conn.last_insert_rowid(),
+                kind,
+                body,
+                attempts: 0,
+                next_attempt_ms: now,
+            })
+        })
+        .await
+    }
+
+    /// Every delivery not yet made, oldest first (at start-up).
+    pub async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError> {
+        self.call(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, kind, body, attempts, next_attempt_ms FROM callback_deliveries \
+                 ORDER BY id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(PendingDelivery {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    body: row.get(2)?,
+                    attempts: row.get(3)?,
+                    next_attempt_ms: row.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// An attempt failed; the next is due at `next_attempt`.
+    pub async fn reschedule_delivery(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: String,
+        next_attempt: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let next = to_ms(next_attempt);
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "UPDATE callback_deliveries SET attempts = ?2, last_error = ?3, \
+                 next_attempt_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, attempts, error, next])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delivered, or given up: the row goes.
+    pub async fn finish_delivery(&self, id: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.prepare_cached("DELETE FROM callback_deliveries WHERE id = ?1")?
+                .execute(params![id])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    #[tokio::test]
+    async fn deliveries_survive_a_reopen_and_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        let (first, second) = {
+            let store = Store::open(&path).unwrap();
+            let first = store
+                .queue_delivery("session_closed".into(), "{}".into(), NOW)
+                .await
+                .unwrap();
+            let second = store
+                .queue_delivery("modem_up".into(), "{\"a\":1}".into(), NOW)
+                .await
+                .unwrap();
+            store
+                .reschedule_delivery(second.id, 2, "503".into(), NOW + time::Duration::minutes(1))
+                .await
+                .unwrap();
+            (first, second)
+        };
+        let store = Store::open(&path).unwrap();
+        let pending = store.pending_deliveries().await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[1].attempts, 2);
+        assert_eq!(pending[1].body, "{\"a\":1}");
+        store.finish_delivery(first.id).await.unwrap();
+        store.finish_delivery(second.id).await.unwrap();
+        let third = store
+            .queue_delivery("modem_up".into(), "{}".into(), NOW)
+            .await
+            .unwrap();
+        assert!(third.id > second.id);
+    }
+}
