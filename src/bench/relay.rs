@@ -66,6 +66,9 @@ pub struct RelayBenchArgs {
     /// phase (0 skips it).
     #[arg(long, default_value_t = 40)]
     pub burst: usize,
+    /// Also print every overhead sample (for plots).
+    #[arg(long)]
+    pub samples: bool,
 }
 
 /// The benchmark's result, printed as JSON.
@@ -90,6 +93,10 @@ pub struct RelayReport {
     pub target_ms: Targets,
     pub within_target: bool,
     pub burst_per_modem: usize,
+    /// How long the handsets took to hand the whole burst to the network.
+    pub burst_submit_seconds: Option<f64>,
+    /// Every burst message reached the other party once, text intact.
+    pub burst_intact: Option<bool>,
     /// Relays per second per modem when every handset sends as fast as
     /// the network accepts (median over the modems), and the slowest.
     pub throughput_per_modem: Option<f64>,
@@ -104,6 +111,9 @@ pub struct RelayReport {
     pub peak_rss_mb: f64,
     pub measured_process: &'static str,
     pub wall_seconds: f64,
+    /// Every overhead sample in ms, with `--samples`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead_samples_ms: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -185,7 +195,10 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
 
     // Phase 2: every handset sends a burst of full-length messages.
     let mut rates = Vec::new();
+    let mut burst_submit = None;
+    let mut burst_intact = None;
     if args.burst > 0 {
+        let submitted = Instant::now();
         let mut senders = Vec::new();
         for (i, proxy) in proxies.iter().enumerate() {
             let (rig_control, client) = (rig.control.clone(), rig.client.clone());
@@ -203,8 +216,18 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         for sender in senders {
             sender.await?;
         }
+        burst_submit = Some(round3(submitted.elapsed().as_secs_f64()));
         let totals: Vec<usize> = shares.iter().map(|s| s + args.burst).collect();
         wait_relayed(rig, &totals).await?;
+        let mut intact = true;
+        for i in 0..args.modems {
+            let texts = rig.received_texts(&handset(2, i)).await?;
+            intact &= (0..args.burst).all(|n| {
+                let text = full_text(i, n);
+                texts.iter().filter(|t| **t == text).count() == 1
+            });
+        }
+        burst_intact = Some(intact);
         for (i, mark) in marks.iter().enumerate() {
             let lines = timing::lines(&rig.trace(i, *mark).await?);
             if let Some((_, rate)) = timing::send_rate(&lines, *mark) {
@@ -247,6 +270,8 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         },
         within_target: spread.is_some_and(|s| s.p50 <= TARGET_P50_MS && s.p99 <= TARGET_P99_MS),
         burst_per_modem: args.burst,
+        burst_submit_seconds: burst_submit,
+        burst_intact,
         throughput_per_modem: throughput.map(round3),
         throughput_min_per_modem: rates.first().copied().map(round3),
         wire_bytes_per_relay: wire_bytes,
@@ -256,6 +281,9 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         peak_rss_mb: round3(usage_after.peak_rss_mb),
         measured_process: rig.measured_process(),
         wall_seconds: round3(wall_seconds),
+        overhead_samples_ms: args
+            .samples
+            .then(|| from_end.iter().copied().map(round3).collect()),
     })
 }
 

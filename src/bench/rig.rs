@@ -284,6 +284,11 @@ impl Rig {
 
     /// How many messages `handset` has received.
     pub async fn received(&self, handset: &str) -> anyhow::Result<usize> {
+        Ok(self.received_texts(handset).await?.len())
+    }
+
+    /// The texts a handset received, in order.
+    pub async fn received_texts(&self, handset: &str) -> anyhow::Result<Vec<String>> {
         let got: Vec<Value> = self
             .client
             .get(format!("{}/handsets/{handset}/messages", self.control))
@@ -291,7 +296,10 @@ impl Rig {
             .await?
             .json()
             .await?;
-        Ok(got.len())
+        Ok(got
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+            .collect())
     }
 
     /// The trace of modem `index` after `since_us`.
