@@ -21,7 +21,7 @@ const PROXIES: u32 = 16;
 const LOOKUPS: usize = 20_000;
 const CEILING: Duration = Duration::from_micros(100);
 const OPENERS: u32 = 8;
-const OPENS_EACH: u32 = 250;
+const OPENS_EACH: u32 = 25;
 /// An opening (allocation, the session's rows, one fsync) should stay
 /// within what an API caller notices.
 const OPEN_CEILING: Duration = Duration::from_millis(10);
