@@ -218,6 +218,27 @@ pub fn disk(system: &System, store: &Path) -> Check {
     }
 }
 
+/// `PRAGMA quick_check` on the database file (read-only: the daemon may be
+/// writing it).
+pub fn integrity(path: &Path) -> Check {
+    match crate::store::quick_check_file(path) {
+        Ok(found) if found.ok => check(
+            "integrity",
+            true,
+            format!("quick_check ok ({} ms)", found.took_ms),
+        ),
+        Ok(found) => check(
+            "integrity",
+            false,
+            format!(
+                "the database file is damaged ({}): stop simmask and restore a backup (simmask restore)",
+                found.problems.join("; ")
+            ),
+        ),
+        Err(error) => check("integrity", false, format!("cannot be checked: {error}")),
+    }
+}
+
 /// The store, opened only when it exists.
 pub fn open_store(path: &Path) -> Result<Store, Check> {
     if !path.exists() {

@@ -250,6 +250,19 @@ impl EventBus {
         let lost = first_kept.saturating_sub(last_seen + 1);
         (Replay { events, lost }, receiver)
     }
+
+    /// Subscribes with the last `count` events the ring holds first (oldest
+    /// first), then everything new, with none missed or repeated: a feed
+    /// opened now starts with what just happened.
+    pub fn subscribe_recent(&self, count: usize) -> (Vec<Envelope>, broadcast::Receiver<Envelope>) {
+        let ring = self
+            .ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let receiver = self.sender.subscribe();
+        let skip = ring.len().saturating_sub(count);
+        (ring.iter().skip(skip).cloned().collect(), receiver)
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +376,26 @@ mod tests {
         // An id from a previous run of the daemon: everything kept is replayed.
         let (replay, _) = bus.subscribe_since(1_000_000);
         assert_eq!(replay.events.len(), BACKLOG);
+    }
+
+    #[tokio::test]
+    async fn a_recent_subscriber_gets_the_last_events_then_the_live_ones() {
+        let bus = EventBus::new();
+        let closed = |i: usize| Event::SessionClosed {
+            session_id: format!("ses_{i}"),
+        };
+        let (none, _) = bus.subscribe_recent(10);
+        assert!(none.is_empty());
+        for i in 0..5 {
+            bus.publish(closed(i));
+        }
+        let (recent, mut live) = bus.subscribe_recent(3);
+        let ids: Vec<u64> = recent.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        let (all, _) = bus.subscribe_recent(50);
+        assert_eq!(all.len(), 5);
+        bus.publish(closed(5));
+        assert_eq!(live.recv().await.unwrap().id, 6);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!                                                  │ masking rules │
 //!                                                  ▼               │
 //!                       operators ──► api (axum, SSE, dashboard) ──┘
+//!                   home automation ──► mqtt (broker, discovery) ──► api
 //! ```
 //!
 //! # Layout
@@ -31,7 +32,10 @@
 //!    time as the modems report it (a Pi has no real-time clock). The clock
 //!    is a foundation, not part of the bank: the bank and the relay feed it
 //!    samples, and the daemon, the API and `doctor` read it, so it must sit
-//!    below all of them and know none.
+//!    below all of them and know none. [`serve`], HTTP connections on a
+//!    network the appliance does not control (header and idle deadlines,
+//!    a connection cap with a reserve): the API and the simulator's
+//!    control API both serve through it.
 //! 2. [`logging`], tracing set-up (human or JSON); [`pdu`], the pure SMS PDU
 //!    codec; [`profile`], the per-model firmware profiles. The codec and the
 //!    profiles are shared by the driver and the simulator, which is why they
@@ -53,12 +57,16 @@
 //!    the store's inbound transaction); [`voice`], the call bridge (a pure
 //!    state machine per SIM and the desk that carries out what it asks).
 //! 7. [`api`]: the local web API, SSE, callbacks, OpenAPI and the dashboard.
-//! 8. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
-//! 9. [`bench`]: the product measured from outside on the virtual network;
-//!    [`doctor`]: the installation checked from outside (the service user,
-//!    udev, ModemManager, the clock, the disk, the store and each SIM),
-//!    reading the machine under a root a test can replace.
-//! 10. [`cli`]: one file per command group, each a thin door; `main.rs` only
+//! 8. [`mqtt`]: events and health on an MQTT broker with Home Assistant
+//!    discovery, and opt-in commands: another door, built on the API's views
+//!    and actions (what a viewer sees is what is published; a command is
+//!    the admin route's own function), hence above it.
+//! 9. [`daemon`]: wiring only: starts the long-lived tasks and connects them.
+//! 10. [`bench`]: the product measured from outside on the virtual network;
+//!     [`doctor`]: the installation checked from outside (the service user,
+//!     udev, ModemManager, the clock, the disk, the store and each SIM),
+//!     reading the machine under a root a test can replace.
+//! 11. [`cli`]: one file per command group, each a thin door; `main.rs` only
 //!     parses and dispatches.
 //!
 //! Pure layers (the PDU codec, the AT digester, the masking rules, the relay
@@ -78,9 +86,11 @@ pub mod logging;
 pub mod masking;
 pub mod metrics;
 pub mod modem;
+pub mod mqtt;
 pub mod number;
 pub mod pdu;
 pub mod profile;
+pub mod serve;
 pub mod sim;
 pub mod sms;
 pub mod store;

@@ -58,6 +58,24 @@ pub fn call_setup(setup: Duration) {
     metrics::histogram!(CALL_SETUP).record(setup.as_secs_f64());
 }
 
+/// Events the MQTT publisher could not keep: its queue was full while the
+/// broker was away or slow, or it fell behind the event bus.
+const MQTT_EVENTS_DROPPED: &str = "simmask_mqtt_events_dropped_total";
+/// 1 while the MQTT publisher is connected to its broker.
+const MQTT_CONNECTED: &str = "simmask_mqtt_connected";
+
+/// Counts `count` events the MQTT publisher dropped.
+pub fn mqtt_events_dropped(count: u64) {
+    handle();
+    metrics::counter!(MQTT_EVENTS_DROPPED).increment(count);
+}
+
+/// Whether the MQTT publisher is connected now.
+pub fn mqtt_connected(connected: bool) {
+    handle();
+    metrics::gauge!(MQTT_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
 fn describe() {
     metrics::describe_gauge!(
         "simmask_build_info",
@@ -90,6 +108,14 @@ fn describe() {
     );
     metrics::describe_counter!("simmask_calls_total", "Calls, by outcome");
     metrics::describe_counter!("simmask_modem_events_total", "Modems up and down");
+    metrics::describe_counter!(
+        MQTT_EVENTS_DROPPED,
+        "Events not published to MQTT: the queue was full while the broker was away or slow"
+    );
+    metrics::describe_gauge!(
+        MQTT_CONNECTED,
+        "1 while connected to the MQTT broker ([mqtt] on)"
+    );
 }
 
 /// One SIM's gauges at scrape time.

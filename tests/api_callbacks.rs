@@ -181,6 +181,7 @@ fn config(target: CallbackTarget, kinds: &[&str]) -> CallbacksConfig {
         max_attempts: 3,
         retry_after_ms: 20,
         timeout_seconds: 5,
+        allowed_networks: vec!["127.0.0.1".into()],
         ..CallbacksConfig::default()
     };
     for kind in kinds {
@@ -442,4 +443,98 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_start() {
     assert!(store(&dir).pending_deliveries().await.unwrap().is_empty());
     second.cancel();
     task.await.unwrap();
+}
+
+/// Waits until the store holds no delivery still to be made.
+async fn wait_settled(store: &Store) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store.pending_deliveries().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the delivery never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_307_from_the_receiver_is_not_followed() {
+    // The elsewhere a redirect would send the signed body to.
+    let elsewhere = receiver(Vec::new()).await;
+    let redirects = Arc::new(Mutex::new(0usize));
+    let counted = redirects.clone();
+    let location = elsewhere.url.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let counted = counted.clone();
+            let location = location.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, location)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let bus = EventBus::new();
+    let shutdown = CancellationToken::new();
+    let _task = spawn_callbacks(
+        config(url.as_str().into(), &["message_relayed"]),
+        &bus,
+        store.clone(),
+        shutdown.clone(),
+    );
+    bus.publish(relayed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while *redirects.lock().unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the receiver was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Final at once: not retried, not followed.
+    wait_settled(&store).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*redirects.lock().unwrap(), 1);
+    assert!(elsewhere.seen.lock().unwrap().is_empty());
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_host_name_is_checked_when_it_is_resolved() {
+    let receiver = receiver(Vec::new()).await;
+    // `localhost` resolves to loopback, which this configuration does not list.
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let mut refused = config(receiver.url.as_str().into(), &["message_relayed"]);
+    refused.allowed_networks = vec!["10.0.0.0/8".into()];
+    refused
+        .urls
+        .insert("message_relayed".into(), by_name.as_str().into());
+    refused.validate().expect("a host name is checked later");
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir);
+    let bus = EventBus::new();
+    let shutdown = CancellationToken::new();
+    let _task = spawn_callbacks(refused, &bus, store.clone(), shutdown.clone());
+    bus.publish(relayed());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Three attempts, none reaching the receiver.
+    wait_settled(&store).await;
+    assert!(receiver.seen.lock().unwrap().is_empty());
+    shutdown.cancel();
+
+    // Listed, the same name is reached.
+    let mut allowed = config(by_name.as_str().into(), &["message_relayed"]);
+    allowed.allowed_networks = vec!["127.0.0.0/8".into(), "::1".into()];
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EventBus::new();
+    let shutdown = CancellationToken::new();
+    let fresh = Store::open(&dir.path().join("callbacks.db")).unwrap();
+    let _task = spawn_callbacks(allowed, &bus, fresh, shutdown.clone());
+    bus.publish(relayed());
+    wait_for(&receiver.seen, 1).await;
+    shutdown.cancel();
 }

@@ -6,7 +6,7 @@
 
 mod api_common;
 
-use api_common::{BOOTSTRAP, assert_error, iccid, start, start_with};
+use api_common::{BOOTSTRAP, assert_error, iccid, start, start_configured, start_with};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use simmask::api::limits::RateLimit;
@@ -90,7 +90,12 @@ async fn call(
 
 #[tokio::test]
 async fn every_documented_route_checks_tokens_and_roles() {
-    let api = start(1).await;
+    // Wrong tokens on every route, many times over: the failed-auth
+    // limit (tested in api_hostile) would answer 429 before long.
+    let api = start_configured(1, |state| {
+        state.failed_auth = simmask::api::guard::FailedAuth::new(10_000, 10_000);
+    })
+    .await;
     let (_, operations) = operations(&api).await;
     assert!(operations.len() >= 17, "{operations:?}");
     assert!(operations.iter().any(|o| o.admin));
@@ -114,6 +119,89 @@ async fn every_documented_route_checks_tokens_and_roles() {
         for admin in [api.admin.as_str(), BOOTSTRAP] {
             let (status, body) = call(&api, operation, Some(admin), json_body).await;
             assert_answered(operation, status, &body);
+        }
+    }
+}
+
+/// Forged, revoked and expired tokens, admin ones included, on every route
+/// that wants a token (`/metrics` and the event stream among them): each is
+/// a 401 like no token at all.
+#[tokio::test]
+async fn every_route_refuses_forged_revoked_and_expired_tokens() {
+    // Hundreds of refusals: the rate limiter is not what is under test.
+    let api = start_with(
+        1,
+        RateLimit {
+            per_second: 10_000,
+            burst: 10_000,
+        },
+    )
+    .await;
+    let (_, operations) = operations(&api).await;
+    let guarded: Vec<&Operation> = operations.iter().filter(|o| !o.public).collect();
+    assert!(
+        guarded.iter().any(|o| o.path == "/metrics")
+            && guarded.iter().any(|o| o.path == "/api/v1/events"),
+        "{guarded:?}"
+    );
+
+    let mut created = Vec::new();
+    for (name, expires) in [("revoked-admin", None), ("expiring-admin", Some(1))] {
+        let mut body = serde_json::json!({"name": name, "role": "admin"});
+        if let Some(seconds) = expires {
+            body["expires_in_seconds"] = seconds.into();
+        }
+        let (status, token) = api
+            .send(Method::POST, "/api/v1/tokens", Some(&api.admin), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{token}");
+        created.push(token);
+    }
+    let revoked = created[0]["token"].as_str().unwrap().to_string();
+    let expired = created[1]["token"].as_str().unwrap().to_string();
+    // Both work before.
+    for token in [&revoked, &expired] {
+        let (status, _) = api
+            .send(Method::GET, "/api/v1/numbers", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = api
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", created[0]["id"]),
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // Forgeries: a real token with one character changed, one cut short,
+    // one lengthened, one in the right shape never issued, the bootstrap
+    // token changed likewise, and a case-changed one.
+    let flip_last = |token: &str| {
+        let mut chars: Vec<char> = token.chars().collect();
+        let last = chars.last_mut().unwrap();
+        *last = if *last == '0' { '1' } else { '0' };
+        chars.into_iter().collect::<String>()
+    };
+    let forged = [
+        flip_last(&api.admin),
+        api.admin[..api.admin.len() - 1].to_string(),
+        format!("{}0", api.admin),
+        simmask::api::auth::generate_token(),
+        flip_last(BOOTSTRAP),
+        BOOTSTRAP[..BOOTSTRAP.len() - 1].to_string(),
+        format!("{BOOTSTRAP}x"),
+        api.admin.to_uppercase(),
+        format!("{} ", api.viewer.replace("smk_", "smk-")),
+    ];
+    for operation in &guarded {
+        let json_body = operation.body.then_some(("application/json", "{}"));
+        for token in forged.iter().chain([&revoked, &expired]) {
+            let (status, body) = call(&api, operation, Some(token), json_body).await;
+            assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
         }
     }
 }

@@ -299,8 +299,8 @@ async fn bad_input_gets_a_precise_4xx_never_a_500() {
         ),
         (
             "/api/v1/sessions?limit=0",
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "out_of_range",
         ),
         (
             "/api/v1/sessions?limit=lots",

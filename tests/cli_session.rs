@@ -220,3 +220,64 @@ async fn numbers_outside_the_plan_follow_the_setting_and_sessions_reopen_from_th
     assert!(stderr.contains("numbering plan"), "{stderr}");
     assert!(!stderr.contains("6000000124"), "redacted: {stderr}");
 }
+
+#[tokio::test]
+async fn hubs_add_list_and_remove_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = seeded(dir.path(), true).await;
+
+    let (code, hub, stderr) = simmask(
+        &config,
+        &["hub", "add", "07911 500500", "--label", "dispatch"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(hub["number"], "+447911500500", "national number read in GB");
+    assert_eq!(hub["label"], "dispatch");
+    assert_eq!(hub["sessions"], serde_json::json!([]));
+    let id = hub["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("hub_"), "{id}");
+
+    // More sessions with the hub than there are SIMs, each with a code.
+    let mut codes = std::collections::BTreeSet::new();
+    for i in 1..=5 {
+        let counterpart = format!("+44791160000{i}");
+        let (code, session, stderr) =
+            simmask(&config, &["session", "open", &counterpart, "+447911500500"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(session["hub_participant"], 1, "{session}");
+        codes.insert(session["hub_code"].as_str().unwrap().to_string());
+    }
+    assert_eq!(codes.len(), 5, "{codes:?}");
+    let (code, list, _) = simmask(&config, &["hub", "list"]);
+    assert_eq!(code, 0);
+    let listed: std::collections::BTreeSet<String> = list[0]["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["hub_code"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, codes);
+
+    // Refused, each with its reason.
+    let (code, _, stderr) = simmask(&config, &["hub", "add", "+447911500500"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("a hub already"), "{stderr}");
+    let (code, _, stderr) = simmask(&config, &["hub", "add", "+447700900111"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("proxy number"), "{stderr}");
+    let (code, _, stderr) = simmask(&config, &["hub", "add", "not-a-number"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("hub number"), "{stderr}");
+
+    // Removing ends its sessions.
+    let (code, removed, stderr) = simmask(&config, &["hub", "remove", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(removed["sessions_closed"].as_array().unwrap().len(), 5);
+    let (_, open, _) = simmask(&config, &["session", "list", "--status", "open"]);
+    assert_eq!(open, serde_json::json!([]));
+    let (code, _, stderr) = simmask(&config, &["hub", "remove", &id]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&id), "{stderr}");
+    let (_, list, _) = simmask(&config, &["hub", "list"]);
+    assert_eq!(list, serde_json::json!([]));
+}

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, client, free_port, write_config};
+use common::{ADMIN_TOKEN, Daemon, Process, Sim, client, free_port, write_config};
 use serde_json::{Value, json};
 
 async fn clock(daemon: &Daemon) -> Value {
@@ -142,4 +142,112 @@ async fn the_simulator_refuses_an_impossible_clock() {
         .await
         .unwrap();
     assert_eq!(clock["offset_seconds"], 0);
+}
+
+/// Debian's libfaketime (`scripts/test` installs `faketime`): it moves the
+/// system clock of one process, as NTP arriving late or `date -s` would.
+fn libfaketime() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(format!(
+        "/usr/lib/{}-linux-gnu/faketime/libfaketimeMT.so.1",
+        std::env::consts::ARCH
+    ));
+    assert!(
+        path.exists(),
+        "{} is missing: install Debian's faketime (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn rfc3339(value: &Value) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(
+        value.as_str().expect("a time"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339")
+}
+
+#[tokio::test]
+async fn a_step_of_the_system_clock_leaves_open_sessions_the_time_they_had_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    // The daemon's system clock is this machine's until the file says
+    // otherwise (read at every clock call); its monotonic clock is real.
+    let offset = dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Daemon {
+        process: Process { child },
+        url: format!("http://127.0.0.1:{port}"),
+        config: config.clone(),
+    };
+    daemon.wait_ready(1).await;
+
+    let session = daemon
+        .open_session(
+            "+447911123456",
+            "+447912345678",
+            json!({"ttl_seconds": 3600}),
+        )
+        .await;
+    let id = session["id"].as_str().unwrap().to_string();
+    let expires = rfc3339(&session["expires_at"]);
+
+    // NTP arrives: the system clock jumps two hours on. The daemon follows
+    // (within its 15 s check), and the session's deadline with it.
+    std::fs::write(&offset, "+2h\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let moved = loop {
+        let now: Value = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+        assert_eq!(now["status"], "open", "the step expired it: {now}");
+        let moved = rfc3339(&now["expires_at"]) - expires;
+        if moved.whole_seconds() > 0 {
+            break moved;
+        }
+        assert!(Instant::now() < deadline, "the deadline never moved: {now}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        (moved.whole_seconds() - 7200).abs() <= 2,
+        "moved by {moved}"
+    );
+    // The daemon's time agrees with the stepped system clock again, and a
+    // session opened now gets its full hour from it.
+    let clock = clock(&daemon).await;
+    assert!(
+        clock["jump_seconds"].as_i64().unwrap().abs() <= 2,
+        "{clock}"
+    );
+    let system = rfc3339(&clock["system_time"]);
+    let later = daemon
+        .open_session(
+            "+447911000001",
+            "+447912000002",
+            json!({"ttl_seconds": 3600}),
+        )
+        .await;
+    let left = rfc3339(&later["expires_at"]) - system;
+    assert!(
+        (left.whole_seconds() - 3600).abs() <= 2,
+        "expires in {left}"
+    );
+    // And the first session kept its hour (less the seconds this took).
+    let first: Value = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+    let left = rfc3339(&first["expires_at"]) - system;
+    assert!(
+        (3500..=3600).contains(&left.whole_seconds()),
+        "the first session has {left} left"
+    );
 }

@@ -525,12 +525,45 @@ impl Demo {
 async fn the_demo_relays_a_message_live_into_the_dashboard() {
     let demo = start_demo(4);
     demo.wait_healthy(4).await;
+    // The network's clock two hours ahead of this machine's: the modems
+    // tell the daemon at their next poll.
+    let response = reqwest::Client::new()
+        .put(format!("{}/clock", demo.sim_control))
+        .json(&json!({"offset_seconds": 7200}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let clock = loop {
+        let health = demo.api(reqwest::Method::GET, "/healthz", None).await;
+        let offset = health["clock"]["offset_seconds"].as_i64();
+        if offset.is_some_and(|o| (o + 7200).abs() <= 5) {
+            break health["clock"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let browser = browser(1280, 1400, false).await;
     browser.client().goto(&demo.dashboard).await.unwrap();
     browser.fill("#token", &demo.token).await;
     browser.click("#signin-form button[type=submit]").await;
     browser.wait_for_count(".card.sim", 4).await;
     browser.wait_for("#live.on").await;
+    // The dashboard's clock line says so, red when the clock is suspect
+    // (not while timesyncd vouches for it).
+    let line = if clock["suspect"] == true {
+        browser.wait_for("#clock.bad").await
+    } else {
+        browser.wait_for("#clock").await
+    };
+    let text = line.text().await.unwrap();
+    assert!(
+        text.starts_with("Clock: ")
+            && (text.contains("2 h 0 min behind") || text.contains("1 h 59 min behind"))
+            && text.contains("the network's time (cclk via sim "),
+        "{text}"
+    );
 
     let (a, b) = ("+447911123456", "+447912345678");
     browser.fill("#participant-a", a).await;
@@ -793,6 +826,8 @@ async fn the_dashboard_speaks_the_browsers_language_and_arabic_right_to_left() {
             "sim.disable",
             "session.interactions",
             "reg.roaming",
+            "hubs.title",
+            "hubs.create",
         ] {
             let native = strings[key].as_str().unwrap();
             let foreign = english[key].as_str().unwrap();
@@ -940,5 +975,123 @@ async fn an_admin_reserves_drains_releases_and_reopens_and_sees_the_budgets() {
     browser.wait_for("#session-list li[data-status=open]").await;
     browser.assert_clean_console().await;
     browser.screenshot("dashboard-rails.png").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_adds_a_hub_sees_its_codes_and_removes_it_and_the_feed_starts_with_recent_events()
+{
+    let api = api_common::start(2).await;
+    // Before anyone looks: the feed must start with it all the same.
+    api.events.publish(Event::SessionClosed {
+        session_id: "ses_before_you_looked".into(),
+    });
+    let browser = browser(1280, 1000, false).await;
+    browser.client().goto(&api.base).await.unwrap();
+    browser.fill("#token", &api.admin).await;
+    browser.click("#signin-form button[type=submit]").await;
+    let earlier = browser
+        .wait_for("#feed-list li[data-kind=session_closed]")
+        .await;
+    assert!(
+        earlier
+            .text()
+            .await
+            .unwrap()
+            .contains("ses_before_you_looked")
+    );
+    let (text, _) = browser.text_and_session("#hub-list").await;
+    assert!(text.contains("no hubs"), "{text}");
+
+    // The admin adds a hub from its form (the number in the POST body).
+    browser.fill("#hub-number", "07911 500500").await;
+    browser.fill("#hub-label", "dispatch").await;
+    browser.click("#hub-form button[type=submit]").await;
+    let hub_row = "#hub-list li[data-hub]";
+    browser.wait_for(hub_row).await;
+    let (text, _) = browser.text_and_session(hub_row).await;
+    assert!(text.contains("dispatch"), "{text}");
+    assert!(text.contains("+447911500500"), "{text}");
+    assert!(text.contains("0 open sessions"), "{text}");
+
+    // Three people in sessions with it: the list shows each one's code
+    // as the API gives it, live.
+    let mut codes = Vec::new();
+    for i in 1..=3 {
+        let (status, session) = api
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/sessions",
+                Some(&api.admin),
+                Some(json!({
+                    "participants": [format!("+44791160000{i}"), "+447911500500"],
+                    "label": format!("job {i}"),
+                })),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{session}");
+        codes.push((
+            session["id"].as_str().unwrap().to_string(),
+            session["hub_code"].as_str().unwrap().to_string(),
+        ));
+    }
+    browser.wait_for_count("#hub-list li.hub-session", 3).await;
+    for (id, code) in &codes {
+        let (text, _) = browser
+            .text_and_session(&format!("#hub-list li.hub-session[data-session='{id}']"))
+            .await;
+        assert!(text.starts_with(code.as_str()), "{code}: {text}");
+        // The session's row shows the code on the hub's side.
+        let row = format!("#session-list li[data-session='{id}'] .hub-code");
+        let badge = browser.wait_for(&row).await.text().await.unwrap();
+        assert_eq!(&badge, code);
+    }
+    let (text, _) = browser.text_and_session(hub_row).await;
+    assert!(text.contains("3 open sessions"), "{text}");
+    assert!(text.contains("+447911600002"), "{text}");
+    browser.screenshot("dashboard-hubs.png").await;
+
+    // A viewer sees the hub and its codes, masked, and cannot change them.
+    let viewer = browser_in(375, 812, true, None).await;
+    viewer.client().goto(&api.base).await.unwrap();
+    viewer.fill("#token", &api.viewer).await;
+    viewer.click("#signin-form button[type=submit]").await;
+    viewer.wait_for_count("#hub-list li.hub-session", 3).await;
+    let (text, _) = viewer.text_and_session(hub_row).await;
+    assert!(text.contains("+44*******500"), "{text}");
+    assert!(!text.contains("7911500500"), "{text}");
+    assert!(!text.contains("7911600002"), "{text}");
+    assert_eq!(viewer.count(".remove-hub").await, 0);
+    assert!(
+        !viewer
+            .wait_for("#hub-form")
+            .await
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    viewer.assert_fits_width().await;
+    viewer.assert_clean_console().await;
+    viewer.close().await;
+
+    // Removing asks first, since it ends the three sessions.
+    browser.click(".remove-hub").await;
+    let asked = browser.wait_for(".remove-hub.confirm").await;
+    assert!(asked.text().await.unwrap().contains("End its 3 sessions"));
+    assert_eq!(browser.count("#hub-list li[data-hub]").await, 1);
+    browser.click(".remove-hub.confirm").await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while browser.count("#hub-list li[data-hub]").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the hub stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .wait_for_count("#session-list li[data-status=closed]", 3)
+        .await;
+    let (_, hubs) = api
+        .send(reqwest::Method::GET, "/api/v1/hubs", Some(&api.admin), None)
+        .await;
+    assert_eq!(hubs, json!([]));
+    browser.assert_clean_console().await;
     browser.close().await;
 }

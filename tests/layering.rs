@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first. A module may use modules of lower layers only;
 /// modules of one layer are siblings and do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "events", "number"],
+    &["clock", "events", "number", "serve"],
     &["logging", "pdu", "profile"],
     &["masking", "modem", "sim"],
     &["bank", "store"],
     &["config", "metrics"],
     &["sms", "voice"],
     &["api"],
+    &["mqtt"],
     &["daemon"],
     &["bench", "doctor"],
     &["cli"],

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Daemon, Process, Sim, free_port, write_config};
+use common::{
+    ADMIN_TOKEN, Daemon, Process, Sim, free_port, leaks, number_forms as forms, write_config,
+};
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
@@ -21,11 +23,12 @@ const D: &str = "+447911000111";
 const STRANGER: &str = "+447400123456";
 
 /// Starts `simmask run` with its logs at info level (the default an
-/// operator gets) written to `log`.
+/// operator gets) in the journal's format (as the unit runs it) written to
+/// `log`.
 async fn daemon_logging_to(config: &Path, port: u16, log: &Path) -> Daemon {
     let stderr = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_simmask"))
-        .args(["run", "--config"])
+        .args(["run", "--log-format", "journald", "--config"])
         .arg(config)
         .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUST_LOG", "info")
@@ -40,34 +43,6 @@ async fn daemon_logging_to(config: &Path, port: u16, log: &Path) -> Daemon {
     };
     daemon.wait_ready(1).await;
     daemon
-}
-
-/// Every form in which `number` could leak: E.164, international digits,
-/// the national number (the subscriber part any prefix would show), and
-/// the swapped semi-octets of a PDU's address field (3GPP TS 23.040
-/// §9.1.2.3) as a hex dump would show them.
-fn forms(number: &str) -> Vec<String> {
-    let digits = number.trim_start_matches('+');
-    // UK numbers here: country code 44, then the national significant number.
-    let national = &digits[2..];
-    let mut nibbles: Vec<char> = digits.chars().collect();
-    if nibbles.len() % 2 == 1 {
-        nibbles.push('F');
-    }
-    let semi_octets: String = nibbles.chunks(2).flat_map(|p| [p[1], p[0]]).collect();
-    vec![digits.to_string(), national.to_string(), semi_octets]
-}
-
-/// The lines of `text` that contain any form of `number`.
-fn leaks(text: &str, number: &str) -> Vec<String> {
-    let forms = forms(number);
-    text.lines()
-        .filter(|line| {
-            let upper = line.to_ascii_uppercase();
-            forms.iter().any(|form| upper.contains(form.as_str()))
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 async fn wait_until<F: Fn(&Value) -> bool>(
@@ -287,6 +262,39 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     for expected in ["SIM up", "session opened", "session closed"] {
         assert!(logged.contains(expected), "{expected}:\n{logged}");
     }
+    // The journal's format: each line's syslog priority first (info 6,
+    // warning 4, error 3), no time stamp of its own; each line names the
+    // modem, SIM or session it concerns.
+    for line in logged.lines().filter(|l| !l.is_empty()) {
+        assert!(
+            ["<3>", "<4>", "<6>"].iter().any(|p| line.starts_with(p)),
+            "not a journal line: {line}"
+        );
+        assert!(!line[3..].starts_with("20"), "a time stamp: {line}");
+    }
+    let line_with = |words: &str| {
+        logged
+            .lines()
+            .find(|l| l.contains(words))
+            .unwrap_or_else(|| panic!("{words}:\n{logged}"))
+    };
+    let tail = &sim.iccid(0)[sim.iccid(0).len() - 4..];
+    let modem = line_with("modem initialised");
+    assert!(
+        modem.starts_with("<6>") && modem.contains(&format!(" iccid={tail}}}")),
+        "{modem}"
+    );
+    assert!(line_with("SIM up").contains(&sim.iccid(0)));
+    assert!(line_with("session opened").contains("session=ses_"));
+    // The barred destination: a warning, from the SIM's outbox, about a
+    // session.
+    let failed = line_with("sms send failed");
+    assert!(
+        failed.starts_with("<4>")
+            && failed.contains(&format!("sim{{id={tail}}}"))
+            && failed.contains("session=ses_"),
+        "{failed}"
+    );
     for number in [A, B, C, D, STRANGER] {
         let found = leaks(&logged, number);
         assert!(

@@ -9,8 +9,11 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use super::ApiState;
 use super::error::ApiError;
+use super::guard::ClientAddress;
 pub use crate::store::Role;
 
 /// The prefix that makes simmask tokens recognisable (in secret scanners too).
@@ -115,10 +118,20 @@ impl FromRequestParts<ApiState> for Scraper {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        // A client over its failed-authentication limit is refused before
+        // its token is looked at: a right guess would not tell it so.
+        let client = parts
+            .extensions
+            .get::<ClientAddress>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |client| client.0);
+        state.failed_auth.check(client)?;
         let token = bearer(&parts.headers)?;
         match authenticate(state, token).await? {
             Some(caller) => Ok(Scraper(caller)),
-            None => Err(ApiError::unauthorized("unknown, revoked or expired token")),
+            None => {
+                state.failed_auth.failed(client)?;
+                Err(ApiError::unauthorized("unknown, revoked or expired token"))
+            }
         }
     }
 }

@@ -18,6 +18,11 @@ pub struct ApiError {
     pub code: &'static str,
     /// What is wrong, for a person.
     pub message: String,
+    /// Seconds to wait before trying again (`Retry-After`).
+    pub retry_after: Option<u64>,
+    /// Close the connection after this answer (`Connection: close`): for a
+    /// refusal whose socket should not be kept.
+    pub close: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -33,6 +38,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+            close: false,
+        }
+    }
+
+    /// 429 `code`, to be retried after `seconds` (at least 1).
+    pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u64) -> Self {
+        Self {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
+    /// The same, and the connection closed after it.
+    pub fn closing(self) -> Self {
+        Self {
+            close: true,
+            ..self
         }
     }
 
@@ -42,6 +65,12 @@ impl ApiError {
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// A number outside its documented bounds (422 `out_of_range`); the
+    /// message states the bounds.
+    pub fn out_of_range(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -73,6 +102,21 @@ impl IntoResponse for ApiError {
             message: self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if self.close {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -126,7 +170,7 @@ impl From<PathRejection> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) => {
+            StoreError::NoSuchSession(_) | StoreError::NoSuchSim(_) | StoreError::NoSuchHub(_) => {
                 Self::not_found(error.to_string())
             }
             StoreError::SessionNotOpen { .. } => {
@@ -142,8 +186,24 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "no_free_proxy", error.to_string())
             }
             StoreError::Allocation(
-                AllocationError::SameParticipants | AllocationError::ParticipantIsProxy(_),
+                AllocationError::SameParticipants
+                | AllocationError::ParticipantIsProxy(_)
+                | AllocationError::TwoHubs,
             ) => Self::unprocessable("invalid_participants", error.to_string()),
+            // The disk, not the request: say so, and that nothing is lost.
+            full if full.is_disk_full() => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                format!(
+                    "the appliance's disk is full, so nothing can be stored ({full}); \
+                     received messages stay on the SIMs until space is freed"
+                ),
+            ),
+            failing if failing.is_write_failure() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the appliance cannot write to its store: {failing}"),
+            ),
             other => Self::internal(other.to_string()),
         }
     }

@@ -6,6 +6,12 @@
 //! `lagged` event. The stream checks its token every second and as soon as
 //! a token is revoked through the API: a revoked or expired token gets an
 //! `unauthorized` event and the stream ends.
+//!
+//! Streams are capped per token and overall (`[api] max_event_streams`,
+//! `max_event_streams_per_token`): the newest is refused 429
+//! `too_many_streams` and its connection closed, so a refused client does
+//! not keep a socket either. A stream's place is given back when it ends or
+//! its client goes away.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -16,12 +22,16 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::Stream;
+use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::ApiState;
 use super::auth::{self, Caller};
-use crate::events::Envelope;
+use super::error::ApiError;
+use super::extract::ApiQuery;
+use super::guard::StreamPermit;
+use crate::events::{BACKLOG, Envelope};
 
 /// How often an open stream checks that its token still works.
 const TOKEN_CHECK: Duration = Duration::from_secs(1);
@@ -49,6 +59,8 @@ struct Feed {
     check: tokio::time::Interval,
     revoked: Arc<Notify>,
     ended: bool,
+    /// This stream's place under the caps, held while it runs.
+    _permit: StreamPermit,
 }
 
 impl Feed {
@@ -85,20 +97,37 @@ impl Feed {
     }
 }
 
+/// How a feed starts.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Start with up to this many of the most recent events the daemon
+    /// keeps (since it started, at most 1024), oldest first. Ignored when
+    /// `Last-Event-ID` resumes a feed.
+    #[param(maximum = 1024)]
+    pub recent: Option<usize>,
+}
+
 /// Live events (`session_opened`, `message_relayed`, `modem_down`…), each an
 /// SSE message whose `id` is the event's, `event` its kind and `data` its
-/// JSON. Send `Last-Event-ID` to get what was missed since.
+/// JSON. `?recent=50` starts with the latest events; `Last-Event-ID` gets
+/// what was missed since that event.
 #[utoipa::path(get, path = "/api/v1/events",
-    params(("Last-Event-ID" = Option<u64>, Header,
+    params(FeedQuery, ("Last-Event-ID" = Option<u64>, Header,
         description = "the id of the last event received: the missed ones come first")),
-    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")),
+    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
+        (status = 429, description = "too many streams open on this token or overall \
+            (`too_many_streams`); the connection is closed", body = super::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<ApiState>,
     _caller: Caller,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    ApiQuery(query): ApiQuery<FeedQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let token = auth::bearer(&headers).unwrap_or_default().to_string();
+    let permit = state.streams.open(&auth::hash_token(&token))?;
     // A malformed Last-Event-ID is ignored: the client gets the live feed.
     let last_seen = headers
         .get("last-event-id")
@@ -114,7 +143,13 @@ pub async fn stream(
             events.extend(replay.events.iter().map(sse_event));
             (events, live)
         }
-        None => (VecDeque::new(), state.events.subscribe()),
+        None => match query.recent {
+            Some(count) if count > 0 => {
+                let (recent, live) = state.events.subscribe_recent(count.min(BACKLOG));
+                (recent.iter().map(sse_event).collect(), live)
+            }
+            _ => (VecDeque::new(), state.events.subscribe()),
+        },
     };
     let mut check = tokio::time::interval(TOKEN_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -126,10 +161,11 @@ pub async fn stream(
         live,
         check,
         ended: false,
+        _permit: permit,
     };
     let stream = futures::stream::unfold(feed, |mut feed| async move {
         let event = feed.next().await?;
         Some((Ok(event), feed))
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -1,8 +1,10 @@
 //! Request rate limits: a token bucket per client address (tower_governor),
 //! whose refusal is the API's JSON 429.
 //!
-//! Keyed by peer address, not by token: keying by the presented token would
-//! give a client spraying random tokens a fresh bucket per guess.
+//! Keyed by client address, not by token: keying by the presented token
+//! would give a client spraying random tokens a fresh bucket per guess. The
+//! address is the peer's, or the one a trusted proxy forwarded
+//! ([`super::guard::ClientAddress`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 
 use super::error::ApiError;
+use super::guard::ClientAddress;
 
 /// How many requests a client may make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +45,15 @@ impl KeyExtractor for PeerAddress {
     type Key = IpAddr;
 
     fn extract<T>(&self, request: &Request<T>) -> Result<IpAddr, GovernorError> {
-        // Without connection info (a router driven in-process) all callers share one bucket.
-        Ok(request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip()))
+        // Set by the outermost layer; without it (a router driven
+        // in-process) all callers share the peer's bucket.
+        Ok(match request.extensions().get::<ClientAddress>() {
+            Some(client) => client.0,
+            None => request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip()),
+        })
     }
 }
 
@@ -68,13 +75,19 @@ where
     };
     router.layer(
         tower_governor::GovernorLayer::new(config).error_handler(|error| {
-            let message = match error {
-                GovernorError::TooManyRequests { wait_time, .. } => {
-                    format!("too many requests: retry in {wait_time} s")
-                }
-                other => format!("rate limit: {other}"),
-            };
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response()
+            match error {
+                GovernorError::TooManyRequests { wait_time, .. } => ApiError::too_many(
+                    "rate_limited",
+                    format!("too many requests: retry in {wait_time} s"),
+                    wait_time,
+                ),
+                other => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("rate limit: {other}"),
+                ),
+            }
+            .into_response()
         }),
     )
 }

@@ -13,15 +13,18 @@ pub mod error;
 mod events;
 pub mod export;
 mod extract;
+pub mod guard;
+pub mod health;
 pub mod history;
+pub mod hubs;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod sessions;
 pub mod status;
 pub mod tokens;
+pub mod twilio;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -94,8 +97,52 @@ pub struct ApiState {
     /// How much of the numbering plan a number typed by an operator must
     /// match (`[numbers] validation`).
     pub number_validation: NumberValidation,
-    /// The SIMs' budgets (`[sms]` and `[[sims]]`).
+    /// The SIMs' budgets (`[sms]` and `[[sims]]`), when no live
+    /// configuration is given (see [`ApiState::limits`]).
     pub limits: PoolLimits,
+    /// How long a request may take to be answered (`[api]
+    /// request_timeout_seconds`).
+    pub request_timeout: std::time::Duration,
+    /// The connection limits (`[api]`).
+    pub serve_limits: crate::serve::ServeLimits,
+    /// Event streams open at once, overall and per token.
+    pub streams: guard::StreamCaps,
+    /// Failed authentications per client.
+    pub failed_auth: guard::FailedAuth,
+    /// Proxies whose forwarded client address the limits believe.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// The store's integrity check at start, which the daemon runs.
+    pub integrity: health::IntegritySlot,
+    /// The daemon's configuration, which a reload changes: where the send
+    /// limits and budgets come from when set.
+    pub live: Option<crate::config::LiveConfig>,
+    /// `[twilio]`: the Twilio Proxy facade is on with an account SID.
+    pub twilio: Option<twilio::Settings>,
+}
+
+impl ApiState {
+    /// The SIMs' budgets in force: the live configuration's (a reload
+    /// changes them), else [`ApiState::limits`].
+    pub fn limits(&self) -> PoolLimits {
+        match &self.live {
+            Some(live) => live.get().pool_limits(),
+            None => self.limits.clone(),
+        }
+    }
+
+    /// The per-SIM send limits in force, likewise.
+    pub fn send_limits(&self) -> Option<status::SendLimits> {
+        match &self.live {
+            Some(live) => {
+                let sms = &live.get().sms;
+                Some(status::SendLimits {
+                    per_minute: sms.per_minute,
+                    per_day: sms.per_day,
+                })
+            }
+            None => self.send_limits,
+        }
+    }
 }
 
 impl ApiState {
@@ -120,6 +167,14 @@ impl ApiState {
             started_at: OffsetDateTime::now_utc(),
             number_validation: NumberValidation::default(),
             limits: PoolLimits::default(),
+            request_timeout: REQUEST_TIMEOUT,
+            serve_limits: crate::serve::ServeLimits::default(),
+            streams: guard::StreamCaps::default(),
+            failed_auth: guard::FailedAuth::default(),
+            trusted_proxies: Arc::default(),
+            integrity: health::IntegritySlot::default(),
+            live: None,
+            twilio: None,
         }
     }
 }
@@ -129,9 +184,9 @@ impl ApiState {
 /// walk the document: a route cannot escape them.
 fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
     vec![
-        ("/healthz", get(healthz)),
+        ("/healthz", get(health::healthz)),
         ("/metrics", get(metrics::render)),
-        ("/api/v1/healthz", get(healthz_v1)),
+        ("/api/v1/healthz", get(health::healthz_v1)),
         ("/api/v1/metrics", get(metrics::render_v1)),
         ("/api/v1/openapi.json", get(openapi_json)),
         ("/api/v1/me", get(me)),
@@ -160,26 +215,40 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/blocks/remove", post(blocks::remove)),
         ("/api/v1/numbers/{iccid}/ussd", post(pool::ussd)),
         ("/api/v1/numbers/{iccid}/history", get(pool::history)),
+        ("/api/v1/hubs", get(hubs::list).post(hubs::create)),
+        ("/api/v1/hubs/{id}", delete(hubs::remove)),
     ]
 }
 
-/// How long a handler may take to start answering. Streams (events,
-/// exports) answer at once and are not cut: the limit is on the headers.
+/// How long a handler may take to start answering, by default. Streams
+/// (events, exports) answer at once and are not cut: the limit is on the
+/// headers.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The API and the dashboard.
 ///
 /// tower-http does what it is good at around the routes: a span per
-/// request (method, path, status, latency; paths never hold numbers), and a
-/// timeout so that a request stuck behind a busy store gets a 408 instead
-/// of hanging. The body limit stays axum's `DefaultBodyLimit`, whose
-/// refusal reaches our JSON error (`body_too_large`) through the extractors.
+/// request (method, path, status, latency; paths never hold numbers), a
+/// timeout so that a request stuck behind a busy store or a client
+/// dripping its body gets a 408 instead of hanging, and `Cache-Control:
+/// no-store` on every API answer (they carry numbers and message bodies;
+/// the dashboard's files set their own). The body limit stays axum's
+/// `DefaultBodyLimit`, whose refusal reaches our JSON error
+/// (`body_too_large`) through the extractors. Outermost, the client's
+/// address is settled (see [`guard`]) before the rate limit keys on it.
 pub fn router(state: ApiState) -> Router {
     let rate_limit = state.rate_limit;
-    let app = routes()
+    let trusted = state.trusted_proxies.clone();
+    let api = routes()
         .into_iter()
         .fold(Router::new(), |app, (path, route)| app.route(path, route))
-        .merge(dashboard::routes())
+        .merge(twilio::routes())
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ));
+    let app = dashboard::routes()
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
@@ -192,15 +261,23 @@ pub fn router(state: ApiState) -> Router {
                 )
                 .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                     axum::http::StatusCode::REQUEST_TIMEOUT,
-                    REQUEST_TIMEOUT,
+                    state.request_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::reserve_gate,
+        ))
         .with_state(state);
-    limits::apply(app, rate_limit)
+    limits::apply(app, rate_limit).layer(axum::middleware::from_fn_with_state(
+        trusted,
+        guard::set_client_address,
+    ))
 }
 
-/// Serves the API on `listen` until `shutdown` is cancelled.
+/// Serves the API on `listen` until `shutdown` is cancelled, within the
+/// state's connection limits.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -213,45 +290,22 @@ pub async fn serve(
             "the API listens beyond loopback without TLS: put a TLS proxy in front of it"
         );
     }
-    tracing::info!(%address, "api listening");
+    tracing::info!(
+        %address,
+        max_connections = state.serve_limits.max_connections,
+        reserve_connections = state.serve_limits.reserve_connections,
+        "api listening"
+    );
+    twilio::spawn_callbacks(&state, shutdown.clone());
     tokio::spawn(
         state
             .signal_history
             .clone()
             .sample(state.pool.clone(), shutdown.clone()),
     );
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-    pub version: &'static str,
-    /// The system clock against the network's time (a Pi has no real-time
-    /// clock): `suspect` when they disagree and nothing synchronises it.
-    pub clock: crate::clock::ClockStatus,
-}
-
-/// Liveness, without a token, and the clock.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    let sync = crate::clock::system_sync(std::path::Path::new("/"));
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
-        clock: crate::clock::status(sync),
-    })
-}
-
-/// Liveness, without a token (the same as `/healthz`).
-#[utoipa::path(get, path = "/api/v1/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz_v1() -> Json<Health> {
-    healthz().await
+    let limits = state.serve_limits;
+    crate::serve::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 /// Who the token belongs to and what it may do.
@@ -286,10 +340,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "simmask", description = "Local API of the simmask number-masking appliance"),
+    info(title = "simmask", description = "Local API of the simmask number-masking appliance. The Twilio Proxy v1 facade under /twilio/v1 (on with [twilio] account_sid) is described by Twilio's own OpenAPI document for Proxy (twilio_proxy_v1); the README lists where it differs."),
     paths(
-        healthz,
-        healthz_v1,
+        health::healthz,
+        health::healthz_v1,
         metrics::render,
         metrics::render_v1,
         openapi_json,
@@ -316,7 +370,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         blocks::add,
         blocks::remove,
         pool::ussd,
-        pool::history
+        pool::history,
+        hubs::list,
+        hubs::create,
+        hubs::remove
     ),
     modifiers(&BearerAuth)
 )]

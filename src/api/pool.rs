@@ -261,10 +261,9 @@ async fn statuses(state: &ApiState) -> Result<HashMap<String, SimStatusRecord>, 
     Ok(statuses)
 }
 
-pub(super) async fn numbers_now(
-    state: &ApiState,
-    caller: &Caller,
-) -> Result<Vec<NumberView>, ApiError> {
+/// Every SIM of the pool as `caller` may see it (the MQTT door reads them
+/// as a viewer).
+pub async fn numbers_now(state: &ApiState, caller: &Caller) -> Result<Vec<NumberView>, ApiError> {
     let statuses = statuses(state).await?;
     let models: HashMap<String, String> = state
         .store
@@ -275,10 +274,8 @@ pub(super) async fn numbers_now(
         .collect();
     let counters = state.store.sim_counters().await?;
     let none = SimCounters::default();
-    let used = state
-        .store
-        .sim_budget_use(OffsetDateTime::now_utc())
-        .await?;
+    let pool_limits = state.limits();
+    let used = state.store.sim_budget_use(crate::clock::now()).await?;
     Ok(state
         .store
         .sims()
@@ -288,7 +285,7 @@ pub(super) async fn numbers_now(
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
-            let limits = state.limits.of(&sim.iccid);
+            let limits = pool_limits.of(&sim.iccid);
             let (recipients, sent) = used.get(&sim.iccid).copied().unwrap_or_default();
             let budgets = Budgets {
                 messages_today: BudgetUse {
@@ -499,19 +496,46 @@ pub async fn ussd(
     ApiPath(iccid): ApiPath<String>,
     ApiJson(request): ApiJson<UssdRequest>,
 ) -> Result<Json<UssdReply>, ApiError> {
-    check_ussd(&request.code)?;
+    let reply = send_ussd(&state, &caller, iccid, request.code).await?;
+    Ok(Json(UssdReply { reply }))
+}
+
+/// Sends the USSD `code` from the SIM `iccid` for `caller` (an admin: the
+/// API's route and the MQTT command), recorded in the audit trail, and
+/// answers the network's reply.
+pub async fn send_ussd(
+    state: &ApiState,
+    caller: &Caller,
+    iccid: String,
+    code: String,
+) -> Result<String, ApiError> {
+    caller.require(super::auth::Role::Admin)?;
+    check_ussd(&code)?;
     if !state.store.sims().await?.iter().any(|s| s.iccid == iccid) {
         return Err(ApiError::not_found(format!("no SIM {iccid}")));
     }
-    tracing::info!(%iccid, code = %request.code, by = %caller.name, "ussd");
-    match state.pool.ussd(iccid.clone(), request.code).await {
-        Ok(reply) => Ok(Json(UssdReply { reply })),
-        Err(reason) => Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "ussd_failed",
-            format!("SIM {iccid}: ussd: {reason}"),
-        )),
-    }
+    tracing::info!(%iccid, %code, by = %caller.name, "ussd");
+    state
+        .store
+        .record_action(
+            caller.name.clone(),
+            "sim.ussd",
+            iccid.clone(),
+            code.clone(),
+            crate::clock::now(),
+        )
+        .await?;
+    state
+        .pool
+        .ussd(iccid.clone(), code)
+        .await
+        .map_err(|reason| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "ussd_failed",
+                format!("SIM {iccid}: ussd: {reason}"),
+            )
+        })
 }
 
 /// A SIM's traffic per hour and its signal over the last 24 hours.

@@ -21,6 +21,10 @@ use crate::voice::{CallDesks, EndRequest, LiveCall};
 
 /// Longest label accepted, in characters.
 const MAX_LABEL: usize = 200;
+
+/// The largest `offset` of a session listing: far beyond any appliance's
+/// history, and well within SQLite's signed 64-bit `OFFSET`.
+pub const MAX_OFFSET: usize = 1_000_000_000;
 /// What an erased participant shows as.
 const ERASED: &str = "[erased]";
 /// Longest TTL accepted: a year.
@@ -66,6 +70,13 @@ pub struct SessionView {
     /// Where a former participant's calls go once it expired (masked for
     /// viewers).
     pub fallback_number: Option<String>,
+    /// With a hub: the session's code among the hub's sessions on its
+    /// proxy (`K7`); the hub's replies start with it, and counterparts'
+    /// messages reach the hub as `[K7] text`. `null` without a hub.
+    #[schema(example = "K7")]
+    pub hub_code: Option<String>,
+    /// With a hub: which participant (0 or 1) is the hub.
+    pub hub_participant: Option<u8>,
 }
 
 impl SessionView {
@@ -100,6 +111,8 @@ impl SessionView {
                 .fallback_number
                 .as_ref()
                 .map(|n| show(&Some(n.clone()))),
+            hub_code: record.hub.as_ref().map(|side| side.code.clone()),
+            hub_participant: record.hub.as_ref().map(|side| side.position),
         }
     }
 }
@@ -143,8 +156,10 @@ pub struct ListQuery {
     /// Sessions whose label contains this text.
     pub label: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
-    /// Sessions to skip.
+    /// Sessions to skip, at most 1,000,000,000 (default 0).
+    #[param(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<usize>,
 }
 
@@ -156,7 +171,11 @@ pub struct SearchRequest {
     pub participant: Option<String>,
     pub status: Option<String>,
     pub label: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[schema(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
+    /// Sessions to skip, at most 1,000,000,000 (default 0).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub offset: Option<usize>,
 }
 
@@ -203,7 +222,10 @@ fn page(
     caller: &Caller,
     calls: &CallDesks,
 ) -> SessionPage {
-    let next_offset = (records.len() == limit).then_some(offset + limit);
+    // `find` bounds both, so this cannot overflow; checked all the same.
+    let next_offset = (records.len() == limit)
+        .then(|| offset.checked_add(limit))
+        .flatten();
     SessionPage {
         sessions: records
             .into_iter()
@@ -259,7 +281,7 @@ pub async fn open(
             .map(|n| parse_number(&state, n))
             .transpose()?,
         proxy: None,
-        limits: state.limits.clone(),
+        limits: state.limits(),
     };
     let record = state
         .store
@@ -276,7 +298,8 @@ pub async fn open(
 
 /// List sessions, newest first.
 #[utoipa::path(get, path = "/api/v1/sessions", params(ListQuery),
-    responses((status = 200, body = SessionPage), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = SessionPage), (status = 400, body = ErrorBody),
+        (status = 422, description = "`limit` or `offset` out of its bounds (`out_of_range`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
@@ -314,8 +337,14 @@ async fn find(
 ) -> Result<SessionPage, ApiError> {
     let limit = search.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1 to {MAX_PAGE_SIZE}"
+        return Err(ApiError::out_of_range(format!(
+            "limit {limit} is out of range: 1 to {MAX_PAGE_SIZE}"
+        )));
+    }
+    let offset = search.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::out_of_range(format!(
+            "offset {offset} is out of range: 0 to {MAX_OFFSET}"
         )));
     }
     // Viewers see numbers masked; a search by a whole number would let
@@ -323,7 +352,6 @@ async fn find(
     if search.participant.is_some() {
         caller.require(Role::Admin)?;
     }
-    let offset = search.offset.unwrap_or(0);
     let filter = SessionFilter {
         status: parse_status(search.status.as_deref())?,
         label: search.label,
@@ -368,11 +396,23 @@ pub async fn close(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionView>, ApiError> {
+    let record = close_session(&state, &caller, id).await?;
+    Ok(Json(SessionView::new(record, &caller)))
+}
+
+/// Closes the open session `id` for `caller` (an admin: the API's route
+/// and the MQTT command): audited, announced on the bus, its call ended.
+pub async fn close_session(
+    state: &ApiState,
+    caller: &Caller,
+    id: String,
+) -> Result<SessionRecord, ApiError> {
+    caller.require(Role::Admin)?;
     let record = state
         .store
         .close_session(id, caller.name.clone(), crate::clock::now())
         .await?;
-    tracing::info!(session = %record.id, "session closed");
+    tracing::info!(session = %record.id, by = %caller.name, "session closed");
     state.events.publish(Event::SessionClosed {
         session_id: record.id.clone(),
     });
@@ -382,7 +422,7 @@ pub async fn close(
     if let Ok(ended) = state.calls.end_call(&record.id, closed).await {
         tracing::info!(session = %record.id, outcome = %ended.outcome, "its call ended");
     }
-    Ok(Json(SessionView::new(record, &caller)))
+    Ok(record)
 }
 
 /// Reopen a closed or expired session on the same proxy, when the masking
@@ -409,7 +449,7 @@ pub async fn reopen(
             seconds("ttl_seconds", request.ttl_seconds)?,
             seconds("idle_ttl_seconds", request.idle_ttl_seconds)?,
             caller.name.clone(),
-            OffsetDateTime::now_utc(),
+            crate::clock::now(),
         )
         .await?;
     tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session reopened");

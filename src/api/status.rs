@@ -12,6 +12,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::export::ExportRow;
+use super::health::StoreCondition;
 use super::pool::{NumberView, numbers_now};
 use super::sessions::SessionView;
 use crate::masking::lifecycle::SessionStatus;
@@ -54,6 +55,9 @@ pub struct StoreHealth {
     pub wal_bytes: u64,
     /// What went wrong, when not ok.
     pub error: Option<String>,
+    /// The integrity check at start and whether the disk takes writes (as
+    /// on `/healthz`).
+    pub condition: StoreCondition,
 }
 
 /// The appliance now.
@@ -81,15 +85,20 @@ async fn store_health(state: &ApiState) -> StoreHealth {
     let started = std::time::Instant::now();
     let health = state.store.health().await;
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let condition = StoreCondition::now(state);
     match health {
         Ok(h) => StoreHealth {
-            ok: true,
+            ok: !condition.degraded(),
             latency_ms,
             schema: h.schema,
             schema_latest: crate::store::latest_version(),
             database_bytes: h.database_bytes,
             wal_bytes: h.wal_bytes,
-            error: None,
+            error: condition
+                .write_error
+                .clone()
+                .or_else(|| condition.problems.first().cloned()),
+            condition,
         },
         Err(error) => StoreHealth {
             ok: false,
@@ -99,6 +108,7 @@ async fn store_health(state: &ApiState) -> StoreHealth {
             database_bytes: 0,
             wal_bytes: 0,
             error: Some(error.to_string()),
+            condition,
         },
     }
 }
@@ -151,7 +161,7 @@ pub async fn status(
         now,
         uptime_seconds: u64::try_from((now - state.started_at).whole_seconds()).unwrap_or(0),
         store,
-        limits: state.send_limits,
+        limits: state.send_limits(),
         open_sessions: sims.iter().map(|s| s.number.open_sessions as usize).sum(),
         sessions: open,
         recent,

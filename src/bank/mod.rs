@@ -16,6 +16,7 @@ mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -190,7 +191,9 @@ pub enum BankEvent {
 }
 
 /// A message taken from a modem. It stays on the SIM (or unacknowledged)
-/// until [`InboundSms::confirm_stored`] is called.
+/// until [`InboundSms::confirm_stored`] is called. Dropped without that (the
+/// store refused it, or could not be reached), it is given back: the SIM is
+/// listed again later and the message handed on again, until it is stored.
 #[derive(Debug)]
 pub struct InboundSms {
     /// The PDU with its SMSC field: an SMS-DELIVER, or an
@@ -200,28 +203,82 @@ pub struct InboundSms {
     pub location: Option<(String, u32)>,
     pub status_report: bool,
     handle: ModemHandle,
-    outstanding: Arc<Mutex<HashSet<(String, u32)>>>,
+    outstanding: Arc<Outstanding>,
+    /// This handing-on's mark on its slot in `outstanding`.
+    ticket: u64,
+    confirmed: bool,
 }
 
 impl InboundSms {
     /// Deletes the message from the SIM (or acknowledges the direct
     /// delivery with `AT+CNMA`); call it only once the message is durable.
-    pub async fn confirm_stored(self) -> Result<(), AtError> {
+    pub async fn confirm_stored(mut self) -> Result<(), AtError> {
         match &self.location {
             Some((storage, index)) => {
                 self.handle.delete_sms(storage, *index).await?;
-                self.outstanding
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&(storage.clone(), *index));
-                Ok(())
             }
             // Only phase 2+ message service wants +CNMA (27.005 §3.2.1).
             None if self.handle.identity().capabilities.sms_service == 1 => {
-                self.handle.ack_sms().await
+                self.handle.ack_sms().await?;
             }
-            None => Ok(()),
+            None => {}
         }
+        self.confirmed = true;
+        self.outstanding.confirmed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl Drop for InboundSms {
+    /// Frees the message's slot (unless a later handing-on owns it now);
+    /// one not confirmed asks for the SIM to be listed again.
+    fn drop(&mut self) {
+        let Some(key) = self.location.take() else {
+            return;
+        };
+        let mut slots = self
+            .outstanding
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slots.get(&key) == Some(&self.ticket) {
+            slots.remove(&key);
+            if !self.confirmed {
+                self.outstanding.returned.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// The stored messages of one SIM handed on and not yet confirmed, each
+/// with the ticket of its handing-on: a `+CMTI` or a listing for one of
+/// them does not hand it on twice.
+#[derive(Debug, Default)]
+pub(crate) struct Outstanding {
+    slots: Mutex<HashMap<(String, u32), u64>>,
+    next_ticket: AtomicU64,
+    /// A message was given back unstored since the worker last looked.
+    returned: AtomicBool,
+    /// A message was confirmed since the worker last looked.
+    confirmed: AtomicBool,
+}
+
+impl Outstanding {
+    /// Takes `key` for a new handing-on; `None` when one is under way.
+    fn take(&self, key: (String, u32)) -> Option<u64> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.contains_key(&key) {
+            return None;
+        }
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        slots.insert(key, ticket);
+        Some(ticket)
+    }
+
+    /// Forgets every slot (the modem was re-plugged: what it stores is
+    /// listed afresh).
+    fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 
@@ -687,9 +744,15 @@ impl Bank {
                 old.shutdown();
             }
         }
-        let span = tracing::info_span!("sim", id = %worker::tail(&id));
+        let span = sim_span(&id);
         tokio::spawn(worker::run(self.clone(), id, handle, events, worker_stop).instrument(span));
     }
+}
+
+/// The span of the tasks that work for one SIM: their log lines read
+/// `sim{id=3654}` (the id's last four digits).
+pub fn sim_span(id: &str) -> tracing::Span {
+    tracing::info_span!("sim", id = %worker::tail(id))
 }
 
 #[cfg(test)]

@@ -4,14 +4,15 @@
 //! `AT+CFUN=1,1`, then the power-cycle command, then quarantine.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Bank, BankEvent, InboundSms, SimState};
+use super::{Bank, BankEvent, InboundSms, Outstanding, SimState};
 use crate::modem::actor::{ModemEvent, ModemHandle, StoredSms};
 use crate::modem::error::AtError;
 
@@ -25,6 +26,11 @@ const UNANSWERED_BEFORE_RESET: u32 = 3;
 const RECOVERY_GRACE: Duration = Duration::from_secs(3);
 /// How long the power-cycle command may run.
 const POWER_CYCLE_LIMIT: Duration = Duration::from_secs(30);
+/// A message the store gave back (a full disk, say) is listed again after
+/// this long at first, then twice as long each time it comes back, up to
+/// [`RETRY_MAX`]; a message stored resets the wait.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 struct Worker {
     bank: Bank,
@@ -32,10 +38,17 @@ struct Worker {
     handle: ModemHandle,
     /// Stored messages handed on and not yet confirmed: a `+CMTI` for one
     /// already listed is not handed on twice.
-    outstanding: Arc<Mutex<HashSet<(String, u32)>>>,
+    outstanding: Arc<Outstanding>,
     unanswered: u32,
     /// A read failed: list everything at the next poll.
     relist: bool,
+    /// When to list again for messages the store gave back, and the wait
+    /// after that.
+    retry_at: Option<Instant>,
+    retry_wait: Duration,
+    /// Stored PDUs that do not decode, handed on once: the relay leaves
+    /// them on the SIM, and listing again does not hand them on again.
+    undecodable: HashSet<String>,
 }
 
 pub(super) async fn run(
@@ -52,6 +65,9 @@ pub(super) async fn run(
         outstanding: Arc::default(),
         unanswered: 0,
         relist: false,
+        retry_at: None,
+        retry_wait: RETRY_FIRST,
+        undecodable: HashSet::new(),
     };
     worker
         .bank
@@ -89,7 +105,7 @@ pub(super) async fn run(
                 // +CNMI setting) is listed at every poll instead.
                 let silent = worker.handle.identity().capabilities.cnmi.is_empty();
                 // Listing waits for a modem that answers polls again.
-                if worker.poll().await && (worker.relist || silent) {
+                if worker.poll().await && (worker.relist || silent || worker.retry_due()) {
                     worker.relist = false;
                     worker.hand_on_stored().await;
                 }
@@ -137,6 +153,8 @@ impl Worker {
                     location: None,
                     handle: self.handle.clone(),
                     outstanding: self.outstanding.clone(),
+                    ticket: 0,
+                    confirmed: false,
                 };
                 self.emit(BankEvent::Inbound {
                     sim: self.sim.clone(),
@@ -195,10 +213,7 @@ impl Worker {
                 })
                 .await;
                 // What arrived while the modem was away is on the SIM now.
-                self.outstanding
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clear();
+                self.outstanding.clear();
                 self.hand_on_stored().await;
                 self.poll().await;
             }
@@ -261,24 +276,45 @@ impl Worker {
         self.relist = true;
     }
 
+    /// Whether to list again now for messages the store gave back.
+    fn retry_due(&mut self) -> bool {
+        if self.outstanding.confirmed.swap(false, Ordering::AcqRel) {
+            self.retry_wait = RETRY_FIRST;
+        }
+        if self.outstanding.returned.swap(false, Ordering::AcqRel) && self.retry_at.is_none() {
+            tracing::debug!(wait = ?self.retry_wait, "messages given back unstored; listing again");
+            self.retry_at = Some(Instant::now() + self.retry_wait);
+            self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+        }
+        match self.retry_at {
+            Some(at) if Instant::now() >= at => {
+                self.retry_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Hands on one stored message unless it is already waiting for its
-    /// confirmation.
-    async fn hand_on(&self, sms: StoredSms) {
-        let key = (sms.storage.clone(), sms.index);
-        if !self
-            .outstanding
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key)
+    /// confirmation (or does not decode and was handed on before).
+    async fn hand_on(&mut self, sms: StoredSms) {
+        if crate::pdu::decode_hex(&sms.pdu_hex, true).is_err()
+            && !self.undecodable.insert(sms.pdu_hex.clone())
         {
             return;
         }
+        let key = (sms.storage.clone(), sms.index);
+        let Some(ticket) = self.outstanding.take(key) else {
+            return;
+        };
         let inbound = InboundSms {
             status_report: is_status_report(&sms.pdu_hex),
             pdu_hex: sms.pdu_hex,
             location: Some((sms.storage, sms.index)),
             handle: self.handle.clone(),
             outstanding: self.outstanding.clone(),
+            ticket,
+            confirmed: false,
         };
         self.emit(BankEvent::Inbound {
             sim: self.sim.clone(),

@@ -95,6 +95,9 @@ pub async fn checks(config: &Config, system: &System) -> Vec<Check> {
     let daemon = doctor::daemon_clock(config).await;
     checks.push(doctor::clock(system, daemon.as_ref()));
     checks.push(doctor::disk(system, &config.store.path));
+    if config.store.path.exists() {
+        checks.push(doctor::integrity(&config.store.path));
+    }
     let store = match doctor::open_store(&config.store.path) {
         Ok(store) => store,
         Err(finding) => {

@@ -20,6 +20,7 @@ pub mod data;
 pub mod docs;
 pub mod doctor;
 pub mod export;
+pub mod hub;
 pub mod output;
 pub mod pdu;
 pub mod probe;
@@ -127,6 +128,12 @@ pub enum Command {
         #[command(subcommand)]
         command: session::SessionCommand,
     },
+    /// Add, list and remove hubs: numbers in many sessions on one proxy,
+    /// each session told apart by a short code (JSON in the API's shape).
+    Hub {
+        #[command(subcommand)]
+        command: hub::HubCommand,
+    },
     /// Copy the database consistently while the daemon runs.
     Backup {
         /// The configuration file.
@@ -201,6 +208,7 @@ pub fn run(command: Command, output: Output) -> anyhow::Result<ExitCode> {
         Command::Run { config } => daemon::run(&config),
         Command::Token { command } => token::run(command, output),
         Command::Session { command } => session::run(command, output),
+        Command::Hub { command } => hub::run(command, output),
         Command::Backup { config, out } => data::backup(&config, &out, output),
         Command::Restore {
             config,

@@ -4,6 +4,7 @@
 //! ```toml
 //! [callbacks]
 //! secret = "a long random string"
+//! allowed_networks = ["10.0.0.0/24", "203.0.113.7"]
 //! ca_file = "/etc/simmask/home-ca.pem"   # trusted besides the system's CAs
 //! [callbacks.urls]
 //! message_relayed = "https://home.example:8443/simmask"
@@ -11,7 +12,10 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+
+use ipnet::IpNet;
 
 use serde::Deserialize;
 
@@ -115,6 +119,13 @@ pub struct CallbacksConfig {
     /// Seconds a receiver may take to answer. Default 10.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// The addresses callbacks may reach (`"10.0.0.5"`, `"192.168.1.0/24"`,
+    /// `"127.0.0.1"`): every receiver's address, written in its URL or
+    /// resolved from its host name at each connection, must be in one.
+    /// Link-local and cloud metadata addresses are never reached, listed
+    /// or not. Default none: list the receivers' addresses.
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
 }
 
 fn default_attempts() -> u32 {
@@ -136,6 +147,7 @@ impl Default for CallbacksConfig {
             max_attempts: default_attempts(),
             retry_after_ms: default_backoff(),
             timeout_seconds: default_timeout(),
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -149,13 +161,93 @@ impl std::fmt::Debug for CallbacksConfig {
             .field("max_attempts", &self.max_attempts)
             .field("retry_after_ms", &self.retry_after_ms)
             .field("timeout_seconds", &self.timeout_seconds)
+            .field("allowed_networks", &self.allowed_networks)
             .finish()
     }
 }
 
+/// Why `address` is never a callback target, whatever is allowed: the
+/// ranges through which a request reaches the machine's own surroundings
+/// rather than a receiver (link-local, where clouds and some routers serve
+/// instance metadata and credentials), or no single host at all.
+pub fn forbidden_address(address: IpAddr) -> Option<&'static str> {
+    let address = match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match address {
+        IpAddr::V4(v4) if v4 == Ipv4Addr::new(100, 100, 100, 200) => {
+            Some("a cloud metadata address")
+        }
+        IpAddr::V4(v4) if v4.is_link_local() => {
+            Some("link-local (169.254.169.254 serves cloud metadata)")
+        }
+        IpAddr::V4(v4) if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() => {
+            Some("not the address of one host")
+        }
+        IpAddr::V6(v6) if v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) => {
+            Some("a cloud metadata address")
+        }
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("link-local"),
+        IpAddr::V6(v6) if v6.is_unspecified() || v6.is_multicast() => {
+            Some("not the address of one host")
+        }
+        _ => None,
+    }
+}
+
+/// The networks a forbidden address may lie in, to refuse a listed range
+/// that lies wholly within one.
+const FORBIDDEN_NETWORKS: &[&str] = &[
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fd00:ec2::254/128",
+    "100.100.100.200/32",
+    "224.0.0.0/4",
+    "ff00::/8",
+    "0.0.0.0/32",
+    "::/128",
+    "255.255.255.255/32",
+];
+
 impl CallbacksConfig {
+    /// The allowed networks, parsed (`validate` refused the unparsable).
+    pub fn allowed(&self) -> Vec<IpNet> {
+        self.allowed_networks
+            .iter()
+            .filter_map(|text| super::parse_net(text).ok())
+            .collect()
+    }
+
+    /// Whether a callback may connect to `address`, and if not, why.
+    pub fn permits(&self, address: IpAddr) -> Result<(), String> {
+        if let Some(why) = forbidden_address(address) {
+            return Err(format!("{address} is {why}: never a callback target"));
+        }
+        if self.allowed().iter().any(|net| net.contains(&address)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{address} is not in callbacks.allowed_networks: list it (or its range) to send callbacks there"
+            ))
+        }
+    }
+
     /// Why this configuration cannot be used, naming the key.
     pub fn validate(&self) -> Result<(), String> {
+        for text in &self.allowed_networks {
+            let net = super::parse_net(text).map_err(|e| format!("allowed_networks: {e}"))?;
+            for forbidden in FORBIDDEN_NETWORKS {
+                if let Ok(forbidden) = forbidden.parse::<IpNet>()
+                    && forbidden.contains(&net)
+                {
+                    let why = forbidden_address(net.network()).unwrap_or("forbidden");
+                    return Err(format!(
+                        "allowed_networks: {text:?} is {why}: never a callback target"
+                    ));
+                }
+            }
+        }
         for (kind, target) in &self.urls {
             if !EVENT_KINDS.contains(&kind.as_str()) {
                 return Err(format!(
@@ -178,6 +270,23 @@ impl CallbacksConfig {
                         "urls.{kind}: {url:?}: only http:// and https:// receivers are supported"
                     ));
                 }
+            }
+            let host = parsed.host_str().unwrap_or_default();
+            match host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
+                Ok(address) => self
+                    .permits(address)
+                    .map_err(|e| format!("urls.{kind}: {e}"))?,
+                Err(_) if self.allowed_networks.is_empty() => {
+                    return Err(format!(
+                        "urls.{kind}: {host} is checked against allowed_networks each \
+                         time it is resolved, and none is listed: list its addresses"
+                    ));
+                }
+                Err(_) => {}
             }
             if let Some(fingerprint) = &target.fingerprint {
                 parse_fingerprint(fingerprint)

@@ -14,15 +14,21 @@ use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::{NumberValidation, PhoneNumber};
 use crate::profile::BridgeMethod;
 
+mod api;
 mod callbacks;
 mod live;
 
 pub use live::{LiveConfig, Reload};
 mod check;
+mod hubs;
+mod mqtt;
 mod rails;
 
+pub use api::{Api, MIN_TOKEN_LENGTH, check_token, parse_net};
 pub use callbacks::{CallbackTarget, CallbacksConfig, parse_fingerprint};
 pub use check::Problem;
+pub use hubs::{Hubs, fill as fill_hub_notice};
+pub use mqtt::{ApplianceConfig, Broker, MqttConfig, parse_broker, slug};
 pub use rails::{Intercept, LoopProtection, OptOut};
 
 /// Why a configuration cannot be used.
@@ -78,9 +84,46 @@ pub struct Config {
     /// Auto-responders answering each other through a relay.
     #[serde(default)]
     pub loop_protection: LoopProtection,
+    /// The appliance's name.
+    #[serde(default)]
+    pub appliance: ApplianceConfig,
+    /// Events and health published to an MQTT broker (Home Assistant).
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// How hubs' messages look, and how long a hub has to key a code.
+    #[serde(default)]
+    pub hubs: Hubs,
     /// The system clock and the network's time.
     #[serde(default)]
     pub clock: ClockConfig,
+    /// The Twilio Proxy v1 facade under `/twilio/v1` (off unless an
+    /// account SID is set).
+    #[serde(default)]
+    pub twilio: TwilioConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// The account SID clients send as the Basic auth user (`AC` + 32 hex
+    /// digits); their password is an appliance API token.
+    pub account_sid: Option<String>,
+    /// The secret that signs the services' callbacks (`X-Twilio-Signature`,
+    /// as Twilio signs with the account's auth token): give the receivers'
+    /// `RequestValidator` the same. Needed for a service's `CallbackUrl`.
+    pub auth_token: Option<String>,
+    /// How clients reach the appliance (`https://proxy.example`), for the
+    /// `url` fields of callbacks; default `http://` and `[api] listen`.
+    pub public_url: Option<String>,
+}
+
+/// Whether `sid` is an account SID: `AC` and 32 lower-case hex digits.
+pub fn is_account_sid(sid: &str) -> bool {
+    sid.len() == 34
+        && sid.starts_with("AC")
+        && sid[2..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,14 +134,6 @@ pub struct ClockConfig {
     /// CAP_SYS_TIME: install the unit's clock.conf drop-in. Default false.
     #[serde(default)]
     pub set_system_clock: bool,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Api {
-    /// Address of the API and dashboard. Default loopback only: put TLS in
-    /// front before binding elsewhere.
-    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -399,6 +434,36 @@ impl Config {
                 ),
             );
         }
+        for (key, problem) in self.api.problems() {
+            invalid(&key, problem);
+        }
+        if let Some(sid) = &self.twilio.account_sid
+            && !is_account_sid(sid)
+        {
+            invalid(
+                "twilio.account_sid",
+                format!("{sid:?} is not an account SID: \"AC\" and 32 lower-case hex digits"),
+            );
+        }
+        if self
+            .twilio
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.len() < 16)
+        {
+            invalid(
+                "twilio.auth_token",
+                "at least 16 characters (it signs callbacks)".into(),
+            );
+        }
+        if let Some(url) = &self.twilio.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            invalid(
+                "twilio.public_url",
+                format!("{url:?} is not an http(s) URL"),
+            );
+        }
         if self.modems.ports.is_empty() {
             invalid(
                 "modems.ports",
@@ -444,6 +509,27 @@ impl Config {
             };
             invalid(&key, problem);
         }
+        if let Err(problem) = self.mqtt.validate() {
+            // Like the callbacks' checks, these lead with their key.
+            let (key, problem) = match problem.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => {
+                    (format!("mqtt.{key}"), rest.to_string())
+                }
+                _ => ("mqtt".to_string(), problem),
+            };
+            invalid(&key, problem);
+        }
+        if self
+            .appliance
+            .name
+            .as_ref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            invalid(
+                "appliance.name",
+                "empty: leave it out to use the host name".into(),
+            );
+        }
         if self.sms.budget_reserve_percent > 90 {
             invalid(
                 "sms.budget_reserve_percent",
@@ -458,6 +544,9 @@ impl Config {
         }
         if let Err(problem) = self.loop_protection.validate() {
             invalid("loop_protection", problem);
+        }
+        if let Err(problem) = self.hubs.validate() {
+            invalid("hubs", problem);
         }
         let mut seen = std::collections::HashSet::new();
         for sim in &self.sims {
@@ -609,6 +698,10 @@ ports = ["/dev/serial/by-id/*-if02-port0", "/dev/ttyUSB*"]
             format!("{:?}", minimal.loop_protection)
         );
         assert_eq!(example.numbers.validation, minimal.numbers.validation);
+        assert_eq!(format!("{:?}", example.mqtt), format!("{:?}", minimal.mqtt));
+        assert!(!example.mqtt.enabled());
+        assert_eq!(format!("{:?}", example.api), format!("{:?}", minimal.api));
+        assert_eq!(format!("{:?}", example.hubs), format!("{:?}", minimal.hubs));
     }
 
     #[test]
@@ -757,6 +850,10 @@ msisdn = \"+447700900002\"
                 "numbers.default_region",
             ),
             (
+                format!("{MINIMAL}\n[twilio]\naccount_sid = \"AC123\""),
+                "twilio.account_sid",
+            ),
+            (
                 format!("{MINIMAL}\n[[sims]]\niccid = \"1\"\npin = \"12\""),
                 "sims.pin",
             ),
@@ -784,6 +881,7 @@ msisdn = \"+447700900002\"
                 format!("{MINIMAL}\n[numbers]\nvalidation = \"lenient\""),
                 "validation",
             ),
+            (format!("{MINIMAL}\n[hubs]\nformat = \"{{text}}\""), "hubs"),
         ];
         for (text, key) in cases {
             let error = Config::parse(&text, "simmask.toml")

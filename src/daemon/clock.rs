@@ -64,9 +64,8 @@ async fn follow_steps(store: &Store, status: &ClockStatus) {
         return;
     }
     let step = time::Duration::seconds(status.jump_seconds);
-    clock::step(step);
-    // Samples were taken against the old system time.
-    clock::forget_network_time();
+    // The deadlines first, then the daemon's time: a sweep in between sees
+    // a session living a little longer, never one expiring early.
     match store.shift_open_sessions(step).await {
         Ok(sessions) => tracing::warn!(
             step_seconds = status.jump_seconds,
@@ -75,6 +74,9 @@ async fn follow_steps(store: &Store, status: &ClockStatus) {
         ),
         Err(error) => tracing::error!(%error, "cannot move the open sessions' deadlines"),
     }
+    clock::step(step);
+    // Samples were taken against the old system time.
+    clock::forget_network_time();
 }
 
 /// Steps the system clock by `by` (needs CAP_SYS_TIME).

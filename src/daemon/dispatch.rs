@@ -258,16 +258,17 @@ impl Dispatch {
                     .status_report_stored(&iccid, region.as_deref(), &storage, index)
                     .await;
             }
-            call @ (ModemEvent::Ring { .. } | ModemEvent::CallsChanged | ModemEvent::Busy) => {
-                match self.voice.get(&iccid) {
-                    Some(desk) => {
-                        if desk.send(call).await.is_err() {
-                            tracing::warn!(%iccid, "the voice desk stopped");
-                        }
+            call @ (ModemEvent::Ring { .. }
+            | ModemEvent::CallsChanged
+            | ModemEvent::Busy
+            | ModemEvent::Dtmf { .. }) => match self.voice.get(&iccid) {
+                Some(desk) => {
+                    if desk.send(call).await.is_err() {
+                        tracing::warn!(%iccid, "the voice desk stopped");
                     }
-                    None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
                 }
-            }
+                None => tracing::warn!(%iccid, "a call on a SIM not yet in the pool"),
+            },
             other => tracing::debug!(%iccid, event = ?other, "modem event"),
         }
     }

@@ -5,11 +5,12 @@
 //! ```text
 //! bank ──BankEvent──► dispatch ──► relay ──► store ──► outbox worker (per SIM) ──► bank
 //!                        │                       │
-//!                        └──────► event bus ◄────┘──► API / SSE / metrics
+//!                        └──────► event bus ◄────┘──► API / SSE / metrics / MQTT
 //! ```
 
 mod clock;
 pub mod demo;
+mod descriptors;
 mod dispatch;
 mod pool;
 mod reload;
@@ -46,6 +47,8 @@ pub enum DaemonError {
     Profiles(#[from] crate::profile::ProfileError),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("SIMMASK_ADMIN_TOKEN: {0}")]
+    AdminToken(String),
 }
 
 /// How the daemon is run.
@@ -98,6 +101,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         ),
         None => None,
     };
+    if let Some(token) = &options.admin_token {
+        crate::config::check_token(token).map_err(DaemonError::AdminToken)?;
+    }
     let live = crate::config::LiveConfig::new(config);
     let config = live.get();
     let store = Store::open(&config.store.path)?;
@@ -151,12 +157,44 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         )
     });
     state.sticky = config.sessions.sticky;
-    state.send_limits = Some(api::status::SendLimits {
-        per_minute: config.sms.per_minute,
-        per_day: config.sms.per_day,
-    });
+    // Send limits and budgets as the configuration in force says (a reload
+    // changes them).
+    state.live = Some(live.clone());
     state.number_validation = config.numbers.validation;
     state.limits = config.pool_limits();
+    state.request_timeout = config.api.request_timeout();
+    state.serve_limits = config.api.serve_limits();
+    state.streams = api::guard::StreamCaps::new(
+        config.api.max_event_streams,
+        config.api.max_event_streams_per_token,
+    );
+    state.failed_auth = api::guard::FailedAuth::new(
+        config.api.failed_auth_burst,
+        config.api.failed_auth_per_minute,
+    );
+    state.trusted_proxies = Arc::new(config.api.trusted_proxies());
+    descriptors::fit(&state.serve_limits);
+    // A crash or power cut in the middle of a write must leave a file that
+    // checks clean: check it at every start, beside everything else.
+    *state.integrity.write().unwrap_or_else(|e| e.into_inner()) = api::health::Integrity::Checking;
+    let integrity_check = tokio::spawn(check_integrity(store.clone(), state.integrity.clone()));
+    state.twilio = config
+        .twilio
+        .account_sid
+        .clone()
+        .map(|account_sid| api::twilio::Settings {
+            account_sid,
+            auth_token: config.twilio.auth_token.clone(),
+            base_url: format!(
+                "{}/twilio/v1",
+                config
+                    .twilio
+                    .public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.api.listen))
+                    .trim_end_matches('/')
+            ),
+        });
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,
@@ -167,6 +205,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
         hangups,
         api_stop.clone(),
     ));
+    // MQTT is another door beside the API; it stops with it.
+    let mqtt = crate::mqtt::spawn(&config, state.clone(), api_stop.clone());
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
     let workers_stop = CancellationToken::new();
@@ -210,8 +250,37 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     api_stop.cancel();
     let _ = api_task.await;
     let _ = callbacks.await;
+    if let Some(mqtt) = mqtt {
+        let _ = mqtt.await;
+    }
+    integrity_check.abort();
     tracing::info!("simmask stopped");
     Ok(())
+}
+
+/// `PRAGMA quick_check` on the store, logged and kept for `/healthz` and
+/// `/api/v1/status`.
+async fn check_integrity(store: Store, slot: api::health::IntegritySlot) {
+    let outcome = match store.integrity().await {
+        Ok(check) if check.ok => {
+            tracing::info!(took_ms = check.took_ms, "store integrity check: ok");
+            api::health::Integrity::Checked(check)
+        }
+        Ok(check) => {
+            tracing::error!(
+                took_ms = check.took_ms,
+                problems = ?check.problems,
+                "store integrity check FAILED: the database file is damaged; \
+                 restore a backup (`simmask restore`) or see `simmask doctor`"
+            );
+            api::health::Integrity::Checked(check)
+        }
+        Err(error) => {
+            tracing::error!(%error, "store integrity check could not run");
+            api::health::Integrity::Failed(error.to_string())
+        }
+    };
+    *slot.write().unwrap_or_else(|e| e.into_inner()) = outcome;
 }
 
 /// Cancels `stop` on SIGINT or SIGTERM. The handlers are installed before

@@ -1,7 +1,8 @@
 //! `systemctl reload simmask` (SIGHUP): re-reads the configuration file and
 //! puts in force what can change while the daemon runs (port globs, send
-//! limits, the out-of-session policy, the ring timeout, sweeps and
-//! retention, callbacks, the clock setting), and says in the log what
+//! limits and budgets, the out-of-session policy and the rails, the ring
+//! timeout, sweeps and retention, callbacks, the clock setting: the list is
+//! `crate::config::live`), and says in the log what
 //! changed but waits for a restart. API tokens are read from the store at
 //! each request: they need no reload. A file that does not parse changes
 //! nothing.

@@ -18,9 +18,11 @@
 //!   for the traffic of the sessions it already has;
 //! - a participant who *opted out* (sent STOP) is put in no new session.
 //!
-//! A hub (one participant in many open sessions on one proxy) would relax
-//! only the `busy_participants` check for that participant; every other
-//! check is per SIM or per request and stays as it is.
+//! A hub (one participant in many open sessions on one proxy, see
+//! [`super::hub`]) relaxes only the `busy_participants` check, for the hub
+//! alone: its counterpart must still be free on the proxy, so that the
+//! counterpart's traffic there has one destination. Every other check is
+//! per SIM or per request and stays as it is; two hubs are never paired.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -127,6 +129,9 @@ pub struct AllocationRequest {
     /// The share of each SIM budget (percent) that allocation leaves for
     /// the sessions a SIM already has.
     pub reserve_percent: u8,
+    /// Participants that are hubs: they may have other open sessions on
+    /// the proxy chosen.
+    pub hubs: Vec<PhoneNumber>,
 }
 
 /// Why a request cannot be served.
@@ -138,6 +143,8 @@ pub enum AllocationError {
     ParticipantIsProxy(PhoneNumber),
     #[error("participant {0:?} opted out (sent STOP) and has not sent START since")]
     OptedOut(PhoneNumber),
+    #[error("both participants are hubs: a hub's sessions are with people, not with another hub")]
+    TwoHubs,
     #[error("no free proxy: {0}")]
     NoFreeProxy(Ineligibility),
 }
@@ -224,6 +231,7 @@ fn refusal(candidate: &ProxyCandidate, request: &AllocationRequest) -> Option<Re
     } else if request
         .participants
         .iter()
+        .filter(|p| !request.hubs.contains(p))
         .any(|p| candidate.busy_participants.contains(p))
     {
         Some(Refusal::ParticipantBusy)
@@ -260,6 +268,13 @@ pub fn allocate<'a>(
         .find(|p| request.opted_out.contains(p))
     {
         return Err(AllocationError::OptedOut(opted_out.clone()));
+    }
+    if request
+        .participants
+        .iter()
+        .all(|p| request.hubs.contains(p))
+    {
+        return Err(AllocationError::TwoHubs);
     }
 
     let mut why = Ineligibility {
@@ -346,6 +361,7 @@ mod tests {
             preferred: vec![],
             opted_out: vec![],
             reserve_percent: 10,
+            hubs: vec![],
         }
     }
 
@@ -571,6 +587,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_hub_holds_many_sessions_on_one_proxy_its_counterparts_one() {
+        // The hub A talks to B on the only SIM; C may join it there, B may not
+        // hold a second session there, and two hubs are never paired.
+        let mut sim = candidate("1", "+447000000001");
+        sim.busy_participants = [number(A), number(B)].into();
+        sim.open_sessions = 1;
+        let pool = [sim];
+        let mut req = request(A, C, Mode::Sms);
+        assert!(allocate(&req, &pool).is_err(), "A is no hub yet");
+        req.hubs = vec![number(A)];
+        assert_eq!(allocate(&req, &pool).unwrap().iccid, "1");
+        let mut busy = request(A, B, Mode::Sms);
+        busy.hubs = vec![number(A)];
+        let error = allocate(&busy, &pool).unwrap_err();
+        assert!(error.to_string().contains("1 already carry"), "{error}");
+        let mut both = request(A, C, Mode::Sms);
+        both.hubs = vec![number(A), number(C)];
+        assert_eq!(
+            allocate(&both, &pool).unwrap_err(),
+            AllocationError::TwoHubs
+        );
+    }
+
     mod property {
         use proptest::prelude::*;
 
@@ -641,6 +681,7 @@ mod tests {
                     preferred: sticky.iter().map(|i| i.to_string()).collect(),
                     opted_out: vec![],
                     reserve_percent: 10,
+                    hubs: vec![],
                 };
                 if let Ok(chosen) = allocate(&request, &pool) {
                     prop_assert!(!chosen.draining, "a draining SIM was chosen");

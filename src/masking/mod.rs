@@ -6,11 +6,14 @@
 //! - [`lifecycle`]: sessions, their expiry, why they end, whether one may
 //!   reopen, and where inbound traffic on a proxy goes.
 //! - [`policy`]: what happens to traffic from someone with no open session.
+//! - [`hub`]: hubs, one participant in many sessions on one proxy: their
+//!   session codes, how a hub's reply names its session, and where it goes.
 //!
 //! The router feeds these rules with rows from the store and carries out the
 //! decisions; nothing here knows about SQLite, modems or time sources.
 
 pub mod allocation;
+pub mod hub;
 pub mod lifecycle;
 pub mod policy;
 

@@ -94,6 +94,10 @@ const URC_PREFIXES: &[&str] = &[
     // Wavecom indications (+WIND) and ZTE's call end (HANGUP: <id>).
     "+WIND:",
     "HANGUP:",
+    // Keys the other side of a call pressed: SIMCom (AT+DDET) and Quectel
+    // (AT+QTONEDET) DTMF detection.
+    "+DTMF:",
+    "+QTONEDET:",
 ];
 
 fn is_call_result(line: &str) -> bool {
@@ -364,6 +368,30 @@ mod tests {
         assert_eq!(answer[0], line("+CREG: 0,1"));
         let urc = both(b"\r\n+CREG: 5\r\n", &DigestState::default());
         assert_eq!(urc, vec![Digest::Urc(vec!["+CREG: 5".into()])]);
+    }
+
+    // Keys pressed during a call arrive whatever is in flight (SIMCom
+    // +DTMF, Quectel +QTONEDET); AT+QTONEDET?'s own answer is an answer.
+    #[test]
+    fn dtmf_reports_are_urcs() {
+        let got = both(
+            b"\r\n+DTMF: 5\r\n\r\n+CLCC: 1,1,0,0,0\r\n\r\n+QTONEDET: 55\r\n\r\nOK\r\n",
+            &cmd("AT+CLCC", "+CLCC:"),
+        );
+        assert_eq!(
+            got,
+            vec![
+                Digest::Urc(vec!["+DTMF: 5".into()]),
+                line("+CLCC: 1,1,0,0,0"),
+                Digest::Urc(vec!["+QTONEDET: 55".into()]),
+                Digest::Final(FinalResult::Ok),
+            ]
+        );
+        let answer = both(
+            b"\r\n+QTONEDET: 1\r\n\r\nOK\r\n",
+            &cmd("AT+QTONEDET?", "+QTONEDET:"),
+        );
+        assert_eq!(answer[0], line("+QTONEDET: 1"));
     }
 
     // +CMT in PDU mode: "+CMT: [<alpha>],<length><CR><LF><pdu>" (TS 27.005 §3.4.1).

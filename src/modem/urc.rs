@@ -48,8 +48,25 @@ pub enum Urc {
         text: Option<String>,
     },
     Registration(RegistrationStatus),
+    /// A key the other side of a call pressed (DTMF detection, a vendor
+    /// report): SIMCom `+DTMF: <key>[,<last time>]` after `AT+DDET=1`,
+    /// Quectel `+QTONEDET: <ASCII code>` after `AT+QTONEDET=1`.
+    Dtmf(char),
     /// Vendor noise recognised and ignored (`^RSSI`, `RDY`, `+QIND`, …).
     Ignored,
+}
+
+/// The keys of a phone's keypad and the four more of DTMF (ITU-T Q.23).
+fn is_dtmf_key(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D')
+}
+
+fn dtmf_error(command: &'static str, line: &str) -> AtError {
+    AtError::Parse {
+        command,
+        line: line.to_string(),
+        reason: "not a DTMF key".to_string(),
+    }
 }
 
 fn quoted_number(line: &str, prefix: &str) -> Option<String> {
@@ -117,6 +134,22 @@ pub fn parse_urc(lines: &[String]) -> Result<Urc, AtError> {
             status,
             text: f.get(1).cloned(),
         }
+    } else if let Some(rest) = line.strip_prefix("+DTMF:") {
+        // +DTMF: 5  or  +DTMF: 5,160 (report mode 1: the key's length in ms)
+        let key = rest.split(',').next().unwrap_or_default().trim();
+        let key = key.trim_matches('"');
+        let mut chars = key.chars();
+        match (chars.next().filter(|c| is_dtmf_key(*c)), chars.next()) {
+            (Some(key), None) => Urc::Dtmf(key.to_ascii_uppercase()),
+            _ => return Err(dtmf_error("+DTMF", line)),
+        }
+    } else if let Some(rest) = line.strip_prefix("+QTONEDET:") {
+        // +QTONEDET: 53  (the ASCII code of "5"; 35 is "#", 42 "*")
+        let code = rest.split(',').next().unwrap_or_default().trim();
+        match code.parse::<u8>().map(char::from) {
+            Ok(key) if is_dtmf_key(key) => Urc::Dtmf(key),
+            _ => return Err(dtmf_error("+QTONEDET", line)),
+        }
     } else if line.starts_with("+CREG:")
         || line.starts_with("+CGREG:")
         || line.starts_with("+CEREG:")
@@ -178,6 +211,23 @@ mod tests {
         );
         assert!(parse_urc(&["+CMTI: \"SM\",x".to_string()]).is_err());
     }
+
+    // SIMCom SIM800 Series AT Command Manual §16.2.1 (AT+DDET): report mode
+    // 0 gives the key alone, mode 1 the key and its length; some firmware
+    // leaves out the space. Quectel EC25 AT Commands Manual (AT+QTONEDET):
+    // the key's ASCII code.
+    #[test]
+    fn keys_pressed_in_either_dialect() {
+        assert_eq!(urc(&["+DTMF: 5"]), Urc::Dtmf('5'));
+        assert_eq!(urc(&["+DTMF:#"]), Urc::Dtmf('#'));
+        assert_eq!(urc(&["+DTMF: 7,160"]), Urc::Dtmf('7'));
+        assert_eq!(urc(&["+QTONEDET: 53"]), Urc::Dtmf('5'));
+        assert_eq!(urc(&["+QTONEDET: 35"]), Urc::Dtmf('#'));
+        assert_eq!(urc(&["+QTONEDET: 42,100"]), Urc::Dtmf('*'));
+        for bad in ["+DTMF: 55", "+DTMF: x", "+QTONEDET: 70", "+QTONEDET: x"] {
+            assert!(parse_urc(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,7 +241,7 @@ mod never_panic {
         fn parse_urc_never_panics(
             prefix in prop::sample::select(vec![
                 "+CMTI:", "+CDSI:", "+CMT:", "+CDS:", "+CLIP:", "+CCWA:", "+CLCC:",
-                "+CUSD:", "+CREG:", "+CEREG:", "^CEND:", "RING", "",
+                "+CUSD:", "+CREG:", "+CEREG:", "^CEND:", "RING", "+DTMF:", "+QTONEDET:", "",
             ]),
             rest in "\\PC{0,60}",
             second in "\\PC{0,60}",

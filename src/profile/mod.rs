@@ -293,6 +293,35 @@ pub struct Voice {
     /// voice_method` in the daemon's configuration overrides it per SIM.
     #[serde(default)]
     pub method: Option<BridgeMethod>,
+    /// How the model reports the keys the other side of a call presses
+    /// (DTMF detection), when it can: `"ddet"` (SIMCom: `AT+DDET=1`, then
+    /// `+DTMF: <key>`) or `"qtonedet"` (Quectel: `AT+QTONEDET=1`, then
+    /// `+QTONEDET: <the key's ASCII code>`). 27.007 has no such report.
+    #[serde(default)]
+    pub dtmf: Option<DtmfDetection>,
+}
+
+/// A vendor's DTMF detection: how keys pressed by the remote party of a
+/// call are turned on and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfDetection {
+    /// SIMCom: `AT+DDET=1[,<interval>[,<reportMode>[,<ssdet>]]]`, keys as
+    /// `+DTMF: <key>` (`+DTMF: <key>,<last time>` with report mode 1).
+    Ddet,
+    /// Quectel: `AT+QTONEDET=1`, keys as `+QTONEDET: <ASCII code>` (`53`
+    /// for `5`, `35` for `#`).
+    Qtonedet,
+}
+
+impl DtmfDetection {
+    /// The command that turns detection on.
+    pub fn enable_command(self) -> &'static str {
+        match self {
+            DtmfDetection::Ddet => "AT+DDET=1",
+            DtmfDetection::Qtonedet => "AT+QTONEDET=1",
+        }
+    }
 }
 
 /// A bridging method an operator can choose (`[voice] method` in a profile,

@@ -33,12 +33,9 @@ pub async fn serve(
         network,
         modems: std::sync::Arc::new(modems),
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(error) = served {
-        tracing::warn!(%error, "sim control API stopped");
-    }
+    // The same connection limits as the appliance's API: in `simmask demo`
+    // both share one process and its descriptors.
+    crate::serve::serve(listener, app, crate::serve::ServeLimits::default(), stop).await;
 }
 
 fn router(shared: Shared) -> Router {
@@ -60,6 +57,7 @@ fn router(shared: Shared) -> Router {
         .route("/handsets/{number}/dial", post(handset_dial))
         .route("/handsets/{number}/answer", post(handset_answer))
         .route("/handsets/{number}/hangup", post(handset_hangup))
+        .route("/handsets/{number}/dtmf", post(handset_dtmf))
         .route("/handsets/{number}/call", get(handset_call))
         .route("/modems/{index}/calls", get(modem_calls))
         .route(
@@ -351,6 +349,14 @@ fn call_error(e: CallServiceError) -> Response {
                 CallError::NoIncomingCall => "no_incoming_call",
                 CallError::AlreadyInCall => "already_in_call",
                 CallError::OwnNumber => "own_number",
+                CallError::NotInCall => "not_in_call",
+                CallError::NotAKey(_) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_digits",
+                        &e.to_string(),
+                    );
+                }
                 _ => "call_refused",
             };
             error(StatusCode::CONFLICT, kind, &e.to_string())
@@ -391,6 +397,42 @@ async fn handset_answer(State(shared): State<Shared>, Path(number): Path<String>
 async fn handset_hangup(State(shared): State<Shared>, Path(number): Path<String>) -> Response {
     match shared.network.handset_hangup(&number) {
         Ok(call) => call_json(&number, call),
+        Err(e) => call_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DtmfBody {
+    digits: String,
+}
+
+/// The handset presses keys during its call (`0-9`, `*`, `#`, `A-D`, up
+/// to 32): the modems that hear it and detect keys report them.
+async fn handset_dtmf(
+    State(shared): State<Shared>,
+    Path(number): Path<String>,
+    body: Result<Json<DtmfBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    let count = body.digits.chars().count();
+    if count == 0 || count > 32 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_digits",
+            "digits: 1 to 32 keys of 0-9, *, #, A-D",
+        );
+    }
+    let digits = body.digits.to_ascii_uppercase();
+    match shared.network.handset_keys(&number, &digits) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"number": number, "digits": digits})),
+        )
+            .into_response(),
         Err(e) => call_error(e),
     }
 }

@@ -72,6 +72,13 @@ pub enum InboundOutcome {
         interaction_id: i64,
         session_id: String,
     },
+    /// A hub's message named no conversation it could go to (an unknown
+    /// code, no code and nobody to fall back on, a code alone): recorded,
+    /// not sent; the hub was told why (`notice`, queued to it).
+    HubRefused {
+        interaction_id: i64,
+        reason: &'static str,
+    },
 }
 
 impl InboundOutcome {
@@ -86,7 +93,8 @@ impl InboundOutcome {
             | InboundOutcome::Blocked { interaction_id, .. }
             | InboundOutcome::OptedOut { interaction_id, .. }
             | InboundOutcome::OptedIn { interaction_id }
-            | InboundOutcome::FrontDesk { interaction_id, .. } => Some(*interaction_id),
+            | InboundOutcome::FrontDesk { interaction_id, .. }
+            | InboundOutcome::HubRefused { interaction_id, .. } => Some(*interaction_id),
         }
     }
 }
@@ -268,7 +276,16 @@ fn decide_and_write(
     } = message;
     let (proxy_iccid, sender) = (*proxy_iccid, *sender);
     let session = tx.open_session_of(proxy_iccid, sender)?;
-    if let Some(outcome) = guard::opt_out_keyword(tx, message, session.as_ref(), rules, now)? {
+    // A hub's messages name their session by its code. Its STOP is no
+    // opt-out: a hub is staff an admin set up, and one stray "stop" must
+    // not end all its conversations (an admin removes a hub).
+    let from_hub = session.is_none() && tx.is_hub(sender)?;
+    if from_hub && let Some(outcome) = super::hub::from_hub(tx, message, rules, now)? {
+        return Ok(outcome);
+    }
+    if !from_hub
+        && let Some(outcome) = guard::opt_out_keyword(tx, message, session.as_ref(), rules, now)?
+    {
         return Ok(outcome);
     }
     let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
@@ -287,11 +304,13 @@ fn decide_and_write(
     if decision.out_of_session
         && let Some(session) = guard::front_desk(tx, proxy_iccid, sender, rules, now)?
     {
-        let target = guard::Target {
-            session_id: &session.id,
-            from_position: 0,
-            to: session.participants[1].as_ref().unwrap_or(sender),
-        };
+        let staff = session.participants[1].as_ref().unwrap_or(sender);
+        let mut target = guard::Target::plain(message, &session.id, 0, staff);
+        // A front desk whose staff number is a hub: each stranger gets a
+        // session of their own with it, and a code.
+        if let Some(side) = &session.hub {
+            target.sent = Some(hub_format(rules, &side.code, &message.body));
+        }
         let outcome = guard::relay_or_block(tx, message, &target, rules, now)?;
         return Ok(match outcome {
             InboundOutcome::Relayed { interaction_id } => InboundOutcome::FrontDesk {
@@ -317,11 +336,13 @@ fn decide_and_write(
             from_position,
             to,
         } => {
-            let target = guard::Target {
-                session_id: &session_id,
-                from_position,
-                to: &to,
-            };
+            let mut target = guard::Target::plain(message, &session_id, from_position, &to);
+            // To a hub: with the session's code in front.
+            if let Some(side) = session.as_ref().and_then(|s| s.hub.as_ref())
+                && side.position != from_position
+            {
+                target.sent = Some(hub_format(rules, &side.code, &message.body));
+            }
             guard::relay_or_block(tx, message, &target, rules, now)?
         }
         InboundAction::AutoReply { .. } if tx.is_opted_out(sender)? => {
@@ -349,6 +370,11 @@ fn decide_and_write(
             }
         }
     })
+}
+
+/// A message to a hub as `[hubs] format` has it.
+fn hub_format(rules: &Rules, code: &str, text: &str) -> String {
+    crate::masking::hub::to_hub(&rules.hubs.format, code, text)
 }
 
 #[cfg(test)]

@@ -21,6 +21,34 @@ pub(super) struct Target<'a> {
     pub(super) session_id: &'a str,
     pub(super) from_position: u8,
     pub(super) to: &'a PhoneNumber,
+    /// What the rules read and the interaction records: the message, or a
+    /// hub's reply without its code.
+    pub(super) text: &'a str,
+    /// What is sent, when it differs from `text` (a message to a hub goes
+    /// with its session's code in front).
+    pub(super) sent: Option<String>,
+    /// The sender is a hub: it writes to many people by design, so the
+    /// per-participant daily limit is not for it (each session's is).
+    pub(super) from_hub: bool,
+}
+
+impl<'a> Target<'a> {
+    /// `message` relayed as it is to `to` in the session.
+    pub(super) fn plain(
+        message: &'a Message<'_>,
+        session_id: &'a str,
+        from_position: u8,
+        to: &'a PhoneNumber,
+    ) -> Self {
+        Target {
+            session_id,
+            from_position,
+            to,
+            text: &message.body,
+            sent: None,
+            from_hub: false,
+        }
+    }
 }
 
 /// STOP or START from the sender, carried out; `None` for any other
@@ -116,8 +144,11 @@ pub(super) fn relay_or_block(
         recipient_blocked: tx.is_blocked(target.to)?,
         recipient_opted_out: tx.is_opted_out(target.to)?,
         session_messages: tx.session_messages(target.session_id)?,
-        sender_messages_today: tx
-            .sender_messages_since(message.sender, now - PARTICIPANT_WINDOW)?,
+        sender_messages_today: if target.from_hub {
+            0
+        } else {
+            tx.sender_messages_since(message.sender, now - PARTICIPANT_WINDOW)?
+        },
         recipients_this_month,
         recipient_known,
         recipients_limit: rules.limits.of(message.proxy_iccid).recipients_per_month,
@@ -126,7 +157,7 @@ pub(super) fn relay_or_block(
     };
     let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
     match rails::intercept(
-        &message.body,
+        target.text,
         &facts,
         &rules.intercept,
         &rules.loop_protection,
@@ -139,9 +170,15 @@ pub(super) fn relay_or_block(
                 proxy_iccid: message.proxy_iccid.to_string(),
                 from_position: Some(target.from_position),
                 to: target.to.clone(),
-                body: message.body.clone(),
+                body: target
+                    .sent
+                    .clone()
+                    .unwrap_or_else(|| target.text.to_string()),
             };
             let interaction_id = tx.queue_sms(&new, now)?;
+            if target.sent.is_some() {
+                tx.set_interaction_body(interaction_id, target.text)?;
+            }
             Ok(InboundOutcome::Relayed { interaction_id })
         }
         Verdict::Block { rule, reason } => {
@@ -154,7 +191,7 @@ pub(super) fn relay_or_block(
                     to: Some(target.to),
                     rule: rule.as_str(),
                     reason: &reason,
-                    body: &message.body,
+                    body: target.text,
                 },
                 now,
             )?;

@@ -11,6 +11,8 @@
 //!   rules before every relay, loop protection; `guard` gathers their facts
 //!   in the inbound transaction and carries out the verdicts (and a front
 //!   desk's new session).
+//! - `hub`: a hub's messages, routed by the code they start with (the
+//!   rules are [`crate::masking::hub`]'s), and what the hub is told.
 //! - [`worker`]: the per-SIM outbox worker.
 //! - [`relay`]: the relay as the daemon runs it: received PDUs to the store
 //!   then off the SIM, delivery reports, one outbox worker per SIM.
@@ -20,6 +22,7 @@
 
 pub mod accept;
 mod guard;
+mod hub;
 pub mod inbound;
 pub mod intake;
 pub mod rails;

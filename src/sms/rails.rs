@@ -13,7 +13,7 @@
 
 use time::Duration;
 
-use crate::config::{Config, Intercept, LoopProtection, OptOut};
+use crate::config::{Config, Hubs, Intercept, LoopProtection, OptOut};
 use crate::masking::allocation::PoolLimits;
 use crate::masking::policy::OutOfSessionPolicy;
 use crate::store::RecentMessage;
@@ -29,6 +29,8 @@ pub struct Rules {
     /// The lifetime of a session a front desk opens (`[sessions]
     /// default_ttl_seconds`).
     pub front_desk_ttl: Option<Duration>,
+    /// How hubs' messages look (`[hubs]`).
+    pub hubs: Hubs,
 }
 
 impl Rules {
@@ -38,6 +40,7 @@ impl Rules {
             opt_out: config.opt_out.clone(),
             intercept: config.intercept.clone(),
             loop_protection: config.loop_protection.clone(),
+            hubs: config.hubs.clone(),
             limits: config.pool_limits(),
             front_desk_ttl: (config.sessions.default_ttl_seconds > 0).then(|| {
                 Duration::seconds(

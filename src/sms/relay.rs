@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use tokio::sync::mpsc;
 
@@ -146,12 +147,14 @@ impl Relay {
             inbox,
             config: Some(self.config.clone()),
         };
-        let iccid = iccid.to_string();
-        let task = tokio::spawn(async move {
-            if let Err(error) = worker.run().await {
-                tracing::error!(%iccid, %error, "outbox worker stopped");
+        let task = tokio::spawn(
+            async move {
+                if let Err(error) = worker.run().await {
+                    tracing::error!(%error, "outbox worker stopped");
+                }
             }
-        });
+            .instrument(crate::bank::sim_span(iccid)),
+        );
         self.workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -485,6 +488,10 @@ impl Relay {
                     interaction_id: *interaction_id,
                     parts: 1,
                 });
+                self.wake(iccid);
+            }
+            InboundOutcome::HubRefused { reason, .. } => {
+                tracing::info!(%iccid, %reason, "a hub's message not relayed; the hub is told why");
                 self.wake(iccid);
             }
             _ => {}

@@ -62,6 +62,8 @@ pub trait SmsSink: Send + Sync {
 
 /// How often an unhealthy SIM's outbox is looked at again.
 const POLL: Duration = Duration::from_secs(1);
+/// The longest wait between tries of a write the store refused.
+const MAX_PERSIST_WAIT: Duration = Duration::from_secs(5);
 
 /// How often an idle SIM's outbox is looked at again at the latest.
 /// Whatever is queued wakes the worker at once, and it sleeps until the
@@ -249,11 +251,19 @@ impl<S: SmsSink> OutboxWorker<S> {
                     }
                     let claim = match nothing_due.take() {
                         Some(known) => known,
-                        None => {
-                            self.store
-                                .claim_next(self.proxy_iccid.clone(), self.now())
-                                .await?
-                        }
+                        None => match self
+                            .store
+                            .claim_next(self.proxy_iccid.clone(), self.now())
+                            .await
+                        {
+                            // A full disk: nothing is claimed until it takes writes.
+                            Err(error) if error.is_write_failure() => {
+                                tracing::debug!(iccid = %self.proxy_iccid, %error, "outbox: the store refuses writes");
+                                self.pause(POLL).await;
+                                continue;
+                            }
+                            other => other?,
+                        },
                     };
                     match claim {
                         NextClaim::Claimed(item) => Handed {
@@ -314,9 +324,13 @@ impl<S: SmsSink> OutboxWorker<S> {
         if allowed <= now {
             return false;
         }
-        let wait = u64::try_from(allowed - now).unwrap_or(0);
+        let mut wait = Duration::from_millis(u64::try_from(allowed - now).unwrap_or(0));
+        if self.config.is_some() {
+            // A reload may raise the limits: look again soon.
+            wait = wait.min(POLL);
+        }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = self.stop.cancelled() => {}
         }
         true
@@ -347,21 +361,25 @@ impl<S: SmsSink> OutboxWorker<S> {
                 crate::metrics::relay_latency(Duration::from_millis(waited as u64));
                 let more = self.sink.healthy() && self.limiter.next_allowed(now_ms) <= now_ms;
                 if more {
+                    // Sent: that must be recorded, or a restart would send
+                    // it again; a full disk is waited out.
                     let next = self
-                        .store
-                        .mark_sent_and_claim_next(
-                            item.id,
-                            refs,
-                            self.proxy_iccid.clone(),
-                            self.now(),
-                        )
+                        .persist(|| {
+                            self.store.mark_sent_and_claim_next(
+                                item.id,
+                                refs.clone(),
+                                self.proxy_iccid.clone(),
+                                self.now(),
+                            )
+                        })
                         .await?;
                     return Ok(Some(next));
                 }
-                self.store.mark_sent(item.id, refs, self.now()).await?;
+                self.persist(|| self.store.mark_sent(item.id, refs.clone(), self.now()))
+                    .await?;
             }
             Err(error) => {
-                tracing::warn!(outbox = item.id, attempt = item.attempts, %error, "sms send failed");
+                tracing::warn!(outbox = item.id, session = %item.session_id.as_deref().unwrap_or("-"), attempt = item.attempts, %error, "sms send failed");
                 let decision = match error.class() {
                     ErrorClass::Permanent => RetryDecision::GiveUp,
                     ErrorClass::Transient => {
@@ -373,8 +391,7 @@ impl<S: SmsSink> OutboxWorker<S> {
                     RetryDecision::RetryAt(at) => {
                         let at = self.wall_at_start
                             + (time::Duration::milliseconds(at - self.start_ms()));
-                        self.store
-                            .mark_retry(item.id, error.to_string(), at)
+                        self.persist(|| self.store.mark_retry(item.id, error.to_string(), at))
                             .await?
                     }
                 }
@@ -383,9 +400,36 @@ impl<S: SmsSink> OutboxWorker<S> {
         Ok(None)
     }
 
+    /// Runs a store write again, with a growing wait, while the disk
+    /// refuses it (full, failing): what it records has happened. Gives up
+    /// only at shutdown.
+    async fn persist<R, F, Fut>(&self, mut write: F) -> Result<R, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, StoreError>>,
+    {
+        let mut wait = Duration::from_millis(250);
+        let mut warned = false;
+        loop {
+            match write().await {
+                Err(error) if error.is_write_failure() && !self.stop.is_cancelled() => {
+                    if !warned {
+                        tracing::warn!(iccid = %self.proxy_iccid, %error, "outbox: cannot record a send; trying again until the store writes");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(MAX_PERSIST_WAIT);
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn fail(&self, item: &OutboxItem, reason: String) -> Result<(), StoreError> {
-        self.store
-            .mark_failed(item.id, reason.clone(), self.now())
+        self.persist(|| self.store.mark_failed(item.id, reason.clone(), self.now()))
             .await?;
         self.events.publish(Event::MessageFailed {
             session_id: item.session_id.clone(),

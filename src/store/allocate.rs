@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, params};
 use time::{Duration, OffsetDateTime};
 
+use super::hubs::{code_for, hubs_among};
 use super::sessions::{
     LiveSim, NewSession, SessionRecord, audit, corrupt, session_by_id, sim_by_iccid,
 };
@@ -27,7 +28,7 @@ pub(super) fn month_of(now: OffsetDateTime) -> String {
 /// version 5) to its conflict; other errors stay as they are.
 pub(super) fn rail(error: rusqlite::Error) -> StoreError {
     let message = error.to_string();
-    for code in ["opted_out", "draining", "reserved"] {
+    for code in ["opted_out", "draining", "reserved", "hub"] {
         if message.starts_with(&format!("{code}:")) {
             return StoreError::Conflict {
                 code,
@@ -193,13 +194,18 @@ pub(super) fn allocate_in(
     {
         return Err(StoreError::NoSuchSim(proxy.clone()));
     }
-    let preferred = if new.sticky {
+    let hubs = hubs_among(tx, &[a, b])?;
+    // People recognise the proxy they used before; a hub uses them all, so
+    // only its counterpart's history counts.
+    let sticky: Vec<&PhoneNumber> = [a, b].into_iter().filter(|p| !hubs.contains(p)).collect();
+    let preferred = if new.sticky && !sticky.is_empty() {
         let mut statement = tx.prepare_cached(
             "SELECT p.proxy_iccid FROM participants p JOIN sessions s ON s.id = p.session_id \
              WHERE p.number IN (?1, ?2) ORDER BY s.opened_ms DESC LIMIT 8",
         )?;
+        let (first, second) = (sticky[0].e164(), sticky[sticky.len() - 1].e164());
         statement
-            .query_map(params![a.e164(), b.e164()], |row| row.get(0))?
+            .query_map(params![first, second], |row| row.get(0))?
             .collect::<Result<Vec<String>, _>>()?
     } else {
         Vec::new()
@@ -210,6 +216,7 @@ pub(super) fn allocate_in(
         preferred,
         opted_out: opted_out_among(tx, &[a, b])?,
         reserve_percent: new.limits.reserve_percent,
+        hubs: hubs.clone(),
     };
     let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
 
@@ -232,11 +239,16 @@ pub(super) fn allocate_in(
     ])
     .map_err(rail)?;
     for (position, number) in new.participants.iter().enumerate() {
+        let code = if hubs.contains(number) {
+            Some(code_for(tx, &proxy, number, None)?)
+        } else {
+            None
+        };
         tx.prepare_cached(
-            "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
-             VALUES (?1, ?2, ?3, ?4, 1)",
+            "INSERT INTO participants (session_id, position, number, proxy_iccid, open, hub_code) \
+             VALUES (?1, ?2, ?3, ?4, 1, ?5)",
         )?
-        .execute(params![id, position as i64, number.e164(), proxy])
+        .execute(params![id, position as i64, number.e164(), proxy, code])
         .map_err(rail)?;
     }
     audit(tx, now, &new.actor, "session.open", &id, new.mode.as_str())?;
@@ -264,11 +276,19 @@ pub(super) fn reopen(
         busy: Vec::new(),
     };
     let mut opted_out = Vec::new();
+    let mut hubs = Vec::new();
     if let Some([a, b]) = &participants {
+        hubs = hubs_among(&tx, &[a, b])?;
+        if hubs.len() == 2 {
+            return Err(StoreError::Allocation(
+                crate::masking::allocation::AllocationError::TwoHubs,
+            ));
+        }
         let mut statement = tx.prepare_cached(
             "SELECT 1 FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
         )?;
-        for number in [a, b] {
+        // A hub may have other sessions on the proxy: not busy.
+        for number in [a, b].into_iter().filter(|n| !hubs.contains(n)) {
             if statement.exists(params![session.proxy_iccid, number.e164()])? {
                 proxy.busy.push(number.clone());
             }
@@ -292,6 +312,25 @@ pub(super) fn reopen(
     )?
     .execute(params![id, ttl.map(|t| to_ms(now + t)), idle, to_ms(now)])
     .map_err(rail)?;
+    // The hub's side keeps its code when it is still free; a side that is
+    // no hub any more is an ordinary participant again.
+    for (position, number) in session.participants.iter().enumerate() {
+        let Some(number) = number else { continue };
+        let code = if hubs.contains(number) {
+            let kept = session
+                .hub
+                .as_ref()
+                .filter(|side| usize::from(side.position) == position)
+                .map(|side| side.code.as_str());
+            Some(code_for(&tx, &session.proxy_iccid, number, kept)?)
+        } else {
+            None
+        };
+        tx.prepare_cached(
+            "UPDATE participants SET hub_code = ?3 WHERE session_id = ?1 AND position = ?2",
+        )?
+        .execute(params![id, position as i64, code])?;
+    }
     tx.prepare_cached("UPDATE participants SET open = 1 WHERE session_id = ?1")?
         .execute(params![id])
         .map_err(rail)?;

@@ -95,6 +95,22 @@ impl Store {
         .await
     }
 
+    /// SMS relayed in sessions since `since`: participants' messages taken
+    /// for relay, whatever became of the send (blocked ones are not).
+    pub async fn messages_relayed_since(&self, since: OffsetDateTime) -> Result<u32, StoreError> {
+        let since = to_ms(since);
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM interactions \
+                     WHERE created_ms >= ?1 AND kind = 'sms' AND session_id IS NOT NULL \
+                     AND from_position IS NOT NULL AND status NOT IN ('blocked', 'dropped')",
+                )?
+                .query_row(params![since], |row| row.get(0))?)
+        })
+        .await
+    }
+
     /// `iccid`'s traffic per hour from the hour containing `since` on,
     /// oldest first; hours without traffic are absent.
     pub async fn sim_traffic_by_hour(

@@ -117,6 +117,15 @@ impl Store {
         .await
     }
 
+    /// One interaction as exported, if it exists (read beside the writer).
+    pub fn exported_interaction(&self, id: i64) -> Result<Option<ExportedInteraction>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(&format!("{SELECT} WHERE i.id = ?1"))?;
+            let mut rows = statement.query(params![id])?;
+            rows.next()?.map(exported).transpose()
+        })
+    }
+
     /// The `limit` most recent interactions of every session, newest first.
     pub async fn recent_interactions(
         &self,

@@ -205,7 +205,7 @@ impl InboundTx<'_> {
     }
 
     /// The open session of `sender` on the proxy, if any (the masking rule
-    /// allows at most one).
+    /// allows at most one; a hub's sessions are not among them).
     pub fn open_session_of(
         &self,
         proxy_iccid: &str,
@@ -213,7 +213,8 @@ impl InboundTx<'_> {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.tx
             .prepare_cached(
-                "SELECT session_id FROM participants WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
+                "SELECT session_id FROM participants
+                 WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1 AND hub_code IS NULL",
             )?
             .query_row(params![proxy_iccid, sender.e164()], |row| {
                 row.get::<_, String>(0)

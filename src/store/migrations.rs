@@ -358,6 +358,97 @@ CREATE TABLE sim_storage (
 ) STRICT;
 "#;
 
+/// The Twilio Proxy facade's own objects: services (pools of SIMs with
+/// Proxy's settings), their numbers, and the sessions and participants
+/// created through it. A session that has both participants points at the
+/// appliance's session; one still waiting for its second has none.
+const TWILIO_PROXY: &str = r#"
+CREATE TABLE twilio_services (
+    sid                         TEXT PRIMARY KEY,
+    unique_name                 TEXT UNIQUE,
+    default_ttl                 INTEGER CHECK (default_ttl >= 0),
+    callback_url                TEXT,
+    intercept_callback_url      TEXT,
+    out_of_session_callback_url TEXT,
+    number_selection_behavior   TEXT NOT NULL DEFAULT 'prefer-sticky'
+        CHECK (number_selection_behavior IN ('prefer-sticky', 'avoid-sticky')),
+    geo_match_level             TEXT NOT NULL DEFAULT 'country',
+    created_ms                  INTEGER NOT NULL,
+    updated_ms                  INTEGER NOT NULL
+) STRICT;
+
+-- A SIM belongs to at most one service.
+CREATE TABLE twilio_numbers (
+    iccid       TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    is_reserved INTEGER NOT NULL DEFAULT 0 CHECK (is_reserved IN (0, 1)),
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_numbers_service ON twilio_numbers(service_sid);
+
+CREATE TABLE twilio_sessions (
+    sid         TEXT PRIMARY KEY,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    session_id  TEXT UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+    unique_name TEXT,
+    ttl         INTEGER CHECK (ttl >= 0),
+    expiry_ms   INTEGER,
+    mode        TEXT NOT NULL CHECK (mode IN ('sms', 'voice', 'both')),
+    -- A session closed before its second participant came.
+    closed_ms   INTEGER,
+    deleted_ms  INTEGER,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    UNIQUE (service_sid, unique_name)
+) STRICT;
+CREATE INDEX twilio_sessions_service ON twilio_sessions(service_sid, created_ms);
+
+CREATE TABLE twilio_participants (
+    sid           TEXT PRIMARY KEY,
+    session_sid   TEXT NOT NULL REFERENCES twilio_sessions(sid) ON DELETE CASCADE,
+    position      INTEGER NOT NULL CHECK (position IN (0, 1)),
+    -- Only while the session waits for its second participant; then the
+    -- appliance's participants table holds it.
+    identifier    TEXT,
+    friendly_name TEXT,
+    proxy_iccid   TEXT,
+    created_ms    INTEGER NOT NULL,
+    deleted_ms    INTEGER,
+    UNIQUE (session_sid, position)
+) STRICT;
+"#;
+
+/// Hubs: numbers that may be in many open sessions on one proxy, each
+/// session told apart by a code on the hub's participant row. The masking
+/// rule stays a database constraint for everyone else: the open-route
+/// index leaves out only rows with a code, only a hub's rows may have one
+/// (and a hub's open rows always have one), and a code is unique among the
+/// hub's open sessions on the proxy.
+const HUBS: &str = r#"
+CREATE TABLE hubs (
+    id         TEXT PRIMARY KEY,
+    number     TEXT NOT NULL UNIQUE,
+    label      TEXT,
+    created_ms INTEGER NOT NULL
+) STRICT;
+
+ALTER TABLE participants ADD COLUMN hub_code TEXT;
+DROP INDEX participants_open_route;
+CREATE UNIQUE INDEX participants_open_route
+    ON participants(proxy_iccid, number) WHERE open = 1 AND hub_code IS NULL;
+CREATE UNIQUE INDEX participants_open_hub_code
+    ON participants(proxy_iccid, number, hub_code) WHERE open = 1 AND hub_code IS NOT NULL;
+CREATE TRIGGER participants_hub_insert BEFORE INSERT ON participants
+    WHEN NEW.open = 1
+     AND (NEW.hub_code IS NOT NULL) != EXISTS (SELECT 1 FROM hubs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
+CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON participants
+    WHEN NEW.open = 1
+     AND (NEW.hub_code IS NOT NULL) != EXISTS (SELECT 1 FROM hubs WHERE number = NEW.number)
+    BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -370,6 +461,8 @@ const ALL: &[&str] = &[
     INTERACTIONS_BY_TIME,
     SESSION_SEMANTICS,
     SIM_STORAGE,
+    TWILIO_PROXY,
+    HUBS,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -476,5 +569,60 @@ mod tests {
             "UPDATE sessions SET status = 'closed', close_reason = 'operator' WHERE id = 's2'",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn only_a_hub_escapes_the_masking_rule() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0);
+             INSERT INTO hubs (id, number, created_ms) VALUES ('hub_1', '+447911000100', 0);",
+        )
+        .unwrap();
+        let session = |id: &str| {
+            format!(
+                "INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms)
+                 VALUES ('{id}', '1', 'sms', 'open', 0, 0)"
+            )
+        };
+        let participant = |id: &str, position: u8, number: &str, code: &str| {
+            format!(
+                "INSERT INTO participants (session_id, position, number, proxy_iccid, open, hub_code)
+                 VALUES ('{id}', {position}, '{number}', '1', 1, {code})"
+            )
+        };
+        let run = |sql: &str| conn.execute_batch(sql).map_err(|e| e.to_string());
+        for id in ["s1", "s2", "s3", "s4"] {
+            run(&session(id)).unwrap();
+        }
+        // The hub in two sessions on one proxy, with two codes.
+        run(&participant("s1", 0, "+447911000001", "NULL")).unwrap();
+        run(&participant("s1", 1, "+447911000100", "'K7'")).unwrap();
+        run(&participant("s2", 0, "+447911000002", "NULL")).unwrap();
+        run(&participant("s2", 1, "+447911000100", "'W3'")).unwrap();
+        // The same code twice, a hub without a code, a code for someone
+        // else, a counterpart twice: all refused.
+        assert!(
+            run(&participant("s3", 1, "+447911000100", "'K7'"))
+                .unwrap_err()
+                .contains("UNIQUE")
+        );
+        assert!(
+            run(&participant("s3", 1, "+447911000100", "NULL"))
+                .unwrap_err()
+                .starts_with("hub")
+        );
+        assert!(
+            run(&participant("s3", 0, "+447911000003", "'E5'"))
+                .unwrap_err()
+                .starts_with("hub")
+        );
+        assert!(
+            run(&participant("s4", 0, "+447911000001", "NULL"))
+                .unwrap_err()
+                .contains("UNIQUE")
+        );
     }
 }

@@ -10,11 +10,14 @@
 
 mod allocate;
 mod api_queries;
+mod audit;
 mod callbacks;
 mod calls;
 mod export;
+mod hubs;
 mod import;
 mod inbound;
+mod integrity;
 mod migrations;
 mod pool;
 mod rails;
@@ -22,6 +25,7 @@ mod relay;
 mod retention;
 mod sessions;
 mod tokens;
+mod twilio;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -32,11 +36,14 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
+pub use audit::AuditRecord;
 pub use callbacks::PendingDelivery;
 pub use calls::CallInteraction;
 pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
+pub use hubs::{HubConversation, HubRecord};
 pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
+pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file};
 pub use migrations::latest_version;
 pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
@@ -45,10 +52,13 @@ pub use relay::{
 };
 pub use retention::ErasureCounts;
 pub use sessions::{
-    LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord, SimChange,
-    SimRecord,
+    HubSide, LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord,
+    SimChange, SimRecord,
 };
 pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
+pub use twilio::{
+    ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
+};
 
 use crate::masking::allocation::AllocationError;
 
@@ -81,6 +91,8 @@ pub enum StoreError {
     NoSuchSession(String),
     #[error("no SIM {0}")]
     NoSuchSim(String),
+    #[error("no hub {0}")]
+    NoSuchHub(String),
     #[error("session {id} is already {status}")]
     SessionNotOpen { id: String, status: String },
     /// A rail refused the change (a 409 with `code`: `opted_out`,
@@ -91,6 +103,10 @@ pub enum StoreError {
     Allocation(#[from] AllocationError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Committed, but the fsync meant to make it durable failed: the
+    /// caller must act as if it had not been stored.
+    #[error("commit not made durable: {message}")]
+    NotDurable { disk_full: bool, message: String },
     #[error(
         "erasure committed, but the write-ahead log still holds the erased data \
          (another connection kept reading): run it again to overwrite it"
@@ -116,8 +132,9 @@ enum Job {
     Durable(Box<dyn FnOnce(&mut Connection) -> Answer + Send>),
 }
 
-/// Sends a durable job's result to its caller.
-type Answer = Box<dyn FnOnce() + Send>;
+/// Sends a durable job's result to its caller; given the error when the
+/// fsync that was to make it durable failed.
+type Answer = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
 /// The typed handle to the database. Cheap to clone; the writer thread
 /// stops when the last handle is dropped.
@@ -130,6 +147,8 @@ pub struct Store {
     /// tens of microseconds; the hop can take longer on a busy Pi).
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// The last write the disk refused (full, failing), until one works.
+    write_health: integrity::WriteHealth,
 }
 
 impl std::fmt::Debug for Store {
@@ -145,9 +164,11 @@ impl Store {
         let mut conn = open_connection(path)?;
         migrations::migrate(&mut conn)?;
         let (jobs, inbox) = mpsc::channel::<Job>();
+        let write_health = integrity::WriteHealth::default();
+        let health = write_health.clone();
         thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, inbox))
+            .spawn(move || writer(conn, inbox, health))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
         let reader = Connection::open_with_flags(
             path,
@@ -167,6 +188,7 @@ impl Store {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
+            write_health,
         })
     }
 
@@ -182,10 +204,14 @@ impl Store {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let health = self.write_health.clone();
         self.jobs
             .send(Job::Plain(Box::new(move |conn| {
+                let before = conn.total_changes();
+                let result = f(conn);
+                health.observe(&result, conn.total_changes() != before);
                 // The caller may have gone away (cancelled); nothing to do then.
-                let _ = reply.send(f(conn));
+                let _ = reply.send(result);
             })))
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
@@ -221,11 +247,21 @@ impl Store {
         D: FnOnce(&mut Result<R, StoreError>) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let health = self.write_health.clone();
         let queued = self
             .jobs
             .send(Job::Durable(Box::new(move |conn| {
-                let mut result = relaxed(conn, f);
-                Box::new(move || {
+                let before = conn.total_changes();
+                let result = relaxed(conn, f);
+                health.observe(&result, conn.total_changes() != before);
+                Box::new(move |unsynced: Option<StoreError>| {
+                    // Committed but not made durable: the caller must not
+                    // act as if it were (a message stays on its SIM, to be
+                    // read again and recognised).
+                    let mut result = match (result, unsynced) {
+                        (Ok(_), Some(error)) => Err(error),
+                        (result, _) => result,
+                    };
                     on_durable(&mut result);
                     let _ = reply.send(result);
                 })
@@ -371,7 +407,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 
 /// The writer thread: runs jobs in order; durable jobs' answers wait for
 /// the fsync that ends their group.
-fn writer(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
+fn writer(mut conn: Connection, inbox: mpsc::Receiver<Job>, health: integrity::WriteHealth) {
     while let Ok(first) = inbox.recv() {
         let mut waiting: Vec<Answer> = Vec::new();
         let mut next = Some(first);
@@ -388,11 +424,24 @@ fn writer(mut conn: Connection, inbox: mpsc::Receiver<Job>) {
         if !waiting.is_empty() {
             // A FULL commit fsyncs the WAL, and with it every NORMAL
             // commit before it.
-            if let Err(error) = sync_wal(&conn) {
-                tracing::error!(%error, "store: cannot make a group of commits durable");
-            }
+            let unsynced = match sync_wal(&conn) {
+                Ok(()) => None,
+                Err(error) => {
+                    tracing::error!(%error, "store: cannot make a group of commits durable");
+                    let error = StoreError::Sqlite(error);
+                    let failure = integrity::write_failure(&error);
+                    if let Some(failure) = failure.clone() {
+                        health.refused(failure);
+                    }
+                    Some((failure.is_some_and(|(full, _)| full), error.to_string()))
+                }
+            };
             for answer in waiting {
-                answer();
+                answer(
+                    unsynced
+                        .clone()
+                        .map(|(disk_full, message)| StoreError::NotDurable { disk_full, message }),
+                );
             }
         }
     }

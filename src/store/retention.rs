@@ -19,7 +19,7 @@ pub struct ErasureCounts {
     pub outbox: usize,
     pub participants: usize,
     pub auto_replies: usize,
-    /// Its opt-out, block-list entry and recipient rows.
+    /// Its opt-out, block-list entry, recipient rows and hub.
     pub rails: usize,
     pub audit: usize,
 }
@@ -197,7 +197,7 @@ impl Store {
                 params![number],
             )?;
             // The rails' lists name the number too: its opt-out, its block,
-            // the SIMs that sent to it this month.
+            // the SIMs that sent to it this month, its hub.
             let rails = tx.execute("DELETE FROM opt_outs WHERE number = ?1", params![number])?
                 + tx.execute(
                     "DELETE FROM blocked_numbers WHERE number = ?1",
@@ -206,7 +206,9 @@ impl Store {
                 + tx.execute(
                     "DELETE FROM sim_recipients WHERE number = ?1",
                     params![number],
-                )?;
+                )?
+                // A hub names its number too (its sessions ended above).
+                + tx.execute("DELETE FROM hubs WHERE number = ?1", params![number])?;
             // Unique per row: the open-route index must still hold.
             let participants = tx.execute(
                 "UPDATE participants

@@ -108,6 +108,18 @@ pub struct SessionRecord {
     /// Why it ended; `None` while open.
     pub close_reason: Option<CloseReason>,
     pub fallback_number: Option<PhoneNumber>,
+    /// The hub's side, when one participant is a hub: its position and the
+    /// session's code.
+    pub hub: Option<HubSide>,
+}
+
+/// The hub's side of a session with a hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubSide {
+    /// The hub's position among the participants (0 or 1).
+    pub position: u8,
+    /// The session's code among the hub's sessions on its proxy (`K7`).
+    pub code: String,
 }
 
 impl SessionRecord {
@@ -147,7 +159,9 @@ const SESSION_COLUMNS: &str = "s.id, s.proxy_iccid, sim.msisdn, s.mode, s.status
      s.opened_ms, s.expires_ms, s.idle_ttl_s, s.last_activity_ms, s.ended_ms, \
      (SELECT number FROM participants WHERE session_id = s.id AND position = 0), \
      (SELECT number FROM participants WHERE session_id = s.id AND position = 1), \
-     s.close_reason, s.fallback_number";
+     s.close_reason, s.fallback_number, \
+     (SELECT position FROM participants WHERE session_id = s.id AND hub_code IS NOT NULL), \
+     (SELECT hub_code FROM participants WHERE session_id = s.id AND hub_code IS NOT NULL)";
 
 /// How an erased participant's number starts in the `participants` table
 /// (followed by the session id and position, unique per row).
@@ -201,6 +215,13 @@ fn session_from_row(row: &Row<'_>) -> Result<SessionRecord, StoreError> {
             .get::<_, Option<String>>(14)?
             .map(|n| PhoneNumber::from_e164(&n).map_err(|e| corrupt("fallback number", e)))
             .transpose()?,
+        hub: match (
+            row.get::<_, Option<u8>>(15)?,
+            row.get::<_, Option<String>>(16)?,
+        ) {
+            (Some(position), Some(code)) => Some(HubSide { position, code }),
+            _ => None,
+        },
     })
 }
 
@@ -484,7 +505,7 @@ impl Store {
                 .map(|l| format!("%{}%", l.replace(['%', '_'], "")));
             let participant = filter.participant.map(|p| p.e164().to_string());
             let limit = filter.limit.clamp(1, MAX_PAGE_SIZE) as i64;
-            let offset = filter.offset as i64;
+            let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
             query_sessions(
                 conn,
                 "(?1 IS NULL OR s.status = ?1) AND (?2 IS NULL OR s.label LIKE ?2) \
@@ -523,7 +544,8 @@ impl Store {
     }
 
     /// The open session of `from` on the proxy `proxy_iccid` (at most one, by
-    /// the masking rule), for routing inbound traffic.
+    /// the masking rule), for routing inbound traffic. A hub's sessions are
+    /// not among them: a hub has many ([`Store::hub_conversations`]).
     pub async fn open_session_of(
         &self,
         proxy_iccid: String,
@@ -533,7 +555,7 @@ impl Store {
             let id: Option<String> = conn
                 .prepare_cached(
                     "SELECT session_id FROM participants \
-                     WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1",
+                     WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1 AND hub_code IS NULL",
                 )?
                 .query_row(params![proxy_iccid, from.e164()], |row| row.get(0))
                 .optional()?;

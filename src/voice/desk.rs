@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::desks::{CallDesks, DeskRequest, EndError, Ended, LiveCall};
 use super::{
-    Bridge, BridgeTiming, CallRecord, Command, CommandKind, EndRequest, Input, Lookup, Method,
-    Outcome, Setup, choose_method,
+    Bridge, BridgeTiming, CallRecord, Command, CommandKind, EndRequest, HubChoice, Input, Lookup,
+    Method, Outcome, Setup, choose_method,
 };
 use crate::bank::Bank;
 use crate::config::LiveConfig;
@@ -31,7 +31,8 @@ use crate::masking::policy::{self, Action};
 use crate::modem::actor::ModemEvent;
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
-use crate::store::{CallInteraction, Store};
+use crate::profile::DtmfDetection;
+use crate::store::{CallInteraction, Store, StoreError};
 
 /// What the router hands to a SIM's voice desk.
 pub type VoiceInbox = mpsc::Sender<ModemEvent>;
@@ -169,17 +170,20 @@ impl Desk {
     async fn watch_session(&self) -> Option<EndRequest> {
         let call = self.bridge.as_ref()?.state().call()?;
         let session = call.session()?.to_string();
-        let caller = call.caller().clone();
         let now = crate::clock::now();
-        let open = match self.store.open_session_of(self.iccid.clone(), caller).await {
-            Ok(open) => open.filter(|s| s.id == session),
+        // By id: a hub's call has its session whichever of its many it is.
+        let record = match self.store.session(session).await {
+            Ok(record) => Some(record),
+            Err(StoreError::NoSuchSession(_)) => None,
             Err(error) => {
                 tracing::warn!(iccid = %self.iccid, %error, "cannot check the call's session");
                 return None;
             }
         };
+        let open = record
+            .clone()
+            .filter(|s| s.status == SessionStatus::Open && s.proxy_iccid == self.iccid);
         let Some(open) = open else {
-            let record = self.store.session(session).await.ok();
             // A call put through to a session's fallback number after it
             // expired is not the session's conversation: its end is not
             // this call's.
@@ -231,6 +235,7 @@ impl Desk {
             answer_timeout: seconds(voice.ring_timeout_seconds),
             max_duration: (voice.max_duration_seconds > 0)
                 .then(|| seconds(voice.max_duration_seconds)),
+            key_timeout: seconds(config.hubs.dtmf_timeout_seconds),
             ..BridgeTiming::default()
         };
         let chosen = config.sim(&self.iccid).and_then(|s| s.voice_method);
@@ -249,7 +254,17 @@ impl Desk {
             }
             None => choose_method(&[], None, Method::preferred(chosen, None)),
         };
-        Setup { methods, timing }
+        Setup {
+            methods,
+            timing,
+            detects_keys: self.dtmf_detection().is_some(),
+        }
+    }
+
+    /// How the SIM's modem reports keys the caller presses, if it can.
+    fn dtmf_detection(&self) -> Option<DtmfDetection> {
+        let handle = self.bank.handle(&self.iccid)?;
+        self.bank.profile(&handle.identity().profile)?.voice.dtmf
     }
 
     /// Steps the bridge with `first` and everything its commands report.
@@ -312,6 +327,10 @@ impl Desk {
                     return Some(Input::Failed(kind, AtError::Unplugged.to_string()));
                 };
                 let result = match &other {
+                    Command::DetectKeys => match self.dtmf_detection() {
+                        Some(detection) => handle.detect_dtmf(detection).await,
+                        None => Err(AtError::Invalid("the modem detects no keys".into())),
+                    },
                     Command::Answer => handle.answer().await,
                     Command::Hold => handle.hold().await,
                     Command::Dial(number) => handle.dial(number.e164()).await,
@@ -361,6 +380,11 @@ impl Desk {
                 };
             }
         };
+        if session.is_none()
+            && let Some(hub) = self.hub_lookup(&caller, now).await
+        {
+            return hub;
+        }
         let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
         match lifecycle::route(&sessions, &caller, Traffic::Call, now) {
             Route::Relay { session, to } => Lookup::Bridge {
@@ -385,6 +409,45 @@ impl Desk {
             }
             Route::OutOfSession => self.before_policy(caller).await,
         }
+    }
+
+    /// A hub calling: the sessions it has on this SIM that carry calls, to
+    /// key one of; `None` when the caller is no hub or has none here.
+    async fn hub_lookup(&self, caller: &PhoneNumber, now: OffsetDateTime) -> Option<Lookup> {
+        let (open, last) = match self
+            .store
+            .hub_conversations(self.iccid.clone(), caller.clone())
+            .await
+        {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(iccid = %self.iccid, %error, "hub lookup failed");
+                return None;
+            }
+        };
+        let choices: Vec<HubChoice> = open
+            .into_iter()
+            .filter_map(|c| {
+                let rules = c.session.rules_view()?;
+                if rules.is_expired_at(now) || !Traffic::Call.carried_by(rules.mode) {
+                    return None;
+                }
+                Some(HubChoice {
+                    other: rules.other_participant(caller)?.clone(),
+                    session: c.session.id,
+                    code: c.code,
+                })
+            })
+            .collect();
+        if choices.is_empty() {
+            return None;
+        }
+        tracing::info!(iccid = %self.iccid, sessions = choices.len(), "a hub calls: waiting for its code");
+        Some(Lookup::Hub {
+            caller: caller.clone(),
+            choices,
+            last,
+        })
     }
 
     /// The rails before the policy (block list, fallback after expiry,
@@ -552,6 +615,7 @@ fn inputs_of(event: ModemEvent) -> Vec<Input> {
         ModemEvent::CallsChanged => vec![Input::NoCarrier],
         ModemEvent::Busy => vec![Input::Busy],
         ModemEvent::Unplugged => vec![Input::ModemLost],
+        ModemEvent::Dtmf { key } => vec![Input::Key(key)],
         _ => Vec::new(),
     }
 }

@@ -5,8 +5,6 @@
 //! its staff number (Twilio's auto-create). The rules are allocation's and
 //! the store's; this only asks them, in that order.
 
-use time::OffsetDateTime;
-
 use super::Lookup;
 use crate::config::Config;
 use crate::events::{Event, EventBus};
@@ -82,10 +80,7 @@ pub async fn before_policy(
         signal_dbm: None,
         voice_capable: true,
     };
-    match store
-        .open_session_on(new, live, OffsetDateTime::now_utc())
-        .await
-    {
+    match store.open_session_on(new, live, crate::clock::now()).await {
         Ok(session) => {
             tracing::info!(%iccid, session = %session.id, "front desk: a stranger's call opens a session with the staff number");
             events.publish(Event::SessionOpened {

@@ -38,7 +38,10 @@
 //!   modem's calls and releases any left half-made by an earlier run,
 //! - the desk answers [`Command::LookupSession`] with [`Input::Session`],
 //! - the operator's "end call", or the call's session closed or expired,
-//!   sends [`Input::End`].
+//!   sends [`Input::End`],
+//! - a key the caller pressed (`+DTMF`, `+QTONEDET`) sends [`Input::Key`]:
+//!   a hub calling its proxy keys the code of the session it wants
+//!   ([`Lookup::Hub`], the `Keying` state).
 //!
 //! [`Bridge::step`] returns the [`Command`]s to carry out, in order: AT
 //! commands for the modem, a session lookup, and [`Command::Record`] when a
@@ -58,8 +61,8 @@ mod method;
 
 pub use desks::{CallDesks, EndError, Ended, LiveCall};
 pub use machine::{
-    Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, EndRequest, Input,
-    Lookup, Outcome, Reported, Ringing, Setup, State, Step, Transition, step,
+    Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, EndRequest, HubChoice,
+    Input, Keying, Lookup, Outcome, Reported, Ringing, Setup, State, Step, Transition, step,
 };
 pub use method::{Method, NoMethod, choose_method, method_name};
 

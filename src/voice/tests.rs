@@ -21,6 +21,7 @@ fn setup(methods: &[Method]) -> Setup {
     Setup {
         methods: Ok(methods.to_vec()),
         timing: BridgeTiming::default(),
+        detects_keys: true,
     }
 }
 
@@ -54,6 +55,7 @@ fn summary(command: &Command) -> String {
         Command::HangupAll => "ATH".into(),
         Command::HangupCall(id) => format!("AT+CHLD=1{id}"),
         Command::ListCalls => "AT+CLCC".into(),
+        Command::DetectKeys => "AT+DDET=1".into(),
         Command::Record(r) => format!("record:{}", r.outcome.as_str()),
     }
 }
@@ -418,6 +420,7 @@ fn a_sim_that_cannot_bridge_rejects_with_its_reason() {
             Method::Conference,
         ),
         timing: BridgeTiming::default(),
+        detects_keys: false,
     };
     let rows: Vec<Row> = vec![
         (
@@ -1028,6 +1031,7 @@ fn a_conference_ends_at_its_maximum_duration() {
             max_duration: Some(Duration::seconds(60)),
             ..BridgeTiming::default()
         },
+        detects_keys: false,
     };
     let mut rows = to_conference();
     rows.extend([
@@ -1100,5 +1104,173 @@ fn a_session_ending_ends_the_call_at_any_step_the_modem_is_in() {
             &["record:busy"][..],
         ),
     ]);
+    run(&setup(&[Method::Conference]), rows);
+}
+
+/// A hub (X) with two sessions on the SIM: K7 with Y, W3 with Z; it last
+/// heard from Z.
+fn hub_calls() -> Input {
+    Input::Session(Lookup::Hub {
+        caller: number(X),
+        choices: vec![
+            HubChoice {
+                session: "s1".into(),
+                code: "K7".into(),
+                other: number(Y),
+            },
+            HubChoice {
+                session: "s2".into(),
+                code: "W3".into(),
+                other: number(Z),
+            },
+        ],
+        last: Some("s2".into()),
+    })
+}
+
+fn hub_answered() -> Vec<Row<'static>> {
+    vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, hub_calls(), "keying-code", &["ATA"]),
+        (
+            1,
+            Input::Done(CommandKind::Answer),
+            "keying-code",
+            &["AT+DDET=1"],
+        ),
+        (1, Input::Done(CommandKind::DetectKeys), "keying-code", &[]),
+    ]
+}
+
+#[test]
+fn a_hub_keys_the_code_of_the_session_it_calls_into() {
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('5'), "keying-code", &[][..]),
+        (3, Input::Key('7'), "holding-caller", &["AT+CHLD=2"][..]),
+        (
+            3,
+            Input::Done(CommandKind::Hold),
+            "dialing-other",
+            &["ATD+15550000002;"][..],
+        ),
+    ]);
+    let (_, log) = run(&setup(&[Method::Conference]), rows);
+    assert!(
+        log.contains(&"keying-code -> holding-caller (code keyed (K7); holding the hub)".into()),
+        "{log:?}"
+    );
+}
+
+#[test]
+fn a_hub_that_keys_nothing_reaches_the_last_counterpart() {
+    let mut rows = hub_answered();
+    rows.extend([
+        (5, Input::Tick, "keying-code", &[][..]),
+        (11, Input::Tick, "holding-caller", &["AT+CHLD=2"][..]),
+        (
+            11,
+            Input::Done(CommandKind::Hold),
+            "dialing-other",
+            &["ATD+15550000003;"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
+    // `*` starts again; `#` ends the keys; keys no code has: hung up.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('5'), "keying-code", &[][..]),
+        (2, Input::Key('*'), "keying-code", &[][..]),
+        (3, Input::Key('#'), "holding-caller", &["AT+CHLD=2"][..]),
+        (
+            3,
+            Input::Done(CommandKind::Hold),
+            "dialing-other",
+            &["ATD+15550000003;"][..],
+        ),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
+    // A key no code starts with can be taken back with `*`.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (2, Input::Key('*'), "keying-code", &[][..]),
+        (3, Input::Key('5'), "keying-code", &[][..]),
+        (3, Input::Key('7'), "holding-caller", &["AT+CHLD=2"][..]),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
+    // Keys no code has, then `#`: hung up, recorded as refused.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (3, Input::Key('#'), "clearing", &["ATH"][..]),
+        (
+            3,
+            Input::Done(CommandKind::HangupAll),
+            "idle",
+            &["record:rejected"][..],
+        ),
+    ]);
+    let (records, _) = run(&setup(&[Method::Conference]), rows);
+    assert_eq!(records[0].caller, Some(number(X)));
+    assert!(
+        records[0].outcome.reason().contains("keyed 2"),
+        "{records:?}"
+    );
+    // The same when the time to key runs out after them.
+    let mut rows = hub_answered();
+    rows.extend([
+        (2, Input::Key('2'), "keying-code", &[][..]),
+        (5, Input::Tick, "keying-code", &[][..]),
+        (12, Input::Tick, "clearing", &["ATH"][..]),
+    ]);
+    run(&setup(&[Method::Conference]), rows);
+}
+
+#[test]
+fn a_sim_that_detects_no_keys_puts_the_hub_through_to_the_last_one_at_once() {
+    let blind = Setup {
+        detects_keys: false,
+        ..setup(&[Method::Conference])
+    };
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, hub_calls(), "keying-code", &["ATA"]),
+        (
+            1,
+            Input::Done(CommandKind::Answer),
+            "holding-caller",
+            &["AT+CHLD=2"],
+        ),
+    ];
+    run(&blind, rows);
+    // The hub hangs up before keying: recorded as such.
+    let rows: Vec<Row> = vec![
+        (
+            0,
+            Input::CallerId(Some(X.into())),
+            "ringing",
+            &["lookup +15550000001"],
+        ),
+        (0, hub_calls(), "keying-code", &["ATA"]),
+        (
+            1,
+            Input::Done(CommandKind::Answer),
+            "keying-code",
+            &["AT+DDET=1"],
+        ),
+        (2, Input::NoCarrier, "keying-code", &["AT+CLCC"]),
+        (2, calls(&[]), "idle", &["record:caller_hung_up"]),
+    ];
     run(&setup(&[Method::Conference]), rows);
 }

@@ -241,7 +241,12 @@ impl Daemon {
     }
 
     pub async fn wait_ready(&self, sims: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        self.wait_ready_within(sims, Duration::from_secs(60)).await;
+    }
+
+    /// Waits for `/api/v1/numbers` to show `sims` healthy SIMs.
+    pub async fn wait_ready_within(&self, sims: usize, within: Duration) {
+        let deadline = Instant::now() + within;
         loop {
             assert!(Instant::now() < deadline, "daemon never got {sims} SIMs up");
             if let Ok(response) = client()
@@ -267,6 +272,44 @@ impl Daemon {
                 }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts `simmask run` as an operator runs it: logs at info level,
+    /// appended to `log` (so that a test reads everything every run of a
+    /// storm wrote), and waits for `sims` SIMs up.
+    pub async fn start_logged(
+        config: &Path,
+        port: u16,
+        sims: usize,
+        log: &Path,
+        within: Duration,
+    ) -> Daemon {
+        let daemon = Self::spawn_logged(config, port, log);
+        daemon.wait_ready_within(sims, within).await;
+        daemon
+    }
+
+    /// Like [`Daemon::start_logged`], without waiting for anything.
+    pub fn spawn_logged(config: &Path, port: u16, log: &Path) -> Daemon {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_simmask"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SIMMASK_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("simmask run");
+        Daemon {
+            process: Process { child },
+            url: format!("http://127.0.0.1:{port}"),
+            config: config.to_path_buf(),
         }
     }
 
@@ -299,4 +342,46 @@ impl Daemon {
             .await
             .expect("JSON")
     }
+}
+
+/// Every form in which `number` could leak into a log: E.164, international
+/// digits, the national number (the subscriber part any prefix would show),
+/// and the swapped semi-octets of a PDU's address field (3GPP TS 23.040
+/// §9.1.2.3) as a hex dump would show them. UK numbers only (`+44…`).
+pub fn number_forms(number: &str) -> Vec<String> {
+    let digits = number.trim_start_matches('+');
+    let national = &digits[2..];
+    let mut nibbles: Vec<char> = digits.chars().collect();
+    if nibbles.len() % 2 == 1 {
+        nibbles.push('F');
+    }
+    let semi_octets: String = nibbles.chunks(2).flat_map(|p| [p[1], p[0]]).collect();
+    vec![digits.to_string(), national.to_string(), semi_octets]
+}
+
+/// The lines of `text` that contain any form of `number`.
+pub fn leaks(text: &str, number: &str) -> Vec<String> {
+    let forms = number_forms(number);
+    text.lines()
+        .filter(|line| {
+            let upper = line.to_ascii_uppercase();
+            forms.iter().any(|form| upper.contains(form.as_str()))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fails with the offending lines when `log` holds any form of any of
+/// `numbers`.
+pub fn assert_no_numbers_in(log: &str, numbers: &[String], what: &str) {
+    let found: Vec<(String, Vec<String>)> = numbers
+        .iter()
+        .map(|n| (n.clone(), leaks(log, n)))
+        .filter(|(_, lines)| !lines.is_empty())
+        .collect();
+    assert!(
+        found.is_empty(),
+        "participants' numbers in {what}: {:#?}",
+        found.iter().take(5).collect::<Vec<_>>()
+    );
 }

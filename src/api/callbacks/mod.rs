@@ -28,6 +28,7 @@
 //! The dispatcher reads the bus like any subscriber: a slow receiver never
 //! holds up the daemon.
 
+mod network;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -313,6 +314,9 @@ impl Dispatcher {
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Attempt::Final("shutting down".into());
         };
+        if let Err(problem) = network::check_url(&self.config, &target.url) {
+            return Attempt::Final(problem);
+        }
         let now = OffsetDateTime::now_utc();
         let timestamp = now.unix_timestamp();
         let secret = self.config.secret.as_deref().unwrap_or_default();
@@ -330,6 +334,10 @@ impl Dispatcher {
             .await;
         match result {
             Ok(response) if response.status().is_success() => Attempt::Delivered,
+            Ok(response) if response.status().is_redirection() => Attempt::Final(format!(
+                "answered {}: redirects are not followed (configure the final URL)",
+                response.status()
+            )),
             Ok(response) => {
                 let status = response.status();
                 let retry = status.is_server_error()
@@ -477,6 +485,14 @@ mod tests {
         config
             .urls
             .insert("message_relayed".into(), "http://10.0.0.5/hook".into());
+        // Only to the addresses listed.
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("10.0.0.5 is not in callbacks.allowed_networks")
+        );
+        config.allowed_networks = vec!["10.0.0.0/24".into()];
         assert!(config.validate().unwrap_err().starts_with("secret:"));
         config.secret = Some("0123456789abcdef".into());
         assert!(config.validate().is_ok());
@@ -521,5 +537,55 @@ mod tests {
         );
         assert!(config.validate().is_ok());
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn link_local_and_metadata_addresses_are_never_targets() {
+        let mut config = CallbacksConfig {
+            secret: Some("0123456789abcdef".into()),
+            allowed_networks: vec!["0.0.0.0/0".into(), "::/0".into()],
+            ..CallbacksConfig::default()
+        };
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fd00:ec2::254]/latest/meta-data/",
+            "http://[fe80::1]/hook",
+            "http://[::ffff:169.254.169.254]/hook",
+            "http://100.100.100.200/hook",
+            "http://0.0.0.0/hook",
+        ] {
+            config.urls.insert("message_relayed".into(), url.into());
+            let error = config.validate().unwrap_err();
+            assert!(error.contains("never a callback target"), "{url}: {error}");
+        }
+        config
+            .urls
+            .insert("message_relayed".into(), "http://192.168.1.20/hook".into());
+        assert!(config.validate().is_ok());
+        // Listing a forbidden range is itself an error.
+        for listed in [
+            "169.254.169.254",
+            "169.254.0.0/16",
+            "fd00:ec2::254",
+            "fe80::/64",
+        ] {
+            config.allowed_networks = vec![listed.into()];
+            let error = config.validate().unwrap_err();
+            assert!(
+                error.starts_with("allowed_networks:") && error.contains("never"),
+                "{listed}: {error}"
+            );
+        }
+        // A host name needs the list, and is checked when resolved.
+        config.allowed_networks = Vec::new();
+        config
+            .urls
+            .insert("message_relayed".into(), "https://home.example/hook".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("list its addresses")
+        );
     }
 }

@@ -4,7 +4,6 @@
 //! certificate and nothing else.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -18,8 +17,7 @@ use crate::config::{CallbacksConfig, parse_fingerprint};
 /// The client for receivers verified the usual way: the system's CAs and
 /// the configured `ca_file`.
 pub fn standard_client(config: &CallbacksConfig) -> Result<reqwest::Client, String> {
-    let mut builder =
-        reqwest::Client::builder().timeout(Duration::from_secs(config.timeout_seconds));
+    let mut builder = super::network::client_builder(config);
     if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
         let certificates = reqwest::Certificate::from_pem_bundle(&pem)
@@ -46,8 +44,7 @@ pub fn pinned_client(
             provider,
         }))
         .with_no_client_auth();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(config.timeout_seconds))
+    super::network::client_builder(config)
         .tls_backend_preconfigured(tls)
         .build()
         .map_err(|e| e.to_string())

@@ -16,6 +16,8 @@ const TOKEN_KEY = 'simmask.token';
 const LANG_KEY = 'simmask.lang';
 const PAGE_SIZE = 50;
 const FEED_MAX = 200;
+// How many of the latest events the feed starts with.
+const FEED_RECENT = 50;
 const LANGUAGES = { en: 'English', fr: 'Français', es: 'Español', pt: 'Português', ar: 'العربية' };
 const RIGHT_TO_LEFT = new Set(['ar']);
 
@@ -188,7 +190,7 @@ async function signIn(token) {
   $('app').hidden = false;
   $('whoami').hidden = false;
   setExportRange();
-  await Promise.all([loadBank(), loadSessions(true)]);
+  await Promise.all([loadBank(), loadSessions(true), loadHubs()]);
   startStream();
   state.chartsTimer = setInterval(() => { loadCharts(); loadClock().catch(() => {}); }, 60000);
 }
@@ -437,7 +439,7 @@ function sessionItem(session) {
       el('span', { class: 'badge ' + (session.status === 'open' ? 'up' : '') },
         word('status', session.status) + (session.close_reason ? ' · ' + word('close', session.close_reason) : ''))),
     el('div', { class: 'meta' },
-      ltr(session.participants[0]), ' ⇄ ', ltr(session.participants[1]),
+      participant(session, 0), ' ⇄ ', participant(session, 1),
       ` ${t('session.via')} `, ltr(session.proxy_number), ' · ', word('mode', session.mode)),
     el('div', { class: 'row' },
       el('span', { class: 'meta' }, t('session.opened', { when: dateTime(session.opened_at) }) +
@@ -451,6 +453,15 @@ function sessionItem(session) {
           ? el('button', { type: 'button', class: 'quiet reopen-session', onclick: reopen }, t('session.reopen')) : null)),
     session.call ? callLine(session) : null,
     interactions);
+}
+
+// One side of a session; a hub's side carries the session's code, which
+// the hub starts its replies with.
+function participant(session, position) {
+  const number = ltr(session.participants[position]);
+  if (session.hub_participant !== position || !session.hub_code) return number;
+  return el('span', { class: 'hub-side', title: t('hub.code_title', { code: session.hub_code }) },
+    number, ' ', el('span', { class: 'badge hub-code', dir: 'ltr' }, session.hub_code));
 }
 
 // The call the appliance holds on a session now, with its "end call" for
@@ -509,7 +520,68 @@ async function openSession(event) {
     const session = await call('POST', '/api/v1/sessions', body);
     notice(t('notice.opened', { name: session.label || session.id, proxy: session.proxy_number }), 'good');
     event.target.reset();
-    await Promise.all([loadSessions(true), loadBank()]);
+    await Promise.all([loadSessions(true), loadBank(), loadHubs()]);
+  } catch (error) {
+    notice(error.message, 'bad');
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- hubs ----------------------------------------------------------------
+
+// A hub: one number in many sessions on a proxy, each with its code.
+function hubItem(hub) {
+  const admin = state.role === 'admin';
+  // Removing ends the hub's open sessions: the first click asks, the
+  // second removes.
+  const remove = async (event) => {
+    const button = event.target;
+    if (!button.classList.contains('confirm') && hub.sessions.length) {
+      button.classList.add('confirm');
+      button.textContent = t('hub.remove_confirm', { count: hub.sessions.length });
+      return;
+    }
+    button.disabled = true;
+    try {
+      const removed = await call('DELETE', '/api/v1/hubs/' + encodeURIComponent(hub.id));
+      notice(t('notice.hub_removed', { name: hub.label || hub.id, count: removed.sessions_closed.length }), 'good');
+      await Promise.all([loadHubs(), loadSessions(true), loadBank()]);
+    } catch (error) {
+      notice(error.message, 'bad');
+      button.disabled = false;
+    }
+  };
+  const sessions = hub.sessions.map((s) => el('li', { class: 'hub-session', 'data-session': s.session_id, 'data-code': s.hub_code },
+    el('span', { class: 'badge hub-code', dir: 'ltr' }, s.hub_code), ' ',
+    ltr(s.counterpart), ` ${t('session.via')} `, ltr(s.proxy_number),
+    s.label ? el('span', { class: 'meta', dir: 'auto' }, ' · ' + s.label) : null));
+  return el('li', { class: 'hub', 'data-hub': hub.id },
+    el('div', { class: 'row' },
+      el('span', { class: 'title' }, hub.label ? el('span', { dir: 'auto' }, hub.label + ' ') : null, ltr(hub.number)),
+      el('span', { class: 'meta' }, t('hub.sessions', { count: hub.sessions.length })),
+      admin ? el('button', { type: 'button', class: 'danger remove-hub', onclick: remove }, t('hub.remove')) : null),
+    el('ul', { class: 'hub-sessions' }, ...sessions));
+}
+
+async function loadHubs() {
+  const hubs = await call('GET', '/api/v1/hubs');
+  $('hub-list').replaceChildren(...(hubs.length ? hubs.map(hubItem)
+    : [el('li', { class: 'meta' }, t('hubs.none'))]));
+}
+
+async function createHub(event) {
+  event.preventDefault();
+  const body = { number: $('hub-number').value.trim() };
+  const label = $('hub-label').value.trim();
+  if (label) body.label = label;
+  const button = event.target.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const hub = await call('POST', '/api/v1/hubs', body);
+    notice(t('notice.hub_created', { name: hub.label || hub.id }), 'good');
+    event.target.reset();
+    await Promise.all([loadHubs(), loadSessions(true)]);
   } catch (error) {
     notice(error.message, 'bad');
   } finally {
@@ -562,7 +634,7 @@ function addFeed(event) {
 function scheduleRefresh() {
   clearTimeout(state.refreshTimer);
   state.refreshTimer = setTimeout(async () => {
-    try { await Promise.all([loadBank(), loadSessions(true)]); } catch (error) { notice(error.message, 'bad'); }
+    try { await Promise.all([loadBank(), loadSessions(true), loadHubs()]); } catch (error) { notice(error.message, 'bad'); }
   }, 400);
 }
 
@@ -597,7 +669,9 @@ function startStream() {
         const headers = { Authorization: 'Bearer ' + state.token, Accept: 'text/event-stream' };
         // Back after a drop: the server sends what was missed first.
         if (state.lastEventId) headers['Last-Event-ID'] = state.lastEventId;
-        const response = await fetch('/api/v1/events', { headers, signal: controller.signal });
+        // The first time, the feed starts with what just happened.
+        const path = state.lastEventId ? '/api/v1/events' : '/api/v1/events?recent=' + FEED_RECENT;
+        const response = await fetch(path, { headers, signal: controller.signal });
         if (response.status === 401) { signOut(t('signin.expired')); return; }
         if (!response.ok || !response.body) throw new Error('feed: ' + response.status);
         setLive(true);
@@ -675,7 +749,7 @@ async function switchLanguage(lang) {
   $('feed-list').replaceChildren(...state.feed.map(feedItem));
   if (state.role) {
     setLive($('live').classList.contains('on'));
-    await Promise.all([loadBank(), loadSessions(true)]);
+    await Promise.all([loadBank(), loadSessions(true), loadHubs()]);
   }
 }
 
@@ -701,6 +775,7 @@ document.addEventListener('DOMContentLoaded', async () => {
   });
   $('signout').addEventListener('click', () => signOut());
   $('open-form').addEventListener('submit', openSession);
+  $('hub-form').addEventListener('submit', createHub);
   $('search-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     state.searchLabel = $('search-label').value.trim();

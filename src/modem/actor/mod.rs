@@ -36,7 +36,7 @@ use super::network::{self, AtExec};
 use super::parse::Registration;
 pub use super::parse::{Call, CallState, Signal};
 use super::port::AtPort;
-use crate::profile::Profile;
+use crate::profile::{DtmfDetection, Profile};
 
 /// A message as stored on the SIM or in the modem.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -86,6 +86,11 @@ pub enum ModemEvent {
         text: String,
     },
     Registration(Registration),
+    /// A key the other side of a call pressed, once detection is on
+    /// ([`ModemHandle::detect_dtmf`]).
+    Dtmf {
+        key: char,
+    },
     /// The port is gone; the actor reopens the same path with backoff.
     Unplugged,
     /// The port is back and the modem initialised again.
@@ -309,6 +314,15 @@ impl ModemHandle {
     /// `AT+CMUT` (3GPP TS 27.007 §8.24): mutes the modem's microphone.
     pub async fn mute(&self, on: bool) -> Result<(), AtError> {
         self.run(Command::plain(format!("AT+CMUT={}", u8::from(on))))
+            .await
+            .map(drop)
+    }
+
+    /// Turns on the detection of keys pressed by the other side of a call,
+    /// in the model's dialect (`AT+DDET=1`, `AT+QTONEDET=1`): they come as
+    /// [`ModemEvent::Dtmf`].
+    pub async fn detect_dtmf(&self, detection: DtmfDetection) -> Result<(), AtError> {
+        self.run(Command::plain(detection.enable_command()))
             .await
             .map(drop)
     }

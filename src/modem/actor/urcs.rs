@@ -66,6 +66,7 @@ impl Actor {
             Urc::Registration(status) => {
                 ModemEvent::Registration(Registration::from_status(status))
             }
+            Urc::Dtmf(key) => ModemEvent::Dtmf { key },
             Urc::Ignored => {
                 tracing::trace!(?lines, "vendor noise ignored");
                 return;

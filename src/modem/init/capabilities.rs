@@ -166,6 +166,17 @@ pub(super) async fn init_sms_and_voice(
                 .ask(Step::CallReports, Command::plain("AT+CLCC=1"))
                 .await?;
         }
+        // Keys a caller presses are reported (a hub keying a session's
+        // code), on the models whose vendor offers it; the voice desk turns
+        // it on again when a hub calls, for firmware that forgets it.
+        if let Some(detection) = profile.voice.dtmf {
+            steps
+                .ask(
+                    Step::KeyDetection,
+                    Command::plain(detection.enable_command()),
+                )
+                .await?;
+        }
     }
     // A modem that does not list its services is not taken to have none:
     // the services are tried when a call needs them.

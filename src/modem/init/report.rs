@@ -233,6 +233,8 @@ pub enum Step {
     CallWaiting,
     /// `AT+CLCC=1`.
     CallReports,
+    /// The vendor's DTMF detection (`AT+DDET=1`, `AT+QTONEDET=1`).
+    KeyDetection,
     /// `AT+CHLD=?`.
     CallServices,
     /// `AT+CLCC`.

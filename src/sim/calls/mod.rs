@@ -28,8 +28,10 @@
 //! no-answer timeout), `views` (what a party sees and hears), `notices`
 //! (what observers learn from each change) and `notifications` (what the
 //! network tells a party of what was done to its call: `+CSSI`/`+CSSU`,
-//! presentation restriction).
+//! presentation restriction), and `keys` (DTMF keys pressed during a call,
+//! as the modems that hear them report them).
 
+mod keys;
 mod links;
 mod notices;
 mod notifications;
@@ -45,6 +47,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use keys::is_key as is_dtmf_key;
 use links::Link;
 pub use links::LinkId;
 pub use notifications::{SsKind, SsNotification};
@@ -211,6 +214,10 @@ pub enum CallError {
     Unroutable(String),
     #[error("call: the modem is not registered (3GPP TS 27.007 §9.2.1 code 30)")]
     NoService,
+    #[error("call: no call in progress to press keys in")]
+    NotInCall,
+    #[error("call: {0:?} is not a DTMF key (0-9, *, #, A-D)")]
+    NotAKey(char),
 }
 
 impl CallError {

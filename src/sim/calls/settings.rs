@@ -3,7 +3,7 @@
 //! call settings its AT commands set (`+CLIP`, `+CRC`, `+CCWA`, `+CLCC`,
 //! `+CMUT`).
 
-use crate::profile::Voice;
+use crate::profile::{DtmfDetection, Voice};
 
 use super::{CallError, CallNetwork, Chld, Party};
 
@@ -26,6 +26,10 @@ pub struct ModemCallSettings {
     /// `+CSSN=…,1`: `+CSSU` for supplementary services the network applies
     /// to its calls (held, multiparty, transferred by the other side).
     pub cssu: bool,
+    /// `+DDET=1` / `+QTONEDET=1`: keys the other side presses are reported.
+    pub dtmf: bool,
+    /// `+DDET=1,<interval>,1`: SIMCom reports each key with its length.
+    pub dtmf_timed: bool,
 }
 
 /// One bank modem as the call side knows it.
@@ -35,6 +39,8 @@ pub(super) struct ModemLine {
     pub(super) voice: bool,
     pub(super) services: Vec<String>,
     pub(super) clcc_urc: bool,
+    /// How the model reports keys pressed by the other side, if it can.
+    pub(super) dtmf: Option<DtmfDetection>,
     pub(super) settings: ModemCallSettings,
 }
 
@@ -49,6 +55,7 @@ impl CallNetwork {
                 voice: voice.supported,
                 services: voice.chld.clone(),
                 clcc_urc: voice.clcc_urc,
+                dtmf: voice.dtmf,
                 settings: ModemCallSettings::default(),
             },
         );

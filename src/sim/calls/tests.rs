@@ -19,6 +19,7 @@ fn voice(chld: &[&str], clcc_urc: bool) -> Voice {
         supported: true,
         chld: chld.iter().map(|s| s.to_string()).collect(),
         clcc_urc,
+        dtmf: None,
         method: None,
     }
 }
@@ -718,4 +719,40 @@ proptest::proptest! {
 fn national_numbers_have_type_129() {
     assert_eq!(number_type("07700900100"), 129);
     assert_eq!(number_type("+447700900100"), 145);
+}
+
+#[test]
+fn keys_pressed_reach_the_modems_that_hear_them_in_their_vendors_words() {
+    let (mut net, now) = network();
+    let mut simcom = voice(ALL, true);
+    simcom.dtmf = Some(crate::profile::DtmfDetection::Ddet);
+    let mut quectel = voice(ALL, false);
+    quectel.dtmf = Some(crate::profile::DtmfDetection::Qtonedet);
+    net.add_modem(0, P, &simcom);
+    net.add_modem(1, Q, &quectel);
+    // Not in a call: nothing to press keys in.
+    assert_eq!(net.press_keys(&h(A), "5"), Err(CallError::NotInCall));
+    a_connected_to_p(&mut net, now);
+    // Detection off: nothing reported.
+    assert!(lines(&net.press_keys(&h(A), "5").unwrap(), 0).is_empty());
+    net.update_settings(0, |s| s.dtmf = true).unwrap();
+    let notices = net.press_keys(&h(A), "57#").unwrap();
+    assert_eq!(lines(&notices, 0), ["+DTMF: 5", "+DTMF: 7", "+DTMF: #"]);
+    net.update_settings(0, |s| s.dtmf_timed = true).unwrap();
+    assert_eq!(
+        lines(&net.press_keys(&h(A), "*").unwrap(), 0),
+        ["+DTMF: *,100"]
+    );
+    assert_eq!(net.press_keys(&h(A), "5x"), Err(CallError::NotAKey('x')));
+    // On hold, the modem hears nothing.
+    net.chld(0, "2").unwrap();
+    assert_eq!(net.press_keys(&h(A), "5"), Err(CallError::NotInCall));
+    net.hangup(&m(0)).unwrap();
+    // Quectel reports the key's ASCII code.
+    dial(&mut net, &h(B), &m(1), now);
+    net.answer(&m(1)).unwrap();
+    net.update_settings(1, |s| s.dtmf = true).unwrap();
+    let notices = net.press_keys(&h(B), "5#").unwrap();
+    assert_eq!(lines(&notices, 1), ["+QTONEDET: 53", "+QTONEDET: 35"]);
+    assert!(lines(&notices, 0).is_empty());
 }

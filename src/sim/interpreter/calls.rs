@@ -1,16 +1,27 @@
 //! The interpreter's call commands, 3GPP TS 27.007 §6-§8 and V.250 §6.3:
 //! dial, answer, hang up, `+CHLD` supplementary services, `+CLCC`, and the
-//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`, `+CSSN`). The calls
+//! call settings (`+CLIP`, `+CRC`, `+CCWA`, `+CMUT`, `+CSSN`), and the
+//! vendors' DTMF detection (SIMCom `+DDET`, Quectel `+QTONEDET`). The calls
 //! themselves live in the network's [`crate::sim::calls`] model; USSD is
 //! `ussd.rs`.
 
 use super::{Interpreter, Outcome};
+use crate::profile::DtmfDetection;
 use crate::sim::calls::{CallError, ModemCallSettings};
 
 /// The commands the call side answers.
 pub(super) fn is_call_command(upper: &str) -> bool {
-    const PREFIXES: [&str; 8] = [
-        "+CLCC", "+CHLD", "+CLIP", "+CRC", "+CCWA", "+CMUT", "+CHUP", "+CSSN",
+    const PREFIXES: [&str; 10] = [
+        "+CLCC",
+        "+CHLD",
+        "+CLIP",
+        "+CRC",
+        "+CCWA",
+        "+CMUT",
+        "+CHUP",
+        "+CSSN",
+        "+DDET",
+        "+QTONEDET",
     ];
     upper == "A"
         || upper == "H"
@@ -72,6 +83,9 @@ impl Interpreter {
         }
         if upper.starts_with("+CSSN") {
             return self.cssn(upper, &settings, out);
+        }
+        if upper.starts_with("+DDET") || upper.starts_with("+QTONEDET") {
+            return self.dtmf_detection(upper, &settings, out);
         }
         match upper {
             // 27.007 §7.6: <n> presentation, <m> 1 = CLIP provisioned.
@@ -172,6 +186,70 @@ impl Interpreter {
                 }
             }
         }
+    }
+
+    /// The vendor's DTMF detection, on the models that have it: SIMCom
+    /// `AT+DDET=<mode>[,<interval>[,<reportMode>[,<ssdet>]]]` (SIM800 Series
+    /// AT Command Manual §16.2.1), Quectel `AT+QTONEDET=<enable>`. Other
+    /// models do not know the command.
+    fn dtmf_detection(
+        &mut self,
+        upper: &str,
+        settings: &ModemCallSettings,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        let theirs = match self.network.dtmf_detection(self.index) {
+            Ok(detection) => detection,
+            Err(error) => return self.call_error(error, out),
+        };
+        let (name, detection) = if upper.starts_with("+DDET") {
+            ("+DDET", DtmfDetection::Ddet)
+        } else {
+            ("+QTONEDET", DtmfDetection::Qtonedet)
+        };
+        if theirs != Some(detection) {
+            return Outcome::Unknown;
+        }
+        let rest = &upper[name.len()..];
+        let on = u8::from(settings.dtmf);
+        let line = match (rest, detection) {
+            ("?", DtmfDetection::Ddet) => {
+                format!("+DDET: {on},0,{},0", u8::from(settings.dtmf_timed))
+            }
+            ("?", DtmfDetection::Qtonedet) => format!("+QTONEDET: {on}"),
+            ("=?", DtmfDetection::Ddet) => "+DDET: (0,1),(0-10000),(0,1),(0,1)".into(),
+            ("=?", DtmfDetection::Qtonedet) => "+QTONEDET: (0,1)".into(),
+            _ => {
+                let Some(values) = rest.strip_prefix('=') else {
+                    return Outcome::Error;
+                };
+                let fields: Vec<&str> = values.split(',').map(str::trim).collect();
+                let most = if detection == DtmfDetection::Ddet {
+                    4
+                } else {
+                    1
+                };
+                let enable = match fields.first().copied() {
+                    Some("0") => false,
+                    Some("1") => true,
+                    _ => return Outcome::CmeError(4, "operation not supported"),
+                };
+                if fields.len() > most {
+                    return Outcome::CmeError(4, "operation not supported");
+                }
+                let timed = fields.get(2).is_some_and(|mode| *mode == "1");
+                let updated = self.network.update_call_settings(self.index, |s| {
+                    s.dtmf = enable;
+                    s.dtmf_timed = timed;
+                });
+                return match updated {
+                    Ok(()) => Outcome::Ok,
+                    Err(error) => self.call_error(error, out),
+                };
+            }
+        };
+        self.info(out, &line);
+        Outcome::Ok
     }
 
     /// A refused call operation as the modem reports it: `NO CARRIER`

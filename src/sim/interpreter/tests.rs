@@ -563,3 +563,22 @@ fn a_huawei_answers_ussd_in_the_mode_set() {
     run(&mut generic, "ATE0\r");
     assert_eq!(run(&mut generic, "AT^USSDMODE=0\r"), "\r\nERROR\r\n");
 }
+
+#[test]
+fn dtmf_detection_in_each_vendors_dialect() {
+    let mut simcom = modem("simcom-sim800");
+    run(&mut simcom, "ATE0\r");
+    assert!(run(&mut simcom, "AT+DDET=?\r").contains("+DDET: (0,1),(0-10000),(0,1),(0,1)"));
+    assert!(run(&mut simcom, "AT+DDET=1,1000,1\r").contains("OK"));
+    assert!(run(&mut simcom, "AT+DDET?\r").contains("+DDET: 1,0,1,0"));
+    assert!(run(&mut simcom, "AT+DDET=2\r").contains("ERROR"));
+    assert!(run(&mut simcom, "AT+QTONEDET=1\r").contains("ERROR"));
+    let mut quectel = modem("quectel-ec25");
+    run(&mut quectel, "ATE0\r");
+    assert!(run(&mut quectel, "AT+QTONEDET=1\r").contains("OK"));
+    assert!(run(&mut quectel, "AT+QTONEDET?\r").contains("+QTONEDET: 1"));
+    assert!(run(&mut quectel, "AT+DDET=1\r").contains("ERROR"));
+    // 27.007 has no key reports: a generic modem knows neither.
+    let mut generic = modem("generic");
+    assert!(run(&mut generic, "AT+QTONEDET=1\r").contains("ERROR"));
+}

@@ -253,6 +253,23 @@ impl Network {
         Ok(self.lock().calls.handset_call(&number))
     }
 
+    /// A handset presses `keys` during its call: the modems that hear it
+    /// and detect keys report them.
+    pub fn handset_keys(&self, number: &str, keys: &str) -> Result<(), CallServiceError> {
+        let number = self.handset_number(number)?;
+        let party = Party::Handset(number);
+        self.with_calls(|state| Ok(((), state.calls.press_keys(&party, keys)?)))?;
+        Ok(())
+    }
+
+    /// The DTMF detection of modem `index`'s model, if any.
+    pub fn dtmf_detection(
+        &self,
+        index: usize,
+    ) -> Result<Option<crate::profile::DtmfDetection>, CallError> {
+        self.lock().calls.dtmf_detection(index)
+    }
+
     /// Restricts (CLIR) or allows the presentation of a handset's number on
     /// the calls it makes from now on, and to the other side of a transfer.
     pub fn set_handset_clir(&self, number: &str, restricted: bool) -> Result<(), NetworkError> {

@@ -8,11 +8,14 @@ use time::{Duration, OffsetDateTime};
 use crate::voice::method::{Method, NoMethod};
 
 mod call;
+mod keying;
 mod ringing;
 
 use crate::modem::parse::{Call as CallLine, CallState};
 use crate::number::{PhoneNumber, redact};
 use call::*;
+use keying::*;
+pub use keying::{HubChoice, Keying};
 use ringing::*;
 
 /// The clocks of the bridge.
@@ -30,6 +33,9 @@ pub struct BridgeTiming {
     /// participant's answer (`[voice] max_duration_seconds`); `None`: no
     /// limit.
     pub max_duration: Option<Duration>,
+    /// How long a hub calling its proxy has to key a code, from the answer
+    /// or its last key (`[hubs] dtmf_timeout_seconds`).
+    pub key_timeout: Duration,
 }
 
 impl Default for BridgeTiming {
@@ -39,6 +45,7 @@ impl Default for BridgeTiming {
             answer_timeout: Duration::seconds(30),
             command_timeout: Duration::seconds(15),
             max_duration: None,
+            key_timeout: Duration::seconds(10),
         }
     }
 }
@@ -49,6 +56,9 @@ impl Default for BridgeTiming {
 pub struct Setup {
     pub methods: Result<Vec<Method>, NoMethod>,
     pub timing: BridgeTiming,
+    /// The modem reports keys the other side presses (DTMF detection):
+    /// a hub calling its proxy can key a code.
+    pub detects_keys: bool,
 }
 
 /// What the modem and the router tell the bridge.
@@ -82,6 +92,8 @@ pub enum Input {
     ModemLost,
     /// The appliance ends the call it holds, for both sides.
     End(EndRequest),
+    /// A key the caller pressed (`+DTMF`, `+QTONEDET`).
+    Key(char),
 }
 
 /// Why the appliance ends a call it holds (before or after the bridge, as
@@ -111,6 +123,7 @@ impl fmt::Debug for Input {
             Input::Tick => f.write_str("Tick"),
             Input::ModemLost => f.write_str("ModemLost"),
             Input::End(request) => write!(f, "End({request:?})"),
+            Input::Key(key) => write!(f, "Key({key:?})"),
         }
     }
 }
@@ -129,6 +142,14 @@ pub enum Lookup {
     Reject {
         caller: Option<PhoneNumber>,
         reason: String,
+    },
+    /// The caller is a hub with open sessions on this SIM that carry calls:
+    /// answer it and let it key which one (`last`: the session whose
+    /// counterpart it last heard from, when it keys none).
+    Hub {
+        caller: PhoneNumber,
+        choices: Vec<HubChoice>,
+        last: Option<String>,
     },
 }
 
@@ -156,6 +177,9 @@ pub enum Command {
     HangupCall(u8),
     /// `AT+CLCC`: report the calls as [`Input::Calls`].
     ListCalls,
+    /// Turn on the modem's detection of the keys the caller presses
+    /// (`AT+DDET=1`, `AT+QTONEDET=1`): they come as [`Input::Key`].
+    DetectKeys,
     /// A call is over: store its interaction.
     Record(CallRecord),
 }
@@ -173,6 +197,7 @@ pub enum CommandKind {
     HangupAll,
     HangupCall,
     ListCalls,
+    DetectKeys,
 }
 
 impl Command {
@@ -188,6 +213,7 @@ impl Command {
             Command::HangupAll => CommandKind::HangupAll,
             Command::HangupCall(_) => CommandKind::HangupCall,
             Command::ListCalls => CommandKind::ListCalls,
+            Command::DetectKeys => CommandKind::DetectKeys,
             Command::LookupSession { .. } | Command::Record(_) => return None,
         })
     }
@@ -353,6 +379,8 @@ pub enum State {
     Bridged(Call, Method),
     Clearing(Clearing),
     Adopting(Adopting),
+    /// A hub called its proxy: answered, it keys a session's code.
+    Keying(Keying),
 }
 
 impl State {
@@ -365,7 +393,11 @@ impl State {
             | State::DialingOther(call)
             | State::AlertingOther(call)
             | State::Bridged(call, _) => Some(call),
-            State::Idle | State::Ringing(_) | State::Clearing(_) | State::Adopting(_) => None,
+            State::Idle
+            | State::Ringing(_)
+            | State::Clearing(_)
+            | State::Adopting(_)
+            | State::Keying(_) => None,
         }
     }
 
@@ -382,6 +414,7 @@ impl State {
             State::Bridged(_, Method::Conference) => "bridged(conference)",
             State::Clearing(_) => "clearing",
             State::Adopting(_) => "adopting",
+            State::Keying(_) => "keying-code",
         }
     }
 }
@@ -467,6 +500,7 @@ pub fn step(setup: &Setup, state: State, input: Input, now: OffsetDateTime) -> S
             State::Bridged(call, method) => bridged(setup, call, method, input, now),
             State::Clearing(clearing) => clearing_step(setup, clearing, input, now),
             State::Adopting(adopting) => adopting_step(setup, adopting, input, now),
+            State::Keying(keying) => keying_step(setup, keying, input, now),
         },
     };
     let transition = (next.name() != from).then(|| Transition {
@@ -506,6 +540,7 @@ fn modem_lost(state: State, now: OffsetDateTime) -> Decision {
     let record = match state {
         State::Idle | State::Adopting(_) => return stay(State::Idle),
         State::Ringing(r) => Some(r.record(Outcome::Failed(WHY.into()), now)),
+        State::Keying(k) => Some(k.record(Outcome::Failed(WHY.into()), now)),
         State::Answered(call)
         | State::HoldingCaller(call)
         | State::DialingOther(call)

@@ -275,6 +275,11 @@ pub(super) fn ringing_step(
             };
             clear(Some(record), now, &format!("rejected: {reason}"))
         }
+        Input::Session(Lookup::Hub {
+            caller,
+            choices,
+            last,
+        }) => start_keying(setup, &r, caller, choices, last, now),
         Input::Session(Lookup::Bridge {
             session,
             caller,
@@ -355,6 +360,15 @@ pub(super) fn reject_extras(
 }
 
 impl Ringing {
+    /// The call the modem is ringing with, once known.
+    pub(super) fn call_id(&self) -> Option<u8> {
+        self.call_id
+    }
+
+    pub(super) fn started_at(&self) -> OffsetDateTime {
+        self.started_at
+    }
+
     /// The record of a call that ended before the router decided.
     pub(super) fn record(&self, outcome: Outcome, now: OffsetDateTime) -> CallRecord {
         CallRecord {

@@ -1,0 +1,260 @@
+//! A service's `callback_url`, as Proxy calls it: each change of an
+//! interaction's status (relayed, delivered, failed; a call bridged or
+//! ended) is POSTed form-encoded with Proxy's camelCase names
+//! (`interactionSid`, `interactionType`, `interactionData`,
+//! `inboundParticipantSid`, …) and signed with `X-Twilio-Signature`
+//! (base64 HMAC-SHA1, keyed by `[twilio] auth_token`, over the full URL and
+//! the parameters sorted by name), so the receiver's `RequestValidator`
+//! accepts it.
+//!
+//! Delivery is at most three attempts (a transport error or a 5xx is
+//! retried after 1 s, then 2 s): like Proxy's, these callbacks report
+//! status; the interactions list is the record.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::interactions::interaction_view_of;
+use super::sessions::{Resolved, native_sid, resolve};
+use super::{Client, Settings};
+use crate::api::ApiState;
+use crate::api::auth::Caller;
+use crate::events::Event;
+use crate::store::Role;
+
+/// Attempts per callback.
+const ATTEMPTS: u32 = 3;
+
+/// The `X-Twilio-Signature` of a POST of `params` to `url`.
+pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut mac = <Hmac<sha1::Sha1>>::new_from_slice(auth_token.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(url.as_bytes());
+    for (key, value) in sorted {
+        mac.update(key.as_bytes());
+        mac.update(value.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Proxy's callback parameters from an interaction's JSON view.
+pub fn parameters(view: &Value) -> Vec<(String, String)> {
+    const NAMES: &[(&str, &str)] = &[
+        ("sid", "interactionSid"),
+        ("type", "interactionType"),
+        ("data", "interactionData"),
+        ("session_sid", "interactionSessionSid"),
+        ("service_sid", "interactionServiceSid"),
+        ("account_sid", "interactionAccountSid"),
+        ("date_created", "interactionDateCreated"),
+        ("date_updated", "interactionDateUpdated"),
+        ("inbound_participant_sid", "inboundParticipantSid"),
+        ("inbound_resource_sid", "inboundResourceSid"),
+        ("inbound_resource_status", "inboundResourceStatus"),
+        ("inbound_resource_type", "inboundResourceType"),
+        ("inbound_resource_url", "inboundResourceUrl"),
+        ("outbound_participant_sid", "outboundParticipantSid"),
+        ("outbound_resource_sid", "outboundResourceSid"),
+        ("outbound_resource_status", "outboundResourceStatus"),
+        ("outbound_resource_type", "outboundResourceType"),
+        ("outbound_resource_url", "outboundResourceUrl"),
+    ];
+    NAMES
+        .iter()
+        .filter_map(|(field, name)| {
+            view[*field]
+                .as_str()
+                .map(|value| (name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Runs until `shutdown`: reads the bus and calls the services' callback
+/// URLs.
+pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
+    let mut events = state.events.subscribe();
+    tokio::spawn(async move {
+        let http = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+        {
+            Ok(http) => http,
+            Err(error) => {
+                tracing::error!(%error, "twilio callbacks: no HTTP client");
+                return;
+            }
+        };
+        loop {
+            let envelope = tokio::select! {
+                received = events.recv() => match received {
+                    Ok(envelope) => envelope,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "twilio callbacks: fell behind the event bus");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let (session_id, interaction) = match &envelope.event {
+                Event::MessageRelayed {
+                    session_id: Some(session),
+                    interaction_id,
+                    ..
+                }
+                | Event::MessageDelivered {
+                    session_id: Some(session),
+                    interaction_id,
+                }
+                | Event::MessageFailed {
+                    session_id: Some(session),
+                    interaction_id,
+                    ..
+                }
+                | Event::MessageBlocked {
+                    session_id: Some(session),
+                    interaction_id,
+                    ..
+                } => (session.clone(), Some(*interaction_id)),
+                Event::CallBridged { session_id, .. }
+                | Event::CallEnded {
+                    session_id: Some(session_id),
+                    ..
+                } => (session_id.clone(), None),
+                _ => continue,
+            };
+            match callback(&state, &settings, &session_id, interaction).await {
+                Ok(Some((url, params))) => {
+                    tokio::spawn(deliver(http.clone(), settings.clone(), url, params));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(session = %session_id, "twilio callbacks: {}", error.message);
+                }
+            }
+        }
+    });
+}
+
+/// The URL and parameters of the callback an event calls for, if its
+/// session is on a service with a callback URL.
+async fn callback(
+    state: &ApiState,
+    settings: &Settings,
+    session_id: &str,
+    interaction: Option<i64>,
+) -> Result<Option<(String, Vec<(String, String)>)>, super::TwilioError> {
+    let record = state.store.session(session_id.to_string()).await?;
+    let Some(number) = state
+        .store
+        .twilio_number(record.proxy_iccid.clone())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(service) = state.store.twilio_service(number.service_sid).await? else {
+        return Ok(None);
+    };
+    let Some(url) = service.callback_url.clone() else {
+        return Ok(None);
+    };
+    let key = match state
+        .store
+        .twilio_session_row(service.sid.clone(), session_id.to_string())
+        .await?
+    {
+        Some(row) => row.sid,
+        None => native_sid(session_id),
+    };
+    let resolved: Resolved = resolve(state, service, &key).await?;
+    let client = Client {
+        caller: Caller {
+            name: "twilio-callbacks".into(),
+            role: Role::Admin,
+        },
+        account_sid: settings.account_sid.clone(),
+        base: settings.base_url.clone(),
+    };
+    let Some(view) = interaction_view_of(state, &client, &resolved, interaction).await? else {
+        return Ok(None);
+    };
+    Ok(Some((url, parameters(&view))))
+}
+
+async fn deliver(
+    http: reqwest::Client,
+    settings: Settings,
+    url: String,
+    params: Vec<(String, String)>,
+) {
+    let signature = settings
+        .auth_token
+        .as_deref()
+        .map(|token| signature(token, &url, &params));
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let mut wait = Duration::from_secs(1);
+    for attempt in 1..=ATTEMPTS {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", "simmask-twilio-proxy")
+            .body(body.clone());
+        if let Some(signature) = &signature {
+            request = request.header("x-twilio-signature", signature);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) if !response.status().is_server_error() => {
+                tracing::warn!(status = %response.status(), "twilio callback refused");
+                return;
+            }
+            Ok(response) => {
+                tracing::debug!(attempt, status = %response.status(), "twilio callback failed")
+            }
+            Err(error) => tracing::debug!(attempt, %error, "twilio callback failed"),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+    }
+    tracing::warn!(attempts = ATTEMPTS, "twilio callback undelivered");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of Twilio's security documentation, as the twilio
+    /// library's `RequestValidator` computes it.
+    #[test]
+    fn the_signature_is_twilios() {
+        let params: Vec<(String, String)> = [
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Caller", "+12349013030"),
+            ("Digits", "1234"),
+            ("From", "+12349013030"),
+            ("To", "+18005551212"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            signature(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &params
+            ),
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        );
+    }
+}

@@ -1,0 +1,398 @@
+//! `…/Interactions` (a session's SMS and calls, newest first) and
+//! `…/Participants/{Sid}/MessageInteractions` (an SMS from the proxy to one
+//! participant). An interaction's SID carries its appliance id.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use serde_json::{Value, json};
+
+use super::participants::{ParticipantView, resolve_participant};
+use super::services::service;
+use super::sessions::{Resolved, resolve};
+use super::{Client, Form, Paging, TwilioError, date_ms, interaction_id, interaction_sid};
+use crate::api::ApiState;
+use crate::masking::Mode;
+use crate::masking::lifecycle::SessionStatus;
+use crate::store::{InteractionRecord, NewOutbound, Role};
+
+/// Longest body Proxy accepts.
+const MAX_BODY: usize = 1600;
+
+/// Where an interaction went: the participant a proxy-originated SMS was
+/// sent to, by interaction id.
+type Targets = Vec<(i64, String)>;
+
+fn message_status(status: &str) -> &'static str {
+    match status {
+        "queued" => "queued",
+        "sending" => "sending",
+        "sent" => "sent",
+        "delivered" => "delivered",
+        "failed" => "failed",
+        _ => "undelivered",
+    }
+}
+
+fn call_status(record: &InteractionRecord) -> &'static str {
+    if record.ended_ms.is_none() {
+        return if record.answered_ms.is_some() {
+            "in-progress"
+        } else {
+            "ringing"
+        };
+    }
+    match record.outcome.as_deref() {
+        Some("completed" | "transferred") => "completed",
+        Some("busy") => "busy",
+        Some("no_answer") => "no-answer",
+        Some("caller_hung_up") => "canceled",
+        _ => "failed",
+    }
+}
+
+/// The position of the participant a proxy-originated SMS went to.
+fn target_position(resolved: &Resolved, targets: &Targets, id: i64) -> Option<u8> {
+    let number = &targets.iter().find(|(i, _)| *i == id)?.1;
+    let record = resolved.record.as_ref()?;
+    record
+        .participants
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| p.e164() == number))
+        .map(|p| p as u8)
+}
+
+fn interaction_view(
+    client: &Client,
+    resolved: &Resolved,
+    targets: &Targets,
+    record: &InteractionRecord,
+    url: String,
+) -> Value {
+    let message = record.kind == "sms";
+    let (kind, resource) = match record.kind.as_str() {
+        "sms" => ("message", "Message"),
+        "call" => ("voice", "Call"),
+        _ => ("unknown", "Unknown"),
+    };
+    let data = if message {
+        match &record.body {
+            Some(body) if client.caller.is_admin() => json!({ "body": body }),
+            _ => json!({}),
+        }
+    } else {
+        match record.duration_ms {
+            Some(ms) => json!({ "duration": (ms / 1000).to_string() }),
+            None => json!({}),
+        }
+    };
+    let inbound = record.from_position;
+    let outbound = match inbound {
+        Some(position) => Some(1 - position.min(1)),
+        None => target_position(resolved, targets, record.id),
+    };
+    let prefix = if message { "SM" } else { "CA" };
+    let status = if message {
+        message_status(&record.status)
+    } else {
+        call_status(record)
+    };
+    let inbound_status = inbound.map(|_| {
+        if message {
+            "received"
+        } else if status == "in-progress" || status == "ringing" {
+            "in-progress"
+        } else {
+            "completed"
+        }
+    });
+    let updated = record.ended_ms.unwrap_or(record.created_ms);
+    json!({
+        "sid": interaction_sid(record.id),
+        "session_sid": resolved.sid,
+        "service_sid": resolved.service.sid,
+        "account_sid": client.account_sid,
+        "data": data.to_string(),
+        "type": kind,
+        "inbound_participant_sid": inbound.map(|p| resolved.participant_sid(p)),
+        "inbound_resource_sid": inbound.map(|_| format!("{prefix}{:031x}0", record.id)),
+        "inbound_resource_status": inbound_status,
+        "inbound_resource_type": inbound.map(|_| resource),
+        "inbound_resource_url": null,
+        "outbound_participant_sid": outbound.map(|p| resolved.participant_sid(p)),
+        "outbound_resource_sid": outbound.map(|_| format!("{prefix}{:031x}1", record.id)),
+        "outbound_resource_status": outbound.map(|_| status),
+        "outbound_resource_type": outbound.map(|_| resource),
+        "outbound_resource_url": null,
+        "date_created": date_ms(record.created_ms),
+        "date_updated": date_ms(updated),
+        "url": url,
+    })
+}
+
+/// The session's interactions, newest first, and where its proxy's own
+/// SMS went.
+async fn interactions_of(
+    state: &ApiState,
+    resolved: &Resolved,
+) -> Result<(Vec<InteractionRecord>, Targets), TwilioError> {
+    let Some(record) = &resolved.record else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let mut records = state.store.interactions(record.id.clone()).await?;
+    records.reverse();
+    let targets = state
+        .store
+        .twilio_message_targets(record.id.clone())
+        .await?;
+    Ok((records, targets))
+}
+
+/// The view of interaction `id` of the session (its latest call when
+/// `None`), as a callback reports it.
+pub(super) async fn interaction_view_of(
+    state: &ApiState,
+    client: &Client,
+    resolved: &Resolved,
+    id: Option<i64>,
+) -> Result<Option<Value>, TwilioError> {
+    let (records, targets) = interactions_of(state, resolved).await?;
+    let record = match id {
+        Some(id) => records.iter().find(|r| r.id == id),
+        None => records.iter().find(|r| r.kind == "call"),
+    };
+    Ok(record.map(|record| {
+        let url = client.url(&format!(
+            "{}/Interactions/{}",
+            resolved.path(),
+            interaction_sid(record.id)
+        ));
+        interaction_view(client, resolved, &targets, record, url)
+    }))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key)): Path<(String, String)>,
+    uri: Uri,
+) -> Result<Json<Value>, TwilioError> {
+    let paging = Paging::from_query(uri.query())?;
+    let service = service(&state, &service_key).await?;
+    let resolved = resolve(&state, service, &key).await?;
+    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let path = format!("{}/Interactions", resolved.path());
+    let items = records
+        .iter()
+        .skip(paging.offset)
+        .take(paging.fetch())
+        .map(|r| {
+            let url = client.url(&format!("{path}/{}", interaction_sid(r.id)));
+            interaction_view(&client, &resolved, &targets, r, url)
+        })
+        .collect();
+    Ok(Json(paging.answer(&client, &path, "interactions", items)))
+}
+
+fn interaction_not_found(path: &str, sid: &str) -> TwilioError {
+    TwilioError::not_found(format!("The requested resource {path}/{sid} was not found"))
+}
+
+pub async fn fetch(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key, sid)): Path<(String, String, String)>,
+) -> Result<Json<Value>, TwilioError> {
+    let service = service(&state, &service_key).await?;
+    let resolved = resolve(&state, service, &key).await?;
+    let path = format!("{}/Interactions", resolved.path());
+    let id = interaction_id(&sid).ok_or_else(|| interaction_not_found(&path, &sid))?;
+    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let record = records
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| interaction_not_found(&path, &sid))?;
+    let url = client.url(&format!("{path}/{sid}"));
+    Ok(Json(interaction_view(
+        &client, &resolved, &targets, record, url,
+    )))
+}
+
+/// Interactions are the appliance's record of what it relayed: retention
+/// (`[store] retention_days`) and `simmask erase` remove them, not the API.
+pub async fn delete(
+    client: Client,
+    Path((_, _, sid)): Path<(String, String, String)>,
+) -> Result<StatusCode, TwilioError> {
+    client.require(Role::Admin)?;
+    Err(TwilioError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        20004,
+        format!(
+            "Interaction {sid} is kept as the appliance's record: retention and \
+             `simmask erase` remove interactions"
+        ),
+    ))
+}
+
+/// The SMS the proxy sent to `participant`, newest first.
+fn messages_to(
+    resolved: &Resolved,
+    targets: &Targets,
+    records: Vec<InteractionRecord>,
+    participant: &ParticipantView,
+) -> Vec<InteractionRecord> {
+    records
+        .into_iter()
+        .filter(|r| {
+            r.kind == "sms"
+                && r.from_position.is_none()
+                && target_position(resolved, targets, r.id) == Some(participant.position)
+        })
+        .collect()
+}
+
+fn message_view(
+    client: &Client,
+    resolved: &Resolved,
+    targets: &Targets,
+    participant: &ParticipantView,
+    record: &InteractionRecord,
+) -> Value {
+    let path = format!(
+        "{}/Participants/{}/MessageInteractions/{}",
+        resolved.path(),
+        participant.sid,
+        interaction_sid(record.id)
+    );
+    let mut view = interaction_view(client, resolved, targets, record, client.url(&path));
+    view["participant_sid"] = json!(participant.sid);
+    view
+}
+
+pub async fn send_message(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key, sid)): Path<(String, String, String)>,
+    form: Form,
+) -> Result<(StatusCode, Json<Value>), TwilioError> {
+    client.require(Role::Admin)?;
+    form.only(&["Body", "MediaUrl"])?;
+    if form.all("MediaUrl").iter().any(|m| !m.is_empty()) {
+        return Err(TwilioError::invalid(
+            "Invalid parameter MediaUrl: the appliance sends SMS only (no MMS)",
+        ));
+    }
+    let body = form
+        .get("Body")
+        .filter(|b| !b.trim().is_empty())
+        .ok_or_else(|| TwilioError::invalid("Missing required parameter Body"))?;
+    if body.chars().count() > MAX_BODY {
+        return Err(TwilioError::new(
+            StatusCode::BAD_REQUEST,
+            21617,
+            format!("The Body exceeds {MAX_BODY} characters"),
+        ));
+    }
+    let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
+    let record = match &resolved.record {
+        Some(record) if record.status == SessionStatus::Open => record,
+        _ => {
+            return Err(TwilioError::new(
+                StatusCode::BAD_REQUEST,
+                80603,
+                "The session is not open with two participants: nothing can be sent through it",
+            ));
+        }
+    };
+    if record.mode == Mode::Voice {
+        return Err(TwilioError::new(
+            StatusCode::BAD_REQUEST,
+            80603,
+            "The session is voice-only",
+        ));
+    }
+    let to = participant
+        .number
+        .clone()
+        .ok_or_else(|| TwilioError::invalid("The participant's number was erased"))?;
+    let id = state
+        .store
+        .twilio_queue_message(
+            NewOutbound {
+                session_id: Some(record.id.clone()),
+                proxy_iccid: record.proxy_iccid.clone(),
+                from_position: None,
+                to,
+                body: body.to_string(),
+            },
+            crate::clock::now(),
+        )
+        .await?;
+    tracing::info!(session = %record.id, interaction = id, "message interaction queued (twilio)");
+    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let record = records
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| TwilioError::not_found("the queued message is gone"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(message_view(
+            &client,
+            &resolved,
+            &targets,
+            &participant,
+            record,
+        )),
+    ))
+}
+
+pub async fn list_messages(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key, sid)): Path<(String, String, String)>,
+    uri: Uri,
+) -> Result<Json<Value>, TwilioError> {
+    let paging = Paging::from_query(uri.query())?;
+    let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
+    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let items = messages_to(&resolved, &targets, records, &participant)
+        .iter()
+        .skip(paging.offset)
+        .take(paging.fetch())
+        .map(|r| message_view(&client, &resolved, &targets, &participant, r))
+        .collect();
+    let path = format!(
+        "{}/Participants/{}/MessageInteractions",
+        resolved.path(),
+        participant.sid
+    );
+    Ok(Json(paging.answer(&client, &path, "interactions", items)))
+}
+
+pub async fn fetch_message(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key, sid, interaction)): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, TwilioError> {
+    let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
+    let path = format!(
+        "{}/Participants/{}/MessageInteractions",
+        resolved.path(),
+        participant.sid
+    );
+    let id =
+        interaction_id(&interaction).ok_or_else(|| interaction_not_found(&path, &interaction))?;
+    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let record = messages_to(&resolved, &targets, records, &participant)
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| interaction_not_found(&path, &interaction))?;
+    Ok(Json(message_view(
+        &client,
+        &resolved,
+        &targets,
+        &participant,
+        &record,
+    )))
+}

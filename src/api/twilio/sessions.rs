@@ -1,0 +1,745 @@
+//! `…/Sessions` and their `Participants`. A Proxy Session is an appliance
+//! session: it opens (a proxy SIM of the service is chosen by the masking
+//! rule) when its second participant is known; until then the facade holds
+//! it and its first participant, whose `proxy_identifier` is still null.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use super::services::{service, service_path};
+use super::{Client, Form, Paging, TwilioError, date, date_ms, derived_sid, ms, new_sid};
+use crate::api::ApiState;
+use crate::events::Event;
+use crate::masking::Mode;
+use crate::masking::lifecycle::SessionStatus;
+use crate::number::PhoneNumber;
+use crate::store::{
+    LiveSim, NewSession, Role, SessionRecord, TwilioParticipantRow, TwilioService, TwilioSessionRow,
+};
+use crate::voice::EndRequest;
+
+/// Longest TTL accepted: a year, as the native API.
+const MAX_TTL: i64 = 366 * 24 * 3600;
+
+/// A session as the facade resolves it.
+pub(super) struct Resolved {
+    pub service: TwilioService,
+    pub sid: String,
+    pub row: Option<TwilioSessionRow>,
+    /// The appliance's session, once both participants are known.
+    pub record: Option<SessionRecord>,
+    pub participants: Vec<TwilioParticipantRow>,
+}
+
+impl Resolved {
+    pub fn path(&self) -> String {
+        format!("{}/Sessions/{}", service_path(&self.service.sid), self.sid)
+    }
+
+    /// The SID of the participant at `position`.
+    pub fn participant_sid(&self, position: u8) -> String {
+        self.participants
+            .iter()
+            .find(|p| p.position == position)
+            .map(|p| p.sid.clone())
+            .unwrap_or_else(|| {
+                let id = self.record.as_ref().map_or("", |r| r.id.as_str());
+                derived_sid("KP", &format!("{id}:{position}"))
+            })
+    }
+
+    /// Whether the session is open in Proxy's sense (open or in progress).
+    pub fn is_open(&self) -> bool {
+        match &self.record {
+            Some(record) => record.status == SessionStatus::Open,
+            None => self.row.as_ref().is_some_and(|r| r.closed_ms.is_none()),
+        }
+    }
+}
+
+/// The SID an appliance session shows under when the facade did not
+/// create it: reversible for the appliance's own ids (`ses_` and 16 hex).
+pub(super) fn native_sid(id: &str) -> String {
+    match id.strip_prefix("ses_") {
+        Some(hex) if hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            format!("KC0000000000000000{}", hex.to_ascii_lowercase())
+        }
+        _ => derived_sid("KC", id),
+    }
+}
+
+fn native_id(sid: &str) -> Option<String> {
+    let hex = sid.strip_prefix("KC0000000000000000")?;
+    (hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("ses_{hex}"))
+}
+
+fn not_found(service: &TwilioService, key: &str) -> TwilioError {
+    TwilioError::not_found(format!(
+        "The requested resource /Services/{}/Sessions/{key} was not found",
+        service.sid
+    ))
+}
+
+/// Whether the appliance session runs on a number of `service`.
+async fn in_service(
+    state: &ApiState,
+    service: &TwilioService,
+    record: &SessionRecord,
+) -> Result<bool, TwilioError> {
+    Ok(state
+        .store
+        .twilio_number(record.proxy_iccid.clone())
+        .await?
+        .is_some_and(|n| n.service_sid == service.sid))
+}
+
+/// The session `key` (SID or unique name) of `service`, or Twilio's 404.
+pub(super) async fn resolve(
+    state: &ApiState,
+    service: TwilioService,
+    key: &str,
+) -> Result<Resolved, TwilioError> {
+    if let Some(row) = state
+        .store
+        .twilio_session_row(service.sid.clone(), key.to_string())
+        .await?
+    {
+        if row.deleted_ms.is_some() {
+            return Err(not_found(&service, key));
+        }
+        let record = match &row.session_id {
+            Some(id) => Some(state.store.session(id.clone()).await?),
+            None => None,
+        };
+        let participants = state.store.twilio_participants(row.sid.clone()).await?;
+        return Ok(Resolved {
+            sid: row.sid.clone(),
+            service,
+            row: Some(row),
+            record,
+            participants,
+        });
+    }
+    if let Some(id) = native_id(key)
+        && let Ok(record) = state.store.session(id).await
+        && in_service(state, &service, &record).await?
+    {
+        return Ok(Resolved {
+            sid: key.to_string(),
+            service,
+            row: None,
+            record: Some(record),
+            participants: Vec::new(),
+        });
+    }
+    Err(not_found(&service, key))
+}
+
+/// The facade row of a session, made for an appliance session on first
+/// need (to mark it deleted, or one of its participants).
+pub(super) async fn adopt(state: &ApiState, resolved: &mut Resolved) -> Result<(), TwilioError> {
+    if resolved.row.is_some() {
+        return Ok(());
+    }
+    let Some(record) = &resolved.record else {
+        return Ok(());
+    };
+    let now = ms(crate::clock::now());
+    let row = TwilioSessionRow {
+        sid: resolved.sid.clone(),
+        service_sid: resolved.service.sid.clone(),
+        session_id: Some(record.id.clone()),
+        unique_name: None,
+        ttl: None,
+        expiry_ms: None,
+        mode: record.mode.as_str().to_string(),
+        closed_ms: None,
+        deleted_ms: None,
+        created_ms: ms(record.opened_at),
+        updated_ms: now,
+    };
+    resolved.row = Some(state.store.twilio_adopt_session(row).await?);
+    Ok(())
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Sms => "message-only",
+        Mode::Voice => "voice-only",
+        Mode::Both => "voice-and-message",
+    }
+}
+
+fn parse_mode(text: &str) -> Result<Mode, TwilioError> {
+    match text {
+        "message-only" => Ok(Mode::Sms),
+        "voice-only" => Ok(Mode::Voice),
+        "voice-and-message" => Ok(Mode::Both),
+        other => Err(TwilioError::invalid(format!(
+            "Invalid parameter Mode: {other:?} is not message-only, voice-only or \
+             voice-and-message"
+        ))),
+    }
+}
+
+pub(super) fn session_view(client: &Client, resolved: &Resolved) -> Value {
+    let path = resolved.path();
+    let row = resolved.row.as_ref();
+    let (status, closed_reason, started, ended, last, expiry, ttl, mode) = match &resolved.record {
+        Some(record) => {
+            let active = record.last_activity_at > record.opened_at;
+            let status = match record.status {
+                SessionStatus::Open if active => "in-progress",
+                SessionStatus::Open => "open",
+                _ => "closed",
+            };
+            (
+                status,
+                record.close_reason.map(|r| r.as_str().to_string()),
+                Some(date(record.opened_at)),
+                record.ended_at.map(date),
+                active.then(|| date(record.last_activity_at)),
+                record.expires_at.map(date),
+                record.idle_ttl_seconds.unwrap_or(0),
+                mode_name(record.mode),
+            )
+        }
+        None => {
+            let row = row.expect("a facade session without an appliance one has a row");
+            let closed = row.closed_ms.is_some();
+            let mode = row
+                .mode
+                .parse()
+                .map(mode_name)
+                .unwrap_or("voice-and-message");
+            (
+                if closed { "closed" } else { "open" },
+                closed.then(|| "operator".to_string()),
+                None,
+                row.closed_ms.map(date_ms),
+                None,
+                row.expiry_ms.map(date_ms),
+                row.ttl.unwrap_or(0),
+                mode,
+            )
+        }
+    };
+    let created = row.map_or_else(
+        || resolved.record.as_ref().map(|r| date(r.opened_at)),
+        |r| Some(date_ms(r.created_ms)),
+    );
+    let updated = {
+        let record_ms = resolved
+            .record
+            .as_ref()
+            .map(|r| ms(r.ended_at.unwrap_or(r.last_activity_at)));
+        let row_ms = row.map(|r| r.updated_ms);
+        record_ms.max(row_ms).map(date_ms)
+    };
+    json!({
+        "sid": resolved.sid,
+        "service_sid": resolved.service.sid,
+        "account_sid": client.account_sid,
+        "date_started": started,
+        "date_ended": ended,
+        "date_last_interaction": last,
+        "date_expiry": expiry,
+        "unique_name": row.and_then(|r| r.unique_name.clone()),
+        "status": status,
+        "closed_reason": closed_reason,
+        "ttl": ttl,
+        "mode": mode,
+        "date_created": created,
+        "date_updated": updated,
+        "url": client.url(&path),
+        "links": {
+            "interactions": client.url(&format!("{path}/Interactions")),
+            "participants": client.url(&format!("{path}/Participants")),
+        },
+    })
+}
+
+pub(super) fn parse_number(
+    state: &ApiState,
+    key: &str,
+    text: &str,
+) -> Result<PhoneNumber, TwilioError> {
+    PhoneNumber::parse_as(
+        text,
+        state.default_region.as_deref(),
+        state.number_validation,
+    )
+    .map_err(|error| {
+        TwilioError::new(
+            StatusCode::BAD_REQUEST,
+            21211,
+            format!("Invalid parameter {key}: {error}"),
+        )
+    })
+}
+
+/// The live SIMs of `service` a new session may use: its numbers, the
+/// reserved ones only when asked for by `ProxyIdentifier`.
+pub(super) async fn pool_of(
+    state: &ApiState,
+    service: &TwilioService,
+    requested: Option<&str>,
+) -> Result<Vec<LiveSim>, TwilioError> {
+    let numbers = state
+        .store
+        .twilio_numbers(service.sid.clone(), 0, 0)
+        .await?;
+    let usable: Vec<&str> = numbers
+        .iter()
+        .filter(|n| !n.is_reserved || requested == Some(n.iccid.as_str()))
+        .map(|n| n.iccid.as_str())
+        .collect();
+    let live: Vec<LiveSim> = state
+        .pool
+        .live_sims()
+        .into_iter()
+        .filter(|s| s.healthy && usable.contains(&s.iccid.as_str()))
+        .collect();
+    if live.is_empty() {
+        return Err(TwilioError::new(
+            StatusCode::BAD_REQUEST,
+            80402,
+            "The service has no number that can take a session now: add PhoneNumbers (reserved \
+             ones are used only when a participant asks for them by ProxyIdentifier)",
+        ));
+    }
+    Ok(live)
+}
+
+/// The SIM a participant asks for by `ProxyIdentifier` or
+/// `ProxyIdentifierSid`: one of the service's numbers.
+async fn requested_proxy(
+    state: &ApiState,
+    service: &TwilioService,
+    identifier: Option<&str>,
+    sid: Option<&str>,
+) -> Result<Option<String>, TwilioError> {
+    let key = match (identifier, sid) {
+        (None, None) => return Ok(None),
+        (Some(number), _) => parse_number(state, "ProxyIdentifier", number)?
+            .e164()
+            .to_string(),
+        (None, Some(sid)) => sid.to_string(),
+    };
+    let number = super::services::service_number(state, &service.sid, &key)
+        .await
+        .map_err(|_| {
+            TwilioError::new(
+                StatusCode::BAD_REQUEST,
+                80402,
+                format!("ProxyIdentifier {key} is not a number of this service"),
+            )
+        })?;
+    Ok(Some(number.iccid))
+}
+
+/// A participant given at session creation or added later.
+pub(super) struct NewParticipant {
+    pub identifier: PhoneNumber,
+    pub friendly_name: Option<String>,
+    pub proxy_iccid: Option<String>,
+}
+
+pub(super) async fn participant_from(
+    state: &ApiState,
+    service: &TwilioService,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<NewParticipant, TwilioError> {
+    let identifier = get("Identifier")
+        .ok_or_else(|| TwilioError::invalid("Missing required parameter Identifier"))?;
+    let friendly_name = get("FriendlyName");
+    if friendly_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 255)
+    {
+        return Err(TwilioError::invalid(
+            "Invalid parameter FriendlyName: longer than 255 characters",
+        ));
+    }
+    Ok(NewParticipant {
+        identifier: parse_number(state, "Identifier", &identifier)?,
+        friendly_name,
+        proxy_iccid: requested_proxy(
+            state,
+            service,
+            get("ProxyIdentifier").as_deref(),
+            get("ProxyIdentifierSid").as_deref(),
+        )
+        .await?,
+    })
+}
+
+/// The appliance session for two participants.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_session(
+    state: &ApiState,
+    client: &Client,
+    service: &TwilioService,
+    row: &TwilioSessionRow,
+    participants: [PhoneNumber; 2],
+    proxy: Option<String>,
+    mode: Mode,
+    now: OffsetDateTime,
+) -> NewSession {
+    NewSession {
+        participants,
+        mode,
+        ttl: row
+            .expiry_ms
+            .map(|expiry| Duration::milliseconds(expiry - ms(now)).max(Duration::seconds(1))),
+        idle_ttl: row.ttl.filter(|t| *t > 0).map(Duration::seconds),
+        label: Some(match &row.unique_name {
+            Some(name) => format!(
+                "proxy {}: {name}",
+                service.unique_name.as_deref().unwrap_or(&service.sid)
+            ),
+            None => format!(
+                "proxy {}",
+                service.unique_name.as_deref().unwrap_or(&service.sid)
+            ),
+        })
+        .map(|label| label.chars().take(200).collect()),
+        sticky: service.number_selection_behavior == "prefer-sticky",
+        actor: client.caller.name.clone(),
+        fallback_number: None,
+        proxy,
+        limits: state.limits.clone(),
+    }
+}
+
+pub(super) fn opened(state: &ApiState, record: &SessionRecord) {
+    tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session opened (twilio)");
+    state.events.publish(Event::SessionOpened {
+        session_id: record.id.clone(),
+        proxy_number: record.proxy_number.e164().to_string(),
+        mode: record.mode.as_str().to_string(),
+    });
+}
+
+fn lifetime(form: &Form, now: OffsetDateTime) -> Result<(Option<i64>, Option<i64>), TwilioError> {
+    let ttl = form.seconds("Ttl")?;
+    if ttl.is_some_and(|t| t > MAX_TTL) {
+        return Err(TwilioError::invalid(format!(
+            "Invalid parameter Ttl: at most {MAX_TTL} seconds"
+        )));
+    }
+    let expiry = form.datetime("DateExpiry")?;
+    if let Some(expiry) = expiry
+        && expiry <= now
+    {
+        return Err(TwilioError::invalid(
+            "Invalid parameter DateExpiry: it is in the past",
+        ));
+    }
+    Ok((ttl, expiry.map(ms)))
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    client: Client,
+    Path(key): Path<String>,
+    form: Form,
+) -> Result<(StatusCode, Json<Value>), TwilioError> {
+    client.require(Role::Admin)?;
+    form.only(&[
+        "UniqueName",
+        "DateExpiry",
+        "Ttl",
+        "Mode",
+        "Status",
+        "Participants",
+        "FailOnParticipantConflict",
+    ])?;
+    let service = service(&state, &key).await?;
+    let now = crate::clock::now();
+    let mode = form
+        .get("Mode")
+        .map(parse_mode)
+        .transpose()?
+        .unwrap_or(Mode::Both);
+    if let Some(status) = form.get("Status")
+        && !matches!(status, "open" | "in-progress")
+    {
+        return Err(TwilioError::invalid(format!(
+            "Invalid parameter Status: a new session is open or in-progress, not {status:?}"
+        )));
+    }
+    let (ttl, expiry_ms) = lifetime(&form, now)?;
+    let unique_name = form.get("UniqueName").map(str::to_string);
+    if unique_name
+        .as_ref()
+        .is_some_and(|n| n.is_empty() || n.chars().count() > 191)
+    {
+        return Err(TwilioError::invalid(
+            "Invalid parameter UniqueName: 1 to 191 characters",
+        ));
+    }
+    let given = form.all("Participants");
+    if given.len() > 2 {
+        return Err(too_many());
+    }
+    let mut participants = Vec::new();
+    for text in given {
+        let object: serde_json::Map<String, Value> = serde_json::from_str(text).map_err(|_| {
+            TwilioError::invalid(format!(
+                "Invalid parameter Participants: {text:?} is not a JSON object"
+            ))
+        })?;
+        let get = |name: &str| {
+            object
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_str().map(str::to_string))
+        };
+        participants.push(participant_from(&state, &service, get).await?);
+    }
+    let row = TwilioSessionRow {
+        sid: new_sid("KC"),
+        service_sid: service.sid.clone(),
+        session_id: None,
+        unique_name,
+        ttl: ttl.or(service.default_ttl).filter(|t| *t > 0),
+        expiry_ms,
+        mode: mode.as_str().to_string(),
+        closed_ms: None,
+        deleted_ms: None,
+        created_ms: ms(now),
+        updated_ms: ms(now),
+    };
+    let rows: Vec<TwilioParticipantRow> = participants
+        .iter()
+        .enumerate()
+        .map(|(position, p)| TwilioParticipantRow {
+            sid: new_sid("KP"),
+            session_sid: row.sid.clone(),
+            position: position as u8,
+            identifier: Some(p.identifier.e164().to_string()),
+            friendly_name: p.friendly_name.clone(),
+            proxy_iccid: p.proxy_iccid.clone(),
+            created_ms: ms(now),
+            deleted_ms: None,
+        })
+        .collect();
+    let open = match participants.as_slice() {
+        [a, b] => {
+            let proxy = one_proxy(a.proxy_iccid.clone(), b.proxy_iccid.clone())?;
+            let live = pool_of(&state, &service, proxy.as_deref()).await?;
+            let numbers = [a.identifier.clone(), b.identifier.clone()];
+            Some((
+                new_session(&state, &client, &service, &row, numbers, proxy, mode, now),
+                live,
+            ))
+        }
+        _ => None,
+    };
+    let record = state
+        .store
+        .twilio_create_session(row.clone(), rows, open, now)
+        .await?;
+    if let Some(record) = &record {
+        opened(&state, record);
+    }
+    let resolved = resolve(&state, service, &row.sid).await?;
+    Ok((StatusCode::CREATED, Json(session_view(&client, &resolved))))
+}
+
+pub(super) fn too_many() -> TwilioError {
+    TwilioError::new(
+        StatusCode::BAD_REQUEST,
+        80609,
+        "Too many participants: a session has two (the masking rule: each pair talks through \
+         its own proxy number)",
+    )
+}
+
+pub(super) fn one_proxy(
+    a: Option<String>,
+    b: Option<String>,
+) -> Result<Option<String>, TwilioError> {
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => Err(TwilioError::new(
+            StatusCode::BAD_REQUEST,
+            80402,
+            "The participants ask for different ProxyIdentifiers: a session has one proxy number",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    client: Client,
+    Path(key): Path<String>,
+    uri: Uri,
+) -> Result<Json<Value>, TwilioError> {
+    let paging = Paging::from_query(uri.query())?;
+    let service = service(&state, &key).await?;
+    let refs = state
+        .store
+        .twilio_service_sessions(service.sid.clone(), paging.fetch(), paging.offset)
+        .await?;
+    let mut items = Vec::with_capacity(refs.len());
+    for entry in refs {
+        let record = match &entry.session_id {
+            Some(id) => Some(state.store.session(id.clone()).await?),
+            None => None,
+        };
+        let mut resolved = Resolved {
+            sid: entry.row.as_ref().map_or_else(
+                || native_sid(entry.session_id.as_deref().unwrap_or("")),
+                |r| r.sid.clone(),
+            ),
+            service: service.clone(),
+            participants: match &entry.row {
+                Some(row) => state.store.twilio_participants(row.sid.clone()).await?,
+                None => Vec::new(),
+            },
+            row: entry.row,
+            record,
+        };
+        // An appliance session whose id the SID cannot carry gets a row,
+        // so that its SID leads back to it.
+        if resolved.row.is_none() && native_id(&resolved.sid).is_none() {
+            adopt(&state, &mut resolved).await?;
+        }
+        items.push(session_view(&client, &resolved));
+    }
+    let path = format!("{}/Sessions", service_path(&service.sid));
+    Ok(Json(paging.answer(&client, &path, "sessions", items)))
+}
+
+pub async fn fetch(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key)): Path<(String, String)>,
+) -> Result<Json<Value>, TwilioError> {
+    let service = service(&state, &service_key).await?;
+    let resolved = resolve(&state, service, &key).await?;
+    Ok(Json(session_view(&client, &resolved)))
+}
+
+/// Closes the appliance session `id` as the native API does: relaying
+/// stops at once and a call in progress ends.
+pub(super) async fn close(state: &ApiState, client: &Client, id: &str) -> Result<(), TwilioError> {
+    let record = state
+        .store
+        .close_session(
+            id.to_string(),
+            client.caller.name.clone(),
+            crate::clock::now(),
+        )
+        .await?;
+    tracing::info!(session = %record.id, "session closed (twilio)");
+    state.events.publish(Event::SessionClosed {
+        session_id: record.id.clone(),
+    });
+    let closed = EndRequest::SessionEnded("the session was closed".into());
+    if let Ok(ended) = state.calls.end_call(&record.id, closed).await {
+        tracing::info!(session = %record.id, outcome = %ended.outcome, "its call ended");
+    }
+    Ok(())
+}
+
+/// Closes (`Status=closed`), reopens (`Status=in-progress` or `open` on a
+/// closed session) or changes the lifetime (`Ttl`, `DateExpiry`).
+pub async fn update(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key)): Path<(String, String)>,
+    form: Form,
+) -> Result<Json<Value>, TwilioError> {
+    client.require(Role::Admin)?;
+    form.only(&["DateExpiry", "Ttl", "Status", "FailOnParticipantConflict"])?;
+    let service = service(&state, &service_key).await?;
+    let mut resolved = resolve(&state, service, &key).await?;
+    let now = crate::clock::now();
+    let (ttl, expiry) = lifetime(&form, now)?;
+    let status = form.get("Status");
+    if let Some(status) = status
+        && !matches!(status, "open" | "in-progress" | "closed")
+    {
+        return Err(TwilioError::invalid(format!(
+            "Invalid parameter Status: {status:?} is not open, in-progress or closed"
+        )));
+    }
+    let ttl_change = ttl.map(|t| (t > 0).then_some(t));
+    let expiry_change = expiry.map(Some);
+    match (&resolved.record, status) {
+        (Some(record), Some("closed")) if record.status == SessionStatus::Open => {
+            close(&state, &client, &record.id).await?;
+        }
+        (Some(record), Some("open" | "in-progress")) if record.status != SessionStatus::Open => {
+            let record = state
+                .store
+                .reopen_session(
+                    record.id.clone(),
+                    expiry.map(|e| Duration::milliseconds(e - ms(now))),
+                    ttl_change.flatten().map(Duration::seconds),
+                    client.caller.name.clone(),
+                    now,
+                )
+                .await?;
+            opened(&state, &record);
+        }
+        (None, Some("closed")) => {
+            state
+                .store
+                .twilio_mark_session(resolved.sid.clone(), true, false, now)
+                .await?;
+        }
+        (None, Some("open" | "in-progress")) if !resolved.is_open() => {
+            return Err(TwilioError::invalid(
+                "A session closed before it had two participants cannot be reopened: create another",
+            ));
+        }
+        _ => {}
+    }
+    if ttl_change.is_some() || expiry_change.is_some() {
+        if let Some(record) = &resolved.record
+            && status != Some("closed")
+        {
+            state
+                .store
+                .twilio_set_lifetime(record.id.clone(), expiry_change, ttl_change)
+                .await?;
+        }
+        adopt(&state, &mut resolved).await?;
+        state
+            .store
+            .twilio_set_row_lifetime(resolved.sid.clone(), ttl_change, expiry_change, now)
+            .await?;
+    }
+    let resolved = resolve(&state, resolved.service, &resolved.sid).await?;
+    Ok(Json(session_view(&client, &resolved)))
+}
+
+/// Deletes a session: it is closed first; the appliance keeps its record
+/// (the native API and exports still show it), the facade no longer does.
+pub async fn delete(
+    State(state): State<ApiState>,
+    client: Client,
+    Path((service_key, key)): Path<(String, String)>,
+) -> Result<StatusCode, TwilioError> {
+    client.require(Role::Admin)?;
+    let service = service(&state, &service_key).await?;
+    let mut resolved = resolve(&state, service, &key).await?;
+    if let Some(record) = &resolved.record
+        && record.status == SessionStatus::Open
+    {
+        close(&state, &client, &record.id).await?;
+    }
+    adopt(&state, &mut resolved).await?;
+    state
+        .store
+        .twilio_mark_session(resolved.sid.clone(), true, true, crate::clock::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

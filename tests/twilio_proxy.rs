@@ -1,0 +1,135 @@
+//! The Twilio Proxy facade driven by the official `twilio` Python library
+//! (PyPI, unmodified; `scripts/twilio-client` installs it in a virtual
+//! environment under target/), pointed at `simmask run` on a `simmask sim`
+//! bank by a custom HTTP client that only rewrites the host. The script,
+//! tests/twilio/proxy_client.py, holds the flow and its checks; this test
+//! runs the processes, gives it their addresses and checks the appliance's
+//! side.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+const AUTH_TOKEN: &str = "a-secret-that-signs-callbacks";
+
+/// The virtual environment's Python, which `scripts/twilio-client` makes.
+fn python() -> PathBuf {
+    if let Some(path) = std::env::var_os("SIMMASK_TWILIO_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/twilio-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/twilio-client (scripts/test does) to install the \
+         twilio library from PyPI",
+        python.display()
+    );
+    python
+}
+
+async fn token(daemon: &Daemon, name: &str, role: &str) -> String {
+    let created: Value = client()
+        .post(format!("{}/api/v1/tokens", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": name, "role": role}))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("token JSON");
+    created["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_twilio_library_drives_the_appliance() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 3, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
+    );
+    let daemon = Daemon::start(&config, port, 3).await;
+    let admin = token(&daemon, "marketplace", "admin").await;
+    let viewer = token(&daemon, "support", "viewer").await;
+    let proxies: Vec<String> = (0..3).map(|i| sim.msisdn(i)).collect();
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/twilio/proxy_client.py");
+    let sim_control = sim.control.clone();
+    let url = daemon.url.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("SIMMASK_URL", url)
+            .env("SIM_CONTROL", sim_control)
+            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("ADMIN_TOKEN", admin)
+            .env("VIEWER_TOKEN", viewer)
+            .env("PROXIES", serde_json::to_string(&proxies).unwrap())
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the twilio client script failed:\n{stderr}\n{stdout}"
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    assert_eq!(seen["interactions"], 5, "{seen}");
+    assert_eq!(seen["sessions"], 3, "one of four deleted: {seen}");
+
+    // The appliance's own API sees the same sessions: the facade's second
+    // one was closed by its deletion, the first is open again.
+    let sessions = daemon.get("/api/v1/sessions?limit=50").await;
+    let sessions = sessions["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 4, "{sessions:?}");
+    let open = sessions.iter().filter(|s| s["status"] == "open").count();
+    assert_eq!(
+        open, 2,
+        "order-1 reopened and the one on the reserved number: {sessions:?}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["label"] == "proxy market: order-1" && s["proxy_number"] == seen["proxy"]),
+        "{sessions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_facade_is_off_without_an_account_sid() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let response = client()
+        .get(format!("{}/twilio/v1/Services", daemon.url))
+        .basic_auth(ACCOUNT, Some(ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 20404, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("[twilio] account_sid"),
+        "{body}"
+    );
+}
