@@ -1,27 +1,38 @@
-//! `simmask bench relay`: the relay's own overhead, measured from outside.
+//! `simmask bench relay`: the relay measured from outside.
 //!
-//! A virtual bank of N modems and the daemon run in this process; N
-//! sessions are opened (one per proxy) and every proxy's handset sends
-//! its share of M messages at a steady pace, all modems at once. The simulator timestamps every line on every port,
-//! so for each relayed message the overhead is the time from the end of the
-//! `+CMTI` URC announcing it to the relayed `AT+CMGS` on the same modem:
-//! reading the message, committing it, routing it, queueing it and
-//! starting the send. The report states p50/p99 against a ceiling.
+//! A virtual bank of N modems and the daemon run in this process, or as
+//! two processes with `--separate-processes` (`simmask sim` and `simmask
+//! run`, as an operator runs them). One session is opened per proxy (on top
+//! of `--sessions` seeded ones), then two phases run on every modem at
+//! once:
+//!
+//! 1. **Overhead.** Each proxy's handset sends its share of M short
+//!    messages, one every `--interval-ms`, so the figure is the relay's
+//!    own overhead under load, not a backlog. The simulator timestamps every
+//!    line on every port; for each message the overhead is the time from
+//!    the end of the URC that brought it (`+CMTI`, or `+CMT` with its PDU)
+//!    to the first byte of the relayed `AT+CMGS`: reading it back (stored
+//!    path), committing it with its fsync, routing, and starting the send.
+//! 2. **Throughput.** Each handset sends `--burst` full-length (160
+//!    character) messages as fast as the network accepts them; the rate of
+//!    completed relayed sends per modem is compared with what the line can
+//!    carry at `--baud` ([`super::wire`]).
+//!
+//! The report is one JSON object: the overhead's p50/p99/max against the
+//! targets, throughput per modem, the wire ceiling and ratio, and the
+//! daemon's CPU time and peak memory.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::daemon::{RunOptions, run};
-use crate::sim::{SimConfig, Simulator};
+use super::rig::{Receive, Rig, RigOptions};
+use super::timing::{self, Spread, round3};
+use super::wire::{self, Path};
 
-/// The ceiling the relay overhead's p99 must stay under.
-pub const CEILING_MS: f64 = 10.0;
+/// Targets for the relay overhead: p50 and p99, in milliseconds.
+pub const TARGET_P50_MS: f64 = 2.0;
+pub const TARGET_P99_MS: f64 = 5.0;
 
 /// Options of `simmask bench relay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,16 +40,35 @@ pub struct RelayBenchArgs {
     /// Virtual modems, each with one busy session.
     #[arg(long, default_value_t = 16)]
     pub modems: usize,
-    /// Messages sent in total, spread over the modems.
+    /// Messages sent in the overhead phase, spread over the modems.
     #[arg(long, default_value_t = 320)]
     pub messages: usize,
     /// Pace every pty at this serial speed, as real USB modems run.
     #[arg(long)]
     pub baud: Option<u32>,
-    /// Each handset sends a message this often (all modems at once), so
-    /// the figure is the relay's overhead under load, not a backlog.
+    /// Each handset sends a message this often in the overhead phase.
     #[arg(long, default_value_t = 250)]
     pub interval_ms: u64,
+    /// Run the simulator and the daemon as separate processes.
+    #[arg(long)]
+    pub separate_processes: bool,
+    /// The modems' profile.
+    #[arg(long, default_value = "generic")]
+    pub profile: String,
+    /// How new messages reach the daemon: as the profile says, stored
+    /// (`+CMTI`), or direct (`+CMT`, acknowledged with `AT+CNMA`).
+    #[arg(long, value_enum, default_value_t = Receive::Profile)]
+    pub receive: Receive,
+    /// Open sessions seeded in the store before the daemon starts.
+    #[arg(long, default_value_t = 0)]
+    pub sessions: usize,
+    /// Full-length messages each handset sends at once in the throughput
+    /// phase (0 skips it).
+    #[arg(long, default_value_t = 40)]
+    pub burst: usize,
+    /// Also print every overhead sample (for plots).
+    #[arg(long)]
+    pub samples: bool,
 }
 
 /// The benchmark's result, printed as JSON.
@@ -47,220 +77,230 @@ pub struct RelayReport {
     pub modems: usize,
     pub messages: usize,
     pub baud: Option<u32>,
+    pub separate_processes: bool,
+    pub profile: String,
+    /// What the ports showed: `stored` (`+CMTI`) or `direct` (`+CMT`).
+    pub receive_path: &'static str,
     pub interval_ms: u64,
+    /// Open sessions in the store (seeded and the bench's own).
+    pub open_sessions: usize,
     pub relayed: usize,
     pub samples: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub ceiling_ms: f64,
-    /// `ceiling / p99`: above 1 is within the target.
-    pub ratio: f64,
-    pub within_ceiling: bool,
+    /// Inbound URC complete → first byte of the relayed `AT+CMGS`.
+    pub overhead_ms: Option<Spread>,
+    /// The same from the URC's first byte (a `+CMT` carries the PDU).
+    pub overhead_from_urc_start_ms: Option<Spread>,
+    pub target_ms: Targets,
+    pub within_target: bool,
+    pub burst_per_modem: usize,
+    /// How long the handsets took to hand the whole burst to the network.
+    pub burst_submit_seconds: Option<f64>,
+    /// Every burst message reached the other party once, text intact.
+    pub burst_intact: Option<bool>,
+    /// Relays per second per modem when every handset sends as fast as
+    /// the network accepts (median over the modems), and the slowest.
+    pub throughput_per_modem: Option<f64>,
+    pub throughput_min_per_modem: Option<f64>,
+    /// What one line carries at `baud` for those messages, and the share
+    /// of it reached.
+    pub wire_bytes_per_relay: Option<usize>,
+    pub wire_ceiling_per_modem: Option<f64>,
+    pub wire_ratio: Option<f64>,
+    /// CPU seconds over both phases, and peak resident memory.
+    pub cpu_seconds: f64,
+    pub peak_rss_mb: f64,
+    pub measured_process: &'static str,
     pub wall_seconds: f64,
+    /// Every overhead sample in ms, with `--samples`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead_samples_ms: Option<Vec<f64>>,
 }
 
-const TOKEN: &str = "smk_bench_relay_admin_token";
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Targets {
+    pub p50: f64,
+    pub p99: f64,
+}
 
 fn handset(side: u32, index: usize) -> String {
     format!("+44791{side}{:06}", 100_000 + index)
 }
 
+/// A full-length GSM 7-bit text (one part).
+fn full_text(modem: usize, n: usize) -> String {
+    let head = format!("burst {modem} {n} ");
+    format!("{head}{}", "x".repeat(160 - head.len()))
+}
+
 /// Runs the benchmark.
 pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<RelayReport> {
-    let dir = tempfile::tempdir()?;
-    let simulator = Simulator::start(SimConfig {
+    anyhow::ensure!(args.modems > 0, "--modems must be at least 1");
+    let rig = Rig::start(&RigOptions {
         modems: args.modems,
-        profiles: vec!["generic".into()],
-        control: "127.0.0.1:0".parse()?,
-        links: Some(dir.path().join("links")),
-        seed: 7,
+        profile: args.profile.clone(),
         baud: args.baud,
+        separate_processes: args.separate_processes,
+        receive: args.receive,
+        seed_sessions: args.sessions,
+        config_extra: String::new(),
     })
     .await?;
-    let control = simulator.control_url().to_string();
-    let config = Config::parse(
-        &format!(
-            "[api]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}\"\n[modems]\nports = [\"{}/modem*\"]\npoll_interval_seconds = 30\n[sms]\nper_minute = 100000\nper_day = 1000000\n",
-            dir.path().join("bench.db").display(),
-            dir.path().join("links").display()
-        ),
-        "bench",
-    )?;
-    let stop = CancellationToken::new();
-    let (ready, bound) = oneshot::channel();
-    let daemon = tokio::spawn(run(
-        config,
-        RunOptions {
-            admin_token: Some(TOKEN.into()),
-            stop: stop.clone(),
-            ready: Some(ready),
-            reload_from: None,
-        },
-    ));
-    let address: SocketAddr = bound.await?;
-    let api = format!("http://{address}/api/v1");
-    let client = reqwest::Client::new();
+    let result = phases(&rig, &args).await;
+    rig.stop().await;
+    result
+}
 
-    // Every SIM in the pool, then one session per proxy.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let numbers: Value = client
-            .get(format!("{api}/numbers"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let healthy = numbers
-            .as_array()
-            .map(|n| n.iter().filter(|n| n["healthy"] == true).count())
-            .unwrap_or(0);
-        if healthy == args.modems {
-            break;
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the bank did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport> {
     let mut proxies = Vec::new();
     for i in 0..args.modems {
-        let session: Value = client
-            .post(format!("{api}/sessions"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"participants": [handset(1, i), handset(2, i)], "mode": "sms"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let proxy = session["proxy_number"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("session not opened: {session}"))?
-            .to_string();
-        proxies.push(proxy);
+        proxies.push(rig.open_session(&handset(1, i), &handset(2, i)).await?);
     }
-
-    // All messages at once: each modem's handset sends its share.
     let started = Instant::now();
+    let usage_before = rig.daemon_usage();
+
+    // Phase 1: a steady pace on every modem at once.
+    let shares: Vec<usize> = (0..args.modems)
+        .map(|i| args.messages / args.modems + usize::from(i < args.messages % args.modems))
+        .collect();
     let mut senders = Vec::new();
     for (i, proxy) in proxies.iter().enumerate() {
-        let share = args.messages / args.modems + usize::from(i < args.messages % args.modems);
-        let client = client.clone();
-        let control = control.clone();
-        let proxy = proxy.clone();
-        let interval = Duration::from_millis(args.interval_ms);
+        let (rig_control, client) = (rig.control.clone(), rig.client.clone());
+        let (proxy, share) = (proxy.clone(), shares[i]);
+        let interval = Duration::from_millis(args.interval_ms.max(1));
         senders.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             for n in 0..share {
                 tick.tick().await;
                 let _ = client
-                    .post(format!("{control}/handsets/{}/sms", handset(1, i)))
-                    .json(&json!({"to": proxy, "text": format!("bench {i} {n}")}))
+                    .post(format!("{rig_control}/handsets/{}/sms", handset(1, i)))
+                    .json(&serde_json::json!({"to": proxy, "text": format!("bench {i} {n}")}))
                     .send()
                     .await;
             }
-            share
         }));
     }
-    let mut expected = Vec::new();
     for sender in senders {
-        expected.push(sender.await?);
+        sender.await?;
     }
+    let relayed = wait_relayed(rig, &shares).await?;
+    let mut overheads = Vec::new();
+    let mut marks = Vec::new();
+    let mut direct = false;
+    for i in 0..args.modems {
+        let lines = timing::lines(&rig.trace(i, 0).await?);
+        direct |= lines.iter().any(|l| l.tx && l.line.starts_with("+CMT:"));
+        overheads.extend(timing::overheads(&lines, args.baud));
+        marks.push(lines.last().map_or(0, |l| l.t_us + 1));
+    }
+
+    // Phase 2: every handset sends a burst of full-length messages.
+    let mut rates = Vec::new();
+    let mut burst_submit = None;
+    let mut burst_intact = None;
+    if args.burst > 0 {
+        let submitted = Instant::now();
+        let mut senders = Vec::new();
+        for (i, proxy) in proxies.iter().enumerate() {
+            let (rig_control, client) = (rig.control.clone(), rig.client.clone());
+            let (proxy, burst) = (proxy.clone(), args.burst);
+            senders.push(tokio::spawn(async move {
+                for n in 0..burst {
+                    let _ = client
+                        .post(format!("{rig_control}/handsets/{}/sms", handset(1, i)))
+                        .json(&serde_json::json!({"to": proxy, "text": full_text(i, n)}))
+                        .send()
+                        .await;
+                }
+            }));
+        }
+        for sender in senders {
+            sender.await?;
+        }
+        burst_submit = Some(round3(submitted.elapsed().as_secs_f64()));
+        let totals: Vec<usize> = shares.iter().map(|s| s + args.burst).collect();
+        wait_relayed(rig, &totals).await?;
+        let mut intact = true;
+        for i in 0..args.modems {
+            let texts = rig.received_texts(&handset(2, i)).await?;
+            intact &= (0..args.burst).all(|n| {
+                let text = full_text(i, n);
+                texts.iter().filter(|t| **t == text).count() == 1
+            });
+        }
+        burst_intact = Some(intact);
+        for (i, mark) in marks.iter().enumerate() {
+            let lines = timing::lines(&rig.trace(i, *mark).await?);
+            if let Some((_, rate)) = timing::send_rate(&lines, *mark) {
+                rates.push(rate);
+            }
+        }
+    }
+    let usage_after = rig.daemon_usage();
+    let wall_seconds = started.elapsed().as_secs_f64();
+
+    rates.sort_by(f64::total_cmp);
+    let throughput = (!rates.is_empty()).then(|| rates[rates.len() / 2]);
+    let path = if direct { Path::Direct } else { Path::Stored };
+    let wire_bytes = (args.burst > 0 && args.baud.is_some())
+        .then(|| wire::bytes_per_relay(path, &handset(1, 0), &handset(2, 0), &full_text(0, 0)));
+    let ceiling = args
+        .baud
+        .zip(wire_bytes)
+        .map(|(baud, bytes)| wire::ceiling_per_second(baud, bytes));
+    let from_end: Vec<f64> = overheads.iter().map(|o| o.from_urc_end_ms).collect();
+    let from_start: Vec<f64> = overheads.iter().map(|o| o.from_urc_start_ms).collect();
+    let spread = Spread::of(&from_end);
+    let open_sessions = args.sessions + args.modems;
+    Ok(RelayReport {
+        modems: args.modems,
+        messages: args.messages,
+        baud: args.baud,
+        separate_processes: args.separate_processes,
+        profile: args.profile.clone(),
+        receive_path: if direct { "direct" } else { "stored" },
+        interval_ms: args.interval_ms,
+        open_sessions,
+        relayed,
+        samples: overheads.len(),
+        overhead_ms: spread,
+        overhead_from_urc_start_ms: Spread::of(&from_start),
+        target_ms: Targets {
+            p50: TARGET_P50_MS,
+            p99: TARGET_P99_MS,
+        },
+        within_target: spread.is_some_and(|s| s.p50 <= TARGET_P50_MS && s.p99 <= TARGET_P99_MS),
+        burst_per_modem: args.burst,
+        burst_submit_seconds: burst_submit,
+        burst_intact,
+        throughput_per_modem: throughput.map(round3),
+        throughput_min_per_modem: rates.first().copied().map(round3),
+        wire_bytes_per_relay: wire_bytes,
+        wire_ceiling_per_modem: ceiling.map(round3),
+        wire_ratio: throughput.zip(ceiling).map(|(t, c)| round3(t / c)),
+        cpu_seconds: round3(usage_after.cpu_seconds - usage_before.cpu_seconds),
+        peak_rss_mb: round3(usage_after.peak_rss_mb),
+        measured_process: rig.measured_process(),
+        wall_seconds: round3(wall_seconds),
+        overhead_samples_ms: args
+            .samples
+            .then(|| from_end.iter().copied().map(round3).collect()),
+    })
+}
+
+/// Waits until each modem's second handset has `want[i]` messages (or five
+/// minutes pass); returns how many arrived in all, capped at what was sent.
+async fn wait_relayed(rig: &Rig, want: &[usize]) -> anyhow::Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut relayed = 0;
-    for (i, want) in expected.iter().enumerate() {
+    for (i, want) in want.iter().enumerate() {
         loop {
-            let got: Vec<Value> = client
-                .get(format!("{control}/handsets/{}/messages", handset(2, i)))
-                .send()
-                .await?
-                .json()
-                .await?;
-            if got.len() >= *want || Instant::now() > deadline {
-                relayed += got.len().min(*want);
+            let got = rig.received(&handset(2, i)).await?;
+            if got >= *want || Instant::now() > deadline {
+                relayed += got.min(*want);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let wall_seconds = started.elapsed().as_secs_f64();
-
-    let mut overheads = Vec::new();
-    for i in 0..args.modems {
-        let trace: Vec<Value> = client
-            .get(format!("{control}/modems/{i}/trace"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        overheads.extend(pair_overheads(&trace));
-    }
-    stop.cancel();
-    let _ = daemon.await;
-    simulator.shutdown().await;
-
-    overheads.sort_by(f64::total_cmp);
-    let at = |p: f64| {
-        if overheads.is_empty() {
-            f64::NAN
-        } else {
-            overheads[((overheads.len() - 1) as f64 * p).round() as usize]
-        }
-    };
-    let p99 = at(0.99);
-    Ok(RelayReport {
-        modems: args.modems,
-        messages: args.messages,
-        baud: args.baud,
-        interval_ms: args.interval_ms,
-        relayed,
-        samples: overheads.len(),
-        p50_ms: at(0.50),
-        p99_ms: p99,
-        max_ms: overheads.last().copied().unwrap_or(f64::NAN),
-        ceiling_ms: CEILING_MS,
-        ratio: CEILING_MS / p99,
-        within_ceiling: p99 <= CEILING_MS,
-        wall_seconds,
-    })
-}
-
-/// Pairs the k-th `+CMTI` sent on a port with the k-th `AT+CMGS` received
-/// after it (each inbound message here is relayed as one part, in order);
-/// returns the gaps in milliseconds.
-pub fn pair_overheads(trace: &[Value]) -> Vec<f64> {
-    let mut announced = std::collections::VecDeque::new();
-    let mut gaps = Vec::new();
-    for entry in trace {
-        let line = entry["line"].as_str().unwrap_or_default();
-        let t_us = entry["t_us"].as_u64().unwrap_or(0);
-        match entry["dir"].as_str() {
-            Some("tx") if line.starts_with("+CMTI:") => announced.push_back(t_us),
-            Some("rx") if line.to_ascii_uppercase().starts_with("AT+CMGS=") => {
-                if let Some(at) = announced.pop_front() {
-                    gaps.push(t_us.saturating_sub(at) as f64 / 1000.0);
-                }
-            }
-            _ => {}
-        }
-    }
-    gaps
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_announcement_pairs_with_the_next_send() {
-        let trace = json!([
-            {"t_us": 1000, "dir": "tx", "line": "+CMTI: \"SM\",1"},
-            {"t_us": 1500, "dir": "tx", "line": "+CMTI: \"SM\",2"},
-            {"t_us": 2000, "dir": "rx", "line": "AT+CMGR=1"},
-            {"t_us": 4000, "dir": "rx", "line": "AT+CMGS=20"},
-            {"t_us": 9500, "dir": "rx", "line": "AT+CMGS=21"},
-            {"t_us": 9900, "dir": "rx", "line": "AT+CMGS=22"}
-        ]);
-        let gaps = pair_overheads(trace.as_array().unwrap());
-        assert_eq!(gaps, vec![3.0, 8.0]);
-    }
+    Ok(relayed)
 }

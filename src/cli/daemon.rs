@@ -12,8 +12,11 @@ use crate::daemon::{self, RunOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Relay overhead (inbound URC to relayed AT+CMGS) on a virtual bank.
+    /// Relay overhead (inbound URC to relayed AT+CMGS) and throughput on a
+    /// virtual bank.
     Relay(crate::bench::relay::RelayBenchArgs),
+    /// The daemon's CPU share and wake-ups with idle modems.
+    Idle(crate::bench::idle::IdleBenchArgs),
 }
 
 /// The daemon until SIGINT or SIGTERM; `SIMMASK_ADMIN_TOKEN` is accepted as
@@ -44,6 +47,10 @@ pub fn bench(command: BenchCommand, out: super::Output) -> anyhow::Result<ExitCo
     match command {
         BenchCommand::Relay(args) => {
             let report = super::runtime()?.block_on(crate::bench::relay::relay(args))?;
+            out.emit(&report, |value, _| super::output::generic(value))
+        }
+        BenchCommand::Idle(args) => {
+            let report = super::runtime()?.block_on(crate::bench::idle::idle(args))?;
             out.emit(&report, |value, _| super::output::generic(value))
         }
     }

@@ -250,8 +250,7 @@ impl Dispatch {
             ModemEvent::StatusReport { pdu_hex } => {
                 let region = self.home_region(&iccid);
                 self.relay
-                    .status_report(&iccid, region.as_deref(), &pdu_hex)
-                    .await;
+                    .status_report(&iccid, region.as_deref(), &pdu_hex);
             }
             ModemEvent::StatusReportStored { storage, index } => {
                 let region = self.home_region(&iccid);

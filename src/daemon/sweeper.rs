@@ -59,13 +59,20 @@ pub async fn run(
                 relay.sweep_incomplete(now).await;
             }
             _ = status.tick() => {
-                for sim in bank.sims() {
-                    // SIMs not yet in the pool (no number) have no row.
-                    let record = status_record(&config.get(), &bank, &sim);
-                    let _ = store.save_sim_status(record).await;
-                    if let Some(storage) = storage_record(&sim) {
-                        let _ = store.save_sim_storage(sim.id.clone(), storage).await;
-                    }
+                // One job for the bank; SIMs not yet in the pool (no
+                // number) have no row and are skipped.
+                let config = config.get();
+                let sims = bank.sims();
+                let statuses = sims
+                    .iter()
+                    .map(|sim| status_record(&config, &bank, sim))
+                    .collect();
+                let storages = sims
+                    .iter()
+                    .filter_map(|sim| Some((sim.id.clone(), storage_record(sim)?)))
+                    .collect();
+                if let Err(error) = store.save_sim_statuses(statuses, storages).await {
+                    tracing::warn!(%error, "cannot save the SIMs' status");
                 }
             }
             _ = retention.tick() => {

@@ -187,6 +187,7 @@ async fn serve(
         network,
         index,
         baud: setup.baud,
+        rx_free: Instant::now(),
     };
     let mut interpreter = Interpreter::new(network.clone(), index);
     if port.write(&interpreter.boot_output()).await.is_err() {
@@ -231,7 +232,7 @@ async fn serve(
                 match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
                     Ok(Ok(0)) => return Ended::Unplugged,
                     Ok(Ok(n)) => {
-                        network.trace(index, Direction::Rx, &buf[..n]);
+                        port.receive(&buf[..n]).await;
                         let reply = interpreter.feed(&buf[..n]);
                         let submit_delay = if interpreter.take_submitted() {
                             network.with_modem(index, |slot| slot.faults.submit_delay_ms).unwrap_or(0)
@@ -268,14 +269,39 @@ async fn serve(
 }
 
 /// Writes to the port: paced, traced, with the injected response faults.
+/// On a paced line it also takes in what the host wrote at the line's
+/// speed: a command is acted on once its last byte has crossed the line.
 struct Writer<'a> {
     fd: &'a AsyncFd<File>,
     network: &'a Network,
     index: usize,
     baud: Option<u32>,
+    /// When the host-to-modem direction is free again.
+    rx_free: Instant,
 }
 
 impl Writer<'_> {
+    /// Bytes per second on a paced line (8N1: ten bits per byte).
+    fn rate(&self) -> Option<f64> {
+        self.baud
+            .filter(|&baud| baud > 0)
+            .map(|baud| (f64::from(baud) / 10.0).max(1.0))
+    }
+
+    /// Bytes the host wrote: traced, and on a paced line waited for until
+    /// they have all arrived (the pty hands them over at once).
+    async fn receive(&mut self, bytes: &[u8]) {
+        let Some(rate) = self.rate() else {
+            self.network.trace(self.index, Direction::Rx, bytes);
+            return;
+        };
+        let start = self.rx_free.max(Instant::now());
+        self.network
+            .trace_paced(self.index, Direction::Rx, bytes, start.into_std(), rate);
+        self.rx_free = start + Duration::from_secs_f64(bytes.len() as f64 / rate);
+        tokio::time::sleep_until(self.rx_free).await;
+    }
+
     /// Writes a command's answer. Injected faults may delay or swallow it;
     /// URCs that arrive while its information lines go out (a slow line, a
     /// delay) are written before its final result code, as a real modem
@@ -320,12 +346,16 @@ impl Writer<'_> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.network.trace(self.index, Direction::Tx, bytes);
-        match self.baud {
-            Some(baud) if baud > 0 => {
-                // 8N1: ten bits on the line per byte.
-                let per_second = (f64::from(baud) / 10.0).max(1.0);
+        match self.rate() {
+            Some(per_second) => {
                 let mut due = Instant::now();
+                self.network.trace_paced(
+                    self.index,
+                    Direction::Tx,
+                    bytes,
+                    due.into_std(),
+                    per_second,
+                );
                 for chunk in bytes.chunks(32) {
                     write_all(self.fd, chunk).await?;
                     due += Duration::from_secs_f64(chunk.len() as f64 / per_second);
@@ -333,7 +363,10 @@ impl Writer<'_> {
                 }
                 Ok(())
             }
-            _ => write_all(self.fd, bytes).await,
+            None => {
+                self.network.trace(self.index, Direction::Tx, bytes);
+                write_all(self.fd, bytes).await
+            }
         }
     }
 }

@@ -111,6 +111,18 @@ pub fn accept_inbound(
     store.inbound_durable(move |tx| accept(tx, &part, &rules, now))
 }
 
+/// Accepts one part inside a transaction the caller drives ([`accept_inbound`]
+/// is this in a transaction of its own); the relay adds its own work to the
+/// same transaction.
+pub fn accept_in(
+    tx: &mut InboundTx<'_>,
+    part: &InboundPart,
+    rules: &Rules,
+    now: OffsetDateTime,
+) -> Result<InboundOutcome, StoreError> {
+    accept(tx, part, rules, now)
+}
+
 /// Relays what arrived of every message whose first part is older than
 /// `cutoff` and is still incomplete (the reassembly timeout); the
 /// interactions are flagged incomplete.

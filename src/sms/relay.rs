@@ -2,6 +2,14 @@
 //! receives is decoded, committed to the store (only then deleted from the
 //! SIM) and its relay queued; delivery reports update interactions; one
 //! outbox worker per SIM sends what is queued, from that SIM only.
+//!
+//! The hot path from a received message to its relayed send holds one
+//! store job: the durable transaction that stores the message also claims
+//! its relay when the SIM's worker is idle, and the worker gets it in memory
+//! as soon as that transaction is on disk. The received message leaves the
+//! SIM (`AT+CMGD`, or `AT+CNMA` for a direct delivery) after the relayed
+//! send, so the line carries the send first. Delivery reports are written in
+//! batches, off the path of received messages.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -13,17 +21,28 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
+use tokio::sync::mpsc;
+
+use super::accept::{InboundOutcome, InboundPart, accept_in, sweep_incomplete};
 use super::intake::{Intake, intake};
 use super::rails::Rules;
 use super::schedule::RateLimiter;
-use super::worker::{OutboxWorker, SendError, SmsSink};
+use super::worker::{AfterSend, Handed, Handoff, OutboxWorker, SendError, SmsSink, handoff};
 use crate::bank::{Bank, InboundSms};
 use crate::config::LiveConfig;
 use crate::events::{Event, EventBus};
 use crate::modem::error::AtError;
 use crate::number::PhoneNumber;
-use crate::store::{DeliveryStatus, Store};
+use crate::store::{DeliveryReport, DeliveryStatus, OutboxItem, Store};
+
+/// One SIM's outbox worker as the relay reaches it.
+#[derive(Clone)]
+struct WorkerLink {
+    /// Something was queued: look at the store.
+    wake: Arc<Notify>,
+    /// A message claimed for the idle worker goes this way.
+    handoff: Handoff,
+}
 
 /// The relay. Cheap to clone: a task per received message holds a copy.
 #[derive(Clone)]
@@ -33,11 +52,13 @@ pub struct Relay {
     events: EventBus,
     /// The policy and the SMS settings in force (a reload changes them).
     config: LiveConfig,
-    /// The wake-up of each SIM's outbox worker, by ICCID.
-    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Each SIM's outbox worker, by ICCID.
+    wakers: Arc<Mutex<HashMap<String, WorkerLink>>>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     /// Cancelled at shutdown; each worker finishes its send in flight.
     workers_stop: CancellationToken,
+    /// Direct status reports, written in batches.
+    reports: mpsc::UnboundedSender<DeliveryReport>,
 }
 
 impl Relay {
@@ -48,6 +69,8 @@ impl Relay {
         events: EventBus,
         workers_stop: CancellationToken,
     ) -> Self {
+        let (reports, pending) = mpsc::unbounded_channel();
+        tokio::spawn(write_reports(store.clone(), events.clone(), pending));
         Self {
             store,
             bank,
@@ -56,6 +79,7 @@ impl Relay {
             wakers: Arc::default(),
             workers: Arc::default(),
             workers_stop,
+            reports,
         }
     }
 
@@ -68,15 +92,20 @@ impl Relay {
     /// Wakes the outbox worker of `iccid`, if it runs.
     pub fn wake(&self, iccid: &str) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(notify) = wakers.get(iccid) {
-            notify.notify_one();
+        if let Some(link) = wakers.get(iccid) {
+            link.wake.notify_one();
         }
     }
 
     /// Wakes every outbox worker (something was queued for several SIMs).
     pub fn wake_all(&self) {
         let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
-        wakers.values().for_each(|notify| notify.notify_one());
+        wakers.values().for_each(|link| link.wake.notify_one());
+    }
+
+    fn worker_link(&self, iccid: &str) -> Option<WorkerLink> {
+        let wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.get(iccid).cloned()
     }
 
     /// Starts the outbox worker of `iccid` unless it runs; a SIM that comes
@@ -87,7 +116,14 @@ impl Relay {
             return;
         }
         let wake = Arc::new(Notify::new());
-        wakers.insert(iccid.to_string(), wake.clone());
+        let (handoff, inbox) = handoff();
+        wakers.insert(
+            iccid.to_string(),
+            WorkerLink {
+                wake: wake.clone(),
+                handoff,
+            },
+        );
         let settings = self.config.get().sms.clone();
         let rules = self.rules();
         let worker = OutboxWorker {
@@ -108,6 +144,7 @@ impl Relay {
             wake,
             stop: self.workers_stop.clone(),
             events: self.events.clone(),
+            inbox,
             config: Some(self.config.clone()),
         };
         let task = tokio::spawn(
@@ -138,14 +175,19 @@ impl Relay {
         tokio::spawn(self.clone().receive(iccid, region, sms));
     }
 
-    /// A status report delivered directly (`+CDS`).
-    pub async fn status_report(&self, iccid: &str, region: Option<&str>, pdu_hex: &str) {
+    /// A status report delivered directly (`+CDS`): written with others
+    /// in one store job, off the path of received messages.
+    pub fn status_report(&self, iccid: &str, region: Option<&str>, pdu_hex: &str) {
         if let Ok(Intake::StatusReport {
             message_reference,
-            status,
+            status: Some(status),
         }) = intake(iccid, region, pdu_hex, None)
         {
-            self.delivery_report(iccid, message_reference, status).await;
+            let _ = self.reports.send(DeliveryReport {
+                proxy_iccid: iccid.to_string(),
+                message_reference,
+                status,
+            });
         }
     }
 
@@ -202,7 +244,8 @@ impl Relay {
         }
     }
 
-    /// One received PDU: committed to the store, then deleted from the SIM.
+    /// One received PDU: committed to the store, then deleted from the SIM
+    /// (after its relayed send when the worker took that over).
     /// Decoding and queueing happen now; the returned future waits for the
     /// commit and does the rest.
     fn receive(
@@ -220,60 +263,131 @@ impl Relay {
                 &format!("sim {}", iccid_tail(&iccid)),
             );
         }
-        let stored: Pin<Box<dyn Future<Output = bool> + Send>> = match intake(
+        let location = sms.location.clone();
+        // Taken by whoever lets it leave the SIM: the worker after the
+        // relayed send, or this task once the message is stored.
+        let pending = Arc::new(Mutex::new(Some(sms)));
+        let pdu_hex = lock(&pending)
+            .as_ref()
+            .map(|sms| sms.pdu_hex.clone())
+            .unwrap_or_default();
+        let stored: Pin<Box<dyn Future<Output = Stored> + Send>> = match intake(
             &iccid,
             region.as_deref(),
-            &sms.pdu_hex,
-            sms.location.clone(),
+            &pdu_hex,
+            location.clone(),
         ) {
-            Ok(Intake::Part(part)) => Box::pin(self.accept(part)),
+            Ok(Intake::Part(part)) => Box::pin(self.accept(part, pending.clone())),
             Ok(Intake::StatusReport {
                 message_reference,
                 status,
             }) => {
                 let iccid = iccid.clone();
                 Box::pin(async move {
-                    self.delivery_report(&iccid, message_reference, status)
+                    if self
+                        .delivery_report(&iccid, message_reference, status)
                         .await
+                    {
+                        Stored::Yes
+                    } else {
+                        Stored::No
+                    }
                 })
             }
             Ok(Intake::Unroutable { reason }) => {
                 tracing::info!(%iccid, %reason, "received SMS not relayed");
-                Box::pin(std::future::ready(true))
+                Box::pin(std::future::ready(Stored::Yes))
             }
             Err(error) => {
                 // Left on the SIM: a later version may read it; deleting
                 // would lose it.
-                tracing::warn!(%iccid, location = ?sms.location, %error, "received PDU undecodable; left on the SIM");
-                Box::pin(std::future::ready(false))
+                tracing::warn!(%iccid, ?location, %error, "received PDU undecodable; left on the SIM");
+                Box::pin(std::future::ready(Stored::No))
             }
         };
         async move {
             // The delete is the modem's work: the other SIMs' messages need
-            // not wait for it.
-            if stored.await
-                && let Err(error) = sms.confirm_stored().await
-            {
-                // Stored but not deleted: it is read again later and
-                // recognised as a duplicate.
-                tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+            // not wait for it. Handed to the worker, it follows the send.
+            if stored.await == Stored::Yes {
+                let sms = lock(&pending).take();
+                if let Some(sms) = sms {
+                    confirm(iccid, sms).await;
+                }
             }
         }
     }
 
-    /// Accepts a part, queued now; the future is `true` once it is durably
-    /// stored.
-    fn accept(&self, part: InboundPart) -> impl Future<Output = bool> + Send + 'static {
+    /// Accepts a part, queued now; the future says once it is durably
+    /// stored. When the SIM's worker is idle the same transaction claims
+    /// the relay, and the writer thread hands it over with `pending` (to
+    /// leave the SIM after the send) as soon as the transaction is on disk.
+    fn accept(
+        &self,
+        part: InboundPart,
+        pending: Arc<Mutex<Option<InboundSms>>>,
+    ) -> impl Future<Output = Stored> + Send + 'static {
         let iccid = part.proxy_iccid.clone();
-        let accepted = accept_inbound(&self.store, part, self.rules(), crate::clock::now());
+        let claimer = self.worker_link(&iccid).map(|link| link.handoff);
+        let giver = claimer.clone();
+        let rules = self.rules();
+        let now = crate::clock::now();
+        let confirm_iccid = iccid.clone();
+        let accepted = self.store.inbound_durable_then(
+            move |tx| {
+                let outcome = accept_in(tx, &part, &rules, now)?;
+                let queued = match outcome {
+                    InboundOutcome::Relayed { interaction_id }
+                    | InboundOutcome::AutoReplied { interaction_id }
+                    | InboundOutcome::Forwarded { interaction_id } => Some(interaction_id),
+                    _ => None,
+                };
+                let session_id = match outcome {
+                    InboundOutcome::Relayed { interaction_id } => {
+                        tx.interaction_session(interaction_id)?
+                    }
+                    _ => None,
+                };
+                let mut claimed = None;
+                if let (Some(interaction), Some(handoff)) = (queued, &claimer)
+                    && handoff.is_idle()
+                    && let Some(row) = tx.claimable(interaction, now)?
+                    && handoff.reserve()
+                {
+                    claimed = tx.claim(row, now)?;
+                }
+                Ok(Accepted {
+                    outcome,
+                    session_id,
+                    claimed,
+                    handed: false,
+                })
+            },
+            move |result| {
+                if let (Ok(accepted), Some(handoff)) = (result, giver)
+                    && let Some(item) = accepted.claimed.take()
+                {
+                    let after_send = lock(&pending)
+                        .take()
+                        .map(|sms| Box::pin(confirm(confirm_iccid, sms)) as AfterSend);
+                    handoff.hand(Handed { item, after_send });
+                    accepted.handed = true;
+                }
+            },
+        );
         let desk = self.clone();
         async move {
             match accepted.await {
-                Ok(outcome) => {
+                Ok(Accepted {
+                    outcome,
+                    session_id,
+                    handed,
+                    ..
+                }) => {
                     match &outcome {
                         InboundOutcome::Relayed { interaction_id } => {
-                            desk.wake(&iccid);
-                            let session_id = desk.session_of(*interaction_id).await;
+                            if !handed {
+                                desk.wake(&iccid);
+                            }
                             desk.events.publish(Event::MessageRelayed {
                                 session_id,
                                 interaction_id: *interaction_id,
@@ -281,7 +395,9 @@ impl Relay {
                             });
                         }
                         InboundOutcome::AutoReplied { .. } | InboundOutcome::Forwarded { .. } => {
-                            desk.wake(&iccid);
+                            if !handed {
+                                desk.wake(&iccid);
+                            }
                         }
                         InboundOutcome::Dropped { reason, .. } => {
                             tracing::info!(%iccid, %reason, "inbound SMS not relayed");
@@ -289,12 +405,12 @@ impl Relay {
                         // Duplicates, waiting parts and the rails' outcomes.
                         other => desk.publish_rails(&iccid, other),
                     }
-                    tracing::debug!(%iccid, ?outcome, "inbound SMS stored");
-                    true
+                    tracing::debug!(%iccid, ?outcome, handed, "inbound SMS stored");
+                    Stored::Yes
                 }
                 Err(error) => {
                     tracing::error!(%iccid, %error, "cannot store an inbound SMS; it stays on the SIM");
-                    false
+                    Stored::No
                 }
             }
         }
@@ -478,6 +594,84 @@ impl SmsSink for BankSink {
             .sims()
             .iter()
             .any(|sim| sim.id == self.iccid && sim.healthy)
+    }
+}
+
+/// What became of a received PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// Not stored: it stays on the SIM.
+    No,
+    /// Durably stored (or nothing to store): it may leave the SIM, unless
+    /// the worker took that over with its relay.
+    Yes,
+}
+
+/// What the inbound transaction did, with the relay it claimed.
+struct Accepted {
+    outcome: InboundOutcome,
+    session_id: Option<String>,
+    claimed: Option<OutboxItem>,
+    /// The claimed relay went to the worker.
+    handed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Deletes a stored message from the SIM (or acknowledges a direct one).
+async fn confirm(iccid: String, sms: InboundSms) {
+    if let Err(error) = sms.confirm_stored().await {
+        // Stored but not deleted: it is read again later and recognised
+        // as a duplicate.
+        tracing::warn!(%iccid, %error, "cannot delete a stored SMS from the SIM");
+    }
+}
+
+/// Writes direct status reports in batches: whatever arrived while the
+/// last batch was written goes in the next, in one store job.
+async fn write_reports(
+    store: Store,
+    events: EventBus,
+    mut pending: mpsc::UnboundedReceiver<DeliveryReport>,
+) {
+    const BATCH: usize = 256;
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match pending.try_recv() {
+                Ok(report) => batch.push(report),
+                Err(_) => break,
+            }
+        }
+        let statuses: Vec<DeliveryStatus> = batch.iter().map(|r| r.status).collect();
+        match store
+            .record_delivery_reports(batch, crate::clock::now())
+            .await
+        {
+            Ok(found) => {
+                for (status, found) in statuses.into_iter().zip(found) {
+                    let Some((interaction_id, session_id)) = found else {
+                        continue;
+                    };
+                    events.publish(match status {
+                        DeliveryStatus::Delivered => Event::MessageDelivered {
+                            session_id,
+                            interaction_id,
+                        },
+                        DeliveryStatus::Failed => Event::MessageFailed {
+                            session_id,
+                            interaction_id,
+                            reason: "the network could not deliver it".into(),
+                        },
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, reports = statuses.len(), "cannot record delivery reports")
+            }
+        }
     }
 }
 

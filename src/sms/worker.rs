@@ -4,20 +4,28 @@
 //!
 //! A message waits for its own proxy while the proxy is unhealthy: sending it
 //! from another SIM would reveal a different number to the recipient.
+//!
+//! The hot path: while the worker is idle, the inbound transaction that
+//! queues a relay also claims it and, once that transaction is on disk,
+//! hands it over in memory ([`Handoff`]), so the send starts without another
+//! trip to the store. After each send one store job marks it sent and
+//! claims the next due message of the SIM.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use std::sync::Arc;
-
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::schedule::{ErrorClass, RateLimiter, RetryDecision, classify_cms_error, retry_after};
 use crate::events::{Event, EventBus};
 use crate::number::PhoneNumber;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::store::{NextClaim, OutboxItem, Store, StoreError};
 
 /// Why a send failed, as the sending side reports it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,10 +60,109 @@ pub trait SmsSink: Send + Sync {
     fn healthy(&self) -> bool;
 }
 
-/// How often an idle or unhealthy SIM's outbox is looked at again.
+/// How often an unhealthy SIM's outbox is looked at again.
 const POLL: Duration = Duration::from_secs(1);
 /// The longest wait between tries of a write the store refused.
 const MAX_PERSIST_WAIT: Duration = Duration::from_secs(5);
+
+/// How often an idle SIM's outbox is looked at again at the latest.
+/// Whatever is queued wakes the worker at once, and it sleeps until the
+/// next retry falls due; this is only a safety net.
+const IDLE_POLL: Duration = Duration::from_secs(60);
+
+/// How long a worker waits for a message the inbound transaction reserved
+/// for it (its fsync) before it looks in the store instead.
+const HANDOFF_WAIT: Duration = Duration::from_secs(5);
+
+/// Work to do once a handed message has been sent (the received message's
+/// delete from the SIM, or its `AT+CNMA`): after the send, so the SIM's
+/// line carries the relayed message first.
+pub type AfterSend = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A message claimed for the worker in the transaction that queued it.
+pub struct Handed {
+    pub item: OutboxItem,
+    pub after_send: Option<AfterSend>,
+}
+
+const BUSY: u8 = 0;
+const IDLE: u8 = 1;
+const HANDING: u8 = 2;
+
+/// The way from the inbound transaction to one SIM's idle worker. Only one
+/// message is handed at a time: the worker, once idle, waits for the one
+/// reserved for it before it looks at the store again, so the messages it
+/// sends keep their order.
+#[derive(Clone)]
+pub struct Handoff {
+    state: Arc<AtomicU8>,
+    sender: mpsc::UnboundedSender<Handed>,
+}
+
+/// The worker's end of its [`Handoff`].
+pub struct HandoffInbox {
+    state: Arc<AtomicU8>,
+    receiver: mpsc::UnboundedReceiver<Handed>,
+}
+
+/// A connected [`Handoff`] and [`HandoffInbox`].
+pub fn handoff() -> (Handoff, HandoffInbox) {
+    let state = Arc::new(AtomicU8::new(BUSY));
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (
+        Handoff {
+            state: state.clone(),
+            sender,
+        },
+        HandoffInbox { state, receiver },
+    )
+}
+
+impl Handoff {
+    /// Whether the worker is idle now (a hint; [`Handoff::reserve`] decides).
+    pub fn is_idle(&self) -> bool {
+        self.state.load(Ordering::Acquire) == IDLE
+    }
+
+    /// Reserves the idle worker for one message, which must then be
+    /// [`Handoff::hand`]ed to it. False when the worker is busy.
+    pub fn reserve(&self) -> bool {
+        self.state
+            .compare_exchange(IDLE, HANDING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Hands the reserved message over.
+    pub fn hand(&self, handed: Handed) {
+        // A stopped worker leaves the row claimed: requeued at the next start.
+        let _ = self.sender.send(handed);
+    }
+}
+
+impl HandoffInbox {
+    /// A message handed over before the worker went busy, if any.
+    fn try_take(&mut self) -> Option<Handed> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// Leaves the idle state; if a message was reserved meanwhile, waits
+    /// for it (bounded) and returns it.
+    async fn leave_idle(&mut self) -> Option<Handed> {
+        if self
+            .state
+            .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return None;
+        }
+        let handed = tokio::time::timeout(HANDOFF_WAIT, self.receiver.recv())
+            .await
+            .ok()
+            .flatten();
+        self.state.store(BUSY, Ordering::Release);
+        handed
+    }
+}
 
 /// The worker for one SIM.
 pub struct OutboxWorker<S> {
@@ -74,6 +181,8 @@ pub struct OutboxWorker<S> {
     /// Cancelled at shutdown; a send in flight is finished first.
     pub stop: CancellationToken,
     pub events: EventBus,
+    /// Messages claimed for this worker by the inbound transaction.
+    pub inbox: HandoffInbox,
     /// Where the limits come from while the daemon runs (a reload changes
     /// them); `None` keeps the limiter's own.
     pub config: Option<crate::config::LiveConfig>,
@@ -89,6 +198,29 @@ impl<S: SmsSink> OutboxWorker<S> {
         }
     }
 
+    /// Nothing is due: waits idle until `next_due` (or woken), taking a
+    /// message handed over meanwhile.
+    async fn idle(&mut self, next_due: Option<OffsetDateTime>) -> Option<Handed> {
+        let wait = next_due
+            .map(|due| {
+                let wait = due - self.now();
+                Duration::try_from(wait).unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(IDLE_POLL)
+            .min(IDLE_POLL);
+        self.inbox.state.store(IDLE, Ordering::Release);
+        tokio::select! {
+            handed = self.inbox.receiver.recv() => {
+                self.inbox.state.store(BUSY, Ordering::Release);
+                return handed;
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.wake.notified() => {}
+            _ = self.stop.cancelled() => {}
+        }
+        self.inbox.leave_idle().await
+    }
+
     /// Runs until stopped or the store's writer stops. The limiter starts
     /// from the sends of the last day that the store recorded, so a restart
     /// (or a crash loop) never resets a SIM's budget.
@@ -102,86 +234,170 @@ impl<S: SmsSink> OutboxWorker<S> {
             tracing::debug!(iccid = %self.proxy_iccid, sends = sent.len(), "rate limiter seeded from the send log");
         }
         self.limiter.seed(&sent);
+        // Claimed and not yet sent, with what follows its send.
+        let mut next: Option<Handed> = None;
+        // What the last claim found, when it found nothing due.
+        let mut nothing_due: Option<NextClaim> = None;
         while !self.stop.is_cancelled() {
-            if !self.sink.healthy() {
-                self.pause(POLL).await;
-                continue;
-            }
-            if let Some(config) = &self.config {
-                let config = config.get();
-                let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
-                self.limiter
-                    .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
-            }
-            let now = self.now_ms();
-            let allowed = self.limiter.next_allowed(now);
-            if allowed > now {
-                let mut wait = Duration::from_millis(u64::try_from(allowed - now).unwrap_or(0));
-                if self.config.is_some() {
-                    // A reload may raise the limits: look again soon.
-                    wait = wait.min(POLL);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.stop.cancelled() => {}
-                }
-                continue;
-            }
-            let claimed = self
-                .store
-                .claim_next_due(self.proxy_iccid.clone(), self.now())
-                .await;
-            let Some(item) = (match claimed {
-                // A full disk: nothing is claimed until it takes writes.
-                Err(error) if error.is_write_failure() => {
-                    tracing::debug!(iccid = %self.proxy_iccid, %error, "outbox: the store refuses writes");
-                    self.pause(POLL).await;
-                    continue;
-                }
-                other => other?,
-            }) else {
-                self.pause(POLL).await;
-                continue;
-            };
-            let to = match PhoneNumber::from_e164(&item.to_number) {
-                Ok(to) => to,
-                Err(error) => {
-                    let reason = format!("invalid recipient: {error}");
-                    self.fail(&item, reason).await?;
-                    continue;
+            let handed = match next.take().or_else(|| self.inbox.try_take()) {
+                Some(handed) => handed,
+                None => {
+                    if !self.sink.healthy() {
+                        self.pause(POLL).await;
+                        continue;
+                    }
+                    if self.wait_for_the_rate_limit().await {
+                        continue;
+                    }
+                    let claim = match nothing_due.take() {
+                        Some(known) => known,
+                        None => match self
+                            .store
+                            .claim_next(self.proxy_iccid.clone(), self.now())
+                            .await
+                        {
+                            // A full disk: nothing is claimed until it takes writes.
+                            Err(error) if error.is_write_failure() => {
+                                tracing::debug!(iccid = %self.proxy_iccid, %error, "outbox: the store refuses writes");
+                                self.pause(POLL).await;
+                                continue;
+                            }
+                            other => other?,
+                        },
+                    };
+                    match claim {
+                        NextClaim::Claimed(item) => Handed {
+                            item,
+                            after_send: None,
+                        },
+                        NextClaim::NothingDue { next_due } => {
+                            next = self.idle(next_due).await;
+                            continue;
+                        }
+                    }
                 }
             };
-            self.limiter.record(self.now_ms());
-            match self.sink.send_sms(&to, &item.body, true).await {
-                Ok(refs) => {
+            // A claimed message still keeps to the rate limit.
+            let mut stopped = false;
+            while self.wait_for_the_rate_limit().await {
+                if self.stop.is_cancelled() {
+                    stopped = true;
+                    break;
+                }
+            }
+            if stopped {
+                next = Some(handed);
+                break;
+            }
+            match self.send(handed).await? {
+                Some(NextClaim::Claimed(item)) => {
+                    next = Some(Handed {
+                        item,
+                        after_send: None,
+                    })
+                }
+                found => nothing_due = found,
+            }
+        }
+        // Stopped: what was claimed and not sent goes back to the queue.
+        let mut unsent: Vec<i64> = next.into_iter().map(|handed| handed.item.id).collect();
+        while let Some(handed) = self.inbox.try_take() {
+            unsent.push(handed.item.id);
+        }
+        if !unsent.is_empty() {
+            self.store.unclaim(unsent).await?;
+        }
+        Ok(())
+    }
+
+    /// Sleeps until the rate limit allows a send (or the worker stops);
+    /// true when it had to wait.
+    async fn wait_for_the_rate_limit(&mut self) -> bool {
+        if let Some(config) = &self.config {
+            let config = config.get();
+            let per_day = config.pool_limits().of(&self.proxy_iccid).per_day;
+            self.limiter
+                .set_limits(config.sms.per_minute, per_day.unwrap_or(config.sms.per_day));
+        }
+        let now = self.now_ms();
+        let allowed = self.limiter.next_allowed(now);
+        if allowed <= now {
+            return false;
+        }
+        let mut wait = Duration::from_millis(u64::try_from(allowed - now).unwrap_or(0));
+        if self.config.is_some() {
+            // A reload may raise the limits: look again soon.
+            wait = wait.min(POLL);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = self.stop.cancelled() => {}
+        }
+        true
+    }
+
+    /// Sends one claimed message and records the outcome; on success the
+    /// same store job claims the SIM's next due message (or says when the
+    /// next falls due), returned.
+    async fn send(&mut self, handed: Handed) -> Result<Option<NextClaim>, StoreError> {
+        let Handed { item, after_send } = handed;
+        let to = match PhoneNumber::from_e164(&item.to_number) {
+            Ok(to) => to,
+            Err(error) => {
+                let reason = format!("invalid recipient: {error}");
+                self.fail(&item, reason).await?;
+                finish(after_send);
+                return Ok(None);
+            }
+        };
+        self.limiter.record(self.now_ms());
+        let result = self.sink.send_sms(&to, &item.body, true).await;
+        // The received message is committed; it leaves the SIM now.
+        finish(after_send);
+        match result {
+            Ok(refs) => {
+                let now_ms = self.now_ms();
+                let waited = now_ms.saturating_sub(item.created_ms).max(0);
+                crate::metrics::relay_latency(Duration::from_millis(waited as u64));
+                let more = self.sink.healthy() && self.limiter.next_allowed(now_ms) <= now_ms;
+                if more {
                     // Sent: that must be recorded, or a restart would send
                     // it again; a full disk is waited out.
-                    self.persist(|| self.store.mark_sent(item.id, refs.clone(), self.now()))
+                    let next = self
+                        .persist(|| {
+                            self.store.mark_sent_and_claim_next(
+                                item.id,
+                                refs.clone(),
+                                self.proxy_iccid.clone(),
+                                self.now(),
+                            )
+                        })
                         .await?;
-                    let waited = self.now_ms().saturating_sub(item.created_ms).max(0);
-                    crate::metrics::relay_latency(Duration::from_millis(waited as u64));
+                    return Ok(Some(next));
                 }
-                Err(error) => {
-                    tracing::warn!(outbox = item.id, session = %item.session_id.as_deref().unwrap_or("-"), attempt = item.attempts, %error, "sms send failed");
-                    let decision = match error.class() {
-                        ErrorClass::Permanent => RetryDecision::GiveUp,
-                        ErrorClass::Transient => {
-                            retry_after(item.attempts, self.max_attempts, self.now_ms())
-                        }
-                    };
-                    match decision {
-                        RetryDecision::GiveUp => self.fail(&item, error.to_string()).await?,
-                        RetryDecision::RetryAt(at) => {
-                            let at = self.wall_at_start
-                                + (time::Duration::milliseconds(at - self.start_ms()));
-                            self.persist(|| self.store.mark_retry(item.id, error.to_string(), at))
-                                .await?
-                        }
+                self.persist(|| self.store.mark_sent(item.id, refs.clone(), self.now()))
+                    .await?;
+            }
+            Err(error) => {
+                tracing::warn!(outbox = item.id, session = %item.session_id.as_deref().unwrap_or("-"), attempt = item.attempts, %error, "sms send failed");
+                let decision = match error.class() {
+                    ErrorClass::Permanent => RetryDecision::GiveUp,
+                    ErrorClass::Transient => {
+                        retry_after(item.attempts, self.max_attempts, self.now_ms())
+                    }
+                };
+                match decision {
+                    RetryDecision::GiveUp => self.fail(&item, error.to_string()).await?,
+                    RetryDecision::RetryAt(at) => {
+                        let at = self.wall_at_start
+                            + (time::Duration::milliseconds(at - self.start_ms()));
+                        self.persist(|| self.store.mark_retry(item.id, error.to_string(), at))
+                            .await?
                     }
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Runs a store write again, with a growing wait, while the disk
@@ -236,6 +452,13 @@ impl<S: SmsSink> OutboxWorker<S> {
 
     fn now_ms(&self) -> i64 {
         (self.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+}
+
+/// Starts what follows a send, without waiting for it.
+fn finish(after_send: Option<AfterSend>) {
+    if let Some(after_send) = after_send {
+        tokio::spawn(after_send);
     }
 }
 
@@ -304,6 +527,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            inbox: handoff().1,
             config: None,
         };
         (store, tokio::spawn(worker.run()))
@@ -448,6 +672,7 @@ mod tests {
             wake: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
             events: EventBus::new(),
+            inbox: handoff().1,
             config: None,
         };
         let worker = tokio::spawn(again.run());
@@ -482,5 +707,59 @@ mod tests {
             sent[2].0 - sent[0].0 >= Duration::from_secs(60),
             "third waits"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_handed_to_the_idle_worker_is_sent_before_what_follows_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = FakeSink::default();
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        let (giver, inbox) = handoff();
+        let worker = OutboxWorker {
+            store: store.clone(),
+            sink: sink.clone(),
+            proxy_iccid: PROXY.into(),
+            limiter: RateLimiter::new(10, 1000),
+            max_attempts: 3,
+            wall_at_start: datetime!(2026-11-25 12:00 UTC),
+            started: Instant::now(),
+            wake: Arc::new(Notify::new()),
+            stop: CancellationToken::new(),
+            events: EventBus::new(),
+            inbox,
+            config: None,
+        };
+        let task = tokio::spawn(worker.run());
+        // Due an hour after the worker's clock: only the handoff brings it.
+        let later = datetime!(2026-11-25 13:00 UTC);
+        let new = NewOutbound {
+            session_id: None,
+            proxy_iccid: PROXY.into(),
+            from_position: None,
+            to: PhoneNumber::from_e164("+447911000002").unwrap(),
+            body: "handed".into(),
+        };
+        store.queue_sms(new, later).await.unwrap();
+        let item = store
+            .claim_next_due(PROXY.into(), later)
+            .await
+            .unwrap()
+            .unwrap();
+        // Reserved as the inbound transaction does, when the worker is idle.
+        wait_until(|| giver.reserve()).await;
+        assert!(!giver.reserve(), "one message at a time");
+        let followed = Arc::new(Mutex::new(None));
+        let (seen, sent) = (followed.clone(), sink.sent.clone());
+        giver.hand(Handed {
+            item,
+            after_send: Some(Box::pin(async move {
+                *seen.lock().unwrap() = Some(sent.lock().unwrap().len());
+            })),
+        });
+        wait_until(|| statuses(&dir) == ["sent"]).await;
+        wait_until(|| followed.lock().unwrap().is_some()).await;
+        task.abort();
+        assert_eq!(texts(&sink), ["handed"]);
+        assert_eq!(*followed.lock().unwrap(), Some(1), "after the send");
     }
 }

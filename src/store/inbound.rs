@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
-use super::relay::{NewOutbound, insert_outbound};
+use super::relay::{NewOutbound, OutboxItem, claim, insert_outbound};
 use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::lifecycle::CloseReason;
@@ -49,6 +49,8 @@ pub struct WaitingMessage {
 /// One transaction on the inbound rows, driven by the relay.
 pub struct InboundTx<'c> {
     pub(super) tx: Transaction<'c>,
+    /// The last message queued in it: (interaction, outbox row).
+    last_queued: Option<(i64, i64)>,
 }
 
 impl Store {
@@ -64,14 +66,33 @@ impl Store {
         R: Send + 'static,
         F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
     {
-        self.call_durable(move |conn| {
-            let mut inbound = InboundTx {
-                tx: conn.transaction()?,
-            };
-            let result = f(&mut inbound)?;
-            inbound.tx.commit()?;
-            Ok(result)
-        })
+        self.inbound_durable_then(f, |_| {})
+    }
+
+    /// [`Store::inbound_durable`], with `on_durable` run on the writer
+    /// thread once the transaction is on disk, before the answer is sent.
+    pub fn inbound_durable_then<R, F, D>(
+        &self,
+        f: F,
+        on_durable: D,
+    ) -> impl Future<Output = Result<R, StoreError>> + use<R, F, D>
+    where
+        R: Send + 'static,
+        F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
+        D: FnOnce(&mut Result<R, StoreError>) + Send + 'static,
+    {
+        self.call_durable(
+            move |conn| {
+                let mut inbound = InboundTx {
+                    tx: conn.transaction()?,
+                    last_queued: None,
+                };
+                let result = f(&mut inbound)?;
+                inbound.tx.commit()?;
+                Ok(result)
+            },
+            on_durable,
+        )
     }
 
     /// Like [`Store::inbound_durable`] for work that deletes nothing from a
@@ -85,6 +106,7 @@ impl Store {
         self.call(move |conn| {
             let mut inbound = InboundTx {
                 tx: conn.transaction()?,
+                last_queued: None,
             };
             let result = f(&mut inbound)?;
             inbound.tx.commit()?;
@@ -255,12 +277,69 @@ impl InboundTx<'_> {
     }
 
     /// Queues an SMS for the proxy's outbox; returns its interaction.
-    pub fn queue_sms(&self, new: &NewOutbound, now: OffsetDateTime) -> Result<i64, StoreError> {
+    pub fn queue_sms(&mut self, new: &NewOutbound, now: OffsetDateTime) -> Result<i64, StoreError> {
         let outbox = insert_outbound(&self.tx, new, to_ms(now))?;
-        Ok(self
+        let interaction = self
             .tx
             .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
-            .query_row(params![outbox], |row| row.get(0))?)
+            .query_row(params![outbox], |row| row.get(0))?;
+        self.last_queued = Some((interaction, outbox));
+        Ok(interaction)
+    }
+
+    /// The outbox row of `interaction`, queued in this transaction, if
+    /// nothing of its SIM is due before it: it may be claimed now.
+    pub fn claimable(
+        &self,
+        interaction: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>, StoreError> {
+        // The message queued in this transaction; outbox rows are not
+        // indexed by interaction.
+        let Some(outbox) = self
+            .last_queued
+            .and_then(|(queued, outbox)| (queued == interaction).then_some(outbox))
+        else {
+            return Ok(None);
+        };
+        let row: Option<(i64, String)> = self
+            .tx
+            .prepare_cached(
+                "SELECT id, proxy_iccid FROM outbox WHERE id = ?1 AND state = 'queued'",
+            )?
+            .query_row(params![outbox], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        let Some((id, proxy_iccid)) = row else {
+            return Ok(None);
+        };
+        let earlier: bool = self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE proxy_iccid = ?1 AND state = 'queued'
+                                AND next_attempt_ms <= ?2 AND id < ?3)",
+            )?
+            .query_row(params![proxy_iccid, to_ms(now), id], |row| row.get(0))?;
+        Ok((!earlier).then_some(id))
+    }
+
+    /// Claims the queued outbox row `outbox_id` for sending, as
+    /// [`Store::claim_next_due`] would.
+    pub fn claim(
+        &self,
+        outbox_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<OutboxItem>, StoreError> {
+        claim(&self.tx, outbox_id, to_ms(now))
+    }
+
+    /// The session an interaction belongs to, if any.
+    pub fn interaction_session(&self, interaction: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
+            .query_row(params![interaction], |row| row.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// Records a received SMS that is not sent on, with why; returns its

@@ -47,7 +47,9 @@ pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file
 pub use migrations::latest_version;
 pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
-pub use relay::{DeliveryStatus, InteractionRecord, NewOutbound, OutboxItem};
+pub use relay::{
+    DeliveryReport, DeliveryStatus, InteractionRecord, NewOutbound, NextClaim, OutboxItem,
+};
 pub use retention::ErasureCounts;
 pub use sessions::{
     HubSide, LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord,
@@ -228,13 +230,21 @@ impl Store {
     /// the caller acts on it (an inbound SMS before its delete from the
     /// SIM): the answer comes only after an fsync. Jobs queued together
     /// share that fsync, so a burst on 16 modems costs one, not 16.
+    /// `on_durable` runs on the writer thread as soon as the fsync is done,
+    /// before the answer is sent: for a hand-over that should not wait for
+    /// the caller's task to be scheduled.
     ///
     /// The job is queued when this is called, not when the future is first
     /// polled: callers that await on separate tasks keep their call order.
-    fn call_durable<R, F>(&self, f: F) -> impl Future<Output = Result<R, StoreError>> + use<R, F>
+    fn call_durable<R, F, D>(
+        &self,
+        f: F,
+        on_durable: D,
+    ) -> impl Future<Output = Result<R, StoreError>> + use<R, F, D>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        D: FnOnce(&mut Result<R, StoreError>) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let health = self.write_health.clone();
@@ -248,10 +258,11 @@ impl Store {
                     // Committed but not made durable: the caller must not
                     // act as if it were (a message stays on its SIM, to be
                     // read again and recognised).
-                    let result = match (result, unsynced) {
+                    let mut result = match (result, unsynced) {
                         (Ok(_), Some(error)) => Err(error),
                         (result, _) => result,
                     };
+                    on_durable(&mut result);
                     let _ = reply.send(result);
                 })
             })))

@@ -6,7 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::sessions::LiveSim;
-use super::{Store, StoreError, from_ms, to_ms};
+use super::{Store, StoreError, from_ms, relaxed, to_ms};
 
 /// One SIM's last known state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,28 +55,36 @@ impl Store {
     /// Records a SIM's live state (the SIM must be in the pool).
     pub async fn save_sim_status(&self, status: SimStatusRecord) -> Result<(), StoreError> {
         self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO sim_status (iccid, state, healthy, signal_dbm, registration, roaming, \
-                 operator, voice_method, port, last_error, updated_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                 ON CONFLICT (iccid) DO UPDATE SET state = ?2, healthy = ?3, signal_dbm = ?4, \
-                 registration = ?5, roaming = ?6, operator = ?7, voice_method = ?8, port = ?9, \
-                 last_error = ?10, updated_ms = ?11",
-            )?
-            .execute(params![
-                status.iccid,
-                status.state,
-                status.healthy,
-                status.signal_dbm,
-                status.registration,
-                status.roaming,
-                status.operator,
-                status.voice_method,
-                status.port,
-                status.last_error,
-                to_ms(status.updated_at),
-            ])?;
-            Ok(())
+            relaxed(conn, |conn| {
+                upsert_status(conn, &status)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Records the live state and storage fill of many SIMs in one job;
+    /// those not in the pool are skipped. Bookkeeping for the tools beside
+    /// the daemon, made durable by the next fsync: the daemon writes it
+    /// again every poll.
+    pub async fn save_sim_statuses(
+        &self,
+        statuses: Vec<SimStatusRecord>,
+        storages: Vec<(String, SimStorage)>,
+    ) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                for status in &statuses {
+                    // A SIM not yet in the pool has no row to refer to.
+                    let _ = upsert_status(&tx, status);
+                }
+                for (iccid, storage) in &storages {
+                    let _ = upsert_storage(&tx, iccid, storage);
+                }
+                tx.commit()?;
+                Ok(())
+            })
         })
         .await
     }
@@ -88,22 +96,8 @@ impl Store {
         iccid: String,
         storage: SimStorage,
     ) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO sim_storage (iccid, storage, used, total, updated_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (iccid) DO UPDATE SET \
-                 storage = ?2, used = ?3, total = ?4, updated_ms = ?5",
-            )?
-            .execute(params![
-                iccid,
-                storage.storage,
-                storage.used,
-                storage.total,
-                to_ms(storage.updated_at)
-            ])?;
-            Ok(())
-        })
-        .await
+        self.call(move |conn| upsert_storage(conn, &iccid, &storage))
+            .await
     }
 
     /// Every SIM's last known storage fill, by ICCID.
@@ -160,6 +154,51 @@ impl Store {
         })
         .await
     }
+}
+
+fn upsert_status(conn: &rusqlite::Connection, status: &SimStatusRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO sim_status (iccid, state, healthy, signal_dbm, registration, roaming, \
+         operator, voice_method, port, last_error, updated_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (iccid) DO UPDATE SET state = ?2, healthy = ?3, signal_dbm = ?4, \
+         registration = ?5, roaming = ?6, operator = ?7, voice_method = ?8, port = ?9, \
+         last_error = ?10, updated_ms = ?11",
+    )?
+    .execute(params![
+        status.iccid,
+        status.state,
+        status.healthy,
+        status.signal_dbm,
+        status.registration,
+        status.roaming,
+        status.operator,
+        status.voice_method,
+        status.port,
+        status.last_error,
+        to_ms(status.updated_at),
+    ])?;
+    Ok(())
+}
+
+fn upsert_storage(
+    conn: &rusqlite::Connection,
+    iccid: &str,
+    storage: &SimStorage,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO sim_storage (iccid, storage, used, total, updated_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (iccid) DO UPDATE SET \
+         storage = ?2, used = ?3, total = ?4, updated_ms = ?5",
+    )?
+    .execute(params![
+        iccid,
+        storage.storage,
+        storage.used,
+        storage.total,
+        to_ms(storage.updated_at)
+    ])?;
+    Ok(())
 }
 
 #[cfg(test)]

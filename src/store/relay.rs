@@ -35,6 +35,17 @@ pub struct OutboxItem {
     pub created_ms: i64,
 }
 
+/// What a SIM's worker gets from the outbox: the message claimed, or when
+/// the next one falls due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextClaim {
+    Claimed(OutboxItem),
+    /// Nothing due now; the earliest retry queued, if any.
+    NothingDue {
+        next_due: Option<OffsetDateTime>,
+    },
+}
+
 /// One interaction as listed for a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InteractionRecord {
@@ -62,6 +73,14 @@ pub struct InteractionRecord {
 pub enum DeliveryStatus {
     Delivered,
     Failed,
+}
+
+/// A status report received for one of a SIM's sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub proxy_iccid: String,
+    pub message_reference: u8,
+    pub status: DeliveryStatus,
 }
 
 impl Store {
@@ -94,38 +113,72 @@ impl Store {
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 let tx = conn.transaction()?;
-                let row = tx
-                    .query_row(
-                        "SELECT o.id, o.interaction_id, o.proxy_iccid, COALESCE(o.to_number, ''),
-                            COALESCE(o.body, ''), o.attempts, i.session_id, o.created_ms
-                     FROM outbox o JOIN interactions i ON i.id = o.interaction_id
-                     WHERE o.proxy_iccid = ?1 AND o.state = 'queued' AND o.next_attempt_ms <= ?2
-                     ORDER BY o.next_attempt_ms, o.id LIMIT 1",
-                        params![proxy_iccid, now],
-                        |row| {
-                            Ok(OutboxItem {
-                                id: row.get(0)?,
-                                interaction_id: row.get(1)?,
-                                proxy_iccid: row.get(2)?,
-                                to_number: row.get(3)?,
-                                body: row.get(4)?,
-                                attempts: row.get::<_, u32>(5)? + 1,
-                                session_id: row.get(6)?,
-                                created_ms: row.get(7)?,
-                            })
-                        },
-                    )
-                    .optional()?;
-                if let Some(item) = &row {
-                    tx.execute(
-                        "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1",
-                        params![item.id, item.attempts],
-                    )?;
-                    // Each claim is an attempt the carrier may count.
-                    super::export::log_send(&tx, &proxy_iccid, now)?;
-                }
+                let row = claim_next(&tx, &proxy_iccid, now)?;
                 tx.commit()?;
                 Ok(row)
+            })
+        })
+        .await
+    }
+
+    /// [`Store::claim_next_due`], or when the SIM's next message falls due.
+    pub async fn claim_next(
+        &self,
+        proxy_iccid: String,
+        now: OffsetDateTime,
+    ) -> Result<NextClaim, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
+                tx.commit()?;
+                Ok(next)
+            })
+        })
+        .await
+    }
+
+    /// [`Store::mark_sent`] and, in the same job, [`Store::claim_next`] on
+    /// the same SIM: a SIM with a backlog goes from one send to the next
+    /// with one trip to the writer.
+    pub async fn mark_sent_and_claim_next(
+        &self,
+        outbox_id: i64,
+        message_refs: Vec<u8>,
+        proxy_iccid: String,
+        now: OffsetDateTime,
+    ) -> Result<NextClaim, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                sent(&tx, outbox_id, &message_refs, now)?;
+                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
+                tx.commit()?;
+                Ok(next)
+            })
+        })
+        .await
+    }
+
+    /// Puts rows claimed but never sent back in the queue, as they were
+    /// (a worker stopping with messages handed to it).
+    pub async fn unclaim(&self, outbox_ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut unclaim = tx.prepare_cached(
+                        "UPDATE outbox SET state = 'queued', attempts = MAX(attempts - 1, 0)
+                         WHERE id = ?1 AND state = 'sending'",
+                    )?;
+                    for id in outbox_ids {
+                        unclaim.execute(params![id])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
             })
         })
         .await
@@ -139,19 +192,10 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let now = to_ms(now);
-        let refs = message_refs
-            .iter()
-            .map(u8::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 let tx = conn.transaction()?;
-                tx.execute(
-                "UPDATE outbox SET state = 'sent', message_refs = ?2, sent_ms = ?3 WHERE id = ?1",
-                params![outbox_id, refs, now],
-            )?;
-                set_interaction_status(&tx, outbox_id, "sent", "", now)?;
+                sent(&tx, outbox_id, &message_refs, now)?;
                 tx.commit()?;
                 Ok(())
             })
@@ -203,6 +247,8 @@ impl Store {
 
     /// Applies a status report: the most recent sent row of that SIM with
     /// that message reference. Returns the interaction updated, if any.
+    /// Committed with its own fsync (a report stored on the SIM is deleted
+    /// once this returns).
     pub async fn record_delivery_report(
         &self,
         proxy_iccid: String,
@@ -213,27 +259,38 @@ impl Store {
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let reference = message_reference.to_string();
-            let outbox_id: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM outbox
-                     WHERE proxy_iccid = ?1 AND state = 'sent'
-                       AND (',' || message_refs || ',') LIKE ('%,' || ?2 || ',%')
-                     ORDER BY sent_ms DESC, id DESC LIMIT 1",
-                    params![proxy_iccid, reference],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let Some(outbox_id) = outbox_id else {
-                return Ok(None);
-            };
-            let status = match status {
-                DeliveryStatus::Delivered => "delivered",
-                DeliveryStatus::Failed => "failed",
-            };
-            let interaction = set_interaction_status(&tx, outbox_id, status, "status report", now)?;
+            let found = delivery_report(&tx, &proxy_iccid, message_reference, status, now)?;
             tx.commit()?;
-            Ok(Some(interaction))
+            Ok(found.map(|(interaction, _)| interaction))
+        })
+        .await
+    }
+
+    /// Applies many status reports in one job, as bookkeeping (made durable
+    /// by the next fsync, like the outbox's own states): for each, the
+    /// interaction updated and its session, if any.
+    pub async fn record_delivery_reports(
+        &self,
+        reports: Vec<DeliveryReport>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Option<(i64, Option<String>)>>, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            relaxed(conn, |conn| {
+                let tx = conn.transaction()?;
+                let mut found = Vec::with_capacity(reports.len());
+                for report in &reports {
+                    found.push(delivery_report(
+                        &tx,
+                        &report.proxy_iccid,
+                        report.message_reference,
+                        report.status,
+                        now,
+                    )?);
+                }
+                tx.commit()?;
+                Ok(found)
+            })
         })
         .await
     }
@@ -293,38 +350,168 @@ impl Store {
     }
 }
 
+/// Claims the oldest due `queued` row of `proxy_iccid`.
+fn claim_next(
+    tx: &Transaction<'_>,
+    proxy_iccid: &str,
+    now: i64,
+) -> Result<Option<OutboxItem>, StoreError> {
+    let id: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM outbox
+             WHERE proxy_iccid = ?1 AND state = 'queued' AND next_attempt_ms <= ?2
+             ORDER BY next_attempt_ms, id LIMIT 1",
+        )?
+        .query_row(params![proxy_iccid, now], |row| row.get(0))
+        .optional()?;
+    match id {
+        Some(id) => claim(tx, id, now),
+        None => Ok(None),
+    }
+}
+
+/// Claims the oldest due row of `proxy_iccid`, or says when the next
+/// queued one falls due.
+fn claim_or_next_due(
+    tx: &Transaction<'_>,
+    proxy_iccid: &str,
+    now: i64,
+) -> Result<NextClaim, StoreError> {
+    if let Some(item) = claim_next(tx, proxy_iccid, now)? {
+        return Ok(NextClaim::Claimed(item));
+    }
+    let next_due: Option<i64> = tx
+        .prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE proxy_iccid = ?1 AND state = 'queued'",
+        )?
+        .query_row(params![proxy_iccid], |row| row.get(0))?;
+    Ok(NextClaim::NothingDue {
+        next_due: next_due.map(super::from_ms).transpose()?,
+    })
+}
+
+/// Claims the `queued` row `outbox_id`: state `sending`, attempts + 1.
+pub(super) fn claim(
+    tx: &Transaction<'_>,
+    outbox_id: i64,
+    now: i64,
+) -> Result<Option<OutboxItem>, StoreError> {
+    let claimed = tx
+        .prepare_cached(
+            "UPDATE outbox SET state = 'sending', attempts = attempts + 1
+             WHERE id = ?1 AND state = 'queued'
+             RETURNING id, interaction_id, proxy_iccid, COALESCE(to_number, ''),
+                       COALESCE(body, ''), attempts, created_ms",
+        )?
+        .query_row(params![outbox_id], |row| {
+            Ok(OutboxItem {
+                id: row.get(0)?,
+                interaction_id: row.get(1)?,
+                proxy_iccid: row.get(2)?,
+                to_number: row.get(3)?,
+                body: row.get(4)?,
+                attempts: row.get(5)?,
+                session_id: None,
+                created_ms: row.get(6)?,
+            })
+        })
+        .optional()?;
+    let Some(mut item) = claimed else {
+        return Ok(None);
+    };
+    item.session_id = tx
+        .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
+        .query_row(params![item.interaction_id], |row| row.get(0))?;
+    // Each claim is an attempt the carrier may count.
+    super::export::log_send(tx, &item.proxy_iccid, now)?;
+    Ok(Some(item))
+}
+
+/// Marks a row sent with its message references.
+fn sent(tx: &Transaction<'_>, outbox_id: i64, refs: &[u8], now: i64) -> Result<(), StoreError> {
+    let refs = refs.iter().map(u8::to_string).collect::<Vec<_>>().join(",");
+    tx.prepare_cached(
+        "UPDATE outbox SET state = 'sent', message_refs = ?2, sent_ms = ?3 WHERE id = ?1",
+    )?
+    .execute(params![outbox_id, refs, now])?;
+    set_interaction_status(tx, outbox_id, "sent", "", now)?;
+    Ok(())
+}
+
+/// Applies one status report; the interaction and its session, if found.
+fn delivery_report(
+    tx: &Transaction<'_>,
+    proxy_iccid: &str,
+    message_reference: u8,
+    status: DeliveryStatus,
+    now: i64,
+) -> Result<Option<(i64, Option<String>)>, StoreError> {
+    let reference = message_reference.to_string();
+    let outbox_id: Option<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM outbox
+             WHERE proxy_iccid = ?1 AND state = 'sent'
+               AND (',' || message_refs || ',') LIKE ('%,' || ?2 || ',%')
+             ORDER BY sent_ms DESC, id DESC LIMIT 1",
+        )?
+        .query_row(params![proxy_iccid, reference], |row| row.get(0))
+        .optional()?;
+    let Some(outbox_id) = outbox_id else {
+        return Ok(None);
+    };
+    let status = match status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Failed => "failed",
+    };
+    let interaction = set_interaction_status(tx, outbox_id, status, "status report", now)?;
+    let session = tx
+        .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
+        .query_row(params![interaction], |row| row.get(0))?;
+    Ok(Some((interaction, session)))
+}
+
 pub(super) fn insert_outbound(
     tx: &Transaction<'_>,
     new: &NewOutbound,
     now: i64,
 ) -> Result<i64, StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position, to_number,
                                    status, body, created_ms, updated_ms)
          VALUES (?1, ?2, 'sms', ?3, ?4, 'queued', ?5, ?6, ?6)",
-        params![
-            new.session_id,
-            new.proxy_iccid,
-            new.from_position,
-            new.to.e164(),
-            new.body,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        new.session_id,
+        new.proxy_iccid,
+        new.from_position,
+        new.to.e164(),
+        new.body,
+        now
+    ])?;
     let interaction = tx.last_insert_rowid();
     add_event(tx, interaction, "queued", "", now)?;
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO outbox (interaction_id, proxy_iccid, to_number, body, state,
                              next_attempt_ms, created_ms)
          VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
-        params![interaction, new.proxy_iccid, new.to.e164(), new.body, now],
-    )?;
+    )?
+    .execute(params![
+        interaction,
+        new.proxy_iccid,
+        new.to.e164(),
+        new.body,
+        now
+    ])?;
     let outbox = tx.last_insert_rowid();
     // The SIM's recipients this month, for its budget.
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO sim_recipients (iccid, month, number) VALUES (?1, ?2, ?3)",
-        params![new.proxy_iccid, month_of(from_ms(now)?), new.to.e164()],
-    )?;
+    )?
+    .execute(params![
+        new.proxy_iccid,
+        month_of(from_ms(now)?),
+        new.to.e164()
+    ])?;
     Ok(outbox)
 }
 
@@ -338,17 +525,14 @@ fn set_interaction_status(
     now: i64,
 ) -> Result<i64, StoreError> {
     let interaction: i64 = tx
-        .query_row(
-            "SELECT interaction_id FROM outbox WHERE id = ?1",
-            params![outbox_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
+        .query_row(params![outbox_id], |row| row.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("no outbox row {outbox_id}")))?;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE interactions SET status = ?2, reason = ?3, updated_ms = ?4 WHERE id = ?1",
-        params![interaction, status, detail, now],
-    )?;
+    )?
+    .execute(params![interaction, status, detail, now])?;
     add_event(tx, interaction, status, detail, now)?;
     Ok(interaction)
 }
@@ -360,11 +544,11 @@ pub(super) fn add_event(
     detail: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO interaction_events (interaction_id, at_ms, status, detail)
          VALUES (?1, ?2, ?3, ?4)",
-        params![interaction, now, status, detail],
-    )?;
+    )?
+    .execute(params![interaction, now, status, detail])?;
     Ok(())
 }
 
@@ -551,5 +735,61 @@ mod tests {
             .unwrap();
         assert_eq!(status_of(&path, item.interaction_id), "failed");
         assert_eq!(store.requeue_stuck_sending(NOW).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_job_marks_a_send_and_claims_the_next_and_an_unsent_claim_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        let store = Store::open(&path).unwrap();
+        for body in ["one", "two"] {
+            store.queue_sms(outbound(body), NOW).await.unwrap();
+        }
+        let first = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        let NextClaim::Claimed(second) = store
+            .mark_sent_and_claim_next(first.id, vec![3], PROXY.into(), NOW)
+            .await
+            .unwrap()
+        else {
+            panic!("the second is due");
+        };
+        assert_eq!((second.body.as_str(), second.attempts), ("two", 1));
+        assert_eq!(status_of(&path, first.interaction_id), "sent");
+        store.unclaim(vec![second.id]).await.unwrap();
+        let again = store
+            .claim_next_due(PROXY.into(), NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.id, again.attempts), (second.id, 1), "as it was");
+        let none = store
+            .mark_sent_and_claim_next(again.id, vec![4], PROXY.into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(none, NextClaim::NothingDue { next_due: None });
+        let found = store
+            .record_delivery_reports(
+                vec![
+                    DeliveryReport {
+                        proxy_iccid: PROXY.into(),
+                        message_reference: 4,
+                        status: DeliveryStatus::Delivered,
+                    },
+                    DeliveryReport {
+                        proxy_iccid: PROXY.into(),
+                        message_reference: 99,
+                        status: DeliveryStatus::Failed,
+                    },
+                ],
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(found, vec![Some((again.interaction_id, None)), None]);
+        assert_eq!(status_of(&path, again.interaction_id), "delivered");
     }
 }

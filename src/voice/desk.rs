@@ -99,8 +99,15 @@ impl Desk {
         mut asked: mpsc::Receiver<DeskRequest>,
         stop: CancellationToken,
     ) {
+        // The clock only runs while a call is in progress: an idle desk
+        // costs no wake-ups.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let busy = self
+                .bridge
+                .as_ref()
+                .is_some_and(|bridge| bridge.state().name() != "idle");
             let inputs = tokio::select! {
                 _ = stop.cancelled() => return,
                 event = receiver.recv() => match event {
@@ -111,15 +118,12 @@ impl Desk {
                     self.answer(request).await;
                     Vec::new()
                 }
-                _ = tick.tick() => match &self.bridge {
-                    Some(bridge) if bridge.state().name() != "idle" => {
-                        let mut inputs: Vec<Input> =
-                            self.watch_session().await.map(Input::End).into_iter().collect();
-                        inputs.push(Input::Tick);
-                        inputs
-                    }
-                    _ => Vec::new(),
-                },
+                _ = tick.tick(), if busy => {
+                    let mut inputs: Vec<Input> =
+                        self.watch_session().await.map(Input::End).into_iter().collect();
+                    inputs.push(Input::Tick);
+                    inputs
+                }
             };
             for input in inputs {
                 self.feed(input).await;

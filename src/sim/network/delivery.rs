@@ -17,10 +17,12 @@ use super::{Network, NetworkState};
 /// and operators see the fallback quickly).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A `+CMT` shown to the host, waiting for its `+CNMA` until `deadline`.
+/// A `+CMT` (or, with `delivery` `None`, a `+CDS`) shown to the host,
+/// waiting for its `+CNMA` until `deadline`. Both are the network's one
+/// mobile-terminated transfer in progress: the next of either waits.
 #[derive(Debug)]
 pub(super) struct AwaitingAck {
-    pub(super) delivery: ModemDelivery,
+    pub(super) delivery: Option<ModemDelivery>,
     pub(super) deadline: Instant,
 }
 
@@ -49,9 +51,11 @@ impl Network {
         };
         match acked {
             Some(waiting) => {
-                if let Some(report) = waiting.delivery.report {
+                if let Some(report) = waiting.delivery.and_then(|delivery| delivery.report) {
                     self.send_report(report, DELIVERED);
                 }
+                // The next direct delivery may go now.
+                self.retry_held();
                 true
             }
             None => false,
@@ -68,7 +72,10 @@ impl Network {
             .and_then(|slot| slot.awaiting_ack.pop_front());
         match taken {
             Some(waiting) => {
-                self.take_back(waiting.delivery);
+                if let Some(delivery) = waiting.delivery {
+                    self.take_back(delivery);
+                }
+                self.retry_held();
                 true
             }
             None => false,
@@ -100,8 +107,10 @@ impl Network {
                 .front()
                 .is_some_and(|waiting| waiting.deadline <= now)
             {
-                if let Some(waiting) = slot.awaiting_ack.pop_front() {
-                    expired.push(waiting.delivery);
+                // A report nobody acknowledged is not kept (it is not a
+                // message); a message is.
+                if let Some(delivery) = slot.awaiting_ack.pop_front().and_then(|w| w.delivery) {
+                    expired.push(delivery);
                 }
             }
         }
@@ -149,6 +158,12 @@ pub(super) fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDeliver
     // Mode 0 buffers indications in the TA: the message goes to storage
     // and no URC is sent (27.005 §3.4.1).
     if cnmi.mt == 2 && cnmi.mode != 0 {
+        // 27.005 §3.4.4: no new +CMT before the previous one is
+        // acknowledged; the network keeps the next one until then (so an
+        // acknowledgement always answers the +CMT its sender saw).
+        if settings.csms == 1 && !slot.awaiting_ack.is_empty() {
+            return Offer::Held;
+        }
         let urc = if settings.text_mode {
             let Ok(decoded) = pdu::decode_hex(&delivery.pdu.hex, true) else {
                 return Offer::Held;
@@ -167,7 +182,7 @@ pub(super) fn deliver_to_modem(state: &mut NetworkState, delivery: &ModemDeliver
         slot.queue_urc(urc.into_bytes());
         if settings.csms == 1 {
             slot.awaiting_ack.push_back(AwaitingAck {
-                delivery: delivery.clone(),
+                delivery: Some(delivery.clone()),
                 deadline: Instant::now() + ACK_TIMEOUT,
             });
             return Offer::AwaitingAck {

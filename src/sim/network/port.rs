@@ -70,8 +70,8 @@ impl Network {
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.
                 let pending: Vec<_> = slot.awaiting_ack.drain(..).collect();
-                for waiting in pending {
-                    state.held.push_back(Held::Modem(waiting.delivery));
+                for delivery in pending.into_iter().filter_map(|waiting| waiting.delivery) {
+                    state.held.push_back(Held::Modem(delivery));
                 }
             }
         }
@@ -109,6 +109,38 @@ impl Network {
         let t_us = self.inner.started.elapsed().as_micros() as u64;
         if let Some(slot) = self.lock().modems.get_mut(index) {
             slot.trace.record(t_us, dir, bytes);
+        }
+    }
+
+    /// Records bytes crossing a paced line, the first starting at `start`
+    /// and each taking `1 / bytes_per_second`: every line is stamped with
+    /// the time its last byte is on the line, as a serial port shows it.
+    pub fn trace_paced(
+        &self,
+        index: usize,
+        dir: Direction,
+        bytes: &[u8],
+        start: std::time::Instant,
+        bytes_per_second: f64,
+    ) {
+        let started = self.inner.started;
+        let mut state = self.lock();
+        let Some(slot) = state.modems.get_mut(index) else {
+            return;
+        };
+        let mut from = 0;
+        for (at, &byte) in bytes.iter().enumerate() {
+            let ends = match dir {
+                Direction::Rx => matches!(byte, b'\r' | 0x1A | 0x1B),
+                Direction::Tx => byte == b'\n' || (byte == b' ' && at > 0 && bytes[at - 1] == b'>'),
+            };
+            if ends || at + 1 == bytes.len() {
+                let done =
+                    start + std::time::Duration::from_secs_f64((at + 1) as f64 / bytes_per_second);
+                let t_us = done.saturating_duration_since(started).as_micros() as u64;
+                slot.trace.record(t_us, dir, &bytes[from..=at]);
+                from = at + 1;
+            }
         }
     }
 

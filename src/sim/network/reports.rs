@@ -5,8 +5,11 @@ use crate::pdu::{self, StatusReport};
 use crate::sim::storage::{Stat, StoredMessage};
 use crate::sim::textmode;
 
+use std::time::Instant;
+
 use super::Network;
-use super::smsc::{ReportTo, smsc_address};
+use super::delivery::{ACK_TIMEOUT, AwaitingAck};
+use super::smsc::{Held, ReportTo, smsc_address};
 
 /// TS 23.040 §9.2.3.15 TP-Status: short message received by the SME.
 pub(super) const DELIVERED: u8 = 0x00;
@@ -14,8 +17,22 @@ pub(super) const DELIVERED: u8 = 0x00;
 pub(super) const VALIDITY_EXPIRED: u8 = 0x46;
 
 impl Network {
-    /// A status report to the SIM that asked, per its `+CNMI` ds.
+    /// A status report to the SIM that asked, per its `+CNMI` ds. Under
+    /// `+CSMS=1` a `+CDS` needs `+CNMA` like a `+CMT`, and waits while one
+    /// of either is unacknowledged (27.005 §3.4.1).
     pub(super) fn send_report(&self, report: ReportTo, status: u8) {
+        let waits = self
+            .with_modem(report.modem, |slot| {
+                slot.plugged
+                    && slot.settings.cnmi.ds == 1
+                    && slot.settings.csms == 1
+                    && !slot.awaiting_ack.is_empty()
+            })
+            .unwrap_or(false);
+        if waits {
+            self.lock().held.push_back(Held::Report(report, status));
+            return;
+        }
         let status = StatusReport {
             message_reference: report.mr,
             recipient: report.recipient.clone(),
@@ -49,6 +66,12 @@ impl Network {
                     format!("\r\n+CDS: {}\r\n{}\r\n", pdu.tpdu_length, pdu.hex)
                 };
                 slot.queue_urc(urc.into_bytes());
+                if settings.csms == 1 {
+                    slot.awaiting_ack.push_back(AwaitingAck {
+                        delivery: None,
+                        deadline: Instant::now() + ACK_TIMEOUT,
+                    });
+                }
             }
             2 => {
                 let storage = slot.storages.report_storage(&slot.profile);

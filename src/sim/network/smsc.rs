@@ -88,6 +88,8 @@ pub(super) struct HandsetDelivery {
 pub(super) enum Held {
     Modem(ModemDelivery),
     Handset(HandsetDelivery),
+    /// A `+CDS` waiting for the host to acknowledge the transfer before it.
+    Report(ReportTo, u8),
 }
 
 pub(super) fn smsc_address() -> Address {
@@ -239,7 +241,7 @@ impl Network {
                 .into_iter()
                 .filter_map(|held| match held {
                     Held::Handset(delivery) => Some(delivery),
-                    Held::Modem(_) => None,
+                    Held::Modem(_) | Held::Report(..) => None,
                 })
                 .collect()
         };
@@ -258,6 +260,14 @@ impl Network {
             match &item {
                 Held::Modem(delivery) => deliver_to_modem(&mut state, delivery),
                 Held::Handset(delivery) => deliver_to_handset(&mut state, delivery),
+                Held::Report(..) => {
+                    drop(state);
+                    if let Held::Report(report, status) = item {
+                        // Held again there if it must still wait.
+                        self.send_report(report, status);
+                    }
+                    return;
+                }
             }
         };
         match outcome {

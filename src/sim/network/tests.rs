@@ -258,6 +258,27 @@ fn direct_delivery_needs_cnma_under_csms_1() {
     assert!(!net.acknowledge(0), "nothing waits any more");
 }
 
+#[test]
+fn the_next_direct_delivery_waits_for_the_acknowledgement_of_the_last() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    net.with_modem(0, |m| {
+        m.settings.cnmi = Cnmi::parse("2,2,0,0,0").unwrap();
+        m.settings.csms = 1;
+    })
+    .unwrap();
+    let sim = net.lock().modems[0].identity.msisdn.clone();
+    net.handset_sms("+447700900500", &sim, "first").unwrap();
+    net.handset_sms("+447700900500", &sim, "second").unwrap();
+    // 27.005 §3.4.4: one +CMT at a time, so +CNMA answers the one seen.
+    assert_eq!(urcs(&net, 0).matches("+CMT:").count(), 1);
+    assert!(net.acknowledge(0));
+    assert_eq!(urcs(&net, 0).matches("+CMT:").count(), 1);
+    assert!(net.acknowledge(0));
+    assert_eq!(urcs(&net, 0), "");
+    assert!(!net.acknowledge(0));
+}
+
 /// Operations on one SIM that may make the network hold, retry, store
 /// or hand over a message.
 #[derive(Debug, Clone)]
@@ -422,6 +443,64 @@ proptest::proptest! {
             proptest::prop_assert!(seen.contains(text), "{text} was lost");
         }
     }
+}
+
+#[test]
+fn a_paced_line_stamps_each_line_when_its_last_byte_is_across() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    let start = net.inner.started + Duration::from_secs(1);
+    // 1000 bytes per second: each byte takes a millisecond.
+    net.trace_paced(0, Direction::Tx, b"\r\nOK\r\n\r\n> ", start, 1000.0);
+    net.trace_paced(0, Direction::Rx, b"AT\r", start, 1000.0);
+    let stamps: Vec<(u64, String)> = net
+        .trace_of(0)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.t_us, e.line))
+        .collect();
+    assert_eq!(
+        stamps,
+        [
+            (1_006_000, "OK".to_string()),
+            (1_010_000, "> ".to_string()),
+            (1_003_000, "AT".to_string())
+        ]
+    );
+}
+
+#[test]
+fn under_csms_1_a_status_report_is_acknowledged_like_a_message_and_they_take_turns() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    net.with_modem(0, |m| {
+        m.settings.cnmi = Cnmi::parse("2,2,0,1,0").unwrap();
+        m.settings.csms = 1;
+    })
+    .unwrap();
+    let handset = "+447700900700";
+    let submit = Submit {
+        message_reference: 0,
+        destination: Address::international(handset),
+        pid: 0,
+        dcs: 0,
+        class: None,
+        validity: None,
+        status_report_request: true,
+        reject_duplicates: false,
+        reply_path: false,
+        user_data: UserData::text(Encoding::Gsm7, "report me"),
+    };
+    assert_eq!(net.submit(0, &submit), Ok(1));
+    assert!(urcs(&net, 0).starts_with("\r\n+CDS: "));
+    // The +CDS is unacknowledged: a new message waits for its +CNMA.
+    let sim = net.lock().modems[0].identity.msisdn.clone();
+    net.handset_sms(handset, &sim, "after the report").unwrap();
+    assert_eq!(urcs(&net, 0), "");
+    assert!(net.acknowledge(0));
+    assert!(urcs(&net, 0).starts_with("\r\n+CMT: ,"));
+    assert!(net.acknowledge(0));
+    assert!(!net.acknowledge(0));
 }
 
 /// The EC25/EG25 quirk the quectel profile reproduces (asterisk-chan-quectel
