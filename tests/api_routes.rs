@@ -128,14 +128,15 @@ async fn every_documented_route_checks_tokens_and_roles() {
 /// a 401 like no token at all.
 #[tokio::test]
 async fn every_route_refuses_forged_revoked_and_expired_tokens() {
-    // Hundreds of refusals: the rate limiter is not what is under test.
-    let api = start_with(
-        1,
-        RateLimit {
+    // Hundreds of refusals: neither the rate limit nor the failed-auth
+    // limit (tested in api_hostile) is what is under test.
+    let api = start_configured(1, |state| {
+        state.rate_limit = RateLimit {
             per_second: 10_000,
             burst: 10_000,
-        },
-    )
+        };
+        state.failed_auth = simmask::api::guard::FailedAuth::new(10_000, 10_000);
+    })
     .await;
     let (_, operations) = operations(&api).await;
     let guarded: Vec<&Operation> = operations.iter().filter(|o| !o.public).collect();
