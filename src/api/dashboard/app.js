@@ -117,6 +117,7 @@ class ApiError extends Error {
 }
 
 async function call(method, path, body) {
+  if (!state.token) throw new ApiError(401, 'unauthorized', t('signin.expired'));
   const headers = { Authorization: 'Bearer ' + state.token };
   const init = { method, headers };
   if (body !== undefined) {
@@ -205,6 +206,9 @@ function signOut(message) {
   state.feed = [];
   $('feed-list').replaceChildren();
   clearInterval(state.chartsTimer);
+  // A refresh queued by the feed (its recent events come at sign-in) must
+  // not run with no token.
+  clearTimeout(state.refreshTimer);
   $('app').hidden = true;
   $('whoami').hidden = true;
   $('signin').hidden = false;
