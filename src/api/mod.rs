@@ -68,6 +68,9 @@ pub trait PoolView: Send + Sync {
     }
 }
 
+/// Tells the relay that a SIM's outbox has a new message (by SIM id).
+pub type OutboxWaker = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct ApiState {
@@ -118,6 +121,10 @@ pub struct ApiState {
     pub live: Option<crate::config::LiveConfig>,
     /// `[twilio]`: the Twilio Proxy facade is on with an account SID.
     pub twilio: Option<twilio::Settings>,
+    /// Wakes a SIM's outbox worker when the API has queued a message for
+    /// it (the daemon sets it; an idle worker otherwise looks again only
+    /// when its next retry is due).
+    pub outbox_waker: Option<OutboxWaker>,
 }
 
 impl ApiState {
@@ -175,6 +182,7 @@ impl ApiState {
             integrity: health::IntegritySlot::default(),
             live: None,
             twilio: None,
+            outbox_waker: None,
         }
     }
 }

@@ -195,6 +195,19 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
                     .trim_end_matches('/')
             ),
         });
+    let workers_stop = CancellationToken::new();
+    let dispatch = dispatch::Dispatch::new(
+        live.clone(),
+        store.clone(),
+        bank.clone(),
+        events.clone(),
+        desks,
+        workers_stop.clone(),
+    );
+    // A message the API queues (the Twilio facade's MessageInteractions)
+    // goes out at once, not when the idle worker next looks.
+    let relay = dispatch.relay();
+    state.outbox_waker = Some(Arc::new(move |iccid: &str| relay.wake(iccid)));
     let api_stop = CancellationToken::new();
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,
@@ -209,15 +222,6 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let mqtt = crate::mqtt::spawn(&config, state.clone(), api_stop.clone());
     let api_task = tokio::spawn(api::serve(listener, state, api_stop.clone()));
 
-    let workers_stop = CancellationToken::new();
-    let dispatch = dispatch::Dispatch::new(
-        live.clone(),
-        store.clone(),
-        bank.clone(),
-        events.clone(),
-        desks,
-        workers_stop.clone(),
-    );
     let sweeper = tokio::spawn(sweeper::run(
         live.clone(),
         store.clone(),

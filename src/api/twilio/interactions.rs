@@ -329,6 +329,9 @@ pub async fn send_message(
             crate::clock::now(),
         )
         .await?;
+    if let Some(wake) = &state.outbox_waker {
+        wake(&record.proxy_iccid);
+    }
     tracing::info!(session = %record.id, interaction = id, "message interaction queued (twilio)");
     let (records, targets) = interactions_of(&state, &resolved).await?;
     let record = records
