@@ -30,7 +30,7 @@ use crate::sim::{SimConfig, Simulator};
 use crate::store::{ImportedSession, Store};
 
 /// The admin token the rig's daemon accepts.
-pub const TOKEN: &str = "smk_bench_admin_token";
+pub const TOKEN: &str = "smk_bench_admin_token_for_this_rig_only";
 
 /// How new messages reach the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
