@@ -169,6 +169,33 @@ fn unique(error: rusqlite::Error, code: &'static str, message: String) -> StoreE
     }
 }
 
+/// Writes a facade session row; `verb` is `INSERT` or `INSERT OR IGNORE`.
+fn insert_session(
+    conn: &rusqlite::Connection,
+    verb: &str,
+    row: &TwilioSessionRow,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!(
+            "{verb} INTO twilio_sessions ({SESSION_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ),
+        params![
+            row.sid,
+            row.service_sid,
+            row.session_id,
+            row.unique_name,
+            row.ttl,
+            row.expiry_ms,
+            row.mode,
+            row.closed_ms,
+            row.deleted_ms,
+            row.created_ms,
+            row.updated_ms
+        ],
+    )
+}
+
 fn insert_participant(tx: &Connection, p: &TwilioParticipantRow) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO twilio_participants (sid, session_sid, position, identifier, friendly_name,
@@ -483,26 +510,7 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO twilio_sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    row.sid,
-                    row.service_sid,
-                    row.session_id,
-                    row.unique_name,
-                    row.ttl,
-                    row.expiry_ms,
-                    row.mode,
-                    row.closed_ms,
-                    row.deleted_ms,
-                    row.created_ms,
-                    row.updated_ms
-                ],
-            )
-            .map_err(|e| {
+            insert_session(&tx, "INSERT", &row).map_err(|e| {
                 unique(
                     e,
                     "unique_name_taken",
@@ -550,25 +558,7 @@ impl Store {
         row: TwilioSessionRow,
     ) -> Result<TwilioSessionRow, StoreError> {
         self.call(move |conn| {
-            conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO twilio_sessions ({SESSION_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                ),
-                params![
-                    row.sid,
-                    row.service_sid,
-                    row.session_id,
-                    row.unique_name,
-                    row.ttl,
-                    row.expiry_ms,
-                    row.mode,
-                    row.closed_ms,
-                    row.deleted_ms,
-                    row.created_ms,
-                    row.updated_ms
-                ],
-            )?;
+            insert_session(conn, "INSERT OR IGNORE", &row)?;
             Ok(conn.query_row(
                 &format!("SELECT {SESSION_COLUMNS} FROM twilio_sessions WHERE sid = ?1"),
                 params![row.sid],
