@@ -14,7 +14,7 @@ use super::sessions::{
     LiveSim, NewSession, SessionRecord, audit, corrupt, session_by_id, sim_by_iccid,
 };
 use super::{StoreError, to_ms};
-use crate::masking::allocation::{self, AllocationRequest, Budget, ProxyCandidate};
+use crate::masking::allocation::{self, AllocationRequest, Budget, ProxyCandidate, SimLimits};
 use crate::masking::lifecycle::{self, ReopenProxy};
 use crate::number::PhoneNumber;
 
@@ -89,6 +89,42 @@ pub(super) fn budget_use(
     Ok(used)
 }
 
+/// One SIM's use of its budgets at `now` as far as allocation needs it:
+/// counted only where a limit is set, and only up to one past it (beyond
+/// that the answer is the same), so an opening does not read a month of
+/// recipients or a day of sends.
+fn budget_against(
+    conn: &Connection,
+    iccid: &str,
+    limits: SimLimits,
+    now: OffsetDateTime,
+) -> Result<(u32, u32), StoreError> {
+    let mut recipients = 0;
+    if let Some(limit) = limits.recipients_per_month {
+        recipients = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM sim_recipients \
+                 WHERE iccid = ?1 AND month = ?2 LIMIT ?3)",
+            )?
+            .query_row(params![iccid, month_of(now), i64::from(limit) + 1], |row| {
+                row.get(0)
+            })?;
+    }
+    let mut sent = 0;
+    if let Some(limit) = limits.per_day {
+        sent = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM outbox \
+                 WHERE proxy_iccid = ?1 AND sent_ms IS NOT NULL AND sent_ms > ?2 LIMIT ?3)",
+            )?
+            .query_row(
+                params![iccid, to_ms(now - Duration::DAY), i64::from(limit) + 1],
+                |row| row.get(0),
+            )?;
+    }
+    Ok((recipients, sent))
+}
+
 pub(super) fn allocate_and_insert(
     conn: &mut Connection,
     new: NewSession,
@@ -112,14 +148,14 @@ pub(super) fn allocate_in(
     let live: HashMap<String, LiveSim> = live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
     let [a, b] = &new.participants;
 
+    // Kept by triggers (table `sim_load`): counting the open sessions here
+    // read every one of them, a second per opening at a million.
     let mut load: HashMap<String, usize> = HashMap::new();
     {
-        let mut statement = tx.prepare_cached(
-            "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' GROUP BY proxy_iccid",
-        )?;
+        let mut statement = tx.prepare_cached("SELECT iccid, open_sessions FROM sim_load")?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            load.insert(row.get(0)?, row.get::<_, i64>(1)? as usize);
+            load.insert(row.get(0)?, row.get::<_, i64>(1)?.max(0) as usize);
         }
     }
     let number_of = |text: String| -> Result<PhoneNumber, StoreError> {
@@ -150,7 +186,6 @@ pub(super) fn allocate_in(
                 .insert(number_of(row.get(1)?)?);
         }
     }
-    let used = budget_use(tx, now)?;
     let mut candidates = Vec::new();
     {
         let mut statement = tx.prepare_cached(
@@ -162,7 +197,7 @@ pub(super) fn allocate_in(
             let iccid: String = row.get(0)?;
             let state = live.get(&iccid);
             let limits = new.limits.of(&iccid);
-            let (recipients, sent) = used.get(&iccid).copied().unwrap_or_default();
+            let (recipients, sent) = budget_against(tx, &iccid, limits, now)?;
             candidates.push(ProxyCandidate {
                 number: number_of(row.get(1)?)?,
                 enabled: row.get(2)?,

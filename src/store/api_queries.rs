@@ -82,9 +82,9 @@ impl Store {
                     _ => entry.queued += count,
                 }
             }
+            // Kept by triggers, not counted over every open session.
             let mut statement = conn.prepare_cached(
-                "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' \
-                 GROUP BY proxy_iccid",
+                "SELECT iccid, open_sessions FROM sim_load WHERE open_sessions > 0",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {

@@ -449,6 +449,42 @@ CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON partic
     BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
 "#;
 
+/// What a million sessions needs. Each SIM's number of open sessions,
+/// kept by triggers on `sessions`: allocation balances the load on it, and
+/// counting the open sessions at each opening read every one of them (a
+/// second at a million). The open sessions' two deadlines indexed: the
+/// sweep looked at every open session every few seconds.
+const AT_SCALE: &str = r#"
+CREATE TABLE sim_load (
+    iccid         TEXT PRIMARY KEY,
+    open_sessions INTEGER NOT NULL CHECK (open_sessions >= 0)
+) STRICT, WITHOUT ROWID;
+INSERT INTO sim_load (iccid, open_sessions)
+    SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' GROUP BY proxy_iccid;
+CREATE TRIGGER sim_load_insert AFTER INSERT ON sessions WHEN NEW.status = 'open'
+    BEGIN
+        INSERT INTO sim_load (iccid, open_sessions) VALUES (NEW.proxy_iccid, 1)
+            ON CONFLICT (iccid) DO UPDATE SET open_sessions = open_sessions + 1;
+    END;
+CREATE TRIGGER sim_load_update AFTER UPDATE OF status, proxy_iccid ON sessions
+    WHEN (OLD.status = 'open') != (NEW.status = 'open') OR OLD.proxy_iccid != NEW.proxy_iccid
+    BEGIN
+        UPDATE sim_load SET open_sessions = open_sessions - 1
+            WHERE OLD.status = 'open' AND iccid = OLD.proxy_iccid;
+        INSERT INTO sim_load (iccid, open_sessions)
+            SELECT NEW.proxy_iccid, 1 WHERE NEW.status = 'open'
+            ON CONFLICT (iccid) DO UPDATE SET open_sessions = open_sessions + 1;
+    END;
+CREATE TRIGGER sim_load_delete AFTER DELETE ON sessions WHEN OLD.status = 'open'
+    BEGIN
+        UPDATE sim_load SET open_sessions = open_sessions - 1 WHERE iccid = OLD.proxy_iccid;
+    END;
+CREATE INDEX sessions_open_expires ON sessions(expires_ms)
+    WHERE status = 'open' AND expires_ms IS NOT NULL;
+CREATE INDEX sessions_open_idle ON sessions(last_activity_ms + idle_ttl_s * 1000)
+    WHERE status = 'open' AND idle_ttl_s IS NOT NULL;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -463,6 +499,7 @@ const ALL: &[&str] = &[
     SIM_STORAGE,
     TWILIO_PROXY,
     HUBS,
+    AT_SCALE,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -623,6 +660,60 @@ mod tests {
             run(&participant("s4", 0, "+447911000001", "NULL"))
                 .unwrap_err()
                 .contains("UNIQUE")
+        );
+    }
+    #[test]
+    fn the_open_session_count_follows_the_sessions() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0), ('2', '+447000000002', 0, 0);
+             INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms)
+                 VALUES ('a', '1', 'sms', 'open', 0, 0), ('b', '1', 'sms', 'open', 0, 0),
+                        ('c', '2', 'sms', 'open', 0, 0);
+             INSERT INTO sessions (id, proxy_iccid, mode, status, close_reason, opened_ms,
+                                   last_activity_ms)
+                 VALUES ('d', '2', 'sms', 'closed', 'operator', 0, 0);",
+        )
+        .unwrap();
+        let counted = |conn: &Connection| -> Vec<(String, i64, i64)> {
+            conn.prepare(
+                "SELECT sims.iccid, COALESCE(l.open_sessions, 0),
+                        (SELECT COUNT(*) FROM sessions WHERE proxy_iccid = sims.iccid
+                            AND status = 'open')
+                 FROM sims LEFT JOIN sim_load l ON l.iccid = sims.iccid ORDER BY sims.iccid",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let agree = |conn: &Connection, expected: [i64; 2]| {
+            let rows = counted(conn);
+            for (row, expected) in rows.iter().zip(expected) {
+                assert_eq!((row.1, row.2), (expected, expected), "{rows:?}");
+            }
+        };
+        agree(&conn, [2, 1]);
+        conn.execute_batch(
+            "UPDATE sessions SET status = 'expired', close_reason = 'ttl' WHERE id = 'a';
+             UPDATE sessions SET status = 'open', close_reason = NULL WHERE id = 'd';
+             UPDATE sessions SET last_activity_ms = 5 WHERE id = 'b';",
+        )
+        .unwrap();
+        agree(&conn, [1, 2]);
+        conn.execute_batch(
+            "UPDATE sessions SET status = 'closed', close_reason = 'operator' WHERE id = 'a';
+             DELETE FROM sessions WHERE id IN ('a', 'c');",
+        )
+        .unwrap();
+        agree(&conn, [1, 1]);
+        // A count below zero is refused rather than kept.
+        assert!(
+            conn.execute_batch("UPDATE sim_load SET open_sessions = -1 WHERE iccid = '1'")
+                .is_err()
         );
     }
 }

@@ -247,8 +247,10 @@ impl InboundTx<'_> {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         query_sessions(
             &self.tx,
-            "s.status = 'open' AND EXISTS (SELECT 1 FROM participants p \
-             WHERE p.session_id = s.id AND p.number = ?1 AND p.open = 1) ORDER BY s.id",
+            // From the number's participant rows (indexed), not from every
+            // open session: a STOP at a million sessions took seconds.
+            "s.id IN (SELECT session_id FROM participants WHERE number = ?1 AND open = 1) \
+             AND s.status = 'open' ORDER BY s.id",
             &[&number.e164()],
         )
     }
