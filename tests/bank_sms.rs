@@ -95,7 +95,17 @@ async fn every_profile_sends_receives_and_reports_delivery() {
             );
         }
 
-        // Receiving: stored, read, handed on, deleted only when confirmed.
+        // Receiving: stored, read, handed on, deleted only when confirmed;
+        // or, on a profile routing directly, each +CMT acknowledged once
+        // confirmed (the network offers the next one only then).
+        let direct = Profiles::builtin()
+            .get(profile)
+            .expect("profile")
+            .sms
+            .cnmi
+            .split(',')
+            .nth(1)
+            == Some("2");
         sim.handset_sms(&handset, &modem.msisdn, SINGLE_GSM7).await;
         sim.handset_sms(&handset, &modem.msisdn, &long_ucs2()).await;
         let ucs2_parts = pdu::segment(&long_ucs2()).parts.len();
@@ -104,9 +114,19 @@ async fn every_profile_sends_receives_and_reports_delivery() {
         while single.is_none() || parts.len() < ucs2_parts {
             match next(&mut events).await {
                 BankEvent::Inbound { sim: iccid, sms } if iccid == modem.iccid => {
-                    assert!(sms.location.is_some(), "{profile}: stored, not direct");
+                    assert_eq!(
+                        sms.location.is_none(),
+                        direct,
+                        "{profile}: direct (+CMT) or stored (+CMTI) as its profile says"
+                    );
                     assert!(!sms.status_report);
                     let (text, concat) = deliver_text(&sms);
+                    let sms = if direct {
+                        sms.confirm_stored().await.expect("+CNMA");
+                        None
+                    } else {
+                        Some(sms)
+                    };
                     match concat {
                         None => single = Some((text, sms)),
                         Some(concat) => parts.push((concat.sequence, text, sms)),
@@ -116,19 +136,24 @@ async fn every_profile_sends_receives_and_reports_delivery() {
             }
         }
         let stored = handle.list_sms().await.expect("list");
+        let expected = if direct { 0 } else { 1 + ucs2_parts };
         assert_eq!(
             stored.len(),
-            1 + ucs2_parts,
-            "{profile}: kept until confirmed"
+            expected,
+            "{profile}: kept until confirmed, never stored when direct"
         );
         let (text, sms) = single.expect("single");
         assert_eq!(text, SINGLE_GSM7, "{profile}");
-        sms.confirm_stored().await.expect("confirm");
+        if let Some(sms) = sms {
+            sms.confirm_stored().await.expect("confirm");
+        }
         parts.sort_by_key(|(sequence, _, _)| *sequence);
         let joined: String = parts.iter().map(|(_, text, _)| text.as_str()).collect();
         assert_eq!(joined, long_ucs2(), "{profile}");
-        for (_, _, sms) in parts {
-            sms.confirm_stored().await.expect("confirm part");
+        for (_, _, sms) in parts.into_iter() {
+            if let Some(sms) = sms {
+                sms.confirm_stored().await.expect("confirm part");
+            }
         }
         assert_eq!(
             handle.list_sms().await.expect("list"),
@@ -247,10 +272,10 @@ async fn a_quectel_status_report_misannounced_as_sm_is_read_from_sr() {
     std::fs::create_dir_all(&profiles_dir).expect("profiles dir");
     let builtin = Profiles::builtin();
     let quectel = builtin.get("quectel-ec25").expect("quectel");
-    assert_eq!(quectel.sms.cnmi, "2,1,0,1,0", "the profile takes +CDS");
+    assert_eq!(quectel.sms.cnmi, "2,2,0,1,0", "the profile takes +CDS");
     let text = toml::to_string(quectel)
         .expect("profile serialises")
-        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,1,0,2,0\"");
+        .replace("cnmi = \"2,2,0,1,0\"", "cnmi = \"2,2,0,2,0\"");
     std::fs::write(profiles_dir.join("quectel-ec25.toml"), text).expect("profile file");
     let sim = Sim::start(&["quectel-ec25"], Some(&links), 35).await;
     let (bank, mut events) = Bank::start(BankConfig {
@@ -268,7 +293,7 @@ async fn a_quectel_status_report_misannounced_as_sm_is_read_from_sr() {
     let modem = sim.modem(0).clone();
     while !matches!(next(&mut events).await, BankEvent::SimUp { .. }) {}
     let handle = bank.handle(&modem.iccid).expect("handle");
-    assert_eq!(handle.identity().capabilities.cnmi, "2,1,0,2,0");
+    assert_eq!(handle.identity().capabilities.cnmi, "2,2,0,2,0");
     let references = handle
         .send_sms("+15550500002", "report this", true)
         .await

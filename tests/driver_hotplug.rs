@@ -146,17 +146,38 @@ async fn after_a_reset_the_modem_is_initialised_again() {
         assert_eq!(sim.wait_messages(handset, 1).await.len(), 1);
         sim.handset_sms(handset, &sim.modem(0).msisdn, "hello again")
             .await;
-        let stored = tokio::time::timeout(Duration::from_secs(20), async {
+        // Straight to the host (+CMT) on a profile routing directly, else
+        // stored and announced (+CMTI).
+        let (pdu_hex, direct) = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
-                if let Some(ModemEvent::SmsStored { storage, index }) = events.recv().await {
-                    return (storage, index);
+                match events.recv().await {
+                    Some(ModemEvent::SmsStored { storage, index }) => {
+                        let sms = handle.read_sms(&storage, index).await.expect("read");
+                        return (sms.pdu_hex, false);
+                    }
+                    Some(ModemEvent::SmsDirect { pdu_hex }) => return (pdu_hex, true),
+                    _ => {}
                 }
             }
         })
         .await
-        .expect("+CMTI after the reset");
-        let sms = handle.read_sms(&stored.0, stored.1).await.expect("read");
-        assert!(!sms.pdu_hex.is_empty());
+        .expect("the new message announced after the reset");
+        let routes_directly = Profiles::builtin()
+            .get(profile)
+            .expect("profile")
+            .sms
+            .cnmi
+            .split(',')
+            .nth(1)
+            == Some("2");
+        assert_eq!(
+            direct, routes_directly,
+            "{profile}: routed as its profile says"
+        );
+        assert!(!pdu_hex.is_empty());
+        if direct {
+            handle.ack_sms().await.expect("+CNMA");
+        }
         handle.shutdown();
         sim.shutdown().await;
     }

@@ -258,10 +258,23 @@ pub struct Sms {
     /// `"SR"` and announce `"SM"` (asterisk-chan-quectel PR #75).
     #[serde(default)]
     pub cdsi_announces: Option<String>,
+    /// The firmware offers phase 2+ message service (3GPP TS 27.005
+    /// §3.2.1): `AT+CSMS=1` is answered `+CSMS: 1,1,1`, and each `+CMT`
+    /// waits for the host's `AT+CNMA` (unacknowledged, the network delivers
+    /// it again). Only then may `cnmi` route new messages straight to the
+    /// host (mt=2); the driver checks the answer and keeps to stored
+    /// messages (`+CMTI`) on a modem that refuses. False: the simulated
+    /// firmware refuses `AT+CSMS=1` with `+CMS ERROR: 303`.
+    #[serde(default = "default_phase2plus")]
+    pub phase2plus: bool,
 }
 
 fn default_storage_full() -> u16 {
     322
+}
+
+fn default_phase2plus() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -125,15 +125,12 @@ pub(super) async fn init_sms_and_voice(
             }
         }
     };
-    let cnmi = choose_cnmi(steps, profile).await?;
-    if cnmi.split(',').nth(1).map(str::trim) == Some("2") {
-        // Messages routed straight to us (+CMT): with phase 2+ service the
-        // network keeps each one until AT+CNMA, so none is lost if we stop
-        // before it is stored (3GPP TS 27.005 §3.2.1, §3.4.4).
-        steps
-            .ask(Step::SmsService, Command::new("AT+CSMS=1", "+CSMS:"))
-            .await?;
-    }
+    // Messages routed straight to us (+CMT) only under phase 2+ service:
+    // the network then keeps each one until AT+CNMA, so none is lost if we
+    // stop before it is stored (3GPP TS 27.005 §3.2.1, §3.4.4). A modem
+    // that does not confirm it keeps new messages on the SIM (+CMTI).
+    let direct = routes_directly(&profile.sms.cnmi) && phase_2_plus(steps).await?;
+    let cnmi = choose_cnmi(steps, profile, direct).await?;
     let sms_service = steps
         .ask_parsed(
             Step::SmsService,
@@ -234,7 +231,11 @@ fn from_lists(lists: [Vec<String>; 3], profile: &Profile) -> (Vec<String>, Strin
 /// A setting the modem refuses is followed by the next one. Empty when it
 /// refused them all: nothing is announced, and the driver lists stored
 /// messages at every poll instead.
-async fn choose_cnmi(steps: &mut BringUp<'_>, profile: &Profile) -> Result<String, AtError> {
+async fn choose_cnmi(
+    steps: &mut BringUp<'_>,
+    profile: &Profile,
+    direct: bool,
+) -> Result<String, AtError> {
     let allowed = steps
         .ask_parsed(
             Step::MessageRouting,
@@ -249,6 +250,9 @@ async fn choose_cnmi(steps: &mut BringUp<'_>, profile: &Profile) -> Result<Strin
         "1,1,0,0,0",
     ];
     candidates.dedup();
+    if !direct {
+        candidates.retain(|c| !routes_directly(c));
+    }
     if let Some(allowed) = &allowed {
         let fits: Vec<&str> = candidates
             .iter()
@@ -271,6 +275,33 @@ async fn choose_cnmi(steps: &mut BringUp<'_>, profile: &Profile) -> Result<Strin
         }
     }
     Ok(String::new())
+}
+
+/// Whether the `+CNMI` setting routes new messages straight to the host
+/// (`<mt>`=2, `+CMT`).
+fn routes_directly(cnmi: &str) -> bool {
+    cnmi.split(',').nth(1).map(str::trim) == Some("2")
+}
+
+/// `AT+CSMS=1`: true only when the modem confirms phase 2+ service for
+/// messages it receives (`+CSMS: 1,…`, 27.005 §3.2.1). An error, a bare
+/// `OK` (firmware that ignores the command) or `+CSMS: 0,…` is a refusal.
+async fn phase_2_plus(steps: &mut BringUp<'_>) -> Result<bool, AtError> {
+    let answer = steps
+        .ask(Step::SmsService, Command::new("AT+CSMS=1", "+CSMS:"))
+        .await?;
+    let confirmed = answer
+        .iter()
+        .flatten()
+        .any(|line| parse_csms(line).is_ok_and(|mt| mt == 1));
+    if !confirmed {
+        tracing::info!(
+            answer = ?answer,
+            "the modem does not confirm phase 2+ message service (AT+CSMS=1): \
+             new messages stay stored on the SIM and are announced by +CMTI"
+        );
+    }
+    Ok(confirmed)
 }
 
 /// `AT+CPMS?` (3GPP TS 27.005 §3.2.2): the storages selected and how full

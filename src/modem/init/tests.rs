@@ -439,3 +439,66 @@ async fn a_refused_cnmi_setting_is_followed_by_the_next() {
     let report = modem.bring_up().await.expect("brought up");
     assert_eq!(report.capabilities.cnmi, "2,1,0,0,0");
 }
+
+/// The built-in profiles with `generic` asking for direct delivery
+/// (`+CNMI` mt=2), as `simcom-sim800` and `quectel-ec25` do.
+fn direct_profiles(dir: &std::path::Path) -> Profiles {
+    let generic = Profiles::builtin().get("generic").expect("generic").clone();
+    let text = toml::to_string(&generic)
+        .expect("profile serialises")
+        .replace("cnmi = \"2,1,0,1,0\"", "cnmi = \"2,2,0,1,0\"");
+    assert!(text.contains("2,2,0,1,0"), "{text}");
+    std::fs::write(dir.join("generic.toml"), text).expect("profile file");
+    Profiles::load_dir(dir).expect("profiles")
+}
+
+async fn bring_up_direct(modem: &Scripted) -> InitReport {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut port = AtPort::open(modem.path.to_str().expect("path")).expect("open");
+    bring_up(&mut port, &ModemOptions::new(direct_profiles(dir.path())))
+        .await
+        .expect("brought up")
+}
+
+// 27.005 §3.2.1: phase 2+ confirmed by +CSMS: 1,1,1, so new messages may
+// come as +CMT, each kept by the network until AT+CNMA.
+#[tokio::test]
+async fn direct_delivery_is_set_up_when_phase_2_plus_is_confirmed() {
+    let modem = Scripted::start(|command, sent| match command {
+        "AT+CSMS=1" => ok("+CSMS: 1,1,1"),
+        "AT+CSMS?" if sent.iter().any(|c| c == "AT+CSMS=1") => ok("+CSMS: 1,1,1,1"),
+        "AT+CSMS?" => ok("+CSMS: 0,1,1,1"),
+        other => plain(other),
+    });
+    let report = bring_up_direct(&modem).await;
+    assert_eq!(report.capabilities.cnmi, "2,2,0,1,0");
+    assert_eq!(report.capabilities.sms_service, 1);
+}
+
+// A modem that does not confirm phase 2+ would hand over +CMT that nobody
+// keeps for a retry: it is set up for stored messages (+CMTI) instead,
+// whether it refuses, ignores (a bare OK, as the recorded Huawei, ZTE and
+// Qualcomm sticks answer commands they do not know) or denies the service.
+#[tokio::test]
+async fn a_modem_refusing_phase_2_plus_falls_back_to_stored_messages() {
+    for answer in [
+        "\r\n+CMS ERROR: 303\r\n",
+        "\r\nERROR\r\n",
+        "\r\nOK\r\n",
+        "\r\n+CSMS: 0,0,0\r\n\r\nOK\r\n",
+    ] {
+        let modem = Scripted::start(move |command, _| match command {
+            "AT+CSMS=1" => reply(answer),
+            "AT+CSMS?" => ok("+CSMS: 0,1,1,1"),
+            other => plain(other),
+        });
+        let report = bring_up_direct(&modem).await;
+        assert_eq!(report.capabilities.cnmi, "2,1,0,1,0", "{answer:?}");
+        assert_eq!(report.capabilities.sms_service, 0, "{answer:?}");
+        assert!(
+            !modem.sent().iter().any(|c| c.starts_with("AT+CNMI=2,2")),
+            "{answer:?}: {:?}",
+            modem.sent()
+        );
+    }
+}

@@ -75,7 +75,11 @@ impl Interpreter {
                 let service = self.settings().csms;
                 self.line_ok(out, &format!("+CSMS: {service},1,1,1"))
             }
+            "+CSMS=?" if !self.profile.sms.phase2plus => self.line_ok(out, "+CSMS: (0)"),
             "+CSMS=?" => self.line_ok(out, "+CSMS: (0,1)"),
+            // Phase 2 firmware: the service it does not offer is refused
+            // (27.005 §3.2.1), 303 "operation not supported".
+            "+CSMS=1" if !self.profile.sms.phase2plus => Outcome::CmsError(303),
             "+CSMS=0" | "+CSMS=1" => {
                 let service = u8::from(upper.ends_with('1'));
                 self.update_settings(|s| s.csms = service);

@@ -77,14 +77,21 @@ pub struct ModemSettings {
 
 impl ModemSettings {
     pub fn from_profile(profile: &Profile) -> Self {
+        let mut cnmi = Cnmi::parse(&profile.sms.cnmi).unwrap_or(Cnmi {
+            mode: 0,
+            mt: 0,
+            bm: 0,
+            ds: 0,
+            bfr: 0,
+        });
+        // After power-on new messages are stored (+CMTI) even where the
+        // profile's driver asks for direct delivery: a +CMT before the host
+        // chose phase 2+ service (+CSMS=1) is not kept for a retry.
+        if cnmi.mt == 2 {
+            cnmi.mt = 1;
+        }
         ModemSettings {
-            cnmi: Cnmi::parse(&profile.sms.cnmi).unwrap_or(Cnmi {
-                mode: 0,
-                mt: 0,
-                bm: 0,
-                ds: 0,
-                bfr: 0,
-            }),
+            cnmi,
             csms: 0,
             text_mode: false,
             csdh: false,
