@@ -565,8 +565,8 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
         .await
         .unwrap();
     assert_eq!(health["sims"]["healthy"], MODEMS, "{health}");
-    for m in 0..MODEMS {
-        let n = number(&daemon, &iccid[m]).await;
+    for id in &iccid {
+        let n = number(&daemon, id).await;
         assert_eq!(n["state"], "up", "{n}");
         assert_eq!(n["healthy"], true, "{n}");
     }
