@@ -269,7 +269,8 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
         expected
             .entry(b.clone())
             .or_default()
-            .push((proxy[modem].clone(), text));
+            .push((proxy[modem].clone(), text.clone()));
+        text
     };
 
     // Everything goes wrong at once.
@@ -292,6 +293,7 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
 
     // Temporary +CMS ERRORs, one submit each: retried after the designed
     // backoff (5 s), each delivered once.
+    let mut refused = Vec::new();
     for code in [38, 41, 42, 47, 500] {
         faults(
             &sim,
@@ -299,7 +301,7 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
             json!({"cms_error_on_submit": code, "cms_error_submits": 1}),
         )
         .await;
-        send(CMS, 0, &format!("refused once with +CMS ERROR: {code}")).await;
+        let text = send(CMS, 0, &format!("refused once with +CMS ERROR: {code}")).await;
         wait_for(
             &format!("the submit refused with {code}"),
             Duration::from_secs(30),
@@ -316,6 +318,7 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
             },
         )
         .await;
+        refused.push((text, time::OffsetDateTime::now_utc()));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     faults(&sim, ROAMER, json!({"registration": "denied"})).await;
@@ -470,6 +473,24 @@ async fn misbehaving_modems_are_retried_reset_quarantined_and_lose_nothing() {
         assert_eq!(
             got, want,
             "{recipient}: each message once, through its proxy"
+        );
+    }
+    // Each temporary refusal was retried after the first backoff step
+    // (5 s, src/sms/schedule.rs), not at once and not given up.
+    let (_, [_, cms_b]) = &sessions[CMS][0];
+    let arrived = sim.messages(cms_b).await;
+    for (text, refused_at) in &refused {
+        let at = arrived
+            .iter()
+            .find(|m| m["text"] == text.as_str())
+            .and_then(|m| m["at"].as_str())
+            .unwrap_or_else(|| panic!("{text} never arrived"));
+        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let waited = at - *refused_at;
+        assert!(
+            waited >= time::Duration::milliseconds(4_000) && waited <= time::Duration::seconds(60),
+            "{text}: retried {waited} after its refusal"
         );
     }
     // Nothing of the refused messages arrived.
