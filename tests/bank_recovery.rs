@@ -115,3 +115,44 @@ async fn a_silent_modem_that_a_power_cycle_revives_comes_back_up() {
     bank.shutdown();
     sim.shutdown().await;
 }
+
+/// A modem whose firmware locked up is unhealthy from its first unanswered
+/// poll, well before the reset: the outbox holds the SIM's sends instead of
+/// feeding each into the silence (a send waits a minute for its answer, and
+/// the polls wait behind it: the storm in tests/storm_misbehave.rs saw the
+/// reset come only after two such sends).
+#[tokio::test]
+async fn a_locked_up_modem_is_unhealthy_from_its_first_unanswered_poll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let links = dir.path().join("links");
+    let sim = Sim::start(&["generic"], Some(&links), 23).await;
+    let mut config = config(format!("{}/modem*", links.display()), None);
+    // Polls far enough apart that the first silence is seen alone.
+    config.poll_interval = Duration::from_secs(3);
+    config.quarantine_after = 5;
+    let (bank, mut events) = Bank::start(config).await;
+    wait_for(&mut events, |e| matches!(e, BankEvent::SimUp { .. })).await;
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
+    assert!(bank.sims()[0].healthy);
+
+    sim.faults(0, json!({ "hung": true })).await;
+    wait_for(&mut events, |e| matches!(e, BankEvent::Health { .. })).await;
+    let status = &bank.sims()[0];
+    assert_eq!(status.state, SimState::Up, "not yet reset");
+    assert!(!status.healthy, "unhealthy from the first silence");
+    let error = status.last_error.clone().expect("a reason");
+    assert!(error.contains("timed out"), "{error}");
+
+    // Answering again, it is healthy again without a reset.
+    sim.faults(0, json!({ "hung": false })).await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !bank.sims()[0].healthy {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("healthy again");
+    assert_eq!(bank.sims()[0].state, SimState::Up);
+    bank.shutdown();
+    sim.shutdown().await;
+}

@@ -219,3 +219,45 @@ fn doctor_reports_a_missing_store_without_creating_it() {
     let (_, ok, detail) = find(&checks, "ports");
     assert!(!ok && detail.contains("ls /dev/simmask/"), "{detail}");
 }
+
+/// A SIM whose receiving storage fills up (firmware that keeps a copy of
+/// every message it sends, which the appliance rightly leaves alone):
+/// the daemon reads the fill at its health poll and doctor names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reports_a_sim_storage_the_firmware_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let iccid = sim.bank["modems"][0]["iccid"].as_str().unwrap().to_string();
+    let storage = format!("sim {iccid} storage");
+    let root = tempfile::tempdir().unwrap();
+    let (_, checks) = doctor_until(&config, root.path(), &[], |_, checks| {
+        checks.iter().any(|(n, ok, _)| n == &storage && *ok)
+    });
+    let before = find(&checks, &storage).2.clone();
+
+    let filled = sim
+        .post("/modems/0/faults", json!({"fill_storage": 1000}))
+        .await;
+    assert!(filled.status().is_success());
+    let (code, checks) = doctor_until(&config, root.path(), &[], |_, checks| {
+        checks.iter().any(|(n, ok, _)| n == &storage && !*ok)
+    });
+    assert_eq!(code, 1, "{checks:#?}");
+    let (_, _, detail) = find(&checks, &storage);
+    // "SM 30/30: nearly full, …" with the profile's capacity.
+    let fill = detail.split(':').next().unwrap();
+    let (used, total) = fill
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.split_once('/'))
+        .unwrap_or_else(|| panic!("no used/total in {detail:?} (before: {before:?})"));
+    assert_eq!(used, total, "{detail}");
+    assert!(detail.contains("nearly full"), "{detail}");
+    // The sent copies are not the appliance's to relay or delete.
+    let numbers = daemon.get("/api/v1/numbers").await;
+    assert_eq!(numbers[0]["received"], 0, "{numbers}");
+    drop(daemon);
+}

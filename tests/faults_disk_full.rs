@@ -12,7 +12,11 @@
 //! fails writes with EFBIG (and SIGXFSZ), which SQLite reports as an I/O
 //! error, not as a full disk. The test reaches the tmpfs through
 //! `/proc/<pid>/root`, which resolves paths in the daemon's namespace.
+//!
+//! The dashboard, open in headless Chromium all along, shows the full disk
+//! in its store banner and drops the banner when space returns.
 
+mod browser_common;
 mod common;
 
 use std::io::Write;
@@ -169,6 +173,13 @@ async fn a_full_disk_keeps_messages_on_the_sims_and_traffic_resumes_with_space()
         1
     );
     assert_eq!(healthz(&daemon).await["store"]["writable"], true);
+    let browser = browser_common::Browser::start().await;
+    browser.sign_in(&daemon.url, ADMIN_TOKEN, 2).await;
+    assert_eq!(
+        browser.store_banner().await,
+        None,
+        "a sound store: no banner"
+    );
 
     // The second SIM's network is slow to accept a submit: its relay is in
     // flight when the disk fills up, and the send must still be recorded.
@@ -290,6 +301,18 @@ async fn a_full_disk_keeps_messages_on_the_sims_and_traffic_resumes_with_space()
     }
     let health = healthz(&daemon).await;
     assert_eq!(health["store"]["disk_full"], true, "still full: {health}");
+    browser
+        .wait_until(
+            "const b = document.getElementById('store');\
+             return !b.hidden && b.dataset.diskFull === 'true';",
+            "the full disk in its store banner",
+        )
+        .await;
+    let banner = browser.store_banner().await.unwrap_or_default();
+    assert!(
+        banner.contains("Disk full since") && banner.contains("stay on the SIMs"),
+        "{banner}"
+    );
 
     // Space returns: everything goes through by itself, each message once.
     sim.post("/modems/1/faults", json!({"submit_delay_ms": 0}))
@@ -330,6 +353,13 @@ async fn a_full_disk_keeps_messages_on_the_sims_and_traffic_resumes_with_space()
     .await;
     let health = healthz(&daemon).await;
     assert_eq!(health["status"], "ok", "{health}");
+    browser
+        .wait_until(
+            "return document.getElementById('store').hidden;",
+            "the banner gone once the store writes again",
+        )
+        .await;
+    browser.close().await;
     // And new sessions open again.
     daemon
         .open_session("+447911555001", "+447911555002", json!({"mode": "sms"}))

@@ -11,13 +11,14 @@
 //! store) and cannot be produced on this machine; the torn page below is
 //! what a cut in the middle of a page write leaves.
 
+mod browser_common;
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, assert_no_numbers_in, free_port, write_config};
+use common::{ADMIN_TOKEN, Daemon, Sim, assert_no_numbers_in, free_port, write_config};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -180,6 +181,22 @@ async fn a_kill_mid_write_leaves_a_store_that_opens_and_every_start_checks_it() 
     let status = daemon.get("/api/v1/status").await;
     assert_eq!(status["store"]["ok"], false, "{status}");
     assert!(status["store"]["error"].is_string(), "{status}");
+    // The dashboard says so at the top of the page.
+    let browser = browser_common::Browser::start().await;
+    browser.sign_in(&daemon.url, ADMIN_TOKEN, 1).await;
+    browser
+        .wait_until(
+            "const b = document.getElementById('store');\
+             return !b.hidden && b.dataset.integrity === 'failed';",
+            "the damaged store in its banner",
+        )
+        .await;
+    let banner = browser.store_banner().await.unwrap_or_default();
+    assert!(
+        banner.starts_with("Store damaged:") && banner.contains("simmask restore"),
+        "{banner}"
+    );
+    browser.close().await;
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("store integrity check FAILED"), "{logged}");
     let line = doctor_integrity(&config, &root);

@@ -40,6 +40,45 @@ pub struct Health {
     /// The system clock against the network's time (a Pi has no real-time
     /// clock): `suspect` when they disagree and nothing synchronises it.
     pub clock: crate::clock::ClockStatus,
+    /// The bank's SIMs as it sees them now: counts only (this route needs
+    /// no token), so that a monitor sees a modem resetting, quarantined or
+    /// without network; `/api/v1/numbers` says which.
+    pub sims: SimsCondition,
+}
+
+/// How many SIMs are in each state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SimsCondition {
+    pub total: usize,
+    /// Up and registered: usable for traffic.
+    pub healthy: usize,
+    /// By state (`up`, `resetting`, `quarantined`, `unplugged`, `locked`…).
+    pub states: std::collections::BTreeMap<String, usize>,
+    /// Up but not registered on a network (searching, denied).
+    pub no_network: usize,
+}
+
+impl SimsCondition {
+    pub fn now(state: &ApiState) -> Self {
+        let statuses = state.pool.sim_statuses();
+        let mut states = std::collections::BTreeMap::new();
+        for status in &statuses {
+            *states.entry(status.state.clone()).or_insert(0) += 1;
+        }
+        Self {
+            total: statuses.len(),
+            healthy: statuses.iter().filter(|s| s.healthy).count(),
+            no_network: statuses
+                .iter()
+                .filter(|s| {
+                    s.state == "up"
+                        && !s.registration.is_empty()
+                        && !matches!(s.registration.as_str(), "home" | "roaming")
+                })
+                .count(),
+            states,
+        }
+    }
 }
 
 /// The store's file and disk.
@@ -108,6 +147,7 @@ pub async fn healthz(State(state): State<ApiState>) -> Json<Health> {
         version: env!("CARGO_PKG_VERSION"),
         store,
         clock: crate::clock::status(sync),
+        sims: SimsCondition::now(&state),
     })
 }
 

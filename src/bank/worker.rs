@@ -374,7 +374,20 @@ impl Worker {
             self.unanswered += 1;
             tracing::debug!(error = %silence, unanswered = self.unanswered, "health poll unanswered");
             let error = silence.to_string();
-            self.bank.update(&self.sim, |s| s.last_error = Some(error));
+            // Not healthy from the first silence: the outbox holds this
+            // SIM's sends (each would wait out its own long timeout on a
+            // modem that answers nothing, and keep the polls waiting behind
+            // it) until a poll is answered again or the reset is over.
+            let changed = self.bank.update(&self.sim, |s| {
+                s.last_error = Some(error);
+                s.healthy = false;
+            });
+            if changed {
+                self.emit(BankEvent::Health {
+                    sim: self.sim.clone(),
+                })
+                .await;
+            }
             if self.unanswered >= UNANSWERED_BEFORE_RESET {
                 self.unanswered = 0;
                 self.recover().await;
@@ -410,6 +423,10 @@ impl Worker {
                 s.roaming = registration.roaming;
                 s.operator = registration.operator.clone();
                 s.healthy = s.state == SimState::Up && registration.registered();
+            } else {
+                // Answering again, registration unread: as last known.
+                s.healthy = s.state == SimState::Up
+                    && matches!(s.registration.as_deref(), Some("home" | "roaming"));
             }
             if problem.is_some() {
                 s.last_error = problem.clone();

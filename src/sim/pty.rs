@@ -198,7 +198,11 @@ async fn serve(
     let mut next_noise = Instant::now() + NOISE_INTERVAL;
     let mut buf = [0u8; 1024];
     loop {
-        let urcs_allowed = interpreter.accepts_urcs();
+        // Locked-up firmware says nothing at all.
+        let hung = network
+            .with_modem(index, |slot| slot.faults.hung)
+            .unwrap_or(false);
+        let urcs_allowed = interpreter.accepts_urcs() && !hung;
         tokio::select! {
             () = stop.cancelled() => return Ended::Stopped,
             command = commands.recv() => match command {
@@ -233,6 +237,9 @@ async fn serve(
                     Ok(Ok(0)) => return Ended::Unplugged,
                     Ok(Ok(n)) => {
                         port.receive(&buf[..n]).await;
+                        if network.with_modem(index, |slot| slot.faults.hung).unwrap_or(false) {
+                            continue;
+                        }
                         let reply = interpreter.feed(&buf[..n]);
                         let submit_delay = if interpreter.take_submitted() {
                             network.with_modem(index, |slot| slot.faults.submit_delay_ms).unwrap_or(0)
@@ -241,6 +248,14 @@ async fn serve(
                         } + interpreter.take_slowness();
                         if port.reply(&interpreter, &reply, submit_delay).await.is_err() {
                             return Ended::Unplugged;
+                        }
+                        if reply.ends_with(b"> ") {
+                            let _ = network.with_modem(index, |slot| {
+                                if std::mem::take(&mut slot.faults.hang_after_prompt) {
+                                    tracing::debug!(modem = index, "firmware locked up after the prompt");
+                                    slot.faults.hung = true;
+                                }
+                            });
                         }
                         if interpreter.take_reset() {
                             // The modem is busy resetting, then boots again.

@@ -18,6 +18,8 @@ const PAGE_SIZE = 50;
 const FEED_MAX = 200;
 // How many of the latest events the feed starts with.
 const FEED_RECENT = 50;
+// How often the bank's cards and the store's banner are looked at again.
+const BANK_REFRESH_MS = 5000;
 const LANGUAGES = { en: 'English', fr: 'Français', es: 'Español', pt: 'Português', ar: 'العربية' };
 const RIGHT_TO_LEFT = new Set(['ar']);
 
@@ -193,7 +195,17 @@ async function signIn(token) {
   setExportRange();
   await Promise.all([loadBank(), loadSessions(true), loadHubs()]);
   startStream();
-  state.chartsTimer = setInterval(() => { loadCharts(); loadClock().catch(() => {}); }, 60000);
+  state.chartsTimer = setInterval(() => { loadCharts(); }, 60000);
+  // Registration, resets and the store's condition change without an event
+  // in the feed: the cards and the banner are looked at again every few
+  // seconds.
+  state.bankTimer = setInterval(() => {
+    // Not under the hands of someone typing in a card or reading a USSD reply.
+    const sims = $('sims');
+    if (sims.contains(document.activeElement)) return;
+    if (Array.from(sims.querySelectorAll('.reply')).some((reply) => reply.textContent)) return;
+    loadBank(false).catch(() => {});
+  }, BANK_REFRESH_MS);
 }
 
 function signOut(message) {
@@ -206,6 +218,7 @@ function signOut(message) {
   state.feed = [];
   $('feed-list').replaceChildren();
   clearInterval(state.chartsTimer);
+  clearInterval(state.bankTimer);
   // A refresh queued by the feed (its recent events come at sign-in) must
   // not run with no token.
   clearTimeout(state.refreshTimer);
@@ -325,12 +338,36 @@ function simCard(number) {
     admin ? reply : null);
 }
 
-// The appliance's clock against the network's (a Pi has no real-time clock).
+// The appliance's clock against the network's (a Pi has no real-time
+// clock), and the store's condition: a banner while the file is damaged or
+// the disk refuses writes (received messages then stay on the SIMs).
 async function loadClock() {
   const health = await (await fetch('/healthz')).json();
   const clock = health.clock;
   $('clock').textContent = t('clock.label') + ': ' + clock.summary;
   $('clock').className = 'notice' + (clock.suspect ? ' bad' : '');
+  showStore(health.store);
+}
+
+function showStore(store) {
+  const banner = $('store');
+  const lines = [];
+  if (store.integrity === 'failed') {
+    lines.push(t('store.damaged', { problems: store.problems.join('; ') }));
+  } else if (store.integrity === 'error') {
+    lines.push(t('store.check_error', { error: store.problems.join('; ') }));
+  }
+  if (!store.writable) {
+    const since = store.failing_since ? time(store.failing_since) : '?';
+    lines.push(store.disk_full
+      ? t('store.disk_full', { since })
+      : t('store.write_error', { since, error: store.write_error || '' }));
+  }
+  banner.hidden = lines.length === 0;
+  banner.dataset.integrity = store.integrity;
+  banner.dataset.writable = String(store.writable);
+  banner.dataset.diskFull = String(store.disk_full);
+  banner.replaceChildren(...lines.map((line) => el('span', { class: 'line', dir: 'auto' }, line)));
 }
 
 // One budget's use: "today 12 / 1000", a bar when it has a limit.
@@ -342,13 +379,24 @@ function budget(name, use) {
     text, use.limit ? el('meter', { min: '0', max: String(use.limit), value: String(use.used) }) : null);
 }
 
-async function loadBank() {
+// The bank's cards; `charts` false keeps the charts already drawn (a
+// periodic look at the SIMs' states need not fetch each SIM's history).
+async function loadBank(charts = true) {
   loadClock().catch(() => {});
   const numbers = await call('GET', '/api/v1/numbers');
   const healthy = numbers.filter((n) => n.healthy).length;
   $('bank-summary').textContent = t('bank.summary', { count: numbers.length, healthy });
+  const drawn = new Map(Array.from(document.querySelectorAll('[data-chart]'))
+    .map((box) => [box.dataset.chart, Array.from(box.childNodes)]));
   $('sims').replaceChildren(...numbers.map(simCard));
-  await loadCharts();
+  if (charts) {
+    await loadCharts();
+    return;
+  }
+  document.querySelectorAll('[data-chart]').forEach((box) => {
+    const old = drawn.get(box.dataset.chart);
+    if (old) box.replaceChildren(...old);
+  });
 }
 
 // One SIM's last 24 hours: traffic per hour as bars, signal as a line.

@@ -122,6 +122,10 @@ pub struct Faults {
     pub submit_delay_ms: u64,
     /// Every submit fails with this `+CMS ERROR` code.
     pub cms_error_on_submit: Option<u16>,
+    /// How many submits `cms_error_on_submit` refuses before it clears
+    /// itself, as congestion or a passing network fault does; `None`: every
+    /// submit until it is cleared.
+    pub cms_error_submits: Option<u32>,
     pub registration: Registration,
     /// Pending URCs come out between a command's information lines and its
     /// final result code, as real hardware sometimes interleaves them.
@@ -129,6 +133,15 @@ pub struct Faults {
     /// The firmware cannot read the SIM's ICCID: its vendor ICCID command
     /// and `AT+CRSM` answer as unknown commands.
     pub iccid_unreadable: bool,
+    /// At the next `> ` prompt (`AT+CMGS`, `AT+CMGW`) the firmware locks up:
+    /// the message typed after it is never submitted and the modem is
+    /// [`Faults::hung`] from then on.
+    pub hang_after_prompt: bool,
+    /// The firmware has locked up: it reads what it is sent and answers
+    /// nothing (no echo, no result codes, no URCs, `AT+CFUN=1,1` included)
+    /// until it is powered off and on again (an unplug, or a plug that
+    /// re-enumerates it).
+    pub hung: bool,
 }
 
 impl Default for Faults {
@@ -139,9 +152,12 @@ impl Default for Faults {
             delay_ms: 0,
             submit_delay_ms: 0,
             cms_error_on_submit: None,
+            cms_error_submits: None,
             registration: Registration::Home,
             urc_mid_response: false,
             iccid_unreadable: false,
+            hang_after_prompt: false,
+            hung: false,
         }
     }
 }
@@ -157,9 +173,19 @@ pub struct FaultsUpdate {
     /// `null` clears it, a number sets it, absent leaves it.
     #[serde(default, with = "double_option")]
     pub cms_error_on_submit: Option<Option<u16>>,
+    /// `null` (every submit) or a count; absent leaves it.
+    #[serde(default, with = "double_option_u32")]
+    pub cms_error_submits: Option<Option<u32>>,
     pub registration: Option<Registration>,
     pub urc_mid_response: Option<bool>,
     pub iccid_unreadable: Option<bool>,
+    pub hang_after_prompt: Option<bool>,
+    pub hung: Option<bool>,
+    /// Stores this many sent messages (`STO SENT`, as firmware that keeps a
+    /// copy of what it sends does) in the storage where received messages
+    /// go, up to its capacity: the storage fills without any message for
+    /// the host to relay.
+    pub fill_storage: Option<u16>,
     /// The SIM's PIN (`null` removes it); it asks for it from the next boot.
     #[serde(default, with = "double_option_string")]
     pub sim_pin: Option<Option<String>>,
@@ -219,6 +245,9 @@ impl Network {
             if let Some(code) = update.cms_error_on_submit {
                 faults.cms_error_on_submit = code;
             }
+            if let Some(count) = update.cms_error_submits {
+                faults.cms_error_submits = count;
+            }
             if let Some(registration) = update.registration {
                 faults.registration = registration;
             }
@@ -227,6 +256,15 @@ impl Network {
             }
             if let Some(flag) = update.iccid_unreadable {
                 faults.iccid_unreadable = flag;
+            }
+            if let Some(flag) = update.hang_after_prompt {
+                faults.hang_after_prompt = flag;
+            }
+            if let Some(flag) = update.hung {
+                faults.hung = flag;
+            }
+            if let Some(count) = update.fill_storage {
+                fill_storage(slot, count);
             }
             if let Some(pin) = update.sim_pin {
                 slot.lock.pin = pin;
@@ -274,6 +312,41 @@ mod double_option_string {
         d: D,
     ) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+/// Stores up to `count` sent messages (`STO SENT`) in the storage where
+/// received messages go, as far as it has room.
+fn fill_storage(slot: &mut super::modem::ModemSlot, count: u16) {
+    use crate::pdu::{Address, SubmitOptions, encode_submit};
+    use crate::sim::storage::{Stat, StoredMessage};
+    let Ok(to) = Address::from_number("+447700900000") else {
+        return;
+    };
+    let storage = slot.storages.receive_storage();
+    for n in 0..count {
+        let text = format!("sent copy {n}");
+        let Ok(parts) = encode_submit(&to, &text, 0, &SubmitOptions::default()) else {
+            return;
+        };
+        for part in parts {
+            let stored = StoredMessage {
+                stat: Stat::StoSent,
+                pdu: part.hex,
+                tpdu_length: part.tpdu_length,
+            };
+            if storage.insert(stored).is_none() {
+                return;
+            }
+        }
+    }
+}
+
+mod double_option_u32 {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+        Option::<u32>::deserialize(d).map(Some)
     }
 }
 

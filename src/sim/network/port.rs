@@ -66,6 +66,8 @@ impl Network {
                 slot.settings = ModemSettings::from_profile(&slot.profile);
                 slot.storages.select_default(&slot.profile);
                 slot.lock.power_on();
+                // Power-on is what brings locked-up firmware back.
+                slot.faults.hung = false;
                 slot.boots += 1;
                 slot.urcs.clear();
                 // Whatever waited for an acknowledgement is re-offered.

@@ -112,7 +112,19 @@ impl Network {
                 return Err(SubmitRefused::NoService);
             };
             if let Some(code) = slot.faults.cms_error_on_submit {
-                return Err(SubmitRefused::Injected(code));
+                // A count of refusals: the fault clears with the last one.
+                match &mut slot.faults.cms_error_submits {
+                    Some(0) => {}
+                    Some(left) => {
+                        *left -= 1;
+                        if *left == 0 {
+                            slot.faults.cms_error_on_submit = None;
+                            slot.faults.cms_error_submits = None;
+                        }
+                        return Err(SubmitRefused::Injected(code));
+                    }
+                    None => return Err(SubmitRefused::Injected(code)),
+                }
             }
             if !slot.faults.registration.registered() || !slot.settings.radio_on {
                 return Err(SubmitRefused::NoService);

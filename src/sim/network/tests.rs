@@ -543,3 +543,51 @@ fn a_quectel_stores_status_reports_in_sr_and_announces_sm() {
         .unwrap();
     assert_eq!(in_sm, 1);
 }
+
+#[test]
+fn a_counted_cms_error_refuses_that_many_submits_then_clears() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    let update: FaultsUpdate = serde_json::from_value(
+        serde_json::json!({"cms_error_on_submit": 42, "cms_error_submits": 2}),
+    )
+    .unwrap();
+    net.update_faults(0, update).unwrap();
+    let submit = Submit {
+        message_reference: 0,
+        destination: Address::international("+447700900601"),
+        pid: 0,
+        dcs: 0,
+        class: None,
+        validity: None,
+        status_report_request: false,
+        reject_duplicates: false,
+        reply_path: false,
+        user_data: UserData::text(Encoding::Gsm7, "x"),
+    };
+    assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Injected(42)));
+    assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Injected(42)));
+    assert_eq!(net.submit(0, &submit), Ok(1));
+    let faults = net.with_modem(0, |slot| slot.faults.clone()).unwrap();
+    assert_eq!(faults.cms_error_on_submit, None);
+    assert_eq!(faults.cms_error_submits, None);
+}
+
+#[test]
+fn filling_the_storage_stops_at_its_capacity_and_a_power_on_ends_a_hang() {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    let update: FaultsUpdate =
+        serde_json::from_value(serde_json::json!({"fill_storage": 1000, "hung": true})).unwrap();
+    net.update_faults(0, update).unwrap();
+    let (used, capacity, hung) = net
+        .with_modem(0, |slot| {
+            let storage = slot.storages.receive_storage();
+            (storage.used(), storage.capacity, slot.faults.hung)
+        })
+        .unwrap();
+    assert_eq!(used, usize::from(capacity));
+    assert!(hung);
+    plug(&net, 0);
+    assert!(!net.with_modem(0, |slot| slot.faults.hung).unwrap());
+}
