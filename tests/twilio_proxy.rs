@@ -46,9 +46,44 @@ async fn token(daemon: &Daemon, name: &str, role: &str) -> String {
     created["token"].as_str().expect("token").to_string()
 }
 
+/// Runs one of tests/twilio's scripts against the daemon; answers the JSON
+/// line it prints.
+async fn run_script(
+    name: &str,
+    daemon: &Daemon,
+    sim: &Sim,
+    admin: &str,
+    viewer: &str,
+    proxies: &[String],
+) -> Value {
+    let python = python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/twilio")
+        .join(name);
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .env("SIMMASK_URL", &daemon.url)
+        .env("SIM_CONTROL", &sim.control)
+        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
+        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+        .env("ADMIN_TOKEN", admin)
+        .env("VIEWER_TOKEN", viewer)
+        .env("PROXIES", serde_json::to_string(proxies).unwrap());
+    let output = tokio::task::spawn_blocking(move || command.output().expect("python runs"))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the twilio client script {name} failed:\n{stderr}\n{stdout}"
+    );
+    serde_json::from_str(stdout.trim()).expect("the script's JSON line")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_twilio_library_drives_the_appliance() {
-    let python = python();
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 3, "generic");
     let port = free_port();
@@ -63,31 +98,7 @@ async fn the_official_twilio_library_drives_the_appliance() {
     let viewer = token(&daemon, "support", "viewer").await;
     let proxies: Vec<String> = (0..3).map(|i| sim.msisdn(i)).collect();
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/twilio/proxy_client.py");
-    let sim_control = sim.control.clone();
-    let url = daemon.url.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("SIMMASK_URL", url)
-            .env("SIM_CONTROL", sim_control)
-            .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-            .env("ADMIN_TOKEN", admin)
-            .env("VIEWER_TOKEN", viewer)
-            .env("PROXIES", serde_json::to_string(&proxies).unwrap())
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the twilio client script failed:\n{stderr}\n{stdout}"
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).expect("the script's JSON line");
+    let seen = run_script("proxy_client.py", &daemon, &sim, &admin, &viewer, &proxies).await;
     assert_eq!(seen["interactions"], 5, "{seen}");
     assert_eq!(seen["sessions"], 3, "one of four deleted: {seen}");
 
@@ -107,6 +118,35 @@ async fn the_official_twilio_library_drives_the_appliance() {
             .any(|s| s["label"] == "proxy market: order-1" && s["proxy_number"] == seen["proxy"]),
         "{sessions:?}"
     );
+}
+
+/// Intercept and out-of-session callbacks decide held messages: 403
+/// blocks, auto-create JSON opens the session and the message goes in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intercept_and_out_of_session_callbacks_decide_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 2, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
+    );
+    let daemon = Daemon::start(&config, port, 2).await;
+    let admin = token(&daemon, "helpdesk", "admin").await;
+    let proxies: Vec<String> = (0..2).map(|i| sim.msisdn(i)).collect();
+    let seen = run_script(
+        "callbacks_client.py",
+        &daemon,
+        &sim,
+        &admin,
+        &admin,
+        &proxies,
+    )
+    .await;
+    assert_eq!(seen["blocked"], 1, "{seen}");
+    assert_eq!(seen["intercepts"], 4, "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

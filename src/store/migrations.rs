@@ -449,6 +449,23 @@ CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON partic
     BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
 "#;
 
+/// The Twilio facade's held interactions: a message waiting for its
+/// service's intercept callback (its outbox row held back) or for its
+/// out-of-session callback (recorded `held`, not yet routed). The row is
+/// the durable record of the decision still owed, so a restart asks again
+/// and nothing is relayed, or lost, while the receiver has not answered.
+const TWILIO_HOLDS: &str = r#"
+CREATE TABLE twilio_holds (
+    interaction_id INTEGER PRIMARY KEY REFERENCES interactions(id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL CHECK (kind IN ('intercept', 'out_of_session')),
+    service_sid    TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_ms        INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_holds_due ON twilio_holds(next_ms);
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -463,6 +480,7 @@ const ALL: &[&str] = &[
     SIM_STORAGE,
     TWILIO_PROXY,
     HUBS,
+    TWILIO_HOLDS,
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -26,6 +26,7 @@ mod retention;
 mod sessions;
 mod tokens;
 mod twilio;
+mod twilio_hooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -59,6 +60,7 @@ pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 pub use twilio::{
     ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
 };
+pub use twilio_hooks::{HeldMessage, Hold, HoldKind, INTERCEPT_BACKSTOP_MS};
 
 use crate::masking::allocation::AllocationError;
 

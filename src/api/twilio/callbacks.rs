@@ -25,7 +25,7 @@ use super::{Client, Settings};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
 use crate::events::Event;
-use crate::store::Role;
+use crate::store::{Role, TwilioService};
 
 /// Attempts per callback.
 const ATTEMPTS: u32 = 3;
@@ -165,6 +165,22 @@ async fn callback(
     let Some(url) = service.callback_url.clone() else {
         return Ok(None);
     };
+    Ok(
+        interaction_parameters(state, settings, service, session_id, interaction)
+            .await?
+            .map(|params| (url, params)),
+    )
+}
+
+/// Proxy's parameters of an interaction (the latest of the session when
+/// `interaction` is `None`) of a session on `service`.
+pub(super) async fn interaction_parameters(
+    state: &ApiState,
+    settings: &Settings,
+    service: TwilioService,
+    session_id: &str,
+    interaction: Option<i64>,
+) -> Result<Option<Vec<(String, String)>>, super::TwilioError> {
     let key = match state
         .store
         .twilio_session_row(service.sid.clone(), session_id.to_string())
@@ -185,7 +201,28 @@ async fn callback(
     let Some(view) = interaction_view_of(state, &client, &resolved, interaction).await? else {
         return Ok(None);
     };
-    Ok(Some((url, parameters(&view))))
+    Ok(Some(parameters(&view)))
+}
+
+/// One signed, form-encoded POST of `params` to `url`.
+pub(super) async fn post(
+    http: &reqwest::Client,
+    settings: &Settings,
+    url: &str,
+    params: &[(String, String)],
+) -> Result<reqwest::Response, reqwest::Error> {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter())
+        .finish();
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "simmask-twilio-proxy")
+        .body(body);
+    if let Some(token) = settings.auth_token.as_deref() {
+        request = request.header("x-twilio-signature", signature(token, url, params));
+    }
+    request.send().await
 }
 
 async fn deliver(
@@ -194,24 +231,9 @@ async fn deliver(
     url: String,
     params: Vec<(String, String)>,
 ) {
-    let signature = settings
-        .auth_token
-        .as_deref()
-        .map(|token| signature(token, &url, &params));
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params.iter())
-        .finish();
     let mut wait = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
-        let mut request = http
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("user-agent", "simmask-twilio-proxy")
-            .body(body.clone());
-        if let Some(signature) = &signature {
-            request = request.header("x-twilio-signature", signature);
-        }
-        match request.send().await {
+        match post(&http, &settings, &url, &params).await {
             Ok(response) if response.status().is_success() => return,
             Ok(response) if !response.status().is_server_error() => {
                 tracing::warn!(status = %response.status(), "twilio callback refused");

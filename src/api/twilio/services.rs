@@ -101,24 +101,26 @@ fn apply(form: &Form, service: &mut TwilioService, signed: bool) -> Result<(), T
     if let Some(ttl) = form.seconds("DefaultTtl")? {
         service.default_ttl = (ttl > 0).then_some(ttl);
     }
-    if let Some(url) = url_param(form, "CallbackUrl")? {
-        if url.is_some() && !signed {
-            return Err(TwilioError::invalid(
-                "Invalid parameter CallbackUrl: set [twilio] auth_token in the appliance's \
-                 configuration first (it signs the callbacks)",
-            ));
-        }
-        service.callback_url = url;
-    }
-    // Intercept and out-of-session callbacks would hold the relay for an
-    // answer from the network; the appliance has its own rules for both
-    // ([intercept], [out_of_session]), so they are refused, not ignored.
-    for key in ["InterceptCallbackUrl", "OutOfSessionCallbackUrl"] {
-        if url_param(form, key)?.flatten().is_some() {
-            return Err(TwilioError::invalid(format!(
-                "Invalid parameter {key}: not supported by this appliance; its [intercept] \
-                 rules and [out_of_session] policy do this job"
-            )));
+    // The receivers check the signature; without the key there is none.
+    // The intercept and out-of-session callbacks decide held messages
+    // (`hooks`).
+    for key in [
+        "CallbackUrl",
+        "InterceptCallbackUrl",
+        "OutOfSessionCallbackUrl",
+    ] {
+        if let Some(url) = url_param(form, key)? {
+            if url.is_some() && !signed {
+                return Err(TwilioError::invalid(format!(
+                    "Invalid parameter {key}: set [twilio] auth_token in the appliance's \
+                     configuration first (it signs the callbacks)"
+                )));
+            }
+            match key {
+                "CallbackUrl" => service.callback_url = url,
+                "InterceptCallbackUrl" => service.intercept_callback_url = url,
+                _ => service.out_of_session_callback_url = url,
+            }
         }
     }
     if let Some(behavior) = form.get("NumberSelectionBehavior") {

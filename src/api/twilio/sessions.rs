@@ -173,7 +173,7 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-fn parse_mode(text: &str) -> Result<Mode, TwilioError> {
+pub(super) fn parse_mode(text: &str) -> Result<Mode, TwilioError> {
     match text {
         "message-only" => Ok(Mode::Sms),
         "voice-only" => Ok(Mode::Voice),
@@ -442,6 +442,75 @@ fn lifetime(form: &Form, now: OffsetDateTime) -> Result<(Option<i64>, Option<i64
     Ok((ttl, expiry.map(ms)))
 }
 
+/// What a new session is made of (a create's parameters, or an
+/// out-of-session callback's auto-create answer).
+pub(super) struct SessionSpec {
+    pub unique_name: Option<String>,
+    pub ttl: Option<i64>,
+    pub expiry_ms: Option<i64>,
+    pub mode: Mode,
+    pub participants: Vec<NewParticipant>,
+}
+
+/// Records a facade session and, with two participants, opens the
+/// appliance's session; answers the facade's row.
+pub(super) async fn open_session(
+    state: &ApiState,
+    client: &Client,
+    service: &TwilioService,
+    spec: SessionSpec,
+    now: OffsetDateTime,
+) -> Result<TwilioSessionRow, TwilioError> {
+    let row = TwilioSessionRow {
+        sid: new_sid("KC"),
+        service_sid: service.sid.clone(),
+        session_id: None,
+        unique_name: spec.unique_name,
+        ttl: spec.ttl.or(service.default_ttl).filter(|t| *t > 0),
+        expiry_ms: spec.expiry_ms,
+        mode: spec.mode.as_str().to_string(),
+        closed_ms: None,
+        deleted_ms: None,
+        created_ms: ms(now),
+        updated_ms: ms(now),
+    };
+    let rows: Vec<TwilioParticipantRow> = spec
+        .participants
+        .iter()
+        .enumerate()
+        .map(|(position, p)| TwilioParticipantRow {
+            sid: new_sid("KP"),
+            session_sid: row.sid.clone(),
+            position: position as u8,
+            identifier: Some(p.identifier.e164().to_string()),
+            friendly_name: p.friendly_name.clone(),
+            proxy_iccid: p.proxy_iccid.clone(),
+            created_ms: ms(now),
+            deleted_ms: None,
+        })
+        .collect();
+    let open = match spec.participants.as_slice() {
+        [a, b] => {
+            let proxy = one_proxy(a.proxy_iccid.clone(), b.proxy_iccid.clone())?;
+            let live = pool_of(state, service, proxy.as_deref()).await?;
+            let numbers = [a.identifier.clone(), b.identifier.clone()];
+            Some((
+                new_session(state, client, service, &row, numbers, proxy, spec.mode, now),
+                live,
+            ))
+        }
+        _ => None,
+    };
+    let record = state
+        .store
+        .twilio_create_session(row.clone(), rows, open, now)
+        .await?;
+    if let Some(record) = &record {
+        opened(state, record);
+    }
+    Ok(row)
+}
+
 pub async fn create(
     State(state): State<ApiState>,
     client: Client,
@@ -501,52 +570,14 @@ pub async fn create(
         };
         participants.push(participant_from(&state, &service, get).await?);
     }
-    let row = TwilioSessionRow {
-        sid: new_sid("KC"),
-        service_sid: service.sid.clone(),
-        session_id: None,
+    let spec = SessionSpec {
         unique_name,
-        ttl: ttl.or(service.default_ttl).filter(|t| *t > 0),
+        ttl,
         expiry_ms,
-        mode: mode.as_str().to_string(),
-        closed_ms: None,
-        deleted_ms: None,
-        created_ms: ms(now),
-        updated_ms: ms(now),
+        mode,
+        participants,
     };
-    let rows: Vec<TwilioParticipantRow> = participants
-        .iter()
-        .enumerate()
-        .map(|(position, p)| TwilioParticipantRow {
-            sid: new_sid("KP"),
-            session_sid: row.sid.clone(),
-            position: position as u8,
-            identifier: Some(p.identifier.e164().to_string()),
-            friendly_name: p.friendly_name.clone(),
-            proxy_iccid: p.proxy_iccid.clone(),
-            created_ms: ms(now),
-            deleted_ms: None,
-        })
-        .collect();
-    let open = match participants.as_slice() {
-        [a, b] => {
-            let proxy = one_proxy(a.proxy_iccid.clone(), b.proxy_iccid.clone())?;
-            let live = pool_of(&state, &service, proxy.as_deref()).await?;
-            let numbers = [a.identifier.clone(), b.identifier.clone()];
-            Some((
-                new_session(&state, &client, &service, &row, numbers, proxy, mode, now),
-                live,
-            ))
-        }
-        _ => None,
-    };
-    let record = state
-        .store
-        .twilio_create_session(row.clone(), rows, open, now)
-        .await?;
-    if let Some(record) = &record {
-        opened(&state, record);
-    }
+    let row = open_session(&state, &client, &service, spec, now).await?;
     let resolved = resolve(&state, service, &row.sid).await?;
     Ok((StatusCode::CREATED, Json(session_view(&client, &resolved))))
 }
