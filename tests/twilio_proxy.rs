@@ -10,6 +10,12 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
 use serde_json::{Value, json};
@@ -147,6 +153,173 @@ async fn intercept_and_out_of_session_callbacks_decide_messages() {
     .await;
     assert_eq!(seen["blocked"], 1, "{seen}");
     assert_eq!(seen["intercepts"], 4, "{seen}");
+}
+
+/// A receiver of intercept callbacks: hangs (never answers) until told to
+/// answer, then answers `status`. Counts the requests.
+struct Intercept {
+    url: String,
+    answer: Arc<AtomicU16>,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Intercept {
+    async fn start() -> Intercept {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/intercept", listener.local_addr().unwrap());
+        let answer = Arc::new(AtomicU16::new(0));
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (a, n) = (answer.clone(), asked.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (a, n) = (a.clone(), n.clone());
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    while !String::from_utf8_lossy(&request).contains("\r\n\r\n") {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => request.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                    let status = a.load(Ordering::SeqCst);
+                    if status == 0 {
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                        return;
+                    }
+                    let reply = format!("HTTP/1.1 {status} Whatever\r\ncontent-length: 0\r\n\r\n");
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Intercept { url, answer, asked }
+    }
+}
+
+async fn facade_post(daemon: &Daemon, token: &str, path: &str, form: &[(&str, &str)]) -> Value {
+    let response = client()
+        .post(format!("{}/twilio/v1{path}", daemon.url))
+        .basic_auth(ACCOUNT, Some(token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter())
+                .finish(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    response.json().await.unwrap()
+}
+
+/// A message held for the intercept callback is in the store, not on the
+/// SIM and not sent: a daemon killed while the receiver thinks asks again
+/// when it comes back, and the answer (403) still blocks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_message_survives_a_crash_and_is_decided_after_it() {
+    let (alice, bob) = ("+447911223344", "+447912334455");
+    let receiver = Intercept::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
+    );
+    let mut daemon = Daemon::start(&config, port, 1).await;
+    let admin = token(&daemon, "desk", "admin").await;
+    let service = facade_post(
+        &daemon,
+        &admin,
+        "/Services",
+        &[
+            ("UniqueName", "desk"),
+            ("InterceptCallbackUrl", &receiver.url),
+        ],
+    )
+    .await;
+    let sid = service["sid"].as_str().unwrap().to_string();
+    let proxy = sim.msisdn(0);
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("/Services/{sid}/PhoneNumbers"),
+        &[("PhoneNumber", &proxy)],
+    )
+    .await;
+    let a = format!("{{\"Identifier\": \"{alice}\"}}");
+    let b = format!("{{\"Identifier\": \"{bob}\"}}");
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("/Services/{sid}/Sessions"),
+        &[
+            ("UniqueName", "crash"),
+            ("Participants", &a),
+            ("Participants", &b),
+        ],
+    )
+    .await;
+
+    sim.handset_sms(alice, &proxy, "held across a crash").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while receiver.asked.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the intercept callback was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.process.signal(Signal::SIGKILL);
+    let _ = daemon.process.child.wait();
+    assert!(sim.messages(bob).await.is_empty(), "not sent while held");
+
+    receiver.answer.store(403, Ordering::SeqCst);
+    let daemon = Daemon::start(&config, port, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let blocked = loop {
+        let sessions = daemon.get("/api/v1/sessions?limit=10").await;
+        let id = sessions["sessions"][0]["id"].as_str().unwrap().to_string();
+        let listed = daemon
+            .get(&format!("/api/v1/sessions/{id}/interactions"))
+            .await;
+        let listed = listed.get("interactions").cloned().unwrap_or(listed);
+        if let Some(found) = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["status"] == "blocked")
+        {
+            break found.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never decided: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(blocked["rule"], "intercept_callback", "{blocked}");
+    assert_eq!(
+        receiver.asked.load(Ordering::SeqCst),
+        2,
+        "asked once more after the restart"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        sim.messages(bob).await.is_empty(),
+        "a blocked message is never sent"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -250,6 +250,19 @@ impl Store {
         .await
     }
 
+    /// At start: every hold is due now (a lease taken by a process that
+    /// is gone must not wait out its minute).
+    pub async fn twilio_holds_resume(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "UPDATE twilio_holds SET next_ms = ?1 WHERE next_ms > ?1",
+                params![now],
+            )?)
+        })
+        .await
+    }
+
     /// A callback attempt failed: asked again at `next`.
     pub async fn twilio_hold_retry(
         &self,

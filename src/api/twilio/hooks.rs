@@ -64,6 +64,14 @@ pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
                 return;
             }
         };
+        match state.store.twilio_holds_resume(crate::clock::now()).await {
+            Ok(0) => {}
+            Ok(held) => tracing::info!(
+                held,
+                "twilio hooks: asking again about messages held before the restart"
+            ),
+            Err(error) => tracing::warn!(%error, "twilio hooks: cannot resume the held messages"),
+        }
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
