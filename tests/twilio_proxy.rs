@@ -152,7 +152,8 @@ async fn intercept_and_out_of_session_callbacks_decide_messages() {
     )
     .await;
     assert_eq!(seen["blocked"], 1, "{seen}");
-    assert_eq!(seen["intercepts"], 4, "{seen}");
+    assert_eq!(seen["calls_refused"], 1, "{seen}");
+    assert_eq!(seen["intercepts"], 6, "four messages and two calls: {seen}");
 }
 
 /// A receiver of intercept callbacks: hangs (never answers) until told to

@@ -67,6 +67,8 @@ class Receiver(BaseHTTPRequestHandler):
 
     received = []
     base = ""
+    # Calls from this participant are refused.
+    block_calls_from = None
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
@@ -78,7 +80,11 @@ class Receiver(BaseHTTPRequestHandler):
             self.send_response(400)
             self.end_headers()
             return
-        if self.path == "/intercept":
+        if self.path == "/intercept" and params.get("interactionType") == "voice":
+            refuse = params.get("inboundParticipantSid") == Receiver.block_calls_from
+            self.send_response(403 if refuse else 200)
+            self.end_headers()
+        elif self.path == "/intercept":
             data = json.loads(params.get("interactionData") or "{}")
             self.send_response(403 if "forbidden" in data.get("body", "") else 200)
             self.end_headers()
@@ -193,10 +199,48 @@ def main():
     assert listed.outbound_resource_status == "undelivered", listed.outbound_resource_status
     record = native_session("proxy desk: order-9")[0]
     natives = native("GET", f"/api/v1/sessions/{record['id']}/interactions")
-    natives = natives.get("interactions", natives) if isinstance(natives, dict) else natives
     stopped = [i for i in natives if i.get("status") == "blocked"]
     assert len(stopped) == 1 and stopped[0]["rule"] == "intercept_callback", natives
     seen["blocked"] = len(stopped)
+
+    # Calls ask too: a 403 refuses the call (the other side never rings),
+    # anything else bridges it.
+    Receiver.block_calls_from = parts[BOB].sid
+    control("POST", f"/handsets/{BOB}/dial", {"to": the_proxy})
+    refused_call = wait_for(
+        "the intercept callback for Bob's call",
+        lambda: at("/intercept", interactionType="voice", inboundParticipantSid=parts[BOB].sid),
+    )[0]
+    assert validator.validate(base + "/intercept", refused_call[2], refused_call[1])
+    assert refused_call[2]["outboundParticipantSid"] == parts[ALICE].sid
+    assert refused_call[2]["interactionSessionSid"] == session.sid
+    wait_for(
+        "Bob's call is refused",
+        lambda: control("GET", f"/handsets/{BOB}/call")["state"] in ("idle", "ended"),
+    )
+    assert control("GET", f"/handsets/{ALICE}/call")["state"] in ("idle", "ended")
+    control("POST", f"/handsets/{ALICE}/dial", {"to": the_proxy})
+    wait_for("Bob rings", lambda: control("GET", f"/handsets/{BOB}/call")["state"] == "ringing")
+    control("POST", f"/handsets/{BOB}/answer", {})
+    wait_for(
+        "they talk",
+        lambda: control("GET", f"/handsets/{ALICE}/call").get("connected_to") == [BOB],
+    )
+    control("POST", f"/handsets/{ALICE}/hangup", {})
+    wait_for(
+        "Alice's call ended",
+        lambda: control("GET", f"/handsets/{ALICE}/call")["state"] in ("idle", "ended"),
+    )
+    calls = wait_for(
+        "both calls recorded",
+        lambda: (lambda c: c if len(c) == 2 else None)(
+            [i for i in native("GET", f"/api/v1/sessions/{record['id']}/interactions")
+             if i.get("kind") == "call"]
+        ),
+    )
+    refusal = [c for c in calls if "intercept_callback" in (c.get("reason") or "")]
+    assert len(refusal) == 1, calls
+    seen["calls_refused"] = len(refusal)
 
     # A stranger: the out-of-session callback's auto-create JSON opens a
     # session with Dave on the number Carol wrote to, and her message is

@@ -34,7 +34,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::callbacks::{interaction_parameters, post};
-use super::sessions::{NewParticipant, SessionSpec, open_session, parse_mode, parse_number};
+use super::sessions::{
+    NewParticipant, SessionSpec, native_sid, open_session, parse_mode, parse_number, resolve,
+};
 use super::{Client, Settings, derived_sid};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
@@ -44,6 +46,7 @@ use crate::sms::accept::InboundOutcome;
 use crate::sms::held::route_held;
 use crate::sms::rails::Rules;
 use crate::store::{Hold, HoldKind, Role};
+use crate::voice::{CallAsk, CallGate};
 
 /// How long a receiver has to answer one callback.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,16 +57,33 @@ const POLL: Duration = Duration::from_millis(200);
 /// A hold taken for a callback is asked again after this if its task died.
 const LEASE_MS: i64 = 60_000;
 
-/// Runs until `shutdown`: asks the receivers about held messages.
+/// Runs until `shutdown`: asks the receivers about held messages, and
+/// about calls before they are bridged.
 pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
+    let http = match reqwest::Client::builder().timeout(TIMEOUT).build() {
+        Ok(http) => http,
+        Err(error) => {
+            tracing::error!(%error, "twilio hooks: no HTTP client");
+            return;
+        }
+    };
+    {
+        let (gated, settings, http) = (state.clone(), settings.clone(), http.clone());
+        let gate: CallGate = Arc::new(move |ask: CallAsk| {
+            let (state, settings, http) = (gated.clone(), settings.clone(), http.clone());
+            Box::pin(async move {
+                match intercept_call(&state, &settings, &http, &ask).await {
+                    Ok(refused) => refused,
+                    Err(error) => {
+                        tracing::warn!(%error, "intercept callback for a call not asked; the call goes on");
+                        None
+                    }
+                }
+            })
+        });
+        state.calls.set_gate(gate);
+    }
     tokio::spawn(async move {
-        let http = match reqwest::Client::builder().timeout(TIMEOUT).build() {
-            Ok(http) => http,
-            Err(error) => {
-                tracing::error!(%error, "twilio hooks: no HTTP client");
-                return;
-            }
-        };
         match state.store.twilio_holds_resume(crate::clock::now()).await {
             Ok(0) => {}
             Ok(held) => tracing::info!(
@@ -111,7 +131,7 @@ enum Answer {
     Unreachable(String),
 }
 
-async fn ask(
+async fn ask_receiver(
     http: &reqwest::Client,
     settings: &Settings,
     url: &str,
@@ -189,7 +209,7 @@ async fn decide(
         }
         HoldKind::OutOfSession => inbound_parameters(state, settings, &hold).await?,
     };
-    let answer = ask(http, settings, &url, &params).await;
+    let answer = ask_receiver(http, settings, &url, &params).await;
     match (hold.kind, answer) {
         (_, Answer::Unreachable(error)) if hold.attempts + 1 < ATTEMPTS => {
             tracing::debug!(interaction = hold.interaction_id, %error, "twilio hook unreachable; trying again");
@@ -227,6 +247,76 @@ async fn decide(
         }
         (HoldKind::OutOfSession, _) => route(state, &hold, "no auto-create answer").await,
     }
+}
+
+/// A call in a session on a number of a service with an intercept
+/// callback: the callback is asked once while the caller rings (a call
+/// cannot wait for retries); `Some(reason)` when it answered 403.
+async fn intercept_call(
+    state: &ApiState,
+    settings: &Settings,
+    http: &reqwest::Client,
+    ask: &CallAsk,
+) -> Result<Option<String>, HookError> {
+    let Some(number) = state.store.twilio_number(ask.iccid.clone()).await? else {
+        return Ok(None);
+    };
+    let Some(service) = state.store.twilio_service(number.service_sid).await? else {
+        return Ok(None);
+    };
+    let Some(url) = service.intercept_callback_url.clone() else {
+        return Ok(None);
+    };
+    let key = match state
+        .store
+        .twilio_session_row(service.sid.clone(), ask.session_id.clone())
+        .await?
+    {
+        Some(row) => row.sid,
+        None => native_sid(&ask.session_id),
+    };
+    let service_sid = service.sid.clone();
+    let resolved = resolve(state, service, &key).await?;
+    let position = |number: &crate::number::PhoneNumber| {
+        resolved.record.as_ref().and_then(|record| {
+            record
+                .participants
+                .iter()
+                .position(|p| p.as_ref() == Some(number))
+                .and_then(|p| u8::try_from(p).ok())
+        })
+    };
+    let mut params = vec![
+        ("interactionType".to_string(), "voice".to_string()),
+        ("interactionData".to_string(), "{}".to_string()),
+        ("interactionSessionSid".to_string(), resolved.sid.clone()),
+        ("interactionServiceSid".to_string(), service_sid),
+        (
+            "interactionAccountSid".to_string(),
+            settings.account_sid.clone(),
+        ),
+        ("inboundResourceType".to_string(), "call".to_string()),
+        ("inboundResourceStatus".to_string(), "ringing".to_string()),
+        ("outboundResourceType".to_string(), "call".to_string()),
+    ];
+    if let Some(caller) = position(&ask.caller) {
+        params.push((
+            "inboundParticipantSid".into(),
+            resolved.participant_sid(caller),
+        ));
+    }
+    if let Some(other) = position(&ask.other) {
+        params.push((
+            "outboundParticipantSid".into(),
+            resolved.participant_sid(other),
+        ));
+    }
+    Ok(match ask_receiver(http, settings, &url, &params).await {
+        Answer::Status(403, _) => {
+            Some("intercept_callback: the service's intercept callback answered 403".into())
+        }
+        _ => None,
+    })
 }
 
 /// The inbound message as Twilio forwards it to an out-of-session
