@@ -449,7 +449,8 @@ CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON partic
     BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
 "#;
 
-/// The Twilio facade's held interactions: a message waiting for its
+/// The Twilio facade's held interactions and status callbacks. Held: a
+/// message waiting for its
 /// service's intercept callback (its outbox row held back) or for its
 /// out-of-session callback (recorded `held`, not yet routed). The row is
 /// the durable record of the decision still owed, so a restart asks again
@@ -464,6 +465,18 @@ CREATE TABLE twilio_holds (
     created_ms     INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX twilio_holds_due ON twilio_holds(next_ms);
+
+-- A service's status callbacks not yet delivered (form-encoded, signed
+-- when sent), kept across restarts as the native callback deliveries are.
+CREATE TABLE twilio_callbacks (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    url        TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_callbacks_due ON twilio_callbacks(next_ms);
 "#;
 
 /// Every migration in order: the position is the schema version (v1 first).

@@ -38,7 +38,7 @@ use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
 pub use audit::AuditRecord;
-pub use callbacks::PendingDelivery;
+pub use callbacks::{MAX_PENDING_DELIVERIES, PendingDelivery};
 pub use calls::CallInteraction;
 pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
 pub use hubs::{HubConversation, HubRecord};
@@ -60,7 +60,7 @@ pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 pub use twilio::{
     ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
 };
-pub use twilio_hooks::{HeldMessage, Hold, HoldKind, INTERCEPT_BACKSTOP_MS};
+pub use twilio_hooks::{HeldMessage, Hold, HoldKind, INTERCEPT_BACKSTOP_MS, TwilioCallback};
 
 use crate::masking::allocation::AllocationError;
 

@@ -58,6 +58,17 @@ pub struct Hold {
     pub created_ms: i64,
 }
 
+/// A service's status callback waiting for its next attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioCallback {
+    pub id: i64,
+    pub url: String,
+    /// The parameters, form-encoded.
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
 /// A stranger's held message taken back to be routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldMessage {
@@ -250,15 +261,20 @@ impl Store {
         .await
     }
 
-    /// At start: every hold is due now (a lease taken by a process that
+    /// At start: every hold and status callback is due now (a lease taken by a process that
     /// is gone must not wait out its minute).
     pub async fn twilio_holds_resume(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
         let now = to_ms(now);
         self.call(move |conn| {
-            Ok(conn.execute(
+            let holds = conn.execute(
                 "UPDATE twilio_holds SET next_ms = ?1 WHERE next_ms > ?1",
                 params![now],
-            )?)
+            )?;
+            conn.execute(
+                "UPDATE twilio_callbacks SET next_ms = ?1 WHERE next_ms > ?1",
+                params![now],
+            )?;
+            Ok(holds)
         })
         .await
     }
@@ -350,10 +366,163 @@ impl Store {
         .await
     }
 
+    /// Records a status callback to deliver now. Those older than the
+    /// newest [`super::callbacks::MAX_PENDING_DELIVERIES`] are dropped (a
+    /// receiver down for long cannot fill the disk).
+    pub async fn twilio_queue_callback(
+        &self,
+        url: String,
+        body: String,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO twilio_callbacks (url, body, next_ms, created_ms) VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![url, body, now])?;
+            let id = conn.last_insert_rowid();
+            let dropped = conn
+                .prepare_cached("DELETE FROM twilio_callbacks WHERE id <= ?1")?
+                .execute(params![id - super::callbacks::MAX_PENDING_DELIVERIES])?;
+            if dropped > 0 {
+                tracing::warn!(dropped, "twilio callbacks: too many undelivered; the oldest were dropped");
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    /// The status callbacks due, each leased for `lease_ms`.
+    pub async fn twilio_due_callbacks(
+        &self,
+        now: OffsetDateTime,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TwilioCallback>, StoreError> {
+        let now = to_ms(now);
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            let due = {
+                let mut statement = tx.prepare_cached(
+                    "SELECT id, url, body, attempts FROM twilio_callbacks WHERE next_ms <= ?1
+                     ORDER BY next_ms, id LIMIT ?2",
+                )?;
+                let rows = statement.query_map(params![now, limit as i64], |row| {
+                    Ok(TwilioCallback {
+                        id: row.get(0)?,
+                        url: row.get(1)?,
+                        body: row.get(2)?,
+                        attempts: row.get(3)?,
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            for callback in &due {
+                tx.execute(
+                    "UPDATE twilio_callbacks SET next_ms = ?2 WHERE id = ?1",
+                    params![callback.id, now + lease_ms],
+                )?;
+            }
+            tx.commit()?;
+            Ok(due)
+        })
+        .await
+    }
+
+    /// Delivered, refused or given up: the row goes.
+    pub async fn twilio_callback_done(&self, id: i64) -> Result<(), StoreError> {
+        self.call(move |conn| {
+            conn.execute("DELETE FROM twilio_callbacks WHERE id = ?1", params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// An attempt failed: the next at `next`.
+    pub async fn twilio_callback_retry(
+        &self,
+        id: i64,
+        next: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let next = to_ms(next);
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE twilio_callbacks SET attempts = attempts + 1, next_ms = ?2 WHERE id = ?1",
+                params![id, next],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Holds of either kind still waiting (for status and tests).
     pub async fn twilio_holds_waiting(&self) -> Result<i64, StoreError> {
         self.read(|conn| {
             Ok(conn.query_row("SELECT COUNT(*) FROM twilio_holds", [], |row| row.get(0))?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixtures::NOW;
+
+    #[tokio::test]
+    async fn a_status_callback_not_delivered_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("simmask.db");
+        {
+            let store = Store::open(&path).unwrap();
+            let id = store
+                .twilio_queue_callback("http://receiver/status".into(), "a=1&b=2".into(), NOW)
+                .await
+                .unwrap();
+            let due = store.twilio_due_callbacks(NOW, 60_000, 10).await.unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].id, id);
+            // Leased: not handed out twice while its attempt runs.
+            assert!(
+                store
+                    .twilio_due_callbacks(NOW, 60_000, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+        }
+        // The process died mid-attempt: the next one asks again at once.
+        let store = Store::open(&path).unwrap();
+        store.twilio_holds_resume(NOW).await.unwrap();
+        let due = store.twilio_due_callbacks(NOW, 60_000, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (due[0].url.as_str(), due[0].body.as_str()),
+            ("http://receiver/status", "a=1&b=2")
+        );
+        store
+            .twilio_callback_retry(due[0].id, NOW + time::Duration::seconds(2))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .twilio_due_callbacks(NOW, 60_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = store
+            .twilio_due_callbacks(NOW + time::Duration::seconds(2), 60_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(later[0].attempts, 1);
+        store.twilio_callback_done(later[0].id).await.unwrap();
+        assert!(
+            store
+                .twilio_due_callbacks(NOW + time::Duration::hours(1), 60_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

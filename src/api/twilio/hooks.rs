@@ -108,6 +108,26 @@ pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
                     continue;
                 }
             };
+            match state
+                .store
+                .twilio_due_callbacks(crate::clock::now(), LEASE_MS, 32)
+                .await
+            {
+                Ok(due) => {
+                    for queued in due {
+                        let (state, settings, http) =
+                            (state.clone(), settings.clone(), http.clone());
+                        tokio::spawn(async move {
+                            if let Err(error) =
+                                super::callbacks::deliver(&state, &http, &settings, queued).await
+                            {
+                                tracing::warn!(%error, "twilio callbacks: cannot record a delivery");
+                            }
+                        });
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "twilio callbacks: cannot read the queue"),
+            }
             for hold in holds {
                 let (state, settings, http) = (state.clone(), settings.clone(), http.clone());
                 tokio::spawn(async move {
