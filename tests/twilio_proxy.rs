@@ -323,6 +323,68 @@ async fn a_held_message_survives_a_crash_and_is_decided_after_it() {
     );
 }
 
+/// A service's reserved number is one model: the native API never hands
+/// it out either, as the facade hands it only to a participant that asks
+/// for it by `ProxyIdentifier`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_number_is_not_handed_out_by_the_native_api_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 2, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
+    );
+    let daemon = Daemon::start(&config, port, 2).await;
+    let admin = token(&daemon, "desk", "admin").await;
+    let service = facade_post(&daemon, &admin, "/Services", &[("UniqueName", "pool")]).await;
+    let sid = service["sid"].as_str().unwrap().to_string();
+    let (free, reserved) = (sim.msisdn(0), sim.msisdn(1));
+    let numbers = format!("/Services/{sid}/PhoneNumbers");
+    facade_post(&daemon, &admin, &numbers, &[("PhoneNumber", &free)]).await;
+    facade_post(
+        &daemon,
+        &admin,
+        &numbers,
+        &[("PhoneNumber", &reserved), ("IsReserved", "true")],
+    )
+    .await;
+
+    let alice = "+447911223344";
+    let first = daemon.open_session(alice, "+447912334455", json!({})).await;
+    assert_eq!(first["proxy_number"], free.as_str(), "{first}");
+    // Alice's second session would need the reserved number: refused.
+    let refused = client()
+        .post(format!("{}/api/v1/sessions", daemon.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"participants": [alice, "+447913445566"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    // Through the facade, asked for by name, it is used.
+    let a = format!("{{\"Identifier\": \"{alice}\", \"ProxyIdentifier\": \"{reserved}\"}}");
+    let b = "{\"Identifier\": \"+447913445566\"}".to_string();
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("/Services/{sid}/Sessions"),
+        &[("Participants", &a), ("Participants", &b)],
+    )
+    .await;
+    let sessions = daemon.get("/api/v1/sessions?status=open&limit=10").await;
+    let proxies: Vec<&str> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["proxy_number"].as_str().unwrap())
+        .collect();
+    assert_eq!(proxies.len(), 2, "{sessions}");
+    assert!(proxies.contains(&reserved.as_str()), "{sessions}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_facade_is_off_without_an_account_sid() {
     let dir = tempfile::tempdir().unwrap();
