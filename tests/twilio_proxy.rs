@@ -385,6 +385,50 @@ async fn a_reserved_number_is_not_handed_out_by_the_native_api_either() {
     assert!(proxies.contains(&reserved.as_str()), "{sessions}");
 }
 
+/// The OpenAPI document describes the facade: its paths, form bodies and
+/// answers, next to the native API's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_facade() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(dir.path(), &sim, port, "");
+    let daemon = Daemon::start(&config, port, 1).await;
+    let document = daemon.get("/api/v1/openapi.json").await;
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(
+        paths.contains_key("/api/v1/sessions"),
+        "the native API stays"
+    );
+    let facade: Vec<&String> = paths
+        .keys()
+        .filter(|p| p.starts_with("/twilio/v1/"))
+        .collect();
+    assert_eq!(facade.len(), 12, "{facade:?}");
+    let send = &paths["/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions"]
+        ["post"];
+    let form = &send["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+    assert_eq!(
+        form["$ref"], "#/components/schemas/MessageInteractionForm",
+        "{send}"
+    );
+    assert!(send["responses"]["201"].is_object(), "{send}");
+    let schemas = &document["components"]["schemas"];
+    for key in [
+        "InterceptCallbackUrl",
+        "OutOfSessionCallbackUrl",
+        "CallbackUrl",
+    ] {
+        assert!(
+            schemas["ServiceForm"]["properties"][key].is_object(),
+            "{key}"
+        );
+    }
+    assert!(schemas["Session"]["properties"]["closed_reason"].is_object());
+    assert!(schemas["Meta"]["properties"]["next_page_url"].is_object());
+    assert!(document["components"]["securitySchemes"]["twilio_basic"].is_object());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_facade_is_off_without_an_account_sid() {
     let dir = tempfile::tempdir().unwrap();

@@ -171,12 +171,22 @@ pub(super) async fn interaction_view_of(
     }))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 200, description = "The session's messages and calls, newest first, paged in SQL", body = super::doc::InteractionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     let paging = Paging::from_query(uri.query())?;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
@@ -198,11 +208,21 @@ fn interaction_not_found(path: &str, sid: &str) -> TwilioError {
     TwilioError::not_found(format!("The requested resource {path}/{sid} was not found"))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 200, description = "An interaction", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid) = path;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
     let path = format!("{}/Interactions", resolved.path());
@@ -220,10 +240,20 @@ pub async fn fetch(
 
 /// Interactions are the appliance's record of what it relayed: retention
 /// (`[store] retention_days`) and `simmask erase` remove them, not the API.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 204, description = "Erases an interaction's body (its record stays)"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn delete(
     client: Client,
-    Path((_, _, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (_, _, sid) = path;
     client.require(Role::Admin)?;
     Err(TwilioError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -270,12 +300,23 @@ fn message_view(
     view
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    request_body(content = super::doc::MessageInteractionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "The proxy texts the participant", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn send_message(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     form: Form,
 ) -> Result<(StatusCode, Json<Value>), TwilioError> {
+    let (service_key, key, sid) = path;
     client.require(Role::Admin)?;
     form.only(&["Body", "MediaUrl"])?;
     if form.all("MediaUrl").iter().any(|m| !m.is_empty()) {
@@ -350,12 +391,22 @@ pub async fn send_message(
     ))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    responses(
+        (status = 200, description = "Messages the proxy sent to the participant", body = super::doc::MessageInteractionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list_messages(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     uri: Uri,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid) = path;
     let paging = Paging::from_query(uri.query())?;
     let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
     let (records, targets) = interactions_of(&state, &resolved).await?;
@@ -373,11 +424,21 @@ pub async fn list_messages(
     Ok(Json(paging.answer(&client, &path, "interactions", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 200, description = "A message the proxy sent", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch_message(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid, interaction)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid, interaction) = path;
     let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
     let path = format!(
         "{}/Participants/{}/MessageInteractions",

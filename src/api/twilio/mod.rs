@@ -10,6 +10,7 @@
 //! `{code, message, more_info, status}` with Twilio's numeric codes.
 
 mod callbacks;
+mod doc;
 mod hooks;
 mod interactions;
 mod participants;
@@ -54,6 +55,8 @@ pub struct Settings {
     /// `http(s)://host:port/twilio/v1` as callbacks' `url` fields show it.
     pub base_url: String,
 }
+
+pub use doc::TwilioDoc;
 
 /// Starts the services' status callbacks and the intercept and
 /// out-of-session callbacks that decide held messages (while the API

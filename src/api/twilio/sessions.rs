@@ -511,6 +511,16 @@ pub(super) async fn open_session(
     Ok(row)
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions", tag = "twilio",
+    params(("service" = String, Path)),
+    request_body(content = super::doc::SessionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Creates a session (an appliance session once it has two participants)", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn create(
     State(state): State<ApiState>,
     client: Client,
@@ -605,6 +615,15 @@ pub(super) fn one_proxy(
     }
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions", tag = "twilio",
+    params(("service" = String, Path)),
+    responses(
+        (status = 200, description = "The service's sessions: the facade's and the appliance's own on its numbers", body = super::doc::SessionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
@@ -647,11 +666,21 @@ pub async fn list(
     Ok(Json(paging.answer(&client, &path, "sessions", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 200, description = "A session by SID or unique name", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
     Ok(Json(session_view(&client, &resolved)))
@@ -681,12 +710,23 @@ pub(super) async fn close(state: &ApiState, client: &Client, id: &str) -> Result
 
 /// Closes (`Status=closed`), reopens (`Status=in-progress` or `open` on a
 /// closed session) or changes the lifetime (`Ttl`, `DateExpiry`).
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    request_body(content = super::doc::SessionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Closes (Status=closed), reopens or changes the lifetime", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn update(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     form: Form,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     client.require(Role::Admin)?;
     form.only(&["DateExpiry", "Ttl", "Status", "FailOnParticipantConflict"])?;
     let service = service(&state, &service_key).await?;
@@ -754,11 +794,21 @@ pub async fn update(
 
 /// Deletes a session: it is closed first; the appliance keeps its record
 /// (the native API and exports still show it), the facade no longer does.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 204, description = "Closes and forgets a session"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn delete(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (service_key, key) = path;
     client.require(Role::Admin)?;
     let service = service(&state, &service_key).await?;
     let mut resolved = resolve(&state, service, &key).await?;
