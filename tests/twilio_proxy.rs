@@ -385,6 +385,79 @@ async fn a_reserved_number_is_not_handed_out_by_the_native_api_either() {
     assert!(proxies.contains(&reserved.as_str()), "{sessions}");
 }
 
+/// A session still waiting for its second participant expires as
+/// Twilio's: its `Ttl` passed without an interaction, or its
+/// `DateExpiry`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_session_expires_as_twilios_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\n"),
+    );
+    let daemon = Daemon::start(&config, port, 1).await;
+    let admin = token(&daemon, "desk", "admin").await;
+    let service = facade_post(&daemon, &admin, "/Services", &[("UniqueName", "pend")]).await;
+    let sid = service["sid"].as_str().unwrap().to_string();
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("/Services/{sid}/PhoneNumbers"),
+        &[("PhoneNumber", &sim.msisdn(0))],
+    )
+    .await;
+    let alice = "{\"Identifier\": \"+447911223344\"}".to_string();
+    let sessions = format!("/Services/{sid}/Sessions");
+    let waiting = facade_post(
+        &daemon,
+        &admin,
+        &sessions,
+        &[("Ttl", "1"), ("Participants", &alice)],
+    )
+    .await;
+    assert_eq!(waiting["status"], "open", "{waiting}");
+    let path = format!(
+        "{}/twilio/v1{sessions}/{}",
+        daemon.url,
+        waiting["sid"].as_str().unwrap()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let closed = loop {
+        let session: Value = client()
+            .get(&path)
+            .basic_auth(ACCOUNT, Some(&admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if session["status"] == "closed" {
+            break session;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never expired: {session}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(closed["closed_reason"], "idle", "{closed}");
+    // Nobody joins it any more.
+    let late = client()
+        .post(format!("{path}/Participants"))
+        .basic_auth(ACCOUNT, Some(&admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("Identifier=%2B447912334455")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status().as_u16(), 400);
+}
+
 /// The OpenAPI document describes the facade: its paths, form bodies and
 /// answers, next to the native API's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

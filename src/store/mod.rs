@@ -27,6 +27,7 @@ mod sessions;
 mod tokens;
 mod twilio;
 mod twilio_hooks;
+mod twilio_pages;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -61,6 +62,7 @@ pub use twilio::{
     ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
 };
 pub use twilio_hooks::{HeldMessage, Hold, HoldKind, INTERCEPT_BACKSTOP_MS, TwilioCallback};
+pub use twilio_pages::InteractionPick;
 
 use crate::masking::allocation::AllocationError;
 

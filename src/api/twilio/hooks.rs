@@ -54,6 +54,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 pub const ATTEMPTS: u32 = 3;
 /// How often the held messages are looked at.
 const POLL: Duration = Duration::from_millis(200);
+/// Pending sessions are looked at every this many rounds (about 1 s).
+const EXPIRY_ROUNDS: u32 = 5;
 /// A hold taken for a callback is asked again after this if its task died.
 const LEASE_MS: i64 = 60_000;
 
@@ -92,10 +94,24 @@ pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
             ),
             Err(error) => tracing::warn!(%error, "twilio hooks: cannot resume the held messages"),
         }
+        let mut rounds: u32 = 0;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = shutdown.cancelled() => break,
+            }
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(EXPIRY_ROUNDS) {
+                match state.store.twilio_expire_pending(crate::clock::now()).await {
+                    Ok(expired) if !expired.is_empty() => {
+                        tracing::info!(
+                            sessions = expired.len(),
+                            "twilio: pending sessions expired"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "twilio: cannot expire pending sessions"),
+                }
             }
             let holds = match state
                 .store

@@ -13,6 +13,7 @@ mod callbacks;
 mod doc;
 mod hooks;
 mod interactions;
+mod opening;
 mod participants;
 mod services;
 mod sessions;
