@@ -465,7 +465,12 @@ async fn the_openapi_document_describes_the_facade() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1, "generic");
     let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
+    let config = write_config(
+        dir.path(),
+        &sim,
+        port,
+        &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\n"),
+    );
     let daemon = Daemon::start(&config, port, 1).await;
     let document = daemon.get("/api/v1/openapi.json").await;
     let paths = document["paths"].as_object().expect("paths");
@@ -518,6 +523,12 @@ async fn the_facade_is_off_without_an_account_sid() {
     assert_eq!(response.status().as_u16(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], 20404, "{body}");
+    let document = daemon.get("/api/v1/openapi.json").await;
+    let paths = document["paths"].as_object().expect("paths");
+    assert!(
+        !paths.keys().any(|p| p.starts_with("/twilio/")),
+        "the document lists only what is served"
+    );
     assert!(
         body["message"]
             .as_str()
