@@ -348,7 +348,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "simmask", description = "Local API of the simmask number-masking appliance. The Twilio Proxy v1 facade under /twilio/v1 (on with [twilio] account_sid) is described by Twilio's own OpenAPI document for Proxy (twilio_proxy_v1); the README lists where it differs."),
+    info(title = "simmask", description = "Local API of the simmask number-masking appliance. The paths under /twilio/v1 (tag twilio), listed when [twilio] account_sid is set, are the Twilio Proxy v1 facade: form-encoded requests with CamelCase keys, JSON answers with snake_case keys, HTTP Basic auth with the account SID and an API token; the README lists what it maps to and what it does not do (media, chat channels)."),
     paths(
         health::healthz,
         health::healthz_v1,
@@ -405,8 +405,17 @@ impl utoipa::Modify for BearerAuth {
 #[utoipa::path(get, path = "/api/v1/openapi.json",
     responses((status = 200, description = "this document", content_type = "application/json")),
     security(("bearer" = [])))]
-pub async fn openapi_json(_caller: Caller) -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    _caller: Caller,
+) -> Json<utoipa::openapi::OpenApi> {
+    let mut document = ApiDoc::openapi();
+    // The facade's paths are served only with `[twilio] account_sid`: the
+    // document says what this server answers.
+    if state.twilio.is_some() {
+        document.merge(twilio::TwilioDoc::openapi());
+    }
+    Json(document)
 }
 
 #[cfg(test)]

@@ -72,6 +72,10 @@ pub enum InboundOutcome {
         interaction_id: i64,
         session_id: String,
     },
+    /// Stored and held for a Twilio service's callback (its intercept
+    /// callback before the relay goes, its out-of-session callback before
+    /// a stranger's message is routed); the facade decides it.
+    Held { interaction_id: i64 },
     /// A hub's message named no conversation it could go to (an unknown
     /// code, no code and nobody to fall back on, a code alone): recorded,
     /// not sent; the hub was told why (`notice`, queued to it).
@@ -94,6 +98,7 @@ impl InboundOutcome {
             | InboundOutcome::OptedOut { interaction_id, .. }
             | InboundOutcome::OptedIn { interaction_id }
             | InboundOutcome::FrontDesk { interaction_id, .. }
+            | InboundOutcome::Held { interaction_id }
             | InboundOutcome::HubRefused { interaction_id, .. } => Some(*interaction_id),
         }
     }
@@ -240,7 +245,7 @@ pub(super) struct Message<'a> {
 /// a relay passes the intercept rules, a stranger on a front desk gets a
 /// session, anyone else the out-of-session policy. Writes its interaction
 /// (and its outbox row when something is sent) and links the parts to it.
-fn route_message(
+pub(super) fn route_message(
     tx: &mut InboundTx<'_>,
     message: Message<'_>,
     rules: &Rules,
@@ -300,6 +305,13 @@ fn decide_and_write(
     );
     if let Some((id, reason)) = &decision.expire_session {
         tx.end_session(id, *reason, now)?;
+    }
+    if decision.out_of_session
+        && rules.twilio_out_of_session
+        && let Some(interaction_id) =
+            tx.twilio_hold_out_of_session(proxy_iccid, sender, body, now)?
+    {
+        return Ok(InboundOutcome::Held { interaction_id });
     }
     if decision.out_of_session
         && let Some(session) = guard::front_desk(tx, proxy_iccid, sender, rules, now)?

@@ -179,6 +179,11 @@ pub(super) fn relay_or_block(
             if target.sent.is_some() {
                 tx.set_interaction_body(interaction_id, target.text)?;
             }
+            if rules.twilio_intercept
+                && tx.twilio_hold_intercept(interaction_id, message.proxy_iccid, now)?
+            {
+                return Ok(InboundOutcome::Held { interaction_id });
+            }
             Ok(InboundOutcome::Relayed { interaction_id })
         }
         Verdict::Block { rule, reason } => {

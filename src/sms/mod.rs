@@ -11,6 +11,8 @@
 //!   rules before every relay, loop protection; `guard` gathers their facts
 //!   in the inbound transaction and carries out the verdicts (and a front
 //!   desk's new session).
+//! - [`held`]: a stranger's message held for a Twilio service's
+//!   out-of-session callback, routed once it answered.
 //! - `hub`: a hub's messages, routed by the code they start with (the
 //!   rules are [`crate::masking::hub`]'s), and what the hub is told.
 //! - [`worker`]: the per-SIM outbox worker.
@@ -22,6 +24,7 @@
 
 pub mod accept;
 mod guard;
+pub mod held;
 mod hub;
 pub mod inbound;
 pub mod intake;

@@ -31,6 +31,12 @@ pub struct Rules {
     pub front_desk_ttl: Option<Duration>,
     /// How hubs' messages look (`[hubs]`).
     pub hubs: Hubs,
+    /// The Twilio facade is on (`[twilio] account_sid`): a relay on a
+    /// number of a service with an intercept callback is held for it.
+    pub twilio_intercept: bool,
+    /// The same for a stranger's message and the out-of-session callback
+    /// (off when the callback has been asked and the policy decides).
+    pub twilio_out_of_session: bool,
 }
 
 impl Rules {
@@ -42,6 +48,8 @@ impl Rules {
             loop_protection: config.loop_protection.clone(),
             hubs: config.hubs.clone(),
             limits: config.pool_limits(),
+            twilio_intercept: config.twilio.account_sid.is_some(),
+            twilio_out_of_session: config.twilio.account_sid.is_some(),
             front_desk_ttl: (config.sessions.default_ttl_seconds > 0).then(|| {
                 Duration::seconds(
                     i64::try_from(config.sessions.default_ttl_seconds).unwrap_or(i64::MAX),

@@ -189,8 +189,11 @@ pub(super) fn allocate_in(
     let mut candidates = Vec::new();
     {
         let mut statement = tx.prepare_cached(
+            // A Twilio service's reserved number is used only when asked
+            // for by name (`new.proxy`), whichever API opens the session.
             "SELECT iccid, msisdn, enabled, reserved_for, draining FROM sims \
-             WHERE ?1 IS NULL OR iccid = ?1",
+             WHERE iccid = ?1 OR (?1 IS NULL AND iccid NOT IN \
+                 (SELECT iccid FROM twilio_numbers WHERE is_reserved = 1))",
         )?;
         let mut rows = statement.query(params![new.proxy])?;
         while let Some(row) = rows.next()? {

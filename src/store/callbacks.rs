@@ -21,8 +21,14 @@ pub struct PendingDelivery {
     pub next_attempt_ms: i64,
 }
 
+/// Deliveries kept at most: while a receiver is unreachable for long, the
+/// oldest beyond this are dropped (and said so) rather than filling the
+/// disk.
+pub const MAX_PENDING_DELIVERIES: i64 = 10_000;
+
 impl Store {
-    /// Records a delivery to make now; returns it.
+    /// Records a delivery to make now; returns it. Deliveries older than
+    /// the newest [`MAX_PENDING_DELIVERIES`] are dropped.
     pub async fn queue_delivery(
         &self,
         kind: String,
@@ -36,8 +42,21 @@ impl Store {
                  VALUES (?1, ?2, ?3, ?3)",
             )?
             .execute(params![kind, body, now])?;
+            let id = conn.last_insert_rowid();
+            // Ids only grow (AUTOINCREMENT): what is older than the newest
+            // MAX_PENDING_DELIVERIES goes, through the primary key.
+            let dropped = conn
+                .prepare_cached("DELETE FROM callback_deliveries WHERE id <= ?1")?
+                .execute(params![id - MAX_PENDING_DELIVERIES])?;
+            if dropped > 0 {
+                tracing::warn!(
+                    dropped,
+                    kept = MAX_PENDING_DELIVERIES,
+                    "callback deliveries: too many undelivered; the oldest were dropped"
+                );
+            }
             Ok(PendingDelivery {
-                id: conn.last_insert_rowid(),
+                id,
                 kind,
                 body,
                 attempts: 0,
@@ -106,6 +125,45 @@ mod tests {
     use super::*;
 
     const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    #[tokio::test]
+    async fn an_unreachable_receiver_cannot_grow_the_table_without_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("simmask.db")).unwrap();
+        // A receiver down for long: the table is full already.
+        store
+            .call(|conn| {
+                let tx = conn.transaction()?;
+                for n in 0..MAX_PENDING_DELIVERIES {
+                    tx.execute(
+                        "INSERT INTO callback_deliveries (kind, body, next_attempt_ms, created_ms)
+                         VALUES ('message_relayed', ?1, 0, 0)",
+                        params![format!("{{\"n\":{n}}}")],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut last = None;
+        for n in MAX_PENDING_DELIVERIES..MAX_PENDING_DELIVERIES + 25 {
+            last = Some(
+                store
+                    .queue_delivery("message_relayed".into(), format!("{{\"n\":{n}}}"), NOW)
+                    .await
+                    .unwrap(),
+            );
+        }
+        let pending = store.pending_deliveries().await.unwrap();
+        assert_eq!(pending.len() as i64, MAX_PENDING_DELIVERIES);
+        assert_eq!(
+            pending.last().unwrap().id,
+            last.unwrap().id,
+            "the newest are kept"
+        );
+        assert_eq!(pending[0].body, "{\"n\":25}", "the oldest went");
+    }
 
     #[tokio::test]
     async fn deliveries_survive_a_reopen_and_ids_are_never_reused() {

@@ -485,6 +485,35 @@ CREATE INDEX sessions_open_idle ON sessions(last_activity_ms + idle_ttl_s * 1000
     WHERE status = 'open' AND idle_ttl_s IS NOT NULL;
 "#;
 
+/// The Twilio facade's held interactions and status callbacks. Held: a
+/// message waiting for its service's intercept callback (its outbox row held back) or for its
+/// out-of-session callback (recorded `held`, not yet routed). The row is
+/// the durable record of the decision still owed, so a restart asks again
+/// and nothing is relayed, or lost, while the receiver has not answered.
+const TWILIO_HOLDS: &str = r#"
+CREATE TABLE twilio_holds (
+    interaction_id INTEGER PRIMARY KEY REFERENCES interactions(id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL CHECK (kind IN ('intercept', 'out_of_session')),
+    service_sid    TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_ms        INTEGER NOT NULL,
+    created_ms     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_holds_due ON twilio_holds(next_ms);
+
+-- A service's status callbacks not yet delivered (form-encoded, signed
+-- when sent), kept across restarts as the native callback deliveries are.
+CREATE TABLE twilio_callbacks (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    url        TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX twilio_callbacks_due ON twilio_callbacks(next_ms);
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -500,6 +529,7 @@ const ALL: &[&str] = &[
     TWILIO_PROXY,
     HUBS,
     AT_SCALE,
+    TWILIO_HOLDS,
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -26,6 +26,8 @@ mod retention;
 mod sessions;
 mod tokens;
 mod twilio;
+mod twilio_hooks;
+mod twilio_pages;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -37,7 +39,7 @@ use tokio::sync::oneshot;
 
 pub use api_queries::{SimCounters, TrafficHour};
 pub use audit::AuditRecord;
-pub use callbacks::PendingDelivery;
+pub use callbacks::{MAX_PENDING_DELIVERIES, PendingDelivery};
 pub use calls::CallInteraction;
 pub use export::{EXPORT_PAGE, ExportCursor, ExportedInteraction, SendCounts};
 pub use hubs::{HubConversation, HubRecord};
@@ -59,6 +61,8 @@ pub use tokens::{NewToken, Role, TokenError, TokenRecord, TokenRef};
 pub use twilio::{
     ServiceSessionRef, TwilioNumber, TwilioParticipantRow, TwilioService, TwilioSessionRow,
 };
+pub use twilio_hooks::{HeldMessage, Hold, HoldKind, INTERCEPT_BACKSTOP_MS, TwilioCallback};
+pub use twilio_pages::InteractionPick;
 
 use crate::masking::allocation::AllocationError;
 

@@ -552,33 +552,39 @@ pub(super) fn add_event(
     Ok(())
 }
 
+/// The columns [`interaction_of`] reads, in its order.
+pub(super) const INTERACTION_COLUMNS: &str = "id, kind, from_position, status, reason, body, \
+    parts, incomplete, created_ms, answered_ms, ended_ms, duration_ms, outcome, rule";
+
+/// An interaction row selected with [`INTERACTION_COLUMNS`].
+pub(super) fn interaction_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<InteractionRecord> {
+    Ok(InteractionRecord {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        from_position: row.get(2)?,
+        status: row.get(3)?,
+        reason: row.get(4)?,
+        body: row.get(5)?,
+        parts: row.get(6)?,
+        incomplete: row.get(7)?,
+        created_ms: row.get(8)?,
+        answered_ms: row.get(9)?,
+        ended_ms: row.get(10)?,
+        duration_ms: row.get(11)?,
+        outcome: row.get(12)?,
+        rule: row.get(13)?,
+    })
+}
+
 fn list_interactions(
     conn: &Connection,
     session_id: &str,
 ) -> Result<Vec<InteractionRecord>, StoreError> {
-    let mut statement = conn.prepare(
-        "SELECT id, kind, from_position, status, reason, body, parts, incomplete, created_ms,
-                answered_ms, ended_ms, duration_ms, outcome, rule
-         FROM interactions WHERE session_id = ?1 ORDER BY created_ms, id",
-    )?;
-    let rows = statement.query_map(params![session_id], |row| {
-        Ok(InteractionRecord {
-            id: row.get(0)?,
-            kind: row.get(1)?,
-            from_position: row.get(2)?,
-            status: row.get(3)?,
-            reason: row.get(4)?,
-            body: row.get(5)?,
-            parts: row.get(6)?,
-            incomplete: row.get(7)?,
-            created_ms: row.get(8)?,
-            answered_ms: row.get(9)?,
-            ended_ms: row.get(10)?,
-            duration_ms: row.get(11)?,
-            outcome: row.get(12)?,
-            rule: row.get(13)?,
-        })
-    })?;
+    let mut statement = conn.prepare(&format!(
+        "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = ?1
+         ORDER BY created_ms, id"
+    ))?;
+    let rows = statement.query_map(params![session_id], interaction_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

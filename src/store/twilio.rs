@@ -196,10 +196,17 @@ fn insert_session(
     )
 }
 
-fn insert_participant(tx: &Connection, p: &TwilioParticipantRow) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO twilio_participants (sid, session_sid, position, identifier, friendly_name,
-             proxy_iccid, created_ms, deleted_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+/// Writes a participant row; `verb` is `INSERT` or `INSERT OR IGNORE`.
+fn write_participant(
+    conn: &Connection,
+    verb: &str,
+    p: &TwilioParticipantRow,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        &format!(
+            "{verb} INTO twilio_participants ({PARTICIPANT_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
         params![
             p.sid,
             p.session_sid,
@@ -211,7 +218,10 @@ fn insert_participant(tx: &Connection, p: &TwilioParticipantRow) -> Result<(), S
             p.deleted_ms
         ],
     )
-    .map_err(|e| {
+}
+
+fn insert_participant(tx: &Connection, p: &TwilioParticipantRow) -> Result<(), StoreError> {
+    write_participant(tx, "INSERT", p).map_err(|e| {
         unique(
             e,
             "participant_exists",
@@ -614,22 +624,7 @@ impl Store {
         participant: TwilioParticipantRow,
     ) -> Result<(), StoreError> {
         self.call(move |conn| {
-            conn.execute(
-                &format!(
-                    "INSERT OR IGNORE INTO twilio_participants ({PARTICIPANT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                ),
-                params![
-                    participant.sid,
-                    participant.session_sid,
-                    participant.position,
-                    participant.identifier,
-                    participant.friendly_name,
-                    participant.proxy_iccid,
-                    participant.created_ms,
-                    participant.deleted_ms
-                ],
-            )?;
+            write_participant(conn, "INSERT OR IGNORE", &participant)?;
             Ok(())
         })
         .await

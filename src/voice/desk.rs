@@ -387,11 +387,30 @@ impl Desk {
         }
         let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
         match lifecycle::route(&sessions, &caller, Traffic::Call, now) {
-            Route::Relay { session, to } => Lookup::Bridge {
-                session: Some(session.id.clone()),
-                caller: caller.clone(),
-                other: to.clone(),
-            },
+            Route::Relay { session, to } => {
+                // The Twilio facade's intercept callback, when a service
+                // has one: the caller rings meanwhile.
+                if let Some(gate) = self.desks.gate()
+                    && let Some(reason) = gate(super::CallAsk {
+                        iccid: self.iccid.clone(),
+                        session_id: session.id.clone(),
+                        caller: caller.clone(),
+                        other: to.clone(),
+                    })
+                    .await
+                {
+                    tracing::info!(iccid = %self.iccid, session = %session.id, %reason, "call refused");
+                    return Lookup::Reject {
+                        caller: Some(caller),
+                        reason,
+                    };
+                }
+                Lookup::Bridge {
+                    session: Some(session.id.clone()),
+                    caller: caller.clone(),
+                    other: to.clone(),
+                }
+            }
             Route::WrongMode(_) => Lookup::Reject {
                 caller: Some(caller),
                 reason: "the session does not carry calls".into(),

@@ -16,7 +16,24 @@ use super::{EndRequest, Method, State};
 #[derive(Clone, Default)]
 pub struct CallDesks {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Asked before a call in a session is bridged, when set.
+    gate: Arc<Mutex<Option<CallGate>>>,
 }
+
+/// A call in a session about to be bridged, as a [`CallGate`] is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAsk {
+    pub iccid: String,
+    pub session_id: String,
+    pub caller: crate::number::PhoneNumber,
+    pub other: crate::number::PhoneNumber,
+}
+
+/// Decides whether a call in a session may be bridged (the Twilio
+/// facade's intercept callback): `Some(reason)` refuses it.
+pub type CallGate = Arc<
+    dyn Fn(CallAsk) -> std::pin::Pin<Box<dyn Future<Output = Option<String>> + Send>> + Send + Sync,
+>;
 
 impl std::fmt::Debug for CallDesks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +121,15 @@ pub(super) enum DeskRequest {
 }
 
 impl CallDesks {
+    /// Sets the gate every desk asks before bridging a session's call.
+    pub fn set_gate(&self, gate: CallGate) {
+        *self.gate.lock().unwrap_or_else(|e| e.into_inner()) = Some(gate);
+    }
+
+    pub(super) fn gate(&self) -> Option<CallGate> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.inner
             .lock()

@@ -59,7 +59,7 @@ pub mod front;
 mod machine;
 mod method;
 
-pub use desks::{CallDesks, EndError, Ended, LiveCall};
+pub use desks::{CallAsk, CallDesks, CallGate, EndError, Ended, LiveCall};
 pub use machine::{
     Bridge, BridgeTiming, Call, CallRecord, Clearing, Command, CommandKind, EndRequest, HubChoice,
     Input, Keying, Lookup, Outcome, Reported, Ringing, Setup, State, Step, Transition, step,

@@ -316,7 +316,7 @@ def main():
     refused(lambda: participants.create(identifier="not a number"), 400)
     refused(lambda: proxy.services.create(unique_name="market"), 409)
     refused(
-        lambda: proxy.services(service.sid).update(intercept_callback_url="http://127.0.0.1:9/x"),
+        lambda: proxy.services(service.sid).update(intercept_callback_url="ftp://127.0.0.1/x"),
         400,
         20001,
     )

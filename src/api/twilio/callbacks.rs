@@ -7,11 +7,11 @@
 //! the parameters sorted by name), so the receiver's `RequestValidator`
 //! accepts it.
 //!
-//! Delivery is at most three attempts (a transport error or a 5xx is
-//! retried after 1 s, then 2 s): like Proxy's, these callbacks report
-//! status; the interactions list is the record.
-
-use std::time::Duration;
+//! Each callback is queued in the store (`twilio_callbacks`) and delivered
+//! from there, so a restart resumes what was not delivered, as the native
+//! `[callbacks]` deliveries are: a transport error or a 5xx is tried again
+//! with a growing wait, up to ten attempts; a 4xx is final. The queue is
+//! bounded (the oldest go past 10 000 undelivered).
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,10 +25,10 @@ use super::{Client, Settings};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
 use crate::events::Event;
-use crate::store::Role;
+use crate::store::{Role, TwilioCallback, TwilioService};
 
-/// Attempts per callback.
-const ATTEMPTS: u32 = 3;
+/// Attempts per callback (waits of 2, 4, … 256, 300 s between them).
+const ATTEMPTS: u32 = 10;
 
 /// The `X-Twilio-Signature` of a POST of `params` to `url`.
 pub fn signature(auth_token: &str, url: &str, params: &[(String, String)]) -> String {
@@ -76,21 +76,11 @@ pub fn parameters(view: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs until `shutdown`: reads the bus and calls the services' callback
-/// URLs.
+/// Runs until `shutdown`: reads the bus and queues the services' status
+/// callbacks (the hooks task delivers them).
 pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
     let mut events = state.events.subscribe();
     tokio::spawn(async move {
-        let http = match reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-        {
-            Ok(http) => http,
-            Err(error) => {
-                tracing::error!(%error, "twilio callbacks: no HTTP client");
-                return;
-            }
-        };
         loop {
             let envelope = tokio::select! {
                 received = events.recv() => match received {
@@ -132,7 +122,16 @@ pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
             };
             match callback(&state, &settings, &session_id, interaction).await {
                 Ok(Some((url, params))) => {
-                    tokio::spawn(deliver(http.clone(), settings.clone(), url, params));
+                    let body: String = form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(params.iter())
+                        .finish();
+                    if let Err(error) = state
+                        .store
+                        .twilio_queue_callback(url, body, crate::clock::now())
+                        .await
+                    {
+                        tracing::warn!(%error, "twilio callbacks: cannot queue a status callback");
+                    }
                 }
                 Ok(None) => {}
                 Err(error) => {
@@ -165,6 +164,22 @@ async fn callback(
     let Some(url) = service.callback_url.clone() else {
         return Ok(None);
     };
+    Ok(
+        interaction_parameters(state, settings, service, session_id, interaction)
+            .await?
+            .map(|params| (url, params)),
+    )
+}
+
+/// Proxy's parameters of an interaction (the latest of the session when
+/// `interaction` is `None`) of a session on `service`.
+pub(super) async fn interaction_parameters(
+    state: &ApiState,
+    settings: &Settings,
+    service: TwilioService,
+    session_id: &str,
+    interaction: Option<i64>,
+) -> Result<Option<Vec<(String, String)>>, super::TwilioError> {
     let key = match state
         .store
         .twilio_session_row(service.sid.clone(), session_id.to_string())
@@ -185,49 +200,65 @@ async fn callback(
     let Some(view) = interaction_view_of(state, &client, &resolved, interaction).await? else {
         return Ok(None);
     };
-    Ok(Some((url, parameters(&view))))
+    Ok(Some(parameters(&view)))
 }
 
-async fn deliver(
-    http: reqwest::Client,
-    settings: Settings,
-    url: String,
-    params: Vec<(String, String)>,
-) {
-    let signature = settings
-        .auth_token
-        .as_deref()
-        .map(|token| signature(token, &url, &params));
+/// One signed, form-encoded POST of `params` to `url`.
+pub(super) async fn post(
+    http: &reqwest::Client,
+    settings: &Settings,
+    url: &str,
+    params: &[(String, String)],
+) -> Result<reqwest::Response, reqwest::Error> {
     let body: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish();
-    let mut wait = Duration::from_secs(1);
-    for attempt in 1..=ATTEMPTS {
-        let mut request = http
-            .post(&url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("user-agent", "simmask-twilio-proxy")
-            .body(body.clone());
-        if let Some(signature) = &signature {
-            request = request.header("x-twilio-signature", signature);
-        }
-        match request.send().await {
-            Ok(response) if response.status().is_success() => return,
-            Ok(response) if !response.status().is_server_error() => {
-                tracing::warn!(status = %response.status(), "twilio callback refused");
-                return;
-            }
-            Ok(response) => {
-                tracing::debug!(attempt, status = %response.status(), "twilio callback failed")
-            }
-            Err(error) => tracing::debug!(attempt, %error, "twilio callback failed"),
-        }
-        if attempt < ATTEMPTS {
-            tokio::time::sleep(wait).await;
-            wait *= 2;
-        }
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", "simmask-twilio-proxy")
+        .body(body);
+    if let Some(token) = settings.auth_token.as_deref() {
+        request = request.header("x-twilio-signature", signature(token, url, params));
     }
-    tracing::warn!(attempts = ATTEMPTS, "twilio callback undelivered");
+    request.send().await
+}
+
+/// Delivers one queued status callback: delivered, or refused (a 4xx:
+/// final, as Twilio treats it), the row goes; a 5xx or no answer is tried
+/// again later, up to [`ATTEMPTS`] times over about twenty minutes.
+pub(super) async fn deliver(
+    state: &ApiState,
+    http: &reqwest::Client,
+    settings: &Settings,
+    queued: TwilioCallback,
+) -> Result<(), crate::store::StoreError> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(queued.body.as_bytes())
+        .into_owned()
+        .collect();
+    let problem = match post(http, settings, &queued.url, &params).await {
+        Ok(response) if response.status().is_success() => None,
+        Ok(response) if !response.status().is_server_error() => {
+            tracing::warn!(status = %response.status(), "twilio callback refused");
+            None
+        }
+        Ok(response) => Some(response.status().to_string()),
+        Err(error) => Some(error.to_string()),
+    };
+    let Some(problem) = problem else {
+        return state.store.twilio_callback_done(queued.id).await;
+    };
+    let attempt = queued.attempts + 1;
+    if attempt >= ATTEMPTS {
+        tracing::warn!(attempts = attempt, %problem, "twilio callback undelivered; given up");
+        return state.store.twilio_callback_done(queued.id).await;
+    }
+    tracing::debug!(attempt, %problem, "twilio callback failed; tried again later");
+    let wait = time::Duration::seconds((1i64 << attempt.min(8)).min(300));
+    state
+        .store
+        .twilio_callback_retry(queued.id, crate::clock::now() + wait)
+        .await
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::{Client, Form, Paging, TwilioError, date_ms, interaction_id, interact
 use crate::api::ApiState;
 use crate::masking::Mode;
 use crate::masking::lifecycle::SessionStatus;
-use crate::store::{InteractionRecord, NewOutbound, Role};
+use crate::store::{InteractionPick, InteractionRecord, NewOutbound, Role};
 
 /// Longest body Proxy accepts.
 const MAX_BODY: usize = 1600;
@@ -130,17 +130,22 @@ fn interaction_view(
     })
 }
 
-/// The session's interactions, newest first, and where its proxy's own
-/// SMS went.
+/// The session's interactions that `pick` selects, newest first (`limit`
+/// from `offset`, in SQL), and where its proxy's own SMS went.
 async fn interactions_of(
     state: &ApiState,
     resolved: &Resolved,
+    pick: InteractionPick,
+    limit: usize,
+    offset: usize,
 ) -> Result<(Vec<InteractionRecord>, Targets), TwilioError> {
     let Some(record) = &resolved.record else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let mut records = state.store.interactions(record.id.clone()).await?;
-    records.reverse();
+    let records = state
+        .store
+        .twilio_interactions(record.id.clone(), pick, limit, offset)
+        .await?;
     let targets = state
         .store
         .twilio_message_targets(record.id.clone())
@@ -156,12 +161,9 @@ pub(super) async fn interaction_view_of(
     resolved: &Resolved,
     id: Option<i64>,
 ) -> Result<Option<Value>, TwilioError> {
-    let (records, targets) = interactions_of(state, resolved).await?;
-    let record = match id {
-        Some(id) => records.iter().find(|r| r.id == id),
-        None => records.iter().find(|r| r.kind == "call"),
-    };
-    Ok(record.map(|record| {
+    let pick = id.map_or(InteractionPick::Calls, InteractionPick::Id);
+    let (records, targets) = interactions_of(state, resolved, pick, 1, 0).await?;
+    Ok(records.first().map(|record| {
         let url = client.url(&format!(
             "{}/Interactions/{}",
             resolved.path(),
@@ -171,21 +173,36 @@ pub(super) async fn interaction_view_of(
     }))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 200, description = "The session's messages and calls, newest first, paged in SQL", body = super::doc::InteractionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     let paging = Paging::from_query(uri.query())?;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
-    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let (records, targets) = interactions_of(
+        &state,
+        &resolved,
+        InteractionPick::All,
+        paging.fetch(),
+        paging.offset,
+    )
+    .await?;
     let path = format!("{}/Interactions", resolved.path());
     let items = records
         .iter()
-        .skip(paging.offset)
-        .take(paging.fetch())
         .map(|r| {
             let url = client.url(&format!("{path}/{}", interaction_sid(r.id)));
             interaction_view(&client, &resolved, &targets, r, url)
@@ -198,16 +215,27 @@ fn interaction_not_found(path: &str, sid: &str) -> TwilioError {
     TwilioError::not_found(format!("The requested resource {path}/{sid} was not found"))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 200, description = "An interaction", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid) = path;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
     let path = format!("{}/Interactions", resolved.path());
     let id = interaction_id(&sid).ok_or_else(|| interaction_not_found(&path, &sid))?;
-    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let (records, targets) =
+        interactions_of(&state, &resolved, InteractionPick::Id(id), 1, 0).await?;
     let record = records
         .iter()
         .find(|r| r.id == id)
@@ -220,10 +248,20 @@ pub async fn fetch(
 
 /// Interactions are the appliance's record of what it relayed: retention
 /// (`[store] retention_days`) and `simmask erase` remove them, not the API.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/Sessions/{session}/Interactions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 204, description = "Erases an interaction's body (its record stays)"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn delete(
     client: Client,
-    Path((_, _, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (_, _, sid) = path;
     client.require(Role::Admin)?;
     Err(TwilioError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -233,6 +271,22 @@ pub async fn delete(
              `simmask erase` remove interactions"
         ),
     ))
+}
+
+/// The real number of `participant` in the appliance's session (empty
+/// while it has none: nothing matches).
+fn number_of(resolved: &Resolved, participant: &ParticipantView) -> String {
+    resolved
+        .record
+        .as_ref()
+        .and_then(|r| {
+            r.participants
+                .get(usize::from(participant.position))
+                .cloned()
+        })
+        .flatten()
+        .map(|n| n.e164().to_string())
+        .unwrap_or_default()
 }
 
 /// The SMS the proxy sent to `participant`, newest first.
@@ -270,12 +324,23 @@ fn message_view(
     view
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    request_body(content = super::doc::MessageInteractionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "The proxy texts the participant", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn send_message(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     form: Form,
 ) -> Result<(StatusCode, Json<Value>), TwilioError> {
+    let (service_key, key, sid) = path;
     client.require(Role::Admin)?;
     form.only(&["Body", "MediaUrl"])?;
     if form.all("MediaUrl").iter().any(|m| !m.is_empty()) {
@@ -333,7 +398,8 @@ pub async fn send_message(
         wake(&record.proxy_iccid);
     }
     tracing::info!(session = %record.id, interaction = id, "message interaction queued (twilio)");
-    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let (records, targets) =
+        interactions_of(&state, &resolved, InteractionPick::Id(id), 1, 0).await?;
     let record = records
         .iter()
         .find(|r| r.id == id)
@@ -350,19 +416,34 @@ pub async fn send_message(
     ))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    responses(
+        (status = 200, description = "Messages the proxy sent to the participant", body = super::doc::MessageInteractionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list_messages(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     uri: Uri,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid) = path;
     let paging = Paging::from_query(uri.query())?;
     let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
-    let (records, targets) = interactions_of(&state, &resolved).await?;
-    let items = messages_to(&resolved, &targets, records, &participant)
+    let (records, targets) = interactions_of(
+        &state,
+        &resolved,
+        InteractionPick::ProxyMessagesTo(number_of(&resolved, &participant)),
+        paging.fetch(),
+        paging.offset,
+    )
+    .await?;
+    let items = records
         .iter()
-        .skip(paging.offset)
-        .take(paging.fetch())
         .map(|r| message_view(&client, &resolved, &targets, &participant, r))
         .collect();
     let path = format!(
@@ -373,11 +454,21 @@ pub async fn list_messages(
     Ok(Json(paging.answer(&client, &path, "interactions", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}/MessageInteractions/{interaction}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path), ("interaction" = String, Path)),
+    responses(
+        (status = 200, description = "A message the proxy sent", body = super::doc::Interaction),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch_message(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid, interaction)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid, interaction) = path;
     let (resolved, participant) = resolve_participant(&state, &service_key, &key, &sid).await?;
     let path = format!(
         "{}/Participants/{}/MessageInteractions",
@@ -386,7 +477,8 @@ pub async fn fetch_message(
     );
     let id =
         interaction_id(&interaction).ok_or_else(|| interaction_not_found(&path, &interaction))?;
-    let (records, targets) = interactions_of(&state, &resolved).await?;
+    let (records, targets) =
+        interactions_of(&state, &resolved, InteractionPick::Id(id), 1, 0).await?;
     let record = messages_to(&resolved, &targets, records, &participant)
         .into_iter()
         .find(|r| r.id == id)

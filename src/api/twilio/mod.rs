@@ -10,7 +10,10 @@
 //! `{code, message, more_info, status}` with Twilio's numeric codes.
 
 mod callbacks;
+mod doc;
+mod hooks;
 mod interactions;
+mod opening;
 mod participants;
 mod services;
 mod sessions;
@@ -54,10 +57,15 @@ pub struct Settings {
     pub base_url: String,
 }
 
-/// Starts the services' status callbacks (while the API serves).
+pub use doc::TwilioDoc;
+
+/// Starts the services' status callbacks and the intercept and
+/// out-of-session callbacks that decide held messages (while the API
+/// serves).
 pub fn spawn_callbacks(state: &ApiState, shutdown: CancellationToken) {
     if let Some(settings) = state.twilio.clone() {
-        callbacks::spawn(state.clone(), settings, shutdown);
+        callbacks::spawn(state.clone(), settings.clone(), shutdown.clone());
+        hooks::spawn(state.clone(), settings, shutdown);
     }
 }
 

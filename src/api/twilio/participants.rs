@@ -119,12 +119,23 @@ pub(super) async fn resolve_participant(
     Ok((resolved, found))
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    request_body(content = super::doc::ParticipantForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Adds a participant (two at most: the masking rule)", body = super::doc::Participant),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn add(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     form: Form,
 ) -> Result<(StatusCode, Json<Value>), TwilioError> {
+    let (service_key, key) = path;
     client.require(Role::Admin)?;
     form.only(&[
         "Identifier",
@@ -210,12 +221,22 @@ pub async fn add(
     ))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 200, description = "The session's participants", body = super::doc::ParticipantList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     uri: Uri,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     let paging = Paging::from_query(uri.query())?;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
@@ -230,11 +251,21 @@ pub async fn list(
     Ok(Json(paging.answer(&client, &path, "participants", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    responses(
+        (status = 200, description = "A participant", body = super::doc::Participant),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key, sid) = path;
     let (resolved, view) = resolve_participant(&state, &service_key, &key, &sid).await?;
     Ok(Json(participant_view(&client, &resolved, &view)))
 }
@@ -242,11 +273,21 @@ pub async fn fetch(
 /// Removes a participant. One of an open appliance session ends it: the
 /// masking rule needs both to relay (Proxy stops relaying to a removed
 /// participant too).
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/Sessions/{session}/Participants/{participant}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path), ("participant" = String, Path)),
+    responses(
+        (status = 204, description = "Removes a participant (the session closes)"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn remove(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key, sid)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (service_key, key, sid) = path;
     client.require(Role::Admin)?;
     let (mut resolved, view) = resolve_participant(&state, &service_key, &key, &sid).await?;
     let now = crate::clock::now();

@@ -101,24 +101,26 @@ fn apply(form: &Form, service: &mut TwilioService, signed: bool) -> Result<(), T
     if let Some(ttl) = form.seconds("DefaultTtl")? {
         service.default_ttl = (ttl > 0).then_some(ttl);
     }
-    if let Some(url) = url_param(form, "CallbackUrl")? {
-        if url.is_some() && !signed {
-            return Err(TwilioError::invalid(
-                "Invalid parameter CallbackUrl: set [twilio] auth_token in the appliance's \
-                 configuration first (it signs the callbacks)",
-            ));
-        }
-        service.callback_url = url;
-    }
-    // Intercept and out-of-session callbacks would hold the relay for an
-    // answer from the network; the appliance has its own rules for both
-    // ([intercept], [out_of_session]), so they are refused, not ignored.
-    for key in ["InterceptCallbackUrl", "OutOfSessionCallbackUrl"] {
-        if url_param(form, key)?.flatten().is_some() {
-            return Err(TwilioError::invalid(format!(
-                "Invalid parameter {key}: not supported by this appliance; its [intercept] \
-                 rules and [out_of_session] policy do this job"
-            )));
+    // The receivers check the signature; without the key there is none.
+    // The intercept and out-of-session callbacks decide held messages
+    // (`hooks`).
+    for key in [
+        "CallbackUrl",
+        "InterceptCallbackUrl",
+        "OutOfSessionCallbackUrl",
+    ] {
+        if let Some(url) = url_param(form, key)? {
+            if url.is_some() && !signed {
+                return Err(TwilioError::invalid(format!(
+                    "Invalid parameter {key}: set [twilio] auth_token in the appliance's \
+                     configuration first (it signs the callbacks)"
+                )));
+            }
+            match key {
+                "CallbackUrl" => service.callback_url = url,
+                "InterceptCallbackUrl" => service.intercept_callback_url = url,
+                _ => service.out_of_session_callback_url = url,
+            }
         }
     }
     if let Some(behavior) = form.get("NumberSelectionBehavior") {
@@ -157,6 +159,16 @@ fn signs(state: &ApiState) -> bool {
         .is_some_and(|t| t.auth_token.is_some())
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services", tag = "twilio",
+    params(),
+    request_body(content = super::doc::ServiceForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Creates a service (a pool of the bank's SIMs)", body = super::doc::Service),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn create(
     State(state): State<ApiState>,
     client: Client,
@@ -187,6 +199,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(service_view(&client, &service))))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services", tag = "twilio",
+    params(),
+    responses(
+        (status = 200, description = "Services, newest first (paged: PageSize, PageToken, Page)", body = super::doc::ServiceList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
@@ -201,6 +222,15 @@ pub async fn list(
     Ok(Json(paging.answer(&client, "/Services", "services", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}", tag = "twilio",
+    params(("service" = String, Path)),
+    responses(
+        (status = 200, description = "A service by SID or unique name", body = super::doc::Service),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
@@ -210,6 +240,16 @@ pub async fn fetch(
     Ok(Json(service_view(&client, &service)))
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}", tag = "twilio",
+    params(("service" = String, Path)),
+    request_body(content = super::doc::ServiceForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Changes a service", body = super::doc::Service),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn update(
     State(state): State<ApiState>,
     client: Client,
@@ -226,6 +266,15 @@ pub async fn update(
 
 /// Deletes a service: its open sessions are closed first (Proxy deletes a
 /// service's sessions with it); the appliance keeps their records.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}", tag = "twilio",
+    params(("service" = String, Path)),
+    responses(
+        (status = 204, description = "Deletes a service (its numbers leave the pool; its sessions stay in the appliance)"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn delete(
     State(state): State<ApiState>,
     client: Client,
@@ -322,6 +371,16 @@ pub(super) async fn service_number(
         })
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/PhoneNumbers", tag = "twilio",
+    params(("service" = String, Path)),
+    request_body(content = super::doc::PhoneNumberForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Adds one of the bank's SIMs to the pool", body = super::doc::PhoneNumber),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn add_number(
     State(state): State<ApiState>,
     client: Client,
@@ -368,6 +427,15 @@ pub async fn add_number(
     ))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/PhoneNumbers", tag = "twilio",
+    params(("service" = String, Path)),
+    responses(
+        (status = 200, description = "The service's numbers", body = super::doc::PhoneNumberList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list_numbers(
     State(state): State<ApiState>,
     client: Client,
@@ -388,22 +456,43 @@ pub async fn list_numbers(
     Ok(Json(paging.answer(&client, &path, "phone_numbers", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/PhoneNumbers/{sid}", tag = "twilio",
+    params(("service" = String, Path), ("sid" = String, Path)),
+    responses(
+        (status = 200, description = "A number of the pool", body = super::doc::PhoneNumber),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch_number(
     State(state): State<ApiState>,
     client: Client,
-    Path((key, sid)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (key, sid) = path;
     let service = service(&state, &key).await?;
     let number = service_number(&state, &service.sid, &sid).await?;
     Ok(Json(number_view(&client, &state, &number)))
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/PhoneNumbers/{sid}", tag = "twilio",
+    params(("service" = String, Path), ("sid" = String, Path)),
+    request_body(content = super::doc::PhoneNumberForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Sets IsReserved", body = super::doc::PhoneNumber),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn update_number(
     State(state): State<ApiState>,
     client: Client,
-    Path((key, sid)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     form: Form,
 ) -> Result<Json<Value>, TwilioError> {
+    let (key, sid) = path;
     client.require(Role::Admin)?;
     form.only(&["IsReserved"])?;
     let service = service(&state, &key).await?;
@@ -419,11 +508,21 @@ pub async fn update_number(
 }
 
 /// Takes a SIM out of the pool: its open sessions run to their end.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/PhoneNumbers/{sid}", tag = "twilio",
+    params(("service" = String, Path), ("sid" = String, Path)),
+    responses(
+        (status = 204, description = "Removes a number from the pool"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn remove_number(
     State(state): State<ApiState>,
     client: Client,
-    Path((key, sid)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (key, sid) = path;
     client.require(Role::Admin)?;
     let service = service(&state, &key).await?;
     let number = service_number(&state, &service.sid, &sid).await?;

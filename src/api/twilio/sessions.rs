@@ -10,16 +10,19 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use super::services::{service, service_path};
-use super::{Client, Form, Paging, TwilioError, date, date_ms, derived_sid, ms, new_sid};
+use super::{Client, Form, Paging, TwilioError, date, date_ms, derived_sid, ms};
 use crate::api::ApiState;
 use crate::events::Event;
 use crate::masking::Mode;
 use crate::masking::lifecycle::SessionStatus;
 use crate::number::PhoneNumber;
-use crate::store::{
-    LiveSim, NewSession, Role, SessionRecord, TwilioParticipantRow, TwilioService, TwilioSessionRow,
-};
+use crate::store::{Role, SessionRecord, TwilioParticipantRow, TwilioService, TwilioSessionRow};
 use crate::voice::EndRequest;
+
+pub(super) use super::opening::{
+    NewParticipant, SessionSpec, new_session, one_proxy, open_session, opened, participant_from,
+    pool_of, too_many,
+};
 
 /// Longest TTL accepted: a year, as the native API.
 const MAX_TTL: i64 = 366 * 24 * 3600;
@@ -173,7 +176,7 @@ fn mode_name(mode: Mode) -> &'static str {
     }
 }
 
-fn parse_mode(text: &str) -> Result<Mode, TwilioError> {
+pub(super) fn parse_mode(text: &str) -> Result<Mode, TwilioError> {
     match text {
         "message-only" => Ok(Mode::Sms),
         "voice-only" => Ok(Mode::Voice),
@@ -215,9 +218,23 @@ pub(super) fn session_view(client: &Client, resolved: &Resolved) -> Value {
                 .parse()
                 .map(mode_name)
                 .unwrap_or("voice-and-message");
+            // Expired as Twilio's pending sessions do (`date_expiry`, or
+            // `ttl` without an interaction), else closed by a request.
+            let reason = row.closed_ms.map(|at| {
+                if row.expiry_ms.is_some_and(|expiry| at >= expiry) {
+                    "ttl"
+                } else if row
+                    .ttl
+                    .is_some_and(|t| t > 0 && at >= row.created_ms + t * 1000)
+                {
+                    "idle"
+                } else {
+                    "operator"
+                }
+            });
             (
                 if closed { "closed" } else { "open" },
-                closed.then(|| "operator".to_string()),
+                reason.map(str::to_string),
                 None,
                 row.closed_ms.map(date_ms),
                 None,
@@ -281,149 +298,6 @@ pub(super) fn parse_number(
     })
 }
 
-/// The live SIMs of `service` a new session may use: its numbers, the
-/// reserved ones only when asked for by `ProxyIdentifier`.
-pub(super) async fn pool_of(
-    state: &ApiState,
-    service: &TwilioService,
-    requested: Option<&str>,
-) -> Result<Vec<LiveSim>, TwilioError> {
-    let numbers = state
-        .store
-        .twilio_numbers(service.sid.clone(), 0, 0)
-        .await?;
-    let usable: Vec<&str> = numbers
-        .iter()
-        .filter(|n| !n.is_reserved || requested == Some(n.iccid.as_str()))
-        .map(|n| n.iccid.as_str())
-        .collect();
-    let live: Vec<LiveSim> = state
-        .pool
-        .live_sims()
-        .into_iter()
-        .filter(|s| s.healthy && usable.contains(&s.iccid.as_str()))
-        .collect();
-    if live.is_empty() {
-        return Err(TwilioError::new(
-            StatusCode::BAD_REQUEST,
-            80402,
-            "The service has no number that can take a session now: add PhoneNumbers (reserved \
-             ones are used only when a participant asks for them by ProxyIdentifier)",
-        ));
-    }
-    Ok(live)
-}
-
-/// The SIM a participant asks for by `ProxyIdentifier` or
-/// `ProxyIdentifierSid`: one of the service's numbers.
-async fn requested_proxy(
-    state: &ApiState,
-    service: &TwilioService,
-    identifier: Option<&str>,
-    sid: Option<&str>,
-) -> Result<Option<String>, TwilioError> {
-    let key = match (identifier, sid) {
-        (None, None) => return Ok(None),
-        (Some(number), _) => parse_number(state, "ProxyIdentifier", number)?
-            .e164()
-            .to_string(),
-        (None, Some(sid)) => sid.to_string(),
-    };
-    let number = super::services::service_number(state, &service.sid, &key)
-        .await
-        .map_err(|_| {
-            TwilioError::new(
-                StatusCode::BAD_REQUEST,
-                80402,
-                format!("ProxyIdentifier {key} is not a number of this service"),
-            )
-        })?;
-    Ok(Some(number.iccid))
-}
-
-/// A participant given at session creation or added later.
-pub(super) struct NewParticipant {
-    pub identifier: PhoneNumber,
-    pub friendly_name: Option<String>,
-    pub proxy_iccid: Option<String>,
-}
-
-pub(super) async fn participant_from(
-    state: &ApiState,
-    service: &TwilioService,
-    get: impl Fn(&str) -> Option<String>,
-) -> Result<NewParticipant, TwilioError> {
-    let identifier = get("Identifier")
-        .ok_or_else(|| TwilioError::invalid("Missing required parameter Identifier"))?;
-    let friendly_name = get("FriendlyName");
-    if friendly_name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 255)
-    {
-        return Err(TwilioError::invalid(
-            "Invalid parameter FriendlyName: longer than 255 characters",
-        ));
-    }
-    Ok(NewParticipant {
-        identifier: parse_number(state, "Identifier", &identifier)?,
-        friendly_name,
-        proxy_iccid: requested_proxy(
-            state,
-            service,
-            get("ProxyIdentifier").as_deref(),
-            get("ProxyIdentifierSid").as_deref(),
-        )
-        .await?,
-    })
-}
-
-/// The appliance session for two participants.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn new_session(
-    state: &ApiState,
-    client: &Client,
-    service: &TwilioService,
-    row: &TwilioSessionRow,
-    participants: [PhoneNumber; 2],
-    proxy: Option<String>,
-    mode: Mode,
-    now: OffsetDateTime,
-) -> NewSession {
-    NewSession {
-        participants,
-        mode,
-        ttl: row
-            .expiry_ms
-            .map(|expiry| Duration::milliseconds(expiry - ms(now)).max(Duration::seconds(1))),
-        idle_ttl: row.ttl.filter(|t| *t > 0).map(Duration::seconds),
-        label: Some(match &row.unique_name {
-            Some(name) => format!(
-                "proxy {}: {name}",
-                service.unique_name.as_deref().unwrap_or(&service.sid)
-            ),
-            None => format!(
-                "proxy {}",
-                service.unique_name.as_deref().unwrap_or(&service.sid)
-            ),
-        })
-        .map(|label| label.chars().take(200).collect()),
-        sticky: service.number_selection_behavior == "prefer-sticky",
-        actor: client.caller.name.clone(),
-        fallback_number: None,
-        proxy,
-        limits: state.limits.clone(),
-    }
-}
-
-pub(super) fn opened(state: &ApiState, record: &SessionRecord) {
-    tracing::info!(session = %record.id, proxy = ?record.proxy_number, "session opened (twilio)");
-    state.events.publish(Event::SessionOpened {
-        session_id: record.id.clone(),
-        proxy_number: record.proxy_number.e164().to_string(),
-        mode: record.mode.as_str().to_string(),
-    });
-}
-
 fn lifetime(form: &Form, now: OffsetDateTime) -> Result<(Option<i64>, Option<i64>), TwilioError> {
     let ttl = form.seconds("Ttl")?;
     if ttl.is_some_and(|t| t > MAX_TTL) {
@@ -442,6 +316,16 @@ fn lifetime(form: &Form, now: OffsetDateTime) -> Result<(Option<i64>, Option<i64
     Ok((ttl, expiry.map(ms)))
 }
 
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions", tag = "twilio",
+    params(("service" = String, Path)),
+    request_body(content = super::doc::SessionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 201, description = "Creates a session (an appliance session once it has two participants)", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn create(
     State(state): State<ApiState>,
     client: Client,
@@ -501,79 +385,27 @@ pub async fn create(
         };
         participants.push(participant_from(&state, &service, get).await?);
     }
-    let row = TwilioSessionRow {
-        sid: new_sid("KC"),
-        service_sid: service.sid.clone(),
-        session_id: None,
+    let spec = SessionSpec {
         unique_name,
-        ttl: ttl.or(service.default_ttl).filter(|t| *t > 0),
+        ttl,
         expiry_ms,
-        mode: mode.as_str().to_string(),
-        closed_ms: None,
-        deleted_ms: None,
-        created_ms: ms(now),
-        updated_ms: ms(now),
+        mode,
+        participants,
     };
-    let rows: Vec<TwilioParticipantRow> = participants
-        .iter()
-        .enumerate()
-        .map(|(position, p)| TwilioParticipantRow {
-            sid: new_sid("KP"),
-            session_sid: row.sid.clone(),
-            position: position as u8,
-            identifier: Some(p.identifier.e164().to_string()),
-            friendly_name: p.friendly_name.clone(),
-            proxy_iccid: p.proxy_iccid.clone(),
-            created_ms: ms(now),
-            deleted_ms: None,
-        })
-        .collect();
-    let open = match participants.as_slice() {
-        [a, b] => {
-            let proxy = one_proxy(a.proxy_iccid.clone(), b.proxy_iccid.clone())?;
-            let live = pool_of(&state, &service, proxy.as_deref()).await?;
-            let numbers = [a.identifier.clone(), b.identifier.clone()];
-            Some((
-                new_session(&state, &client, &service, &row, numbers, proxy, mode, now),
-                live,
-            ))
-        }
-        _ => None,
-    };
-    let record = state
-        .store
-        .twilio_create_session(row.clone(), rows, open, now)
-        .await?;
-    if let Some(record) = &record {
-        opened(&state, record);
-    }
+    let row = open_session(&state, &client, &service, spec, now).await?;
     let resolved = resolve(&state, service, &row.sid).await?;
     Ok((StatusCode::CREATED, Json(session_view(&client, &resolved))))
 }
 
-pub(super) fn too_many() -> TwilioError {
-    TwilioError::new(
-        StatusCode::BAD_REQUEST,
-        80609,
-        "Too many participants: a session has two (the masking rule: each pair talks through \
-         its own proxy number)",
-    )
-}
-
-pub(super) fn one_proxy(
-    a: Option<String>,
-    b: Option<String>,
-) -> Result<Option<String>, TwilioError> {
-    match (a, b) {
-        (Some(a), Some(b)) if a != b => Err(TwilioError::new(
-            StatusCode::BAD_REQUEST,
-            80402,
-            "The participants ask for different ProxyIdentifiers: a session has one proxy number",
-        )),
-        (a, b) => Ok(a.or(b)),
-    }
-}
-
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions", tag = "twilio",
+    params(("service" = String, Path)),
+    responses(
+        (status = 200, description = "The service's sessions: the facade's and the appliance's own on its numbers", body = super::doc::SessionList),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn list(
     State(state): State<ApiState>,
     client: Client,
@@ -616,11 +448,21 @@ pub async fn list(
     Ok(Json(paging.answer(&client, &path, "sessions", items)))
 }
 
+#[utoipa::path(get, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 200, description = "A session by SID or unique name", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn fetch(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     let service = service(&state, &service_key).await?;
     let resolved = resolve(&state, service, &key).await?;
     Ok(Json(session_view(&client, &resolved)))
@@ -650,12 +492,23 @@ pub(super) async fn close(state: &ApiState, client: &Client, id: &str) -> Result
 
 /// Closes (`Status=closed`), reopens (`Status=in-progress` or `open` on a
 /// closed session) or changes the lifetime (`Ttl`, `DateExpiry`).
+#[utoipa::path(post, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    request_body(content = super::doc::SessionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Closes (Status=closed), reopens or changes the lifetime", body = super::doc::Session),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn update(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     form: Form,
 ) -> Result<Json<Value>, TwilioError> {
+    let (service_key, key) = path;
     client.require(Role::Admin)?;
     form.only(&["DateExpiry", "Ttl", "Status", "FailOnParticipantConflict"])?;
     let service = service(&state, &service_key).await?;
@@ -723,11 +576,21 @@ pub async fn update(
 
 /// Deletes a session: it is closed first; the appliance keeps its record
 /// (the native API and exports still show it), the facade no longer does.
+#[utoipa::path(delete, path = "/twilio/v1/Services/{service}/Sessions/{session}", tag = "twilio",
+    params(("service" = String, Path), ("session" = String, Path)),
+    responses(
+        (status = 204, description = "Closes and forgets a session"),
+        (status = 400, description = "a parameter Twilio would refuse", body = super::doc::Error),
+        (status = 401, description = "wrong account SID or token", body = super::doc::Error),
+        (status = 404, description = "not found", body = super::doc::Error)
+    ),
+    security(("twilio_basic" = [])))]
 pub async fn delete(
     State(state): State<ApiState>,
     client: Client,
-    Path((service_key, key)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<StatusCode, TwilioError> {
+    let (service_key, key) = path;
     client.require(Role::Admin)?;
     let service = service(&state, &service_key).await?;
     let mut resolved = resolve(&state, service, &key).await?;
