@@ -104,6 +104,9 @@ impl Store {
         iccid: String,
         storage: SimStorage,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.save_sim_storage(iccid, storage).await;
+        }
         self.call(move |conn| upsert_storage(conn, &iccid, &storage))
             .await
     }
@@ -112,6 +115,9 @@ impl Store {
     pub async fn sim_storages(
         &self,
     ) -> Result<std::collections::BTreeMap<String, SimStorage>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_storages().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT iccid, storage, used, total, updated_ms FROM sim_storage",

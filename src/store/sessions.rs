@@ -488,6 +488,9 @@ impl Store {
         &self,
         now: OffsetDateTime,
     ) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_budget_use(now).await;
+        }
         self.call(move |conn| budget_use(conn, now)).await
     }
 

@@ -9,6 +9,7 @@
 //! same person queue rather than race.
 
 mod fleet;
+mod pool;
 mod relay;
 mod schema;
 mod sessions;

@@ -59,6 +59,14 @@ CREATE TABLE sim_status (
     updated_ms   BIGINT NOT NULL
 );
 
+CREATE TABLE sim_storage (
+    iccid      TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    storage    TEXT NOT NULL,
+    used       INTEGER NOT NULL CHECK (used >= 0),
+    total      INTEGER NOT NULL CHECK (total >= 0),
+    updated_ms BIGINT NOT NULL
+);
+
 CREATE TABLE sessions (
     id               TEXT PRIMARY KEY,
     proxy_iccid      TEXT NOT NULL REFERENCES sims(iccid),
@@ -176,6 +184,25 @@ CREATE TABLE outbox (
     sent_ms         BIGINT
 );
 CREATE INDEX outbox_due ON outbox(proxy_iccid, state, next_attempt_ms);
+
+-- Received parts, kept by the appliance that holds the SIM (the inbound
+-- transaction is not on PostgreSQL yet: the table is the relay's to come,
+-- and the pool's counters read it).
+CREATE TABLE inbound_parts (
+    id             BIGSERIAL PRIMARY KEY,
+    proxy_iccid    TEXT NOT NULL,
+    sender         TEXT,
+    storage        TEXT,
+    storage_index  INTEGER,
+    pdu_hex        TEXT,
+    concat_ref     INTEGER,
+    concat_total   INTEGER,
+    concat_seq     INTEGER,
+    text           TEXT,
+    received_ms    BIGINT NOT NULL,
+    interaction_id BIGINT REFERENCES interactions(id) ON DELETE SET NULL
+);
+CREATE UNIQUE INDEX inbound_parts_dedup ON inbound_parts(proxy_iccid, pdu_hex);
 
 CREATE TABLE outbox_sends (
     proxy_iccid TEXT NOT NULL,

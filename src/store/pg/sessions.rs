@@ -764,8 +764,8 @@ impl PgStore {
 
 /// Each SIM's use of its budgets at `now`: distinct recipients this month
 /// and messages sent in the last 24 hours.
-async fn budget_use(
-    tx: &deadpool_postgres::Transaction<'_>,
+pub(in crate::store) async fn budget_use(
+    tx: &impl deadpool_postgres::GenericClient,
     now: OffsetDateTime,
 ) -> Result<HashMap<String, (u32, u32)>, StoreError> {
     let mut used: HashMap<String, (u32, u32)> = HashMap::new();
