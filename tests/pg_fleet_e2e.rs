@@ -69,6 +69,17 @@ async fn two_daemons_share_one_pool_and_one_session_list() {
     expected.sort();
     assert_eq!(iccids(&pool1), expected);
     assert_eq!(iccids(&pool2), expected);
+    // Each SIM names the appliance that holds it, on both APIs.
+    for pool in [&pool1, &pool2] {
+        for number in pool.as_array().unwrap() {
+            let holder = if number["iccid"] == json!(sim.iccid(0)) {
+                "site-1"
+            } else {
+                "site-2"
+            };
+            assert_eq!(number["appliance"], json!(holder), "{number}");
+        }
+    }
 
     // A person talks to two others: the second session must take the
     // other proxy, whichever appliance's API opens it.

@@ -502,3 +502,27 @@ async fn calls_not_on_postgres_yet_say_so_and_the_password_never_shows() {
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_going_away_is_an_outage_and_the_store_resumes() {
+    let pg = Postgres::start();
+    let url = pg.database("outage").await;
+    let store = connect(&url, "site-1").await;
+    add_sims(&store, &[1]).await;
+    pg.stop();
+    let error = store.sims().await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let error = store
+        .open_session(request(1, 2), healthy(&[1]), now())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    pg.start_again();
+    // The pool drops the dead connections and makes new ones.
+    assert_eq!(store.sims().await.unwrap().len(), 1);
+    store
+        .open_session(request(1, 2), healthy(&[1]), now())
+        .await
+        .unwrap();
+    store.heartbeat(now()).await.unwrap();
+}
