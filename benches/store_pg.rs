@@ -84,7 +84,7 @@ async fn fill_postgres(url: &str) {
         .execute(
             "INSERT INTO sessions (id, proxy_iccid, mode, status, opened_ms, last_activity_ms) \
              SELECT 'ses_' || i, 'proxy' || (i % 16), 'both', 'open', 0, 0 \
-             FROM generate_series(0, $1 - 1) AS i",
+             FROM generate_series(0, $1::BIGINT - 1) AS i",
             &[&sessions],
         )
         .await
@@ -94,7 +94,7 @@ async fn fill_postgres(url: &str) {
             "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
              SELECT 'ses_' || i, p, '+4479' || lpad((2 * i + p)::TEXT, 8, '0'), \
                     'proxy' || (i % 16), TRUE \
-             FROM generate_series(0, $1 - 1) AS i, generate_series(0, 1) AS p",
+             FROM generate_series(0, $1::BIGINT - 1) AS i, generate_series(0, 1) AS p",
             &[&sessions],
         )
         .await
@@ -202,7 +202,7 @@ fn main() {
         fill_postgres(&url).await;
         let on_postgres = measure(&postgres).await;
 
-        println!("store at {SESSIONS} open sessions over {PROXIES} proxies (PostgreSQL on this machine, unix-free TCP loopback)");
+        println!("store at {SESSIONS} open sessions over {PROXIES} proxies (PostgreSQL on this machine, TCP loopback)");
         for (name, f) in [("sqlite", &on_sqlite), ("postgres", &on_postgres)] {
             println!(
                 "{name:>8}: lookup p50 {:>7.3} ms p99 {:>7.3} ms | open ({OPENERS} openers) p50 {:>7.2} ms p99 {:>7.2} ms, {:>6.0}/s",
