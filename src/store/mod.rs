@@ -6,7 +6,10 @@
 //! see SQL, and every state change is one transaction on that thread.
 //!
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
-//! second backend can implement the same calls.
+//! second backend implements the same calls. With `[store] backend =
+//! "postgres"` the handle talks to the fleet's PostgreSQL database instead
+//! (`store::pg`): each call implemented there dispatches at its top, and every
+//! other one answers [`StoreError::Unsupported`] naming itself.
 
 mod allocate;
 mod api_queries;
