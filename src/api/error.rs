@@ -190,6 +190,17 @@ impl From<StoreError> for ApiError {
                 | AllocationError::ParticipantIsProxy(_)
                 | AllocationError::TwoHubs,
             ) => Self::unprocessable("invalid_participants", error.to_string()),
+            // A call the configured backend does not have yet: say which.
+            StoreError::Unsupported { .. } => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                error.to_string(),
+            ),
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("{error}; received messages stay on the SIMs until the database is back"),
+            ),
             // The disk, not the request: say so, and that nothing is lost.
             full if full.is_disk_full() => Self::new(
                 StatusCode::INSUFFICIENT_STORAGE,

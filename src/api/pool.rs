@@ -76,6 +76,10 @@ pub struct NumberView {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub updated_at: Option<OffsetDateTime>,
+    /// In a fleet (`[store] backend = "postgres"`): the appliance that holds
+    /// the SIM. Absent on a single appliance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appliance: Option<String>,
 }
 
 /// A SIM's budgets and their use.
@@ -140,6 +144,7 @@ impl NumberView {
             failed: counters.failed,
             open_sessions: counters.open_sessions,
             updated_at: status.map(|s| s.updated_at),
+            appliance: None,
             iccid: SimId::parse(&sim.iccid).iccid().map(str::to_string),
             id_source: SimId::parse(&sim.iccid).source(),
             id: sim.iccid,
@@ -276,12 +281,24 @@ pub async fn numbers_now(state: &ApiState, caller: &Caller) -> Result<Vec<Number
     let none = SimCounters::default();
     let pool_limits = state.limits();
     let used = state.store.sim_budget_use(crate::clock::now()).await?;
+    // In a fleet, which appliance holds each SIM.
+    let owners: HashMap<String, String> = match state.store.backend() {
+        crate::store::Backend::Postgres => state
+            .store
+            .appliances()
+            .await?
+            .into_iter()
+            .flat_map(|a| a.sims.into_iter().map(move |iccid| (iccid, a.name.clone())))
+            .collect(),
+        crate::store::Backend::Sqlite => HashMap::new(),
+    };
     Ok(state
         .store
         .sims()
         .await?
         .into_iter()
         .map(|sim| {
+            let appliance = owners.get(&sim.iccid).cloned();
             let model = sim.modem_imei.as_ref().and_then(|i| models.get(i)).cloned();
             let counters = counters.get(&sim.iccid).unwrap_or(&none);
             let status = statuses.get(&sim.iccid);
@@ -297,7 +314,10 @@ pub async fn numbers_now(state: &ApiState, caller: &Caller) -> Result<Vec<Number
                     limit: limits.recipients_per_month,
                 },
             };
-            NumberView::new(sim, status, model, counters, budgets, caller)
+            NumberView {
+                appliance,
+                ..NumberView::new(sim, status, model, counters, budgets, caller)
+            }
         })
         .collect())
 }

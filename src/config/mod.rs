@@ -141,6 +141,32 @@ pub struct ClockConfig {
 pub struct StoreConfig {
     /// The SQLite database file (created if missing).
     pub path: PathBuf,
+    /// `sqlite` (default: the file at `path`) or `postgres` (the fleet's
+    /// database at `url`, shared by several appliances).
+    #[serde(default)]
+    pub backend: crate::store::Backend,
+    /// The PostgreSQL database, `postgres://user[:password]@host:port/db`
+    /// (or `host=… user=… dbname=…`), when `backend = "postgres"`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// What the store's configuration asks for, checked: the backend and,
+    /// for PostgreSQL, its url.
+    pub fn location(&self) -> Result<crate::store::Location, String> {
+        match (self.backend, &self.url) {
+            (crate::store::Backend::Sqlite, _) => {
+                Ok(crate::store::Location::Sqlite(self.path.clone()))
+            }
+            (crate::store::Backend::Postgres, Some(url)) if !url.trim().is_empty() => {
+                Ok(crate::store::Location::Postgres(url.clone()))
+            }
+            (crate::store::Backend::Postgres, _) => Err(
+                "backend = \"postgres\" needs url = \"postgres://user@host:port/database\"".into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -518,6 +544,9 @@ impl Config {
                 _ => ("mqtt".to_string(), problem),
             };
             invalid(&key, problem);
+        }
+        if let Err(problem) = self.store.location() {
+            invalid("store.url", problem);
         }
         if self
             .appliance
@@ -905,5 +934,37 @@ msisdn = \"+447700900002\"
     fn a_missing_file_says_which() {
         let error = Config::load(Path::new("/nonexistent/simmask.toml")).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/simmask.toml"));
+    }
+
+    #[test]
+    fn the_store_backend_is_sqlite_unless_postgres_is_asked_with_a_url() {
+        let with = |store: &str| {
+            Config::parse(
+                &MINIMAL.replace(
+                    "[store]\npath = \"/var/lib/simmask/simmask.db\"",
+                    &format!("[store]\npath = \"/var/lib/simmask/simmask.db\"\n{store}"),
+                ),
+                "simmask.toml",
+            )
+        };
+        let default = with("").unwrap();
+        assert_eq!(
+            default.store.location().unwrap(),
+            crate::store::Location::Sqlite("/var/lib/simmask/simmask.db".into())
+        );
+        let fleet =
+            with("backend = \"postgres\"\nurl = \"postgres://simmask:secret@db:5432/simmask\"")
+                .unwrap();
+        assert_eq!(
+            fleet.store.location().unwrap(),
+            crate::store::Location::Postgres("postgres://simmask:secret@db:5432/simmask".into())
+        );
+        let unknown = with("backend = \"mysql\"").unwrap_err().to_string();
+        assert!(
+            unknown.contains("mysql") && unknown.contains("sqlite") && unknown.contains("postgres"),
+            "{unknown}"
+        );
+        let no_url = with("backend = \"postgres\"").unwrap_err().to_string();
+        assert!(no_url.contains("store.url"), "{no_url}");
     }
 }

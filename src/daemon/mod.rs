@@ -106,7 +106,16 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     }
     let live = crate::config::LiveConfig::new(config);
     let config = live.get();
-    let store = Store::open(&config.store.path)?;
+    let location = config
+        .store
+        .location()
+        .map_err(|problem| crate::store::StoreError::Unavailable(format!("[store] {problem}")))?;
+    let store = Store::connect(
+        &location,
+        &config.appliance.name(),
+        crate::store::DEFAULT_HEARTBEAT_TIMEOUT,
+    )
+    .await?;
     let requeued = store.requeue_stuck_sending(crate::clock::now()).await?;
     if requeued > 0 {
         tracing::warn!(

@@ -38,6 +38,9 @@ const HOUR_MS: i64 = 3_600_000;
 impl Store {
     /// Every modem the bank has seen, by IMEI.
     pub async fn modems(&self) -> Result<Vec<ModemRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.modems().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT imei, manufacturer, model, revision, profile, COALESCE(port, '') \
@@ -60,6 +63,9 @@ impl Store {
 
     /// Each SIM's counters, by ICCID (SIMs without traffic are absent).
     pub async fn sim_counters(&self) -> Result<HashMap<String, SimCounters>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_counters().await;
+        }
         self.call(|conn| {
             let mut counters: HashMap<String, SimCounters> = HashMap::new();
             let mut statement = conn.prepare_cached(

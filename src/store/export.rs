@@ -152,6 +152,9 @@ impl Store {
         iccid: String,
         since: OffsetDateTime,
     ) -> Result<Vec<i64>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.recent_sends(iccid, since).await;
+        }
         let since = to_ms(since);
         self.call(move |conn| {
             let mut statement = conn.prepare_cached(

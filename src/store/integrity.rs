@@ -165,6 +165,12 @@ impl Store {
     /// `PRAGMA quick_check` on a connection of its own, on a thread of its
     /// own: the writer goes on meanwhile.
     pub async fn integrity(&self) -> Result<IntegrityCheck, StoreError> {
+        if self.pg.is_some() {
+            return Err(StoreError::Unsupported {
+                operation: "integrity".into(),
+                backend: "postgres",
+            });
+        }
         let path = self.path.clone();
         let (reply, answer) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

@@ -6,7 +6,10 @@
 //! see SQL, and every state change is one transaction on that thread.
 //!
 //! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
-//! second backend can implement the same calls.
+//! second backend implements the same calls. With `[store] backend =
+//! "postgres"` the handle talks to the fleet's PostgreSQL database instead
+//! (`store::pg`): each call implemented there dispatches at its top, and every
+//! other one answers [`StoreError::Unsupported`] naming itself.
 
 mod allocate;
 mod api_queries;
@@ -14,11 +17,13 @@ mod audit;
 mod callbacks;
 mod calls;
 mod export;
+mod fleet;
 mod hubs;
 mod import;
 mod inbound;
 mod integrity;
 mod migrations;
+mod pg;
 mod pool;
 mod rails;
 mod relay;
@@ -47,6 +52,7 @@ pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file};
 pub use migrations::latest_version;
+pub use pg::{ApplianceRecord, DEFAULT_HEARTBEAT_TIMEOUT, FleetEvent, redacted as redacted_url};
 pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{
@@ -118,6 +124,67 @@ pub enum StoreError {
     WalBusy,
     #[error("{path} is not a simmask backup: {reason}")]
     NotABackup { path: String, reason: String },
+    /// The call exists on the other backend only (so far).
+    #[error("`{operation}` is not implemented on the {backend} store yet")]
+    Unsupported {
+        operation: String,
+        backend: &'static str,
+    },
+    /// The database server cannot be reached (PostgreSQL): nothing was
+    /// stored; try again when it is back.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database: {0}")]
+    Postgres(tokio_postgres::Error),
+}
+
+/// Which database the store keeps its rows in (`[store] backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One SQLite file on this appliance (the default).
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by the fleet's appliances.
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the store is: an SQLite file or a PostgreSQL url.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            // Never the password.
+            Location::Postgres(url) => write!(f, "{}", pg::redacted(url)),
+        }
+    }
+}
+
+/// The name of the store call a job belongs to, from the type of its
+/// closure (`simmask::store::sessions::<impl …>::open_session::{{closure}}`
+/// gives `open_session`), for [`StoreError::Unsupported`].
+fn operation_of<F>() -> String {
+    let name = std::any::type_name::<F>();
+    name.rsplit("::")
+        .find(|part| !part.starts_with("{{") && !part.is_empty())
+        .unwrap_or(name)
+        .trim_end_matches('>')
+        .to_string()
 }
 
 /// The store's files and schema, for health checks.
@@ -153,6 +220,10 @@ pub struct Store {
     path: PathBuf,
     /// The last write the disk refused (full, failing), until one works.
     write_health: integrity::WriteHealth,
+    /// The fleet's PostgreSQL database, when that is the backend: every
+    /// call it implements goes there; the others answer
+    /// [`StoreError::Unsupported`].
+    pg: Option<pg::PgStore>,
 }
 
 impl std::fmt::Debug for Store {
@@ -193,7 +264,53 @@ impl Store {
             reader: Arc::new(Mutex::new(reader)),
             path: path.to_path_buf(),
             write_health,
+            pg: None,
         })
+    }
+
+    /// Opens the store at `location`: [`Store::open`] for an SQLite file;
+    /// for PostgreSQL, connects, applies the migrations and registers this
+    /// appliance as `appliance` (its SIMs' owner), with a heartbeat every
+    /// third of `heartbeat_timeout`.
+    pub async fn connect(
+        location: &Location,
+        appliance: &str,
+        heartbeat_timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        match location {
+            Location::Sqlite(path) => Self::open(path),
+            Location::Postgres(url) => {
+                let pg = pg::PgStore::connect(url, appliance, heartbeat_timeout).await?;
+                // No SQLite behind a PostgreSQL store: the writer channel
+                // has no thread (calls never reach it, see `call`), and the
+                // reader is an empty in-memory database never queried.
+                let (jobs, _) = mpsc::channel::<Job>();
+                let reader = Connection::open_in_memory()?;
+                Ok(Self {
+                    jobs,
+                    reader: Arc::new(Mutex::new(reader)),
+                    path: PathBuf::from(pg.shown()),
+                    write_health: integrity::WriteHealth::default(),
+                    pg: Some(pg),
+                })
+            }
+        }
+    }
+
+    /// The backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pg {
+            Some(_) => Backend::Postgres,
+            None => Backend::Sqlite,
+        }
+    }
+
+    /// The answer of a call the current backend does not implement.
+    fn unsupported<F>(&self) -> StoreError {
+        StoreError::Unsupported {
+            operation: operation_of::<F>(),
+            backend: self.backend().as_str(),
+        }
     }
 
     /// The database file.
@@ -207,6 +324,9 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        if self.pg.is_some() {
+            return Err(self.unsupported::<F>());
+        }
         let (reply, answer) = oneshot::channel();
         let health = self.write_health.clone();
         self.jobs
@@ -222,10 +342,13 @@ impl Store {
     }
 
     /// Runs the read-only `f` on the reader connection, on this thread.
-    fn read<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
+    fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<R, StoreError>,
+    {
+        if self.pg.is_some() {
+            return Err(self.unsupported::<F>());
+        }
         let reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
         f(&reader)
     }
@@ -252,6 +375,7 @@ impl Store {
     {
         let (reply, answer) = oneshot::channel();
         let health = self.write_health.clone();
+        let unsupported = self.pg.is_some().then(|| self.unsupported::<F>());
         let queued = self
             .jobs
             .send(Job::Durable(Box::new(move |conn| {
@@ -272,6 +396,9 @@ impl Store {
             })))
             .map_err(|_| StoreError::WriterGone);
         async move {
+            if let Some(unsupported) = unsupported {
+                return Err(unsupported);
+            }
             queued?;
             answer.await.map_err(|_| StoreError::WriterGone)?
         }
@@ -279,6 +406,14 @@ impl Store {
 
     /// The schema version and the files' sizes, after a query answered.
     pub async fn health(&self) -> Result<StoreFiles, StoreError> {
+        if let Some(pg) = &self.pg {
+            let (schema, database_bytes) = pg.health().await?;
+            return Ok(StoreFiles {
+                schema,
+                database_bytes,
+                wal_bytes: 0,
+            });
+        }
         let path = self.path.clone();
         let schema = self.call(|conn| migrations::current_version(conn)).await?;
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -54,6 +54,9 @@ impl SimStatusRecord {
 impl Store {
     /// Records a SIM's live state (the SIM must be in the pool).
     pub async fn save_sim_status(&self, status: SimStatusRecord) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.save_sim_statuses(vec![status]).await;
+        }
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 upsert_status(conn, &status)?;
@@ -72,6 +75,11 @@ impl Store {
         statuses: Vec<SimStatusRecord>,
         storages: Vec<(String, SimStorage)>,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            // The storage fill stays on the appliance (its dashboard).
+            drop(storages);
+            return pg.save_sim_statuses(statuses).await;
+        }
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 let tx = conn.transaction()?;
@@ -96,6 +104,9 @@ impl Store {
         iccid: String,
         storage: SimStorage,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.save_sim_storage(iccid, storage).await;
+        }
         self.call(move |conn| upsert_storage(conn, &iccid, &storage))
             .await
     }
@@ -104,6 +115,9 @@ impl Store {
     pub async fn sim_storages(
         &self,
     ) -> Result<std::collections::BTreeMap<String, SimStorage>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_storages().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT iccid, storage, used, total, updated_ms FROM sim_storage",
@@ -128,6 +142,9 @@ impl Store {
 
     /// Every SIM's last known state.
     pub async fn sim_statuses(&self) -> Result<Vec<SimStatusRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_statuses().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT iccid, state, healthy, signal_dbm, registration, roaming, operator, \

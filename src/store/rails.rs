@@ -196,6 +196,9 @@ impl Store {
 
     /// Forgets which numbers each SIM sent to in months before `now`'s.
     pub async fn forget_past_recipients(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.forget_past_recipients(now).await;
+        }
         self.call(move |conn| {
             Ok(conn.execute(
                 "DELETE FROM sim_recipients WHERE month < ?1",

@@ -91,6 +91,9 @@ impl Store {
         new: NewOutbound,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.queue_sms(new, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -109,6 +112,9 @@ impl Store {
         proxy_iccid: String,
         now: OffsetDateTime,
     ) -> Result<Option<OutboxItem>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.claim_next_due(proxy_iccid, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -127,6 +133,9 @@ impl Store {
         proxy_iccid: String,
         now: OffsetDateTime,
     ) -> Result<NextClaim, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.claim_next(proxy_iccid, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -149,6 +158,11 @@ impl Store {
         proxy_iccid: String,
         now: OffsetDateTime,
     ) -> Result<NextClaim, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .mark_sent_and_claim_next(outbox_id, message_refs, proxy_iccid, now)
+                .await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -165,6 +179,9 @@ impl Store {
     /// Puts rows claimed but never sent back in the queue, as they were
     /// (a worker stopping with messages handed to it).
     pub async fn unclaim(&self, outbox_ids: Vec<i64>) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.unclaim(outbox_ids).await;
+        }
         self.call(move |conn| {
             relaxed(conn, |conn| {
                 let tx = conn.transaction()?;
@@ -191,6 +208,9 @@ impl Store {
         message_refs: Vec<u8>,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.mark_sent(outbox_id, message_refs, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -210,6 +230,9 @@ impl Store {
         error: String,
         next_attempt: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.mark_retry(outbox_id, error, next_attempt).await;
+        }
         let next = to_ms(next_attempt);
         self.call(move |conn| {
             relaxed(conn, |conn| {
@@ -231,6 +254,9 @@ impl Store {
         reason: String,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.mark_failed(outbox_id, reason, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -300,6 +326,9 @@ impl Store {
         &self,
         interaction_id: i64,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.interaction_session(interaction_id).await;
+        }
         self.call(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
@@ -315,6 +344,9 @@ impl Store {
         &self,
         interaction_id: i64,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.interaction_proxy(interaction_id).await;
+        }
         self.call(move |conn| {
             Ok(conn
                 .prepare_cached("SELECT proxy_iccid FROM interactions WHERE id = ?1")?
@@ -328,6 +360,9 @@ impl Store {
     /// modem may have sent one already, so a crash costs at most one
     /// duplicate per row, never a lost message. Returns how many were requeued.
     pub async fn requeue_stuck_sending(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.requeue_stuck_sending(now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             Ok(conn.execute(
@@ -345,6 +380,9 @@ impl Store {
         &self,
         session_id: String,
     ) -> Result<Vec<InteractionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.interactions(session_id).await;
+        }
         self.call(move |conn| list_interactions(conn, &session_id))
             .await
     }

@@ -43,6 +43,9 @@ impl Store {
         &self,
         cutoff: OffsetDateTime,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.erase_bodies_older_than(cutoff).await;
+        }
         let cutoff = to_ms(cutoff);
         self.call(move |conn| {
             let tx = conn.transaction()?;

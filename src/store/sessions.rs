@@ -291,6 +291,9 @@ impl Store {
         modem: ModemRecord,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.upsert_modem(modem, now).await;
+        }
         let ModemRecord {
             imei,
             manufacturer,
@@ -330,6 +333,9 @@ impl Store {
         modem_imei: Option<String>,
         now: OffsetDateTime,
     ) -> Result<SimRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.upsert_sim(iccid, msisdn, imsi, modem_imei, now).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO sims (iccid, msisdn, imsi, modem_imei, first_seen_ms, last_seen_ms) \
@@ -345,6 +351,9 @@ impl Store {
 
     /// Every SIM of the pool.
     pub async fn sims(&self) -> Result<Vec<SimRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sims().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT iccid, msisdn, imsi, modem_imei, enabled, reserved_for, draining, front_desk FROM sims \
@@ -384,6 +393,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<SimRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.update_sim(iccid, change, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             sim_by_iccid(&tx, &iccid)?;
@@ -476,6 +488,9 @@ impl Store {
         &self,
         now: OffsetDateTime,
     ) -> Result<HashMap<String, (u32, u32)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sim_budget_use(now).await;
+        }
         self.call(move |conn| budget_use(conn, now)).await
     }
 
@@ -488,6 +503,9 @@ impl Store {
         live: Vec<LiveSim>,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.open_session(new, live, now).await;
+        }
         // Openings queued together share one fsync (group commit): eight
         // API callers at once wait for one flush, not eight in a row.
         self.call_durable(
@@ -498,11 +516,17 @@ impl Store {
     }
 
     pub async fn session(&self, id: String) -> Result<SessionRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.session(id).await;
+        }
         self.call(move |conn| session_by_id(conn, &id)).await
     }
 
     /// Sessions matching `filter`, newest first.
     pub async fn sessions(&self, filter: SessionFilter) -> Result<Vec<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.sessions(filter).await;
+        }
         self.call(move |conn| {
             let status = filter.status.map(|s| s.as_str().to_string());
             let label = filter
@@ -530,6 +554,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.close_session(id, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let session = session_by_id(&tx, &id)?;
@@ -556,6 +583,9 @@ impl Store {
         proxy_iccid: String,
         from: PhoneNumber,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.open_session_of(proxy_iccid, from).await;
+        }
         self.read(|conn| {
             let id: Option<String> = conn
                 .prepare_cached(
@@ -570,6 +600,9 @@ impl Store {
 
     /// Marks a session active at `now` (its idle TTL restarts).
     pub async fn touch_session(&self, id: String, now: OffsetDateTime) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.touch_session(id, now).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached("UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1")?
                 .execute(params![id, to_ms(now)])?;
@@ -597,6 +630,9 @@ impl Store {
     /// Ends every open session whose absolute or idle deadline has passed,
     /// and returns them.
     pub async fn expire_due(&self, now: OffsetDateTime) -> Result<Vec<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.expire_due(now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let now_ms = to_ms(now);

@@ -1,0 +1,87 @@
+//! The fleet's calls: appliances, heartbeats, SIM ownership and events
+//! shared by every appliance. They need the PostgreSQL backend (one SQLite
+//! file is one appliance): on SQLite they answer
+//! [`StoreError::Unsupported`], except the ones that have a one-appliance
+//! meaning.
+
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+use super::pg::{ApplianceRecord, FleetEvent};
+use super::{Store, StoreError};
+
+impl Store {
+    fn fleet_only(&self, operation: &str) -> StoreError {
+        StoreError::Unsupported {
+            operation: format!("{operation} (a fleet needs [store] backend = \"postgres\")"),
+            backend: self.backend().as_str(),
+        }
+    }
+
+    /// Records that this appliance is alive (the store also does it on its
+    /// own every third of the heartbeat timeout).
+    pub async fn heartbeat(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        match &self.pg {
+            Some(pg) => pg.heartbeat(now).await,
+            None => Err(self.fleet_only("heartbeat")),
+        }
+    }
+
+    /// This appliance's name in the fleet, when the store is shared.
+    pub fn appliance(&self) -> Option<&str> {
+        self.pg.as_ref().map(|pg| pg.appliance())
+    }
+
+    /// Every appliance of the fleet: its last heartbeat, whether it is
+    /// online, the SIMs it holds.
+    pub async fn appliances(&self) -> Result<Vec<ApplianceRecord>, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.appliances().await,
+            None => Err(self.fleet_only("appliances")),
+        }
+    }
+
+    /// The appliance that holds the SIM `iccid` and whether it is online
+    /// (`None` for a SIM no appliance has claimed).
+    pub async fn sim_owner(&self, iccid: String) -> Result<Option<(String, bool)>, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.sim_owner(iccid).await,
+            None => Err(self.fleet_only("sim_owner")),
+        }
+    }
+
+    /// Stores an event of this appliance for every API of the fleet;
+    /// returns its id.
+    pub async fn publish_event(
+        &self,
+        kind: String,
+        payload: String,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.publish_event(kind, payload, now).await,
+            None => Err(self.fleet_only("publish_event")),
+        }
+    }
+
+    /// The fleet's events after the id `after`, oldest first.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<FleetEvent>, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.events_after(after, limit).await,
+            None => Err(self.fleet_only("events_after")),
+        }
+    }
+
+    /// Follows the fleet's events after `after` as they come (LISTEN /
+    /// NOTIFY), until the receiver is dropped.
+    pub fn follow_events(&self, after: i64) -> Result<mpsc::Receiver<FleetEvent>, StoreError> {
+        match &self.pg {
+            Some(pg) => Ok(pg.follow_events(after)),
+            None => Err(self.fleet_only("follow_events")),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The PostgreSQL backend: several appliances share one database (the
+//! fleet). [`super::Store`] dispatches to it when `[store] backend =
+//! "postgres"`; the rest of the code does not know which one it talks to.
+//!
+//! Each appliance registers itself by name in `appliances` and beats a
+//! heartbeat; it owns the SIMs it holds (by ICCID). The masking rule is the
+//! same partial unique index as on SQLite, and allocation takes an advisory
+//! lock per participant so that openers on different appliances for the
+//! same person queue rather than race.
+
+mod fleet;
+mod pool;
+mod relay;
+mod schema;
+mod sessions;
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use time::OffsetDateTime;
+use tokio_postgres::NoTls;
+
+pub use fleet::{ApplianceRecord, FleetEvent};
+
+use super::{StoreError, to_ms};
+
+/// How often an appliance beats its heartbeat: a third of the timeout.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The handle to the fleet's database. Cheap to clone; the heartbeat stops
+/// with the last handle.
+#[derive(Clone)]
+pub(in crate::store) struct PgStore {
+    inner: Arc<Inner>,
+}
+
+pub(in crate::store) struct Inner {
+    pool: Pool,
+    appliance_id: i64,
+    appliance: String,
+    /// The url without its password, for messages.
+    shown: String,
+    heartbeat_timeout: std::time::Duration,
+    /// For connections of their own (LISTEN).
+    config: tokio_postgres::Config,
+}
+
+/// `url` as it may be shown: user, host, port and database, never the
+/// password.
+pub fn redacted(url: &str) -> String {
+    match tokio_postgres::Config::from_str(url) {
+        Ok(config) => {
+            let user = config.get_user().unwrap_or("");
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|host| match host {
+                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            let port = config
+                .get_ports()
+                .first()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            let db = config.get_dbname().unwrap_or("");
+            format!("postgres://{user}@{}{port}/{db}", hosts.join(","))
+        }
+        Err(_) => "postgres://(unreadable url)".into(),
+    }
+}
+
+/// A PostgreSQL error as the store's, with the server's message when it
+/// sent one; a lost connection is an outage, not a bug.
+pub(in crate::store) fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    use std::error::Error as _;
+    let io = error
+        .source()
+        .is_some_and(|source| source.is::<std::io::Error>());
+    if error.as_db_error().is_none() && (error.is_closed() || io) {
+        // No answer from the server: it went away or never came.
+        return StoreError::Unavailable(error.to_string());
+    }
+    StoreError::Postgres(error)
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => pg_error(error),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, applies the migrations, and
+    /// registers this appliance under `appliance`.
+    pub(in crate::store) async fn connect(
+        url: &str,
+        appliance: &str,
+        heartbeat_timeout: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let shown = redacted(url);
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("{shown}: not a PostgreSQL url ({e})")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(std::time::Duration::from_secs(5)))
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| match pool_error(e) {
+            StoreError::Unavailable(message) => {
+                StoreError::Unavailable(format!("{shown}: {message}"))
+            }
+            other => other,
+        })?;
+        schema::migrate(&mut client).await?;
+        let now = to_ms(OffsetDateTime::now_utc());
+        let appliance_id: i64 = client
+            .query_one(
+                "INSERT INTO appliances (name, first_seen_ms, heartbeat_ms) VALUES ($1, $2, $2) \
+                 ON CONFLICT (name) DO UPDATE SET heartbeat_ms = $2 RETURNING id",
+                &[&appliance, &now],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        drop(client);
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                appliance_id,
+                appliance: appliance.to_string(),
+                shown,
+                heartbeat_timeout,
+                config,
+            }),
+        };
+        store.spawn_heartbeat();
+        Ok(store)
+    }
+
+    /// A connection from the pool.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    /// This appliance's id in `appliances`.
+    pub(in crate::store) fn appliance_id(&self) -> i64 {
+        self.inner.appliance_id
+    }
+
+    /// This appliance's name.
+    pub(in crate::store) fn appliance(&self) -> &str {
+        &self.inner.appliance
+    }
+
+    /// The database, for messages (no password).
+    pub(in crate::store) fn shown(&self) -> &str {
+        &self.inner.shown
+    }
+
+    pub(in crate::store) fn heartbeat_timeout(&self) -> std::time::Duration {
+        self.inner.heartbeat_timeout
+    }
+
+    /// Beats the heartbeat every third of the timeout while a handle lives;
+    /// a beat that fails (the database away) is retried at the next tick.
+    fn spawn_heartbeat(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let period = self.inner.heartbeat_timeout / 3;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period.max(std::time::Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let store = PgStore { inner };
+                if let Err(error) = store.heartbeat(OffsetDateTime::now_utc()).await {
+                    tracing::warn!(%error, "fleet: heartbeat not recorded");
+                }
+            }
+        });
+    }
+
+    /// The schema version the database is at, and its size.
+    pub(in crate::store) async fn health(&self) -> Result<(usize, u64), StoreError> {
+        let client = self.client().await?;
+        let schema = schema::current_version(&client).await?;
+        let bytes: i64 = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok((schema, u64::try_from(bytes).unwrap_or(0)))
+    }
+}
+
+/// Runs `f` in a transaction on a pooled connection and commits.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut client = $store.client().await?;
+        let $tx = client
+            .transaction()
+            .await
+            .map_err(crate::store::pg::pg_error)?;
+        let result = $body;
+        match result {
+            Ok(value) => {
+                $tx.commit().await.map_err(crate::store::pg::pg_error)?;
+                Ok(value)
+            }
+            Err(error) => Err(error),
+        }
+    }};
+}
+pub(in crate::store) use in_transaction;

@@ -1,0 +1,286 @@
+//! The PostgreSQL schema, as numbered migrations applied at start in one
+//! transaction each, under an advisory lock (two appliances starting at the
+//! same instant do not both migrate). A database written by a newer simmask
+//! is refused, as on SQLite.
+//!
+//! Never edit a migration once released: add the next one.
+
+use super::super::StoreError;
+use super::pg_error;
+
+/// The fleet's tables. Times are milliseconds since the Unix epoch, as in
+/// the SQLite store, so both share their row shapes.
+const V1_FLEET: &str = r#"
+CREATE TABLE appliances (
+    id            BIGSERIAL PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    first_seen_ms BIGINT NOT NULL,
+    heartbeat_ms  BIGINT NOT NULL
+);
+
+CREATE TABLE modems (
+    imei          TEXT PRIMARY KEY,
+    appliance_id  BIGINT REFERENCES appliances(id),
+    manufacturer  TEXT NOT NULL DEFAULT '',
+    model         TEXT NOT NULL DEFAULT '',
+    revision      TEXT NOT NULL DEFAULT '',
+    profile       TEXT NOT NULL DEFAULT 'generic',
+    port          TEXT,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms  BIGINT NOT NULL
+);
+
+-- The SIM is the unit of the pool; the appliance that holds it owns it.
+CREATE TABLE sims (
+    iccid         TEXT PRIMARY KEY,
+    msisdn        TEXT NOT NULL UNIQUE,
+    imsi          TEXT NOT NULL DEFAULT '',
+    modem_imei    TEXT REFERENCES modems(imei),
+    appliance_id  BIGINT REFERENCES appliances(id),
+    enabled       BOOLEAN NOT NULL DEFAULT TRUE,
+    reserved_for  TEXT,
+    draining      BOOLEAN NOT NULL DEFAULT FALSE,
+    front_desk    TEXT,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms  BIGINT NOT NULL
+);
+
+CREATE TABLE sim_status (
+    iccid        TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    state        TEXT NOT NULL,
+    healthy      BOOLEAN NOT NULL,
+    signal_dbm   INTEGER,
+    registration TEXT NOT NULL DEFAULT '',
+    roaming      BOOLEAN NOT NULL DEFAULT FALSE,
+    operator     TEXT NOT NULL DEFAULT '',
+    voice_method TEXT,
+    port         TEXT NOT NULL DEFAULT '',
+    last_error   TEXT NOT NULL DEFAULT '',
+    updated_ms   BIGINT NOT NULL
+);
+
+CREATE TABLE sim_storage (
+    iccid      TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    storage    TEXT NOT NULL,
+    used       INTEGER NOT NULL CHECK (used >= 0),
+    total      INTEGER NOT NULL CHECK (total >= 0),
+    updated_ms BIGINT NOT NULL
+);
+
+CREATE TABLE sessions (
+    id               TEXT PRIMARY KEY,
+    proxy_iccid      TEXT NOT NULL REFERENCES sims(iccid),
+    mode             TEXT NOT NULL CHECK (mode IN ('sms', 'voice', 'both')),
+    status           TEXT NOT NULL CHECK (status IN ('open', 'closed', 'expired')),
+    label            TEXT,
+    opened_ms        BIGINT NOT NULL,
+    expires_ms       BIGINT,
+    idle_ttl_s       BIGINT CHECK (idle_ttl_s > 0),
+    last_activity_ms BIGINT NOT NULL,
+    ended_ms         BIGINT,
+    close_reason     TEXT,
+    fallback_number  TEXT,
+    -- An ended session says why; an open one does not.
+    CHECK ((status = 'open') = (close_reason IS NULL))
+);
+CREATE INDEX sessions_status_opened ON sessions(status, opened_ms);
+CREATE INDEX sessions_proxy_open ON sessions(proxy_iccid) WHERE status = 'open';
+
+-- `open` mirrors the session's status so that the masking rule is a
+-- constraint of the database: on one proxy a number is in at most one open
+-- session, whichever appliance wrote it.
+CREATE TABLE participants (
+    session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    position    SMALLINT NOT NULL CHECK (position IN (0, 1)),
+    number      TEXT NOT NULL,
+    proxy_iccid TEXT NOT NULL REFERENCES sims(iccid),
+    open        BOOLEAN NOT NULL,
+    hub_code    TEXT,
+    PRIMARY KEY (session_id, position)
+);
+CREATE UNIQUE INDEX participants_open_route
+    ON participants(proxy_iccid, number) WHERE open;
+CREATE INDEX participants_number ON participants(number);
+
+CREATE TABLE opt_outs (
+    number TEXT PRIMARY KEY,
+    at_ms  BIGINT NOT NULL
+);
+
+CREATE TABLE sim_recipients (
+    iccid  TEXT NOT NULL,
+    month  TEXT NOT NULL,
+    number TEXT NOT NULL,
+    PRIMARY KEY (iccid, month, number)
+);
+
+CREATE TABLE api_tokens (
+    id           BIGSERIAL PRIMARY KEY,
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'viewer', 'metrics')),
+    hash         TEXT NOT NULL UNIQUE,
+    created_ms   BIGINT NOT NULL,
+    expires_ms   BIGINT,
+    last_used_ms BIGINT,
+    revoked_ms   BIGINT
+);
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens(name) WHERE revoked_ms IS NULL;
+
+CREATE TABLE audit (
+    id           BIGSERIAL PRIMARY KEY,
+    at_ms        BIGINT NOT NULL,
+    appliance_id BIGINT REFERENCES appliances(id),
+    actor        TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    object       TEXT NOT NULL,
+    detail       TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE interactions (
+    id            BIGSERIAL PRIMARY KEY,
+    session_id    TEXT REFERENCES sessions(id) ON DELETE SET NULL,
+    proxy_iccid   TEXT NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('sms', 'call')),
+    from_position SMALLINT CHECK (from_position IN (0, 1)),
+    from_number   TEXT,
+    to_number     TEXT,
+    status        TEXT NOT NULL,
+    reason        TEXT NOT NULL DEFAULT '',
+    rule          TEXT,
+    body          TEXT,
+    parts         INTEGER NOT NULL DEFAULT 1,
+    incomplete    BOOLEAN NOT NULL DEFAULT FALSE,
+    answered_ms   BIGINT,
+    ended_ms      BIGINT,
+    duration_ms   BIGINT,
+    outcome       TEXT,
+    created_ms    BIGINT NOT NULL,
+    updated_ms    BIGINT NOT NULL
+);
+CREATE INDEX interactions_by_session ON interactions(session_id, created_ms);
+
+CREATE TABLE interaction_events (
+    id             BIGSERIAL PRIMARY KEY,
+    interaction_id BIGINT NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    at_ms          BIGINT NOT NULL,
+    status         TEXT NOT NULL,
+    detail         TEXT NOT NULL DEFAULT ''
+);
+
+-- A message waits for its own proxy: whichever appliance holds that SIM
+-- sends it (the SIM's rows move with it).
+CREATE TABLE outbox (
+    id              BIGSERIAL PRIMARY KEY,
+    interaction_id  BIGINT NOT NULL REFERENCES interactions(id) ON DELETE CASCADE,
+    proxy_iccid     TEXT NOT NULL,
+    to_number       TEXT,
+    body            TEXT,
+    state           TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL,
+    last_error      TEXT NOT NULL DEFAULT '',
+    message_refs    TEXT NOT NULL DEFAULT '',
+    created_ms      BIGINT NOT NULL,
+    sent_ms         BIGINT
+);
+CREATE INDEX outbox_due ON outbox(proxy_iccid, state, next_attempt_ms);
+
+-- Received parts, kept by the appliance that holds the SIM (the inbound
+-- transaction is not on PostgreSQL yet: the table is the relay's to come,
+-- and the pool's counters read it).
+CREATE TABLE inbound_parts (
+    id             BIGSERIAL PRIMARY KEY,
+    proxy_iccid    TEXT NOT NULL,
+    sender         TEXT,
+    storage        TEXT,
+    storage_index  INTEGER,
+    pdu_hex        TEXT,
+    concat_ref     INTEGER,
+    concat_total   INTEGER,
+    concat_seq     INTEGER,
+    text           TEXT,
+    received_ms    BIGINT NOT NULL,
+    interaction_id BIGINT REFERENCES interactions(id) ON DELETE SET NULL
+);
+CREATE UNIQUE INDEX inbound_parts_dedup ON inbound_parts(proxy_iccid, pdu_hex);
+
+CREATE TABLE outbox_sends (
+    proxy_iccid TEXT NOT NULL,
+    at_ms       BIGINT NOT NULL
+);
+CREATE INDEX outbox_sends_by_sim ON outbox_sends(proxy_iccid, at_ms);
+
+-- Events of every appliance, in order; each insert is also announced with
+-- NOTIFY so that every API can follow the fleet's.
+CREATE TABLE fleet_events (
+    id           BIGSERIAL PRIMARY KEY,
+    appliance_id BIGINT NOT NULL REFERENCES appliances(id),
+    at_ms        BIGINT NOT NULL,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL
+);
+"#;
+
+/// Every migration, in order; the schema's version is their count.
+const ALL: &[&str] = &[V1_FLEET];
+
+/// The schema version this simmask writes.
+pub fn latest_version() -> usize {
+    ALL.len()
+}
+
+/// An arbitrary constant naming the migration lock among advisory locks.
+const MIGRATION_LOCK: i64 = 0x5349_4d4d_4153_4b01;
+
+/// Applies the missing migrations; refuses a newer schema.
+pub(in crate::store) async fn migrate(
+    client: &mut tokio_postgres::Client,
+) -> Result<usize, StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS simmask_schema (
+             version    INTEGER PRIMARY KEY,
+             applied_ms BIGINT NOT NULL
+         )",
+    )
+    .await
+    .map_err(pg_error)?;
+    let found: i32 = tx
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM simmask_schema", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let found = usize::try_from(found).unwrap_or(0);
+    let known = latest_version();
+    if found > known {
+        return Err(StoreError::TooNew { found, known });
+    }
+    let now = super::super::to_ms(time::OffsetDateTime::now_utc());
+    for (index, sql) in ALL.iter().enumerate().skip(found) {
+        tx.batch_execute(sql).await.map_err(pg_error)?;
+        let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO simmask_schema (version, applied_ms) VALUES ($1, $2)",
+            &[&version, &now],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(known)
+}
+
+/// The schema version the database is at.
+pub(in crate::store) async fn current_version(
+    client: &tokio_postgres::Client,
+) -> Result<usize, StoreError> {
+    let version: i32 = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM simmask_schema", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    Ok(usize::try_from(version).unwrap_or(0))
+}

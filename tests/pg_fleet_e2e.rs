@@ -1,0 +1,146 @@
+//! Two appliances, one pool: two `simmask run` daemons share one
+//! PostgreSQL (started by the test), each driving one modem of the virtual
+//! network as its bank. Both APIs list the same pool and sessions, and the
+//! masking rule holds across them. (The inbound relay is not on PostgreSQL
+//! yet: relaying SMS through a fleet is not tested here.)
+
+mod common;
+mod pg_common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Daemon, Sim, free_port, write_config};
+use pg_common::Postgres;
+use serde_json::json;
+
+const A: &str = "+447911123456";
+const B: &str = "+447912345678";
+const C: &str = "+447911777888";
+const D: &str = "+447911777999";
+
+/// A daemon's configuration in `dir`: the modem `modem` of `sim` only, the
+/// fleet's database, the appliance's name.
+fn fleet_config(dir: &Path, sim: &Sim, modem: usize, port: u16, url: &str, name: &str) -> PathBuf {
+    let path = write_config(dir, sim, port, &format!("[appliance]\nname = \"{name}\"\n"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "[store]\n",
+            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        )
+        .replace("/modem*\"]", &format!("/modem{modem}\"]"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_one_pool_and_one_session_list() {
+    let pg = Postgres::start();
+    let url = pg.database("fleet").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 2, "generic");
+    let (dir1, dir2) = (dir.path().join("site-1"), dir.path().join("site-2"));
+    std::fs::create_dir_all(&dir1).unwrap();
+    std::fs::create_dir_all(&dir2).unwrap();
+    let (port1, port2) = (free_port(), free_port());
+    let config1 = fleet_config(&dir1, &sim, 0, port1, &url, "site-1");
+    let config2 = fleet_config(&dir2, &sim, 1, port2, &url, "site-2");
+    let log1 = dir1.join("daemon.log");
+    let log2 = dir2.join("daemon.log");
+    let daemon1 = Daemon::start_logged(&config1, port1, 1, &log1, Duration::from_secs(60)).await;
+    // The second daemon sees its own SIM and the first's: one pool.
+    let daemon2 = Daemon::start_logged(&config2, port2, 2, &log2, Duration::from_secs(60)).await;
+    daemon1.wait_ready(2).await;
+
+    let iccids = |numbers: &serde_json::Value| -> Vec<String> {
+        let mut iccids: Vec<String> = numbers
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|n| n["iccid"].as_str().unwrap().to_string())
+            .collect();
+        iccids.sort();
+        iccids
+    };
+    let pool1 = daemon1.get("/api/v1/numbers").await;
+    let pool2 = daemon2.get("/api/v1/numbers").await;
+    let mut expected = vec![sim.iccid(0), sim.iccid(1)];
+    expected.sort();
+    assert_eq!(iccids(&pool1), expected);
+    assert_eq!(iccids(&pool2), expected);
+    // Each SIM names the appliance that holds it, on both APIs.
+    for pool in [&pool1, &pool2] {
+        for number in pool.as_array().unwrap() {
+            let holder = if number["iccid"] == json!(sim.iccid(0)) {
+                "site-1"
+            } else {
+                "site-2"
+            };
+            assert_eq!(number["appliance"], json!(holder), "{number}");
+        }
+    }
+
+    // A person talks to two others: the second session must take the
+    // other proxy, whichever appliance's API opens it.
+    let first = daemon1.open_session(A, B, json!({"label": "one"})).await;
+    let second = daemon2.open_session(A, C, json!({"label": "two"})).await;
+    assert_ne!(first["proxy_number"], second["proxy_number"]);
+    // A third with the same person has no proxy left, on either API.
+    let refused = common::client()
+        .post(format!("{}/api/v1/sessions", daemon1.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .json(&json!({"participants": [A, D]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+
+    // Both APIs list both sessions, and each finds the other's.
+    for daemon in [&daemon1, &daemon2] {
+        let listed = daemon.get("/api/v1/sessions").await;
+        let ids: Vec<&str> = listed["sessions"]
+            .as_array()
+            .or_else(|| listed.as_array())
+            .expect("sessions")
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&first["id"].as_str().unwrap()), "{listed}");
+        assert!(ids.contains(&second["id"].as_str().unwrap()), "{listed}");
+    }
+    let seen = daemon2
+        .get(&format!(
+            "/api/v1/sessions/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(seen["proxy_number"], first["proxy_number"]);
+
+    // Closing through the other API frees the proxy for both.
+    let closed = common::client()
+        .delete(format!(
+            "{}/api/v1/sessions/{}",
+            daemon2.url,
+            first["id"].as_str().unwrap()
+        ))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        closed.status().is_success(),
+        "{}",
+        closed.text().await.unwrap()
+    );
+    daemon1.open_session(A, D, json!({})).await;
+    if std::env::var_os("SIMMASK_PG_SHOW_LOGS").is_some() {
+        for log in [&log1, &log2] {
+            for line in std::fs::read_to_string(log).unwrap().lines() {
+                if line.contains("ERROR") || line.contains("WARN") {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+}
