@@ -66,7 +66,10 @@ pub fn restore(
     }
     // Nothing is moved before the backup is known to be good.
     Store::check_backup(backup)?;
-    let path = &config.store.path;
+    let path = config
+        .store
+        .sqlite_path()
+        .map_err(|problem| anyhow::anyhow!("store: {problem}"))?;
     let set_aside = if path.exists() {
         if !replace {
             anyhow::bail!(
@@ -163,7 +166,14 @@ pub async fn erase_participant(
 
 /// Takes a consistent copy of the database while the daemon runs.
 pub fn backup_store(config: &Config, out: &Path) -> Result<Value, CliError> {
-    Store::backup_file(&config.store.path, out)?;
+    let file = config
+        .store
+        .sqlite_path()
+        .map_err(|_| crate::store::StoreError::Unsupported {
+            operation: "backup".into(),
+            backend: config.store.backend.as_str(),
+        })?;
+    Store::backup_file(file, out)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(json!({"backup": out.display().to_string(), "bytes": bytes}))
 }

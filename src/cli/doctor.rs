@@ -94,11 +94,32 @@ pub async fn checks(config: &Config, system: &System) -> Vec<Check> {
     checks.push(doctor::modemmanager(system, &ports));
     let daemon = doctor::daemon_clock(config).await;
     checks.push(doctor::clock(system, daemon.as_ref()));
-    checks.push(doctor::disk(system, &config.store.path));
-    if config.store.path.exists() {
-        checks.push(doctor::integrity(&config.store.path));
+    let file = match config.store.sqlite_path() {
+        Ok(file) => file,
+        // A fleet's database is not this appliance's to check: say so
+        // rather than fail every appliance's doctor.
+        Err(_) if config.store.backend == crate::store::Backend::Postgres => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            checks.push(check(
+                "store",
+                true,
+                format!(
+                    "PostgreSQL at {} (the fleet's database): not checked here, see /healthz",
+                    crate::store::redacted_url(url)
+                ),
+            ));
+            return checks;
+        }
+        Err(problem) => {
+            checks.push(check("store", false, problem));
+            return checks;
+        }
+    };
+    checks.push(doctor::disk(system, file));
+    if file.exists() {
+        checks.push(doctor::integrity(file));
     }
-    let store = match doctor::open_store(&config.store.path) {
+    let store = match doctor::open_store(file) {
         Ok(store) => store,
         Err(finding) => {
             checks.push(finding);

@@ -252,7 +252,11 @@ fn profiles_table(value: &serde_json::Value) -> String {
 /// The configuration at `path` and its store.
 fn open_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
     let config = crate::config::Config::load(path)?;
-    let store = Store::open(&config.store.path).context("opening the store")?;
+    let file = config
+        .store
+        .sqlite_path()
+        .map_err(|problem| anyhow::anyhow!("store: {problem}"))?;
+    let store = Store::open(file).context("opening the store")?;
     Ok((config, store))
 }
 

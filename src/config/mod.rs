@@ -139,7 +139,12 @@ pub struct ClockConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The SQLite database file (created if missing).
+    /// The SQLite database file (created if missing). Required with
+    /// `backend = "sqlite"`; refused with `postgres` (the data is in the
+    /// database at `url`, and the offline commands that work on the file —
+    /// backup, restore, doctor — must not act on a stale one). Empty when
+    /// absent.
+    #[serde(default)]
     pub path: PathBuf,
     /// `sqlite` (default: the file at `path`) or `postgres` (the fleet's
     /// database at `url`, shared by several appliances).
@@ -157,14 +162,31 @@ impl StoreConfig {
     pub fn location(&self) -> Result<crate::store::Location, String> {
         match (self.backend, &self.url) {
             (crate::store::Backend::Sqlite, _) => {
-                Ok(crate::store::Location::Sqlite(self.path.clone()))
+                Ok(crate::store::Location::Sqlite(self.sqlite_path()?.to_path_buf()))
             }
+            (crate::store::Backend::Postgres, _) if !self.path.as_os_str().is_empty() => Err(
+                "path is the SQLite file: with backend = \"postgres\" the data is in the database at url; remove path".into(),
+            ),
             (crate::store::Backend::Postgres, Some(url)) if !url.trim().is_empty() => {
                 Ok(crate::store::Location::Postgres(url.clone()))
             }
             (crate::store::Backend::Postgres, _) => Err(
                 "backend = \"postgres\" needs url = \"postgres://user@host:port/database\"".into(),
             ),
+        }
+    }
+
+    /// The SQLite file, for the commands that work on it directly (backup,
+    /// restore, doctor, the offline shell): refused on PostgreSQL.
+    pub fn sqlite_path(&self) -> Result<&Path, String> {
+        match self.backend {
+            crate::store::Backend::Postgres => Err(
+                "this works on the SQLite file: with backend = \"postgres\" the data is in the fleet's database (use its own tools, e.g. pg_dump)".into(),
+            ),
+            crate::store::Backend::Sqlite if self.path.as_os_str().is_empty() => Err(
+                "missing: the SQLite file, e.g. path = \"/var/lib/simmask/simmask.db\" (or backend = \"postgres\" with url)".into(),
+            ),
+            crate::store::Backend::Sqlite => Ok(&self.path),
         }
     }
 }
@@ -546,7 +568,12 @@ impl Config {
             invalid(&key, problem);
         }
         if let Err(problem) = self.store.location() {
-            invalid("store.url", problem);
+            let key = match self.store.backend {
+                crate::store::Backend::Sqlite => "store.path",
+                _ if !self.store.path.as_os_str().is_empty() => "store.path",
+                _ => "store.url",
+            };
+            invalid(key, problem);
         }
         if self
             .appliance
@@ -942,16 +969,22 @@ msisdn = \"+447700900002\"
             Config::parse(
                 &MINIMAL.replace(
                     "[store]\npath = \"/var/lib/simmask/simmask.db\"",
-                    &format!("[store]\npath = \"/var/lib/simmask/simmask.db\"\n{store}"),
+                    &format!("[store]\n{store}"),
                 ),
                 "simmask.toml",
             )
         };
-        let default = with("").unwrap();
+        let path = "path = \"/var/lib/simmask/simmask.db\"";
+        let default = with(path).unwrap();
         assert_eq!(
             default.store.location().unwrap(),
             crate::store::Location::Sqlite("/var/lib/simmask/simmask.db".into())
         );
+        assert_eq!(
+            default.store.sqlite_path().unwrap(),
+            Path::new("/var/lib/simmask/simmask.db")
+        );
+        // PostgreSQL needs no path.
         let fleet =
             with("backend = \"postgres\"\nurl = \"postgres://simmask:secret@db:5432/simmask\"")
                 .unwrap();
@@ -959,7 +992,29 @@ msisdn = \"+447700900002\"
             fleet.store.location().unwrap(),
             crate::store::Location::Postgres("postgres://simmask:secret@db:5432/simmask".into())
         );
-        let unknown = with("backend = \"mysql\"").unwrap_err().to_string();
+        // The commands that work on the SQLite file refuse, naming why.
+        let refused = fleet.store.sqlite_path().unwrap_err();
+        assert!(refused.contains("postgres"), "{refused}");
+        // A path beside postgres is refused, not silently ignored: backup,
+        // restore and doctor would act on a stale file.
+        let both = with(&format!(
+            "{path}\nbackend = \"postgres\"\nurl = \"postgres://db/simmask\""
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("store.path") && both.contains("remove path"),
+            "{both}"
+        );
+        // SQLite without a path names the key.
+        let no_path = with("").unwrap_err().to_string();
+        assert!(
+            no_path.contains("store.path") && no_path.contains("missing"),
+            "{no_path}"
+        );
+        let unknown = with(&format!("{path}\nbackend = \"mysql\""))
+            .unwrap_err()
+            .to_string();
         assert!(
             unknown.contains("mysql") && unknown.contains("sqlite") && unknown.contains("postgres"),
             "{unknown}"
