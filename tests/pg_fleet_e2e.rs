@@ -149,3 +149,78 @@ async fn two_daemons_share_one_pool_and_one_session_list() {
         }
     }
 }
+
+/// `/healthz` of a fleet appliance while PostgreSQL is stopped and after
+/// it is back: the outage, since when, and the status degraded.
+async fn health_until(
+    daemon: &Daemon,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let health: serde_json::Value = common::client()
+            .get(format!("{}/healthz", daemon.url))
+            .send()
+            .await
+            .expect("/healthz answers while the database is away")
+            .json()
+            .await
+            .unwrap();
+        if done(&health) {
+            return health;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} not seen: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_the_database_away_and_back() {
+    let pg = Postgres::start();
+    let url = pg.database("outage").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let port = free_port();
+    let config = fleet_config(dir.path(), &sim, 0, port, &url, "site-1");
+    let log = dir.path().join("daemon.log");
+    let daemon = Daemon::start_logged(&config, port, 1, &log, Duration::from_secs(60)).await;
+
+    let up = health_until(&daemon, "a healthy store", |h| h["status"] == "ok").await;
+    assert_eq!(up["store"]["backend"], json!("postgres"), "{up}");
+    assert_eq!(up["store"]["database_reachable"], json!(true), "{up}");
+    assert!(up["store"]["unreachable_since"].is_null(), "{up}");
+
+    let stopped_at = time::OffsetDateTime::now_utc();
+    pg.stop();
+    let away = health_until(&daemon, "the outage", |h| {
+        h["store"]["database_reachable"] == json!(false)
+    })
+    .await;
+    assert_eq!(away["status"], json!("degraded"), "{away}");
+    let since = time::OffsetDateTime::parse(
+        away["store"]["unreachable_since"].as_str().expect("since"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(since >= stopped_at - time::Duration::seconds(1), "{away}");
+    assert!(
+        !away["store"]["database_error"]
+            .as_str()
+            .expect("why")
+            .is_empty(),
+        "{away}"
+    );
+    // The url's password would never be there; the url itself is not.
+    assert!(!away.to_string().contains("postgres://"), "{away}");
+
+    pg.start_again();
+    let back = health_until(&daemon, "the database back", |h| h["status"] == "ok").await;
+    assert_eq!(back["store"]["database_reachable"], json!(true), "{back}");
+    assert!(back["store"]["database_error"].is_null(), "{back}");
+    // The store answers again through the API.
+    daemon.get("/api/v1/numbers").await;
+}

@@ -4,7 +4,8 @@
 //!
 //! It answers 200 while the process serves: a supervisor that restarted the
 //! appliance over a full disk or a damaged file would fix neither. `status`
-//! is `degraded` then, and `store` says why.
+//! is `degraded` then, and `store` says why. On a fleet (PostgreSQL) the
+//! same holds of a database that does not answer.
 
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +27,9 @@ pub enum Integrity {
     Checked(IntegrityCheck),
     /// The check itself could not run.
     Failed(String),
+    /// The store is the fleet's PostgreSQL: `PRAGMA quick_check` is
+    /// SQLite's; the server checks its own pages.
+    NotApplicable,
 }
 
 /// The start-up check's result, shared with the daemon that runs it.
@@ -85,7 +89,8 @@ impl SimsCondition {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreCondition {
     /// `PRAGMA quick_check` at start: `ok`, `failed` (see `problems`),
-    /// `checking`, `error` (the check could not run) or `unchecked`.
+    /// `checking`, `error` (the check could not run), `unchecked`, or
+    /// `not_applicable` (PostgreSQL: the server checks its own pages).
     pub integrity: &'static str,
     /// What the check found, or why it could not run.
     pub problems: Vec<String>,
@@ -103,6 +108,19 @@ pub struct StoreCondition {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub failing_since: Option<OffsetDateTime>,
+    /// `sqlite` or `postgres` (a fleet's shared database).
+    pub backend: &'static str,
+    /// The database answers (always on SQLite, a local file). On
+    /// PostgreSQL, false from a call that could not reach it until a
+    /// heartbeat (every third of the heartbeat timeout) reaches it again;
+    /// meanwhile received messages stay on the SIMs.
+    pub database_reachable: bool,
+    /// Why it does not answer, while it does not.
+    pub database_error: Option<String>,
+    /// Since when it does not answer.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub unreachable_since: Option<OffsetDateTime>,
 }
 
 impl StoreCondition {
@@ -118,8 +136,10 @@ impl StoreCondition {
             Integrity::Checked(check) if check.ok => ("ok", Vec::new(), Some(check.checked_at)),
             Integrity::Checked(check) => ("failed", check.problems, Some(check.checked_at)),
             Integrity::Failed(error) => ("error", vec![error], None),
+            Integrity::NotApplicable => ("not_applicable", Vec::new(), None),
         };
         let failure = state.store.write_failure();
+        let outage = state.store.database_outage();
         Self {
             integrity: word,
             problems,
@@ -128,12 +148,16 @@ impl StoreCondition {
             disk_full: failure.as_ref().is_some_and(|f| f.disk_full),
             write_error: failure.as_ref().map(|f| f.message.clone()),
             failing_since: failure.map(|f| f.since),
+            backend: state.store.backend().as_str(),
+            database_reachable: outage.is_none(),
+            database_error: outage.as_ref().map(|o| o.error.clone()),
+            unreachable_since: outage.map(|o| o.since),
         }
     }
 
-    /// Damaged or not writing.
+    /// Damaged, not writing, or its database away.
     pub fn degraded(&self) -> bool {
-        !self.writable || matches!(self.integrity, "failed" | "error")
+        !self.writable || !self.database_reachable || matches!(self.integrity, "failed" | "error")
     }
 }
 

@@ -97,6 +97,7 @@ async fn store_health(state: &ApiState) -> StoreHealth {
             error: condition
                 .write_error
                 .clone()
+                .or_else(|| condition.database_error.clone())
                 .or_else(|| condition.problems.first().cloned()),
             condition,
         },

@@ -138,6 +138,13 @@ pub enum StoreError {
     Postgres(tokio_postgres::Error),
 }
 
+/// The database server does not answer (PostgreSQL): since when and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseOutage {
+    pub since: OffsetDateTime,
+    pub error: String,
+}
+
 /// Which database the store keeps its rows in (`[store] backend`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -303,6 +310,12 @@ impl Store {
             Some(_) => Backend::Postgres,
             None => Backend::Sqlite,
         }
+    }
+
+    /// While the fleet's database does not answer: since when and why
+    /// (`None` on SQLite, whose file is local: see `write_failure`).
+    pub fn database_outage(&self) -> Option<DatabaseOutage> {
+        self.pg.as_ref().and_then(|pg| pg.outage())
     }
 
     /// The answer of a call the current backend does not implement.

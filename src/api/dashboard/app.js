@@ -363,10 +363,15 @@ function showStore(store) {
       ? t('store.disk_full', { since })
       : t('store.write_error', { since, error: store.write_error || '' }));
   }
+  if (store.database_reachable === false) {
+    const since = store.unreachable_since ? time(store.unreachable_since) : '?';
+    lines.push(t('store.database_unreachable', { since, error: store.database_error || '' }));
+  }
   banner.hidden = lines.length === 0;
   banner.dataset.integrity = store.integrity;
   banner.dataset.writable = String(store.writable);
   banner.dataset.diskFull = String(store.disk_full);
+  banner.dataset.databaseReachable = String(store.database_reachable !== false);
   banner.replaceChildren(...lines.map((line) => el('span', { class: 'line', dir: 'auto' }, line)));
 }
 

@@ -44,6 +44,9 @@ pub(in crate::store) struct Inner {
     heartbeat_timeout: std::time::Duration,
     /// For connections of their own (LISTEN).
     config: tokio_postgres::Config,
+    /// Since when, and why, the database does not answer: set by a call
+    /// that could not reach it, cleared by the next heartbeat that does.
+    outage: std::sync::Mutex<Option<super::DatabaseOutage>>,
 }
 
 /// `url` as it may be shown: user, host, port and database, never the
@@ -144,6 +147,7 @@ impl PgStore {
                 shown,
                 heartbeat_timeout,
                 config,
+                outage: std::sync::Mutex::new(None),
             }),
         };
         store.spawn_heartbeat();
@@ -152,7 +156,46 @@ impl PgStore {
 
     /// A connection from the pool.
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.inner.pool.get().await.map_err(pool_error)
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|error| self.noted(pool_error(error)))
+    }
+
+    /// `error`, noted as an outage when it is one.
+    fn noted(&self, error: StoreError) -> StoreError {
+        if let StoreError::Unavailable(message) = &error {
+            let mut outage = self.inner.outage.lock().unwrap_or_else(|e| e.into_inner());
+            match outage.as_mut() {
+                Some(outage) => outage.error = message.clone(),
+                None => {
+                    tracing::warn!(database = %self.inner.shown, error = %message, "fleet: the database does not answer");
+                    *outage = Some(super::DatabaseOutage {
+                        since: OffsetDateTime::now_utc(),
+                        error: message.clone(),
+                    });
+                }
+            }
+        }
+        error
+    }
+
+    /// The database answered: the outage, if any, is over.
+    fn answered(&self) {
+        let mut outage = self.inner.outage.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(past) = outage.take() {
+            tracing::info!(database = %self.inner.shown, since = %past.since, "fleet: the database answers again");
+        }
+    }
+
+    /// The database's outage, while it lasts.
+    pub(in crate::store) fn outage(&self) -> Option<super::DatabaseOutage> {
+        self.inner
+            .outage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// This appliance's id in `appliances`.
@@ -186,8 +229,12 @@ impl PgStore {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let store = PgStore { inner };
-                if let Err(error) = store.heartbeat(OffsetDateTime::now_utc()).await {
-                    tracing::warn!(%error, "fleet: heartbeat not recorded");
+                match store.heartbeat(OffsetDateTime::now_utc()).await {
+                    Ok(()) => store.answered(),
+                    Err(error) => {
+                        let error = store.noted(error);
+                        tracing::warn!(%error, "fleet: heartbeat not recorded");
+                    }
                 }
             }
         });
