@@ -10,12 +10,18 @@
 //! The last [`BACKLOG`] events are kept in a ring, so that a subscriber
 //! coming back (an SSE client with `Last-Event-ID`) gets what it missed
 //! ([`EventBus::subscribe_since`]).
+//!
+//! On a fleet the other appliances' events come in too
+//! ([`EventBus::publish_from`], with their `appliance`): the live feed
+//! covers the fleet, while what acts on each event once (counters,
+//! callbacks, MQTT, forwarding to the fleet) subscribes to this
+//! appliance's own ([`EventBus::subscribe_local`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
@@ -24,7 +30,7 @@ use tokio::sync::broadcast;
 pub const BACKLOG: usize = 1024;
 
 /// Something operators want to know about.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     SessionOpened {
@@ -142,6 +148,9 @@ pub struct Envelope {
     pub at: OffsetDateTime,
     #[serde(flatten)]
     pub event: Event,
+    /// The fleet's appliance it happened on, when not this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appliance: Option<String>,
 }
 
 /// Called with every event as it is published.
@@ -160,6 +169,8 @@ pub struct Replay {
 #[derive(Clone)]
 pub struct EventBus {
     sender: broadcast::Sender<Envelope>,
+    /// This appliance's own events only.
+    local: broadcast::Sender<Envelope>,
     next_id: Arc<AtomicU64>,
     observers: Arc<RwLock<Vec<(&'static str, Observer)>>>,
     /// The last [`BACKLOG`] events. Publishing holds its lock while it sends,
@@ -184,8 +195,10 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
+        let (local, _) = broadcast::channel(BACKLOG);
         Self {
             sender,
+            local,
             next_id: Arc::new(AtomicU64::new(1)),
             observers: Arc::default(),
             ring: Arc::new(Mutex::new(VecDeque::with_capacity(BACKLOG))),
@@ -214,6 +227,17 @@ impl EventBus {
         for (_, observer) in &observers {
             observer(&event);
         }
+        self.send(event, None);
+    }
+
+    /// Publishes what happened on another appliance of the fleet: to the
+    /// subscribers of the whole feed only (not the observers nor
+    /// [`EventBus::subscribe_local`], which act on this appliance's own).
+    pub fn publish_from(&self, appliance: String, event: Event) {
+        self.send(event, Some(appliance));
+    }
+
+    fn send(&self, event: Event, appliance: Option<String>) {
         let mut ring = self
             .ring
             .lock()
@@ -222,16 +246,27 @@ impl EventBus {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             at: OffsetDateTime::now_utc(),
             event,
+            appliance,
         };
         if ring.len() == BACKLOG {
             ring.pop_front();
         }
         ring.push_back(envelope.clone());
+        if envelope.appliance.is_none() {
+            let _ = self.local.send(envelope.clone());
+        }
         let _ = self.sender.send(envelope);
     }
 
+    /// Every event, the fleet's included.
     pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
         self.sender.subscribe()
+    }
+
+    /// This appliance's own events (what it does once per event: callbacks,
+    /// MQTT, forwarding to the fleet).
+    pub fn subscribe_local(&self) -> broadcast::Receiver<Envelope> {
+        self.local.subscribe()
     }
 
     /// Subscribes from the event after `last_seen`: what the ring holds of

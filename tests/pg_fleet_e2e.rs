@@ -1,7 +1,8 @@
 //! Two appliances, one pool: two `simmask run` daemons share one
 //! PostgreSQL (started by the test), each driving one modem of the virtual
 //! network as its bank. Both APIs list the same pool and sessions, and the
-//! masking rule holds across them. (The inbound relay is not on PostgreSQL
+//! masking rule holds across them, and each API's event stream carries
+//! the other appliance's events. (The inbound relay is not on PostgreSQL
 //! yet: relaying SMS through a fleet is not tested here.)
 
 mod common;
@@ -37,6 +38,46 @@ fn fleet_config(dir: &Path, sim: &Sim, modem: usize, port: u16, url: &str, name:
         .replace("/modem*\"]", &format!("/modem{modem}\"]"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The event stream of `daemon`'s API.
+async fn feed(daemon: &Daemon) -> reqwest::Response {
+    let response = common::client()
+        .get(format!("{}/api/v1/events", daemon.url))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response
+}
+
+/// Every event `feed` carried until one satisfies `done` (or, with
+/// `done` never true, until `wait` passes), in order.
+async fn events_until(
+    feed: &mut reqwest::Response,
+    wait: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut buffer = String::new();
+    loop {
+        let events: Vec<serde_json::Value> = buffer
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str(data.trim()).ok())
+            .collect();
+        if events.iter().any(&done) {
+            return events;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return events;
+        }
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, feed.chunk()).await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,9 +129,33 @@ async fn two_daemons_share_one_pool_and_one_session_list() {
 
     // A person talks to two others: the second session must take the
     // other proxy, whichever appliance's API opens it.
+    let (mut feed1, mut feed2) = (feed(&daemon1).await, feed(&daemon2).await);
     let first = daemon1.open_session(A, B, json!({"label": "one"})).await;
+    // One stream covers the fleet: the session opened through site-1
+    // shows on site-2's stream, naming where it happened.
+    let opened = |id: &serde_json::Value| {
+        let id = id.clone();
+        move |e: &serde_json::Value| e["kind"] == "session_opened" && e["session_id"] == id
+    };
+    let seen = events_until(&mut feed2, Duration::from_secs(30), opened(&first["id"])).await;
+    let remote = seen
+        .iter()
+        .find(|e| opened(&first["id"])(e))
+        .unwrap_or_else(|| panic!("site-1's session_opened not on site-2's stream: {seen:?}"));
+    assert_eq!(remote["appliance"], json!("site-1"), "{remote}");
+    assert_eq!(remote["proxy_number"], first["proxy_number"], "{remote}");
     let second = daemon2.open_session(A, C, json!({"label": "two"})).await;
     assert_ne!(first["proxy_number"], second["proxy_number"]);
+    // And the other way; site-1's own event is there once, without an
+    // appliance, never echoed back from the fleet.
+    let mut seen = events_until(&mut feed1, Duration::from_secs(30), opened(&second["id"])).await;
+    seen.extend(events_until(&mut feed1, Duration::from_secs(2), |_| false).await);
+    let of_second: Vec<_> = seen.iter().filter(|e| opened(&second["id"])(e)).collect();
+    assert_eq!(of_second.len(), 1, "{seen:?}");
+    assert_eq!(of_second[0]["appliance"], json!("site-2"), "{seen:?}");
+    let of_first: Vec<_> = seen.iter().filter(|e| opened(&first["id"])(e)).collect();
+    assert_eq!(of_first.len(), 1, "{seen:?}");
+    assert!(of_first[0].get("appliance").is_none(), "{seen:?}");
     // A third with the same person has no proxy left, on either API.
     let refused = common::client()
         .post(format!("{}/api/v1/sessions", daemon1.url))

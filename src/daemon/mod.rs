@@ -12,6 +12,7 @@ mod clock;
 pub mod demo;
 mod descriptors;
 mod dispatch;
+mod fleet;
 mod pool;
 mod reload;
 mod sweeper;
@@ -218,6 +219,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let relay = dispatch.relay();
     state.outbox_waker = Some(Arc::new(move |iccid: &str| relay.wake(iccid)));
     let api_stop = CancellationToken::new();
+    // The fleet's events on this bus and this appliance's in the fleet
+    // (PostgreSQL); it stops with the API, after the workers' last events.
+    let fleet_events = fleet::spawn(&store, &events, api_stop.clone());
     let callbacks = tokio::spawn(reload::run(
         options.reload_from,
         live.clone(),
@@ -262,6 +266,9 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let _ = clock_task.await;
     api_stop.cancel();
     let _ = api_task.await;
+    if let Some(fleet_events) = fleet_events {
+        let _ = fleet_events.await;
+    }
     let _ = callbacks.await;
     if let Some(mqtt) = mqtt {
         let _ = mqtt.await;

@@ -171,7 +171,7 @@ pub fn spawn(
         configs: Mutex::default(),
     });
     crate::metrics::mqtt_connected(false);
-    let events = state.events.subscribe();
+    let events = state.events.subscribe_local();
     let (client, eventloop) = link::client(options);
     let tasks = TaskTracker::new();
     let commands = mqtt.commands.then(|| {

@@ -202,6 +202,7 @@ mod tests {
                 interaction_id: 7,
                 parts: 1,
             },
+            appliance: None,
         }
     }
 

@@ -64,6 +64,14 @@ impl Store {
         }
     }
 
+    /// The id of the fleet's newest event (0: none yet), to follow from.
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        match &self.pg {
+            Some(pg) => pg.last_event_id().await,
+            None => Err(self.fleet_only("last_event_id")),
+        }
+    }
+
     /// The fleet's events after the id `after`, oldest first.
     pub async fn events_after(
         &self,

@@ -146,7 +146,7 @@ pub fn spawn_callbacks(
     store: Store,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut events = bus.subscribe();
+    let mut events = bus.subscribe_local();
     tokio::spawn(async move {
         if config.urls.is_empty() {
             return;

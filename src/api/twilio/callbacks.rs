@@ -79,7 +79,7 @@ pub fn parameters(view: &Value) -> Vec<(String, String)> {
 /// Runs until `shutdown`: reads the bus and queues the services' status
 /// callbacks (the hooks task delivers them).
 pub fn spawn(state: ApiState, settings: Settings, shutdown: CancellationToken) {
-    let mut events = state.events.subscribe();
+    let mut events = state.events.subscribe_local();
     tokio::spawn(async move {
         loop {
             let envelope = tokio::select! {

@@ -210,6 +210,17 @@ impl PgStore {
         Ok(id)
     }
 
+    /// The id of the fleet's newest event (0: none yet).
+    pub(in crate::store) async fn last_event_id(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let id: i64 = client
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM fleet_events", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(id)
+    }
+
     /// The fleet's events after `after`, oldest first, at most `limit`.
     pub(in crate::store) async fn events_after(
         &self,
