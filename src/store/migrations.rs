@@ -449,6 +449,18 @@ CREATE TRIGGER participants_hub_update BEFORE UPDATE OF open, hub_code ON partic
     BEGIN SELECT RAISE(ABORT, 'hub: only a hub''s side of a session has a code, and always one'); END;
 "#;
 
+/// The daemon's runs, counted: each start takes the next run number, and
+/// the event bus numbers that run's events from it, so that an event id
+/// never repeats across restarts (an SSE client resuming with
+/// `Last-Event-ID` after a restart is not mistaken for one that saw the
+/// new run's first events).
+const EVENT_RUNS: &str = r#"
+CREATE TABLE event_runs (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    run  INTEGER NOT NULL CHECK (run > 0)
+) STRICT;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -463,6 +475,7 @@ const ALL: &[&str] = &[
     SIM_STORAGE,
     TWILIO_PROXY,
     HUBS,
+    EVENT_RUNS,
 ];
 
 fn migrations() -> Migrations<'static> {
