@@ -104,6 +104,19 @@ pub enum Event {
     OptedIn {
         proxy_number: String,
     },
+    /// A number became a hub; `sessions` are its open sessions, which got
+    /// codes. `number` is masked (`+44*******500`), as everywhere events go.
+    HubCreated {
+        hub_id: String,
+        number: String,
+        sessions: Vec<String>,
+    },
+    /// A hub was removed and its open sessions ended. `number` is masked.
+    HubRemoved {
+        hub_id: String,
+        number: String,
+        sessions_closed: Vec<String>,
+    },
 }
 
 /// Every event kind, as [`Event::kind`] names them.
@@ -122,6 +135,8 @@ pub const KINDS: &[&str] = &[
     "loop_detected",
     "opted_out",
     "opted_in",
+    "hub_created",
+    "hub_removed",
 ];
 
 impl Event {
@@ -142,6 +157,8 @@ impl Event {
             Event::LoopDetected { .. } => "loop_detected",
             Event::OptedOut { .. } => "opted_out",
             Event::OptedIn { .. } => "opted_in",
+            Event::HubCreated { .. } => "hub_created",
+            Event::HubRemoved { .. } => "hub_removed",
         }
     }
 }
@@ -360,6 +377,16 @@ mod tests {
                 sessions_closed: vec![],
             },
             Event::OptedIn { proxy_number: s() },
+            Event::HubCreated {
+                hub_id: s(),
+                number: s(),
+                sessions: vec![],
+            },
+            Event::HubRemoved {
+                hub_id: s(),
+                number: s(),
+                sessions_closed: vec![],
+            },
         ];
         let kinds: Vec<&str> = every.iter().map(Event::kind).collect();
         assert_eq!(kinds, KINDS);
