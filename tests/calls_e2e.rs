@@ -138,16 +138,7 @@ async fn conference(sim: &Sim, daemon: &Daemon, session: &str, caller: &str, cal
         .as_str()
         .expect("proxy")
         .to_string();
-    sim.act(caller, "dial", json!({"to": proxy})).await;
-    sim.wait_call(callee, "rang", |c| c["state"] == "ringing")
-        .await;
-    sim.act(callee, "answer", json!({})).await;
-    for (number, other) in [(caller, callee), (callee, caller)] {
-        sim.wait_call(number, "heard the other", |c| {
-            c["connected_to"] == json!([other])
-        })
-        .await;
-    }
+    sim.bridge(&proxy, caller, callee).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let view = daemon.get(&format!("/api/v1/sessions/{session}")).await;

@@ -60,26 +60,8 @@ async fn wait_interaction(daemon: &Daemon, id: &str, done: impl Fn(&Value) -> bo
 /// `caller` dials the proxy; `callee` must ring showing the proxy, answer
 /// and be connected with the caller; then both hang up.
 async fn call_reaches(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
-    sim.act(caller, "dial", json!({"to": proxy})).await;
-    let ringing = sim
-        .wait_call(callee, "rings", |s| s["state"] == "ringing")
-        .await;
-    assert_eq!(
-        ringing["caller_id"], proxy,
-        "the callee sees the proxy only"
-    );
-    sim.act(callee, "answer", json!({})).await;
-    sim.wait_call(caller, "talks to the callee", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == callee))
-    })
-    .await;
-    sim.act(caller, "hangup", json!({})).await;
-    sim.wait_call(callee, "hung up too", |s| s["state"] == "idle")
-        .await;
-    sim.wait_call(caller, "idle", |s| s["state"] == "idle")
-        .await;
+    sim.bridge(proxy, caller, callee).await;
+    sim.hang_up(caller, callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,28 +42,7 @@ fn shown(call: &Value) -> String {
 /// One masked call from `caller` to the other participant through the
 /// proxy; returns what each side was shown while they talked.
 async fn masked_call(sim: &Sim, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
-    sim.act(caller, "dial", json!({"to": proxy})).await;
-    let ringing = sim
-        .wait_call(callee, "rings", |s| s["state"] == "ringing")
-        .await;
-    assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
-    sim.act(callee, "answer", json!({})).await;
-    let at_caller = sim
-        .wait_call(caller, "talks to the callee", |s| {
-            s["connected_to"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|n| n == callee))
-        })
-        .await;
-    assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
-    let at_callee = sim
-        .wait_call(callee, "talks to the caller", |s| {
-            s["connected_to"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|n| n == caller))
-        })
-        .await;
-    assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
+    sim.bridge(proxy, caller, callee).await;
     // Whatever the network tells them about the bridge has arrived by now.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let shown = (sim.call_state(caller).await, sim.call_state(callee).await);

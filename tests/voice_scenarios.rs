@@ -52,29 +52,6 @@ async fn conference_bank(dir: &Path) -> (Sim, Daemon) {
     (sim, daemon)
 }
 
-/// `caller` dials the proxy, `callee` rings showing the proxy and answers,
-/// and each hears only the other.
-async fn bridge(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
-    sim.act(caller, "dial", json!({"to": proxy})).await;
-    let ringing = sim
-        .wait_call(callee, "rang", |c| c["state"] == "ringing")
-        .await;
-    assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
-    sim.act(callee, "answer", json!({})).await;
-    let at_caller = sim
-        .wait_call(caller, "heard the callee", |c| {
-            c["connected_to"] == json!([callee])
-        })
-        .await;
-    assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
-    let at_callee = sim
-        .wait_call(callee, "heard the caller", |c| {
-            c["connected_to"] == json!([caller])
-        })
-        .await;
-    assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -85,7 +62,7 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
 
     // A calls, B answers, then B (the callee) hangs up: the modem, still in
     // the conference, clears A's leg.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     // They talk for a while: the record's duration covers it.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     sim.act(B, "hangup", json!({})).await;
@@ -103,7 +80,7 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     );
 
     // The modem is free again: B calls A the other way and hangs up first.
-    bridge(&sim, &proxy, B, A).await;
+    sim.bridge(&proxy, B, A).await;
     sim.act(B, "hangup", json!({})).await;
     sim.wait_call(A, "was released", |c| c["state"] == "idle")
         .await;
@@ -182,7 +159,7 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
 
     // The stranger reaches the operator, who sees the proxy, not the
     // stranger; the session's participants are left alone.
-    bridge(&sim, &proxy, STRANGER, OPERATOR).await;
+    sim.bridge(&proxy, STRANGER, OPERATOR).await;
     for number in [A, B] {
         assert_eq!(sim.call_state(number).await["state"], "idle", "{number}");
     }
@@ -259,7 +236,7 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     // B back on and reachable: the same session bridges again, and the
     // conference is recorded when it ends.
     set_state(&sim, B, json!({"power": "on", "barred": false})).await;
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     sim.act(A, "hangup", json!({})).await;
     let calls = daemon.wait_calls(&id, 3).await;
     assert_eq!(calls[2]["outcome"], "completed", "{calls:?}");
@@ -377,7 +354,7 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
 
     // A fresh voice session does dial out, as the trace shows.
     daemon.open_session(A, B, json!({"mode": "voice"})).await;
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     let sent = commands_sent(&sim, 0).await;
     assert!(sent.iter().any(|line| line.starts_with("ATD")), "{sent:?}");
 }
@@ -461,7 +438,7 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
 
     // After the transfer the network carries the call without the modem:
     // pulling the modem out does not cut A and B off.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
     plug(&sim, 0, "unplug").await;
@@ -496,7 +473,7 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     // Back in: the SIM bridges again.
     plug(&sim, 0, "plug").await;
     daemon.wait_ready(1).await;
-    bridge(&sim, &proxy, B, A).await;
+    sim.bridge(&proxy, B, A).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -557,7 +534,7 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
     })
     .await;
     assert_eq!(sim.call_state(C).await["state"], "idle");
-    bridge(&sim, &can, D, C).await;
+    sim.bridge(&can, D, C).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -570,7 +547,7 @@ async fn texts_are_relayed_while_the_proxy_holds_a_conference() {
 
     // The modem stays in the conference while A and B talk; their texts
     // through the same proxy still go both ways.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     sim.handset_sms(A, &proxy, "during the call, from A").await;
     sim.handset_sms(B, &proxy, "during the call, from B").await;
     let at_b = sim.wait_messages(B, 1, Duration::from_secs(20)).await;
@@ -680,7 +657,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
 
     // The daemon stops mid-conference; the network keeps the call up.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
     let snapshots_before = snapshots(&sim).await;
     let port: u16 = daemon
@@ -731,7 +708,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
     let calls = restarted.wait_calls(id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
-    bridge(&sim, &proxy, B, A).await;
+    sim.bridge(&proxy, B, A).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,7 +721,7 @@ async fn a_conference_whose_session_closed_while_the_daemon_was_down_ends_when_i
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
     // The operator closes the session from the shell meanwhile.
     let closed = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
@@ -792,7 +769,7 @@ async fn a_call_half_made_when_the_daemon_died_is_released_when_it_is_back() {
             .await;
         assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
     }
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -907,8 +884,8 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
 
     // A and B talk through the network alone; the same SIM then puts C
     // through to D, and the two conversations stay apart.
-    bridge(&sim, &proxy, A, B).await;
-    bridge(&sim, &proxy, C, D).await;
+    sim.bridge(&proxy, A, B).await;
+    sim.bridge(&proxy, C, D).await;
     for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
         let call = sim.call_state(number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
@@ -962,5 +939,5 @@ async fn both_participants_calling_the_proxy_at_once_never_strands_anyone() {
     sim.act(caller, "hangup", json!({})).await;
     sim.wait_call(ringing, "hung up too", |c| c["state"] == "idle")
         .await;
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
 }

@@ -212,6 +212,47 @@ impl Sim {
         );
     }
 
+    /// `callee` rings showing `proxy` and answers; returns once each of
+    /// `caller` and `callee` hears only the other, each shown the proxy
+    /// as the other end, with their call states.
+    pub async fn answer_through(&self, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
+        let ringing = self
+            .wait_call(callee, "rings", |s| s["state"] == "ringing")
+            .await;
+        assert_eq!(
+            ringing["caller_id"], proxy,
+            "the callee sees the proxy only"
+        );
+        self.act(callee, "answer", json!({})).await;
+        let mut talking = Vec::new();
+        for (number, other) in [(caller, callee), (callee, caller)] {
+            let state = self
+                .wait_call(number, "hears the other", |s| {
+                    s["connected_to"] == json!([other])
+                })
+                .await;
+            assert_eq!(state["caller_id"], proxy, "{number}: {state}");
+            talking.push(state);
+        }
+        let callee_state = talking.pop().expect("two");
+        (talking.pop().expect("two"), callee_state)
+    }
+
+    /// `caller` dials `proxy`, then [`Sim::answer_through`].
+    pub async fn bridge(&self, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
+        self.act(caller, "dial", json!({"to": proxy})).await;
+        self.answer_through(proxy, caller, callee).await
+    }
+
+    /// `caller` hangs up; both it and `callee` are idle again.
+    pub async fn hang_up(&self, caller: &str, callee: &str) {
+        self.act(caller, "hangup", json!({})).await;
+        self.wait_call(callee, "hung up too", |s| s["state"] == "idle")
+            .await;
+        self.wait_call(caller, "idle", |s| s["state"] == "idle")
+            .await;
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
         client()
             .put(format!("{}{path}", self.control))
