@@ -322,6 +322,9 @@ impl Store {
     /// event bus numbers this run's events from it, so ids never repeat
     /// across restarts.
     pub async fn start_event_run(&self) -> Result<u64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.start_event_run().await;
+        }
         self.call(|conn| {
             let run: i64 = conn.query_row(
                 "INSERT INTO event_runs (id, run) VALUES (1, 1)
