@@ -16,6 +16,13 @@
 //! covers the fleet, while what acts on each event once (counters,
 //! callbacks, MQTT, forwarding to the fleet) subscribes to this
 //! appliance's own ([`EventBus::subscribe_local`]).
+//!
+//! Ids grow across restarts: run `r` of the daemon (a number the store
+//! hands out at each start) numbers its events `r × RUN_SPAN + 1`, `+ 2`…
+//! So an id from before a restart is always below this run's, a client
+//! comparing ids as numbers or as the strings an `EventSource` keeps never
+//! sees one repeat, and [`EventBus::subscribe_since`] can tell an id of
+//! an earlier run from one of this run.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,11 @@ use tokio::sync::broadcast;
 /// Events kept for subscribers that fall behind before they miss some, and
 /// for those that come back.
 pub const BACKLOG: usize = 1024;
+
+/// How many event ids each run of the daemon has: ten billion (30 years
+/// at ten events a second), so that ids stay below 2^53 (exact as a
+/// JavaScript number) for the first 900 000 runs.
+pub const RUN_SPAN: u64 = 10_000_000_000;
 
 /// Something operators want to know about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +110,19 @@ pub enum Event {
     OptedIn {
         proxy_number: String,
     },
+    /// A number became a hub; `sessions` are its open sessions, which got
+    /// codes. `number` is masked (`+44*******500`), as everywhere events go.
+    HubCreated {
+        hub_id: String,
+        number: String,
+        sessions: Vec<String>,
+    },
+    /// A hub was removed and its open sessions ended. `number` is masked.
+    HubRemoved {
+        hub_id: String,
+        number: String,
+        sessions_closed: Vec<String>,
+    },
 }
 
 /// Every event kind, as [`Event::kind`] names them.
@@ -116,6 +141,8 @@ pub const KINDS: &[&str] = &[
     "loop_detected",
     "opted_out",
     "opted_in",
+    "hub_created",
+    "hub_removed",
 ];
 
 impl Event {
@@ -136,6 +163,8 @@ impl Event {
             Event::LoopDetected { .. } => "loop_detected",
             Event::OptedOut { .. } => "opted_out",
             Event::OptedIn { .. } => "opted_in",
+            Event::HubCreated { .. } => "hub_created",
+            Event::HubRemoved { .. } => "hub_removed",
         }
     }
 }
@@ -163,6 +192,10 @@ pub struct Replay {
     pub events: Vec<Envelope>,
     /// Events it missed that the ring no longer holds (0: no gap).
     pub lost: u64,
+    /// The id was given by another run of the daemon (or never given):
+    /// whatever that run published after it is gone with it, so `events`
+    /// is all this run keeps and `lost` what this run no longer keeps.
+    pub restarted: bool,
 }
 
 /// Publishes events to every subscriber. Cheap to clone.
@@ -171,6 +204,8 @@ pub struct EventBus {
     sender: broadcast::Sender<Envelope>,
     /// This appliance's own events only.
     local: broadcast::Sender<Envelope>,
+    /// The id before this run's first: `run × RUN_SPAN`.
+    base: u64,
     next_id: Arc<AtomicU64>,
     observers: Arc<RwLock<Vec<(&'static str, Observer)>>>,
     /// The last [`BACKLOG`] events. Publishing holds its lock while it sends,
@@ -193,13 +228,23 @@ impl Default for EventBus {
 }
 
 impl EventBus {
+    /// A bus whose ids start at 1 (run 0: tests and tools that keep no
+    /// store).
     pub fn new() -> Self {
+        Self::for_run(0)
+    }
+
+    /// The bus of run `run` of the daemon ([`crate::store`] counts them):
+    /// its ids start at `run × RUN_SPAN + 1`.
+    pub fn for_run(run: u64) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
         let (local, _) = broadcast::channel(BACKLOG);
+        let base = run.saturating_mul(RUN_SPAN);
         Self {
             sender,
             local,
-            next_id: Arc::new(AtomicU64::new(1)),
+            base,
+            next_id: Arc::new(AtomicU64::new(base + 1)),
             observers: Arc::default(),
             ring: Arc::new(Mutex::new(VecDeque::with_capacity(BACKLOG))),
         }
@@ -271,7 +316,8 @@ impl EventBus {
 
     /// Subscribes from the event after `last_seen`: what the ring holds of
     /// the events since, then everything new, with none missed or repeated.
-    /// An id this bus never gave (from before a restart) replays the ring.
+    /// An id this run did not give (from an earlier run of the daemon, or
+    /// never given) replays the whole ring, marked `restarted`.
     pub fn subscribe_since(&self, last_seen: u64) -> (Replay, broadcast::Receiver<Envelope>) {
         let ring = self
             .ring
@@ -279,11 +325,17 @@ impl EventBus {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let receiver = self.sender.subscribe();
         let next = self.next_id.load(Ordering::Relaxed);
-        let last_seen = if last_seen >= next { 0 } else { last_seen };
+        let restarted = !(self.base..next).contains(&last_seen);
+        let last_seen = if restarted { self.base } else { last_seen };
         let events: Vec<Envelope> = ring.iter().filter(|e| e.id > last_seen).cloned().collect();
         let first_kept = ring.front().map_or(next, |e| e.id);
         let lost = first_kept.saturating_sub(last_seen + 1);
-        (Replay { events, lost }, receiver)
+        let replay = Replay {
+            events,
+            lost,
+            restarted,
+        };
+        (replay, receiver)
     }
 
     /// Subscribes with the last `count` events the ring holds first (oldest
@@ -360,6 +412,16 @@ mod tests {
                 sessions_closed: vec![],
             },
             Event::OptedIn { proxy_number: s() },
+            Event::HubCreated {
+                hub_id: s(),
+                number: s(),
+                sessions: vec![],
+            },
+            Event::HubRemoved {
+                hub_id: s(),
+                number: s(),
+                sessions_closed: vec![],
+            },
         ];
         let kinds: Vec<&str> = every.iter().map(Event::kind).collect();
         assert_eq!(kinds, KINDS);
@@ -408,9 +470,57 @@ mod tests {
         let (replay, _) = bus.subscribe_since(2);
         assert_eq!(replay.events.len(), BACKLOG);
         assert_eq!(replay.lost, replay.events[0].id - 3);
-        // An id from a previous run of the daemon: everything kept is replayed.
+        assert!(!replay.restarted);
+        // An id this run never gave: everything kept is replayed.
         let (replay, _) = bus.subscribe_since(1_000_000);
         assert_eq!(replay.events.len(), BACKLOG);
+        assert!(replay.restarted);
+    }
+
+    #[tokio::test]
+    async fn ids_grow_across_runs_and_an_id_of_an_earlier_run_replays_this_one() {
+        let closed = |i: usize| Event::SessionClosed {
+            session_id: format!("ses_{i}"),
+        };
+        let first = EventBus::for_run(1);
+        for i in 0..3 {
+            first.publish(closed(i));
+        }
+        let (seen, _) = first.subscribe_recent(3);
+        let last_of_first = seen.last().unwrap().id;
+        assert_eq!(last_of_first, RUN_SPAN + 3);
+        // The daemon restarts: run 2, whose first id is above every id of run 1.
+        let second = EventBus::for_run(2);
+        second.publish(closed(10));
+        second.publish(closed(11));
+        let (replay, mut live) = second.subscribe_since(last_of_first);
+        assert!(replay.restarted);
+        assert_eq!(replay.lost, 0);
+        let ids: Vec<u64> = replay.events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [2 * RUN_SPAN + 1, 2 * RUN_SPAN + 2]);
+        assert!(ids[0] > last_of_first);
+        second.publish(closed(12));
+        assert_eq!(live.recv().await.unwrap().id, 2 * RUN_SPAN + 3);
+        // An id of this run resumes as before, not marked.
+        let (replay, _) = second.subscribe_since(2 * RUN_SPAN + 1);
+        assert!(!replay.restarted);
+        assert_eq!(replay.events.len(), 2);
+        // Before this run's first event: everything, and nothing lost.
+        let (replay, _) = second.subscribe_since(2 * RUN_SPAN);
+        assert!(!replay.restarted);
+        assert_eq!((replay.events.len(), replay.lost), (3, 0));
+        // An id of a later run (a store restored from an older backup): as
+        // one of an earlier run.
+        let (replay, _) = second.subscribe_since(5 * RUN_SPAN + 7);
+        assert!(replay.restarted);
+        assert_eq!(replay.events.len(), 3);
+        // The ring overflowed in this run: what fell out is counted.
+        for i in 0..BACKLOG {
+            second.publish(closed(i));
+        }
+        let (replay, _) = second.subscribe_since(last_of_first);
+        assert_eq!(replay.events.len(), BACKLOG);
+        assert_eq!(replay.lost, 3);
     }
 
     #[tokio::test]

@@ -201,7 +201,9 @@ pub fn count(event: &Event) {
         Event::MessageFailed { .. } => {
             metrics::counter!("simmask_messages_failed_total").increment(1)
         }
-        Event::CallBridged { .. } => {}
+        // Counted where it shows: the hubs are listed, and a removed hub's
+        // sessions are `session_closed` events.
+        Event::CallBridged { .. } | Event::HubCreated { .. } | Event::HubRemoved { .. } => {}
         Event::CallEnded { outcome, .. } => {
             metrics::counter!("simmask_calls_total", "outcome" => outcome.clone()).increment(1)
         }

@@ -306,3 +306,66 @@ async fn the_feed_starts_with_the_recent_events_when_asked() {
         assert!(body["message"].is_string(), "{query}: {body}");
     }
 }
+
+/// The feed's `data:` lines until one of `kind` arrives.
+async fn feed_until(feed: &mut reqwest::Response, kind: &str) -> (Value, String) {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = seen
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+            .find(|event| event["kind"] == kind);
+        if let Some(event) = found {
+            return (event, seen);
+        }
+        let chunk = tokio::time::timeout_at(deadline, feed.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind}: {seen}"))
+            .unwrap()
+            .expect("the feed ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn creating_and_removing_a_hub_are_events_with_its_number_masked() {
+    let api = start(1).await;
+    let mut feed = api
+        .client
+        .get(format!("{}/api/v1/events", api.base))
+        .bearer_auth(&api.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(feed.status(), StatusCode::OK);
+    let (status, first) = open(&api, HUB, &counterpart(0)).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (status, created) = create(&api, json!({"number": HUB, "label": "dispatch"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (event, opened) = feed_until(&mut feed, "hub_created").await;
+    assert!(!opened.contains("7911000100"), "{opened}");
+    assert_eq!(event["hub_id"], created["id"], "{event}");
+    assert_eq!(event["number"], "+44*******100", "masked: {event}");
+    assert_eq!(event["sessions"], json!([first["id"]]), "{event}");
+
+    let (status, removed) = api
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/hubs/{}", created["id"].as_str().unwrap()),
+            Some(&api.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{removed}");
+    let (event, mut seen) = feed_until(&mut feed, "hub_removed").await;
+    assert_eq!(event["hub_id"], created["id"], "{event}");
+    assert_eq!(event["number"], "+44*******100", "masked: {event}");
+    assert_eq!(event["sessions_closed"], json!([first["id"]]), "{event}");
+    // Its session's end is an event too; the hub's number is never shown.
+    let (closed, rest) = feed_until(&mut feed, "session_closed").await;
+    assert_eq!(closed["session_id"], first["id"]);
+    seen.push_str(&rest);
+    assert!(!seen.contains("7911000100"), "{seen}");
+}

@@ -10,72 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, client, free_port, write_config};
+use common::{Daemon, Sim, client, free_port, start_bank, write_config};
 use serde_json::{Value, json};
 
 const A: &str = "+447911223344";
 const B: &str = "+447912334455";
 const C: &str = "+447913445566";
 const STRANGER: &str = "+447400998877";
-
-async fn call_of(sim: &Sim, number: &str) -> Value {
-    client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .expect("sim control")
-        .json()
-        .await
-        .expect("call JSON")
-}
-
-/// Polls a handset until `check` holds for its call (20 s at most).
-async fn wait_call(sim: &Sim, number: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let call = call_of(sim, number).await;
-        if check(&call) {
-            return call;
-        }
-        assert!(Instant::now() < deadline, "{number} never {what}: {call}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn handset(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    assert!(
-        response.status().is_success(),
-        "{action}: {}",
-        response.text().await.unwrap_or_default()
-    );
-}
-
-/// Waits for the session's call interactions to reach `count`.
-async fn calls_recorded(daemon: &Daemon, session: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = daemon
-            .get(&format!("/api/v1/sessions/{session}/interactions"))
-            .await;
-        let list = body
-            .as_array()
-            .or_else(|| body["interactions"].as_array())
-            .cloned()
-            .unwrap_or_default();
-        let calls: Vec<Value> = list.into_iter().filter(|i| i["kind"] == "call").collect();
-        if calls.len() >= count {
-            return calls;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {count} call interactions: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
@@ -88,9 +29,7 @@ async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
         )
         .await;
     assert!(response.status().is_success());
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, "").await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     let id = session["id"].as_str().unwrap().to_string();
@@ -101,51 +40,57 @@ async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
     assert_eq!(other["proxy_number"], proxy.as_str());
 
     // B busy (in a call with a handset outside the session): A is released.
-    handset(&sim, C, "dial", json!({"to": B})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, B, "answer", json!({})).await;
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    let released = wait_call(&sim, A, "was released", |c| {
-        c["state"] == "idle" && c["last_end"] == "remote_hung_up"
-    })
-    .await;
+    sim.act(C, "dial", json!({"to": B})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(B, "answer", json!({})).await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    let released = sim
+        .wait_call(A, "was released", |c| {
+            c["state"] == "idle" && c["last_end"] == "remote_hung_up"
+        })
+        .await;
     assert_eq!(released["connected_to"], json!([]));
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     // The modem's `BUSY` reaches the desk as "calls changed": the record
     // says the other side could not be reached.
     let outcome = calls[0]["outcome"].as_str().unwrap_or_default();
     assert_eq!(outcome, "busy", "{calls:?}");
-    handset(&sim, B, "hangup", json!({})).await;
+    sim.act(B, "hangup", json!({})).await;
 
     // The caller gives up while B rings: B's phone stops at once.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "stopped ringing", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 2).await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "stopped ringing", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon.wait_calls(&id, 2).await;
     assert_eq!(calls[1]["outcome"], "caller_hung_up", "{calls:?}");
 
     // While A and B talk, C's call to the same proxy is refused and never
     // joins them.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, B, "answer", json!({})).await;
-    wait_call(&sim, A, "heard B", |c| c["connected_to"] == json!([B])).await;
-    handset(&sim, C, "dial", json!({"to": proxy})).await;
-    let refused = wait_call(&sim, C, "was refused", |c| {
-        c["state"] == "idle" && !c["last_end"].is_null()
-    })
-    .await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(B, "answer", json!({})).await;
+    sim.wait_call(A, "heard B", |c| c["connected_to"] == json!([B]))
+        .await;
+    sim.act(C, "dial", json!({"to": proxy})).await;
+    let refused = sim
+        .wait_call(C, "was refused", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
     assert_eq!(refused["connected_to"], json!([]));
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
-    assert_eq!(call_of(&sim, B).await["connected_to"], json!([A]));
-    assert_eq!(call_of(&sim, STRANGER).await["state"], "idle");
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
+    assert_eq!(sim.call_state(B).await["connected_to"], json!([A]));
+    assert_eq!(sim.call_state(STRANGER).await["state"], "idle");
 
     // The modem is unplugged mid-call: both legs drop.
     let response = sim.post("/modems/0/unplug", json!({})).await;
     assert!(response.status().is_success());
     for number in [A, B] {
-        let call = wait_call(&sim, number, "was dropped", |c| c["state"] == "idle").await;
+        let call = sim
+            .wait_call(number, "was dropped", |c| c["state"] == "idle")
+            .await;
         assert_eq!(call["last_end"], "remote_hung_up");
     }
 }
@@ -153,10 +98,7 @@ async fn second_callers_give_ups_and_unplugs_never_cross_conversations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sim_that_cannot_bridge_gets_no_voice_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "huawei-e173");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (_sim, daemon) = start_bank(dir.path(), 1, "huawei-e173", "").await;
     let response = client()
         .post(format!("{}/api/v1/sessions", daemon.url))
         .bearer_auth(common::ADMIN_TOKEN)
@@ -196,15 +138,7 @@ async fn conference(sim: &Sim, daemon: &Daemon, session: &str, caller: &str, cal
         .as_str()
         .expect("proxy")
         .to_string();
-    handset(sim, caller, "dial", json!({"to": proxy})).await;
-    wait_call(sim, callee, "rang", |c| c["state"] == "ringing").await;
-    handset(sim, callee, "answer", json!({})).await;
-    for (number, other) in [(caller, callee), (callee, caller)] {
-        wait_call(sim, number, "heard the other", |c| {
-            c["connected_to"] == json!([other])
-        })
-        .await;
-    }
+    sim.bridge(&proxy, caller, callee).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let view = daemon.get(&format!("/api/v1/sessions/{session}")).await;
@@ -233,11 +167,13 @@ async fn ended_for_both(
     reason: &str,
 ) {
     for number in parties {
-        let call = wait_call(sim, number, "was hung up on", |c| c["state"] == "idle").await;
+        let call = sim
+            .wait_call(number, "was hung up on", |c| c["state"] == "idle")
+            .await;
         assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
     }
     assert_eq!(modem_calls(sim, 0).await, json!([]), "the modem is idle");
-    let calls = calls_recorded(daemon, session, count).await;
+    let calls = daemon.wait_calls(session, count).await;
     let call = &calls[count - 1];
     assert_eq!(call["outcome"], outcome, "{calls:?}");
     assert_eq!(call["reason"], reason, "{calls:?}");
@@ -303,7 +239,7 @@ async fn the_operator_ends_a_call_for_both_sides_from_the_api() {
     let viewer = created["token"].as_str().expect("token").to_string();
     let (status, body) = end_call(&daemon, &id, &viewer).await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
 
     let (status, ended) = end_call(&daemon, &id, common::ADMIN_TOKEN).await;
     assert_eq!(status, 200, "{ended}");
@@ -326,9 +262,10 @@ async fn the_operator_ends_a_call_for_both_sides_from_the_api() {
 
     // The session stays open: they may call again.
     conference(&sim, &daemon, &id, B, A).await;
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 2).await;
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "was released", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon.wait_calls(&id, 2).await;
     assert_eq!(calls[1]["outcome"], "completed", "{calls:?}");
 }
 
@@ -380,32 +317,30 @@ async fn closing_or_expiring_the_session_ends_its_call() {
     let fourth = fourth["id"].as_str().unwrap().to_string();
     conference(&sim, &daemon, &fourth, A, B).await;
     tokio::time::sleep(Duration::from_secs(7)).await;
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
     let session = daemon.get(&format!("/api/v1/sessions/{fourth}")).await;
     assert_eq!(session["status"], "open", "{session}");
-    handset(&sim, B, "hangup", json!({})).await;
-    let calls = calls_recorded(&daemon, &fourth, 1).await;
+    sim.act(B, "hangup", json!({})).await;
+    let calls = daemon.wait_calls(&fourth, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_ends_for_both_at_its_maximum_duration() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "simcom-sim800",
         "[voice]\nmax_duration_seconds = 3\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let id = session["id"].as_str().unwrap().to_string();
     conference(&sim, &daemon, &id, A, B).await;
     let reason = "the call reached its maximum duration ([voice] max_duration_seconds)";
     ended_for_both(&sim, &daemon, &id, [A, B], 1, "max_duration", reason).await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     let talked = calls[0]["duration_seconds"].as_f64().unwrap_or_default();
     assert!((3.0..6.0).contains(&talked), "{calls:?}");
 }
@@ -414,16 +349,14 @@ async fn a_call_ends_for_both_at_its_maximum_duration() {
 async fn a_transferred_call_is_the_network_and_cannot_be_ended() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, &sim.transfer_opt_in()).await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let id = session["id"].as_str().unwrap().to_string();
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, B, "answer", json!({})).await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(B, "answer", json!({})).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
     assert_eq!(modem_calls(&sim, 0).await, json!([]), "the modem left");
     let (status, body) = end_call(&daemon, &id, common::ADMIN_TOKEN).await;
@@ -444,6 +377,6 @@ async fn a_transferred_call_is_the_network_and_cannot_be_ended() {
         .expect("close");
     assert!(response.status().is_success());
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
-    handset(&sim, A, "hangup", json!({})).await;
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
+    sim.act(A, "hangup", json!({})).await;
 }

@@ -334,7 +334,7 @@ fn export_writes_interactions_from_the_store() {
                     proxy_iccid: api_common::iccid(0),
                     from_position: None,
                     to: PhoneNumber::from_e164("+447911000002").unwrap(),
-                    body: "hello, \"you\"".into(),
+                    body: "=HYPERLINK(\"http://x.example\",\"you\")".into(),
                 },
                 OffsetDateTime::now_utc(),
             )
@@ -356,7 +356,7 @@ fn export_writes_interactions_from_the_store() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 2, "{csv}");
     assert!(
-        lines[1].contains("+44*******002") && !lines[1].contains("hello"),
+        lines[1].contains("'+44*******002") && !lines[1].contains("HYPERLINK"),
         "{csv}"
     );
     let (_, jsonl) = piped(
@@ -375,7 +375,28 @@ fn export_writes_interactions_from_the_store() {
     );
     let row: Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
     assert_eq!(row["to"], "+447911000002");
-    assert_eq!(row["body"], "hello, \"you\"");
+    assert_eq!(row["body"], "=HYPERLINK(\"http://x.example\",\"you\")");
+    // As CSV a spreadsheet shows the text rather than running it; the
+    // number stays a number.
+    let (code, csv) = piped(
+        &[
+            "export",
+            "interactions",
+            "--from",
+            "2020-01-01",
+            "--show-numbers",
+            "--config",
+            file,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let field = |name: &str| row[headers.iter().position(|h| h == name).unwrap()].to_string();
+    assert_eq!(field("body"), "'=HYPERLINK(\"http://x.example\",\"you\")");
+    assert_eq!(field("to"), "+447911000002");
     let (code, _) = piped(
         &["export", "interactions", "--from", "soon", "--config", file],
         &[],

@@ -10,38 +10,14 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
-use serde_json::{Value, json};
+use common::{Daemon, Sim, start_bank, texts};
+use serde_json::json;
 use simmask::masking::hub;
 
 const HUB: &str = "+447911500500";
 
 fn counterpart(i: usize) -> String {
     format!("+4479116000{i:02}")
-}
-
-async fn api(daemon: &Daemon, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let response = client()
-        .request(method, format!("{}{path}", daemon.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("api");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-fn texts(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// One session of the hub: its counterpart, proxy and code.
@@ -60,17 +36,14 @@ async fn hub_with(
     count: usize,
     extra: &str,
 ) -> (Sim, Daemon, Vec<Conversation>) {
-    let sim = Sim::start(dir, 2, "simcom-sim800,quectel-ec25");
-    let port = free_port();
-    let config = write_config(dir, &sim, port, extra);
-    let daemon = Daemon::start(&config, port, 2).await;
-    let (status, created) = api(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/hubs",
-        json!({"number": HUB, "label": "dispatch"}),
-    )
-    .await;
+    let (sim, daemon) = start_bank(dir, 2, "simcom-sim800,quectel-ec25", extra).await;
+    let (status, created) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/hubs",
+            json!({"number": HUB, "label": "dispatch"}),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let mut conversations = Vec::new();
     for i in 0..count {
@@ -212,69 +185,19 @@ async fn a_hub_converses_with_twenty_people_through_two_sims() {
     assert_eq!(hubs[0]["sessions"].as_array().unwrap().len(), 20);
 }
 
-async fn call_state(sim: &Sim, number: &str) -> Value {
-    client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_call(sim: &Sim, number: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = call_state(sim, number).await;
-        if done(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{number}: {what}; last {state}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn act(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{action} by {number}: {}",
-        response.text().await.unwrap_or_default()
-    );
-}
-
 /// The hub calls `proxy`, is answered, keys `keys` (none: waits), and
 /// `callee` must ring showing the proxy; they talk, then hang up.
 async fn hub_call_reaches(sim: &Sim, proxy: &str, keys: Option<&str>, callee: &str) {
-    act(sim, HUB, "dial", json!({"to": proxy})).await;
-    wait_call(sim, HUB, "answered by the proxy", |s| {
-        s["state"] == "active"
-    })
-    .await;
+    sim.act(HUB, "dial", json!({"to": proxy})).await;
+    sim.wait_call(HUB, "answered by the proxy", |s| s["state"] == "active")
+        .await;
     if let Some(keys) = keys {
         // The hub hears no prompt: it keys once the call is answered.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        act(sim, HUB, "dtmf", json!({"digits": keys})).await;
+        sim.act(HUB, "dtmf", json!({"digits": keys})).await;
     }
-    let ringing = wait_call(sim, callee, "rings", |s| s["state"] == "ringing").await;
-    assert_eq!(
-        ringing["caller_id"], proxy,
-        "the callee sees the proxy only"
-    );
-    act(sim, callee, "answer", json!({})).await;
-    wait_call(sim, HUB, "talks to the callee", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == callee))
-    })
-    .await;
-    act(sim, HUB, "hangup", json!({})).await;
-    wait_call(sim, callee, "hung up too", |s| s["state"] == "idle").await;
-    wait_call(sim, HUB, "idle", |s| s["state"] == "idle").await;
+    sim.answer_through(proxy, HUB, callee).await;
+    sim.hang_up(HUB, callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,32 +223,32 @@ async fn a_hubs_call_reaches_the_session_whose_code_it_keys() {
     hub_call_reaches(&sim, &last.proxy, None, &last.counterpart).await;
     // A counterpart calling the hub's proxy reaches the hub, as in any session.
     let caller = &conversations[5];
-    act(
-        &sim,
-        &caller.counterpart,
-        "dial",
-        json!({"to": caller.proxy}),
-    )
-    .await;
-    let ringing = wait_call(&sim, HUB, "rings", |s| s["state"] == "ringing").await;
+    sim.act(&caller.counterpart, "dial", json!({"to": caller.proxy}))
+        .await;
+    let ringing = sim
+        .wait_call(HUB, "rings", |s| s["state"] == "ringing")
+        .await;
     assert_eq!(ringing["caller_id"], caller.proxy.as_str());
-    act(&sim, HUB, "answer", json!({})).await;
-    wait_call(&sim, caller.counterpart.as_str(), "talks to the hub", |s| {
+    sim.act(HUB, "answer", json!({})).await;
+    sim.wait_call(caller.counterpart.as_str(), "talks to the hub", |s| {
         s["connected_to"]
             .as_array()
             .is_some_and(|c| c.iter().any(|n| n == HUB))
     })
     .await;
-    act(&sim, HUB, "hangup", json!({})).await;
-    wait_call(&sim, HUB, "idle", |s| s["state"] == "idle").await;
+    sim.act(HUB, "hangup", json!({})).await;
+    sim.wait_call(HUB, "idle", |s| s["state"] == "idle").await;
     // Keys no session has: the hub's call is ended, recorded as refused.
     let proxy = &conversations[0].proxy;
-    act(&sim, HUB, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, HUB, "answered", |s| s["state"] == "active").await;
+    sim.act(HUB, "dial", json!({"to": proxy})).await;
+    sim.wait_call(HUB, "answered", |s| s["state"] == "active")
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let unknown = hub::keys(&unused_code(&conversations, proxy));
-    act(&sim, HUB, "dtmf", json!({"digits": format!("{unknown}#")})).await;
-    wait_call(&sim, HUB, "hung up on", |s| s["state"] == "idle").await;
+    sim.act(HUB, "dtmf", json!({"digits": format!("{unknown}#")}))
+        .await;
+    sim.wait_call(HUB, "hung up on", |s| s["state"] == "idle")
+        .await;
     // Every call is in its session's history.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -6,9 +6,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, Sim, free_port, write_config};
+use common::{Daemon, Sim, texts};
 use serde_json::{Value, json};
 
 const PROFILES: [&str; 5] = [
@@ -30,18 +30,6 @@ fn probe(port: &str) -> Value {
         .expect("run simmask probe");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     serde_json::from_slice(&out.stdout).expect("probe JSON")
-}
-
-fn texts(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// `[[sims]]` giving a SIM that does not know its number its MSISDN.
@@ -100,18 +88,16 @@ async fn sms_is_relayed_both_ways_on_every_profile() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), PROFILES.len(), &PROFILES.join(","));
     let terse = modem(&sim, 4);
-    let port = free_port();
-    let config = write_config(
+    let daemon = Daemon::start_on(
         dir.path(),
         &sim,
-        port,
         &numbered(
             "iccid",
             terse["iccid"].as_str().unwrap(),
             terse["msisdn"].as_str().unwrap(),
         ),
-    );
-    let daemon = Daemon::start(&config, port, PROFILES.len()).await;
+    )
+    .await;
     // One session per SIM: the least-loaded proxy goes to each in turn
     // (SMS only: the Huawei's network cannot bridge calls).
     let mut sessions = Vec::new();
@@ -163,9 +149,7 @@ async fn a_sim_whose_iccid_cannot_be_read_relays_under_its_imsi() {
     assert!(fault.status().is_success());
     let imsi = modem(&sim, 0)["imsi"].as_str().unwrap().to_string();
     let proxy = sim.msisdn(0);
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, &numbered("imsi", &imsi, &proxy));
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, &numbered("imsi", &imsi, &proxy)).await;
 
     let numbers = daemon.get("/api/v1/numbers").await;
     let number = &numbers[0];
@@ -185,29 +169,6 @@ async fn a_sim_whose_iccid_cannot_be_read_relays_under_its_imsi() {
     assert_eq!(texts(&at_a), [(proxy.clone(), "and back".into())]);
 }
 
-async fn call_state(sim: &Sim, number: &str) -> Value {
-    common::client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_call(sim: &Sim, number: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = call_state(sim, number).await;
-        if done(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{number}: {what}; last {state}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The terse firmware refuses `AT+CHLD=?` but holds and joins: its calls
 /// are bridged (a muted conference, the default) by what its profile says
 /// the network offers.
@@ -217,14 +178,12 @@ async fn a_call_is_bridged_on_the_terse_firmware() {
     let sim = Sim::start(dir.path(), 1, "terse");
     let modem = modem(&sim, 0).clone();
     let proxy = sim.msisdn(0);
-    let port = free_port();
-    let config = write_config(
+    let daemon = Daemon::start_on(
         dir.path(),
         &sim,
-        port,
         &numbered("iccid", modem["iccid"].as_str().unwrap(), &proxy),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let numbers = daemon.get("/api/v1/numbers").await;
     assert_eq!(numbers[0]["voice_method"], "conference", "{numbers}");
     let (a, b) = ("+447911123456", "+447912345678");
@@ -233,16 +192,17 @@ async fn a_call_is_bridged_on_the_terse_firmware() {
         .post(&format!("/handsets/{a}/dial"), json!({"to": proxy}))
         .await;
     assert!(dial.status().is_success());
-    let ringing = wait_call(&sim, b, "rings", |s| s["state"] == "ringing").await;
+    let ringing = sim.wait_call(b, "rings", |s| s["state"] == "ringing").await;
     assert_eq!(ringing["caller_id"], proxy.as_str(), "B sees the proxy");
     let answer = sim.post(&format!("/handsets/{b}/answer"), json!({})).await;
     assert!(answer.status().is_success());
-    let at_a = wait_call(&sim, a, "talks to B", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == b))
-    })
-    .await;
+    let at_a = sim
+        .wait_call(a, "talks to B", |s| {
+            s["connected_to"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|n| n == b))
+        })
+        .await;
     assert_eq!(at_a["caller_id"], proxy.as_str(), "A sees the proxy");
     let heard = at_a["connected_to"].as_array().unwrap();
     assert!(
@@ -251,5 +211,6 @@ async fn a_call_is_bridged_on_the_terse_firmware() {
     );
     let hangup = sim.post(&format!("/handsets/{a}/hangup"), json!({})).await;
     assert!(hangup.status().is_success());
-    wait_call(&sim, b, "hung up too", |s| s["state"] == "idle").await;
+    sim.wait_call(b, "hung up too", |s| s["state"] == "idle")
+        .await;
 }

@@ -61,24 +61,6 @@ async fn wait_until<F: Fn(&Value) -> bool>(
     }
 }
 
-async fn call_state(sim: &Sim, number: &str) -> Value {
-    common::client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .expect("sim control")
-        .json()
-        .await
-        .expect("call JSON")
-}
-
-async fn handset(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    assert!(response.status().is_success(), "{action} by {number}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,17 +130,17 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
     .await;
 
     // A masked call from A to B, and one from the stranger.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
     wait_until(
         "B rings",
-        async || call_state(&sim, B).await,
+        async || sim.call_state(B).await,
         |s| s["state"] == "ringing",
     )
     .await;
-    handset(&sim, B, "answer", json!({})).await;
+    sim.act(B, "answer", json!({})).await;
     wait_until(
         "A talks to B",
-        async || call_state(&sim, A).await,
+        async || sim.call_state(A).await,
         |s| {
             s["connected_to"]
                 .as_array()
@@ -166,17 +148,17 @@ async fn no_participant_number_reaches_the_logs_or_survives_an_erasure() {
         },
     )
     .await;
-    handset(&sim, A, "hangup", json!({})).await;
+    sim.act(A, "hangup", json!({})).await;
     wait_until(
         "B hung up",
-        async || call_state(&sim, B).await,
+        async || sim.call_state(B).await,
         |s| s["state"] == "idle",
     )
     .await;
-    handset(&sim, STRANGER, "dial", json!({"to": proxy})).await;
+    sim.act(STRANGER, "dial", json!({"to": proxy})).await;
     wait_until(
         "the stranger is hung up on",
-        async || call_state(&sim, STRANGER).await,
+        async || sim.call_state(STRANGER).await,
         |s| s["state"] == "idle",
     )
     .await;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
+use common::{Daemon, Feed, Sim, start_bank, texts};
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
@@ -19,36 +19,14 @@ const STAFF: &str = "+447911500500";
 const STRANGER: &str = "+447400123456";
 const SECOND_STRANGER: &str = "+447400654321";
 
-async fn api(daemon: &Daemon, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let response = client()
-        .request(method, format!("{}{path}", daemon.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("api");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn open(daemon: &Daemon, a: &str, b: &str, extra: Value) -> (u16, Value) {
     let mut body = json!({"participants": [a, b]});
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().cloned().unwrap_or_default());
-    api(daemon, reqwest::Method::POST, "/api/v1/sessions", body).await
-}
-
-fn texts(messages: &[Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
+    daemon
+        .api(reqwest::Method::POST, "/api/v1/sessions", body)
+        .await
 }
 
 /// Waits until `done` holds for the session `id`.
@@ -79,96 +57,24 @@ async fn wait_interaction(daemon: &Daemon, id: &str, done: impl Fn(&Value) -> bo
     }
 }
 
-/// The daemon's live feed, read until an event of `kind` arrives.
-async fn wait_event(feed: &mut reqwest::Response, kind: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buffer = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no {kind} event; feed: {buffer}");
-        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, feed.chunk()).await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-        }
-        for line in buffer.lines() {
-            if let Some(data) = line.strip_prefix("data:")
-                && let Ok(event) = serde_json::from_str::<Value>(data.trim())
-                && event["kind"] == kind
-            {
-                return event;
-            }
-        }
-    }
-}
-
-async fn call_state(sim: &Sim, number: &str) -> Value {
-    client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_call(sim: &Sim, number: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = call_state(sim, number).await;
-        if done(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{number}: {what}; last {state}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn act(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{action} by {number}: {}",
-        response.text().await.unwrap_or_default()
-    );
-}
-
 /// `caller` dials the proxy; `callee` must ring showing the proxy, answer
 /// and be connected with the caller; then both hang up.
 async fn call_reaches(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
-    act(sim, caller, "dial", json!({"to": proxy})).await;
-    let ringing = wait_call(sim, callee, "rings", |s| s["state"] == "ringing").await;
-    assert_eq!(
-        ringing["caller_id"], proxy,
-        "the callee sees the proxy only"
-    );
-    act(sim, callee, "answer", json!({})).await;
-    wait_call(sim, caller, "talks to the callee", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == callee))
-    })
-    .await;
-    act(sim, caller, "hangup", json!({})).await;
-    wait_call(sim, callee, "hung up too", |s| s["state"] == "idle").await;
-    wait_call(sim, caller, "idle", |s| s["state"] == "idle").await;
+    sim.bridge(proxy, caller, callee).await;
+    sim.hang_up(caller, callee).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_ends_the_conversation_until_start() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         "[opt_out]\nstop_keywords = [\"STOP\", \"ARRET\", \"BAJA\"]\n\
          [out_of_session]\npolicy = \"auto-reply\"\ntext = \"No conversation here.\"\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let (_, session) = open(&daemon, A, B, json!({})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     let id = session["id"].as_str().unwrap().to_string();
@@ -195,13 +101,13 @@ async fn stop_ends_the_conversation_until_start() {
         (409, Some("opted_out")),
         "{refused}"
     );
-    let (status, refused) = api(
-        &daemon,
-        reqwest::Method::POST,
-        &format!("/api/v1/sessions/{id}/reopen"),
-        json!({}),
-    )
-    .await;
+    let (status, refused) = daemon
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/sessions/{id}/reopen"),
+            json!({}),
+        )
+        .await;
     assert_eq!(
         (status, refused["error"].as_str()),
         (409, Some("opted_out")),
@@ -232,46 +138,39 @@ async fn stop_ends_the_conversation_until_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_block_list_and_loop_protection_stop_relays_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         "[loop_protection]\nmax_similar_per_hour = 3\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let (_, session) = open(&daemon, A, B, json!({})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     let id = session["id"].as_str().unwrap().to_string();
 
-    let (status, _) = api(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/blocks",
-        json!({"number": A, "reason": "test"}),
-    )
-    .await;
+    let (status, _) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/blocks",
+            json!({"number": A, "reason": "test"}),
+        )
+        .await;
     assert_eq!(status, 201);
     sim.handset_sms(A, &proxy, "let me through").await;
     let blocked = wait_interaction(&daemon, &id, |i| i["rule"] == "block_list").await;
     assert_eq!(blocked["status"], "blocked", "{blocked}");
-    let (status, _) = api(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/blocks/remove",
-        json!({"number": A}),
-    )
-    .await;
+    let (status, _) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/blocks/remove",
+            json!({"number": A}),
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Two auto-responders answer each other through the proxy.
-    let mut feed = client()
-        .get(format!("{}/api/v1/events", daemon.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let mut feed = Feed::open(&daemon, None).await;
     let bounce = |n: u32| format!("Out of office until Monday (ref {n})");
     sim.handset_sms(A, &proxy, &bounce(1)).await;
     sim.wait_messages(B, 1, Duration::from_secs(30)).await;
@@ -280,7 +179,7 @@ async fn the_block_list_and_loop_protection_stop_relays_and_say_why() {
     sim.handset_sms(A, &proxy, &bounce(3)).await;
     sim.wait_messages(B, 2, Duration::from_secs(30)).await;
     sim.handset_sms(B, &proxy, &bounce(4)).await;
-    let event = wait_event(&mut feed, "loop_detected").await;
+    let event = feed.wait_kind("loop_detected").await.data;
     assert_eq!(event["session_id"], id.as_str());
     assert!(
         event["reason"].as_str().unwrap().contains("near-identical"),
@@ -309,24 +208,22 @@ async fn the_block_list_and_loop_protection_stop_relays_and_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_front_desk_pairs_strangers_with_the_staff_by_sms_and_call() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "quectel-ec25",
         "[out_of_session]\npolicy = \"reject\"\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
-    let iccid = sim.bank["modems"][0]["iccid"].as_str().unwrap().to_string();
-    let proxy = sim.msisdn(0);
-    let (status, view) = api(
-        &daemon,
-        reqwest::Method::PUT,
-        &format!("/api/v1/numbers/{iccid}"),
-        json!({"front_desk": STAFF}),
     )
     .await;
+    let iccid = sim.bank["modems"][0]["iccid"].as_str().unwrap().to_string();
+    let proxy = sim.msisdn(0);
+    let (status, view) = daemon
+        .api(
+            reqwest::Method::PUT,
+            &format!("/api/v1/numbers/{iccid}"),
+            json!({"front_desk": STAFF}),
+        )
+        .await;
     assert_eq!(
         (status, view["front_desk"].as_str()),
         (200, Some(STAFF)),
@@ -348,13 +245,13 @@ async fn a_front_desk_pairs_strangers_with_the_staff_by_sms_and_call() {
         texts(&at_stranger),
         [(proxy.clone(), "how can I help?".into())]
     );
-    let (_, found) = api(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/sessions/search",
-        json!({"participant": STRANGER, "status": "open"}),
-    )
-    .await;
+    let (_, found) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/sessions/search",
+            json!({"participant": STRANGER, "status": "open"}),
+        )
+        .await;
     let session = &found["sessions"][0];
     assert_eq!(session["label"], "front desk", "{found}");
     assert_eq!(session["participants"], json!([STRANGER, STAFF]));
@@ -362,21 +259,21 @@ async fn a_front_desk_pairs_strangers_with_the_staff_by_sms_and_call() {
 
     // That session is closed; a second stranger calls: a new session with
     // the staff, who rings seeing the proxy.
-    api(
-        &daemon,
-        reqwest::Method::DELETE,
-        &format!("/api/v1/sessions/{id}"),
-        Value::Null,
-    )
-    .await;
+    daemon
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            Value::Null,
+        )
+        .await;
     call_reaches(&sim, &proxy, SECOND_STRANGER, STAFF).await;
-    let (_, found) = api(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/sessions/search",
-        json!({"participant": SECOND_STRANGER}),
-    )
-    .await;
+    let (_, found) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/sessions/search",
+            json!({"participant": SECOND_STRANGER}),
+        )
+        .await;
     assert_eq!(
         found["sessions"][0]["participants"],
         json!([SECOND_STRANGER, STAFF])
@@ -388,15 +285,13 @@ async fn calls_after_expiry_go_to_the_session_or_global_fallback() {
     const FALLBACK: &str = "+447911000555";
     const GLOBAL: &str = "+447911000999";
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "quectel-ec25",
         &format!("fallback_number = \"{GLOBAL}\"\n[out_of_session]\npolicy = \"reject\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let (status, own) = open(
         &daemon,
         A,
@@ -418,10 +313,12 @@ async fn calls_after_expiry_go_to_the_session_or_global_fallback() {
     call_reaches(&sim, &proxy, A, FALLBACK).await;
     call_reaches(&sim, &proxy, C, GLOBAL).await;
     // A stranger is not a former participant: the policy rejects the call.
-    act(&sim, STRANGER, "dial", json!({"to": proxy})).await;
-    let ended = wait_call(&sim, STRANGER, "rejected", |s| s["state"] == "idle").await;
+    sim.act(STRANGER, "dial", json!({"to": proxy})).await;
+    let ended = sim
+        .wait_call(STRANGER, "rejected", |s| s["state"] == "idle")
+        .await;
     assert_ne!(ended["last_end"], Value::Null, "{ended}");
-    assert_eq!(call_state(&sim, GLOBAL).await["state"], "idle");
+    assert_eq!(sim.call_state(GLOBAL).await["state"], "idle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,14 +326,12 @@ async fn the_recipients_budget_blocks_new_recipients_and_steers_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1, "generic");
     let iccid = sim.bank["modems"][0]["iccid"].as_str().unwrap().to_string();
-    let port = free_port();
-    let config = write_config(
+    let daemon = Daemon::start_on(
         dir.path(),
         &sim,
-        port,
         &format!("[[sims]]\niccid = \"{iccid}\"\nrecipients_per_month = 3\n"),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let (_, first) = open(&daemon, A, B, json!({})).await;
     let (_, second) = open(&daemon, C, D, json!({})).await;
     let proxy = first["proxy_number"].as_str().unwrap().to_string();

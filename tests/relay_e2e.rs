@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Sim, free_port, write_config};
+use common::{Daemon, Sim, free_port, start_bank, texts, write_config};
 use serde_json::json;
 
 const A: &str = "+447911123456";
@@ -14,38 +14,23 @@ const B: &str = "+447912345678";
 const C: &str = "+447911777888";
 const STRANGER: &str = "+447400123456";
 
-/// Messages' senders and texts.
-fn received(messages: &[serde_json::Value]) -> Vec<(String, String)> {
-    messages
-        .iter()
-        .map(|m| {
-            (
-                m["from"].as_str().unwrap_or_default().to_string(),
-                m["text"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_is_relayed_both_ways_through_the_proxy_only() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         "[out_of_session]\npolicy = \"auto-reply\"\ntext = \"No conversation here.\"\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let session = daemon.open_session(A, B, json!({"label": "ride 1"})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     assert_eq!(proxy, sim.msisdn(0));
 
     sim.handset_sms(A, &proxy, "hello B, it's A").await;
     let at_b = sim.wait_messages(B, 1, Duration::from_secs(30)).await;
-    assert_eq!(received(&at_b), [(proxy.clone(), "hello B, it's A".into())]);
+    assert_eq!(texts(&at_b), [(proxy.clone(), "hello B, it's A".into())]);
 
     // Unicode (UCS2) and a long message (several parts) arrive whole.
     let long: String = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "
@@ -58,7 +43,7 @@ async fn sms_is_relayed_both_ways_through_the_proxy_only() {
     let at_a = sim.wait_messages(A, 2, Duration::from_secs(30)).await;
     // Sent back to back, they arrive in the order they were sent.
     assert_eq!(
-        received(&at_a),
+        texts(&at_a),
         [
             (proxy.clone(), "Привет 👋 ça va? 你好".into()),
             (proxy.clone(), long.clone())
@@ -71,7 +56,7 @@ async fn sms_is_relayed_both_ways_through_the_proxy_only() {
         .wait_messages(STRANGER, 1, Duration::from_secs(30))
         .await;
     assert_eq!(
-        received(&at_stranger),
+        texts(&at_stranger),
         [(proxy.clone(), "No conversation here.".into())]
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -94,15 +79,13 @@ async fn sms_is_relayed_both_ways_through_the_proxy_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sessions_of_one_person_route_independently_and_expiry_stops_relaying() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 2, "simcom-sim800,quectel-ec25");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        2,
+        "simcom-sim800,quectel-ec25",
         "[out_of_session]\npolicy = \"reject\"\n",
-    );
-    let daemon = Daemon::start(&config, port, 2).await;
+    )
+    .await;
     let with_b = daemon.open_session(A, B, json!({})).await;
     let with_c = daemon.open_session(A, C, json!({"ttl_seconds": 3})).await;
     let p1 = with_b["proxy_number"].as_str().unwrap().to_string();
@@ -116,15 +99,15 @@ async fn two_sessions_of_one_person_route_independently_and_expiry_stops_relayin
     sim.handset_sms(A, &p2, "to C").await;
     let at_b = sim.wait_messages(B, 1, Duration::from_secs(30)).await;
     let at_c = sim.wait_messages(C, 1, Duration::from_secs(30)).await;
-    assert_eq!(received(&at_b), [(p1.clone(), "to B".into())]);
-    assert_eq!(received(&at_c), [(p2.clone(), "to C".into())]);
+    assert_eq!(texts(&at_b), [(p1.clone(), "to B".into())]);
+    assert_eq!(texts(&at_c), [(p2.clone(), "to C".into())]);
 
     // The session with C expires; what A sends there goes nowhere.
     tokio::time::sleep(Duration::from_secs(4)).await;
     sim.handset_sms(A, &p2, "too late").await;
     sim.handset_sms(A, &p1, "still on").await;
     let at_b = sim.wait_messages(B, 2, Duration::from_secs(30)).await;
-    assert_eq!(received(&at_b)[1], (p1.clone(), "still on".into()));
+    assert_eq!(texts(&at_b)[1], (p1.clone(), "still on".into()));
     assert_eq!(sim.messages(C).await.len(), 1);
     let id = with_c["id"].as_str().unwrap();
     let session = daemon.get(&format!("/api/v1/sessions/{id}")).await;
@@ -152,7 +135,7 @@ async fn a_burst_larger_than_the_sim_storage_is_relayed_whole() {
     }
     let _daemon = Daemon::start(&config, port, 1).await;
     let at_b = sim.wait_messages(B, burst, Duration::from_secs(120)).await;
-    let mut texts: Vec<String> = received(&at_b).into_iter().map(|(_, t)| t).collect();
+    let mut texts: Vec<String> = texts(&at_b).into_iter().map(|(_, t)| t).collect();
     texts.sort();
     let mut expected: Vec<String> = (0..burst).map(|i| format!("burst {i}")).collect();
     expected.sort();
@@ -162,10 +145,7 @@ async fn a_burst_larger_than_the_sim_storage_is_relayed_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_destination_delays_only_its_own_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
     // Three sessions on the one proxy.
     let d = "+447911000111";
     let e = "+447911000222";
@@ -189,7 +169,7 @@ async fn an_unreachable_destination_delays_only_its_own_messages() {
     sim.handset_sms(C, &proxy, "for D, who is barred").await;
     sim.handset_sms(e, &proxy, "for F, all fine").await;
     let at_f = sim.wait_messages(f, 1, Duration::from_secs(30)).await;
-    assert_eq!(received(&at_f), [(proxy.clone(), "for F, all fine".into())]);
+    assert_eq!(texts(&at_f), [(proxy.clone(), "for F, all fine".into())]);
 
     // D's message fails with the network's reason in its interaction.
     let id = cd["id"].as_str().unwrap();
@@ -219,16 +199,13 @@ async fn an_unreachable_destination_delays_only_its_own_messages() {
     sim.put(&format!("/handsets/{B}/state"), json!({"power": "on"}))
         .await;
     let at_b = sim.wait_messages(B, 1, Duration::from_secs(30)).await;
-    assert_eq!(received(&at_b), [(proxy, "for B, who is off".into())]);
+    assert_eq!(texts(&at_b), [(proxy, "for B, who is off".into())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modem_replugged_under_a_new_name_keeps_relaying() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "quectel-ec25", "").await;
     let session = daemon.open_session(A, B, json!({})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     sim.handset_sms(A, &proxy, "before").await;
@@ -252,7 +229,7 @@ async fn a_modem_replugged_under_a_new_name_keeps_relaying() {
     sim.handset_sms(A, &proxy, "after").await;
     sim.handset_sms(B, &proxy, "reply").await;
     let at_b = sim.wait_messages(B, 2, Duration::from_secs(60)).await;
-    assert_eq!(received(&at_b)[1], (proxy.clone(), "after".into()));
+    assert_eq!(texts(&at_b)[1], (proxy.clone(), "after".into()));
     let at_a = sim.wait_messages(A, 1, Duration::from_secs(60)).await;
-    assert_eq!(received(&at_a), [(proxy, "reply".into())]);
+    assert_eq!(texts(&at_a), [(proxy, "reply".into())]);
 }

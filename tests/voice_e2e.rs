@@ -8,63 +8,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, free_port, write_config};
+use common::{Daemon, Sim, free_port, start_bank, write_config};
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
 const B: &str = "+447912345678";
 const STRANGER: &str = "+447400123456";
 
-async fn call_state(sim: &Sim, number: &str) -> Value {
-    common::client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// Waits until `number`'s call state satisfies `done`.
-async fn wait_call(sim: &Sim, number: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = call_state(sim, number).await;
-        if done(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "{number}: {what}; last {state}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn act(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{action} by {number}: {}",
-        response.text().await.unwrap_or_default()
-    );
-}
-
-async fn interactions(daemon: &Daemon, session: &str) -> Vec<Value> {
-    let body = daemon
-        .get(&format!("/api/v1/sessions/{session}/interactions"))
-        .await;
-    body.as_array()
-        .or_else(|| body["interactions"].as_array())
-        .cloned()
-        .unwrap_or_default()
-}
-
 async fn wait_call_record(daemon: &Daemon, session: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let list = interactions(daemon, session).await;
+        let list = daemon.interactions(session).await;
         if let Some(call) = list.iter().find(|i| i["kind"] == "call") {
             return call.clone();
         }
@@ -88,44 +42,26 @@ fn shown(call: &Value) -> String {
 /// One masked call from `caller` to the other participant through the
 /// proxy; returns what each side was shown while they talked.
 async fn masked_call(sim: &Sim, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
-    act(sim, caller, "dial", json!({"to": proxy})).await;
-    let ringing = wait_call(sim, callee, "rings", |s| s["state"] == "ringing").await;
-    assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
-    act(sim, callee, "answer", json!({})).await;
-    let at_caller = wait_call(sim, caller, "talks to the callee", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == callee))
-    })
-    .await;
-    assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
-    let at_callee = wait_call(sim, callee, "talks to the caller", |s| {
-        s["connected_to"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|n| n == caller))
-    })
-    .await;
-    assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
+    sim.bridge(proxy, caller, callee).await;
     // Whatever the network tells them about the bridge has arrived by now.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let shown = (call_state(sim, caller).await, call_state(sim, callee).await);
-    act(sim, caller, "hangup", json!({})).await;
-    wait_call(sim, callee, "hung up too", |s| s["state"] == "idle").await;
+    let shown = (sim.call_state(caller).await, sim.call_state(callee).await);
+    sim.act(caller, "hangup", json!({})).await;
+    sim.wait_call(callee, "hung up too", |s| s["state"] == "idle")
+        .await;
     shown
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_bridged_by_multiparty_both_ways_and_never_unmask() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "quectel-ec25",
         "[out_of_session]\npolicy = \"reject\"\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let numbers = daemon.get("/api/v1/numbers").await;
     assert_eq!(numbers[0]["voice_method"], "conference", "{numbers}");
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
@@ -146,10 +82,11 @@ async fn calls_are_bridged_by_multiparty_both_ways_and_never_unmask() {
     assert!(!shown(&at_b).contains(A), "B was shown A: {at_b}");
 
     // A stranger is hung up on and reaches nobody.
-    act(&sim, STRANGER, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, STRANGER, "rejected", |s| s["state"] == "idle").await;
-    assert_eq!(call_state(&sim, A).await["state"], "idle");
-    assert_eq!(call_state(&sim, B).await["state"], "idle");
+    sim.act(STRANGER, "dial", json!({"to": proxy})).await;
+    sim.wait_call(STRANGER, "rejected", |s| s["state"] == "idle")
+        .await;
+    assert_eq!(sim.call_state(A).await["state"], "idle");
+    assert_eq!(sim.call_state(B).await["state"], "idle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +117,11 @@ async fn calls_are_bridged_by_transfer_where_opted_in_and_the_network_unmasks() 
     masked_call(&sim, &proxy, B, A).await;
 
     // A stranger is hung up on and reaches nobody.
-    act(&sim, STRANGER, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, STRANGER, "rejected", |s| s["state"] == "idle").await;
-    assert_eq!(call_state(&sim, A).await["state"], "idle");
-    assert_eq!(call_state(&sim, B).await["state"], "idle");
+    sim.act(STRANGER, "dial", json!({"to": proxy})).await;
+    sim.wait_call(STRANGER, "rejected", |s| s["state"] == "idle")
+        .await;
+    assert_eq!(sim.call_state(A).await["state"], "idle");
+    assert_eq!(sim.call_state(B).await["state"], "idle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,24 +162,23 @@ async fn a_network_without_transfer_bridges_by_conference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_or_silent_participant_releases_the_caller_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "simcom-sim800",
         "[voice]\nring_timeout_seconds = 3\n",
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let session = daemon.open_session(A, B, json!({})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
     let id = session["id"].as_str().unwrap().to_string();
 
     // B does not answer: after the ring timeout A is released.
-    act(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rings", |s| s["state"] == "ringing").await;
-    wait_call(&sim, A, "released", |s| s["state"] == "idle").await;
-    wait_call(&sim, B, "stops ringing", |s| s["state"] == "idle").await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rings", |s| s["state"] == "ringing").await;
+    sim.wait_call(A, "released", |s| s["state"] == "idle").await;
+    sim.wait_call(B, "stops ringing", |s| s["state"] == "idle")
+        .await;
     let record = wait_call_record(&daemon, &id).await;
     assert_eq!(record["outcome"], "no_answer", "{record}");
 }

@@ -13,81 +13,11 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Sim, client, free_port, write_config};
+use common::{Daemon, Sim, client, free_port, start_bank, write_config};
 use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
 const B: &str = "+447912345678";
-
-async fn call_of(sim: &Sim, number: &str) -> Value {
-    client()
-        .get(format!("{}/handsets/{number}/call", sim.control))
-        .send()
-        .await
-        .expect("sim control")
-        .json()
-        .await
-        .expect("call JSON")
-}
-
-/// Polls a handset until `check` holds for its call (20 s at most).
-async fn wait_call(sim: &Sim, number: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    wait_call_within(sim, number, what, Duration::from_secs(20), check).await
-}
-
-async fn wait_call_within(
-    sim: &Sim,
-    number: &str,
-    what: &str,
-    within: Duration,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let call = call_of(sim, number).await;
-        if check(&call) {
-            return call;
-        }
-        assert!(Instant::now() < deadline, "{number} never {what}: {call}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn handset(sim: &Sim, number: &str, action: &str, body: Value) {
-    let response = sim
-        .post(&format!("/handsets/{number}/{action}"), body)
-        .await;
-    assert!(
-        response.status().is_success(),
-        "{action} by {number}: {}",
-        response.text().await.unwrap_or_default()
-    );
-}
-
-/// The session's call interactions, once there are `count` of them.
-async fn calls_recorded(daemon: &Daemon, session: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let body = daemon
-            .get(&format!("/api/v1/sessions/{session}/interactions"))
-            .await;
-        let calls: Vec<Value> = body
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|i| i["kind"] == "call")
-            .cloned()
-            .collect();
-        if calls.len() >= count {
-            return calls;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not {count} calls recorded: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A copy of the shipped profiles in which no network offers explicit call
 /// transfer (`+CHLD=4`), so every SIM bridges by conference.
@@ -122,25 +52,6 @@ async fn conference_bank(dir: &Path) -> (Sim, Daemon) {
     (sim, daemon)
 }
 
-/// `caller` dials the proxy, `callee` rings showing the proxy and answers,
-/// and each hears only the other.
-async fn bridge(sim: &Sim, proxy: &str, caller: &str, callee: &str) {
-    handset(sim, caller, "dial", json!({"to": proxy})).await;
-    let ringing = wait_call(sim, callee, "rang", |c| c["state"] == "ringing").await;
-    assert_eq!(ringing["caller_id"], proxy, "the callee sees the proxy");
-    handset(sim, callee, "answer", json!({})).await;
-    let at_caller = wait_call(sim, caller, "heard the callee", |c| {
-        c["connected_to"] == json!([callee])
-    })
-    .await;
-    assert_eq!(at_caller["caller_id"], proxy, "{at_caller}");
-    let at_callee = wait_call(sim, callee, "heard the caller", |c| {
-        c["connected_to"] == json!([caller])
-    })
-    .await;
-    assert_eq!(at_callee["caller_id"], proxy, "{at_callee}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,13 +62,15 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
 
     // A calls, B answers, then B (the callee) hangs up: the modem, still in
     // the conference, clears A's leg.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     // They talk for a while: the record's duration covers it.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    handset(&sim, B, "hangup", json!({})).await;
-    let released = wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
+    sim.act(B, "hangup", json!({})).await;
+    let released = sim
+        .wait_call(A, "was released", |c| c["state"] == "idle")
+        .await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     assert_eq!(calls[0]["from_participant"], 0, "{calls:?}");
     let talked = calls[0]["duration_seconds"].as_f64().unwrap_or_default();
@@ -167,10 +80,11 @@ async fn a_conference_ends_for_both_whichever_side_hangs_up() {
     );
 
     // The modem is free again: B calls A the other way and hangs up first.
-    bridge(&sim, &proxy, B, A).await;
-    handset(&sim, B, "hangup", json!({})).await;
-    wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 2).await;
+    sim.bridge(&proxy, B, A).await;
+    sim.act(B, "hangup", json!({})).await;
+    sim.wait_call(A, "was released", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon.wait_calls(&id, 2).await;
     assert_eq!(calls[1]["outcome"], "completed", "{calls:?}");
     assert_eq!(calls[1]["from_participant"], 1, "{calls:?}");
     for call in &calls {
@@ -232,32 +146,31 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
     const STRANGER: &str = "+447400123456";
     const OPERATOR: &str = "+447911000100";
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "quectel-ec25",
         &format!("[out_of_session]\npolicy = \"forward\"\nto = \"{OPERATOR}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let feed = subscribe(&daemon).await;
 
     // The stranger reaches the operator, who sees the proxy, not the
     // stranger; the session's participants are left alone.
-    bridge(&sim, &proxy, STRANGER, OPERATOR).await;
+    sim.bridge(&proxy, STRANGER, OPERATOR).await;
     for number in [A, B] {
-        assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
+        assert_eq!(sim.call_state(number).await["state"], "idle", "{number}");
     }
-    let operator = call_of(&sim, OPERATOR).await;
+    let operator = sim.call_state(OPERATOR).await;
     assert!(
         !operator["notifications"].to_string().contains(STRANGER),
         "the operator was shown the stranger: {operator}"
     );
-    handset(&sim, STRANGER, "hangup", json!({})).await;
-    wait_call(&sim, OPERATOR, "hung up too", |c| c["state"] == "idle").await;
+    sim.act(STRANGER, "hangup", json!({})).await;
+    sim.wait_call(OPERATOR, "hung up too", |c| c["state"] == "idle")
+        .await;
     let events = events_until(feed, "call_ended").await;
     let ended = events.last().expect("call_ended");
     assert!(
@@ -270,14 +183,15 @@ async fn a_stranger_is_forwarded_to_the_operator_and_the_operator_never_loops() 
     );
 
     // The operator calling the proxy is not forwarded to themselves.
-    handset(&sim, OPERATOR, "dial", json!({"to": proxy})).await;
-    let refused = wait_call(&sim, OPERATOR, "was refused", |c| {
-        c["state"] == "idle" && !c["last_end"].is_null()
-    })
-    .await;
+    sim.act(OPERATOR, "dial", json!({"to": proxy})).await;
+    let refused = sim
+        .wait_call(OPERATOR, "was refused", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
     assert_eq!(refused["connected_to"], json!([]), "{refused}");
     for number in [A, B, STRANGER] {
-        assert_eq!(call_of(&sim, number).await["state"], "idle", "{number}");
+        assert_eq!(sim.call_state(number).await["state"], "idle", "{number}");
     }
 }
 
@@ -293,10 +207,7 @@ async fn set_state(sim: &Sim, number: &str, state: Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "simcom-sim800", "").await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
@@ -307,26 +218,27 @@ async fn a_switched_off_or_barred_participant_releases_the_caller_as_unreachable
     ];
     for (n, state) in states.into_iter().enumerate() {
         set_state(&sim, B, state.clone()).await;
-        handset(&sim, A, "dial", json!({"to": proxy})).await;
-        let released = wait_call(&sim, A, "was released", |c| {
-            c["state"] == "idle" && !c["last_end"].is_null()
-        })
-        .await;
+        sim.act(A, "dial", json!({"to": proxy})).await;
+        let released = sim
+            .wait_call(A, "was released", |c| {
+                c["state"] == "idle" && !c["last_end"].is_null()
+            })
+            .await;
         assert_eq!(released["connected_to"], json!([]), "{state}: {released}");
-        assert_eq!(call_of(&sim, B).await["state"], "idle", "{state}");
-        let calls = calls_recorded(&daemon, &id, n + 1).await;
+        assert_eq!(sim.call_state(B).await["state"], "idle", "{state}");
+        let calls = daemon.wait_calls(&id, n + 1).await;
         assert_eq!(calls[n]["outcome"], "unreachable", "{state}: {calls:?}");
         assert!(calls[n]["answered_at"].is_null(), "{calls:?}");
         // The next dial must find the first call's end, not this one's.
-        handset(&sim, A, "hangup", json!({})).await;
+        sim.act(A, "hangup", json!({})).await;
     }
 
     // B back on and reachable: the same session bridges again, and the
     // conference is recorded when it ends.
     set_state(&sim, B, json!({"power": "on", "barred": false})).await;
-    bridge(&sim, &proxy, A, B).await;
-    handset(&sim, A, "hangup", json!({})).await;
-    let calls = calls_recorded(&daemon, &id, 3).await;
+    sim.bridge(&proxy, A, B).await;
+    sim.act(A, "hangup", json!({})).await;
+    let calls = daemon.wait_calls(&id, 3).await;
     assert_eq!(calls[2]["outcome"], "completed", "{calls:?}");
     // The metrics count calls by outcome.
     let metrics = client()
@@ -386,11 +298,12 @@ async fn snapshots(sim: &Sim) -> usize {
 
 /// `caller` dials the proxy and is hung up on; the proxy dials nobody.
 async fn refused_without_dialing(sim: &Sim, proxy: &str, caller: &str, why: &str) {
-    handset(sim, caller, "dial", json!({"to": proxy})).await;
-    let refused = wait_call(sim, caller, "was refused", |c| {
-        c["state"] == "idle" && !c["last_end"].is_null()
-    })
-    .await;
+    sim.act(caller, "dial", json!({"to": proxy})).await;
+    let refused = sim
+        .wait_call(caller, "was refused", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
     assert_eq!(refused["connected_to"], json!([]), "{why}: {refused}");
     let dials: Vec<String> = commands_sent(sim, 0)
         .await
@@ -403,10 +316,7 @@ async fn refused_without_dialing(sim: &Sim, proxy: &str, caller: &str, why: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
 
     let sms_only = daemon.open_session(A, B, json!({"mode": "sms"})).await;
     let proxy = sms_only["proxy_number"]
@@ -414,9 +324,11 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
         .expect("proxy")
         .to_string();
     refused_without_dialing(&sim, &proxy, A, "an SMS-only session").await;
-    assert_eq!(call_of(&sim, B).await["state"], "idle");
+    assert_eq!(sim.call_state(B).await["state"], "idle");
     // The session's history says why.
-    let calls = calls_recorded(&daemon, sms_only["id"].as_str().expect("id"), 1).await;
+    let calls = daemon
+        .wait_calls(sms_only["id"].as_str().expect("id"), 1)
+        .await;
     assert_eq!(calls[0]["outcome"], "rejected", "{calls:?}");
     assert_eq!(
         calls[0]["reason"], "the session does not carry calls",
@@ -442,7 +354,7 @@ async fn sms_only_closed_and_expired_sessions_bridge_no_calls() {
 
     // A fresh voice session does dial out, as the trace shows.
     daemon.open_session(A, B, json!({"mode": "voice"})).await;
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     let sent = commands_sent(&sim, 0).await;
     assert!(sent.iter().any(|line| line.starts_with("ATD")), "{sent:?}");
 }
@@ -452,10 +364,7 @@ async fn calls_on_two_proxies_at_once_never_cross() {
     const C: &str = "+447913445566";
     const D: &str = "+447400123456";
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 2, "quectel-ec25,simcom-sim800");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 2).await;
+    let (sim, daemon) = start_bank(dir.path(), 2, "quectel-ec25,simcom-sim800", "").await;
     let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
     let p1 = first["proxy_number"].as_str().expect("proxy").to_string();
@@ -465,26 +374,28 @@ async fn calls_on_two_proxies_at_once_never_cross() {
     // A and C dial their proxies together; each callee sees its own proxy
     // and talks only to its own caller.
     tokio::join!(
-        handset(&sim, A, "dial", json!({"to": p1})),
-        handset(&sim, C, "dial", json!({"to": p2})),
+        sim.act(A, "dial", json!({"to": p1})),
+        sim.act(C, "dial", json!({"to": p2})),
     );
-    let ring_b = wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    let ring_d = wait_call(&sim, D, "rang", |c| c["state"] == "ringing").await;
+    let ring_b = sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    let ring_d = sim.wait_call(D, "rang", |c| c["state"] == "ringing").await;
     assert_eq!(ring_b["caller_id"], p1.as_str());
     assert_eq!(ring_d["caller_id"], p2.as_str());
-    handset(&sim, D, "answer", json!({})).await;
-    handset(&sim, B, "answer", json!({})).await;
+    sim.act(D, "answer", json!({})).await;
+    sim.act(B, "answer", json!({})).await;
     for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
-        wait_call(&sim, number, "heard its partner", |c| {
+        sim.wait_call(number, "heard its partner", |c| {
             c["connected_to"] == json!([other])
         })
         .await;
     }
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "hung up too", |c| c["state"] == "idle").await;
-    assert_eq!(call_of(&sim, D).await["connected_to"], json!([C]));
-    handset(&sim, D, "hangup", json!({})).await;
-    wait_call(&sim, C, "hung up too", |c| c["state"] == "idle").await;
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "hung up too", |c| c["state"] == "idle")
+        .await;
+    assert_eq!(sim.call_state(D).await["connected_to"], json!([C]));
+    sim.act(D, "hangup", json!({})).await;
+    sim.wait_call(C, "hung up too", |c| c["state"] == "idle")
+        .await;
 
     // C and D are done; A and C open a session, which the masking rule
     // keeps off A's proxy. Whoever calls A shows the proxy of their own
@@ -493,13 +404,15 @@ async fn calls_on_two_proxies_at_once_never_cross() {
     let third = daemon.open_session(A, C, json!({"mode": "voice"})).await;
     assert_eq!(third["proxy_number"], p2.as_str(), "A already uses {p1}");
     for (caller, proxy) in [(B, &p1), (C, &p2)] {
-        handset(&sim, caller, "dial", json!({"to": proxy})).await;
-        let ringing = wait_call(&sim, A, "rang", |c| c["state"] == "ringing").await;
+        sim.act(caller, "dial", json!({"to": proxy})).await;
+        let ringing = sim.wait_call(A, "rang", |c| c["state"] == "ringing").await;
         assert_eq!(ringing["caller_id"], proxy.as_str(), "call from {caller}");
-        handset(&sim, A, "answer", json!({})).await;
-        wait_call(&sim, caller, "heard A", |c| c["connected_to"] == json!([A])).await;
-        handset(&sim, A, "hangup", json!({})).await;
-        wait_call(&sim, caller, "hung up too", |c| c["state"] == "idle").await;
+        sim.act(A, "answer", json!({})).await;
+        sim.wait_call(caller, "heard A", |c| c["connected_to"] == json!([A]))
+            .await;
+        sim.act(A, "hangup", json!({})).await;
+        sim.wait_call(caller, "hung up too", |c| c["state"] == "idle")
+            .await;
     }
 }
 
@@ -518,38 +431,38 @@ async fn plug(sim: &Sim, index: usize, action: &str) {
 async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, &sim.transfer_opt_in()).await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
 
     // After the transfer the network carries the call without the modem:
     // pulling the modem out does not cut A and B off.
-    bridge(&sim, &proxy, A, B).await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    sim.bridge(&proxy, A, B).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
     plug(&sim, 0, "unplug").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (number, other) in [(A, B), (B, A)] {
-        let call = call_of(&sim, number).await;
+        let call = sim.call_state(number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
     }
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "hung up too", |c| c["state"] == "idle").await;
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "hung up too", |c| c["state"] == "idle")
+        .await;
     plug(&sim, 0, "plug").await;
     daemon.wait_ready(1).await;
 
     // Unplugged while B's phone rings: both of the proxy's legs drop, and
     // the call is recorded as failed.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
     plug(&sim, 0, "unplug").await;
     for number in [A, B] {
-        wait_call(&sim, number, "was dropped", |c| c["state"] == "idle").await;
+        sim.wait_call(number, "was dropped", |c| c["state"] == "idle")
+            .await;
     }
-    let calls = calls_recorded(&daemon, &id, 2).await;
+    let calls = daemon.wait_calls(&id, 2).await;
     assert_eq!(calls[1]["outcome"], "failed", "{calls:?}");
     assert_eq!(
         calls[1]["reason"], "the modem went away mid-call",
@@ -560,7 +473,7 @@ async fn an_unplug_spares_a_transferred_call_and_ends_a_ringing_one() {
     // Back in: the SIM bridges again.
     plug(&sim, 0, "plug").await;
     daemon.wait_ready(1).await;
-    bridge(&sim, &proxy, B, A).await;
+    sim.bridge(&proxy, B, A).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,9 +485,7 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
     let sim = Sim::start(dir.path(), 2, "huawei-e173,quectel-ec25");
     let cannot = sim.msisdn(0);
     let can = sim.msisdn(1);
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 2).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, "").await;
 
     // The API says which SIM bridges, and how.
     let numbers = daemon.get("/api/v1/numbers").await;
@@ -617,13 +528,13 @@ async fn voice_sessions_go_only_to_sims_that_can_bridge() {
     );
 
     // A call to the SMS-only proxy reaches nobody; the voice proxy bridges.
-    handset(&sim, A, "dial", json!({"to": cannot})).await;
-    wait_call(&sim, A, "was refused", |c| {
+    sim.act(A, "dial", json!({"to": cannot})).await;
+    sim.wait_call(A, "was refused", |c| {
         c["state"] == "idle" && !c["last_end"].is_null()
     })
     .await;
-    assert_eq!(call_of(&sim, C).await["state"], "idle");
-    bridge(&sim, &can, D, C).await;
+    assert_eq!(sim.call_state(C).await["state"], "idle");
+    sim.bridge(&can, D, C).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,7 +547,7 @@ async fn texts_are_relayed_while_the_proxy_holds_a_conference() {
 
     // The modem stays in the conference while A and B talk; their texts
     // through the same proxy still go both ways.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     sim.handset_sms(A, &proxy, "during the call, from A").await;
     sim.handset_sms(B, &proxy, "during the call, from B").await;
     let at_b = sim.wait_messages(B, 1, Duration::from_secs(20)).await;
@@ -646,13 +557,14 @@ async fn texts_are_relayed_while_the_proxy_holds_a_conference() {
     assert_eq!(at_a[0]["from"], proxy.as_str(), "{at_a:?}");
     assert_eq!(at_a[0]["text"], "during the call, from B");
     for (number, other) in [(A, B), (B, A)] {
-        let call = call_of(&sim, number).await;
+        let call = sim.call_state(number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
     }
 
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "was released", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
 }
 
@@ -698,22 +610,24 @@ async fn a_lost_answer_to_the_modem_is_reconciled_and_the_call_still_bridges() {
         json!({"drop_responses": 1, "noise": true, "urc_mid_response": true}),
     )
     .await;
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    let ringing = wait_call_within(&sim, B, "rang", Duration::from_secs(40), |c| {
-        c["state"] == "ringing"
-    })
-    .await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    let ringing = sim
+        .wait_call_within(B, "rang", Duration::from_secs(40), |c| {
+            c["state"] == "ringing"
+        })
+        .await;
     assert_eq!(ringing["caller_id"], proxy.as_str());
-    handset(&sim, B, "answer", json!({})).await;
+    sim.act(B, "answer", json!({})).await;
     for (number, other) in [(A, B), (B, A)] {
-        wait_call(&sim, number, "heard the other", |c| {
+        sim.wait_call(number, "heard the other", |c| {
             c["connected_to"] == json!([other])
         })
         .await;
     }
-    handset(&sim, B, "hangup", json!({})).await;
-    wait_call(&sim, A, "was released", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    sim.act(B, "hangup", json!({})).await;
+    sim.wait_call(A, "was released", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon.wait_calls(&id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     let faults: Value = client()
         .get(format!("{}/modems/0/faults", sim.control))
@@ -743,7 +657,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
 
     // The daemon stops mid-conference; the network keeps the call up.
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
     let snapshots_before = snapshots(&sim).await;
     let port: u16 = daemon
@@ -766,7 +680,7 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (number, other) in [(A, B), (B, A)] {
-        let call = call_of(&sim, number).await;
+        let call = sim.call_state(number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
     }
     // The new daemon found the call's session: the call is in its control
@@ -787,12 +701,14 @@ async fn a_conference_left_by_a_restarted_daemon_is_still_cleared() {
 
     // A hangs up: the new daemon, which never saw the call begin, still
     // clears B's leg rather than leaving B on the line with nobody.
-    handset(&sim, A, "hangup", json!({})).await;
-    let released = wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
+    sim.act(A, "hangup", json!({})).await;
+    let released = sim
+        .wait_call(B, "was released", |c| c["state"] == "idle")
+        .await;
     assert_eq!(released["last_end"], "remote_hung_up", "{released}");
-    let calls = calls_recorded(&restarted, id, 1).await;
+    let calls = restarted.wait_calls(id, 1).await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
-    bridge(&sim, &proxy, B, A).await;
+    sim.bridge(&proxy, B, A).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -805,7 +721,7 @@ async fn a_conference_whose_session_closed_while_the_daemon_was_down_ends_when_i
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
     assert!(daemon.process.terminate(), "the daemon stops cleanly");
     // The operator closes the session from the shell meanwhile.
     let closed = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
@@ -814,13 +730,15 @@ async fn a_conference_whose_session_closed_while_the_daemon_was_down_ends_when_i
         .output()
         .expect("simmask session close");
     assert!(closed.status.success(), "{closed:?}");
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
 
     // Back up, the daemon finds the conference, finds no session for it,
     // and ends it for both.
     let _restarted = Daemon::start(&config, port, 1).await;
     for number in [A, B] {
-        let call = wait_call(&sim, number, "was hung up on", |c| c["state"] == "idle").await;
+        let call = sim
+            .wait_call(number, "was hung up on", |c| c["state"] == "idle")
+            .await;
         assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
     }
 }
@@ -836,20 +754,22 @@ async fn a_call_half_made_when_the_daemon_died_is_released_when_it_is_back() {
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
 
     // The daemon dies while B's phone rings and A waits on hold.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
     daemon.process.signal(nix::sys::signal::Signal::SIGKILL);
     drop(daemon);
-    assert_eq!(call_of(&sim, A).await["state"], "held");
+    assert_eq!(sim.call_state(A).await["state"], "held");
 
     // Back up, it finds the modem's calls that nobody bridges and releases
     // them, rather than leaving A on hold and B ringing for nothing.
     let _restarted = Daemon::start(&config, port, 1).await;
     for number in [A, B] {
-        let call = wait_call(&sim, number, "was released", |c| c["state"] == "idle").await;
+        let call = sim
+            .wait_call(number, "was released", |c| c["state"] == "idle")
+            .await;
         assert_eq!(call["last_end"], "remote_hung_up", "{number}: {call}");
     }
-    bridge(&sim, &proxy, A, B).await;
+    sim.bridge(&proxy, A, B).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -857,10 +777,7 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
     const C: &str = "+447913445566";
     const D: &str = "+447400123456";
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
     let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
     let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
@@ -871,16 +788,17 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
     );
 
     // A's call is being put through: B's phone rings, A waits on hold.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
     // C calls the same proxy now: refused, and D's phone never rings.
-    handset(&sim, C, "dial", json!({"to": proxy})).await;
-    let refused = wait_call(&sim, C, "was refused", |c| {
-        c["state"] == "idle" && !c["last_end"].is_null()
-    })
-    .await;
+    sim.act(C, "dial", json!({"to": proxy})).await;
+    let refused = sim
+        .wait_call(C, "was refused", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
     assert_eq!(refused["connected_to"], json!([]), "{refused}");
-    assert_eq!(call_of(&sim, D).await["state"], "idle");
+    assert_eq!(sim.call_state(D).await["state"], "idle");
     let dials: Vec<String> = commands_sent(&sim, 0)
         .await
         .into_iter()
@@ -889,28 +807,33 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
     assert_eq!(dials, [format!("ATD{B};")], "only B was dialled");
 
     // B answers and talks to A alone.
-    assert_eq!(call_of(&sim, B).await["state"], "ringing");
-    handset(&sim, B, "answer", json!({})).await;
+    assert_eq!(sim.call_state(B).await["state"], "ringing");
+    sim.act(B, "answer", json!({})).await;
     for (number, other) in [(A, B), (B, A)] {
-        wait_call(&sim, number, "heard the other", |c| {
+        sim.wait_call(number, "heard the other", |c| {
             c["connected_to"] == json!([other])
         })
         .await;
     }
     // While they talk, C is refused again and D's phone stays quiet.
-    handset(&sim, C, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, C, "was refused", |c| {
+    sim.act(C, "dial", json!({"to": proxy})).await;
+    sim.wait_call(C, "was refused", |c| {
         c["state"] == "idle" && !c["last_end"].is_null()
     })
     .await;
-    assert_eq!(call_of(&sim, D).await["state"], "idle");
-    assert_eq!(call_of(&sim, A).await["connected_to"], json!([B]));
-    handset(&sim, A, "hangup", json!({})).await;
-    wait_call(&sim, B, "was released", |c| c["state"] == "idle").await;
-    let calls = calls_recorded(&daemon, first["id"].as_str().expect("id"), 1).await;
+    assert_eq!(sim.call_state(D).await["state"], "idle");
+    assert_eq!(sim.call_state(A).await["connected_to"], json!([B]));
+    sim.act(A, "hangup", json!({})).await;
+    sim.wait_call(B, "was released", |c| c["state"] == "idle")
+        .await;
+    let calls = daemon
+        .wait_calls(first["id"].as_str().expect("id"), 1)
+        .await;
     assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
     // C's session shows both refused calls, as C's.
-    let refused = calls_recorded(&daemon, second["id"].as_str().expect("id"), 2).await;
+    let refused = daemon
+        .wait_calls(second["id"].as_str().expect("id"), 2)
+        .await;
     for call in &refused {
         assert_eq!(call["outcome"], "second_call_rejected", "{refused:?}");
         assert_eq!(call["from_participant"], 0, "{refused:?}");
@@ -920,25 +843,23 @@ async fn a_second_caller_while_the_other_side_rings_is_refused_and_never_joins()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_call_releases_the_caller_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "simcom-sim800");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "simcom-sim800", "").await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
     let id = session["id"].as_str().expect("id").to_string();
 
     // B sees the proxy ringing and rejects it: A is released well before
     // any ring timeout, and the record says B did not take the call.
-    handset(&sim, A, "dial", json!({"to": proxy})).await;
-    wait_call(&sim, B, "rang", |c| c["state"] == "ringing").await;
-    handset(&sim, B, "hangup", json!({})).await;
-    let released = wait_call_within(&sim, A, "was released", Duration::from_secs(10), |c| {
-        c["state"] == "idle"
-    })
-    .await;
+    sim.act(A, "dial", json!({"to": proxy})).await;
+    sim.wait_call(B, "rang", |c| c["state"] == "ringing").await;
+    sim.act(B, "hangup", json!({})).await;
+    let released = sim
+        .wait_call_within(A, "was released", Duration::from_secs(10), |c| {
+            c["state"] == "idle"
+        })
+        .await;
     assert_eq!(released["connected_to"], json!([]), "{released}");
-    let calls = calls_recorded(&daemon, &id, 1).await;
+    let calls = daemon.wait_calls(&id, 1).await;
     // A rejected call comes back to the caller as user busy (TS 24.008
     // cause 17), which the modem reports as `BUSY`.
     assert_eq!(calls[0]["outcome"], "busy", "{calls:?}");
@@ -951,9 +872,7 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
     const D: &str = "+447400123456";
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(dir.path(), 1, "quectel-ec25");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, &sim.transfer_opt_in());
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start_on(dir.path(), &sim, &sim.transfer_opt_in()).await;
     let first = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let second = daemon.open_session(C, D, json!({"mode": "voice"})).await;
     let proxy = first["proxy_number"].as_str().expect("proxy").to_string();
@@ -965,18 +884,21 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
 
     // A and B talk through the network alone; the same SIM then puts C
     // through to D, and the two conversations stay apart.
-    bridge(&sim, &proxy, A, B).await;
-    bridge(&sim, &proxy, C, D).await;
+    sim.bridge(&proxy, A, B).await;
+    sim.bridge(&proxy, C, D).await;
     for (number, other) in [(A, B), (B, A), (C, D), (D, C)] {
-        let call = call_of(&sim, number).await;
+        let call = sim.call_state(number).await;
         assert_eq!(call["connected_to"], json!([other]), "{number}: {call}");
         assert_eq!(call["caller_id"], proxy.as_str(), "{number}: {call}");
     }
-    handset(&sim, B, "hangup", json!({})).await;
-    wait_call(&sim, A, "hung up too", |c| c["state"] == "idle").await;
-    assert_eq!(call_of(&sim, C).await["connected_to"], json!([D]));
+    sim.act(B, "hangup", json!({})).await;
+    sim.wait_call(A, "hung up too", |c| c["state"] == "idle")
+        .await;
+    assert_eq!(sim.call_state(C).await["connected_to"], json!([D]));
     for session in [&first, &second] {
-        let calls = calls_recorded(&daemon, session["id"].as_str().expect("id"), 1).await;
+        let calls = daemon
+            .wait_calls(session["id"].as_str().expect("id"), 1)
+            .await;
         assert_eq!(calls[0]["outcome"], "transferred", "{calls:?}");
     }
 }
@@ -984,22 +906,19 @@ async fn after_a_transfer_the_sim_bridges_the_next_call_while_the_first_goes_on(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_participants_calling_the_proxy_at_once_never_strands_anyone() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
     let session = daemon.open_session(A, B, json!({"mode": "voice"})).await;
     let proxy = session["proxy_number"].as_str().expect("proxy").to_string();
 
     // A and B call the proxy together: the SIM takes one call, refuses the
     // other, and then rings whoever it refused.
     tokio::join!(
-        handset(&sim, A, "dial", json!({"to": proxy})),
-        handset(&sim, B, "dial", json!({"to": proxy})),
+        sim.act(A, "dial", json!({"to": proxy})),
+        sim.act(B, "dial", json!({"to": proxy})),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let (ringing, caller) = loop {
-        let (a, b) = (call_of(&sim, A).await, call_of(&sim, B).await);
+        let (a, b) = (sim.call_state(A).await, sim.call_state(B).await);
         if a["state"] == "ringing" {
             break (A, B);
         }
@@ -1009,15 +928,16 @@ async fn both_participants_calling_the_proxy_at_once_never_strands_anyone() {
         assert!(Instant::now() < deadline, "nobody rang: {a} {b}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(call_of(&sim, ringing).await["caller_id"], proxy.as_str());
-    handset(&sim, ringing, "answer", json!({})).await;
+    assert_eq!(sim.call_state(ringing).await["caller_id"], proxy.as_str());
+    sim.act(ringing, "answer", json!({})).await;
     for (number, other) in [(caller, ringing), (ringing, caller)] {
-        wait_call(&sim, number, "heard the other", |c| {
+        sim.wait_call(number, "heard the other", |c| {
             c["connected_to"] == json!([other])
         })
         .await;
     }
-    handset(&sim, caller, "hangup", json!({})).await;
-    wait_call(&sim, ringing, "hung up too", |c| c["state"] == "idle").await;
-    bridge(&sim, &proxy, A, B).await;
+    sim.act(caller, "hangup", json!({})).await;
+    sim.wait_call(ringing, "hung up too", |c| c["state"] == "idle")
+        .await;
+    sim.bridge(&proxy, A, B).await;
 }

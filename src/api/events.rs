@@ -3,7 +3,9 @@
 //! A client that reconnects with `Last-Event-ID` first gets the events it
 //! missed that the bus still keeps (the last [`crate::events::BACKLOG`]),
 //! then the live feed; a gap the ring cannot fill is announced as a
-//! `lagged` event. The stream checks its token every second and as soon as
+//! `lagged` event. Ids grow across restarts ([`crate::events::RUN_SPAN`]):
+//! an id from before a restart gets everything this run keeps, after a
+//! `lagged` event marked `"restarted": true`. The stream checks its token every second and as soon as
 //! a token is revoked through the API: a revoked or expired token gets an
 //! `unauthorized` event and the stream ends.
 //!
@@ -43,10 +45,16 @@ fn sse_event(envelope: &Envelope) -> SseEvent {
         .data(serde_json::to_string(envelope).unwrap_or_default())
 }
 
-fn lagged(missed: u64) -> SseEvent {
-    SseEvent::default()
-        .event("lagged")
-        .data(format!("{{\"kind\":\"lagged\",\"missed\":{missed}}}"))
+/// A gap in the feed: `missed` events the daemon no longer keeps; with
+/// `restarted`, the client's last event came from an earlier run of the
+/// daemon, and what that run published after it is gone too.
+fn lagged(missed: u64, restarted: bool) -> SseEvent {
+    let data = if restarted {
+        format!("{{\"kind\":\"lagged\",\"missed\":{missed},\"restarted\":true}}")
+    } else {
+        format!("{{\"kind\":\"lagged\",\"missed\":{missed}}}")
+    };
+    SseEvent::default().event("lagged").data(data)
 }
 
 /// One subscriber's feed.
@@ -78,7 +86,7 @@ impl Feed {
                     return match received {
                         Ok(envelope) => Some(sse_event(&envelope)),
                         // A slow client missed some: say so and carry on.
-                        Err(RecvError::Lagged(missed)) => Some(lagged(missed)),
+                        Err(RecvError::Lagged(missed)) => Some(lagged(missed, false)),
                         Err(RecvError::Closed) => None,
                     };
                 }
@@ -112,10 +120,13 @@ pub struct FeedQuery {
 /// Live events (`session_opened`, `message_relayed`, `modem_down`…), each an
 /// SSE message whose `id` is the event's, `event` its kind and `data` its
 /// JSON. `?recent=50` starts with the latest events; `Last-Event-ID` gets
-/// what was missed since that event.
+/// what was missed since that event. Ids grow across restarts of the
+/// daemon: an id from before a restart gets a `lagged` event with
+/// `"restarted": true`, then every event this run keeps.
 #[utoipa::path(get, path = "/api/v1/events",
     params(FeedQuery, ("Last-Event-ID" = Option<u64>, Header,
-        description = "the id of the last event received: the missed ones come first")),
+        description = "the id of the last event received: the missed ones come first \
+            (from before a restart: a `lagged` event with `restarted`, then all this run keeps)")),
     responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
         (status = 429, description = "too many streams open on this token or overall \
             (`too_many_streams`); the connection is closed", body = super::error::ErrorBody)),
@@ -137,8 +148,8 @@ pub async fn stream(
         Some(last) => {
             let (replay, live) = state.events.subscribe_since(last);
             let mut events: VecDeque<SseEvent> = VecDeque::new();
-            if replay.lost > 0 {
-                events.push_back(lagged(replay.lost));
+            if replay.lost > 0 || replay.restarted {
+                events.push_back(lagged(replay.lost, replay.restarted));
             }
             events.extend(replay.events.iter().map(sse_event));
             (events, live)

@@ -120,7 +120,62 @@ impl ExportRow {
     }
 }
 
-/// Encodes one page; the CSV header goes before the first.
+/// Whether `cell` is a phone number in E.164 (`+` and 1 to 15 digits): a
+/// spreadsheet reads it as a number, never as a formula, and a program
+/// reading the CSV needs it as it is.
+fn is_e164(cell: &str) -> bool {
+    cell.strip_prefix('+').is_some_and(|digits| {
+        (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// `cell` as a spreadsheet shows it rather than runs it (OWASP, "CSV
+/// Injection"): a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return, also after spaces (which some importers trim), gets a
+/// `'` in front, so `=HYPERLINK(…)` in an SMS is text. A number in E.164
+/// is left as it is.
+fn neutralised(cell: String) -> String {
+    let first = cell.trim_start_matches(' ').chars().next();
+    let formula = matches!(first, Some('=' | '+' | '-' | '@' | '\t' | '\r'));
+    if formula && !is_e164(&cell) {
+        format!("'{cell}")
+    } else {
+        cell
+    }
+}
+
+impl ExportRow {
+    /// The row with every text cell [`neutralised`], for CSV: bodies and
+    /// reasons are anyone's text, and even a masked number (`+44****001`)
+    /// would be read as a sum.
+    fn for_spreadsheet(&self) -> ExportRow {
+        let cell = |text: &String| neutralised(text.clone());
+        let optional = |text: &Option<String>| text.clone().map(neutralised);
+        ExportRow {
+            id: self.id,
+            session_id: optional(&self.session_id),
+            proxy_number: optional(&self.proxy_number),
+            kind: cell(&self.kind),
+            from_participant: self.from_participant,
+            from: optional(&self.from),
+            to: optional(&self.to),
+            status: cell(&self.status),
+            reason: cell(&self.reason),
+            outcome: optional(&self.outcome),
+            parts: self.parts,
+            incomplete: self.incomplete,
+            created_at: cell(&self.created_at),
+            answered_at: optional(&self.answered_at),
+            ended_at: optional(&self.ended_at),
+            duration_seconds: self.duration_seconds,
+            body: optional(&self.body),
+        }
+    }
+}
+
+/// Encodes one page; the CSV header goes before the first. CSV cells are
+/// [`neutralised`]; JSON lines are not read by spreadsheets and stay as
+/// they are.
 fn encode(rows: &[ExportRow], format: ExportFormat, header: bool) -> Result<Vec<u8>, String> {
     match format {
         ExportFormat::Jsonl => {
@@ -139,7 +194,9 @@ fn encode(rows: &[ExportRow], format: ExportFormat, header: bool) -> Result<Vec<
                 writer.write_record(CSV_HEADER).map_err(|e| e.to_string())?;
             }
             for row in rows {
-                writer.serialize(row).map_err(|e| e.to_string())?;
+                writer
+                    .serialize(row.for_spreadsheet())
+                    .map_err(|e| e.to_string())?;
             }
             writer.into_inner().map_err(|e| e.to_string())
         }
@@ -362,6 +419,56 @@ mod tests {
         );
         let empty = String::from_utf8(encode(&[], ExportFormat::Csv, true).unwrap()).unwrap();
         assert_eq!(empty.trim_end(), CSV_HEADER.join(","));
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_are_text_and_numbers_stay_numbers() {
+        for (text, shown) in [
+            (
+                "=HYPERLINK(\"http://x.example\",\"hi\")",
+                "'=HYPERLINK(\"http://x.example\",\"hi\")",
+            ),
+            ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("\t=1+1", "'\t=1+1"),
+            ("\r=1+1", "'\r=1+1"),
+            ("  =1+1", "'  =1+1"),
+            ("+44*******001", "'+44*******001"),
+            ("+", "'+"),
+            ("+4479110000012345", "'+4479110000012345"),
+            ("+447911000001", "+447911000001"),
+            ("hello = world", "hello = world"),
+            ("", ""),
+            ("ses_1", "ses_1"),
+        ] {
+            assert_eq!(neutralised(text.to_string()), shown, "{text:?}");
+        }
+        let mut record = record(Some("=1+1"));
+        record.reason = "-cme error".into();
+        let admin = ExportRow::new(record.clone(), true);
+        let csv = encode(&[admin], ExportFormat::Csv, true).unwrap();
+        let mut reader = csv::Reader::from_reader(csv.as_slice());
+        let headers = reader.headers().unwrap().clone();
+        let row = reader.records().next().unwrap().unwrap();
+        let field = |name: &str| &row[headers.iter().position(|h| h == name).unwrap()];
+        assert_eq!(field("body"), "'=1+1");
+        assert_eq!(field("reason"), "'-cme error");
+        assert_eq!(field("from"), "+447911000001", "E.164 stays usable");
+        assert_eq!(field("proxy_number"), "+447000000000");
+        // Viewers' masked numbers are text too.
+        let viewer = encode(
+            &[ExportRow::new(record.clone(), false)],
+            ExportFormat::Csv,
+            true,
+        )
+        .unwrap();
+        let viewer = String::from_utf8(viewer).unwrap();
+        assert!(viewer.contains(",'+44*******001,"), "{viewer}");
+        // JSON lines keep the text as it was.
+        let jsonl = encode(&[ExportRow::new(record, true)], ExportFormat::Jsonl, false).unwrap();
+        let row: serde_json::Value = serde_json::from_slice(&jsonl).unwrap();
+        assert_eq!(row["body"], "=1+1");
     }
 
     #[test]

@@ -168,6 +168,11 @@ pub async fn create(
         )
         .await?;
     tracing::info!(hub = %hub.id, number = ?hub.number, sessions = converted.len(), "hub created");
+    state.events.publish(Event::HubCreated {
+        hub_id: hub.id.clone(),
+        number: hub.number.masked(),
+        sessions: converted.iter().map(|s| s.id.clone()).collect(),
+    });
     let sessions: Vec<(String, SessionRecord)> = converted
         .into_iter()
         .map(|session| (hub.id.clone(), session))
@@ -191,6 +196,11 @@ pub async fn remove(
         .remove_hub(id, caller.name.clone(), OffsetDateTime::now_utc())
         .await?;
     tracing::info!(hub = %hub.id, sessions = ended.len(), "hub removed");
+    state.events.publish(Event::HubRemoved {
+        hub_id: hub.id.clone(),
+        number: hub.number.masked(),
+        sessions_closed: ended.iter().map(|s| s.id.clone()).collect(),
+    });
     for session in &ended {
         state.events.publish(Event::SessionClosed {
             session_id: session.id.clone(),

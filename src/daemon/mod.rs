@@ -124,7 +124,8 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
             "messages were being sent when simmask stopped: sending them again (at most one duplicate each)"
         );
     }
-    let events = EventBus::new();
+    // Each start is a new run: its event ids are above every earlier run's.
+    let events = EventBus::for_run(store.start_event_run().await?);
     let stop = options.stop;
 
     // The API (and /healthz) first, so a supervisor sees the daemon alive

@@ -514,6 +514,18 @@ CREATE TABLE twilio_callbacks (
 CREATE INDEX twilio_callbacks_due ON twilio_callbacks(next_ms);
 "#;
 
+/// The daemon's runs, counted: each start takes the next run number, and
+/// the event bus numbers that run's events from it, so that an event id
+/// never repeats across restarts (an SSE client resuming with
+/// `Last-Event-ID` after a restart is not mistaken for one that saw the
+/// new run's first events).
+const EVENT_RUNS: &str = r#"
+CREATE TABLE event_runs (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    run  INTEGER NOT NULL CHECK (run > 0)
+) STRICT;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -530,6 +542,7 @@ const ALL: &[&str] = &[
     HUBS,
     AT_SCALE,
     TWILIO_HOLDS,
+    EVENT_RUNS,
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -331,6 +331,25 @@ impl Store {
         &self.path
     }
 
+    /// Takes the next run number of the daemon (1 for the first start): the
+    /// event bus numbers this run's events from it, so ids never repeat
+    /// across restarts.
+    pub async fn start_event_run(&self) -> Result<u64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.start_event_run().await;
+        }
+        self.call(|conn| {
+            let run: i64 = conn.query_row(
+                "INSERT INTO event_runs (id, run) VALUES (1, 1)
+                 ON CONFLICT (id) DO UPDATE SET run = run + 1 RETURNING run",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(u64::try_from(run).unwrap_or(1))
+        })
+        .await
+    }
+
     /// Runs `f` on the writer connection and returns its result.
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where

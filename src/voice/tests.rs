@@ -136,18 +136,49 @@ fn both_legs_up() -> Input {
     ])
 }
 
-#[test]
-fn transfer_bridges_and_frees_the_modem() {
+/// The rows of a conference up and joined, from [`to_alerting`].
+fn to_conference() -> Vec<Row<'static>> {
     let mut rows = to_alerting();
     rows.extend([
-        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
         (
             10,
-            Input::Done(CommandKind::Transfer),
-            "idle",
-            &["record:transferred"][..],
+            both_legs_up(),
+            "bridged(conference)",
+            &["AT+CMUT=1", "AT+CHLD=3"][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Mute),
+            "bridged(conference)",
+            &[][..],
+        ),
+        (
+            10,
+            Input::Done(CommandKind::Join),
+            "bridged(conference)",
+            &[][..],
         ),
     ]);
+    rows
+}
+
+/// The rows of the other side answering and the modem asked to transfer,
+/// from [`to_alerting`].
+fn to_transfer() -> Vec<Row<'static>> {
+    let mut rows = to_alerting();
+    rows.push((10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]));
+    rows
+}
+
+#[test]
+fn transfer_bridges_and_frees_the_modem() {
+    let mut rows = to_transfer();
+    rows.extend([(
+        10,
+        Input::Done(CommandKind::Transfer),
+        "idle",
+        &["record:transferred"][..],
+    )]);
     let (records, log) = run(&setup(&[Method::Transfer, Method::Conference]), rows);
     let record = &records[0];
     assert_eq!(record.session.as_deref(), Some("s1"));
@@ -174,26 +205,8 @@ fn transfer_bridges_and_frees_the_modem() {
 
 #[test]
 fn conference_clears_when_one_side_hangs_up() {
-    let mut rows = to_alerting();
+    let mut rows = to_conference();
     rows.extend([
-        (
-            10,
-            both_legs_up(),
-            "bridged(conference)",
-            &["AT+CMUT=1", "AT+CHLD=3"][..],
-        ),
-        (
-            10,
-            Input::Done(CommandKind::Mute),
-            "bridged(conference)",
-            &[][..],
-        ),
-        (
-            10,
-            Input::Done(CommandKind::Join),
-            "bridged(conference)",
-            &[][..],
-        ),
         (
             20,
             calls(&[
@@ -229,25 +242,21 @@ fn conference_clears_when_one_side_hangs_up() {
 
 #[test]
 fn a_refused_transfer_falls_back_to_conference() {
-    let mut rows = to_alerting();
-    rows.extend([
-        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
-        (
-            10,
-            Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
-            "bridged(conference)",
-            &["AT+CMUT=1", "AT+CHLD=3"][..],
-        ),
-    ]);
+    let mut rows = to_transfer();
+    rows.extend([(
+        10,
+        Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
+        "bridged(conference)",
+        &["AT+CMUT=1", "AT+CHLD=3"][..],
+    )]);
     let (_, log) = run(&setup(&[Method::Transfer, Method::Conference]), rows);
     assert_eq!(
         log.last().unwrap(),
         "bridged(transfer) -> bridged(conference) (transfer refused (+CME ERROR: 3); the other side answered; joining)"
     );
     // Without a conference to fall back to, the caller is released.
-    let mut rows = to_alerting();
+    let mut rows = to_transfer();
     rows.extend([
-        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
         (
             10,
             Input::Failed(CommandKind::Transfer, "+CME ERROR: 3".into()),
@@ -777,11 +786,8 @@ proptest::proptest! {
 
 #[test]
 fn a_transfer_whose_ok_was_lost_is_seen_in_the_snapshot() {
-    let mut rows = to_alerting();
-    rows.extend([
-        (10, both_legs_up(), "bridged(transfer)", &["AT+CHLD=4"][..]),
-        (11, calls(&[]), "idle", &["record:transferred"][..]),
-    ]);
+    let mut rows = to_transfer();
+    rows.extend([(11, calls(&[]), "idle", &["record:transferred"][..])]);
     run(&setup(&[Method::Transfer]), rows);
 }
 
@@ -964,32 +970,6 @@ fn a_conference_from_before_a_restart_is_taken_back_under_control() {
         ),
     ];
     run(&setup(&[Method::Transfer]), rows);
-}
-
-/// The rows of a conference up and joined, from [`to_alerting`].
-fn to_conference() -> Vec<Row<'static>> {
-    let mut rows = to_alerting();
-    rows.extend([
-        (
-            10,
-            both_legs_up(),
-            "bridged(conference)",
-            &["AT+CMUT=1", "AT+CHLD=3"][..],
-        ),
-        (
-            10,
-            Input::Done(CommandKind::Mute),
-            "bridged(conference)",
-            &[][..],
-        ),
-        (
-            10,
-            Input::Done(CommandKind::Join),
-            "bridged(conference)",
-            &[][..],
-        ),
-    ]);
-    rows
 }
 
 #[test]

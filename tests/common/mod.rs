@@ -158,6 +158,101 @@ impl Sim {
             .expect("sim control")
     }
 
+    /// A handset's call, as the simulator's control API shows it.
+    pub async fn call_state(&self, number: &str) -> Value {
+        client()
+            .get(format!("{}/handsets/{number}/call", self.control))
+            .send()
+            .await
+            .expect("sim control")
+            .json()
+            .await
+            .expect("call JSON")
+    }
+
+    /// Polls a handset until `done` holds for its call (60 s at most).
+    pub async fn wait_call(
+        &self,
+        number: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        self.wait_call_within(number, what, Duration::from_secs(60), done)
+            .await
+    }
+
+    pub async fn wait_call_within(
+        &self,
+        number: &str,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let state = self.call_state(number).await;
+            if done(&state) {
+                return state;
+            }
+            assert!(Instant::now() < deadline, "{number} never {what}: {state}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A handset acts on a call (`dial`, `answer`, `hangup`, `dtmf`…).
+    pub async fn act(&self, number: &str, action: &str, body: Value) {
+        let response = self
+            .post(&format!("/handsets/{number}/{action}"), body)
+            .await;
+        let status = response.status();
+        assert!(
+            status.is_success(),
+            "{action} by {number}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// `callee` rings showing `proxy` and answers; returns once each of
+    /// `caller` and `callee` hears only the other, each shown the proxy
+    /// as the other end, with their call states.
+    pub async fn answer_through(&self, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
+        let ringing = self
+            .wait_call(callee, "rings", |s| s["state"] == "ringing")
+            .await;
+        assert_eq!(
+            ringing["caller_id"], proxy,
+            "the callee sees the proxy only"
+        );
+        self.act(callee, "answer", json!({})).await;
+        let mut talking = Vec::new();
+        for (number, other) in [(caller, callee), (callee, caller)] {
+            let state = self
+                .wait_call(number, "hears the other", |s| {
+                    s["connected_to"] == json!([other])
+                })
+                .await;
+            assert_eq!(state["caller_id"], proxy, "{number}: {state}");
+            talking.push(state);
+        }
+        let callee_state = talking.pop().expect("two");
+        (talking.pop().expect("two"), callee_state)
+    }
+
+    /// `caller` dials `proxy`, then [`Sim::answer_through`].
+    pub async fn bridge(&self, proxy: &str, caller: &str, callee: &str) -> (Value, Value) {
+        self.act(caller, "dial", json!({"to": proxy})).await;
+        self.answer_through(proxy, caller, callee).await
+    }
+
+    /// `caller` hangs up; both it and `callee` are idle again.
+    pub async fn hang_up(&self, caller: &str, callee: &str) {
+        self.act(caller, "hangup", json!({})).await;
+        self.wait_call(callee, "hung up too", |s| s["state"] == "idle")
+            .await;
+        self.wait_call(caller, "idle", |s| s["state"] == "idle")
+            .await;
+    }
+
     pub async fn put(&self, path: &str, body: Value) -> reqwest::Response {
         client()
             .put(format!("{}{path}", self.control))
@@ -166,6 +261,28 @@ impl Sim {
             .await
             .expect("sim control")
     }
+}
+
+/// Messages' senders and texts.
+pub fn texts(messages: &[Value]) -> Vec<(String, String)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m["from"].as_str().unwrap_or_default().to_string(),
+                m["text"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `simmask sim` with `modems` modems of `profile` (a comma-separated list)
+/// and `simmask run` on them with `extra` appended to its configuration,
+/// every SIM up.
+pub async fn start_bank(dir: &Path, modems: usize, profile: &str, extra: &str) -> (Sim, Daemon) {
+    let sim = Sim::start(dir, modems, profile);
+    let daemon = Daemon::start_on(dir, &sim, extra).await;
+    (sim, daemon)
 }
 
 pub fn client() -> reqwest::Client {
@@ -238,6 +355,70 @@ impl Daemon {
         };
         daemon.wait_ready(sims).await;
         daemon
+    }
+
+    /// Starts the daemon on `sim`'s modems, on a free port, with `extra`
+    /// appended to its configuration, and waits for all its SIMs up.
+    pub async fn start_on(dir: &Path, sim: &Sim, extra: &str) -> Daemon {
+        let port = free_port();
+        let config = write_config(dir, sim, port, extra);
+        let modems = sim.bank["modems"].as_array().map_or(0, Vec::len);
+        Daemon::start(&config, port, modems).await
+    }
+
+    /// The port the daemon listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// Calls the API as an admin: the status and the JSON answer (null when
+    /// there is none).
+    pub async fn api(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let response = client()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("api");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A session's interactions.
+    pub async fn interactions(&self, session: &str) -> Vec<Value> {
+        let body = self
+            .get(&format!("/api/v1/sessions/{session}/interactions"))
+            .await;
+        body.as_array()
+            .or_else(|| body["interactions"].as_array())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The session's call interactions, once there are `count` of them.
+    pub async fn wait_calls(&self, session: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = self.interactions(session).await;
+            let calls: Vec<Value> = list
+                .iter()
+                .filter(|i| i["kind"] == "call")
+                .cloned()
+                .collect();
+            if calls.len() >= count {
+                return calls;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {count} calls recorded: {list:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn wait_ready(&self, sims: usize) {
@@ -398,4 +579,94 @@ pub fn assert_no_numbers_in(log: &str, numbers: &[String], what: &str) {
         "participants' numbers in {what}: {:#?}",
         found.iter().take(5).collect::<Vec<_>>()
     );
+}
+
+/// The daemon's live feed (`/api/v1/events`), read as an `EventSource`
+/// reads it: frames split on blank lines, `id:` and `data:` fields.
+pub struct Feed {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One event of the feed: its SSE `id` (none for `lagged`) and its data.
+#[derive(Debug, Clone)]
+pub struct FeedEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+impl Feed {
+    /// Opens the feed as an admin, resuming after `last_event_id` if given.
+    pub async fn open(daemon: &Daemon, last_event_id: Option<&str>) -> Feed {
+        let mut request = client()
+            .get(format!("{}/api/v1/events", daemon.url))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("event feed");
+        assert_eq!(response.status().as_u16(), 200, "event feed");
+        Feed {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event within `within`, or `None`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<FeedEvent> {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.buffer.replace("\r\n", "\n");
+            if let Some(end) = text.find("\n\n") {
+                let frame = text[..end].to_string();
+                self.buffer = text[end + 2..].to_string();
+                let mut event = FeedEvent {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                let mut data = String::new();
+                for line in frame.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = Some(value.to_string()),
+                        "event" => event.event = value.to_string(),
+                        "data" => data.push_str(value),
+                        _ => {}
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                event.data = serde_json::from_str(&data).expect("event JSON");
+                return Some(event);
+            }
+            self.buffer = text;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            match tokio::time::timeout(left, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(_) => return None,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads until an event of `kind` arrives (30 s at most) and returns it.
+    pub async fn wait_kind(&mut self, kind: &str) -> FeedEvent {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left).await {
+                Some(event) if event.event == kind => return event,
+                Some(event) => seen.push(event.event),
+                None => panic!("no {kind} event; saw {seen:?}"),
+            }
+        }
+    }
 }

@@ -34,13 +34,47 @@ fn urcs(network: &Network, index: usize) -> String {
     String::from_utf8_lossy(&network.take_urcs(index)).into_owned()
 }
 
+/// A network of one plugged generic modem whose host set `+CNMI=<cnmi>`
+/// and `+CSMS=<csms>`, and its SIM's number.
+fn one_sim(cnmi: &str, csms: u8) -> (Network, String) {
+    let net = network(&["generic"]);
+    plug(&net, 0);
+    net.with_modem(0, |m| {
+        m.settings.cnmi = Cnmi::parse(cnmi).unwrap();
+        m.settings.csms = csms;
+    })
+    .unwrap();
+    let sim = msisdn(&net, 0);
+    (net, sim)
+}
+
+fn msisdn(network: &Network, index: usize) -> String {
+    network.lock().modems[index].identity.msisdn.clone()
+}
+
+/// A text from a modem to `to`, asking for a status report or not.
+fn submit(to: &str, text: &str, report: bool) -> Submit {
+    Submit {
+        message_reference: 0,
+        destination: Address::international(to),
+        pid: 0,
+        dcs: 0,
+        class: None,
+        validity: None,
+        status_report_request: report,
+        reject_duplicates: false,
+        reply_path: false,
+        user_data: UserData::text(Encoding::Gsm7, text),
+    }
+}
+
 #[test]
 fn handset_sms_is_stored_and_announced_with_cmti() {
     let net = network(&["generic"]);
     plug(&net, 0);
     net.with_modem(0, |m| m.settings.cnmi = Cnmi::parse("2,1,0,0,0").unwrap())
         .unwrap();
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let sim = msisdn(&net, 0);
     assert_eq!(net.handset_sms("+447700900500", &sim, "hello").unwrap(), 1);
     assert_eq!(urcs(&net, 0), "\r\n+CMTI: \"SM\",1\r\n");
     let used = net
@@ -52,7 +86,7 @@ fn handset_sms_is_stored_and_announced_with_cmti() {
 #[test]
 fn unplugged_modem_gets_its_messages_on_boot() {
     let net = network(&["generic"]);
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let sim = msisdn(&net, 0);
     net.handset_sms("+447700900500", &sim, "queued").unwrap();
     assert_eq!(urcs(&net, 0), "");
     plug(&net, 0);
@@ -67,18 +101,7 @@ fn switched_off_handset_gets_held_messages_on_power_on() {
     plug(&net, 0);
     let handset = "+447700900600";
     net.set_handset_state(handset, Some(false), None).unwrap();
-    let submit = Submit {
-        message_reference: 0,
-        destination: Address::international(handset),
-        pid: 0,
-        dcs: 0,
-        class: None,
-        validity: None,
-        status_report_request: true,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, "are you there"),
-    };
+    let submit = submit(handset, "are you there", true);
     net.with_modem(0, |m| m.settings.cnmi.ds = 1).unwrap();
     assert_eq!(net.submit(0, &submit), Ok(1));
     assert!(net.handset_messages(handset).unwrap().is_empty());
@@ -106,17 +129,9 @@ fn a_message_held_past_its_validity_is_given_up_with_a_failed_report() {
     let handset = "+447700900602";
     net.set_handset_state(handset, Some(false), None).unwrap();
     let submit = Submit {
-        message_reference: 0,
-        destination: Address::international(handset),
-        pid: 0,
-        dcs: 0,
-        class: None,
         // TS 23.040 §9.2.3.12.1: relative 0 is five minutes.
         validity: Some(pdu::ValidityPeriod::Relative(0)),
-        status_report_request: true,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, "too late"),
+        ..submit(handset, "too late", true)
     };
     assert_eq!(net.submit(0, &submit), Ok(1));
     net.tick_at(Instant::now() + Duration::from_secs(4 * 60));
@@ -139,20 +154,9 @@ fn a_long_text_mode_submit_to_another_sim_arrives_in_parts() {
     let net = network(&["generic", "simcom-sim800"]);
     plug(&net, 0);
     plug(&net, 1);
-    let target = net.lock().modems[1].identity.msisdn.clone();
+    let target = msisdn(&net, 1);
     let text = "x".repeat(200);
-    let submit = Submit {
-        message_reference: 0,
-        destination: Address::international(&target),
-        pid: 0,
-        dcs: 0,
-        class: None,
-        validity: None,
-        status_report_request: false,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, &text),
-    };
+    let submit = submit(&target, &text, false);
     assert_eq!(net.submit(0, &submit), Ok(1));
     assert_eq!(
         urcs(&net, 1),
@@ -186,18 +190,7 @@ fn barred_handset_refuses_and_bad_numbers_are_errors() {
     plug(&net, 0);
     net.set_handset_state("+447700900601", None, Some(true))
         .unwrap();
-    let mut submit = Submit {
-        message_reference: 0,
-        destination: Address::international("+447700900601"),
-        pid: 0,
-        dcs: 0,
-        class: None,
-        validity: None,
-        status_report_request: false,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, "x"),
-    };
+    let mut submit = submit("+447700900601", "x", false);
     assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Barred));
     submit.destination = Address::from_number("0123").unwrap();
     assert_eq!(net.submit(0, &submit), Err(SubmitRefused::Unassigned));
@@ -205,7 +198,7 @@ fn barred_handset_refuses_and_bad_numbers_are_errors() {
         net.handset_sms("447700900500", "+447700900000", "x"),
         Err(NetworkError::InvalidNumber("447700900500".into()))
     );
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let sim = msisdn(&net, 0);
     assert_eq!(
         net.handset_messages(&sim),
         Err(NetworkError::NotAHandset(sim.clone()))
@@ -216,7 +209,7 @@ fn barred_handset_refuses_and_bad_numbers_are_errors() {
 fn full_storage_holds_until_space_is_freed() {
     let net = network(&["generic"]);
     plug(&net, 0);
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let sim = msisdn(&net, 0);
     let capacity = net
         .with_modem(0, |m| m.storages.receive_storage().capacity)
         .unwrap();
@@ -234,14 +227,7 @@ fn full_storage_holds_until_space_is_freed() {
 
 #[test]
 fn direct_delivery_needs_cnma_under_csms_1() {
-    let net = network(&["generic"]);
-    plug(&net, 0);
-    net.with_modem(0, |m| {
-        m.settings.cnmi = Cnmi::parse("2,2,0,0,0").unwrap();
-        m.settings.csms = 1;
-    })
-    .unwrap();
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let (net, sim) = one_sim("2,2,0,0,0", 1);
     net.handset_sms("+447700900500", &sim, "direct").unwrap();
     let urc = urcs(&net, 0);
     assert!(urc.starts_with("\r\n+CMT: ,"), "{urc:?}");
@@ -260,14 +246,7 @@ fn direct_delivery_needs_cnma_under_csms_1() {
 
 #[test]
 fn the_next_direct_delivery_waits_for_the_acknowledgement_of_the_last() {
-    let net = network(&["generic"]);
-    plug(&net, 0);
-    net.with_modem(0, |m| {
-        m.settings.cnmi = Cnmi::parse("2,2,0,0,0").unwrap();
-        m.settings.csms = 1;
-    })
-    .unwrap();
-    let sim = net.lock().modems[0].identity.msisdn.clone();
+    let (net, sim) = one_sim("2,2,0,0,0", 1);
     net.handset_sms("+447700900500", &sim, "first").unwrap();
     net.handset_sms("+447700900500", &sim, "second").unwrap();
     // 27.005 §3.4.4: one +CMT at a time, so +CNMA answers the one seen.
@@ -375,7 +354,7 @@ proptest::proptest! {
         // A SIM of two slots is full most of the time.
         net.with_modem(0, |m| m.storages.receive_storage().capacity = 2).unwrap();
         plug(&net, 0);
-        let sim = net.lock().modems[0].identity.msisdn.clone();
+        let sim = msisdn(&net, 0);
         let mut sent = Vec::new();
         let mut model = Host::default();
         let mut later = Instant::now();
@@ -471,30 +450,12 @@ fn a_paced_line_stamps_each_line_when_its_last_byte_is_across() {
 
 #[test]
 fn under_csms_1_a_status_report_is_acknowledged_like_a_message_and_they_take_turns() {
-    let net = network(&["generic"]);
-    plug(&net, 0);
-    net.with_modem(0, |m| {
-        m.settings.cnmi = Cnmi::parse("2,2,0,1,0").unwrap();
-        m.settings.csms = 1;
-    })
-    .unwrap();
+    let (net, sim) = one_sim("2,2,0,1,0", 1);
     let handset = "+447700900700";
-    let submit = Submit {
-        message_reference: 0,
-        destination: Address::international(handset),
-        pid: 0,
-        dcs: 0,
-        class: None,
-        validity: None,
-        status_report_request: true,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, "report me"),
-    };
+    let submit = submit(handset, "report me", true);
     assert_eq!(net.submit(0, &submit), Ok(1));
     assert!(urcs(&net, 0).starts_with("\r\n+CDS: "));
     // The +CDS is unacknowledged: a new message waits for its +CNMA.
-    let sim = net.lock().modems[0].identity.msisdn.clone();
     net.handset_sms(handset, &sim, "after the report").unwrap();
     assert_eq!(urcs(&net, 0), "");
     assert!(net.acknowledge(0));
@@ -511,18 +472,7 @@ fn a_quectel_stores_status_reports_in_sr_and_announces_sm() {
     let net = network(&["quectel-ec25", "generic"]);
     plug(&net, 0);
     net.with_modem(0, |m| m.settings.cnmi.ds = 2).unwrap();
-    let submit = Submit {
-        message_reference: 0,
-        destination: Address::international("+447700900601"),
-        pid: 0,
-        dcs: 0,
-        class: None,
-        validity: None,
-        status_report_request: true,
-        reject_duplicates: false,
-        reply_path: false,
-        user_data: UserData::text(Encoding::Gsm7, "report, please"),
-    };
+    let submit = submit("+447700900601", "report, please", true);
     assert_eq!(net.submit(0, &submit), Ok(1));
     assert_eq!(urcs(&net, 0), "\r\n+CDSI: \"SM\",1\r\n");
     let (in_sm, in_sr) = net

@@ -54,6 +54,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// The next run number of the event bus (see the SQLite store's
+    /// `start_event_run`).
+    pub(in crate::store) async fn start_event_run(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT nextval('event_runs')", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(1))
+    }
+
     /// Every appliance, its last heartbeat and its SIMs.
     pub(in crate::store) async fn appliances(&self) -> Result<Vec<ApplianceRecord>, StoreError> {
         let client = self.client().await?;

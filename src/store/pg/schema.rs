@@ -221,8 +221,15 @@ CREATE TABLE fleet_events (
 );
 "#;
 
+/// The daemons' runs, counted fleet-wide: each start takes the next run
+/// number and numbers its events from it, so an event id never repeats
+/// across restarts (as `event_runs` does on SQLite).
+const V2_EVENT_RUNS: &str = r#"
+CREATE SEQUENCE event_runs START 1;
+"#;
+
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET];
+const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {
