@@ -667,6 +667,8 @@ function describe(event) {
     case 'loop_detected': return t('feed.loop_detected', { reason: event.reason }) + session;
     case 'opted_out': return t('feed.opted_out', { proxy: event.proxy_number });
     case 'opted_in': return t('feed.opted_in', { proxy: event.proxy_number });
+    case 'hub_created': return t('feed.hub_created', { number: event.number });
+    case 'hub_removed': return t('feed.hub_removed', { number: event.number });
     case 'lagged': return t('feed.lagged', { count: event.missed });
     case 'unauthorized': return t('feed.unauthorized');
     default: return event.kind;
