@@ -249,12 +249,12 @@ impl Store {
                 })?;
                 rows.collect::<Result<Vec<_>, _>>()?
             };
-            for hold in &holds {
-                tx.execute(
-                    "UPDATE twilio_holds SET next_ms = ?2 WHERE interaction_id = ?1",
-                    params![hold.interaction_id, now + lease_ms],
-                )?;
-            }
+            lease(
+                &tx,
+                "UPDATE twilio_holds SET next_ms = ?2 WHERE interaction_id = ?1",
+                holds.iter().map(|hold| hold.interaction_id),
+                now + lease_ms,
+            )?;
             tx.commit()?;
             Ok(holds)
         })
@@ -418,12 +418,12 @@ impl Store {
                 })?;
                 rows.collect::<Result<Vec<_>, _>>()?
             };
-            for callback in &due {
-                tx.execute(
-                    "UPDATE twilio_callbacks SET next_ms = ?2 WHERE id = ?1",
-                    params![callback.id, now + lease_ms],
-                )?;
-            }
+            lease(
+                &tx,
+                "UPDATE twilio_callbacks SET next_ms = ?2 WHERE id = ?1",
+                due.iter().map(|callback| callback.id),
+                now + lease_ms,
+            )?;
             tx.commit()?;
             Ok(due)
         })
@@ -462,6 +462,22 @@ impl Store {
             Ok(conn.query_row("SELECT COUNT(*) FROM twilio_holds", [], |row| row.get(0))?)
         })
     }
+}
+
+/// Pushes the rows just taken (`ids`) out of reach until `until` with
+/// `update` (`?1` the id, `?2` the time), so a second taker skips them and a
+/// taker that dies leaves them due again after the lease.
+fn lease(
+    tx: &rusqlite::Transaction<'_>,
+    update: &str,
+    ids: impl Iterator<Item = i64>,
+    until: i64,
+) -> Result<(), StoreError> {
+    let mut statement = tx.prepare_cached(update)?;
+    for id in ids {
+        statement.execute(params![id, until])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
