@@ -17,7 +17,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{ADMIN_TOKEN, Daemon, Sim, client, free_port, write_config};
+use common::{ADMIN_TOKEN, Daemon, Sim, client, start_bank};
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -91,15 +91,13 @@ async fn run_script(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_twilio_library_drives_the_appliance() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 3, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        3,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 3).await;
+    )
+    .await;
     let admin = token(&daemon, "marketplace", "admin").await;
     let viewer = token(&daemon, "support", "viewer").await;
     let proxies: Vec<String> = (0..3).map(|i| sim.msisdn(i)).collect();
@@ -131,15 +129,13 @@ async fn the_official_twilio_library_drives_the_appliance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intercept_and_out_of_session_callbacks_decide_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 2, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        2,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 2).await;
+    )
+    .await;
     let admin = token(&daemon, "helpdesk", "admin").await;
     let proxies: Vec<String> = (0..2).map(|i| sim.msisdn(i)).collect();
     let seen = run_script(
@@ -230,15 +226,13 @@ async fn a_held_message_survives_a_crash_and_is_decided_after_it() {
     let (alice, bob) = ("+447911223344", "+447912334455");
     let receiver = Intercept::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, mut daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
-    );
-    let mut daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let admin = token(&daemon, "desk", "admin").await;
     let service = facade_post(
         &daemon,
@@ -287,7 +281,7 @@ async fn a_held_message_survives_a_crash_and_is_decided_after_it() {
     assert!(sim.messages(bob).await.is_empty(), "not sent while held");
 
     receiver.answer.store(403, Ordering::SeqCst);
-    let daemon = Daemon::start(&config, port, 1).await;
+    let daemon = Daemon::start(&daemon.config, daemon.port(), 1).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let blocked = loop {
         let sessions = daemon.get("/api/v1/sessions?limit=10").await;
@@ -329,15 +323,13 @@ async fn a_held_message_survives_a_crash_and_is_decided_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reserved_number_is_not_handed_out_by_the_native_api_either() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 2, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        2,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 2).await;
+    )
+    .await;
     let admin = token(&daemon, "desk", "admin").await;
     let service = facade_post(&daemon, &admin, "/Services", &[("UniqueName", "pool")]).await;
     let sid = service["sid"].as_str().unwrap().to_string();
@@ -391,15 +383,13 @@ async fn a_reserved_number_is_not_handed_out_by_the_native_api_either() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_session_expires_as_twilios_do() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let admin = token(&daemon, "desk", "admin").await;
     let service = facade_post(&daemon, &admin, "/Services", &[("UniqueName", "pend")]).await;
     let sid = service["sid"].as_str().unwrap().to_string();
@@ -463,15 +453,13 @@ async fn a_pending_session_expires_as_twilios_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_facade() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(
+    let (_sim, daemon) = start_bank(
         dir.path(),
-        &sim,
-        port,
+        1,
+        "generic",
         &format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\n"),
-    );
-    let daemon = Daemon::start(&config, port, 1).await;
+    )
+    .await;
     let document = daemon.get("/api/v1/openapi.json").await;
     let paths = document["paths"].as_object().expect("paths");
     assert!(
@@ -510,10 +498,7 @@ async fn the_openapi_document_describes_the_facade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_facade_is_off_without_an_account_sid() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 1, "generic");
-    let port = free_port();
-    let config = write_config(dir.path(), &sim, port, "");
-    let daemon = Daemon::start(&config, port, 1).await;
+    let (_sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
     let response = client()
         .get(format!("{}/twilio/v1/Services", daemon.url))
         .basic_auth(ACCOUNT, Some(ADMIN_TOKEN))

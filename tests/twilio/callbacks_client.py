@@ -8,56 +8,18 @@ check is an assert; one JSON line of what it saw is printed when all hold.
 """
 
 import json
-import os
 import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 
-API = os.environ["SIMMASK_URL"]
-CONTROL = os.environ["SIM_CONTROL"]
-ACCOUNT = os.environ["TWILIO_ACCOUNT_SID"]
-ADMIN = os.environ["ADMIN_TOKEN"]
-PROXIES = json.loads(os.environ["PROXIES"])
-AUTH_TOKEN = os.environ["TWILIO_AUTH_TOKEN"]
-
-ALICE, BOB = "+447911223344", "+447912334455"
-CAROL, DAVE = "+447913445566", "+447914556677"
-ERIN = "+447915667788"
-
-
-class Appliance(TwilioHttpClient):
-    def request(self, method, url, *args, **kwargs):
-        url = url.replace("https://proxy.twilio.com", API + "/twilio")
-        return super().request(method, url, *args, **kwargs)
-
-
-def control(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        CONTROL + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-        return json.loads(text) if text else None
-
-
-def native(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        API + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", "Authorization": "Bearer " + ADMIN},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+from appliance import (
+    ACCOUNT, ADMIN, ALICE, AUTH_TOKEN, BOB, CAROL, DAVE, ERIN, PROXIES,
+    client, control, messages, native, wait_for,
+)
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -120,27 +82,13 @@ def at(path, **match):
     ]
 
 
-def messages(number):
-    return control("GET", f"/handsets/{number}/messages")
-
-
-def wait_for(what, check, within=30):
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
-
-
 def native_session(label):
     listed = native("GET", "/api/v1/sessions?limit=50")["sessions"]
     return [s for s in listed if s.get("label") == label]
 
 
 def main():
-    proxy = Client(ACCOUNT, ADMIN, http_client=Appliance()).proxy.v1
+    proxy = client(ADMIN).proxy.v1
     validator = RequestValidator(AUTH_TOKEN)
     seen = {}
 

@@ -13,59 +13,18 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-API = os.environ["SIMMASK_URL"]  # http://127.0.0.1:PORT
-CONTROL = os.environ["SIM_CONTROL"]  # the simulator's control API
-ACCOUNT = os.environ["TWILIO_ACCOUNT_SID"]
-ADMIN = os.environ["ADMIN_TOKEN"]
+from appliance import (
+    ACCOUNT, ADMIN, ALICE, API, AUTH_TOKEN, BOB, CAROL, DAVE, ERIN, FRANK, PROXIES,
+    Appliance, client, control, messages, native, wait_for,
+)
+
 VIEWER = os.environ["VIEWER_TOKEN"]
-PROXIES = json.loads(os.environ["PROXIES"])  # the bank's numbers, E.164
-AUTH_TOKEN = os.environ["TWILIO_AUTH_TOKEN"]  # [twilio] auth_token: signs callbacks
-
-ALICE, BOB = "+447911223344", "+447912334455"
-CAROL, DAVE = "+447913445566", "+447914556677"
-ERIN, FRANK = "+447915667788", "+447916778899"
-
-
-class Appliance(TwilioHttpClient):
-    """Sends what the library addresses to proxy.twilio.com to the appliance."""
-
-    def request(self, method, url, *args, **kwargs):
-        url = url.replace("https://proxy.twilio.com", API + "/twilio")
-        return super().request(method, url, *args, **kwargs)
-
-
-def client(token):
-    return Client(ACCOUNT, token, http_client=Appliance())
-
-
-def control(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        CONTROL + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read()
-        return json.loads(text) if text else None
-
-
-def native(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        API + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", "Authorization": "Bearer " + ADMIN},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -83,20 +42,6 @@ class Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def messages(number):
-    return control("GET", f"/handsets/{number}/messages")
-
-
-def wait_for(what, check, within=30):
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.1)
 
 
 def wait_messages(number, count):
