@@ -131,6 +131,9 @@ impl Store {
 
     /// Whether `number` opted out (sent STOP and not START since).
     pub async fn is_opted_out(&self, number: PhoneNumber) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.is_opted_out(number).await;
+        }
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM opt_outs WHERE number = ?1")?
