@@ -25,8 +25,9 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT proxy_iccid, COUNT(*) FILTER (WHERE at_ms > $1 - 60000), COUNT(*) \
-                 FROM outbox_sends WHERE at_ms > $1 - $2 AND at_ms <= $1 GROUP BY proxy_iccid",
+                "SELECT proxy_iccid, COUNT(*) FILTER (WHERE at_ms > $1::BIGINT - 60000), COUNT(*) \
+                 FROM outbox_sends WHERE at_ms > $1::BIGINT - $2::BIGINT AND at_ms <= $1::BIGINT \
+                 GROUP BY proxy_iccid",
                 &[&now, &DAY_MS],
             )
             .await
