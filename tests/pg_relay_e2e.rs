@@ -2,7 +2,8 @@
 //! PostgreSQL (started by the test), each driving its own modems of the
 //! virtual network. A session opened through either API relays SMS both
 //! ways on the appliance that holds its SIM, masked; a daemon killed with
-//! SIGKILL in the middle of a burst loses nothing; a SIM moved from one
+//! SIGKILL in the middle of a burst loses nothing (on the direct `+CMT`
+//! path, acknowledged after the commit); a SIM moved from one
 //! bank to the other keeps relaying for its sessions; PostgreSQL stopped
 //! during traffic loses nothing once it is back (the messages wait on the
 //! SIM meanwhile).
@@ -332,6 +333,25 @@ async fn kill_9_of_the_sim_holder_mid_burst_loses_nothing() {
     sender.await.expect("all handed to the network");
     let seen = wait_texts(&sim, B, &texts, Duration::from_secs(90)).await;
     assert_all_from(&seen, &texts, &proxy, kills, &[&site1, &site2]);
+    // This modem receives directly (`+CMT`, acknowledged by `AT+CNMA`
+    // only after the commit): the path the burst took.
+    let modem = if held_by_1 { 0 } else { 1 };
+    let trace: Vec<Value> = common::client()
+        .get(format!("{}/modems/{modem}/trace", sim.control))
+        .send()
+        .await
+        .expect("sim control")
+        .json()
+        .await
+        .expect("trace JSON");
+    let is = |line: &Value, dir: &str, prefix: &str| {
+        line["dir"] == dir && line["line"].as_str().is_some_and(|l| l.starts_with(prefix))
+    };
+    assert!(
+        trace.iter().any(|l| is(l, "tx", "+CMT:")),
+        "direct delivery"
+    );
+    assert!(trace.iter().any(|l| is(l, "rx", "AT+CNMA")), "acknowledged");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
