@@ -301,8 +301,15 @@ async fn parts_queued_together_meet_in_call_order_and_a_failure_leaves_nothing()
             ));
         }
     }
+    let started = std::time::Instant::now();
     let mut relayed = 0;
-    for outcome in futures::future::join_all(pending).await {
+    let outcomes = futures::future::join_all(pending).await;
+    // A figure for the notes, not a check: the machine's load decides it.
+    println!(
+        "60 parts accepted on PostgreSQL in {:?} (one transaction each, in call order)",
+        started.elapsed()
+    );
+    for outcome in outcomes {
         if matches!(outcome.unwrap(), InboundOutcome::Relayed { .. }) {
             relayed += 1;
         }

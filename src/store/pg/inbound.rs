@@ -37,6 +37,9 @@ const STATEMENT_WAIT: Duration = Duration::from_secs(30);
 
 const DAY_MS: i64 = 86_400_000;
 
+/// How long the worker answers at once after it could not connect.
+const REFUSED_FOR: Duration = Duration::from_secs(1);
+
 /// A job for the inbound worker: given a connection (or why there is
 /// none), it runs its transaction and answers its caller itself.
 pub(in crate::store) type InboundJob = Box<dyn FnOnce(Result<&mut Object, StoreError>) + Send>;
@@ -47,8 +50,25 @@ pub(in crate::store) type InboundJob = Box<dyn FnOnce(Result<&mut Object, StoreE
 pub(super) fn spawn_worker(pool: Pool) -> mpsc::UnboundedSender<InboundJob> {
     let (send, mut jobs) = mpsc::unbounded_channel::<InboundJob>();
     tokio::spawn(async move {
+        // When the last connection failed, and why: the jobs queued behind
+        // it are answered at once for a moment instead of each waiting for
+        // its own connect timeout (their messages stay on the SIM and are
+        // read again).
+        let mut refused: Option<(std::time::Instant, String)> = None;
         while let Some(job) = jobs.recv().await {
-            let client = pool.get().await.map_err(pool_error);
+            let client = match &refused {
+                Some((at, why)) if at.elapsed() < REFUSED_FOR => {
+                    Err(StoreError::Unavailable(why.clone()))
+                }
+                _ => pool.get().await.map_err(pool_error),
+            };
+            refused = match &client {
+                Err(StoreError::Unavailable(why)) => Some(match refused.take() {
+                    Some((at, _)) if at.elapsed() < REFUSED_FOR => (at, why.clone()),
+                    _ => (std::time::Instant::now(), why.clone()),
+                }),
+                _ => None,
+            };
             // A job that panicked answered nothing: its caller sees the
             // worker gone for that job, the next ones run.
             let _ = tokio::task::spawn_blocking(move || match client {
