@@ -10,6 +10,7 @@
 
 mod fleet;
 mod inbound;
+mod inbound_rails;
 mod pool;
 mod relay;
 mod schema;
