@@ -2,8 +2,8 @@
 //! PostgreSQL (started by the test), each driving one modem of the virtual
 //! network as its bank. Both APIs list the same pool and sessions, and the
 //! masking rule holds across them, and each API's event stream carries
-//! the other appliance's events. (The inbound relay is not on PostgreSQL
-//! yet: relaying SMS through a fleet is not tested here.)
+//! the other appliance's events. (Relaying SMS through a fleet is
+//! `pg_relay_e2e`'s.)
 
 mod common;
 mod pg_common;

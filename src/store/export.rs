@@ -51,7 +51,7 @@ pub struct SendCounts {
     pub last_day: u32,
 }
 
-const SELECT: &str = "
+pub(super) const SELECT: &str = "
     SELECT i.id, i.session_id, s.msisdn, i.kind, i.from_position,
            COALESCE(i.from_number, pf.number), COALESCE(i.to_number, pt.number),
            i.status, i.reason, i.outcome, i.parts, i.incomplete, i.body,
@@ -131,6 +131,9 @@ impl Store {
         &self,
         limit: usize,
     ) -> Result<Vec<ExportedInteraction>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.recent_interactions(limit).await;
+        }
         self.call(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
                 "{SELECT} ORDER BY i.created_ms DESC, i.id DESC LIMIT ?1"
@@ -172,6 +175,9 @@ impl Store {
         &self,
         now: OffsetDateTime,
     ) -> Result<HashMap<String, SendCounts>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.send_counts(now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let mut statement = conn.prepare_cached(

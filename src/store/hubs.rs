@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::inbound::InboundTx;
+use super::inbound::{InboundTx, sqlite_or};
 use super::sessions::{SessionRecord, audit, corrupt, end_session, query_sessions, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::hub;
@@ -312,7 +312,8 @@ impl Store {
 impl InboundTx<'_> {
     /// Whether `number` is a hub.
     pub fn is_hub(&self, number: &PhoneNumber) -> Result<bool, StoreError> {
-        Ok(!hubs_among(&self.tx, &[number])?.is_empty())
+        let tx = sqlite_or!(self, pg => pg.is_hub(number));
+        Ok(!hubs_among(tx, &[number])?.is_empty())
     }
 
     /// The open sessions of `hub_number` on the proxy, with their codes.
@@ -321,7 +322,8 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         hub_number: &PhoneNumber,
     ) -> Result<Vec<HubConversation>, StoreError> {
-        conversations(&self.tx, proxy_iccid, hub_number)
+        let tx = sqlite_or!(self, pg => pg.hub_conversations(proxy_iccid, hub_number));
+        conversations(tx, proxy_iccid, hub_number)
     }
 
     /// The open session of `hub_number` on the proxy whose counterpart the
@@ -331,14 +333,15 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         hub_number: &PhoneNumber,
     ) -> Result<Option<String>, StoreError> {
-        last_heard(&self.tx, proxy_iccid, hub_number)
+        let tx = sqlite_or!(self, pg => pg.last_heard(proxy_iccid, hub_number));
+        last_heard(tx, proxy_iccid, hub_number)
     }
 
     /// Records what was written as an interaction's text when what was
     /// sent differs (a message to a hub goes out with its code in front).
     pub fn set_interaction_body(&self, interaction: i64, body: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE interactions SET body = ?2 WHERE id = ?1")?
+        let tx = sqlite_or!(self, pg => pg.set_interaction_body(interaction, body));
+        tx.prepare_cached("UPDATE interactions SET body = ?2 WHERE id = ?1")?
             .execute(params![interaction, body])?;
         Ok(())
     }

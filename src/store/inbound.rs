@@ -8,12 +8,14 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
+use super::pg::PgInbound;
 use super::relay::{NewOutbound, OutboxItem, claim, insert_outbound};
 use super::sessions::{SessionRecord, end_session, session_by_id};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 use crate::pdu::Concat;
+use futures::future::Either;
 
 /// One received part as it is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,11 +48,64 @@ pub struct WaitingMessage {
     pub total: u8,
 }
 
-/// One transaction on the inbound rows, driven by the relay.
+/// One transaction on the inbound rows, driven by the relay, on either
+/// backend: the relay's rules are one copy whichever database holds the
+/// rows.
 pub struct InboundTx<'c> {
-    pub(super) tx: Transaction<'c>,
+    pub(super) side: Side<'c>,
     /// The last message queued in it: (interaction, outbox row).
     last_queued: Option<(i64, i64)>,
+}
+
+/// The backend an [`InboundTx`] writes to.
+pub(super) enum Side<'c> {
+    Sqlite(Transaction<'c>),
+    Pg(PgInbound<'c>),
+}
+
+/// The SQLite transaction of an [`InboundTx`]; on PostgreSQL, returns
+/// what the given call of [`PgInbound`] answers.
+macro_rules! sqlite_or {
+    ($self:ident, $pg:ident => $on_pg:expr) => {
+        match &$self.side {
+            $crate::store::inbound::Side::Sqlite(tx) => tx,
+            $crate::store::inbound::Side::Pg($pg) => return $on_pg,
+        }
+    };
+}
+pub(super) use sqlite_or;
+
+impl<'c> InboundTx<'c> {
+    fn on_sqlite(tx: Transaction<'c>) -> Self {
+        InboundTx {
+            side: Side::Sqlite(tx),
+            last_queued: None,
+        }
+    }
+
+    /// A transaction on PostgreSQL (`store::pg` runs it).
+    pub(super) fn on_pg(pg: PgInbound<'c>) -> Self {
+        InboundTx {
+            side: Side::Pg(pg),
+            last_queued: None,
+        }
+    }
+
+    /// The PostgreSQL transaction, to commit.
+    pub(super) fn into_pg(self) -> Option<PgInbound<'c>> {
+        match self.side {
+            Side::Pg(pg) => Some(pg),
+            Side::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite transaction, to commit.
+    fn into_sqlite(self) -> Option<Transaction<'c>> {
+        match self.side {
+            Side::Sqlite(tx) => Some(tx),
+            Side::Pg(_) => None,
+        }
+    }
 }
 
 impl Store {
@@ -81,18 +136,22 @@ impl Store {
         F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
         D: FnOnce(&mut Result<R, StoreError>) + Send + 'static,
     {
-        self.call_durable(
+        // PostgreSQL acknowledges a commit once it is durable (its
+        // default `synchronous_commit`).
+        if let Some(pg) = &self.pg {
+            return Either::Left(pg.inbound(f, on_durable));
+        }
+        Either::Right(self.call_durable(
             move |conn| {
-                let mut inbound = InboundTx {
-                    tx: conn.transaction()?,
-                    last_queued: None,
-                };
+                let mut inbound = InboundTx::on_sqlite(conn.transaction()?);
                 let result = f(&mut inbound)?;
-                inbound.tx.commit()?;
+                if let Some(tx) = inbound.into_sqlite() {
+                    tx.commit()?;
+                }
                 Ok(result)
             },
             on_durable,
-        )
+        ))
     }
 
     /// Like [`Store::inbound_durable`] for work that deletes nothing from a
@@ -103,13 +162,15 @@ impl Store {
         R: Send + 'static,
         F: for<'c> FnOnce(&mut InboundTx<'c>) -> Result<R, StoreError> + Send + 'static,
     {
+        if let Some(pg) = &self.pg {
+            return pg.inbound(f, |_| {}).await;
+        }
         self.call(move |conn| {
-            let mut inbound = InboundTx {
-                tx: conn.transaction()?,
-                last_queued: None,
-            };
+            let mut inbound = InboundTx::on_sqlite(conn.transaction()?);
             let result = f(&mut inbound)?;
-            inbound.tx.commit()?;
+            if let Some(tx) = inbound.into_sqlite() {
+                tx.commit()?;
+            }
             Ok(result)
         })
         .await
@@ -124,10 +185,10 @@ impl InboundTx<'_> {
         part: &ReceivedPart,
         now: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
+        let tx = sqlite_or!(self, pg => pg.keep_part(part, now));
         let (storage, index) = part.location.clone().unzip();
         let concat = part.concat;
-        let inserted = self
-            .tx
+        let inserted = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO inbound_parts (proxy_iccid, sender, storage, storage_index,
                  pdu_hex, concat_ref, concat_total, concat_seq, text, received_ms)
@@ -145,7 +206,7 @@ impl InboundTx<'_> {
                 part.text,
                 to_ms(now)
             ])?;
-        Ok((inserted > 0).then(|| self.tx.last_insert_rowid()))
+        Ok((inserted > 0).then(|| tx.last_insert_rowid()))
     }
 
     /// The parts held for one concatenated message, in sequence order.
@@ -156,7 +217,8 @@ impl InboundTx<'_> {
         reference: u16,
         total: u8,
     ) -> Result<Vec<HeldPart>, StoreError> {
-        let mut statement = self.tx.prepare_cached(
+        let tx = sqlite_or!(self, pg => pg.held_parts(proxy_iccid, sender, reference, total));
+        let mut statement = tx.prepare_cached(
             "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts
              WHERE proxy_iccid = ?1 AND sender = ?2 AND concat_ref = ?3 AND concat_total = ?4
                AND interaction_id IS NULL
@@ -178,8 +240,8 @@ impl InboundTx<'_> {
     /// Concatenated messages still incomplete whose first part arrived
     /// before `cutoff`.
     pub fn waiting_since(&self, cutoff: OffsetDateTime) -> Result<Vec<WaitingMessage>, StoreError> {
-        let rows: Vec<(String, String, u16, u8)> = self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.waiting_since(cutoff));
+        let rows: Vec<(String, String, u16, u8)> = tx
             .prepare(
                 "SELECT proxy_iccid, sender, concat_ref, concat_total FROM inbound_parts
                  WHERE interaction_id IS NULL AND concat_ref IS NOT NULL
@@ -211,17 +273,17 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         sender: &PhoneNumber,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.tx
-            .prepare_cached(
-                "SELECT session_id FROM participants
+        let tx = sqlite_or!(self, pg => pg.open_session_of(proxy_iccid, sender));
+        tx.prepare_cached(
+            "SELECT session_id FROM participants
                  WHERE proxy_iccid = ?1 AND number = ?2 AND open = 1 AND hub_code IS NULL",
-            )?
-            .query_row(params![proxy_iccid, sender.e164()], |row| {
-                row.get::<_, String>(0)
-            })
-            .optional()?
-            .map(|id| session_by_id(&self.tx, &id))
-            .transpose()
+        )?
+        .query_row(params![proxy_iccid, sender.e164()], |row| {
+            row.get::<_, String>(0)
+        })
+        .optional()?
+        .map(|id| session_by_id(tx, &id))
+        .transpose()
     }
 
     /// When `sender` last got the proxy's auto-reply.
@@ -230,16 +292,16 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         sender: &PhoneNumber,
     ) -> Result<Option<OffsetDateTime>, StoreError> {
-        self.tx
-            .prepare_cached(
-                "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",
-            )?
-            .query_row(params![proxy_iccid, sender.e164()], |row| {
-                row.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(from_ms)
-            .transpose()
+        let tx = sqlite_or!(self, pg => pg.last_auto_reply(proxy_iccid, sender));
+        tx.prepare_cached(
+            "SELECT last_ms FROM auto_replies WHERE proxy_iccid = ?1 AND sender = ?2",
+        )?
+        .query_row(params![proxy_iccid, sender.e164()], |row| {
+            row.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(from_ms)
+        .transpose()
     }
 
     /// Notes that `sender` got the proxy's auto-reply now.
@@ -249,12 +311,12 @@ impl InboundTx<'_> {
         sender: &PhoneNumber,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO auto_replies (proxy_iccid, sender, last_ms) VALUES (?1, ?2, ?3)
+        let tx = sqlite_or!(self, pg => pg.note_auto_reply(proxy_iccid, sender, now));
+        tx.prepare_cached(
+            "INSERT INTO auto_replies (proxy_iccid, sender, last_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (proxy_iccid, sender) DO UPDATE SET last_ms = excluded.last_ms",
-            )?
-            .execute(params![proxy_iccid, sender.e164(), to_ms(now)])?;
+        )?
+        .execute(params![proxy_iccid, sender.e164(), to_ms(now)])?;
         Ok(())
     }
 
@@ -265,24 +327,30 @@ impl InboundTx<'_> {
         reason: CloseReason,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        end_session(&self.tx, id, reason, now)
+        let tx = sqlite_or!(self, pg => pg.end_session(id, reason, now));
+        end_session(tx, id, reason, now)
     }
 
     /// Records traffic on a session (its idle timer restarts).
     pub fn touch_session(&self, id: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1")?
+        let tx = sqlite_or!(self, pg => pg.touch_session(id, now));
+        tx.prepare_cached("UPDATE sessions SET last_activity_ms = ?2 WHERE id = ?1")?
             .execute(params![id, to_ms(now)])?;
         Ok(())
     }
 
     /// Queues an SMS for the proxy's outbox; returns its interaction.
     pub fn queue_sms(&mut self, new: &NewOutbound, now: OffsetDateTime) -> Result<i64, StoreError> {
-        let outbox = insert_outbound(&self.tx, new, to_ms(now))?;
-        let interaction = self
-            .tx
-            .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
-            .query_row(params![outbox], |row| row.get(0))?;
+        let (interaction, outbox) = match &self.side {
+            Side::Pg(pg) => pg.queue_sms(new, now)?,
+            Side::Sqlite(tx) => {
+                let outbox = insert_outbound(tx, new, to_ms(now))?;
+                let interaction = tx
+                    .prepare_cached("SELECT interaction_id FROM outbox WHERE id = ?1")?
+                    .query_row(params![outbox], |row| row.get(0))?;
+                (interaction, outbox)
+            }
+        };
         self.last_queued = Some((interaction, outbox));
         Ok(interaction)
     }
@@ -302,8 +370,8 @@ impl InboundTx<'_> {
         else {
             return Ok(None);
         };
-        let row: Option<(i64, String)> = self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.claimable(outbox, now));
+        let row: Option<(i64, String)> = tx
             .prepare_cached(
                 "SELECT id, proxy_iccid FROM outbox WHERE id = ?1 AND state = 'queued'",
             )?
@@ -312,8 +380,7 @@ impl InboundTx<'_> {
         let Some((id, proxy_iccid)) = row else {
             return Ok(None);
         };
-        let earlier: bool = self
-            .tx
+        let earlier: bool = tx
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM outbox WHERE proxy_iccid = ?1 AND state = 'queued'
                                 AND next_attempt_ms <= ?2 AND id < ?3)",
@@ -329,13 +396,14 @@ impl InboundTx<'_> {
         outbox_id: i64,
         now: OffsetDateTime,
     ) -> Result<Option<OutboxItem>, StoreError> {
-        claim(&self.tx, outbox_id, to_ms(now))
+        let tx = sqlite_or!(self, pg => pg.claim(outbox_id, now));
+        claim(tx, outbox_id, to_ms(now))
     }
 
     /// The session an interaction belongs to, if any.
     pub fn interaction_session(&self, interaction: i64) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.interaction_session(interaction));
+        Ok(tx
             .prepare_cached("SELECT session_id FROM interactions WHERE id = ?1")?
             .query_row(params![interaction], |row| row.get(0))
             .optional()?
@@ -352,20 +420,20 @@ impl InboundTx<'_> {
         body: &str,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO interactions (proxy_iccid, kind, from_number, status, reason, body,
+        let tx = sqlite_or!(self, pg => pg.record_dropped(proxy_iccid, sender, reason, body, now));
+        tx.prepare_cached(
+            "INSERT INTO interactions (proxy_iccid, kind, from_number, status, reason, body,
                                        created_ms, updated_ms)
              VALUES (?1, 'sms', ?2, 'dropped', ?3, ?4, ?5, ?5)",
-            )?
-            .execute(params![
-                proxy_iccid,
-                sender.e164(),
-                reason,
-                body,
-                to_ms(now)
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+        )?
+        .execute(params![
+            proxy_iccid,
+            sender.e164(),
+            reason,
+            body,
+            to_ms(now)
+        ])?;
+        Ok(tx.last_insert_rowid())
     }
 
     /// Notes who an out-of-session interaction (the reply or forward sent
@@ -375,8 +443,8 @@ impl InboundTx<'_> {
         interaction: i64,
         sender: &PhoneNumber,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE interactions SET from_number = ?2 WHERE id = ?1")?
+        let tx = sqlite_or!(self, pg => pg.set_interaction_sender(interaction, sender));
+        tx.prepare_cached("UPDATE interactions SET from_number = ?2 WHERE id = ?1")?
             .execute(params![interaction, sender.e164()])?;
         Ok(())
     }
@@ -390,14 +458,13 @@ impl InboundTx<'_> {
         parts: u32,
         incomplete: bool,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "UPDATE interactions SET parts = ?2, incomplete = ?3 OR incomplete WHERE id = ?1",
-            )?
-            .execute(params![interaction, parts, incomplete])?;
-        let mut link = self
-            .tx
-            .prepare_cached("UPDATE inbound_parts SET interaction_id = ?2 WHERE id = ?1")?;
+        let tx = sqlite_or!(self, pg => pg.link_parts(interaction, part_ids, parts, incomplete));
+        tx.prepare_cached(
+            "UPDATE interactions SET parts = ?2, incomplete = ?3 OR incomplete WHERE id = ?1",
+        )?
+        .execute(params![interaction, parts, incomplete])?;
+        let mut link =
+            tx.prepare_cached("UPDATE inbound_parts SET interaction_id = ?2 WHERE id = ?1")?;
         for id in part_ids {
             link.execute(params![id, interaction])?;
         }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
 use super::allocate::{allocate_in, month_of};
-use super::inbound::InboundTx;
+use super::inbound::{InboundTx, Side, sqlite_or};
 use super::sessions::{LiveSim, NewSession, SessionRecord, audit, query_sessions};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::number::PhoneNumber;
@@ -131,6 +131,9 @@ impl Store {
 
     /// Whether `number` opted out (sent STOP and not START since).
     pub async fn is_opted_out(&self, number: PhoneNumber) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.is_opted_out(number).await;
+        }
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM opt_outs WHERE number = ?1")?
@@ -212,8 +215,8 @@ impl Store {
 impl InboundTx<'_> {
     /// Whether `number` opted out.
     pub fn is_opted_out(&self, number: &PhoneNumber) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.is_opted_out(number));
+        Ok(tx
             .prepare_cached("SELECT 1 FROM opt_outs WHERE number = ?1")?
             .exists(params![number.e164()])?)
     }
@@ -225,19 +228,19 @@ impl InboundTx<'_> {
         keyword: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO opt_outs (number, keyword, at_ms) VALUES (?1, ?2, ?3)
+        let tx = sqlite_or!(self, pg => pg.opt_out(number, keyword, now));
+        tx.prepare_cached(
+            "INSERT INTO opt_outs (number, keyword, at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (number) DO UPDATE SET keyword = ?2, at_ms = ?3",
-            )?
-            .execute(params![number.e164(), keyword, to_ms(now)])?;
+        )?
+        .execute(params![number.e164(), keyword, to_ms(now)])?;
         Ok(())
     }
 
     /// Lifts `number`'s opt-out; `false` when it had none.
     pub fn opt_in(&self, number: &PhoneNumber) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.opt_in(number));
+        Ok(tx
             .prepare_cached("DELETE FROM opt_outs WHERE number = ?1")?
             .execute(params![number.e164()])?
             > 0)
@@ -248,8 +251,9 @@ impl InboundTx<'_> {
         &self,
         number: &PhoneNumber,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        let tx = sqlite_or!(self, pg => pg.open_sessions_of_number(number));
         query_sessions(
-            &self.tx,
+            tx,
             // From the number's participant rows (indexed), not from every
             // open session: a STOP at a million sessions took seconds.
             "s.id IN (SELECT session_id FROM participants WHERE number = ?1 AND open = 1) \
@@ -260,16 +264,16 @@ impl InboundTx<'_> {
 
     /// Whether `number` is on the block list.
     pub fn is_blocked(&self, number: &PhoneNumber) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.is_blocked(number));
+        Ok(tx
             .prepare_cached("SELECT 1 FROM blocked_numbers WHERE number = ?1")?
             .exists(params![number.e164()])?)
     }
 
     /// Messages a session relayed (or queued) so far.
     pub fn session_messages(&self, session_id: &str) -> Result<u32, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.session_messages(session_id));
+        Ok(tx
             .prepare_cached(
                 "SELECT COUNT(*) FROM interactions WHERE session_id = ?1 AND kind = 'sms'
                  AND from_position IS NOT NULL AND rule IS NULL AND status != 'dropped'",
@@ -284,8 +288,8 @@ impl InboundTx<'_> {
         sender: &PhoneNumber,
         since: OffsetDateTime,
     ) -> Result<u32, StoreError> {
-        Ok(self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.sender_messages_since(sender, since));
+        Ok(tx
             .prepare_cached(
                 "SELECT COUNT(*) FROM interactions i JOIN participants p
                    ON p.session_id = i.session_id AND p.position = i.from_position
@@ -302,7 +306,8 @@ impl InboundTx<'_> {
         session_id: &str,
         since: OffsetDateTime,
     ) -> Result<Vec<RecentMessage>, StoreError> {
-        let mut statement = self.tx.prepare_cached(
+        let tx = sqlite_or!(self, pg => pg.recent_messages(session_id, since));
+        let mut statement = tx.prepare_cached(
             "SELECT created_ms, from_position, body FROM interactions
              WHERE session_id = ?1 AND kind = 'sms'
                AND from_position IS NOT NULL AND rule IS NULL AND created_ms >= ?2
@@ -325,13 +330,12 @@ impl InboundTx<'_> {
         to: &PhoneNumber,
         now: OffsetDateTime,
     ) -> Result<(u32, bool), StoreError> {
+        let tx = sqlite_or!(self, pg => pg.recipients_this_month(proxy_iccid, to, now));
         let month = month_of(now);
-        let count = self
-            .tx
+        let count = tx
             .prepare_cached("SELECT COUNT(*) FROM sim_recipients WHERE iccid = ?1 AND month = ?2")?
             .query_row(params![proxy_iccid, month], |row| row.get(0))?;
-        let known = self
-            .tx
+        let known = tx
             .prepare_cached(
                 "SELECT 1 FROM sim_recipients WHERE iccid = ?1 AND month = ?2 AND number = ?3",
             )?
@@ -348,24 +352,24 @@ impl InboundTx<'_> {
         blocked: &BlockedMessage<'_>,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position,
+        let tx = sqlite_or!(self, pg => pg.record_blocked(blocked, now));
+        tx.prepare_cached(
+            "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position,
                      from_number, to_number, status, reason, rule, body, created_ms, updated_ms)
                  VALUES (?1, ?2, 'sms', ?3, ?4, ?5, 'blocked', ?6, ?7, ?8, ?9, ?9)",
-            )?
-            .execute(params![
-                blocked.session_id,
-                blocked.proxy_iccid,
-                blocked.from_position,
-                blocked.sender.e164(),
-                blocked.to.map(PhoneNumber::e164),
-                blocked.reason,
-                blocked.rule,
-                blocked.body,
-                to_ms(now)
-            ])?;
-        Ok(self.tx.last_insert_rowid())
+        )?
+        .execute(params![
+            blocked.session_id,
+            blocked.proxy_iccid,
+            blocked.from_position,
+            blocked.sender.e164(),
+            blocked.to.map(PhoneNumber::e164),
+            blocked.reason,
+            blocked.rule,
+            blocked.body,
+            to_ms(now)
+        ])?;
+        Ok(tx.last_insert_rowid())
     }
 
     /// Opens a session on exactly `new.proxy` (a front desk), under
@@ -377,7 +381,11 @@ impl InboundTx<'_> {
         live: LiveSim,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
-        let savepoint = self.tx.savepoint()?;
+        let tx = match &mut self.side {
+            Side::Sqlite(tx) => tx,
+            Side::Pg(pg) => return pg.open_session_on(new, live, now),
+        };
+        let savepoint = tx.savepoint()?;
         let record = allocate_in(&savepoint, new, vec![live], now)?;
         savepoint.commit()?;
         Ok(record)
@@ -386,8 +394,8 @@ impl InboundTx<'_> {
     /// The staff number of the proxy's front desk, if it is one (and not
     /// draining).
     pub fn front_desk_of(&self, proxy_iccid: &str) -> Result<Option<PhoneNumber>, StoreError> {
-        let staff: Option<Option<String>> = self
-            .tx
+        let tx = sqlite_or!(self, pg => pg.front_desk_of(proxy_iccid));
+        let staff: Option<Option<String>> = tx
             .prepare_cached("SELECT front_desk FROM sims WHERE iccid = ?1")?
             .query_row(params![proxy_iccid], |row| row.get(0))
             .optional()?;

@@ -7,6 +7,7 @@
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::inbound::sqlite_or;
 use super::relay::add_event;
 use super::{InboundTx, Store, StoreError, to_ms};
 use crate::number::PhoneNumber;
@@ -87,12 +88,14 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         kind: HoldKind,
     ) -> Result<Option<String>, StoreError> {
+        // No Twilio service exists on PostgreSQL (its facade answers
+        // `Unsupported` there): nothing is held for one.
+        let tx = sqlite_or!(self, _pg => Ok(None));
         let column = match kind {
             HoldKind::Intercept => "intercept_callback_url",
             HoldKind::OutOfSession => "out_of_session_callback_url",
         };
-        Ok(self
-            .tx
+        Ok(tx
             .prepare_cached(&format!(
                 "SELECT s.sid FROM twilio_numbers n JOIN twilio_services s ON s.sid = n.service_sid
                  WHERE n.iccid = ?1 AND s.{column} IS NOT NULL"
@@ -108,12 +111,15 @@ impl InboundTx<'_> {
         service_sid: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO twilio_holds (interaction_id, kind, service_sid, next_ms, created_ms)
+        let tx = sqlite_or!(self, _pg => Err(StoreError::Unsupported {
+            operation: "twilio_hold".into(),
+            backend: "postgres",
+        }));
+        tx.prepare_cached(
+            "INSERT INTO twilio_holds (interaction_id, kind, service_sid, next_ms, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
-            )?
-            .execute(params![interaction_id, kind.as_str(), service_sid, now])?;
+        )?
+        .execute(params![interaction_id, kind.as_str(), service_sid, now])?;
         Ok(())
     }
 
@@ -126,18 +132,20 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        // No Twilio service exists on PostgreSQL (its facade answers
+        // `Unsupported` there): nothing is held for one.
+        let tx = sqlite_or!(self, _pg => Ok(false));
         let Some(service) = self.twilio_hook_service(proxy_iccid, HoldKind::Intercept)? else {
             return Ok(false);
         };
         let now = to_ms(now);
-        self.tx
-            .prepare_cached(
-                "UPDATE outbox SET next_attempt_ms = ?2 WHERE interaction_id = ?1 AND state = 'queued'",
-            )?
-            .execute(params![interaction_id, now + INTERCEPT_BACKSTOP_MS])?;
+        tx.prepare_cached(
+            "UPDATE outbox SET next_attempt_ms = ?2 WHERE interaction_id = ?1 AND state = 'queued'",
+        )?
+        .execute(params![interaction_id, now + INTERCEPT_BACKSTOP_MS])?;
         self.twilio_hold(interaction_id, HoldKind::Intercept, &service, now)?;
         add_event(
-            &self.tx,
+            tx,
             interaction_id,
             "held",
             "waiting for the service's intercept callback",
@@ -155,18 +163,21 @@ impl InboundTx<'_> {
         body: &str,
         now: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
+        // No Twilio service exists on PostgreSQL (its facade answers
+        // `Unsupported` there): nothing is held for one.
+        let tx = sqlite_or!(self, _pg => Ok(None));
         let Some(service) = self.twilio_hook_service(proxy_iccid, HoldKind::OutOfSession)? else {
             return Ok(None);
         };
         let now = to_ms(now);
-        self.tx
+        tx
             .prepare_cached(
                 "INSERT INTO interactions (proxy_iccid, kind, from_number, status, reason, body,
                                            created_ms, updated_ms)
                  VALUES (?1, 'sms', ?2, 'held', 'waiting for the out-of-session callback', ?3, ?4, ?4)",
             )?
             .execute(params![proxy_iccid, sender.e164(), body, now])?;
-        let id = self.tx.last_insert_rowid();
+        let id = tx.last_insert_rowid();
         self.twilio_hold(id, HoldKind::OutOfSession, &service, now)?;
         Ok(Some(id))
     }
@@ -175,8 +186,10 @@ impl InboundTx<'_> {
     /// removed, its parts unlinked) for the caller to route in this
     /// transaction; `None` when it is not held any more.
     pub fn twilio_take_held(&self, interaction_id: i64) -> Result<Option<HeldMessage>, StoreError> {
-        let found: Option<(String, Option<String>, Option<String>, bool)> = self
-            .tx
+        // No Twilio service exists on PostgreSQL (its facade answers
+        // `Unsupported` there): nothing is held for one.
+        let tx = sqlite_or!(self, _pg => Ok(None));
+        let found: Option<(String, Option<String>, Option<String>, bool)> = tx
             .query_row(
                 "SELECT i.proxy_iccid, i.from_number, i.body, i.incomplete FROM interactions i
                  JOIN twilio_holds h ON h.interaction_id = i.id
@@ -189,17 +202,16 @@ impl InboundTx<'_> {
             return Ok(None);
         };
         let part_ids = {
-            let mut statement = self
-                .tx
-                .prepare("SELECT id FROM inbound_parts WHERE interaction_id = ?1 ORDER BY id")?;
+            let mut statement =
+                tx.prepare("SELECT id FROM inbound_parts WHERE interaction_id = ?1 ORDER BY id")?;
             let rows = statement.query_map(params![interaction_id], |row| row.get(0))?;
             rows.collect::<Result<Vec<i64>, _>>()?
         };
-        self.tx.execute(
+        tx.execute(
             "UPDATE inbound_parts SET interaction_id = NULL WHERE interaction_id = ?1",
             params![interaction_id],
         )?;
-        self.tx.execute(
+        tx.execute(
             "DELETE FROM interactions WHERE id = ?1",
             params![interaction_id],
         )?;

@@ -9,10 +9,13 @@
 //! same person queue rather than race.
 
 mod fleet;
+mod inbound;
+mod inbound_rails;
 mod pool;
 mod relay;
 mod schema;
 mod sessions;
+mod status;
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -22,6 +25,7 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
 pub use fleet::{ApplianceRecord, FleetEvent};
+pub(in crate::store) use inbound::PgInbound;
 
 use super::{StoreError, to_ms};
 
@@ -47,6 +51,8 @@ pub(in crate::store) struct Inner {
     /// Since when, and why, the database does not answer: set by a call
     /// that could not reach it, cleared by the next heartbeat that does.
     outage: std::sync::Mutex<Option<super::DatabaseOutage>>,
+    /// The inbound relay's transactions, one at a time in call order.
+    inbound: tokio::sync::mpsc::UnboundedSender<inbound::InboundJob>,
 }
 
 /// `url` as it may be shown: user, host, port and database, never the
@@ -139,6 +145,7 @@ impl PgStore {
             .map_err(pg_error)?
             .get(0);
         drop(client);
+        let inbound = inbound::spawn_worker(pool.clone());
         let store = Self {
             inner: Arc::new(Inner {
                 pool,
@@ -148,6 +155,7 @@ impl PgStore {
                 heartbeat_timeout,
                 config,
                 outage: std::sync::Mutex::new(None),
+                inbound,
             }),
         };
         store.spawn_heartbeat();

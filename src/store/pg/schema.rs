@@ -228,8 +228,40 @@ const V2_EVENT_RUNS: &str = r#"
 CREATE SEQUENCE event_runs START 1;
 "#;
 
+/// The inbound relay's rows beside the received parts: the auto-reply's
+/// rate limit, the block list and the hubs (read by the relay's rails and
+/// hub routing), and the keyword a number opted out with.
+const V3_INBOUND: &str = r#"
+CREATE TABLE auto_replies (
+    proxy_iccid TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    last_ms     BIGINT NOT NULL,
+    PRIMARY KEY (proxy_iccid, sender)
+);
+
+CREATE TABLE blocked_numbers (
+    number TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    actor  TEXT NOT NULL,
+    at_ms  BIGINT NOT NULL
+);
+
+CREATE TABLE hubs (
+    id         TEXT PRIMARY KEY,
+    number     TEXT NOT NULL UNIQUE,
+    label      TEXT,
+    created_ms BIGINT NOT NULL
+);
+
+ALTER TABLE opt_outs ADD COLUMN keyword TEXT NOT NULL DEFAULT '';
+
+-- The reassembly sweep looks for parts not yet relayed.
+CREATE INDEX inbound_parts_waiting ON inbound_parts(proxy_iccid, sender, concat_ref)
+    WHERE interaction_id IS NULL;
+"#;
+
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS];
+const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_INBOUND];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {

@@ -182,7 +182,7 @@ pub(in crate::store) async fn audit(
     Ok(())
 }
 
-async fn end_session(
+pub(super) async fn end_session(
     client: &impl deadpool_postgres::GenericClient,
     id: &str,
     reason: CloseReason,
@@ -420,7 +420,7 @@ impl PgStore {
         in_transaction!(self, |tx| { self.allocate_in(&tx, new, live, now).await })
     }
 
-    async fn allocate_in(
+    pub(super) async fn allocate_in(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         new: NewSession,
