@@ -8,11 +8,14 @@
 //! lock per participant so that openers on different appliances for the
 //! same person queue rather than race.
 
+mod audit;
+mod calls;
 mod fleet;
 mod pool;
 mod relay;
 mod schema;
 mod sessions;
+mod tokens;
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
