@@ -11,6 +11,7 @@
 mod audit;
 mod calls;
 mod fleet;
+mod migrate;
 mod pool;
 mod relay;
 mod schema;
@@ -25,6 +26,7 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
 pub use fleet::{ApplianceRecord, FleetEvent};
+pub use migrate::{LeftBehind, MigrationReport, TableCount};
 
 use super::{StoreError, to_ms};
 

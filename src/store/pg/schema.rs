@@ -228,8 +228,21 @@ const V2_EVENT_RUNS: &str = r#"
 CREATE SEQUENCE event_runs START 1;
 "#;
 
+/// What `simmask migrate` moved in from an appliance's SQLite file: its
+/// row is the marker that refuses a second migration into this database.
+const V3_SQLITE_IMPORTS: &str = r#"
+CREATE TABLE sqlite_imports (
+    id            BIGSERIAL PRIMARY KEY,
+    appliance_id  BIGINT NOT NULL REFERENCES appliances(id),
+    source        TEXT NOT NULL,
+    sqlite_schema INTEGER NOT NULL,
+    at_ms         BIGINT NOT NULL,
+    moved         TEXT NOT NULL
+);
+"#;
+
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS];
+const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_SQLITE_IMPORTS];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {
