@@ -278,7 +278,7 @@ async fn connect_store(path: &Path) -> anyhow::Result<(crate::config::Config, St
     let store = Store::connect(
         &location,
         &config.appliance.name(),
-        crate::store::DEFAULT_HEARTBEAT_TIMEOUT,
+        config.appliance.heartbeat_timeout(),
     )
     .await
     .context("opening the store")?;

@@ -42,6 +42,12 @@ impl Store {
         }
     }
 
+    /// How long an appliance may be silent before the fleet counts it
+    /// offline (`None` on SQLite: one appliance, no heartbeat).
+    pub fn heartbeat_timeout(&self) -> Option<std::time::Duration> {
+        self.pg.as_ref().map(|pg| pg.heartbeat_timeout())
+    }
+
     /// This appliance's name in the fleet, when the store is shared.
     pub fn appliance(&self) -> Option<&str> {
         self.pg.as_ref().map(|pg| pg.appliance())
