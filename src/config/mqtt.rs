@@ -435,6 +435,7 @@ mod tests {
         assert!(!ApplianceConfig::default().name().is_empty());
         let named = ApplianceConfig {
             name: Some("attic".into()),
+            ..ApplianceConfig::default()
         };
         assert_eq!(named.name(), "attic");
     }

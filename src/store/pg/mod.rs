@@ -12,6 +12,7 @@ mod audit;
 mod calls;
 mod fleet;
 mod migrate;
+mod migrate_tables;
 mod pool;
 mod relay;
 mod schema;
