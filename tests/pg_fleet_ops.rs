@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 
 const A: &str = "+447911123456";
 const B: &str = "+447912345678";
+const STAFF: &str = "+447911500500";
+const STRANGER: &str = "+447400123456";
+const BLOCKED: &str = "+447400654321";
 
 /// A daemon's configuration in `dir`: the modem `modem` of `sim` only, the
 /// fleet's database, the appliance's name.
@@ -185,6 +188,59 @@ async fn tokens_are_fleet_wide_and_calls_are_bridged_by_the_sims_holder() {
         assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
         assert_eq!(calls[0]["status"], "bridged", "{calls:?}");
     }
+
+    // A number blocked through site-2 is on site-1's list.
+    let (status, _) = site2
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/blocks",
+            json!({"number": BLOCKED, "reason": "abuse"}),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status}");
+    let blocks = site1.get("/api/v1/blocks").await;
+    assert!(blocks.to_string().contains(BLOCKED), "{blocks}");
+
+    // Site-1's SIM made a front desk through site-2's API: a stranger's
+    // call is paired with the staff number by site-1, showing the proxy.
+    let (status, body) = site2
+        .api(
+            reqwest::Method::PUT,
+            &format!("/api/v1/numbers/{}", sim1["id"].as_str().unwrap()),
+            json!({"front_desk": STAFF}),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    sim.bridge(&proxy, STRANGER, STAFF).await;
+    sim.hang_up(STRANGER, STAFF).await;
+    let listed = site2.get("/api/v1/sessions?status=open").await;
+    let desk = listed
+        .as_array()
+        .or_else(|| listed["sessions"].as_array())
+        .expect("sessions")
+        .iter()
+        .find(|s| s["label"] == "front desk")
+        .unwrap_or_else(|| panic!("no front desk session: {listed}"))
+        .clone();
+    assert_eq!(desk["proxy_number"], proxy.as_str(), "{desk}");
+    // Once it is closed the desk is free again, but not for a blocked
+    // number: its call reaches nobody.
+    let (status, _) = site1
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{}", desk["id"].as_str().unwrap()),
+            json!(null),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status}");
+    sim.act(BLOCKED, "dial", json!({"to": proxy})).await;
+    let refused = sim
+        .wait_call(BLOCKED, "was refused", |c| {
+            c["state"] == "idle" && !c["last_end"].is_null()
+        })
+        .await;
+    assert_eq!(refused["connected_to"], json!([]), "{refused}");
+    assert_eq!(sim.call_state(STAFF).await["state"], "idle");
 }
 
 /// `/api/v1/fleet` of `daemon`, by appliance name: (online, SIMs, this).

@@ -303,3 +303,122 @@ async fn a_call_recorded_by_the_holder_shows_on_every_appliance() {
     // ringing, answered, completed; ringing, rejected.
     assert_eq!(events, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_block_list_is_one_for_the_fleet_and_a_front_desk_opens_on_its_sim() {
+    let pg = Postgres::start();
+    let url = pg.database("rails").await;
+    let site1 = connect(&url, "site-1").await;
+    let site2 = connect(&url, "site-2").await;
+    let now = OffsetDateTime::now_utc();
+    let (stranger, staff) = (number("+447400998877"), number("+447911000009"));
+
+    site1
+        .block_number(stranger.clone(), "spam".into(), "ops".into(), now)
+        .await
+        .unwrap();
+    assert!(site2.is_blocked(stranger.clone()).await.unwrap());
+    assert!(!site2.is_blocked(staff.clone()).await.unwrap());
+    // Blocking again updates the reason; the list has it once.
+    site2
+        .block_number(stranger.clone(), "abuse".into(), "ops-2".into(), now)
+        .await
+        .unwrap();
+    let listed = site1.blocked_numbers().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].reason.as_str(), listed[0].actor.as_str()),
+        ("abuse", "ops-2")
+    );
+    assert!(
+        site2
+            .unblock_number(stranger.clone(), "ops".into(), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !site1
+            .unblock_number(stranger.clone(), "ops".into(), now)
+            .await
+            .unwrap()
+    );
+    assert!(!site1.is_blocked(stranger.clone()).await.unwrap());
+    // The audit trail names neither number in full.
+    for line in site1.audit_trail(10).await.unwrap() {
+        assert!(!line.object.contains("998877"), "{line:?}");
+    }
+    // Old entries are forgotten by either appliance.
+    site1
+        .block_number(
+            stranger.clone(),
+            String::new(),
+            "ops".into(),
+            now - Duration::days(40),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        site2
+            .forget_rail_lists_older_than(now - Duration::days(30))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!site1.is_opted_out(stranger.clone()).await.unwrap());
+
+    // A front desk on site-1's SIM, opened by site-1 (the SIM rings there);
+    // once ended, it is the caller's last session on that proxy for both.
+    let iccid = "8944000000000000001".to_string();
+    site1
+        .upsert_sim(
+            iccid.clone(),
+            number("+447000000001"),
+            "imsi".into(),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    let live = LiveSim {
+        iccid: iccid.clone(),
+        healthy: true,
+        signal_dbm: None,
+        voice_capable: true,
+    };
+    let new = NewSession {
+        participants: [stranger.clone(), staff.clone()],
+        mode: Mode::Both,
+        ttl: None,
+        idle_ttl: None,
+        label: Some("front desk".into()),
+        sticky: false,
+        actor: "front-desk".into(),
+        fallback_number: None,
+        proxy: Some(iccid.clone()),
+        limits: PoolLimits::default(),
+    };
+    let desk = site1
+        .open_session_on(new.clone(), live.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(desk.proxy_iccid, iccid);
+    // The masking rule holds for it too.
+    assert!(site2.open_session_on(new, live, now).await.is_err());
+    assert_eq!(
+        site2
+            .last_ended_session_of(iccid.clone(), stranger.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    site2
+        .close_session(desk.id.clone(), "ops".into(), now)
+        .await
+        .unwrap();
+    let last = site1
+        .last_ended_session_of(iccid, stranger)
+        .await
+        .unwrap()
+        .expect("the ended session");
+    assert_eq!(last.id, desk.id);
+}

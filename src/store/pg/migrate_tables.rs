@@ -152,6 +152,17 @@ pub(super) const TABLES: &[Table] = &[
         shift: None,
     },
     Table {
+        name: "blocked_numbers",
+        columns: &[
+            ("number", Text, "number"),
+            ("reason", Text, "reason"),
+            ("actor", Text, "actor"),
+            ("at_ms", BigInt, "at_ms"),
+        ],
+        on_conflict: "ON CONFLICT (number) DO NOTHING",
+        shift: None,
+    },
+    Table {
         name: "sim_recipients",
         columns: &[
             ("iccid", Text, "iccid"),
@@ -286,7 +297,6 @@ pub(super) const TABLES: &[Table] = &[
 /// SQLite tables that are not moved, and why (said in the report).
 pub(super) const NOT_MOVED: &[(&str, &str)] = &[
     ("hubs", "hubs are not on PostgreSQL yet"),
-    ("blocked_numbers", "the block list is not on PostgreSQL yet"),
     (
         "auto_replies",
         "the rails' auto-replies are not on PostgreSQL yet",

@@ -14,6 +14,7 @@ mod fleet;
 mod migrate;
 mod migrate_tables;
 mod pool;
+mod rails;
 mod relay;
 mod schema;
 mod sessions;

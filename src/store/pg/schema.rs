@@ -228,9 +228,18 @@ const V2_EVENT_RUNS: &str = r#"
 CREATE SEQUENCE event_runs START 1;
 "#;
 
-/// What `simmask migrate` moved in from an appliance's SQLite file: its
-/// row is the marker that refuses a second migration into this database.
-const V3_SQLITE_IMPORTS: &str = r#"
+/// The operators' part of the fleet. `sqlite_imports`: what `simmask
+/// migrate` moved in from an appliance's SQLite file (its row is the marker
+/// that refuses a second migration into this database). `blocked_numbers`:
+/// the block list, one for the fleet.
+const V3_OPERATORS: &str = r#"
+CREATE TABLE blocked_numbers (
+    number TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    actor  TEXT NOT NULL,
+    at_ms  BIGINT NOT NULL
+);
+
 CREATE TABLE sqlite_imports (
     id            BIGSERIAL PRIMARY KEY,
     appliance_id  BIGINT NOT NULL REFERENCES appliances(id),
@@ -242,7 +251,7 @@ CREATE TABLE sqlite_imports (
 "#;
 
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_SQLITE_IMPORTS];
+const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_OPERATORS];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {
