@@ -164,6 +164,31 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
     assert_eq!(refused.status().as_u16(), 409);
     let numbers = fleet.get("/api/v1/numbers").await;
     assert_eq!(numbers[0]["appliance"], "site-1", "{numbers}");
+    // The shell's token commands work on the fleet's database: listed,
+    // revoked there, refused by the running daemon at once.
+    let shell = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_simmask"))
+            .args(["token"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("simmask token")
+    };
+    let listed = shell(&["list"]);
+    assert!(listed.status.success(), "{}", printed(&listed));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "ordering", "{listed}");
+    let revoked = shell(&["revoke", "ordering"]);
+    assert!(revoked.status.success(), "{}", printed(&revoked));
+    assert!(!printed(&revoked).contains(PASSWORD));
+    let refused = common::client()
+        .get(format!("{}/api/v1/numbers", fleet.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
     drop(fleet);
 
     // A second run is refused, saying why, and moves nothing.
