@@ -96,7 +96,7 @@ pub async fn authenticate(state: &ApiState, token: &str) -> Result<Option<Caller
 
 /// Whether `token` still works: the bootstrap token always does (it lives
 /// in the environment), a stored one until revoked or expired.
-pub fn still_valid(state: &ApiState, token: &str) -> bool {
+pub async fn still_valid(state: &ApiState, token: &str) -> bool {
     if let Some(bootstrap) = &state.admin_token
         && bool::from(bootstrap.as_bytes().ct_eq(token.as_bytes()))
     {
@@ -106,6 +106,7 @@ pub fn still_valid(state: &ApiState, token: &str) -> bool {
     state
         .store
         .token_is_live(&hash_token(token), crate::clock::now())
+        .await
         .unwrap_or(true)
 }
 

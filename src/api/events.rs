@@ -93,7 +93,7 @@ impl Feed {
                 _ = self.check.tick() => true,
                 () = self.revoked.notified() => true,
             };
-            if check && !auth::still_valid(&self.state, &self.token) {
+            if check && !auth::still_valid(&self.state, &self.token).await {
                 self.ended = true;
                 return Some(
                     SseEvent::default().event("unauthorized").data(

@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 pub mod export;
 mod extract;
+mod fleet;
 pub mod guard;
 pub mod health;
 pub mod history;
@@ -217,6 +218,7 @@ fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/api/v1/sessions/{id}/reopen", post(sessions::reopen)),
         ("/api/v1/modems", get(pool::modems)),
         ("/api/v1/numbers", get(pool::numbers)),
+        ("/api/v1/fleet", get(fleet::fleet)),
         ("/api/v1/numbers/{iccid}", put(pool::update_number)),
         ("/api/v1/numbers/{iccid}/retire", post(pool::retire)),
         ("/api/v1/blocks", get(blocks::list).post(blocks::add)),
@@ -372,6 +374,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         sessions::reopen,
         pool::modems,
         pool::numbers,
+        fleet::fleet,
         pool::update_number,
         pool::retire,
         blocks::list,

@@ -21,6 +21,7 @@ pub mod docs;
 pub mod doctor;
 pub mod export;
 pub mod hub;
+pub mod migrate;
 pub mod output;
 pub mod pdu;
 pub mod probe;
@@ -155,6 +156,11 @@ pub enum Command {
         /// The backup, as `simmask backup` wrote it.
         backup: PathBuf,
     },
+    /// Move this appliance's SQLite store into a fleet's PostgreSQL
+    /// database, in one transaction: SIMs, modems, sessions (open and
+    /// closed), interactions, the outbox, tokens and the audit trail. Runs
+    /// once per database; the url's password is never printed.
+    Migrate(migrate::MigrateArgs),
     /// Erase a participant's number and messages (data-protection request).
     Erase {
         /// The participant's number.
@@ -215,6 +221,7 @@ pub fn run(command: Command, output: Output) -> anyhow::Result<ExitCode> {
             replace,
             backup,
         } => data::restore(&config, &backup, replace, output),
+        Command::Migrate(args) => migrate::run(args, output),
         Command::Erase { number, config } => data::erase(&config, &number, output),
         Command::Doctor(args) => doctor::run(&args, output),
         Command::Status(args) => status::run(args, output),
@@ -257,6 +264,24 @@ fn open_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
         .sqlite_path()
         .map_err(|problem| anyhow::anyhow!("store: {problem}"))?;
     let store = Store::open(file).context("opening the store")?;
+    Ok((config, store))
+}
+
+/// The configuration at `path` and its store, whichever the backend: for
+/// commands that work on a fleet's database too (`token`).
+async fn connect_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
+    let config = crate::config::Config::load(path)?;
+    let location = config
+        .store
+        .location()
+        .map_err(|problem| anyhow::anyhow!("store: {problem}"))?;
+    let store = Store::connect(
+        &location,
+        &config.appliance.name(),
+        config.appliance.heartbeat_timeout(),
+    )
+    .await
+    .context("opening the store")?;
     Ok((config, store))
 }
 

@@ -63,7 +63,7 @@ pub fn run(command: TokenCommand, out: Output) -> anyhow::Result<ExitCode> {
                     .map(|e| super::session::parse_duration("expires", &e))
                     .transpose()?
                     .map(|d| now + d);
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 let token = auth::generate_token();
                 let new = NewToken {
                     name,
@@ -104,7 +104,7 @@ pub fn run(command: TokenCommand, out: Output) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             TokenCommand::List { all, config } => {
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 if all {
                     let views: Vec<TokenView> = store
                         .all_tokens()
@@ -118,7 +118,7 @@ pub fn run(command: TokenCommand, out: Output) -> anyhow::Result<ExitCode> {
                 }
             }
             TokenCommand::Revoke { token, config } => {
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 let record = store
                     .revoke_token(TokenRef::NameOrId(token), "cli".into(), now)
                     .await?;

@@ -182,6 +182,11 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
     // The MQTT connection, its topics and Home Assistant's devices are
     // set up once.
     key!("appliance.name", RESTART, appliance.name);
+    key!(
+        "appliance.heartbeat_timeout_seconds",
+        RESTART,
+        appliance.heartbeat_timeout_seconds
+    );
     key!("mqtt", RESTART, mqtt; mqtt_password);
 
     if d(&named) != d(new) {

@@ -586,6 +586,18 @@ impl Config {
                 "empty: leave it out to use the host name".into(),
             );
         }
+        if let Some(seconds) = self.appliance.heartbeat_timeout_seconds
+            && !mqtt::HEARTBEAT_TIMEOUT_RANGE.contains(&seconds)
+        {
+            invalid(
+                "appliance.heartbeat_timeout_seconds",
+                format!(
+                    "{seconds}: from {} to {} seconds (an appliance beats every third of it)",
+                    mqtt::HEARTBEAT_TIMEOUT_RANGE.start(),
+                    mqtt::HEARTBEAT_TIMEOUT_RANGE.end()
+                ),
+            );
+        }
         if self.sms.budget_reserve_percent > 90 {
             invalid(
                 "sms.budget_reserve_percent",

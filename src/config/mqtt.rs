@@ -24,9 +24,26 @@ pub struct ApplianceConfig {
     /// Assistant, MQTT topics). Default: the host name.
     #[serde(default)]
     pub name: Option<String>,
+    /// In a fleet (`[store] backend = "postgres"`): an appliance silent
+    /// this long is offline, its SIMs skipped by allocation. Each appliance
+    /// beats every third of it. Default 30; 3 to 3600.
+    #[serde(default)]
+    pub heartbeat_timeout_seconds: Option<u64>,
 }
 
+/// The heartbeat timeout's bounds, in seconds.
+pub const HEARTBEAT_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 3..=3600;
+
 impl ApplianceConfig {
+    /// How long an appliance of the fleet may be silent before it is
+    /// offline (`heartbeat_timeout_seconds`, default 30 s).
+    pub fn heartbeat_timeout(&self) -> std::time::Duration {
+        self.heartbeat_timeout_seconds.map_or(
+            crate::store::DEFAULT_HEARTBEAT_TIMEOUT,
+            std::time::Duration::from_secs,
+        )
+    }
+
     /// The configured name, else the host name, else `simmask`.
     pub fn name(&self) -> String {
         self.name
@@ -418,6 +435,7 @@ mod tests {
         assert!(!ApplianceConfig::default().name().is_empty());
         let named = ApplianceConfig {
             name: Some("attic".into()),
+            ..ApplianceConfig::default()
         };
         assert_eq!(named.name(), "attic");
     }

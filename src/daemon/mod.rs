@@ -114,7 +114,7 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     let store = Store::connect(
         &location,
         &config.appliance.name(),
-        crate::store::DEFAULT_HEARTBEAT_TIMEOUT,
+        config.appliance.heartbeat_timeout(),
     )
     .await?;
     let requeued = store.requeue_stuck_sending(crate::clock::now()).await?;

@@ -18,6 +18,9 @@ pub struct AuditRecord {
     pub action: String,
     pub object: String,
     pub detail: String,
+    /// The appliance it was done on (a fleet's trail; `None` on SQLite,
+    /// whose trail is this appliance's).
+    pub appliance: Option<String>,
 }
 
 impl Store {
@@ -30,12 +33,18 @@ impl Store {
         detail: String,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.record_action(actor, action, object, detail, now).await;
+        }
         self.call(move |conn| audit(conn, now, &actor, action, &object, &detail))
             .await
     }
 
     /// The last `limit` lines of the audit trail, newest first.
     pub async fn audit_trail(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.audit_trail(limit).await;
+        }
         self.call(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT at_ms, actor, action, object, detail FROM audit \
@@ -50,6 +59,7 @@ impl Store {
                     action: row.get(2)?,
                     object: row.get(3)?,
                     detail: row.get(4)?,
+                    appliance: None,
                 });
             }
             Ok(trail)

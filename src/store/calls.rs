@@ -30,21 +30,13 @@ impl Store {
     /// Records a finished call; returns its interaction id. The session's
     /// idle clock restarts: a call is activity.
     pub async fn record_call(&self, call: CallInteraction) -> Result<i64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.record_call(call).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let ended = to_ms(call.ended_at);
-            let status = match call.outcome.as_str() {
-                "transferred" | "completed" => "bridged",
-                // Ended by the appliance (operator, session, maximum
-                // duration): bridged if the two had talked.
-                "ended_by_operator" | "session_ended" | "max_duration"
-                    if call.answered_at.is_some() =>
-                {
-                    "bridged"
-                }
-                "rejected" | "second_call_rejected" => "rejected",
-                _ => "failed",
-            };
+            let status = call_status(&call);
             tx.execute(
                 "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position,
                      from_number, to_number, status, reason, answered_ms, ended_ms,
@@ -82,5 +74,19 @@ impl Store {
             Ok(id)
         })
         .await
+    }
+}
+
+/// The interaction's status for a call's outcome.
+pub(in crate::store) fn call_status(call: &CallInteraction) -> &'static str {
+    match call.outcome.as_str() {
+        "transferred" | "completed" => "bridged",
+        // Ended by the appliance (operator, session, maximum duration):
+        // bridged if the two had talked.
+        "ended_by_operator" | "session_ended" | "max_duration" if call.answered_at.is_some() => {
+            "bridged"
+        }
+        "rejected" | "second_call_rejected" => "rejected",
+        _ => "failed",
     }
 }

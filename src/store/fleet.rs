@@ -7,10 +7,25 @@
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use super::pg::{ApplianceRecord, FleetEvent};
+use super::pg::{ApplianceRecord, FleetEvent, MigrationReport};
 use super::{Store, StoreError};
 
 impl Store {
+    /// `simmask migrate`: moves the SQLite store at `source` into the
+    /// fleet's database at `url`, in one transaction, as the data of the
+    /// appliance `appliance` (which then owns its SIMs and modems).
+    /// Refuses a second migration into the same database, a source newer
+    /// than this simmask, and rows that would break a fleet rule.
+    pub async fn migrate_sqlite_to_postgres(
+        source: &std::path::Path,
+        url: &str,
+        appliance: &str,
+    ) -> Result<MigrationReport, StoreError> {
+        let pg =
+            super::pg::PgStore::connect(url, appliance, super::DEFAULT_HEARTBEAT_TIMEOUT).await?;
+        pg.migrate_from_sqlite(source).await
+    }
+
     fn fleet_only(&self, operation: &str) -> StoreError {
         StoreError::Unsupported {
             operation: format!("{operation} (a fleet needs [store] backend = \"postgres\")"),
@@ -25,6 +40,12 @@ impl Store {
             Some(pg) => pg.heartbeat(now).await,
             None => Err(self.fleet_only("heartbeat")),
         }
+    }
+
+    /// How long an appliance may be silent before the fleet counts it
+    /// offline (`None` on SQLite: one appliance, no heartbeat).
+    pub fn heartbeat_timeout(&self) -> Option<std::time::Duration> {
+        self.pg.as_ref().map(|pg| pg.heartbeat_timeout())
     }
 
     /// This appliance's name in the fleet, when the store is shared.

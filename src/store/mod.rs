@@ -52,7 +52,10 @@ pub use import::ImportedSession;
 pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file};
 pub use migrations::latest_version;
-pub use pg::{ApplianceRecord, DEFAULT_HEARTBEAT_TIMEOUT, FleetEvent, redacted as redacted_url};
+pub use pg::{
+    ApplianceRecord, DEFAULT_HEARTBEAT_TIMEOUT, FleetEvent, LeftBehind, MigrationReport,
+    TableCount, redacted as redacted_url,
+};
 pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
 pub use relay::{

@@ -57,6 +57,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<BlockRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.block_number(number, reason, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             tx.prepare_cached(
@@ -83,6 +86,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.unblock_number(number, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let removed = tx
@@ -99,6 +105,9 @@ impl Store {
 
     /// The block list, newest first.
     pub async fn blocked_numbers(&self) -> Result<Vec<BlockRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.blocked_numbers().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT number, reason, actor, at_ms FROM blocked_numbers ORDER BY at_ms DESC",
@@ -122,6 +131,9 @@ impl Store {
 
     /// Whether `number` is on the block list.
     pub async fn is_blocked(&self, number: PhoneNumber) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.is_blocked(number).await;
+        }
         self.read(|conn| {
             Ok(conn
                 .prepare_cached("SELECT 1 FROM blocked_numbers WHERE number = ?1")?
@@ -148,6 +160,9 @@ impl Store {
         proxy_iccid: String,
         participant: PhoneNumber,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.last_ended_session_of(proxy_iccid, participant).await;
+        }
         self.read(|conn| {
             let mut found = query_sessions(
                 conn,
@@ -168,6 +183,9 @@ impl Store {
         live: LiveSim,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.open_session_on(new, live, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let record = allocate_in(&tx, new, vec![live], now)?;
@@ -183,6 +201,9 @@ impl Store {
         &self,
         cutoff: OffsetDateTime,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.forget_rail_lists_older_than(cutoff).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let cutoff = to_ms(cutoff);

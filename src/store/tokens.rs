@@ -28,7 +28,7 @@ impl Role {
         }
     }
 
-    fn parse(text: &str) -> Result<Self, StoreError> {
+    pub(in crate::store) fn parse(text: &str) -> Result<Self, StoreError> {
         match text {
             "metrics" => Ok(Role::Metrics),
             "viewer" => Ok(Role::Viewer),
@@ -173,6 +173,9 @@ impl Store {
         if new.expires_at.is_some_and(|at| at <= now) {
             return Err(TokenError::ExpiryPast);
         }
+        if let Some(pg) = &self.pg {
+            return pg.add_token(new, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let taken: bool = tx
@@ -222,6 +225,9 @@ impl Store {
         hash: String,
         now: OffsetDateTime,
     ) -> Result<Option<(String, Role)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.token_by_hash(hash, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let found: Option<(i64, String, String, Option<i64>)> = conn
@@ -248,7 +254,10 @@ impl Store {
 
     /// Whether the token with this hash still works at `now` (read beside
     /// the writer: an open event stream asks every second).
-    pub fn token_is_live(&self, hash: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    pub async fn token_is_live(&self, hash: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.token_is_live(hash.to_string(), now).await;
+        }
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(
@@ -261,6 +270,9 @@ impl Store {
 
     /// Every live token (names and roles, never the tokens), by name.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.tokens(false, OffsetDateTime::now_utc()).await;
+        }
         let now = to_ms(OffsetDateTime::now_utc());
         self.call(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
@@ -279,6 +291,9 @@ impl Store {
 
     /// Every token ever created, revoked and expired ones too, by name.
     pub async fn all_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.tokens(true, OffsetDateTime::now_utc()).await;
+        }
         self.call(|conn| {
             let mut statement =
                 conn.prepare_cached(&format!("SELECT {COLUMNS} ORDER BY name, id"))?;
@@ -299,6 +314,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<TokenRecord, TokenError> {
+        if let Some(pg) = &self.pg {
+            return pg.revoke_token(which, actor, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -377,7 +395,7 @@ mod tests {
         assert_eq!(revoked.id, first.id);
         assert_eq!(revoked.state(NOW), "revoked");
         assert_eq!(store.token_by_hash("h1".into(), NOW).await.unwrap(), None);
-        assert!(!store.token_is_live("h1", NOW).unwrap());
+        assert!(!store.token_is_live("h1", NOW).await.unwrap());
         let second = store
             .add_token(token("ops", "h2", None), NOW)
             .await
@@ -420,10 +438,11 @@ mod tests {
         assert!(
             store
                 .token_is_live("h", expiry - time::Duration::milliseconds(1))
+                .await
                 .unwrap()
         );
         assert_eq!(store.token_by_hash("h".into(), expiry).await.unwrap(), None);
-        assert!(!store.token_is_live("h", expiry).unwrap());
+        assert!(!store.token_is_live("h", expiry).await.unwrap());
         assert!(matches!(
             store.add_token(token("old", "h0", Some(NOW)), NOW).await,
             Err(TokenError::ExpiryPast)

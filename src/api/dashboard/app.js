@@ -307,6 +307,7 @@ function simCard(number) {
         : [t('sim.id_iccid') + ' ', ltr(number.id)]),
     el('div', { class: 'meta' },
       [number.registration ? word('reg', number.registration) : t('reg.none'), number.operator].filter(Boolean).join(' · ')),
+    number.appliance ? el('div', { class: 'meta appliance' }, t('sim.appliance', { name: number.appliance })) : null,
     el('div', { class: 'counts' },
       count('sim.queue', number.queue_depth),
       count('sim.sent', number.sent),
@@ -388,6 +389,7 @@ function budget(name, use) {
 // periodic look at the SIMs' states need not fetch each SIM's history).
 async function loadBank(charts = true) {
   loadClock().catch(() => {});
+  loadFleet().catch((error) => { $('fleet-summary').textContent = error.message; });
   const numbers = await call('GET', '/api/v1/numbers');
   const healthy = numbers.filter((n) => n.healthy).length;
   $('bank-summary').textContent = t('bank.summary', { count: numbers.length, healthy });
@@ -402,6 +404,25 @@ async function loadBank(charts = true) {
     const old = drawn.get(box.dataset.chart);
     if (old) box.replaceChildren(...old);
   });
+}
+
+// The appliances sharing the pool (one on SQLite): each with its last
+// heartbeat, online or offline by the fleet's timeout, and its SIMs.
+function applianceItem(appliance) {
+  return el('li', { 'data-appliance': appliance.name, 'data-online': String(appliance.online) },
+    el('span', { class: 'name', dir: 'auto' }, appliance.name),
+    el('span', { class: 'badge ' + (appliance.online ? 'up' : 'down') },
+      t(appliance.online ? 'fleet.online' : 'fleet.offline')),
+    appliance.this ? el('span', { class: 'badge' }, t('fleet.this')) : null,
+    el('span', { class: 'meta sims' }, t('fleet.sims', { count: appliance.sims })),
+    el('span', { class: 'meta heartbeat' }, t('fleet.heartbeat', { at: dateTime(appliance.last_heartbeat) })));
+}
+
+async function loadFleet() {
+  const fleet = await call('GET', '/api/v1/fleet');
+  const online = fleet.appliances.filter((a) => a.online).length;
+  $('fleet-summary').textContent = t('fleet.summary', { count: fleet.appliances.length, online });
+  $('fleet-list').replaceChildren(...fleet.appliances.map(applianceItem));
 }
 
 // One SIM's last 24 hours: traffic per hour as bars, signal as a line.
@@ -622,7 +643,16 @@ function hubItem(hub) {
 }
 
 async function loadHubs() {
-  const hubs = await call('GET', '/api/v1/hubs');
+  let hubs;
+  try {
+    hubs = await call('GET', '/api/v1/hubs');
+  } catch (error) {
+    // A store without hubs (a fleet's, so far) says so in the panel; the
+    // rest of the dashboard works.
+    if (error.status !== 501) throw error;
+    $('hub-list').replaceChildren(el('li', { class: 'meta unavailable', dir: 'auto' }, error.message));
+    return;
+  }
   $('hub-list').replaceChildren(...(hubs.length ? hubs.map(hubItem)
     : [el('li', { class: 'meta' }, t('hubs.none'))]));
 }

@@ -113,24 +113,6 @@ impl PgStore {
     }
 }
 
-impl PgStore {
-    /// Whether `number` opted out (sent STOP).
-    pub(in crate::store) async fn is_opted_out(
-        &self,
-        number: PhoneNumber,
-    ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        Ok(client
-            .query_opt(
-                "SELECT 1 FROM opt_outs WHERE number = $1",
-                &[&number.e164()],
-            )
-            .await
-            .map_err(|e| self.noted(pg_error(e)))?
-            .is_some())
-    }
-}
-
 /// `f` in a transaction on `client`, committed.
 fn run<R>(
     store: &PgStore,

@@ -8,14 +8,20 @@
 //! lock per participant so that openers on different appliances for the
 //! same person queue rather than race.
 
+mod audit;
+mod calls;
 mod fleet;
 mod inbound;
 mod inbound_rails;
+mod migrate;
+mod migrate_tables;
 mod pool;
+mod rails;
 mod relay;
 mod schema;
 mod sessions;
 mod status;
+mod tokens;
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
@@ -26,6 +32,7 @@ use tokio_postgres::NoTls;
 
 pub use fleet::{ApplianceRecord, FleetEvent};
 pub(in crate::store) use inbound::PgInbound;
+pub use migrate::{LeftBehind, MigrationReport, TableCount};
 
 use super::{StoreError, to_ms};
 

@@ -229,8 +229,8 @@ CREATE SEQUENCE event_runs START 1;
 "#;
 
 /// The inbound relay's rows beside the received parts: the auto-reply's
-/// rate limit, the block list and the hubs (read by the relay's rails and
-/// hub routing), and the keyword a number opted out with.
+/// rate limit, the block list (one for the fleet) and the hubs (read by the
+/// relay's rails and hub routing), and the keyword a number opted out with.
 const V3_INBOUND: &str = r#"
 CREATE TABLE auto_replies (
     proxy_iccid TEXT NOT NULL,
@@ -260,8 +260,22 @@ CREATE INDEX inbound_parts_waiting ON inbound_parts(proxy_iccid, sender, concat_
     WHERE interaction_id IS NULL;
 "#;
 
+/// The operators' part of the fleet: what `simmask migrate` moved in from
+/// an appliance's SQLite file (its row is the marker that refuses a second
+/// migration into this database).
+const V4_IMPORTS: &str = r#"
+CREATE TABLE sqlite_imports (
+    id            BIGSERIAL PRIMARY KEY,
+    appliance_id  BIGINT NOT NULL REFERENCES appliances(id),
+    source        TEXT NOT NULL,
+    sqlite_schema INTEGER NOT NULL,
+    at_ms         BIGINT NOT NULL,
+    moved         TEXT NOT NULL
+);
+"#;
+
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_INBOUND];
+const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_INBOUND, V4_IMPORTS];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {

@@ -1,0 +1,262 @@
+//! `simmask migrate` through the command line, against a real PostgreSQL
+//! started by the test: an appliance's SQLite store, filled by its daemon
+//! (an open session that relayed an SMS, a closed one, a token), moved
+//! into a fleet database; a daemon started on that database serves the
+//! same sessions, interactions and token through its API; a second run is
+//! refused, and so is a source newer than this simmask. The url's password
+//! is never printed.
+
+mod common;
+mod pg_common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Daemon, Sim, free_port, write_config};
+use pg_common::Postgres;
+use serde_json::{Value, json};
+
+const A: &str = "+447911123456";
+const B: &str = "+447912345678";
+const C: &str = "+447911777888";
+const D: &str = "+447911777999";
+const PASSWORD: &str = "s3cret-pw";
+
+fn migrate(from: &Path, url: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .arg("migrate")
+        .arg("--from")
+        .arg(format!("sqlite:{}", from.display()))
+        .args(["--to", &format!("postgres:{url}"), "--appliance", "site-1"])
+        .output()
+        .expect("simmask migrate")
+}
+
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// `url` with a password in it (the test server trusts local connections,
+/// so any password is accepted: it is there to be hidden).
+fn with_password(url: &str) -> String {
+    url.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appliances_store_moves_into_a_fleet_database_once() {
+    let pg = Postgres::start();
+    let url = with_password(&pg.database("fleet").await);
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+
+    // The appliance on SQLite: a session that relays a message, a closed
+    // one, a token.
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let daemon = Daemon::start_on(&sqlite_dir, &sim, "").await;
+    let open = daemon.open_session(A, B, json!({"label": "kept"})).await;
+    let proxy = open["proxy_number"].as_str().unwrap().to_string();
+    let open_id = open["id"].as_str().unwrap().to_string();
+    sim.handset_sms(A, &proxy, "hello through the proxy").await;
+    sim.wait_messages(B, 1, Duration::from_secs(60)).await;
+    let closed = daemon.open_session(C, D, json!({"label": "ended"})).await;
+    let closed_id = closed["id"].as_str().unwrap().to_string();
+    let (status, _) = daemon
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/sessions/{closed_id}"),
+            json!(null),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status}");
+    let (status, made) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            json!({"name": "ordering", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap().to_string();
+    let before = daemon.interactions(&open_id).await;
+    assert!(!before.is_empty(), "the relayed SMS is an interaction");
+    drop(daemon);
+    let database = sqlite_dir.join("simmask.db");
+
+    // Moved, once.
+    let output = migrate(&database, &url);
+    let text = printed(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(!text.contains(PASSWORD), "the password was printed: {text}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON when piped");
+    let rows = |table: &str| {
+        report["moved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap_or_else(|| panic!("{table} not in {report}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("sessions"), 2, "{report}");
+    assert_eq!(rows("participants"), 4, "{report}");
+    assert_eq!(rows("sims"), 1, "{report}");
+    assert_eq!(rows("api_tokens"), 1, "{report}");
+    assert_eq!(rows("interactions") as usize, before.len(), "{report}");
+    assert!(rows("audit") >= 3, "{report}");
+    assert_eq!(report["appliance"], "site-1");
+    assert!(!report["database"].as_str().unwrap().contains(PASSWORD));
+
+    // A daemon on the fleet database serves it all.
+    let fleet_dir = dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet_dir).unwrap();
+    let port = free_port();
+    let config = write_config(&fleet_dir, &sim, port, "[appliance]\nname = \"site-1\"\n");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("path = "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(
+            "[store]\n",
+            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        );
+    std::fs::write(&config, text).unwrap();
+    let fleet = Daemon::start(&config, port, 1).await;
+    let seen = fleet.get(&format!("/api/v1/sessions/{open_id}")).await;
+    assert_eq!(seen["status"], "open", "{seen}");
+    assert_eq!(seen["proxy_number"], proxy.as_str(), "{seen}");
+    assert_eq!(seen["label"], "kept", "{seen}");
+    let ended = fleet.get(&format!("/api/v1/sessions/{closed_id}")).await;
+    assert_eq!(ended["status"], "closed", "{ended}");
+    let after = fleet.interactions(&open_id).await;
+    let ids = |list: &[Value]| -> Vec<(Value, Value, Value)> {
+        list.iter()
+            .map(|i| (i["kind"].clone(), i["status"].clone(), i["body"].clone()))
+            .collect()
+    };
+    assert_eq!(ids(&after), ids(&before));
+    // The token works on the fleet, and the masking rule holds over the
+    // moved sessions: A already has the only proxy.
+    let response = common::client()
+        .get(format!("{}/api/v1/tokens", fleet.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let listed: Value = response.json().await.unwrap();
+    assert_eq!(listed[0]["name"], "ordering", "{listed}");
+    let refused = common::client()
+        .post(format!("{}/api/v1/sessions", fleet.url))
+        .bearer_auth(&token)
+        .json(&json!({"participants": [A, C]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 409);
+    let numbers = fleet.get("/api/v1/numbers").await;
+    assert_eq!(numbers[0]["appliance"], "site-1", "{numbers}");
+    // The shell's token commands work on the fleet's database: listed,
+    // revoked there, refused by the running daemon at once.
+    let shell = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_simmask"))
+            .args(["token"])
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("simmask token")
+    };
+    let listed = shell(&["list"]);
+    assert!(listed.status.success(), "{}", printed(&listed));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["name"], "ordering", "{listed}");
+    let revoked = shell(&["revoke", "ordering"]);
+    assert!(revoked.status.success(), "{}", printed(&revoked));
+    assert!(!printed(&revoked).contains(PASSWORD));
+    let refused = common::client()
+        .get(format!("{}/api/v1/numbers", fleet.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    drop(fleet);
+
+    // A second run is refused, saying why, and moves nothing.
+    let again = migrate(&database, &url);
+    let text = printed(&again);
+    assert!(!again.status.success(), "{text}");
+    assert!(text.contains("already holds a migrated store"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    let client = Postgres::client(&url).await;
+    let sessions: i64 = client
+        .query_one("SELECT count(*) FROM sessions", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sessions, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_or_foreign_source_is_refused_and_nothing_moves() {
+    let pg = Postgres::start();
+    let url = with_password(&pg.database("fleet").await);
+    let dir = tempfile::tempdir().unwrap();
+    // A store from a newer simmask.
+    let newer = dir.path().join("newer.db");
+    drop(simmask::store::Store::open(&newer).unwrap());
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let output = migrate(&newer, &url);
+    let text = printed(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("newer simmask"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    // Not a simmask store, and no file at all.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x INTEGER)")
+        .unwrap();
+    let output = migrate(&foreign, &url);
+    assert!(!output.status.success());
+    assert!(
+        printed(&output).contains("not a simmask"),
+        "{}",
+        printed(&output)
+    );
+    let output = migrate(&dir.path().join("missing.db"), &url);
+    assert!(!output.status.success());
+    assert!(
+        printed(&output).contains("no such file"),
+        "{}",
+        printed(&output)
+    );
+    assert!(!dir.path().join("missing.db").exists());
+    // A bad --to never echoes its password either.
+    let output = Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(["migrate", "--from", "sqlite:/nowhere.db", "--to"])
+        .arg(format!("mysql://root:{PASSWORD}@db/x"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(!printed(&output).contains(PASSWORD), "{}", printed(&output));
+    // Nothing moved: the marker is absent, a later migration can run.
+    let client = Postgres::client(&url).await;
+    let marked: i64 = client
+        .query_one("SELECT count(*) FROM sqlite_imports", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(marked, 0);
+}
