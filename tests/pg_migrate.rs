@@ -1,6 +1,6 @@
 //! `simmask migrate` through the command line, against a real PostgreSQL
 //! started by the test: an appliance's SQLite store, filled by its daemon
-//! (an open session that relayed an SMS, a closed one, a token), moved
+//! (an open session that relayed an SMS, a closed one, a token, a hub), moved
 //! into a fleet database; a daemon started on that database serves the
 //! same sessions, interactions and token through its API; a second run is
 //! refused, and so is a source newer than this simmask. The url's password
@@ -21,6 +21,7 @@ const A: &str = "+447911123456";
 const B: &str = "+447912345678";
 const C: &str = "+447911777888";
 const D: &str = "+447911777999";
+const HUB: &str = "+447911555000";
 const PASSWORD: &str = "s3cret-pw";
 
 fn migrate(from: &Path, url: &str) -> Output {
@@ -83,6 +84,14 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
         .await;
     assert_eq!(status, 201, "{made}");
     let token = made["token"].as_str().unwrap().to_string();
+    let (status, hub) = daemon
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/hubs",
+            json!({"number": HUB, "label": "dispatch"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hub}");
     let before = daemon.interactions(&open_id).await;
     assert!(!before.is_empty(), "the relayed SMS is an interaction");
     drop(daemon);
@@ -108,6 +117,7 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
     assert_eq!(rows("participants"), 4, "{report}");
     assert_eq!(rows("sims"), 1, "{report}");
     assert_eq!(rows("api_tokens"), 1, "{report}");
+    assert_eq!(rows("hubs"), 1, "{report}");
     assert_eq!(rows("interactions") as usize, before.len(), "{report}");
     assert!(rows("audit") >= 3, "{report}");
     assert_eq!(report["appliance"], "site-1");
@@ -204,6 +214,13 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
         .unwrap()
         .get(0);
     assert_eq!(sessions, 2);
+    // The hub moved with its number and label (the relay routes by it).
+    let hub = client
+        .query_one("SELECT number, label FROM hubs", &[])
+        .await
+        .unwrap();
+    assert_eq!(hub.get::<_, String>(0), HUB);
+    assert_eq!(hub.get::<_, Option<String>>(1).as_deref(), Some("dispatch"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
