@@ -579,10 +579,11 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// Prepared statements kept per connection. rusqlite keeps 16 by default;
-/// one received message runs about 40 distinct statements on the writer
-/// (routing, the rails, the outbox), so with 16 each was parsed and planned
-/// again every time: a quarter of the daemon's CPU per relay. Every
-/// statement the store has fits, at a few kilobytes each.
+/// one received message runs more distinct statements than that on the
+/// writer (routing, the rails, the outbox, the send log), so each was
+/// parsed and planned again every time: a quarter of the daemon's CPU per
+/// relay. The store has fewer than 256 statements in all, and only those a
+/// connection runs take room (a few kilobytes each).
 const STATEMENT_CACHE: usize = 256;
 
 /// The writer thread: runs jobs in order; durable jobs' answers wait for
