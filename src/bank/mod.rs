@@ -347,6 +347,14 @@ impl Bank {
             .collect()
     }
 
+    /// Whether the SIM `id` is up and healthy (asked before every send: one
+    /// lookup, not a copy of every SIM's status).
+    pub fn sim_healthy(&self, id: &str) -> bool {
+        self.lock_sims()
+            .get(id)
+            .is_some_and(|sim| sim.status.healthy)
+    }
+
     /// Changes the port globs (a reload): the next scan probes what the new
     /// ones match. Modems already up stay up, whether matched or not.
     pub fn set_ports(&self, ports: Vec<String>) {

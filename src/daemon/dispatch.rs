@@ -28,8 +28,9 @@ pub struct Dispatch {
     events: EventBus,
     relay: Relay,
     /// The SIM's own number, by SIM id (its ICCID, else `imsi:<IMSI>`),
-    /// once known.
-    numbers: HashMap<String, PhoneNumber>,
+    /// once known, with its home region (read once: the numbering plan's
+    /// lookup cost more than the rest of routing a message).
+    numbers: HashMap<String, (PhoneNumber, Option<String>)>,
     workers_stop: CancellationToken,
     /// Each SIM's voice desk, by SIM id.
     voice: HashMap<String, VoiceInbox>,
@@ -197,7 +198,8 @@ impl Dispatch {
             tracing::error!(%iccid, %error, "cannot record the SIM");
             return;
         }
-        self.numbers.insert(iccid.clone(), msisdn);
+        let region = msisdn.region();
+        self.numbers.insert(iccid.clone(), (msisdn, region));
         self.save_status(&iccid).await;
         self.relay.start_worker(&iccid);
         if !self.voice.contains_key(&iccid) {
@@ -234,7 +236,7 @@ impl Dispatch {
     fn home_region(&self, iccid: &str) -> Option<String> {
         self.numbers
             .get(iccid)
-            .and_then(PhoneNumber::region)
+            .and_then(|(_, region)| region.clone())
             .or_else(|| self.config.get().numbers.default_region.clone())
     }
 

@@ -188,6 +188,7 @@ async fn serve(
         index,
         baud: setup.baud,
         rx_free: Instant::now(),
+        tx_free: Instant::now(),
     };
     let mut interpreter = Interpreter::new(network.clone(), index);
     if port.write(&interpreter.boot_output()).await.is_err() {
@@ -285,14 +286,26 @@ async fn serve(
 
 /// Writes to the port: paced, traced, with the injected response faults.
 /// On a paced line it also takes in what the host wrote at the line's
-/// speed: a command is acted on once its last byte has crossed the line.
+/// speed: a command is answered once its last byte has crossed the line.
+///
+/// Pacing runs on the line's own clock, not on the timer's: tokio's timer
+/// fires up to a millisecond late, and when each write and each received
+/// command ended in a sleep, those late wake-ups showed in the trace as the
+/// line sitting idle between a command and its answer (several
+/// milliseconds per relay at 115200 baud, charged to the host). The trace
+/// and the bytes still never run ahead of the line: a write starts when the
+/// line is free and the command it answers is in, and each chunk is
+/// written no earlier than its place in that schedule.
 struct Writer<'a> {
     fd: &'a AsyncFd<File>,
     network: &'a Network,
     index: usize,
     baud: Option<u32>,
-    /// When the host-to-modem direction is free again.
+    /// When the host-to-modem direction is free again: the last command
+    /// received is all in by then.
     rx_free: Instant,
+    /// When the modem-to-host direction is free again.
+    tx_free: Instant,
 }
 
 impl Writer<'_> {
@@ -303,18 +316,20 @@ impl Writer<'_> {
             .map(|baud| (f64::from(baud) / 10.0).max(1.0))
     }
 
-    /// Bytes the host wrote: traced, and on a paced line waited for until
-    /// they have all arrived (the pty hands them over at once).
+    /// Bytes the host wrote: traced, and on a paced line timed until they
+    /// have all arrived (the pty hands them over at once); the answer waits
+    /// for that ([`Writer::reply`]).
     async fn receive(&mut self, bytes: &[u8]) {
         let Some(rate) = self.rate() else {
             self.network.trace(self.index, Direction::Rx, bytes);
             return;
         };
-        let start = self.rx_free.max(Instant::now());
+        // The host cannot have answered what the modem sent before it
+        // crossed the line (the pty hands each chunk over at once).
+        let start = self.rx_free.max(self.tx_free).max(Instant::now());
         self.network
             .trace_paced(self.index, Direction::Rx, bytes, start.into_std(), rate);
         self.rx_free = start + Duration::from_secs_f64(bytes.len() as f64 / rate);
-        tokio::time::sleep_until(self.rx_free).await;
     }
 
     /// Writes a command's answer. Injected faults may delay or swallow it;
@@ -348,8 +363,10 @@ impl Writer<'_> {
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
+        // Answered once the command is all in (and after any delay).
+        let answer_at = self.rx_free.max(Instant::now());
         let split = final_result_start(reply).unwrap_or(reply.len());
-        self.write(&reply[..split]).await?;
+        self.write_from(&reply[..split], answer_at).await?;
         if split < reply.len() && interpreter.accepts_urcs() {
             let urcs = self.network.take_urcs_since(self.index, mark);
             self.write(&urcs).await?;
@@ -358,12 +375,18 @@ impl Writer<'_> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_from(bytes, Instant::now()).await
+    }
+
+    /// Writes `bytes`, on a paced line starting no earlier than `earliest`
+    /// and once the line is free.
+    async fn write_from(&mut self, bytes: &[u8], earliest: Instant) -> std::io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         match self.rate() {
             Some(per_second) => {
-                let mut due = Instant::now();
+                let mut due = earliest.max(self.tx_free);
                 self.network.trace_paced(
                     self.index,
                     Direction::Tx,
@@ -372,10 +395,11 @@ impl Writer<'_> {
                     per_second,
                 );
                 for chunk in bytes.chunks(32) {
+                    tokio::time::sleep_until(due).await;
                     write_all(self.fd, chunk).await?;
                     due += Duration::from_secs_f64(chunk.len() as f64 / per_second);
-                    tokio::time::sleep_until(due).await;
                 }
+                self.tx_free = due;
                 Ok(())
             }
             None => {

@@ -139,12 +139,22 @@ pub(super) fn relay_or_block(
 ) -> Result<InboundOutcome, StoreError> {
     let (recipients_this_month, recipient_known) =
         tx.recipients_this_month(message.proxy_iccid, target.to, now)?;
+    let (intercept, loops) = (&rules.intercept, &rules.loop_protection);
     let facts = RelayFacts {
         sender_blocked: tx.is_blocked(message.sender)?,
         recipient_blocked: tx.is_blocked(target.to)?,
         recipient_opted_out: tx.is_opted_out(target.to)?,
-        session_messages: tx.session_messages(target.session_id)?,
-        sender_messages_today: if target.from_hub {
+        // Each count is asked only when its limit is set: counting a
+        // session's or a sender's history cost more than the rest of the
+        // relay's transaction (0, the default, means no limit).
+        session_messages: if intercept.max_messages_per_session > 0 {
+            tx.session_messages(target.session_id)?
+        } else {
+            0
+        },
+        sender_messages_today: if target.from_hub
+            || intercept.max_messages_per_participant_per_day == 0
+        {
             0
         } else {
             tx.sender_messages_since(message.sender, now - PARTICIPANT_WINDOW)?
@@ -152,7 +162,11 @@ pub(super) fn relay_or_block(
         recipients_this_month,
         recipient_known,
         recipients_limit: rules.limits.of(message.proxy_iccid).recipients_per_month,
-        recent: tx.recent_messages(target.session_id, now - time::Duration::HOUR)?,
+        recent: if loops.max_similar_per_hour > 0 || loops.max_burst > 0 {
+            tx.recent_messages(target.session_id, now - time::Duration::HOUR)?
+        } else {
+            Vec::new()
+        },
         from_position: target.from_position,
     };
     let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);

@@ -590,10 +590,7 @@ impl SmsSink for BankSink {
     }
 
     fn healthy(&self) -> bool {
-        self.bank
-            .sims()
-            .iter()
-            .any(|sim| sim.id == self.iccid && sim.healthy)
+        self.bank.sim_healthy(&self.iccid)
     }
 }
 

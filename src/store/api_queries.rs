@@ -66,29 +66,22 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.sim_counters().await;
         }
-        self.call(|conn| {
+        // Kept by triggers (`sim_traffic`, `sim_load`), read beside the
+        // writer: a few rows per SIM, however long the history.
+        self.read(|conn| {
             let mut counters: HashMap<String, SimCounters> = HashMap::new();
             let mut statement = conn.prepare_cached(
-                "SELECT proxy_iccid, COUNT(*) FROM inbound_parts GROUP BY proxy_iccid",
-            )?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                counters.entry(row.get(0)?).or_default().received = row.get(1)?;
-            }
-            let mut statement = conn.prepare_cached(
-                "SELECT proxy_iccid, state, COUNT(*) FROM outbox GROUP BY proxy_iccid, state",
+                "SELECT iccid, received, queued, sent, failed FROM sim_traffic \
+                 WHERE received + queued + sent + failed > 0",
             )?;
             let mut rows = statement.query([])?;
             while let Some(row) = rows.next()? {
                 let entry = counters.entry(row.get(0)?).or_default();
-                let count: u32 = row.get(2)?;
-                match row.get_ref(1)?.as_str().unwrap_or_default() {
-                    "sent" => entry.sent += count,
-                    "failed" => entry.failed += count,
-                    _ => entry.queued += count,
-                }
+                entry.received = row.get(1)?;
+                entry.queued = row.get(2)?;
+                entry.sent = row.get(3)?;
+                entry.failed = row.get(4)?;
             }
-            // Kept by triggers, not counted over every open session.
             let mut statement = conn.prepare_cached(
                 "SELECT iccid, open_sessions FROM sim_load WHERE open_sessions > 0",
             )?;
@@ -98,7 +91,6 @@ impl Store {
             }
             Ok(counters)
         })
-        .await
     }
 
     /// SMS relayed in sessions since `since`: participants' messages taken

@@ -526,6 +526,78 @@ CREATE TABLE event_runs (
 ) STRICT;
 "#;
 
+/// Each SIM's traffic counters (`/api/v1/numbers`, `/metrics`), kept by
+/// triggers on `inbound_parts` and `outbox` as `sim_load` keeps the open
+/// sessions: counting every message of the history per SIM at each call
+/// took the writer for as long as the history was long. The counts are of
+/// the rows there are (retention's purges lower them), as the queries they
+/// replace counted. `queued` holds the outbox rows queued or being sent.
+const SIM_TRAFFIC: &str = r#"
+CREATE TABLE sim_traffic (
+    iccid    TEXT PRIMARY KEY,
+    received INTEGER NOT NULL DEFAULT 0 CHECK (received >= 0),
+    queued   INTEGER NOT NULL DEFAULT 0 CHECK (queued >= 0),
+    sent     INTEGER NOT NULL DEFAULT 0 CHECK (sent >= 0),
+    failed   INTEGER NOT NULL DEFAULT 0 CHECK (failed >= 0)
+) STRICT, WITHOUT ROWID;
+INSERT INTO sim_traffic (iccid, received, queued, sent, failed)
+    SELECT iccid, SUM(received), SUM(queued), SUM(sent), SUM(failed) FROM (
+        SELECT proxy_iccid AS iccid, COUNT(*) AS received,
+               0 AS queued, 0 AS sent, 0 AS failed
+            FROM inbound_parts GROUP BY proxy_iccid
+        UNION ALL
+        SELECT proxy_iccid, 0,
+               SUM(state IN ('queued', 'sending')), SUM(state = 'sent'), SUM(state = 'failed')
+            FROM outbox GROUP BY proxy_iccid
+    ) GROUP BY iccid;
+CREATE TRIGGER sim_traffic_part_insert AFTER INSERT ON inbound_parts
+    BEGIN
+        INSERT INTO sim_traffic (iccid, received) VALUES (NEW.proxy_iccid, 1)
+            ON CONFLICT (iccid) DO UPDATE SET received = received + 1;
+    END;
+CREATE TRIGGER sim_traffic_part_update AFTER UPDATE OF proxy_iccid ON inbound_parts
+    WHEN OLD.proxy_iccid != NEW.proxy_iccid
+    BEGIN
+        UPDATE sim_traffic SET received = received - 1 WHERE iccid = OLD.proxy_iccid;
+        INSERT INTO sim_traffic (iccid, received) VALUES (NEW.proxy_iccid, 1)
+            ON CONFLICT (iccid) DO UPDATE SET received = received + 1;
+    END;
+CREATE TRIGGER sim_traffic_part_delete AFTER DELETE ON inbound_parts
+    BEGIN
+        UPDATE sim_traffic SET received = received - 1 WHERE iccid = OLD.proxy_iccid;
+    END;
+CREATE TRIGGER sim_traffic_outbox_insert AFTER INSERT ON outbox
+    BEGIN
+        INSERT INTO sim_traffic (iccid, queued, sent, failed)
+            VALUES (NEW.proxy_iccid, NEW.state IN ('queued', 'sending'),
+                    NEW.state = 'sent', NEW.state = 'failed')
+            ON CONFLICT (iccid) DO UPDATE SET queued = queued + excluded.queued,
+                sent = sent + excluded.sent, failed = failed + excluded.failed;
+    END;
+-- queued -> sending changes no counter: the trigger runs only when the
+-- row moves between the three counters or to another SIM.
+CREATE TRIGGER sim_traffic_outbox_update AFTER UPDATE OF state, proxy_iccid ON outbox
+    WHEN OLD.proxy_iccid != NEW.proxy_iccid
+      OR (OLD.state IN ('queued', 'sending')) != (NEW.state IN ('queued', 'sending'))
+      OR (OLD.state = 'sent') != (NEW.state = 'sent')
+    BEGIN
+        UPDATE sim_traffic SET queued = queued - (OLD.state IN ('queued', 'sending')),
+                sent = sent - (OLD.state = 'sent'), failed = failed - (OLD.state = 'failed')
+            WHERE iccid = OLD.proxy_iccid;
+        INSERT INTO sim_traffic (iccid, queued, sent, failed)
+            VALUES (NEW.proxy_iccid, NEW.state IN ('queued', 'sending'),
+                    NEW.state = 'sent', NEW.state = 'failed')
+            ON CONFLICT (iccid) DO UPDATE SET queued = queued + excluded.queued,
+                sent = sent + excluded.sent, failed = failed + excluded.failed;
+    END;
+CREATE TRIGGER sim_traffic_outbox_delete AFTER DELETE ON outbox
+    BEGIN
+        UPDATE sim_traffic SET queued = queued - (OLD.state IN ('queued', 'sending')),
+                sent = sent - (OLD.state = 'sent'), failed = failed - (OLD.state = 'failed')
+            WHERE iccid = OLD.proxy_iccid;
+    END;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -543,6 +615,7 @@ const ALL: &[&str] = &[
     AT_SCALE,
     TWILIO_HOLDS,
     EVENT_RUNS,
+    SIM_TRAFFIC,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -756,6 +829,101 @@ mod tests {
         // A count below zero is refused rather than kept.
         assert!(
             conn.execute_batch("UPDATE sim_load SET open_sessions = -1 WHERE iccid = '1'")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn the_traffic_counters_follow_the_parts_and_the_outbox() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        // History written before the counters existed is counted when they
+        // are created.
+        migrations().to_version(&mut conn, ALL.len() - 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
+                 VALUES ('1', '+447000000001', 0, 0), ('2', '+447000000002', 0, 0);
+             INSERT INTO interactions (id, proxy_iccid, kind, status, created_ms, updated_ms)
+                 VALUES (1, '1', 'sms', 'relayed', 0, 0), (2, '2', 'sms', 'relayed', 0, 0);
+             INSERT INTO inbound_parts (proxy_iccid, pdu_hex, received_ms)
+                 VALUES ('1', 'a', 0), ('1', 'b', 0), ('2', 'c', 0);
+             INSERT INTO outbox (id, interaction_id, proxy_iccid, state, next_attempt_ms,
+                                 created_ms)
+                 VALUES (1, 1, '1', 'queued', 0, 0), (2, 1, '1', 'sent', 0, 0),
+                        (3, 2, '2', 'failed', 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        // (iccid, received, queued, sent, failed) kept and counted.
+        type Row = (String, i64, i64, i64, i64);
+        let rows = |conn: &Connection, sql: &str| -> Vec<Row> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let agree = |conn: &Connection, expected: &[(&str, i64, i64, i64, i64)]| {
+            let kept = rows(
+                conn,
+                "SELECT iccid, received, queued, sent, failed FROM sim_traffic ORDER BY iccid",
+            );
+            let counted = rows(
+                conn,
+                "SELECT iccid,
+                        (SELECT COUNT(*) FROM inbound_parts WHERE proxy_iccid = iccid),
+                        (SELECT COUNT(*) FROM outbox WHERE proxy_iccid = iccid
+                            AND state IN ('queued', 'sending')),
+                        (SELECT COUNT(*) FROM outbox WHERE proxy_iccid = iccid AND state = 'sent'),
+                        (SELECT COUNT(*) FROM outbox WHERE proxy_iccid = iccid
+                            AND state = 'failed')
+                 FROM sims ORDER BY iccid",
+            );
+            let expected: Vec<Row> = expected
+                .iter()
+                .map(|e| (e.0.to_string(), e.1, e.2, e.3, e.4))
+                .collect();
+            assert_eq!(kept, expected);
+            assert_eq!(counted, expected);
+        };
+        agree(&conn, &[("1", 2, 1, 1, 0), ("2", 1, 0, 0, 1)]);
+        conn.execute_batch(
+            "UPDATE outbox SET state = 'sending' WHERE id = 1;
+             UPDATE outbox SET attempts = 1 WHERE id = 1;
+             UPDATE outbox SET state = 'queued' WHERE id = 3;
+             INSERT INTO outbox (id, interaction_id, proxy_iccid, state, next_attempt_ms,
+                                 created_ms)
+                 VALUES (4, 2, '2', 'queued', 0, 0);
+             INSERT INTO inbound_parts (proxy_iccid, pdu_hex, received_ms) VALUES ('2', 'd', 0);",
+        )
+        .unwrap();
+        agree(&conn, &[("1", 2, 1, 1, 0), ("2", 2, 2, 0, 0)]);
+        conn.execute_batch(
+            "UPDATE outbox SET state = 'sent' WHERE id = 1;
+             UPDATE outbox SET state = 'failed' WHERE id = 4;
+             UPDATE outbox SET proxy_iccid = '1' WHERE id = 3;
+             UPDATE inbound_parts SET proxy_iccid = '1' WHERE pdu_hex = 'c';",
+        )
+        .unwrap();
+        agree(&conn, &[("1", 3, 1, 2, 0), ("2", 1, 0, 0, 1)]);
+        // Retention's purges lower the counts, as the rows go.
+        conn.execute_batch(
+            "DELETE FROM inbound_parts WHERE pdu_hex IN ('a', 'd');
+             DELETE FROM interactions WHERE id = 1;",
+        )
+        .unwrap();
+        agree(&conn, &[("1", 2, 1, 0, 0), ("2", 0, 0, 0, 1)]);
+        assert!(
+            conn.execute_batch("UPDATE sim_traffic SET sent = -1 WHERE iccid = '1'")
                 .is_err()
         );
     }

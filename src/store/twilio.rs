@@ -105,8 +105,10 @@ fn service_of(row: &Row<'_>) -> rusqlite::Result<TwilioService> {
     })
 }
 
+/// A number's sessions in use come from `sim_load`, kept by triggers (not a
+/// count over the open sessions of each number listed).
 const NUMBER_SELECT: &str = "SELECT n.iccid, s.msisdn, n.service_sid, n.is_reserved, \
-    (SELECT COUNT(*) FROM sessions x WHERE x.proxy_iccid = n.iccid AND x.status = 'open'), \
+    COALESCE((SELECT l.open_sessions FROM sim_load l WHERE l.iccid = n.iccid), 0), \
     n.created_ms, n.updated_ms FROM twilio_numbers n JOIN sims s ON s.iccid = n.iccid";
 
 fn number_of(row: &Row<'_>) -> rusqlite::Result<TwilioNumber> {
