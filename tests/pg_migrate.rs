@@ -260,6 +260,55 @@ async fn a_newer_or_foreign_source_is_refused_and_nothing_moves() {
         printed(&output)
     );
     assert!(!dir.path().join("missing.db").exists());
+    // A store with an open hub session: hubs are not on PostgreSQL yet.
+    let hubbed = dir.path().join("hubs.db");
+    {
+        use simmask::store::{LiveSim, NewSession, Store};
+        let store = Store::open(&hubbed).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let number = |text: &str| simmask::number::PhoneNumber::from_e164(text).unwrap();
+        let iccid = "8944000000000000001".to_string();
+        store
+            .upsert_sim(
+                iccid.clone(),
+                number("+447000000001"),
+                "imsi".into(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .create_hub(number(A), None, "test".into(), now)
+            .await
+            .unwrap();
+        let live = LiveSim {
+            iccid,
+            healthy: true,
+            signal_dbm: Some(-70),
+            voice_capable: true,
+        };
+        let new = NewSession {
+            participants: [number(A), number(B)],
+            mode: simmask::masking::Mode::Sms,
+            ttl: None,
+            idle_ttl: None,
+            label: None,
+            sticky: false,
+            actor: "test".into(),
+            fallback_number: None,
+            proxy: None,
+            limits: simmask::masking::allocation::PoolLimits::default(),
+        };
+        store.open_session(new, vec![live], now).await.unwrap();
+    }
+    let output = migrate(&hubbed, &url);
+    assert!(!output.status.success());
+    assert!(
+        printed(&output).contains("open hub session"),
+        "{}",
+        printed(&output)
+    );
     // A bad --to never echoes its password either.
     let output = Command::new(env!("CARGO_BIN_EXE_simmask"))
         .args(["migrate", "--from", "sqlite:/nowhere.db", "--to"])

@@ -485,8 +485,8 @@ async fn calls_not_on_postgres_yet_say_so_and_the_password_never_shows() {
         error.to_string(),
         "`hubs` is not implemented on the postgres store yet"
     );
-    let error = store.blocked_numbers().await.unwrap_err();
-    assert!(error.to_string().contains("`blocked_numbers`"), "{error}");
+    let error = store.hub_sessions().await.unwrap_err();
+    assert!(error.to_string().contains("`hub_sessions`"), "{error}");
     // A url with a password: neither the location's Debug nor an error
     // about it shows the password.
     let secret = format!("postgres://postgres:hunter2@127.0.0.1:{}/nowhere", pg.port);

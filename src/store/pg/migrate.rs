@@ -262,6 +262,29 @@ fn left_behind(copy: &Path) -> Result<Vec<LeftBehind>, StoreError> {
     Ok(left)
 }
 
+/// Refuses a store with open hub sessions: hubs are not on PostgreSQL,
+/// whose masking-rule index has no exception for a hub's many sessions on
+/// one proxy (the move would fail on it with a misleading message).
+fn no_open_hub_sessions(copy: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let open: i64 = conn.query_row(
+        "SELECT COUNT(DISTINCT session_id) FROM participants \
+         WHERE open = 1 AND hub_code IS NOT NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    if open > 0 {
+        return Err(StoreError::Conflict {
+            code: "hub_sessions_open",
+            message: format!(
+                "the store has {open} open hub session(s): hubs are not on PostgreSQL yet; \
+                 close them or remove the hubs (simmask hub remove) first; nothing was moved"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The largest id of each shifted table in the copy, and its event run.
 /// Each shifted table, its placeholder, and its largest id.
 type Maxima = Vec<(&'static str, &'static str, i64)>;
@@ -323,6 +346,7 @@ impl PgStore {
             tokio::task::spawn_blocking(move || snapshot(&source_path, &dir_path))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("reading the SQLite file: {e}")))??;
+        no_open_hub_sessions(&copy)?;
         let (maxima, run) = maxima(&copy)?;
         let not_moved = left_behind(&copy)?;
 
