@@ -262,8 +262,8 @@ fn left_behind(copy: &Path) -> Result<Vec<LeftBehind>, StoreError> {
     Ok(left)
 }
 
-/// Refuses a store with open hub sessions: hubs are not on PostgreSQL,
-/// whose masking-rule index has no exception for a hub's many sessions on
+/// Refuses a store with open hub sessions: hub sessions are not on
+/// PostgreSQL (the hubs themselves move), whose masking-rule index has no exception for a hub's many sessions on
 /// one proxy (the move would fail on it with a misleading message).
 fn no_open_hub_sessions(copy: &Path) -> Result<(), StoreError> {
     let conn = Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
@@ -277,8 +277,8 @@ fn no_open_hub_sessions(copy: &Path) -> Result<(), StoreError> {
         return Err(StoreError::Conflict {
             code: "hub_sessions_open",
             message: format!(
-                "the store has {open} open hub session(s): hubs are not on PostgreSQL yet; \
-                 close them or remove the hubs (simmask hub remove) first; nothing was moved"
+                "the store has {open} open hub session(s): hub sessions are not on PostgreSQL \
+                 yet; close them first; nothing was moved"
             ),
         });
     }
