@@ -13,6 +13,7 @@ mod inbound;
 mod inbound_rails;
 mod pool;
 mod relay;
+mod reports;
 mod schema;
 mod sessions;
 mod status;
