@@ -227,8 +227,7 @@ impl<S: SmsSink> OutboxWorker<S> {
     pub async fn run(mut self) -> Result<(), StoreError> {
         let since = self.now() - time::Duration::days(1);
         let sent = self
-            .store
-            .recent_sends(self.proxy_iccid.clone(), since)
+            .persist(|| self.store.recent_sends(self.proxy_iccid.clone(), since))
             .await?;
         if !sent.is_empty() {
             tracing::debug!(iccid = %self.proxy_iccid, sends = sent.len(), "rate limiter seeded from the send log");
@@ -256,8 +255,9 @@ impl<S: SmsSink> OutboxWorker<S> {
                             .claim_next(self.proxy_iccid.clone(), self.now())
                             .await
                         {
-                            // A full disk: nothing is claimed until it takes writes.
-                            Err(error) if error.is_write_failure() => {
+                            // A full disk, a database away: nothing is claimed
+                            // until the store takes writes again.
+                            Err(error) if error.is_transient() => {
                                 tracing::debug!(iccid = %self.proxy_iccid, %error, "outbox: the store refuses writes");
                                 self.pause(POLL).await;
                                 continue;
@@ -401,8 +401,8 @@ impl<S: SmsSink> OutboxWorker<S> {
     }
 
     /// Runs a store write again, with a growing wait, while the disk
-    /// refuses it (full, failing): what it records has happened. Gives up
-    /// only at shutdown.
+    /// refuses it (full, failing) or the database does not answer: what it
+    /// records has happened. Gives up only at shutdown.
     async fn persist<R, F, Fut>(&self, mut write: F) -> Result<R, StoreError>
     where
         F: FnMut() -> Fut,
@@ -412,7 +412,7 @@ impl<S: SmsSink> OutboxWorker<S> {
         let mut warned = false;
         loop {
             match write().await {
-                Err(error) if error.is_write_failure() && !self.stop.is_cancelled() => {
+                Err(error) if error.is_transient() && !self.stop.is_cancelled() => {
                     if !warned {
                         tracing::warn!(iccid = %self.proxy_iccid, %error, "outbox: cannot record a send; trying again until the store writes");
                         warned = true;

@@ -5,6 +5,7 @@
 //! only reads and writes rows, so a second backend implements the same
 //! calls without knowing the rules.
 
+use futures::future::Either;
 use rusqlite::{OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
@@ -15,7 +16,6 @@ use super::{Store, StoreError, from_ms, to_ms};
 use crate::masking::lifecycle::CloseReason;
 use crate::number::PhoneNumber;
 use crate::pdu::Concat;
-use futures::future::Either;
 
 /// One received part as it is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]

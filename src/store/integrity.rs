@@ -159,6 +159,13 @@ impl StoreError {
     pub fn is_write_failure(&self) -> bool {
         write_failure(self).is_some()
     }
+
+    /// The store cannot do it now and will later: the disk refuses writes,
+    /// or the database server does not answer (PostgreSQL). Worth trying
+    /// again; nothing was stored.
+    pub fn is_transient(&self) -> bool {
+        self.is_write_failure() || matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 impl Store {
@@ -255,6 +262,9 @@ mod tests {
         ));
         assert!(!io.is_disk_full() && io.is_write_failure());
         assert!(!StoreError::NoSuchSession("s".into()).is_write_failure());
+        assert!(StoreError::Unavailable("gone".into()).is_transient());
+        assert!(!StoreError::Unavailable("gone".into()).is_write_failure());
+        assert!(!StoreError::NoSuchSession("s".into()).is_transient());
 
         let health = WriteHealth::default();
         health.observe(&Err::<(), _>(full), false);

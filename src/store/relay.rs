@@ -282,6 +282,15 @@ impl Store {
         status: DeliveryStatus,
         now: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = &self.pg {
+            let report = DeliveryReport {
+                proxy_iccid,
+                message_reference,
+                status,
+            };
+            let found = pg.record_delivery_reports(vec![report], now).await?;
+            return Ok(found.into_iter().next().flatten().map(|(id, _)| id));
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -300,6 +309,9 @@ impl Store {
         reports: Vec<DeliveryReport>,
         now: OffsetDateTime,
     ) -> Result<Vec<Option<(i64, Option<String>)>>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.record_delivery_reports(reports, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             relaxed(conn, |conn| {

@@ -236,7 +236,12 @@ impl PgInbound<'_> {
         now: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
         let (storage, index) = part.location.clone().unzip();
-        let index = index.map(|i| i64::from(i) as i32);
+        let index = index
+            .map(|i| {
+                i32::try_from(i)
+                    .map_err(|_| StoreError::Corrupt(format!("SIM storage index {i} out of range")))
+            })
+            .transpose()?;
         let concat = part.concat;
         let reference = concat.map(|c| i32::from(c.reference));
         let total = concat.map(|c| i32::from(c.total));

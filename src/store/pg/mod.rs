@@ -18,6 +18,7 @@ mod migrate_tables;
 mod pool;
 mod rails;
 mod relay;
+mod reports;
 mod schema;
 mod sessions;
 mod status;

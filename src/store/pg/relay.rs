@@ -30,7 +30,7 @@ async fn add_event(
     Ok(())
 }
 
-async fn set_interaction_status(
+pub(super) async fn set_interaction_status(
     tx: &Tx<'_>,
     outbox_id: i64,
     status: &str,
