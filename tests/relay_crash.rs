@@ -54,7 +54,8 @@ async fn kill_9_mid_burst_loses_nothing() {
         daemon = Some(Daemon::start(&config, port, 1).await);
     }
     sender.await.expect("all sent");
-    let at_b = sim.wait_messages(B, total, Duration::from_secs(180)).await;
+    let texts: Vec<String> = (0..total).map(|i| format!("message {i:03}")).collect();
+    let at_b = sim.wait_texts(B, &texts, Duration::from_secs(180)).await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for message in &at_b {
         assert_eq!(message["from"], proxy.as_str());

@@ -149,6 +149,23 @@ impl Sim {
         }
     }
 
+    /// Waits until `number` has received every one of `texts` (repeats
+    /// allowed: a count of messages could be reached by a repeat before the
+    /// last text arrives); answers everything it received.
+    pub async fn wait_texts(&self, number: &str, texts: &[String], within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let messages = self.messages(number).await;
+            let all_in = texts
+                .iter()
+                .all(|text| messages.iter().any(|m| m["text"] == text.as_str()));
+            if all_in || Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         client()
             .post(format!("{}{path}", self.control))
