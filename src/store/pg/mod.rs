@@ -19,6 +19,7 @@ mod pool;
 mod rails;
 mod relay;
 mod reports;
+mod retention;
 mod schema;
 mod sessions;
 mod status;
