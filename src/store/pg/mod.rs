@@ -9,6 +9,7 @@
 //! same person queue rather than race.
 
 mod audit;
+mod callbacks;
 mod calls;
 mod fleet;
 mod inbound;
