@@ -11,6 +11,7 @@
 mod audit;
 mod callbacks;
 mod calls;
+mod export;
 mod fleet;
 mod inbound;
 mod inbound_rails;
