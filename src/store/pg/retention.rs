@@ -99,6 +99,14 @@ impl PgStore {
         let number = number.e164().to_string();
         in_transaction!(self, |tx| {
             async {
+                // The lock allocation takes for this person: no session
+                // with them opens on another appliance mid-erasure.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&number],
+                )
+                .await
+                .map_err(pg_error)?;
                 let open: Vec<String> = tx
                     .query(
                         "SELECT session_id FROM participants WHERE number = $1 AND open \
