@@ -188,6 +188,39 @@ async fn tokens_are_fleet_wide_and_calls_are_bridged_by_the_sims_holder() {
         assert_eq!(calls[0]["outcome"], "completed", "{calls:?}");
         assert_eq!(calls[0]["status"], "bridged", "{calls:?}");
     }
+    // The fleet's export, from the API of the appliance that did not
+    // bridge the call: the call is in it, with who called whom.
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .replace('+', "%2B");
+    let export = common::client()
+        .get(format!(
+            "{}/api/v1/interactions?from={since}&format=jsonl",
+            site2.url
+        ))
+        .bearer_auth(common::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status().as_u16(), 200);
+    let exported: Vec<Value> = export
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let call = exported
+        .iter()
+        .find(|row| row["session_id"] == id.as_str() && row["kind"] == "call")
+        .unwrap_or_else(|| panic!("no call in the export: {exported:?}"));
+    assert_eq!(
+        (&call["from"], &call["to"]),
+        (&json!(A), &json!(B)),
+        "{call}"
+    );
+    assert_eq!(call["proxy_number"], proxy.as_str(), "{call}");
 
     // A number blocked through site-2 is on site-1's list.
     let (status, _) = site2

@@ -96,6 +96,17 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
     assert!(!before.is_empty(), "the relayed SMS is an interaction");
     drop(daemon);
     let database = sqlite_dir.join("simmask.db");
+    // A callback the receiver had not taken yet: the appliance resumes it
+    // from the fleet's database.
+    simmask::store::Store::open(&database)
+        .unwrap()
+        .queue_delivery(
+            "session_closed".into(),
+            "{\"pending\":1}".into(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
 
     // Moved, once.
     let output = migrate(&database, &url);
@@ -118,6 +129,7 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
     assert_eq!(rows("sims"), 1, "{report}");
     assert_eq!(rows("api_tokens"), 1, "{report}");
     assert_eq!(rows("hubs"), 1, "{report}");
+    assert_eq!(rows("callback_deliveries"), 1, "{report}");
     assert_eq!(rows("interactions") as usize, before.len(), "{report}");
     assert!(rows("audit") >= 3, "{report}");
     assert_eq!(report["appliance"], "site-1");
@@ -221,6 +233,18 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
         .unwrap();
     assert_eq!(hub.get::<_, String>(0), HUB);
     assert_eq!(hub.get::<_, Option<String>>(1).as_deref(), Some("dispatch"));
+    // The pending callback is site-1's.
+    let delivery = client
+        .query_one(
+            "SELECT a.name, d.kind, d.body FROM callback_deliveries d \
+             JOIN appliances a ON a.id = d.appliance_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(delivery.get::<_, String>(0), "site-1");
+    assert_eq!(delivery.get::<_, String>(1), "session_closed");
+    assert_eq!(delivery.get::<_, String>(2), "{\"pending\":1}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

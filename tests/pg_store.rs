@@ -526,3 +526,88 @@ async fn the_database_going_away_is_an_outage_and_the_store_resumes() {
         .unwrap();
     store.heartbeat(now()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_page_through_the_fleets_interactions() {
+    let pg = Postgres::start();
+    let url = pg.database("exports").await;
+    let site1 = connect(&url, "site-1").await;
+    let site2 = connect(&url, "site-2").await;
+    add_sims(&site1, &[1]).await;
+    let session = site1
+        .open_session(request(1, 2), healthy(&[1]), now())
+        .await
+        .unwrap();
+    let new = NewOutbound {
+        session_id: Some(session.id.clone()),
+        proxy_iccid: iccid(1),
+        from_position: Some(0),
+        to: number(2),
+        body: "hello".into(),
+    };
+    let relayed = site1.queue_sms(new, now()).await.unwrap();
+    // Written on site-1, read on site-2: who sent and received, resolved.
+    let one = site2
+        .exported_interaction(relayed)
+        .await
+        .unwrap()
+        .expect("the interaction");
+    assert_eq!(one.session_id.as_deref(), Some(session.id.as_str()));
+    assert_eq!(one.proxy_number, Some(proxy(1).e164().to_string()));
+    assert_eq!(
+        (one.from_number, one.to_number),
+        (Some(number(1)), Some(number(2)))
+    );
+    assert_eq!(one.body.as_deref(), Some("hello"));
+    assert_eq!(
+        site2
+            .exported_interaction(relayed + 1_000_000)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // 1,100 older interactions, ten of them at the same millisecond.
+    let client = Postgres::client(&url).await;
+    client
+        .execute(
+            "INSERT INTO interactions (proxy_iccid, kind, status, body, created_ms, updated_ms) \
+             SELECT $1, 'sms', 'sent', 'n' || n, 1000000 + GREATEST(n, 10), 0 \
+             FROM generate_series(0, 1099) AS n",
+            &[&iccid(1)],
+        )
+        .await
+        .unwrap();
+    let from = OffsetDateTime::from_unix_timestamp(0).unwrap();
+    let to = OffsetDateTime::from_unix_timestamp(3_000).unwrap();
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = site2.interactions_between(from, to, cursor).await.unwrap();
+        pages.push(page.len());
+        let Some(last) = page.last() else { break };
+        cursor = Some((last.created_ms, last.id));
+        for row in &page {
+            assert!(row.created_ms < 3_000_000, "{row:?}");
+        }
+        if page.len() < simmask::store::EXPORT_PAGE {
+            break;
+        }
+    }
+    assert_eq!(pages, [500, 500, 100]);
+    let all: Vec<_> = {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = site1.interactions_between(from, to, cursor).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            cursor = page.last().map(|r| (r.created_ms, r.id));
+            all.extend(page.into_iter().map(|r| (r.created_ms, r.id)));
+        }
+        all
+    };
+    assert_eq!(all.len(), 1_100);
+    assert!(all.windows(2).all(|w| w[0] < w[1]), "in order, each once");
+}

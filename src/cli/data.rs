@@ -17,8 +17,11 @@ use crate::store::Store;
 
 /// `simmask erase NUMBER`.
 pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCode> {
-    let (config, store) = super::open_store(config)?;
-    let erased = super::runtime()?.block_on(erase_participant(&store, &config, number))?;
+    // On a fleet's database too: the person is erased fleet-wide.
+    let erased = super::runtime()?.block_on(async {
+        let (config, store) = super::connect_store(config).await?;
+        anyhow::Ok(erase_participant(&store, &config, number).await?)
+    })?;
     out.emit(&erased, |value, _| {
         let counts = &value["erased"];
         let rows: Vec<(&str, String)> = counts

@@ -268,7 +268,7 @@ fn open_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
 }
 
 /// The configuration at `path` and its store, whichever the backend: for
-/// commands that work on a fleet's database too (`token`).
+/// commands that work on a fleet's database too (`token`, `erase`).
 async fn connect_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
     let config = crate::config::Config::load(path)?;
     let location = config

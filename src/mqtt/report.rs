@@ -99,7 +99,7 @@ impl Reporter {
                 _ = shutdown.cancelled() => return,
                 received = events.recv() => match received {
                     Ok(envelope) => {
-                        self.event(&envelope);
+                        self.event(&envelope).await;
                         dirty = true;
                     }
                     Err(RecvError::Lagged(missed)) => {
@@ -208,21 +208,24 @@ impl Reporter {
     }
 
     /// One event, with the interaction it concerns.
-    fn event(&self, envelope: &Envelope) {
+    async fn event(&self, envelope: &Envelope) {
         let disclosure = Disclosure {
             numbers: self.config.publish_numbers,
             bodies: self.config.publish_bodies,
         };
-        let interaction = payload::interaction_of(&envelope.event).and_then(|id| {
-            self.state
+        let interaction = match payload::interaction_of(&envelope.event) {
+            Some(id) => self
+                .state
                 .store
                 .exported_interaction(id)
+                .await
                 .inspect_err(
                     |error| tracing::debug!(%error, id, "mqtt: cannot read an interaction"),
                 )
                 .ok()
-                .flatten()
-        });
+                .flatten(),
+            None => None,
+        };
         let json = payload::event(envelope, interaction.as_ref(), disclosure);
         self.shared.outbox.push(Message::event(
             self.shared.topics.event(envelope.event.kind()),

@@ -35,6 +35,9 @@ impl Store {
         body: String,
         now: OffsetDateTime,
     ) -> Result<PendingDelivery, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.queue_delivery(kind, body, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             conn.prepare_cached(
@@ -68,6 +71,9 @@ impl Store {
 
     /// Every delivery not yet made, oldest first (at start-up).
     pub async fn pending_deliveries(&self) -> Result<Vec<PendingDelivery>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.pending_deliveries().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT id, kind, body, attempts, next_attempt_ms FROM callback_deliveries \
@@ -95,6 +101,11 @@ impl Store {
         error: String,
         next_attempt: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .reschedule_delivery(id, attempts, error, next_attempt)
+                .await;
+        }
         let next = to_ms(next_attempt);
         self.call(move |conn| {
             conn.prepare_cached(
@@ -109,6 +120,9 @@ impl Store {
 
     /// Delivered, or given up: the row goes.
     pub async fn finish_delivery(&self, id: i64) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.finish_delivery(id).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached("DELETE FROM callback_deliveries WHERE id = ?1")?
                 .execute(params![id])?;

@@ -99,6 +99,9 @@ impl Store {
         to: OffsetDateTime,
         after: Option<ExportCursor>,
     ) -> Result<Vec<ExportedInteraction>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.interactions_between(from, to, after).await;
+        }
         let (from, to) = (to_ms(from), to_ms(to));
         let (after_ms, after_id) = after.unwrap_or((i64::MIN, i64::MIN));
         self.call(move |conn| {
@@ -117,8 +120,16 @@ impl Store {
         .await
     }
 
-    /// One interaction as exported, if it exists (read beside the writer).
-    pub fn exported_interaction(&self, id: i64) -> Result<Option<ExportedInteraction>, StoreError> {
+    /// One interaction as exported, if it exists. On SQLite it is read
+    /// beside the writer, on this task, without waiting for the writer; on
+    /// PostgreSQL it is a query like any other.
+    pub async fn exported_interaction(
+        &self,
+        id: i64,
+    ) -> Result<Option<ExportedInteraction>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.exported_interaction(id).await;
+        }
         self.read(|conn| {
             let mut statement = conn.prepare_cached(&format!("{SELECT} WHERE i.id = ?1"))?;
             let mut rows = statement.query(params![id])?;

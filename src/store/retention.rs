@@ -25,14 +25,14 @@ pub struct ErasureCounts {
 }
 
 /// What replaces an erased number in free text.
-const ERASED: &str = "[erased]";
+pub(super) const ERASED: &str = "[erased]";
 
 /// How long the auto-reply ledger must remember a sender (at most one
 /// auto-reply per sender per day).
-const AUTO_REPLY_MEMORY_MS: i64 = 24 * 3600 * 1000;
+pub(super) const AUTO_REPLY_MEMORY_MS: i64 = 24 * 3600 * 1000;
 
 /// Why a message queued before an erasure was never sent.
-const CANCELLED: &str = "erased on request before it was sent";
+pub(super) const CANCELLED: &str = "erased on request before it was sent";
 
 impl Store {
     /// Erases the message bodies (interaction and outbox bodies, part texts
@@ -86,6 +86,9 @@ impl Store {
         &self,
         cutoff: OffsetDateTime,
     ) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.forget_numbers_older_than(cutoff).await;
+        }
         let cutoff = to_ms(cutoff);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -144,6 +147,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<ErasureCounts, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.erase_participant(number, actor, now).await;
+        }
         self.call(move |conn| {
             let redacted = format!("{number:?}");
             let number = number.e164().to_string();

@@ -9,7 +9,9 @@
 //! same person queue rather than race.
 
 mod audit;
+mod callbacks;
 mod calls;
+mod export;
 mod fleet;
 mod inbound;
 mod inbound_rails;
@@ -19,6 +21,7 @@ mod pool;
 mod rails;
 mod relay;
 mod reports;
+mod retention;
 mod schema;
 mod sessions;
 mod status;

@@ -196,6 +196,14 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_error)?;
+                // The auto-reply ledger only answers "replied in the last
+                // day?": older rows are a list of strangers' numbers.
+                tx.execute(
+                    "DELETE FROM auto_replies WHERE last_ms < $1",
+                    &[&(cutoff - super::super::retention::AUTO_REPLY_MEMORY_MS)],
+                )
+                .await
+                .map_err(pg_error)?;
                 Ok(usize::try_from(erased).unwrap_or(usize::MAX))
             }
             .await

@@ -274,8 +274,31 @@ CREATE TABLE sqlite_imports (
 );
 "#;
 
+/// API callbacks' deliveries not yet made. Callbacks act on the appliance
+/// where the event happened, so each row is that appliance's: it alone
+/// resumes them after a restart, and the cap counts its own rows.
+const V5_CALLBACKS: &str = r#"
+CREATE TABLE callback_deliveries (
+    id              BIGSERIAL PRIMARY KEY,
+    appliance_id    BIGINT NOT NULL REFERENCES appliances(id),
+    kind            TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_ms BIGINT NOT NULL,
+    last_error      TEXT NOT NULL DEFAULT '',
+    created_ms      BIGINT NOT NULL
+);
+CREATE INDEX callback_deliveries_by_appliance ON callback_deliveries(appliance_id, id);
+"#;
+
 /// Every migration, in order; the schema's version is their count.
-const ALL: &[&str] = &[V1_FLEET, V2_EVENT_RUNS, V3_INBOUND, V4_IMPORTS];
+const ALL: &[&str] = &[
+    V1_FLEET,
+    V2_EVENT_RUNS,
+    V3_INBOUND,
+    V4_IMPORTS,
+    V5_CALLBACKS,
+];
 
 /// The schema version this simmask writes.
 pub fn latest_version() -> usize {

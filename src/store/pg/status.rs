@@ -63,7 +63,7 @@ impl PgStore {
     }
 }
 
-fn exported(row: &tokio_postgres::Row) -> Result<ExportedInteraction, StoreError> {
+pub(super) fn exported(row: &tokio_postgres::Row) -> Result<ExportedInteraction, StoreError> {
     let number = |index| -> Option<PhoneNumber> {
         row.get::<_, Option<String>>(index)
             .and_then(|n| PhoneNumber::from_e164(&n).ok())
