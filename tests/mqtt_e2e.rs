@@ -873,8 +873,31 @@ async fn a_broker_away_costs_at_most_the_queue_and_every_event_dropped_is_counte
     let dropped = serde_json::from_str::<Value>(&state).unwrap()["events_dropped"]
         .as_u64()
         .unwrap();
-    // Let the queue drain, then read what arrived.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the queue drain: until what arrived accounts for every event
+    // since the first (arrived or counted as dropped) and nothing more has
+    // come for a second; bounded, the assertions below then say what is
+    // wrong. A fixed pause was too short on a loaded machine.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut arrived, mut quiet_since) = (0, tokio::time::Instant::now());
+    loop {
+        let all = after.all();
+        if all.len() != arrived {
+            (arrived, quiet_since) = (all.len(), tokio::time::Instant::now());
+        }
+        let seen: BTreeSet<u64> = event_ids(&before.all())
+            .union(&event_ids(&all))
+            .copied()
+            .collect();
+        let accounted = seen
+            .last()
+            .is_some_and(|newest| seen.len() as u64 + dropped == newest - first + 1);
+        if (accounted && quiet_since.elapsed() >= Duration::from_secs(1))
+            || tokio::time::Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let held: Vec<Received> = after
         .all()
         .into_iter()
