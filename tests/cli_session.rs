@@ -237,25 +237,31 @@ async fn hubs_add_list_and_remove_from_the_shell() {
     let id = hub["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("hub_"), "{id}");
 
-    // More sessions with the hub than there are SIMs, each with a code.
-    let mut codes = std::collections::BTreeSet::new();
+    // More sessions with the hub than there are SIMs, each with a code
+    // unique on its proxy (two proxies may hand out the same code).
+    let mut codes = Vec::new();
+    let mut on_proxy = std::collections::BTreeSet::new();
     for i in 1..=5 {
         let counterpart = format!("+44791160000{i}");
         let (code, session, stderr) =
             simmask(&config, &["session", "open", &counterpart, "+447911500500"]);
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(session["hub_participant"], 1, "{session}");
-        codes.insert(session["hub_code"].as_str().unwrap().to_string());
+        let hub_code = session["hub_code"].as_str().unwrap().to_string();
+        on_proxy.insert((session["proxy_number"].to_string(), hub_code.clone()));
+        codes.push(hub_code);
     }
-    assert_eq!(codes.len(), 5, "{codes:?}");
+    assert_eq!(on_proxy.len(), 5, "{on_proxy:?}");
+    codes.sort();
     let (code, list, _) = simmask(&config, &["hub", "list"]);
     assert_eq!(code, 0);
-    let listed: std::collections::BTreeSet<String> = list[0]["sessions"]
+    let mut listed: Vec<String> = list[0]["sessions"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["hub_code"].as_str().unwrap().to_string())
         .collect();
+    listed.sort();
     assert_eq!(listed, codes);
 
     // Refused, each with its reason.
