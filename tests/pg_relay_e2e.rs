@@ -145,6 +145,20 @@ async fn received(sim: &Sim, to: &str) -> HashMap<String, (Vec<String>, usize)> 
     seen
 }
 
+/// Starts both appliances and waits until each sees the fleet's two SIMs
+/// healthy: an appliance's view of the other's SIM follows that one's
+/// heartbeat and saved status, so a session opened before then can find
+/// one SIM not yet usable.
+async fn start_both(site1: &mut Site, site2: &mut Site) {
+    site1.start(1).await;
+    site2.start(2).await;
+    for site in [&*site1, &*site2] {
+        site.daemon()
+            .wait_ready_within(2, Duration::from_secs(60))
+            .await;
+    }
+}
+
 /// Waits until `to` has received every text of `texts` (within `wait`);
 /// answers what it received.
 async fn wait_texts(
@@ -237,8 +251,7 @@ async fn sessions_opened_through_either_api_relay_both_ways_on_the_sim_holder() 
     let sim = Sim::start(dir.path(), 2, "generic");
     let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
     let mut site2 = Site::new(dir.path(), &sim, &["modem1"], &url, "site-2");
-    site1.start(1).await;
-    site2.start(2).await;
+    start_both(&mut site1, &mut site2).await;
 
     // A talks to B and to C: two sessions, on the two proxies (the masking
     // rule), one opened through each API.
@@ -312,8 +325,7 @@ async fn kill_9_of_the_sim_holder_mid_burst_loses_nothing() {
     let sim = Sim::start(dir.path(), 2, "simcom-sim800");
     let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
     let mut site2 = Site::new(dir.path(), &sim, &["modem1"], &url, "site-2");
-    site1.start(1).await;
-    site2.start(2).await;
+    start_both(&mut site1, &mut site2).await;
     // Opened through site-2's API; the proxy may be either site's.
     let session = site2.daemon().open_session(A, B, json!({})).await;
     let proxy = session["proxy_number"].as_str().unwrap().to_string();
@@ -367,8 +379,7 @@ async fn a_sim_moved_to_the_other_bank_keeps_relaying_for_its_sessions() {
     // site-2 also takes whatever is plugged in under `moved*`.
     let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
     let mut site2 = Site::new(dir.path(), &sim, &["modem1", "moved*"], &url, "site-2");
-    site1.start(1).await;
-    site2.start(2).await;
+    start_both(&mut site1, &mut site2).await;
     // Two sessions of A: one on each proxy; the one on site-1's SIM moves.
     let first = site1.daemon().open_session(A, B, json!({})).await;
     let second = site1.daemon().open_session(A, C, json!({})).await;
@@ -459,8 +470,7 @@ async fn postgresql_stopped_during_traffic_loses_nothing_once_back() {
     let sim = Sim::start(dir.path(), 2, "generic");
     let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
     let mut site2 = Site::new(dir.path(), &sim, &["modem1"], &url, "site-2");
-    site1.start(1).await;
-    site2.start(2).await;
+    start_both(&mut site1, &mut site2).await;
     let first = site1.daemon().open_session(A, B, json!({})).await;
     let second = site2.daemon().open_session(A, C, json!({})).await;
     let (p1, p2) = (
