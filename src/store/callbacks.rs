@@ -26,6 +26,30 @@ pub struct PendingDelivery {
 /// disk.
 pub const MAX_PENDING_DELIVERIES: i64 = 10_000;
 
+impl PendingDelivery {
+    /// A delivery just queued, due at once.
+    pub(super) fn new(id: i64, kind: String, body: String, now: i64) -> Self {
+        Self {
+            id,
+            kind,
+            body,
+            attempts: 0,
+            next_attempt_ms: now,
+        }
+    }
+}
+
+/// Says that queuing a delivery dropped the oldest ones over the cap.
+pub(super) fn note_dropped(dropped: u64) {
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            kept = MAX_PENDING_DELIVERIES,
+            "callback deliveries: too many undelivered; the oldest were dropped"
+        );
+    }
+}
+
 impl Store {
     /// Records a delivery to make now; returns it. Deliveries older than
     /// the newest [`MAX_PENDING_DELIVERIES`] are dropped.
@@ -51,20 +75,8 @@ impl Store {
             let dropped = conn
                 .prepare_cached("DELETE FROM callback_deliveries WHERE id <= ?1")?
                 .execute(params![id - MAX_PENDING_DELIVERIES])?;
-            if dropped > 0 {
-                tracing::warn!(
-                    dropped,
-                    kept = MAX_PENDING_DELIVERIES,
-                    "callback deliveries: too many undelivered; the oldest were dropped"
-                );
-            }
-            Ok(PendingDelivery {
-                id,
-                kind,
-                body,
-                attempts: 0,
-                next_attempt_ms: now,
-            })
+            note_dropped(dropped as u64);
+            Ok(PendingDelivery::new(id, kind, body, now))
         })
         .await
     }

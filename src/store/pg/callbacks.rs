@@ -44,20 +44,8 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
-                if dropped > 0 {
-                    tracing::warn!(
-                        dropped,
-                        kept = MAX_PENDING_DELIVERIES,
-                        "callback deliveries: too many undelivered; the oldest were dropped"
-                    );
-                }
-                Ok(PendingDelivery {
-                    id,
-                    kind,
-                    body,
-                    attempts: 0,
-                    next_attempt_ms: now,
-                })
+                super::super::callbacks::note_dropped(dropped);
+                Ok(PendingDelivery::new(id, kind, body, now))
             }
             .await
         })

@@ -50,13 +50,9 @@ impl PgStore {
                 }
                 events.push((call.outcome.as_str(), call.reason.as_str(), ended));
                 for (status, detail, at) in events {
-                    tx.execute(
-                        "INSERT INTO interaction_events (interaction_id, at_ms, status, detail) \
-                         VALUES ($1, $2, $3, $4)",
-                        &[&id, &at, &status, &detail],
-                    )
-                    .await
-                    .map_err(pg_error)?;
+                    tx.execute(super::relay::ADD_EVENT, &[&id, &at, &status, &detail])
+                        .await
+                        .map_err(pg_error)?;
                 }
                 if let Some(session) = &call.session_id {
                     tx.execute(

@@ -24,6 +24,7 @@ use super::super::inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 use super::super::relay::{NewOutbound, OutboxItem};
 use super::super::sessions::SessionRecord;
 use super::super::{StoreError, from_ms, to_ms};
+use super::relay;
 use super::sessions::{end_session, month_of, session_by_id};
 use super::{PgStore, pg_error, pool_error};
 use crate::masking::lifecycle::CloseReason;
@@ -395,9 +396,7 @@ impl PgInbound<'_> {
         let from_position = new.from_position.map(i16::from);
         let interaction: i64 = self
             .query_one(
-                "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position, \
-                 to_number, status, body, created_ms, updated_ms) \
-                 VALUES ($1, $2, 'sms', $3, $4, 'queued', $5, $6, $6) RETURNING id",
+                relay::QUEUE_INTERACTION,
                 &[
                     &new.session_id,
                     &new.proxy_iccid,
@@ -408,16 +407,10 @@ impl PgInbound<'_> {
                 ],
             )?
             .get(0);
-        self.execute(
-            "INSERT INTO interaction_events (interaction_id, at_ms, status, detail) \
-             VALUES ($1, $2, 'queued', '')",
-            &[&interaction, &now],
-        )?;
+        self.execute(relay::ADD_EVENT, &[&interaction, &now, &"queued", &""])?;
         let outbox: i64 = self
             .query_one(
-                "INSERT INTO outbox (interaction_id, proxy_iccid, to_number, body, state, \
-                 next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
-                 RETURNING id",
+                relay::QUEUE_OUTBOX,
                 &[
                     &interaction,
                     &new.proxy_iccid,
@@ -427,10 +420,8 @@ impl PgInbound<'_> {
                 ],
             )?
             .get(0);
-        // The SIM's recipients this month, for its budget.
         self.execute(
-            "INSERT INTO sim_recipients (iccid, month, number) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
+            relay::NOTE_RECIPIENT,
             &[&new.proxy_iccid, &month_of(from_ms(now)?), &new.to.e164()],
         )?;
         Ok((interaction, outbox))

@@ -13,6 +13,24 @@ type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// The statements that queue an SMS (`$1` session, `$2` SIM, `$3` sender's
+/// position, `$4` recipient, `$5` body, `$6` now; then the outbox row and the
+/// month's recipient), shared by the outbox's own transaction
+/// ([`PgStore::queue_sms`]) and the inbound relay's (`inbound.rs`).
+pub(super) const QUEUE_INTERACTION: &str = "INSERT INTO interactions (session_id, proxy_iccid, \
+     kind, from_position, to_number, status, body, created_ms, updated_ms) \
+     VALUES ($1, $2, 'sms', $3, $4, 'queued', $5, $6, $6) RETURNING id";
+/// `$1` interaction, `$2` SIM, `$3` recipient, `$4` body, `$5` now.
+pub(super) const QUEUE_OUTBOX: &str = "INSERT INTO outbox (interaction_id, proxy_iccid, \
+     to_number, body, state, next_attempt_ms, created_ms) \
+     VALUES ($1, $2, $3, $4, 'queued', $5, $5) RETURNING id";
+/// `$1` SIM, `$2` month, `$3` recipient: the SIM's recipients this month,
+/// for its budget.
+pub(super) const NOTE_RECIPIENT: &str =
+    "INSERT INTO sim_recipients (iccid, month, number) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+/// `$1` interaction, `$2` now, `$3` status, `$4` detail.
+pub(super) const ADD_EVENT: &str = "INSERT INTO interaction_events (interaction_id, at_ms, status, detail) VALUES ($1, $2, $3, $4)";
+
 async fn add_event(
     tx: &Tx<'_>,
     interaction: i64,
@@ -20,13 +38,9 @@ async fn add_event(
     detail: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO interaction_events (interaction_id, at_ms, status, detail) \
-         VALUES ($1, $2, $3, $4)",
-        &[&interaction, &now, &status, &detail],
-    )
-    .await
-    .map_err(pg_error)?;
+    tx.execute(ADD_EVENT, &[&interaction, &now, &status, &detail])
+        .await
+        .map_err(pg_error)?;
     Ok(())
 }
 
@@ -141,9 +155,7 @@ impl PgStore {
                 let from_position = new.from_position.map(i16::from);
                 let interaction: i64 = tx
                     .query_one(
-                        "INSERT INTO interactions (session_id, proxy_iccid, kind, from_position, \
-                         to_number, status, body, created_ms, updated_ms) \
-                         VALUES ($1, $2, 'sms', $3, $4, 'queued', $5, $6, $6) RETURNING id",
+                        QUEUE_INTERACTION,
                         &[
                             &new.session_id,
                             &new.proxy_iccid,
@@ -159,9 +171,7 @@ impl PgStore {
                 add_event(&tx, interaction, "queued", "", now).await?;
                 let outbox: i64 = tx
                     .query_one(
-                        "INSERT INTO outbox (interaction_id, proxy_iccid, to_number, body, state, \
-                         next_attempt_ms, created_ms) VALUES ($1, $2, $3, $4, 'queued', $5, $5) \
-                         RETURNING id",
+                        QUEUE_OUTBOX,
                         &[
                             &interaction,
                             &new.proxy_iccid,
@@ -174,8 +184,7 @@ impl PgStore {
                     .map_err(pg_error)?
                     .get(0);
                 tx.execute(
-                    "INSERT INTO sim_recipients (iccid, month, number) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    NOTE_RECIPIENT,
                     &[&new.proxy_iccid, &month_of(from_ms(now)?), &new.to.e164()],
                 )
                 .await
