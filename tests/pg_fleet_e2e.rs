@@ -24,17 +24,10 @@ const D: &str = "+447911777999";
 /// fleet's database, the appliance's name.
 fn fleet_config(dir: &Path, sim: &Sim, modem: usize, port: u16, url: &str, name: &str) -> PathBuf {
     let path = write_config(dir, sim, port, &format!("[appliance]\nname = \"{name}\"\n"));
-    // `[store] path` is the SQLite file: refused beside `backend = "postgres"`.
+    pg_common::store_in_postgres(&path, url);
+    // Only the modem `modem` of the simulated bank.
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("path = "))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace(
-            "[store]\n",
-            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
-        )
         .replace("/modem*\"]", &format!("/modem{modem}\"]"));
     std::fs::write(&path, text).unwrap();
     path

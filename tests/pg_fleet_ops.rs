@@ -27,17 +27,10 @@ const BLOCKED: &str = "+447400654321";
 fn fleet_config(dir: &Path, sim: &Sim, modem: usize, port: u16, url: &str, name: &str) -> PathBuf {
     let appliance = format!("[appliance]\nname = \"{name}\"\nheartbeat_timeout_seconds = 3\n");
     let path = write_config(dir, sim, port, &appliance);
-    // `[store] path` is the SQLite file: refused beside `backend = "postgres"`.
+    pg_common::store_in_postgres(&path, url);
+    // Only the modem `modem` of the simulated bank.
     let text = std::fs::read_to_string(&path)
         .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("path = "))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace(
-            "[store]\n",
-            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
-        )
         .replace("/modem*\"]", &format!("/modem{modem}\"]"));
     std::fs::write(&path, text).unwrap();
     path

@@ -140,17 +140,7 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
     std::fs::create_dir_all(&fleet_dir).unwrap();
     let port = free_port();
     let config = write_config(&fleet_dir, &sim, port, "[appliance]\nname = \"site-1\"\n");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("path = "))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace(
-            "[store]\n",
-            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
-        );
-    std::fs::write(&config, text).unwrap();
+    pg_common::store_in_postgres(&config, &url);
     let fleet = Daemon::start(&config, port, 1).await;
     let seen = fleet.get(&format!("/api/v1/sessions/{open_id}")).await;
     assert_eq!(seen["status"], "open", "{seen}");

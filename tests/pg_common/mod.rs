@@ -191,6 +191,23 @@ impl Postgres {
     }
 }
 
+/// Turns the SQLite appliance configuration at `config` (as the tests'
+/// `write_config` writes it) into one on the fleet's database at `url`:
+/// `[store] path` goes (refused beside `backend = "postgres"`).
+pub fn store_in_postgres(config: &Path, url: &str) {
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("path = "))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace(
+            "[store]\n",
+            &format!("[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+        );
+    std::fs::write(config, text).unwrap();
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let program = self.bin.join("pg_ctl");
