@@ -13,8 +13,10 @@ mod callbacks;
 mod calls;
 mod export;
 mod fleet;
+mod import;
 mod inbound;
 mod inbound_rails;
+mod lifecycle;
 mod migrate;
 mod migrate_tables;
 mod pool;
@@ -131,7 +133,23 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Every connection names its appliance, for the trigger that stamps
+        // whose clock wrote a session's deadlines (schema v8).
+        let name = appliance.to_string();
         let pool = Pool::builder(manager)
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                let name = name.clone();
+                Box::pin(async move {
+                    client
+                        .execute(
+                            "SELECT set_config('simmask.appliance', $1, false)",
+                            &[&name],
+                        )
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)?;
+                    Ok(())
+                })
+            }))
             .max_size(16)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(std::time::Duration::from_secs(5)))

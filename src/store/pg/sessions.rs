@@ -211,7 +211,7 @@ pub(super) async fn end_session(
 }
 
 /// The masking rule's index refused a row: the same conflict as SQLite's.
-fn rail(error: tokio_postgres::Error) -> StoreError {
+pub(super) fn rail(error: tokio_postgres::Error) -> StoreError {
     if error
         .as_db_error()
         .is_some_and(|db| db.constraint() == Some("participants_open_route"))
@@ -430,16 +430,7 @@ impl PgStore {
         let live: HashMap<String, LiveSim> =
             live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
         let [a, b] = &new.participants;
-        let mut keys = [a.e164().to_string(), b.e164().to_string()];
-        keys.sort();
-        for key in &keys {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[key],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
+        super::lifecycle::lock_people(tx, &[a, b]).await?;
         let (a_text, b_text) = (a.e164().to_string(), b.e164().to_string());
 
         let mut load: HashMap<String, usize> = HashMap::new();
@@ -581,6 +572,7 @@ impl PgStore {
             hubs: Vec::new(),
         };
         let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
+        super::lifecycle::hold_proxy(tx, &proxy).await?;
 
         let id = format!("ses_{:016x}", rand::random::<u64>());
         let expires = new.ttl.map(|ttl| to_ms(now + ttl));
