@@ -11,6 +11,7 @@
 mod audit;
 mod callbacks;
 mod calls;
+mod dump;
 mod export;
 mod fleet;
 mod import;
@@ -27,6 +28,7 @@ mod retention;
 mod schema;
 mod sessions;
 mod status;
+mod tls;
 mod tokens;
 
 use std::str::FromStr;
@@ -36,6 +38,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 
+pub use dump::{PgBackup, PgRestore, backup, restore};
 pub use fleet::{ApplianceRecord, FleetEvent};
 pub(in crate::store) use inbound::PgInbound;
 pub use migrate::{LeftBehind, MigrationReport, TableCount};
