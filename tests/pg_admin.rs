@@ -249,3 +249,136 @@ async fn a_fleet_is_backed_up_with_pg_dump_and_restored_into_an_empty_database()
     );
     assert!(!dir.path().join("y.dump").exists());
 }
+
+/// A CA of the test's own, and a server certificate it signed for `names`.
+fn certificates(dir: &Path, names: &[&str], ca_name: &str) -> (PathBuf, String, String) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+    let ca_path = dir.join(format!("{ca_name}.pem"));
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    (ca_path, server.pem(), key.serialize_pem())
+}
+
+/// Whether the pool's connections of `appliance` are encrypted, as the
+/// server sees them.
+async fn encrypted(raw: &tokio_postgres::Client, appliance: &str) -> Vec<bool> {
+    raw.query(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = $1",
+        &[&format!("simmask {appliance}")],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+async fn connect_error(url: &str) -> String {
+    match Store::connect(&Location::Postgres(url.into()), "site-9", TIMEOUT).await {
+        Ok(_) => panic!("connected to {url}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_follows_libpqs_sslmode_and_sslrootcert() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.database("tls").await;
+    let raw = Postgres::client(&url).await;
+
+    // `require` against a server without TLS: refused, and said why.
+    let refused = connect_error(&format!("{url}?sslmode=require")).await;
+    assert!(refused.contains("does not offer TLS"), "{refused}");
+    // Verifying needs a root.
+    let refused = connect_error(&format!("{url}?sslmode=verify-full")).await;
+    assert!(refused.contains("needs sslrootcert"), "{refused}");
+
+    let (ca, cert, key) = certificates(dir.path(), &["127.0.0.1"], "fleet-ca");
+    let (other_ca, _, _) = certificates(dir.path(), &["127.0.0.1"], "other-ca");
+    pg.enable_ssl(&cert, &key);
+    let raw = {
+        drop(raw);
+        Postgres::client(&url).await
+    };
+    let with = |query: &str| format!("{url}?{query}");
+
+    // verify-full with the CA that signed the server's certificate.
+    let full = with(&format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    let site1 = Store::connect(&Location::Postgres(full.clone()), "site-1", TIMEOUT)
+        .await
+        .unwrap();
+    site1.sims().await.unwrap();
+    let seen = encrypted(&raw, "site-1").await;
+    assert!(!seen.is_empty() && seen.iter().all(|ssl| *ssl), "{seen:?}");
+    // A root that did not sign it: refused, naming the settings.
+    let refused = connect_error(&with(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    )))
+    .await;
+    assert!(
+        refused.contains("sslmode=verify-full") && refused.contains("certificate"),
+        "{refused}"
+    );
+    let refused = connect_error(&with("sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem")).await;
+    assert!(refused.contains("/nonexistent/ca.pem"), "{refused}");
+    // The certificate names 127.0.0.1, not localhost: verify-full through
+    // `localhost` is refused, verify-ca (the chain only) is not.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let refused = connect_error(&format!(
+        "{by_name}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ))
+    .await;
+    assert!(refused.contains("certificate"), "{refused}");
+    let site2 = Store::connect(
+        &Location::Postgres(format!(
+            "{by_name}?sslmode=verify-ca&sslrootcert={}",
+            ca.display()
+        )),
+        "site-2",
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    site2.sims().await.unwrap();
+    assert!(encrypted(&raw, "site-2").await.iter().all(|ssl| *ssl));
+    // Without sslmode, libpq's default `prefer`: encrypted when offered.
+    let site3 = Store::connect(&Location::Postgres(url.clone()), "site-3", TIMEOUT)
+        .await
+        .unwrap();
+    site3.sims().await.unwrap();
+    let seen = encrypted(&raw, "site-3").await;
+    assert!(!seen.is_empty() && seen.iter().all(|ssl| *ssl), "{seen:?}");
+    let site4 = Store::connect(
+        &Location::Postgres(with("sslmode=disable")),
+        "site-4",
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
+    site4.sims().await.unwrap();
+    let seen = encrypted(&raw, "site-4").await;
+    assert!(!seen.is_empty() && seen.iter().all(|ssl| !*ssl), "{seen:?}");
+
+    // The fleet's backup over the same verified TLS (pg_dump is told
+    // sslmode and sslrootcert through its environment).
+    let config = config(dir.path(), "tls", &full);
+    let archive = dir.path().join("tls.dump");
+    let (code, report, printed) = simmask(&config, &["backup", archive.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{printed}");
+    assert!(report["bytes"].as_u64().unwrap() > 0, "{report}");
+}

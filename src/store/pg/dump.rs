@@ -15,6 +15,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use super::tls::{RootCert, Tls};
 use super::{pg_error, redacted, schema};
 use crate::store::StoreError;
 
@@ -108,8 +109,13 @@ fn find_tool(name: &str, server_major: u32) -> Result<Tool, StoreError> {
 /// libpq's environment for the connection `config`: the tools connect
 /// with it and nothing of it is on their command line. Inherited `PG*`
 /// variables are cleared first, so only the configured database is used.
-fn libpq_env(config: &tokio_postgres::Config) -> Vec<(&'static str, OsString)> {
-    let mut env: Vec<(&'static str, OsString)> = Vec::new();
+fn libpq_env(config: &tokio_postgres::Config, tls: &Tls) -> Vec<(&'static str, OsString)> {
+    let mut env: Vec<(&'static str, OsString)> = vec![("PGSSLMODE", tls.mode.as_str().into())];
+    match &tls.root {
+        Some(RootCert::File(path)) => env.push(("PGSSLROOTCERT", path.into())),
+        Some(RootCert::System) => env.push(("PGSSLROOTCERT", "system".into())),
+        None => {}
+    }
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -192,13 +198,8 @@ fn run(
 
 /// The server's major version and how many tables the database holds
 /// outside PostgreSQL's own schemas.
-async fn server_facts(
-    config: &tokio_postgres::Config,
-    shown: &str,
-) -> Result<(u32, i64, usize), StoreError> {
-    let (client, connection) = super::tls::connect(config)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
+async fn server_facts(url: &str) -> Result<(u32, i64, usize), StoreError> {
+    let (client, connection) = super::tls::connect_url(url).await?;
     let task = tokio::spawn(connection);
     let version: String = client
         .query_one("SHOW server_version_num", &[])
@@ -236,15 +237,15 @@ pub struct PgBackup {
 
 /// `pg_dump --format=custom` of the fleet's database at `url` into `out`.
 pub async fn backup(url: &str, out: &Path) -> Result<PgBackup, StoreError> {
-    let (config, shown) = super::tls::parse(url)?;
-    let (major, tables, schema) = server_facts(&config, &shown).await?;
+    let (config, tls, shown) = super::tls::parse_with_tls(url)?;
+    let (major, tables, schema) = server_facts(url).await?;
     if tables == 0 || schema == 0 {
         return Err(tool_error(format!(
             "{shown} holds no simmask data: nothing to back up"
         )));
     }
     let tool = find_tool("pg_dump", major)?;
-    let env = libpq_env(&config);
+    let env = libpq_env(&config, &tls);
     let file = out.as_os_str().to_owned();
     let mut target = OsString::from("--file=");
     target.push(&file);
@@ -320,8 +321,8 @@ pub struct PgRestore {
 /// database at `url`, in one transaction, then brings it to this
 /// simmask's schema.
 pub async fn restore(url: &str, backup: &Path) -> Result<PgRestore, StoreError> {
-    let (config, shown) = super::tls::parse(url)?;
-    let (major, tables, _) = server_facts(&config, &shown).await?;
+    let (config, tls, shown) = super::tls::parse_with_tls(url)?;
+    let (major, tables, _) = server_facts(url).await?;
     let tool = find_tool("pg_restore", major)?;
     // Nothing is touched before the archive is known to be good.
     let backup_schema = archive_schema(&tool, backup)?;
@@ -337,7 +338,7 @@ pub async fn restore(url: &str, backup: &Path) -> Result<PgRestore, StoreError> 
              (createdb -O <role> <name>) and point [store] url at it"
         )));
     }
-    let env = libpq_env(&config);
+    let env = libpq_env(&config, &tls);
     // The database by name, as a conninfo string libpq will not take for
     // anything else; where and as whom come from the environment.
     let db = config
@@ -368,9 +369,7 @@ pub async fn restore(url: &str, backup: &Path) -> Result<PgRestore, StoreError> 
     .await
     .map_err(|e| tool_error(format!("pg_restore: {e}")))??;
     // Brought to this binary's schema.
-    let (mut client, connection) = super::tls::connect(&config)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
+    let (mut client, connection) = super::tls::connect_url(url).await?;
     let task = tokio::spawn(connection);
     let schema = schema::migrate(&mut client).await?;
     drop(client);
@@ -404,7 +403,13 @@ mod tests {
     fn the_password_is_in_the_environment_only() {
         let config: tokio_postgres::Config =
             "postgres://ops:s3cret@db.lan:5433/fleet".parse().unwrap();
-        let env = libpq_env(&config);
+        let env = libpq_env(
+            &config,
+            &Tls {
+                mode: super::super::tls::SslMode::VerifyFull,
+                root: Some(RootCert::File("/etc/ca.pem".into())),
+            },
+        );
         let get = |key: &str| {
             env.iter()
                 .find(|(k, _)| *k == key)
@@ -415,5 +420,7 @@ mod tests {
         assert_eq!(get("PGPORT").as_deref(), Some("5433"));
         assert_eq!(get("PGUSER").as_deref(), Some("ops"));
         assert_eq!(get("PGDATABASE").as_deref(), Some("fleet"));
+        assert_eq!(get("PGSSLMODE").as_deref(), Some("verify-full"));
+        assert_eq!(get("PGSSLROOTCERT").as_deref(), Some("/etc/ca.pem"));
     }
 }
