@@ -475,3 +475,80 @@ async fn import_is_all_or_nothing_and_keeps_the_masking_rule_fleet_wide() {
         0
     );
 }
+
+/// Waits until some transaction waits for a row lock (the opening's hold
+/// on its SIM, in the test below).
+async fn until_a_row_lock_is_awaited(raw: &tokio_postgres::Client) {
+    for _ in 0..300 {
+        let waiting: i64 = raw
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    panic!("the opening did not wait for its SIM's row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opening_never_lands_on_a_sim_retired_under_it() {
+    let pg = Postgres::start();
+    let url = pg.database("racing").await;
+    let site1 = connect(&url, "site-1").await;
+    let site2 = connect(&url, "site-2").await;
+    let now = OffsetDateTime::now_utc();
+    for (iccid, msisdn) in [("p1", "+447700900001"), ("p2", "+447700900002")] {
+        site1
+            .upsert_sim(iccid.into(), number(msisdn), String::new(), None, now)
+            .await
+            .unwrap();
+    }
+    let both = || vec![live("p1"), live("p2")];
+    // p2 carries a session: allocation prefers the idle p1.
+    site1
+        .open_session(new_session(A, B, "p2"), both(), now)
+        .await
+        .unwrap();
+
+    // Another appliance retires p1 (its transaction holds the SIM's row,
+    // not committed yet) while site-2 opens a session that chooses p1.
+    let raw = Postgres::client(&url).await;
+    let mut retiring = Postgres::client(&url).await;
+    let retire = retiring.transaction().await.unwrap();
+    retire
+        .execute("UPDATE sims SET enabled = FALSE WHERE iccid = 'p1'", &[])
+        .await
+        .unwrap();
+    let mut request = new_session(C, "+447911000999", "p1");
+    request.proxy = None;
+    let opening = tokio::spawn({
+        let site2 = site2.clone();
+        async move { site2.open_session(request, both(), now).await }
+    });
+    until_a_row_lock_is_awaited(&raw).await;
+    retire.commit().await.unwrap();
+    // It waited, saw p1 withdrawn, and allocated again: on p2.
+    let opened = opening.await.unwrap().unwrap();
+    assert_eq!(opened.proxy_iccid, "p2");
+    let on_p1: i64 = raw
+        .query_one(
+            "SELECT COUNT(*) FROM sessions WHERE proxy_iccid = 'p1' AND status = 'open'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(on_p1, 0);
+    // Asked for p1 by name: refused, the SIM named as disabled.
+    let refused = site2
+        .open_session(new_session(C, "+447911000888", "p1"), both(), now)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("disabled"), "{refused}");
+}

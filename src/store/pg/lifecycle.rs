@@ -1,5 +1,7 @@
-//! A session's life past its opening on PostgreSQL: retiring its SIM,
-//! reopening it, and following a step of this appliance's clock.
+//! A session's life on PostgreSQL beside allocation itself
+//! (`sessions.rs`): the opening's transaction and its retry, retiring a
+//! SIM, reopening a session, and following a step of this appliance's
+//! clock.
 //!
 //! Retiring is the fleet's decision, taken through any appliance's API: the
 //! SIM's row is locked first, so an opener choosing that SIM on another
@@ -10,7 +12,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::super::sessions::SessionRecord;
+use super::super::sessions::{LiveSim, NewSession, SessionRecord};
 use super::super::{StoreError, to_ms};
 use super::sessions::{audit, end_session, query_sessions, rail, session_by_id, sim_by_iccid};
 use super::{PgStore, in_transaction, pg_error};
@@ -38,6 +40,10 @@ pub(super) async fn lock_people(tx: &Tx<'_>, numbers: &[&PhoneNumber]) -> Result
     Ok(())
 }
 
+/// The conflict of an opening whose SIM was withdrawn while it was chosen;
+/// the opening allocates again.
+pub(super) const SIM_WITHDRAWN: &str = "sim_unavailable";
+
 /// Holds the SIM `iccid` chosen for a new session until the transaction
 /// ends, and refuses it if it was disabled or set draining since it was
 /// chosen (a retirement or an operator on another appliance that committed
@@ -52,7 +58,7 @@ pub(super) async fn hold_proxy(tx: &Tx<'_>, iccid: &str) -> Result<(), StoreErro
         .map_err(pg_error)?;
     if !row.get::<_, bool>(0) || row.get::<_, bool>(1) {
         return Err(StoreError::Conflict {
-            code: "sim_unavailable",
+            code: SIM_WITHDRAWN,
             message: format!(
                 "SIM {iccid} was disabled or set draining while the session was being opened: \
                  try again"
@@ -63,6 +69,31 @@ pub(super) async fn hold_proxy(tx: &Tx<'_>, iccid: &str) -> Result<(), StoreErro
 }
 
 impl PgStore {
+    /// Allocation and the session's rows in one transaction. Advisory locks
+    /// on both participants' numbers (in a fixed order, so two openers
+    /// cannot deadlock) make concurrent openers for the same person queue,
+    /// on any appliance; the partial unique index is the rule's last word.
+    pub(in crate::store) async fn open_session(
+        &self,
+        new: NewSession,
+        live: Vec<LiveSim>,
+        now: OffsetDateTime,
+    ) -> Result<SessionRecord, StoreError> {
+        // A SIM disabled under the opening (see `hold_proxy`): allocation
+        // again, which now sees it and takes another.
+        let mut tries = 0;
+        loop {
+            let (new, live) = (new.clone(), live.clone());
+            match in_transaction!(self, |tx| { self.allocate_in(&tx, new, live, now).await }) {
+                Err(StoreError::Conflict {
+                    code: SIM_WITHDRAWN,
+                    ..
+                }) if tries < 2 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
     pub(in crate::store) async fn retire_sim(
         &self,
         iccid: String,

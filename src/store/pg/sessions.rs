@@ -407,19 +407,6 @@ impl PgStore {
         })
     }
 
-    /// Allocation and the session's rows in one transaction. Advisory locks
-    /// on both participants' numbers (in a fixed order, so two openers
-    /// cannot deadlock) make concurrent openers for the same person queue,
-    /// on any appliance; the partial unique index is the rule's last word.
-    pub(in crate::store) async fn open_session(
-        &self,
-        new: NewSession,
-        live: Vec<LiveSim>,
-        now: OffsetDateTime,
-    ) -> Result<SessionRecord, StoreError> {
-        in_transaction!(self, |tx| { self.allocate_in(&tx, new, live, now).await })
-    }
-
     pub(super) async fn allocate_in(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
