@@ -164,6 +164,17 @@ async fn retire_reopen_and_history_work_through_any_appliance() {
     sim.handset_sms(B, &proxy, "second").await;
     let got = sim.wait_texts(A, &["second".into()], within).await;
     assert!(got.iter().any(|m| m["text"] == "second"), "{got:?}");
+    // Both relayed messages counted fleet-wide (MQTT's daily figure).
+    let store = connect(&url, "site-2").await;
+    let since = OffsetDateTime::now_utc() - Duration::hours(1);
+    assert_eq!(store.messages_relayed_since(since).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .messages_relayed_since(OffsetDateTime::now_utc() + Duration::hours(1))
+            .await
+            .unwrap(),
+        0
+    );
     // Open already: a precise refusal, not a 500.
     let (status, body) = site1
         .api(
