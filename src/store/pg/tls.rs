@@ -584,6 +584,13 @@ mod tests {
             "{refused}"
         );
         assert!(!refused.to_string().contains("pw"), "{refused}");
+        let (config, tls, shown) =
+            parse_with_tls("host=db.lan user=ops password='p w\\'x' dbname=fleet sslmode=require")
+                .unwrap();
+        assert_eq!(config.get_password(), Some(&b"p w'x"[..]));
+        assert_eq!(config.get_dbname(), Some("fleet"));
+        assert_eq!(tls.mode, SslMode::Require);
+        assert_eq!(shown, "postgres://ops@db.lan/fleet");
         let refused = parsed("postgres://u@h/db?sslmode=always").unwrap_err();
         assert!(
             refused.to_string().contains("sslmode=always is none of"),
