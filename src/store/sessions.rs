@@ -478,6 +478,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.reopen_session(id, ttl, idle_ttl, actor, now).await;
+        }
         self.call(move |conn| reopen(conn, &id, ttl, idle_ttl, &actor, now))
             .await
     }

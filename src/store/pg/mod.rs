@@ -8,11 +8,13 @@
 //! lock per participant so that openers on different appliances for the
 //! same person queue rather than race.
 
+mod allocate;
 mod audit;
 mod callbacks;
 mod calls;
 mod export;
 mod fleet;
+mod hubs;
 mod inbound;
 mod inbound_rails;
 mod migrate;
