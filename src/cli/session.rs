@@ -1,6 +1,7 @@
 //! `simmask session open|list|close|reopen`: sessions from the shell. The commands
-//! open the same SQLite file as the daemon (WAL lets both work at once; the
-//! database's constraints keep the masking rule) and print the API's JSON.
+//! open the same store as the daemon (the SQLite file, where WAL lets both
+//! work at once, or the fleet's database; the database's constraints keep
+//! the masking rule) and print the API's JSON.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,7 +117,7 @@ pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
                 label,
                 fallback,
             } => {
-                let (config, store) = super::open_store(&config)?;
+                let (config, store) = super::connect_store(&config).await?;
                 let request = OpenRequest {
                     fallback,
                     participants: [a, b],
@@ -139,16 +140,16 @@ pub fn run(command: SessionCommand, out: Output) -> anyhow::Result<ExitCode> {
                     .map(|s| s.parse::<SessionStatus>())
                     .transpose()
                     .map_err(anyhow::Error::msg)?;
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 (list_sessions(&store, status, label, limit).await?, false)
             }
             SessionCommand::Close { config, id } => {
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 (close_session(&store, id).await?, true)
             }
             SessionCommand::Reopen { config, id, ttl } => {
                 let ttl = ttl.map(|t| parse_duration("ttl", &t)).transpose()?;
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 let ttl = ttl.map(|d| time::Duration::try_from(d).unwrap_or(time::Duration::MAX));
                 let record = store
                     .reopen_session(id, ttl, None, "cli".into(), OffsetDateTime::now_utc())
