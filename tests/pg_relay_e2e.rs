@@ -19,6 +19,7 @@ use common::{Daemon, Sim, free_port};
 use nix::sys::signal::Signal;
 use pg_common::Postgres;
 use serde_json::{Value, json};
+use simmask::masking::hub;
 
 const A: &str = "+447911123456";
 const B: &str = "+447912345678";
@@ -534,16 +535,18 @@ fn shell(config: &Path, args: &[&str]) -> Value {
 /// A hub on a fleet: made through one appliance's API, listed by the
 /// other's and by the shell; its sessions, opened through both APIs and
 /// the shell, spread over both appliances' SIMs. Each counterpart's SMS
-/// reaches the hub with its session's code in front, and the hub's reply
-/// naming a code reaches that counterpart alone, each through the
-/// appliance that holds the SIM.
+/// reaches the hub with its session's code in front, the hub's reply
+/// naming a code reaches that counterpart alone, and the hub's call keying
+/// a code reaches that person, each through the appliance that holds the
+/// SIM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_converses_through_both_appliances_by_its_codes() {
     const HUB: &str = "+447911500500";
     let pg = Postgres::start();
     let url = pg.database("hubs").await;
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(dir.path(), 2, "generic");
+    // Models that hear keys (SIMCom +DTMF, Quectel +QTONEDET).
+    let sim = Sim::start(dir.path(), 2, "simcom-sim800,quectel-ec25");
     let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
     let mut site2 = Site::new(dir.path(), &sim, &["modem1"], &url, "site-2");
     start_both(&mut site1, &mut site2).await;
@@ -627,6 +630,25 @@ async fn a_hub_converses_through_both_appliances_by_its_codes() {
             let from = message["from"].as_str().unwrap();
             assert!(proxies.contains(from), "{handset} got one from {from}");
         }
+    }
+
+    // The hub calls each appliance's SIM and keys a session's code: the
+    // SIM's holder finds the hub's conversations in the fleet's database
+    // and the call reaches that person, showing the proxy.
+    for proxy in &proxies {
+        let (person, _, code) = sessions
+            .iter()
+            .find(|(_, p, _)| p == proxy)
+            .expect("a session on the SIM");
+        sim.act(HUB, "dial", json!({"to": proxy})).await;
+        sim.wait_call(HUB, "answered by the proxy", |s| s["state"] == "active")
+            .await;
+        // The hub hears no prompt: it keys once the call is answered.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sim.act(HUB, "dtmf", json!({"digits": hub::keys(code)}))
+            .await;
+        sim.answer_through(proxy, HUB, person).await;
+        sim.hang_up(HUB, person).await;
     }
 
     // Removed through site-1: every session of the hub ends, fleet-wide.
