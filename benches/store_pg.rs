@@ -8,6 +8,9 @@
 //! openers (allocation in one transaction). Prints p50/p99 and the ratio
 //! of PostgreSQL to SQLite, against stated ceilings (a lookup within 2 ms
 //! on PostgreSQL, on the LAN it is a round trip; an opening within 20 ms).
+//! Then the same 8 openers open sessions with one hub: they queue on the
+//! hub's lock (its codes are drawn one at a time), so the ceiling there is
+//! 8 openings in a row, 50 ms.
 
 #[path = "../tests/pg_common/mod.rs"]
 mod pg_common;
@@ -27,6 +30,7 @@ const OPENERS: u32 = 8;
 const OPENS_EACH: u32 = 25;
 const LOOKUP_CEILING: Duration = Duration::from_millis(2);
 const OPEN_CEILING: Duration = Duration::from_millis(20);
+const HUB_OPEN_CEILING: Duration = Duration::from_millis(50);
 
 fn number(n: u32) -> PhoneNumber {
     PhoneNumber::from_e164(&format!("+4479{n:08}")).expect("number")
@@ -41,6 +45,8 @@ struct Figures {
     lookup: (Duration, Duration),
     open: (Duration, Duration),
     opens_per_second: f64,
+    hub_open: (Duration, Duration),
+    hub_opens_per_second: f64,
 }
 
 async fn add_proxies(store: &Store) {
@@ -130,16 +136,50 @@ async fn measure(store: &Store) -> Figures {
             voice_capable: true,
         })
         .collect();
+    let (open, opens_per_second) = open_concurrently(store, &live, |opener, n| {
+        let base = 2 * SESSIONS + 2 * (opener * OPENS_EACH + n);
+        [number(base), number(base + 1)]
+    })
+    .await;
+    // One hub (made now, on a number of its own) with a new person each time.
+    let hub = number(3 * SESSIONS);
+    store
+        .create_hub(hub.clone(), None, "bench".into(), OffsetDateTime::now_utc())
+        .await
+        .expect("hub");
+    let (hub_open, hub_opens_per_second) = open_concurrently(store, &live, move |opener, n| {
+        [
+            number(3 * SESSIONS + 1 + opener * OPENS_EACH + n),
+            hub.clone(),
+        ]
+    })
+    .await;
+    Figures {
+        lookup,
+        open,
+        opens_per_second,
+        hub_open,
+        hub_opens_per_second,
+    }
+}
+
+/// Opens `OPENS_EACH` sessions from each of `OPENERS` concurrent openers,
+/// the participants of each given by `pair(opener, n)`: p50 and p99 of an
+/// opening, and openings per second.
+async fn open_concurrently(
+    store: &Store,
+    live: &[LiveSim],
+    pair: impl Fn(u32, u32) -> [PhoneNumber; 2] + Clone + Send + 'static,
+) -> ((Duration, Duration), f64) {
     let started = Instant::now();
     let mut openers = Vec::new();
     for opener in 0..OPENERS {
-        let (store, live) = (store.clone(), live.clone());
+        let (store, live, pair) = (store.clone(), live.to_vec(), pair.clone());
         openers.push(tokio::spawn(async move {
             let mut times = Vec::new();
             for n in 0..OPENS_EACH {
-                let base = 2 * SESSIONS + 2 * (opener * OPENS_EACH + n);
                 let new = NewSession {
-                    participants: [number(base), number(base + 1)],
+                    participants: pair(opener, n),
                     mode: Mode::Both,
                     ttl: None,
                     idle_ttl: None,
@@ -166,11 +206,10 @@ async fn measure(store: &Store) -> Figures {
     }
     let elapsed = started.elapsed().as_secs_f64();
     opens.sort();
-    Figures {
-        lookup,
-        open: (percentile(&opens, 0.5), percentile(&opens, 0.99)),
-        opens_per_second: opens.len() as f64 / elapsed,
-    }
+    (
+        (percentile(&opens, 0.5), percentile(&opens, 0.99)),
+        opens.len() as f64 / elapsed,
+    )
 }
 
 fn ms(d: Duration) -> f64 {
@@ -205,12 +244,15 @@ fn main() {
         println!("store at {SESSIONS} open sessions over {PROXIES} proxies (PostgreSQL on this machine, TCP loopback)");
         for (name, f) in [("sqlite", &on_sqlite), ("postgres", &on_postgres)] {
             println!(
-                "{name:>8}: lookup p50 {:>7.3} ms p99 {:>7.3} ms | open ({OPENERS} openers) p50 {:>7.2} ms p99 {:>7.2} ms, {:>6.0}/s",
+                "{name:>8}: lookup p50 {:>7.3} ms p99 {:>7.3} ms | open ({OPENERS} openers) p50 {:>7.2} ms p99 {:>7.2} ms, {:>6.0}/s | with one hub p50 {:>7.2} ms p99 {:>7.2} ms, {:>6.0}/s",
                 ms(f.lookup.0),
                 ms(f.lookup.1),
                 ms(f.open.0),
                 ms(f.open.1),
-                f.opens_per_second
+                f.opens_per_second,
+                ms(f.hub_open.0),
+                ms(f.hub_open.1),
+                f.hub_opens_per_second
             );
         }
         println!(
@@ -226,6 +268,13 @@ fn main() {
             ms(on_postgres.open.1),
             OPEN_CEILING.as_millis(),
             if on_postgres.open.1 <= OPEN_CEILING { "ok" } else { "ABOVE CEILING" }
+        );
+        println!(
+            "postgres/sqlite: hub open p99 {:.1}x; postgres hub open p99 {:.2} ms, ceiling {} ms: {}",
+            on_postgres.hub_open.1.as_secs_f64() / on_sqlite.hub_open.1.as_secs_f64(),
+            ms(on_postgres.hub_open.1),
+            HUB_OPEN_CEILING.as_millis(),
+            if on_postgres.hub_open.1 <= HUB_OPEN_CEILING { "ok" } else { "ABOVE CEILING" }
         );
     });
 }

@@ -308,6 +308,15 @@ async fn the_fleet_view_shows_each_appliance_and_one_that_stops_goes_offline() {
         [entry("site-1", true, false), entry("site-2", true, true)]
     );
 
+    let (status, hub) = site2
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/hubs",
+            json!({"number": "+447911500500", "label": "dispatch"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hub}");
+
     // The dashboard's fleet panel, and each SIM card names its holder.
     let browser = browser_common::Browser::start().await;
     browser.sign_in(&site1.url, common::ADMIN_TOKEN, 2).await;
@@ -332,16 +341,15 @@ async fn the_fleet_view_shows_each_appliance_and_one_that_stops_goes_offline() {
         .eval("return document.getElementById('fleet-summary').innerText;")
         .await;
     assert_eq!(summary, "2 appliances, 2 online");
-    // Hubs are not on PostgreSQL yet: their panel says so, the rest works.
-    let hubs = browser
-        .eval("return document.getElementById('hub-list').innerText;")
+    // The hub made through site-2's API is on site-1's dashboard: one hub
+    // list for the fleet.
+    browser
+        .wait_until(
+            "const li = document.querySelector('#hub-list li[data-hub]');\
+             return li !== null && li.innerText.includes('dispatch');",
+            "the fleet's hub",
+        )
         .await;
-    assert!(
-        hubs.as_str()
-            .unwrap_or_default()
-            .contains("not implemented on the postgres store"),
-        "{hubs}"
-    );
     let cards = browser.cards().await;
     for (iccid, holder) in [(sim.iccid(0), "site-1"), (sim.iccid(1), "site-2")] {
         let card = cards[&iccid]["text"].as_str().unwrap_or_default();

@@ -274,55 +274,6 @@ async fn a_newer_or_foreign_source_is_refused_and_nothing_moves() {
         printed(&output)
     );
     assert!(!dir.path().join("missing.db").exists());
-    // A store with an open hub session: hubs are not on PostgreSQL yet.
-    let hubbed = dir.path().join("hubs.db");
-    {
-        use simmask::store::{LiveSim, NewSession, Store};
-        let store = Store::open(&hubbed).unwrap();
-        let now = time::OffsetDateTime::now_utc();
-        let number = |text: &str| simmask::number::PhoneNumber::from_e164(text).unwrap();
-        let iccid = "8944000000000000001".to_string();
-        store
-            .upsert_sim(
-                iccid.clone(),
-                number("+447000000001"),
-                "imsi".into(),
-                None,
-                now,
-            )
-            .await
-            .unwrap();
-        store
-            .create_hub(number(A), None, "test".into(), now)
-            .await
-            .unwrap();
-        let live = LiveSim {
-            iccid,
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        };
-        let new = NewSession {
-            participants: [number(A), number(B)],
-            mode: simmask::masking::Mode::Sms,
-            ttl: None,
-            idle_ttl: None,
-            label: None,
-            sticky: false,
-            actor: "test".into(),
-            fallback_number: None,
-            proxy: None,
-            limits: simmask::masking::allocation::PoolLimits::default(),
-        };
-        store.open_session(new, vec![live], now).await.unwrap();
-    }
-    let output = migrate(&hubbed, &url);
-    assert!(!output.status.success());
-    assert!(
-        printed(&output).contains("open hub session"),
-        "{}",
-        printed(&output)
-    );
     // A bad --to never echoes its password either.
     let output = Command::new(env!("CARGO_BIN_EXE_simmask"))
         .args(["migrate", "--from", "sqlite:/nowhere.db", "--to"])
@@ -339,4 +290,131 @@ async fn a_newer_or_foreign_source_is_refused_and_nothing_moves() {
         .unwrap()
         .get(0);
     assert_eq!(marked, 0);
+}
+
+/// A store whose hub has two open sessions on one SIM (and a closed one)
+/// moves with its codes: the fleet lists them, routes by them, and a new
+/// session of the hub there draws a code apart from theirs while its
+/// counterparts keep the masking rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_hub_sessions_move_with_their_codes() {
+    use simmask::masking::allocation::{AllocationError, PoolLimits};
+    use simmask::masking::hub;
+    use simmask::store::{LiveSim, Location, NewSession, Store, StoreError};
+
+    let pg = Postgres::start();
+    let url = pg.database("hubs").await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("hubs.db");
+    let now = time::OffsetDateTime::now_utc();
+    let number = |text: &str| simmask::number::PhoneNumber::from_e164(text).unwrap();
+    let iccid = "8944000000000000001".to_string();
+    let live = vec![LiveSim {
+        iccid: iccid.clone(),
+        healthy: true,
+        signal_dbm: Some(-70),
+        voice_capable: true,
+    }];
+    let new = |a: &str, b: &str| NewSession {
+        participants: [number(a), number(b)],
+        mode: simmask::masking::Mode::Sms,
+        ttl: None,
+        idle_ttl: None,
+        label: None,
+        sticky: false,
+        actor: "test".into(),
+        fallback_number: None,
+        proxy: None,
+        limits: PoolLimits::default(),
+    };
+    let mut codes = Vec::new();
+    {
+        let store = Store::open(&source).unwrap();
+        store
+            .upsert_sim(
+                iccid.clone(),
+                number("+447000000001"),
+                "imsi".into(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .create_hub(number(HUB), Some("dispatch".into()), "test".into(), now)
+            .await
+            .unwrap();
+        for counterpart in [A, B, C] {
+            let session = store
+                .open_session(new(counterpart, HUB), live.clone(), now)
+                .await
+                .unwrap();
+            codes.push((session.id.clone(), session.hub.unwrap().code));
+        }
+        store
+            .close_session(codes[2].0.clone(), "test".into(), now)
+            .await
+            .unwrap();
+    }
+
+    let output = migrate(&source, &url);
+    assert!(output.status.success(), "{}", printed(&output));
+
+    let fleet = Store::connect(
+        &Location::Postgres(url.clone()),
+        "site-1",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let hubs = fleet.hubs().await.unwrap();
+    assert_eq!(hubs.len(), 1);
+    assert_eq!(hubs[0].label.as_deref(), Some("dispatch"));
+    let mut moved: Vec<(String, String)> = fleet
+        .hub_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, session)| (session.id, session.hub.unwrap().code))
+        .collect();
+    moved.sort();
+    let mut open = codes[..2].to_vec();
+    open.sort();
+    assert_eq!(moved, open, "the open sessions with their codes");
+    let (conversations, _) = fleet
+        .hub_conversations(iccid.clone(), number(HUB))
+        .await
+        .unwrap();
+    assert_eq!(conversations.len(), 2);
+    // One more on the fleet: a code keyed apart from the moved ones.
+    let third = fleet
+        .open_session(new(D, HUB), live.clone(), now)
+        .await
+        .unwrap();
+    let code = third.hub.unwrap().code;
+    assert!(
+        open.iter().all(|(_, c)| hub::keys(c) != hub::keys(&code)),
+        "{code} vs {open:?}"
+    );
+    // A moved counterpart keeps the masking rule on the only SIM.
+    let refused = fleet
+        .open_session(new(A, D), live.clone(), now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::Allocation(AllocationError::NoFreeProxy(_))
+        ),
+        "{refused:?}"
+    );
+    // The closed one reopens on the fleet with its code (free again).
+    let reopened = fleet
+        .reopen_session(codes[2].0.clone(), None, None, "test".into(), now)
+        .await
+        .unwrap();
+    let kept = reopened.hub.unwrap().code;
+    if hub::keys(&kept) != hub::keys(&code) {
+        assert_eq!(kept, codes[2].1);
+    }
 }

@@ -6,7 +6,7 @@
 //! path, acknowledged after the commit); a SIM moved from one
 //! bank to the other keeps relaying for its sessions; PostgreSQL stopped
 //! during traffic loses nothing once it is back (the messages wait on the
-//! SIM meanwhile).
+//! SIM meanwhile); a hub converses by its codes through both appliances.
 
 mod common;
 mod pg_common;
@@ -19,6 +19,7 @@ use common::{Daemon, Sim, free_port};
 use nix::sys::signal::Signal;
 use pg_common::Postgres;
 use serde_json::{Value, json};
+use simmask::masking::hub;
 
 const A: &str = "+447911123456";
 const B: &str = "+447912345678";
@@ -512,4 +513,160 @@ async fn postgresql_stopped_during_traffic_loses_nothing_once_back() {
     assert_all_from(&seen, &texts_b, &p1, 1, &[&site1, &site2]);
     let seen = wait_texts(&sim, A, &texts_a, Duration::from_secs(60)).await;
     assert_all_from(&seen, &texts_a, &p2, 1, &[&site1, &site2]);
+}
+
+/// `simmask ARGS --config CONFIG`, its JSON output (stdout is a pipe).
+fn shell(config: &Path, args: &[&str]) -> Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_simmask"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("simmask");
+    assert!(
+        output.status.success(),
+        "simmask {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON when piped")
+}
+
+/// A hub on a fleet: made through one appliance's API, listed by the
+/// other's and by the shell; its sessions, opened through both APIs and
+/// the shell, spread over both appliances' SIMs. Each counterpart's SMS
+/// reaches the hub with its session's code in front, the hub's reply
+/// naming a code reaches that counterpart alone, and the hub's call keying
+/// a code reaches that person, each through the appliance that holds the
+/// SIM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_converses_through_both_appliances_by_its_codes() {
+    const HUB: &str = "+447911500500";
+    let pg = Postgres::start();
+    let url = pg.database("hubs").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Models that hear keys (SIMCom +DTMF, Quectel +QTONEDET).
+    let sim = Sim::start(dir.path(), 2, "simcom-sim800,quectel-ec25");
+    let mut site1 = Site::new(dir.path(), &sim, &["modem0"], &url, "site-1");
+    let mut site2 = Site::new(dir.path(), &sim, &["modem1"], &url, "site-2");
+    start_both(&mut site1, &mut site2).await;
+
+    let (status, made) = site2
+        .daemon()
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/hubs",
+            json!({"number": HUB, "label": "dispatch"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let listed = site1.daemon().get("/api/v1/hubs").await;
+    assert_eq!(listed[0]["id"], made["id"], "{listed}");
+
+    // Four people, opened through site-1's API, site-2's, and the shell
+    // (on site-1's configuration): least loaded first, so two per SIM.
+    let people: Vec<String> = (0..4).map(|i| format!("+4479116000{i:02}")).collect();
+    let mut sessions = Vec::new();
+    for (i, person) in people.iter().enumerate() {
+        let session = match i {
+            0 | 2 => site1.daemon().open_session(person, HUB, json!({})).await,
+            1 => site2.daemon().open_session(person, HUB, json!({})).await,
+            _ => shell(&site1.config, &["session", "open", person, HUB]),
+        };
+        let code = session["hub_code"].as_str().expect("a code").to_string();
+        let proxy = session["proxy_number"].as_str().unwrap().to_string();
+        sessions.push((person.clone(), proxy, code));
+    }
+    let proxies: std::collections::HashSet<&str> =
+        sessions.iter().map(|(_, p, _)| p.as_str()).collect();
+    assert_eq!(proxies.len(), 2, "both appliances' SIMs carry the hub");
+    let hubs = shell(&site2.config, &["hub", "list"]);
+    assert_eq!(hubs[0]["label"], "dispatch", "{hubs}");
+    assert_eq!(
+        hubs[0]["sessions"].as_array().map(Vec::len),
+        Some(4),
+        "{hubs}"
+    );
+
+    // Each person writes to the hub; the hub sees the code in front.
+    for (i, (person, proxy, _)) in sessions.iter().enumerate() {
+        sim.handset_sms(person, proxy, &format!("hello from {i}"))
+            .await;
+    }
+    let expected: Vec<String> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, code))| format!("[{code}] hello from {i}"))
+        .collect();
+    let at_hub = wait_texts(&sim, HUB, &expected, Duration::from_secs(60)).await;
+    for (i, (_, proxy, _)) in sessions.iter().enumerate() {
+        assert_all_from(&at_hub, &expected[i..=i], proxy, 0, &[&site1, &site2]);
+    }
+    // The hub answers each by its code (either form); each reaches its
+    // person alone.
+    for (i, (_, proxy, code)) in sessions.iter().enumerate() {
+        let reply = if i % 2 == 0 {
+            format!("{} reply to {i}", code.to_lowercase())
+        } else {
+            format!("[{code}] reply to {i}")
+        };
+        sim.handset_sms(HUB, proxy, &reply).await;
+    }
+    for (i, (person, proxy, _)) in sessions.iter().enumerate() {
+        let text = format!("reply to {i}");
+        let seen = wait_texts(
+            &sim,
+            person,
+            std::slice::from_ref(&text),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_all_from(&seen, &[text], proxy, 0, &[&site1, &site2]);
+        assert_eq!(seen.len(), 1, "{person}: {seen:?}");
+    }
+    // Nobody saw a real number: the hub and the people only proxies.
+    for handset in people.iter().map(String::as_str).chain([HUB]) {
+        for message in sim.messages(handset).await {
+            let from = message["from"].as_str().unwrap();
+            assert!(proxies.contains(from), "{handset} got one from {from}");
+        }
+    }
+
+    // The hub calls each appliance's SIM and keys a session's code: the
+    // SIM's holder finds the hub's conversations in the fleet's database
+    // and the call reaches that person, showing the proxy.
+    for proxy in &proxies {
+        let (person, _, code) = sessions
+            .iter()
+            .find(|(_, p, _)| p == proxy)
+            .expect("a session on the SIM");
+        sim.act(HUB, "dial", json!({"to": proxy})).await;
+        sim.wait_call(HUB, "answered by the proxy", |s| s["state"] == "active")
+            .await;
+        // The hub hears no prompt: it keys once the call is answered.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sim.act(HUB, "dtmf", json!({"digits": hub::keys(code)}))
+            .await;
+        sim.answer_through(proxy, HUB, person).await;
+        sim.hang_up(HUB, person).await;
+    }
+
+    // Removed through site-1: every session of the hub ends, fleet-wide.
+    let id = made["id"].as_str().unwrap();
+    let (status, removed) = site1
+        .daemon()
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/hubs/{id}"),
+            json!(null),
+        )
+        .await;
+    assert!((200..300).contains(&status), "{status} {removed}");
+    let open = site2.daemon().get("/api/v1/sessions?status=open").await;
+    let open = open
+        .as_array()
+        .or_else(|| open["sessions"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(open.is_empty(), "{open:?}");
 }

@@ -1,7 +1,7 @@
 //! `simmask hub add|list|remove`: hubs from the shell, as `/api/v1/hubs`
-//! does them. The commands open the same SQLite file as the daemon (the
-//! database's constraints keep the masking rule for everyone but a hub's
-//! coded side) and print the API's JSON.
+//! does them. The commands open the same store as the daemon (the SQLite
+//! file or the fleet's database, whose constraints keep the masking rule
+//! for everyone but a hub's coded side) and print the API's JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,7 +68,7 @@ pub fn run(command: HubCommand, out: Output) -> anyhow::Result<ExitCode> {
                 number,
                 label,
             } => {
-                let (config, store) = super::open_store(&config)?;
+                let (config, store) = super::connect_store(&config).await?;
                 let region = config.numbers.default_region.as_deref();
                 let number = PhoneNumber::parse_as(&number, region, config.numbers.validation)
                     // Redacted like every number: stderr of scripted
@@ -79,11 +79,11 @@ pub fn run(command: HubCommand, out: Output) -> anyhow::Result<ExitCode> {
                 add(&store, number, label).await?
             }
             HubCommand::List { config } => {
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 list(&store).await?
             }
             HubCommand::Remove { config, id } => {
-                let (_, store) = super::open_store(&config)?;
+                let (_, store) = super::connect_store(&config).await?;
                 let (hub, ended) = store
                     .remove_hub(id, "cli".into(), OffsetDateTime::now_utc())
                     .await

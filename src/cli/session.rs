@@ -1,6 +1,7 @@
 //! `simmask session open|list|close|reopen`: sessions from the shell. The commands
-//! open the same SQLite file as the daemon (WAL lets both work at once; the
-//! database's constraints keep the masking rule) and print the API's JSON.
+//! open the same store as the daemon (the SQLite file, where WAL lets both
+//! work at once, or the fleet's database; the database's constraints keep
+//! the masking rule) and print the API's JSON.
 
 use std::path::PathBuf;
 use std::time::Duration;

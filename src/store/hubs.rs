@@ -156,6 +156,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<(HubRecord, Vec<SessionRecord>), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.create_hub(number, label, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             if !hubs_among(&tx, &[&number])?.is_empty() {
@@ -218,6 +221,9 @@ impl Store {
 
     /// Every hub, oldest first.
     pub async fn hubs(&self) -> Result<Vec<HubRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.hubs().await;
+        }
         self.call(|conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT id, number, label, created_ms FROM hubs ORDER BY created_ms, id",
@@ -234,6 +240,9 @@ impl Store {
 
     /// The open sessions of every hub, each with the hub's id.
     pub async fn hub_sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.hub_sessions().await;
+        }
         self.call(|conn| {
             let pairs: Vec<(String, String)> = conn
                 .prepare_cached(
@@ -261,6 +270,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<(HubRecord, Vec<SessionRecord>), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.remove_hub(id, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let hub = hub_by_id(&tx, &id)?;
@@ -300,6 +312,9 @@ impl Store {
         proxy_iccid: String,
         hub_number: PhoneNumber,
     ) -> Result<(Vec<HubConversation>, Option<String>), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.hub_conversations(proxy_iccid, hub_number).await;
+        }
         self.read(|conn| {
             Ok((
                 conversations(conn, &proxy_iccid, &hub_number)?,

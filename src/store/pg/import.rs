@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::super::import::ImportedSession;
 use super::super::{StoreError, to_ms};
-use super::sessions::{audit, rail};
+use super::allocate::rail;
+use super::sessions::audit;
 use super::{PgStore, in_transaction, pg_error};
 
 impl PgStore {

@@ -8,6 +8,7 @@ use super::super::hubs::HubConversation;
 use super::super::rails::{BlockedMessage, RecentMessage};
 use super::super::sessions::{LiveSim, NewSession, SessionRecord};
 use super::super::{StoreError, to_ms};
+use super::hubs;
 use super::inbound::{PgInbound, STATEMENT_WAIT, narrow, number, wait};
 use super::sessions::{month_of, query_sessions};
 use crate::number::PhoneNumber;
@@ -210,20 +211,7 @@ impl PgInbound<'_> {
         proxy_iccid: &str,
         hub_number: &PhoneNumber,
     ) -> Result<Vec<HubConversation>, StoreError> {
-        let sessions = self.wait_store(query_sessions(
-            &self.tx,
-            "s.status = 'open' AND s.id IN (SELECT session_id FROM participants \
-             WHERE proxy_iccid = $1 AND number = $2 AND open AND hub_code IS NOT NULL) \
-             ORDER BY s.id",
-            &[&proxy_iccid, &hub_number.e164()],
-        ))?;
-        Ok(sessions
-            .into_iter()
-            .filter_map(|session| {
-                let code = session.hub.as_ref()?.code.clone();
-                Some(HubConversation { session, code })
-            })
-            .collect())
+        self.wait_store(hubs::conversations(&self.tx, proxy_iccid, hub_number))
     }
 
     pub(in crate::store) fn last_heard(
@@ -231,17 +219,6 @@ impl PgInbound<'_> {
         proxy_iccid: &str,
         hub_number: &PhoneNumber,
     ) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .query_opt(
-                "SELECT i.session_id FROM participants h \
-                 JOIN interactions i ON i.session_id = h.session_id \
-                 WHERE h.proxy_iccid = $1 AND h.number = $2 AND h.open \
-                   AND h.hub_code IS NOT NULL \
-                   AND i.from_position IS NOT NULL AND i.from_position != h.position \
-                   AND i.rule IS NULL AND i.status != 'dropped' \
-                 ORDER BY i.created_ms DESC, i.id DESC LIMIT 1",
-                &[&proxy_iccid, &hub_number.e164()],
-            )?
-            .and_then(|row| row.get(0)))
+        self.wait_store(hubs::last_heard(&self.tx, proxy_iccid, hub_number))
     }
 }

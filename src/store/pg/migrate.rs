@@ -262,29 +262,6 @@ fn left_behind(copy: &Path) -> Result<Vec<LeftBehind>, StoreError> {
     Ok(left)
 }
 
-/// Refuses a store with open hub sessions: hub sessions are not on
-/// PostgreSQL (the hubs themselves move), whose masking-rule index has no exception for a hub's many sessions on
-/// one proxy (the move would fail on it with a misleading message).
-fn no_open_hub_sessions(copy: &Path) -> Result<(), StoreError> {
-    let conn = Connection::open_with_flags(copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let open: i64 = conn.query_row(
-        "SELECT COUNT(DISTINCT session_id) FROM participants \
-         WHERE open = 1 AND hub_code IS NOT NULL",
-        [],
-        |row| row.get(0),
-    )?;
-    if open > 0 {
-        return Err(StoreError::Conflict {
-            code: "hub_sessions_open",
-            message: format!(
-                "the store has {open} open hub session(s): hub sessions are not on PostgreSQL \
-                 yet; close them first; nothing was moved"
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// The largest id of each shifted table in the copy, and its event run.
 /// Each shifted table, its placeholder, and its largest id.
 type Maxima = Vec<(&'static str, &'static str, i64)>;
@@ -346,7 +323,6 @@ impl PgStore {
             tokio::task::spawn_blocking(move || snapshot(&source_path, &dir_path))
                 .await
                 .map_err(|e| StoreError::Corrupt(format!("reading the SQLite file: {e}")))??;
-        no_open_hub_sessions(&copy)?;
         let (maxima, run) = maxima(&copy)?;
         let not_moved = left_behind(&copy)?;
 
@@ -489,6 +465,10 @@ fn refused(table: &str, error: tokio_postgres::Error) -> StoreError {
         Some("participants_open_route") => format!(
             "{table}: a participant of an open session here already has an open session on the \
              same proxy in the fleet database (the masking rule); nothing was moved"
+        ),
+        Some("participants_open_hub_code") => format!(
+            "{table}: a hub's open session here has the code (or its keys) of another open \
+             session of the hub on the same proxy in the fleet database; nothing was moved"
         ),
         Some("api_tokens_live_name") => format!(
             "{table}: a live token of the same name exists in the fleet database; revoke one of \

@@ -113,6 +113,21 @@ pub(super) const TABLES: &[Table] = &[
         on_conflict: "ON CONFLICT (iccid) DO NOTHING",
         shift: None,
     },
+    // Before the participants: a hub's side of a session has its code only
+    // while the number is a hub (schema v6's trigger). A hub the fleet has
+    // already (made through another appliance) stays as it is: its
+    // sessions are the number's, whichever id it has.
+    Table {
+        name: "hubs",
+        columns: &[
+            ("id", Text, "id"),
+            ("number", Text, "number"),
+            ("label", Text, "label"),
+            ("created_ms", BigInt, "created_ms"),
+        ],
+        on_conflict: "ON CONFLICT (number) DO NOTHING",
+        shift: None,
+    },
     Table {
         name: "sessions",
         columns: &[
@@ -153,17 +168,6 @@ pub(super) const TABLES: &[Table] = &[
             ("at_ms", BigInt, "at_ms"),
         ],
         on_conflict: "ON CONFLICT (number) DO NOTHING",
-        shift: None,
-    },
-    Table {
-        name: "hubs",
-        columns: &[
-            ("id", Text, "id"),
-            ("number", Text, "number"),
-            ("label", Text, "label"),
-            ("created_ms", BigInt, "created_ms"),
-        ],
-        on_conflict: "",
         shift: None,
     },
     Table {

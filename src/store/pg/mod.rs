@@ -8,12 +8,14 @@
 //! lock per participant so that openers on different appliances for the
 //! same person queue rather than race.
 
+mod allocate;
 mod audit;
 mod callbacks;
 mod calls;
 mod dump;
 mod export;
 mod fleet;
+mod hubs;
 mod import;
 mod inbound;
 mod inbound_rails;

@@ -291,6 +291,42 @@ CREATE TABLE callback_deliveries (
 CREATE INDEX callback_deliveries_by_appliance ON callback_deliveries(appliance_id, id);
 "#;
 
+/// Hubs' sessions, as SQLite's schema v11 keeps them: a hub may be in
+/// many open sessions on one proxy, each told apart by the code on the
+/// hub's participant row. The masking rule stays a constraint for every
+/// row without a code; a hub's codes are unique among its open sessions on
+/// a proxy, by their keys on a phone keypad (ITU-T E.161, as
+/// `masking::hub::keys`; the same spelling has the same keys); only a
+/// hub's open rows have a code, and always one; a session has at most one
+/// hub side (two hubs are never paired). Allocation draws the codes under
+/// the hub's advisory lock; these refuse whatever slips past, whichever
+/// appliance wrote it.
+const V6_HUBS: &str = r#"
+DROP INDEX participants_open_route;
+CREATE UNIQUE INDEX participants_open_route
+    ON participants(proxy_iccid, number) WHERE open AND hub_code IS NULL;
+CREATE UNIQUE INDEX participants_open_hub_code
+    ON participants(proxy_iccid, number,
+        translate(hub_code, 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz',
+                            '2223334445556667777888999922233344455566677778889999'))
+    WHERE open AND hub_code IS NOT NULL;
+CREATE UNIQUE INDEX participants_one_hub_side
+    ON participants(session_id) WHERE hub_code IS NOT NULL;
+
+CREATE FUNCTION participants_hub_side() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.open AND (NEW.hub_code IS NOT NULL)
+                    <> EXISTS (SELECT 1 FROM hubs WHERE number = NEW.number) THEN
+        RAISE EXCEPTION 'hub: only a hub''s side of a session has a code, and always one'
+            USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER participants_hub_side BEFORE INSERT OR UPDATE OF open, hub_code
+    ON participants FOR EACH ROW EXECUTE FUNCTION participants_hub_side();
+"#;
+
 /// Whose clock wrote a session's deadlines: each appliance keeps its own
 /// time (a Pi has no real-time clock), and when one steps its clock it
 /// moves the deadlines it wrote, not the other appliances'. The pool's
@@ -331,6 +367,7 @@ const ALL: &[&str] = &[
     V3_INBOUND,
     V4_IMPORTS,
     V5_CALLBACKS,
+    V6_HUBS,
     V8_SESSION_CLOCKS,
 ];
 

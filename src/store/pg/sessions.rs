@@ -1,20 +1,17 @@
-//! The pool (modems, SIMs) and sessions on PostgreSQL, with allocation in
-//! one transaction: the same pure masking rules as on SQLite decide, the
-//! partial unique index refuses what slips past.
+//! The pool (modems, SIMs) and sessions on PostgreSQL; allocation and
+//! reopening, in one transaction each, are `allocate.rs`'s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use time::{Duration, OffsetDateTime};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::super::sessions::{
-    HubSide, LiveSim, MAX_PAGE_SIZE, ModemRecord, NewSession, SessionFilter, SessionRecord,
-    SimChange, SimRecord,
+    HubSide, MAX_PAGE_SIZE, ModemRecord, SessionFilter, SessionRecord, SimChange, SimRecord,
 };
 use super::super::{StoreError, from_ms, to_ms};
 use super::{PgStore, in_transaction, pg_error};
-use crate::masking::allocation::{self, AllocationRequest, Budget, ProxyCandidate};
 use crate::masking::lifecycle::{CloseReason, SessionStatus};
 use crate::number::PhoneNumber;
 
@@ -39,11 +36,11 @@ fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
 
-fn number(text: &str) -> Result<PhoneNumber, StoreError> {
+pub(super) fn number(text: &str) -> Result<PhoneNumber, StoreError> {
     PhoneNumber::from_e164(text).map_err(|e| corrupt("stored number", e))
 }
 
-fn optional_number(text: Option<String>) -> Result<Option<PhoneNumber>, StoreError> {
+pub(super) fn optional_number(text: Option<String>) -> Result<Option<PhoneNumber>, StoreError> {
     text.as_deref().map(number).transpose()
 }
 
@@ -208,21 +205,6 @@ pub(super) async fn end_session(
         .await
         .map_err(pg_error)?;
     Ok(())
-}
-
-/// The masking rule's index refused a row: the same conflict as SQLite's.
-pub(super) fn rail(error: tokio_postgres::Error) -> StoreError {
-    if error
-        .as_db_error()
-        .is_some_and(|db| db.constraint() == Some("participants_open_route"))
-    {
-        return StoreError::Conflict {
-            code: "participant_busy",
-            message: "a participant has another open session on this proxy (the masking rule)"
-                .into(),
-        };
-    }
-    pg_error(error)
 }
 
 /// `YYYY-MM` of `now` (UTC): the period of the recipients budget.
@@ -405,202 +387,6 @@ impl PgStore {
             }
             .await
         })
-    }
-
-    pub(super) async fn allocate_in(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        new: NewSession,
-        live: Vec<LiveSim>,
-        now: OffsetDateTime,
-    ) -> Result<SessionRecord, StoreError> {
-        let live: HashMap<String, LiveSim> =
-            live.into_iter().map(|s| (s.iccid.clone(), s)).collect();
-        let [a, b] = &new.participants;
-        super::lifecycle::lock_people(tx, &[a, b]).await?;
-        let (a_text, b_text) = (a.e164().to_string(), b.e164().to_string());
-
-        let mut load: HashMap<String, usize> = HashMap::new();
-        for row in tx
-            .query(
-                "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' \
-                 GROUP BY proxy_iccid",
-                &[],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            load.insert(
-                row.get(0),
-                usize::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-            );
-        }
-        let mut busy: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
-        for row in tx
-            .query(
-                "SELECT proxy_iccid, number FROM participants WHERE open AND number IN ($1, $2)",
-                &[&a_text, &b_text],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            busy.entry(row.get(0))
-                .or_default()
-                .insert(number(row.get(1))?);
-        }
-        let month = month_of(now);
-        let mut known: HashMap<String, HashSet<PhoneNumber>> = HashMap::new();
-        for row in tx
-            .query(
-                "SELECT iccid, number FROM sim_recipients WHERE month = $1 AND number IN ($2, $3)",
-                &[&month, &a_text, &b_text],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            known
-                .entry(row.get(0))
-                .or_default()
-                .insert(number(row.get(1))?);
-        }
-        let used = budget_use(tx, now).await?;
-        let timeout_ms = i64::try_from(self.heartbeat_timeout().as_millis()).unwrap_or(i64::MAX);
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT s.iccid, s.msisdn, s.enabled, s.reserved_for, s.draining, \
-                     (s.appliance_id IS NULL OR s.appliance_id = $2 \
-                      OR a.heartbeat_ms >= {DB_NOW_MS} - $3), \
-                     st.healthy AND st.updated_ms >= {DB_NOW_MS} - $3, \
-                     st.signal_dbm, st.voice_method IS NOT NULL \
-                     FROM sims s LEFT JOIN appliances a ON a.id = s.appliance_id \
-                     LEFT JOIN sim_status st ON st.iccid = s.iccid \
-                     WHERE $1::TEXT IS NULL OR s.iccid = $1"
-                ),
-                &[&new.proxy, &self.appliance_id(), &timeout_ms],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut candidates = Vec::with_capacity(rows.len());
-        for row in rows {
-            let iccid: String = row.get(0);
-            let online: bool = row.get(5);
-            // The caller's bank knows its own SIMs; the others are judged
-            // by what their appliance last stored, while it beats.
-            let (healthy, signal_dbm, voice_capable) = match live.get(&iccid) {
-                Some(state) => (state.healthy, state.signal_dbm, state.voice_capable),
-                None => (
-                    row.get::<_, Option<bool>>(6).unwrap_or(false),
-                    row.get(7),
-                    row.get::<_, Option<bool>>(8).unwrap_or(false),
-                ),
-            };
-            let limits = new.limits.of(&iccid);
-            let (recipients, sent) = used.get(&iccid).copied().unwrap_or_default();
-            candidates.push(ProxyCandidate {
-                number: number(row.get(1))?,
-                enabled: row.get(2),
-                healthy: online && healthy,
-                voice_capable,
-                open_sessions: load.get(&iccid).copied().unwrap_or(0),
-                signal_dbm,
-                busy_participants: busy.remove(&iccid).unwrap_or_default(),
-                reserved_for: optional_number(row.get(3))?,
-                draining: row.get(4),
-                recipients: Budget {
-                    used: recipients,
-                    limit: limits.recipients_per_month,
-                },
-                sent_today: Budget {
-                    used: sent,
-                    limit: limits.per_day,
-                },
-                known_recipients: known.remove(&iccid).unwrap_or_default(),
-                iccid,
-            });
-        }
-        if let Some(proxy) = &new.proxy
-            && candidates.is_empty()
-        {
-            return Err(StoreError::NoSuchSim(proxy.clone()));
-        }
-        let preferred = if new.sticky {
-            tx.query(
-                "SELECT p.proxy_iccid FROM participants p JOIN sessions s ON s.id = p.session_id \
-                 WHERE p.number IN ($1, $2) ORDER BY s.opened_ms DESC LIMIT 8",
-                &[&a_text, &b_text],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-        } else {
-            Vec::new()
-        };
-        let mut opted_out = Vec::new();
-        for row in tx
-            .query(
-                "SELECT number FROM opt_outs WHERE number IN ($1, $2)",
-                &[&a_text, &b_text],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            opted_out.push(number(row.get(0))?);
-        }
-        let request = AllocationRequest {
-            participants: new.participants.clone(),
-            mode: new.mode,
-            preferred,
-            opted_out,
-            reserve_percent: new.limits.reserve_percent,
-            // Hubs are not kept in the fleet's database yet.
-            hubs: Vec::new(),
-        };
-        let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
-        super::lifecycle::hold_proxy(tx, &proxy).await?;
-
-        let id = format!("ses_{:016x}", rand::random::<u64>());
-        let expires = new.ttl.map(|ttl| to_ms(now + ttl));
-        tx.execute(
-            "INSERT INTO sessions (id, proxy_iccid, mode, status, label, opened_ms, expires_ms, \
-             idle_ttl_s, last_activity_ms, fallback_number) \
-             VALUES ($1, $2, $3, 'open', $4, $5, $6, $7, $5, $8)",
-            &[
-                &id,
-                &proxy,
-                &new.mode.as_str(),
-                &new.label,
-                &to_ms(now),
-                &expires,
-                &new.idle_ttl.map(|d| d.whole_seconds()),
-                &new.fallback_number.as_ref().map(|n| n.e164().to_string()),
-            ],
-        )
-        .await
-        .map_err(rail)?;
-        for (position, participant) in new.participants.iter().enumerate() {
-            let position = i16::try_from(position).unwrap_or(0);
-            tx.execute(
-                "INSERT INTO participants (session_id, position, number, proxy_iccid, open) \
-                 VALUES ($1, $2, $3, $4, TRUE)",
-                &[&id, &position, &participant.e164(), &proxy],
-            )
-            .await
-            .map_err(rail)?;
-        }
-        audit(
-            tx,
-            self,
-            now,
-            &new.actor,
-            "session.open",
-            &id,
-            new.mode.as_str(),
-        )
-        .await?;
-        session_by_id(tx, &id).await
     }
 
     pub(in crate::store) async fn session(&self, id: String) -> Result<SessionRecord, StoreError> {
