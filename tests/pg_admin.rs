@@ -248,6 +248,48 @@ async fn a_fleet_is_backed_up_with_pg_dump_and_restored_into_an_empty_database()
         "{printed}"
     );
     assert!(!dir.path().join("y.dump").exists());
+
+    // What the tool is given: the connection in its environment, nothing
+    // of it on its command line (where `ps` shows it).
+    let spy_dir = dir.path().join("spy-tools");
+    std::fs::create_dir_all(&spy_dir).unwrap();
+    let spy = spy_dir.join("pg_dump");
+    let seen = dir.path().join("seen.txt");
+    std::fs::write(
+        &spy,
+        format!(
+            "#!/bin/sh
+if [ \"$1\" = --version ]; then echo 'pg_dump (PostgreSQL) 99.1'; exit 0; fi
+             echo \"args: $*\" > {seen}
+echo \"password: $PGPASSWORD\" >> {seen}
+             echo \"host: $PGHOST port: $PGPORT db: $PGDATABASE\" >> {seen}
+",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&spy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, printed) = simmask(
+        &fleet_config,
+        &["backup", dir.path().join("z.dump").to_str().unwrap()],
+        &[
+            ("SIMMASK_PG_BIN", spy_dir.to_str().unwrap()),
+            ("PGPASSWORD", "inherited"),
+        ],
+    );
+    assert_eq!(code, 0, "{printed}");
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let args = seen.lines().next().unwrap();
+    assert!(args.starts_with("args: --format=custom"), "{seen}");
+    assert!(
+        !args.contains(PASSWORD) && !args.contains("127.0.0.1"),
+        "{seen}"
+    );
+    assert!(seen.contains(&format!("password: {PASSWORD}")), "{seen}");
+    assert!(
+        seen.contains(&format!("host: 127.0.0.1 port: {} db: fleet", pg.port)),
+        "{seen}"
+    );
 }
 
 /// A CA of the test's own, and a server certificate it signed for `names`.
