@@ -347,3 +347,184 @@ async fn two_appliances_are_one_facade() {
         .unwrap();
     assert_eq!(refused.status().as_u16(), 409);
 }
+
+async fn appliance(url: &str, name: &str) -> simmask::store::Store {
+    simmask::store::Store::connect(
+        &simmask::store::Location::Postgres(url.into()),
+        name,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
+/// Holds and status callbacks are worked by every appliance's hooks task:
+/// each is taken by one at a time, a restart takes back at once only its
+/// own leases, and a hold leased by an appliance that died is taken by
+/// another once its lease ends. Pending sessions expire once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_and_status_callbacks_are_claimed_once_across_the_fleet() {
+    use simmask::store::{TwilioService, TwilioSessionRow};
+    let pg = Postgres::start();
+    let url = pg.database("twilio_claims").await;
+    let (site1, site2) = (
+        appliance(&url, "site-1").await,
+        appliance(&url, "site-2").await,
+    );
+    let db = Postgres::client(&url).await;
+    let now = time::OffsetDateTime::now_utc();
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    // Twenty held messages, as the inbound relay leaves them.
+    for _ in 0..20 {
+        db.execute(
+            "WITH i AS (INSERT INTO interactions (proxy_iccid, kind, from_number, status, body, \
+             created_ms, updated_ms) VALUES ('8944000000000000001', 'sms', '+447911223344', \
+             'held', 'hello', $1, $1) RETURNING id) \
+             INSERT INTO twilio_holds (interaction_id, kind, service_sid, next_ms, created_ms) \
+             SELECT id, 'out_of_session', 'KS1', $1, $1 FROM i",
+            &[&now_ms],
+        )
+        .await
+        .unwrap();
+    }
+    // Both take at once, many times over: each hold goes to one.
+    let mut takers = Vec::new();
+    for round in 0..8 {
+        let store = if round % 2 == 0 {
+            site1.clone()
+        } else {
+            site2.clone()
+        };
+        takers.push(tokio::spawn(async move {
+            store.twilio_due_holds(now, 60_000, 4).await.unwrap()
+        }));
+    }
+    let mut taken = Vec::new();
+    for taker in takers {
+        taken.extend(taker.await.unwrap().into_iter().map(|h| h.interaction_id));
+    }
+    let mut unique = taken.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        taken.len(),
+        "a hold handed out twice: {taken:?}"
+    );
+    let rest = site2.twilio_due_holds(now, 60_000, 100).await.unwrap();
+    assert_eq!(taken.len() + rest.len(), 20);
+    assert!(
+        site1
+            .twilio_due_holds(now, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // site-1 restarts: it takes back its own leases, not site-2's.
+    let site1_leases: i64 = db
+        .query_one(
+            "SELECT COUNT(*) FROM twilio_holds h JOIN appliances a ON a.id = h.leased_by \
+             WHERE a.name = 'site-1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(site1);
+    let site1 = appliance(&url, "site-1").await;
+    let resumed = site1.twilio_holds_resume(now).await.unwrap();
+    assert_eq!(resumed as i64, site1_leases);
+    let again = site1.twilio_due_holds(now, 60_000, 100).await.unwrap();
+    assert_eq!(again.len() as i64, site1_leases);
+    // site-1 dies with them leased: site-2 asks once the lease ends.
+    let later = now + time::Duration::seconds(61);
+    let orphans = site2.twilio_due_holds(later, 60_000, 100).await.unwrap();
+    assert_eq!(orphans.len(), 20, "every lease ended");
+    assert_eq!(site1.twilio_holds_waiting().await.unwrap(), 20);
+
+    // A status callback queued by one is delivered by whichever takes it.
+    let id = site1
+        .twilio_queue_callback("http://receiver/status".into(), "a=1".into(), now)
+        .await
+        .unwrap();
+    let due = site2.twilio_due_callbacks(now, 60_000, 10).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        site1
+            .twilio_due_callbacks(now, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    site2
+        .twilio_callback_retry(id, now + time::Duration::seconds(2))
+        .await
+        .unwrap();
+    // site-1's restart leaves site-2's retry where it is.
+    site1.twilio_holds_resume(now).await.unwrap();
+    assert!(
+        site1
+            .twilio_due_callbacks(now, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = site1
+        .twilio_due_callbacks(now + time::Duration::seconds(2), 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!((retried[0].id, retried[0].attempts), (id, 1));
+    site1.twilio_callback_done(id).await.unwrap();
+
+    // A pending session expires once, whichever sweeps.
+    let created = now_ms - 5_000;
+    site1
+        .twilio_create_service(TwilioService {
+            sid: "KS1".into(),
+            unique_name: None,
+            default_ttl: None,
+            callback_url: None,
+            intercept_callback_url: None,
+            out_of_session_callback_url: None,
+            number_selection_behavior: "prefer-sticky".into(),
+            geo_match_level: "country".into(),
+            created_ms: created,
+            updated_ms: created,
+        })
+        .await
+        .unwrap();
+    for i in 0..10 {
+        site2
+            .twilio_create_session(
+                TwilioSessionRow {
+                    sid: format!("KC{i}"),
+                    service_sid: "KS1".into(),
+                    session_id: None,
+                    unique_name: None,
+                    ttl: Some(1),
+                    expiry_ms: None,
+                    mode: "both".into(),
+                    closed_ms: None,
+                    deleted_ms: None,
+                    created_ms: created,
+                    updated_ms: created,
+                },
+                Vec::new(),
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let (first, second) = tokio::join!(
+        site1.twilio_expire_pending(now),
+        site2.twilio_expire_pending(now)
+    );
+    let mut expired = first.unwrap();
+    expired.extend(second.unwrap());
+    expired.sort();
+    assert_eq!(expired.len(), 10, "each once: {expired:?}");
+    expired.dedup();
+    assert_eq!(expired.len(), 10);
+}
