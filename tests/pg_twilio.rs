@@ -74,6 +74,12 @@ async fn the_official_twilio_library_drives_a_fleet_appliance() {
         .unwrap()
         .get(0);
     assert!(services >= 1, "{services}");
+
+    // The database gone: the facade says so (503), never a 500.
+    drop(db);
+    pg.stop();
+    let (status, body) = facade_get(&daemon, &admin, "/Services").await;
+    assert_eq!(status, 503, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
