@@ -376,7 +376,7 @@ async fn appliance(url: &str, name: &str) -> simmask::store::Store {
 /// another once its lease ends. Pending sessions expire once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_and_status_callbacks_are_claimed_once_across_the_fleet() {
-    use simmask::store::{TwilioService, TwilioSessionRow};
+    use simmask::store::{TwilioParticipantRow, TwilioService, TwilioSessionRow};
     let pg = Postgres::start();
     let url = pg.database("twilio_claims").await;
     let (site1, site2) = (
@@ -539,4 +539,50 @@ async fn holds_and_status_callbacks_are_claimed_once_across_the_fleet() {
     assert_eq!(expired.len(), 10, "each once: {expired:?}");
     expired.dedup();
     assert_eq!(expired.len(), 10);
+
+    // A number erased on request is forgotten as a waiting participant too.
+    site1
+        .twilio_create_session(
+            TwilioSessionRow {
+                sid: "KCwaiting".into(),
+                service_sid: "KS1".into(),
+                session_id: None,
+                unique_name: None,
+                ttl: None,
+                expiry_ms: None,
+                mode: "both".into(),
+                closed_ms: None,
+                deleted_ms: None,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+            },
+            vec![TwilioParticipantRow {
+                sid: "KPwaiting".into(),
+                session_sid: "KCwaiting".into(),
+                position: 0,
+                identifier: Some("+447911223344".into()),
+                friendly_name: None,
+                proxy_iccid: None,
+                created_ms: now_ms,
+                deleted_ms: None,
+            }],
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    let number = simmask::number::PhoneNumber::from_e164("+447911223344").unwrap();
+    site2
+        .erase_participant(number, "test".into(), now)
+        .await
+        .unwrap();
+    let left: i64 = db
+        .query_one(
+            "SELECT COUNT(*) FROM twilio_participants WHERE identifier = '+447911223344'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
 }

@@ -224,6 +224,11 @@ impl Store {
                  SET number = ?2 || session_id || ':' || position
                  WHERE number = ?1",
                 params![number, ERASED_PARTICIPANT],
+            )? + tx.execute(
+                // A Twilio facade session still waiting for its second
+                // participant holds the first one's number: it goes.
+                "DELETE FROM twilio_participants WHERE identifier = ?1",
+                params![number],
             )?;
             let audit = tx.execute(
                 "UPDATE audit SET detail = REPLACE(detail, ?1, ?2), object = REPLACE(object, ?1, ?2)
@@ -340,6 +345,72 @@ mod tests {
         assert_eq!(store.erase_bodies_older_than(NOW).await.unwrap(), 0);
         let interactions = store.interactions(session).await.unwrap();
         assert!(interactions.iter().all(|i| i.body.is_some()));
+    }
+
+    /// A Twilio facade session waiting for its second participant keeps
+    /// the first one's number on its own row: erased too.
+    #[tokio::test]
+    async fn erasing_a_number_forgets_it_as_a_waiting_facade_participant() {
+        use crate::store::{TwilioParticipantRow, TwilioService, TwilioSessionRow};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_traffic(&dir).await;
+        let ms = crate::store::to_ms(NOW);
+        store
+            .twilio_create_service(TwilioService {
+                sid: "KS1".into(),
+                unique_name: None,
+                default_ttl: None,
+                callback_url: None,
+                intercept_callback_url: None,
+                out_of_session_callback_url: None,
+                number_selection_behavior: "prefer-sticky".into(),
+                geo_match_level: "country".into(),
+                created_ms: ms,
+                updated_ms: ms,
+            })
+            .await
+            .unwrap();
+        let row = TwilioSessionRow {
+            sid: "KC1".into(),
+            service_sid: "KS1".into(),
+            session_id: None,
+            unique_name: None,
+            ttl: None,
+            expiry_ms: None,
+            mode: "both".into(),
+            closed_ms: None,
+            deleted_ms: None,
+            created_ms: ms,
+            updated_ms: ms,
+        };
+        let waiting = TwilioParticipantRow {
+            sid: "KP1".into(),
+            session_sid: "KC1".into(),
+            position: 0,
+            identifier: Some(A.into()),
+            friendly_name: None,
+            proxy_iccid: None,
+            created_ms: ms,
+            deleted_ms: None,
+        };
+        store
+            .twilio_create_session(row, vec![waiting], None, NOW)
+            .await
+            .unwrap();
+        let counts = store
+            .erase_participant(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(counts.participants, 2, "the session's and the waiting one");
+        let values = all_values(&dir);
+        assert!(!values.iter().any(|v| v.contains(A)), "{values:?}");
+        assert!(
+            store
+                .twilio_participants("KC1".into())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -188,6 +188,15 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
+                // A Twilio facade session still waiting for its second
+                // participant holds the first one's number: it goes.
+                let waiting = tx
+                    .execute(
+                        "DELETE FROM twilio_participants WHERE identifier = $1",
+                        &[&number],
+                    )
+                    .await
+                    .map_err(pg_error)?;
                 let audited = tx
                     .execute(
                         "UPDATE audit SET detail = REPLACE(detail, $1, $2), \
@@ -202,7 +211,7 @@ impl PgStore {
                     interactions: count(interactions),
                     inbound_parts: count(scrubbed_parts) + deleted[0],
                     outbox: count(outbox),
-                    participants: count(participants),
+                    participants: count(participants) + count(waiting),
                     auto_replies: deleted[1],
                     rails: deleted[2..].iter().sum(),
                     audit: count(audited),
