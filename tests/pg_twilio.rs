@@ -585,4 +585,39 @@ async fn holds_and_status_callbacks_are_claimed_once_across_the_fleet() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+    let kept = site1.twilio_participants("KCwaiting".into()).await.unwrap();
+    assert_eq!((kept.len(), kept[0].identifier.clone()), (1, None));
+    // Data minimisation forgets the number of one that closed waiting.
+    site1
+        .twilio_create_session(
+            TwilioSessionRow {
+                sid: "KCclosed".into(),
+                service_sid: "KS1".into(),
+                session_id: None,
+                unique_name: None,
+                ttl: None,
+                expiry_ms: None,
+                mode: "both".into(),
+                closed_ms: Some(now_ms),
+                deleted_ms: None,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+            },
+            vec![TwilioParticipantRow {
+                sid: "KPclosed".into(),
+                session_sid: "KCclosed".into(),
+                identifier: Some("+447911998877".into()),
+                ..kept[0].clone()
+            }],
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    site2
+        .forget_numbers_older_than(now + time::Duration::days(1))
+        .await
+        .unwrap();
+    let kept = site1.twilio_participants("KCclosed".into()).await.unwrap();
+    assert_eq!(kept[0].identifier, None);
 }

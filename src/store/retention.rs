@@ -129,6 +129,14 @@ impl Store {
                      WHERE number NOT LIKE ?2 || '%' AND session_id IN ({ENDED})"
                 ),
                 params![cutoff, ERASED_PARTICIPANT],
+            )? + tx.execute(
+                // The first participant of a facade session that closed
+                // while waiting for its second.
+                "UPDATE twilio_participants SET identifier = NULL
+                 WHERE identifier IS NOT NULL AND session_sid IN (
+                     SELECT sid FROM twilio_sessions WHERE session_id IS NULL
+                       AND (closed_ms < ?1 OR deleted_ms < ?1))",
+                params![cutoff],
             )?;
             tx.commit()?;
             empty_wal(conn)?;
@@ -226,8 +234,9 @@ impl Store {
                 params![number, ERASED_PARTICIPANT],
             )? + tx.execute(
                 // A Twilio facade session still waiting for its second
-                // participant holds the first one's number: it goes.
-                "DELETE FROM twilio_participants WHERE identifier = ?1",
+                // participant holds the first one's number: it goes (shown
+                // `[erased]`; nobody can join that session any more).
+                "UPDATE twilio_participants SET identifier = NULL WHERE identifier = ?1",
                 params![number],
             )?;
             let audit = tx.execute(
@@ -404,13 +413,47 @@ mod tests {
         assert_eq!(counts.participants, 2, "the session's and the waiting one");
         let values = all_values(&dir);
         assert!(!values.iter().any(|v| v.contains(A)), "{values:?}");
-        assert!(
-            store
-                .twilio_participants("KC1".into())
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        let kept = store.twilio_participants("KC1".into()).await.unwrap();
+        assert_eq!(kept.len(), 1, "shown as erased");
+        assert_eq!(kept[0].identifier, None);
+        // Data minimisation forgets a closed waiting session's number too.
+        let row = TwilioSessionRow {
+            sid: "KC2".into(),
+            closed_ms: Some(ms),
+            ..row_template(ms)
+        };
+        let waiting = TwilioParticipantRow {
+            sid: "KP2".into(),
+            session_sid: "KC2".into(),
+            identifier: Some(B.into()),
+            ..kept[0].clone()
+        };
+        store
+            .twilio_create_session(row, vec![waiting], None, NOW)
+            .await
+            .unwrap();
+        store
+            .forget_numbers_older_than(NOW + time::Duration::days(1))
+            .await
+            .unwrap();
+        let kept = store.twilio_participants("KC2".into()).await.unwrap();
+        assert_eq!(kept[0].identifier, None);
+    }
+
+    fn row_template(ms: i64) -> crate::store::TwilioSessionRow {
+        crate::store::TwilioSessionRow {
+            sid: String::new(),
+            service_sid: "KS1".into(),
+            session_id: None,
+            unique_name: None,
+            ttl: None,
+            expiry_ms: None,
+            mode: "both".into(),
+            closed_ms: None,
+            deleted_ms: None,
+            created_ms: ms,
+            updated_ms: ms,
+        }
     }
 
     #[tokio::test]

@@ -69,6 +69,18 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_error)?;
+                // The first participant of a facade session that closed
+                // while waiting for its second.
+                let waiting = tx
+                    .execute(
+                        "UPDATE twilio_participants SET identifier = NULL \
+                         WHERE identifier IS NOT NULL AND session_sid IN ( \
+                             SELECT sid FROM twilio_sessions WHERE session_id IS NULL \
+                               AND (closed_ms < $1 OR deleted_ms < $1))",
+                        &[&cutoff],
+                    )
+                    .await
+                    .map_err(pg_error)?;
                 let forgotten = tx
                     .execute(
                         &format!(
@@ -80,7 +92,7 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
-                Ok(count(forgotten))
+                Ok(count(forgotten) + count(waiting))
             }
             .await
         })
@@ -189,10 +201,11 @@ impl PgStore {
                     .await
                     .map_err(pg_error)?;
                 // A Twilio facade session still waiting for its second
-                // participant holds the first one's number: it goes.
+                // participant holds the first one's number: it goes (shown
+                // `[erased]`; nobody can join that session any more).
                 let waiting = tx
                     .execute(
-                        "DELETE FROM twilio_participants WHERE identifier = $1",
+                        "UPDATE twilio_participants SET identifier = NULL WHERE identifier = $1",
                         &[&number],
                     )
                     .await
