@@ -426,15 +426,28 @@ async fn the_twilio_facade_moves_with_the_store() {
     let waiting_sid = waiting["sid"].as_str().unwrap().to_string();
     drop(daemon);
     let database = sqlite_dir.join("simmask.db");
-    simmask::store::Store::open(&database)
-        .unwrap()
-        .twilio_queue_callback(
-            "http://127.0.0.1:9/status".into(),
-            "interactionSid=KI1".into(),
-            time::OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap();
+    {
+        // A status callback the receiver had not taken, its attempt in
+        // flight (leased) when the daemon stopped.
+        let store = simmask::store::Store::open(&database).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        store
+            .twilio_queue_callback(
+                "http://127.0.0.1:9/status".into(),
+                "interactionSid=KI1".into(),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .twilio_due_callbacks(now, 3_600_000, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 
     let output = migrate(&database, &url);
     let text = printed(&output);
@@ -515,6 +528,25 @@ async fn the_twilio_facade_moves_with_the_store() {
     )
     .await;
     assert_eq!(joined["proxy_identifier"], proxy.as_str(), "{joined}");
+    // The callback whose lease the stopped daemon held is due at once:
+    // the fleet's appliance takes it (it was leased for an hour).
+    let client = Postgres::client(&url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let taken: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM twilio_callbacks WHERE leased_by IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if taken == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never asked again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let native = fleet.get("/api/v1/sessions?status=open&limit=10").await;
     assert_eq!(
         native["sessions"].as_array().map(Vec::len),

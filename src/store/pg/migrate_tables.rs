@@ -404,8 +404,9 @@ pub(super) const TABLES: &[Table] = &[
         on_conflict: "",
         shift: None,
     },
-    // Held messages are asked about again at once by the first appliance
-    // that looks (no lease survives the move).
+    // Held messages and status callbacks are due at once on the fleet, as
+    // after a restart on SQLite (no lease of the stopped daemon survives
+    // the move): the first appliance that looks asks again.
     Table {
         name: "twilio_holds",
         columns: &[
@@ -413,7 +414,7 @@ pub(super) const TABLES: &[Table] = &[
             ("kind", Text, "kind"),
             ("service_sid", Text, "service_sid"),
             ("attempts", Int, "attempts"),
-            ("next_ms", BigInt, "next_ms"),
+            ("next_ms", BigInt, "MIN(next_ms, created_ms)"),
             ("created_ms", BigInt, "created_ms"),
         ],
         on_conflict: "",
@@ -426,7 +427,7 @@ pub(super) const TABLES: &[Table] = &[
             ("url", Text, "url"),
             ("body", Text, "body"),
             ("attempts", Int, "attempts"),
-            ("next_ms", BigInt, "next_ms"),
+            ("next_ms", BigInt, "MIN(next_ms, created_ms)"),
             ("created_ms", BigInt, "created_ms"),
         ],
         on_conflict: "",
