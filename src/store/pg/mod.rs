@@ -28,6 +28,9 @@ mod schema;
 mod sessions;
 mod status;
 mod tokens;
+mod twilio;
+mod twilio_hooks;
+mod wakes;
 
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
