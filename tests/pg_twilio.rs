@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::{Daemon, Sim, client, free_port, write_config};
 use pg_common::{Postgres, store_in_postgres};
 use serde_json::Value;
-use twilio_common::{ACCOUNT, AUTH_TOKEN, facade_post, run_script, run_script_with, token};
+use twilio_common::{ACCOUNT, AUTH_TOKEN, facade_post, run_script, token};
 
 fn facade_settings() -> String {
     format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n")
@@ -44,19 +44,7 @@ async fn the_official_twilio_library_drives_a_fleet_appliance() {
     let viewer = token(&daemon, "support", "viewer").await;
     let proxies: Vec<String> = (0..3).map(|i| sim.msisdn(i)).collect();
 
-    // Reopening a closed session (`reopen_session`) is not on PostgreSQL
-    // yet (it answers 501): the script skips that one step, and order-1
-    // stays closed. Drop SKIP_REOPEN (and expect 2 open) once it is.
-    let seen = run_script_with(
-        "proxy_client.py",
-        &daemon,
-        &sim,
-        &admin,
-        &viewer,
-        &proxies,
-        &[("SKIP_REOPEN", "1")],
-    )
-    .await;
+    let seen = run_script("proxy_client.py", &daemon, &sim, &admin, &viewer, &proxies).await;
     assert_eq!(seen["interactions"], 5, "{seen}");
     assert_eq!(seen["sessions"], 3, "one of four deleted: {seen}");
 
@@ -64,7 +52,10 @@ async fn the_official_twilio_library_drives_a_fleet_appliance() {
     let sessions = sessions["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 4, "{sessions:?}");
     let open = sessions.iter().filter(|s| s["status"] == "open").count();
-    assert_eq!(open, 1, "the one on the reserved number: {sessions:?}");
+    assert_eq!(
+        open, 2,
+        "order-1 reopened and the one on the reserved number: {sessions:?}"
+    );
 
     // The rows are the fleet database's.
     let db = Postgres::client(&url).await;

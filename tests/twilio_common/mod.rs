@@ -53,19 +53,6 @@ pub async fn run_script(
     viewer: &str,
     proxies: &[String],
 ) -> Value {
-    run_script_with(name, daemon, sim, admin, viewer, proxies, &[]).await
-}
-
-/// [`run_script`] with more of the script's environment.
-pub async fn run_script_with(
-    name: &str,
-    daemon: &Daemon,
-    sim: &Sim,
-    admin: &str,
-    viewer: &str,
-    proxies: &[String],
-    env: &[(&str, &str)],
-) -> Value {
     let python = python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/twilio")
@@ -79,8 +66,7 @@ pub async fn run_script_with(
         .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
         .env("ADMIN_TOKEN", admin)
         .env("VIEWER_TOKEN", viewer)
-        .env("PROXIES", serde_json::to_string(proxies).unwrap())
-        .envs(env.iter().copied());
+        .env("PROXIES", serde_json::to_string(proxies).unwrap());
     let output = tokio::task::spawn_blocking(move || command.output().expect("python runs"))
         .await
         .unwrap();
