@@ -325,6 +325,7 @@ END
 $$;
 CREATE TRIGGER participants_hub_side BEFORE INSERT OR UPDATE OF open, hub_code
     ON participants FOR EACH ROW EXECUTE FUNCTION participants_hub_side();
+"#;
 
 /// The Twilio Proxy facade, one for the fleet: services, their numbers,
 /// the sessions and participants created through it (a session that has
