@@ -4,10 +4,13 @@
 //! into a fleet database; a daemon started on that database serves the
 //! same sessions, interactions and token through its API; a second run is
 //! refused, and so is a source newer than this simmask. The url's password
-//! is never printed.
+//! is never printed. The Twilio facade's services, numbers, sessions,
+//! participants and undelivered status callbacks move too, and the fleet's
+//! facade goes on with them.
 
 mod common;
 mod pg_common;
+mod twilio_common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -417,4 +420,215 @@ async fn open_hub_sessions_move_with_their_codes() {
     if hub::keys(&kept) != hub::keys(&code) {
         assert_eq!(kept, codes[2].1);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twilio_facade_moves_with_the_store() {
+    use twilio_common::{ACCOUNT, AUTH_TOKEN, facade_post, token};
+    let facade = format!("[twilio]\naccount_sid = \"{ACCOUNT}\"\nauth_token = \"{AUTH_TOKEN}\"\n");
+    let pg = Postgres::start();
+    let url = pg.database("facade").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1, "generic");
+    let proxy = sim.msisdn(0);
+
+    // On SQLite: a service with its number, a session that sent a message
+    // interaction, a session still waiting for its second participant.
+    let sqlite_dir = dir.path().join("sqlite");
+    std::fs::create_dir_all(&sqlite_dir).unwrap();
+    let daemon = Daemon::start_on(&sqlite_dir, &sim, &facade).await;
+    let admin = token(&daemon, "orders", "admin").await;
+    let service = facade_post(&daemon, &admin, "/Services", &[("UniqueName", "market")]).await;
+    let sid = service["sid"].as_str().unwrap().to_string();
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("/Services/{sid}/PhoneNumbers"),
+        &[("PhoneNumber", &proxy)],
+    )
+    .await;
+    let sessions = format!("/Services/{sid}/Sessions");
+    let (a, b) = (
+        format!("{{\"Identifier\": \"{A}\"}}"),
+        format!("{{\"Identifier\": \"{B}\"}}"),
+    );
+    let open = facade_post(
+        &daemon,
+        &admin,
+        &sessions,
+        &[
+            ("UniqueName", "order-1"),
+            ("Participants", &a),
+            ("Participants", &b),
+        ],
+    )
+    .await;
+    let open_sid = open["sid"].as_str().unwrap().to_string();
+    let listed: Value = common::client()
+        .get(format!(
+            "{}/twilio/v1{sessions}/{open_sid}/Participants",
+            daemon.url
+        ))
+        .basic_auth(ACCOUNT, Some(&admin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bob = listed["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identifier"] == B)
+        .unwrap_or_else(|| panic!("{listed}"))["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    facade_post(
+        &daemon,
+        &admin,
+        &format!("{sessions}/{open_sid}/Participants/{bob}/MessageInteractions"),
+        &[("Body", "your order is ready")],
+    )
+    .await;
+    sim.wait_messages(B, 1, Duration::from_secs(60)).await;
+    let c = format!("{{\"Identifier\": \"{C}\"}}");
+    let waiting = facade_post(
+        &daemon,
+        &admin,
+        &sessions,
+        &[("UniqueName", "order-2"), ("Participants", &c)],
+    )
+    .await;
+    let waiting_sid = waiting["sid"].as_str().unwrap().to_string();
+    drop(daemon);
+    let database = sqlite_dir.join("simmask.db");
+    {
+        // A status callback the receiver had not taken, its attempt in
+        // flight (leased) when the daemon stopped.
+        let store = simmask::store::Store::open(&database).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        store
+            .twilio_queue_callback(
+                "http://127.0.0.1:9/status".into(),
+                "interactionSid=KI1".into(),
+                now,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .twilio_due_callbacks(now, 3_600_000, 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    let output = migrate(&database, &url);
+    let text = printed(&output);
+    assert!(output.status.success(), "{text}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON when piped");
+    let rows = |table: &str| {
+        report["moved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap_or_else(|| panic!("{table} not in {report}"))["rows"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("twilio_services"), 1, "{report}");
+    assert_eq!(rows("twilio_numbers"), 1, "{report}");
+    assert_eq!(rows("twilio_sessions"), 2, "{report}");
+    assert_eq!(rows("twilio_participants"), 3, "{report}");
+    assert_eq!(rows("twilio_callbacks"), 1, "{report}");
+    assert_eq!(
+        report["not_moved"].as_array().map(Vec::len).unwrap_or(0),
+        0,
+        "nothing left behind: {report}"
+    );
+
+    // The fleet's facade goes on: the same service, number and sessions
+    // under the same SIDs, the message in the session's interactions, and
+    // the waiting session opens when its second participant comes.
+    let fleet_dir = dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet_dir).unwrap();
+    let port = free_port();
+    let config = write_config(
+        &fleet_dir,
+        &sim,
+        port,
+        &format!("[appliance]\nname = \"site-1\"\n{facade}"),
+    );
+    pg_common::store_in_postgres(&config, &url);
+    let fleet = Daemon::start(&config, port, 1).await;
+    let get = |path: String| {
+        let url = format!("{}/twilio/v1{path}", fleet.url);
+        let admin = admin.clone();
+        async move {
+            let response = common::client()
+                .get(url)
+                .basic_auth(ACCOUNT, Some(&admin))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let found = get("/Services/market".into()).await;
+    assert_eq!(found["sid"], sid.as_str(), "{found}");
+    let numbers = get(format!("/Services/{sid}/PhoneNumbers")).await;
+    assert_eq!(
+        numbers["phone_numbers"][0]["phone_number"],
+        proxy.as_str(),
+        "{numbers}"
+    );
+    assert_eq!(numbers["phone_numbers"][0]["in_use"], 1, "{numbers}");
+    let listed = get(sessions.clone()).await;
+    assert_eq!(
+        listed["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let interactions = get(format!("{sessions}/order-1/Interactions")).await;
+    let interactions = interactions["interactions"].as_array().unwrap();
+    assert_eq!(interactions.len(), 1, "{interactions:?}");
+    let joined = facade_post(
+        &fleet,
+        &admin,
+        &format!("{sessions}/{waiting_sid}/Participants"),
+        &[("Identifier", D)],
+    )
+    .await;
+    assert_eq!(joined["proxy_identifier"], proxy.as_str(), "{joined}");
+    // The callback whose lease the stopped daemon held is due at once:
+    // the fleet's appliance takes it (it was leased for an hour).
+    let client = Postgres::client(&url).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let taken: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM twilio_callbacks WHERE leased_by IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if taken == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never asked again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let native = fleet.get("/api/v1/sessions?status=open&limit=10").await;
+    assert_eq!(
+        native["sessions"].as_array().map(Vec::len),
+        Some(2),
+        "{native}"
+    );
 }

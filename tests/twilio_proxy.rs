@@ -7,9 +7,8 @@
 //! side.
 
 mod common;
+mod twilio_common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,76 +16,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{ADMIN_TOKEN, Daemon, Sim, client, start_bank};
+use common::{ADMIN_TOKEN, Daemon, client, start_bank};
 use serde_json::{Value, json};
-
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const AUTH_TOKEN: &str = "a-secret-that-signs-callbacks";
-
-/// The virtual environment's Python, which `scripts/twilio-client` makes.
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SIMMASK_TWILIO_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/twilio-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/twilio-client (scripts/test does) to install the \
-         twilio library from PyPI",
-        python.display()
-    );
-    python
-}
-
-async fn token(daemon: &Daemon, name: &str, role: &str) -> String {
-    let created: Value = client()
-        .post(format!("{}/api/v1/tokens", daemon.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": name, "role": role}))
-        .send()
-        .await
-        .expect("api")
-        .json()
-        .await
-        .expect("token JSON");
-    created["token"].as_str().expect("token").to_string()
-}
-
-/// Runs one of tests/twilio's scripts against the daemon; answers the JSON
-/// line it prints.
-async fn run_script(
-    name: &str,
-    daemon: &Daemon,
-    sim: &Sim,
-    admin: &str,
-    viewer: &str,
-    proxies: &[String],
-) -> Value {
-    let python = python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/twilio")
-        .join(name);
-    let mut command = Command::new(python);
-    command
-        .arg(script)
-        .env("SIMMASK_URL", &daemon.url)
-        .env("SIM_CONTROL", &sim.control)
-        .env("TWILIO_ACCOUNT_SID", ACCOUNT)
-        .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-        .env("ADMIN_TOKEN", admin)
-        .env("VIEWER_TOKEN", viewer)
-        .env("PROXIES", serde_json::to_string(proxies).unwrap());
-    let output = tokio::task::spawn_blocking(move || command.output().expect("python runs"))
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the twilio client script {name} failed:\n{stderr}\n{stdout}"
-    );
-    serde_json::from_str(stdout.trim()).expect("the script's JSON line")
-}
+use twilio_common::{ACCOUNT, AUTH_TOKEN, facade_post, run_script, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_twilio_library_drives_the_appliance() {
@@ -195,27 +127,6 @@ impl Intercept {
         });
         Intercept { url, answer, asked }
     }
-}
-
-async fn facade_post(daemon: &Daemon, token: &str, path: &str, form: &[(&str, &str)]) -> Value {
-    let response = client()
-        .post(format!("{}/twilio/v1{path}", daemon.url))
-        .basic_auth(ACCOUNT, Some(token))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(form.iter())
-                .finish(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{path}: {}",
-        response.status()
-    );
-    response.json().await.unwrap()
 }
 
 /// A message held for the intercept callback is in the store, not on the

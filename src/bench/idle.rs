@@ -92,7 +92,7 @@ pub async fn idle(args: IdleBenchArgs) -> anyhow::Result<IdleReport> {
         separate_processes: true,
         receive: Receive::Profile,
         seed_sessions: args.sessions,
-        config_extra: String::new(),
+        delivery_reports: true,
     })
     .await?;
     let result = measure(&rig, &args).await;

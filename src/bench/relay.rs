@@ -69,6 +69,10 @@ pub struct RelayBenchArgs {
     /// Also print every overhead sample (for plots).
     #[arg(long)]
     pub samples: bool,
+    /// Whether the daemon asks for a status report on each send (`[sms]
+    /// delivery_reports`); the wire ceiling counts their bytes when it does.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub delivery_reports: bool,
 }
 
 /// The benchmark's result, printed as JSON.
@@ -82,6 +86,8 @@ pub struct RelayReport {
     /// What the ports showed: `stored` (`+CMTI`) or `direct` (`+CMT`).
     pub receive_path: &'static str,
     pub interval_ms: u64,
+    /// Whether each send asked for a status report (`+CDS` on the line).
+    pub delivery_reports: bool,
     /// Open sessions in the store (seeded and the bench's own).
     pub open_sessions: usize,
     pub relayed: usize,
@@ -142,7 +148,7 @@ pub async fn relay(args: RelayBenchArgs) -> anyhow::Result<RelayReport> {
         separate_processes: args.separate_processes,
         receive: args.receive,
         seed_sessions: args.sessions,
-        config_extra: String::new(),
+        delivery_reports: args.delivery_reports,
     })
     .await?;
     let result = phases(&rig, &args).await;
@@ -241,8 +247,15 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
     rates.sort_by(f64::total_cmp);
     let throughput = (!rates.is_empty()).then(|| rates[rates.len() / 2]);
     let path = if direct { Path::Direct } else { Path::Stored };
-    let wire_bytes = (args.burst > 0 && args.baud.is_some())
-        .then(|| wire::bytes_per_relay(path, &handset(1, 0), &handset(2, 0), &full_text(0, 0)));
+    let wire_bytes = (args.burst > 0 && args.baud.is_some()).then(|| {
+        wire::bytes_per_relay(
+            path,
+            &handset(1, 0),
+            &handset(2, 0),
+            &full_text(0, 0),
+            args.delivery_reports,
+        )
+    });
     let ceiling = args
         .baud
         .zip(wire_bytes)
@@ -259,6 +272,7 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         profile: args.profile.clone(),
         receive_path: if direct { "direct" } else { "stored" },
         interval_ms: args.interval_ms,
+        delivery_reports: args.delivery_reports,
         open_sessions,
         relayed,
         samples: overheads.len(),

@@ -55,8 +55,8 @@ pub struct RigOptions {
     /// Open sessions to seed the store with before the daemon starts, on
     /// top of those the bench opens.
     pub seed_sessions: usize,
-    /// Extra TOML for the daemon's configuration.
-    pub config_extra: String,
+    /// `[sms] delivery_reports` of the daemon.
+    pub delivery_reports: bool,
 }
 
 /// One virtual modem as `simmask sim` describes it.
@@ -159,7 +159,7 @@ impl Rig {
         let profiles_dir = receive_override(dir.path(), &options.profile, options.receive)?;
         let listen = crate::bench::free_local_port()?;
         let config_text = format!(
-            "[api]\nlisten = \"{listen}\"\n[store]\npath = \"{db}\"\n[modems]\nports = [\"{links}/modem*\"]\npoll_interval_seconds = 30\n{profiles}{baud}[sms]\nper_minute = 100000\nper_day = 10000000\n{extra}\n",
+            "[api]\nlisten = \"{listen}\"\n[store]\npath = \"{db}\"\n[modems]\nports = [\"{links}/modem*\"]\npoll_interval_seconds = 30\n{profiles}{baud}[sms]\nper_minute = 100000\nper_day = 10000000\ndelivery_reports = {reports}\n",
             db = db.display(),
             links = links.display(),
             profiles = profiles_dir
@@ -169,7 +169,7 @@ impl Rig {
                 .baud
                 .map(|b| format!("baud = {b}\n"))
                 .unwrap_or_default(),
-            extra = options.config_extra,
+            reports = options.delivery_reports,
         );
         let config_path = dir.path().join("simmask.toml");
         std::fs::write(&config_path, &config_text)?;

@@ -19,9 +19,14 @@
 //! send, and `AT+CNMA\r` with its `\r\nOK\r\n` instead. Each direction is
 //! counted: AT is command and answer, so the two directions take turns.
 //! Indexes and references are one digit, the fewest bytes: the ceiling is
-//! an upper bound. Status reports are not counted (they are optional).
+//! an upper bound.
+//!
+//! With delivery reports asked for (`[sms] delivery_reports`, the default),
+//! each send also brings `\r\n+CDS: <len>\r\n<STATUS-REPORT PDU>\r\n`, and
+//! on the direct path (phase 2+) its `AT+CNMA\r` and `\r\nOK\r\n`; the
+//! ceiling then counts those bytes too.
 
-use crate::pdu::{self, Address, SubmitOptions, Timestamp};
+use crate::pdu::{self, Address, StatusReport, SubmitOptions, Timestamp};
 
 /// How a message reaches the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,8 +38,15 @@ pub enum Path {
 }
 
 /// Bytes on the line for relaying `text` from `sender` to `recipient`
-/// (single-part texts; a longer one counts its first part).
-pub fn bytes_per_relay(path: Path, sender: &str, recipient: &str, text: &str) -> usize {
+/// (single-part texts; a longer one counts its first part), with or without
+/// the send's delivery report.
+pub fn bytes_per_relay(
+    path: Path,
+    sender: &str,
+    recipient: &str,
+    text: &str,
+    reports: bool,
+) -> usize {
     let timestamp = Timestamp {
         year: 2026,
         month: 1,
@@ -62,21 +74,47 @@ pub fn bytes_per_relay(path: Path, sender: &str, recipient: &str, text: &str) ->
                 text,
                 1,
                 &SubmitOptions {
-                    status_report: true,
+                    status_report: reports,
                     ..SubmitOptions::default()
                 },
             )
             .ok()
         })
         .and_then(|parts| parts.into_iter().next());
-    let (Some(deliver), Some(submit)) = (deliver, submit) else {
+    let report = Address::from_number(recipient).ok().and_then(|to| {
+        pdu::encode_status_report(
+            &StatusReport {
+                message_reference: 1,
+                recipient: to,
+                service_centre_timestamp: timestamp,
+                discharge_time: timestamp,
+                status: 0,
+                user_data: None,
+            },
+            Some(&smsc),
+        )
+        .ok()
+    });
+    let (Some(deliver), Some(submit), Some(report)) = (deliver, submit, report) else {
         return 0;
+    };
+    let report_bytes = if reports {
+        format!("\r\n+CDS: {}\r\n", report.tpdu_length).len()
+            + report.hex.len()
+            + "\r\n".len()
+            + match path {
+                Path::Stored => 0,
+                Path::Direct => "AT+CNMA\r".len() + "\r\nOK\r\n".len(),
+            }
+    } else {
+        0
     };
     let send = format!("AT+CMGS={}\r", submit.tpdu_length).len()
         + "\r\n> ".len()
         + submit.hex.len()
         + 1
-        + "\r\n+CMGS: 1\r\n\r\nOK\r\n".len();
+        + "\r\n+CMGS: 1\r\n\r\nOK\r\n".len()
+        + report_bytes;
     match path {
         Path::Stored => {
             "\r\n+CMTI: \"SM\",1\r\n".len()
@@ -114,13 +152,27 @@ mod tests {
     #[test]
     fn a_full_text_at_115200_baud_is_fifteen_relays_a_second() {
         let text = "x".repeat(160);
-        let bytes = bytes_per_relay(Path::Stored, "+447911100000", "+447912100000", &text);
+        let (from, to) = ("+447911100000", "+447912100000");
+        let bytes = bytes_per_relay(Path::Stored, from, to, &text, false);
         let ceiling = ceiling_per_second(115_200, bytes);
         assert!((15.3..15.5).contains(&ceiling), "{bytes} bytes: {ceiling}");
-        let direct = bytes_per_relay(Path::Direct, "+447911100000", "+447912100000", &text);
+        let direct = bytes_per_relay(Path::Direct, from, to, &text, false);
         assert!(
             direct < bytes,
             "no read-back and no delete: {direct} < {bytes}"
         );
+    }
+
+    #[test]
+    fn a_delivery_report_adds_its_urc_and_on_the_direct_path_its_acknowledgement() {
+        let (from, to, text) = ("+447911100000", "+447912100000", "x".repeat(160));
+        // "\r\n+CDS: 25\r\n", 25 octets of TPDU after an 8-octet SMSC
+        // address (66 hex digits), "\r\n".
+        let cds = 12 + 66 + 2;
+        for (path, extra) in [(Path::Stored, cds), (Path::Direct, cds + 8 + 6)] {
+            let without = bytes_per_relay(path, from, to, &text, false);
+            let with = bytes_per_relay(path, from, to, &text, true);
+            assert_eq!(with - without, extra, "{path:?}");
+        }
     }
 }

@@ -98,6 +98,7 @@ fn apply(old: &Config, new: &Config) -> (Config, Reload) {
         sms.reassembly_timeout_seconds
     );
     key!("sms.retention_days", LIVE, sms.retention_days);
+    key!("sms.delivery_reports", LIVE, sms.delivery_reports);
     key!("out_of_session", LIVE, out_of_session);
     key!(
         "voice.ring_timeout_seconds",

@@ -301,6 +301,12 @@ pub struct Sms {
     /// closer than this to a budget gets no new session. Default 10.
     #[serde(default = "default_reserve")]
     pub budget_reserve_percent: u8,
+    /// Ask the network for a status report on each sent message, so an
+    /// interaction becomes `delivered` or `undelivered` rather than staying
+    /// `sent`. Each report costs the line a `+CDS` (and, on phase 2+
+    /// modems, its `AT+CNMA`): about 80 bytes per message. Default true.
+    #[serde(default = "yes")]
+    pub delivery_reports: bool,
 }
 
 impl Default for Sms {
@@ -313,6 +319,7 @@ impl Default for Sms {
             max_attempts: default_attempts(),
             recipients_per_month: 0,
             budget_reserve_percent: default_reserve(),
+            delivery_reports: true,
         }
     }
 }

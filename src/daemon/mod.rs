@@ -218,6 +218,22 @@ pub async fn run(config: Config, options: RunOptions) -> Result<(), DaemonError>
     // A message the API queues (the Twilio facade's MessageInteractions)
     // goes out at once, not when the idle worker next looks.
     let relay = dispatch.relay();
+    // On a fleet, a message queued through another appliance's API for a
+    // SIM this one holds (or released by its hooks) wakes it here too.
+    if let Ok(mut wakes) = store.follow_outbox_wakes() {
+        let (relay, stop) = (relay.clone(), workers_stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    woken = wakes.recv() => match woken {
+                        Some(iccid) => relay.wake(&iccid),
+                        None => return,
+                    },
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
     state.outbox_waker = Some(Arc::new(move |iccid: &str| relay.wake(iccid)));
     let api_stop = CancellationToken::new();
     // The fleet's events on this bus and this appliance's in the fleet

@@ -319,8 +319,12 @@ impl Relay {
 
     /// Accepts a part, queued now; the future says once it is durably
     /// stored. When the SIM's worker is idle the same transaction claims
-    /// the relay, and the writer thread hands it over with `pending` (to
-    /// leave the SIM after the send) as soon as the transaction is on disk.
+    /// the relay, and the writer thread hands it over as soon as the
+    /// transaction has committed, without waiting for its fsync: a power
+    /// cut before that fsync can only repeat the relayed send (the message
+    /// is still on its SIM, read again after the restart), never lose it.
+    /// `pending` leaves the SIM after the send, and only once the
+    /// transaction is durable.
     fn accept(
         &self,
         part: InboundPart,
@@ -332,6 +336,8 @@ impl Relay {
         let rules = self.rules();
         let now = crate::clock::now();
         let confirm_iccid = iccid.clone();
+        // Said once the transaction is durable; dropped if it is not.
+        let (durable, on_durable) = tokio::sync::oneshot::channel::<()>();
         let accepted = self.store.inbound_durable_then(
             move |tx| {
                 let outcome = accept_in(tx, &part, &rules, now)?;
@@ -366,9 +372,13 @@ impl Relay {
                 if let (Ok(accepted), Some(handoff)) = (result, giver)
                     && let Some(item) = accepted.claimed.take()
                 {
-                    let after_send = lock(&pending)
-                        .take()
-                        .map(|sms| Box::pin(confirm(confirm_iccid, sms)) as AfterSend);
+                    let after_send = lock(&pending).take().map(|sms| {
+                        Box::pin(async move {
+                            if on_durable.await.is_ok() {
+                                confirm(confirm_iccid, sms).await;
+                            }
+                        }) as AfterSend
+                    });
                     handoff.hand(Handed { item, after_send });
                     accepted.handed = true;
                 }
@@ -383,6 +393,7 @@ impl Relay {
                     handed,
                     ..
                 }) => {
+                    let _ = durable.send(());
                     match &outcome {
                         InboundOutcome::Relayed { interaction_id } => {
                             if !handed {

@@ -351,7 +351,11 @@ impl<S: SmsSink> OutboxWorker<S> {
             }
         };
         self.limiter.record(self.now_ms());
-        let result = self.sink.send_sms(&to, &item.body, true).await;
+        let reports = self
+            .config
+            .as_ref()
+            .is_none_or(|config| config.get().sms.delivery_reports);
+        let result = self.sink.send_sms(&to, &item.body, reports).await;
         // The received message is committed; it leaves the SIM now.
         finish(after_send);
         match result {

@@ -125,6 +125,15 @@ impl Store {
         }
     }
 
+    /// The SIMs whose outbox another appliance (or this one) just gave
+    /// something due (LISTEN / NOTIFY), until the receiver is dropped.
+    pub fn follow_outbox_wakes(&self) -> Result<mpsc::Receiver<String>, StoreError> {
+        match &self.pg {
+            Some(pg) => Ok(pg.follow_outbox_wakes()),
+            None => Err(self.fleet_only("follow_outbox_wakes")),
+        }
+    }
+
     /// Follows the fleet's events after `after` as they come (LISTEN /
     /// NOTIFY), until the receiver is dropped.
     pub fn follow_events(&self, after: i64) -> Result<mpsc::Receiver<FleetEvent>, StoreError> {

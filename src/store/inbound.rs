@@ -124,12 +124,15 @@ impl Store {
         self.inbound_durable_then(f, |_| {})
     }
 
-    /// [`Store::inbound_durable`], with `on_durable` run on the writer
-    /// thread once the transaction is on disk, before the answer is sent.
+    /// [`Store::inbound_durable`], with `on_commit` run on the writer
+    /// thread as soon as the transaction has committed, before it is made
+    /// durable (on SQLite, before the group's fsync; PostgreSQL's commit is
+    /// durable): for the relayed send, which a power cut may repeat but
+    /// must not delay. The answer still waits for durability.
     pub fn inbound_durable_then<R, F, D>(
         &self,
         f: F,
-        on_durable: D,
+        on_commit: D,
     ) -> impl Future<Output = Result<R, StoreError>> + use<R, F, D>
     where
         R: Send + 'static,
@@ -139,7 +142,7 @@ impl Store {
         // PostgreSQL acknowledges a commit once it is durable (its
         // default `synchronous_commit`).
         if let Some(pg) = &self.pg {
-            return Either::Left(pg.inbound(f, on_durable));
+            return Either::Left(pg.inbound(f, on_commit));
         }
         Either::Right(self.call_durable(
             move |conn| {
@@ -150,7 +153,7 @@ impl Store {
                 }
                 Ok(result)
             },
-            on_durable,
+            on_commit,
         ))
     }
 

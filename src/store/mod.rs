@@ -397,16 +397,19 @@ impl Store {
     /// the caller acts on it (an inbound SMS before its delete from the
     /// SIM): the answer comes only after an fsync. Jobs queued together
     /// share that fsync, so a burst on 16 modems costs one, not 16.
-    /// `on_durable` runs on the writer thread as soon as the fsync is done,
-    /// before the answer is sent: for a hand-over that should not wait for
-    /// the caller's task to be scheduled.
+    /// `on_commit` runs on the writer thread as soon as the job has
+    /// committed, before the group's fsync: for a hand-over that may be
+    /// repeated after a power cut (a relayed send) but must wait neither
+    /// for the fsync nor for the caller's task to be scheduled. Whatever
+    /// must not happen before the commit is durable (deleting the message
+    /// from its SIM) waits for the answer.
     ///
     /// The job is queued when this is called, not when the future is first
     /// polled: callers that await on separate tasks keep their call order.
     fn call_durable<R, F, D>(
         &self,
         f: F,
-        on_durable: D,
+        on_commit: D,
     ) -> impl Future<Output = Result<R, StoreError>> + use<R, F, D>
     where
         R: Send + 'static,
@@ -420,17 +423,17 @@ impl Store {
             .jobs
             .send(Job::Durable(Box::new(move |conn| {
                 let before = conn.total_changes();
-                let result = relaxed(conn, f);
+                let mut result = relaxed(conn, f);
                 health.observe(&result, conn.total_changes() != before);
+                on_commit(&mut result);
                 Box::new(move |unsynced: Option<StoreError>| {
                     // Committed but not made durable: the caller must not
                     // act as if it were (a message stays on its SIM, to be
                     // read again and recognised).
-                    let mut result = match (result, unsynced) {
+                    let result = match (result, unsynced) {
                         (Ok(_), Some(error)) => Err(error),
                         (result, _) => result,
                     };
-                    on_durable(&mut result);
                     let _ = reply.send(result);
                 })
             })))

@@ -129,6 +129,14 @@ impl Store {
                      WHERE number NOT LIKE ?2 || '%' AND session_id IN ({ENDED})"
                 ),
                 params![cutoff, ERASED_PARTICIPANT],
+            )? + tx.execute(
+                // The first participant of a facade session that closed
+                // while waiting for its second.
+                "UPDATE twilio_participants SET identifier = NULL
+                 WHERE identifier IS NOT NULL AND session_sid IN (
+                     SELECT sid FROM twilio_sessions WHERE session_id IS NULL
+                       AND (closed_ms < ?1 OR deleted_ms < ?1))",
+                params![cutoff],
             )?;
             tx.commit()?;
             empty_wal(conn)?;
@@ -224,6 +232,12 @@ impl Store {
                  SET number = ?2 || session_id || ':' || position
                  WHERE number = ?1",
                 params![number, ERASED_PARTICIPANT],
+            )? + tx.execute(
+                // A Twilio facade session still waiting for its second
+                // participant holds the first one's number: it goes (shown
+                // `[erased]`; nobody can join that session any more).
+                "UPDATE twilio_participants SET identifier = NULL WHERE identifier = ?1",
+                params![number],
             )?;
             let audit = tx.execute(
                 "UPDATE audit SET detail = REPLACE(detail, ?1, ?2), object = REPLACE(object, ?1, ?2)
@@ -340,6 +354,106 @@ mod tests {
         assert_eq!(store.erase_bodies_older_than(NOW).await.unwrap(), 0);
         let interactions = store.interactions(session).await.unwrap();
         assert!(interactions.iter().all(|i| i.body.is_some()));
+    }
+
+    /// A Twilio facade session waiting for its second participant keeps
+    /// the first one's number on its own row: erased too.
+    #[tokio::test]
+    async fn erasing_a_number_forgets_it_as_a_waiting_facade_participant() {
+        use crate::store::{TwilioParticipantRow, TwilioService, TwilioSessionRow};
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_traffic(&dir).await;
+        let ms = crate::store::to_ms(NOW);
+        store
+            .twilio_create_service(TwilioService {
+                sid: "KS1".into(),
+                unique_name: None,
+                default_ttl: None,
+                callback_url: None,
+                intercept_callback_url: None,
+                out_of_session_callback_url: None,
+                number_selection_behavior: "prefer-sticky".into(),
+                geo_match_level: "country".into(),
+                created_ms: ms,
+                updated_ms: ms,
+            })
+            .await
+            .unwrap();
+        let row = TwilioSessionRow {
+            sid: "KC1".into(),
+            service_sid: "KS1".into(),
+            session_id: None,
+            unique_name: None,
+            ttl: None,
+            expiry_ms: None,
+            mode: "both".into(),
+            closed_ms: None,
+            deleted_ms: None,
+            created_ms: ms,
+            updated_ms: ms,
+        };
+        let waiting = TwilioParticipantRow {
+            sid: "KP1".into(),
+            session_sid: "KC1".into(),
+            position: 0,
+            identifier: Some(A.into()),
+            friendly_name: None,
+            proxy_iccid: None,
+            created_ms: ms,
+            deleted_ms: None,
+        };
+        store
+            .twilio_create_session(row, vec![waiting], None, NOW)
+            .await
+            .unwrap();
+        let counts = store
+            .erase_participant(number(A), "test".into(), NOW)
+            .await
+            .unwrap();
+        assert_eq!(counts.participants, 2, "the session's and the waiting one");
+        let values = all_values(&dir);
+        assert!(!values.iter().any(|v| v.contains(A)), "{values:?}");
+        let kept = store.twilio_participants("KC1".into()).await.unwrap();
+        assert_eq!(kept.len(), 1, "shown as erased");
+        assert_eq!(kept[0].identifier, None);
+        // Data minimisation forgets a closed waiting session's number too.
+        let row = TwilioSessionRow {
+            sid: "KC2".into(),
+            closed_ms: Some(ms),
+            ..row_template(ms)
+        };
+        let waiting = TwilioParticipantRow {
+            sid: "KP2".into(),
+            session_sid: "KC2".into(),
+            identifier: Some(B.into()),
+            ..kept[0].clone()
+        };
+        store
+            .twilio_create_session(row, vec![waiting], None, NOW)
+            .await
+            .unwrap();
+        store
+            .forget_numbers_older_than(NOW + time::Duration::days(1))
+            .await
+            .unwrap();
+        let kept = store.twilio_participants("KC2".into()).await.unwrap();
+        assert_eq!(kept[0].identifier, None);
+    }
+
+    fn row_template(ms: i64) -> crate::store::TwilioSessionRow {
+        crate::store::TwilioSessionRow {
+            sid: String::new(),
+            service_sid: "KS1".into(),
+            session_id: None,
+            unique_name: None,
+            ttl: None,
+            expiry_ms: None,
+            mode: "both".into(),
+            closed_ms: None,
+            deleted_ms: None,
+            created_ms: ms,
+            updated_ms: ms,
+        }
     }
 
     #[tokio::test]

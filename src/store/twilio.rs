@@ -8,8 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 
 use super::allocate::allocate_in;
-use super::relay::insert_outbound;
-use super::{LiveSim, NewOutbound, NewSession, SessionRecord, Store, StoreError, to_ms};
+use super::{LiveSim, NewSession, SessionRecord, Store, StoreError, to_ms};
 
 /// A Proxy Service: a pool of SIMs and its settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +257,9 @@ fn complete(
 
 impl Store {
     pub async fn twilio_create_service(&self, service: TwilioService) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_create_service(service).await;
+        }
         self.call(move |conn| {
             conn.execute(
                 &format!(
@@ -290,6 +292,9 @@ impl Store {
     }
 
     pub async fn twilio_update_service(&self, service: TwilioService) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_update_service(service).await;
+        }
         self.call(move |conn| {
             conn.execute(
                 "UPDATE twilio_services SET unique_name = ?2, default_ttl = ?3, callback_url = ?4,
@@ -323,6 +328,9 @@ impl Store {
     /// Deletes a service, its numbers and its facade sessions; whether it
     /// existed.
     pub async fn twilio_delete_service(&self, sid: String) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_delete_service(sid).await;
+        }
         self.call(move |conn| {
             Ok(conn.execute("DELETE FROM twilio_services WHERE sid = ?1", params![sid])? > 0)
         })
@@ -331,6 +339,9 @@ impl Store {
 
     /// A service by SID or unique name.
     pub async fn twilio_service(&self, key: String) -> Result<Option<TwilioService>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_service(key).await;
+        }
         self.read(move |conn| {
             Ok(conn
                 .query_row(
@@ -351,6 +362,9 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<TwilioService>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_services(limit, offset).await;
+        }
         self.read(move |conn| {
             let mut statement = conn.prepare(&format!(
                 "SELECT {SERVICE_COLUMNS} FROM twilio_services
@@ -369,6 +383,11 @@ impl Store {
         is_reserved: bool,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg
+                .twilio_add_number(service_sid, iccid, is_reserved, now)
+                .await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             conn.execute(
@@ -394,6 +413,9 @@ impl Store {
         is_reserved: bool,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_update_number(iccid, is_reserved, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             conn.execute(
@@ -406,6 +428,9 @@ impl Store {
     }
 
     pub async fn twilio_remove_number(&self, iccid: String) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_remove_number(iccid).await;
+        }
         self.call(move |conn| {
             Ok(conn.execute(
                 "DELETE FROM twilio_numbers WHERE iccid = ?1",
@@ -422,6 +447,9 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<TwilioNumber>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_numbers(service_sid, limit, offset).await;
+        }
         let limit = if limit == 0 { -1 } else { limit as i64 };
         self.read(move |conn| {
             let mut statement = conn.prepare(&format!(
@@ -436,6 +464,9 @@ impl Store {
 
     /// The pool entry of a SIM, whichever service holds it.
     pub async fn twilio_number(&self, iccid: String) -> Result<Option<TwilioNumber>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_number(iccid).await;
+        }
         self.read(move |conn| {
             Ok(conn
                 .query_row(
@@ -456,6 +487,9 @@ impl Store {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<ServiceSessionRef>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_service_sessions(service_sid, limit, offset).await;
+        }
         self.read(move |conn| {
             let mut statement = conn.prepare(
                 "SELECT sid, session_id, created FROM (
@@ -495,6 +529,9 @@ impl Store {
         service_sid: String,
         key: String,
     ) -> Result<Option<TwilioSessionRow>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_session_row(service_sid, key).await;
+        }
         self.read(move |conn| {
             Ok(conn
                 .query_row(
@@ -520,6 +557,9 @@ impl Store {
         open: Option<(NewSession, Vec<LiveSim>)>,
         now: OffsetDateTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_create_session(row, participants, open, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             insert_session(&tx, "INSERT", &row).map_err(|e| {
@@ -550,6 +590,9 @@ impl Store {
         open: Option<(NewSession, Vec<LiveSim>)>,
         now: OffsetDateTime,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_add_participant(participant, open, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             insert_participant(&tx, &participant)?;
@@ -569,6 +612,9 @@ impl Store {
         &self,
         row: TwilioSessionRow,
     ) -> Result<TwilioSessionRow, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_adopt_session(row).await;
+        }
         self.call(move |conn| {
             insert_session(conn, "INSERT OR IGNORE", &row)?;
             Ok(conn.query_row(
@@ -589,6 +635,9 @@ impl Store {
         deleted: bool,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_mark_session(sid, closed, deleted, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             conn.execute(
@@ -609,6 +658,9 @@ impl Store {
         &self,
         session_sid: String,
     ) -> Result<Vec<TwilioParticipantRow>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_participants(session_sid).await;
+        }
         self.read(move |conn| {
             let mut statement = conn.prepare(&format!(
                 "SELECT {PARTICIPANT_COLUMNS} FROM twilio_participants
@@ -625,6 +677,9 @@ impl Store {
         &self,
         participant: TwilioParticipantRow,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_record_participant(participant).await;
+        }
         self.call(move |conn| {
             write_participant(conn, "INSERT OR IGNORE", &participant)?;
             Ok(())
@@ -640,6 +695,9 @@ impl Store {
         waiting: bool,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_delete_participant(sid, waiting, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             if waiting {
@@ -654,110 +712,6 @@ impl Store {
                     params![sid, now],
                 )?;
             }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Queues an SMS from a session's proxy to one participant (Proxy's
-    /// MessageInteraction) and restarts the session's idle lifetime, in
-    /// one transaction; answers the interaction's id.
-    pub async fn twilio_queue_message(
-        &self,
-        new: NewOutbound,
-        now: OffsetDateTime,
-    ) -> Result<i64, StoreError> {
-        let now = to_ms(now);
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let outbox = insert_outbound(&tx, &new, now)?;
-            let interaction: i64 = tx.query_row(
-                "SELECT interaction_id FROM outbox WHERE id = ?1",
-                params![outbox],
-                |row| row.get(0),
-            )?;
-            tx.execute(
-                "UPDATE sessions SET last_activity_ms = MAX(last_activity_ms, ?2)
-                 WHERE id = ?1 AND status = 'open'",
-                params![new.session_id, now],
-            )?;
-            tx.commit()?;
-            Ok(interaction)
-        })
-        .await
-    }
-
-    /// Who each of a session's proxy-originated SMS went to, by
-    /// interaction id.
-    pub async fn twilio_message_targets(
-        &self,
-        session_id: String,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.read(move |conn| {
-            let mut statement = conn.prepare(
-                "SELECT id, to_number FROM interactions
-                 WHERE session_id = ?1 AND kind = 'sms' AND from_position IS NULL
-                   AND to_number IS NOT NULL",
-            )?;
-            let rows =
-                statement.query_map(params![session_id], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-    }
-
-    /// Sets an open appliance session's lifetimes: `expires` absolute (ms),
-    /// `idle_ttl` seconds; `Some(None)` removes one.
-    pub async fn twilio_set_lifetime(
-        &self,
-        session_id: String,
-        expires: Option<Option<i64>>,
-        idle_ttl: Option<Option<i64>>,
-    ) -> Result<(), StoreError> {
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            if let Some(expires) = expires {
-                tx.execute(
-                    "UPDATE sessions SET expires_ms = ?2 WHERE id = ?1 AND status = 'open'",
-                    params![session_id, expires],
-                )?;
-            }
-            if let Some(idle) = idle_ttl {
-                tx.execute(
-                    "UPDATE sessions SET idle_ttl_s = ?2 WHERE id = ?1 AND status = 'open'",
-                    params![session_id, idle],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Sets a facade session's own lifetimes (while it waits for its
-    /// second participant, or as shown once open).
-    pub async fn twilio_set_row_lifetime(
-        &self,
-        sid: String,
-        ttl: Option<Option<i64>>,
-        expiry_ms: Option<Option<i64>>,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        let now = to_ms(now);
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            if let Some(ttl) = ttl {
-                tx.execute(
-                    "UPDATE twilio_sessions SET ttl = ?2, updated_ms = ?3 WHERE sid = ?1",
-                    params![sid, ttl, now],
-                )?;
-            }
-            if let Some(expiry) = expiry_ms {
-                tx.execute(
-                    "UPDATE twilio_sessions SET expiry_ms = ?2, updated_ms = ?3 WHERE sid = ?1",
-                    params![sid, expiry, now],
-                )?;
-            }
-            tx.commit()?;
             Ok(())
         })
         .await

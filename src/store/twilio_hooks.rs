@@ -27,14 +27,14 @@ pub enum HoldKind {
 }
 
 impl HoldKind {
-    fn as_str(self) -> &'static str {
+    pub(in crate::store) fn as_str(self) -> &'static str {
         match self {
             HoldKind::Intercept => "intercept",
             HoldKind::OutOfSession => "out_of_session",
         }
     }
 
-    fn parse(text: &str) -> Self {
+    pub(in crate::store) fn parse(text: &str) -> Self {
         if text == "intercept" {
             HoldKind::Intercept
         } else {
@@ -88,9 +88,8 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         kind: HoldKind,
     ) -> Result<Option<String>, StoreError> {
-        // No Twilio service exists on PostgreSQL (its facade answers
-        // `Unsupported` there): nothing is held for one.
-        let tx = sqlite_or!(self, _pg => Ok(None));
+        // PostgreSQL's side asks in `store::pg::twilio_hooks`.
+        let tx = sqlite_or!(self, pg => pg.twilio_hook_service(proxy_iccid, kind));
         let column = match kind {
             HoldKind::Intercept => "intercept_callback_url",
             HoldKind::OutOfSession => "out_of_session_callback_url",
@@ -111,10 +110,7 @@ impl InboundTx<'_> {
         service_sid: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = sqlite_or!(self, _pg => Err(StoreError::Unsupported {
-            operation: "twilio_hold".into(),
-            backend: "postgres",
-        }));
+        let tx = sqlite_or!(self, pg => pg.twilio_hold(interaction_id, kind, service_sid, now));
         tx.prepare_cached(
             "INSERT INTO twilio_holds (interaction_id, kind, service_sid, next_ms, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -132,9 +128,7 @@ impl InboundTx<'_> {
         proxy_iccid: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        // No Twilio service exists on PostgreSQL (its facade answers
-        // `Unsupported` there): nothing is held for one.
-        let tx = sqlite_or!(self, _pg => Ok(false));
+        let tx = sqlite_or!(self, pg => pg.twilio_hold_intercept(interaction_id, proxy_iccid, now));
         let Some(service) = self.twilio_hook_service(proxy_iccid, HoldKind::Intercept)? else {
             return Ok(false);
         };
@@ -163,9 +157,8 @@ impl InboundTx<'_> {
         body: &str,
         now: OffsetDateTime,
     ) -> Result<Option<i64>, StoreError> {
-        // No Twilio service exists on PostgreSQL (its facade answers
-        // `Unsupported` there): nothing is held for one.
-        let tx = sqlite_or!(self, _pg => Ok(None));
+        let tx =
+            sqlite_or!(self, pg => pg.twilio_hold_out_of_session(proxy_iccid, sender, body, now));
         let Some(service) = self.twilio_hook_service(proxy_iccid, HoldKind::OutOfSession)? else {
             return Ok(None);
         };
@@ -186,9 +179,7 @@ impl InboundTx<'_> {
     /// removed, its parts unlinked) for the caller to route in this
     /// transaction; `None` when it is not held any more.
     pub fn twilio_take_held(&self, interaction_id: i64) -> Result<Option<HeldMessage>, StoreError> {
-        // No Twilio service exists on PostgreSQL (its facade answers
-        // `Unsupported` there): nothing is held for one.
-        let tx = sqlite_or!(self, _pg => Ok(None));
+        let tx = sqlite_or!(self, pg => pg.twilio_take_held(interaction_id));
         let found: Option<(String, Option<String>, Option<String>, bool)> = tx
             .query_row(
                 "SELECT i.proxy_iccid, i.from_number, i.body, i.incomplete FROM interactions i
@@ -236,6 +227,9 @@ impl Store {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<Hold>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_due_holds(now, lease_ms, limit).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -276,6 +270,9 @@ impl Store {
     /// At start: every hold and status callback is due now (a lease taken by a process that
     /// is gone must not wait out its minute).
     pub async fn twilio_holds_resume(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_holds_resume(now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let holds = conn.execute(
@@ -297,6 +294,9 @@ impl Store {
         interaction_id: i64,
         next: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_hold_retry(interaction_id, next).await;
+        }
         let next = to_ms(next);
         self.call(move |conn| {
             conn.execute(
@@ -316,6 +316,9 @@ impl Store {
         interaction_id: i64,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_release_intercept(interaction_id, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -352,6 +355,9 @@ impl Store {
         reason: String,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_block_intercept(interaction_id, reason, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -387,6 +393,9 @@ impl Store {
         body: String,
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_queue_callback(url, body, now).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             conn.prepare_cached(
@@ -412,6 +421,9 @@ impl Store {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<TwilioCallback>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_due_callbacks(now, lease_ms, limit).await;
+        }
         let now = to_ms(now);
         self.call(move |conn| {
             let tx = conn.transaction()?;
@@ -444,6 +456,9 @@ impl Store {
 
     /// Delivered, refused or given up: the row goes.
     pub async fn twilio_callback_done(&self, id: i64) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_callback_done(id).await;
+        }
         self.call(move |conn| {
             conn.execute("DELETE FROM twilio_callbacks WHERE id = ?1", params![id])?;
             Ok(())
@@ -457,6 +472,9 @@ impl Store {
         id: i64,
         next: OffsetDateTime,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_callback_retry(id, next).await;
+        }
         let next = to_ms(next);
         self.call(move |conn| {
             conn.execute(
@@ -470,6 +488,9 @@ impl Store {
 
     /// Holds of either kind still waiting (for status and tests).
     pub async fn twilio_holds_waiting(&self) -> Result<i64, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.twilio_holds_waiting().await;
+        }
         self.read(|conn| {
             Ok(conn.query_row("SELECT COUNT(*) FROM twilio_holds", [], |row| row.get(0))?)
         })

@@ -3,6 +3,8 @@
 //! session allocated under the masking rule. Shared by `Sessions` creates,
 //! `Participants` adds and the out-of-session callback's auto-create.
 
+use std::collections::HashSet;
+
 use axum::http::StatusCode;
 use time::{Duration, OffsetDateTime};
 
@@ -13,8 +15,31 @@ use crate::events::Event;
 use crate::masking::Mode;
 use crate::number::PhoneNumber;
 use crate::store::{
-    LiveSim, NewSession, SessionRecord, TwilioParticipantRow, TwilioService, TwilioSessionRow,
+    Backend, LiveSim, NewSession, SessionRecord, TwilioParticipantRow, TwilioService,
+    TwilioSessionRow,
 };
+
+/// What allocation needs of every SIM the facade may use: this bank's,
+/// and on a fleet the other appliances' as their appliance last stored
+/// them (offline once it stops beating its heartbeat): one facade for the
+/// fleet.
+pub(super) async fn live_sims(state: &ApiState) -> Result<Vec<LiveSim>, TwilioError> {
+    let mut live = state.pool.live_sims();
+    if state.store.backend() == Backend::Postgres {
+        let now = crate::clock::now();
+        let here: HashSet<String> = live.iter().map(|s| s.iccid.clone()).collect();
+        live.extend(
+            state
+                .store
+                .sim_statuses()
+                .await?
+                .iter()
+                .filter(|status| !here.contains(&status.iccid))
+                .map(|status| status.live(now, Duration::MAX)),
+        );
+    }
+    Ok(live)
+}
 
 /// The live SIMs of `service` a new session may use: its numbers, the
 /// reserved ones only when asked for by `ProxyIdentifier`.
@@ -32,9 +57,8 @@ pub(super) async fn pool_of(
         .filter(|n| !n.is_reserved || requested == Some(n.iccid.as_str()))
         .map(|n| n.iccid.as_str())
         .collect();
-    let live: Vec<LiveSim> = state
-        .pool
-        .live_sims()
+    let live: Vec<LiveSim> = live_sims(state)
+        .await?
         .into_iter()
         .filter(|s| s.healthy && usable.contains(&s.iccid.as_str()))
         .collect();

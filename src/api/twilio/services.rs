@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Client, Form, Paging, TwilioError, date_ms, derived_sid, ms, new_sid};
 use crate::api::ApiState;
 use crate::number::PhoneNumber;
-use crate::store::{Role, TwilioNumber, TwilioService};
+use crate::store::{LiveSim, Role, TwilioNumber, TwilioService};
 
 const SERVICE_PARAMS: &[&str] = &[
     "UniqueName",
@@ -313,13 +313,9 @@ pub(super) fn number_sid(iccid: &str) -> String {
     derived_sid("PN", iccid)
 }
 
-fn number_view(client: &Client, state: &ApiState, number: &TwilioNumber) -> Value {
+fn number_view(client: &Client, live: &[LiveSim], number: &TwilioNumber) -> Value {
     let sid = number_sid(&number.iccid);
-    let live = state
-        .pool
-        .live_sims()
-        .into_iter()
-        .find(|s| s.iccid == number.iccid);
+    let live = live.iter().find(|s| s.iccid == number.iccid);
     let voice = live.as_ref().is_some_and(|s| s.voice_capable);
     let iso_country = PhoneNumber::from_e164(&number.msisdn)
         .ok()
@@ -423,7 +419,11 @@ pub async fn add_number(
     let number = service_number(&state, &service.sid, &number_sid(&sim.iccid)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(number_view(&client, &state, &number)),
+        Json(number_view(
+            &client,
+            &super::opening::live_sims(&state).await?,
+            &number,
+        )),
     ))
 }
 
@@ -448,9 +448,10 @@ pub async fn list_numbers(
         .store
         .twilio_numbers(service.sid.clone(), paging.fetch(), paging.offset)
         .await?;
+    let live = super::opening::live_sims(&state).await?;
     let items = numbers
         .iter()
-        .map(|n| number_view(&client, &state, n))
+        .map(|n| number_view(&client, &live, n))
         .collect();
     let path = format!("/Services/{}/PhoneNumbers", service.sid);
     Ok(Json(paging.answer(&client, &path, "phone_numbers", items)))
@@ -473,7 +474,8 @@ pub async fn fetch_number(
     let (key, sid) = path;
     let service = service(&state, &key).await?;
     let number = service_number(&state, &service.sid, &sid).await?;
-    Ok(Json(number_view(&client, &state, &number)))
+    let live = super::opening::live_sims(&state).await?;
+    Ok(Json(number_view(&client, &live, &number)))
 }
 
 #[utoipa::path(post, path = "/twilio/v1/Services/{service}/PhoneNumbers/{sid}", tag = "twilio",
@@ -504,7 +506,8 @@ pub async fn update_number(
             .await?;
     }
     let number = service_number(&state, &service.sid, &sid).await?;
-    Ok(Json(number_view(&client, &state, &number)))
+    let live = super::opening::live_sims(&state).await?;
+    Ok(Json(number_view(&client, &live, &number)))
 }
 
 /// Takes a SIM out of the pool: its open sessions run to their end.

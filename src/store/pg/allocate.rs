@@ -101,7 +101,9 @@ impl PgStore {
         let mut tries = 0;
         loop {
             let (new, live) = (new.clone(), live.clone());
-            match in_transaction!(self, |tx| { self.allocate_in(&tx, new, live, now).await }) {
+            match in_transaction!(self, |tx| {
+                self.allocate_in(&tx, new, live, None, now).await
+            }) {
                 Err(StoreError::Conflict {
                     code: super::lifecycle::SIM_WITHDRAWN,
                     ..
@@ -118,6 +120,7 @@ impl PgStore {
         tx: &deadpool_postgres::Transaction<'_>,
         new: NewSession,
         live: Vec<LiveSim>,
+        among: Option<Vec<String>>,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
         let live: HashMap<String, LiveSim> =
@@ -181,9 +184,11 @@ impl PgStore {
                      st.signal_dbm, st.voice_method IS NOT NULL \
                      FROM sims s LEFT JOIN appliances a ON a.id = s.appliance_id \
                      LEFT JOIN sim_status st ON st.iccid = s.iccid \
-                     WHERE $1::TEXT IS NULL OR s.iccid = $1"
+                     WHERE (s.iccid = $1 OR ($1::TEXT IS NULL AND s.iccid NOT IN \
+                         (SELECT iccid FROM twilio_numbers WHERE is_reserved))) \
+                       AND ($4::TEXT[] IS NULL OR s.iccid = ANY($4))"
                 ),
-                &[&new.proxy, &self.appliance_id(), &timeout_ms],
+                &[&new.proxy, &self.appliance_id(), &timeout_ms, &among],
             )
             .await
             .map_err(pg_error)?;

@@ -170,7 +170,7 @@ impl PgInbound<'_> {
         let opened = handle.block_on(async {
             tokio::time::timeout(
                 STATEMENT_WAIT,
-                store.allocate_in(&savepoint, new, vec![live], now),
+                store.allocate_in(&savepoint, new, vec![live], None, now),
             )
             .await
         });

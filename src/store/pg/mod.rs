@@ -32,6 +32,9 @@ mod sessions;
 mod status;
 mod tls;
 mod tokens;
+mod twilio;
+mod twilio_hooks;
+mod wakes;
 
 use std::str::FromStr as _;
 use std::sync::{Arc, Weak};

@@ -31,7 +31,7 @@ pub(super) const NOTE_RECIPIENT: &str =
 /// `$1` interaction, `$2` now, `$3` status, `$4` detail.
 pub(super) const ADD_EVENT: &str = "INSERT INTO interaction_events (interaction_id, at_ms, status, detail) VALUES ($1, $2, $3, $4)";
 
-async fn add_event(
+pub(super) async fn add_event(
     tx: &Tx<'_>,
     interaction: i64,
     status: &str,
@@ -143,6 +143,80 @@ async fn sent(tx: &Tx<'_>, outbox_id: i64, refs: &[u8], now: i64) -> Result<(), 
     Ok(())
 }
 
+/// Queues an SMS in the caller's transaction: its interaction, first
+/// event, outbox row and the month's recipient; answers the interaction
+/// and the outbox row.
+pub(super) async fn queue_in(
+    tx: &Tx<'_>,
+    new: &NewOutbound,
+    now: i64,
+) -> Result<(i64, i64), StoreError> {
+    let from_position = new.from_position.map(i16::from);
+    let interaction: i64 = tx
+        .query_one(
+            QUEUE_INTERACTION,
+            &[
+                &new.session_id,
+                &new.proxy_iccid,
+                &from_position,
+                &new.to.e164(),
+                &new.body,
+                &now,
+            ],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    add_event(tx, interaction, "queued", "", now).await?;
+    let outbox: i64 = tx
+        .query_one(
+            QUEUE_OUTBOX,
+            &[
+                &interaction,
+                &new.proxy_iccid,
+                &new.to.e164(),
+                &new.body,
+                &now,
+            ],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    tx.execute(
+        NOTE_RECIPIENT,
+        &[&new.proxy_iccid, &month_of(from_ms(now)?), &new.to.e164()],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok((interaction, outbox))
+}
+
+/// An interaction's columns, as [`interaction_of`] reads them.
+pub(super) const INTERACTION_COLUMNS: &str = "id, kind, from_position, status, reason, body, \
+     parts, incomplete, created_ms, answered_ms, ended_ms, duration_ms, outcome, rule";
+
+/// An interaction row selected with [`INTERACTION_COLUMNS`].
+pub(super) fn interaction_of(row: &tokio_postgres::Row) -> InteractionRecord {
+    InteractionRecord {
+        id: row.get(0),
+        kind: row.get(1),
+        from_position: row
+            .get::<_, Option<i16>>(2)
+            .and_then(|p| u8::try_from(p).ok()),
+        status: row.get(3),
+        reason: row.get(4),
+        body: row.get(5),
+        parts: u32::try_from(row.get::<_, i32>(6)).unwrap_or(0),
+        incomplete: row.get(7),
+        created_ms: row.get(8),
+        answered_ms: row.get(9),
+        ended_ms: row.get(10),
+        duration_ms: row.get(11),
+        outcome: row.get(12),
+        rule: row.get(13),
+    }
+}
+
 impl PgStore {
     pub(in crate::store) async fn queue_sms(
         &self,
@@ -151,47 +225,7 @@ impl PgStore {
     ) -> Result<i64, StoreError> {
         let now = to_ms(now);
         in_transaction!(self, |tx| {
-            async {
-                let from_position = new.from_position.map(i16::from);
-                let interaction: i64 = tx
-                    .query_one(
-                        QUEUE_INTERACTION,
-                        &[
-                            &new.session_id,
-                            &new.proxy_iccid,
-                            &from_position,
-                            &new.to.e164(),
-                            &new.body,
-                            &now,
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?
-                    .get(0);
-                add_event(&tx, interaction, "queued", "", now).await?;
-                let outbox: i64 = tx
-                    .query_one(
-                        QUEUE_OUTBOX,
-                        &[
-                            &interaction,
-                            &new.proxy_iccid,
-                            &new.to.e164(),
-                            &new.body,
-                            &now,
-                        ],
-                    )
-                    .await
-                    .map_err(pg_error)?
-                    .get(0);
-                tx.execute(
-                    NOTE_RECIPIENT,
-                    &[&new.proxy_iccid, &month_of(from_ms(now)?), &new.to.e164()],
-                )
-                .await
-                .map_err(pg_error)?;
-                Ok(outbox)
-            }
-            .await
+            async { Ok(queue_in(&tx, &new, now).await?.1) }.await
         })
     }
 
@@ -355,33 +389,14 @@ impl PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, kind, from_position, status, reason, body, parts, incomplete, \
-                 created_ms, answered_ms, ended_ms, duration_ms, outcome, rule \
-                 FROM interactions WHERE session_id = $1 ORDER BY created_ms, id",
+                &format!(
+                    "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE session_id = $1 \
+                     ORDER BY created_ms, id"
+                ),
                 &[&session_id],
             )
             .await
             .map_err(pg_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| InteractionRecord {
-                id: row.get(0),
-                kind: row.get(1),
-                from_position: row
-                    .get::<_, Option<i16>>(2)
-                    .and_then(|p| u8::try_from(p).ok()),
-                status: row.get(3),
-                reason: row.get(4),
-                body: row.get(5),
-                parts: u32::try_from(row.get::<_, i32>(6)).unwrap_or(0),
-                incomplete: row.get(7),
-                created_ms: row.get(8),
-                answered_ms: row.get(9),
-                ended_ms: row.get(10),
-                duration_ms: row.get(11),
-                outcome: row.get(12),
-                rule: row.get(13),
-            })
-            .collect())
+        Ok(rows.iter().map(interaction_of).collect())
     }
 }

@@ -69,6 +69,18 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_error)?;
+                // The first participant of a facade session that closed
+                // while waiting for its second.
+                let waiting = tx
+                    .execute(
+                        "UPDATE twilio_participants SET identifier = NULL \
+                         WHERE identifier IS NOT NULL AND session_sid IN ( \
+                             SELECT sid FROM twilio_sessions WHERE session_id IS NULL \
+                               AND (closed_ms < $1 OR deleted_ms < $1))",
+                        &[&cutoff],
+                    )
+                    .await
+                    .map_err(pg_error)?;
                 let forgotten = tx
                     .execute(
                         &format!(
@@ -80,7 +92,7 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
-                Ok(count(forgotten))
+                Ok(count(forgotten) + count(waiting))
             }
             .await
         })
@@ -188,6 +200,16 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_error)?;
+                // A Twilio facade session still waiting for its second
+                // participant holds the first one's number: it goes (shown
+                // `[erased]`; nobody can join that session any more).
+                let waiting = tx
+                    .execute(
+                        "UPDATE twilio_participants SET identifier = NULL WHERE identifier = $1",
+                        &[&number],
+                    )
+                    .await
+                    .map_err(pg_error)?;
                 let audited = tx
                     .execute(
                         "UPDATE audit SET detail = REPLACE(detail, $1, $2), \
@@ -202,7 +224,7 @@ impl PgStore {
                     interactions: count(interactions),
                     inbound_parts: count(scrubbed_parts) + deleted[0],
                     outbox: count(outbox),
-                    participants: count(participants),
+                    participants: count(participants) + count(waiting),
                     auto_replies: deleted[1],
                     rails: deleted[2..].iter().sum(),
                     audit: count(audited),

@@ -327,6 +327,106 @@ CREATE TRIGGER participants_hub_side BEFORE INSERT OR UPDATE OF open, hub_code
     ON participants FOR EACH ROW EXECUTE FUNCTION participants_hub_side();
 "#;
 
+/// The Twilio Proxy facade, one for the fleet: services, their numbers,
+/// the sessions and participants created through it (a session that has
+/// both participants points at the fleet's session), the held messages
+/// waiting for a service's intercept or out-of-session callback, and the
+/// status callbacks not yet delivered. Holds and callbacks are claimed by
+/// any appliance with `FOR UPDATE SKIP LOCKED` and a lease; `leased_by`
+/// names the appliance whose lease it is, so that a restart takes back only
+/// its own.
+const V7_TWILIO: &str = r#"
+CREATE TABLE twilio_services (
+    sid                         TEXT PRIMARY KEY,
+    unique_name                 TEXT UNIQUE,
+    default_ttl                 BIGINT CHECK (default_ttl >= 0),
+    callback_url                TEXT,
+    intercept_callback_url      TEXT,
+    out_of_session_callback_url TEXT,
+    number_selection_behavior   TEXT NOT NULL DEFAULT 'prefer-sticky'
+        CHECK (number_selection_behavior IN ('prefer-sticky', 'avoid-sticky')),
+    geo_match_level             TEXT NOT NULL DEFAULT 'country',
+    created_ms                  BIGINT NOT NULL,
+    updated_ms                  BIGINT NOT NULL
+);
+
+-- A SIM belongs to at most one service.
+CREATE TABLE twilio_numbers (
+    iccid       TEXT PRIMARY KEY REFERENCES sims(iccid) ON DELETE CASCADE,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    is_reserved BOOLEAN NOT NULL DEFAULT FALSE,
+    created_ms  BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL
+);
+CREATE INDEX twilio_numbers_service ON twilio_numbers(service_sid);
+
+CREATE TABLE twilio_sessions (
+    sid         TEXT PRIMARY KEY,
+    service_sid TEXT NOT NULL REFERENCES twilio_services(sid) ON DELETE CASCADE,
+    session_id  TEXT UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+    unique_name TEXT,
+    ttl         BIGINT CHECK (ttl >= 0),
+    expiry_ms   BIGINT,
+    mode        TEXT NOT NULL CHECK (mode IN ('sms', 'voice', 'both')),
+    closed_ms   BIGINT,
+    deleted_ms  BIGINT,
+    created_ms  BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    UNIQUE (service_sid, unique_name)
+);
+CREATE INDEX twilio_sessions_service ON twilio_sessions(service_sid, created_ms);
+CREATE INDEX twilio_sessions_pending ON twilio_sessions(created_ms)
+    WHERE session_id IS NULL AND closed_ms IS NULL AND deleted_ms IS NULL;
+
+CREATE TABLE twilio_participants (
+    sid           TEXT PRIMARY KEY,
+    session_sid   TEXT NOT NULL REFERENCES twilio_sessions(sid) ON DELETE CASCADE,
+    position      SMALLINT NOT NULL CHECK (position IN (0, 1)),
+    identifier    TEXT,
+    friendly_name TEXT,
+    proxy_iccid   TEXT,
+    created_ms    BIGINT NOT NULL,
+    deleted_ms    BIGINT,
+    UNIQUE (session_sid, position)
+);
+
+CREATE TABLE twilio_holds (
+    interaction_id BIGINT PRIMARY KEY REFERENCES interactions(id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL CHECK (kind IN ('intercept', 'out_of_session')),
+    service_sid    TEXT NOT NULL,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_ms        BIGINT NOT NULL,
+    created_ms     BIGINT NOT NULL,
+    leased_by      BIGINT REFERENCES appliances(id)
+);
+CREATE INDEX twilio_holds_due ON twilio_holds(next_ms);
+
+CREATE TABLE twilio_callbacks (
+    id         BIGSERIAL PRIMARY KEY,
+    url        TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    next_ms    BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    leased_by  BIGINT REFERENCES appliances(id)
+);
+CREATE INDEX twilio_callbacks_due ON twilio_callbacks(next_ms);
+
+-- A message queued (or released) for a SIM wakes the appliance that holds
+-- it, whichever appliance queued it: the facade's MessageInteractions and
+-- the held messages' decisions are made through any appliance.
+CREATE FUNCTION simmask_outbox_wake() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('simmask_outbox', NEW.proxy_iccid);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER outbox_queued AFTER INSERT ON outbox
+    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION simmask_outbox_wake();
+CREATE TRIGGER outbox_released AFTER UPDATE OF next_attempt_ms ON outbox
+    FOR EACH ROW WHEN (NEW.state = 'queued' AND NEW.next_attempt_ms < OLD.next_attempt_ms)
+    EXECUTE FUNCTION simmask_outbox_wake();
+"#;
+
 /// Whose clock wrote a session's deadlines: each appliance keeps its own
 /// time (a Pi has no real-time clock), and when one steps its clock it
 /// moves the deadlines it wrote, not the other appliances'. The pool's
@@ -368,6 +468,7 @@ const ALL: &[&str] = &[
     V4_IMPORTS,
     V5_CALLBACKS,
     V6_HUBS,
+    V7_TWILIO,
     V8_SESSION_CLOCKS,
 ];
 
