@@ -386,3 +386,159 @@ async fn the_database_away_is_an_outage_and_the_part_is_stored_once_back() {
     );
     assert_eq!(queued(&store).await, [(B.to_string(), "wait".to_string())]);
 }
+
+/// Waits until some transaction on `url` waits for a lock (the inbound
+/// worker's, in the test below).
+async fn until_a_lock_is_awaited(raw: &tokio_postgres::Client, kind: &str) {
+    for _ in 0..300 {
+        let waiting: i64 = raw
+            .query_one(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND locktype = $1",
+                &[&kind],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    panic!("nothing waits for a {kind} lock: the inbound transaction did not take it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_and_a_message_of_the_same_person_never_cross() {
+    let pg = Postgres::start();
+    let (store, _session) = store_with_session(&pg, "erasing").await;
+    let url = pg.url("erasing");
+    let watch = Postgres::client(&url).await;
+
+    // An erasure of A holds A's lock (as `simmask erase` does): A's message
+    // waits for it, nothing of it is stored meanwhile.
+    let mut erasing = Postgres::client(&url).await;
+    let held = erasing.transaction().await.unwrap();
+    held.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&A],
+    )
+    .await
+    .unwrap();
+    let relay = tokio::spawn({
+        let store = store.clone();
+        async move { accept_inbound(&store, part(A, "0E", None, "secret"), reject(), now()).await }
+    });
+    until_a_lock_is_awaited(&watch, "advisory").await;
+    let stored: i64 = watch
+        .query_one(
+            "SELECT COUNT(*) FROM inbound_parts WHERE sender = $1",
+            &[&A],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+    // The real erasure queues behind the message, which commits first
+    // (relayed: the session was open) and is then erased with the rest.
+    let erase = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .erase_participant(number(A), "test".into(), now())
+                .await
+        }
+    });
+    held.commit().await.unwrap();
+    let outcome = relay.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, InboundOutcome::Relayed { .. }),
+        "{outcome:?}"
+    );
+    erase.await.unwrap().unwrap();
+    for (sql, what) in [
+        (
+            "SELECT COUNT(*) FROM inbound_parts WHERE sender = $1 OR text = 'secret'",
+            "parts",
+        ),
+        (
+            "SELECT COUNT(*) FROM interactions WHERE from_number = $1 OR to_number = $1 \
+             OR body = 'secret'",
+            "interactions",
+        ),
+        (
+            "SELECT COUNT(*) FROM outbox WHERE to_number = $1 OR body = 'secret'",
+            "outbox",
+        ),
+    ] {
+        let left: i64 = watch.query_one(sql, &[&A]).await.unwrap().get(0);
+        assert_eq!(left, 0, "{what} still name A or hold the message");
+    }
+    assert!(queued(&store).await.is_empty());
+
+    // The other side: B's message in a session whose other participant is
+    // being erased. The erasure ends the session first (its row locked):
+    // the message waits, then finds the session ended and is not relayed
+    // to the erased person.
+    let session = store
+        .open_session(
+            NewSession {
+                participants: [number(B), number(X)],
+                mode: Mode::Both,
+                ttl: None,
+                idle_ttl: None,
+                label: None,
+                sticky: false,
+                actor: "test".into(),
+                fallback_number: None,
+                proxy: None,
+                limits: PoolLimits::default(),
+            },
+            vec![LiveSim {
+                iccid: PROXY.into(),
+                healthy: true,
+                signal_dbm: Some(-70),
+                voice_capable: true,
+            }],
+            now(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let held = erasing.transaction().await.unwrap();
+    held.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&X],
+    )
+    .await
+    .unwrap();
+    held.execute(
+        "UPDATE sessions SET status = 'closed', close_reason = 'erased', ended_ms = 1 \
+         WHERE id = $1",
+        &[&session],
+    )
+    .await
+    .unwrap();
+    held.execute(
+        "UPDATE participants SET open = FALSE WHERE session_id = $1",
+        &[&session],
+    )
+    .await
+    .unwrap();
+    let relay = tokio::spawn({
+        let store = store.clone();
+        async move { accept_inbound(&store, part(B, "0F", None, "for X"), reject(), now()).await }
+    });
+    until_a_lock_is_awaited(&watch, "transactionid").await;
+    held.commit().await.unwrap();
+    let outcome = relay.await.unwrap().unwrap();
+    assert!(
+        !matches!(outcome, InboundOutcome::Relayed { .. }),
+        "{outcome:?}"
+    );
+    let to_x: i64 = watch
+        .query_one("SELECT COUNT(*) FROM outbox WHERE to_number = $1", &[&X])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(to_x, 0, "a message was queued to the person being erased");
+}

@@ -13,7 +13,7 @@ use super::session::CliError;
 use super::{Output, output};
 use crate::config::Config;
 use crate::number::PhoneNumber;
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// `simmask erase NUMBER`.
 pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCode> {
@@ -41,11 +41,58 @@ pub fn erase(config: &Path, number: &str, out: Output) -> anyhow::Result<ExitCod
 /// `simmask backup OUT`.
 pub fn backup(config: &Path, file: &Path, out: Output) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    out.emit(&backup_store(&config, file)?, |value, _| {
+    let report = match config.store.location() {
+        Ok(Location::Postgres(url)) => super::runtime()?.block_on(backup_fleet(&url, file))?,
+        _ => backup_store(&config, file)?,
+    };
+    out.emit(&report, |value, _| {
+        let of = match value["database"].as_str() {
+            Some(database) => format!(" of {database} (pg_dump's custom format)"),
+            None => String::new(),
+        };
         format!(
-            "Backed up to {} ({}).",
+            "Backed up{of} to {} ({}).",
             output::text(&value["backup"]),
             output::bytes(value["bytes"].as_u64().unwrap_or(0))
+        )
+    })
+}
+
+/// A fleet's backup: `pg_dump` of its database into `file`.
+async fn backup_fleet(url: &str, file: &Path) -> Result<Value, CliError> {
+    let done = Store::backup_postgres(url, file).await?;
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({
+        "backup": file.display().to_string(),
+        "bytes": bytes,
+        "database": done.database,
+        "schema": done.schema,
+        "pg_dump": done.pg_dump,
+    }))
+}
+
+/// A fleet's restore: the `pg_dump` archive `backup` into the configured,
+/// empty database.
+fn restore_fleet(url: &str, backup: &Path, replace: bool, out: Output) -> anyhow::Result<ExitCode> {
+    if replace {
+        anyhow::bail!(
+            "--replace sets an SQLite file aside; a fleet's database is never restored over: \
+             create a new, empty database, point [store] url at it and restore into it"
+        );
+    }
+    let done = super::runtime()?.block_on(Store::restore_postgres(url, backup))?;
+    let report = json!({
+        "restored": done.database,
+        "from": backup.display().to_string(),
+        "backup_schema": done.backup_schema,
+        "schema": done.schema,
+        "set_aside": null,
+    });
+    out.emit(&report, |value, _| {
+        format!(
+            "Restored {} into {}. Start the fleet's appliances now.",
+            output::text(&value["from"]),
+            output::text(&value["restored"])
         )
     })
 }
@@ -58,6 +105,11 @@ pub fn restore(
     out: Output,
 ) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
+    if let Ok(Location::Postgres(url)) = config.store.location() {
+        // A running daemon of the fleet has made its tables: the database
+        // is not empty, and the restore refuses it.
+        return restore_fleet(&url, backup, replace, out);
+    }
     if super::runtime()?
         .block_on(crate::doctor::daemon_clock(&config))
         .is_some()

@@ -135,7 +135,8 @@ pub enum Command {
         #[command(subcommand)]
         command: hub::HubCommand,
     },
-    /// Copy the database consistently while the daemon runs.
+    /// Copy the database consistently while the daemon runs (on a fleet:
+    /// `pg_dump` of its PostgreSQL database, in the custom format).
     Backup {
         /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -144,7 +145,9 @@ pub enum Command {
         out: PathBuf,
     },
     /// Restore a backup onto this installation (the daemon stopped): the
-    /// sessions, their interactions and the API tokens come back.
+    /// sessions, their interactions and the API tokens come back. On a
+    /// fleet: `pg_restore` into the configured database, which must be
+    /// empty.
     Restore {
         /// The configuration file (its [store] path receives the backup).
         #[arg(long, default_value = DEFAULT_CONFIG)]

@@ -33,7 +33,7 @@ pub struct TrafficHour {
     pub sent: u32,
 }
 
-const HOUR_MS: i64 = 3_600_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 
 impl Store {
     /// Every modem the bank has seen, by IMEI.
@@ -96,6 +96,9 @@ impl Store {
     /// SMS relayed in sessions since `since`: participants' messages taken
     /// for relay, whatever became of the send (blocked ones are not).
     pub async fn messages_relayed_since(&self, since: OffsetDateTime) -> Result<u32, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.messages_relayed_since(since).await;
+        }
         let since = to_ms(since);
         self.call(move |conn| {
             Ok(conn
@@ -117,6 +120,9 @@ impl Store {
         since: OffsetDateTime,
     ) -> Result<Vec<TrafficHour>, StoreError> {
         let since = to_ms(since).div_euclid(HOUR_MS) * HOUR_MS;
+        if let Some(pg) = &self.pg {
+            return pg.sim_traffic_by_hour(iccid, since).await;
+        }
         self.call(move |conn| {
             let mut hours: std::collections::BTreeMap<i64, TrafficHour> = Default::default();
             let mut statement = conn.prepare_cached(

@@ -26,6 +26,26 @@ impl Store {
         pg.migrate_from_sqlite(source).await
     }
 
+    /// `simmask backup` on a fleet: a consistent `pg_dump` (custom format)
+    /// of the database at `url` into `out`, while the daemons keep writing.
+    pub async fn backup_postgres(
+        url: &str,
+        out: &std::path::Path,
+    ) -> Result<super::PgBackup, StoreError> {
+        super::pg::backup(url, out).await
+    }
+
+    /// `simmask restore` on a fleet: the archive `backup` (as
+    /// [`Store::backup_postgres`] wrote it) into the empty database at
+    /// `url` with `pg_restore`, in one transaction, then migrated to this
+    /// simmask's schema. A database with tables is refused.
+    pub async fn restore_postgres(
+        url: &str,
+        backup: &std::path::Path,
+    ) -> Result<super::PgRestore, StoreError> {
+        super::pg::restore(url, backup).await
+    }
+
     fn fleet_only(&self, operation: &str) -> StoreError {
         StoreError::Unsupported {
             operation: format!("{operation} (a fleet needs [store] backend = \"postgres\")"),

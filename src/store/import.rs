@@ -27,6 +27,9 @@ impl Store {
         sessions: Vec<ImportedSession>,
         now: OffsetDateTime,
     ) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.import_sessions(sessions, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             let mut ids = Vec::with_capacity(sessions.len());

@@ -53,8 +53,8 @@ pub use inbound::{HeldPart, InboundTx, ReceivedPart, WaitingMessage};
 pub use integrity::{IntegrityCheck, MAX_PROBLEMS, WriteFailure, quick_check_file};
 pub use migrations::latest_version;
 pub use pg::{
-    ApplianceRecord, DEFAULT_HEARTBEAT_TIMEOUT, FleetEvent, LeftBehind, MigrationReport,
-    TableCount, redacted as redacted_url,
+    ApplianceRecord, DEFAULT_HEARTBEAT_TIMEOUT, FleetEvent, LeftBehind, MigrationReport, PgBackup,
+    PgRestore, TableCount, redacted as redacted_url,
 };
 pub use pool::{SimStatusRecord, SimStorage};
 pub use rails::{BlockRecord, BlockedMessage, PARTICIPANT_WINDOW, RecentMessage};
@@ -139,6 +139,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database: {0}")]
     Postgres(tokio_postgres::Error),
+    /// PostgreSQL's own tools (`pg_dump`, `pg_restore`) are missing, too
+    /// old, or refused (a fleet's backup and restore).
+    #[error("{0}")]
+    PgTool(String),
 }
 
 /// The database server does not answer (PostgreSQL): since when and why.

@@ -442,6 +442,9 @@ impl Store {
         actor: String,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.retire_sim(iccid, actor, now).await;
+        }
         self.call(move |conn| {
             let tx = conn.transaction()?;
             sim_by_iccid(&tx, &iccid)?;
@@ -616,8 +619,12 @@ impl Store {
 
     /// Moves the deadlines of every open session by `by` (after the clock
     /// was stepped by as much), so each keeps the time it had left; returns
-    /// how many moved.
+    /// how many moved. On a fleet, only the deadlines this appliance's clock
+    /// wrote move: the others were written by clocks that did not step.
     pub async fn shift_open_sessions(&self, by: time::Duration) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.shift_open_sessions(by).await;
+        }
         let by_ms = i64::try_from(by.whole_milliseconds()).unwrap_or(i64::MAX);
         self.call(move |conn| {
             Ok(conn

@@ -208,6 +208,35 @@ pub fn store_in_postgres(config: &Path, url: &str) {
     std::fs::write(config, text).unwrap();
 }
 
+impl Postgres {
+    /// Turns TLS on with the certificate `cert_pem` and its key `key_pem`
+    /// (PEM), restarting the server: `ssl = on` in its configuration, the
+    /// files in its data directory as PostgreSQL wants them (the server's
+    /// own, mode 0600).
+    pub fn enable_ssl(&self, cert_pem: &str, key_pem: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data();
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if self.as_postgres {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&path)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chown {name} to postgres");
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let text = std::fs::read_to_string(&conf).unwrap() + "\nssl = on\n";
+        std::fs::write(&conf, text).unwrap();
+        self.stop();
+        self.start_again();
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let program = self.bin.join("pg_ctl");

@@ -96,7 +96,21 @@ impl PgStore {
         live: Vec<LiveSim>,
         now: OffsetDateTime,
     ) -> Result<SessionRecord, StoreError> {
-        in_transaction!(self, |tx| self.allocate_in(&tx, new, live, None, now).await)
+        // A SIM withdrawn under the opening (see `lifecycle::hold_proxy`):
+        // allocation again, which now sees it and takes another.
+        let mut tries = 0;
+        loop {
+            let (new, live) = (new.clone(), live.clone());
+            match in_transaction!(self, |tx| {
+                self.allocate_in(&tx, new, live, None, now).await
+            }) {
+                Err(StoreError::Conflict {
+                    code: super::lifecycle::SIM_WITHDRAWN,
+                    ..
+                }) if tries < 2 => tries += 1,
+                other => return other,
+            }
+        }
     }
 
     /// Allocates and writes a session inside the caller's transaction
@@ -263,6 +277,7 @@ impl PgStore {
             hubs: hubs.clone(),
         };
         let proxy = allocation::allocate(&request, &candidates)?.iccid.clone();
+        super::lifecycle::hold_proxy(tx, &proxy).await?;
 
         let id = format!("ses_{:016x}", rand::random::<u64>());
         let expires = new.ttl.map(|ttl| to_ms(now + ttl));

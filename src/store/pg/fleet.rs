@@ -271,18 +271,22 @@ impl PgStore {
         tokio::spawn(async move {
             let mut last = after;
             loop {
-                let (client, mut connection) =
-                    match store.inner.config.connect(tokio_postgres::NoTls).await {
-                        Ok(pair) => pair,
-                        Err(error) => {
-                            tracing::warn!(%error, "fleet: cannot listen for events; retrying");
-                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                            if send.is_closed() {
-                                return;
-                            }
-                            continue;
+                let (client, mut connection) = match store
+                    .inner
+                    .config
+                    .connect(store.inner.connector.clone())
+                    .await
+                {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "fleet: cannot listen for events; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        if send.is_closed() {
+                            return;
                         }
-                    };
+                        continue;
+                    }
+                };
                 let (wake, mut woken) = mpsc::channel::<()>(16);
                 let pump = tokio::spawn(async move {
                     let mut messages =

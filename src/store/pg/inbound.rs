@@ -126,6 +126,7 @@ fn run<R>(
         tx,
         handle,
         store: store.clone(),
+        locked: std::sync::Mutex::new(std::collections::HashSet::new()),
     });
     let result = f(&mut inbound)?;
     if let Some(pg) = inbound.into_pg() {
@@ -161,6 +162,9 @@ pub(in crate::store) struct PgInbound<'c> {
     pub(super) tx: deadpool_postgres::Transaction<'c>,
     pub(super) handle: Handle,
     pub(super) store: PgStore,
+    /// The people whose lock this transaction holds (see
+    /// [`PgInbound::lock_person`]).
+    pub(super) locked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -226,6 +230,26 @@ impl PgInbound<'_> {
         Ok(self.query_opt(sql, params)?.is_some())
     }
 
+    /// Takes `person`'s lock, shared, before the transaction reads or
+    /// writes anything naming them: `simmask erase` holds it exclusively,
+    /// so a message from a person being erased is committed before the
+    /// erasure begins (which then removes it) or read after it ends, never
+    /// stored behind its back. Allocation holds it too: an opening for the
+    /// person and their message do not cross either.
+    pub(super) fn lock_person(&self, person: &PhoneNumber) -> Result<(), StoreError> {
+        let key = person.e164().to_string();
+        let mut locked = self.locked.lock().unwrap_or_else(|e| e.into_inner());
+        if locked.contains(&key) {
+            return Ok(());
+        }
+        self.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+            &[&key],
+        )?;
+        locked.insert(key);
+        Ok(())
+    }
+
     /// Commits (the caller answers only after this).
     pub(in crate::store) fn commit(self) -> Result<(), StoreError> {
         wait(&self.handle, self.tx.commit())
@@ -247,6 +271,7 @@ impl PgInbound<'_> {
         let reference = concat.map(|c| i32::from(c.reference));
         let total = concat.map(|c| i32::from(c.total));
         let sequence = concat.map(|c| i32::from(c.sequence));
+        self.lock_person(&part.sender)?;
         Ok(self
             .query_opt(
                 "INSERT INTO inbound_parts (proxy_iccid, sender, storage, storage_index, pdu_hex, \
@@ -276,6 +301,7 @@ impl PgInbound<'_> {
         reference: u16,
         total: u8,
     ) -> Result<Vec<HeldPart>, StoreError> {
+        self.lock_person(sender)?;
         self.query(
             "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts \
              WHERE proxy_iccid = $1 AND sender = $2 AND concat_ref = $3 AND concat_total = $4 \
@@ -327,6 +353,7 @@ impl PgInbound<'_> {
         proxy_iccid: &str,
         sender: &PhoneNumber,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        self.lock_person(sender)?;
         let id: Option<String> = self
             .query_opt(
                 "SELECT session_id FROM participants \
@@ -334,8 +361,18 @@ impl PgInbound<'_> {
                 &[&proxy_iccid, &sender.e164()],
             )?
             .map(|row| row.get(0));
-        id.map(|id| self.wait_store(session_by_id(&self.tx, &id)))
-            .transpose()
+        let Some(id) = id else { return Ok(None) };
+        // The session's row, held until the commit: an erasure of the other
+        // participant ends the session first, so it waits for this message
+        // to be committed (and then erases what it queued), or it ended the
+        // session already and the message is not relayed to them.
+        if !self.exists(
+            "SELECT 1 FROM sessions WHERE id = $1 AND status = 'open' FOR SHARE",
+            &[&id],
+        )? {
+            return Ok(None);
+        }
+        self.wait_store(session_by_id(&self.tx, &id)).map(Some)
     }
 
     pub(in crate::store) fn last_auto_reply(

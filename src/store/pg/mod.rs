@@ -12,11 +12,14 @@ mod allocate;
 mod audit;
 mod callbacks;
 mod calls;
+mod dump;
 mod export;
 mod fleet;
 mod hubs;
+mod import;
 mod inbound;
 mod inbound_rails;
+mod lifecycle;
 mod migrate;
 mod migrate_tables;
 mod pool;
@@ -27,18 +30,19 @@ mod retention;
 mod schema;
 mod sessions;
 mod status;
+mod tls;
 mod tokens;
 mod twilio;
 mod twilio_hooks;
 mod wakes;
 
-use std::str::FromStr;
+use std::str::FromStr as _;
 use std::sync::{Arc, Weak};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use time::OffsetDateTime;
-use tokio_postgres::NoTls;
 
+pub use dump::{PgBackup, PgRestore, backup, restore};
 pub use fleet::{ApplianceRecord, FleetEvent};
 pub(in crate::store) use inbound::PgInbound;
 pub use migrate::{LeftBehind, MigrationReport, TableCount};
@@ -64,6 +68,8 @@ pub(in crate::store) struct Inner {
     heartbeat_timeout: std::time::Duration,
     /// For connections of their own (LISTEN).
     config: tokio_postgres::Config,
+    /// TLS as the url's `sslmode` and `sslrootcert` ask.
+    connector: tls::Connector,
     /// Since when, and why, the database does not answer: set by a call
     /// that could not reach it, cleared by the next heartbeat that does.
     outage: std::sync::Mutex<Option<super::DatabaseOutage>>,
@@ -74,7 +80,7 @@ pub(in crate::store) struct Inner {
 /// `url` as it may be shown: user, host, port and database, never the
 /// password.
 pub fn redacted(url: &str) -> String {
-    match tokio_postgres::Config::from_str(url) {
+    match tokio_postgres::Config::from_str(&tls::split_tls(url).0) {
         Ok(config) => {
             let user = config.get_user().unwrap_or("");
             let hosts: Vec<String> = config
@@ -126,28 +132,52 @@ impl PgStore {
         appliance: &str,
         heartbeat_timeout: std::time::Duration,
     ) -> Result<Self, StoreError> {
-        let shown = redacted(url);
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Unavailable(format!("{shown}: not a PostgreSQL url ({e})")))?;
+        let (mut config, tls, shown) = tls::parse_with_tls(url)?;
+        let connector = tls::Connector::new(&tls)?;
+        // What pg_stat_activity shows the database's administrator.
+        if config.get_application_name() == Some("simmask") {
+            config.application_name(format!("simmask {appliance}"));
+        }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        // Every connection names its appliance, for the trigger that stamps
+        // whose clock wrote a session's deadlines (schema v8).
+        let name = appliance.to_string();
         let pool = Pool::builder(manager)
+            .post_create(deadpool_postgres::Hook::async_fn(move |client, _| {
+                let name = name.clone();
+                Box::pin(async move {
+                    client
+                        .execute(
+                            "SELECT set_config('simmask.appliance', $1, false)",
+                            &[&name],
+                        )
+                        .await
+                        .map_err(deadpool_postgres::HookError::Backend)?;
+                    Ok(())
+                })
+            }))
             .max_size(16)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(std::time::Duration::from_secs(5)))
             .wait_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
-        let mut client = pool.get().await.map_err(|e| match pool_error(e) {
-            StoreError::Unavailable(message) => {
-                StoreError::Unavailable(format!("{shown}: {message}"))
+        let mut client = pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(error) => {
+                StoreError::Unavailable(format!("{shown}: {}", tls::explained(&error, &tls)))
             }
-            other => other,
+            e => match pool_error(e) {
+                StoreError::Unavailable(message) => {
+                    StoreError::Unavailable(format!("{shown}: {message}"))
+                }
+                other => other,
+            },
         })?;
         schema::migrate(&mut client).await?;
         let now = to_ms(OffsetDateTime::now_utc());
@@ -170,6 +200,7 @@ impl PgStore {
                 shown,
                 heartbeat_timeout,
                 config,
+                connector,
                 outage: std::sync::Mutex::new(None),
                 inbound,
             }),

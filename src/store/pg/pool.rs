@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use time::OffsetDateTime;
 
-use super::super::api_queries::SimCounters;
+use super::super::api_queries::{HOUR_MS, SimCounters, TrafficHour};
 use super::super::pool::SimStorage;
 use super::super::sessions::ModemRecord;
 use super::super::{StoreError, from_ms, to_ms};
@@ -82,6 +82,64 @@ impl PgStore {
             counters.entry(row.get(0)).or_default().open_sessions = count(row.get(1));
         }
         Ok(counters)
+    }
+
+    pub(in crate::store) async fn messages_relayed_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<u32, StoreError> {
+        let client = self.client().await?;
+        let relayed: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM interactions \
+                 WHERE created_ms >= $1 AND kind = 'sms' AND session_id IS NOT NULL \
+                 AND from_position IS NOT NULL AND status NOT IN ('blocked', 'dropped')",
+                &[&to_ms(since)],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(count(relayed))
+    }
+
+    /// `iccid`'s traffic per hour from `since` (the start of an hour) on,
+    /// whichever appliance held the SIM at the time.
+    pub(in crate::store) async fn sim_traffic_by_hour(
+        &self,
+        iccid: String,
+        since_ms: i64,
+    ) -> Result<Vec<TrafficHour>, StoreError> {
+        let client = self.client().await?;
+        let mut hours: BTreeMap<i64, TrafficHour> = BTreeMap::new();
+        for (sql, received) in [
+            (
+                "SELECT received_ms / $3, COUNT(*) FROM inbound_parts \
+                 WHERE proxy_iccid = $1 AND received_ms >= $2 GROUP BY 1",
+                true,
+            ),
+            (
+                "SELECT sent_ms / $3, COUNT(*) FROM outbox \
+                 WHERE proxy_iccid = $1 AND sent_ms >= $2 GROUP BY 1",
+                false,
+            ),
+        ] {
+            for row in client
+                .query(sql, &[&iccid, &since_ms, &HOUR_MS])
+                .await
+                .map_err(pg_error)?
+            {
+                let hour: i64 = row.get(0);
+                let entry = hours.entry(hour).or_default();
+                entry.hour_ms = hour * HOUR_MS;
+                let n = count(row.get(1));
+                if received {
+                    entry.received = n;
+                } else {
+                    entry.sent = n;
+                }
+            }
+        }
+        Ok(hours.into_values().collect())
     }
 
     pub(in crate::store) async fn sim_budget_use(

@@ -427,6 +427,39 @@ CREATE TRIGGER outbox_released AFTER UPDATE OF next_attempt_ms ON outbox
     EXECUTE FUNCTION simmask_outbox_wake();
 "#;
 
+/// Whose clock wrote a session's deadlines: each appliance keeps its own
+/// time (a Pi has no real-time clock), and when one steps its clock it
+/// moves the deadlines it wrote, not the other appliances'. The pool's
+/// connections name their appliance (`simmask.appliance`), and the trigger
+/// stamps every write of `expires_ms` or `last_activity_ms` with it,
+/// whichever statement made it.
+const V8_SESSION_CLOCKS: &str = r#"
+ALTER TABLE sessions ADD COLUMN expires_by BIGINT, ADD COLUMN activity_by BIGINT;
+
+CREATE FUNCTION sessions_clock_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    me BIGINT := (SELECT id FROM appliances
+                  WHERE name = current_setting('simmask.appliance', true));
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.expires_by := me;
+        NEW.activity_by := me;
+    ELSE
+        IF NEW.expires_ms IS DISTINCT FROM OLD.expires_ms THEN
+            NEW.expires_by := me;
+        END IF;
+        IF NEW.last_activity_ms IS DISTINCT FROM OLD.last_activity_ms THEN
+            NEW.activity_by := me;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER sessions_clock_stamp BEFORE INSERT OR UPDATE OF expires_ms, last_activity_ms
+    ON sessions FOR EACH ROW EXECUTE FUNCTION sessions_clock_stamp();
+"#;
+
 /// Every migration, in order; the schema's version is their count.
 const ALL: &[&str] = &[
     V1_FLEET,
@@ -436,6 +469,7 @@ const ALL: &[&str] = &[
     V5_CALLBACKS,
     V6_HUBS,
     V7_TWILIO,
+    V8_SESSION_CLOCKS,
 ];
 
 /// The schema version this simmask writes.
