@@ -327,6 +327,13 @@ CREATE TRIGGER participants_hub_side BEFORE INSERT OR UPDATE OF open, hub_code
     ON participants FOR EACH ROW EXECUTE FUNCTION participants_hub_side();
 "#;
 
+/// SQLite's `SENT_TIMES`: the SMSC's time of each received message, which
+/// loop protection orders a session's messages by; NULL for the rest and
+/// for the rows before (their arrival time stands in).
+const V9_SENT_TIMES: &str = r#"
+ALTER TABLE interactions ADD COLUMN sent_ms BIGINT;
+"#;
+
 /// Every migration, in order; the schema's version is their count.
 const ALL: &[&str] = &[
     V1_FLEET,
@@ -335,6 +342,7 @@ const ALL: &[&str] = &[
     V4_IMPORTS,
     V5_CALLBACKS,
     V6_HUBS,
+    V9_SENT_TIMES,
 ];
 
 /// The schema version this simmask writes.
