@@ -4,7 +4,9 @@
 //! message meet in call order whatever their arrival, the reassembly sweep
 //! relays what waited too long once, STOP and START, the auto-reply's
 //! limit, a claim in the same transaction, a failed transaction leaves
-//! nothing, and the database away is an outage the caller sees.
+//! nothing, the database away is an outage the caller sees, and each
+//! relay keeps its SMSC time, which loop protection goes by (a backlog
+//! read at once is no loop; machines answering each other are).
 
 mod pg_common;
 
@@ -17,11 +19,12 @@ use simmask::masking::allocation::PoolLimits;
 use simmask::masking::lifecycle::{CloseReason, SessionStatus};
 use simmask::masking::policy::OutOfSessionPolicy;
 use simmask::number::PhoneNumber;
-use simmask::pdu::Concat;
+use simmask::pdu::{Address, Concat, Timestamp, encode_deliver};
 use simmask::sms::accept::{InboundOutcome, InboundPart, accept_inbound, sweep_incomplete};
+use simmask::sms::intake::{Intake, intake};
 use simmask::sms::rails::Rules;
 use simmask::store::{LiveSim, Location, NewSession, Store, StoreError};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 const TIMEOUT: StdDuration = StdDuration::from_secs(30);
 const A: &str = "+447911000001";
@@ -541,4 +544,126 @@ async fn an_erasure_and_a_message_of_the_same_person_never_cross() {
         .unwrap()
         .get(0);
     assert_eq!(to_x, 0, "a message was queued to the person being erased");
+}
+
+/// `text` from `from`, stamped `written` by the sender's SMSC, as the
+/// modem driver decodes its parts.
+fn delivered(from: &str, text: &str, written: OffsetDateTime, reference: u16) -> Vec<InboundPart> {
+    let pdus = encode_deliver(
+        &Address::international(from.trim_start_matches('+')),
+        text,
+        Timestamp::from_datetime(written),
+        reference,
+        None,
+    )
+    .unwrap();
+    pdus.iter()
+        .map(|pdu| match intake(PROXY, None, &pdu.hex, None).unwrap() {
+            Intake::Part(part) => part,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_keep_their_smsc_time_and_loop_protection_goes_by_it() {
+    let pg = Postgres::start();
+    let (store, session) = store_with_session(&pg, "sent_times").await;
+    let rules = Arc::new(Rules::default());
+    let lines = [
+        "are you on the train yet",
+        "just got on, it's packed",
+        "which carriage are you in",
+        "the fourth one, near the doors",
+        "ok I'm coming through",
+        "wait, the doors are closing",
+        "made it, see you in a minute",
+        "found a seat by the window",
+        "I can see you now",
+        "waving at you",
+        "what a morning",
+        "coffee later? my treat",
+    ];
+    // A replug's backlog: twelve turns written over six minutes (stamped
+    // at UTC+1), read within a second.
+    let replug = now().replace_nanosecond(0).unwrap();
+    let first =
+        (replug - Duration::minutes(7)).to_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
+    for (i, line) in (0_i64..).zip(lines) {
+        let from = if i % 2 == 0 { A } else { B };
+        let [part] = &delivered(from, line, first + Duration::seconds(30 * i), 0)[..] else {
+            panic!("one part");
+        };
+        let at = replug + Duration::milliseconds(80 * i);
+        let outcome = accept_inbound(&store, part.clone(), rules.clone(), at)
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, InboundOutcome::Relayed { .. }),
+            "{i}: {outcome:?}"
+        );
+    }
+    // A long message whose later parts were stamped a second after the
+    // first, which arrives last: placed at the first.
+    let long = "a long one ".repeat(30);
+    let written = replug - Duration::minutes(3);
+    let mut parts = delivered(A, &long, written, 9);
+    let later = delivered(A, &long, written + Duration::seconds(1), 9);
+    parts[1..].clone_from_slice(&later[1..]);
+    parts.rotate_left(1);
+    for part in parts {
+        accept_inbound(&store, part, rules.clone(), replug + Duration::seconds(1))
+            .await
+            .unwrap();
+    }
+    let id = session.clone();
+    let kept = store
+        .inbound(move |tx| tx.recent_messages(&id, replug - Duration::HOUR))
+        .await
+        .unwrap();
+    let sent: Vec<Option<i64>> = kept.iter().map(|m| m.sent_ms).collect();
+    let mut expected: Vec<Option<i64>> = (0..12)
+        .map(|i| Some(ms(first + Duration::seconds(30 * i))))
+        .collect();
+    expected.push(Some(ms(written)));
+    assert_eq!(sent, expected);
+    assert_eq!(kept.last().unwrap().body.as_deref(), Some(long.as_str()));
+    let record = store.session(session.clone()).await.unwrap();
+    assert_eq!(record.status, SessionStatus::Open);
+
+    // The same lines written a second apart are two machines: stopped.
+    let machines = replug + Duration::minutes(10);
+    let mut stopped = None;
+    for (i, line) in (0_i64..).zip(lines) {
+        let from = if i % 2 == 0 { B } else { A };
+        let [part] = &delivered(from, line, machines + Duration::seconds(i), 1)[..] else {
+            panic!("one part");
+        };
+        let at = machines + Duration::seconds(i) + Duration::milliseconds(300);
+        match accept_inbound(&store, part.clone(), rules.clone(), at)
+            .await
+            .unwrap()
+        {
+            InboundOutcome::Relayed { .. } => {}
+            InboundOutcome::Blocked {
+                rule: "loop",
+                stopped_session: Some((id, reason)),
+                ..
+            } => {
+                assert_eq!(id, session);
+                stopped = Some((i, reason));
+                break;
+            }
+            other => panic!("{i}: {other:?}"),
+        }
+    }
+    let (at, reason) = stopped.expect("a loop");
+    assert_eq!(at, 9, "{reason}");
+    assert!(reason.contains("replies back and forth"), "{reason}");
+    let record = store.session(session).await.unwrap();
+    assert_eq!(record.close_reason, Some(CloseReason::Loop));
 }

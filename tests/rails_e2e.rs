@@ -1,8 +1,10 @@
 //! Proxy-grade semantics and safety rails end to end, as processes:
 //! `simmask sim` (handsets on a virtual network) and `simmask run` (the
 //! daemon), driven through the simulator's control API and the daemon's
-//! HTTP API. STOP/START, the block list, loop protection, the front desk
-//! (SMS and calls), the fallback after expiry, and the recipients budget.
+//! HTTP API. STOP/START, the block list, loop protection (and a
+//! conversation held while the modem was away, read at once, which is no
+//! loop), the front desk (SMS and calls), the fallback after expiry, and
+//! the recipients budget.
 
 mod common;
 
@@ -367,4 +369,69 @@ async fn the_recipients_budget_blocks_new_recipients_and_steers_allocation() {
         "{refused}"
     );
     assert!(sim.messages(C).await.is_empty());
+}
+
+/// A conversation the network held while the modem was unplugged, written
+/// over eight minutes (the network's clock is stepped between messages, as
+/// the SMSC stamps each when it takes it), reaches the daemon within a few
+/// seconds of the replug. By arrival that is eleven replies back and forth
+/// faster than people type; by the SMSC's stamps it is people talking: all
+/// relayed, and the session stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_held_while_the_modem_was_away_is_no_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, daemon) = start_bank(dir.path(), 1, "generic", "").await;
+    let (_, session) = open(&daemon, A, B, json!({})).await;
+    let proxy = session["proxy_number"].as_str().unwrap().to_string();
+    let id = session["id"].as_str().unwrap().to_string();
+    let response = sim.post("/modems/0/unplug", json!({})).await;
+    assert!(response.status().is_success());
+    let lines = [
+        "are you on the train yet",
+        "just got on, it's packed",
+        "which carriage are you in",
+        "the fourth one, near the doors",
+        "ok I'm coming through",
+        "wait, the doors are closing",
+        "made it, see you in a minute",
+        "found a seat by the window",
+        "I can see you now",
+        "waving at you",
+        "what a morning",
+        "coffee later? my treat",
+    ];
+    for (i, line) in (0_i64..).zip(lines) {
+        let response = sim
+            .put("/clock", json!({"offset_seconds": -540 + 40 * i}))
+            .await;
+        assert!(response.status().is_success());
+        let from = if i % 2 == 0 { A } else { B };
+        sim.handset_sms(from, &proxy, line).await;
+    }
+    let response = sim.put("/clock", json!({"offset_seconds": 0})).await;
+    assert!(response.status().is_success());
+    let response = sim.post("/modems/0/plug", json!({})).await;
+    assert!(response.status().is_success());
+    let to = |side: usize| -> Vec<(String, String)> {
+        lines
+            .iter()
+            .skip(side)
+            .step_by(2)
+            .map(|line| (proxy.clone(), (*line).to_string()))
+            .collect()
+    };
+    let at_b = sim.wait_messages(B, 6, Duration::from_secs(60)).await;
+    let at_a = sim.wait_messages(A, 6, Duration::from_secs(60)).await;
+    let mut got_b = texts(&at_b);
+    let mut got_a = texts(&at_a);
+    got_b.sort();
+    got_a.sort();
+    let (mut want_b, mut want_a) = (to(0), to(1));
+    want_b.sort();
+    want_a.sort();
+    assert_eq!((got_b, got_a), (want_b, want_a));
+    let record = daemon.get(&format!("/api/v1/sessions/{id}")).await;
+    assert_eq!(record["status"], "open", "{record}");
+    let history = daemon.interactions(&id).await;
+    assert!(history.iter().all(|i| i["rule"].is_null()), "{history:?}");
 }

@@ -66,7 +66,8 @@ pub struct LoopProtection {
     pub max_similar_per_hour: u32,
     /// Replies back and forth (the sender changes) one session may carry
     /// within `burst_seconds`, faster than people read and type; 0: never.
-    /// Default 8.
+    /// Default 8. Both rules place each message when the sender's SMSC took
+    /// it, not when it reached us (see `crate::sms::rails::loop_reason`).
     #[serde(default = "default_burst")]
     pub max_burst: u32,
     /// Default 10.

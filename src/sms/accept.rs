@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::guard;
 use super::inbound::{InboundAction, decide};
+use super::intake::network_time;
 use super::rails::Rules;
 use super::reassembly::{
     Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
@@ -163,6 +164,7 @@ pub async fn sweep_incomplete(
                     body,
                     part_ids: held.iter().map(|part| part.id).collect(),
                     incomplete: true,
+                    sent: earliest_sent(held.iter().filter_map(|part| part.pdu_hex.as_deref())),
                 };
                 outcomes.push(route_message(tx, message, &rules, now)?);
             }
@@ -202,7 +204,7 @@ fn accept(
     let Some(part_id) = tx.keep_part(&kept, now)? else {
         return Ok(InboundOutcome::Duplicate);
     };
-    let (part_ids, body) = match group {
+    let (part_ids, body, sent) = match group {
         Grouping::Multi { key, .. } => {
             let held = tx.held_parts(&part.proxy_iccid, &part.sender, key.reference, key.total)?;
             let texts: Vec<(u8, &str)> = held
@@ -215,10 +217,18 @@ fn accept(
                         missing: missing.len(),
                     });
                 }
-                Assembly::Complete(body) => (held.iter().map(|part| part.id).collect(), body),
+                Assembly::Complete(body) => (
+                    held.iter().map(|part| part.id).collect(),
+                    body,
+                    earliest_sent(held.iter().filter_map(|part| part.pdu_hex.as_deref())),
+                ),
             }
         }
-        _ => (vec![part_id], part.text.clone()),
+        _ => (
+            vec![part_id],
+            part.text.clone(),
+            earliest_sent([part.pdu_hex.as_str()]),
+        ),
     };
     let message = Message {
         proxy_iccid: &part.proxy_iccid,
@@ -226,8 +236,16 @@ fn accept(
         body,
         part_ids,
         incomplete: false,
+        sent,
     };
     route_message(tx, message, rules, now)
+}
+
+/// When the sender's SMSC took a message: the SMSC timestamp of its
+/// earliest part (each part of a long text is stamped on its own, seconds
+/// apart at most). `None` when no part has a valid one.
+pub(super) fn earliest_sent<'p>(pdus: impl IntoIterator<Item = &'p str>) -> Option<OffsetDateTime> {
+    pdus.into_iter().filter_map(network_time).min()
 }
 
 /// One complete (or swept) message to route.
@@ -239,6 +257,9 @@ pub(super) struct Message<'a> {
     pub(super) part_ids: Vec<i64>,
     /// Parts were missing when the reassembly timeout swept it.
     pub(super) incomplete: bool,
+    /// When the sender's SMSC took it (TP-SCTS, its earliest part's), not
+    /// when it reached us: loop protection orders messages by it.
+    pub(super) sent: Option<OffsetDateTime>,
 }
 
 /// Routes one message: opt-out keywords first, then the masking rules;
@@ -263,7 +284,13 @@ pub(super) fn route_message(
         tx.set_interaction_sender(interaction, message.sender)?;
     }
     let parts = u32::try_from(message.part_ids.len()).unwrap_or(u32::MAX);
-    tx.link_parts(interaction, &message.part_ids, parts, message.incomplete)?;
+    tx.link_parts(
+        interaction,
+        &message.part_ids,
+        parts,
+        message.incomplete,
+        message.sent,
+    )?;
     Ok(outcome)
 }
 
@@ -738,5 +765,123 @@ mod tests {
             matches!(second, InboundOutcome::Dropped { .. }),
             "{second:?}"
         );
+    }
+
+    fn ms(t: OffsetDateTime) -> i64 {
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap()
+    }
+
+    /// The session's messages as loop protection reads them.
+    async fn recent(store: &Store, session: &str) -> Vec<crate::store::RecentMessage> {
+        let session = session.to_string();
+        store
+            .inbound(move |tx| tx.recent_messages(&session, NOW - time::Duration::DAY))
+            .await
+            .unwrap()
+    }
+
+    /// `text` from `from` as the network delivers it, stamped `written`
+    /// by the sender's SMSC: its parts, decoded as the modem driver does.
+    fn delivered(
+        from: &str,
+        text: &str,
+        written: OffsetDateTime,
+        reference: u16,
+    ) -> Vec<InboundPart> {
+        use crate::pdu::{Address, Timestamp, encode_deliver};
+        use crate::sms::intake::{Intake, intake};
+        let pdus = encode_deliver(
+            &Address::international(from.trim_start_matches('+')),
+            text,
+            Timestamp::from_datetime(written),
+            reference,
+            None,
+        )
+        .unwrap();
+        pdus.iter()
+            .map(|pdu| match intake(PROXY, None, &pdu.hex, None).unwrap() {
+                Intake::Part(part) => part,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    const LINES: [&str; 12] = [
+        "are you on the train yet",
+        "just got on, it's packed",
+        "which carriage are you in",
+        "the fourth one, near the doors",
+        "ok I'm coming through",
+        "wait, the doors are closing",
+        "made it, see you in a minute",
+        "found a seat by the window",
+        "I can see you now",
+        "waving at you",
+        "what a morning",
+        "coffee later? my treat",
+    ];
+
+    #[tokio::test]
+    async fn a_conversation_read_at_once_after_a_replug_is_no_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        let rules = Arc::new(Rules::default());
+        // Twelve turns written over six minutes, stamped by an SMSC whose
+        // clock says UTC+1 and runs a minute slow, all read from the SIM
+        // within a second of the replug at NOW.
+        let offset = time::UtcOffset::from_hms(1, 0, 0).unwrap();
+        let first_written = (NOW - time::Duration::minutes(7)).to_offset(offset);
+        for i in 0..12_i64 {
+            let from = if i % 2 == 0 { A } else { B };
+            let written = first_written + time::Duration::seconds(30 * i);
+            let text = format!("turn {i}: {}", LINES[usize::try_from(i).unwrap()]);
+            let [part] = &delivered(from, &text, written, 0)[..] else {
+                panic!("one part");
+            };
+            let at = NOW + time::Duration::milliseconds(80 * i);
+            let outcome = accept_inbound(&store, part.clone(), rules.clone(), at)
+                .await
+                .unwrap();
+            assert!(
+                matches!(outcome, InboundOutcome::Relayed { .. }),
+                "{i}: {outcome:?}"
+            );
+        }
+        let kept = recent(&store, &session).await;
+        assert_eq!(kept.len(), 12);
+        for (i, message) in (0_i64..).zip(&kept) {
+            let written = first_written + time::Duration::seconds(30 * i);
+            assert_eq!(
+                message.sent_ms,
+                Some(ms(written)),
+                "{i}: the SMSC's time, in UTC"
+            );
+            assert_eq!(message.created_ms, ms(NOW) + 80 * i);
+        }
+        let record = store.session(session).await.unwrap();
+        assert_eq!(record.close_reason, None);
+    }
+
+    #[tokio::test]
+    async fn a_long_message_is_placed_at_its_earliest_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        let text = "a long one ".repeat(30);
+        let written = NOW - time::Duration::minutes(5);
+        let mut parts = delivered(A, &text, written, 7);
+        assert_eq!(parts.len(), 3);
+        // Each part stamped on its own, the later ones a second apart; the
+        // first arrives last.
+        let later = delivered(A, &text, written + time::Duration::seconds(1), 7);
+        parts[1] = later[1].clone();
+        parts[2] = later[2].clone();
+        parts.rotate_left(1);
+        for part in parts {
+            accept_inbound(&store, part, reject(), NOW).await.unwrap();
+        }
+        let kept = recent(&store, &session).await;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].body.as_deref(), Some(text.as_str()));
+        assert_eq!(kept[0].sent_ms, Some(ms(written)));
     }
 }

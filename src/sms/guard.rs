@@ -168,8 +168,9 @@ pub(super) fn relay_or_block(
             Vec::new()
         },
         from_position: target.from_position,
+        sent_ms: message.sent.map(unix_ms),
     };
-    let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let now_ms = unix_ms(now);
     match rails::intercept(
         target.text,
         &facts,
@@ -227,6 +228,11 @@ pub(super) fn relay_or_block(
             })
         }
     }
+}
+
+/// `at` in milliseconds since the epoch, as the store keeps times.
+fn unix_ms(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// A stranger on a front desk: the session with its staff number, when

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::accept::{InboundOutcome, Message, route_message};
+use super::accept::{InboundOutcome, Message, earliest_sent, route_message};
 use super::rails::Rules;
 use crate::store::{Store, StoreError};
 
@@ -28,12 +28,14 @@ pub async fn route_held(
             };
             let mut rules = (*rules).clone();
             rules.twilio_out_of_session = false;
+            let pdus = tx.part_pdus(&held.part_ids)?;
             let message = Message {
                 proxy_iccid: &held.proxy_iccid,
                 sender: &held.sender,
                 body: held.body.clone(),
                 part_ids: held.part_ids.clone(),
                 incomplete: held.incomplete,
+                sent: earliest_sent(pdus.iter().map(String::as_str)),
             };
             route_message(tx, message, &rules, now).map(Some)
         })

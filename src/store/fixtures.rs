@@ -120,7 +120,7 @@ pub async fn receive(store: &Store, from: &str, pdu_hex: String, text: &str, how
                     id
                 }
             };
-            tx.link_parts(interaction, &[part_id], 1, false)?;
+            tx.link_parts(interaction, &[part_id], 1, false, None)?;
             Ok(interaction)
         })
         .await

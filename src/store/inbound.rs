@@ -37,6 +37,8 @@ pub struct HeldPart {
     pub id: i64,
     pub sequence: u8,
     pub text: String,
+    /// The PDU as received (for its SMSC timestamp); `None` once erased.
+    pub pdu_hex: Option<String>,
 }
 
 /// A concatenated message whose parts wait past a cutoff.
@@ -212,6 +214,24 @@ impl InboundTx<'_> {
         Ok((inserted > 0).then(|| tx.last_insert_rowid()))
     }
 
+    /// The PDUs of the received parts `part_ids` (those not erased).
+    pub fn part_pdus(&self, part_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+        let tx = sqlite_or!(self, pg => pg.part_pdus(part_ids));
+        let mut statement = tx.prepare_cached(
+            "SELECT pdu_hex FROM inbound_parts WHERE id = ?1 AND pdu_hex IS NOT NULL",
+        )?;
+        let mut pdus = Vec::with_capacity(part_ids.len());
+        for id in part_ids {
+            if let Some(pdu) = statement
+                .query_row(params![id], |row| row.get(0))
+                .optional()?
+            {
+                pdus.push(pdu);
+            }
+        }
+        Ok(pdus)
+    }
+
     /// The parts held for one concatenated message, in sequence order.
     pub fn held_parts(
         &self,
@@ -222,7 +242,7 @@ impl InboundTx<'_> {
     ) -> Result<Vec<HeldPart>, StoreError> {
         let tx = sqlite_or!(self, pg => pg.held_parts(proxy_iccid, sender, reference, total));
         let mut statement = tx.prepare_cached(
-            "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts
+            "SELECT id, concat_seq, COALESCE(text, ''), pdu_hex FROM inbound_parts
              WHERE proxy_iccid = ?1 AND sender = ?2 AND concat_ref = ?3 AND concat_total = ?4
                AND interaction_id IS NULL
              ORDER BY concat_seq, id",
@@ -234,6 +254,7 @@ impl InboundTx<'_> {
                     id: row.get(0)?,
                     sequence: row.get(1)?,
                     text: row.get(2)?,
+                    pdu_hex: row.get(3)?,
                 })
             },
         )?;
@@ -453,19 +474,25 @@ impl InboundTx<'_> {
     }
 
     /// Ties the received parts to the interaction they made, with their
-    /// count, flagged when parts were missing.
+    /// count, flagged when parts were missing, and the time the sender's
+    /// SMSC took the message (`sent`, its earliest part's; `None` leaves the
+    /// column as it is).
     pub fn link_parts(
         &self,
         interaction: i64,
         part_ids: &[i64],
         parts: u32,
         incomplete: bool,
+        sent: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
-        let tx = sqlite_or!(self, pg => pg.link_parts(interaction, part_ids, parts, incomplete));
+        let tx =
+            sqlite_or!(self, pg => pg.link_parts(interaction, part_ids, parts, incomplete, sent));
         tx.prepare_cached(
-            "UPDATE interactions SET parts = ?2, incomplete = ?3 OR incomplete WHERE id = ?1",
+            "UPDATE interactions SET parts = ?2, incomplete = ?3 OR incomplete,
+                 sent_ms = COALESCE(?4, sent_ms)
+             WHERE id = ?1",
         )?
-        .execute(params![interaction, parts, incomplete])?;
+        .execute(params![interaction, parts, incomplete, sent.map(to_ms)])?;
         let mut link =
             tx.prepare_cached("UPDATE inbound_parts SET interaction_id = ?2 WHERE id = ?1")?;
         for id in part_ids {

@@ -598,6 +598,16 @@ CREATE TRIGGER sim_traffic_outbox_delete AFTER DELETE ON outbox
     END;
 "#;
 
+/// The time the sender's SMSC took each received message (TP-SCTS, TS
+/// 23.040 §9.2.3.11, in UTC; a long message's earliest part), which loop
+/// protection orders the session's messages by: a backlog read at once
+/// after a replug or downtime arrives within a second but was written over
+/// minutes. NULL for what the daemon did not receive from a handset, and
+/// for the rows before this version (their arrival time stands in).
+const SENT_TIMES: &str = r#"
+ALTER TABLE interactions ADD COLUMN sent_ms INTEGER;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -616,6 +626,7 @@ const ALL: &[&str] = &[
     TWILIO_HOLDS,
     EVENT_RUNS,
     SIM_TRAFFIC,
+    SENT_TIMES,
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -839,7 +850,9 @@ mod tests {
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         // History written before the counters existed is counted when they
         // are created.
-        migrations().to_version(&mut conn, ALL.len() - 1).unwrap();
+        migrations()
+            .to_version(&mut conn, before(SIM_TRAFFIC))
+            .unwrap();
         conn.execute_batch(
             "INSERT INTO sims (iccid, msisdn, first_seen_ms, last_seen_ms)
                  VALUES ('1', '+447000000001', 0, 0), ('2', '+447000000002', 0, 0);
@@ -925,6 +938,40 @@ mod tests {
         assert!(
             conn.execute_batch("UPDATE sim_traffic SET sent = -1 WHERE iccid = '1'")
                 .is_err()
+        );
+    }
+
+    /// The schema version just before `migration`.
+    fn before(migration: &str) -> usize {
+        ALL.iter()
+            .position(|m| *m == migration)
+            .expect("a migration of ALL")
+    }
+
+    #[test]
+    fn the_smsc_times_of_earlier_messages_are_unknown() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrations()
+            .to_version(&mut conn, before(SENT_TIMES))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO interactions (id, proxy_iccid, kind, status, created_ms, updated_ms)
+                 VALUES (1, '1', 'sms', 'relayed', 5, 5);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let sent: Option<i64> = conn
+            .query_row("SELECT sent_ms FROM interactions WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(sent, None);
+        conn.execute("UPDATE interactions SET sent_ms = 4 WHERE id = 1", [])
+            .unwrap();
+        assert!(
+            conn.execute("UPDATE interactions SET sent_ms = 'x' WHERE id = 1", [])
+                .is_err(),
+            "a STRICT table keeps it an integer"
         );
     }
 }

@@ -27,7 +27,10 @@ pub struct BlockRecord {
 /// A relayed message of a session, as loop protection reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentMessage {
+    /// When it arrived here (our clock).
     pub created_ms: i64,
+    /// When the sender's SMSC took it (its clock, UTC), when known.
+    pub sent_ms: Option<i64>,
     /// Which participant sent it.
     pub from_position: u8,
     /// `None` once retention erased it.
@@ -320,8 +323,8 @@ impl InboundTx<'_> {
             .query_row(params![sender.e164(), to_ms(since)], |row| row.get(0))?)
     }
 
-    /// A session's relayed messages since `since`, both directions, oldest
-    /// first.
+    /// A session's relayed messages that arrived since `since`, both
+    /// directions, in the order they arrived.
     pub fn recent_messages(
         &self,
         session_id: &str,
@@ -329,7 +332,7 @@ impl InboundTx<'_> {
     ) -> Result<Vec<RecentMessage>, StoreError> {
         let tx = sqlite_or!(self, pg => pg.recent_messages(session_id, since));
         let mut statement = tx.prepare_cached(
-            "SELECT created_ms, from_position, body FROM interactions
+            "SELECT created_ms, from_position, body, sent_ms FROM interactions
              WHERE session_id = ?1 AND kind = 'sms'
                AND from_position IS NOT NULL AND rule IS NULL AND created_ms >= ?2
              ORDER BY created_ms, id",
@@ -339,6 +342,7 @@ impl InboundTx<'_> {
                 created_ms: row.get(0)?,
                 from_position: row.get(1)?,
                 body: row.get(2)?,
+                sent_ms: row.get(3)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -490,5 +494,52 @@ mod tests {
             1
         );
         assert!(!store.is_blocked(b).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_relays_smsc_time_is_kept_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(&dir, None).await;
+        let written = NOW - Duration::minutes(7);
+        let id = session.clone();
+        let recent = store
+            .inbound_durable(move |tx| {
+                for (i, (from, to, sent)) in [(0, B, Some(written)), (1, A, None)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let part = super::super::ReceivedPart {
+                        proxy_iccid: PROXY.into(),
+                        sender: number(if from == 0 { A } else { B }),
+                        location: None,
+                        pdu_hex: format!("0{i}"),
+                        concat: None,
+                        text: "hi".into(),
+                    };
+                    let part_id = tx.keep_part(&part, NOW)?.expect("a new part");
+                    let interaction = tx.queue_sms(
+                        &crate::store::NewOutbound {
+                            session_id: Some(id.clone()),
+                            proxy_iccid: PROXY.into(),
+                            from_position: Some(from),
+                            to: number(to),
+                            body: "hi".into(),
+                        },
+                        NOW,
+                    )?;
+                    tx.link_parts(interaction, &[part_id], 1, false, sent)?;
+                }
+                tx.recent_messages(&id, NOW - Duration::HOUR)
+            })
+            .await
+            .unwrap();
+        let kept: Vec<_> = recent
+            .iter()
+            .map(|m| (m.from_position, m.created_ms, m.sent_ms))
+            .collect();
+        assert_eq!(
+            kept,
+            [(0, to_ms(NOW), Some(to_ms(written))), (1, to_ms(NOW), None)]
+        );
     }
 }

@@ -294,6 +294,17 @@ impl PgInbound<'_> {
             .map(|row| row.get(0)))
     }
 
+    pub(in crate::store) fn part_pdus(&self, part_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .query(
+                "SELECT pdu_hex FROM inbound_parts WHERE id = ANY($1) AND pdu_hex IS NOT NULL",
+                &[&part_ids],
+            )?
+            .iter()
+            .map(|row| row.get(0))
+            .collect())
+    }
+
     pub(in crate::store) fn held_parts(
         &self,
         proxy_iccid: &str,
@@ -303,7 +314,7 @@ impl PgInbound<'_> {
     ) -> Result<Vec<HeldPart>, StoreError> {
         self.lock_person(sender)?;
         self.query(
-            "SELECT id, concat_seq, COALESCE(text, '') FROM inbound_parts \
+            "SELECT id, concat_seq, COALESCE(text, ''), pdu_hex FROM inbound_parts \
              WHERE proxy_iccid = $1 AND sender = $2 AND concat_ref = $3 AND concat_total = $4 \
                AND interaction_id IS NULL \
              ORDER BY concat_seq, id",
@@ -320,6 +331,7 @@ impl PgInbound<'_> {
                 id: row.get(0),
                 sequence: narrow(i64::from(row.get::<_, i32>(1)), "part sequence")?,
                 text: row.get(2),
+                pdu_hex: row.get(3),
             })
         })
         .collect()
@@ -588,11 +600,14 @@ impl PgInbound<'_> {
         part_ids: &[i64],
         parts: u32,
         incomplete: bool,
+        sent: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
         let parts = i32::try_from(parts).unwrap_or(i32::MAX);
         self.execute(
-            "UPDATE interactions SET parts = $2, incomplete = $3 OR incomplete WHERE id = $1",
-            &[&interaction, &parts, &incomplete],
+            "UPDATE interactions SET parts = $2, incomplete = $3 OR incomplete, \
+                 sent_ms = COALESCE($4, sent_ms) \
+             WHERE id = $1",
+            &[&interaction, &parts, &incomplete, &sent.map(to_ms)],
         )?;
         self.execute(
             "UPDATE inbound_parts SET interaction_id = $2 WHERE id = ANY($1)",

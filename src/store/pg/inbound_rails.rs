@@ -92,7 +92,7 @@ impl PgInbound<'_> {
         since: OffsetDateTime,
     ) -> Result<Vec<RecentMessage>, StoreError> {
         self.query(
-            "SELECT created_ms, from_position, body FROM interactions \
+            "SELECT created_ms, from_position, body, sent_ms FROM interactions \
              WHERE session_id = $1 AND kind = 'sms' \
                AND from_position IS NOT NULL AND rule IS NULL AND created_ms >= $2 \
              ORDER BY created_ms, id",
@@ -104,6 +104,7 @@ impl PgInbound<'_> {
                 created_ms: row.get(0),
                 from_position: narrow(i64::from(row.get::<_, i16>(1)), "position")?,
                 body: row.get(2),
+                sent_ms: row.get(3),
             })
         })
         .collect()

@@ -252,6 +252,7 @@ pub(super) const TABLES: &[Table] = &[
             ("outcome", Text, "outcome"),
             ("created_ms", BigInt, "created_ms"),
             ("updated_ms", BigInt, "updated_ms"),
+            ("sent_ms", BigInt, "sent_ms"),
         ],
         on_conflict: "",
         shift: Some("interactions"),

@@ -460,6 +460,13 @@ CREATE TRIGGER sessions_clock_stamp BEFORE INSERT OR UPDATE OF expires_ms, last_
     ON sessions FOR EACH ROW EXECUTE FUNCTION sessions_clock_stamp();
 "#;
 
+/// SQLite's `SENT_TIMES`: the SMSC's time of each received message, which
+/// loop protection orders a session's messages by; NULL for the rest and
+/// for the rows before (their arrival time stands in).
+const V9_SENT_TIMES: &str = r#"
+ALTER TABLE interactions ADD COLUMN sent_ms BIGINT;
+"#;
+
 /// Every migration, in order; the schema's version is their count.
 const ALL: &[&str] = &[
     V1_FLEET,
@@ -470,6 +477,7 @@ const ALL: &[&str] = &[
     V6_HUBS,
     V7_TWILIO,
     V8_SESSION_CLOCKS,
+    V9_SENT_TIMES,
 ];
 
 /// The schema version this simmask writes.
