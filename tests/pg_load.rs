@@ -271,3 +271,106 @@ async fn the_migration_counts_the_sessions_already_open() {
     assert_exact(&client, "an opening after the migration").await;
     assert_eq!(next.status, SessionStatus::Open);
 }
+
+/// A SIM's sends in the last day and recipients this month, as allocation
+/// counts them (up to the limit, on `outbox_sent` and the recipients' key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_opening_weighs_each_sims_budgets_up_to_their_limits() {
+    let pg = Postgres::start();
+    let url = pg.database("budgets").await;
+    let store = connect(&url, "site-1").await;
+    let client = Postgres::client(&url).await;
+    add_sims(&store, &[1, 2]).await;
+    let at = now();
+    let ms = |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap();
+    // SIM 1: two sends within the day (its limit), five older ones.
+    for (n, sent) in [(0, 1), (1, 2), (2, 30), (3, 31), (4, 40), (5, 50), (6, 60)] {
+        let sent = ms(at - Duration::hours(sent));
+        client
+            .execute(
+                "WITH i AS (INSERT INTO interactions (proxy_iccid, kind, status, created_ms, \
+                 updated_ms) VALUES ($1, 'sms', 'sent', $2, $2) RETURNING id) \
+                 INSERT INTO outbox (interaction_id, proxy_iccid, to_number, body, state, \
+                 next_attempt_ms, created_ms, sent_ms) \
+                 SELECT id, $1, $3, 'x', 'sent', $2, $2, $2 FROM i",
+                &[&iccid(1), &sent, &number(100 + n).e164()],
+            )
+            .await
+            .unwrap();
+    }
+    let limits = PoolLimits {
+        per_day: Some(2),
+        ..PoolLimits::default()
+    };
+    let limited = |a, b| NewSession {
+        limits: limits.clone(),
+        ..request(a, b, None)
+    };
+    // SIM 1 is spent for the day: every opening goes to SIM 2, however
+    // loaded it gets.
+    for (a, b) in [(1, 2), (3, 4)] {
+        let opened = store
+            .open_session(limited(a, b), healthy(&[1, 2]), at)
+            .await
+            .unwrap();
+        assert_eq!(opened.proxy_iccid, iccid(2));
+    }
+    // SIM 2 has used its recipients of the month (one, its own limit).
+    let month = format!("{:04}-{:02}", at.year(), u8::from(at.month()));
+    client
+        .execute(
+            "INSERT INTO sim_recipients (iccid, month, number) VALUES ($1, $2, $3)",
+            &[&iccid(2), &month, &number(200).e164()],
+        )
+        .await
+        .unwrap();
+    let mut tight = limits.clone();
+    tight.per_sim.insert(
+        iccid(2),
+        simmask::masking::allocation::SimLimits {
+            per_day: None,
+            recipients_per_month: Some(1),
+        },
+    );
+    let refused = store
+        .open_session(
+            NewSession {
+                limits: tight.clone(),
+                ..request(5, 6, None)
+            },
+            healthy(&[1, 2]),
+            at,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            simmask::store::StoreError::Allocation(
+                simmask::masking::allocation::AllocationError::NoFreeProxy(_)
+            )
+        ),
+        "{refused:?}"
+    );
+    // One of SIM 1's sends of the day goes (older ones never counted): it
+    // has room for one more, and as the less loaded SIM it takes the next.
+    client
+        .execute(
+            "DELETE FROM outbox WHERE proxy_iccid = $1 AND sent_ms = $2",
+            &[&iccid(1), &ms(at - Duration::hours(1))],
+        )
+        .await
+        .unwrap();
+    let opened = store
+        .open_session(
+            NewSession {
+                limits: tight,
+                ..request(5, 6, None)
+            },
+            healthy(&[1, 2]),
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.proxy_iccid, iccid(1));
+}
