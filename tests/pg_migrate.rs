@@ -219,6 +219,29 @@ async fn an_appliances_store_moves_into_a_fleet_database_once() {
         .unwrap()
         .get(0);
     assert_eq!(sessions, 2);
+    // The open sessions the move wrote are counted per SIM (`sim_load`,
+    // which the opening reads), as a count of the rows says.
+    let uncounted: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT proxy_iccid, count(*) AS n FROM sessions \
+             WHERE status = 'open' GROUP BY proxy_iccid) AS c \
+             FULL JOIN (SELECT iccid, open_sessions FROM sim_load WHERE open_sessions <> 0) AS l \
+             ON l.iccid = c.proxy_iccid WHERE l.open_sessions IS DISTINCT FROM c.n",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(uncounted, 0, "sim_load after the move");
+    let counted: i64 = client
+        .query_one(
+            "SELECT COALESCE(SUM(open_sessions), 0)::BIGINT FROM sim_load",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(counted > 0, "the open session moved is counted");
     // The hub moved with its number and label (the relay routes by it).
     let hub = client
         .query_one("SELECT number, label FROM hubs", &[])

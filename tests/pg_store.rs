@@ -386,8 +386,31 @@ async fn an_appliance_without_heartbeat_shows_offline_and_allocation_skips_it() 
         .await
         .unwrap();
     assert_eq!(on_two.proxy_iccid, iccid(2));
-    // site-2 goes silent (its last beat long ago).
+    // site-2 is gone only once its connections are: a beat already under
+    // way when its handle dropped still lands, and would undo the silence
+    // below if it landed after it. The heartbeat must stop with the handle
+    // (otherwise this never ends).
     let client = Postgres::client(&url).await;
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(60);
+    loop {
+        let left: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'simmask site-2'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "site-2's {left} connection(s) outlive its handle: its heartbeat goes on"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    // site-2 goes silent (its last beat long ago).
     client
         .batch_execute("UPDATE appliances SET heartbeat_ms = 0 WHERE name = 'site-2'")
         .await

@@ -18,11 +18,11 @@ use super::super::sessions::{LiveSim, NewSession, SessionRecord};
 use super::super::{StoreError, to_ms};
 use super::hubs::{code_for, hubs_among};
 use super::sessions::{
-    DB_NOW_MS, audit, budget_use, month_of, number, optional_number, session_by_id, sim_by_iccid,
+    DB_NOW_MS, audit, month_of, number, optional_number, session_by_id, sim_by_iccid,
 };
 use super::{PgStore, in_transaction, pg_error};
 use crate::masking::allocation::{
-    self, AllocationError, AllocationRequest, Budget, ProxyCandidate,
+    self, AllocationError, AllocationRequest, Budget, ProxyCandidate, SimLimits,
 };
 use crate::masking::lifecycle::{self, ReopenProxy, SessionStatus};
 use crate::number::PhoneNumber;
@@ -46,6 +46,45 @@ pub(super) async fn lock_people(
         .map_err(pg_error)?;
     }
     Ok(())
+}
+
+/// One SIM's use of its budgets at `now` as far as allocation needs it
+/// (as SQLite's): counted only where a limit is set, and only up to one
+/// past it (beyond that the answer is the same), on the indexes
+/// `sim_recipients`' key and `outbox_sent`, so an opening does not read a
+/// month of recipients or a day of sends of every SIM.
+async fn budget_against(
+    tx: &impl deadpool_postgres::GenericClient,
+    iccid: &str,
+    limits: SimLimits,
+    now: OffsetDateTime,
+) -> Result<(u32, u32), StoreError> {
+    let count = |row: tokio_postgres::Row| u32::try_from(row.get::<_, i64>(0)).unwrap_or(u32::MAX);
+    let mut recipients = 0;
+    if let Some(limit) = limits.recipients_per_month {
+        recipients = count(
+            tx.query_one(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM sim_recipients \
+                 WHERE iccid = $1 AND month = $2 LIMIT $3) AS used",
+                &[&iccid, &month_of(now), &(i64::from(limit) + 1)],
+            )
+            .await
+            .map_err(pg_error)?,
+        );
+    }
+    let mut sent = 0;
+    if let Some(limit) = limits.per_day {
+        sent = count(
+            tx.query_one(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM outbox \
+                 WHERE proxy_iccid = $1 AND sent_ms IS NOT NULL AND sent_ms > $2 LIMIT $3) AS used",
+                &[&iccid, &to_ms(now - Duration::DAY), &(i64::from(limit) + 1)],
+            )
+            .await
+            .map_err(pg_error)?,
+        );
+    }
+    Ok((recipients, sent))
 }
 
 /// The conflict a rule of the database's refused a participant row with,
@@ -129,13 +168,11 @@ impl PgStore {
         lock_people(tx, &[a, b]).await?;
         let (a_text, b_text) = (a.e164().to_string(), b.e164().to_string());
 
+        // Kept by triggers (table `sim_load`, schema v10): counting the open
+        // sessions here read every one of them at each opening.
         let mut load: HashMap<String, usize> = HashMap::new();
         for row in tx
-            .query(
-                "SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' \
-                 GROUP BY proxy_iccid",
-                &[],
-            )
+            .query("SELECT iccid, open_sessions FROM sim_load", &[])
             .await
             .map_err(pg_error)?
         {
@@ -172,7 +209,6 @@ impl PgStore {
                 .or_default()
                 .insert(number(row.get(1))?);
         }
-        let used = budget_use(tx, now).await?;
         let timeout_ms = i64::try_from(self.heartbeat_timeout().as_millis()).unwrap_or(i64::MAX);
         let rows = tx
             .query(
@@ -207,7 +243,7 @@ impl PgStore {
                 ),
             };
             let limits = new.limits.of(&iccid);
-            let (recipients, sent) = used.get(&iccid).copied().unwrap_or_default();
+            let (recipients, sent) = budget_against(tx, &iccid, limits, now).await?;
             candidates.push(ProxyCandidate {
                 number: number(row.get(1))?,
                 enabled: row.get(2),

@@ -53,7 +53,8 @@ use super::{StoreError, to_ms};
 pub const DEFAULT_HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The handle to the fleet's database. Cheap to clone; the heartbeat stops
-/// with the last handle.
+/// with the last handle (a beat already under way when it drops still
+/// lands; the connections close after it).
 #[derive(Clone)]
 pub(in crate::store) struct PgStore {
     inner: Arc<Inner>,

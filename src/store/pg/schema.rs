@@ -467,6 +467,66 @@ const V9_SENT_TIMES: &str = r#"
 ALTER TABLE interactions ADD COLUMN sent_ms BIGINT;
 "#;
 
+/// The open sessions per SIM, kept by the database (as SQLite's `sim_load`
+/// of its v13): every opening counted all open sessions per SIM, a cost
+/// that grew with the fleet's sessions. Statement-level triggers apply one
+/// statement's changes together, in ICCID order, so two writers that touch
+/// several SIMs (two appliances' expiry sweeps) take the counters' row
+/// locks in the same order and never deadlock on them. No `CHECK (>= 0)`:
+/// PostgreSQL checks an `ON CONFLICT` row's proposed values before the
+/// conflict, and a decrement is proposed as a negative row.
+/// `outbox_sent` lets an opening count one SIM's sends of the last day up
+/// to its limit (SQLite's index of the same name).
+const V10_SIM_LOAD: &str = r#"
+CREATE TABLE sim_load (
+    iccid         TEXT PRIMARY KEY,
+    open_sessions BIGINT NOT NULL
+);
+INSERT INTO sim_load (iccid, open_sessions)
+    SELECT proxy_iccid, COUNT(*) FROM sessions WHERE status = 'open' GROUP BY proxy_iccid;
+
+CREATE FUNCTION sim_load_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO sim_load (iccid, open_sessions)
+            SELECT proxy_iccid, COUNT(*) FROM new_rows WHERE status = 'open'
+            GROUP BY proxy_iccid ORDER BY proxy_iccid
+            ON CONFLICT (iccid) DO UPDATE
+                SET open_sessions = sim_load.open_sessions + EXCLUDED.open_sessions;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO sim_load (iccid, open_sessions)
+            SELECT proxy_iccid, -COUNT(*) FROM old_rows WHERE status = 'open'
+            GROUP BY proxy_iccid ORDER BY proxy_iccid
+            ON CONFLICT (iccid) DO UPDATE
+                SET open_sessions = sim_load.open_sessions + EXCLUDED.open_sessions;
+    ELSE
+        INSERT INTO sim_load (iccid, open_sessions)
+            SELECT iccid, SUM(delta) FROM (
+                SELECT proxy_iccid AS iccid, -1 AS delta FROM old_rows WHERE status = 'open'
+                UNION ALL
+                SELECT proxy_iccid, 1 FROM new_rows WHERE status = 'open'
+            ) AS changes
+            GROUP BY iccid HAVING SUM(delta) <> 0 ORDER BY iccid
+            ON CONFLICT (iccid) DO UPDATE
+                SET open_sessions = sim_load.open_sessions + EXCLUDED.open_sessions;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER sim_load_insert AFTER INSERT ON sessions
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sim_load_apply();
+CREATE TRIGGER sim_load_update AFTER UPDATE ON sessions
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sim_load_apply();
+CREATE TRIGGER sim_load_delete AFTER DELETE ON sessions
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION sim_load_apply();
+
+CREATE INDEX outbox_sent ON outbox(proxy_iccid, sent_ms) WHERE sent_ms IS NOT NULL;
+"#;
+
 /// Every migration, in order; the schema's version is their count.
 const ALL: &[&str] = &[
     V1_FLEET,
@@ -478,6 +538,7 @@ const ALL: &[&str] = &[
     V7_TWILIO,
     V8_SESSION_CLOCKS,
     V9_SENT_TIMES,
+    V10_SIM_LOAD,
 ];
 
 /// The schema version this simmask writes.
