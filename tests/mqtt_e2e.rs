@@ -859,10 +859,16 @@ async fn a_broker_away_costs_at_most_the_queue_and_every_event_dropped_is_counte
     assert_eq!(sim.wait_messages(B, 30, WAIT).await.len(), 30);
 
     // Back: what the queue held is published, the newest events; each one
-    // dropped is counted, in the appliance's state and in the metrics.
+    // dropped is counted, in the appliance's state and in the metrics. The
+    // daemon is held still (SIGSTOP) until the watcher has subscribed: its
+    // reconnection publishes the queue at once, and on a loaded machine it
+    // could otherwise come before the watcher's subscription, so that the
+    // held events were published to nobody (seen twice in whole runs).
+    daemon.process.signal(Signal::SIGSTOP);
     broker.restart();
     let restarted = time::OffsetDateTime::now_utc();
     let after = Watcher::connect(&broker, None, &["simmask/#"]).await;
+    daemon.process.signal(Signal::SIGCONT);
     let state = after
         .wait_value(&format!("{PREFIX}/state"), WAIT, |p| {
             serde_json::from_str::<Value>(p).unwrap_or_default()["events_dropped"]
