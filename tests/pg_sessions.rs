@@ -168,6 +168,41 @@ async fn retire_reopen_and_history_work_through_any_appliance() {
     let store = connect(&url, "site-2").await;
     let since = OffsetDateTime::now_utc() - Duration::hours(1);
     assert_eq!(store.messages_relayed_since(since).await.unwrap(), 2);
+    // And `simmask export` with the other appliance's configuration reads
+    // them from the fleet's database too.
+    let export = dir.path().join("export.jsonl");
+    let from = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (code, summary, stderr) = simmask(
+        &config1,
+        &[
+            "export",
+            "interactions",
+            "--from",
+            &from,
+            "--format",
+            "jsonl",
+            "--show-numbers",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        summary["bytes"].as_u64().is_some_and(|n| n > 0),
+        "{summary}"
+    );
+    let exported: Vec<Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let bodies: Vec<&str> = exported.iter().filter_map(|i| i["body"].as_str()).collect();
+    assert!(
+        bodies.contains(&"first") && bodies.contains(&"second"),
+        "{exported:?}"
+    );
     assert_eq!(
         store
             .messages_relayed_since(OffsetDateTime::now_utc() + Duration::hours(1))

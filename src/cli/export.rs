@@ -1,7 +1,8 @@
 //! `simmask export interactions`: every SMS and call in a time range, as
 //! CSV or JSON lines, written as it is read (a page at a time, whatever the
 //! range). Participants' numbers are masked and bodies left out unless
-//! `--show-numbers`, as for an API viewer.
+//! `--show-numbers`, as for an API viewer. On a fleet it reads the fleet's
+//! database: every appliance's interactions.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,7 +58,8 @@ pub fn run(command: ExportCommand, out: Output) -> anyhow::Result<ExitCode> {
         format,
         show_numbers: out.show_numbers,
     };
-    let (_, store) = super::open_store(&config)?;
+    let runtime = super::runtime()?;
+    let (_, store) = runtime.block_on(super::connect_store(&config))?;
     let mut sink: Box<dyn Write> = match &file {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("{}", path.display()))?,
@@ -65,7 +67,7 @@ pub fn run(command: ExportCommand, out: Output) -> anyhow::Result<ExitCode> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let mut written = 0u64;
-    super::runtime()?.block_on(async {
+    runtime.block_on(async {
         let mut pages = std::pin::pin!(export_stream(store, range));
         while let Some(page) = pages.next().await {
             let page = page.context("reading the store")?;

@@ -259,19 +259,9 @@ fn profiles_table(value: &serde_json::Value) -> String {
     table.to_string()
 }
 
-/// The configuration at `path` and its store.
-fn open_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
-    let config = crate::config::Config::load(path)?;
-    let file = config
-        .store
-        .sqlite_path()
-        .map_err(|problem| anyhow::anyhow!("store: {problem}"))?;
-    let store = Store::open(file).context("opening the store")?;
-    Ok((config, store))
-}
-
-/// The configuration at `path` and its store, whichever the backend: for
-/// commands that work on a fleet's database too (`token`, `erase`).
+/// The configuration at `path` and its store, whichever the backend (the
+/// commands that open the store themselves all work on a fleet's database
+/// too).
 async fn connect_store(path: &Path) -> anyhow::Result<(crate::config::Config, Store)> {
     let config = crate::config::Config::load(path)?;
     let location = config
