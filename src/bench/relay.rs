@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::Serialize;
 
 use super::rig::{Receive, Rig, RigOptions};
@@ -73,6 +74,11 @@ pub struct RelayBenchArgs {
     /// delivery_reports`); the wire ceiling counts their bytes when it does.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub delivery_reports: bool,
+    /// Write each modem's port trace of the overhead phase into this
+    /// directory (`modem-<n>.json`: every line with its time and
+    /// direction), to see where a slow relay spent its time.
+    #[arg(long)]
+    pub traces: Option<std::path::PathBuf>,
 }
 
 /// The benchmark's result, printed as JSON.
@@ -192,8 +198,17 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
     let mut overheads = Vec::new();
     let mut marks = Vec::new();
     let mut direct = false;
+    if let Some(dir) = &args.traces {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     for i in 0..args.modems {
-        let lines = timing::lines(&rig.trace(i, 0).await?);
+        let trace = rig.trace(i, 0).await?;
+        if let Some(dir) = &args.traces {
+            let path = dir.join(format!("modem-{i}.json"));
+            std::fs::write(&path, serde_json::to_vec(&trace)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let lines = timing::lines(&trace);
         direct |= lines.iter().any(|l| l.tx && l.line.starts_with("+CMT:"));
         overheads.extend(timing::overheads(&lines, args.baud));
         marks.push(lines.last().map_or(0, |l| l.t_us + 1));
