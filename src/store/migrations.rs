@@ -608,6 +608,13 @@ const SENT_TIMES: &str = r#"
 ALTER TABLE interactions ADD COLUMN sent_ms INTEGER;
 "#;
 
+/// The group commit's marker row is gone: the store's sync thread makes a
+/// group durable with one `fdatasync` of the write-ahead log, off the
+/// writer (see `store/mod.rs`), instead of a `FULL` commit of that row.
+const NO_DURABILITY_ROW: &str = r#"
+DROP TABLE durability;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -627,6 +634,7 @@ const ALL: &[&str] = &[
     EVENT_RUNS,
     SIM_TRAFFIC,
     SENT_TIMES,
+    NO_DURABILITY_ROW,
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -396,3 +396,60 @@ async fn data_survives_reopening_and_backup_is_a_consistent_copy() {
         assert_eq!(reopened.sims().await.unwrap().len(), 2);
     }
 }
+
+/// Durable jobs are answered once the sync thread has flushed the log, and
+/// the checkpoint thread (not the writer) copies a long log into the
+/// database file.
+#[tokio::test]
+async fn durable_commits_are_answered_and_a_long_log_is_checkpointed_off_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).unwrap();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let before = size(&path);
+    // 6 MiB of log in 96 durable jobs: past the checkpoint thread's 4 MiB,
+    // far below the writer's own backstop.
+    let blob = vec![7u8; 64 * 1024];
+    let mut answers = Vec::new();
+    for _ in 0..96 {
+        let blob = blob.clone();
+        answers.push(store.call_durable(
+            move |conn| {
+                conn.execute_batch("CREATE TABLE IF NOT EXISTS scratch (b BLOB)")?;
+                conn.execute("INSERT INTO scratch (b) VALUES (?1)", [blob])?;
+                Ok(())
+            },
+            |_| {},
+        ));
+    }
+    for answer in answers {
+        answer.await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size(&path) < before + 4 * 1024 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow: {} bytes",
+            size(&path)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn the_log_is_synced_by_path_and_opened_again_when_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("s.db");
+    std::fs::write(&database, b"database").unwrap();
+    let mut wal = super::WalFile::new(&database);
+    // No log (the last connection closed it into the database): the
+    // database file is synced, and the length is 0.
+    assert_eq!(wal.sync().unwrap(), 0);
+    let log = dir.path().join("s.db-wal");
+    std::fs::write(&log, vec![0u8; 100]).unwrap();
+    assert_eq!(wal.sync().unwrap(), 100);
+    // Replaced by another file: found again by its path.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, vec![0u8; 300]).unwrap();
+    assert_eq!(wal.sync().unwrap(), 300);
+}
