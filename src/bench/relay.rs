@@ -74,6 +74,12 @@ pub struct RelayBenchArgs {
     /// delivery_reports`); the wire ceiling counts their bytes when it does.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub delivery_reports: bool,
+    /// Spread the handsets' sends evenly over the interval instead of all
+    /// at once: handset i starts i/N of an interval later. The default
+    /// (lockstep) brings every modem's message in the same millisecond,
+    /// the worst case; staggered is the same load arriving as people send.
+    #[arg(long)]
+    pub stagger: bool,
     /// Write each modem's port trace of the overhead phase into this
     /// directory (`modem-<n>.json`: every line with its time and
     /// direction), to see where a slow relay spent its time.
@@ -92,6 +98,9 @@ pub struct RelayReport {
     /// What the ports showed: `stored` (`+CMTI`) or `direct` (`+CMT`).
     pub receive_path: &'static str,
     pub interval_ms: u64,
+    /// `lockstep` (every handset at once) or `staggered` (spread over the
+    /// interval).
+    pub arrivals: &'static str,
     /// Whether each send asked for a status report (`+CDS` on the line).
     pub delivery_reports: bool,
     /// Open sessions in the store (seeded and the bench's own).
@@ -179,7 +188,13 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         let (rig_control, client) = (rig.control.clone(), rig.client.clone());
         let (proxy, share) = (proxy.clone(), shares[i]);
         let interval = Duration::from_millis(args.interval_ms.max(1));
+        let offset = if args.stagger {
+            interval * u32::try_from(i).unwrap_or(0) / u32::try_from(args.modems).unwrap_or(1)
+        } else {
+            Duration::ZERO
+        };
         senders.push(tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
             let mut tick = tokio::time::interval(interval);
             for n in 0..share {
                 tick.tick().await;
@@ -287,6 +302,11 @@ async fn phases(rig: &Rig, args: &RelayBenchArgs) -> anyhow::Result<RelayReport>
         profile: args.profile.clone(),
         receive_path: if direct { "direct" } else { "stored" },
         interval_ms: args.interval_ms,
+        arrivals: if args.stagger {
+            "staggered"
+        } else {
+            "lockstep"
+        },
         delivery_reports: args.delivery_reports,
         open_sessions,
         relayed,
