@@ -1,12 +1,12 @@
 //! Choosing the proxy SIM for a new session.
 //!
-//! The rule (DESIGN.md): a session between A and B gets a proxy P such that
-//! no other open session on P contains A or B. Then traffic on P from X has at
-//! most one open session and its other participant is the destination. Among
-//! the SIMs that are enabled, healthy and able to serve the session's mode,
-//! the least loaded wins, ties broken by signal; a preferred proxy (one a
-//! participant used before, so people recognise the number) wins when it is
-//! eligible.
+//! The rule (README, "The masking rule, the relay and calls"): a session
+//! between A and B gets a proxy P such that no other open session on P
+//! contains A or B. Then traffic on P from X has at most one open session
+//! and its other participant is the destination. Among the SIMs that are
+//! enabled, healthy and able to serve the session's mode, the least loaded
+//! wins, ties broken by signal; a preferred proxy (one a participant used
+//! before, so people recognise the number) wins when it is eligible.
 //!
 //! Beyond the rule, the pool's own rails:
 //! - a SIM *reserved* for a participant (a caseworker's own public number)

@@ -1,8 +1,8 @@
 //! The masking rules: pure functions over data, no I/O.
 //!
-//! - [`allocation`]: which proxy SIM a new session gets (DESIGN.md, "The
-//!   masking rule"), and the pool's rails: reserved and draining SIMs,
-//!   budgets, opted-out participants.
+//! - [`allocation`]: which proxy SIM a new session gets (README, "The
+//!   masking rule, the relay and calls"), and the pool's rails: reserved
+//!   and draining SIMs, budgets, opted-out participants.
 //! - [`lifecycle`]: sessions, their expiry, why they end, whether one may
 //!   reopen, and where inbound traffic on a proxy goes.
 //! - [`policy`]: what happens to traffic from someone with no open session.

@@ -4,8 +4,8 @@
 //! (`\r`, `;`, quotes).
 //!
 //! Lines are built with `format!` rather than `at-commands`' builder: that
-//! builder writes into a fixed caller buffer and does not escape quotes
-//! (CRATES.md), so it would add a length guess and still need the same
+//! builder writes into a fixed caller buffer and does not escape quotes,
+//! so it would add a length guess and still need the same
 //! validation; every value here is a digit string or a checked name.
 
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //!
 //! Fields are split by hand rather than with `at-commands`' parser: that
 //! parser fails on an empty field followed by a quoted one (`+CMT: ,24`,
-//! `+CMGL: 1,0,,23`) and parses integers as i32 (see CRATES.md).
+//! `+CMGL: 1,0,,23`) and parses integers as i32.
 
 use super::error::AtError;
 

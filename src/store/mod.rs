@@ -9,11 +9,12 @@
 //! checkpoint thread copies the log into the database, so neither holds up
 //! the writer.
 //!
-//! The narrow interface is deliberate (DESIGN.md, "Beyond one appliance"): a
-//! second backend implements the same calls. With `[store] backend =
-//! "postgres"` the handle talks to the fleet's PostgreSQL database instead
-//! (`store::pg`): each call implemented there dispatches at its top, and every
-//! other one answers [`StoreError::Unsupported`] naming itself.
+//! The narrow interface is deliberate (README, "A fleet: several appliances
+//! on one PostgreSQL"): a second backend implements the same calls. With
+//! `[store] backend = "postgres"` the handle talks to the fleet's
+//! PostgreSQL database instead (`store::pg`): each call implemented there
+//! dispatches at its top, and every other one answers
+//! [`StoreError::Unsupported`] naming itself.
 
 mod allocate;
 mod api_queries;
