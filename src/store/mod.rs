@@ -34,6 +34,7 @@ mod rails;
 mod relay;
 mod retention;
 mod sessions;
+mod threads;
 mod tokens;
 mod twilio;
 mod twilio_hooks;
@@ -41,9 +42,9 @@ mod twilio_pages;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::thread;
 
 use rusqlite::Connection;
+use threads::Job;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -214,18 +215,6 @@ pub struct StoreFiles {
     pub wal_bytes: u64,
 }
 
-/// A job on the writer thread. A durable job commits without its own
-/// fsync and hands back the reply to send once the group it ran in has been
-/// made durable by one fsync (group commit).
-enum Job {
-    Plain(Box<dyn FnOnce(&mut Connection) + Send>),
-    Durable(Box<dyn FnOnce(&mut Connection) -> Answer + Send>),
-}
-
-/// Sends a durable job's result to its caller; given the error when the
-/// fsync that was to make it durable failed.
-type Answer = Box<dyn FnOnce(Option<StoreError>) + Send>;
-
 /// The typed handle to the database. Cheap to clone; the writer thread
 /// stops when the last handle is dropped.
 #[derive(Clone)]
@@ -257,27 +246,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut conn = open_connection(path)?;
         migrations::migrate(&mut conn)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
-        let (jobs, inbox) = mpsc::channel::<Job>();
         let write_health = integrity::WriteHealth::default();
-        let (to_sync, synced) = mpsc::channel::<Vec<Answer>>();
-        let (to_checkpoint, checkpoints) = mpsc::sync_channel::<()>(1);
-        let database = path.to_path_buf();
-        thread::Builder::new()
-            .name("store-checkpoint".into())
-            .spawn(move || checkpointer(&database, checkpoints))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
-        let health = write_health.clone();
-        let database = path.to_path_buf();
-        thread::Builder::new()
-            .name("store-sync".into())
-            .spawn(move || syncer(&database, synced, to_checkpoint, health))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the sync thread: {e}")))?;
-        let health = write_health.clone();
-        thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer(conn, inbox, to_sync, health))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        let jobs = threads::start(conn, path, write_health.clone())?;
         let reader = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -614,169 +584,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// relay. The store has fewer than 256 statements in all, and only those a
 /// connection runs take room (a few kilobytes each).
 const STATEMENT_CACHE: usize = 256;
-
-/// The writer thread: runs jobs in order, and hands each group of durable
-/// jobs' answers to the sync thread without waiting for the disk.
-fn writer(
-    mut conn: Connection,
-    inbox: mpsc::Receiver<Job>,
-    to_sync: mpsc::Sender<Vec<Answer>>,
-    health: integrity::WriteHealth,
-) {
-    while let Ok(first) = inbox.recv() {
-        let mut waiting: Vec<Answer> = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Plain(f) => f(&mut conn),
-                Job::Durable(f) => waiting.push(f(&mut conn)),
-            }
-            // Take what queued meanwhile into the same group, within reason.
-            if waiting.len() < 64 {
-                next = inbox.try_recv().ok();
-            }
-        }
-        if !waiting.is_empty() && to_sync.send(waiting).is_err() {
-            // The sync thread is gone (it cannot be while the writer runs;
-            // the answers are dropped and their callers see the writer
-            // gone, so nothing is taken off a SIM).
-            health.refused((false, "the store's sync thread has stopped".into()));
-        }
-    }
-}
-
-/// The sync thread: makes durable what the writer committed, one
-/// `fdatasync` of the write-ahead log for every group that waited meanwhile,
-/// then answers the group's jobs. The writer goes on committing during the
-/// sync (it took 0.3 ms at p50 and 2.2 ms at p99 on the bench's disk, and
-/// sat on the relay's path for every message queued behind it).
-///
-/// A commit is durable once its frames are on disk: any descriptor of the
-/// log's file flushes them, and a sync that starts after the commit
-/// returned covers it. The log is found by its path and opened again when
-/// SQLite has replaced it; when it is gone (the last connection closing
-/// checkpoints it into the database and deletes it), the database file is
-/// synced instead.
-fn syncer(
-    database: &Path,
-    groups: mpsc::Receiver<Vec<Answer>>,
-    checkpoint: mpsc::SyncSender<()>,
-    health: integrity::WriteHealth,
-) {
-    let mut wal = WalFile::new(database);
-    while let Ok(mut answers) = groups.recv() {
-        while let Ok(more) = groups.try_recv() {
-            answers.extend(more);
-        }
-        let unsynced = match wal.sync() {
-            Ok(length) => {
-                if length >= CHECKPOINT_AT_BYTES {
-                    // Already asked (the checkpoint is under way) is fine.
-                    let _ = checkpoint.try_send(());
-                }
-                None
-            }
-            Err(error) => {
-                tracing::error!(%error, "store: cannot make a group of commits durable");
-                let disk_full = error.raw_os_error() == Some(nix::libc::ENOSPC);
-                let message = format!("syncing the write-ahead log: {error}");
-                health.refused((disk_full, message.clone()));
-                Some((disk_full, message))
-            }
-        };
-        for answer in answers {
-            answer(
-                unsynced
-                    .clone()
-                    .map(|(disk_full, message)| StoreError::NotDurable { disk_full, message }),
-            );
-        }
-    }
-}
-
-/// The database's write-ahead log, kept open for syncing.
-struct WalFile {
-    database: PathBuf,
-    wal: PathBuf,
-    open: Option<std::fs::File>,
-}
-
-impl WalFile {
-    fn new(database: &Path) -> Self {
-        let mut wal = database.as_os_str().to_owned();
-        wal.push("-wal");
-        Self {
-            database: database.to_path_buf(),
-            wal: PathBuf::from(wal),
-            open: None,
-        }
-    }
-
-    /// Flushes the log (or, without one, the database) to disk; answers
-    /// the log's length.
-    fn sync(&mut self) -> std::io::Result<u64> {
-        use std::os::unix::fs::MetadataExt;
-        let current = match std::fs::metadata(&self.wal) {
-            Ok(meta) => Some((meta.dev(), meta.ino(), meta.len())),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-            Err(error) => return Err(error),
-        };
-        let Some((device, inode, length)) = current else {
-            self.open = None;
-            std::fs::File::open(&self.database)?.sync_data()?;
-            return Ok(0);
-        };
-        let file = match self.open.take() {
-            Some(file)
-                if file
-                    .metadata()
-                    .is_ok_and(|m| (m.dev(), m.ino()) == (device, inode)) =>
-            {
-                file
-            }
-            _ => std::fs::File::open(&self.wal)?,
-        };
-        file.sync_data()?;
-        self.open = Some(file);
-        Ok(length)
-    }
-}
-
-/// The log's length past which the checkpoint thread copies it into the
-/// database: SQLite's own default (1,000 pages of 4 KiB).
-const CHECKPOINT_AT_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The writer checkpoints by itself only past this many pages of log: a
-/// backstop, should the checkpoint thread fall behind.
-const WRITER_CHECKPOINT_PAGES: u32 = 25_000;
-
-/// The checkpoint thread: copies the log into the database on a
-/// connection of its own when the sync thread finds the log long. SQLite
-/// does this on the committing connection by default, which held the
-/// writer for two fsyncs and the copy (2–3 ms) every forty-odd messages,
-/// on the path of every message queued behind it. A passive checkpoint
-/// neither blocks nor waits for the writer; the writer starts the log
-/// afresh at its next transaction once everything is copied.
-fn checkpointer(database: &Path, requests: mpsc::Receiver<()>) {
-    let mut conn = None;
-    while requests.recv().is_ok() {
-        if conn.is_none() {
-            conn = Connection::open(database)
-                .and_then(|c| {
-                    c.busy_timeout(std::time::Duration::from_secs(5))
-                        .map(|()| c)
-                })
-                .inspect_err(
-                    |error| tracing::warn!(%error, "store: cannot open the checkpoint connection"),
-                )
-                .ok();
-        }
-        let Some(c) = &conn else { continue };
-        if let Err(error) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "store: checkpoint failed; trying again at the next");
-        }
-    }
-}
 
 /// Runs `f` with `synchronous = NORMAL`: its commit reaches the WAL and
 /// survives the process crashing, but not a power cut (the next `FULL`

@@ -435,21 +435,3 @@ async fn durable_commits_are_answered_and_a_long_log_is_checkpointed_off_the_wri
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
-
-#[test]
-fn the_log_is_synced_by_path_and_opened_again_when_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("s.db");
-    std::fs::write(&database, b"database").unwrap();
-    let mut wal = super::WalFile::new(&database);
-    // No log (the last connection closed it into the database): the
-    // database file is synced, and the length is 0.
-    assert_eq!(wal.sync().unwrap(), 0);
-    let log = dir.path().join("s.db-wal");
-    std::fs::write(&log, vec![0u8; 100]).unwrap();
-    assert_eq!(wal.sync().unwrap(), 100);
-    // Replaced by another file: found again by its path.
-    std::fs::remove_file(&log).unwrap();
-    std::fs::write(&log, vec![0u8; 300]).unwrap();
-    assert_eq!(wal.sync().unwrap(), 300);
-}
