@@ -10,9 +10,8 @@
 mod pg_common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration as StdDuration;
 
-use pg_common::Postgres;
+use pg_common::{Postgres, add_sims, connect, healthy, iccid};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use simmask::masking::Mode;
@@ -20,10 +19,9 @@ use simmask::masking::allocation::{AllocationError, PoolLimits};
 use simmask::masking::hub;
 use simmask::masking::lifecycle::{CloseReason, SessionStatus};
 use simmask::number::PhoneNumber;
-use simmask::store::{LiveSim, Location, NewSession, Store, StoreError};
+use simmask::store::{NewSession, StoreError};
 use time::OffsetDateTime;
 
-const TIMEOUT: StdDuration = StdDuration::from_secs(30);
 const HUB: &str = "+447911000100";
 
 fn number(n: u32) -> PhoneNumber {
@@ -32,10 +30,6 @@ fn number(n: u32) -> PhoneNumber {
 
 fn hub_number() -> PhoneNumber {
     PhoneNumber::from_e164(HUB).unwrap()
-}
-
-fn iccid(n: u32) -> String {
-    format!("89440000000000000{n:02}")
 }
 
 fn now() -> OffsetDateTime {
@@ -54,38 +48,6 @@ fn request(a: PhoneNumber, b: PhoneNumber) -> NewSession {
         fallback_number: None,
         proxy: None,
         limits: PoolLimits::default(),
-    }
-}
-
-fn healthy(sims: &[u32]) -> Vec<LiveSim> {
-    sims.iter()
-        .map(|n| LiveSim {
-            iccid: iccid(*n),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        })
-        .collect()
-}
-
-async fn connect(url: &str, appliance: &str) -> Store {
-    Store::connect(&Location::Postgres(url.into()), appliance, TIMEOUT)
-        .await
-        .unwrap()
-}
-
-async fn add_sims(store: &Store, sims: &[u32]) {
-    for n in sims {
-        store
-            .upsert_sim(
-                iccid(*n),
-                PhoneNumber::from_e164(&format!("+4470000{n:05}")).unwrap(),
-                format!("imsi{n}"),
-                None,
-                now(),
-            )
-            .await
-            .unwrap();
     }
 }
 

@@ -7,28 +7,17 @@
 mod pg_common;
 
 use std::collections::BTreeMap;
-use std::time::Duration as StdDuration;
 
-use pg_common::Postgres;
+use pg_common::{Postgres, add_sims, connect, healthy, iccid, proxy};
 use simmask::masking::Mode;
 use simmask::masking::allocation::PoolLimits;
 use simmask::masking::lifecycle::SessionStatus;
 use simmask::number::PhoneNumber;
-use simmask::store::{LiveSim, Location, NewSession, Store};
+use simmask::store::{LiveSim, NewSession, Store};
 use time::{Duration, OffsetDateTime};
-
-const TIMEOUT: StdDuration = StdDuration::from_secs(30);
 
 fn number(n: u32) -> PhoneNumber {
     PhoneNumber::from_e164(&format!("+4479110{n:05}")).unwrap()
-}
-
-fn iccid(n: u32) -> String {
-    format!("89440000000000000{n:02}")
-}
-
-fn proxy(n: u32) -> PhoneNumber {
-    PhoneNumber::from_e164(&format!("+4470000{n:05}")).unwrap()
 }
 
 fn now() -> OffsetDateTime {
@@ -47,32 +36,6 @@ fn request(a: u32, b: u32, ttl: Option<Duration>) -> NewSession {
         fallback_number: None,
         proxy: None,
         limits: PoolLimits::default(),
-    }
-}
-
-fn healthy(sims: &[u32]) -> Vec<LiveSim> {
-    sims.iter()
-        .map(|n| LiveSim {
-            iccid: iccid(*n),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        })
-        .collect()
-}
-
-async fn connect(url: &str, appliance: &str) -> Store {
-    Store::connect(&Location::Postgres(url.into()), appliance, TIMEOUT)
-        .await
-        .unwrap()
-}
-
-async fn add_sims(store: &Store, sims: &[u32]) {
-    for n in sims {
-        store
-            .upsert_sim(iccid(*n), proxy(*n), format!("imsi{n}"), None, now())
-            .await
-            .unwrap();
     }
 }
 

@@ -8,28 +8,18 @@ mod pg_common;
 use std::collections::HashSet;
 use std::time::Duration as StdDuration;
 
-use pg_common::Postgres;
+use pg_common::{HEARTBEAT_TIMEOUT, Postgres, add_sims, connect, healthy, iccid, proxy};
 use simmask::masking::Mode;
 use simmask::masking::allocation::{AllocationError, PoolLimits};
 use simmask::masking::lifecycle::SessionStatus;
 use simmask::number::PhoneNumber;
 use simmask::store::{
-    LiveSim, Location, NewOutbound, NewSession, NextClaim, SessionFilter, Store, StoreError,
+    Location, NewOutbound, NewSession, NextClaim, SessionFilter, Store, StoreError,
 };
 use time::OffsetDateTime;
 
-const TIMEOUT: StdDuration = StdDuration::from_secs(30);
-
 fn number(n: u32) -> PhoneNumber {
     PhoneNumber::from_e164(&format!("+4479110{n:05}")).unwrap()
-}
-
-fn iccid(n: u32) -> String {
-    format!("89440000000000000{n:02}")
-}
-
-fn proxy(n: u32) -> PhoneNumber {
-    PhoneNumber::from_e164(&format!("+4470000{n:05}")).unwrap()
 }
 
 fn now() -> OffsetDateTime {
@@ -48,33 +38,6 @@ fn request(a: u32, b: u32) -> NewSession {
         fallback_number: None,
         proxy: None,
         limits: PoolLimits::default(),
-    }
-}
-
-fn healthy(sims: &[u32]) -> Vec<LiveSim> {
-    sims.iter()
-        .map(|n| LiveSim {
-            iccid: iccid(*n),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        })
-        .collect()
-}
-
-async fn connect(url: &str, appliance: &str) -> Store {
-    Store::connect(&Location::Postgres(url.into()), appliance, TIMEOUT)
-        .await
-        .unwrap()
-}
-
-/// Puts SIMs `sims` in the pool as held by `store`'s appliance.
-async fn add_sims(store: &Store, sims: &[u32]) {
-    for n in sims {
-        store
-            .upsert_sim(iccid(*n), proxy(*n), format!("imsi{n}"), None, now())
-            .await
-            .unwrap();
     }
 }
 
@@ -472,8 +435,8 @@ async fn migrations_apply_once_and_a_newer_schema_is_refused() {
     // Two appliances starting at once both find the schema applied.
     let location = Location::Postgres(url.clone());
     let (a, b) = tokio::join!(
-        Store::connect(&location, "a", TIMEOUT),
-        Store::connect(&location, "b", TIMEOUT)
+        Store::connect(&location, "a", HEARTBEAT_TIMEOUT),
+        Store::connect(&location, "b", HEARTBEAT_TIMEOUT)
     );
     a.unwrap();
     b.unwrap();
@@ -482,7 +445,7 @@ async fn migrations_apply_once_and_a_newer_schema_is_refused() {
         .batch_execute("INSERT INTO simmask_schema (version, applied_ms) VALUES (999, 0)")
         .await
         .unwrap();
-    let error = Store::connect(&Location::Postgres(url.clone()), "a", TIMEOUT)
+    let error = Store::connect(&Location::Postgres(url.clone()), "a", HEARTBEAT_TIMEOUT)
         .await
         .unwrap_err();
     assert!(
@@ -515,12 +478,14 @@ async fn calls_not_on_postgres_yet_say_so_and_the_password_never_shows() {
     let secret = format!("postgres://postgres:hunter2@127.0.0.1:{}/nowhere", pg.port);
     let location = Location::Postgres(secret.clone());
     assert!(!format!("{location:?}").contains("hunter2"));
-    let error = Store::connect(&location, "x", TIMEOUT).await.unwrap_err();
+    let error = Store::connect(&location, "x", HEARTBEAT_TIMEOUT)
+        .await
+        .unwrap_err();
     assert!(!error.to_string().contains("hunter2"), "{error}");
     // And the database being away is an outage, not a bug.
     drop(store);
     pg.stop();
-    let error = Store::connect(&Location::Postgres(url), "x", TIMEOUT)
+    let error = Store::connect(&Location::Postgres(url), "x", HEARTBEAT_TIMEOUT)
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");

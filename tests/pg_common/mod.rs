@@ -10,6 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use simmask::number::PhoneNumber;
+use simmask::store::{LiveSim, Location, Store};
+use time::OffsetDateTime;
 
 pub struct Postgres {
     dir: tempfile::TempDir,
@@ -254,5 +259,57 @@ impl Drop for Postgres {
             .arg(&data)
             .args(["-m", "immediate", "-w", "stop"])
             .output();
+    }
+}
+
+/// How long an appliance of the store tests may go without a heartbeat.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The ICCID of test SIM `n`.
+pub fn iccid(n: u32) -> String {
+    format!("89440000000000000{n:02}")
+}
+
+/// The proxy number of test SIM `n`.
+pub fn proxy(n: u32) -> PhoneNumber {
+    PhoneNumber::from_e164(&format!("+4470000{n:05}")).unwrap()
+}
+
+/// SIMs `sims` as allocation sees healthy, voice-capable ones.
+pub fn healthy(sims: &[u32]) -> Vec<LiveSim> {
+    sims.iter()
+        .map(|n| LiveSim {
+            iccid: iccid(*n),
+            healthy: true,
+            signal_dbm: Some(-70),
+            voice_capable: true,
+        })
+        .collect()
+}
+
+/// The store of appliance `appliance` on the fleet database at `url`.
+pub async fn connect(url: &str, appliance: &str) -> Store {
+    Store::connect(
+        &Location::Postgres(url.into()),
+        appliance,
+        HEARTBEAT_TIMEOUT,
+    )
+    .await
+    .unwrap()
+}
+
+/// Puts SIMs `sims` in the pool as held by `store`'s appliance.
+pub async fn add_sims(store: &Store, sims: &[u32]) {
+    for n in sims {
+        store
+            .upsert_sim(
+                iccid(*n),
+                proxy(*n),
+                format!("imsi{n}"),
+                None,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
     }
 }
