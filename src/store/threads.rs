@@ -5,11 +5,13 @@
 //! a long log into the database. Neither of the last two holds up the
 //! writer.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread;
 
 use rusqlite::Connection;
+use rusqlite::hooks::Wal;
 
 use super::{StoreError, integrity};
 
@@ -33,7 +35,8 @@ pub(super) fn start(
     path: &Path,
     health: integrity::WriteHealth,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
-    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+    // Replaces SQLite's auto-checkpoint, which is itself a WAL hook.
+    conn.wal_hook(Some(count_log_frames));
     let (jobs, inbox) = mpsc::channel::<Job>();
     let (to_sync, synced) = mpsc::channel::<Vec<Answer>>();
     let (to_checkpoint, checkpoints) = mpsc::sync_channel::<()>(1);
@@ -49,11 +52,11 @@ pub(super) fn start(
     let sync_health = health.clone();
     thread::Builder::new()
         .name("store-sync".into())
-        .spawn(move || syncer(&database, synced, to_checkpoint, sync_health))
+        .spawn(move || syncer(&database, synced, sync_health))
         .map_err(|e| cannot("sync", e))?;
     thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || writer(conn, inbox, to_sync, health))
+        .spawn(move || writer(conn, inbox, to_sync, to_checkpoint, health))
         .map_err(|e| cannot("writer", e))?;
     Ok(jobs)
 }
@@ -64,6 +67,7 @@ fn writer(
     mut conn: Connection,
     inbox: mpsc::Receiver<Job>,
     to_sync: mpsc::Sender<Vec<Answer>>,
+    checkpoint: mpsc::SyncSender<()>,
     health: integrity::WriteHealth,
 ) {
     while let Ok(first) = inbox.recv() {
@@ -85,7 +89,33 @@ fn writer(
             // gone, so nothing is taken off a SIM).
             health.refused((false, "the store's sync thread has stopped".into()));
         }
+        if LOG_FRAMES.get() >= CHECKPOINT_AT_FRAMES {
+            // Already asked (a checkpoint under way) is fine.
+            let _ = checkpoint.try_send(());
+        }
     }
+}
+
+thread_local! {
+    /// Frames in the write-ahead log after the writer's last commit: the log's
+    /// content, which its file's length is not (SQLite writes a log over
+    /// from its start once it is copied, and never shortens the file).
+    static LOG_FRAMES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// SQLite's WAL hook on the writer connection: runs on the writer thread
+/// as each commit ends, with the frames now in the log.
+fn count_log_frames(wal: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
+    let frames = u32::try_from(frames).unwrap_or(0);
+    LOG_FRAMES.set(frames);
+    if frames >= WRITER_CHECKPOINT_FRAMES {
+        // The backstop, should the checkpoint thread fall behind. An error
+        // here would fail a commit that has happened: logged instead.
+        if let Err(error) = wal.checkpoint() {
+            tracing::warn!(%error, "store: the writer's checkpoint failed");
+        }
+    }
+    Ok(())
 }
 
 /// The sync thread: makes durable what the writer committed, one
@@ -100,25 +130,14 @@ fn writer(
 /// SQLite has replaced it; when it is gone (the last connection closing
 /// checkpoints it into the database and deletes it), the database file is
 /// synced instead.
-fn syncer(
-    database: &Path,
-    groups: mpsc::Receiver<Vec<Answer>>,
-    checkpoint: mpsc::SyncSender<()>,
-    health: integrity::WriteHealth,
-) {
+fn syncer(database: &Path, groups: mpsc::Receiver<Vec<Answer>>, health: integrity::WriteHealth) {
     let mut wal = WalFile::new(database);
     while let Ok(mut answers) = groups.recv() {
         while let Ok(more) = groups.try_recv() {
             answers.extend(more);
         }
         let unsynced = match wal.sync() {
-            Ok(length) => {
-                if length >= CHECKPOINT_AT_BYTES {
-                    // Already asked (the checkpoint is under way) is fine.
-                    let _ = checkpoint.try_send(());
-                }
-                None
-            }
+            Ok(()) => None,
             Err(error) => {
                 tracing::error!(%error, "store: cannot make a group of commits durable");
                 let disk_full = error.raw_os_error() == Some(nix::libc::ENOSPC);
@@ -155,19 +174,17 @@ impl WalFile {
         }
     }
 
-    /// Flushes the log (or, without one, the database) to disk; answers
-    /// the log's length.
-    fn sync(&mut self) -> std::io::Result<u64> {
+    /// Flushes the log (or, without one, the database) to disk.
+    fn sync(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let current = match std::fs::metadata(&self.wal) {
-            Ok(meta) => Some((meta.dev(), meta.ino(), meta.len())),
+            Ok(meta) => Some((meta.dev(), meta.ino())),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
         };
-        let Some((device, inode, length)) = current else {
+        let Some((device, inode)) = current else {
             self.open = None;
-            std::fs::File::open(&self.database)?.sync_data()?;
-            return Ok(0);
+            return std::fs::File::open(&self.database)?.sync_data();
         };
         let file = match self.open.take() {
             Some(file)
@@ -181,20 +198,20 @@ impl WalFile {
         };
         file.sync_data()?;
         self.open = Some(file);
-        Ok(length)
+        Ok(())
     }
 }
 
-/// The log's length past which the checkpoint thread copies it into the
-/// database: SQLite's own default (1,000 pages of 4 KiB).
-const CHECKPOINT_AT_BYTES: u64 = 4 * 1024 * 1024;
+/// The frames of log past which the checkpoint thread copies it into the
+/// database: SQLite's own default (1,000 pages).
+const CHECKPOINT_AT_FRAMES: u32 = 1_000;
 
-/// The writer checkpoints by itself only past this many pages of log: a
+/// The writer checkpoints by itself only past this many frames of log: a
 /// backstop, should the checkpoint thread fall behind.
-const WRITER_CHECKPOINT_PAGES: u32 = 25_000;
+const WRITER_CHECKPOINT_FRAMES: u32 = 25_000;
 
 /// The checkpoint thread: copies the log into the database on a
-/// connection of its own when the sync thread finds the log long. SQLite
+/// connection of its own when the writer finds the log long. SQLite
 /// does this on the committing connection by default, which held the
 /// writer for two fsyncs and the copy (2–3 ms) every forty-odd messages,
 /// on the path of every message queued behind it. A passive checkpoint
@@ -227,19 +244,71 @@ mod tests {
 
     #[test]
     fn the_log_is_synced_by_path_and_opened_again_when_replaced() {
+        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("s.db");
         std::fs::write(&database, b"database").unwrap();
         let mut wal = WalFile::new(&database);
+        let inode =
+            |file: &Option<std::fs::File>| file.as_ref().map(|f| f.metadata().unwrap().ino());
         // No log (the last connection closed it into the database): the
-        // database file is synced, and the length is 0.
-        assert_eq!(wal.sync().unwrap(), 0);
+        // database file is synced instead.
+        wal.sync().unwrap();
+        assert_eq!(inode(&wal.open), None);
         let log = dir.path().join("s.db-wal");
         std::fs::write(&log, vec![0u8; 100]).unwrap();
-        assert_eq!(wal.sync().unwrap(), 100);
+        wal.sync().unwrap();
+        assert_eq!(
+            inode(&wal.open),
+            Some(std::fs::metadata(&log).unwrap().ino())
+        );
         // Replaced by another file: found again by its path.
+        let kept = std::fs::File::open(&log).unwrap();
         std::fs::remove_file(&log).unwrap();
         std::fs::write(&log, vec![0u8; 300]).unwrap();
-        assert_eq!(wal.sync().unwrap(), 300);
+        assert_ne!(
+            kept.metadata().unwrap().ino(),
+            std::fs::metadata(&log).unwrap().ino()
+        );
+        wal.sync().unwrap();
+        assert_eq!(
+            inode(&wal.open),
+            Some(std::fs::metadata(&log).unwrap().ino())
+        );
+    }
+
+    /// The checkpoint is asked for by the log's content: once copied, the
+    /// log is written over from its start and its file keeps its length,
+    /// so the length would ask for a checkpoint after every commit.
+    #[test]
+    fn the_log_is_measured_in_frames_not_by_its_files_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.wal_hook(Some(count_log_frames));
+        conn.execute_batch("CREATE TABLE t (b BLOB)").unwrap();
+        conn.execute("INSERT INTO t (b) SELECT zeroblob(6000000)", [])
+            .unwrap();
+        assert!(
+            LOG_FRAMES.get() >= CHECKPOINT_AT_FRAMES,
+            "{}",
+            LOG_FRAMES.get()
+        );
+        // The checkpoint thread's copy, on a connection of its own.
+        Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .unwrap();
+        conn.execute("INSERT INTO t (b) VALUES (x'01')", [])
+            .unwrap();
+        assert!(LOG_FRAMES.get() < 10, "{}", LOG_FRAMES.get());
+        let log = std::fs::metadata(dir.path().join("s.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            log > 4 * 1024 * 1024,
+            "the log's file kept its length: {log}"
+        );
     }
 }
