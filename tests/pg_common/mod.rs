@@ -74,7 +74,7 @@ impl Postgres {
                 .unwrap();
             assert!(status.success(), "chown the data directory to postgres");
         }
-        let server = Self {
+        let mut server = Self {
             dir,
             bin: bin_dir(),
             port: free_port(),
@@ -94,6 +94,19 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        // The free port can be taken by another test's server between
+        // choosing it and binding it: then the server is started on another.
+        for _ in 0..4 {
+            match server.try_start() {
+                Ok(()) => return server,
+                Err(problem)
+                    if problem.contains("could not bind") || problem.contains("in use") =>
+                {
+                    server.port = free_port();
+                }
+                Err(problem) => panic!("{problem}"),
+            }
+        }
         server.start_again();
         server
     }
@@ -107,6 +120,12 @@ impl Postgres {
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
+        if let Err(problem) = self.try_run(tool, args) {
+            panic!("{problem}");
+        }
+    }
+
+    fn try_run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
         let program = self.bin.join(tool);
         let mut command = if self.as_postgres {
             let mut command = Command::new("runuser");
@@ -116,24 +135,33 @@ impl Postgres {
             Command::new(&program)
         };
         let output = command.args(args).output().unwrap();
-        assert!(
-            output.status.success(),
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{tool} {args:?}: {}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
+        ))
     }
 
     /// Starts the server (again, after [`Postgres::stop`]) and waits until
     /// it accepts connections.
     pub fn start_again(&self) {
+        if let Err(problem) = self.try_start() {
+            panic!("{problem}");
+        }
+    }
+
+    /// Starts the server; on failure, says why with the server's log.
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
         let log = self.dir.path().join("server.log");
-        self.run(
+        self.try_run(
             "pg_ctl",
             &[
                 "-D",
@@ -147,7 +175,11 @@ impl Postgres {
                 "60",
                 "start",
             ],
-        );
+        )
+        .map_err(|problem| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{problem}\nserver log:\n{log}")
+        })
     }
 
     /// Stops the server at once (as a crash or a pulled cable would).
