@@ -143,10 +143,9 @@ impl PhoneNumber {
     /// numbering plan knows it: the home country of a SIM, used to read the
     /// national-format numbers its network delivers.
     pub fn region(&self) -> Option<String> {
-        let parsed = phonenumber::parse(None, &self.0).ok()?;
         // The calling code's main country (GB for +44, not Guernsey), which
         // reads national numbers the same way as every region sharing it.
-        let regions = phonenumber::metadata::DATABASE.region(&parsed.code().value())?;
+        let regions = phonenumber::metadata::DATABASE.region(&calling_code(&self.0)?)?;
         regions.first().map(|id| id.to_string())
     }
 
@@ -160,8 +159,8 @@ impl PhoneNumber {
     /// (`+44******789`).
     pub fn masked(&self) -> String {
         let digits = &self.0[1..];
-        let country_len = phonenumber::parse(None, &self.0)
-            .map(|n| n.code().value().to_string().len())
+        let country_len = calling_code(&self.0)
+            .map(|code| code.to_string().len())
             .unwrap_or(2)
             .min(digits.len().saturating_sub(3));
         let tail_start = digits.len().saturating_sub(3).max(country_len);
@@ -172,6 +171,20 @@ impl PhoneNumber {
             &digits[tail_start..]
         )
     }
+}
+
+/// The country calling code of the E.164 number `e164`: the first one to
+/// three digits the numbering plan knows as a code (ITU assigns codes so
+/// that none is the prefix of another; libphonenumber reads them the same
+/// way). Found without the plan's regular expressions, which a full parse
+/// compiles and which cost the daemon some 3 MB of memory for a SIM's
+/// region alone.
+fn calling_code(e164: &str) -> Option<u16> {
+    let digits = e164.strip_prefix('+')?;
+    (1..=digits.len().min(3)).find_map(|len| {
+        let code: u16 = digits[..len].parse().ok()?;
+        phonenumber::metadata::DATABASE.by_code(&code).map(|_| code)
+    })
 }
 
 /// Whether the national number has a length that numbers of its country
@@ -303,6 +316,23 @@ mod region_tests {
         assert_eq!(gb.region().as_deref(), Some("GB"));
         let de = PhoneNumber::from_e164("+4915123456789").unwrap();
         assert_eq!(de.region().as_deref(), Some("DE"));
+        // One, two and three digits of calling code, and a code shared by
+        // many regions: its main country, as a full parse would name it.
+        for (number, region) in [
+            ("+14155550123", "US"),
+            ("+79161234567", "RU"),
+            ("+2348031234567", "NG"),
+            ("+8801712345678", "BD"),
+            ("+441481712345", "GB"),
+        ] {
+            let n = PhoneNumber::from_e164(number).unwrap();
+            assert_eq!(n.region().as_deref(), Some(region), "{number}");
+            let parsed = phonenumber::parse(None, number).unwrap();
+            assert_eq!(calling_code(number), Some(parsed.code().value()));
+        }
+        // No known code: neither the region nor a guess.
+        assert_eq!(calling_code("+999123"), None);
+        assert_eq!(PhoneNumber::from_e164("+999123").unwrap().region(), None);
     }
 }
 
@@ -323,6 +353,8 @@ mod tests {
         assert_eq!(n.masked(), "+44*******789");
         let us = PhoneNumber::from_e164("+14155550123").unwrap();
         assert_eq!(us.masked(), "+1*******123");
+        let bd = PhoneNumber::from_e164("+8801712345678").unwrap();
+        assert_eq!(bd.masked(), "+880*******678");
     }
 
     #[test]
