@@ -37,6 +37,7 @@ pub mod calls;
 pub mod control;
 pub mod identity;
 pub mod interpreter;
+mod line_clock;
 pub mod network;
 pub mod pty;
 pub mod storage;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sim::SimError;
 use crate::sim::interpreter::Interpreter;
+use crate::sim::line_clock::LineClock;
 use crate::sim::network::{Direction, Network, PortCommand};
 
 /// How often injected noise bytes appear on a noisy line.
@@ -189,6 +190,7 @@ async fn serve(
         baud: setup.baud,
         rx_free: Instant::now(),
         tx_free: Instant::now(),
+        clock: LineClock::new(),
     };
     let mut interpreter = Interpreter::new(network.clone(), index);
     if port.write(&interpreter.boot_output()).await.is_err() {
@@ -292,10 +294,11 @@ async fn serve(
 /// fires up to a millisecond late, and when each write and each received
 /// command ended in a sleep, those late wake-ups showed in the trace as the
 /// line sitting idle between a command and its answer (several
-/// milliseconds per relay at 115200 baud, charged to the host). The trace
-/// and the bytes still never run ahead of the line: a write starts when the
-/// line is free and the command it answers is in, and each chunk is
-/// written no earlier than its place in that schedule.
+/// milliseconds per relay at 115200 baud, charged to the host). The bytes
+/// never run ahead of the line: a write starts when the line is free and
+/// the command it answers is in, and each chunk is handed to the host no
+/// earlier than its last byte's place in that schedule (a late timer makes
+/// it later, never earlier, and the trace says when it was).
 struct Writer<'a> {
     fd: &'a AsyncFd<File>,
     network: &'a Network,
@@ -306,6 +309,7 @@ struct Writer<'a> {
     rx_free: Instant,
     /// When the modem-to-host direction is free again.
     tx_free: Instant,
+    clock: LineClock,
 }
 
 impl Writer<'_> {
@@ -386,18 +390,18 @@ impl Writer<'_> {
         }
         match self.rate() {
             Some(per_second) => {
+                // Each chunk reaches the host once its last byte has crossed
+                // the line, and is traced as it is written, when the host
+                // can first read it. (Written as its first byte went out,
+                // the host had up to a chunk's line time, 2.8 ms at 115200
+                // baud, before the trace said the line was in, and a quick
+                // answer showed as taking no time at all.)
                 let mut due = earliest.max(self.tx_free);
-                self.network.trace_paced(
-                    self.index,
-                    Direction::Tx,
-                    bytes,
-                    due.into_std(),
-                    per_second,
-                );
                 for chunk in bytes.chunks(32) {
-                    tokio::time::sleep_until(due).await;
-                    write_all(self.fd, chunk).await?;
                     due += Duration::from_secs_f64(chunk.len() as f64 / per_second);
+                    self.clock.sleep_until(due).await;
+                    write_all(self.fd, chunk).await?;
+                    self.network.trace(self.index, Direction::Tx, chunk);
                 }
                 self.tx_free = due;
                 Ok(())
