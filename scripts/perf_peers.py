@@ -43,6 +43,7 @@ class Sim:
         modem = description["modems"][0]
         self.link = modem["link"]
         self.msisdn = modem["msisdn"]
+        self.lines, self.seen, self.last_us, self.gathered = [], set(), 0, 0.0
 
     def send(self, text):
         http("POST", f"{self.control}/handsets/{SENDER}/sms",
@@ -51,8 +52,29 @@ class Sim:
     def received(self):
         return http("GET", f"{self.control}/handsets/{OTHER}/messages")
 
+    def gather(self, every=1.0):
+        """Fetches the trace's new lines, at most once per `every` seconds.
+
+        The simulator keeps a port's last 4,096 lines, and gammu-smsd,
+        polling without a pause, fills that in a few seconds: the trace is
+        gathered as it goes (waits call this). Lines are fetched again from
+        a little before the last one seen, since a paced line stamps some a
+        moment ahead, and each is kept once."""
+        if time.monotonic() - self.gathered < every:
+            return
+        self.gathered = time.monotonic()
+        since = max(0, self.last_us - 200_000)
+        for entry in http("GET", f"{self.control}/modems/0/trace?since={since}"):
+            key = (entry["t_us"], entry["dir"], entry["line"])
+            if key not in self.seen:
+                self.seen.add(key)
+                self.lines.append(entry)
+                self.last_us = max(self.last_us, entry["t_us"])
+
     def trace(self):
-        return http("GET", f"{self.control}/modems/0/trace?since=0")
+        """Every line of the port's trace since the simulator started."""
+        self.gather(every=0)
+        return sorted(self.lines, key=lambda entry: entry["t_us"])
 
     def stop(self):
         stop_group(self.process)
@@ -226,8 +248,16 @@ def measure(name, simmask, workdir, messages, spacing, burst, burst_window):
         skip = len(overheads_ms(sim.trace()))
         for n in range(messages):
             sim.send(f"latency {n}")
-            time.sleep(spacing)
-        wait_until(lambda: len(sim.received()) >= warm + messages, 30)
+            deadline = time.monotonic() + spacing
+            while time.monotonic() < deadline:
+                sim.gather()
+                time.sleep(0.2)
+
+        def latency_done():
+            sim.gather()
+            return len(sim.received()) >= warm + messages
+
+        wait_until(latency_done, 30)
         samples = overheads_ms(sim.trace())[skip:]
         result["samples_ms"] = samples
         result["relayed"] = len(sim.received()) - warm
@@ -238,7 +268,12 @@ def measure(name, simmask, workdir, messages, spacing, burst, burst_window):
         for n in range(burst):
             sim.send(f"burst {n:03} " + "x" * 140)
         result["burst_submit_seconds"] = round(time.monotonic() - started, 3)
-        wait_until(lambda: len(sim.received()) - before >= burst, burst_window)
+
+        def burst_done():
+            sim.gather()
+            return len(sim.received()) - before >= burst
+
+        wait_until(burst_done, burst_window)
         got = len(sim.received()) - before
         sends = cmgs_times_s(sim.trace())[marks:]
         result["burst"] = burst
