@@ -4,23 +4,17 @@
 
 mod pg_common;
 
-use std::time::Duration as StdDuration;
-
 use pg_common::Postgres;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use simmask::masking::Mode;
 use simmask::masking::allocation::{AllocationError, PoolLimits};
 use simmask::number::PhoneNumber;
-use simmask::store::{LiveSim, Location, NewSession, Store, StoreError};
+use simmask::store::{LiveSim, NewSession, Store, StoreError};
 use time::OffsetDateTime;
 
 fn number(n: u8) -> PhoneNumber {
     PhoneNumber::from_e164(&format!("+44791100{n:04}")).unwrap()
-}
-
-fn iccid(n: u8) -> String {
-    format!("894400000000000010{n}")
 }
 
 struct Fleet {
@@ -39,27 +33,10 @@ fn fleet() -> Fleet {
     let pg = Postgres::start();
     let (url, stores) = runtime.block_on(async {
         let url = pg.database("props").await;
-        let timeout = StdDuration::from_secs(30);
-        let one = Store::connect(&Location::Postgres(url.clone()), "site-1", timeout)
-            .await
-            .unwrap();
-        let two = Store::connect(&Location::Postgres(url.clone()), "site-2", timeout)
-            .await
-            .unwrap();
-        for (store, sims) in [(&one, [1u8, 2]), (&two, [3, 4])] {
-            for n in sims {
-                store
-                    .upsert_sim(
-                        iccid(n),
-                        PhoneNumber::from_e164(&format!("+44700000010{n}")).unwrap(),
-                        String::new(),
-                        None,
-                        OffsetDateTime::now_utc(),
-                    )
-                    .await
-                    .unwrap();
-            }
-        }
+        let one = pg_common::connect(&url, "site-1").await;
+        let two = pg_common::connect(&url, "site-2").await;
+        pg_common::add_sims(&one, &[1, 2]).await;
+        pg_common::add_sims(&two, &[3, 4]).await;
         (url, [one, two])
     });
     Fleet {
@@ -75,15 +52,7 @@ fn live(site: usize) -> Vec<LiveSim> {
     // stored status here, so each opener allocates among its own, and the
     // two sites' SIMs are disjoint... except that site 2 also claims SIM 1
     // healthy: the sites overlap on it, where races would show.
-    let sims: &[u8] = if site == 0 { &[1, 2] } else { &[1, 3, 4] };
-    sims.iter()
-        .map(|n| LiveSim {
-            iccid: iccid(*n),
-            healthy: true,
-            signal_dbm: Some(-70),
-            voice_capable: true,
-        })
-        .collect()
+    pg_common::healthy(if site == 0 { &[1, 2] } else { &[1, 3, 4] })
 }
 
 /// One server and fleet for every case (the guard stops it at the end,
