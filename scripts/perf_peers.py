@@ -71,6 +71,21 @@ class Sim:
                 self.lines.append(entry)
                 self.last_us = max(self.last_us, entry["t_us"])
 
+    def pause(self, seconds):
+        """Sleeps `seconds`, gathering the trace meanwhile."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.gather()
+            time.sleep(0.2)
+
+    def wait_received(self, count, limit):
+        """Waits up to `limit` seconds for the other handset to hold `count`
+        messages, gathering the trace meanwhile; true when it does."""
+        def enough():
+            self.gather()
+            return len(self.received()) >= count
+        return wait_until(enough, limit)
+
     def trace(self):
         """Every line of the port's trace since the simulator started."""
         self.gather(every=0)
@@ -240,7 +255,7 @@ def measure(name, simmask, workdir, messages, spacing, burst, burst_window):
         peer = (start_smsd if name == "smsd" else start_gammu)(workdir, sim.link)
         # Ready once a first message goes through.
         sim.send("warm-up")
-        ready = wait_until(lambda: len(sim.received()) >= 1, 90)
+        ready = sim.wait_received(1, 90)
         result = {"system": name, "ready": ready}
         if not ready:
             return result
@@ -248,16 +263,8 @@ def measure(name, simmask, workdir, messages, spacing, burst, burst_window):
         skip = len(overheads_ms(sim.trace()))
         for n in range(messages):
             sim.send(f"latency {n}")
-            deadline = time.monotonic() + spacing
-            while time.monotonic() < deadline:
-                sim.gather()
-                time.sleep(0.2)
-
-        def latency_done():
-            sim.gather()
-            return len(sim.received()) >= warm + messages
-
-        wait_until(latency_done, 30)
+            sim.pause(spacing)
+        sim.wait_received(warm + messages, 30)
         samples = overheads_ms(sim.trace())[skip:]
         result["samples_ms"] = samples
         result["relayed"] = len(sim.received()) - warm
@@ -268,12 +275,7 @@ def measure(name, simmask, workdir, messages, spacing, burst, burst_window):
         for n in range(burst):
             sim.send(f"burst {n:03} " + "x" * 140)
         result["burst_submit_seconds"] = round(time.monotonic() - started, 3)
-
-        def burst_done():
-            sim.gather()
-            return len(sim.received()) - before >= burst
-
-        wait_until(burst_done, burst_window)
+        sim.wait_received(before + burst, burst_window)
         got = len(sim.received()) - before
         sends = cmgs_times_s(sim.trace())[marks:]
         result["burst"] = burst
