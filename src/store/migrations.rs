@@ -615,6 +615,22 @@ const NO_DURABILITY_ROW: &str = r#"
 DROP TABLE durability;
 "#;
 
+/// Two indexes no longer take an entry for rows no query looks for, so a
+/// relayed message writes two pages fewer to the log: a relayed message
+/// has no `from_number` (its sender is a participant's position; only
+/// strangers' and blocked messages name a number), and a single-part
+/// message is linked to its interaction in the transaction that stored it
+/// (only a concatenated message's parts wait for their siblings). Every
+/// query on these columns compares them, which implies the new conditions.
+const LEANER_INDEXES: &str = r#"
+DROP INDEX interactions_by_sender;
+CREATE INDEX interactions_by_sender ON interactions(from_number, created_ms)
+    WHERE from_number IS NOT NULL;
+DROP INDEX inbound_parts_pending;
+CREATE INDEX inbound_parts_pending ON inbound_parts(proxy_iccid, sender, concat_ref)
+    WHERE interaction_id IS NULL AND concat_ref IS NOT NULL;
+"#;
+
 /// Every migration in order: the position is the schema version (v1 first).
 const ALL: &[&str] = &[
     V1_POOL_AND_SESSIONS,
@@ -635,6 +651,7 @@ const ALL: &[&str] = &[
     SIM_TRAFFIC,
     SENT_TIMES,
     NO_DURABILITY_ROW,
+    LEANER_INDEXES,
 ];
 
 fn migrations() -> Migrations<'static> {
