@@ -17,6 +17,7 @@ use super::rails::Rules;
 use super::reassembly::{
     Assembly, Concat, Grouping, MessageKey, Part, assemble, assemble_incomplete, grouping,
 };
+use crate::masking::policy::OutOfSessionPolicy;
 use crate::number::PhoneNumber;
 use crate::store::{InboundTx, NewOutbound, ReceivedPart, Store, StoreError};
 
@@ -321,15 +322,22 @@ fn decide_and_write(
         return Ok(outcome);
     }
     let sessions: Vec<_> = session.iter().filter_map(|s| s.rules_view()).collect();
-    let last_auto_reply = tx.last_auto_reply(proxy_iccid, sender)?;
-    let decision = decide(
-        &sessions,
-        sender,
-        body,
-        &rules.out_of_session,
-        last_auto_reply,
-        now,
-    );
+    let mut decision = decide(&sessions, sender, body, &rules.out_of_session, None, now);
+    // The auto-reply ledger matters only to a stranger's message under the
+    // auto-reply policy: the relay's transactions do not read it.
+    if decision.out_of_session
+        && matches!(rules.out_of_session, OutOfSessionPolicy::AutoReply { .. })
+    {
+        let last_auto_reply = tx.last_auto_reply(proxy_iccid, sender)?;
+        decision = decide(
+            &sessions,
+            sender,
+            body,
+            &rules.out_of_session,
+            last_auto_reply,
+            now,
+        );
+    }
     if let Some((id, reason)) = &decision.expire_session {
         tx.end_session(id, *reason, now)?;
     }

@@ -137,9 +137,9 @@ pub(super) fn relay_or_block(
     rules: &Rules,
     now: OffsetDateTime,
 ) -> Result<InboundOutcome, StoreError> {
-    let (recipients_this_month, recipient_known) =
-        tx.recipients_this_month(message.proxy_iccid, target.to, now)?;
     let (intercept, loops) = (&rules.intercept, &rules.loop_protection);
+    let recipients_limit = rules.limits.of(message.proxy_iccid).recipients_per_month;
+    let recipient_known = tx.recipient_known(message.proxy_iccid, target.to, now)?;
     let facts = RelayFacts {
         sender_blocked: tx.is_blocked(message.sender)?,
         recipient_blocked: tx.is_blocked(target.to)?,
@@ -159,9 +159,15 @@ pub(super) fn relay_or_block(
         } else {
             tx.sender_messages_since(message.sender, now - PARTICIPANT_WINDOW)?
         },
-        recipients_this_month,
+        // Counting them reads every recipient of the month: only a new
+        // recipient under a limit needs it.
+        recipients_this_month: if recipients_limit.is_some() && !recipient_known {
+            tx.recipients_this_month(message.proxy_iccid, now)?
+        } else {
+            0
+        },
         recipient_known,
-        recipients_limit: rules.limits.of(message.proxy_iccid).recipients_per_month,
+        recipients_limit,
         recent: if loops.max_similar_per_hour > 0 || loops.max_burst > 0 {
             tx.recent_messages(target.session_id, now - time::Duration::HOUR)?
         } else {

@@ -124,8 +124,9 @@ pub struct RelayFacts {
     pub session_messages: u32,
     /// Messages relayed for the sender in the last 24 hours.
     pub sender_messages_today: u32,
-    /// The proxy's distinct recipients this month, and whether the
-    /// recipient is one already.
+    /// The proxy's distinct recipients this month (counted only when a
+    /// limit applies and the recipient is new; 0 otherwise), and whether
+    /// the recipient is one already.
     pub recipients_this_month: u32,
     pub recipient_known: bool,
     pub recipients_limit: Option<u32>,

@@ -348,26 +348,34 @@ impl InboundTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The SIM's distinct recipients this month, and whether `to` is one.
+    /// The SIM's distinct recipients this month. It counts every one of
+    /// them: ask only when a limit applies to a new recipient.
     pub fn recipients_this_month(
+        &self,
+        proxy_iccid: &str,
+        now: OffsetDateTime,
+    ) -> Result<u32, StoreError> {
+        let tx = sqlite_or!(self, pg => pg.recipients_this_month(proxy_iccid, now));
+        Ok(tx
+            .prepare_cached("SELECT COUNT(*) FROM sim_recipients WHERE iccid = ?1 AND month = ?2")?
+            .query_row(params![proxy_iccid, month_of(now)], |row| row.get(0))?)
+    }
+
+    /// Whether the proxy sent to `to` this month already.
+    pub fn recipient_known(
         &self,
         proxy_iccid: &str,
         to: &PhoneNumber,
         now: OffsetDateTime,
-    ) -> Result<(u32, bool), StoreError> {
-        let tx = sqlite_or!(self, pg => pg.recipients_this_month(proxy_iccid, to, now));
-        let month = month_of(now);
-        let count = tx
-            .prepare_cached("SELECT COUNT(*) FROM sim_recipients WHERE iccid = ?1 AND month = ?2")?
-            .query_row(params![proxy_iccid, month], |row| row.get(0))?;
-        let known = tx
+    ) -> Result<bool, StoreError> {
+        let tx = sqlite_or!(self, pg => pg.recipient_known(proxy_iccid, to, now));
+        Ok(tx
             .prepare_cached(
                 "SELECT 1 FROM sim_recipients WHERE iccid = ?1 AND month = ?2 AND number = ?3",
             )?
-            .query_row(params![proxy_iccid, month, to.e164()], |_| Ok(()))
+            .query_row(params![proxy_iccid, month_of(now), to.e164()], |_| Ok(()))
             .optional()?
-            .is_some();
-        Ok((count, known))
+            .is_some())
     }
 
     /// Records a message an intercept rule stopped; returns its

@@ -113,21 +113,27 @@ impl PgInbound<'_> {
     pub(in crate::store) fn recipients_this_month(
         &self,
         proxy_iccid: &str,
-        to: &PhoneNumber,
         now: OffsetDateTime,
-    ) -> Result<(u32, bool), StoreError> {
-        let month = month_of(now);
+    ) -> Result<u32, StoreError> {
         let count: i64 = self
             .query_one(
                 "SELECT COUNT(*) FROM sim_recipients WHERE iccid = $1 AND month = $2",
-                &[&proxy_iccid, &month],
+                &[&proxy_iccid, &month_of(now)],
             )?
             .get(0);
-        let known = self.exists(
+        narrow(count, "recipient count")
+    }
+
+    pub(in crate::store) fn recipient_known(
+        &self,
+        proxy_iccid: &str,
+        to: &PhoneNumber,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.exists(
             "SELECT 1 FROM sim_recipients WHERE iccid = $1 AND month = $2 AND number = $3",
-            &[&proxy_iccid, &month, &to.e164()],
-        )?;
-        Ok((narrow(count, "recipient count")?, known))
+            &[&proxy_iccid, &month_of(now), &to.e164()],
+        )
     }
 
     pub(in crate::store) fn record_blocked(
