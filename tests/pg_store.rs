@@ -315,6 +315,23 @@ async fn the_outbox_is_claimed_once_across_appliances_and_follows_its_sim() {
     // site-1's own restart requeues nothing of a SIM it no longer holds.
     assert_eq!(site1.requeue_stuck_sending(now()).await.unwrap(), 0);
     assert_eq!(site2.requeue_stuck_sending(now()).await.unwrap(), 1);
+    // Each claim was a send attempt the carrier may count, logged for the
+    // SIM's rate limiter wherever it moves; the sweeper forgets them a day on.
+    let day_ago = now() - time::Duration::days(1);
+    assert_eq!(
+        site1.recent_sends(iccid(1), day_ago).await.unwrap().len(),
+        4
+    );
+    assert_eq!(site1.forget_old_sends(now()).await.unwrap(), 0);
+    let later = now() + time::Duration::days(2);
+    assert_eq!(site2.forget_old_sends(later).await.unwrap(), 4);
+    assert!(
+        site1
+            .recent_sends(iccid(1), day_ago)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,7 @@
 //! Periodic work: sessions that ran out of time are marked expired,
 //! incomplete multipart messages past the reassembly timeout are relayed
-//! with what arrived, message bodies past retention are erased, each SIM's
+//! with what arrived, message bodies past retention are erased (and the
+//! send log's entries past the rate limiter's day forgotten), each SIM's
 //! live state is saved for the tools beside the daemon, and systemd's
 //! watchdog is fed.
 
@@ -93,6 +94,9 @@ pub async fn run(
                 }
                 if let Err(error) = store.forget_past_recipients(crate::clock::now()).await {
                     tracing::error!(%error, "forgetting last month's recipients failed");
+                }
+                if let Err(error) = store.forget_old_sends(crate::clock::now()).await {
+                    tracing::error!(%error, "forgetting the send log's past day failed");
                 }
                 if let Some(days) = config.get().sessions.forget_numbers_days {
                     let cutoff = crate::clock::now() - time::Duration::days(i64::from(days));

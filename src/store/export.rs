@@ -14,7 +14,7 @@ use crate::number::PhoneNumber;
 /// The most rows one export page holds.
 pub const EXPORT_PAGE: usize = 500;
 
-const DAY_MS: i64 = 24 * 3_600_000;
+pub(super) const DAY_MS: i64 = 24 * 3_600_000;
 
 /// One interaction as exported: the session's participants are resolved to
 /// the numbers that sent and received (absent once erased or forgotten).
@@ -181,6 +181,22 @@ impl Store {
         .await
     }
 
+    /// Forgets the send attempts of more than a day before `now` (the rate
+    /// limiter looks back one day at most); the sweeper runs it hourly.
+    /// Returns how many were forgotten.
+    pub async fn forget_old_sends(&self, now: OffsetDateTime) -> Result<usize, StoreError> {
+        if let Some(pg) = &self.pg {
+            return pg.forget_old_sends(now).await;
+        }
+        let cutoff = to_ms(now) - DAY_MS;
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("DELETE FROM outbox_sends WHERE at_ms <= ?1")?
+                .execute(params![cutoff])?)
+        })
+        .await
+    }
+
     /// Each SIM's sends in the minute and the day before `now`, by ICCID.
     pub async fn send_counts(
         &self,
@@ -212,8 +228,10 @@ impl Store {
     }
 }
 
-/// Records a send attempt of `iccid` at `now` and forgets those older
-/// than a day (the limiter looks back one day at most).
+/// Records a send attempt of `iccid` at `now`. Those older than a day
+/// are forgotten by [`Store::forget_old_sends`], not here: once a day of
+/// sends is logged, deleting the oldest at each send wrote two more pages
+/// on the relay's path.
 pub(super) fn log_send(
     tx: &rusqlite::Transaction<'_>,
     iccid: &str,
@@ -221,8 +239,6 @@ pub(super) fn log_send(
 ) -> Result<(), StoreError> {
     tx.prepare_cached("INSERT INTO outbox_sends (proxy_iccid, at_ms) VALUES (?1, ?2)")?
         .execute(params![iccid, now])?;
-    tx.prepare_cached("DELETE FROM outbox_sends WHERE proxy_iccid = ?1 AND at_ms <= ?2")?
-        .execute(params![iccid, now - DAY_MS])?;
     Ok(())
 }
 
@@ -299,7 +315,7 @@ mod tests {
             .recent_sends(PROXY.into(), NOW - time::Duration::days(1))
             .await
             .unwrap();
-        assert_eq!(sends.len(), 2, "the send of yesterday is forgotten");
+        assert_eq!(sends.len(), 2, "the send of yesterday is not counted");
         let counts = store.send_counts(NOW).await.unwrap();
         assert_eq!(
             counts[PROXY],
@@ -308,5 +324,13 @@ mod tests {
                 last_day: 2
             }
         );
+        // Kept until the sweeper forgets it (not at every send).
+        let two_days = NOW - time::Duration::days(2);
+        let logged = store.recent_sends(PROXY.into(), two_days).await.unwrap();
+        assert_eq!(logged.len(), 3);
+        assert_eq!(store.forget_old_sends(NOW).await.unwrap(), 1);
+        let logged = store.recent_sends(PROXY.into(), two_days).await.unwrap();
+        assert_eq!(logged.len(), 2, "only the day's sends are left");
+        assert_eq!(store.send_counts(NOW).await.unwrap()[PROXY], counts[PROXY]);
     }
 }

@@ -34,8 +34,6 @@ use crate::number::PhoneNumber;
 /// given up as an outage (the message stays on its SIM).
 pub(super) const STATEMENT_WAIT: Duration = Duration::from_secs(30);
 
-const DAY_MS: i64 = 86_400_000;
-
 /// How long the worker answers at once after it could not connect.
 const REFUSED_FOR: Duration = Duration::from_secs(1);
 
@@ -532,10 +530,6 @@ impl PgInbound<'_> {
         self.execute(
             "INSERT INTO outbox_sends (proxy_iccid, at_ms) VALUES ($1, $2)",
             &[&item.proxy_iccid, &now],
-        )?;
-        self.execute(
-            "DELETE FROM outbox_sends WHERE proxy_iccid = $1 AND at_ms <= $2",
-            &[&item.proxy_iccid, &(now - DAY_MS)],
         )?;
         Ok(Some(item))
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 
 use super::super::api_queries::{HOUR_MS, SimCounters, TrafficHour};
+use super::super::export::DAY_MS;
 use super::super::pool::SimStorage;
 use super::super::sessions::ModemRecord;
 use super::super::{StoreError, from_ms, to_ms};
@@ -167,6 +168,21 @@ impl PgStore {
             .iter()
             .map(|row| row.get(0))
             .collect())
+    }
+
+    pub(in crate::store) async fn forget_old_sends(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let forgotten = client
+            .execute(
+                "DELETE FROM outbox_sends WHERE at_ms <= $1",
+                &[&(to_ms(now) - DAY_MS)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
     }
 
     pub(in crate::store) async fn save_sim_storage(

@@ -11,8 +11,6 @@ use super::{PgStore, in_transaction, pg_error};
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
-const DAY_MS: i64 = 86_400_000;
-
 /// The statements that queue an SMS (`$1` session, `$2` SIM, `$3` sender's
 /// position, `$4` recipient, `$5` body, `$6` now; then the outbox row and the
 /// month's recipient), shared by the outbox's own transaction
@@ -98,12 +96,6 @@ async fn claim_next(
     tx.execute(
         "INSERT INTO outbox_sends (proxy_iccid, at_ms) VALUES ($1, $2)",
         &[&proxy_iccid, &now],
-    )
-    .await
-    .map_err(pg_error)?;
-    tx.execute(
-        "DELETE FROM outbox_sends WHERE proxy_iccid = $1 AND at_ms <= $2",
-        &[&proxy_iccid, &(now - DAY_MS)],
     )
     .await
     .map_err(pg_error)?;

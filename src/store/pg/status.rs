@@ -5,12 +5,10 @@ use std::collections::HashMap;
 
 use time::OffsetDateTime;
 
-use super::super::export::{ExportedInteraction, SELECT, SendCounts};
+use super::super::export::{DAY_MS, ExportedInteraction, SELECT, SendCounts};
 use super::super::{StoreError, to_ms};
 use super::{PgStore, pg_error};
 use crate::number::PhoneNumber;
-
-const DAY_MS: i64 = 86_400_000;
 
 fn count(value: i64) -> u32 {
     u32::try_from(value).unwrap_or(u32::MAX)
