@@ -20,7 +20,7 @@ use simmask::masking::allocation::PoolLimits;
 use simmask::number::PhoneNumber;
 use simmask::sms::accept::InboundPart;
 use simmask::sms::rails::Rules;
-use simmask::sms::relay::{Claimer, accept_and_claim};
+use simmask::sms::relay::{AlwaysIdle, accept_and_claim};
 use simmask::store::{ImportedSession, LiveSim, NewSession, Store};
 use time::OffsetDateTime;
 
@@ -172,20 +172,6 @@ fn main() {
     });
 }
 
-/// Each SIM's outbox worker waiting for a message, as when a burst comes
-/// to an idle bank.
-struct Idle;
-
-impl Claimer for Idle {
-    fn is_idle(&self) -> bool {
-        true
-    }
-
-    fn reserve(&self) -> bool {
-        true
-    }
-}
-
 /// Bursts of 16 inbound messages, one per proxy, each from a participant
 /// of a different session among the million, through the transaction the
 /// relay runs for a received message (`sms::relay::accept_and_claim`).
@@ -218,7 +204,7 @@ async fn relay_bursts(store: &Store) {
             let now = OffsetDateTime::now_utc();
             answers.push(store.inbound_durable_then(
                 move |tx| {
-                    let accepted = accept_and_claim(tx, &part, &rules, now, Some(&Idle))?;
+                    let accepted = accept_and_claim(tx, &part, &rules, now, Some(&AlwaysIdle))?;
                     Ok(accepted.claimed.is_some())
                 },
                 move |_| commits.lock().expect("commits").push(started.elapsed()),

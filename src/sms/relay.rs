@@ -619,6 +619,20 @@ impl Claimer for Handoff {
     }
 }
 
+/// A worker that is always free, as every SIM's is when a burst reaches an
+/// idle bank: what the benches and tests claim with.
+pub struct AlwaysIdle;
+
+impl Claimer for AlwaysIdle {
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    fn reserve(&self) -> bool {
+        true
+    }
+}
+
 /// The relay's transaction for one received part: stored, routed and
 /// queued ([`accept_in`]), and, when the SIM's worker is idle and nothing of
 /// its SIM is due before it, the relayed send claimed for the worker in the
@@ -730,19 +744,6 @@ mod tests {
     use crate::config::Config;
     use crate::store::fixtures::{A, NOW, PROXY, number, store_with_session};
 
-    /// A worker that is always free.
-    struct Idle;
-
-    impl Claimer for Idle {
-        fn is_idle(&self) -> bool {
-            true
-        }
-
-        fn reserve(&self) -> bool {
-            true
-        }
-    }
-
     /// The rules of an appliance configured with nothing but its ports.
     fn default_rules() -> Arc<Rules> {
         let config = Config::parse(
@@ -780,7 +781,9 @@ mod tests {
             };
             let rules = rules.clone();
             let accepted = store
-                .inbound_durable(move |tx| accept_and_claim(tx, &part, &rules, NOW, Some(&Idle)))
+                .inbound_durable(move |tx| {
+                    accept_and_claim(tx, &part, &rules, NOW, Some(&AlwaysIdle))
+                })
                 .await
                 .unwrap();
             assert!(matches!(accepted.outcome, InboundOutcome::Relayed { .. }));
