@@ -587,8 +587,8 @@ enum Stored {
     Yes,
 }
 
-/// What the inbound transaction did, with the relay it claimed.
-/// What the relay's transaction for one received part did.
+/// What the relay's transaction for one received part did, with the send
+/// it claimed.
 pub struct Accepted {
     pub outcome: InboundOutcome,
     /// The session of a relayed message.
