@@ -10,6 +10,7 @@ use super::super::export::DAY_MS;
 use super::super::pool::SimStorage;
 use super::super::sessions::ModemRecord;
 use super::super::{StoreError, from_ms, to_ms};
+use super::retention::count as affected;
 use super::sessions::{budget_use, month_of};
 use super::{PgStore, in_transaction, pg_error};
 
@@ -182,7 +183,7 @@ impl PgStore {
             )
             .await
             .map_err(pg_error)?;
-        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
+        Ok(affected(forgotten))
     }
 
     pub(in crate::store) async fn save_sim_storage(
@@ -278,7 +279,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_error)?;
-                Ok(usize::try_from(erased).unwrap_or(usize::MAX))
+                Ok(affected(erased))
             }
             .await
         })
@@ -296,6 +297,6 @@ impl PgStore {
             )
             .await
             .map_err(pg_error)?;
-        Ok(usize::try_from(forgotten).unwrap_or(usize::MAX))
+        Ok(affected(forgotten))
     }
 }

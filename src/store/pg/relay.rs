@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use super::super::relay::{InteractionRecord, NewOutbound, NextClaim, OutboxItem};
 use super::super::{StoreError, from_ms, to_ms};
+use super::retention::count;
 use super::sessions::month_of;
 use super::{PgStore, in_transaction, pg_error};
 
@@ -341,7 +342,7 @@ impl PgStore {
             )
             .await
             .map_err(pg_error)?;
-        Ok(usize::try_from(requeued).unwrap_or(usize::MAX))
+        Ok(count(requeued))
     }
 
     pub(in crate::store) async fn interaction_session(

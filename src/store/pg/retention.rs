@@ -15,7 +15,8 @@ use crate::number::PhoneNumber;
 /// Sessions ended before `$1`.
 const ENDED: &str = "SELECT id FROM sessions WHERE status <> 'open' AND ended_ms < $1";
 
-fn count(rows: u64) -> usize {
+/// Rows a statement touched, as the store's calls report them.
+pub(super) fn count(rows: u64) -> usize {
     usize::try_from(rows).unwrap_or(usize::MAX)
 }
 
