@@ -7,9 +7,9 @@
 //!
 //! A kill -9 loses what the process had not handed to the kernel; a power
 //! cut also loses what the kernel had not written. The second is covered by
-//! `synchronous=FULL` on the commits that precede a SIM delete (see the
-//! store) and cannot be produced on this machine; the torn page below is
-//! what a cut in the middle of a page write leaves.
+//! the store's fsync of the log before it answers the commits that precede a
+//! SIM delete (see the store) and cannot be produced on this machine; the
+//! torn page below is what a cut in the middle of a page write leaves.
 
 mod browser_common;
 mod common;

@@ -1,7 +1,8 @@
 //! Is the database file sound, and can the store write? `PRAGMA
 //! quick_check` after a start (a power cut in the middle of a write must
-//! leave a file that opens and checks clean: WAL with `synchronous=FULL`),
-//! and the last write that failed for want of space or a working disk.
+//! leave a file that opens and checks clean: WAL, every answered commit
+//! fsynced), and the last write that failed for want of space or a working
+//! disk.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,12 +1,13 @@
 //! The store: the only module that speaks SQL.
 //!
-//! One SQLite file in WAL mode with `synchronous=FULL` (a committed row
-//! survives a power cut), versioned migrations, and one writer connection on
-//! its own thread. [`Store`] is the typed async handle to it: callers never
-//! see SQL, and every state change is one transaction on that thread. The
-//! relay's transactions commit to the log without waiting for the disk; a
-//! sync thread makes each group of them durable with one `fdatasync`, and a
-//! checkpoint thread copies the log into the database, so neither holds up
+//! One SQLite file in WAL mode (a row whose commit was answered survives a
+//! power cut), versioned migrations, and one writer connection on its own
+//! thread. [`Store`] is the typed async handle to it: callers never see SQL,
+//! and every state change is one transaction on that thread. Transactions
+//! commit to the log without waiting for the disk; a sync thread makes each
+//! group of them durable with one `fdatasync` before their callers hear of
+//! them (the outbox's bookkeeping excepted, see [`Store::call_relaxed`]), and
+//! a checkpoint thread copies the log into the database, so neither holds up
 //! the writer.
 //!
 //! The narrow interface is deliberate (README, "A fleet: several appliances
@@ -44,7 +45,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::Connection;
-use threads::Job;
+use threads::{Answer, Job};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
@@ -347,8 +348,46 @@ impl Store {
         .await
     }
 
-    /// Runs `f` on the writer connection and returns its result.
+    /// Runs `f` on the writer connection and returns its result once what
+    /// it wrote is on disk. The writer commits without waiting for the disk
+    /// and goes on with the next job; the sync thread answers after the
+    /// `fdatasync` of the log that covers the commit, shared with every job
+    /// that committed meanwhile (what `synchronous = FULL` did on the
+    /// writer, which held every job queued behind it for the fsync). A job
+    /// that changed nothing is answered at once.
     async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        if self.pg.is_some() {
+            return Err(self.unsupported::<F>());
+        }
+        let (reply, answer) = oneshot::channel();
+        let health = self.write_health.clone();
+        self.jobs
+            .send(Job::Durable(Box::new(move |conn| {
+                let before = conn.total_changes();
+                let result = f(conn);
+                let wrote = conn.total_changes() != before;
+                health.observe(&result, wrote);
+                if !wrote {
+                    // The caller may have gone away (cancelled); nothing to do then.
+                    let _ = reply.send(result);
+                    return None;
+                }
+                Some(answer_when_synced(reply, result))
+            })))
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Like [`Store::call`], answered as soon as `f` has committed, without
+    /// waiting for the disk: for outbox bookkeeping only, where a state a
+    /// power cut loses means a resend, never a lost message (and the next
+    /// synced commit makes it durable too). It keeps an fsync off the
+    /// relay's hot path.
+    async fn call_relaxed<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
@@ -363,7 +402,6 @@ impl Store {
                 let before = conn.total_changes();
                 let result = f(conn);
                 health.observe(&result, conn.total_changes() != before);
-                // The caller may have gone away (cancelled); nothing to do then.
                 let _ = reply.send(result);
             })))
             .map_err(|_| StoreError::WriterGone)?;
@@ -412,19 +450,10 @@ impl Store {
             .jobs
             .send(Job::Durable(Box::new(move |conn| {
                 let before = conn.total_changes();
-                let mut result = relaxed(conn, f);
+                let mut result = f(conn);
                 health.observe(&result, conn.total_changes() != before);
                 on_commit(&mut result);
-                Box::new(move |unsynced: Option<StoreError>| {
-                    // Committed but not made durable: the caller must not
-                    // act as if it were (a message stays on its SIM, to be
-                    // read again and recognised).
-                    let result = match (result, unsynced) {
-                        (Ok(_), Some(error)) => Err(error),
-                        (result, _) => result,
-                    };
-                    let _ = reply.send(result);
-                })
+                Some(answer_when_synced(reply, result))
             })))
             .map_err(|_| StoreError::WriterGone);
         async move {
@@ -585,22 +614,23 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// connection runs take room (a few kilobytes each).
 const STATEMENT_CACHE: usize = 256;
 
-/// Runs `f` with `synchronous = NORMAL`: its commit reaches the WAL and
-/// survives the process crashing, but not a power cut (the next `FULL`
-/// commit makes it durable too). For outbox bookkeeping only, where a lost
-/// state means a resend, never a lost message; it saves an fsync on the
-/// relay's hot path. Everything else commits with `FULL`.
-fn relaxed<R>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
-) -> Result<R, StoreError> {
-    // Prepared once: two statements parsed for every job of a burst.
-    conn.prepare_cached("PRAGMA synchronous = NORMAL")?
-        .execute([])?;
-    let result = f(conn);
-    conn.prepare_cached("PRAGMA synchronous = FULL")?
-        .execute([])?;
-    result
+/// The answer of a job that wrote: sent by the sync thread once the log
+/// holding its commit is on disk, or the sync's error if that failed.
+fn answer_when_synced<R: Send + 'static>(
+    reply: oneshot::Sender<Result<R, StoreError>>,
+    result: Result<R, StoreError>,
+) -> Answer {
+    Box::new(move |unsynced: Option<StoreError>| {
+        // Committed but not made durable: the caller must not act as if it
+        // were (a message stays on its SIM, to be read again and
+        // recognised).
+        let result = match (result, unsynced) {
+            (Ok(_), Some(error)) => Err(error),
+            (result, _) => result,
+        };
+        // The caller may have gone away (cancelled); nothing to do then.
+        let _ = reply.send(result);
+    })
 }
 
 /// Milliseconds since the Unix epoch, the store's time unit.

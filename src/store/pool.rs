@@ -6,7 +6,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::sessions::LiveSim;
-use super::{Store, StoreError, from_ms, relaxed, to_ms};
+use super::{Store, StoreError, from_ms, to_ms};
 
 /// One SIM's last known state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -57,11 +57,9 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.save_sim_statuses(vec![status]).await;
         }
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                upsert_status(conn, &status)?;
-                Ok(())
-            })
+        self.call_relaxed(move |conn| {
+            upsert_status(conn, &status)?;
+            Ok(())
         })
         .await
     }
@@ -80,19 +78,17 @@ impl Store {
             drop(storages);
             return pg.save_sim_statuses(statuses).await;
         }
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                for status in &statuses {
-                    // A SIM not yet in the pool has no row to refer to.
-                    let _ = upsert_status(&tx, status);
-                }
-                for (iccid, storage) in &storages {
-                    let _ = upsert_storage(&tx, iccid, storage);
-                }
-                tx.commit()?;
-                Ok(())
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            for status in &statuses {
+                // A SIM not yet in the pool has no row to refer to.
+                let _ = upsert_status(&tx, status);
+            }
+            for (iccid, storage) in &storages {
+                let _ = upsert_storage(&tx, iccid, storage);
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

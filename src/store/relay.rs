@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use time::OffsetDateTime;
 
 use super::allocate::month_of;
-use super::{Store, StoreError, from_ms, relaxed, to_ms};
+use super::{Store, StoreError, from_ms, to_ms};
 use crate::number::PhoneNumber;
 
 /// An SMS to send through a proxy, recorded as an interaction.
@@ -116,13 +116,11 @@ impl Store {
             return pg.claim_next_due(proxy_iccid, now).await;
         }
         let now = to_ms(now);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                let row = claim_next(&tx, &proxy_iccid, now)?;
-                tx.commit()?;
-                Ok(row)
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            let row = claim_next(&tx, &proxy_iccid, now)?;
+            tx.commit()?;
+            Ok(row)
         })
         .await
     }
@@ -137,13 +135,11 @@ impl Store {
             return pg.claim_next(proxy_iccid, now).await;
         }
         let now = to_ms(now);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
-                tx.commit()?;
-                Ok(next)
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
+            tx.commit()?;
+            Ok(next)
         })
         .await
     }
@@ -164,14 +160,12 @@ impl Store {
                 .await;
         }
         let now = to_ms(now);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                sent(&tx, outbox_id, &message_refs, now)?;
-                let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
-                tx.commit()?;
-                Ok(next)
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            sent(&tx, outbox_id, &message_refs, now)?;
+            let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
+            tx.commit()?;
+            Ok(next)
         })
         .await
     }
@@ -182,21 +176,19 @@ impl Store {
         if let Some(pg) = &self.pg {
             return pg.unclaim(outbox_ids).await;
         }
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                {
-                    let mut unclaim = tx.prepare_cached(
-                        "UPDATE outbox SET state = 'queued', attempts = MAX(attempts - 1, 0)
-                         WHERE id = ?1 AND state = 'sending'",
-                    )?;
-                    for id in outbox_ids {
-                        unclaim.execute(params![id])?;
-                    }
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut unclaim = tx.prepare_cached(
+                    "UPDATE outbox SET state = 'queued', attempts = MAX(attempts - 1, 0)
+                     WHERE id = ?1 AND state = 'sending'",
+                )?;
+                for id in outbox_ids {
+                    unclaim.execute(params![id])?;
                 }
-                tx.commit()?;
-                Ok(())
-            })
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -212,13 +204,11 @@ impl Store {
             return pg.mark_sent(outbox_id, message_refs, now).await;
         }
         let now = to_ms(now);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                sent(&tx, outbox_id, &message_refs, now)?;
-                tx.commit()?;
-                Ok(())
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            sent(&tx, outbox_id, &message_refs, now)?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
@@ -234,15 +224,13 @@ impl Store {
             return pg.mark_retry(outbox_id, error, next_attempt).await;
         }
         let next = to_ms(next_attempt);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                conn.execute(
-                    "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_ms = ?3
-                 WHERE id = ?1",
-                    params![outbox_id, error, next],
-                )?;
-                Ok(())
-            })
+        self.call_relaxed(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET state = 'queued', last_error = ?2, next_attempt_ms = ?3
+             WHERE id = ?1",
+                params![outbox_id, error, next],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -313,22 +301,20 @@ impl Store {
             return pg.record_delivery_reports(reports, now).await;
         }
         let now = to_ms(now);
-        self.call(move |conn| {
-            relaxed(conn, |conn| {
-                let tx = conn.transaction()?;
-                let mut found = Vec::with_capacity(reports.len());
-                for report in &reports {
-                    found.push(delivery_report(
-                        &tx,
-                        &report.proxy_iccid,
-                        report.message_reference,
-                        report.status,
-                        now,
-                    )?);
-                }
-                tx.commit()?;
-                Ok(found)
-            })
+        self.call_relaxed(move |conn| {
+            let tx = conn.transaction()?;
+            let mut found = Vec::with_capacity(reports.len());
+            for report in &reports {
+                found.push(delivery_report(
+                    &tx,
+                    &report.proxy_iccid,
+                    report.message_reference,
+                    report.status,
+                    now,
+                )?);
+            }
+            tx.commit()?;
+            Ok(found)
         })
         .await
     }

@@ -435,3 +435,65 @@ async fn durable_commits_are_answered_and_a_long_log_is_checkpointed_off_the_wri
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The writer never waits for the disk, and no one hears of a write the
+/// disk has not taken: a job that wrote is answered by the sync thread
+/// (here with the sync's failure, the log's path pointing at a file that
+/// cannot be synced), one that wrote nothing at once, and the outbox's
+/// bookkeeping as soon as it has committed.
+#[tokio::test]
+async fn a_write_is_answered_after_the_sync_and_the_writer_never_syncs_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = Store::open(&path).unwrap();
+    store
+        .call(|conn| {
+            conn.execute_batch("CREATE TABLE scratch (x INTEGER)")?;
+            conn.execute("INSERT INTO scratch (x) VALUES (1)", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // SQLite keeps its log open; the sync thread finds it by its path,
+    // which now names /dev/null (fdatasync: EINVAL).
+    let log = dir.path().join("s.db-wal");
+    let moved = dir.path().join("moved-wal");
+    std::fs::rename(&log, &moved).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &log).unwrap();
+
+    let wrote = store
+        .call(|conn| Ok(conn.execute("INSERT INTO scratch (x) VALUES (2)", [])?))
+        .await;
+    assert!(
+        matches!(wrote, Err(StoreError::NotDurable { .. })),
+        "{wrote:?}"
+    );
+    let read = store
+        .call(
+            |conn| Ok(conn.query_row("SELECT COUNT(*) FROM scratch", [], |r| r.get::<_, i64>(0))?),
+        )
+        .await;
+    assert_eq!(
+        read.unwrap(),
+        2,
+        "a job that wrote nothing waits for no sync"
+    );
+    let relaxed = store
+        .call_relaxed(|conn| Ok(conn.execute("INSERT INTO scratch (x) VALUES (3)", [])?))
+        .await;
+    assert_eq!(relaxed.unwrap(), 1, "bookkeeping waits for no sync");
+    // And the writer's own commits do not sync: SQLite would have synced
+    // the log at each of them under `synchronous = FULL` (2).
+    let level = store
+        .call(|conn| Ok(conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(level, 1, "NORMAL");
+
+    std::fs::remove_file(&log).unwrap();
+    std::fs::rename(&moved, &log).unwrap();
+    store
+        .call(|conn| Ok(conn.execute("INSERT INTO scratch (x) VALUES (4)", [])?))
+        .await
+        .unwrap();
+}

@@ -1,9 +1,9 @@
 //! The store's threads: the writer, which runs every job on the one
-//! read-write connection in order; the sync thread, which makes each group
-//! of the relay's commits durable with one `fdatasync` of the write-ahead
-//! log and only then answers them; and the checkpoint thread, which copies
-//! a long log into the database. Neither of the last two holds up the
-//! writer.
+//! read-write connection in order and never waits for the disk; the sync
+//! thread, which makes each group of commits durable with one `fdatasync`
+//! of the write-ahead log and only then answers them; and the checkpoint
+//! thread, which copies a long log into the database. Neither of the last
+//! two holds up the writer.
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -15,13 +15,18 @@ use rusqlite::hooks::Wal;
 
 use super::{StoreError, integrity};
 
-/// A job on the writer thread. A durable job commits without its own
-/// fsync and hands back the reply to send once the group it ran in has been
-/// made durable by one fsync (group commit).
+/// A job on the writer thread. Every job commits without an fsync of its
+/// own; a durable job hands back the reply to send once the group it ran in
+/// has been made durable by one fsync (group commit), or `None` when it
+/// wrote nothing and has answered already.
 pub(super) enum Job {
     Plain(Box<dyn FnOnce(&mut Connection) + Send>),
-    Durable(Box<dyn FnOnce(&mut Connection) -> Answer + Send>),
+    Durable(DurableJob),
 }
+
+/// A durable job: runs on the writer, returns its answer for the sync
+/// thread (`None`: answered already).
+pub(super) type DurableJob = Box<dyn FnOnce(&mut Connection) -> Option<Answer> + Send>;
 
 /// Sends a durable job's result to its caller; given the error when the
 /// fsync that was to make it durable failed.
@@ -37,6 +42,11 @@ pub(super) fn start(
 ) -> Result<mpsc::Sender<Job>, StoreError> {
     // Replaces SQLite's auto-checkpoint, which is itself a WAL hook.
     conn.wal_hook(Some(count_log_frames));
+    // The writer's commits reach the log without an fsync; the sync thread
+    // makes them durable (`synchronous = FULL` would fsync on the writer,
+    // at every commit). Set once: the pragma acts when it is compiled, so
+    // switching it around each job cost two statements compiled per job.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     let (jobs, inbox) = mpsc::channel::<Job>();
     let (to_sync, synced) = mpsc::channel::<Vec<Answer>>();
     let (to_checkpoint, checkpoints) = mpsc::sync_channel::<()>(1);
@@ -76,7 +86,7 @@ fn writer(
         while let Some(job) = next.take() {
             match job {
                 Job::Plain(f) => f(&mut conn),
-                Job::Durable(f) => waiting.push(f(&mut conn)),
+                Job::Durable(f) => waiting.extend(f(&mut conn)),
             }
             // Take what queued meanwhile into the same group, within reason.
             if waiting.len() < 64 {
