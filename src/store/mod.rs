@@ -360,26 +360,7 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
-        if self.pg.is_some() {
-            return Err(self.unsupported::<F>());
-        }
-        let (reply, answer) = oneshot::channel();
-        let health = self.write_health.clone();
-        self.jobs
-            .send(Job::Durable(Box::new(move |conn| {
-                let before = conn.total_changes();
-                let result = f(conn);
-                let wrote = conn.total_changes() != before;
-                health.observe(&result, wrote);
-                if !wrote {
-                    // The caller may have gone away (cancelled); nothing to do then.
-                    let _ = reply.send(result);
-                    return None;
-                }
-                Some(answer_when_synced(reply, result))
-            })))
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+        self.on_writer(f, true).await
     }
 
     /// Like [`Store::call`], answered as soon as `f` has committed, without
@@ -392,18 +373,34 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
     {
+        self.on_writer(f, false).await
+    }
+
+    /// Runs `f` on the writer; answers once its writes are on disk when
+    /// `wait_for_the_disk`, else as soon as it has run.
+    async fn on_writer<R, F>(&self, f: F, wait_for_the_disk: bool) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
         if self.pg.is_some() {
             return Err(self.unsupported::<F>());
         }
         let (reply, answer) = oneshot::channel();
         let health = self.write_health.clone();
         self.jobs
-            .send(Job::Plain(Box::new(move |conn| {
+            .send(Box::new(move |conn| {
                 let before = conn.total_changes();
                 let result = f(conn);
-                health.observe(&result, conn.total_changes() != before);
+                let wrote = conn.total_changes() != before;
+                health.observe(&result, wrote);
+                if wrote && wait_for_the_disk {
+                    return Some(answer_when_synced(reply, result));
+                }
+                // The caller may have gone away (cancelled); nothing to do then.
                 let _ = reply.send(result);
-            })))
+                None
+            }))
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -448,13 +445,13 @@ impl Store {
         let unsupported = self.pg.is_some().then(|| self.unsupported::<F>());
         let queued = self
             .jobs
-            .send(Job::Durable(Box::new(move |conn| {
+            .send(Box::new(move |conn| {
                 let before = conn.total_changes();
                 let mut result = f(conn);
                 health.observe(&result, conn.total_changes() != before);
                 on_commit(&mut result);
                 Some(answer_when_synced(reply, result))
-            })))
+            }))
             .map_err(|_| StoreError::WriterGone);
         async move {
             if let Some(unsupported) = unsupported {

@@ -16,17 +16,10 @@ use rusqlite::hooks::Wal;
 use super::{StoreError, integrity};
 
 /// A job on the writer thread. Every job commits without an fsync of its
-/// own; a durable job hands back the reply to send once the group it ran in
-/// has been made durable by one fsync (group commit), or `None` when it
-/// wrote nothing and has answered already.
-pub(super) enum Job {
-    Plain(Box<dyn FnOnce(&mut Connection) + Send>),
-    Durable(DurableJob),
-}
-
-/// A durable job: runs on the writer, returns its answer for the sync
-/// thread (`None`: answered already).
-pub(super) type DurableJob = Box<dyn FnOnce(&mut Connection) -> Option<Answer> + Send>;
+/// own, and hands back the reply to send once the group it ran in has been
+/// made durable by one fsync (group commit), or `None` when it has answered
+/// already (it wrote nothing, or its caller does not wait for the disk).
+pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> Option<Answer> + Send>;
 
 /// Sends a durable job's result to its caller; given the error when the
 /// fsync that was to make it durable failed.
@@ -71,8 +64,8 @@ pub(super) fn start(
     Ok(jobs)
 }
 
-/// The writer thread: runs jobs in order, and hands each group of durable
-/// jobs' answers to the sync thread without waiting for the disk.
+/// The writer thread: runs jobs in order, and hands each group's answers
+/// that wait for the disk to the sync thread without waiting for it.
 fn writer(
     mut conn: Connection,
     inbox: mpsc::Receiver<Job>,
@@ -84,10 +77,7 @@ fn writer(
         let mut waiting: Vec<Answer> = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            match job {
-                Job::Plain(f) => f(&mut conn),
-                Job::Durable(f) => waiting.extend(f(&mut conn)),
-            }
+            waiting.extend(job(&mut conn));
             // Take what queued meanwhile into the same group, within reason.
             if waiting.len() < 64 {
                 next = inbox.try_recv().ok();
