@@ -131,7 +131,7 @@ pub(super) fn allocate_and_insert(
     live: Vec<LiveSim>,
     now: OffsetDateTime,
 ) -> Result<SessionRecord, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let record = allocate_in(&tx, new, live, now)?;
     tx.commit()?;
     Ok(record)

@@ -232,11 +232,7 @@ impl Store {
 /// are forgotten by [`Store::forget_old_sends`], not here: once a day of
 /// sends is logged, deleting the oldest at each send wrote two more pages
 /// on the relay's path.
-pub(super) fn log_send(
-    tx: &rusqlite::Transaction<'_>,
-    iccid: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+pub(super) fn log_send(tx: &rusqlite::Connection, iccid: &str, now: i64) -> Result<(), StoreError> {
     tx.prepare_cached("INSERT INTO outbox_sends (proxy_iccid, at_ms) VALUES (?1, ?2)")?
         .execute(params![iccid, now])?;
     Ok(())

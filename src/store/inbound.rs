@@ -6,7 +6,7 @@
 //! calls without knowing the rules.
 
 use futures::future::Either;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Savepoint, params};
 use time::OffsetDateTime;
 
 use super::pg::PgInbound;
@@ -61,7 +61,7 @@ pub struct InboundTx<'c> {
 
 /// The backend an [`InboundTx`] writes to.
 pub(super) enum Side<'c> {
-    Sqlite(Transaction<'c>),
+    Sqlite(Savepoint<'c>),
     Pg(PgInbound<'c>),
 }
 
@@ -78,7 +78,7 @@ macro_rules! sqlite_or {
 pub(super) use sqlite_or;
 
 impl<'c> InboundTx<'c> {
-    fn on_sqlite(tx: Transaction<'c>) -> Self {
+    fn on_sqlite(tx: Savepoint<'c>) -> Self {
         InboundTx {
             side: Side::Sqlite(tx),
             last_queued: None,
@@ -102,7 +102,7 @@ impl<'c> InboundTx<'c> {
     }
 
     /// The SQLite transaction, to commit.
-    fn into_sqlite(self) -> Option<Transaction<'c>> {
+    fn into_sqlite(self) -> Option<Savepoint<'c>> {
         match self.side {
             Side::Sqlite(tx) => Some(tx),
             Side::Pg(_) => None,
@@ -148,7 +148,7 @@ impl Store {
         }
         Either::Right(self.call_durable(
             move |conn| {
-                let mut inbound = InboundTx::on_sqlite(conn.transaction()?);
+                let mut inbound = InboundTx::on_sqlite(conn.savepoint()?);
                 let result = f(&mut inbound)?;
                 if let Some(tx) = inbound.into_sqlite() {
                     tx.commit()?;
@@ -171,7 +171,7 @@ impl Store {
             return pg.inbound(f, |_| {}).await;
         }
         self.call(move |conn| {
-            let mut inbound = InboundTx::on_sqlite(conn.transaction()?);
+            let mut inbound = InboundTx::on_sqlite(conn.savepoint()?);
             let result = f(&mut inbound)?;
             if let Some(tx) = inbound.into_sqlite() {
                 tx.commit()?;

@@ -3,11 +3,12 @@
 //! One SQLite file in WAL mode (a row whose commit was answered survives a
 //! power cut), versioned migrations, and one writer connection on its own
 //! thread. [`Store`] is the typed async handle to it: callers never see SQL,
-//! and every state change is one transaction on that thread. Transactions
-//! commit to the log without waiting for the disk; a sync thread makes each
-//! group of them durable with one `fdatasync` before their callers hear of
-//! them (the outbox's bookkeeping excepted, see [`Store::call_relaxed`]), and
-//! a checkpoint thread copies the log into the database, so neither holds up
+//! and every state change is one transaction (or one savepoint of a
+//! transaction several share) on that thread. Transactions commit to the
+//! log without waiting for the disk; a sync thread makes each group of them
+//! durable with one `fdatasync` before their callers hear of them (the
+//! outbox's bookkeeping excepted, see [`Store::call_relaxed`]), and a
+//! checkpoint thread copies the log into the database, so neither holds up
 //! the writer.
 //!
 //! The narrow interface is deliberate (README, "A fleet: several appliances
@@ -367,7 +368,8 @@ impl Store {
     /// waiting for the disk: for outbox bookkeeping only, where a state a
     /// power cut loses means a resend, never a lost message (and the next
     /// synced commit makes it durable too). It keeps an fsync off the
-    /// relay's hot path.
+    /// relay's hot path. Like [`Store::call_durable`]'s, `f` writes in a
+    /// savepoint of its own, never a transaction: it may share one.
     async fn call_relaxed<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -388,20 +390,29 @@ impl Store {
         }
         let (reply, answer) = oneshot::channel();
         let health = self.write_health.clone();
-        self.jobs
-            .send(Box::new(move |conn| {
+        let job = if wait_for_the_disk {
+            Job::Alone(Box::new(move |conn| {
                 let before = conn.total_changes();
                 let result = f(conn);
                 let wrote = conn.total_changes() != before;
                 health.observe(&result, wrote);
-                if wrote && wait_for_the_disk {
+                if wrote {
                     return Some(answer_when_synced(reply, result));
                 }
                 // The caller may have gone away (cancelled); nothing to do then.
                 let _ = reply.send(result);
                 None
             }))
-            .map_err(|_| StoreError::WriterGone)?;
+        } else {
+            Job::Shared(Box::new(move |conn| {
+                let result = run_shared(conn, f, &health);
+                Box::new(move |ended| {
+                    let _ = reply.send(committed(result, ended, &health));
+                    None
+                })
+            }))
+        };
+        self.jobs.send(job).map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -420,7 +431,9 @@ impl Store {
     /// Like [`Store::call`] for a transaction that must be on disk before
     /// the caller acts on it (an inbound SMS before its delete from the
     /// SIM): the answer comes only after an fsync. Jobs queued together
-    /// share that fsync, so a burst on 16 modems costs one, not 16.
+    /// share that fsync, so a burst on 16 modems costs one, not 16, and
+    /// up to eight share one transaction (`f` writes in a savepoint of its
+    /// own; see [`threads::Job::Shared`]).
     /// `on_commit` runs on the writer thread as soon as the job has
     /// committed, before the group's fsync: for a hand-over that may be
     /// repeated after a power cut (a relayed send) but must wait neither
@@ -445,13 +458,14 @@ impl Store {
         let unsupported = self.pg.is_some().then(|| self.unsupported::<F>());
         let queued = self
             .jobs
-            .send(Box::new(move |conn| {
-                let before = conn.total_changes();
-                let mut result = f(conn);
-                health.observe(&result, conn.total_changes() != before);
-                on_commit(&mut result);
-                Some(answer_when_synced(reply, result))
-            }))
+            .send(Job::Shared(Box::new(move |conn| {
+                let result = run_shared(conn, f, &health);
+                Box::new(move |ended| {
+                    let mut result = committed(result, ended, &health);
+                    on_commit(&mut result);
+                    Some(answer_when_synced(reply, result))
+                })
+            })))
             .map_err(|_| StoreError::WriterGone);
         async move {
             if let Some(unsupported) = unsupported {
@@ -613,6 +627,52 @@ const STATEMENT_CACHE: usize = 256;
 
 /// The answer of a job that wrote: sent by the sync thread once the log
 /// holding its commit is on disk, or the sync's error if that failed.
+/// Runs a shared job's `f` (see [`threads::Job::Shared`]): its writes
+/// belong to its own savepoint, or to none when `f` wrote nothing.
+fn run_shared<R, F>(
+    conn: &mut Connection,
+    f: F,
+    health: &integrity::WriteHealth,
+) -> Result<R, StoreError>
+where
+    F: FnOnce(&mut Connection) -> Result<R, StoreError>,
+{
+    let before = conn.total_changes();
+    let result = f(conn);
+    health.observe(&result, conn.total_changes() != before);
+    result
+}
+
+/// A shared job's result once its transaction has ended: its own error,
+/// or the transaction's when that failed to commit (its writes are gone).
+fn committed<R>(
+    result: Result<R, StoreError>,
+    ended: Result<(), &rusqlite::Error>,
+    health: &integrity::WriteHealth,
+) -> Result<R, StoreError> {
+    match (result, ended) {
+        (Ok(_), Err(error)) => {
+            let failed: Result<R, StoreError> = Err(StoreError::Sqlite(copy_error(error)));
+            health.observe(&failed, true);
+            failed
+        }
+        (result, _) => result,
+    }
+}
+
+/// The same error again, for each job of a transaction that failed.
+fn copy_error(error: &rusqlite::Error) -> rusqlite::Error {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            rusqlite::Error::SqliteFailure(*code, message.clone())
+        }
+        other => rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(other.to_string()),
+        ),
+    }
+}
+
 fn answer_when_synced<R: Send + 'static>(
     reply: oneshot::Sender<Result<R, StoreError>>,
     result: Result<R, StoreError>,

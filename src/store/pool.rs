@@ -79,7 +79,7 @@ impl Store {
             return pg.save_sim_statuses(statuses).await;
         }
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             for status in &statuses {
                 // A SIM not yet in the pool has no row to refer to.
                 let _ = upsert_status(&tx, status);

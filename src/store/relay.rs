@@ -2,7 +2,7 @@
 //! outbox. Every call is one transaction on the writer thread; the decisions
 //! (backoff, error classes) are the relay's, made before it calls here.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
 use super::allocate::month_of;
@@ -96,7 +96,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let id = insert_outbound(&tx, &new, now)?;
             tx.commit()?;
             Ok(id)
@@ -117,7 +117,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let row = claim_next(&tx, &proxy_iccid, now)?;
             tx.commit()?;
             Ok(row)
@@ -136,7 +136,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
             tx.commit()?;
             Ok(next)
@@ -161,7 +161,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             sent(&tx, outbox_id, &message_refs, now)?;
             let next = claim_or_next_due(&tx, &proxy_iccid, now)?;
             tx.commit()?;
@@ -177,7 +177,7 @@ impl Store {
             return pg.unclaim(outbox_ids).await;
         }
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             {
                 let mut unclaim = tx.prepare_cached(
                     "UPDATE outbox SET state = 'queued', attempts = MAX(attempts - 1, 0)
@@ -205,7 +205,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             sent(&tx, outbox_id, &message_refs, now)?;
             tx.commit()?;
             Ok(())
@@ -247,7 +247,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             tx.execute(
                 "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
                 params![outbox_id, reason],
@@ -281,7 +281,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let found = delivery_report(&tx, &proxy_iccid, message_reference, status, now)?;
             tx.commit()?;
             Ok(found.map(|(interaction, _)| interaction))
@@ -302,7 +302,7 @@ impl Store {
         }
         let now = to_ms(now);
         self.call_relaxed(move |conn| {
-            let tx = conn.transaction()?;
+            let tx = conn.savepoint()?;
             let mut found = Vec::with_capacity(reports.len());
             for report in &reports {
                 found.push(delivery_report(
@@ -388,7 +388,7 @@ impl Store {
 
 /// Claims the oldest due `queued` row of `proxy_iccid`.
 fn claim_next(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     proxy_iccid: &str,
     now: i64,
 ) -> Result<Option<OutboxItem>, StoreError> {
@@ -409,7 +409,7 @@ fn claim_next(
 /// Claims the oldest due row of `proxy_iccid`, or says when the next
 /// queued one falls due.
 fn claim_or_next_due(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     proxy_iccid: &str,
     now: i64,
 ) -> Result<NextClaim, StoreError> {
@@ -428,7 +428,7 @@ fn claim_or_next_due(
 
 /// Claims the `queued` row `outbox_id`: state `sending`, attempts + 1.
 pub(super) fn claim(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     outbox_id: i64,
     now: i64,
 ) -> Result<Option<OutboxItem>, StoreError> {
@@ -464,7 +464,7 @@ pub(super) fn claim(
 }
 
 /// Marks a row sent with its message references.
-fn sent(tx: &Transaction<'_>, outbox_id: i64, refs: &[u8], now: i64) -> Result<(), StoreError> {
+fn sent(tx: &Connection, outbox_id: i64, refs: &[u8], now: i64) -> Result<(), StoreError> {
     let refs = refs.iter().map(u8::to_string).collect::<Vec<_>>().join(",");
     tx.prepare_cached(
         "UPDATE outbox SET state = 'sent', message_refs = ?2, sent_ms = ?3 WHERE id = ?1",
@@ -476,7 +476,7 @@ fn sent(tx: &Transaction<'_>, outbox_id: i64, refs: &[u8], now: i64) -> Result<(
 
 /// Applies one status report; the interaction and its session, if found.
 fn delivery_report(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     proxy_iccid: &str,
     message_reference: u8,
     status: DeliveryStatus,
@@ -507,7 +507,7 @@ fn delivery_report(
 }
 
 pub(super) fn insert_outbound(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     new: &NewOutbound,
     now: i64,
 ) -> Result<i64, StoreError> {
@@ -554,7 +554,7 @@ pub(super) fn insert_outbound(
 /// Sets the status of the interaction behind an outbox row and records the
 /// event; returns the interaction's id.
 fn set_interaction_status(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     outbox_id: i64,
     status: &str,
     detail: &str,
@@ -574,7 +574,7 @@ fn set_interaction_status(
 }
 
 pub(super) fn add_event(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     interaction: i64,
     status: &str,
     detail: &str,

@@ -497,3 +497,119 @@ async fn a_write_is_answered_after_the_sync_and_the_writer_never_syncs_itself() 
         .await
         .unwrap();
 }
+
+/// Shared jobs queued together run in one transaction, committed once; a
+/// job that fails loses only its own writes; a job that ends the
+/// transaction (as SQLite does by itself on a full disk or an I/O error)
+/// fails the jobs before it in the group, whose writes went with it, and
+/// those after it commit on their own. A lone shared job waits for no one.
+// Multi-threaded: the test's thread blocks until the writer holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_jobs_queued_together_commit_once_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db")).unwrap();
+    store
+        .call(|conn| Ok(conn.execute_batch("CREATE TABLE scratch (x INTEGER)")?))
+        .await
+        .unwrap();
+    // Holds the writer until the jobs below are queued behind it.
+    let hold_writer = |store: &Store| {
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let store = store.clone();
+        let held = tokio::spawn(async move {
+            store
+                .call(move |_| {
+                    started.send(()).unwrap();
+                    released.recv().unwrap();
+                    Ok(())
+                })
+                .await
+        });
+        running.recv().unwrap();
+        (release, held)
+    };
+    // Each job says whether a transaction was open before its own savepoint.
+    let insert = |store: &Store, x: i64, outcome: &'static str| {
+        store.call_durable(
+            move |conn| {
+                let shared = !conn.is_autocommit();
+                let savepoint = conn.savepoint()?;
+                savepoint.execute("INSERT INTO scratch (x) VALUES (?1)", [x])?;
+                match outcome {
+                    "fails" => {
+                        return Err(StoreError::Corrupt("this job fails".into()));
+                    }
+                    // What SQLite does by itself after SQLITE_FULL.
+                    "ends the transaction" => {
+                        drop(savepoint);
+                        end_the_transaction(conn);
+                        return Err(StoreError::Corrupt("the disk is full".into()));
+                    }
+                    _ => savepoint.commit()?,
+                }
+                Ok(shared)
+            },
+            |_| {},
+        )
+    };
+    let rows = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .call(|conn| {
+                    let mut statement = conn.prepare("SELECT x FROM scratch ORDER BY x")?;
+                    let rows = statement.query_map([], |row| row.get::<_, i64>(0))?;
+                    Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+                })
+                .await
+                .unwrap()
+        }
+    };
+
+    let lone = insert(&store, 1, "commits").await;
+    assert!(!lone.unwrap(), "a lone shared job is its own transaction");
+
+    let (release, held) = hold_writer(&store);
+    let queued = [
+        insert(&store, 2, "commits"),
+        insert(&store, 3, "fails"),
+        insert(&store, 4, "commits"),
+    ];
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    let [two, three, four] = queued;
+    assert!(two.await.unwrap(), "ran in the group's transaction");
+    assert!(matches!(three.await, Err(StoreError::Corrupt(_))));
+    assert!(four.await.unwrap(), "ran in the group's transaction");
+    assert_eq!(
+        rows(&store).await,
+        [1, 2, 4],
+        "only the failed job's row is gone"
+    );
+
+    let (release, held) = hold_writer(&store);
+    let queued = [
+        insert(&store, 5, "commits"),
+        insert(&store, 6, "ends the transaction"),
+        insert(&store, 7, "commits"),
+    ];
+    release.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    let [five, six, seven] = queued;
+    assert!(
+        matches!(five.await, Err(StoreError::Sqlite(_))),
+        "its row went with the transaction: it must not be answered as stored"
+    );
+    assert!(six.await.is_err());
+    assert!(
+        !seven.await.unwrap(),
+        "after the group ended, it committed alone"
+    );
+    assert_eq!(rows(&store).await, [1, 2, 4, 7]);
+}
+
+/// Ends the open transaction, as SQLite does on its own after some errors.
+fn end_the_transaction(conn: &Connection) {
+    conn.execute_batch("ROLLBACK").unwrap();
+}

@@ -1,5 +1,6 @@
 //! The store's threads: the writer, which runs every job on the one
-//! read-write connection in order and never waits for the disk; the sync
+//! read-write connection in order (the relay's and the outbox's jobs
+//! queued together in one transaction) and never waits for the disk; the sync
 //! thread, which makes each group of commits durable with one `fdatasync`
 //! of the write-ahead log and only then answers them; and the checkpoint
 //! thread, which copies a long log into the database. Neither of the last
@@ -15,11 +16,34 @@ use rusqlite::hooks::Wal;
 
 use super::{StoreError, integrity};
 
-/// A job on the writer thread. Every job commits without an fsync of its
-/// own, and hands back the reply to send once the group it ran in has been
-/// made durable by one fsync (group commit), or `None` when it has answered
-/// already (it wrote nothing, or its caller does not wait for the disk).
-pub(super) type Job = Box<dyn FnOnce(&mut Connection) -> Option<Answer> + Send>;
+/// A job on the writer thread. No job fsyncs: each hands back the reply
+/// to send once the group it ran in has been made durable by one fsync
+/// (group commit), or `None` when it has answered already (it wrote
+/// nothing, or its caller does not wait for the disk).
+pub(super) enum Job {
+    /// Opens and commits its own transactions.
+    Alone(AloneJob),
+    /// Writes inside a savepoint of its own, which is its transaction when
+    /// it runs alone; shared jobs queued together run in one transaction,
+    /// committed once, so the log pages they all touch (the tables' and
+    /// indexes' newest pages, the SIM's counters) are written once, not
+    /// once each. Told how that transaction ended.
+    Shared(SharedJob),
+}
+
+pub(super) type AloneJob = Box<dyn FnOnce(&mut Connection) -> Option<Answer> + Send>;
+pub(super) type SharedJob = Box<dyn FnOnce(&mut Connection) -> Ended + Send>;
+
+/// Answers a shared job once the transaction it ran in has committed (or
+/// failed to, with that error), or hands back its answer for after the
+/// fsync.
+pub(super) type Ended = Box<dyn FnOnce(Result<(), &rusqlite::Error>) -> Option<Answer> + Send>;
+
+/// At most this many shared jobs run in one transaction: each waits for
+/// the last of its group before it is answered.
+const MOST_SHARING: usize = 8;
+// The first two jobs taken are run before the limit is looked at.
+const _: () = assert!(MOST_SHARING >= 2);
 
 /// Sends a durable job's result to its caller; given the error when the
 /// fsync that was to make it durable failed.
@@ -77,9 +101,15 @@ fn writer(
         let mut waiting: Vec<Answer> = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            waiting.extend(job(&mut conn));
+            next = match job {
+                Job::Alone(run) => {
+                    waiting.extend(run(&mut conn));
+                    None
+                }
+                Job::Shared(run) => run_shared(&mut conn, run, &inbox, &mut waiting),
+            };
             // Take what queued meanwhile into the same group, within reason.
-            if waiting.len() < 64 {
+            if next.is_none() && waiting.len() < 64 {
                 next = inbox.try_recv().ok();
             }
         }
@@ -94,6 +124,72 @@ fn writer(
             let _ = checkpoint.try_send(());
         }
     }
+}
+
+/// Runs the shared job `first` and the shared jobs queued right behind it
+/// in one transaction, then tells each how it ended; returns the job of
+/// the other kind it took off the queue, if any, to run next.
+fn run_shared(
+    conn: &mut Connection,
+    first: SharedJob,
+    inbox: &mpsc::Receiver<Job>,
+    waiting: &mut Vec<Answer>,
+) -> Option<Job> {
+    let second = match inbox.try_recv() {
+        Ok(Job::Shared(second)) => second,
+        // Alone in the queue: its savepoint is its transaction, and it
+        // waits for no other job.
+        other => {
+            waiting.extend(first(conn)(Ok(())));
+            return other.ok();
+        }
+    };
+    if let Err(error) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Each commits on its own then.
+        tracing::warn!(%error, "store: cannot open a shared transaction");
+        waiting.extend(first(conn)(Ok(())));
+        waiting.extend(second(conn)(Ok(())));
+        return None;
+    }
+    let mut ran = Vec::with_capacity(MOST_SHARING);
+    let mut queued = vec![first, second].into_iter();
+    let mut left = None;
+    // A job whose statement failed badly (a full disk, an I/O error) may
+    // have ended the whole transaction: SQLite rolls it back by itself.
+    let mut rolled_back = false;
+    while ran.len() < MOST_SHARING && !rolled_back {
+        let job = match queued.next() {
+            Some(job) => job,
+            None => match inbox.try_recv() {
+                Ok(Job::Shared(job)) => job,
+                other => {
+                    left = other.ok();
+                    break;
+                }
+            },
+        };
+        ran.push(job(conn));
+        rolled_back = conn.is_autocommit();
+    }
+    // Whatever was taken and not run (the group ended at its first job):
+    // each commits on its own.
+    for job in queued {
+        waiting.extend(job(conn)(Ok(())));
+    }
+    let ended = if rolled_back {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+            Some("rolled back with a shared transaction whose other job failed".into()),
+        ))
+    } else {
+        conn.execute_batch("COMMIT").inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })
+    };
+    for told in ran {
+        waiting.extend(told(ended.as_ref().map(|_| ())));
+    }
+    left
 }
 
 thread_local! {
