@@ -625,8 +625,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// connection runs take room (a few kilobytes each).
 const STATEMENT_CACHE: usize = 256;
 
-/// The answer of a job that wrote: sent by the sync thread once the log
-/// holding its commit is on disk, or the sync's error if that failed.
 /// Runs a shared job's `f` (see [`threads::Job::Shared`]): its writes
 /// belong to its own savepoint, or to none when `f` wrote nothing.
 fn run_shared<R, F>(
@@ -673,6 +671,8 @@ fn copy_error(error: &rusqlite::Error) -> rusqlite::Error {
     }
 }
 
+/// The answer of a job that wrote: sent by the sync thread once the log
+/// holding its commit is on disk, or the sync's error if that failed.
 fn answer_when_synced<R: Send + 'static>(
     reply: oneshot::Sender<Result<R, StoreError>>,
     result: Result<R, StoreError>,
