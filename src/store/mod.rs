@@ -405,7 +405,7 @@ impl Store {
             }))
         } else {
             Job::Shared(Box::new(move |conn| {
-                let result = run_shared(conn, f, &health);
+                let result = run_observed(conn, f, &health);
                 Box::new(move |ended| {
                     let _ = reply.send(committed(result, ended, &health));
                     None
@@ -459,7 +459,7 @@ impl Store {
         let queued = self
             .jobs
             .send(Job::Shared(Box::new(move |conn| {
-                let result = run_shared(conn, f, &health);
+                let result = run_observed(conn, f, &health);
                 Box::new(move |ended| {
                     let mut result = committed(result, ended, &health);
                     on_commit(&mut result);
@@ -625,9 +625,11 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// connection runs take room (a few kilobytes each).
 const STATEMENT_CACHE: usize = 256;
 
-/// Runs a shared job's `f` (see [`threads::Job::Shared`]): its writes
-/// belong to its own savepoint, or to none when `f` wrote nothing.
-fn run_shared<R, F>(
+/// Runs a shared job's `f` (see [`threads::Job::Shared`]) and records the
+/// outcome in the store's write health; its writes belong to its own
+/// savepoint, or to none when `f` wrote nothing. (The writer's
+/// `threads::run_shared` runs such jobs together.)
+fn run_observed<R, F>(
     conn: &mut Connection,
     f: F,
     health: &integrity::WriteHealth,
